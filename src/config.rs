@@ -1,0 +1,213 @@
+//! Command line and environment configuration.
+//!
+//! Every setting is a flag with an environment fallback (clap's `env`), so the same binary is
+//! configured by flags in development and by environment in deployment. `--help` documents
+//! them all. Secrets (the database password, the page-token key) are never printed: `Debug`
+//! output of [`DatabaseSettings`] and [`ServeSettings`] redacts them.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// `customer-api`: the customer-data service.
+#[derive(Debug, Parser)]
+#[command(name = "customer-api", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format: `text` for humans, `json` for log shippers.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve gRPC, gRPC-web and HTTP on one listener.
+    Serve(ServeSettings),
+    /// Create the database if it does not exist and apply pending migrations, then exit.
+    Migrate(DatabaseSettings),
+}
+
+/// How to reach PostgreSQL and how to pool connections.
+#[derive(Clone, Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL connection URL, e.g. `postgres://user:pass@host:5432/customer_api`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Maximum number of pooled connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+
+    /// How long a request waits for a pooled connection before answering UNAVAILABLE.
+    #[arg(long, env = "DB_CHECKOUT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub checkout_timeout: Duration,
+
+    /// Server-side limit on a single SQL statement (`statement_timeout`).
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("pool_size", &self.pool_size)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// Settings of `customer-api serve`.
+#[derive(Clone, Args)]
+pub struct ServeSettings {
+    /// Database and pool.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    /// Address of the one listener serving gRPC (h2c), gRPC-web and HTTP.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Origins allowed to call from browsers (CORS), comma separated; `*` allows any.
+    /// Empty (the default) allows none: browsers may then only call from the same origin.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// On SIGTERM/SIGINT, how long in-flight calls may take to finish before the process exits.
+    #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Key that signs page tokens (any string, at least 16 bytes). Instances behind one load
+    /// balancer must share it. Unset: a random key per process (tokens die with the process).
+    #[arg(long, env = "PAGE_TOKEN_KEY")]
+    pub page_token_key: Option<String>,
+
+    /// How long request ids are remembered for safe retries (AIP-155).
+    #[arg(long, env = "REQUEST_ID_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub request_id_ttl: Duration,
+
+    /// Largest accepted request message, in bytes (gRPC and gRPC-web).
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// How often the database is probed for health reporting.
+    #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub health_probe_interval: Duration,
+}
+
+impl fmt::Debug for ServeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeSettings")
+            .field("database", &self.database)
+            .field("listen_addr", &self.listen_addr)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("page_token_key", &self.page_token_key.as_ref().map(|_| "<redacted>"))
+            .field("request_id_ttl", &self.request_id_ttl)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("health_probe_interval", &self.health_probe_interval)
+            .finish()
+    }
+}
+
+impl ServeSettings {
+    /// Settings for an embedded server (tests, tools): defaults everywhere but the database.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let cli = Cli::parse_from(["customer-api", "serve", "--database-url", "unset"]);
+        let Command::Serve(mut settings) = cli.command else {
+            unreachable!("parsed a serve command line")
+        };
+        settings.database.database_url = database_url.into();
+        settings
+    }
+}
+
+/// Parses durations such as `250ms`, `2s`, `5m`, `24h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 5m or 24h"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(format!("`{text}`: unknown unit, use ms, s, m or h")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// Hides the password of a connection URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:<redacted>{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/customers"),
+            "postgres://app:<redacted>@db:5432/customers"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

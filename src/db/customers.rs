@@ -1,0 +1,482 @@
+//! Queries on `customers`: one function per statement.
+//!
+//! Listing is keyset-paginated: a page starts strictly after the last row of the previous
+//! page in the requested order (with the id as tie-breaker), written as a row-value
+//! comparison `(family_name, id) > ($1, $2)` that PostgreSQL answers with an index range
+//! scan. Page 10,000 therefore costs what page 1 costs, and rows inserted during a walk
+//! can never make a row appear twice. Filters arrive as a typed AST and become a boxed
+//! diesel expression: every value is a bind parameter, never SQL text.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    dsl::{not, sql},
+    expression::{
+        AppearsOnTable, BoxableExpression, Expression, SelectableExpression, ValidGrouping,
+        is_aggregate,
+    },
+    pg::Pg,
+    prelude::*,
+    query_builder::{AstPass, QueryFragment, QueryId},
+    sql_types::{Bool, Nullable, Text, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{
+    models::{CustomerChanges, CustomerRow, NewCustomerRow},
+    schema::customers,
+};
+use crate::domain::{
+    filter::{CmpOp, Expr, Field, Status as FilterStatus, Value},
+    order_by::{OrderField, OrderKey},
+};
+
+type BoxedCondition = Box<dyn BoxableExpression<customers::table, Pg, SqlType = Bool>>;
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: Text) -> Text;
+}
+
+/// Inserts a new customer and returns the stored row.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    row: &NewCustomerRow,
+) -> QueryResult<CustomerRow> {
+    diesel::insert_into(customers::table)
+        .values(row)
+        .returning(CustomerRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The customer with this id, deleted or not.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .find(id)
+        .select(CustomerRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The customer with this id, locked until the end of the transaction, so concurrent
+/// writers of one customer take turns and each sees the other's result.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .find(id)
+        .select(CustomerRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The customers with these ids, in no particular order.
+pub async fn find_many(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<CustomerRow>> {
+    customers::table
+        .filter(customers::id.eq_any(ids))
+        .select(CustomerRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Writes new field values, bumping the version and update time.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &CustomerChanges,
+) -> QueryResult<CustomerRow> {
+    diesel::update(customers::table.find(id))
+        .set((
+            changes,
+            customers::version.eq(customers::version + 1),
+            customers::update_time.eq(diesel::dsl::now),
+        ))
+        .returning(CustomerRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Soft-deletes (`Some(now)`) or restores (`None`) a customer, bumping its version.
+pub async fn set_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    deleted: bool,
+) -> QueryResult<CustomerRow> {
+    let query = diesel::update(customers::table.find(id));
+    let bump = (
+        customers::version.eq(customers::version + 1),
+        customers::update_time.eq(diesel::dsl::now),
+    );
+    if deleted {
+        query
+            .set((
+                bump,
+                customers::delete_time.eq(sql::<Nullable<Timestamptz>>("now()")),
+            ))
+            .returning(CustomerRow::as_returning())
+            .get_result(conn)
+            .await
+    } else {
+        query
+            .set((bump, customers::delete_time.eq(None::<DateTime<Utc>>)))
+            .returning(CustomerRow::as_returning())
+            .get_result(conn)
+            .await
+    }
+}
+
+/// A value of an ordering key, as found in the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A timestamp key (`create_time`, `update_time`).
+    Time(DateTime<Utc>),
+    /// A text key (names, email).
+    Text(String),
+}
+
+/// Where a page ends: the ordering key values and id of its last row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// One value per ordering key.
+    pub values: Vec<KeyValue>,
+    /// The last row's id (the final tie-breaker).
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor just after `row` in `order`.
+    pub fn after(row: &CustomerRow, order: &[OrderKey]) -> Self {
+        let values = order
+            .iter()
+            .map(|key| match key.field {
+                OrderField::CreateTime => KeyValue::Time(row.create_time),
+                OrderField::UpdateTime => KeyValue::Time(row.update_time),
+                OrderField::FamilyName => KeyValue::Text(row.family_name.clone()),
+                OrderField::GivenName => KeyValue::Text(row.given_name.clone()),
+                OrderField::Email => KeyValue::Text(row.email.clone()),
+            })
+            .collect();
+        Self { values, id: row.id }
+    }
+}
+
+/// One page request of [`list`].
+#[derive(Debug)]
+pub struct ListQuery<'a> {
+    /// Parsed filter, if any.
+    pub filter: Option<&'a Expr>,
+    /// Ordering keys (non-empty; the id is appended as tie-breaker).
+    pub order: &'a [OrderKey],
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Start strictly after this position.
+    pub after: Option<&'a Cursor>,
+    /// Maximum rows to return.
+    pub limit: i64,
+}
+
+/// One page of customers.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    query: &ListQuery<'_>,
+) -> QueryResult<Vec<CustomerRow>> {
+    let mut statement = customers::table
+        .select(CustomerRow::as_select())
+        .into_boxed::<Pg>();
+    if !query.show_deleted {
+        statement = statement.filter(customers::delete_time.is_null());
+    }
+    if let Some(filter) = query.filter {
+        statement = statement.filter(condition(filter));
+    }
+    if let Some(cursor) = query.after {
+        statement = statement.filter(keyset_after(query.order, cursor));
+    }
+    for key in query.order {
+        statement = match (key.field, key.descending) {
+            (OrderField::CreateTime, false) => statement.then_order_by(customers::create_time.asc()),
+            (OrderField::CreateTime, true) => statement.then_order_by(customers::create_time.desc()),
+            (OrderField::UpdateTime, false) => statement.then_order_by(customers::update_time.asc()),
+            (OrderField::UpdateTime, true) => statement.then_order_by(customers::update_time.desc()),
+            (OrderField::FamilyName, false) => statement.then_order_by(customers::family_name.asc()),
+            (OrderField::FamilyName, true) => statement.then_order_by(customers::family_name.desc()),
+            (OrderField::GivenName, false) => statement.then_order_by(customers::given_name.asc()),
+            (OrderField::GivenName, true) => statement.then_order_by(customers::given_name.desc()),
+            (OrderField::Email, false) => statement.then_order_by(customers::email.asc()),
+            (OrderField::Email, true) => statement.then_order_by(customers::email.desc()),
+        };
+    }
+    statement = if id_descending(query.order) {
+        statement.then_order_by(customers::id.desc())
+    } else {
+        statement.then_order_by(customers::id.asc())
+    };
+    statement.limit(query.limit).load(conn).await
+}
+
+/// The id tie-breaker runs in the direction of the last key, so that with a single key the
+/// whole ordering is one direction and matches a `(key, id)` index scanned either way.
+fn id_descending(order: &[OrderKey]) -> bool {
+    order.last().is_some_and(|key| key.descending)
+}
+
+fn column_name(field: OrderField) -> &'static str {
+    match field {
+        OrderField::CreateTime => "create_time",
+        OrderField::UpdateTime => "update_time",
+        OrderField::FamilyName => "family_name",
+        OrderField::GivenName => "given_name",
+        OrderField::Email => "email",
+    }
+}
+
+/// Rows strictly after `cursor` in `order`.
+fn keyset_after(order: &[OrderKey], cursor: &Cursor) -> BoxedCondition {
+    let keys = order
+        .iter()
+        .map(|key| (column_name(key.field), key.descending))
+        .chain(std::iter::once(("id", id_descending(order))))
+        .collect();
+    Box::new(KeysetAfter {
+        keys,
+        values: cursor.values.clone(),
+        id: cursor.id,
+    })
+}
+
+/// SQL for "strictly after this position", as a diesel expression node.
+///
+/// When every key runs in one direction this is a single row-value comparison,
+/// `(family_name, id) > ($1, $2)`, which PostgreSQL turns into an index range condition.
+/// Mixed directions cannot be one row comparison; they get the equivalent OR-expansion,
+/// plus a redundant bound on the first key so the index scan still starts at the cursor.
+#[derive(Debug, Clone)]
+struct KeysetAfter {
+    /// (column, descending) for every key, the id last.
+    keys: Vec<(&'static str, bool)>,
+    /// One value per key but the id.
+    values: Vec<KeyValue>,
+    id: Uuid,
+}
+
+impl KeysetAfter {
+    fn push_value<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, position: usize) -> QueryResult<()> {
+        match self.values.get(position) {
+            Some(KeyValue::Time(time)) => out.push_bind_param::<Timestamptz, _>(time),
+            Some(KeyValue::Text(text)) => out.push_bind_param::<Text, _>(text),
+            None => out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id),
+        }
+    }
+}
+
+impl Expression for KeysetAfter {
+    type SqlType = Bool;
+}
+
+impl<QS> AppearsOnTable<QS> for KeysetAfter {}
+
+impl<QS> SelectableExpression<QS> for KeysetAfter {}
+
+impl<GB> ValidGrouping<GB> for KeysetAfter {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryId for KeysetAfter {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Pg> for KeysetAfter {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let operator = |descending: bool| if descending { " < " } else { " > " };
+        let first_descending = <[_]>::first(&self.keys).is_some_and(|(_, d)| *d);
+        if self.keys.iter().all(|(_, d)| *d == first_descending) {
+            out.push_sql("(");
+            for (i, (column, _)) in self.keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_identifier(column)?;
+            }
+            out.push_sql(")");
+            out.push_sql(operator(first_descending));
+            out.push_sql("(");
+            for i in 0..self.keys.len() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                self.push_value(&mut out, i)?;
+            }
+            out.push_sql(")");
+            return Ok(());
+        }
+        // first >= v1 AND ((k1 op v1) OR (k1 = v1 AND k2 op v2) OR …)
+        if let Some((column, descending)) = <[_]>::first(&self.keys) {
+            out.push_identifier(column)?;
+            out.push_sql(if *descending { " <= " } else { " >= " });
+            self.push_value(&mut out, 0)?;
+            out.push_sql(" AND (");
+        }
+        for (position, (column, descending)) in self.keys.iter().enumerate() {
+            if position > 0 {
+                out.push_sql(" OR ");
+            }
+            out.push_sql("(");
+            for (earlier, (earlier_column, _)) in self.keys[..position].iter().enumerate() {
+                out.push_identifier(earlier_column)?;
+                out.push_sql(" = ");
+                self.push_value(&mut out, earlier)?;
+                out.push_sql(" AND ");
+            }
+            out.push_identifier(column)?;
+            out.push_sql(operator(*descending));
+            self.push_value(&mut out, position)?;
+            out.push_sql(")");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// The filter AST as a SQL condition.
+fn condition(expr: &Expr) -> BoxedCondition {
+    match expr {
+        Expr::And(left, right) => Box::new(condition(left).and(condition(right))),
+        Expr::Or(left, right) => Box::new(condition(left).or(condition(right))),
+        Expr::Not(inner) => Box::new(not(condition(inner))),
+        Expr::Compare { field, op, value } => compare(field, *op, value),
+        Expr::Contains { field, text } => contains(field, text),
+        Expr::Present { field } => match field {
+            Field::Label(key) => Box::new(customers::labels.has_key(key.clone())),
+            // The parser only produces presence tests on labels.
+            _ => Box::new(sql::<Bool>("FALSE")),
+        },
+    }
+}
+
+/// `column op value` for each operator, over any column type.
+macro_rules! compare_with {
+    ($column:expr, $op:expr, $value:expr) => {{
+        let column = $column;
+        let value = $value;
+        let condition: BoxedCondition = match $op {
+            CmpOp::Eq => Box::new(column.eq(value)),
+            CmpOp::Ne => Box::new(column.ne(value)),
+            CmpOp::Lt => Box::new(column.lt(value)),
+            CmpOp::Le => Box::new(column.le(value)),
+            CmpOp::Gt => Box::new(column.gt(value)),
+            CmpOp::Ge => Box::new(column.ge(value)),
+        };
+        condition
+    }};
+}
+
+/// `nullable_column op value`: equality treats NULL as a value (a customer without a phone
+/// satisfies `phone != "+1…"`); ordering comparisons never match NULL.
+macro_rules! compare_nullable {
+    ($column:expr, $op:expr, $value:expr) => {{
+        let column = $column;
+        let value: String = $value;
+        let condition: BoxedCondition = match $op {
+            CmpOp::Eq => Box::new(column.is_not_distinct_from(value)),
+            CmpOp::Ne => Box::new(column.is_distinct_from(value)),
+            op => compare_with!(column.assume_not_null(), op, value),
+        };
+        condition
+    }};
+}
+
+fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
+    match (field, value) {
+        (Field::Status, Value::Status(status)) => {
+            let number = match status {
+                FilterStatus::Active => 1_i16,
+                FilterStatus::Prospective => 2,
+                FilterStatus::Inactive => 3,
+            };
+            compare_with!(customers::status, op, number)
+        }
+        (Field::CreateTime, Value::Time(time)) => compare_with!(customers::create_time, op, *time),
+        (Field::UpdateTime, Value::Time(time)) => compare_with!(customers::update_time, op, *time),
+        (Field::GivenName, Value::Text(text)) => compare_with!(customers::given_name, op, text.clone()),
+        (Field::FamilyName, Value::Text(text)) => {
+            compare_with!(customers::family_name, op, text.clone())
+        }
+        // Emails are unique case-insensitively, so they also match case-insensitively.
+        (Field::Email, Value::Text(text)) => {
+            compare_with!(lower(customers::email), op, lower(text.clone()))
+        }
+        (Field::Phone, Value::Text(text)) => compare_nullable!(customers::phone, op, text.clone()),
+        (Field::Company, Value::Text(text)) => compare_nullable!(customers::company, op, text.clone()),
+        (Field::BusinessId, Value::Text(text)) => {
+            compare_nullable!(customers::business_id, op, text.clone())
+        }
+        (Field::Label(key), Value::Text(text)) => match op {
+            // Containment is what the labels GIN index answers.
+            CmpOp::Eq => Box::new(customers::labels.contains(label_object(key, text))),
+            CmpOp::Ne => Box::new(not(customers::labels.contains(label_object(key, text)))),
+            op => compare_with!(
+                customers::labels.retrieve_as_text(key.clone()).assume_not_null(),
+                op,
+                text.clone()
+            ),
+        },
+        // The parser types every value by its field; other pairs cannot occur.
+        _ => Box::new(sql::<Bool>("FALSE")),
+    }
+}
+
+fn label_object(key: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({ key: value })
+}
+
+/// Case-insensitive substring match, answered by the trigram indexes.
+fn contains(field: &Field, text: &str) -> BoxedCondition {
+    let pattern = format!("%{}%", escape_like(text));
+    match field {
+        Field::GivenName => Box::new(customers::given_name.ilike(pattern)),
+        Field::FamilyName => Box::new(customers::family_name.ilike(pattern)),
+        Field::Email => Box::new(customers::email.ilike(pattern)),
+        Field::Phone => Box::new(customers::phone.assume_not_null().ilike(pattern)),
+        Field::Company => Box::new(customers::company.assume_not_null().ilike(pattern)),
+        Field::BusinessId => Box::new(customers::business_id.assume_not_null().ilike(pattern)),
+        Field::Label(key) => Box::new(
+            customers::labels
+                .retrieve_as_text(key.clone())
+                .assume_not_null()
+                .ilike(pattern),
+        ),
+        // The parser rejects `:` on status and timestamps.
+        Field::Status | Field::CreateTime | Field::UpdateTime => Box::new(sql::<Bool>("FALSE")),
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    }
+}

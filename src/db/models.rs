@@ -1,0 +1,166 @@
+//! Row types and their conversion to and from the domain model.
+//!
+//! JSON columns (`address`, `labels`) are encoded with serde; everything else maps
+//! column-for-field. A row that violates the domain's invariants (an unknown status number,
+//! malformed JSON) can only come from outside this service, so it surfaces as an internal
+//! error rather than a panic.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::schema::customers;
+use crate::domain::customer::{Customer, CustomerData, PostalAddress, Status};
+
+/// A `customers` row.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
+pub struct CustomerRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Email.
+    pub email: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Address as JSON.
+    pub address: Option<serde_json::Value>,
+    /// Status number.
+    pub status: i16,
+    /// Company reference.
+    pub company: Option<String>,
+    /// Business id.
+    pub business_id: Option<String>,
+    /// Labels as a JSON object.
+    pub labels: serde_json::Value,
+    /// Row version.
+    pub version: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last write time.
+    pub update_time: DateTime<Utc>,
+    /// Soft-deletion time.
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+/// A new row: the id and the mutable columns; version and timestamps take their defaults
+/// (the database clock, so every instance agrees on time).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = customers)]
+pub struct NewCustomerRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// Everything else the client chose.
+    #[diesel(embed)]
+    pub fields: CustomerChanges,
+}
+
+/// The mutable columns, for `UPDATE ... SET` and inserts.
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = customers, treat_none_as_null = true)]
+pub struct CustomerChanges {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Email.
+    pub email: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Address as JSON.
+    pub address: Option<serde_json::Value>,
+    /// Status number.
+    pub status: i16,
+    /// Company reference.
+    pub company: Option<String>,
+    /// Business id.
+    pub business_id: Option<String>,
+    /// Labels as a JSON object.
+    pub labels: serde_json::Value,
+}
+
+impl From<&CustomerData> for CustomerChanges {
+    fn from(data: &CustomerData) -> Self {
+        Self {
+            given_name: data.given_name.clone(),
+            family_name: data.family_name.clone(),
+            email: data.email.clone(),
+            phone: data.phone.clone(),
+            address: data.address.as_ref().map(address_json),
+            status: data.status.number(),
+            company: data.company.clone(),
+            business_id: data.business_id.clone(),
+            labels: labels_json(&data.labels),
+        }
+    }
+}
+
+fn address_json(address: &PostalAddress) -> serde_json::Value {
+    serde_json::json!({
+        "lines": address.lines,
+        "locality": address.locality,
+        "region": address.region,
+        "postal_code": address.postal_code,
+        "country_code": address.country_code,
+    })
+}
+
+fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// A stored row that does not satisfy the domain's invariants.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt customers row {id}: {problem}")]
+pub struct CorruptRow {
+    /// The row.
+    pub id: Uuid,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl TryFrom<CustomerRow> for Customer {
+    type Error = CorruptRow;
+
+    fn try_from(row: CustomerRow) -> Result<Self, CorruptRow> {
+        let corrupt = |problem: String| CorruptRow { id: row.id, problem };
+        let status = Status::from_number(i32::from(row.status))
+            .ok_or_else(|| corrupt(format!("unknown status {}", row.status)))?;
+        let address = row
+            .address
+            .clone()
+            .map(serde_json::from_value::<PostalAddress>)
+            .transpose()
+            .map_err(|e| corrupt(format!("address: {e}")))?;
+        let labels = serde_json::from_value::<BTreeMap<String, String>>(row.labels.clone())
+            .map_err(|e| corrupt(format!("labels: {e}")))?;
+        Ok(Customer {
+            id: row.id,
+            data: CustomerData {
+                given_name: row.given_name,
+                family_name: row.family_name,
+                email: row.email,
+                phone: row.phone,
+                address,
+                status,
+                company: row.company,
+                business_id: row.business_id,
+                labels,
+            },
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            delete_time: row.delete_time,
+        })
+    }
+}

@@ -1,0 +1,81 @@
+//! Request-id records (AIP-155): what makes a retried write safe.
+//!
+//! A write carrying a request id first *claims* the id inside its own transaction with
+//! `INSERT … ON CONFLICT DO NOTHING`. PostgreSQL makes a concurrent claimer of the same id wait
+//! until the first transaction ends: if it committed, the claim conflicts and the stored
+//! response is replayed; if it rolled back, the claim succeeds and the write runs. Either
+//! way exactly one write happens.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::request_ids;
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The id is new: proceed with the write, then [`complete`] it.
+    Fresh,
+    /// The id was used by a committed write with this fingerprint and response.
+    Used {
+        /// Fingerprint of the first request.
+        fingerprint: Vec<u8>,
+        /// The first response.
+        response: Option<serde_json::Value>,
+    },
+}
+
+/// Claims `request_id` for a request with `fingerprint`. Must run inside the write's
+/// transaction so that the claim and the write commit or roll back together.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    request_id: Uuid,
+    fingerprint: &[u8],
+) -> QueryResult<Claim> {
+    let inserted = diesel::insert_into(request_ids::table)
+        .values((
+            request_ids::request_id.eq(request_id),
+            request_ids::fingerprint.eq(fingerprint),
+        ))
+        .on_conflict(request_ids::request_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let (fingerprint, response) = request_ids::table
+        .find(request_id)
+        .select((request_ids::fingerprint, request_ids::response))
+        .first::<(Vec<u8>, Option<serde_json::Value>)>(conn)
+        .await?;
+    Ok(Claim::Used {
+        fingerprint,
+        response,
+    })
+}
+
+/// Stores the response of the write that claimed `request_id`.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    request_id: Uuid,
+    response: &serde_json::Value,
+) -> QueryResult<()> {
+    diesel::update(request_ids::table.find(request_id))
+        .set(request_ids::response.eq(response))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Forgets request ids older than `ttl`; returns how many.
+pub async fn purge(conn: &mut AsyncPgConnection, ttl: Duration) -> QueryResult<usize> {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+    diesel::delete(request_ids::table.filter(request_ids::create_time.lt(cutoff)))
+        .execute(conn)
+        .await
+}

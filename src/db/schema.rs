@@ -1,0 +1,31 @@
+//! Diesel table definitions, mirroring `migrations/` (kept in sync by hand and checked by the
+//! integration tests, which run every query against the migrated schema).
+#![allow(missing_docs)]
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        given_name -> Text,
+        family_name -> Text,
+        email -> Text,
+        phone -> Nullable<Text>,
+        address -> Nullable<Jsonb>,
+        status -> SmallInt,
+        company -> Nullable<Text>,
+        business_id -> Nullable<Text>,
+        labels -> Jsonb,
+        version -> BigInt,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+        delete_time -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    request_ids (request_id) {
+        request_id -> Uuid,
+        fingerprint -> Bytea,
+        response -> Nullable<Jsonb>,
+        create_time -> Timestamptz,
+    }
+}

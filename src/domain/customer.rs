@@ -1,0 +1,803 @@
+//! The customer model and its rules.
+//!
+//! Data arrives as a [`CustomerInput`] (raw strings, exactly what the client sent, from any
+//! transport) and leaves validation as [`CustomerData`] (trimmed, normalised, within limits),
+//! or as the complete list of what is wrong. Updates merge the client's input into the
+//! stored customer under an [`UpdateMask`] (AIP-134) and validate the merged result, so the
+//! same rules hold for create, patch and replace.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Violations, country, names};
+
+/// Longest given or family name, in characters (after trimming).
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest email address, in characters (RFC 5321 path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Most labels on one customer.
+pub const MAX_LABELS: usize = 64;
+/// Longest label value, in characters.
+pub const MAX_LABEL_VALUE_CHARS: usize = 255;
+/// Most address lines.
+pub const MAX_ADDRESS_LINES: usize = 5;
+/// Longest address line, in characters.
+pub const MAX_ADDRESS_LINE_CHARS: usize = 200;
+/// Longest locality, region or postal code, in characters.
+pub const MAX_ADDRESS_PART_CHARS: usize = 100;
+/// Longest business id, in characters.
+pub const MAX_BUSINESS_ID_CHARS: usize = 64;
+
+/// Lifecycle state of a customer. The discriminants are the proto enum numbers and the
+/// values stored in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// A current customer (the default).
+    Active = 1,
+    /// A potential customer.
+    Prospective = 2,
+    /// A former customer.
+    Inactive = 3,
+}
+
+impl Status {
+    /// The status for a stored or wire number; `None` for unknown numbers.
+    pub fn from_number(number: i32) -> Option<Self> {
+        match number {
+            1 => Some(Self::Active),
+            2 => Some(Self::Prospective),
+            3 => Some(Self::Inactive),
+            _ => None,
+        }
+    }
+
+    /// The proto enum number / stored value.
+    pub fn number(self) -> i16 {
+        self as i16
+    }
+}
+
+/// A postal address. As input its strings are raw; inside [`CustomerData`] they are validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostalAddress {
+    /// Street lines.
+    pub lines: Vec<String>,
+    /// City or town.
+    pub locality: String,
+    /// State or province.
+    pub region: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 code, uppercase once validated.
+    pub country_code: String,
+}
+
+/// The mutable fields of a customer, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerData {
+    /// Given name, trimmed, 1-200 characters.
+    pub given_name: String,
+    /// Family name, trimmed, 1-200 characters.
+    pub family_name: String,
+    /// Email address as entered (trimmed); unique case-insensitively among live customers.
+    pub email: String,
+    /// E.164 phone number.
+    pub phone: Option<String>,
+    /// Postal address.
+    pub address: Option<PostalAddress>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// `companies/{company}` reference.
+    pub company: Option<String>,
+    /// External business registry id.
+    pub business_id: Option<String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A stored customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Primary key; the `{customer}` of `customers/{customer}`.
+    pub id: Uuid,
+    /// The mutable fields.
+    pub data: CustomerData,
+    /// Incremented by every write; the etag is derived from it.
+    pub version: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Time of the last write.
+    pub update_time: DateTime<Utc>,
+    /// Soft-deletion time; `None` while live.
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+impl Customer {
+    /// The resource name.
+    pub fn name(&self) -> names::CustomerName {
+        names::CustomerName(self.id)
+    }
+
+    /// The etag (AIP-154): opaque to clients, changes with every write.
+    pub fn etag(&self) -> String {
+        etag_of(self.version)
+    }
+
+    /// Whether the customer is soft-deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.delete_time.is_some()
+    }
+}
+
+/// The etag for a row version. Weak per RFC 9110: it identifies a state, not a byte encoding.
+pub fn etag_of(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// Customer fields exactly as a client sent them, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CustomerInput {
+    /// Raw given name.
+    pub given_name: String,
+    /// Raw family name.
+    pub family_name: String,
+    /// Raw email.
+    pub email: String,
+    /// Raw phone; empty means none.
+    pub phone: String,
+    /// Raw address; `None` means none.
+    pub address: Option<PostalAddress>,
+    /// Raw status number; 0 means the default (ACTIVE).
+    pub status: i32,
+    /// Raw company reference; empty means none.
+    pub company: String,
+    /// Raw business id; empty means none.
+    pub business_id: String,
+    /// Raw labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&CustomerData> for CustomerInput {
+    fn from(data: &CustomerData) -> Self {
+        Self {
+            given_name: data.given_name.clone(),
+            family_name: data.family_name.clone(),
+            email: data.email.clone(),
+            phone: data.phone.clone().unwrap_or_default(),
+            address: data.address.clone(),
+            status: i32::from(data.status.number()),
+            company: data.company.clone().unwrap_or_default(),
+            business_id: data.business_id.clone().unwrap_or_default(),
+            labels: data.labels.clone(),
+        }
+    }
+}
+
+impl CustomerInput {
+    /// Validates and normalises every field. `prefix` is the path of the customer message in
+    /// the request (`customer`), so violations name proto field paths like
+    /// `customer.address.country_code`.
+    pub fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
+        let mut v = Violations::new();
+        let path = |field: &str| format!("{prefix}.{field}");
+
+        let given_name = person_name(&mut v, path("given_name"), &self.given_name);
+        let family_name = person_name(&mut v, path("family_name"), &self.family_name);
+        let email = email(&mut v, path("email"), &self.email);
+        let phone = optional(&self.phone).and_then(|phone| {
+            check(&mut v, path("phone"), is_e164(phone), || {
+                "must be an E.164 phone number: `+`, country code and subscriber number, \
+                 at most 15 digits, e.g. +14155550123"
+                    .into()
+            })
+            .then(|| phone.to_owned())
+        });
+        let address = self
+            .address
+            .as_ref()
+            .map(|address| postal_address(&mut v, &path("address"), address));
+        let status = match self.status {
+            0 => Status::Active,
+            number => Status::from_number(number).unwrap_or_else(|| {
+                v.add(path("status"), format!("unknown status value {number}"));
+                Status::Active
+            }),
+        };
+        let company = optional(&self.company).and_then(|company| {
+            match names::check_company_name(company) {
+                Ok(()) => Some(company.to_owned()),
+                Err(description) => {
+                    v.add(path("company"), description);
+                    None
+                }
+            }
+        });
+        let business_id = optional(&self.business_id).and_then(|id| {
+            let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            check(&mut v, path("business_id"), ok, || {
+                format!(
+                    "must be at most {MAX_BUSINESS_ID_CHARS} letters, digits, `-`, `_`, `.` or `/`"
+                )
+            })
+            .then(|| id.to_owned())
+        });
+        labels(&mut v, &path("labels"), &self.labels);
+
+        v.into_result(CustomerData {
+            given_name,
+            family_name,
+            email,
+            phone,
+            address,
+            status,
+            company,
+            business_id,
+            labels: self.labels.clone(),
+        })
+    }
+
+    /// The fields a client set (non-default values): the implied update mask when a request
+    /// carries none (AIP-134).
+    pub fn present_fields(&self) -> Vec<CustomerField> {
+        let mut fields = Vec::new();
+        let mut push = |present: bool, field: CustomerField| {
+            if present {
+                fields.push(field);
+            }
+        };
+        push(!self.given_name.is_empty(), CustomerField::GivenName);
+        push(!self.family_name.is_empty(), CustomerField::FamilyName);
+        push(!self.email.is_empty(), CustomerField::Email);
+        push(!self.phone.is_empty(), CustomerField::Phone);
+        push(self.address.is_some(), CustomerField::Address);
+        push(self.status != 0, CustomerField::Status);
+        push(!self.company.is_empty(), CustomerField::Company);
+        push(!self.business_id.is_empty(), CustomerField::BusinessId);
+        push(!self.labels.is_empty(), CustomerField::Labels);
+        fields
+    }
+}
+
+/// A field an update mask may name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CustomerField {
+    /// `given_name`
+    GivenName,
+    /// `family_name`
+    FamilyName,
+    /// `email`
+    Email,
+    /// `phone`
+    Phone,
+    /// `address` (the whole address)
+    Address,
+    /// `address.lines`
+    AddressLines,
+    /// `address.locality`
+    AddressLocality,
+    /// `address.region`
+    AddressRegion,
+    /// `address.postal_code`
+    AddressPostalCode,
+    /// `address.country_code`
+    AddressCountryCode,
+    /// `status`
+    Status,
+    /// `company`
+    Company,
+    /// `business_id`
+    BusinessId,
+    /// `labels` (all labels)
+    Labels,
+    /// `labels.<key>` (one label: set it, or remove it when absent from the input)
+    Label(String),
+}
+
+/// Which fields an update changes (AIP-134).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateMask {
+    /// `*`: replace every mutable field; fields absent from the input are cleared.
+    All,
+    /// Exactly these fields.
+    Fields(Vec<CustomerField>),
+}
+
+const OUTPUT_ONLY: [&str; 6] = [
+    "name",
+    "uid",
+    "etag",
+    "create_time",
+    "update_time",
+    "delete_time",
+];
+
+impl UpdateMask {
+    /// Parses the paths of a `google.protobuf.FieldMask`. `field` is the mask's request path
+    /// (`update_mask`). Unknown and output-only paths are violations.
+    pub fn parse(field: &str, paths: &[String]) -> Result<Self, Violations> {
+        let mut v = Violations::new();
+        if paths.iter().any(|p| p == "*") {
+            if paths.len() > 1 {
+                v.add(
+                    format!("{field}.paths"),
+                    "`*` replaces every field and must be the only path",
+                );
+            }
+            return v.into_result(Self::All);
+        }
+        let mut fields = Vec::with_capacity(paths.len());
+        for (index, path) in paths.iter().enumerate() {
+            let at = format!("{field}.paths[{index}]");
+            let parsed = match path.as_str() {
+                "given_name" => Some(CustomerField::GivenName),
+                "family_name" => Some(CustomerField::FamilyName),
+                "email" => Some(CustomerField::Email),
+                "phone" => Some(CustomerField::Phone),
+                "address" => Some(CustomerField::Address),
+                "address.lines" => Some(CustomerField::AddressLines),
+                "address.locality" => Some(CustomerField::AddressLocality),
+                "address.region" => Some(CustomerField::AddressRegion),
+                "address.postal_code" => Some(CustomerField::AddressPostalCode),
+                "address.country_code" => Some(CustomerField::AddressCountryCode),
+                "status" => Some(CustomerField::Status),
+                "company" => Some(CustomerField::Company),
+                "business_id" => Some(CustomerField::BusinessId),
+                "labels" => Some(CustomerField::Labels),
+                other => match other.strip_prefix("labels.") {
+                    Some(key) if is_label_key(key) => Some(CustomerField::Label(key.to_owned())),
+                    Some(_) => {
+                        v.add(at, format!("`{}`: not a valid label key", clip(path)));
+                        continue;
+                    }
+                    None => None,
+                },
+            };
+            match parsed {
+                Some(parsed) if !fields.contains(&parsed) => fields.push(parsed),
+                Some(_) => v.add(at, format!("`{}` is listed twice", clip(path))),
+                None if OUTPUT_ONLY.contains(&path.as_str()) => {
+                    v.add(at, format!("`{path}` is output only and cannot be updated"));
+                }
+                None => v.add(at, format!("`{}` is not a field of Customer", clip(path))),
+            }
+        }
+        v.into_result(Self::Fields(fields))
+    }
+
+    /// Copies the masked fields of `source` into `target`.
+    pub fn apply(&self, target: &mut CustomerInput, source: &CustomerInput) {
+        let fields = match self {
+            Self::All => {
+                *target = source.clone();
+                return;
+            }
+            Self::Fields(fields) => fields,
+        };
+        for field in fields {
+            let source_address = source.address.as_ref();
+            match field {
+                CustomerField::GivenName => target.given_name.clone_from(&source.given_name),
+                CustomerField::FamilyName => target.family_name.clone_from(&source.family_name),
+                CustomerField::Email => target.email.clone_from(&source.email),
+                CustomerField::Phone => target.phone.clone_from(&source.phone),
+                CustomerField::Address => target.address.clone_from(&source.address),
+                CustomerField::AddressLines => {
+                    target_address(&mut target.address).lines = source_address.map(|a| a.lines.clone()).unwrap_or_default();
+                }
+                CustomerField::AddressLocality => {
+                    target_address(&mut target.address).locality = source_address.map(|a| a.locality.clone()).unwrap_or_default();
+                }
+                CustomerField::AddressRegion => {
+                    target_address(&mut target.address).region = source_address.map(|a| a.region.clone()).unwrap_or_default();
+                }
+                CustomerField::AddressPostalCode => {
+                    target_address(&mut target.address).postal_code =
+                        source_address.map(|a| a.postal_code.clone()).unwrap_or_default();
+                }
+                CustomerField::AddressCountryCode => {
+                    target_address(&mut target.address).country_code =
+                        source_address.map(|a| a.country_code.clone()).unwrap_or_default();
+                }
+                CustomerField::Status => target.status = source.status,
+                CustomerField::Company => target.company.clone_from(&source.company),
+                CustomerField::BusinessId => target.business_id.clone_from(&source.business_id),
+                CustomerField::Labels => target.labels.clone_from(&source.labels),
+                CustomerField::Label(key) => match source.labels.get(key) {
+                    Some(value) => {
+                        target.labels.insert(key.clone(), value.clone());
+                    }
+                    None => {
+                        target.labels.remove(key);
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
+    address.get_or_insert_with(PostalAddress::default)
+}
+
+/// Records a violation unless `ok`; returns `ok`.
+fn check(v: &mut Violations, field: String, ok: bool, description: impl FnOnce() -> String) -> bool {
+    if !ok {
+        v.add(field, description());
+    }
+    ok
+}
+
+/// A trimmed, non-empty value, or `None` for "not set".
+fn optional(text: &str) -> Option<&str> {
+    let text = text.trim();
+    (!text.is_empty()).then_some(text)
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+fn bounded_text(v: &mut Violations, field: String, text: &str, max: usize, required: bool) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        if required {
+            v.add(field, "is required");
+        }
+    } else if text.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    } else if has_control(text) {
+        v.add(field, "must not contain control characters");
+    }
+    text.to_owned()
+}
+
+fn person_name(v: &mut Violations, field: String, text: &str) -> String {
+    bounded_text(v, field, text, MAX_NAME_CHARS, true)
+}
+
+fn email(v: &mut Violations, field: String, text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        v.add(field, "is required");
+    } else if text.chars().count() > MAX_EMAIL_CHARS {
+        v.add(field, format!("must be at most {MAX_EMAIL_CHARS} characters"));
+    } else if !is_email(text) {
+        v.add(field, "is not a valid email address, e.g. jane@example.com");
+    }
+    text.to_owned()
+}
+
+/// RFC 5322 syntax (via `email_address`), restricted to what mail systems deliver to in
+/// practice: no domain literals, no display names, and a dotted domain.
+fn is_email(text: &str) -> bool {
+    let options = email_address::Options::default()
+        .without_domain_literal()
+        .without_display_text();
+    email_address::EmailAddress::parse_with_options(text, options)
+        .map(|address| {
+            let domain = address.domain();
+            domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        .unwrap_or(false)
+}
+
+/// E.164: `+`, a non-zero leading digit, at most 15 digits in total.
+fn is_e164(text: &str) -> bool {
+    let Some(digits) = text.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> PostalAddress {
+    let field = |name: &str| format!("{prefix}.{name}");
+    if address.lines.len() > MAX_ADDRESS_LINES {
+        v.add(field("lines"), format!("at most {MAX_ADDRESS_LINES} lines"));
+    }
+    let lines = address
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            bounded_text(v, format!("{prefix}.lines[{i}]"), line, MAX_ADDRESS_LINE_CHARS, true)
+        })
+        .collect();
+    let part = |v: &mut Violations, name: &str, text: &str| {
+        bounded_text(v, field(name), text, MAX_ADDRESS_PART_CHARS, false)
+    };
+    let locality = part(v, "locality", &address.locality);
+    let region = part(v, "region", &address.region);
+    let postal_code = part(v, "postal_code", &address.postal_code);
+    let country_code = address.country_code.trim().to_ascii_uppercase();
+    if country_code.is_empty() {
+        v.add(field("country_code"), "is required");
+    } else if !country::is_assigned(&country_code) {
+        v.add(
+            field("country_code"),
+            format!(
+                "`{}` is not an ISO 3166-1 alpha-2 country code, e.g. DE or US",
+                clip(&country_code)
+            ),
+        );
+    }
+    PostalAddress {
+        lines,
+        locality,
+        region,
+        postal_code,
+        country_code,
+    }
+}
+
+fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
+    if labels.len() > MAX_LABELS {
+        v.add(prefix, format!("at most {MAX_LABELS} labels, got {}", labels.len()));
+    }
+    for (key, value) in labels {
+        let at = format!("{prefix}[\"{}\"]", clip(key));
+        if !is_label_key(key) {
+            v.add(
+                at.clone(),
+                "label keys must match [a-z][a-z0-9_.-]{0,62}",
+            );
+        }
+        if value.chars().count() > MAX_LABEL_VALUE_CHARS {
+            v.add(at, format!("label values must be at most {MAX_LABEL_VALUE_CHARS} characters"));
+        } else if has_control(value) {
+            v.add(at, "label values must not contain control characters");
+        }
+    }
+}
+
+/// `[a-z][a-z0-9_.-]{0,62}`
+pub fn is_label_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    matches!(bytes.first(), Some(b'a'..=b'z'))
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+}
+
+/// Shortens echoed input in messages.
+fn clip(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn valid() -> CustomerInput {
+        CustomerInput {
+            given_name: "  Ada ".into(),
+            family_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            phone: "+441234567890".into(),
+            address: Some(PostalAddress {
+                lines: vec!["12 St James's Square".into()],
+                locality: "London".into(),
+                region: String::new(),
+                postal_code: "SW1Y 4JH".into(),
+                country_code: "gb".into(),
+            }),
+            status: 2,
+            company: String::new(),
+            business_id: "GB-123".into(),
+            labels: BTreeMap::from([("tier".into(), "gold".into())]),
+        }
+    }
+
+    fn fields(violations: Violations) -> Vec<String> {
+        violations.into_vec().into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn valid_input_is_trimmed_and_normalised() {
+        let data = valid().validate("customer").unwrap();
+        assert_eq!(data.given_name, "Ada");
+        assert_eq!(data.status, Status::Prospective);
+        assert_eq!(data.address.unwrap().country_code, "GB");
+        assert_eq!(data.phone.as_deref(), Some("+441234567890"));
+        assert_eq!(data.company, None);
+    }
+
+    #[test]
+    fn unspecified_status_defaults_to_active() {
+        let input = CustomerInput { status: 0, ..valid() };
+        assert_eq!(input.validate("customer").unwrap().status, Status::Active);
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let mut labels = BTreeMap::from([("Bad Key".to_owned(), "x".to_owned())]);
+        labels.insert("ok".into(), "v".repeat(256));
+        let input = CustomerInput {
+            given_name: "   ".into(),
+            family_name: "x".repeat(201),
+            email: "not-an-email".into(),
+            phone: "0049 30 123".into(),
+            address: Some(PostalAddress {
+                country_code: "XX".into(),
+                ..PostalAddress::default()
+            }),
+            status: 9,
+            company: "acme".into(),
+            business_id: "has space".into(),
+            labels,
+        };
+        assert_eq!(
+            fields(input.validate("customer").unwrap_err()),
+            [
+                "customer.given_name",
+                "customer.family_name",
+                "customer.email",
+                "customer.phone",
+                "customer.address.country_code",
+                "customer.status",
+                "customer.company",
+                "customer.business_id",
+                "customer.labels[\"Bad Key\"]",
+                "customer.labels[\"ok\"]",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_limited_in_characters_not_bytes() {
+        let input = CustomerInput {
+            given_name: "é".repeat(200),
+            ..valid()
+        };
+        assert!(input.validate("customer").is_ok());
+        let input = CustomerInput {
+            given_name: "é".repeat(201),
+            ..valid()
+        };
+        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.given_name"]);
+    }
+
+    #[test]
+    fn emails_follow_rfc_5322_with_a_dotted_domain() {
+        for good in ["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in ["plain", "@example.com", "a@", "a@localhost", "a@[127.0.0.1]", "a b@c.de", "Jo <jo@x.de>"] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        let input = CustomerInput { email: long, ..valid() };
+        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.email"]);
+    }
+
+    #[test]
+    fn phones_must_be_e164() {
+        for good in ["+14155550123", "+49301234567", "+12"] {
+            assert!(is_e164(good), "{good}");
+        }
+        for bad in ["14155550123", "+0123", "+1 415 555", "+1234567890123456", "+", "+1"] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn too_many_labels_is_one_violation() {
+        let labels = (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let input = CustomerInput { labels, ..valid() };
+        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.labels"]);
+    }
+
+    #[test]
+    fn label_keys_follow_the_pattern() {
+        assert!(is_label_key("a"));
+        assert!(is_label_key("team.owner-1_x"));
+        assert!(is_label_key(&format!("a{}", "b".repeat(62))));
+        assert!(!is_label_key(&format!("a{}", "b".repeat(63))));
+        for bad in ["", "1a", "A", "a b", "é", "-a"] {
+            assert!(!is_label_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn update_mask_rejects_unknown_and_output_only_paths() {
+        let paths: Vec<String> = ["given_name", "uid", "nickname", "labels.Bad", "given_name"]
+            .map(String::from)
+            .to_vec();
+        let violations = UpdateMask::parse("update_mask", &paths).unwrap_err().into_vec();
+        let got: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "update_mask.paths[1]",
+                "update_mask.paths[2]",
+                "update_mask.paths[3]",
+                "update_mask.paths[4]"
+            ]
+        );
+        assert!(violations[0].description.contains("output only"));
+    }
+
+    #[test]
+    fn star_mask_replaces_everything_and_must_stand_alone() {
+        assert_eq!(UpdateMask::parse("m", &["*".into()]), Ok(UpdateMask::All));
+        assert!(UpdateMask::parse("m", &["*".into(), "email".into()]).is_err());
+        let mut target = valid();
+        let source = CustomerInput {
+            given_name: "Grace".into(),
+            ..CustomerInput::default()
+        };
+        UpdateMask::All.apply(&mut target, &source);
+        assert_eq!(target, source);
+    }
+
+    #[test]
+    fn masked_fields_are_copied_and_others_kept() {
+        let mut target = valid();
+        let source = CustomerInput {
+            email: "new@example.com".into(),
+            address: None,
+            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            ..CustomerInput::default()
+        };
+        let mask = UpdateMask::parse(
+            "update_mask",
+            &["email".into(), "address.locality".into(), "labels.env".into(), "labels.tier".into()],
+        )
+        .unwrap();
+        mask.apply(&mut target, &source);
+        assert_eq!(target.email, "new@example.com");
+        assert_eq!(target.given_name, "  Ada ");
+        let address = target.address.as_ref().unwrap();
+        assert_eq!(address.locality, "");
+        assert_eq!(address.postal_code, "SW1Y 4JH");
+        assert_eq!(target.labels, BTreeMap::from([("env".into(), "prod".into())]));
+    }
+
+    #[test]
+    fn present_fields_are_the_non_default_ones() {
+        let input = CustomerInput {
+            email: "x@example.com".into(),
+            status: 3,
+            ..CustomerInput::default()
+        };
+        assert_eq!(input.present_fields(), [CustomerField::Email, CustomerField::Status]);
+    }
+
+    proptest! {
+        #[test]
+        fn validation_never_panics(
+            given in ".{0,300}", family in ".*", email in ".{0,300}", phone in ".{0,20}",
+            country in ".{0,4}", status in any::<i32>(), key in ".{0,70}", value in ".{0,300}",
+        ) {
+            let input = CustomerInput {
+                given_name: given, family_name: family, email, phone,
+                address: Some(PostalAddress { country_code: country, ..PostalAddress::default() }),
+                status, labels: BTreeMap::from([(key, value)]),
+                ..CustomerInput::default()
+            };
+            let _ = input.validate("customer");
+        }
+
+        #[test]
+        fn valid_data_validates_to_itself(given in "[A-Za-z][A-Za-z ]{0,40}[A-Za-z]") {
+            let data = CustomerInput { given_name: given, ..valid() }.validate("customer").unwrap();
+            let again = CustomerInput::from(&data).validate("customer").unwrap();
+            prop_assert_eq!(data, again);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The domain: validated customer data and the request languages (filter, order_by).
+//!
+//! Everything here is pure: no I/O, no tonic, no diesel. The service layer turns raw input
+//! into these types and refuses the request with *every* [`FieldViolation`] at once, so a
+//! client fixes all of its mistakes in one round trip.
+//!
+//! - [`customer`]: the customer model, its raw input form and the validation rules.
+//! - [`names`]: resource names (`customers/{uuid}`) and request ids.
+//! - [`filter`] / [`order_by`]: parsers for AIP-160 filters and AIP-132 orderings.
+//! - [`country`]: the ISO 3166-1 alpha-2 table.
+
+pub mod country;
+pub mod customer;
+pub mod filter;
+pub mod names;
+pub mod order_by;
+
+/// One invalid field of a request: its proto field path (e.g. `customer.address.country_code`,
+/// `customer.labels["Env"]`, `update_mask.paths[1]`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Proto field path of the offending field, relative to the request message.
+    pub field: String,
+    /// What is wrong, for a human: `must be at most 200 characters`.
+    pub description: String,
+}
+
+/// Collects every violation of a request before it is refused.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// No violations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` is invalid.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds every violation of `other`.
+    pub fn extend(&mut self, other: Violations) {
+        self.0.extend(other.0);
+    }
+
+    /// `Ok(value)` when nothing was recorded, else every violation.
+    pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The recorded violations, in the order they were found.
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.0
+    }
+
+    /// The recorded violations.
+    pub fn as_slice(&self) -> &[FieldViolation] {
+        &self.0
+    }
+}
+
+impl From<FieldViolation> for Violations {
+    fn from(violation: FieldViolation) -> Self {
+        Self(vec![violation])
+    }
+}

@@ -1,0 +1,152 @@
+//! Resource names (AIP-122) and request ids (AIP-155).
+//!
+//! A customer's name is `customers/{uuid}`; the UUID is its primary key. Names are parsed
+//! once, at the edge of the service layer, so nothing below it handles raw strings.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::FieldViolation;
+
+/// The resource type of customers, as in the proto's `google.api.resource` option.
+pub const CUSTOMER_TYPE: &str = "customer.example.com/Customer";
+/// The collection prefix of customer names.
+const CUSTOMERS: &str = "customers/";
+/// The collection prefix of company names.
+const COMPANIES: &str = "companies/";
+
+/// A parsed `customers/{uuid}` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomerName(pub Uuid);
+
+impl CustomerName {
+    /// Parses `customers/{uuid}`; `field` names the request field for the violation.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        let violation = |description: String| FieldViolation {
+            field: field.to_owned(),
+            description,
+        };
+        if text.is_empty() {
+            return Err(violation("is required".into()));
+        }
+        let Some(id) = text.strip_prefix(CUSTOMERS) else {
+            return Err(violation(format!(
+                "must be a customer name `customers/{{customer}}`, got `{}`",
+                truncate(text)
+            )));
+        };
+        parse_uuid(id).map(Self).ok_or_else(|| {
+            violation(format!(
+                "`{}` is not a customer id: expected a UUID after `customers/`",
+                truncate(text)
+            ))
+        })
+    }
+
+    /// The customer's id.
+    pub fn id(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for CustomerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{CUSTOMERS}{}", self.0)
+    }
+}
+
+/// Checks a company reference `companies/{company}` (a UUID, like customer ids).
+pub fn check_company_name(text: &str) -> Result<(), String> {
+    match text.strip_prefix(COMPANIES).map(parse_uuid) {
+        Some(Some(_)) => Ok(()),
+        _ => Err(format!(
+            "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
+            truncate(text)
+        )),
+    }
+}
+
+/// A client-chosen request id: a UUID (AIP-155). Empty means "no idempotency".
+pub fn parse_request_id(field: &str, text: &str) -> Result<Option<Uuid>, FieldViolation> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_uuid(text).map(Some).ok_or_else(|| FieldViolation {
+        field: field.to_owned(),
+        description: format!("must be a UUID, got `{}`", truncate(text)),
+    })
+}
+
+/// Accepts only the canonical hyphenated form, so one id has one spelling.
+fn parse_uuid(text: &str) -> Option<Uuid> {
+    if text.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(text).ok()
+}
+
+/// Echoing input back in errors is helpful; echoing megabytes of it is not.
+fn truncate(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_names_round_trip() {
+        let id = Uuid::now_v7();
+        let name = CustomerName::parse("name", &format!("customers/{id}")).unwrap();
+        assert_eq!(name.id(), id);
+        assert_eq!(name.to_string(), format!("customers/{id}"));
+    }
+
+    #[test]
+    fn malformed_customer_names_are_violations_of_the_field() {
+        for bad in [
+            "",
+            "customers/",
+            "customers/123",
+            "companies/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e",
+            "customers/0190a7b28c1e7c1a9d2e1f2a3b4c5d6e",
+            "customers/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e/notes",
+        ] {
+            let violation = CustomerName::parse("name", bad).unwrap_err();
+            assert_eq!(violation.field, "name", "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_input_is_truncated_in_messages() {
+        let long = "x".repeat(10_000);
+        let violation = CustomerName::parse("name", &long).unwrap_err();
+        assert!(violation.description.len() < 200);
+    }
+
+    #[test]
+    fn request_ids_are_optional_uuids() {
+        assert_eq!(parse_request_id("request_id", ""), Ok(None));
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse_request_id("request_id", &id.to_string()),
+            Ok(Some(id))
+        );
+        assert_eq!(
+            parse_request_id("request_id", "retry-1").unwrap_err().field,
+            "request_id"
+        );
+    }
+
+    #[test]
+    fn company_references_need_a_uuid() {
+        assert!(check_company_name("companies/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e").is_ok());
+        assert!(check_company_name("companies/acme").is_err());
+        assert!(check_company_name("acme").is_err());
+    }
+}

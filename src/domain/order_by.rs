@@ -1,0 +1,489 @@
+//! Parser for the `order_by` request field of list/search RPCs, following
+//! [AIP-132](https://google.aip.dev/132).
+//!
+//! The parser turns the user-supplied ordering into a list of [`OrderKey`]s,
+//! most significant first. Every failure is reported as an
+//! [`OrderByError`] carrying the 0-based *character* position where the
+//! problem starts, suitable for an `INVALID_ARGUMENT` response. The parser
+//! never panics.
+//!
+//! # Grammar
+//!
+//! ```text
+//! order_by  := WS* | item ("," item)*
+//! item      := WS* field [WS+ direction] WS*
+//! field     := "create_time" | "update_time" | "family_name" | "given_name" | "email"
+//! direction := "asc" | "desc"        -- case-insensitive
+//! ```
+//!
+//! Field names are case-sensitive proto field names. An empty or
+//! all-whitespace string yields the default ordering, `create_time`
+//! ascending. Each field may appear at most once, at most five keys are
+//! allowed, and empty items (`a,,b`, a leading or trailing comma) are
+//! rejected.
+
+use std::fmt;
+
+/// Maximum number of sort keys in one `order_by`.
+const MAX_KEYS: usize = 5;
+
+/// Longest piece of user input echoed back in an error message.
+const MAX_SNIPPET_LEN: usize = 64;
+
+/// Description of the valid field names, used in error messages.
+const VALID_FIELDS: &str = "create_time, update_time, family_name, given_name, email";
+
+/// A customer field that results can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderField {
+    /// `create_time`
+    CreateTime,
+    /// `update_time`
+    UpdateTime,
+    /// `family_name`
+    FamilyName,
+    /// `given_name`
+    GivenName,
+    /// `email`
+    Email,
+}
+
+impl OrderField {
+    /// The proto field name, as written in an `order_by` string.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderField::CreateTime => "create_time",
+            OrderField::UpdateTime => "update_time",
+            OrderField::FamilyName => "family_name",
+            OrderField::GivenName => "given_name",
+            OrderField::Email => "email",
+        }
+    }
+
+    /// Looks a field up by its proto name (case-sensitive).
+    fn from_name(name: &str) -> Option<OrderField> {
+        match name {
+            "create_time" => Some(OrderField::CreateTime),
+            "update_time" => Some(OrderField::UpdateTime),
+            "family_name" => Some(OrderField::FamilyName),
+            "given_name" => Some(OrderField::GivenName),
+            "email" => Some(OrderField::Email),
+            _ => None,
+        }
+    }
+}
+
+/// One sort key: a field and its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderKey {
+    /// The field to sort by.
+    pub field: OrderField,
+    /// `true` for `desc`, `false` for `asc` (the default).
+    pub descending: bool,
+}
+
+/// Why an `order_by` string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderByError {
+    /// 0-based character (not byte) offset in the input where the problem starts.
+    pub position: usize,
+    /// Human-readable description of the problem.
+    pub message: String,
+}
+
+impl fmt::Display for OrderByError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid order_by at position {}: {}",
+            self.position, self.message
+        )
+    }
+}
+
+impl std::error::Error for OrderByError {}
+
+/// Parses an `order_by` string into sort keys, most significant first.
+///
+/// An empty or all-whitespace input yields the default ordering
+/// `[create_time asc]`. Never panics.
+///
+/// # Errors
+///
+/// Returns an [`OrderByError`] positioned at the first problem: an unknown
+/// or repeated field, an empty item, a direction other than `asc`/`desc`,
+/// extra tokens in an item, or more than five keys.
+pub fn parse(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
+    if input.trim().is_empty() {
+        return Ok(vec![OrderKey {
+            field: OrderField::CreateTime,
+            descending: false,
+        }]);
+    }
+    let mut keys: Vec<OrderKey> = Vec::new();
+    // Words of the current item: (start position, text).
+    let mut words: Vec<(usize, String)> = Vec::new();
+    let mut word: Option<(usize, String)> = None;
+    for (pos, c) in input.chars().enumerate() {
+        if c == ',' || c.is_whitespace() {
+            if let Some(done) = word.take() {
+                words.push(done);
+            }
+            if c == ',' {
+                finish_item(&mut keys, &words, pos)?;
+                words.clear();
+            }
+        } else {
+            match &mut word {
+                Some((_, text)) => text.push(c),
+                None => word = Some((pos, c.to_string())),
+            }
+        }
+    }
+    if let Some(done) = word.take() {
+        words.push(done);
+    }
+    finish_item(&mut keys, &words, input.chars().count())?;
+    Ok(keys)
+}
+
+/// Builds an [`OrderByError`].
+fn error(position: usize, message: impl Into<String>) -> OrderByError {
+    OrderByError {
+        position,
+        message: message.into(),
+    }
+}
+
+/// Shortens user input for inclusion in an error message.
+fn snippet(s: &str) -> String {
+    if s.chars().count() <= MAX_SNIPPET_LEN {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Validates one comma-separated item and appends its key. `end` is the
+/// position of the terminating comma or of the end of input.
+fn finish_item(
+    keys: &mut Vec<OrderKey>,
+    words: &[(usize, String)],
+    end: usize,
+) -> Result<(), OrderByError> {
+    let Some((field_pos, name)) = words.first() else {
+        return Err(error(end, "empty sort field (check for a stray comma)"));
+    };
+    let field = OrderField::from_name(name).ok_or_else(|| {
+        error(
+            *field_pos,
+            format!(
+                "unknown sort field '{}'; valid fields are {VALID_FIELDS}",
+                snippet(name)
+            ),
+        )
+    })?;
+    if keys.iter().any(|k| k.field == field) {
+        return Err(error(
+            *field_pos,
+            format!("sort field '{}' is listed more than once", field.as_str()),
+        ));
+    }
+    if keys.len() >= MAX_KEYS {
+        return Err(error(
+            *field_pos,
+            format!("too many sort fields; at most {MAX_KEYS} are allowed"),
+        ));
+    }
+    let descending = match words.get(1) {
+        None => false,
+        Some((_, dir)) if dir.eq_ignore_ascii_case("asc") => false,
+        Some((_, dir)) if dir.eq_ignore_ascii_case("desc") => true,
+        Some((pos, dir)) => {
+            return Err(error(
+                *pos,
+                format!(
+                    "expected 'asc' or 'desc' after '{}', found '{}'",
+                    field.as_str(),
+                    snippet(dir)
+                ),
+            ))
+        }
+    };
+    if let Some((pos, extra)) = words.get(2) {
+        return Err(error(
+            *pos,
+            format!(
+                "unexpected '{}'; expected ',' or the end of order_by",
+                snippet(extra)
+            ),
+        ));
+    }
+    keys.push(OrderKey { field, descending });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [OrderField; 5] = [
+        OrderField::CreateTime,
+        OrderField::UpdateTime,
+        OrderField::FamilyName,
+        OrderField::GivenName,
+        OrderField::Email,
+    ];
+
+    fn key(field: OrderField, descending: bool) -> OrderKey {
+        OrderKey { field, descending }
+    }
+
+    fn err(input: &str) -> OrderByError {
+        match parse(input) {
+            Err(e) => e,
+            Ok(keys) => panic!("expected {input:?} to fail, got {keys:?}"),
+        }
+    }
+
+    fn assert_err(input: &str, position: usize, message: &str) {
+        let e = err(input);
+        assert_eq!(e.position, position, "position for {input:?}: {e}");
+        assert!(
+            e.message.starts_with(message),
+            "message for {input:?}: got {:?}, want prefix {message:?}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn empty_is_default() {
+        let default = vec![key(OrderField::CreateTime, false)];
+        assert_eq!(parse(""), Ok(default.clone()));
+        assert_eq!(parse("  \t\n"), Ok(default));
+    }
+
+    #[test]
+    fn single_fields() {
+        for field in ALL {
+            assert_eq!(parse(field.as_str()), Ok(vec![key(field, false)]));
+            assert_eq!(
+                parse(&format!("{} desc", field.as_str())),
+                Ok(vec![key(field, true)])
+            );
+            assert_eq!(
+                parse(&format!("{} asc", field.as_str())),
+                Ok(vec![key(field, false)])
+            );
+        }
+    }
+
+    #[test]
+    fn as_str_names() {
+        let names: Vec<&str> = ALL.iter().map(OrderField::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "create_time",
+                "update_time",
+                "family_name",
+                "given_name",
+                "email"
+            ]
+        );
+    }
+
+    #[test]
+    fn multiple_fields_and_flexible_whitespace() {
+        assert_eq!(
+            parse("family_name, given_name desc,create_time"),
+            Ok(vec![
+                key(OrderField::FamilyName, false),
+                key(OrderField::GivenName, true),
+                key(OrderField::CreateTime, false),
+            ])
+        );
+        assert_eq!(
+            parse("  email   DESC ,\tupdate_time\nAsc  "),
+            Ok(vec![
+                key(OrderField::Email, true),
+                key(OrderField::UpdateTime, false)
+            ])
+        );
+    }
+
+    #[test]
+    fn five_keys_allowed() {
+        let input = "create_time, update_time desc, family_name, given_name, email desc";
+        assert_eq!(parse(input).map(|k| k.len()), Ok(5));
+    }
+
+    #[test]
+    fn error_unknown_field() {
+        let e = err("name desc");
+        assert_eq!(
+            e,
+            OrderByError {
+                position: 0,
+                message: "unknown sort field 'name'; valid fields are create_time, \
+                          update_time, family_name, given_name, email"
+                    .to_owned()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid order_by at position 0: unknown sort field 'name'; valid fields are \
+             create_time, update_time, family_name, given_name, email"
+        );
+        assert_err("email, Create_Time", 7, "unknown sort field 'Create_Time'");
+        assert_err("ä, email", 0, "unknown sort field 'ä'");
+    }
+
+    #[test]
+    fn error_repeated_field() {
+        assert_err(
+            "email, given_name desc, email desc",
+            24,
+            "sort field 'email' is listed more than once",
+        );
+    }
+
+    #[test]
+    fn error_empty_items() {
+        assert_err("email,,given_name", 6, "empty sort field");
+        assert_err("email, ,given_name", 7, "empty sort field");
+        assert_err(",email", 0, "empty sort field");
+        assert_err("email,", 6, "empty sort field");
+        assert_err("email,  ", 8, "empty sort field");
+    }
+
+    #[test]
+    fn error_bad_direction_and_extra_tokens() {
+        assert_err(
+            "email descending",
+            6,
+            "expected 'asc' or 'desc' after 'email', found 'descending'",
+        );
+        assert_err(
+            "email desc asc",
+            11,
+            "unexpected 'asc'; expected ',' or the end of order_by",
+        );
+        assert_err("email desc given_name", 11, "unexpected 'given_name'");
+    }
+
+    #[test]
+    fn error_too_many_keys() {
+        // Only five distinct fields exist, so a sixth key is always a repeat;
+        // the repeat is reported first.
+        assert_err(
+            "create_time, update_time, family_name, given_name, email, email",
+            58,
+            "sort field 'email' is listed more than once",
+        );
+    }
+
+    #[test]
+    fn error_positions_count_characters() {
+        assert_err("email,éé", 6, "unknown sort field 'éé'");
+        assert_err("ää ,email", 0, "unknown sort field");
+        assert_err("email ü", 6, "expected 'asc' or 'desc'");
+    }
+
+    /// Renders keys in canonical form.
+    fn render(keys: &[OrderKey]) -> String {
+        keys.iter()
+            .map(|k| {
+                if k.descending {
+                    format!("{} desc", k.field.as_str())
+                } else {
+                    k.field.as_str().to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn arb_keys() -> impl Strategy<Value = Vec<OrderKey>> {
+        (
+            Just(ALL.to_vec()).prop_shuffle(),
+            1usize..=5,
+            prop::collection::vec(any::<bool>(), 5),
+        )
+            .prop_map(|(fields, n, desc)| {
+                fields
+                    .into_iter()
+                    .zip(desc)
+                    .take(n)
+                    .map(|(field, descending)| OrderKey { field, descending })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn never_panics_on_arbitrary_strings(input in any::<String>()) {
+            if let Err(e) = parse(&input) {
+                prop_assert!(e.position <= input.chars().count());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_token_soup(
+            tokens in prop::collection::vec(
+                prop_oneof![
+                    Just(","), Just(" "), Just("\t"), Just("email"), Just("create_time"),
+                    Just("desc"), Just("ASC"), Just("x"), Just("é"),
+                ],
+                0..40,
+            )
+        ) {
+            let input = tokens.concat();
+            match parse(&input) {
+                Ok(keys) => prop_assert!(!keys.is_empty() && keys.len() <= 5),
+                Err(e) => prop_assert!(e.position <= input.chars().count()),
+            }
+        }
+
+        #[test]
+        fn render_roundtrips(keys in arb_keys()) {
+            prop_assert_eq!(parse(&render(&keys)), Ok(keys));
+        }
+
+        #[test]
+        fn whitespace_and_case_of_direction_do_not_matter(
+            keys in arb_keys(),
+            ws in prop::collection::vec("[ \t\n]{0,3}", 20),
+            upper in any::<bool>(),
+            explicit_asc in any::<bool>(),
+        ) {
+            let mut ws = ws.into_iter().cycle();
+            let mut input = String::new();
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    input.push(',');
+                }
+                input.push_str(&ws.next().unwrap_or_default());
+                input.push_str(k.field.as_str());
+                let dir = match (k.descending, explicit_asc) {
+                    (true, _) => Some("desc"),
+                    (false, true) => Some("asc"),
+                    (false, false) => None,
+                };
+                if let Some(dir) = dir {
+                    input.push(' ');
+                    input.push_str(&ws.next().unwrap_or_default());
+                    input.push_str(&if upper { dir.to_uppercase() } else { dir.to_owned() });
+                }
+                input.push_str(&ws.next().unwrap_or_default());
+            }
+            prop_assert_eq!(parse(&input), Ok(keys));
+        }
+    }
+}

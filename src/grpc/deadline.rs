@@ -1,0 +1,106 @@
+//! Client deadlines (`grpc-timeout`) enforced as DEADLINE_EXCEEDED.
+//!
+//! The deadline a client sends bounds the whole call on the server: when it passes, the
+//! handler future is dropped and the client gets DEADLINE_EXCEEDED, the code gRPC clients
+//! expect (tonic's own timeout layer answers CANCELLED). Dropping the handler is safe because
+//! writes run on spawned tasks (see `service`): a transaction already under way completes
+//! or rolls back on its own.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use tonic::{Status, body::Body};
+use tower::{Layer, Service};
+
+/// Applies [`Deadline`] to a gRPC service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeadlineLayer;
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline { inner }
+    }
+}
+
+/// Bounds each call by the client's `grpc-timeout`.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Deadline<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let timeout = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            match timeout {
+                None => call.await,
+                Some(timeout) => match tokio::time::timeout(timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Ok(Status::deadline_exceeded(format!(
+                        "the client's deadline of {timeout:?} passed before the call completed"
+                    ))
+                    .into_http()),
+                },
+            }
+        })
+    }
+}
+
+/// Parses `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount * 3600),
+        'M' => Duration::from_secs(amount * 60),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_per_spec() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S", "é"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The gRPC adapter: `customer.v1.CustomerService` over the service layer.
+//!
+//! Each RPC converts its request into service-layer input, calls one use case and converts
+//! the result back; errors become statuses through [`status`]. No business rule lives
+//! here. gRPC-web and the REST gateway reach the same trait implementation, so this is the
+//! only adapter there is.
+
+pub mod codec;
+pub mod deadline;
+pub mod status;
+
+use prost_types::Timestamp;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::customer::{Customer, CustomerInput, PostalAddress},
+    pb,
+    service::{CustomerService, ListRequest, UpdateRequest},
+};
+
+/// The tonic service implementation.
+#[derive(Debug, Clone)]
+pub struct CustomerApi {
+    service: CustomerService,
+}
+
+impl CustomerApi {
+    /// The adapter over `service`.
+    pub fn new(service: CustomerService) -> Self {
+        Self { service }
+    }
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::customer_service_server::CustomerService for CustomerApi {
+    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> RpcResult<pb::Customer> {
+        let request = request.into_inner();
+        let input = request.customer.as_ref().map(input_of).unwrap_or_default();
+        let customer = self.service.create(input, &request.request_id).await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> RpcResult<pb::Customer> {
+        let customer = self.service.get(&request.get_ref().name).await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn batch_get_customers(
+        &self,
+        request: Request<pb::BatchGetCustomersRequest>,
+    ) -> RpcResult<pb::BatchGetCustomersResponse> {
+        let customers = self.service.batch_get(&request.get_ref().names).await?;
+        Ok(Response::new(pb::BatchGetCustomersResponse {
+            customers: customers.into_iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> RpcResult<pb::ListCustomersResponse> {
+        let request = request.into_inner();
+        let page = self
+            .service
+            .list(&ListRequest {
+                page_size: request.page_size,
+                page_token: request.page_token,
+                filter: request.filter,
+                order_by: request.order_by,
+                show_deleted: request.show_deleted,
+            })
+            .await?;
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: page.customers.into_iter().map(to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let request = request.into_inner();
+        let customer = request.customer.unwrap_or_default();
+        let customer = self
+            .service
+            .update(UpdateRequest {
+                input: input_of(&customer),
+                name: customer.name,
+                etag: customer.etag,
+                update_mask: request.update_mask.map(|mask| mask.paths),
+                request_id: request.request_id,
+            })
+            .await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn delete_customer(
+        &self,
+        request: Request<pb::DeleteCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let request = request.get_ref();
+        let customer = self
+            .service
+            .delete(&request.name, &request.etag, &request.request_id)
+            .await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+
+    async fn undelete_customer(
+        &self,
+        request: Request<pb::UndeleteCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let request = request.get_ref();
+        let customer = self.service.undelete(&request.name, &request.etag).await?;
+        Ok(Response::new(to_proto(customer)))
+    }
+}
+
+/// The client-settable fields of a proto customer. Output-only fields are ignored (AIP-203).
+fn input_of(customer: &pb::Customer) -> CustomerInput {
+    CustomerInput {
+        given_name: customer.given_name.clone(),
+        family_name: customer.family_name.clone(),
+        email: customer.email.clone(),
+        phone: customer.phone.clone(),
+        address: customer.address.as_ref().map(|address| PostalAddress {
+            lines: address.lines.clone(),
+            locality: address.locality.clone(),
+            region: address.region.clone(),
+            postal_code: address.postal_code.clone(),
+            country_code: address.country_code.clone(),
+        }),
+        status: customer.status,
+        company: customer.company.clone(),
+        business_id: customer.business_id.clone(),
+        labels: customer.labels.clone(),
+    }
+}
+
+/// A stored customer as its proto message.
+pub fn to_proto(customer: Customer) -> pb::Customer {
+    let name = customer.name().to_string();
+    let etag = customer.etag();
+    let data = customer.data;
+    pb::Customer {
+        name,
+        uid: customer.id.to_string(),
+        given_name: data.given_name,
+        family_name: data.family_name,
+        email: data.email,
+        phone: data.phone.unwrap_or_default(),
+        address: data.address.map(|address| pb::PostalAddress {
+            lines: address.lines,
+            locality: address.locality,
+            region: address.region,
+            postal_code: address.postal_code,
+            country_code: address.country_code,
+        }),
+        status: i32::from(data.status.number()),
+        company: data.company.unwrap_or_default(),
+        business_id: data.business_id.unwrap_or_default(),
+        labels: data.labels,
+        etag,
+        create_time: Some(timestamp(customer.create_time)),
+        update_time: Some(timestamp(customer.update_time)),
+        delete_time: customer.delete_time.map(timestamp),
+    }
+}
+
+fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}

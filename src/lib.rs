@@ -1,0 +1,38 @@
+//! # customer-api
+//!
+//! `customer.v1.CustomerService`: the system of record for customers. One binary serves the
+//! Protobuf-defined API three ways on one port (gRPC, gRPC-web, and — through the `gateway`
+//! crate — REST/JSON), over PostgreSQL.
+//!
+//! ## Layout
+//!
+//! Data flows one way: transport adapter → service → db, and back.
+//!
+//! - [`pb`]: code generated from `proto/` by `build.rs` (messages, server trait, client).
+//! - [`domain`]: validated types and the filter/order_by languages. Pure, no I/O.
+//! - [`service`]: the use cases. Owns transactions, validation, etags, idempotency,
+//!   pagination, and the error classification every transport maps from.
+//! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
+//! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
+//! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
+//! - [`config`]: flags and environment.
+//! - [`telemetry`]: logging set-up.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod grpc;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+
+pub mod pb {
+    //! Types and services generated from `proto/customer/v1`.
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("customer.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `proto/` (with imports), for reflection and the
+/// REST gateway.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/customer_descriptor.bin"));

@@ -1,0 +1,348 @@
+//! The one listener: gRPC (h2c), gRPC-web (HTTP/1.1 and h2, binary and text), health,
+//! reflection and plain HTTP probes, with graceful shutdown.
+//!
+//! Start-up: connect the pool, apply migrations, build the services, accept. The caller
+//! binds the listener and passes a shutdown future (tests bind `127.0.0.1:0`; `main` binds
+//! the configured address and passes SIGTERM/SIGINT). On shutdown the health service turns
+//! NOT_SERVING, the listener closes, and in-flight calls get `drain_timeout` to finish.
+//!
+//! Each gRPC service is wrapped in tonic-web's layer individually (wrapping the merged
+//! router would answer 400 to every plain HTTP/1.1 request) and in [`DeadlineLayer`].
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use http::{HeaderName, Method, header};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, Service};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    FILE_DESCRIPTOR_SET,
+    config::ServeSettings,
+    db,
+    grpc::{CustomerApi, deadline::DeadlineLayer},
+    pb::customer_service_server::CustomerServiceServer,
+    service::{CustomerService, page_token::PageTokens},
+};
+
+/// Largest response message (a full page or batch of customers fits easily).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be prepared.
+    #[error(transparent)]
+    Database(#[from] db::SetupError),
+    /// Reflection could not be built from the descriptor sets.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves until `shutdown` resolves, then drains. Returns once every connection is closed or
+/// the drain timeout passed.
+pub async fn serve(
+    settings: ServeSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let pool = db::connect(&settings.database).await?;
+    let applied = db::migrate(&pool).await?;
+    if applied > 0 {
+        tracing::info!(applied, "applied database migrations");
+    }
+    if settings.page_token_key.is_none() {
+        tracing::info!("PAGE_TOKEN_KEY is not set: page tokens are signed with a per-process key");
+    }
+    let service = CustomerService::new(
+        pool,
+        PageTokens::new(settings.page_token_key.as_deref()),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let ready = Arc::new(AtomicBool::new(false));
+    let background = [
+        tokio::spawn(probe_database(
+            service.clone(),
+            health.clone(),
+            ready.clone(),
+            settings.health_probe_interval,
+        )),
+        tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
+    ];
+
+    let router = router(&settings, service.clone(), health_service, ready.clone())?;
+    let local = listener.local_addr().ok();
+    tracing::info!(address = ?local, "serving gRPC, gRPC-web and HTTP");
+
+    let graceful = GracefulShutdown::new();
+    let builder = connection_builder();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY");
+                }
+                let service = TowerToHyperService::new(router.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+
+    tracing::info!("shutting down: no new connections, draining in-flight calls");
+    ready.store(false, Ordering::SeqCst);
+    for task in &background {
+        task.abort();
+    }
+    health.set_not_serving::<CustomerServiceServer<CustomerApi>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.drain_timeout) => {
+            tracing::warn!(timeout = ?settings.drain_timeout, "drain timeout: closing remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers.
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// Every route of the listener.
+fn router(
+    settings: &ServeSettings,
+    service: CustomerService,
+    health_service: impl GrpcService,
+    ready: Arc<AtomicBool>,
+) -> Result<Router, StartError> {
+    let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
+        .max_decoding_message_size(settings.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Probe { service, ready });
+    let router = add_grpc(router, customers);
+    let router = add_grpc(router, health_service);
+    let router = add_grpc(router, reflection_v1);
+    let router = add_grpc(router, reflection_v1alpha);
+    Ok(match cors(&settings.cors_allowed_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
+}
+
+/// What a gRPC service must be to be mounted.
+pub trait GrpcService:
+    Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web, with deadlines.
+fn add_grpc<S: GrpcService>(router: Router, service: S) -> Router {
+    let path = format!("/{}/{{*method}}", S::NAME);
+    let stack = tonic_web::GrpcWebLayer::new().layer(DeadlineLayer.layer(service));
+    router.route_service(&path, stack)
+}
+
+/// CORS for browser clients (gRPC-web now, REST later), exposing the gRPC trailers-in-headers.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<&String> = origins.iter().filter(|o| !o.trim().is_empty()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| origin.trim().parse().ok()),
+        )
+    };
+    let headers = [
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "authorization",
+        "x-api-key",
+        "x-request-id",
+        "if-match",
+        "idempotency-key",
+    ];
+    let exposed = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "etag",
+        "location",
+        "x-request-id",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(headers.map(HeaderName::from_static))
+            .expose_headers(exposed.map(HeaderName::from_static))
+            .max_age(Duration::from_secs(86_400)),
+    )
+}
+
+#[derive(Clone)]
+struct Probe {
+    service: CustomerService,
+    ready: Arc<AtomicBool>,
+}
+
+/// Ready while the database answers and the server is not shutting down.
+async fn readyz(State(probe): State<Probe>) -> (StatusCode, [(header::HeaderName, &'static str); 1], &'static str) {
+    let text = [(header::CONTENT_TYPE, "text/plain")];
+    if !probe.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), probe.service.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, text, "ready\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, text, "database unavailable\n"),
+    }
+}
+
+/// Keeps the gRPC health status in step with the database: SERVING while it answers.
+async fn probe_database(
+    service: CustomerService,
+    health: HealthReporter,
+    ready: Arc<AtomicBool>,
+    interval: Duration,
+) {
+    let mut last = None;
+    loop {
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
+            Ok(Ok(()))
+        );
+        if last != Some(up) {
+            if up {
+                health.set_serving::<CustomerServiceServer<CustomerApi>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                tracing::info!("database reachable: SERVING");
+            } else {
+                health.set_not_serving::<CustomerServiceServer<CustomerApi>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                tracing::warn!("database unreachable: NOT_SERVING");
+            }
+            ready.store(up, Ordering::SeqCst);
+            last = Some(up);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Forgets expired request ids every hour.
+async fn purge_request_ids(service: CustomerService, ttl: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match service.purge_request_ids(ttl).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "forgot expired request ids"),
+            Err(error) => tracing::warn!(%error, "purging request ids failed"),
+        }
+    }
+}
+
+/// Binds `addr` (for `main`; tests bind their own listener).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,247 @@
+//! The service's error classification: one enum for every way a use case can fail.
+//!
+//! Each variant carries what a client needs to act (field violations, the resource, a
+//! machine-readable reason) and nothing it must not see: database and pool failures are
+//! logged here, with a reference, and surface only as a generic message. The transport
+//! adapters translate variants into their protocol (gRPC status codes with
+//! `google.rpc` details; HTTP statuses via the gateway), each by one exhaustive `match`.
+
+use uuid::Uuid;
+
+use crate::{
+    db::{self, models::CorruptRow},
+    domain::{FieldViolation, Violations},
+};
+
+/// `ErrorInfo.domain` of every error this service produces.
+pub const ERROR_DOMAIN: &str = "customer.example.com";
+
+/// Machine-readable reasons (`ErrorInfo.reason`, UPPER_SNAKE_CASE).
+pub mod reason {
+    /// One or more request fields are invalid (see the `BadRequest` detail).
+    pub const INVALID_FIELDS: &str = "INVALID_FIELDS";
+    /// The page token is malformed, forged, or belongs to another query.
+    pub const INVALID_PAGE_TOKEN: &str = "INVALID_PAGE_TOKEN";
+    /// A request id was reused with a different request.
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    /// The request body is not a valid protobuf message.
+    pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
+    /// The resource does not exist.
+    pub const NOT_FOUND: &str = "RESOURCE_NOT_FOUND";
+    /// Another live customer already uses the email.
+    pub const EMAIL_ALREADY_EXISTS: &str = "EMAIL_ALREADY_EXISTS";
+    /// Undelete of a customer that is not deleted.
+    pub const NOT_DELETED: &str = "CUSTOMER_NOT_DELETED";
+    /// The supplied etag is not the current one.
+    pub const ETAG_MISMATCH: &str = "ETAG_MISMATCH";
+    /// A write to a soft-deleted customer.
+    pub const DELETED: &str = "CUSTOMER_DELETED";
+    /// The database cannot be reached or the pool is exhausted.
+    pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
+    /// The operation ran out of time.
+    pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+    /// An unexpected failure; details are in the server log under the reference.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Result of a use case.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every failure of a use case.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is invalid; nothing was done.
+    #[error("{message}")]
+    InvalidArgument {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`.
+        reason: &'static str,
+        /// Every invalid field.
+        violations: Vec<FieldViolation>,
+    },
+    /// The named resource does not exist.
+    #[error("{resource_name} not found")]
+    NotFound {
+        /// Resource type, e.g. `customer.example.com/Customer`.
+        resource_type: &'static str,
+        /// The requested name.
+        resource_name: String,
+    },
+    /// The resource (or a unique attribute of it) already exists.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`.
+        reason: &'static str,
+        /// Resource type.
+        resource_type: &'static str,
+        /// The conflicting resource, when it may be disclosed.
+        resource_name: String,
+    },
+    /// Optimistic concurrency: the supplied etag is stale. Re-read and retry.
+    #[error("{message}")]
+    Aborted {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`.
+        reason: &'static str,
+        /// Resource type.
+        resource_type: &'static str,
+        /// The resource.
+        resource_name: String,
+    },
+    /// The resource is not in a state that allows the operation.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`.
+        reason: &'static str,
+        /// Resource type.
+        resource_type: &'static str,
+        /// The resource.
+        resource_name: String,
+    },
+    /// A dependency (the database) is unreachable or saturated; retry with backoff.
+    #[error("{message}")]
+    Unavailable {
+        /// Summary for humans.
+        message: String,
+    },
+    /// The operation did not finish in time.
+    #[error("{message}")]
+    DeadlineExceeded {
+        /// Summary for humans.
+        message: String,
+    },
+    /// Anything unexpected. Logged with `reference`; clients see only the reference.
+    #[error("internal error (reference {reference})")]
+    Internal {
+        /// Correlates the client's error with the server log line.
+        reference: Uuid,
+    },
+}
+
+impl Error {
+    /// INVALID_ARGUMENT listing `violations`.
+    pub fn invalid(violations: Violations) -> Self {
+        let violations = violations.into_vec();
+        let message = match violations.as_slice() {
+            [one] => format!("invalid request: {}: {}", one.field, one.description),
+            many => format!("invalid request: {} invalid fields", many.len()),
+        };
+        Self::InvalidArgument {
+            message,
+            reason: reason::INVALID_FIELDS,
+            violations,
+        }
+    }
+
+    /// INVALID_ARGUMENT for one field with a specific reason.
+    pub fn invalid_field(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        let violation = FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        };
+        Self::InvalidArgument {
+            message: format!("invalid request: {}: {}", violation.field, violation.description),
+            reason,
+            violations: vec![violation],
+        }
+    }
+
+    /// NOT_FOUND for a customer.
+    pub fn customer_not_found(name: impl ToString) -> Self {
+        Self::NotFound {
+            resource_type: crate::domain::names::CUSTOMER_TYPE,
+            resource_name: name.to_string(),
+        }
+    }
+
+    /// Logs `source` with a fresh reference and returns the generic INTERNAL error.
+    pub fn internal(source: &dyn std::error::Error) -> Self {
+        let reference = Uuid::new_v4();
+        tracing::error!(%reference, error = %source, "internal error");
+        Self::Internal { reference }
+    }
+}
+
+impl From<Violations> for Error {
+    fn from(violations: Violations) -> Self {
+        Self::invalid(violations)
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(violation: FieldViolation) -> Self {
+        Self::invalid(violation.into())
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error as E};
+        match &error {
+            E::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
+                tracing::warn!(error = %error, "database connection lost");
+                Self::Unavailable {
+                    message: "the database is unavailable, retry later".into(),
+                }
+            }
+            E::DatabaseError(_, info) if is_statement_timeout(info.message()) => {
+                tracing::warn!(error = %error, "statement timeout");
+                Self::DeadlineExceeded {
+                    message: "the database did not answer in time".into(),
+                }
+            }
+            E::DatabaseError(_, info) if is_connection_gone(info.message()) => {
+                tracing::warn!(error = %error, "database connection lost");
+                Self::Unavailable {
+                    message: "the database is unavailable, retry later".into(),
+                }
+            }
+            _ => Self::internal(&error),
+        }
+    }
+}
+
+/// SQLSTATE 57014 (query_canceled) raised by `statement_timeout`.
+fn is_statement_timeout(message: &str) -> bool {
+    message.contains("statement timeout")
+}
+
+/// Admin shutdown / terminated backend / broken socket, as reported by tokio-postgres.
+fn is_connection_gone(message: &str) -> bool {
+    message.contains("terminating connection")
+        || message.contains("connection closed")
+        || message.contains("error communicating with the server")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+}
+
+impl From<db::PoolError> for Error {
+    fn from(error: db::PoolError) -> Self {
+        tracing::warn!(error = %error, "no database connection");
+        Self::Unavailable {
+            message: "the database is unavailable, retry later".into(),
+        }
+    }
+}
+
+impl From<CorruptRow> for Error {
+    fn from(error: CorruptRow) -> Self {
+        Self::internal(&error)
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::internal(&error)
+    }
+}

@@ -1,0 +1,554 @@
+//! The use cases of customer management: one method per operation.
+//!
+//! This is where the business rules live, once, for every transport: validation,
+//! optimistic concurrency (etags), idempotent retries (request ids), soft delete and
+//! pagination. It owns transactions and knows nothing of tonic, HTTP or JSON; the gRPC
+//! adapter (and through it gRPC-web and REST) calls these methods with plain data.
+//!
+//! Writes run on a spawned task: once a write has started, a client that disconnects or
+//! times out cannot cut its transaction short and leave a connection idle in transaction;
+//! the write finishes (or rolls back) on its own and the connection returns clean.
+
+pub mod error;
+pub mod page_token;
+
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use self::error::{Error, Result};
+use self::{error::reason, page_token::PageTokens};
+use crate::{
+    db::{
+        Pool,
+        customers::{self as queries, Cursor, ListQuery},
+        models::{CustomerChanges, CustomerRow, NewCustomerRow},
+        request_ids::{self, Claim},
+    },
+    domain::{
+        Violations,
+        customer::{Customer, CustomerData, CustomerInput, PostalAddress, UpdateMask},
+        filter, names,
+        names::{CUSTOMER_TYPE, CustomerName},
+        order_by,
+    },
+};
+
+/// Default `page_size` of ListCustomers.
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+/// Largest `page_size`; larger requests are lowered to it.
+pub const MAX_PAGE_SIZE: i32 = 1000;
+/// Most names in one BatchGetCustomers.
+pub const MAX_BATCH_GET: usize = 1000;
+
+/// A ListCustomers request.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Requested page size (0 = default).
+    pub page_size: i32,
+    /// Token from the previous page.
+    pub page_token: String,
+    /// AIP-160 filter.
+    pub filter: String,
+    /// AIP-132 ordering.
+    pub order_by: String,
+    /// Include soft-deleted customers.
+    pub show_deleted: bool,
+}
+
+/// One page of ListCustomers.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The customers, in the requested order.
+    pub customers: Vec<Customer>,
+    /// Token for the next page; empty on the last one.
+    pub next_page_token: String,
+}
+
+/// An UpdateCustomer request.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// `customer.name`.
+    pub name: String,
+    /// `customer.etag`: when non-empty, must match.
+    pub etag: String,
+    /// The new values.
+    pub input: CustomerInput,
+    /// `update_mask.paths`; `None` (or empty) means "the fields set in `input`".
+    pub update_mask: Option<Vec<String>>,
+    /// Idempotency key.
+    pub request_id: String,
+}
+
+/// The customer use cases over one connection pool.
+#[derive(Debug, Clone)]
+pub struct CustomerService {
+    pool: Pool,
+    page_tokens: PageTokens,
+}
+
+impl CustomerService {
+    /// A service over `pool`, signing page tokens with `page_tokens`.
+    pub fn new(pool: Pool, page_tokens: PageTokens) -> Self {
+        Self { pool, page_tokens }
+    }
+
+    /// Registers a customer. With a `request_id`, a retry returns the first result.
+    pub async fn create(&self, input: CustomerInput, request_id: &str) -> Result<Customer> {
+        let mut violations = Violations::new();
+        let request_id = collect(&mut violations, names::parse_request_id("request_id", request_id));
+        let data = match input.validate("customer") {
+            Ok(data) => Some(data),
+            Err(more) => {
+                violations.extend(more);
+                None
+            }
+        };
+        let (Some(request_id), Some(data)) = (request_id, violations.into_result(data)?) else {
+            return Err(Error::internal(&Unreachable("validated create without data")));
+        };
+        let fingerprint = fingerprint("CreateCustomer", &[&json(&input)]);
+        let row = NewCustomerRow {
+            id: Uuid::now_v7(),
+            fields: CustomerChanges::from(&data),
+        };
+        self.write(async move |conn| {
+            if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
+                return Ok(replayed);
+            }
+            let stored = queries::insert(conn, &row).await.map_err(email_conflict)?;
+            let customer = Customer::try_from(stored)?;
+            complete(conn, request_id, &customer).await?;
+            Ok(customer)
+        })
+        .await
+    }
+
+    /// Returns one customer, deleted or not.
+    pub async fn get(&self, name: &str) -> Result<Customer> {
+        let name = CustomerName::parse("name", name)?;
+        let mut conn = self.pool.get().await?;
+        let row = queries::find(&mut conn, name.id())
+            .await?
+            .ok_or_else(|| Error::customer_not_found(name))?;
+        Ok(Customer::try_from(row)?)
+    }
+
+    /// Returns the named customers in request order; NOT_FOUND if any is missing.
+    pub async fn batch_get(&self, names: &[String]) -> Result<Vec<Customer>> {
+        let mut violations = Violations::new();
+        if names.is_empty() {
+            violations.add("names", "is required: list at least one customer name");
+        } else if names.len() > MAX_BATCH_GET {
+            violations.add(
+                "names",
+                format!("at most {MAX_BATCH_GET} names, got {}", names.len()),
+            );
+            return Err(violations.into());
+        }
+        let parsed: Vec<CustomerName> = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                collect(&mut violations, CustomerName::parse(&format!("names[{i}]"), name))
+            })
+            .collect();
+        let parsed = violations.into_result(parsed)?;
+        let ids: Vec<Uuid> = parsed.iter().map(CustomerName::id).collect();
+        let mut conn = self.pool.get().await?;
+        let rows = queries::find_many(&mut conn, &ids).await?;
+        let by_id: std::collections::HashMap<Uuid, CustomerRow> =
+            rows.into_iter().map(|row| (row.id, row)).collect();
+        // Request order, duplicates included, as AIP-231 asks.
+        parsed
+            .iter()
+            .map(|name| {
+                let row = by_id
+                    .get(&name.id())
+                    .cloned()
+                    .ok_or_else(|| Error::customer_not_found(name))?;
+                Ok(Customer::try_from(row)?)
+            })
+            .collect()
+    }
+
+    /// One page of customers matching the filter, in the requested order.
+    pub async fn list(&self, request: &ListRequest) -> Result<Page> {
+        let mut violations = Violations::new();
+        let page_size = match request.page_size {
+            size if size < 0 => {
+                violations.add("page_size", "must not be negative");
+                DEFAULT_PAGE_SIZE
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let filter = match filter::parse(&request.filter) {
+            Ok(filter) => filter,
+            Err(error) => {
+                violations.add("filter", error.to_string());
+                None
+            }
+        };
+        let order = match order_by::parse(&request.order_by) {
+            Ok(order) => order,
+            Err(error) => {
+                violations.add("order_by", error.to_string());
+                Vec::new()
+            }
+        };
+        violations.into_result(())?;
+
+        let query = PageTokens::query_fingerprint(&[
+            &format!("{filter:?}"),
+            &format!("{order:?}"),
+            if request.show_deleted { "deleted" } else { "live" },
+        ]);
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(
+                self.page_tokens
+                    .decode(token, &query)
+                    .map_err(|e| Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string()))?,
+            ),
+        };
+        let mut conn = self.pool.get().await?;
+        let mut rows = queries::list(
+            &mut conn,
+            &ListQuery {
+                filter: filter.as_ref(),
+                order: &order,
+                show_deleted: request.show_deleted,
+                after: after.as_ref(),
+                limit: i64::from(page_size) + 1,
+            },
+        )
+        .await?;
+        drop(conn);
+
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => self.page_tokens.encode(&query, &Cursor::after(last, &order)),
+            _ => String::new(),
+        };
+        let customers = rows
+            .into_iter()
+            .map(Customer::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            customers,
+            next_page_token,
+        })
+    }
+
+    /// Changes the fields selected by the update mask (AIP-134), checking the etag.
+    pub async fn update(&self, request: UpdateRequest) -> Result<Customer> {
+        let mut violations = Violations::new();
+        let name = collect(&mut violations, CustomerName::parse("customer.name", &request.name));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", &request.request_id),
+        );
+        let mask = match request.update_mask.as_deref() {
+            Some(paths) if !paths.is_empty() => match UpdateMask::parse("update_mask", paths) {
+                Ok(mask) => Some(mask),
+                Err(more) => {
+                    violations.extend(more);
+                    None
+                }
+            },
+            _ => Some(UpdateMask::Fields(request.input.present_fields())),
+        };
+        // Check the masked values before touching the database, against a valid stand-in
+        // for the stored customer; the merged result is checked again below.
+        if let Some(mask) = &mask {
+            let mut probe = CustomerInput::from(&stand_in());
+            mask.apply(&mut probe, &request.input);
+            if let Err(more) = probe.validate("customer") {
+                violations.extend(more);
+            }
+        }
+        let (Some(name), Some(request_id), Some(mask)) =
+            (name, request_id, violations.into_result(mask)?)
+        else {
+            return Err(Error::internal(&Unreachable("validated update without parts")));
+        };
+
+        let fingerprint = fingerprint(
+            "UpdateCustomer",
+            &[&request.name, &request.etag, &format!("{mask:?}"), &json(&request.input)],
+        );
+        self.write(async move |conn| {
+            if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
+                return Ok(replayed);
+            }
+            let current = locked_live(conn, name, &request.etag).await?;
+            let mut merged = CustomerInput::from(&current.data);
+            mask.apply(&mut merged, &request.input);
+            let data = merged.validate("customer")?;
+            let customer = if data == current.data {
+                // Nothing changes: no write, no new etag.
+                current
+            } else {
+                let row = queries::update(conn, current.id, &CustomerChanges::from(&data))
+                    .await
+                    .map_err(email_conflict)?;
+                Customer::try_from(row)?
+            };
+            complete(conn, request_id, &customer).await?;
+            Ok(customer)
+        })
+        .await
+    }
+
+    /// Soft-deletes a customer (AIP-164); its email becomes free.
+    pub async fn delete(&self, name: &str, etag: &str, request_id: &str) -> Result<Customer> {
+        let mut violations = Violations::new();
+        let parsed = collect(&mut violations, CustomerName::parse("name", name));
+        let request_id = collect(&mut violations, names::parse_request_id("request_id", request_id));
+        let (Some(parsed), Some(request_id)) = violations.into_result((parsed, request_id))? else {
+            return Err(Error::internal(&Unreachable("validated delete without parts")));
+        };
+        let fingerprint = fingerprint("DeleteCustomer", &[name, etag]);
+        let etag = etag.to_owned();
+        self.write(async move |conn| {
+            if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
+                return Ok(replayed);
+            }
+            let current = locked_live(conn, parsed, &etag).await?;
+            let row = queries::set_deleted(conn, current.id, true).await?;
+            let customer = Customer::try_from(row)?;
+            complete(conn, request_id, &customer).await?;
+            Ok(customer)
+        })
+        .await
+    }
+
+    /// Restores a soft-deleted customer.
+    pub async fn undelete(&self, name: &str, etag: &str) -> Result<Customer> {
+        let parsed = CustomerName::parse("name", name)?;
+        let etag = etag.to_owned();
+        self.write(async move |conn| {
+            let current = locked(conn, parsed).await?;
+            if !current.is_deleted() {
+                return Err(Error::AlreadyExists {
+                    message: format!("{parsed} is not deleted"),
+                    reason: reason::NOT_DELETED,
+                    resource_type: CUSTOMER_TYPE,
+                    resource_name: parsed.to_string(),
+                });
+            }
+            check_etag(&current, &etag)?;
+            let row = queries::set_deleted(conn, current.id, false)
+                .await
+                .map_err(email_conflict)?;
+            Ok(Customer::try_from(row)?)
+        })
+        .await
+    }
+
+    /// Whether the database answers (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.pool.get().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Forgets request ids older than `ttl`.
+    pub async fn purge_request_ids(&self, ttl: Duration) -> Result<usize> {
+        let mut conn = self.pool.get().await?;
+        Ok(request_ids::purge(&mut conn, ttl).await?)
+    }
+
+    /// The pool (for health reporting and tests).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
+    /// cancel, deadline) cannot interrupt it half-way.
+    async fn write<T, F>(&self, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'r> TransactionBody<'r, T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.get_owned().await?;
+            AsyncConnection::transaction(&mut *conn, body).await
+        })
+        .await?
+    }
+}
+
+/// An async closure over a connection whose future is `Send` (so the transaction can run on
+/// a spawned task). Spelled out because diesel-async's equivalent bound is not public.
+pub trait TransactionBody<'r, T>:
+    AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T>
+    + FnOnce(&'r mut AsyncPgConnection) -> <Self as TransactionBody<'r, T>>::Future
+{
+    /// The closure's future.
+    type Future: Future<Output = Result<T>> + Send;
+}
+
+impl<'r, T, F, Fut> TransactionBody<'r, T> for F
+where
+    F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T> + FnOnce(&'r mut AsyncPgConnection) -> Fut,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    type Future = Fut;
+}
+
+/// A programming error that validation makes impossible; reported as INTERNAL, never a panic.
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable: {0}")]
+struct Unreachable(&'static str);
+
+/// Moves a violation into `violations`, keeping the value when there is none.
+fn collect<T>(violations: &mut Violations, result: Result<T, crate::domain::FieldViolation>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(violation) => {
+            violations.extend(violation.into());
+            None
+        }
+    }
+}
+
+/// A valid customer standing in for the stored one when masked input is checked up front.
+fn stand_in() -> CustomerData {
+    CustomerData {
+        given_name: "x".into(),
+        family_name: "x".into(),
+        email: "x@example.com".into(),
+        phone: None,
+        address: Some(PostalAddress {
+            country_code: "US".into(),
+            ..PostalAddress::default()
+        }),
+        status: crate::domain::customer::Status::Active,
+        company: None,
+        business_id: None,
+        labels: Default::default(),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Identifies a request's content, to tell a retry from a reuse of its request id.
+fn fingerprint(method: &str, parts: &[&str]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Claims a request id; `Some(first response)` when this is a retry.
+async fn claim(
+    conn: &mut AsyncPgConnection,
+    request_id: Option<Uuid>,
+    fingerprint: &[u8],
+) -> Result<Option<Customer>> {
+    let Some(request_id) = request_id else {
+        return Ok(None);
+    };
+    match request_ids::claim(conn, request_id, fingerprint).await? {
+        Claim::Fresh => Ok(None),
+        Claim::Used {
+            fingerprint: first,
+            response,
+        } => {
+            if first != fingerprint {
+                return Err(Error::invalid_field(
+                    reason::REQUEST_ID_REUSED,
+                    "request_id",
+                    "was already used for a different request; use a new UUID per request",
+                ));
+            }
+            let response = response
+                .ok_or_else(|| Error::internal(&Unreachable("request id without response")))?;
+            serde_json::from_value(response)
+                .map(Some)
+                .map_err(|e| Error::internal(&e))
+        }
+    }
+}
+
+/// Records the response of a claimed request id.
+async fn complete(
+    conn: &mut AsyncPgConnection,
+    request_id: Option<Uuid>,
+    customer: &Customer,
+) -> Result<()> {
+    if let Some(request_id) = request_id {
+        let response = serde_json::to_value(customer).map_err(|e| Error::internal(&e))?;
+        request_ids::complete(conn, request_id, &response).await?;
+    }
+    Ok(())
+}
+
+/// The customer, locked for this transaction.
+async fn locked(conn: &mut AsyncPgConnection, name: CustomerName) -> Result<Customer> {
+    let row = queries::find_for_update(conn, name.id())
+        .await?
+        .ok_or_else(|| Error::customer_not_found(name))?;
+    Ok(Customer::try_from(row)?)
+}
+
+/// The live customer, locked, after checking the etag.
+async fn locked_live(conn: &mut AsyncPgConnection, name: CustomerName, etag: &str) -> Result<Customer> {
+    let current = locked(conn, name).await?;
+    if current.is_deleted() {
+        return Err(Error::FailedPrecondition {
+            message: format!("{name} is deleted; undelete it first"),
+            reason: reason::DELETED,
+            resource_type: CUSTOMER_TYPE,
+            resource_name: name.to_string(),
+        });
+    }
+    check_etag(&current, etag)?;
+    Ok(current)
+}
+
+fn check_etag(current: &Customer, etag: &str) -> Result<()> {
+    if etag.is_empty() || etag == current.etag() {
+        return Ok(());
+    }
+    Err(Error::Aborted {
+        message: format!(
+            "{} was changed since it was read (etag {etag} is not current); read it again and retry",
+            current.name()
+        ),
+        reason: reason::ETAG_MISMATCH,
+        resource_type: CUSTOMER_TYPE,
+        resource_name: current.name().to_string(),
+    })
+}
+
+/// The unique index on live emails turns into ALREADY_EXISTS; anything else is classified
+/// as usual.
+fn email_conflict(error: diesel::result::Error) -> Error {
+    use diesel::result::{DatabaseErrorKind, Error as E};
+    match &error {
+        E::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some("customers_live_email_key") =>
+        {
+            Error::AlreadyExists {
+                message: "another live customer already uses this email".into(),
+                reason: reason::EMAIL_ALREADY_EXISTS,
+                resource_type: CUSTOMER_TYPE,
+                resource_name: String::new(),
+            }
+        }
+        _ => error.into(),
+    }
+}

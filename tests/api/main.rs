@@ -1,0 +1,2 @@
+//! Integration tests (placeholder while the harness lands).
+fn main() {}

@@ -116,7 +116,10 @@ impl fmt::Debug for ServeSettings {
             .field("listen_addr", &self.listen_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("drain_timeout", &self.drain_timeout)
-            .field("page_token_key", &self.page_token_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "page_token_key",
+                &self.page_token_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("request_id_ttl", &self.request_id_ttl)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("health_probe_interval", &self.health_probe_interval)

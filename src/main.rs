@@ -25,17 +25,24 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: customer_api::config::ServeSettings) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    settings: customer_api::config::ServeSettings,
+) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(database = %redact_url(&settings.database.database_url), "starting");
+    // Handlers are installed before the port opens: a SIGTERM during start-up (migrations)
+    // must drain and exit 0 like any other, not kill the process.
+    let shutdown = shutdown_signal()?;
     let listener = server::bind(settings.listen_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen_addr))?;
-    server::serve(settings, listener, shutdown_signal()).await?;
+    server::serve(settings, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn migrate(settings: customer_api::config::DatabaseSettings) -> Result<(), Box<dyn std::error::Error>> {
+async fn migrate(
+    settings: customer_api::config::DatabaseSettings,
+) -> Result<(), Box<dyn std::error::Error>> {
     if db::create_database_if_missing(&settings.database_url).await? {
         tracing::info!(database = %db::database_name(&settings.database_url)?, "created database");
     }
@@ -45,27 +52,24 @@ async fn migrate(settings: customer_api::config::DatabaseSettings) -> Result<(),
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// A future resolving on SIGTERM or SIGINT; the handlers are installed when this returns.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
+}
+
+/// A future resolving on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -71,19 +71,21 @@ pub async fn serve(
     if settings.page_token_key.is_none() {
         tracing::info!("PAGE_TOKEN_KEY is not set: page tokens are signed with a per-process key");
     }
-    let service = CustomerService::new(
-        pool,
-        PageTokens::new(settings.page_token_key.as_deref()),
-    );
+    let service = CustomerService::new(pool, PageTokens::new(settings.page_token_key.as_deref()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let ready = Arc::new(AtomicBool::new(false));
+    // Registered before the first connection, so Watch works from the start; the first probe
+    // runs before accepting, so the first Check already tells the truth.
+    let mut last_probe = None;
+    probe_once(&service, &health, &ready, &mut last_probe).await;
     let background = [
         tokio::spawn(probe_database(
             service.clone(),
             health.clone(),
             ready.clone(),
             settings.health_probe_interval,
+            last_probe,
         )),
         tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
     ];
@@ -130,8 +132,14 @@ pub async fn serve(
     for task in &background {
         task.abort();
     }
-    health.set_not_serving::<CustomerServiceServer<CustomerApi>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    for service in [
+        <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
+        "",
+    ] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
@@ -288,14 +296,24 @@ struct Probe {
 }
 
 /// Ready while the database answers and the server is not shutting down.
-async fn readyz(State(probe): State<Probe>) -> (StatusCode, [(header::HeaderName, &'static str); 1], &'static str) {
+async fn readyz(
+    State(probe): State<Probe>,
+) -> (
+    StatusCode,
+    [(header::HeaderName, &'static str); 1],
+    &'static str,
+) {
     let text = [(header::CONTENT_TYPE, "text/plain")];
     if !probe.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n");
     }
     match tokio::time::timeout(Duration::from_secs(2), probe.service.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, text, "ready\n"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, text, "database unavailable\n"),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            text,
+            "database unavailable\n",
+        ),
     }
 }
 
@@ -305,28 +323,44 @@ async fn probe_database(
     health: HealthReporter,
     ready: Arc<AtomicBool>,
     interval: Duration,
+    mut last: Option<bool>,
 ) {
-    let mut last = None;
     loop {
-        let up = matches!(
-            tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
-            Ok(Ok(()))
-        );
-        if last != Some(up) {
-            if up {
-                health.set_serving::<CustomerServiceServer<CustomerApi>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
-                tracing::info!("database reachable: SERVING");
-            } else {
-                health.set_not_serving::<CustomerServiceServer<CustomerApi>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-                tracing::warn!("database unreachable: NOT_SERVING");
-            }
-            ready.store(up, Ordering::SeqCst);
-            last = Some(up);
-        }
         tokio::time::sleep(interval).await;
+        probe_once(&service, &health, &ready, &mut last).await;
     }
+}
+
+/// Pings the database once and reports a change of state.
+async fn probe_once(
+    service: &CustomerService,
+    health: &HealthReporter,
+    ready: &AtomicBool,
+    last: &mut Option<bool>,
+) {
+    let up = matches!(
+        tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
+        Ok(Ok(()))
+    );
+    if *last == Some(up) {
+        return;
+    }
+    let status = if up {
+        tracing::info!("database reachable: SERVING");
+        tonic_health::ServingStatus::Serving
+    } else {
+        tracing::warn!("database unreachable: NOT_SERVING");
+        tonic_health::ServingStatus::NotServing
+    };
+    health
+        .set_service_status(
+            <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
+            status,
+        )
+        .await;
+    health.set_service_status("", status).await;
+    ready.store(up, Ordering::SeqCst);
+    *last = Some(up);
 }
 
 /// Forgets expired request ids every hour.

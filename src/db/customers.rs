@@ -202,12 +202,24 @@ pub async fn list(
     }
     for key in query.order {
         statement = match (key.field, key.descending) {
-            (OrderField::CreateTime, false) => statement.then_order_by(customers::create_time.asc()),
-            (OrderField::CreateTime, true) => statement.then_order_by(customers::create_time.desc()),
-            (OrderField::UpdateTime, false) => statement.then_order_by(customers::update_time.asc()),
-            (OrderField::UpdateTime, true) => statement.then_order_by(customers::update_time.desc()),
-            (OrderField::FamilyName, false) => statement.then_order_by(customers::family_name.asc()),
-            (OrderField::FamilyName, true) => statement.then_order_by(customers::family_name.desc()),
+            (OrderField::CreateTime, false) => {
+                statement.then_order_by(customers::create_time.asc())
+            }
+            (OrderField::CreateTime, true) => {
+                statement.then_order_by(customers::create_time.desc())
+            }
+            (OrderField::UpdateTime, false) => {
+                statement.then_order_by(customers::update_time.asc())
+            }
+            (OrderField::UpdateTime, true) => {
+                statement.then_order_by(customers::update_time.desc())
+            }
+            (OrderField::FamilyName, false) => {
+                statement.then_order_by(customers::family_name.asc())
+            }
+            (OrderField::FamilyName, true) => {
+                statement.then_order_by(customers::family_name.desc())
+            }
             (OrderField::GivenName, false) => statement.then_order_by(customers::given_name.asc()),
             (OrderField::GivenName, true) => statement.then_order_by(customers::given_name.desc()),
             (OrderField::Email, false) => statement.then_order_by(customers::email.asc()),
@@ -406,7 +418,9 @@ fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
         }
         (Field::CreateTime, Value::Time(time)) => compare_with!(customers::create_time, op, *time),
         (Field::UpdateTime, Value::Time(time)) => compare_with!(customers::update_time, op, *time),
-        (Field::GivenName, Value::Text(text)) => compare_with!(customers::given_name, op, text.clone()),
+        (Field::GivenName, Value::Text(text)) => {
+            compare_with!(customers::given_name, op, text.clone())
+        }
         (Field::FamilyName, Value::Text(text)) => {
             compare_with!(customers::family_name, op, text.clone())
         }
@@ -415,7 +429,9 @@ fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
             compare_with!(lower(customers::email), op, lower(text.clone()))
         }
         (Field::Phone, Value::Text(text)) => compare_nullable!(customers::phone, op, text.clone()),
-        (Field::Company, Value::Text(text)) => compare_nullable!(customers::company, op, text.clone()),
+        (Field::Company, Value::Text(text)) => {
+            compare_nullable!(customers::company, op, text.clone())
+        }
         (Field::BusinessId, Value::Text(text)) => {
             compare_nullable!(customers::business_id, op, text.clone())
         }
@@ -424,7 +440,9 @@ fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
             CmpOp::Eq => Box::new(customers::labels.contains(label_object(key, text))),
             CmpOp::Ne => Box::new(not(customers::labels.contains(label_object(key, text)))),
             op => compare_with!(
-                customers::labels.retrieve_as_text(key.clone()).assume_not_null(),
+                customers::labels
+                    .retrieve_as_text(key.clone())
+                    .assume_not_null(),
                 op,
                 text.clone()
             ),

@@ -39,7 +39,8 @@ const MIGRATION_LOCK: i64 = 0x6375_7374_6170_6931;
 /// The connection pool.
 pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 /// A connection checked out of the pool, owned (can move into a spawned task).
-pub type Connection = bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type Connection =
+    bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
 /// A pool checkout failure.
 pub type PoolError = bb8::RunError<diesel_async::pooled_connection::PoolError>;
 

@@ -133,7 +133,10 @@ impl TryFrom<CustomerRow> for Customer {
     type Error = CorruptRow;
 
     fn try_from(row: CustomerRow) -> Result<Self, CorruptRow> {
-        let corrupt = |problem: String| CorruptRow { id: row.id, problem };
+        let corrupt = |problem: String| CorruptRow {
+            id: row.id,
+            problem,
+        };
         let status = Status::from_number(i32::from(row.status))
             .ok_or_else(|| corrupt(format!("unknown status {}", row.status)))?;
         let address = row

@@ -73,8 +73,8 @@ pub async fn complete(
 
 /// Forgets request ids older than `ttl`; returns how many.
 pub async fn purge(conn: &mut AsyncPgConnection, ttl: Duration) -> QueryResult<usize> {
-    let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+    let cutoff =
+        chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
     diesel::delete(request_ids::table.filter(request_ids::create_time.lt(cutoff)))
         .execute(conn)
         .await

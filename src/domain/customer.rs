@@ -207,15 +207,14 @@ impl CustomerInput {
                 Status::Active
             }),
         };
-        let company = optional(&self.company).and_then(|company| {
-            match names::check_company_name(company) {
+        let company =
+            optional(&self.company).and_then(|company| match names::check_company_name(company) {
                 Ok(()) => Some(company.to_owned()),
                 Err(description) => {
                     v.add(path("company"), description);
                     None
                 }
-            }
-        });
+            });
         let business_id = optional(&self.business_id).and_then(|id| {
             let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
                 && id
@@ -320,8 +319,9 @@ const OUTPUT_ONLY: [&str; 6] = [
 
 impl UpdateMask {
     /// Parses the paths of a `google.protobuf.FieldMask`. `field` is the mask's request path
-    /// (`update_mask`). Unknown and output-only paths are violations.
-    pub fn parse(field: &str, paths: &[String]) -> Result<Self, Violations> {
+    /// (`update_mask`). Unknown and output-only paths are violations; the mask of the valid
+    /// paths is returned beside them so their values can be checked too.
+    pub fn parse(field: &str, paths: &[String]) -> (Self, Violations) {
         let mut v = Violations::new();
         if paths.iter().any(|p| p == "*") {
             if paths.len() > 1 {
@@ -330,7 +330,7 @@ impl UpdateMask {
                     "`*` replaces every field and must be the only path",
                 );
             }
-            return v.into_result(Self::All);
+            return (Self::All, v);
         }
         let mut fields = Vec::with_capacity(paths.len());
         for (index, path) in paths.iter().enumerate() {
@@ -368,7 +368,7 @@ impl UpdateMask {
                 None => v.add(at, format!("`{}` is not a field of Customer", clip(path))),
             }
         }
-        v.into_result(Self::Fields(fields))
+        (Self::Fields(fields), v)
     }
 
     /// Copies the masked fields of `source` into `target`.
@@ -389,21 +389,27 @@ impl UpdateMask {
                 CustomerField::Phone => target.phone.clone_from(&source.phone),
                 CustomerField::Address => target.address.clone_from(&source.address),
                 CustomerField::AddressLines => {
-                    target_address(&mut target.address).lines = source_address.map(|a| a.lines.clone()).unwrap_or_default();
+                    target_address(&mut target.address).lines =
+                        source_address.map(|a| a.lines.clone()).unwrap_or_default();
                 }
                 CustomerField::AddressLocality => {
-                    target_address(&mut target.address).locality = source_address.map(|a| a.locality.clone()).unwrap_or_default();
+                    target_address(&mut target.address).locality = source_address
+                        .map(|a| a.locality.clone())
+                        .unwrap_or_default();
                 }
                 CustomerField::AddressRegion => {
-                    target_address(&mut target.address).region = source_address.map(|a| a.region.clone()).unwrap_or_default();
+                    target_address(&mut target.address).region =
+                        source_address.map(|a| a.region.clone()).unwrap_or_default();
                 }
                 CustomerField::AddressPostalCode => {
-                    target_address(&mut target.address).postal_code =
-                        source_address.map(|a| a.postal_code.clone()).unwrap_or_default();
+                    target_address(&mut target.address).postal_code = source_address
+                        .map(|a| a.postal_code.clone())
+                        .unwrap_or_default();
                 }
                 CustomerField::AddressCountryCode => {
-                    target_address(&mut target.address).country_code =
-                        source_address.map(|a| a.country_code.clone()).unwrap_or_default();
+                    target_address(&mut target.address).country_code = source_address
+                        .map(|a| a.country_code.clone())
+                        .unwrap_or_default();
                 }
                 CustomerField::Status => target.status = source.status,
                 CustomerField::Company => target.company.clone_from(&source.company),
@@ -427,7 +433,12 @@ fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
 }
 
 /// Records a violation unless `ok`; returns `ok`.
-fn check(v: &mut Violations, field: String, ok: bool, description: impl FnOnce() -> String) -> bool {
+fn check(
+    v: &mut Violations,
+    field: String,
+    ok: bool,
+    description: impl FnOnce() -> String,
+) -> bool {
     if !ok {
         v.add(field, description());
     }
@@ -444,7 +455,13 @@ fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
-fn bounded_text(v: &mut Violations, field: String, text: &str, max: usize, required: bool) -> String {
+fn bounded_text(
+    v: &mut Violations,
+    field: String,
+    text: &str,
+    max: usize,
+    required: bool,
+) -> String {
     let text = text.trim();
     if text.is_empty() {
         if required {
@@ -467,7 +484,10 @@ fn email(v: &mut Violations, field: String, text: &str) -> String {
     if text.is_empty() {
         v.add(field, "is required");
     } else if text.chars().count() > MAX_EMAIL_CHARS {
-        v.add(field, format!("must be at most {MAX_EMAIL_CHARS} characters"));
+        v.add(
+            field,
+            format!("must be at most {MAX_EMAIL_CHARS} characters"),
+        );
     } else if !is_email(text) {
         v.add(field, "is not a valid email address, e.g. jane@example.com");
     }
@@ -508,7 +528,13 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            bounded_text(v, format!("{prefix}.lines[{i}]"), line, MAX_ADDRESS_LINE_CHARS, true)
+            bounded_text(
+                v,
+                format!("{prefix}.lines[{i}]"),
+                line,
+                MAX_ADDRESS_LINE_CHARS,
+                true,
+            )
         })
         .collect();
     let part = |v: &mut Violations, name: &str, text: &str| {
@@ -540,18 +566,21 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
 
 fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
     if labels.len() > MAX_LABELS {
-        v.add(prefix, format!("at most {MAX_LABELS} labels, got {}", labels.len()));
+        v.add(
+            prefix,
+            format!("at most {MAX_LABELS} labels, got {}", labels.len()),
+        );
     }
     for (key, value) in labels {
         let at = format!("{prefix}[\"{}\"]", clip(key));
         if !is_label_key(key) {
-            v.add(
-                at.clone(),
-                "label keys must match [a-z][a-z0-9_.-]{0,62}",
-            );
+            v.add(at.clone(), "label keys must match [a-z][a-z0-9_.-]{0,62}");
         }
         if value.chars().count() > MAX_LABEL_VALUE_CHARS {
-            v.add(at, format!("label values must be at most {MAX_LABEL_VALUE_CHARS} characters"));
+            v.add(
+                at,
+                format!("label values must be at most {MAX_LABEL_VALUE_CHARS} characters"),
+            );
         } else if has_control(value) {
             v.add(at, "label values must not contain control characters");
         }
@@ -619,7 +648,10 @@ mod tests {
 
     #[test]
     fn unspecified_status_defaults_to_active() {
-        let input = CustomerInput { status: 0, ..valid() };
+        let input = CustomerInput {
+            status: 0,
+            ..valid()
+        };
         assert_eq!(input.validate("customer").unwrap().status, Status::Active);
     }
 
@@ -669,7 +701,10 @@ mod tests {
             given_name: "é".repeat(201),
             ..valid()
         };
-        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.given_name"]);
+        assert_eq!(
+            fields(input.validate("customer").unwrap_err()),
+            ["customer.given_name"]
+        );
     }
 
     #[test]
@@ -677,12 +712,26 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"] {
             assert!(is_email(good), "{good}");
         }
-        for bad in ["plain", "@example.com", "a@", "a@localhost", "a@[127.0.0.1]", "a b@c.de", "Jo <jo@x.de>"] {
+        for bad in [
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a@[127.0.0.1]",
+            "a b@c.de",
+            "Jo <jo@x.de>",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
         let long = format!("{}@example.com", "a".repeat(250));
-        let input = CustomerInput { email: long, ..valid() };
-        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.email"]);
+        let input = CustomerInput {
+            email: long,
+            ..valid()
+        };
+        assert_eq!(
+            fields(input.validate("customer").unwrap_err()),
+            ["customer.email"]
+        );
     }
 
     #[test]
@@ -690,7 +739,14 @@ mod tests {
         for good in ["+14155550123", "+49301234567", "+12"] {
             assert!(is_e164(good), "{good}");
         }
-        for bad in ["14155550123", "+0123", "+1 415 555", "+1234567890123456", "+", "+1"] {
+        for bad in [
+            "14155550123",
+            "+0123",
+            "+1 415 555",
+            "+1234567890123456",
+            "+",
+            "+1",
+        ] {
             assert!(!is_e164(bad), "{bad}");
         }
     }
@@ -699,7 +755,10 @@ mod tests {
     fn too_many_labels_is_one_violation() {
         let labels = (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         let input = CustomerInput { labels, ..valid() };
-        assert_eq!(fields(input.validate("customer").unwrap_err()), ["customer.labels"]);
+        assert_eq!(
+            fields(input.validate("customer").unwrap_err()),
+            ["customer.labels"]
+        );
     }
 
     #[test]
@@ -718,7 +777,9 @@ mod tests {
         let paths: Vec<String> = ["given_name", "uid", "nickname", "labels.Bad", "given_name"]
             .map(String::from)
             .to_vec();
-        let violations = UpdateMask::parse("update_mask", &paths).unwrap_err().into_vec();
+        let (mask, violations) = UpdateMask::parse("update_mask", &paths);
+        assert_eq!(mask, UpdateMask::Fields(vec![CustomerField::GivenName]));
+        let violations = violations.into_vec();
         let got: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             got,
@@ -734,8 +795,15 @@ mod tests {
 
     #[test]
     fn star_mask_replaces_everything_and_must_stand_alone() {
-        assert_eq!(UpdateMask::parse("m", &["*".into()]), Ok(UpdateMask::All));
-        assert!(UpdateMask::parse("m", &["*".into(), "email".into()]).is_err());
+        assert_eq!(
+            UpdateMask::parse("m", &["*".into()]),
+            (UpdateMask::All, Violations::new())
+        );
+        assert!(
+            !UpdateMask::parse("m", &["*".into(), "email".into()])
+                .1
+                .is_empty()
+        );
         let mut target = valid();
         let source = CustomerInput {
             given_name: "Grace".into(),
@@ -754,18 +822,26 @@ mod tests {
             labels: BTreeMap::from([("env".into(), "prod".into())]),
             ..CustomerInput::default()
         };
-        let mask = UpdateMask::parse(
+        let (mask, violations) = UpdateMask::parse(
             "update_mask",
-            &["email".into(), "address.locality".into(), "labels.env".into(), "labels.tier".into()],
-        )
-        .unwrap();
+            &[
+                "email".into(),
+                "address.locality".into(),
+                "labels.env".into(),
+                "labels.tier".into(),
+            ],
+        );
+        assert!(violations.is_empty());
         mask.apply(&mut target, &source);
         assert_eq!(target.email, "new@example.com");
         assert_eq!(target.given_name, "  Ada ");
         let address = target.address.as_ref().unwrap();
         assert_eq!(address.locality, "");
         assert_eq!(address.postal_code, "SW1Y 4JH");
-        assert_eq!(target.labels, BTreeMap::from([("env".into(), "prod".into())]));
+        assert_eq!(
+            target.labels,
+            BTreeMap::from([("env".into(), "prod".into())])
+        );
     }
 
     #[test]
@@ -775,7 +851,10 @@ mod tests {
             status: 3,
             ..CustomerInput::default()
         };
-        assert_eq!(input.present_fields(), [CustomerField::Email, CustomerField::Status]);
+        assert_eq!(
+            input.present_fields(),
+            [CustomerField::Email, CustomerField::Status]
+        );
     }
 
     proptest! {

@@ -377,7 +377,9 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return Err(error(
                 pos,
-                format!("filter is nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)"),
+                format!(
+                    "filter is nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)"
+                ),
             ));
         }
         Ok(())
@@ -532,7 +534,7 @@ impl Parser {
                             "unknown field '{}'; valid fields are {VALID_FIELDS}",
                             snippet(&word)
                         ),
-                    ))
+                    ));
                 }
             },
         };
@@ -557,7 +559,7 @@ impl Parser {
                         "expected a comparator (=, !=, <, <=, >, >=, :) after field '{}'",
                         field.display_name()
                     ),
-                ))
+                ));
             }
         };
         self.pos += len;
@@ -638,7 +640,7 @@ impl Parser {
                                 format!(
                                     "invalid escape sequence '\\{c}' (only \\\", \\' and \\\\ are supported)"
                                 ),
-                            ))
+                            ));
                         }
                     }
                 }
@@ -711,7 +713,7 @@ fn typed_restriction(
                             "invalid status '{}'; expected one of ACTIVE, PROSPECTIVE, INACTIVE",
                             snippet(other)
                         ),
-                    ))
+                    ));
                 }
             };
             Ok(Expr::Compare {
@@ -1129,9 +1131,11 @@ mod tests {
     fn maximum_length_is_accepted() {
         let value = "x".repeat(MAX_FILTER_LEN - "email=".len());
         // too long for a text value, but not for the filter length check
-        assert!(err(&format!("email={value}"))
-            .message
-            .contains("too long (2042 characters"));
+        assert!(
+            err(&format!("email={value}"))
+                .message
+                .contains("too long (2042 characters")
+        );
         let padded = format!("email=a{}", " ".repeat(MAX_FILTER_LEN - 7));
         assert_eq!(padded.len(), MAX_FILTER_LEN);
         assert_eq!(ok(&padded), a());

@@ -210,7 +210,7 @@ fn finish_item(
                     field.as_str(),
                     snippet(dir)
                 ),
-            ))
+            ));
         }
     };
     if let Some((pos, extra)) = words.get(2) {

@@ -35,14 +35,20 @@ type RpcResult<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl pb::customer_service_server::CustomerService for CustomerApi {
-    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> RpcResult<pb::Customer> {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
         let request = request.into_inner();
         let input = request.customer.as_ref().map(input_of).unwrap_or_default();
         let customer = self.service.create(input, &request.request_id).await?;
         Ok(Response::new(to_proto(customer)))
     }
 
-    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> RpcResult<pb::Customer> {
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
         let customer = self.service.get(&request.get_ref().name).await?;
         Ok(Response::new(to_proto(customer)))
     }

@@ -64,7 +64,12 @@ impl From<Error> for Status {
                     ERROR_DOMAIN,
                     HashMap::from([("resource".to_owned(), resource_name.clone())]),
                 );
-                details.set_resource_info(resource_type, resource_name, "", "was changed concurrently");
+                details.set_resource_info(
+                    resource_type,
+                    resource_name,
+                    "",
+                    "was changed concurrently",
+                );
                 Code::Aborted
             }
             Error::FailedPrecondition {

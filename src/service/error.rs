@@ -150,7 +150,10 @@ impl Error {
             description: description.into(),
         };
         Self::InvalidArgument {
-            message: format!("invalid request: {}: {}", violation.field, violation.description),
+            message: format!(
+                "invalid request: {}: {}",
+                violation.field, violation.description
+            ),
             reason,
             violations: vec![violation],
         }

@@ -98,7 +98,10 @@ impl CustomerService {
     /// Registers a customer. With a `request_id`, a retry returns the first result.
     pub async fn create(&self, input: CustomerInput, request_id: &str) -> Result<Customer> {
         let mut violations = Violations::new();
-        let request_id = collect(&mut violations, names::parse_request_id("request_id", request_id));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", request_id),
+        );
         let data = match input.validate("customer") {
             Ok(data) => Some(data),
             Err(more) => {
@@ -107,7 +110,9 @@ impl CustomerService {
             }
         };
         let (Some(request_id), Some(data)) = (request_id, violations.into_result(data)?) else {
-            return Err(Error::internal(&Unreachable("validated create without data")));
+            return Err(Error::internal(&Unreachable(
+                "validated create without data",
+            )));
         };
         let fingerprint = fingerprint("CreateCustomer", &[&json(&input)]);
         let row = NewCustomerRow {
@@ -152,7 +157,10 @@ impl CustomerService {
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
-                collect(&mut violations, CustomerName::parse(&format!("names[{i}]"), name))
+                collect(
+                    &mut violations,
+                    CustomerName::parse(&format!("names[{i}]"), name),
+                )
             })
             .collect();
         let parsed = violations.into_result(parsed)?;
@@ -204,15 +212,17 @@ impl CustomerService {
         let query = PageTokens::query_fingerprint(&[
             &format!("{filter:?}"),
             &format!("{order:?}"),
-            if request.show_deleted { "deleted" } else { "live" },
+            if request.show_deleted {
+                "deleted"
+            } else {
+                "live"
+            },
         ]);
         let after = match request.page_token.as_str() {
             "" => None,
-            token => Some(
-                self.page_tokens
-                    .decode(token, &query)
-                    .map_err(|e| Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string()))?,
-            ),
+            token => Some(self.page_tokens.decode(token, &query).map_err(|e| {
+                Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string())
+            })?),
         };
         let mut conn = self.pool.get().await?;
         let mut rows = queries::list(
@@ -231,7 +241,9 @@ impl CustomerService {
         let more = rows.len() > page_size as usize;
         rows.truncate(page_size as usize);
         let next_page_token = match rows.last() {
-            Some(last) if more => self.page_tokens.encode(&query, &Cursor::after(last, &order)),
+            Some(last) if more => self
+                .page_tokens
+                .encode(&query, &Cursor::after(last, &order)),
             _ => String::new(),
         };
         let customers = rows
@@ -247,39 +259,43 @@ impl CustomerService {
     /// Changes the fields selected by the update mask (AIP-134), checking the etag.
     pub async fn update(&self, request: UpdateRequest) -> Result<Customer> {
         let mut violations = Violations::new();
-        let name = collect(&mut violations, CustomerName::parse("customer.name", &request.name));
+        let name = collect(
+            &mut violations,
+            CustomerName::parse("customer.name", &request.name),
+        );
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", &request.request_id),
         );
         let mask = match request.update_mask.as_deref() {
-            Some(paths) if !paths.is_empty() => match UpdateMask::parse("update_mask", paths) {
-                Ok(mask) => Some(mask),
-                Err(more) => {
-                    violations.extend(more);
-                    None
-                }
-            },
-            _ => Some(UpdateMask::Fields(request.input.present_fields())),
+            Some(paths) if !paths.is_empty() => {
+                let (mask, more) = UpdateMask::parse("update_mask", paths);
+                violations.extend(more);
+                mask
+            }
+            _ => UpdateMask::Fields(request.input.present_fields()),
         };
         // Check the masked values before touching the database, against a valid stand-in
         // for the stored customer; the merged result is checked again below.
-        if let Some(mask) = &mask {
-            let mut probe = CustomerInput::from(&stand_in());
-            mask.apply(&mut probe, &request.input);
-            if let Err(more) = probe.validate("customer") {
-                violations.extend(more);
-            }
+        let mut probe = CustomerInput::from(&stand_in());
+        mask.apply(&mut probe, &request.input);
+        if let Err(more) = probe.validate("customer") {
+            violations.extend(more);
         }
-        let (Some(name), Some(request_id), Some(mask)) =
-            (name, request_id, violations.into_result(mask)?)
-        else {
-            return Err(Error::internal(&Unreachable("validated update without parts")));
+        let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
+            return Err(Error::internal(&Unreachable(
+                "validated update without parts",
+            )));
         };
 
         let fingerprint = fingerprint(
             "UpdateCustomer",
-            &[&request.name, &request.etag, &format!("{mask:?}"), &json(&request.input)],
+            &[
+                &request.name,
+                &request.etag,
+                &format!("{mask:?}"),
+                &json(&request.input),
+            ],
         );
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
@@ -308,9 +324,14 @@ impl CustomerService {
     pub async fn delete(&self, name: &str, etag: &str, request_id: &str) -> Result<Customer> {
         let mut violations = Violations::new();
         let parsed = collect(&mut violations, CustomerName::parse("name", name));
-        let request_id = collect(&mut violations, names::parse_request_id("request_id", request_id));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", request_id),
+        );
         let (Some(parsed), Some(request_id)) = violations.into_result((parsed, request_id))? else {
-            return Err(Error::internal(&Unreachable("validated delete without parts")));
+            return Err(Error::internal(&Unreachable(
+                "validated delete without parts",
+            )));
         };
         let fingerprint = fingerprint("DeleteCustomer", &[name, etag]);
         let etag = etag.to_owned();
@@ -397,7 +418,8 @@ pub trait TransactionBody<'r, T>:
 
 impl<'r, T, F, Fut> TransactionBody<'r, T> for F
 where
-    F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T> + FnOnce(&'r mut AsyncPgConnection) -> Fut,
+    F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T>
+        + FnOnce(&'r mut AsyncPgConnection) -> Fut,
     Fut: Future<Output = Result<T>> + Send,
 {
     type Future = Fut;
@@ -409,7 +431,10 @@ where
 struct Unreachable(&'static str);
 
 /// Moves a violation into `violations`, keeping the value when there is none.
-fn collect<T>(violations: &mut Violations, result: Result<T, crate::domain::FieldViolation>) -> Option<T> {
+fn collect<T>(
+    violations: &mut Violations,
+    result: Result<T, crate::domain::FieldViolation>,
+) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(violation) => {
@@ -505,7 +530,11 @@ async fn locked(conn: &mut AsyncPgConnection, name: CustomerName) -> Result<Cust
 }
 
 /// The live customer, locked, after checking the etag.
-async fn locked_live(conn: &mut AsyncPgConnection, name: CustomerName, etag: &str) -> Result<Customer> {
+async fn locked_live(
+    conn: &mut AsyncPgConnection,
+    name: CustomerName,
+    etag: &str,
+) -> Result<Customer> {
     let current = locked(conn, name).await?;
     if current.is_deleted() {
         return Err(Error::FailedPrecondition {

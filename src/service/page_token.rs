@@ -125,9 +125,13 @@ impl PageTokens {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| TokenError::Invalid)?;
-        let split = bytes.len().checked_sub(MAC_LEN).ok_or(TokenError::Invalid)?;
+        let split = bytes
+            .len()
+            .checked_sub(MAC_LEN)
+            .ok_or(TokenError::Invalid)?;
         let (body, mac) = bytes.split_at(split);
-        let mut verifier = HmacSha256::new_from_slice(&self.key).map_err(|_| TokenError::Invalid)?;
+        let mut verifier =
+            HmacSha256::new_from_slice(&self.key).map_err(|_| TokenError::Invalid)?;
         verifier.update(body);
         verifier
             .verify_truncated_left(mac)

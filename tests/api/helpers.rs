@@ -1,0 +1,521 @@
+//! Test harness: a real server on `127.0.0.1:0` over a fresh PostgreSQL database per test.
+//!
+//! The first test to start migrates a *template* database (named after a hash of
+//! `migrations/`, built under an advisory lock so parallel test processes agree); every test
+//! then gets `CREATE DATABASE … TEMPLATE …`, which copies the migrated schema in
+//! milliseconds. Databases left by earlier runs are dropped when the template is checked.
+//!
+//! PostgreSQL is required: without `DATABASE_URL` the tests fail with a message saying how
+//! to provide one (`make test` does). They never skip.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use customer_api::{
+    config::ServeSettings,
+    db,
+    pb::{self, customer_service_client::CustomerServiceClient},
+    server,
+};
+use diesel::{QueryableByName, sql_types::Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use sha2::{Digest, Sha256};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Prefix of every database the tests create.
+const PREFIX: &str = "customer_api_test";
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
+
+/// The server URL every test database lives on.
+pub fn base_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set. These tests need a real PostgreSQL: run `make test`, \
+             which finds or starts one, or export DATABASE_URL=postgres://user@host:port/db"
+        )
+    })
+}
+
+async fn admin() -> AsyncPgConnection {
+    let url =
+        db::with_database(&base_url(), "postgres").expect("DATABASE_URL is a postgres:// URL");
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach PostgreSQL at {}: {e}",
+                customer_api::config::redact_url(&url)
+            )
+        })
+}
+
+fn migrations_hash() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).expect("read migration"));
+    }
+    hex(&hasher.finalize()[..6])
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read migrations/") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// The migrated template, created once per schema version.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("{PREFIX}_tpl_{}", migrations_hash());
+            let mut conn = admin().await;
+            conn.batch_execute("SELECT pg_advisory_lock(774411)")
+                .await
+                .expect("lock");
+            let existing: Vec<Name> = diesel::sql_query(format!(
+                "SELECT datname AS name FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+            ))
+            .load(&mut conn)
+            .await
+            .expect("list databases");
+            let own = format!("{PREFIX}_{}_", std::process::id());
+            for stale in &existing {
+                if stale.name != name && !stale.name.starts_with(&own) {
+                    // Fails harmlessly if another run is still using it.
+                    let _ = conn
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {}",
+                            db::quote_ident(&stale.name)
+                        ))
+                        .await;
+                }
+            }
+            if !existing.iter().any(|db| db.name == name) {
+                let building = format!("{name}_building");
+                let _ = conn
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {}",
+                        db::quote_ident(&building)
+                    ))
+                    .await;
+                conn.batch_execute(&format!("CREATE DATABASE {}", db::quote_ident(&building)))
+                    .await
+                    .expect("create template");
+                let url = db::with_database(&base_url(), &building).expect("url");
+                let settings = ServeSettings::for_database(url).database;
+                let pool = db::connect(&settings).await.expect("connect to template");
+                db::migrate(&pool).await.expect("migrate template");
+                drop(pool);
+                // Published by rename, so nobody clones a half-migrated template. The
+                // pool's sessions end asynchronously after the drop; terminate them and wait
+                // (pg_terminate_backend with a timeout blocks until the backend is gone).
+                conn.batch_execute(&format!(
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+                     WHERE datname = '{building}'"
+                ))
+                .await
+                .expect("end template sessions");
+                conn.batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    db::quote_ident(&building),
+                    db::quote_ident(&name)
+                ))
+                .await
+                .expect("publish template");
+            }
+            conn.batch_execute("SELECT pg_advisory_unlock(774411)")
+                .await
+                .expect("unlock");
+            name
+        })
+        .await
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> (String, String) {
+    let template = template().await;
+    let name = format!(
+        "{PREFIX}_{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut conn = admin().await;
+    conn.batch_execute(&format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        db::quote_ident(&name),
+        db::quote_ident(template)
+    ))
+    .await
+    .expect("create test database");
+    (db::with_database(&base_url(), &name).expect("url"), name)
+}
+
+/// A running server and a client connected to it.
+pub struct TestApp {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// gRPC client over HTTP/2.
+    pub client: CustomerServiceClient<Channel>,
+    /// The channel (for other service clients).
+    pub channel: Channel,
+    /// The test database.
+    pub database_url: String,
+    /// Its name.
+    pub database_name: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), server::StartError>>>,
+}
+
+impl TestApp {
+    /// Default settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Settings adjusted by `configure` (the database URL is already set).
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeSettings)) -> Self {
+        let (database_url, database_name) = fresh_database().await;
+        let mut settings = ServeSettings::for_database(&database_url);
+        settings.page_token_key = Some("integration-test page token key".into());
+        settings.health_probe_interval = Duration::from_millis(100);
+        configure(&mut settings);
+        Self::start(settings, database_url, database_name).await
+    }
+
+    async fn start(settings: ServeSettings, database_url: String, database_name: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(settings, listener, async {
+            let _ = stop.await;
+        }));
+        // The listener is bound, so connecting succeeds at once; calls queue in the backlog
+        // until start-up (migrations) is done.
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            client: CustomerServiceClient::new(channel.clone()),
+            channel,
+            database_url,
+            database_name,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// A direct database connection (to inspect rows or hold locks).
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Counts rows of `table` (optionally filtered by `condition`).
+    pub async fn count(&self, table: &str, condition: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db().await;
+        let where_clause = if condition.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {condition}")
+        };
+        let count: Count =
+            diesel::sql_query(format!("SELECT count(*) AS n FROM {table}{where_clause}"))
+                .get_result(&mut conn)
+                .await
+                .expect("count");
+        count.n
+    }
+
+    /// Creates a customer with a unique email and returns it.
+    pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
+        let customer = new_customer(given, family);
+        self.client
+            .clone()
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(customer),
+                request_id: String::new(),
+            })
+            .await
+            .expect("create customer")
+            .into_inner()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+static NEXT_EMAIL: AtomicUsize = AtomicUsize::new(0);
+
+/// A valid new customer with a unique email.
+pub fn new_customer(given: &str, family: &str) -> pb::Customer {
+    let n = NEXT_EMAIL.fetch_add(1, Ordering::SeqCst);
+    pb::Customer {
+        given_name: given.into(),
+        family_name: family.into(),
+        email: format!(
+            "{}.{}.{n}@example.com",
+            given.to_lowercase(),
+            family.to_lowercase()
+        ),
+        ..Default::default()
+    }
+}
+
+/// The rich error details of a status.
+pub fn details(status: &Status) -> ErrorDetails {
+    status.get_error_details()
+}
+
+/// Asserts `status` is INVALID_ARGUMENT listing exactly `fields` (in order) with `reason`.
+pub fn assert_invalid(status: &Status, reason: &str, fields: &[&str]) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = details(status);
+    let info = details.error_info().expect("ErrorInfo detail");
+    assert_eq!(info.reason, reason);
+    assert_eq!(info.domain, "customer.example.com");
+    let got: Vec<&str> = details
+        .bad_request()
+        .expect("BadRequest detail")
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(got, fields, "{status:?}");
+}
+
+/// Asserts the status code and `ErrorInfo.reason`.
+pub fn assert_reason(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    let details = details(status);
+    let info = details.error_info().expect("ErrorInfo detail");
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "customer.example.com");
+}
+
+/// The label map type of the generated code.
+pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect()
+}
+
+/// Sessions of the test database in state `state` (e.g. `idle in transaction`).
+pub async fn sessions_in_state(app: &TestApp, state: &str) -> i64 {
+    app.count(
+        "pg_stat_activity",
+        &format!("datname = '{}' AND state = '{state}'", app.database_name),
+    )
+    .await
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after 10 s. For waiting on state
+/// another process owns (PostgreSQL sessions), where no event can be awaited.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sessions of the test database waiting for a lock.
+pub async fn sessions_waiting_for_locks(app: &TestApp) -> i64 {
+    app.count(
+        "pg_stat_activity",
+        &format!(
+            "datname = '{}' AND wait_event_type = 'Lock'",
+            app.database_name
+        ),
+    )
+    .await
+}
+
+/// Holds `FOR UPDATE` on a customer row in an open transaction until dropped/committed.
+pub async fn lock_customer(app: &TestApp, name: &str) -> AsyncPgConnection {
+    let mut conn = app.db().await;
+    let id = name.strip_prefix("customers/").expect("customer name");
+    conn.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM customers WHERE id = '{id}' FOR UPDATE"
+    ))
+    .await
+    .expect("lock row");
+    conn
+}
+
+/// The `host:port` of a postgres URL.
+pub fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut, to play "database down".
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    upstream: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy on a free port.
+    pub async fn start(upstream: &str) -> Self {
+        Self::start_at("127.0.0.1:0".parse().expect("addr"), upstream).await
+    }
+
+    /// A proxy on `addr` (to come back on the same port).
+    pub async fn start_at(addr: SocketAddr, upstream: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let target = upstream.to_owned();
+        let task = tokio::spawn(async move {
+            let mut stopped_accepting = stopped.clone();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { continue };
+                        let target = target.clone();
+                        let mut stopped = stopped.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = stopped.changed() => {}
+                            }
+                        });
+                    }
+                    _ = stopped_accepting.changed() => return,
+                }
+            }
+        });
+        Self {
+            addr,
+            upstream: upstream.to_owned(),
+            stop,
+            task,
+        }
+    }
+
+    /// Closes the listener and every proxied connection; returns what restarts it.
+    pub async fn cut(self) -> (SocketAddr, String) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("proxy task");
+        (self.addr, self.upstream)
+    }
+
+    /// `url` routed through this proxy.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(&authority(url), &self.addr.to_string(), 1)
+    }
+}
+
+/// One unary gRPC call over a plain HTTP/2 client (no tonic client-side behaviour such as
+/// its own deadline timer): returns the status the server sent.
+pub async fn raw_grpc_status(
+    app: &TestApp,
+    method: &str,
+    message: &impl prost::Message,
+    headers: &[(&str, &str)],
+) -> Status {
+    use http_body_util::{BodyExt, Full};
+    let body = message.encode_to_vec();
+    let mut framed = vec![0_u8];
+    framed.extend_from_slice(&u32::try_from(body.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(&body);
+    let mut request = http::Request::post(format!(
+        "http://{}/customer.v1.CustomerService/{method}",
+        app.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let response = client
+        .request(
+            request
+                .body(Full::new(bytes::Bytes::from(framed)))
+                .expect("request"),
+        )
+        .await
+        .expect("HTTP/2 call");
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        return status;
+    }
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""))
+}

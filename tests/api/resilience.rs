@@ -1,0 +1,275 @@
+//! Failure behaviour: deadlines, cancellation, database outages, pool exhaustion, shutdown.
+
+use std::time::{Duration, Instant};
+
+use customer_api::pb;
+use diesel_async::SimpleAsyncConnection;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::{
+    Proxy, TestApp, assert_reason, eventually, lock_customer, raw_grpc_status, sessions_in_state,
+    sessions_waiting_for_locks,
+};
+
+fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
+    pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            name: name.into(),
+            given_name: given.into(),
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: None,
+        request_id: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cleanly() {
+    let app = TestApp::spawn().await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut lock = lock_customer(&app, &customer.name).await;
+
+    // The deadline as any gRPC client sends it, over plain HTTP/2: tonic's client would
+    // also start its own timer and report CANCELLED locally; this is about the server.
+    let request = rename(&customer.name, "Late", &customer.etag);
+    let status = raw_grpc_status(
+        &app,
+        "UpdateCustomer",
+        &request,
+        &[("grpc-timeout", "300m")],
+    )
+    .await;
+
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The write already waits for the row lock on its own task; release it.
+    lock.batch_execute("COMMIT").await.unwrap();
+    // A second writer with the original etag queues behind that write on the row lock, so
+    // its answer shows the first one committed.
+    let second = app
+        .client
+        .clone()
+        .update_customer(rename(&customer.name, "Second", &customer.etag))
+        .await
+        .unwrap_err();
+    assert_reason(&second, Code::Aborted, "ETAG_MISMATCH");
+    let stored = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.given_name, "Late");
+    assert_eq!(sessions_in_state(&app, "idle in transaction").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_mid_write_leaves_no_transaction_open() {
+    let app = TestApp::spawn().await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut lock = lock_customer(&app, &customer.name).await;
+
+    let call = {
+        let mut client = app.client.clone();
+        let request = rename(&customer.name, "Abandoned", &customer.etag);
+        tokio::spawn(async move { client.update_customer(request).await })
+    };
+    eventually("the write waits for the row lock", || async {
+        sessions_waiting_for_locks(&app).await == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    lock.batch_execute("COMMIT").await.unwrap();
+
+    let second = app
+        .client
+        .clone()
+        .update_customer(rename(&customer.name, "Second", &customer.etag))
+        .await
+        .unwrap_err();
+    assert_reason(&second, Code::Aborted, "ETAG_MISMATCH");
+    assert_eq!(sessions_in_state(&app, "idle in transaction").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
+    let proxy = Proxy::start(&crate::helpers::authority(&crate::helpers::base_url())).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.database_url = proxy.route(&settings.database.database_url);
+    })
+    .await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+
+    let (addr, upstream) = proxy.cut().await;
+    let started = Instant::now();
+    let status = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+
+    assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(waited < Duration::from_millis(3000), "took {waited:?}");
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
+
+    // The database comes back on the same address: no restart, no manual step.
+    let _proxy = Proxy::start_at(addr, &upstream).await;
+    let fetched = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched, customer);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_pool_answers_unavailable_after_the_checkout_timeout() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.pool_size = 1;
+        settings.database.checkout_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut lock = lock_customer(&app, &customer.name).await;
+    let blocked = {
+        let mut client = app.client.clone();
+        let request = rename(&customer.name, "Holder", "");
+        tokio::spawn(async move { client.update_customer(request).await })
+    };
+    eventually(
+        "the only pooled connection waits for the row lock",
+        || async { sessions_waiting_for_locks(&app).await == 1 },
+    )
+    .await;
+
+    let started = Instant::now();
+    let status = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .unwrap_err();
+
+    assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    lock.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        blocked.await.unwrap().unwrap().into_inner().given_name,
+        "Holder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
+    let mut app =
+        TestApp::spawn_with(|settings| settings.drain_timeout = Duration::from_secs(10)).await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut lock = lock_customer(&app, &customer.name).await;
+    let in_flight = {
+        let mut client = app.client.clone();
+        let request = rename(&customer.name, "Finished", "");
+        tokio::spawn(async move { client.update_customer(request).await })
+    };
+    eventually("the call is in flight", || async {
+        sessions_waiting_for_locks(&app).await == 1
+    })
+    .await;
+
+    let mut health = HealthClient::new(app.channel.clone());
+    let serving = health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, ServingStatus::Serving as i32);
+    let stopping = {
+        let addr = app.addr;
+        let stop = async move {
+            app.stop().await;
+            app
+        };
+        (tokio::spawn(stop), addr)
+    };
+    let (stop, addr) = stopping;
+    // New connections are refused once the listener is closed.
+    eventually("the listener is closed", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    lock.batch_execute("COMMIT").await.unwrap();
+
+    let finished = in_flight.await.unwrap().unwrap().into_inner();
+    assert_eq!(finished.given_name, "Finished");
+    let _app = stop.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_zero_on_sigterm() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-api"))
+        .arg("serve")
+        .env("DATABASE_URL", &database_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually("the binary accepts connections", || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(exit.code(), Some(0));
+}

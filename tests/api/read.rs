@@ -136,3 +136,36 @@ async fn batch_get_accepts_a_thousand_names() {
     assert_eq!(response.customers.len(), 1000);
     assert!(response.customers.iter().all(|c| *c == a));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_row_is_internal_with_a_reference_and_no_detail() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let customer = app.create("Ada", "A").await;
+    let mut conn = app.db().await;
+    // Labels must map strings to strings; this row was written behind the service's back.
+    conn.batch_execute(&format!(
+        "UPDATE customers SET labels = '{{\"tier\": 1}}' WHERE id = '{}'",
+        customer.uid
+    ))
+    .await
+    .unwrap();
+
+    let status = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .unwrap_err();
+
+    assert_reason(&status, Code::Internal, "INTERNAL");
+    let reference = details(&status).error_info().unwrap().metadata["reference"].clone();
+    assert_eq!(
+        status.message(),
+        format!("internal error (reference {reference})")
+    );
+    // The server keeps serving.
+    app.create("Bob", "B").await;
+}

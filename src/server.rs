@@ -42,6 +42,9 @@ use crate::{
     service::{CustomerService, page_token::PageTokens},
 };
 
+/// Shortest accepted page-token signing key.
+const MIN_PAGE_TOKEN_KEY_BYTES: usize = 16;
+
 /// Largest response message (a full page or batch of customers fits easily).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -54,6 +57,9 @@ pub enum StartError {
     /// Reflection could not be built from the descriptor sets.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Serves until `shutdown` resolves, then drains. Returns once every connection is closed or
@@ -63,6 +69,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
+    if settings
+        .page_token_key
+        .as_ref()
+        .is_some_and(|key| key.len() < MIN_PAGE_TOKEN_KEY_BYTES)
+    {
+        return Err(StartError::Config(format!(
+            "PAGE_TOKEN_KEY must be at least {MIN_PAGE_TOKEN_KEY_BYTES} bytes"
+        )));
+    }
     let pool = db::connect(&settings.database).await?;
     let applied = db::migrate(&pool).await?;
     if applied > 0 {

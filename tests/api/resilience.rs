@@ -273,3 +273,20 @@ async fn the_binary_exits_zero_on_sigterm() {
 
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_page_token_key_stops_start_up_with_a_clear_error() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let mut settings = customer_api::config::ServeSettings::for_database(database_url);
+    settings.page_token_key = Some("short".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+
+    let error = customer_api::server::serve(settings, listener, std::future::pending())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration: PAGE_TOKEN_KEY must be at least 16 bytes"
+    );
+}

@@ -5,5 +5,8 @@
 //! table from the annotations and serves each route by calling the gRPC method in-process.
 //! It knows nothing of customers and never depends on the service crate.
 //!
-//! The transcoder itself lands with the REST issue; until then the crate only reserves its
-//! place in the workspace so the layout (service package + `gateway/` member) is stable.
+//! - [`template`]: path templates (`/v1/{name=customers/*}:undelete`).
+//! - [`routes`]: the route table read from the descriptors.
+
+pub mod routes;
+pub mod template;

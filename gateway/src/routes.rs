@@ -1,0 +1,213 @@
+//! The route table, derived from the `google.api.http` options in a descriptor pool.
+//!
+//! Every binding (the rule itself and each of its `additional_bindings`) becomes one
+//! [`Route`]. Routes are ordered most specific first, so literal paths such as
+//! `/v1/customers:batchGet` win over overlapping variable paths. Client- and bidirectional
+//! streaming methods have no REST form and are skipped.
+
+use http::Method;
+use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MethodDescriptor, Value};
+
+use crate::template::{PathTemplate, TemplateError};
+
+/// Where the HTTP request body goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyTarget {
+    /// No body (`body` unset): everything comes from the path and the query.
+    None,
+    /// `body: "*"`: the body is the whole request message (minus path fields).
+    Whole,
+    /// `body: "field"`: the body is this top-level field.
+    Field(FieldDescriptor),
+}
+
+/// One HTTP binding of one RPC.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template.
+    pub template: PathTemplate,
+    /// The RPC it calls.
+    pub rpc: MethodDescriptor,
+    /// Where the body goes.
+    pub body: BodyTarget,
+    /// `response_body`: answer with this field of the response instead of all of it.
+    pub response_body: Option<FieldDescriptor>,
+    /// `/package.Service/Method`.
+    pub grpc_path: String,
+}
+
+impl Route {
+    /// Whether the RPC streams its responses.
+    pub fn server_streaming(&self) -> bool {
+        self.rpc.is_server_streaming()
+    }
+}
+
+/// A rule that cannot be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteError {
+    /// The named service is not in the descriptor pool.
+    #[error("service `{0}` is not in the descriptor set")]
+    UnknownService(String),
+    /// The descriptors lack `google/api/annotations.proto`.
+    #[error("the descriptor set does not contain google/api/annotations.proto (google.api.http)")]
+    NoHttpAnnotation,
+    /// A path template is malformed.
+    #[error("{rpc}: {source}")]
+    Template {
+        /// The RPC.
+        rpc: String,
+        /// The template error.
+        source: TemplateError,
+    },
+    /// `body` or `response_body` names a field the message does not have, or a path
+    /// variable names an unknown field.
+    #[error("{rpc}: {problem}")]
+    Field {
+        /// The RPC.
+        rpc: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The routes of `services` (fully qualified names), most specific first.
+pub fn routes(pool: &DescriptorPool, services: &[String]) -> Result<Vec<Route>, RouteError> {
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .ok_or(RouteError::NoHttpAnnotation)?;
+    let mut routes = Vec::new();
+    for name in services {
+        let service = pool
+            .get_service_by_name(name)
+            .ok_or_else(|| RouteError::UnknownService(name.clone()))?;
+        for rpc in service.methods() {
+            if rpc.is_client_streaming() {
+                continue;
+            }
+            let options = rpc.options();
+            if !options.has_extension(&http) {
+                continue;
+            }
+            let Value::Message(rule) = options.get_extension(&http).into_owned() else {
+                continue;
+            };
+            add_rule(&mut routes, &rpc, &rule, true)?;
+        }
+    }
+    routes.sort_by(|a, b| b.template.specificity().cmp(&a.template.specificity()));
+    Ok(routes)
+}
+
+fn add_rule(
+    routes: &mut Vec<Route>,
+    rpc: &MethodDescriptor,
+    rule: &DynamicMessage,
+    top_level: bool,
+) -> Result<(), RouteError> {
+    let text = |name: &str| match rule.get_field_by_name(name).map(|v| v.into_owned()) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    };
+    let field_error = |problem: String| RouteError::Field {
+        rpc: rpc.full_name().to_owned(),
+        problem,
+    };
+    let pattern = [
+        ("get", Method::GET),
+        ("put", Method::PUT),
+        ("post", Method::POST),
+        ("delete", Method::DELETE),
+        ("patch", Method::PATCH),
+    ]
+    .into_iter()
+    .find_map(|(name, method)| text(name).map(|path| (method, path)))
+    .or_else(|| match rule.get_field_by_name("custom").map(|v| v.into_owned()) {
+        Some(Value::Message(custom)) => {
+            let kind = match custom.get_field_by_name("kind").map(|v| v.into_owned()) {
+                Some(Value::String(kind)) => kind,
+                _ => return None,
+            };
+            let path = match custom.get_field_by_name("path").map(|v| v.into_owned()) {
+                Some(Value::String(path)) => path,
+                _ => return None,
+            };
+            Method::from_bytes(kind.as_bytes()).ok().map(|method| (method, path))
+        }
+        _ => None,
+    });
+
+    if let Some((method, path)) = pattern {
+        let template = PathTemplate::parse(&path).map_err(|source| RouteError::Template {
+            rpc: rpc.full_name().to_owned(),
+            source,
+        })?;
+        let input = rpc.input();
+        for variable in &template.variables {
+            resolve_path(&input, &variable.field_path)
+                .ok_or_else(|| field_error(format!("path variable `{}` is not a field", variable.field_path)))?;
+        }
+        let body = match text("body").as_deref() {
+            None => BodyTarget::None,
+            Some("*") => BodyTarget::Whole,
+            Some(field) => BodyTarget::Field(
+                input
+                    .get_field_by_name(field)
+                    .ok_or_else(|| field_error(format!("body field `{field}` does not exist")))?,
+            ),
+        };
+        let response_body = match text("response_body") {
+            None => None,
+            Some(field) => Some(
+                rpc.output()
+                    .get_field_by_name(&field)
+                    .ok_or_else(|| field_error(format!("response_body field `{field}` does not exist")))?,
+            ),
+        };
+        routes.push(Route {
+            method,
+            template,
+            rpc: rpc.clone(),
+            body,
+            response_body,
+            grpc_path: format!("/{}/{}", rpc.parent_service().full_name(), rpc.name()),
+        });
+    }
+
+    if top_level {
+        if let Some(Value::List(bindings)) = rule.get_field_by_name("additional_bindings").map(|v| v.into_owned()) {
+            for binding in bindings {
+                if let Value::Message(binding) = binding {
+                    add_rule(routes, rpc, &binding, false)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fields along a dotted path (`customer.name`), if every step exists and every step
+/// but the last is a singular message.
+pub fn resolve_path(
+    message: &prost_reflect::MessageDescriptor,
+    path: &str,
+) -> Option<Vec<FieldDescriptor>> {
+    let mut fields = Vec::new();
+    let mut current = message.clone();
+    let mut steps = path.split('.').peekable();
+    while let Some(step) = steps.next() {
+        let field = current
+            .get_field_by_name(step)
+            .or_else(|| current.get_field_by_json_name(step))?;
+        if steps.peek().is_some() {
+            match field.kind() {
+                Kind::Message(inner) if !field.is_list() && !field.is_map() => current = inner,
+                _ => return None,
+            }
+        }
+        fields.push(field);
+    }
+    Some(fields)
+}

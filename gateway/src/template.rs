@@ -1,0 +1,384 @@
+//! `google.api.http` path templates: parsing, matching and rendering.
+//!
+//! Grammar (from `google/api/http.proto`):
+//!
+//! ```text
+//! Template = "/" Segments [ Verb ] ;
+//! Segments = Segment { "/" Segment } ;
+//! Segment  = "*" | "**" | LITERAL | Variable ;
+//! Variable = "{" FieldPath [ "=" Segments ] "}" ;
+//! FieldPath = IDENT { "." IDENT } ;
+//! Verb     = ":" LITERAL ;
+//! ```
+//!
+//! A variable without a pattern (`{id}`) matches one segment. `**` matches the rest of the
+//! path and may only come last. Matched variable values are percent-decoded; a value
+//! captured by a multi-segment pattern keeps its `/` separators (`customers/123`).
+
+use std::fmt;
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A fixed path segment.
+    Literal(String),
+    /// `*`: any one segment.
+    Any,
+    /// `**`: the rest of the path.
+    Rest,
+}
+
+/// A variable: the field it fills and the segment range it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    /// Dotted proto field path, e.g. `customer.name`.
+    pub field_path: String,
+    /// Index of the variable's first segment in [`PathTemplate::segments`].
+    pub start: usize,
+    /// One past its last segment.
+    pub end: usize,
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    /// The source text, e.g. `/v1/{name=customers/*}:undelete`.
+    pub source: String,
+    /// Every segment, variables expanded into their patterns.
+    pub segments: Vec<Segment>,
+    /// Variables over ranges of `segments`.
+    pub variables: Vec<Variable>,
+    /// The custom verb (`undelete`), if any.
+    pub verb: Option<String>,
+}
+
+/// A template that does not follow the grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid path template `{template}`: {problem}")]
+pub struct TemplateError {
+    /// The template.
+    pub template: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Values captured by a match: (field path, decoded value).
+pub type Captures = Vec<(String, String)>;
+
+impl PathTemplate {
+    /// Parses a template.
+    pub fn parse(template: &str) -> Result<Self, TemplateError> {
+        let error = |problem: &str| TemplateError {
+            template: template.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let rest = template
+            .strip_prefix('/')
+            .ok_or_else(|| error("must start with `/`"))?;
+        // The verb follows the last `:` that is outside braces.
+        let mut depth = 0_i32;
+        let mut verb_at = None;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ':' if depth == 0 => verb_at = Some(i),
+                _ => {}
+            }
+        }
+        let (path, verb) = match verb_at {
+            Some(i) => (&rest[..i], Some(rest[i + 1..].to_owned())),
+            None => (rest, None),
+        };
+        if verb.as_deref() == Some("") {
+            return Err(error("empty verb"));
+        }
+
+        let mut segments = Vec::new();
+        let mut variables = Vec::new();
+        for part in split_outside_braces(path) {
+            if let Some(inner) = part.strip_prefix('{') {
+                let inner = inner
+                    .strip_suffix('}')
+                    .ok_or_else(|| error("unclosed `{`"))?;
+                let (field_path, pattern) = inner.split_once('=').unwrap_or((inner, "*"));
+                if field_path.is_empty()
+                    || !field_path
+                        .split('.')
+                        .all(|ident| !ident.is_empty() && ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                {
+                    return Err(error("bad variable field path"));
+                }
+                let start = segments.len();
+                for piece in pattern.split('/') {
+                    segments.push(parse_segment(piece).ok_or_else(|| error("bad segment in variable"))?);
+                }
+                variables.push(Variable {
+                    field_path: field_path.to_owned(),
+                    start,
+                    end: segments.len(),
+                });
+            } else {
+                segments.push(parse_segment(part).ok_or_else(|| error("bad segment"))?);
+            }
+        }
+        if segments.iter().rev().skip(1).any(|s| *s == Segment::Rest) {
+            return Err(error("`**` must be the last segment"));
+        }
+        Ok(Self {
+            source: template.to_owned(),
+            segments,
+            variables,
+            verb,
+        })
+    }
+
+    /// Matches a request path (still percent-encoded); returns the variable captures.
+    pub fn matches(&self, path: &str) -> Option<Captures> {
+        let path = path.strip_prefix('/')?;
+        let (path, verb) = match &self.verb {
+            Some(verb) => {
+                let (path, found) = path.rsplit_once(':')?;
+                if found != verb {
+                    return None;
+                }
+                (path, Some(found))
+            }
+            None => (path, None),
+        };
+        let _ = verb;
+        let parts: Vec<&str> = if path.is_empty() {
+            Vec::new()
+        } else {
+            path.split('/').collect()
+        };
+        // Where each template segment's match ends in `parts`.
+        let mut ends = Vec::with_capacity(self.segments.len());
+        let mut at = 0;
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(literal) => {
+                    if parts.get(at).map(|p| decode(p)) != Some(literal.clone()) {
+                        return None;
+                    }
+                    at += 1;
+                }
+                Segment::Any => {
+                    if parts.get(at).is_none_or(|p| p.is_empty()) {
+                        return None;
+                    }
+                    at += 1;
+                }
+                Segment::Rest => at = parts.len(),
+            }
+            ends.push(at);
+        }
+        if at != parts.len() {
+            return None;
+        }
+        let captures = self
+            .variables
+            .iter()
+            .map(|variable| {
+                let from = if variable.start == 0 { 0 } else { ends[variable.start - 1] };
+                let to = ends[variable.end - 1];
+                let value = parts[from..to]
+                    .iter()
+                    .map(|p| decode(p))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (variable.field_path.clone(), value)
+            })
+            .collect();
+        Some(captures)
+    }
+
+    /// Renders the path with `values` for the variables (in order), if each value fits its
+    /// variable's pattern.
+    pub fn render(&self, values: &[&str]) -> Option<String> {
+        if values.len() != self.variables.len() {
+            return None;
+        }
+        let mut out = String::new();
+        let mut index = 0;
+        while index < self.segments.len() {
+            if let Some((n, variable)) = self
+                .variables
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.start == index)
+            {
+                let value_parts: Vec<&str> = values[n].split('/').collect();
+                let pattern = &self.segments[variable.start..variable.end];
+                let fits = if pattern.last() == Some(&Segment::Rest) {
+                    value_parts.len() >= pattern.len() - 1
+                } else {
+                    value_parts.len() == pattern.len()
+                        && pattern.iter().zip(&value_parts).all(|(segment, part)| match segment {
+                            Segment::Literal(literal) => literal == part,
+                            Segment::Any => !part.is_empty(),
+                            Segment::Rest => true,
+                        })
+                };
+                if !fits {
+                    return None;
+                }
+                for part in value_parts {
+                    out.push('/');
+                    out.push_str(&utf8_percent_encode(part, SEGMENT).to_string());
+                }
+                index = variable.end;
+            } else {
+                out.push('/');
+                match &self.segments[index] {
+                    Segment::Literal(literal) => out.push_str(literal),
+                    Segment::Any | Segment::Rest => return None,
+                }
+                index += 1;
+            }
+        }
+        if let Some(verb) = &self.verb {
+            out.push(':');
+            out.push_str(verb);
+        }
+        Some(out)
+    }
+
+    /// How specific the template is, for ordering overlapping routes: more literal segments
+    /// first, then a verb, then fewer wildcards.
+    pub fn specificity(&self) -> (usize, bool, usize) {
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        (literals, self.verb.is_some(), usize::MAX - self.segments.len())
+    }
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Characters escaped in a rendered path segment.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+fn decode(part: &str) -> String {
+    percent_decode_str(part).decode_utf8_lossy().into_owned()
+}
+
+fn parse_segment(text: &str) -> Option<Segment> {
+    match text {
+        "" => None,
+        "*" => Some(Segment::Any),
+        "**" => Some(Segment::Rest),
+        literal if literal.contains(['{', '}', '*', '=']) => None,
+        literal => Some(Segment::Literal(literal.to_owned())),
+    }
+}
+
+fn split_outside_braces(path: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0_i32;
+    let mut start = 0;
+    for (i, c) in path.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            '/' if depth == 0 => {
+                parts.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&path[start..]);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names_are_captured_whole() {
+        let template = PathTemplate::parse("/v1/{name=customers/*}").unwrap();
+        assert_eq!(
+            template.matches("/v1/customers/abc"),
+            Some(vec![("name".into(), "customers/abc".into())])
+        );
+        assert_eq!(template.matches("/v1/customers"), None);
+        assert_eq!(template.matches("/v1/customers/abc/notes"), None);
+        assert_eq!(template.matches("/v1/companies/abc"), None);
+        assert_eq!(template.matches("/v1/customers/"), None);
+    }
+
+    #[test]
+    fn verbs_and_nested_fields() {
+        let undelete = PathTemplate::parse("/v1/{name=customers/*}:undelete").unwrap();
+        assert_eq!(undelete.verb.as_deref(), Some("undelete"));
+        assert_eq!(
+            undelete.matches("/v1/customers/x:undelete"),
+            Some(vec![("name".into(), "customers/x".into())])
+        );
+        assert_eq!(undelete.matches("/v1/customers/x"), None);
+        assert_eq!(undelete.matches("/v1/customers/x:delete"), None);
+
+        let batch = PathTemplate::parse("/v1/customers:batchGet").unwrap();
+        assert_eq!(batch.matches("/v1/customers:batchGet"), Some(vec![]));
+
+        let update = PathTemplate::parse("/v1/{customer.name=customers/*}").unwrap();
+        assert_eq!(update.variables[0].field_path, "customer.name");
+    }
+
+    #[test]
+    fn simple_variables_rest_and_decoding() {
+        let t = PathTemplate::parse("/v1/shelves/{shelf}/books/{book.id=**}").unwrap();
+        assert_eq!(
+            t.matches("/v1/shelves/a%20b/books/x/y/z"),
+            Some(vec![
+                ("shelf".into(), "a b".into()),
+                ("book.id".into(), "x/y/z".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn rendering_inverts_matching() {
+        let t = PathTemplate::parse("/v1/{name=customers/*}").unwrap();
+        assert_eq!(t.render(&["customers/12"]).as_deref(), Some("/v1/customers/12"));
+        assert_eq!(t.render(&["companies/12"]), None);
+        assert_eq!(t.render(&["customers/1/2"]), None);
+        let v = PathTemplate::parse("/v1/{name=customers/*}:undelete").unwrap();
+        assert_eq!(v.render(&["customers/a b"]).as_deref(), Some("/v1/customers/a%20b:undelete"));
+    }
+
+    #[test]
+    fn bad_templates_are_rejected() {
+        for bad in ["v1/x", "/v1/{name", "/v1/{=x}", "/v1//x", "/v1/**/x", "/v1/x:", "/v1/{a-b}"] {
+            assert!(PathTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn literals_outrank_wildcards() {
+        let literal = PathTemplate::parse("/v1/customers:batchGet").unwrap();
+        let wildcard = PathTemplate::parse("/v1/{name=*/*}").unwrap();
+        assert!(literal.specificity() > wildcard.specificity());
+    }
+}

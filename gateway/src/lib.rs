@@ -1,12 +1,442 @@
 //! Generic REST/JSON <-> gRPC transcoding driven by `google.api.http` annotations.
 //!
 //! This crate is the Rust counterpart of grpc-gateway / Envoy's gRPC-JSON transcoder:
-//! given a protobuf descriptor set and a set of tonic services, it derives the REST route
-//! table from the annotations and serves each route by calling the gRPC method in-process.
-//! It knows nothing of customers and never depends on the service crate.
+//! given a protobuf descriptor set and a tower service that speaks gRPC (the tonic services
+//! the process already serves), it derives the REST route table from the annotations at
+//! start-up and serves each route by calling the gRPC method in-process: no network hop, no
+//! second implementation, nothing that can drift from the proto. It knows nothing of any
+//! particular API.
+//!
+//! ```text
+//! HTTP request ──► route match (template) ──► path + query + JSON body ─► request message
+//!      ▲                                                                        │ in-process
+//! HTTP response ◄── JSON / NDJSON / SSE ◄── response message(s) + status ◄── gRPC service
+//! ```
 //!
 //! - [`template`]: path templates (`/v1/{name=customers/*}:undelete`).
 //! - [`routes`]: the route table read from the descriptors.
+//! - [`transcode`]: request and response conversion (canonical proto3 JSON via prost-reflect).
+//! - [`grpc_call`]: the in-process call and its frame reader.
+//! - [`error`]: gRPC status -> HTTP status and the AIP-193 error body.
+//! - [`openapi`]: the OpenAPI 3.1 document of the routes.
 
+pub mod error;
+pub mod grpc_call;
 pub mod routes;
 pub mod template;
+pub mod transcode;
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, Value};
+use tonic::Code;
+use tower::{Service, util::BoxCloneSyncService};
+
+pub use crate::{
+    error::HttpError,
+    grpc_call::GrpcService,
+    routes::{Route, RouteError},
+};
+
+/// Default largest accepted request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Errors of building a gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A descriptor set could not be decoded or added.
+    #[error("descriptor set: {0}")]
+    Descriptors(String),
+    /// The annotations describe a route that cannot be served.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Configures a [`Gateway`].
+pub struct Builder {
+    pool: DescriptorPool,
+    services: Vec<String>,
+    max_body_bytes: usize,
+}
+
+impl Builder {
+    /// Adds the files of an encoded `FileDescriptorSet` (files already present are kept).
+    pub fn descriptors(mut self, encoded: &[u8]) -> Result<Self, BuildError> {
+        add_files(&mut self.pool, encoded)?;
+        Ok(self)
+    }
+
+    /// Exposes the routes of a service (fully qualified name, e.g. `customer.v1.CustomerService`).
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.services.push(name.into());
+        self
+    }
+
+    /// Largest accepted request body (default 1 MiB); larger bodies answer 413.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Builds the gateway over `grpc`, which must route `/{service}/{method}` gRPC requests
+    /// (e.g. the same tonic services the server mounts).
+    pub fn build<S, B>(self, grpc: S) -> Result<Gateway, BuildError>
+    where
+        S: Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<B>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let routes = routes::routes(&self.pool, &self.services)?;
+        let grpc = BoxCloneSyncService::new(tower::ServiceExt::map_response(
+            grpc,
+            |response: http::Response<B>| response.map(axum::body::Body::new),
+        ));
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                routes,
+                grpc,
+                max_body_bytes: self.max_body_bytes,
+            }),
+        })
+    }
+}
+
+fn add_files(pool: &mut DescriptorPool, encoded: &[u8]) -> Result<(), BuildError> {
+    let set = prost_types::FileDescriptorSet::decode(encoded)
+        .map_err(|e| BuildError::Descriptors(e.to_string()))?;
+    for file in set.file {
+        if pool.get_file_by_name(file.name()).is_some() {
+            continue;
+        }
+        pool.add_file_descriptor_proto(file)
+            .map_err(|e| BuildError::Descriptors(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The REST/JSON face of a set of gRPC services. A cloneable tower service; mount it as the
+/// fallback of the server's router.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: DescriptorPool,
+    routes: Vec<Route>,
+    grpc: GrpcService,
+    max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// Starts configuring a gateway from an encoded `FileDescriptorSet` that includes
+    /// `google/api/annotations.proto`. The `google.rpc` error detail types are always known.
+    pub fn builder(descriptors: &[u8]) -> Result<Builder, BuildError> {
+        let mut pool = DescriptorPool::new();
+        add_files(&mut pool, descriptors)?;
+        add_files(&mut pool, tonic_types::pb::FILE_DESCRIPTOR_SET)?;
+        Ok(Builder {
+            pool,
+            services: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        })
+    }
+
+    /// The routes served, most specific first.
+    pub fn routes(&self) -> &[Route] {
+        &self.inner.routes
+    }
+
+    /// The descriptors the routes come from.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.inner.pool
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.inner.routes.len())
+            .finish()
+    }
+}
+
+impl<B> Service<http::Request<B>> for Gateway
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = http::Response<axum::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            Ok(inner
+                .handle(request)
+                .await
+                .unwrap_or_else(HttpError::into_response))
+        })
+    }
+}
+
+impl Inner {
+    async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<axum::body::Body>, HttpError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let (route, captures) = self.route(&parts.method, parts.uri.path())?;
+        let body = self.read_body(&parts, body).await?;
+        let prepared = transcode::prepare(route, &parts, captures, &body)?;
+        let mut call = grpc_call::start(
+            &self.grpc,
+            &route.grpc_path,
+            prepared.message.encode_to_vec(),
+            prepared.metadata,
+        )
+        .await
+        .map_err(|status| self.status_error(&status, prepared.if_match))?;
+
+        if route.server_streaming() {
+            return Ok(self.stream(route.clone(), call, &parts.headers));
+        }
+        let first = call
+            .next()
+            .await
+            .map_err(|s| self.status_error(&s, prepared.if_match))?;
+        let bytes = first.ok_or_else(|| {
+            HttpError::from_status(&tonic::Status::internal("no response message"), &self.pool)
+        })?;
+        // Drain to the end: the status in the trailers decides success.
+        while call
+            .next()
+            .await
+            .map_err(|s| self.status_error(&s, prepared.if_match))?
+            .is_some()
+        {}
+        let message = DynamicMessage::decode(route.rpc.output(), bytes).map_err(|e| {
+            HttpError::from_status(
+                &tonic::Status::internal(format!("undecodable response: {e}")),
+                &self.pool,
+            )
+        })?;
+        let json = transcode::response_json(route, &message)
+            .map_err(|e| HttpError::from_status(&tonic::Status::internal(e), &self.pool))?;
+
+        let mut response = http::Response::new(axum::body::Body::from(
+            serde_json::to_vec(&json).unwrap_or_default(),
+        ));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in transcode::metadata_headers(&call.headers) {
+            headers.append(name, value);
+        }
+        if let Some(etag) = transcode::etag_header(&message) {
+            headers.insert(header::ETAG, etag);
+        }
+        if parts.method == Method::POST && route.rpc.name().starts_with("Create") {
+            *response.status_mut() = StatusCode::CREATED;
+            if let Some(location) = self.location(&message) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+        }
+        Ok(response)
+    }
+
+    /// The route for a method and path: 404 when no template matches the path, 405 (with
+    /// `Allow`) when templates match but not for this method.
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(&Route, Vec<(String, String)>), HttpError> {
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            if let Some(captures) = route.template.matches(path) {
+                if route.method == method {
+                    return Ok((route, captures));
+                }
+                allowed.push(route.method.as_str().to_owned());
+            }
+        }
+        if allowed.is_empty() {
+            return Err(HttpError::with_status(
+                StatusCode::NOT_FOUND,
+                Code::NotFound,
+                "ROUTE_NOT_FOUND",
+                format!("no route for {method} {path}"),
+            ));
+        }
+        allowed.sort();
+        allowed.dedup();
+        let mut error = HttpError::with_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "{method} is not allowed on {path}; use {}",
+                allowed.join(", ")
+            ),
+        );
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            error.headers.push((header::ALLOW, allow));
+        }
+        Err(error)
+    }
+
+    async fn read_body<B>(&self, parts: &http::request::Parts, body: B) -> Result<Bytes, HttpError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let too_large = || {
+            HttpError::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::InvalidArgument,
+                "BODY_TOO_LARGE",
+                format!("the request body exceeds {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(error) => Err(HttpError::bad_request(
+                "UNREADABLE_BODY",
+                format!("the request body could not be read: {error}"),
+                Vec::new(),
+            )),
+        }
+    }
+
+    /// A service status as HTTP; a stale etag sent as `If-Match` is 412.
+    fn status_error(&self, status: &tonic::Status, if_match: bool) -> HttpError {
+        let mut error = HttpError::from_status(status, &self.pool);
+        if if_match && status.code() == Code::Aborted {
+            error.status = StatusCode::PRECONDITION_FAILED;
+        }
+        error
+    }
+
+    /// `Location` of a created resource: the GET route whose only variable matches its name.
+    fn location(&self, message: &DynamicMessage) -> Option<HeaderValue> {
+        let Value::String(name) = message.get_field_by_name("name")?.into_owned() else {
+            return None;
+        };
+        self.routes
+            .iter()
+            .filter(|route| route.method == Method::GET && route.template.verb.is_none())
+            .filter(|route| {
+                route.template.variables.len() == 1
+                    && route.template.variables[0].field_path == "name"
+            })
+            .find_map(|route| route.template.render(&[name.as_str()]))
+            .and_then(|path| HeaderValue::from_str(&path).ok())
+    }
+
+    /// A server-streaming response: NDJSON, or Server-Sent Events when the client accepts
+    /// `text/event-stream`. An error after the first message ends the stream with an error
+    /// object.
+    fn stream(
+        &self,
+        route: Route,
+        call: grpc_call::Call,
+        request_headers: &http::HeaderMap,
+    ) -> http::Response<axum::body::Body> {
+        let sse = request_headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"));
+        let pool = self.pool.clone();
+        let response_headers = call.headers.clone();
+        let chunks = futures_util::stream::unfold(Some(call), move |state| {
+            let route = route.clone();
+            let pool = pool.clone();
+            async move {
+                let mut call = state?;
+                let chunk = match call.next().await {
+                    Ok(Some(bytes)) => {
+                        let json = DynamicMessage::decode(route.rpc.output(), bytes)
+                            .map_err(|e| e.to_string())
+                            .and_then(|message| transcode::response_json(&route, &message));
+                        match json {
+                            Ok(json) => {
+                                let text = serde_json::to_string(&json).unwrap_or_default();
+                                let chunk = if sse {
+                                    format!("data: {text}\n\n")
+                                } else {
+                                    format!("{text}\n")
+                                };
+                                return Some((Ok::<_, Infallible>(Bytes::from(chunk)), Some(call)));
+                            }
+                            Err(e) => HttpError::from_status(&tonic::Status::internal(e), &pool),
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(status) => HttpError::from_status(&status, &pool),
+                };
+                let text = serde_json::to_string(&chunk.body()).unwrap_or_default();
+                let chunk = if sse {
+                    format!("event: error\ndata: {text}\n\n")
+                } else {
+                    format!("{text}\n")
+                };
+                Some((Ok(Bytes::from(chunk)), None))
+            }
+        });
+        let mut response = http::Response::new(axum::body::Body::from_stream(chunks));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(if sse {
+                "text/event-stream"
+            } else {
+                "application/x-ndjson"
+            }),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        for (name, value) in transcode::metadata_headers(&response_headers) {
+            headers.append(name, value);
+        }
+        response
+    }
+}

@@ -6,7 +6,9 @@
 //! streaming methods have no REST form and are skipped.
 
 use http::Method;
-use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MethodDescriptor, Value};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MethodDescriptor, Value,
+};
 
 use crate::template::{PathTemplate, TemplateError};
 
@@ -124,20 +126,24 @@ fn add_rule(
     ]
     .into_iter()
     .find_map(|(name, method)| text(name).map(|path| (method, path)))
-    .or_else(|| match rule.get_field_by_name("custom").map(|v| v.into_owned()) {
-        Some(Value::Message(custom)) => {
-            let kind = match custom.get_field_by_name("kind").map(|v| v.into_owned()) {
-                Some(Value::String(kind)) => kind,
-                _ => return None,
-            };
-            let path = match custom.get_field_by_name("path").map(|v| v.into_owned()) {
-                Some(Value::String(path)) => path,
-                _ => return None,
-            };
-            Method::from_bytes(kind.as_bytes()).ok().map(|method| (method, path))
-        }
-        _ => None,
-    });
+    .or_else(
+        || match rule.get_field_by_name("custom").map(|v| v.into_owned()) {
+            Some(Value::Message(custom)) => {
+                let kind = match custom.get_field_by_name("kind").map(|v| v.into_owned()) {
+                    Some(Value::String(kind)) => kind,
+                    _ => return None,
+                };
+                let path = match custom.get_field_by_name("path").map(|v| v.into_owned()) {
+                    Some(Value::String(path)) => path,
+                    _ => return None,
+                };
+                Method::from_bytes(kind.as_bytes())
+                    .ok()
+                    .map(|method| (method, path))
+            }
+            _ => None,
+        },
+    );
 
     if let Some((method, path)) = pattern {
         let template = PathTemplate::parse(&path).map_err(|source| RouteError::Template {
@@ -146,8 +152,12 @@ fn add_rule(
         })?;
         let input = rpc.input();
         for variable in &template.variables {
-            resolve_path(&input, &variable.field_path)
-                .ok_or_else(|| field_error(format!("path variable `{}` is not a field", variable.field_path)))?;
+            resolve_path(&input, &variable.field_path).ok_or_else(|| {
+                field_error(format!(
+                    "path variable `{}` is not a field",
+                    variable.field_path
+                ))
+            })?;
         }
         let body = match text("body").as_deref() {
             None => BodyTarget::None,
@@ -160,11 +170,9 @@ fn add_rule(
         };
         let response_body = match text("response_body") {
             None => None,
-            Some(field) => Some(
-                rpc.output()
-                    .get_field_by_name(&field)
-                    .ok_or_else(|| field_error(format!("response_body field `{field}` does not exist")))?,
-            ),
+            Some(field) => Some(rpc.output().get_field_by_name(&field).ok_or_else(|| {
+                field_error(format!("response_body field `{field}` does not exist"))
+            })?),
         };
         routes.push(Route {
             method,
@@ -177,7 +185,10 @@ fn add_rule(
     }
 
     if top_level {
-        if let Some(Value::List(bindings)) = rule.get_field_by_name("additional_bindings").map(|v| v.into_owned()) {
+        if let Some(Value::List(bindings)) = rule
+            .get_field_by_name("additional_bindings")
+            .map(|v| v.into_owned())
+        {
             for binding in bindings {
                 if let Value::Message(binding) = binding {
                     add_rule(routes, rpc, &binding, false)?;

@@ -105,15 +105,18 @@ impl PathTemplate {
                     .ok_or_else(|| error("unclosed `{`"))?;
                 let (field_path, pattern) = inner.split_once('=').unwrap_or((inner, "*"));
                 if field_path.is_empty()
-                    || !field_path
-                        .split('.')
-                        .all(|ident| !ident.is_empty() && ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                    || !field_path.split('.').all(|ident| {
+                        !ident.is_empty()
+                            && ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
                 {
                     return Err(error("bad variable field path"));
                 }
                 let start = segments.len();
                 for piece in pattern.split('/') {
-                    segments.push(parse_segment(piece).ok_or_else(|| error("bad segment in variable"))?);
+                    segments.push(
+                        parse_segment(piece).ok_or_else(|| error("bad segment in variable"))?,
+                    );
                 }
                 variables.push(Variable {
                     field_path: field_path.to_owned(),
@@ -182,7 +185,11 @@ impl PathTemplate {
             .variables
             .iter()
             .map(|variable| {
-                let from = if variable.start == 0 { 0 } else { ends[variable.start - 1] };
+                let from = if variable.start == 0 {
+                    0
+                } else {
+                    ends[variable.start - 1]
+                };
                 let to = ends[variable.end - 1];
                 let value = parts[from..to]
                     .iter()
@@ -216,11 +223,14 @@ impl PathTemplate {
                     value_parts.len() >= pattern.len() - 1
                 } else {
                     value_parts.len() == pattern.len()
-                        && pattern.iter().zip(&value_parts).all(|(segment, part)| match segment {
-                            Segment::Literal(literal) => literal == part,
-                            Segment::Any => !part.is_empty(),
-                            Segment::Rest => true,
-                        })
+                        && pattern
+                            .iter()
+                            .zip(&value_parts)
+                            .all(|(segment, part)| match segment {
+                                Segment::Literal(literal) => literal == part,
+                                Segment::Any => !part.is_empty(),
+                                Segment::Rest => true,
+                            })
                 };
                 if !fits {
                     return None;
@@ -254,7 +264,11 @@ impl PathTemplate {
             .iter()
             .filter(|s| matches!(s, Segment::Literal(_)))
             .count();
-        (literals, self.verb.is_some(), usize::MAX - self.segments.len())
+        (
+            literals,
+            self.verb.is_some(),
+            usize::MAX - self.segments.len(),
+        )
     }
 }
 
@@ -361,16 +375,30 @@ mod tests {
     #[test]
     fn rendering_inverts_matching() {
         let t = PathTemplate::parse("/v1/{name=customers/*}").unwrap();
-        assert_eq!(t.render(&["customers/12"]).as_deref(), Some("/v1/customers/12"));
+        assert_eq!(
+            t.render(&["customers/12"]).as_deref(),
+            Some("/v1/customers/12")
+        );
         assert_eq!(t.render(&["companies/12"]), None);
         assert_eq!(t.render(&["customers/1/2"]), None);
         let v = PathTemplate::parse("/v1/{name=customers/*}:undelete").unwrap();
-        assert_eq!(v.render(&["customers/a b"]).as_deref(), Some("/v1/customers/a%20b:undelete"));
+        assert_eq!(
+            v.render(&["customers/a b"]).as_deref(),
+            Some("/v1/customers/a%20b:undelete")
+        );
     }
 
     #[test]
     fn bad_templates_are_rejected() {
-        for bad in ["v1/x", "/v1/{name", "/v1/{=x}", "/v1//x", "/v1/**/x", "/v1/x:", "/v1/{a-b}"] {
+        for bad in [
+            "v1/x",
+            "/v1/{name",
+            "/v1/{=x}",
+            "/v1//x",
+            "/v1/**/x",
+            "/v1/x:",
+            "/v1/{a-b}",
+        ] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad}");
         }
     }

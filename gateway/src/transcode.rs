@@ -1,0 +1,496 @@
+//! HTTP request -> request message, and response message -> HTTP response.
+//!
+//! Every input (path variables, query parameters, JSON body) is turned into canonical proto3
+//! JSON and parsed by prost-reflect against the method's input descriptor, then merged in
+//! the order body, query, path (path wins). One parser therefore applies the proto3 JSON
+//! rules to every source: lowerCamelCase and proto names, int64 as strings, enum names,
+//! RFC 3339 timestamps, comma-separated field masks, base64 bytes.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
+use prost::Message;
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    SerializeOptions, Value,
+};
+use serde_json::{Map, Value as Json};
+
+use crate::{
+    error::{HttpError, Violation},
+    routes::{BodyTarget, Route, resolve_path},
+};
+
+/// Request headers forwarded to the gRPC call as metadata (besides `grpc-metadata-*`).
+const FORWARDED: [&str; 4] = ["authorization", "x-api-key", "x-request-id", "traceparent"];
+
+/// A request message ready to send, with what the response needs to know.
+pub struct Prepared {
+    /// The request message.
+    pub message: DynamicMessage,
+    /// gRPC metadata to send.
+    pub metadata: HeaderMap,
+    /// The client made the write conditional with `If-Match`.
+    pub if_match: bool,
+}
+
+/// Builds the request message for `route` from the HTTP request.
+pub fn prepare(
+    route: &Route,
+    parts: &Parts,
+    captures: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<Prepared, HttpError> {
+    let input = route.rpc.input();
+    let mut message = DynamicMessage::new(input.clone());
+
+    // Body.
+    let mut body_json = None;
+    if route.body != BodyTarget::None && !body.is_empty() {
+        check_json_content_type(&parts.headers)?;
+        let parsed: Json = serde_json::from_slice(body).map_err(|e| {
+            HttpError::bad_request(
+                "INVALID_JSON",
+                format!("the request body is not valid JSON: {e}"),
+                Vec::new(),
+            )
+        })?;
+        let (wrapped, field) = match &route.body {
+            BodyTarget::Field(field) => {
+                let mut object = Map::new();
+                object.insert(field.name().to_owned(), parsed.clone());
+                (Json::Object(object), Some(field.name().to_owned()))
+            }
+            _ => (parsed.clone(), None),
+        };
+        let from_body = parse_message(&input, wrapped).map_err(|e| {
+            let field = field.unwrap_or_else(|| "body".into());
+            HttpError::bad_request(
+                "INVALID_BODY",
+                format!("the request body does not fit {}: {e}", input.full_name()),
+                vec![Violation {
+                    field,
+                    description: e,
+                }],
+            )
+        })?;
+        merge(&mut message, &from_body);
+        body_json = Some(parsed);
+    }
+
+    // Query parameters, each parsed on its own so every bad one is reported.
+    let mut violations = Vec::new();
+    let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+        query
+            .entry(key.into_owned())
+            .or_default()
+            .push(value.into_owned());
+    }
+    let path_fields: Vec<String> = captures
+        .iter()
+        .map(|(path, _)| canonical_path(&input, path))
+        .collect();
+    let mut explicit_mask = false;
+    for (key, values) in &query {
+        match query_field(route, &input, key, &path_fields) {
+            Err(description) => violations.push(Violation {
+                field: key.clone(),
+                description,
+            }),
+            Ok(fields) => {
+                let leaf = fields.last().cloned();
+                match leaf.map(|leaf| json_for(&leaf, values)) {
+                    Some(Ok(value)) => {
+                        let json = nest(&fields, value);
+                        match parse_message(&input, json) {
+                            Ok(parsed) => {
+                                if fields.len() == 1 && is_field_mask(&fields[0]) {
+                                    explicit_mask = true;
+                                }
+                                merge(&mut message, &parsed);
+                            }
+                            Err(e) => violations.push(Violation {
+                                field: key.clone(),
+                                description: e,
+                            }),
+                        }
+                    }
+                    Some(Err(description)) => violations.push(Violation {
+                        field: key.clone(),
+                        description,
+                    }),
+                    None => {}
+                }
+            }
+        }
+    }
+    if !violations.is_empty() {
+        let message = format!(
+            "invalid query parameter{}: {}",
+            if violations.len() == 1 { "" } else { "s" },
+            violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Err(HttpError::bad_request(
+            "INVALID_QUERY_PARAMETER",
+            message,
+            violations,
+        ));
+    }
+
+    // Path variables last: the URL names the resource, whatever the body says.
+    for (path, value) in &captures {
+        let fields = resolve_path(&input, path).unwrap_or_default();
+        let json = nest(&fields, Json::String(value.clone()));
+        let parsed = parse_message(&input, json).map_err(|e| {
+            HttpError::bad_request(
+                "INVALID_PATH",
+                e.clone(),
+                vec![Violation {
+                    field: path.clone(),
+                    description: e,
+                }],
+            )
+        })?;
+        merge(&mut message, &parsed);
+    }
+
+    // Update masks: PATCH derives one from the body's keys, PUT replaces everything.
+    if let (false, Some(mask_field)) = (explicit_mask, input.get_field_by_name("update_mask"))
+        && is_field_mask(&mask_field)
+    {
+        let paths = if parts.method == Method::PATCH {
+            match (&route.body, &body_json) {
+                (BodyTarget::Field(field), Some(Json::Object(object))) => match field.kind() {
+                    Kind::Message(resource) => Some(mask_paths(&resource, object, "")),
+                    _ => None,
+                },
+                _ => None,
+            }
+        } else if parts.method == Method::PUT {
+            Some(vec!["*".to_owned()])
+        } else {
+            None
+        };
+        if let (Some(paths), Kind::Message(mask_type)) = (paths, mask_field.kind()) {
+            let mut mask = DynamicMessage::new(mask_type);
+            mask.set_field_by_name(
+                "paths",
+                Value::List(paths.into_iter().map(Value::String).collect()),
+            );
+            message.set_field(&mask_field, Value::Message(mask));
+        }
+    }
+
+    // HTTP-native conveniences.
+    let mut if_match = false;
+    if let Some(etag) = header_text(&parts.headers, header::IF_MATCH)
+        && etag != "*"
+    {
+        if_match = set_string(&mut message, &route.body, "etag", etag);
+    }
+    if let Some(key) = header_text(&parts.headers, HeaderName::from_static("idempotency-key")) {
+        set_string(&mut message, &BodyTarget::None, "request_id", key);
+    }
+
+    Ok(Prepared {
+        message,
+        metadata: metadata(&parts.headers),
+        if_match,
+    })
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(HttpError::with_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!(
+                "the request body must be application/json, got `{}`",
+                if content_type.is_empty() {
+                    "nothing"
+                } else {
+                    content_type
+                }
+            ),
+        ))
+    }
+}
+
+fn parse_message(descriptor: &MessageDescriptor, json: Json) -> Result<DynamicMessage, String> {
+    DynamicMessage::deserialize_with_options(
+        descriptor.clone(),
+        json,
+        &DeserializeOptions::new().deny_unknown_fields(true),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Proto merge: scalars overwrite, messages merge, repeated fields append.
+fn merge(target: &mut DynamicMessage, source: &DynamicMessage) {
+    // Both messages have the same descriptor, so re-encoding cannot fail to decode.
+    if let Err(error) = target.merge(source.encode_to_vec().as_slice()) {
+        tracing::error!(%error, "merging transcoded message parts");
+    }
+}
+
+/// The proto-name form of a (possibly lowerCamel) field path.
+fn canonical_path(message: &MessageDescriptor, path: &str) -> String {
+    resolve_path(message, path)
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|f| f.name().to_owned())
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// The fields a query parameter sets, or why it is not accepted.
+fn query_field(
+    route: &Route,
+    input: &MessageDescriptor,
+    key: &str,
+    path_fields: &[String],
+) -> Result<Vec<FieldDescriptor>, String> {
+    if route.body == BodyTarget::Whole {
+        return Err("unknown parameter: this route takes every field from the body".into());
+    }
+    let fields = resolve_path(input, key)
+        .ok_or_else(|| format!("unknown parameter for {}", input.full_name()))?;
+    let canonical = fields
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect::<Vec<_>>()
+        .join(".");
+    if path_fields
+        .iter()
+        .any(|p| *p == canonical || canonical.starts_with(&format!("{p}.")))
+    {
+        return Err("is already set by the URL path".into());
+    }
+    if let BodyTarget::Field(body) = &route.body
+        && fields.first().is_some_and(|f| f.name() == body.name())
+    {
+        return Err("belongs in the request body".into());
+    }
+    let leaf = fields.last().ok_or("empty parameter name")?;
+    if leaf.is_map() {
+        return Err("map fields cannot be set from the query string".into());
+    }
+    if let Kind::Message(message) = leaf.kind()
+        && !has_string_json_form(&message)
+    {
+        return Err("message fields cannot be set from the query string".into());
+    }
+    Ok(fields)
+}
+
+/// Well-known types whose canonical JSON form is a string or a scalar.
+fn has_string_json_form(message: &MessageDescriptor) -> bool {
+    matches!(
+        message.full_name(),
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.DoubleValue"
+    )
+}
+
+fn is_field_mask(field: &FieldDescriptor) -> bool {
+    matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask")
+        && !field.is_list()
+}
+
+/// The JSON form of query values for `field`.
+fn json_for(field: &FieldDescriptor, values: &[String]) -> Result<Json, String> {
+    let scalar = |text: &str| -> Json {
+        match field.kind() {
+            Kind::Bool | Kind::Message(_) if matches!(text, "true" | "false") && is_bool(field) => {
+                Json::Bool(text == "true")
+            }
+            _ => Json::String(text.to_owned()),
+        }
+    };
+    if field.is_list() {
+        Ok(Json::Array(values.iter().map(|v| scalar(v)).collect()))
+    } else if values.len() > 1 {
+        Err("is given more than once but is not repeated".into())
+    } else {
+        Ok(scalar(values.first().map_or("", String::as_str)))
+    }
+}
+
+fn is_bool(field: &FieldDescriptor) -> bool {
+    match field.kind() {
+        Kind::Bool => true,
+        Kind::Message(m) => m.full_name() == "google.protobuf.BoolValue",
+        _ => false,
+    }
+}
+
+/// `{"a": {"b": value}}` for the field path a.b.
+fn nest(fields: &[FieldDescriptor], value: Json) -> Json {
+    fields.iter().rev().fold(value, |inner, field| {
+        let mut object = Map::new();
+        object.insert(field.name().to_owned(), inner);
+        Json::Object(object)
+    })
+}
+
+/// The field paths a PATCH body sets, relative to the resource: nested objects of plain
+/// message fields recurse; maps, lists, well-known types and empty objects are leaves.
+fn mask_paths(
+    message: &MessageDescriptor,
+    object: &Map<String, Json>,
+    prefix: &str,
+) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (key, value) in object {
+        let Some(field) = message
+            .get_field_by_json_name(key)
+            .or_else(|| message.get_field_by_name(key))
+        else {
+            continue;
+        };
+        let path = format!("{prefix}{}", field.name());
+        match (field.kind(), value) {
+            (Kind::Message(inner), Json::Object(nested))
+                if !field.is_map()
+                    && !field.is_list()
+                    && !nested.is_empty()
+                    && !inner.full_name().starts_with("google.protobuf.") =>
+            {
+                paths.extend(mask_paths(&inner, nested, &format!("{path}.")));
+            }
+            _ => paths.push(path),
+        }
+    }
+    paths
+}
+
+fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Sets a top-level string field, or the same field of the body message. Returns whether a
+/// field was set.
+fn set_string(message: &mut DynamicMessage, body: &BodyTarget, name: &str, value: String) -> bool {
+    let descriptor = message.descriptor();
+    if let Some(field) = descriptor.get_field_by_name(name)
+        && field.kind() == Kind::String
+        && !field.is_list()
+    {
+        message.set_field(&field, Value::String(value));
+        return true;
+    }
+    if let BodyTarget::Field(body_field) = body
+        && let Kind::Message(resource) = body_field.kind()
+        && let Some(field) = resource.get_field_by_name(name)
+        && field.kind() == Kind::String
+    {
+        if let Value::Message(inner) = message.get_field_mut(body_field) {
+            inner.set_field(&field, Value::String(value));
+            return true;
+        }
+    }
+    false
+}
+
+/// Request headers that become gRPC metadata.
+fn metadata(headers: &HeaderMap) -> HeaderMap {
+    let mut metadata = HeaderMap::new();
+    for (name, value) in headers {
+        let text = name.as_str();
+        if FORWARDED.contains(&text) {
+            metadata.append(name.clone(), value.clone());
+        } else if let Some(stripped) = text.strip_prefix("grpc-metadata-")
+            && let Ok(name) = HeaderName::from_bytes(stripped.as_bytes())
+        {
+            metadata.append(name, value.clone());
+        }
+    }
+    metadata
+}
+
+/// A message as canonical JSON with every field present.
+pub fn to_json(message: &DynamicMessage) -> Result<Json, String> {
+    message
+        .serialize_with_options(
+            serde_json::value::Serializer,
+            &SerializeOptions::new().skip_default_fields(false),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The part of a response the client asked for (`response_body`), as JSON.
+pub fn response_json(route: &Route, message: &DynamicMessage) -> Result<Json, String> {
+    let json = to_json(message)?;
+    match &route.response_body {
+        Some(field) => Ok(json.get(field.json_name()).cloned().unwrap_or(Json::Null)),
+        None => Ok(json),
+    }
+}
+
+/// Response headers from gRPC metadata, minus protocol headers.
+pub fn metadata_headers(grpc_headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    grpc_headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            !(name.starts_with("grpc-")
+                || name == "content-type"
+                || name == "content-length"
+                || name == "te"
+                || name == "trailer"
+                || name.ends_with("-bin"))
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// `ETag` from the response message's `etag` field, as an HTTP entity tag.
+pub fn etag_header(message: &DynamicMessage) -> Option<HeaderValue> {
+    let Value::String(etag) = message.get_field_by_name("etag")?.into_owned() else {
+        return None;
+    };
+    if etag.is_empty() {
+        return None;
+    }
+    let tagged = if etag.starts_with("W/\"") || etag.starts_with('"') {
+        etag
+    } else {
+        format!("\"{etag}\"")
+    };
+    HeaderValue::from_str(&tagged).ok()
+}

@@ -5,8 +5,6 @@
 
 use std::{env, path::PathBuf};
 
-use prost::Message as _;
-
 const PROTOS: &[&str] = &[
     "proto/customer/v1/customer.proto",
     "proto/customer/v1/customer_service.proto",
@@ -16,8 +14,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
-    let fds = protox::compile(PROTOS, ["proto"])?;
-    std::fs::write(out_dir.join("customer_descriptor.bin"), fds.encode_to_vec())?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(PROTOS)?;
+    // The encoded form keeps custom options (google.api.http, field_behavior), which the
+    // prost_types form below drops; reflection and the REST gateway read them.
+    std::fs::write(
+        out_dir.join("customer_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         // Decode failures of request bodies become INVALID_ARGUMENT, not INTERNAL.

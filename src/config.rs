@@ -104,6 +104,10 @@ pub struct ServeSettings {
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Largest accepted REST/JSON request body, in bytes (larger answers 413).
+    #[arg(long, env = "MAX_REST_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_rest_body_bytes: usize,
+
     /// How often the database is probed for health reporting.
     #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub health_probe_interval: Duration,
@@ -122,6 +126,7 @@ impl fmt::Debug for ServeSettings {
             )
             .field("request_id_ttl", &self.request_id_ttl)
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_rest_body_bytes", &self.max_rest_body_bytes)
             .field("health_probe_interval", &self.health_probe_interval)
             .finish()
     }

@@ -57,6 +57,9 @@ pub enum StartError {
     /// Reflection could not be built from the descriptor sets.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The REST gateway could not be built from the descriptors.
+    #[error("REST gateway: {0}")]
+    Gateway(#[from] gateway::BuildError),
     /// A setting is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -203,14 +206,21 @@ fn router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let router = Router::new()
+    let grpc = add_grpc(Router::new(), customers);
+    let grpc = add_grpc(grpc, health_service);
+    let grpc = add_grpc(grpc, reflection_v1);
+    let grpc = add_grpc(grpc, reflection_v1alpha);
+    // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
+    // calling the same gRPC services in-process.
+    let rest = gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
+        .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
+        .max_body_bytes(settings.max_rest_body_bytes)
+        .build(grpc.clone())?;
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Probe { service, ready });
-    let router = add_grpc(router, customers);
-    let router = add_grpc(router, health_service);
-    let router = add_grpc(router, reflection_v1);
-    let router = add_grpc(router, reflection_v1alpha);
+    let router = grpc.merge(probes).fallback_service(rest);
     Ok(match cors(&settings.cors_allowed_origins) {
         Some(cors) => router.layer(cors),
         None => router,

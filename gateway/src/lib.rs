@@ -120,14 +120,26 @@ impl Builder {
     }
 }
 
+/// A `FileDescriptorSet` with each file kept as raw bytes: decoding through `prost_types`
+/// would drop the unknown fields that carry custom options such as `google.api.http`.
+#[derive(Clone, PartialEq, Message)]
+struct RawFileDescriptorSet {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// Adds the files of an encoded set, skipping files the pool already has (sets built by
+/// different tools often share `google/protobuf/*.proto` with small differences).
 fn add_files(pool: &mut DescriptorPool, encoded: &[u8]) -> Result<(), BuildError> {
-    let set = prost_types::FileDescriptorSet::decode(encoded)
+    let set = RawFileDescriptorSet::decode(encoded)
         .map_err(|e| BuildError::Descriptors(e.to_string()))?;
-    for file in set.file {
+    for raw in set.file {
+        let file = prost_types::FileDescriptorProto::decode(raw.as_slice())
+            .map_err(|e| BuildError::Descriptors(e.to_string()))?;
         if pool.get_file_by_name(file.name()).is_some() {
             continue;
         }
-        pool.add_file_descriptor_proto(file)
+        pool.decode_file_descriptor_proto(raw.as_slice())
             .map_err(|e| BuildError::Descriptors(e.to_string()))?;
     }
     Ok(())

@@ -364,8 +364,33 @@ fn nest(fields: &[FieldDescriptor], value: Json) -> Json {
     })
 }
 
+/// `google.api.field_behavior` values a client cannot update (OUTPUT_ONLY, IDENTIFIER).
+const NOT_UPDATABLE: [i32; 2] = [3, 8];
+
+/// Whether the field is annotated as one a client cannot change.
+fn not_updatable(field: &FieldDescriptor) -> bool {
+    let Some(behavior) = field
+        .parent_pool()
+        .get_extension_by_name("google.api.field_behavior")
+    else {
+        return false;
+    };
+    let options = field.options();
+    if !options.has_extension(&behavior) {
+        return false;
+    }
+    match options.get_extension(&behavior).as_ref() {
+        Value::List(values) => values
+            .iter()
+            .any(|v| matches!(v, Value::EnumNumber(n) if NOT_UPDATABLE.contains(n))),
+        _ => false,
+    }
+}
+
 /// The field paths a PATCH body sets, relative to the resource: nested objects of plain
 /// message fields recurse; maps, lists, well-known types and empty objects are leaves.
+/// Fields the client cannot change (output only, identifier) are left out, so a client may
+/// PATCH back a resource it read.
 fn mask_paths(
     message: &MessageDescriptor,
     object: &Map<String, Json>,
@@ -379,6 +404,9 @@ fn mask_paths(
         else {
             continue;
         };
+        if not_updatable(&field) {
+            continue;
+        }
         let path = format!("{prefix}{}", field.name());
         match (field.kind(), value) {
             (Kind::Message(inner), Json::Object(nested))
@@ -443,14 +471,42 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
     metadata
 }
 
-/// A message as canonical JSON with every field present.
+/// A message as canonical JSON with every field present: defaults are written out and unset
+/// message fields are `null`, so clients see one stable shape.
 pub fn to_json(message: &DynamicMessage) -> Result<Json, String> {
-    message
+    let mut json = message
         .serialize_with_options(
             serde_json::value::Serializer,
             &SerializeOptions::new().skip_default_fields(false),
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    fill_unset(&message.descriptor(), &mut json, 0);
+    Ok(json)
+}
+
+/// Adds `null` for every field missing from `json` (unset singular messages), recursing
+/// into nested messages. Well-known types keep their special JSON forms untouched.
+fn fill_unset(descriptor: &MessageDescriptor, json: &mut Json, depth: usize) {
+    const MAX_DEPTH: usize = 32;
+    let Json::Object(object) = json else { return };
+    if depth > MAX_DEPTH || descriptor.full_name().starts_with("google.protobuf.") {
+        return;
+    }
+    for field in descriptor.fields() {
+        let value = object
+            .entry(field.json_name().to_owned())
+            .or_insert(Json::Null);
+        if let Kind::Message(inner) = field.kind()
+            && !field.is_map()
+        {
+            match value {
+                Json::Array(items) => items
+                    .iter_mut()
+                    .for_each(|item| fill_unset(&inner, item, depth + 1)),
+                item => fill_unset(&inner, item, depth + 1),
+            }
+        }
+    }
 }
 
 /// The part of a response the client asked for (`response_body`), as JSON.

@@ -308,14 +308,7 @@ pub enum UpdateMask {
     Fields(Vec<CustomerField>),
 }
 
-const OUTPUT_ONLY: [&str; 6] = [
-    "name",
-    "uid",
-    "etag",
-    "create_time",
-    "update_time",
-    "delete_time",
-];
+const OUTPUT_ONLY: [&str; 5] = ["name", "uid", "create_time", "update_time", "delete_time"];
 
 impl UpdateMask {
     /// Parses the paths of a `google.protobuf.FieldMask`. `field` is the mask's request path
@@ -350,6 +343,8 @@ impl UpdateMask {
                 "company" => Some(CustomerField::Company),
                 "business_id" => Some(CustomerField::BusinessId),
                 "labels" => Some(CustomerField::Labels),
+                // The etag is the write's precondition, not a value: naming it changes nothing.
+                "etag" => continue,
                 other => match other.strip_prefix("labels.") {
                     Some(key) if is_label_key(key) => Some(CustomerField::Label(key.to_owned())),
                     Some(_) => {
@@ -774,9 +769,16 @@ mod tests {
 
     #[test]
     fn update_mask_rejects_unknown_and_output_only_paths() {
-        let paths: Vec<String> = ["given_name", "uid", "nickname", "labels.Bad", "given_name"]
-            .map(String::from)
-            .to_vec();
+        let paths: Vec<String> = [
+            "given_name",
+            "uid",
+            "nickname",
+            "labels.Bad",
+            "given_name",
+            "etag",
+        ]
+        .map(String::from)
+        .to_vec();
         let (mask, violations) = UpdateMask::parse("update_mask", &paths);
         assert_eq!(mask, UpdateMask::Fields(vec![CustomerField::GivenName]));
         let violations = violations.into_vec();

@@ -12,5 +12,6 @@ mod helpers;
 mod list;
 mod read;
 mod resilience;
+mod rest;
 mod transport;
 mod update;

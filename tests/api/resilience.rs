@@ -14,6 +14,13 @@ use crate::helpers::{
     sessions_waiting_for_locks,
 };
 
+/// These tests hold a row lock while the server waits for it; under a loaded test run that
+/// wait may outlast the default 5 s statement timeout, which would (correctly) roll the
+/// waiting write back and defeat the test's purpose.
+fn patient(settings: &mut customer_api::config::ServeSettings) {
+    settings.database.statement_timeout = Duration::from_secs(60);
+}
+
 fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
     pb::UpdateCustomerRequest {
         customer: Some(pb::Customer {
@@ -29,7 +36,7 @@ fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cleanly() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(patient).await;
     let customer = app.create("Ada", "Lovelace").await;
     let mut lock = lock_customer(&app, &customer.name).await;
 
@@ -71,7 +78,7 @@ async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cl
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_mid_write_leaves_no_transaction_open() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(patient).await;
     let customer = app.create("Ada", "Lovelace").await;
     let mut lock = lock_customer(&app, &customer.name).await;
 
@@ -159,6 +166,7 @@ async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_pool_answers_unavailable_after_the_checkout_timeout() {
     let app = TestApp::spawn_with(|settings| {
+        patient(settings);
         settings.database.pool_size = 1;
         settings.database.checkout_timeout = Duration::from_millis(300);
     })

@@ -127,7 +127,7 @@ async fn unknown_and_output_only_mask_paths_are_rejected() {
         .clone()
         .update_customer(update(
             change,
-            mask(&["given_name", "create_time", "nickname", "etag"]),
+            mask(&["given_name", "create_time", "nickname", "name", "etag"]),
         ))
         .await
         .unwrap_err();

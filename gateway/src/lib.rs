@@ -22,6 +22,7 @@
 
 pub mod error;
 pub mod grpc_call;
+pub mod openapi;
 pub mod routes;
 pub mod template;
 pub mod transcode;

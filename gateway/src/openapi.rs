@@ -1,0 +1,1791 @@
+//! An OpenAPI 3.1 description of the REST routes.
+//!
+//! [`document`] turns the route table into an OpenAPI document whose bodies, parameters and
+//! schemas follow the gateway's JSON mapping, canonical proto3 JSON:
+//!
+//! - properties are named by `json_name` (lowerCamelCase); every field is present on output;
+//! - 64-bit integers are strings, enums are their value names, `bytes` are base64;
+//! - well-known types use their special forms (`Timestamp` is an RFC 3339 string, `FieldMask`
+//!   a comma-separated string, wrappers their scalar, `Any` an object with `@type`, ...).
+//!
+//! Each path variable becomes one path parameter named by its field path, even when it
+//! spans several segments: `/v1/{name=customers/*}:undelete` is the OpenAPI path
+//! `/v1/{name}:undelete`, and the value of `name` (`customers/123`) keeps its `/`
+//! unencoded. Every message reachable from the routes becomes a schema under
+//! `components.schemas`, keyed by its full name (`customer.v1.Customer`). Descriptions come
+//! from the proto comments and `google.api.field_behavior` annotations become `required`,
+//! `readOnly` and `writeOnly`.
+//!
+//! OpenAPI 3.1 cannot express every binding: routes with a non-standard HTTP method are
+//! left out, and when two routes map to the same OpenAPI path and method only the first
+//! (the most specific) is described.
+
+use std::collections::{BTreeSet, HashMap};
+
+use http::Method;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, EnumDescriptor, ExtensionDescriptor, FieldDescriptor,
+    FileDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value as ProtoValue,
+};
+use serde_json::{Map, Value, json};
+
+use crate::routes::{BodyTarget, Route, resolve_path};
+use crate::template::{Segment, Variable};
+
+/// Title, version and optional description of the document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Info {
+    /// The API's title.
+    pub title: String,
+    /// The version of the API description (not of OpenAPI).
+    pub version: String,
+    /// A longer description; CommonMark.
+    pub description: Option<String>,
+}
+
+/// The OpenAPI 3.1 document for these routes.
+pub fn document(pool: &DescriptorPool, routes: &[Route], info: &Info) -> Value {
+    let mut generator = Generator::new(pool, routes);
+    let mut paths = Map::new();
+    let mut operation_ids = BTreeSet::new();
+    let mut tags: Vec<(String, Option<String>)> = Vec::new();
+
+    for route in routes {
+        let Some(method) = openapi_method(&route.method) else {
+            continue;
+        };
+        let (path, path_parameters) = generator.path(route);
+        let item = paths
+            .entry(path)
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut();
+        let Some(item) = item else { continue };
+        if item.contains_key(method) {
+            // Same OpenAPI path and method as a more specific route: not expressible.
+            continue;
+        }
+        let service = route.rpc.parent_service();
+        if !tags.iter().any(|(name, _)| name == service.name()) {
+            let description = generator.comment(&service.parent_file(), service.path());
+            tags.push((service.name().to_owned(), description));
+        }
+        let operation_id = generator.operation_id(route, &mut operation_ids);
+        let operation = generator.operation(route, operation_id, path_parameters);
+        item.insert(method.to_owned(), operation);
+    }
+
+    let mut info_object = Map::new();
+    info_object.insert("title".into(), json!(info.title));
+    info_object.insert("version".into(), json!(info.version));
+    if let Some(description) = &info.description {
+        info_object.insert("description".into(), json!(description));
+    }
+
+    let tags: Vec<Value> = tags
+        .into_iter()
+        .map(|(name, description)| {
+            let mut tag = Map::new();
+            tag.insert("name".into(), json!(name));
+            if let Some(description) = description {
+                tag.insert("description".into(), json!(description));
+            }
+            Value::Object(tag)
+        })
+        .collect();
+
+    let mut schemas = generator.finish();
+    schemas.insert("Error".into(), error_schema());
+
+    json!({
+        "openapi": "3.1.0",
+        "info": info_object,
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "An error: a `google.rpc.Status` in the AIP-193 JSON form.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `google.api.FieldBehavior` values (`OPTIONAL` = 1 shows as absence from `required`).
+const REQUIRED: i32 = 2;
+const OUTPUT_ONLY: i32 = 3;
+const INPUT_ONLY: i32 = 4;
+const IMMUTABLE: i32 = 5;
+const IDENTIFIER: i32 = 8;
+
+/// The error responses every operation lists, with the gRPC codes behind them.
+const ERROR_RESPONSES: [(&str, &str); 9] = [
+    (
+        "400",
+        "Bad Request: `INVALID_ARGUMENT`, `FAILED_PRECONDITION` or `OUT_OF_RANGE`.",
+    ),
+    ("401", "Unauthorized: `UNAUTHENTICATED`."),
+    ("403", "Forbidden: `PERMISSION_DENIED`."),
+    ("404", "Not Found: `NOT_FOUND`."),
+    (
+        "409",
+        "Conflict: `ALREADY_EXISTS` or `ABORTED` (e.g. a stale `etag` in the request).",
+    ),
+    (
+        "412",
+        "Precondition Failed: the etag sent in `If-Match` is no longer current (`ABORTED`).",
+    ),
+    ("429", "Too Many Requests: `RESOURCE_EXHAUSTED`."),
+    (
+        "500",
+        "Internal Server Error: `INTERNAL`, `UNKNOWN` or `DATA_LOSS`.",
+    ),
+    ("503", "Service Unavailable: `UNAVAILABLE`."),
+];
+
+/// The key of an OpenAPI operation for an HTTP method, if OpenAPI 3.1 has one.
+fn openapi_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET => "get",
+        Method::PUT => "put",
+        Method::POST => "post",
+        Method::DELETE => "delete",
+        Method::OPTIONS => "options",
+        Method::HEAD => "head",
+        Method::PATCH => "patch",
+        Method::TRACE => "trace",
+        _ => return None,
+    })
+}
+
+/// A schema component still to be written.
+enum Pending {
+    Message(MessageDescriptor),
+    Enum(EnumDescriptor),
+}
+
+struct Generator<'a> {
+    pool: &'a DescriptorPool,
+    field_behavior: Option<ExtensionDescriptor>,
+    /// Written schema components.
+    schemas: Map<String, Value>,
+    /// Components written or pending.
+    named: BTreeSet<String>,
+    pending: Vec<Pending>,
+    /// Leading comments per file, by source path.
+    comments: HashMap<String, HashMap<Vec<i32>, String>>,
+    /// `google.api.resource` patterns by resource type, read on first use.
+    resources: Option<HashMap<String, Vec<String>>>,
+    /// An example `Location` of a created resource, if the routes can render one.
+    location_example: Option<String>,
+}
+
+impl<'a> Generator<'a> {
+    fn new(pool: &'a DescriptorPool, routes: &[Route]) -> Self {
+        // The gateway renders `Location` with the first GET route whose only variable is
+        // `name` and that has no verb.
+        let location_example = routes
+            .iter()
+            .filter(|route| route.method == Method::GET && route.template.verb.is_none())
+            .filter_map(|route| match route.template.variables.as_slice() {
+                [variable] if variable.field_path == "name" => Some((route, variable)),
+                _ => None,
+            })
+            .find_map(|(route, variable)| {
+                let example = example_value(&route.template.segments[variable.start..variable.end]);
+                route.template.render(&[example.as_str()])
+            });
+        Self {
+            pool,
+            field_behavior: pool.get_extension_by_name("google.api.field_behavior"),
+            schemas: Map::new(),
+            named: BTreeSet::new(),
+            pending: Vec::new(),
+            comments: HashMap::new(),
+            resources: None,
+            location_example,
+        }
+    }
+
+    /// Writes the pending components and returns them all.
+    fn finish(mut self) -> Map<String, Value> {
+        while let Some(pending) = self.pending.pop() {
+            let (name, schema) = match pending {
+                Pending::Message(message) => (
+                    message.full_name().to_owned(),
+                    self.message_schema(&message),
+                ),
+                Pending::Enum(enumeration) => (
+                    enumeration.full_name().to_owned(),
+                    self.enum_schema(&enumeration),
+                ),
+            };
+            self.schemas.insert(name, schema);
+        }
+        self.schemas
+    }
+
+    // ----- comments and annotations -----
+
+    /// The cleaned leading comment of the element at `path` in `file`.
+    fn comment(&mut self, file: &FileDescriptor, path: &[i32]) -> Option<String> {
+        let comments = self
+            .comments
+            .entry(file.name().to_owned())
+            .or_insert_with(|| {
+                file.file_descriptor_proto()
+                    .source_code_info
+                    .iter()
+                    .flat_map(|info| &info.location)
+                    .filter_map(|location| {
+                        let text = clean_comment(location.leading_comments());
+                        (!text.is_empty()).then(|| (location.path.clone(), text))
+                    })
+                    .collect()
+            });
+        comments.get(path).cloned()
+    }
+
+    fn field_comment(&mut self, field: &FieldDescriptor) -> Option<String> {
+        self.comment(&field.parent_file(), field.path())
+    }
+
+    /// The field's `google.api.field_behavior` values.
+    fn behaviors(&self, field: &FieldDescriptor) -> Vec<i32> {
+        let Some(extension) = &self.field_behavior else {
+            return Vec::new();
+        };
+        let options = field.options();
+        if !options.has_extension(extension) {
+            return Vec::new();
+        }
+        match options.get_extension(extension).as_ref() {
+            ProtoValue::List(values) => values
+                .iter()
+                .filter_map(ProtoValue::as_enum_number)
+                .collect(),
+            ProtoValue::EnumNumber(value) => vec![*value],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The field's comment followed by notes on its behaviour.
+    fn field_description(&mut self, field: &FieldDescriptor, behaviors: &[i32]) -> Option<String> {
+        let mut parts: Vec<String> = self.field_comment(field).into_iter().collect();
+        let notes: Vec<&str> = behaviors
+            .iter()
+            .filter_map(|behavior| match *behavior {
+                OUTPUT_ONLY => Some("Output only: set by the server and ignored in requests."),
+                INPUT_ONLY => Some("Input only: never returned in responses."),
+                IMMUTABLE => Some("Immutable: may be set on creation, never changed afterwards."),
+                IDENTIFIER => Some(
+                    "Identifier: assigned by the server on creation and ignored there; sent on update \
+                     to identify the resource.",
+                ),
+                _ => None,
+            })
+            .collect();
+        if !notes.is_empty() {
+            parts.push(notes.join(" "));
+        }
+        join_paragraphs(parts)
+    }
+
+    // ----- schemas -----
+
+    /// A reference to the message's component, or the inline form of a well-known type.
+    fn message_ref(&mut self, message: &MessageDescriptor) -> Value {
+        if let Some(schema) = well_known_schema(message.full_name()) {
+            return schema;
+        }
+        let name = message.full_name().to_owned();
+        if self.named.insert(name.clone()) {
+            self.pending.push(Pending::Message(message.clone()));
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    fn enum_ref(&mut self, enumeration: &EnumDescriptor) -> Value {
+        if enumeration.full_name() == "google.protobuf.NullValue" {
+            return json!({"type": "null"});
+        }
+        let name = enumeration.full_name().to_owned();
+        if self.named.insert(name.clone()) {
+            self.pending.push(Pending::Enum(enumeration.clone()));
+        }
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+
+    /// The schema of one value of this kind.
+    fn kind_schema(&mut self, kind: &Kind) -> Value {
+        match kind {
+            Kind::Message(message) => self.message_ref(message),
+            Kind::Enum(enumeration) => self.enum_ref(enumeration),
+            scalar => scalar_schema(scalar),
+        }
+    }
+
+    /// The schema of a field's value: repeated fields are arrays, maps are objects.
+    fn field_value_schema(&mut self, field: &FieldDescriptor) -> Value {
+        if field.is_map() {
+            let Kind::Message(entry) = field.kind() else {
+                return json!({"type": "object"});
+            };
+            let value = self.kind_schema(&entry.map_entry_value_field().kind());
+            let mut schema = json!({"type": "object", "additionalProperties": value});
+            if let Some(pattern) = map_key_pattern(&entry.map_entry_key_field().kind()) {
+                schema["propertyNames"] = json!({"pattern": pattern});
+            }
+            schema
+        } else if field.is_list() {
+            json!({"type": "array", "items": self.kind_schema(&field.kind())})
+        } else {
+            self.kind_schema(&field.kind())
+        }
+    }
+
+    fn message_schema(&mut self, message: &MessageDescriptor) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for field in message.fields() {
+            let behaviors = self.behaviors(&field);
+            let mut schema = self.field_value_schema(&field);
+            let description = self.field_description(&field, &behaviors);
+            add_description(&mut schema, description);
+            if behaviors.contains(&OUTPUT_ONLY) {
+                schema["readOnly"] = json!(true);
+            }
+            if behaviors.contains(&INPUT_ONLY) {
+                schema["writeOnly"] = json!(true);
+            }
+            if behaviors.contains(&REQUIRED) {
+                required.push(json!(field.json_name()));
+            }
+            properties.insert(field.json_name().to_owned(), schema);
+        }
+
+        let mut parts: Vec<String> = self
+            .comment(&message.parent_file(), message.path())
+            .into_iter()
+            .collect();
+        for oneof in message.oneofs().filter(|oneof| !oneof.is_synthetic()) {
+            let names: Vec<String> = oneof
+                .fields()
+                .map(|field| format!("`{}`", field.json_name()))
+                .collect();
+            parts.push(format!(
+                "At most one of {} is set (oneof `{}`).",
+                names.join(", "),
+                oneof.name()
+            ));
+        }
+
+        let mut schema = json!({"type": "object", "properties": properties});
+        if !required.is_empty() {
+            schema["required"] = Value::Array(required);
+        }
+        add_description(&mut schema, join_paragraphs(parts));
+        schema
+    }
+
+    fn enum_schema(&mut self, enumeration: &EnumDescriptor) -> Value {
+        let names: Vec<String> = enumeration
+            .values()
+            .map(|value| value.name().to_owned())
+            .collect();
+        let mut parts: Vec<String> = self
+            .comment(&enumeration.parent_file(), enumeration.path())
+            .into_iter()
+            .collect();
+        let values: Vec<String> = enumeration
+            .values()
+            .map(
+                |value| match self.comment(&value.parent_file(), value.path()) {
+                    Some(comment) => format!("- `{}`: {comment}", value.name()),
+                    None => format!("- `{}`", value.name()),
+                },
+            )
+            .collect();
+        parts.push(values.join("\n"));
+        let mut schema = json!({"type": "string", "enum": names});
+        add_description(&mut schema, join_paragraphs(parts));
+        schema
+    }
+
+    // ----- paths and parameters -----
+
+    /// The OpenAPI path of the route and its path parameters.
+    fn path(&mut self, route: &Route) -> (String, Vec<Value>) {
+        let template = &route.template;
+        let input = route.rpc.input();
+        let mut path = String::new();
+        let mut parameters = Vec::new();
+        let mut anonymous = 0;
+        let mut index = 0;
+        while index < template.segments.len() {
+            if let Some(variable) = template.variables.iter().find(|v| v.start == index) {
+                path.push_str("/{");
+                path.push_str(&variable.field_path);
+                path.push('}');
+                parameters.push(self.path_parameter(
+                    &input,
+                    variable,
+                    &template.segments[variable.start..variable.end],
+                ));
+                index = variable.end.max(index + 1);
+                continue;
+            }
+            match &template.segments[index] {
+                Segment::Literal(literal) => {
+                    path.push('/');
+                    path.push_str(literal);
+                }
+                wildcard => {
+                    // A wildcard outside any variable: matched, but bound to no field.
+                    anonymous += 1;
+                    let name = format!("_segment{anonymous}");
+                    path.push_str(&format!("/{{{name}}}"));
+                    let description = if *wildcard == Segment::Rest {
+                        "The rest of the path (`**`); not passed to the RPC. Its `/` separators are sent unencoded."
+                    } else {
+                        "Any one path segment (`*`); not passed to the RPC."
+                    };
+                    parameters.push(json!({
+                        "name": name,
+                        "in": "path",
+                        "required": true,
+                        "description": description,
+                        "schema": {"type": "string"},
+                    }));
+                }
+            }
+            index += 1;
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        if let Some(verb) = &template.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        (path, parameters)
+    }
+
+    fn path_parameter(
+        &mut self,
+        input: &MessageDescriptor,
+        variable: &Variable,
+        pattern: &[Segment],
+    ) -> Value {
+        let field =
+            resolve_path(input, &variable.field_path).and_then(|fields| fields.last().cloned());
+        let comment = field.as_ref().and_then(|field| self.field_comment(field));
+        let (schema, description) = if pattern == [Segment::Any] {
+            let schema = match &field {
+                Some(field) => query_value_schema(&field.kind()),
+                None => json!({"type": "string"}),
+            };
+            (schema, comment)
+        } else {
+            let form = self.resource_form(field.as_ref(), pattern);
+            let what = if pattern.contains(&Segment::Rest) {
+                format!("A path of the form `{form}`, where `**` is any number of segments")
+            } else {
+                format!("A resource name of the form `{form}`")
+            };
+            let note = format!(
+                "{what}, e.g. `{example}`. The value spans several path segments: send its `/` \
+                 separators as they are (`{example}`), NOT percent-encoded as `%2F`; the gateway \
+                 matches the path segment by segment. Other reserved characters within a segment \
+                 are percent-encoded as usual.",
+                example = example_value(pattern),
+            );
+            let schema = json!({"type": "string", "pattern": pattern_regex(pattern)});
+            (
+                schema,
+                join_paragraphs(comment.into_iter().chain([note]).collect()),
+            )
+        };
+        let mut parameter = json!({
+            "name": variable.field_path,
+            "in": "path",
+            "required": true,
+            "schema": schema,
+        });
+        if let Some(description) = description {
+            parameter["description"] = json!(description);
+        }
+        parameter
+    }
+
+    /// How a multi-segment variable's value looks, e.g. `customers/{customer}`: from the
+    /// `google.api.resource` patterns of the field's resource when one fits, else made up
+    /// from the template.
+    fn resource_form(&mut self, field: Option<&FieldDescriptor>, pattern: &[Segment]) -> String {
+        if let Some(field) = field {
+            let mut candidates = Vec::new();
+            if let Some(kind) = self.reference_type(field) {
+                candidates.extend(self.resource_patterns(&kind));
+            }
+            if let Some(resource) = self.pool.get_extension_by_name("google.api.resource") {
+                let options = field.parent_message().options();
+                if let Some(ProtoValue::Message(descriptor)) = extension_value(&options, &resource)
+                {
+                    candidates.extend(string_list(&descriptor, "pattern"));
+                }
+            }
+            if let Some(found) = candidates
+                .into_iter()
+                .find(|candidate| pattern_fits(candidate, pattern))
+            {
+                return found;
+            }
+        }
+        let mut parts = Vec::new();
+        let mut previous: Option<&str> = None;
+        for segment in pattern {
+            match segment {
+                Segment::Literal(literal) => {
+                    parts.push(literal.clone());
+                    previous = Some(literal);
+                }
+                Segment::Any => {
+                    parts.push(format!(
+                        "{{{}}}",
+                        previous.map_or("segment".to_owned(), singular)
+                    ));
+                    previous = None;
+                }
+                Segment::Rest => parts.push("**".to_owned()),
+            }
+        }
+        parts.join("/")
+    }
+
+    /// The `type` of the field's `google.api.resource_reference`.
+    fn reference_type(&self, field: &FieldDescriptor) -> Option<String> {
+        let extension = self
+            .pool
+            .get_extension_by_name("google.api.resource_reference")?;
+        let options = field.options();
+        if !options.has_extension(&extension) {
+            return None;
+        }
+        match options.get_extension(&extension).as_ref() {
+            ProtoValue::Message(reference) => string_field(reference, "type"),
+            _ => None,
+        }
+    }
+
+    /// The patterns of a resource type, from `google.api.resource` on messages and
+    /// `google.api.resource_definition` on files.
+    fn resource_patterns(&mut self, kind: &str) -> Vec<String> {
+        let pool = self.pool;
+        let resources = self.resources.get_or_insert_with(|| {
+            let mut resources: HashMap<String, Vec<String>> = HashMap::new();
+            let mut add = |descriptor: &DynamicMessage| {
+                if let Some(kind) = string_field(descriptor, "type") {
+                    resources
+                        .entry(kind)
+                        .or_default()
+                        .extend(string_list(descriptor, "pattern"));
+                }
+            };
+            if let Some(extension) = pool.get_extension_by_name("google.api.resource") {
+                for message in pool.all_messages() {
+                    if let Some(ProtoValue::Message(descriptor)) =
+                        extension_value(&message.options(), &extension)
+                    {
+                        add(&descriptor);
+                    }
+                }
+            }
+            if let Some(extension) = pool.get_extension_by_name("google.api.resource_definition") {
+                for file in pool.files() {
+                    if let Some(ProtoValue::List(list)) =
+                        extension_value(&file.options(), &extension)
+                    {
+                        for descriptor in list.iter().filter_map(ProtoValue::as_message) {
+                            add(descriptor);
+                        }
+                    }
+                }
+            }
+            resources
+        });
+        resources.get(kind).cloned().unwrap_or_default()
+    }
+
+    /// Query parameters: the input fields bound neither by the path nor by the body.
+    fn query_parameters(&mut self, route: &Route) -> Vec<Value> {
+        let input = route.rpc.input();
+        let body_field = match &route.body {
+            BodyTarget::Whole => return Vec::new(),
+            BodyTarget::Field(field) => Some(field.number()),
+            BodyTarget::None => None,
+        };
+        let bound: Vec<Vec<u32>> = route
+            .template
+            .variables
+            .iter()
+            .filter_map(|variable| resolve_path(&input, &variable.field_path))
+            .map(|fields| fields.iter().map(FieldDescriptor::number).collect())
+            .collect();
+        // How the gateway fills in an absent top-level `update_mask`.
+        let mask_note = match (&route.body, &route.method) {
+            (BodyTarget::Field(field), &Method::PATCH)
+                if matches!(field.kind(), Kind::Message(_)) =>
+            {
+                Some(
+                    "When absent, the gateway derives it from the fields present in the request body.",
+                )
+            }
+            (_, &Method::PUT) => {
+                Some("When absent, the gateway sends `*`: every field is replaced.")
+            }
+            _ => None,
+        };
+        let mut parameters = Vec::new();
+        let mut query = Query {
+            bound: &bound,
+            body_field,
+            mask_note,
+            numbers: Vec::new(),
+            stack: vec![input.full_name().to_owned()],
+        };
+        self.collect_query(&input, "", true, &mut query, &mut parameters);
+        parameters
+    }
+
+    fn collect_query(
+        &mut self,
+        message: &MessageDescriptor,
+        prefix: &str,
+        required_so_far: bool,
+        query: &mut Query<'_>,
+        parameters: &mut Vec<Value>,
+    ) {
+        for field in message.fields() {
+            if query.numbers.is_empty() && query.body_field == Some(field.number()) {
+                continue;
+            }
+            query.numbers.push(field.number());
+            let skip = field.is_map() || query.bound.contains(&query.numbers);
+            if !skip {
+                let name = if prefix.is_empty() {
+                    field.json_name().to_owned()
+                } else {
+                    format!("{prefix}.{}", field.json_name())
+                };
+                let behaviors = self.behaviors(&field);
+                let required = required_so_far && behaviors.contains(&REQUIRED);
+                match field.kind() {
+                    Kind::Message(inner) if !is_scalar_well_known(inner.full_name()) => {
+                        let opaque = inner.full_name().starts_with("google.protobuf.");
+                        if !field.is_list()
+                            && !opaque
+                            && !query.stack.iter().any(|seen| seen == inner.full_name())
+                        {
+                            query.stack.push(inner.full_name().to_owned());
+                            self.collect_query(&inner, &name, required, query, parameters);
+                            query.stack.pop();
+                        }
+                    }
+                    kind => {
+                        let value = query_value_schema(&kind);
+                        let mut parameter = json!({"name": name, "in": "query"});
+                        if field.is_list() {
+                            parameter["schema"] = json!({"type": "array", "items": value});
+                            parameter["style"] = json!("form");
+                            parameter["explode"] = json!(true);
+                        } else {
+                            parameter["schema"] = value;
+                        }
+                        if required {
+                            parameter["required"] = json!(true);
+                        }
+                        let mut description: Vec<String> = self
+                            .field_description(&field, &behaviors)
+                            .into_iter()
+                            .collect();
+                        if query.numbers.len() == 1
+                            && field.name() == "update_mask"
+                            && inner_name(&field) == "google.protobuf.FieldMask"
+                        {
+                            description.extend(query.mask_note.map(str::to_owned));
+                        }
+                        if let Some(description) = join_paragraphs(description) {
+                            parameter["description"] = json!(description);
+                        }
+                        parameters.push(parameter);
+                    }
+                }
+            }
+            query.numbers.pop();
+        }
+    }
+
+    // ----- operations -----
+
+    /// The RPC name for its main binding, `Name_method` for additional bindings; made
+    /// unique with a counter if need be.
+    fn operation_id(&self, route: &Route, used: &mut BTreeSet<String>) -> String {
+        let name = route.rpc.name();
+        let primary = primary_binding(self.pool, &route.rpc)
+            .is_none_or(|(method, path)| method == route.method && path == route.template.source);
+        let base = if primary {
+            name.to_owned()
+        } else {
+            format!("{name}_{}", route.method.as_str().to_ascii_lowercase())
+        };
+        let mut id = base.clone();
+        let mut counter = 1;
+        while used.contains(&id) {
+            counter += 1;
+            id = format!("{base}_{counter}");
+        }
+        used.insert(id.clone());
+        id
+    }
+
+    fn operation(
+        &mut self,
+        route: &Route,
+        operation_id: String,
+        mut parameters: Vec<Value>,
+    ) -> Value {
+        let rpc = &route.rpc;
+        let mut operation = Map::new();
+        operation.insert("operationId".into(), json!(operation_id));
+        operation.insert("tags".into(), json!([rpc.parent_service().name()]));
+
+        let comment = self.comment(&rpc.parent_file(), rpc.path());
+        if let Some(comment) = &comment {
+            operation.insert("summary".into(), json!(first_sentence(comment)));
+        }
+        let mut description: Vec<String> = comment.into_iter().collect();
+        if rpc.is_server_streaming() {
+            description.push(format!(
+                "Server-streaming RPC: the response is a stream of `{}` messages, as \
+                 newline-delimited JSON (`application/x-ndjson`), or as server-sent events when \
+                 the request accepts `text/event-stream`.",
+                rpc.output().name()
+            ));
+        }
+        description.push(format!("gRPC: `{}`.", route.grpc_path));
+        if let Some(description) = join_paragraphs(description) {
+            operation.insert("description".into(), json!(description));
+        }
+
+        parameters.extend(self.query_parameters(route));
+        parameters.extend(header_parameters(route));
+        if !parameters.is_empty() {
+            operation.insert("parameters".into(), Value::Array(parameters));
+        }
+        if let Some(body) = self.request_body(route) {
+            operation.insert("requestBody".into(), body);
+        }
+        operation.insert("responses".into(), self.responses(route));
+        operation.insert("x-grpc-method".into(), json!(route.grpc_path));
+        Value::Object(operation)
+    }
+
+    fn request_body(&mut self, route: &Route) -> Option<Value> {
+        let input = route.rpc.input();
+        let path_fields: Vec<String> = route
+            .template
+            .variables
+            .iter()
+            .map(|variable| format!("`{}`", variable.field_path))
+            .collect();
+        let from_path = (!path_fields.is_empty()).then(|| {
+            format!(
+                "Fields bound by the path ({}) are taken from the path.",
+                path_fields.join(", ")
+            )
+        });
+        let (schema, description, required) = match &route.body {
+            BodyTarget::None => return None,
+            BodyTarget::Whole => {
+                let bound: Vec<String> = route
+                    .template
+                    .variables
+                    .iter()
+                    .filter_map(|variable| resolve_path(&input, &variable.field_path))
+                    .filter_map(|fields| fields.first().map(|field| field.name().to_owned()))
+                    .collect();
+                let required = input.fields().any(|field| {
+                    !bound.iter().any(|b| b == field.name())
+                        && self.behaviors(&field).contains(&REQUIRED)
+                });
+                let description = format!("The `{}` message.", input.name());
+                let schema = self.message_ref(&input);
+                (
+                    schema,
+                    join_paragraphs([description].into_iter().chain(from_path).collect()),
+                    required,
+                )
+            }
+            BodyTarget::Field(field) => {
+                let behaviors = self.behaviors(field);
+                let comment = self.field_comment(field);
+                let schema = self.field_value_schema(field);
+                (
+                    schema,
+                    join_paragraphs(comment.into_iter().chain(from_path).collect()),
+                    behaviors.contains(&REQUIRED),
+                )
+            }
+        };
+        let mut body = json!({
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        });
+        if let Some(description) = description {
+            body["description"] = json!(description);
+        }
+        Some(body)
+    }
+
+    fn responses(&mut self, route: &Route) -> Value {
+        let rpc = &route.rpc;
+        let output = rpc.output();
+        let (schema, what) = match &route.response_body {
+            Some(field) => {
+                let what = format!(
+                    "The `{}` field of the `{}` response.",
+                    field.json_name(),
+                    output.name()
+                );
+                (self.field_value_schema(field), what)
+            }
+            None => (
+                self.message_ref(&output),
+                format!("The `{}`.", output.name()),
+            ),
+        };
+        // The gateway answers 201 to a unary POST `Create*`.
+        let created = creates(route) && !rpc.is_server_streaming();
+        let mut success = Map::new();
+        let mut headers = Map::new();
+        if rpc.is_server_streaming() {
+            let description = format!(
+                "A stream of `{}` messages: newline-delimited JSON, or server-sent events \
+                 (`data: <message>`) when the request accepts `text/event-stream`. Each item \
+                 follows the schema. An error after the stream has started ends it with the \
+                 error object instead (as a last line, or as an `event: error` event).",
+                output.name()
+            );
+            success.insert("description".into(), json!(description));
+            success.insert(
+                "content".into(),
+                json!({
+                    "application/x-ndjson": {"schema": schema},
+                    "text/event-stream": {"schema": schema},
+                }),
+            );
+        } else {
+            let description = if created {
+                format!("Created. {what}")
+            } else {
+                what
+            };
+            success.insert("description".into(), json!(description));
+            success.insert(
+                "content".into(),
+                json!({"application/json": {"schema": schema}}),
+            );
+            // Read from the whole response message, even with `response_body`.
+            if has_string_field(&output, "etag") {
+                headers.insert(
+                    "ETag".into(),
+                    json!({
+                        "description": "The response's `etag` field as an entity tag (quoted \
+                            unless it already is); absent when the field is empty. Send it back \
+                            in `If-Match` to make a later write conditional.",
+                        "schema": {"type": "string"},
+                    }),
+                );
+            }
+        }
+        if created && let Some(example) = &self.location_example {
+            headers.insert(
+                "Location".into(),
+                json!({
+                    "description": format!(
+                        "The path of the created resource, e.g. `{example}`: the GET route for \
+                         its `name`."
+                    ),
+                    "schema": {"type": "string", "format": "uri-reference"},
+                }),
+            );
+        }
+        if !headers.is_empty() {
+            success.insert("headers".into(), Value::Object(headers));
+        }
+
+        let mut responses = Map::new();
+        responses.insert(
+            if created { "201" } else { "200" }.into(),
+            Value::Object(success),
+        );
+        for (code, description) in ERROR_RESPONSES {
+            responses.insert(
+                code.into(),
+                json!({"$ref": "#/components/responses/Error", "description": description}),
+            );
+        }
+        responses.insert(
+            "default".into(),
+            json!({"$ref": "#/components/responses/Error", "description": "Any other error."}),
+        );
+        Value::Object(responses)
+    }
+}
+
+/// The request headers the gateway copies into the request message.
+fn header_parameters(route: &Route) -> Vec<Value> {
+    let input = route.rpc.input();
+    let mut parameters = Vec::new();
+    let body_sets_etag = match &route.body {
+        BodyTarget::Field(field) => match field.kind() {
+            Kind::Message(resource) => has_string_field(&resource, "etag"),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !creates(route) && (has_string_field(&input, "etag") || body_sets_etag) {
+        parameters.push(json!({
+            "name": "If-Match",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "Makes the write conditional: the value, an `ETag` from an earlier \
+                response, is sent as the `etag` field (of the request, or else of the resource in \
+                the body). If it is no longer current the answer is 412 Precondition Failed. `*` is \
+                ignored.",
+        }));
+    }
+    if has_string_field(&input, "request_id") {
+        parameters.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "Sent as the request's `request_id`, which identifies retries of the \
+                same request.",
+        }));
+    }
+    parameters
+}
+
+/// Whether the message has a singular string field of this name.
+fn has_string_field(message: &MessageDescriptor, name: &str) -> bool {
+    message
+        .get_field_by_name(name)
+        .is_some_and(|field| field.kind() == Kind::String && !field.is_list())
+}
+
+/// The full name of a message field's type (empty for other fields).
+fn inner_name(field: &FieldDescriptor) -> String {
+    match field.kind() {
+        Kind::Message(message) if !field.is_list() => message.full_name().to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Whether the gateway answers this route with 201 Created: a POST to a `Create*` RPC.
+fn creates(route: &Route) -> bool {
+    route.method == Method::POST && route.rpc.name().starts_with("Create")
+}
+
+/// State of the walk over the input message for query parameters.
+struct Query<'a> {
+    /// Field-number paths bound by path variables.
+    bound: &'a [Vec<u32>],
+    /// The top-level body field, if any.
+    body_field: Option<u32>,
+    /// Added to the description of a top-level `update_mask`.
+    mask_note: Option<&'static str>,
+    /// Field numbers from the input message to the current field.
+    numbers: Vec<u32>,
+    /// Messages being walked, against recursion.
+    stack: Vec<String>,
+}
+
+/// The method and path of the RPC's main `google.api.http` binding.
+fn primary_binding(pool: &DescriptorPool, rpc: &MethodDescriptor) -> Option<(Method, String)> {
+    let http = pool.get_extension_by_name("google.api.http")?;
+    let options = rpc.options();
+    if !options.has_extension(&http) {
+        return None;
+    }
+    let ProtoValue::Message(rule) = options.get_extension(&http).into_owned() else {
+        return None;
+    };
+    for (name, method) in [
+        ("get", Method::GET),
+        ("put", Method::PUT),
+        ("post", Method::POST),
+        ("delete", Method::DELETE),
+        ("patch", Method::PATCH),
+    ] {
+        if let Some(path) = string_field(&rule, name) {
+            return Some((method, path));
+        }
+    }
+    match rule.get_field_by_name("custom")?.as_ref() {
+        ProtoValue::Message(custom) => {
+            let kind = string_field(custom, "kind")?;
+            let path = string_field(custom, "path")?;
+            Some((Method::from_bytes(kind.as_bytes()).ok()?, path))
+        }
+        _ => None,
+    }
+}
+
+/// The value of an extension the options set, if they set it.
+fn extension_value(
+    options: &DynamicMessage,
+    extension: &ExtensionDescriptor,
+) -> Option<ProtoValue> {
+    options
+        .has_extension(extension)
+        .then(|| options.get_extension(extension).into_owned())
+}
+
+/// A non-empty string field of a dynamic message.
+fn string_field(message: &DynamicMessage, name: &str) -> Option<String> {
+    match message.get_field_by_name(name)?.as_ref() {
+        ProtoValue::String(text) if !text.is_empty() => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// A repeated string field of a dynamic message.
+fn string_list(message: &DynamicMessage, name: &str) -> Vec<String> {
+    match message.get_field_by_name(name).as_deref() {
+        Some(ProtoValue::List(values)) => values
+            .iter()
+            .filter_map(|value| value.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Proto scalars in proto3 JSON.
+fn scalar_schema(kind: &Kind) -> Value {
+    match kind {
+        Kind::Double => json!({"type": "number", "format": "double"}),
+        Kind::Float => json!({"type": "number", "format": "float"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": u32::MAX})
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
+        Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::String => json!({"type": "string"}),
+        Kind::Bytes => json!({"type": "string", "format": "byte"}),
+        Kind::Message(_) | Kind::Enum(_) => json!({}),
+    }
+}
+
+/// The inline schema of a well-known type, which has a special JSON form.
+fn well_known_schema(full_name: &str) -> Option<Value> {
+    let nullable = |kind: Kind| {
+        let mut schema = scalar_schema(&kind);
+        if let Some(scalar) = schema.get("type").cloned() {
+            schema["type"] = json!([scalar, "null"]);
+        }
+        schema
+    };
+    Some(match full_name {
+        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?s$"})
+        }
+        "google.protobuf.FieldMask" => json!({
+            "type": "string",
+            "description": "A field mask: comma-separated lowerCamelCase field paths, e.g. `givenName,address.locality`.",
+        }),
+        "google.protobuf.Empty" => json!({"type": "object"}),
+        "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
+        "google.protobuf.Value" => json!({}),
+        "google.protobuf.ListValue" => json!({"type": "array", "items": {}}),
+        "google.protobuf.Any" => json!({
+            "type": "object",
+            "properties": {"@type": {
+                "type": "string",
+                "description": "The type URL, e.g. `type.googleapis.com/google.rpc.ErrorInfo`.",
+            }},
+            "required": ["@type"],
+            "additionalProperties": true,
+        }),
+        "google.protobuf.DoubleValue" => nullable(Kind::Double),
+        "google.protobuf.FloatValue" => nullable(Kind::Float),
+        "google.protobuf.Int64Value" => nullable(Kind::Int64),
+        "google.protobuf.UInt64Value" => nullable(Kind::Uint64),
+        "google.protobuf.Int32Value" => nullable(Kind::Int32),
+        "google.protobuf.UInt32Value" => nullable(Kind::Uint32),
+        "google.protobuf.BoolValue" => nullable(Kind::Bool),
+        "google.protobuf.StringValue" => nullable(Kind::String),
+        "google.protobuf.BytesValue" => nullable(Kind::Bytes),
+        _ => return None,
+    })
+}
+
+/// Well-known messages whose JSON form is a single value, usable in a query string.
+fn is_scalar_well_known(full_name: &str) -> bool {
+    matches!(
+        full_name,
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+/// The schema of a single value in a query string or path segment: scalars, inline enums,
+/// and the scalar well-known types (wrappers without `null`).
+fn query_value_schema(kind: &Kind) -> Value {
+    match kind {
+        Kind::Enum(enumeration) => {
+            let names: Vec<String> = enumeration
+                .values()
+                .map(|value| value.name().to_owned())
+                .collect();
+            json!({"type": "string", "enum": names})
+        }
+        Kind::Message(message) => {
+            let unwrapped = match message.full_name() {
+                "google.protobuf.DoubleValue" => Kind::Double,
+                "google.protobuf.FloatValue" => Kind::Float,
+                "google.protobuf.Int64Value" => Kind::Int64,
+                "google.protobuf.UInt64Value" => Kind::Uint64,
+                "google.protobuf.Int32Value" => Kind::Int32,
+                "google.protobuf.UInt32Value" => Kind::Uint32,
+                "google.protobuf.BoolValue" => Kind::Bool,
+                "google.protobuf.BytesValue" => Kind::Bytes,
+                other => {
+                    return well_known_schema(other).unwrap_or_else(|| json!({"type": "string"}));
+                }
+            };
+            scalar_schema(&unwrapped)
+        }
+        scalar => scalar_schema(scalar),
+    }
+}
+
+/// The pattern map keys of this kind follow in JSON, where keys are strings.
+fn map_key_pattern(kind: &Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Int32
+        | Kind::Sint32
+        | Kind::Sfixed32
+        | Kind::Int64
+        | Kind::Sint64
+        | Kind::Sfixed64 => Some("^-?[0-9]+$"),
+        Kind::Uint32 | Kind::Fixed32 | Kind::Uint64 | Kind::Fixed64 => Some("^[0-9]+$"),
+        Kind::Bool => Some("^(true|false)$"),
+        _ => None,
+    }
+}
+
+/// Sets or extends the schema's description.
+fn add_description(schema: &mut Value, description: Option<String>) {
+    let Some(description) = description else {
+        return;
+    };
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let text = match object.get("description").and_then(Value::as_str) {
+        Some(existing) => format!("{description}\n\n{existing}"),
+        None => description,
+    };
+    object.insert("description".into(), json!(text));
+}
+
+fn join_paragraphs(parts: Vec<String>) -> Option<String> {
+    let parts: Vec<String> = parts
+        .into_iter()
+        .filter(|part| !part.trim().is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+/// A proto comment as a description: lines trimmed and joined, paragraphs kept.
+fn clean_comment(text: &str) -> String {
+    let mut paragraphs = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(current.join(" "));
+                current.clear();
+            }
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current.join(" "));
+    }
+    paragraphs.join("\n\n")
+}
+
+/// The first sentence of a description, for a summary.
+fn first_sentence(text: &str) -> String {
+    let paragraph = text.split("\n\n").next().unwrap_or(text);
+    let mut from = 0;
+    while let Some(offset) = paragraph[from..].find(". ") {
+        let end = from + offset + 1;
+        let before = &paragraph[..end];
+        if !(before.ends_with("e.g.") || before.ends_with("i.e.") || before.ends_with("etc.")) {
+            return before.to_owned();
+        }
+        from = end;
+    }
+    paragraph.to_owned()
+}
+
+/// Whether a resource pattern (`customers/{customer}`) has the shape of template segments.
+fn pattern_fits(candidate: &str, pattern: &[Segment]) -> bool {
+    let parts: Vec<&str> = candidate.split('/').collect();
+    parts.len() == pattern.len()
+        && parts
+            .iter()
+            .zip(pattern)
+            .all(|(part, segment)| match segment {
+                Segment::Literal(literal) => part == literal,
+                Segment::Any => {
+                    part.starts_with('{') && part.ends_with('}') && !part.contains("=**")
+                }
+                Segment::Rest => part.starts_with('{') && part.ends_with('}'),
+            })
+}
+
+/// A plausible noun for one id under a collection: `customers` -> `customer`.
+fn singular(collection: &str) -> String {
+    if let Some(stem) = collection.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = collection.strip_suffix('s') {
+        stem.to_owned()
+    } else {
+        collection.to_owned()
+    }
+}
+
+/// An example value for a multi-segment variable: `customers/123`.
+fn example_value(pattern: &[Segment]) -> String {
+    pattern
+        .iter()
+        .map(|segment| match segment {
+            Segment::Literal(literal) => literal.as_str(),
+            Segment::Any => "123",
+            Segment::Rest => "a/b",
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// An ECMA-262 regular expression for the value of a multi-segment variable.
+fn pattern_regex(pattern: &[Segment]) -> String {
+    let mut regex = String::from("^");
+    for (index, segment) in pattern.iter().enumerate() {
+        match segment {
+            Segment::Literal(literal) => {
+                if index > 0 {
+                    regex.push('/');
+                }
+                for c in literal.chars() {
+                    if r"\^$.|?*+()[]{}/".contains(c) {
+                        regex.push('\\');
+                    }
+                    regex.push(c);
+                }
+            }
+            Segment::Any => {
+                if index > 0 {
+                    regex.push('/');
+                }
+                regex.push_str("[^/]+");
+            }
+            Segment::Rest => regex.push_str(if index > 0 { "(/.*)?" } else { ".*" }),
+        }
+    }
+    regex.push('$');
+    regex
+}
+
+/// The schema of the error body (AIP-193).
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "The error body (AIP-193): a `google.rpc.Status` under `error`.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "status"],
+                "properties": {
+                    "code": {
+                        "type": "integer",
+                        "format": "int32",
+                        "description": "The HTTP status code.",
+                    },
+                    "message": {
+                        "type": "string",
+                        "description": "A developer-facing error message, in English.",
+                    },
+                    "status": {
+                        "type": "string",
+                        "description": "The gRPC status code name.",
+                        "enum": [
+                            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                            "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                            "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                            "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+                        ],
+                    },
+                    "details": {
+                        "type": "array",
+                        "description": "Error details (`google.rpc.BadRequest`, `ErrorInfo`, `ResourceInfo`, ...) as `Any`.",
+                        "items": {
+                            "type": "object",
+                            "properties": {"@type": {"type": "string"}},
+                            "required": ["@type"],
+                            "additionalProperties": true,
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::routes;
+
+    /// The customer protos. `protox::compile` returns a `prost_types::FileDescriptorSet`,
+    /// which drops extension options (`google.api.http`, `google.api.field_behavior`), so
+    /// the pool is decoded from the encoded set, which keeps them.
+    fn pool() -> DescriptorPool {
+        let bytes = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/../proto")])
+            .unwrap()
+            .include_source_info(true)
+            .include_imports(true)
+            .open_files(["customer/v1/customer_service.proto"])
+            .unwrap()
+            .encode_file_descriptor_set();
+        DescriptorPool::decode(bytes.as_slice()).unwrap()
+    }
+
+    fn customer_document() -> Value {
+        let pool = pool();
+        let routes = routes(&pool, &["customer.v1.CustomerService".into()]).unwrap();
+        let info = Info {
+            title: "Customer API".into(),
+            version: "v1".into(),
+            description: Some("Customers.".into()),
+        };
+        document(&pool, &routes, &info)
+    }
+
+    fn parameter<'a>(operation: &'a Value, name: &str) -> &'a Value {
+        operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name} in {operation}"))
+    }
+
+    #[test]
+    fn operations_paths_and_methods() {
+        let doc = customer_document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "Customer API");
+        let mut operations: Vec<(String, String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                operations.push((path.clone(), method.clone(), id));
+            }
+        }
+        operations.sort();
+        let expected = [
+            ("/v1/customers", "get", "ListCustomers"),
+            ("/v1/customers", "post", "CreateCustomer"),
+            ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
+            ("/v1/{customer.name}", "patch", "UpdateCustomer"),
+            ("/v1/{customer.name}", "put", "UpdateCustomer_put"),
+            ("/v1/{name}", "delete", "DeleteCustomer"),
+            ("/v1/{name}", "get", "GetCustomer"),
+            ("/v1/{name}:undelete", "post", "UndeleteCustomer"),
+        ];
+        let expected: Vec<(String, String, String)> = expected
+            .iter()
+            .map(|(p, m, i)| ((*p).to_owned(), (*m).to_owned(), (*i).to_owned()))
+            .collect();
+        assert_eq!(operations, expected);
+        for (path, method, _) in &operations {
+            assert_eq!(
+                doc["paths"][path][method]["tags"],
+                json!(["CustomerService"])
+            );
+        }
+    }
+
+    #[test]
+    fn resource_name_path_parameters() {
+        let doc = customer_document();
+        let undelete = &doc["paths"]["/v1/{name}:undelete"]["post"];
+        let name = parameter(undelete, "name");
+        assert_eq!(name["in"], "path");
+        assert_eq!(name["required"], true);
+        assert_eq!(
+            name["schema"],
+            json!({"type": "string", "pattern": "^customers/[^/]+$"})
+        );
+        let description = name["description"].as_str().unwrap();
+        assert!(
+            description.contains("`customers/{customer}`"),
+            "{description}"
+        );
+        assert!(description.contains("NOT percent-encoded"), "{description}");
+
+        let update = &doc["paths"]["/v1/{customer.name}"]["patch"];
+        let name = parameter(update, "customer.name");
+        assert_eq!(name["in"], "path");
+        assert_eq!(name["schema"]["pattern"], "^customers/[^/]+$");
+        assert!(
+            name["description"]
+                .as_str()
+                .unwrap()
+                .contains("`customers/{customer}`")
+        );
+        // Neither the path field nor the body field is a query parameter.
+        let names: Vec<&str> = update["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "customer.name",
+                "updateMask",
+                "requestId",
+                "If-Match",
+                "Idempotency-Key"
+            ]
+        );
+        assert_eq!(parameter(update, "If-Match")["in"], "header");
+        assert_eq!(parameter(update, "updateMask")["schema"]["type"], "string");
+        let patch_mask = parameter(update, "updateMask")["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            patch_mask.contains("derives it from the fields present"),
+            "{patch_mask}"
+        );
+        let put = &doc["paths"]["/v1/{customer.name}"]["put"];
+        let put_mask = parameter(put, "updateMask")["description"]
+            .as_str()
+            .unwrap();
+        assert!(put_mask.contains("the gateway sends `*`"), "{put_mask}");
+    }
+
+    #[test]
+    fn query_parameters() {
+        let doc = customer_document();
+        let batch = &doc["paths"]["/v1/customers:batchGet"]["get"];
+        let names = parameter(batch, "names");
+        assert_eq!(names["in"], "query");
+        assert_eq!(
+            names["schema"],
+            json!({"type": "array", "items": {"type": "string"}})
+        );
+        assert_eq!(names["explode"], true);
+        assert_eq!(names["required"], true);
+
+        let list = &doc["paths"]["/v1/customers"]["get"];
+        let page_size = parameter(list, "pageSize");
+        assert_eq!(
+            page_size["schema"],
+            json!({"type": "integer", "format": "int32"})
+        );
+        assert!(page_size.get("required").is_none());
+        assert_eq!(parameter(list, "showDeleted")["schema"]["type"], "boolean");
+        assert!(
+            parameter(list, "filter")["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("An AIP-160 filter")
+        );
+        assert!(list.get("requestBody").is_none());
+
+        // GET and DELETE by name: the name is in the path only.
+        let delete = &doc["paths"]["/v1/{name}"]["delete"];
+        let names: Vec<&str> = delete["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["name", "etag", "requestId", "If-Match", "Idempotency-Key"]
+        );
+        // GET has neither an etag nor a request id to fill in.
+        assert_eq!(
+            doc["paths"]["/v1/{name}"]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn bodies_and_responses() {
+        let doc = customer_document();
+        let create = &doc["paths"]["/v1/customers"]["post"];
+        let body = &create["requestBody"];
+        assert_eq!(body["required"], true);
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/customer.v1.Customer"
+        );
+        assert_eq!(parameter(create, "requestId")["in"], "query");
+        let created = &create["responses"]["201"];
+        assert!(create["responses"].get("200").is_none());
+        assert_eq!(
+            created["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/customer.v1.Customer"
+        );
+        let location = created["headers"]["Location"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(location.contains("`/v1/customers/123`"), "{location}");
+        // Create: no If-Match (the etag is ignored there), but an Idempotency-Key.
+        assert!(
+            create["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["name"] != "If-Match")
+        );
+        assert_eq!(parameter(create, "Idempotency-Key")["in"], "header");
+        assert!(created["headers"].get("ETag").is_some());
+
+        let undelete = &doc["paths"]["/v1/{name}:undelete"]["post"];
+        assert_eq!(
+            undelete["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/customer.v1.UndeleteCustomerRequest"
+        );
+        assert_eq!(undelete["requestBody"]["required"], false);
+        assert!(undelete["responses"].get("200").is_some());
+
+        let list = &doc["paths"]["/v1/customers"]["get"]["responses"];
+        assert_eq!(
+            list["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/customer.v1.ListCustomersResponse"
+        );
+        assert!(list["200"].get("headers").is_none());
+        for code in [
+            "400", "401", "403", "404", "409", "412", "429", "500", "503", "default",
+        ] {
+            assert_eq!(list[code]["$ref"], "#/components/responses/Error", "{code}");
+        }
+        let error = &doc["components"]["schemas"]["Error"]["properties"]["error"];
+        assert_eq!(error["properties"]["code"]["type"], "integer");
+        assert_eq!(
+            error["properties"]["details"]["items"]["required"],
+            json!(["@type"])
+        );
+    }
+
+    #[test]
+    fn customer_schema() {
+        let doc = customer_document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut names: Vec<&str> = schemas.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "Error",
+                "customer.v1.BatchGetCustomersResponse",
+                "customer.v1.Customer",
+                "customer.v1.Customer.Status",
+                "customer.v1.ListCustomersResponse",
+                "customer.v1.PostalAddress",
+                "customer.v1.UndeleteCustomerRequest",
+            ]
+        );
+
+        let customer = &schemas["customer.v1.Customer"];
+        assert_eq!(customer["type"], "object");
+        assert_eq!(customer["description"], "A customer of the business.");
+        let required = customer["required"].as_array().unwrap();
+        for field in ["givenName", "familyName", "email"] {
+            assert!(required.contains(&json!(field)), "{field}");
+        }
+        assert_eq!(required.len(), 3);
+        let properties = &customer["properties"];
+        assert_eq!(properties["createTime"]["type"], "string");
+        assert_eq!(properties["createTime"]["format"], "date-time");
+        assert_eq!(properties["createTime"]["readOnly"], true);
+        assert_eq!(properties["uid"]["readOnly"], true);
+        assert!(properties["name"].get("readOnly").is_none());
+        assert!(
+            properties["name"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("Identifier")
+        );
+        assert!(properties["givenName"].get("readOnly").is_none());
+        assert_eq!(
+            properties["givenName"]["description"],
+            "Given (first) name. Trimmed; 1 to 200 characters."
+        );
+        assert_eq!(
+            properties["labels"],
+            json!({
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "User-defined labels: at most 64; keys match `[a-z][a-z0-9_.-]{0,62}`, values are at most 255 characters.",
+            })
+        );
+        assert_eq!(
+            properties["status"]["$ref"],
+            "#/components/schemas/customer.v1.Customer.Status"
+        );
+        assert_eq!(
+            properties["address"]["$ref"],
+            "#/components/schemas/customer.v1.PostalAddress"
+        );
+        assert_eq!(properties["address"]["description"], "Postal address.");
+
+        let status = &schemas["customer.v1.Customer.Status"];
+        assert_eq!(status["type"], "string");
+        assert_eq!(
+            status["enum"],
+            json!(["STATUS_UNSPECIFIED", "ACTIVE", "PROSPECTIVE", "INACTIVE"])
+        );
+        assert!(
+            status["description"]
+                .as_str()
+                .unwrap()
+                .contains("- `ACTIVE`: A current customer.")
+        );
+
+        let address = &schemas["customer.v1.PostalAddress"];
+        assert_eq!(address["required"], json!(["countryCode"]));
+        assert_eq!(address["properties"]["lines"]["type"], "array");
+    }
+
+    #[test]
+    fn descriptions_come_from_comments() {
+        let doc = customer_document();
+        let get = &doc["paths"]["/v1/{name}"]["get"];
+        assert_eq!(
+            get["summary"],
+            "Returns one customer, also a soft-deleted one (AIP-131)."
+        );
+        let create = &doc["paths"]["/v1/customers"]["post"];
+        assert_eq!(create["summary"], "Registers a new customer (AIP-133).");
+        assert!(
+            create["description"]
+                .as_str()
+                .unwrap()
+                .contains("Retrying with the same `request_id` returns the first response")
+        );
+        assert_eq!(
+            doc["tags"],
+            json!([{"name": "CustomerService", "description": "Manages customers."}])
+        );
+    }
+
+    #[test]
+    fn the_document_is_deterministic() {
+        let first = serde_json::to_string(&customer_document()).unwrap();
+        let second = serde_json::to_string(&customer_document()).unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn scalar_and_well_known_mappings() {
+        assert_eq!(
+            scalar_schema(&Kind::Int64),
+            json!({"type": "string", "format": "int64"})
+        );
+        assert_eq!(
+            scalar_schema(&Kind::Fixed64),
+            json!({"type": "string", "format": "uint64"})
+        );
+        assert_eq!(scalar_schema(&Kind::Uint32)["minimum"], 0);
+        assert_eq!(
+            scalar_schema(&Kind::Bytes),
+            json!({"type": "string", "format": "byte"})
+        );
+        assert_eq!(
+            well_known_schema("google.protobuf.Int32Value"),
+            Some(json!({"type": ["integer", "null"], "format": "int32"}))
+        );
+        assert_eq!(well_known_schema("google.protobuf.Value"), Some(json!({})));
+        assert_eq!(
+            well_known_schema("google.protobuf.Any").unwrap()["required"],
+            json!(["@type"])
+        );
+        assert_eq!(well_known_schema("customer.v1.Customer"), None);
+    }
+
+    #[test]
+    fn templates_become_openapi_paths() {
+        use crate::template::PathTemplate;
+        let t = PathTemplate::parse("/v1/shelves/{shelf}/books/{book.id=**}").unwrap();
+        let rest = &t.variables[1];
+        assert_eq!(pattern_regex(&t.segments[rest.start..rest.end]), "^.*$");
+        assert_eq!(
+            pattern_regex(&PathTemplate::parse("/{a=x.y/*/**}").unwrap().segments),
+            r"^x\.y/[^/]+(/.*)?$"
+        );
+        assert_eq!(singular("companies"), "company");
+        assert!(pattern_fits(
+            "customers/{customer}",
+            &PathTemplate::parse("/{n=customers/*}").unwrap().segments
+        ));
+        assert!(!pattern_fits(
+            "companies/{company}",
+            &PathTemplate::parse("/{n=customers/*}").unwrap().segments
+        ));
+        assert_eq!(
+            first_sentence("Lists things, e.g. cats. More."),
+            "Lists things, e.g. cats."
+        );
+        assert_eq!(
+            clean_comment(" One\n two.\n\n Three.\n"),
+            "One two.\n\nThree."
+        );
+    }
+}

@@ -16,7 +16,7 @@ ENSURE_PG := scripts/ensure-postgres.sh
 # Integration tests are I/O bound (a database per test): run more of them than cores.
 TEST_THREADS ?= 6
 
-.PHONY: help run test lint fmt build migrate clean-db
+.PHONY: help run test lint fmt build migrate openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ lint: ## rustfmt check + clippy with -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+openapi: build ## Regenerate openapi/openapi.json from the proto (a test keeps it in sync)
+	@mkdir -p openapi
+	$(BIN) openapi > openapi/openapi.json
 
 migrate: build ## Create the database if needed and apply migrations
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; $(BIN) migrate

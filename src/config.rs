@@ -38,6 +38,8 @@ pub enum Command {
     Serve(ServeSettings),
     /// Create the database if it does not exist and apply pending migrations, then exit.
     Migrate(DatabaseSettings),
+    /// Print the OpenAPI 3.1 document of the REST routes (no database needed).
+    Openapi,
 }
 
 /// How to reach PostgreSQL and how to pool connections.

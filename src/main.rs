@@ -15,6 +15,10 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => migrate(settings).await,
+        Command::Openapi => server::openapi_document()
+            .map_err(Into::into)
+            .and_then(|document| Ok(serde_json::to_string_pretty(&document)?))
+            .map(|text| println!("{text}")),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::get};
 use http::{HeaderName, Method, header};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -212,19 +212,48 @@ fn router(
     let grpc = add_grpc(grpc, reflection_v1alpha);
     // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
     // calling the same gRPC services in-process.
-    let rest = gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
-        .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
-        .max_body_bytes(settings.max_rest_body_bytes)
-        .build(grpc.clone())?;
+    let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
+    let openapi = Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
+    let rest = rest.build(grpc.clone())?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }
+            }),
+        )
         .with_state(Probe { service, ready });
     let router = grpc.merge(probes).fallback_service(rest);
     Ok(match cors(&settings.cors_allowed_origins) {
         Some(cors) => router.layer(cors),
         None => router,
     })
+}
+
+/// The REST gateway over this service's descriptors (routes from `google.api.http`).
+fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
+    Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
+        .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME))
+}
+
+fn openapi_info() -> gateway::openapi::Info {
+    gateway::openapi::Info {
+        title: "customer-api".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: Some(
+            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
+             google.api.http annotations. Errors follow AIP-193."
+                .into(),
+        ),
+    }
+}
+
+/// The OpenAPI 3.1 document of the REST routes (what `GET /openapi.json` serves).
+pub fn openapi_document() -> Result<serde_json::Value, StartError> {
+    Ok(rest_gateway()?.openapi(&openapi_info())?)
 }
 
 /// What a gRPC service must be to be mounted.

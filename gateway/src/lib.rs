@@ -89,6 +89,12 @@ impl Builder {
         self
     }
 
+    /// The OpenAPI 3.1 document of the routes this builder would serve.
+    pub fn openapi(&self, info: &openapi::Info) -> Result<serde_json::Value, BuildError> {
+        let routes = routes::routes(&self.pool, &self.services)?;
+        Ok(openapi::document(&self.pool, &routes, info))
+    }
+
     /// Builds the gateway over `grpc`, which must route `/{service}/{method}` gRPC requests
     /// (e.g. the same tonic services the server mounts).
     pub fn build<S, B>(self, grpc: S) -> Result<Gateway, BuildError>
@@ -294,7 +300,7 @@ impl Inner {
         &self,
         method: &Method,
         path: &str,
-    ) -> Result<(&Route, Vec<(String, String)>), HttpError> {
+    ) -> Result<(&Route, template::Captures), HttpError> {
         let mut allowed = Vec::new();
         for route in &self.routes {
             if let Some(captures) = route.template.matches(path) {

@@ -99,7 +99,7 @@ pub fn routes(pool: &DescriptorPool, services: &[String]) -> Result<Vec<Route>, 
             add_rule(&mut routes, &rpc, &rule, true)?;
         }
     }
-    routes.sort_by(|a, b| b.template.specificity().cmp(&a.template.specificity()));
+    routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
     Ok(routes)
 }
 
@@ -184,15 +184,15 @@ fn add_rule(
         });
     }
 
-    if top_level {
-        if let Some(Value::List(bindings)) = rule
+    // Bindings do not nest: only the top-level rule's are followed.
+    if top_level
+        && let Some(Value::List(bindings)) = rule
             .get_field_by_name("additional_bindings")
             .map(|v| v.into_owned())
-        {
-            for binding in bindings {
-                if let Value::Message(binding) = binding {
-                    add_rule(routes, rpc, &binding, false)?;
-                }
+    {
+        for binding in bindings {
+            if let Value::Message(binding) = binding {
+                add_rule(routes, rpc, &binding, false)?;
             }
         }
     }

@@ -446,11 +446,10 @@ fn set_string(message: &mut DynamicMessage, body: &BodyTarget, name: &str, value
         && let Kind::Message(resource) = body_field.kind()
         && let Some(field) = resource.get_field_by_name(name)
         && field.kind() == Kind::String
+        && let Value::Message(inner) = message.get_field_mut(body_field)
     {
-        if let Value::Message(inner) = message.get_field_mut(body_field) {
-            inner.set_field(&field, Value::String(value));
-            return true;
-        }
+        inner.set_field(&field, Value::String(value));
+        return true;
     }
     false
 }

@@ -10,6 +10,7 @@ mod create;
 mod delete;
 mod helpers;
 mod list;
+mod openapi;
 mod read;
 mod resilience;
 mod rest;

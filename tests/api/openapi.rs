@@ -1,0 +1,76 @@
+//! The OpenAPI document: committed, in sync with the proto, and served.
+
+use crate::helpers::TestApp;
+
+fn committed() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let text = std::fs::read_to_string(path).expect("openapi/openapi.json is committed");
+    serde_json::from_str(&text).expect("committed document is JSON")
+}
+
+#[test]
+fn the_committed_document_matches_the_proto() {
+    let generated = customer_api::server::openapi_document().unwrap();
+    assert!(
+        generated == committed(),
+        "openapi/openapi.json is stale: run `make openapi` and commit the result"
+    );
+}
+
+#[test]
+fn the_document_describes_exactly_the_served_routes() {
+    let document = committed();
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut operations: Vec<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|key| ["get", "post", "put", "patch", "delete"].contains(&key.as_str()))
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            ("DELETE", "/v1/{name}"),
+            ("GET", "/v1/customers"),
+            ("GET", "/v1/customers:batchGet"),
+            ("GET", "/v1/{name}"),
+            ("PATCH", "/v1/{customer.name}"),
+            ("POST", "/v1/customers"),
+            ("POST", "/v1/{name}:undelete"),
+            ("PUT", "/v1/{customer.name}"),
+        ]
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    );
+    let customer = &document["components"]["schemas"]["customer.v1.Customer"];
+    assert_eq!(customer["properties"]["createTime"]["readOnly"], true);
+    let required: Vec<&str> = customer["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required, ["givenName", "familyName", "email"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_serves_the_committed_document() {
+    use http_body_util::{BodyExt, Full};
+    let app = TestApp::spawn().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let response = client
+        .request(
+            http::Request::get(format!("http://{}/openapi.json", app.addr))
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(served, committed());
+}

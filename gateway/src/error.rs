@@ -130,14 +130,17 @@ impl HttpError {
         }
     }
 
-    /// A gRPC status from the service, its details decoded with `pool`.
+    /// A gRPC status from the service, its details decoded with `pool`; its metadata
+    /// (e.g. `www-authenticate`) becomes response headers.
     pub fn from_status(status: &Status, pool: &DescriptorPool) -> Self {
+        let mut headers = crate::transcode::metadata_headers(status.metadata().as_ref());
+        headers.extend(retry_after(status));
         Self {
             status: http_status(status.code()),
             code: status.code(),
             message: status.message().to_owned(),
             details: decode_details(status.details(), pool),
-            headers: retry_after(status),
+            headers,
         }
     }
 
@@ -228,5 +231,93 @@ fn decode_any(type_url: &str, value: &[u8], pool: &DescriptorPool) -> Json {
             "@type": type_url,
             "value": base64::engine::general_purpose::STANDARD.encode(value),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::*;
+
+    fn pool() -> DescriptorPool {
+        let mut pool = DescriptorPool::new();
+        pool.decode_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .unwrap();
+        pool
+    }
+
+    fn retry_after_for(delay: std::time::Duration) -> Option<String> {
+        let status = Status::with_error_details(
+            Code::Unavailable,
+            "later",
+            ErrorDetails::with_retry_info(Some(delay)),
+        );
+        HttpError::from_status(&status, &pool())
+            .headers
+            .iter()
+            .find(|(name, _)| name == header::RETRY_AFTER)
+            .map(|(_, value)| value.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        use std::time::Duration;
+        assert_eq!(
+            retry_after_for(Duration::from_secs(30)).as_deref(),
+            Some("30")
+        );
+        assert_eq!(
+            retry_after_for(Duration::from_millis(2100)).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            retry_after_for(Duration::from_millis(10)).as_deref(),
+            Some("1")
+        );
+        assert_eq!(retry_after_for(Duration::ZERO).as_deref(), Some("1"));
+        let plain = Status::unavailable("later");
+        assert!(HttpError::from_status(&plain, &pool()).headers.is_empty());
+    }
+
+    #[test]
+    fn every_code_has_a_status_and_a_name() {
+        assert_eq!(http_status(Code::Ok), StatusCode::OK);
+        assert_eq!(code_name(Code::Ok), "OK");
+        assert_eq!(http_status(Code::Cancelled).as_u16(), 499);
+    }
+
+    #[test]
+    fn undecodable_details_are_dropped_or_passed_on() {
+        let garbage = Status::with_details(Code::Internal, "x", vec![0xff, 0xff].into());
+        assert!(HttpError::from_status(&garbage, &pool()).details.is_empty());
+        // An Any whose bytes do not fit its type is passed on as base64.
+        let rpc = tonic_types::pb::Status {
+            code: 13,
+            message: "x".into(),
+            details: vec![prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                value: vec![0xff],
+            }],
+        };
+        let status = Status::with_details(Code::Internal, "x", rpc.encode_to_vec().into());
+        assert_eq!(
+            HttpError::from_status(&status, &pool()).details,
+            vec![json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "value": "/w=="})]
+        );
+    }
+
+    #[test]
+    fn the_response_has_the_status_json_and_extra_headers() {
+        let mut error = HttpError::bad_request("WHY", "bad", Vec::new());
+        error
+            .headers
+            .push((header::ALLOW, HeaderValue::from_static("GET")));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::ALLOW], "GET");
     }
 }

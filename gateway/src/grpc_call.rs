@@ -63,12 +63,17 @@ pub async fn start(
             return Err(status);
         }
     }
+    // Trailers-Only: the (OK) status came with the headers and no trailers will follow.
+    let trailers = parts
+        .headers
+        .contains_key("grpc-status")
+        .then(|| parts.headers.clone());
     Ok(Call {
         headers: parts.headers,
         frames: Frames {
             body,
             buffer: BytesMut::new(),
-            trailers: None,
+            trailers,
             done: false,
         },
     })
@@ -139,6 +144,217 @@ impl Frames {
                 }
                 None => self.done = true,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use http::HeaderName;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    /// A response body part: data, or trailers.
+    type Part = Result<Bytes, HeaderMap>;
+
+    /// A gRPC service that answers every call with `headers` and `parts` and keeps the
+    /// request it received.
+    fn service(
+        headers: &[(&'static str, &'static str)],
+        parts: Vec<Part>,
+        seen: Arc<Mutex<Option<(http::request::Parts, Bytes)>>>,
+    ) -> GrpcService {
+        let headers: Vec<_> = headers.to_vec();
+        BoxCloneSyncService::new(tower::service_fn(
+            move |request: Request<axum::body::Body>| {
+                let headers = headers.clone();
+                let frames = parts.clone().into_iter().map(|part| match part {
+                    Ok(data) => Ok::<_, Infallible>(Frame::data(data)),
+                    Err(trailers) => Ok(Frame::trailers(trailers)),
+                });
+                let seen = seen.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    *seen.lock().unwrap() = Some((parts, body));
+                    let mut response = http::Response::new(axum::body::Body::new(StreamBody::new(
+                        futures_util::stream::iter(frames),
+                    )));
+                    for (name, value) in headers {
+                        response.headers_mut().insert(
+                            HeaderName::from_static(name),
+                            HeaderValue::from_static(value),
+                        );
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ))
+    }
+
+    fn trailers(pairs: &[(&'static str, &'static str)]) -> Part {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        Err(map)
+    }
+
+    fn data(bytes: &[u8]) -> Part {
+        Ok(Bytes::copy_from_slice(bytes))
+    }
+
+    fn framed(messages: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for message in messages {
+            out.push(0);
+            out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(message);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn sends_one_framed_message_with_grpc_headers_and_metadata() {
+        let seen = Arc::default();
+        let grpc = service(
+            &[("content-type", "application/grpc")],
+            vec![trailers(&[("grpc-status", "0")])],
+            Arc::clone(&seen),
+        );
+        let mut metadata = HeaderMap::new();
+        metadata.insert("authorization", HeaderValue::from_static("Bearer x"));
+        let mut call = start(&grpc, "/pkg.Service/Method", b"abc".to_vec(), metadata)
+            .await
+            .unwrap();
+        assert_eq!(call.next().await.unwrap(), None);
+
+        let (parts, body) = seen.lock().unwrap().take().unwrap();
+        assert_eq!(parts.method, http::Method::POST);
+        assert_eq!(parts.uri.path(), "/pkg.Service/Method");
+        assert_eq!(parts.version, Version::HTTP_2);
+        assert_eq!(parts.headers["content-type"], "application/grpc");
+        assert_eq!(parts.headers["te"], "trailers");
+        assert_eq!(parts.headers["authorization"], "Bearer x");
+        assert_eq!(body.as_ref(), framed(&[b"abc"]).as_slice());
+    }
+
+    #[tokio::test]
+    async fn reads_messages_split_and_joined_across_data_frames() {
+        let wire = framed(&[b"first", b"", b"third message"]);
+        let (a, rest) = wire.split_at(3);
+        let (b, c) = rest.split_at(9);
+        let grpc = service(
+            &[("x-served-by", "unit")],
+            vec![
+                data(a),
+                data(b),
+                data(c),
+                trailers(&[("grpc-status", "0"), ("x-trailer", "t")]),
+            ],
+            Arc::default(),
+        );
+        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(call.headers["x-served-by"], "unit");
+        assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"first");
+        assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"");
+        assert_eq!(
+            call.next().await.unwrap().unwrap().as_ref(),
+            b"third message"
+        );
+        assert_eq!(call.next().await.unwrap(), None);
+        assert_eq!(call.trailers().unwrap()["x-trailer"], "t");
+    }
+
+    #[tokio::test]
+    async fn trailers_only_errors_fail_the_start() {
+        let grpc = service(
+            &[("grpc-status", "5"), ("grpc-message", "gone")],
+            Vec::new(),
+            Arc::default(),
+        );
+        let status = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(status.message(), "gone");
+    }
+
+    #[tokio::test]
+    async fn trailers_only_ok_is_an_empty_successful_call() {
+        // A server may answer an empty stream with Trailers-Only: status in the headers, no
+        // body, no trailers.
+        let grpc = service(&[("grpc-status", "0")], Vec::new(), Arc::default());
+        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(call.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn errors_after_messages_come_from_the_trailers() {
+        let grpc = service(
+            &[],
+            vec![
+                data(&framed(&[b"one"])),
+                trailers(&[("grpc-status", "14"), ("grpc-message", "later")]),
+            ],
+            Arc::default(),
+        );
+        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"one");
+        let status = call.next().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "later");
+    }
+
+    #[tokio::test]
+    async fn broken_responses_are_internal_errors() {
+        let mut compressed = framed(&[b"zip"]);
+        compressed[0] = 1;
+        let truncated = framed(&[b"whole"])[..7].to_vec();
+        for (frames, message) in [
+            (
+                vec![data(&compressed)],
+                "compressed gRPC frame on an uncompressed call",
+            ),
+            (
+                vec![data(&truncated), trailers(&[("grpc-status", "0")])],
+                "truncated gRPC frame",
+            ),
+            (
+                vec![data(&framed(&[b"ok"]))],
+                "the gRPC response ended without a status",
+            ),
+        ] {
+            let grpc = service(&[], frames, Arc::default());
+            let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
+                .await
+                .unwrap();
+            let mut result = call.next().await;
+            if matches!(result, Ok(Some(_))) {
+                result = call.next().await;
+            }
+            let status = result.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Internal);
+            assert_eq!(status.message(), message);
         }
     }
 }

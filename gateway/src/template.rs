@@ -409,4 +409,46 @@ mod tests {
         let wildcard = PathTemplate::parse("/v1/{name=*/*}").unwrap();
         assert!(literal.specificity() > wildcard.specificity());
     }
+
+    #[test]
+    fn double_star_matches_zero_or_more_segments() {
+        let t = PathTemplate::parse("/v1/files/{path=**}").unwrap();
+        assert_eq!(
+            t.matches("/v1/files/a/b/c.txt"),
+            Some(vec![("path".into(), "a/b/c.txt".into())])
+        );
+        assert_eq!(
+            t.matches("/v1/files"),
+            Some(vec![("path".into(), String::new())])
+        );
+        assert_eq!(t.matches("/v1/other/a"), None);
+        assert_eq!(t.render(&["a/b c"]).as_deref(), Some("/v1/files/a/b%20c"));
+    }
+
+    #[test]
+    fn the_verb_is_split_at_the_last_colon() {
+        let watch = PathTemplate::parse("/v1/{parent=shelves/*}/books:watch").unwrap();
+        assert_eq!(
+            watch.matches("/v1/shelves/a:b/books:watch"),
+            Some(vec![("parent".into(), "shelves/a:b".into())])
+        );
+        assert_eq!(watch.matches("/v1/shelves/a/books"), None);
+        assert_eq!(watch.matches("/v1/shelves/a/books:watch:now"), None);
+        // A percent-encoded colon is part of the segment, not a verb separator.
+        assert_eq!(watch.matches("/v1/shelves/a/books%3Awatch"), None);
+        let list = PathTemplate::parse("/v1/{parent=shelves/*}/books").unwrap();
+        assert_eq!(list.matches("/v1/shelves/a/books:watch"), None);
+    }
+
+    #[test]
+    fn literals_are_compared_decoded_and_empty_segments_never_match() {
+        let t = PathTemplate::parse("/v1/stats/{id}").unwrap();
+        assert_eq!(
+            t.matches("/v1/st%61ts/x%2Fy"),
+            Some(vec![("id".into(), "x/y".into())])
+        );
+        assert_eq!(t.matches("/v1/stats/"), None);
+        assert_eq!(t.matches("/v1//stats/x"), None);
+        assert_eq!(t.matches("v1/stats/x"), None);
+    }
 }

@@ -105,7 +105,10 @@ pub fn prepare(
                         let json = nest(&fields, value);
                         match parse_message(&input, json) {
                             Ok(parsed) => {
-                                if fields.len() == 1 && is_field_mask(&fields[0]) {
+                                if fields.len() == 1
+                                    && fields[0].name() == "update_mask"
+                                    && is_field_mask(&fields[0])
+                                {
                                     explicit_mask = true;
                                 }
                                 merge(&mut message, &parsed);
@@ -548,4 +551,116 @@ pub fn etag_header(message: &DynamicMessage) -> Option<HeaderValue> {
         format!("\"{etag}\"")
     };
     HeaderValue::from_str(&tagged).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn etag_message(etag: &str) -> DynamicMessage {
+        // `message R { string etag = 1; }`
+        let file = prost_types::FileDescriptorProto {
+            name: Some("etag.proto".into()),
+            package: Some("t".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("R".into()),
+                field: vec![prost_types::FieldDescriptorProto {
+                    name: Some("etag".into()),
+                    number: Some(1),
+                    label: Some(prost_types::field_descriptor_proto::Label::Optional as i32),
+                    r#type: Some(prost_types::field_descriptor_proto::Type::String as i32),
+                    json_name: Some("etag".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut pool = prost_reflect::DescriptorPool::new();
+        pool.add_file_descriptor_proto(file).unwrap();
+        let mut message = DynamicMessage::new(pool.get_message_by_name("t.R").unwrap());
+        message.set_field_by_name("etag", Value::String(etag.into()));
+        message
+    }
+
+    #[test]
+    fn etags_become_entity_tags() {
+        let header =
+            |etag: &str| etag_header(&etag_message(etag)).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("v1").as_deref(), Some("\"v1\""));
+        assert_eq!(header("\"v1\"").as_deref(), Some("\"v1\""));
+        assert_eq!(header("W/\"7\"").as_deref(), Some("W/\"7\""));
+        assert_eq!(header(""), None);
+        assert_eq!(header("bad\nvalue"), None);
+    }
+
+    #[test]
+    fn only_application_metadata_becomes_headers() {
+        let mut grpc = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/grpc"),
+            ("content-length", "5"),
+            ("grpc-status", "0"),
+            ("grpc-accept-encoding", "gzip"),
+            ("te", "trailers"),
+            ("trailer", "grpc-status"),
+            ("x-trace-bin", "AAE="),
+            ("x-served-by", "a"),
+            ("www-authenticate", "Bearer"),
+        ] {
+            grpc.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        grpc.append("x-served-by", HeaderValue::from_static("b"));
+        let kept: Vec<(String, String)> = metadata_headers(&grpc)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("x-served-by".to_owned(), "a".to_owned()),
+                ("x-served-by".to_owned(), "b".to_owned()),
+                ("www-authenticate".to_owned(), "Bearer".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn forwarded_request_headers_and_grpc_metadata_prefix() {
+        let mut http = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer t"),
+            ("x-api-key", "k"),
+            ("x-request-id", "r"),
+            ("traceparent", "00-01"),
+            ("grpc-metadata-tenant", "acme"),
+            ("cookie", "c"),
+            ("accept", "application/json"),
+        ] {
+            http.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let forwarded = metadata(&http);
+        let mut names: Vec<&str> = forwarded.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "authorization",
+                "tenant",
+                "traceparent",
+                "x-api-key",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(forwarded["tenant"], "acme");
+    }
 }

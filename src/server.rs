@@ -206,15 +206,18 @@ fn router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let grpc = add_grpc(Router::new(), customers);
+    let grpc = add_grpc(Router::new(), customers.clone());
     let grpc = add_grpc(grpc, health_service);
     let grpc = add_grpc(grpc, reflection_v1);
     let grpc = add_grpc(grpc, reflection_v1alpha);
     // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
     // calling the same gRPC services in-process.
     let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
-    let openapi = Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
-    let rest = rest.build(grpc.clone())?;
+    let openapi =
+        Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
+    // The gateway calls the tonic service directly (with deadlines): an in-process call needs
+    // neither the router's path matching nor the gRPC-web layer a second time.
+    let rest = rest.build(DeadlineLayer.layer(customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -26,7 +26,7 @@ pub struct Call {
 /// that arrives before any message (trailers-only) is returned as `Err`.
 pub async fn start(
     service: &GrpcService,
-    path: &str,
+    path: &http::Uri,
     message: Vec<u8>,
     metadata: HeaderMap,
 ) -> Result<Call, Status> {
@@ -38,7 +38,7 @@ pub async fn start(
             .to_be_bytes(),
     );
     framed.extend_from_slice(&message);
-    let mut request = Request::post(path)
+    let mut request = Request::post(path.clone())
         .version(Version::HTTP_2)
         .body(axum::body::Body::from(framed))
         .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
@@ -236,9 +236,14 @@ mod tests {
         );
         let mut metadata = HeaderMap::new();
         metadata.insert("authorization", HeaderValue::from_static("Bearer x"));
-        let mut call = start(&grpc, "/pkg.Service/Method", b"abc".to_vec(), metadata)
-            .await
-            .unwrap();
+        let mut call = start(
+            &grpc,
+            &"/pkg.Service/Method".parse().unwrap(),
+            b"abc".to_vec(),
+            metadata,
+        )
+        .await
+        .unwrap();
         assert_eq!(call.next().await.unwrap(), None);
 
         let (parts, body) = seen.lock().unwrap().take().unwrap();
@@ -266,9 +271,14 @@ mod tests {
             ],
             Arc::default(),
         );
-        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
-            .await
-            .unwrap();
+        let mut call = start(
+            &grpc,
+            &"/p.S/M".parse().unwrap(),
+            Vec::new(),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(call.headers["x-served-by"], "unit");
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"first");
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"");
@@ -287,10 +297,15 @@ mod tests {
             Vec::new(),
             Arc::default(),
         );
-        let status = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
-            .await
-            .err()
-            .unwrap();
+        let status = start(
+            &grpc,
+            &"/p.S/M".parse().unwrap(),
+            Vec::new(),
+            HeaderMap::new(),
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(status.code(), tonic::Code::NotFound);
         assert_eq!(status.message(), "gone");
     }
@@ -300,9 +315,14 @@ mod tests {
         // A server may answer an empty stream with Trailers-Only: status in the headers, no
         // body, no trailers.
         let grpc = service(&[("grpc-status", "0")], Vec::new(), Arc::default());
-        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
-            .await
-            .unwrap();
+        let mut call = start(
+            &grpc,
+            &"/p.S/M".parse().unwrap(),
+            Vec::new(),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(call.next().await.unwrap(), None);
     }
 
@@ -316,9 +336,14 @@ mod tests {
             ],
             Arc::default(),
         );
-        let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
-            .await
-            .unwrap();
+        let mut call = start(
+            &grpc,
+            &"/p.S/M".parse().unwrap(),
+            Vec::new(),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"one");
         let status = call.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -345,9 +370,14 @@ mod tests {
             ),
         ] {
             let grpc = service(&[], frames, Arc::default());
-            let mut call = start(&grpc, "/p.S/M", Vec::new(), HeaderMap::new())
-                .await
-                .unwrap();
+            let mut call = start(
+                &grpc,
+                &"/p.S/M".parse().unwrap(),
+                Vec::new(),
+                HeaderMap::new(),
+            )
+            .await
+            .unwrap();
             let mut result = call.next().await;
             if matches!(result, Ok(Some(_))) {
                 result = call.next().await;

@@ -238,7 +238,7 @@ impl Inner {
         let prepared = transcode::prepare(route, &parts, captures, &body)?;
         let mut call = grpc_call::start(
             &self.grpc,
-            &route.grpc_path,
+            &route.grpc_uri,
             prepared.message.encode_to_vec(),
             prepared.metadata,
         )
@@ -268,12 +268,10 @@ impl Inner {
                 &self.pool,
             )
         })?;
-        let json = transcode::response_json(route, &message)
+        let json = transcode::response_bytes(route, &message)
             .map_err(|e| HttpError::from_status(&tonic::Status::internal(e), &self.pool))?;
 
-        let mut response = http::Response::new(axum::body::Body::from(
-            serde_json::to_vec(&json).unwrap_or_default(),
-        ));
+        let mut response = http::Response::new(axum::body::Body::from(json));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -355,6 +353,10 @@ impl Inner {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
             return Err(too_large());
+        }
+        // GET/DELETE usually carry nothing: skip the collection machinery.
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Bytes::new());
         }
         match Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),

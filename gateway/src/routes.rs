@@ -38,6 +38,8 @@ pub struct Route {
     pub response_body: Option<FieldDescriptor>,
     /// `/package.Service/Method`.
     pub grpc_path: String,
+    /// The same, parsed once (the in-process call's URI).
+    pub grpc_uri: http::Uri,
 }
 
 impl Route {
@@ -174,13 +176,17 @@ fn add_rule(
                 field_error(format!("response_body field `{field}` does not exist"))
             })?),
         };
+        let grpc_path = format!("/{}/{}", rpc.parent_service().full_name(), rpc.name());
         routes.push(Route {
             method,
             template,
             rpc: rpc.clone(),
             body,
             response_body,
-            grpc_path: format!("/{}/{}", rpc.parent_service().full_name(), rpc.name()),
+            grpc_path: grpc_path.clone(),
+            grpc_uri: grpc_path
+                .parse()
+                .map_err(|e| field_error(format!("method path: {e}")))?,
         });
     }
 

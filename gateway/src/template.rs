@@ -157,13 +157,24 @@ impl PathTemplate {
         } else {
             path.split('/').collect()
         };
+        // Without `**` the segment counts must agree: most templates stop here.
+        if !self.segments.contains(&Segment::Rest) && parts.len() != self.segments.len() {
+            return None;
+        }
         // Where each template segment's match ends in `parts`.
         let mut ends = Vec::with_capacity(self.segments.len());
         let mut at = 0;
         for segment in &self.segments {
             match segment {
                 Segment::Literal(literal) => {
-                    if parts.get(at).map(|p| decode(p)) != Some(literal.clone()) {
+                    let matches = parts.get(at).is_some_and(|part| {
+                        if part.contains('%') {
+                            decode(part) == *literal
+                        } else {
+                            part == literal
+                        }
+                    });
+                    if !matches {
                         return None;
                     }
                     at += 1;

@@ -148,6 +148,11 @@ pub fn prepare(
     // Path variables last: the URL names the resource, whatever the body says.
     for (path, value) in &captures {
         let fields = resolve_path(&input, path).unwrap_or_default();
+        // The common case, a string field (a resource name), is set directly; anything else
+        // goes through the JSON parser for its typing rules.
+        if set_string_path(&mut message, &fields, value) {
+            continue;
+        }
         let json = nest(&fields, Json::String(value.clone()));
         let parsed = parse_message(&input, json).map_err(|e| {
             HttpError::bad_request(
@@ -248,10 +253,35 @@ fn parse_message(descriptor: &MessageDescriptor, json: Json) -> Result<DynamicMe
 
 /// Proto merge: scalars overwrite, messages merge, repeated fields append.
 fn merge(target: &mut DynamicMessage, source: &DynamicMessage) {
+    // Nothing set yet: take the source as it is instead of re-encoding it.
+    if target.fields().next().is_none() {
+        target.clone_from(source);
+        return;
+    }
     // Both messages have the same descriptor, so re-encoding cannot fail to decode.
     if let Err(error) = target.merge(source.encode_to_vec().as_slice()) {
         tracing::error!(%error, "merging transcoded message parts");
     }
+}
+
+/// Sets a singular string field at the end of a path of singular messages; false when the
+/// path has another shape.
+fn set_string_path(message: &mut DynamicMessage, fields: &[FieldDescriptor], value: &str) -> bool {
+    let Some((leaf, parents)) = fields.split_last() else {
+        return false;
+    };
+    if leaf.kind() != Kind::String || leaf.is_list() {
+        return false;
+    }
+    let mut current = message;
+    for parent in parents {
+        match current.get_field_mut(parent) {
+            Value::Message(inner) => current = inner,
+            _ => return false,
+        }
+    }
+    current.set_field(leaf, Value::String(value.to_owned()));
+    true
 }
 
 /// The proto-name form of a (possibly lowerCamel) field path.
@@ -495,11 +525,12 @@ fn fill_unset(descriptor: &MessageDescriptor, json: &mut Json, depth: usize) {
         return;
     }
     for field in descriptor.fields() {
-        let value = object
-            .entry(field.json_name().to_owned())
-            .or_insert(Json::Null);
+        if !object.contains_key(field.json_name()) {
+            object.insert(field.json_name().to_owned(), Json::Null);
+        }
         if let Kind::Message(inner) = field.kind()
             && !field.is_map()
+            && let Some(value) = object.get_mut(field.json_name())
         {
             match value {
                 Json::Array(items) => items
@@ -509,6 +540,79 @@ fn fill_unset(descriptor: &MessageDescriptor, json: &mut Json, depth: usize) {
             }
         }
     }
+}
+
+/// The response as JSON bytes, every field present. The common case (the only unset
+/// message fields are top-level ones) is serialized in one pass with their `null`s spliced in
+/// at the front; anything else goes through [`response_json`].
+pub fn response_bytes(route: &Route, message: &DynamicMessage) -> Result<Vec<u8>, String> {
+    let mut top_level_unset = Vec::new();
+    if route.response_body.is_some() || !only_top_level_unset(message, &mut top_level_unset) {
+        return response_json(route, message)
+            .and_then(|json| serde_json::to_vec(&json).map_err(|e| e.to_string()));
+    }
+    let mut body = Vec::with_capacity(512);
+    message
+        .serialize_with_options(
+            &mut serde_json::Serializer::new(&mut body),
+            &SerializeOptions::new().skip_default_fields(false),
+        )
+        .map_err(|e| e.to_string())?;
+    if top_level_unset.is_empty() || body.first() != Some(&b'{') {
+        return Ok(body);
+    }
+    let mut spliced = Vec::with_capacity(body.len() + 16 * top_level_unset.len());
+    spliced.push(b'{');
+    for (i, name) in top_level_unset.iter().enumerate() {
+        if i > 0 {
+            spliced.push(b',');
+        }
+        spliced.push(b'"');
+        spliced.extend_from_slice(name.as_bytes());
+        spliced.extend_from_slice(b"\":null");
+    }
+    if body.len() > 2 {
+        spliced.push(b',');
+    }
+    spliced.extend_from_slice(&body[1..]);
+    Ok(spliced)
+}
+
+/// Collects the json names of unset singular message fields of `message`; false when a set
+/// nested message has unset message fields of its own (those need the general path).
+fn only_top_level_unset(message: &DynamicMessage, unset: &mut Vec<String>) -> bool {
+    let descriptor = message.descriptor();
+    if descriptor.full_name().starts_with("google.protobuf.") {
+        return true;
+    }
+    for field in descriptor.fields() {
+        if !matches!(field.kind(), Kind::Message(_)) || field.is_map() {
+            continue;
+        }
+        if !message.has_field(&field) {
+            if !field.is_list() {
+                unset.push(field.json_name().to_owned());
+            }
+            continue;
+        }
+        let nested_ok = match message.get_field(&field).as_ref() {
+            Value::Message(inner) => has_no_unset_messages(inner),
+            Value::List(items) => items.iter().all(|item| match item {
+                Value::Message(inner) => has_no_unset_messages(inner),
+                _ => true,
+            }),
+            _ => true,
+        };
+        if !nested_ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn has_no_unset_messages(message: &DynamicMessage) -> bool {
+    let mut unset = Vec::new();
+    only_top_level_unset(message, &mut unset) && unset.is_empty()
 }
 
 /// The part of a response the client asked for (`response_body`), as JSON.

@@ -50,7 +50,12 @@ fn the_document_describes_exactly_the_served_routes() {
     );
     let customer = &document["components"]["schemas"]["customer.v1.Customer"];
     assert_eq!(customer["properties"]["createTime"]["readOnly"], true);
-    let required: Vec<&str> = customer["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: Vec<&str> = customer["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(required, ["givenName", "familyName", "email"]);
 }
 

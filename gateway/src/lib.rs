@@ -22,6 +22,7 @@
 
 pub mod error;
 pub mod grpc_call;
+pub mod json;
 pub mod openapi;
 pub mod routes;
 pub mod template;
@@ -418,15 +419,18 @@ impl Inner {
                     Ok(Some(bytes)) => {
                         let json = DynamicMessage::decode(route.rpc.output(), bytes)
                             .map_err(|e| e.to_string())
-                            .and_then(|message| transcode::response_json(&route, &message));
+                            .and_then(|message| transcode::response_bytes(&route, &message));
                         match json {
                             Ok(json) => {
-                                let text = serde_json::to_string(&json).unwrap_or_default();
-                                let chunk = if sse {
-                                    format!("data: {text}\n\n")
+                                let mut chunk = Vec::with_capacity(json.len() + 8);
+                                if sse {
+                                    chunk.extend_from_slice(b"data: ");
+                                    chunk.extend_from_slice(&json);
+                                    chunk.extend_from_slice(b"\n\n");
                                 } else {
-                                    format!("{text}\n")
-                                };
+                                    chunk.extend_from_slice(&json);
+                                    chunk.push(b'\n');
+                                }
                                 return Some((Ok::<_, Infallible>(Bytes::from(chunk)), Some(call)));
                             }
                             Err(e) => HttpError::from_status(&tonic::Status::internal(e), &pool),

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, reque
 use prost::Message;
 use prost_reflect::{
     DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
-    SerializeOptions, Value,
+    Value,
 };
 use serde_json::{Map, Value as Json};
 
@@ -503,125 +503,14 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
     metadata
 }
 
-/// A message as canonical JSON with every field present: defaults are written out and unset
-/// message fields are `null`, so clients see one stable shape.
-pub fn to_json(message: &DynamicMessage) -> Result<Json, String> {
-    let mut json = message
-        .serialize_with_options(
-            serde_json::value::Serializer,
-            &SerializeOptions::new().skip_default_fields(false),
-        )
-        .map_err(|e| e.to_string())?;
-    fill_unset(&message.descriptor(), &mut json, 0);
-    Ok(json)
-}
-
-/// Adds `null` for every field missing from `json` (unset singular messages), recursing
-/// into nested messages. Well-known types keep their special JSON forms untouched.
-fn fill_unset(descriptor: &MessageDescriptor, json: &mut Json, depth: usize) {
-    const MAX_DEPTH: usize = 32;
-    let Json::Object(object) = json else { return };
-    if depth > MAX_DEPTH || descriptor.full_name().starts_with("google.protobuf.") {
-        return;
-    }
-    for field in descriptor.fields() {
-        if !object.contains_key(field.json_name()) {
-            object.insert(field.json_name().to_owned(), Json::Null);
-        }
-        if let Kind::Message(inner) = field.kind()
-            && !field.is_map()
-            && let Some(value) = object.get_mut(field.json_name())
-        {
-            match value {
-                Json::Array(items) => items
-                    .iter_mut()
-                    .for_each(|item| fill_unset(&inner, item, depth + 1)),
-                item => fill_unset(&inner, item, depth + 1),
-            }
-        }
-    }
-}
-
-/// The response as JSON bytes, every field present. The common case (the only unset
-/// message fields are top-level ones) is serialized in one pass with their `null`s spliced in
-/// at the front; anything else goes through [`response_json`].
+/// The response (or its `response_body` field) as canonical JSON bytes, every field present.
 pub fn response_bytes(route: &Route, message: &DynamicMessage) -> Result<Vec<u8>, String> {
-    let mut top_level_unset = Vec::new();
-    if route.response_body.is_some() || !only_top_level_unset(message, &mut top_level_unset) {
-        return response_json(route, message)
-            .and_then(|json| serde_json::to_vec(&json).map_err(|e| e.to_string()));
-    }
-    let mut body = Vec::with_capacity(512);
-    message
-        .serialize_with_options(
-            &mut serde_json::Serializer::new(&mut body),
-            &SerializeOptions::new().skip_default_fields(false),
-        )
-        .map_err(|e| e.to_string())?;
-    if top_level_unset.is_empty() || body.first() != Some(&b'{') {
-        return Ok(body);
-    }
-    let mut spliced = Vec::with_capacity(body.len() + 16 * top_level_unset.len());
-    spliced.push(b'{');
-    for (i, name) in top_level_unset.iter().enumerate() {
-        if i > 0 {
-            spliced.push(b',');
-        }
-        spliced.push(b'"');
-        spliced.extend_from_slice(name.as_bytes());
-        spliced.extend_from_slice(b"\":null");
-    }
-    if body.len() > 2 {
-        spliced.push(b',');
-    }
-    spliced.extend_from_slice(&body[1..]);
-    Ok(spliced)
-}
-
-/// Collects the json names of unset singular message fields of `message`; false when a set
-/// nested message has unset message fields of its own (those need the general path).
-fn only_top_level_unset(message: &DynamicMessage, unset: &mut Vec<String>) -> bool {
-    let descriptor = message.descriptor();
-    if descriptor.full_name().starts_with("google.protobuf.") {
-        return true;
-    }
-    for field in descriptor.fields() {
-        if !matches!(field.kind(), Kind::Message(_)) || field.is_map() {
-            continue;
-        }
-        if !message.has_field(&field) {
-            if !field.is_list() {
-                unset.push(field.json_name().to_owned());
-            }
-            continue;
-        }
-        let nested_ok = match message.get_field(&field).as_ref() {
-            Value::Message(inner) => has_no_unset_messages(inner),
-            Value::List(items) => items.iter().all(|item| match item {
-                Value::Message(inner) => has_no_unset_messages(inner),
-                _ => true,
-            }),
-            _ => true,
-        };
-        if !nested_ok {
-            return false;
-        }
-    }
-    true
-}
-
-fn has_no_unset_messages(message: &DynamicMessage) -> bool {
-    let mut unset = Vec::new();
-    only_top_level_unset(message, &mut unset) && unset.is_empty()
-}
-
-/// The part of a response the client asked for (`response_body`), as JSON.
-pub fn response_json(route: &Route, message: &DynamicMessage) -> Result<Json, String> {
-    let json = to_json(message)?;
+    let mut out = Vec::with_capacity(512);
     match &route.response_body {
-        Some(field) => Ok(json.get(field.json_name()).cloned().unwrap_or(Json::Null)),
-        None => Ok(json),
+        None => crate::json::write_message(message, &mut out)?,
+        Some(field) => crate::json::write_field(field, &message.get_field(field), &mut out)?,
     }
+    Ok(out)
 }
 
 /// Response headers from gRPC metadata, minus protocol headers.

@@ -519,3 +519,17 @@ pub async fn raw_grpc_status(
     let trailers = collected.trailers().cloned().unwrap_or_default();
     Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""))
 }
+
+/// Sessions of the test database (other than the one asking) that are running a statement
+/// or waiting for a lock.
+pub async fn busy_sessions(app: &TestApp) -> i64 {
+    app.count(
+        "pg_stat_activity",
+        &format!(
+            "datname = '{}' AND pid <> pg_backend_pid() \
+             AND (state = 'active' OR wait_event_type = 'Lock' OR state = 'idle in transaction')",
+            app.database_name
+        ),
+    )
+    .await
+}

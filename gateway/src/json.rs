@@ -1,0 +1,314 @@
+//! A one-pass writer of canonical proto3 JSON for response messages.
+//!
+//! prost-reflect's serde serializer is correct but costly on the response path (it re-encodes
+//! every Timestamp through a typed message, and the "every field present" shape needed a
+//! second pass). This writer walks the descriptors once and writes bytes directly:
+//! lowerCamelCase names; every field present (defaults written out, unset singular messages
+//! as `null`, unset oneof members omitted, as protojson's `EmitUnpopulated`); 64-bit integers
+//! as strings; enums by name; bytes as base64; non-finite floats as `"NaN"`/`"Infinity"`;
+//! Timestamp, Duration, FieldMask and the wrappers in their special forms. `Struct`, `Value`,
+//! `ListValue` and `Any` are rare and delegated to prost-reflect's serializer.
+
+use std::io::Write as _;
+
+use base64::Engine;
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MapKey, ReflectMessage, SerializeOptions, Value,
+};
+
+/// Nesting beyond this is written by prost-reflect (which has its own recursion handling).
+const MAX_DEPTH: usize = 64;
+
+/// Appends the JSON of `message` to `out`.
+pub fn write_message(message: &DynamicMessage, out: &mut Vec<u8>) -> Result<(), String> {
+    write_message_at(message, out, 0)
+}
+
+fn write_message_at(
+    message: &DynamicMessage,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), String> {
+    let descriptor = message.descriptor();
+    let full_name = descriptor.full_name();
+    if full_name.starts_with("google.protobuf.") || depth > MAX_DEPTH {
+        return write_well_known(message, full_name, out);
+    }
+    out.push(b'{');
+    let mut first = true;
+    for field in descriptor.fields() {
+        let set = message.has_field(&field);
+        if !set && field.containing_oneof().is_some() {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(field.json_name(), out);
+        out.push(b':');
+        if !set && !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(_)) {
+            out.extend_from_slice(b"null");
+            continue;
+        }
+        write_field_at(&field, &message.get_field(&field), out, depth)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Appends the JSON of one field's value (for `response_body`).
+pub fn write_field(
+    field: &FieldDescriptor,
+    value: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    write_field_at(field, value, out, 0)
+}
+
+fn write_field_at(
+    field: &FieldDescriptor,
+    value: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), String> {
+    let kind = field.kind();
+    match value {
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(&kind, item, out, depth)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        Value::Map(entries) => {
+            let value_kind = match &kind {
+                Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                _ => {
+                    return Err(format!(
+                        "map field {} without an entry type",
+                        field.full_name()
+                    ));
+                }
+            };
+            // Sorted keys: deterministic output whatever the map's iteration order.
+            let mut keys: Vec<&MapKey> = entries.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let key_text = match key {
+                    MapKey::Bool(b) => b.to_string(),
+                    MapKey::I32(n) => n.to_string(),
+                    MapKey::I64(n) => n.to_string(),
+                    MapKey::U32(n) => n.to_string(),
+                    MapKey::U64(n) => n.to_string(),
+                    MapKey::String(s) => s.clone(),
+                };
+                write_str(&key_text, out);
+                out.push(b':');
+                if let Some(value) = entries.get(key) {
+                    write_value(&value_kind, value, out, depth)?;
+                }
+            }
+            out.push(b'}');
+            Ok(())
+        }
+        single => write_value(&kind, single, out, depth),
+    }
+}
+
+fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
+    match value {
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::I32(n) => write_display(n, out),
+        Value::U32(n) => write_display(n, out),
+        Value::I64(n) => {
+            out.push(b'"');
+            write_display(n, out);
+            out.push(b'"');
+        }
+        Value::U64(n) => {
+            out.push(b'"');
+            write_display(n, out);
+            out.push(b'"');
+        }
+        Value::F32(f) => write_float(f64::from(*f), out),
+        Value::F64(f) => write_float(*f, out),
+        Value::String(s) => write_str(s, out),
+        Value::Bytes(bytes) => {
+            out.push(b'"');
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+        Value::EnumNumber(number) => match kind {
+            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
+                out.extend_from_slice(b"null")
+            }
+            Kind::Enum(e) => match e.get_value(*number) {
+                Some(v) => write_str(v.name(), out),
+                None => write_display(number, out),
+            },
+            _ => write_display(number, out),
+        },
+        Value::Message(message) => write_message_at(message, out, depth + 1)?,
+        Value::List(_) | Value::Map(_) => return Err("nested list or map value".into()),
+    }
+    Ok(())
+}
+
+fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+fn write_float(value: f64, out: &mut Vec<u8>) {
+    if value.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if value == f64::INFINITY {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else if value == f64::NEG_INFINITY {
+        out.extend_from_slice(b"\"-Infinity\"");
+    } else {
+        // serde_json prints the shortest round-tripping form.
+        let _ = serde_json::to_writer(&mut *out, &value);
+    }
+}
+
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // serde_json's string escaping; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn field_i64(message: &DynamicMessage, name: &str) -> i64 {
+    match message.get_field_by_name(name).as_deref() {
+        Some(Value::I64(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn field_i32(message: &DynamicMessage, name: &str) -> i32 {
+    match message.get_field_by_name(name).as_deref() {
+        Some(Value::I32(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn write_well_known(
+    message: &DynamicMessage,
+    full_name: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match full_name {
+        "google.protobuf.Timestamp" => {
+            let timestamp = prost_types::Timestamp {
+                seconds: field_i64(message, "seconds"),
+                nanos: field_i32(message, "nanos"),
+            };
+            out.push(b'"');
+            write_display(&timestamp, out);
+            out.push(b'"');
+        }
+        "google.protobuf.Duration" => {
+            let duration = prost_types::Duration {
+                seconds: field_i64(message, "seconds"),
+                nanos: field_i32(message, "nanos"),
+            };
+            out.push(b'"');
+            write_display(&duration, out);
+            out.push(b'"');
+        }
+        "google.protobuf.FieldMask" => {
+            let paths = match message.get_field_by_name("paths").as_deref() {
+                Some(Value::List(paths)) => paths
+                    .iter()
+                    .filter_map(|p| p.as_str().map(lower_camel))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => String::new(),
+            };
+            write_str(&paths, out);
+        }
+        "google.protobuf.Empty" => out.extend_from_slice(b"{}"),
+        "google.protobuf.DoubleValue"
+        | "google.protobuf.FloatValue"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.BoolValue"
+        | "google.protobuf.StringValue"
+        | "google.protobuf.BytesValue" => {
+            let descriptor = message.descriptor();
+            let field = descriptor
+                .get_field_by_name("value")
+                .ok_or_else(|| format!("{full_name} without a value field"))?;
+            write_value(&field.kind(), &message.get_field(&field), out, 0)?;
+        }
+        _ => {
+            // Struct, Value, ListValue, Any and anything deeper than MAX_DEPTH.
+            let json = message
+                .serialize_with_options(
+                    serde_json::value::Serializer,
+                    &SerializeOptions::new().skip_default_fields(false),
+                )
+                .map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut *out, &json).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// `foo_bar.baz_qux` -> `fooBar.bazQux` (FieldMask JSON form).
+fn lower_camel(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_mask_paths_become_lower_camel() {
+        assert_eq!(lower_camel("given_name"), "givenName");
+        assert_eq!(lower_camel("address.postal_code"), "address.postalCode");
+    }
+
+    #[test]
+    fn floats_follow_proto3_json() {
+        let mut out = Vec::new();
+        write_float(f64::NAN, &mut out);
+        write_float(f64::INFINITY, &mut out);
+        write_float(1.5, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "\"NaN\"\"Infinity\"1.5");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut out = Vec::new();
+        write_str("a\"b\\c\n", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n""#);
+    }
+}

@@ -40,6 +40,125 @@ pub enum Command {
     Migrate(DatabaseSettings),
     /// Print the OpenAPI 3.1 document of the REST routes (no database needed).
     Openapi,
+    /// Mint an HS256 token with the configured secret (development, tests, grpcurl sessions).
+    Token(TokenArgs),
+    /// Manage API keys for service accounts.
+    ApiKey {
+        /// What to do with keys.
+        #[command(subcommand)]
+        action: ApiKeyCommand,
+    },
+}
+
+/// `customer-api token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Token verification settings (the HS256 secret, issuer, audience).
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    /// Space- or comma-separated scopes to grant.
+    #[arg(long, default_value = "customers.read customers.write")]
+    pub scopes: String,
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Subject (`sub`), recorded as the actor of writes.
+    #[arg(long, default_value = "developer")]
+    pub sub: String,
+}
+
+/// `customer-api api-key …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; the key is printed once and only its hash is stored.
+    Create {
+        /// Database.
+        #[command(flatten)]
+        database: DatabaseSettings,
+        /// Space- or comma-separated scopes to grant.
+        #[arg(long)]
+        scopes: String,
+        /// Lifetime (e.g. 90d is not accepted; use hours: 2160h). Unset: no expiry.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<Duration>,
+        /// A label for the key.
+        #[arg(long, default_value = "service account")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Database.
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Database.
+        #[command(flatten)]
+        database: DatabaseSettings,
+        /// The key id (a UUID, as printed by `create` and `list`).
+        id: uuid::Uuid,
+    },
+}
+
+/// How callers are authenticated.
+#[derive(Clone, Args)]
+pub struct AuthSettings {
+    /// Shared secret for HS256 tokens (at least 32 bytes).
+    #[arg(long, env = "JWT_HS256_SECRET")]
+    pub jwt_hs256_secret: Option<String>,
+    /// JWKS file with the public keys of RS256/ES256/EdDSA token issuers.
+    #[arg(long, env = "JWKS_FILE")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// Required token issuer (`iss`).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience (`aud`).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated for `exp`/`nbf`.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+    /// Serve without authentication (local experiments only; logged loudly).
+    #[arg(long, env = "AUTH_DISABLED")]
+    pub auth_disabled: bool,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "jwt_hs256_secret",
+                &self.jwt_hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwks_file", &self.jwks_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_leeway", &self.jwt_leeway)
+            .field("auth_disabled", &self.auth_disabled)
+            .finish()
+    }
+}
+
+impl AuthSettings {
+    /// The token verification settings.
+    pub fn jwt(&self) -> crate::auth::jwt::JwtSettings {
+        crate::auth::jwt::JwtSettings {
+            hs256_secret: self.jwt_hs256_secret.clone(),
+            jwks_file: self.jwks_file.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway: self.jwt_leeway,
+        }
+    }
+}
+
+/// Splits `customers.read customers.write` or `a,b` into scopes.
+pub fn split_scopes(text: &str) -> Vec<String> {
+    text.split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How to reach PostgreSQL and how to pool connections.
@@ -80,6 +199,10 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub database: DatabaseSettings,
 
+    /// Authentication.
+    #[command(flatten)]
+    pub auth: AuthSettings,
+
     /// Address of the one listener serving gRPC (h2c), gRPC-web and HTTP.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -119,6 +242,7 @@ impl fmt::Debug for ServeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServeSettings")
             .field("database", &self.database)
+            .field("auth", &self.auth)
             .field("listen_addr", &self.listen_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("drain_timeout", &self.drain_timeout)

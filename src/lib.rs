@@ -15,9 +15,11 @@
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
+//! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`config`]: flags and environment.
 //! - [`telemetry`]: logging set-up.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;

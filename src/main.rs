@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use customer_api::{
-    config::{Cli, Command, redact_url},
+    config::{ApiKeyCommand, Cli, Command, redact_url},
     db, server, telemetry,
 };
 
@@ -18,6 +18,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => migrate(settings).await,
+        Command::Token(args) => token(&args),
+        Command::ApiKey { action } => api_key(action).await,
         Command::Openapi => server::openapi_document()
             .map_err(Into::into)
             .and_then(|document| Ok(serde_json::to_string_pretty(&document)?))
@@ -56,6 +58,75 @@ async fn migrate(
     let pool = db::connect(&settings).await?;
     let applied = db::migrate(&pool).await?;
     tracing::info!(applied, "migrations up to date");
+    Ok(())
+}
+
+fn token(args: &customer_api::config::TokenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let scopes = customer_api::config::split_scopes(&args.scopes);
+    let token =
+        customer_api::auth::jwt::mint_hs256(&args.auth.jwt(), &args.sub, &scopes, args.ttl)?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn api_key(action: ApiKeyCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use customer_api::auth::api_keys;
+    match action {
+        ApiKeyCommand::Create {
+            database,
+            scopes,
+            expires,
+            name,
+        } => {
+            let pool = db::connect(&database).await?;
+            db::migrate(&pool).await?;
+            let expiry = expires
+                .map(chrono::Duration::from_std)
+                .transpose()?
+                .map(|ttl| chrono::Utc::now() + ttl);
+            let (info, key) = api_keys::create(
+                &pool,
+                &name,
+                &customer_api::config::split_scopes(&scopes),
+                expiry,
+            )
+            .await?;
+            println!("id:      {}", info.id);
+            println!("scopes:  {}", info.scopes.join(" "));
+            println!(
+                "expires: {}",
+                info.expire_time.map_or("never".into(), |t| t.to_rfc3339())
+            );
+            println!("key:     {key}");
+            eprintln!("Store the key now: it is not shown again (only its hash is kept).");
+        }
+        ApiKeyCommand::List { database } => {
+            let pool = db::connect(&database).await?;
+            for key in api_keys::list(&pool).await? {
+                let state = match (key.revoke_time, key.expire_time) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(expiry)) if expiry <= chrono::Utc::now() => "expired",
+                    _ => "active",
+                };
+                println!(
+                    "{}  {:8}  {:40}  {}  {}",
+                    key.id,
+                    state,
+                    key.scopes.join(" "),
+                    key.create_time.to_rfc3339(),
+                    key.name
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { database, id } => {
+            let pool = db::connect(&database).await?;
+            if api_keys::revoke(&pool, id).await? {
+                println!("revoked {id}");
+            } else {
+                return Err(format!("no active key {id}").into());
+            }
+        }
+    }
     Ok(())
 }
 

@@ -35,6 +35,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     FILE_DESCRIPTOR_SET,
+    auth::{Authenticator, jwt::JwtVerifier, layer::AuthLayer},
     config::ServeSettings,
     db,
     grpc::{CustomerApi, deadline::DeadlineLayer},
@@ -60,6 +61,9 @@ pub enum StartError {
     /// The REST gateway could not be built from the descriptors.
     #[error("REST gateway: {0}")]
     Gateway(#[from] gateway::BuildError),
+    /// Token verification could not be set up.
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::jwt::JwtSetupError),
     /// A setting is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -89,6 +93,19 @@ pub async fn serve(
     if settings.page_token_key.is_none() {
         tracing::info!("PAGE_TOKEN_KEY is not set: page tokens are signed with a per-process key");
     }
+    let authenticator = if settings.auth.auth_disabled {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED (--auth-disabled): every caller has every scope. \
+             Never run like this outside a local experiment."
+        );
+        Authenticator::disabled()
+    } else {
+        let jwt = JwtVerifier::new(&settings.auth.jwt())?;
+        if jwt.is_none() {
+            tracing::info!("no JWT_HS256_SECRET or JWKS_FILE: only API keys are accepted");
+        }
+        Authenticator::new(jwt, pool.clone())
+    };
     let service = CustomerService::new(pool, PageTokens::new(settings.page_token_key.as_deref()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -108,7 +125,13 @@ pub async fn serve(
         tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
     ];
 
-    let router = router(&settings, service.clone(), health_service, ready.clone())?;
+    let router = router(
+        &settings,
+        service.clone(),
+        authenticator,
+        health_service,
+        ready.clone(),
+    )?;
     let local = listener.local_addr().ok();
     tracing::info!(address = ?local, "serving gRPC, gRPC-web and HTTP");
 
@@ -189,12 +212,17 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 fn router(
     settings: &ServeSettings,
     service: CustomerService,
+    authenticator: Authenticator,
     health_service: impl GrpcService,
     ready: Arc<AtomicBool>,
 ) -> Result<Router, StartError> {
-    let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
-        .max_decoding_message_size(settings.max_request_bytes)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
+    // calls it in-process with the caller's headers) are checked in exactly one place.
+    let customers = AuthLayer::new(authenticator).layer(
+        CustomerServiceServer::new(CustomerApi::new(service.clone()))
+            .max_decoding_message_size(settings.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+    );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)

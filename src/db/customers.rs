@@ -109,11 +109,13 @@ pub async fn set_deleted(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     deleted: bool,
+    actor: &str,
 ) -> QueryResult<CustomerRow> {
     let query = diesel::update(customers::table.find(id));
     let bump = (
         customers::version.eq(customers::version + 1),
         customers::update_time.eq(diesel::dsl::now),
+        customers::updated_by.eq(actor),
     );
     if deleted {
         query

@@ -55,6 +55,8 @@ pub struct CustomerRow {
 pub struct NewCustomerRow {
     /// Primary key.
     pub id: Uuid,
+    /// Who created it.
+    pub created_by: Option<String>,
     /// Everything else the client chose.
     #[diesel(embed)]
     pub fields: CustomerChanges,
@@ -82,11 +84,15 @@ pub struct CustomerChanges {
     pub business_id: Option<String>,
     /// Labels as a JSON object.
     pub labels: serde_json::Value,
+    /// Who made this change.
+    pub updated_by: Option<String>,
 }
 
-impl From<&CustomerData> for CustomerChanges {
-    fn from(data: &CustomerData) -> Self {
+impl CustomerChanges {
+    /// The columns for `data`, written by `actor`.
+    pub fn new(data: &CustomerData, actor: &str) -> Self {
         Self {
+            updated_by: Some(actor.to_owned()),
             given_name: data.given_name.clone(),
             family_name: data.family_name.clone(),
             email: data.email.clone(),

@@ -17,7 +17,21 @@ diesel::table! {
         version -> BigInt,
         create_time -> Timestamptz,
         update_time -> Timestamptz,
-        delete_time -> Nullable<Timestamptz>,
+                delete_time -> Nullable<Timestamptz>,
+        created_by -> Nullable<Text>,
+        updated_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        name -> Text,
+        secret_hash -> Bytea,
+        scopes -> Array<Text>,
+        create_time -> Timestamptz,
+        expire_time -> Nullable<Timestamptz>,
+        revoke_time -> Nullable<Timestamptz>,
     }
 }
 

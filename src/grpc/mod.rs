@@ -13,6 +13,7 @@ use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::Principal,
     domain::customer::{Customer, CustomerInput, PostalAddress},
     pb,
     service::{CustomerService, ListRequest, UpdateRequest},
@@ -39,9 +40,13 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
+        let actor = actor(&request);
         let request = request.into_inner();
         let input = request.customer.as_ref().map(input_of).unwrap_or_default();
-        let customer = self.service.create(input, &request.request_id).await?;
+        let customer = self
+            .service
+            .create(input, &request.request_id, &actor)
+            .await?;
         Ok(Response::new(to_proto(customer)))
     }
 
@@ -88,17 +93,21 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
+        let actor = actor(&request);
         let request = request.into_inner();
         let customer = request.customer.unwrap_or_default();
         let customer = self
             .service
-            .update(UpdateRequest {
-                input: input_of(&customer),
-                name: customer.name,
-                etag: customer.etag,
-                update_mask: request.update_mask.map(|mask| mask.paths),
-                request_id: request.request_id,
-            })
+            .update(
+                UpdateRequest {
+                    input: input_of(&customer),
+                    name: customer.name,
+                    etag: customer.etag,
+                    update_mask: request.update_mask.map(|mask| mask.paths),
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
             .await?;
         Ok(Response::new(to_proto(customer)))
     }
@@ -107,10 +116,11 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
+        let actor = actor(&request);
         let request = request.get_ref();
         let customer = self
             .service
-            .delete(&request.name, &request.etag, &request.request_id)
+            .delete(&request.name, &request.etag, &request.request_id, &actor)
             .await?;
         Ok(Response::new(to_proto(customer)))
     }
@@ -119,10 +129,22 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::UndeleteCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
+        let actor = actor(&request);
         let request = request.get_ref();
-        let customer = self.service.undelete(&request.name, &request.etag).await?;
+        let customer = self
+            .service
+            .undelete(&request.name, &request.etag, &actor)
+            .await?;
         Ok(Response::new(to_proto(customer)))
     }
+}
+
+/// Who is calling: set by the auth layer, which runs before every protected method.
+fn actor<T>(request: &Request<T>) -> String {
+    request.extensions().get::<Principal>().map_or_else(
+        || "unknown".to_owned(),
+        |principal| principal.subject.clone(),
+    )
 }
 
 /// The client-settable fields of a proto customer. Output-only fields are ignored (AIP-203).

@@ -96,7 +96,12 @@ impl CustomerService {
     }
 
     /// Registers a customer. With a `request_id`, a retry returns the first result.
-    pub async fn create(&self, input: CustomerInput, request_id: &str) -> Result<Customer> {
+    pub async fn create(
+        &self,
+        input: CustomerInput,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<Customer> {
         let mut violations = Violations::new();
         let request_id = collect(
             &mut violations,
@@ -114,10 +119,13 @@ impl CustomerService {
                 "validated create without data",
             )));
         };
-        let fingerprint = fingerprint("CreateCustomer", &[&json(&input)]);
+        // The actor is part of the fingerprint: a request id is only ever replayed to the
+        // caller who first used it.
+        let fingerprint = fingerprint("CreateCustomer", &[actor, &json(&input)]);
         let row = NewCustomerRow {
             id: Uuid::now_v7(),
-            fields: CustomerChanges::from(&data),
+            created_by: Some(actor.to_owned()),
+            fields: CustomerChanges::new(&data, actor),
         };
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
@@ -257,7 +265,7 @@ impl CustomerService {
     }
 
     /// Changes the fields selected by the update mask (AIP-134), checking the etag.
-    pub async fn update(&self, request: UpdateRequest) -> Result<Customer> {
+    pub async fn update(&self, request: UpdateRequest, actor: &str) -> Result<Customer> {
         let mut violations = Violations::new();
         let name = collect(
             &mut violations,
@@ -291,12 +299,14 @@ impl CustomerService {
         let fingerprint = fingerprint(
             "UpdateCustomer",
             &[
+                actor,
                 &request.name,
                 &request.etag,
                 &format!("{mask:?}"),
                 &json(&request.input),
             ],
         );
+        let actor = actor.to_owned();
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
                 return Ok(replayed);
@@ -309,7 +319,7 @@ impl CustomerService {
                 // Nothing changes: no write, no new etag.
                 current
             } else {
-                let row = queries::update(conn, current.id, &CustomerChanges::from(&data))
+                let row = queries::update(conn, current.id, &CustomerChanges::new(&data, &actor))
                     .await
                     .map_err(email_conflict)?;
                 Customer::try_from(row)?
@@ -321,7 +331,13 @@ impl CustomerService {
     }
 
     /// Soft-deletes a customer (AIP-164); its email becomes free.
-    pub async fn delete(&self, name: &str, etag: &str, request_id: &str) -> Result<Customer> {
+    pub async fn delete(
+        &self,
+        name: &str,
+        etag: &str,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<Customer> {
         let mut violations = Violations::new();
         let parsed = collect(&mut violations, CustomerName::parse("name", name));
         let request_id = collect(
@@ -333,14 +349,15 @@ impl CustomerService {
                 "validated delete without parts",
             )));
         };
-        let fingerprint = fingerprint("DeleteCustomer", &[name, etag]);
+        let fingerprint = fingerprint("DeleteCustomer", &[actor, name, etag]);
         let etag = etag.to_owned();
+        let actor = actor.to_owned();
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
                 return Ok(replayed);
             }
             let current = locked_live(conn, parsed, &etag).await?;
-            let row = queries::set_deleted(conn, current.id, true).await?;
+            let row = queries::set_deleted(conn, current.id, true, &actor).await?;
             let customer = Customer::try_from(row)?;
             complete(conn, request_id, &customer).await?;
             Ok(customer)
@@ -349,9 +366,10 @@ impl CustomerService {
     }
 
     /// Restores a soft-deleted customer.
-    pub async fn undelete(&self, name: &str, etag: &str) -> Result<Customer> {
+    pub async fn undelete(&self, name: &str, etag: &str, actor: &str) -> Result<Customer> {
         let parsed = CustomerName::parse("name", name)?;
         let etag = etag.to_owned();
+        let actor = actor.to_owned();
         self.write(async move |conn| {
             let current = locked(conn, parsed).await?;
             if !current.is_deleted() {
@@ -363,7 +381,7 @@ impl CustomerService {
                 });
             }
             check_etag(&current, &etag)?;
-            let row = queries::set_deleted(conn, current.id, false)
+            let row = queries::set_deleted(conn, current.id, false, &actor)
                 .await
                 .map_err(email_conflict)?;
             Ok(Customer::try_from(row)?)

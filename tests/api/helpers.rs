@@ -15,6 +15,7 @@ use std::{
 };
 
 use customer_api::{
+    auth::scopes,
     config::ServeSettings,
     db,
     pb::{self, customer_service_client::CustomerServiceClient},
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{
     Code, Status,
+    service::interceptor::InterceptedService,
     transport::{Channel, Endpoint},
 };
 use tonic_types::{ErrorDetails, StatusExt};
@@ -185,8 +187,10 @@ pub async fn fresh_database() -> (String, String) {
 pub struct TestApp {
     /// Where the server listens.
     pub addr: SocketAddr,
-    /// gRPC client over HTTP/2.
-    pub client: CustomerServiceClient<Channel>,
+    /// gRPC client over HTTP/2, sending an all-scopes bearer token.
+    pub client: Client,
+    /// The all-scopes bearer token the client sends (`authorization: Bearer …`).
+    pub token: String,
     /// The channel (for other service clients).
     pub channel: Channel,
     /// The test database.
@@ -209,11 +213,18 @@ impl TestApp {
         let mut settings = ServeSettings::for_database(&database_url);
         settings.page_token_key = Some("integration-test page token key".into());
         settings.health_probe_interval = Duration::from_millis(100);
+        settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+        settings.auth.jwks_file = Some(fixture("jwt/jwks.json").into());
         configure(&mut settings);
         Self::start(settings, database_url, database_name).await
     }
 
     async fn start(settings: ServeSettings, database_url: String, database_name: String) -> Self {
+        let token = mint(
+            &settings,
+            "test-user",
+            &[scopes::READ, scopes::WRITE, scopes::ADMIN],
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -229,7 +240,8 @@ impl TestApp {
             .expect("connect");
         Self {
             addr,
-            client: CustomerServiceClient::new(channel.clone()),
+            client: CustomerServiceClient::with_interceptor(channel.clone(), Bearer::new(&token)),
+            token,
             channel,
             database_url,
             database_name,
@@ -288,6 +300,65 @@ impl TestApp {
             .await
             .expect("create customer")
             .into_inner()
+    }
+}
+
+impl TestApp {
+    /// `authorization` header value for the all-scopes token.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// A client sending `authorization: <value>` (or nothing for `None`).
+    pub fn client_with(&self, authorization: Option<&str>) -> Client {
+        let bearer = Bearer(authorization.map(|value| value.parse().expect("header value")));
+        CustomerServiceClient::with_interceptor(self.channel.clone(), bearer)
+    }
+}
+
+/// HS256 secret of the test servers.
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A file under `tests/fixtures`.
+pub fn fixture(path: &str) -> String {
+    format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An HS256 token for the test server's settings.
+pub fn mint(settings: &ServeSettings, subject: &str, granted: &[&str]) -> String {
+    let granted: Vec<String> = granted.iter().map(|s| (*s).to_owned()).collect();
+    customer_api::auth::jwt::mint_hs256(
+        &settings.auth.jwt(),
+        subject,
+        &granted,
+        Duration::from_secs(3600),
+    )
+    .expect("mint test token")
+}
+
+/// The generated client with a bearer-token interceptor.
+pub type Client = CustomerServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization` to every call (or nothing).
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    fn new(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}").parse().expect("token is ASCII"),
+        ))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
     }
 }
 
@@ -497,7 +568,8 @@ pub async fn raw_grpc_status(
         app.addr
     ))
     .header("content-type", "application/grpc")
-    .header("te", "trailers");
+    .header("te", "trailers")
+    .header("authorization", app.bearer());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

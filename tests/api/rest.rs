@@ -26,6 +26,12 @@ async fn call(
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("http://{}{path}", app.addr));
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+    {
+        request = request.header("authorization", app.bearer());
+    }
     if body.is_some()
         && !headers
             .iter()

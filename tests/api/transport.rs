@@ -86,6 +86,7 @@ async fn grpc_web(
     ))
     .header("content-type", content_type)
     .header("x-grpc-web", "1")
+    .header("authorization", app.bearer())
     .header("accept", content_type)
     .body(Full::new(Bytes::from(body)))
     .unwrap();
@@ -198,6 +199,7 @@ async fn cors_preflight_and_exposed_grpc_headers_for_configured_origins() {
         app.addr
     ))
     .header("origin", "https://app.example")
+    .header("authorization", app.bearer())
     .header("content-type", "application/grpc-web+proto")
     .body(Full::new(Bytes::from(frame(
         &pb::ListCustomersRequest::default(),
@@ -245,6 +247,7 @@ async fn malformed_protobuf_is_invalid_argument_on_grpc_and_grpc_web() {
     ))
     .header("content-type", "application/grpc")
     .header("te", "trailers")
+    .header("authorization", app.bearer())
     .body(Full::new(Bytes::from(framed.clone())))
     .unwrap();
     let response = http2().request(request).await.unwrap();

@@ -1,0 +1,214 @@
+//! API keys for service accounts.
+//!
+//! A key is `cak_<id>_<secret>`: the id (a UUID, hex) finds the row, the secret (256 random
+//! bits, base64url) proves possession. Only SHA-256 of the secret is stored — a fast hash is
+//! right for high-entropy secrets, which cannot be brute-forced from the hash — and it is
+//! compared in constant time. The full key is shown once, at creation.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{AuthError, Principal, scopes};
+use crate::db::{Pool, schema::api_keys};
+
+/// The prefix of every key (recognisable in secret scanners and logs).
+pub const PREFIX: &str = "cak_";
+
+/// A stored key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: Uuid,
+    /// Human label.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expire_time: Option<DateTime<Utc>>,
+    /// Revocation time, if revoked.
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// Errors of key management.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A scope that does not exist.
+    #[error("unknown scope `{0}` (known: customers.read, customers.write, customers.admin)")]
+    UnknownScope(String),
+    /// No scopes given.
+    #[error("a key needs at least one scope")]
+    NoScopes,
+    /// Database failure.
+    #[error("database: {0}")]
+    Database(String),
+}
+
+/// Verifies keys against the database.
+#[derive(Clone)]
+pub struct ApiKeys {
+    pool: Pool,
+}
+
+impl ApiKeys {
+    /// Keys stored in `pool`'s database.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// The caller a key belongs to, if it is valid, unrevoked and unexpired.
+    pub async fn verify(&self, key: &str) -> Result<Principal, AuthError> {
+        let invalid = |reason: &str| AuthError::InvalidApiKey(reason.to_owned());
+        let (id, secret) = parse(key).ok_or_else(|| invalid("malformed key"))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let row: Option<(Vec<u8>, KeyInfo)> = api_keys::table
+            .find(id)
+            .select((api_keys::secret_hash, KeyInfo::as_select()))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let (stored_hash, info) = row.ok_or_else(|| invalid("unknown key"))?;
+        if !constant_time_eq(&stored_hash, &hash(secret)) {
+            return Err(invalid("unknown key"));
+        }
+        if info.revoke_time.is_some() {
+            return Err(invalid("the key was revoked"));
+        }
+        if info.expire_time.is_some_and(|expiry| expiry <= Utc::now()) {
+            return Err(invalid("the key has expired"));
+        }
+        Ok(Principal {
+            subject: format!("api-key:{}", info.id),
+            scopes: info.scopes,
+        })
+    }
+}
+
+/// Creates a key; returns its record and the full key (shown once).
+pub async fn create(
+    pool: &Pool,
+    name: &str,
+    granted: &[String],
+    expire_time: Option<DateTime<Utc>>,
+) -> Result<(KeyInfo, String), KeyError> {
+    if granted.is_empty() {
+        return Err(KeyError::NoScopes);
+    }
+    if let Some(unknown) = granted
+        .iter()
+        .find(|s| ![scopes::READ, scopes::WRITE, scopes::ADMIN].contains(&s.as_str()))
+    {
+        return Err(KeyError::UnknownScope(unknown.clone()));
+    }
+    let id = Uuid::new_v4();
+    let mut secret_bytes = [0_u8; 32];
+    getrandom::fill(&mut secret_bytes)
+        .map_err(|e| KeyError::Database(format!("randomness: {e}")))?;
+    let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))?;
+    let info = diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::id.eq(id),
+            api_keys::name.eq(name),
+            api_keys::secret_hash.eq(hash(&secret)),
+            api_keys::scopes.eq(granted),
+            api_keys::expire_time.eq(expire_time),
+        ))
+        .returning(KeyInfo::as_returning())
+        .get_result(&mut conn)
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))?;
+    Ok((info, format!("{PREFIX}{}_{secret}", id.simple())))
+}
+
+/// Every key, newest first.
+pub async fn list(pool: &Pool) -> Result<Vec<KeyInfo>, KeyError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))?;
+    api_keys::table
+        .select(KeyInfo::as_select())
+        .order(api_keys::create_time.desc())
+        .load(&mut conn)
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))
+}
+
+/// Revokes a key; false when no unrevoked key has this id.
+pub async fn revoke(pool: &Pool, id: Uuid) -> Result<bool, KeyError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))?;
+    diesel::update(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::revoke_time.is_null()),
+    )
+    .set(api_keys::revoke_time.eq(Some(Utc::now())))
+    .execute(&mut conn)
+    .await
+    .map(|n| n == 1)
+    .map_err(|e| KeyError::Database(e.to_string()))
+}
+
+fn parse(key: &str) -> Option<(Uuid, &str)> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    if id.len() != 32 || secret.len() != 43 {
+        return None;
+    }
+    Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_into_id_and_secret() {
+        let id = Uuid::new_v4();
+        let secret = URL_SAFE_NO_PAD.encode([7_u8; 32]);
+        let key = format!("{PREFIX}{}_{secret}", id.simple());
+        assert_eq!(parse(&key), Some((id, secret.as_str())));
+        for bad in [
+            "",
+            "cak_",
+            "cak_x_y",
+            &key[..key.len() - 1],
+            &format!("xx{}", &key[2..]),
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes_compare_in_constant_time() {
+        assert!(constant_time_eq(&hash("a"), &hash("a")));
+        assert!(!constant_time_eq(&hash("a"), &hash("b")));
+        assert!(!constant_time_eq(&[1], &[1, 2]));
+    }
+}

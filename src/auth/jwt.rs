@@ -1,0 +1,304 @@
+//! Bearer tokens (JWT) verified per RFC 8725.
+//!
+//! - An explicit allow-list: HS256 with the configured shared secret; RS256, ES256 and EdDSA
+//!   with public keys from a JWKS file, chosen by `kid`. `none` and every other algorithm are
+//!   refused, and the key's type must match the algorithm (jsonwebtoken checks the family).
+//! - Keys come only from configuration: `jku`, `x5u` and embedded keys in the header are
+//!   ignored, never fetched.
+//! - `exp` is required, `nbf` honoured, `iss`/`aud` checked when configured, with a small
+//!   leeway. jsonwebtoken >= 10.3 rejects `exp`/`nbf` given as strings.
+//! - An unknown `kid` re-reads the JWKS file, at most once a minute.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind, jwk::JwkSet,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, Principal};
+
+/// Longest accepted token; anything larger is refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Shortest accepted HS256 secret (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Minimum time between JWKS reloads triggered by unknown key ids.
+const JWKS_REFRESH: Duration = Duration::from_secs(60);
+
+/// How tokens are checked.
+#[derive(Clone, Default)]
+pub struct JwtSettings {
+    /// Shared secret for HS256.
+    pub hs256_secret: Option<String>,
+    /// JWKS file with public keys (RS256, ES256, EdDSA).
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Clock skew tolerated for `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// Why token verification could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtSetupError {
+    /// The HS256 secret is too short.
+    #[error("the HS256 secret must be at least {MIN_SECRET_BYTES} bytes")]
+    WeakSecret,
+    /// The JWKS file is unreadable or invalid.
+    #[error("JWKS file {path}: {problem}")]
+    Jwks {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Verifies bearer tokens.
+pub struct JwtVerifier {
+    hs256: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+}
+
+struct Jwks {
+    path: PathBuf,
+    state: RwLock<JwksState>,
+}
+
+struct JwksState {
+    keys: HashMap<String, (DecodingKey, Option<Algorithm>)>,
+    loaded: Instant,
+}
+
+impl JwtVerifier {
+    /// A verifier for `settings`; `None` when neither a secret nor a JWKS file is configured.
+    pub fn new(settings: &JwtSettings) -> Result<Option<Self>, JwtSetupError> {
+        if settings.hs256_secret.is_none() && settings.jwks_file.is_none() {
+            return Ok(None);
+        }
+        let hs256 = match &settings.hs256_secret {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(JwtSetupError::WeakSecret);
+            }
+            Some(secret) => Some(DecodingKey::from_secret(secret.as_bytes())),
+            None => None,
+        };
+        let jwks = match &settings.jwks_file {
+            Some(path) => Some(Jwks {
+                path: path.clone(),
+                state: RwLock::new(JwksState {
+                    keys: load_jwks(path)?,
+                    loaded: Instant::now(),
+                }),
+            }),
+            None => None,
+        };
+        Ok(Some(Self {
+            hs256,
+            jwks,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            leeway: settings.leeway.as_secs(),
+        }))
+    }
+
+    /// The caller a token names, if it verifies.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let invalid = |reason: &str| AuthError::InvalidToken(reason.to_owned());
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid("the token is too large"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            invalid(
+                "malformed token or unsupported algorithm (accepted: HS256, RS256, ES256, EdDSA)",
+            )
+        })?;
+        let key = match header.alg {
+            Algorithm::HS256 => self
+                .hs256
+                .clone()
+                .ok_or_else(|| invalid("HS256 tokens are not accepted"))?,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => {
+                let jwks = self
+                    .jwks
+                    .as_ref()
+                    .ok_or_else(|| invalid("no public keys are configured for this algorithm"))?;
+                let kid = header
+                    .kid
+                    .as_deref()
+                    .ok_or_else(|| invalid("the token has no `kid`"))?;
+                jwks.key(kid, header.alg)?
+            }
+            _ => return Err(invalid("the token's algorithm is not accepted")),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            invalid(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+                ErrorKind::InvalidIssuer => "wrong issuer (iss)",
+                ErrorKind::InvalidAudience => "wrong audience (aud)",
+                ErrorKind::InvalidSignature => "bad signature",
+                ErrorKind::MissingRequiredClaim(_) => "a required claim is missing (exp)",
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+                    "the key does not match the token's algorithm"
+                }
+                _ => "malformed token",
+            })
+        })?;
+        let subject = data
+            .claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("the token has no subject (sub)"))?;
+        let scopes = data
+            .claims
+            .scope
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok(Principal { subject, scopes })
+    }
+}
+
+impl Jwks {
+    fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let lookup = |state: &JwksState| state.keys.get(kid).cloned();
+        let found = self.state.read().ok().and_then(|state| lookup(&state));
+        let found = match found {
+            Some(found) => Some(found),
+            None => self
+                .refresh()
+                .and_then(|()| self.state.read().ok().and_then(|s| lookup(&s))),
+        };
+        let (key, key_alg) =
+            found.ok_or_else(|| AuthError::InvalidToken("unknown signing key (kid)".into()))?;
+        if key_alg.is_some_and(|key_alg| key_alg != alg) {
+            return Err(AuthError::InvalidToken(
+                "the key does not match the token's algorithm".into(),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Re-reads the file if the last read is older than the refresh interval.
+    fn refresh(&self) -> Option<()> {
+        let mut state = self.state.write().ok()?;
+        if state.loaded.elapsed() < JWKS_REFRESH {
+            return None;
+        }
+        state.loaded = Instant::now();
+        match load_jwks(&self.path) {
+            Ok(keys) => {
+                state.keys = keys;
+                Some(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
+                None
+            }
+        }
+    }
+}
+
+fn load_jwks(
+    path: &PathBuf,
+) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, JwtSetupError> {
+    let problem = |problem: String| JwtSetupError::Jwks {
+        path: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            return Err(problem("every key needs a `kid`".into()));
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| problem(format!("key {kid}: {e}")))?;
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|alg| alg.to_string().parse::<Algorithm>().ok());
+        keys.insert(kid, (key, alg));
+    }
+    Ok(keys)
+}
+
+#[derive(Debug, Serialize)]
+struct MintClaims<'a> {
+    sub: &'a str,
+    scope: String,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// Mints an HS256 token (for development, tests and grpcurl sessions).
+pub fn mint_hs256(
+    settings: &JwtSettings,
+    subject: &str,
+    scopes: &[String],
+    ttl: Duration,
+) -> Result<String, String> {
+    let secret = settings
+        .hs256_secret
+        .as_ref()
+        .ok_or("no HS256 secret configured (JWT_HS256_SECRET)")?;
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "the HS256 secret must be at least {MIN_SECRET_BYTES} bytes"
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = MintClaims {
+        sub: subject,
+        scope: scopes.join(" "),
+        iat: now,
+        exp: now + ttl.as_secs(),
+        iss: settings.issuer.as_deref(),
+        aud: settings.audience.as_deref(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}

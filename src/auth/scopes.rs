@@ -1,0 +1,70 @@
+//! Which scope each RPC needs: one table, checked in one place for every transport.
+//!
+//! REST and gRPC-web reach the same gRPC methods, so keying the table by the fully qualified
+//! method path covers all three transports. A method missing from the table is denied (deny
+//! by default); a test proves every method of the service is listed.
+
+/// Read customers (Get, BatchGet, List, events).
+pub const READ: &str = "customers.read";
+/// Change customers (Create, Update, Delete, Undelete).
+pub const WRITE: &str = "customers.write";
+/// Manage API keys and run destructive administrative operations.
+pub const ADMIN: &str = "customers.admin";
+
+/// Every protected method and the scope it needs.
+pub const TABLE: &[(&str, &str)] = &[
+    ("/customer.v1.CustomerService/CreateCustomer", WRITE),
+    ("/customer.v1.CustomerService/GetCustomer", READ),
+    ("/customer.v1.CustomerService/BatchGetCustomers", READ),
+    ("/customer.v1.CustomerService/ListCustomers", READ),
+    ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
+    ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
+    ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
+];
+
+/// The scope a method path needs; `None` means the method is not in the table (deny).
+pub fn required(path: &str) -> Option<&'static str> {
+    TABLE
+        .iter()
+        .find(|(method, _)| *method == path)
+        .map(|(_, scope)| *scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+
+    #[test]
+    fn every_rpc_of_the_service_has_a_scope() {
+        let pool = DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
+        let service = pool
+            .get_service_by_name("customer.v1.CustomerService")
+            .unwrap();
+        let methods: Vec<String> = service
+            .methods()
+            .map(|m| format!("/{}/{}", service.full_name(), m.name()))
+            .collect();
+        for method in &methods {
+            assert!(
+                required(method).is_some(),
+                "{method} is missing from the scope table"
+            );
+        }
+        assert_eq!(
+            TABLE.len(),
+            methods.len(),
+            "the table lists methods the service lacks"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_are_denied() {
+        assert_eq!(
+            required("/customer.v1.CustomerService/DropEverything"),
+            None
+        );
+        assert_eq!(required(""), None);
+    }
+}

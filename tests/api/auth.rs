@@ -1,0 +1,447 @@
+//! Authentication and authorization on every transport: the negative battery (each answers
+//! UNAUTHENTICATED / 401 before the service does any work), JWKS algorithms, API keys, scopes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use customer_api::{auth::api_keys, config::ServeSettings, db, pb};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value as Json, json};
+use tonic::Code;
+
+use crate::helpers::{TEST_SECRET, TestApp, fixture, mint, new_customer};
+
+const ISSUER: &str = "https://issuer.example";
+const AUDIENCE: &str = "customer-api";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Json) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(&format!("jwt/{name}"))).unwrap()
+}
+
+fn good_claims() -> Json {
+    json!({"sub": "svc", "scope": "customers.read customers.write", "exp": now() + 600,
+           "iss": ISSUER, "aud": AUDIENCE})
+}
+
+async fn strict_app() -> TestApp {
+    TestApp::spawn_with(|s| {
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
+    })
+    .await
+}
+
+async fn rest_create(
+    app: &TestApp,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, Json) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let body = json!({"givenName": "A", "familyName": "B", "email": format!("{}@example.com", uuid::Uuid::new_v4())});
+    let mut request = http::Request::post(format!("http://{}/v1/customers", app.addr))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap_or(Json::Null),
+    )
+}
+
+async fn grpc_create(
+    app: &TestApp,
+    authorization: Option<&str>,
+) -> Result<pb::Customer, tonic::Status> {
+    app.client_with(authorization)
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(new_customer("Auth", "Test")),
+            request_id: String::new(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Asserts 401/UNAUTHENTICATED with a Bearer challenge on both transports, and no write.
+async fn assert_rejected(
+    app: &TestApp,
+    case: &str,
+    authorization: Option<&str>,
+    api_key: Option<&str>,
+) {
+    let before = app.count("customers", "").await;
+    let mut headers = Vec::new();
+    if let Some(value) = authorization {
+        headers.push(("authorization", value));
+    }
+    if let Some(key) = api_key {
+        headers.push(("x-api-key", key));
+    }
+    let (status, response_headers, body) = rest_create(app, &headers).await;
+    assert_eq!(status, 401, "{case}: {body}");
+    assert_eq!(body["error"]["status"], "UNAUTHENTICATED", "{case}");
+    assert!(
+        response_headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"customer-api\""),
+        "{case}"
+    );
+
+    let mut client = app.client_with(authorization);
+    let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+        customer: Some(new_customer("Auth", "Test")),
+        request_id: String::new(),
+    });
+    if let Some(key) = api_key {
+        request
+            .metadata_mut()
+            .insert("x-api-key", key.parse().unwrap());
+    }
+    let status = client.create_customer(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+    assert!(
+        status.metadata().get("www-authenticate").is_some(),
+        "{case}"
+    );
+    assert_eq!(
+        app.count("customers", "").await,
+        before,
+        "{case}: nothing may be written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_credential_is_rejected_on_grpc_and_rest() {
+    let app = strict_app().await;
+    let hs = EncodingKey::from_secret(TEST_SECRET.as_bytes());
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa.pem")).unwrap();
+    let claims = |f: &dyn Fn(&mut serde_json::Map<String, Json>)| {
+        let mut c = good_claims();
+        f(c.as_object_mut().unwrap());
+        c
+    };
+    let none_token = {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
+        format!("{header}.{payload}.")
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("garbage token", "garbage".into()),
+        ("alg none", none_token),
+        (
+            "HS256 signed with the RSA public key as secret",
+            sign(
+                Algorithm::HS256,
+                Some("rsa-1"),
+                &EncodingKey::from_secret(&pem("rsa_public.pem")),
+                &good_claims(),
+            ),
+        ),
+        (
+            "expired beyond leeway",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("exp".into(), json!(now() - 120));
+                }),
+            ),
+        ),
+        (
+            "nbf in the future",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("nbf".into(), json!(now() + 600));
+                }),
+            ),
+        ),
+        (
+            "exp as a string",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("exp".into(), json!((now() + 600).to_string()));
+                }),
+            ),
+        ),
+        (
+            "nbf as a string",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("nbf".into(), json!("0"));
+                }),
+            ),
+        ),
+        (
+            "missing exp",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.remove("exp");
+                }),
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("iss".into(), json!("https://evil.example"));
+                }),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(&|c| {
+                    c.insert("aud".into(), json!("someone-else"));
+                }),
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(Algorithm::RS256, Some("nope"), &rsa, &good_claims()),
+        ),
+        (
+            "RS256 without kid",
+            sign(Algorithm::RS256, None, &rsa, &good_claims()),
+        ),
+        (
+            "RS256 key presented as ES256 kid",
+            sign(Algorithm::RS256, Some("ec-1"), &rsa, &good_claims()),
+        ),
+        (
+            "wrong secret",
+            sign(
+                Algorithm::HS256,
+                None,
+                &EncodingKey::from_secret(b"another-secret-another-secret-0123"),
+                &good_claims(),
+            ),
+        ),
+        (
+            "oversized token",
+            format!(
+                "{}.{}.{}",
+                "a".repeat(4000),
+                "b".repeat(4000),
+                "c".repeat(400)
+            ),
+        ),
+    ];
+
+    assert_rejected(&app, "no credentials", None, None).await;
+    for (case, token) in &cases {
+        assert_rejected(&app, case, Some(&format!("Bearer {token}")), None).await;
+    }
+    assert_rejected(
+        &app,
+        "not a bearer scheme",
+        Some("Basic dXNlcjpwYXNz"),
+        None,
+    )
+    .await;
+    assert_rejected(&app, "malformed API key", None, Some("cak_nonsense")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_from_the_jwks_verify_by_kid_for_each_algorithm() {
+    let app = strict_app().await;
+    let keys = [
+        (
+            Algorithm::RS256,
+            "rsa-1",
+            EncodingKey::from_rsa_pem(&pem("rsa.pem")).unwrap(),
+        ),
+        (
+            Algorithm::ES256,
+            "ec-1",
+            EncodingKey::from_ec_pem(&pem("ec.pem")).unwrap(),
+        ),
+        (
+            Algorithm::EdDSA,
+            "ed-1",
+            EncodingKey::from_ed_pem(&pem("ed25519.pem")).unwrap(),
+        ),
+    ];
+    for (alg, kid, key) in keys {
+        let token = sign(alg, Some(kid), &key, &good_claims());
+        let created = grpc_create(&app, Some(&format!("Bearer {token}"))).await;
+        assert!(created.is_ok(), "{alg:?}: {created:?}");
+    }
+    // Leeway: expired 10 s ago is still within the 30 s default.
+    let mut claims = good_claims();
+    claims["exp"] = json!(now() - 10);
+    let token = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        &claims,
+    );
+    assert!(
+        grpc_create(&app, Some(&format!("Bearer {token}")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(app.count("customers", "created_by = 'svc'").await, 4);
+}
+
+/// A bearer token with exactly `granted` scopes, for the default test server.
+fn scoped(granted: &[&str]) -> String {
+    let mut settings = ServeSettings::for_database("unused");
+    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+    format!("Bearer {}", mint(&settings, "scoped", granted))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_gate_each_rpc_with_permission_denied() {
+    let app = TestApp::spawn().await;
+    let reader = scoped(&["customers.read"]);
+    let writer = scoped(&["customers.write"]);
+    let admin_only = scoped(&["customers.admin"]);
+
+    let status = grpc_create(&app, Some(&reader)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("customers.write"),
+        "{}",
+        status.message()
+    );
+    let (http_status, _, body) = rest_create(&app, &[("authorization", &reader)]).await;
+    assert_eq!(http_status, 403, "{body}");
+    assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
+
+    assert!(grpc_create(&app, Some(&writer)).await.is_ok());
+    let list = app
+        .client_with(Some(&writer))
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(list.code(), Code::PermissionDenied);
+    assert!(list.message().contains("customers.read"));
+
+    let list = app
+        .client_with(Some(&reader))
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.customers.len(), 1);
+
+    // The admin scope is for key management; it grants no customer access by itself.
+    let denied = app
+        .client_with(Some(&admin_only))
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_authenticate_until_revoked_or_expired() {
+    let app = TestApp::spawn().await;
+    let settings = ServeSettings::for_database(&app.database_url).database;
+    let pool = db::connect(&settings).await.unwrap();
+    let (info, key) = api_keys::create(
+        &pool,
+        "batch job",
+        &["customers.read".into(), "customers.write".into()],
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(key.starts_with("cak_"));
+    assert_eq!(
+        app.count("api_keys", &format!("secret_hash = sha256('{key}'::bytea)"))
+            .await,
+        0,
+        "only a hash of the secret is stored"
+    );
+
+    let (status, _, created) = rest_create(&app, &[("x-api-key", &key)]).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        app.count("customers", &format!("created_by = 'api-key:{}'", info.id))
+            .await,
+        1
+    );
+
+    assert!(api_keys::revoke(&pool, info.id).await.unwrap());
+    assert_rejected(&app, "revoked API key", None, Some(&key)).await;
+
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let (_, expired) = api_keys::create(&pool, "old", &["customers.read".into()], Some(past))
+        .await
+        .unwrap();
+    assert_rejected(&app, "expired API key", None, Some(&expired)).await;
+
+    let unknown_scope = api_keys::create(&pool, "x", &["customers.everything".into()], None).await;
+    assert!(unknown_scope.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_reflection_and_openapi_stay_open() {
+    let app = TestApp::spawn().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    assert!(
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok()
+    );
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for path in ["/openapi.json", "/healthz"] {
+        let response = client
+            .request(
+                http::Request::get(format!("http://{}{path}", app.addr))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}

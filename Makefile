@@ -13,6 +13,8 @@ CARGO ?= cargo
 LISTEN_ADDR ?= 127.0.0.1:8080
 BIN := target/debug/customer-api
 ENSURE_PG := scripts/ensure-postgres.sh
+# Development-only token secret for `make run` (override with JWT_HS256_SECRET).
+DEV_JWT_SECRET := dev-only-secret-do-not-use-in-production-0123456789
 # Integration tests are I/O bound (a database per test): run more of them than cores.
 TEST_THREADS ?= 6
 
@@ -24,18 +26,25 @@ help: ## List the targets
 build: ## Build the service
 	$(CARGO) build --bin customer-api
 
-run: build ## Start the service on LISTEN_ADDR with a working database
+run: build ## Start the service on LISTEN_ADDR with a working database and a dev token
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
+	export JWT_HS256_SECRET="$${JWT_HS256_SECRET:-$(DEV_JWT_SECRET)}"; \
 	$(BIN) migrate; \
+	token="$$($(BIN) token --scopes 'customers.read customers.write' --ttl 12h --sub developer)"; \
 	addr="$(LISTEN_ADDR)"; \
 	echo; \
-	echo "customer-api on $$addr (gRPC h2c + gRPC-web; reflection on). Try, in another shell:"; \
+	echo "customer-api on $$addr: gRPC (h2c), gRPC-web and REST. Authentication is on."; \
+	if [ "$$JWT_HS256_SECRET" = "$(DEV_JWT_SECRET)" ]; then \
+	  echo "Using the DEVELOPMENT token secret; set JWT_HS256_SECRET (or JWKS_FILE) for anything real."; fi; \
+	echo "A token valid for 12 h (customers.read customers.write):"; \
+	echo; echo "  export TOKEN=$$token"; echo; \
+	echo "Try, in another shell:"; \
 	echo "  grpcurl -plaintext $$addr list"; \
-	echo "  grpcurl -plaintext -d '{\"customer\":{\"given_name\":\"Ada\",\"family_name\":\"Lovelace\",\"email\":\"ada@example.com\"}}' $$addr customer.v1.CustomerService/CreateCustomer"; \
-	echo "  grpcurl -plaintext -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \
-	echo "  buf curl --protocol grpc --http2-prior-knowledge -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
-	echo "  buf curl --protocol grpcweb -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
-	echo "  curl -s http://$$addr/readyz"; \
+	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"customer\":{\"given_name\":\"Ada\",\"family_name\":\"Lovelace\",\"email\":\"ada@example.com\"}}' $$addr customer.v1.CustomerService/CreateCustomer"; \
+	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \
+	echo "  buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer \$$TOKEN\" -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
+	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" http://$$addr/v1/customers"; \
+	echo "  curl -s http://$$addr/openapi.json"; \
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 

@@ -229,6 +229,19 @@ pub struct ServeSettings {
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Requests per second each caller (token subject or API key) may make; 0 disables.
+    #[arg(long, env = "RATE_LIMIT_RPS", default_value_t = 500)]
+    pub rate_limit_rps: u32,
+
+    /// Burst each caller may make above the steady rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 1000)]
+    pub rate_limit_burst: u32,
+
+    /// Calls served at once; beyond this, calls are shed at once with UNAVAILABLE / 503
+    /// instead of queueing.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
     /// Largest accepted REST/JSON request body, in bytes (larger answers 413).
     #[arg(long, env = "MAX_REST_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_rest_body_bytes: usize,
@@ -253,6 +266,9 @@ impl fmt::Debug for ServeSettings {
             .field("request_id_ttl", &self.request_id_ttl)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_rest_body_bytes", &self.max_rest_body_bytes)
+            .field("rate_limit_rps", &self.rate_limit_rps)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("health_probe_interval", &self.health_probe_interval)
             .finish()
     }

@@ -35,7 +35,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     FILE_DESCRIPTOR_SET,
-    auth::{Authenticator, jwt::JwtVerifier, layer::AuthLayer},
+    auth::{
+        Authenticator,
+        jwt::JwtVerifier,
+        layer::AuthLayer,
+        limits::{ConcurrencyLimitLayer, RateLimits},
+    },
     config::ServeSettings,
     db,
     grpc::{CustomerApi, deadline::DeadlineLayer},
@@ -218,10 +223,15 @@ fn router(
 ) -> Result<Router, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
-    let customers = AuthLayer::new(authenticator).layer(
-        CustomerServiceServer::new(CustomerApi::new(service.clone()))
-            .max_decoding_message_size(settings.max_request_bytes)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+    // Overload is shed first (cheapest), then the caller is identified, scoped and rate
+    // limited.
+    let rate_limits = RateLimits::new(settings.rate_limit_rps, settings.rate_limit_burst);
+    let customers = ConcurrencyLimitLayer::new(settings.max_concurrent_requests).layer(
+        AuthLayer::new(authenticator, rate_limits).layer(
+            CustomerServiceServer::new(CustomerApi::new(service.clone()))
+                .max_decoding_message_size(settings.max_request_bytes)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        ),
     );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -7,6 +7,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -14,18 +15,22 @@ use http::{Request, Response};
 use tonic::{Status, body::Body, metadata::MetadataValue, server::NamedService};
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator, Principal, scopes};
+use super::{AuthError, Authenticator, Principal, limits::RateLimits, scopes};
 
 /// Wraps a gRPC service with [`Auth`].
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     authenticator: Authenticator,
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl AuthLayer {
-    /// Checks calls with `authenticator`.
-    pub fn new(authenticator: Authenticator) -> Self {
-        Self { authenticator }
+    /// Checks calls with `authenticator`, then each caller's `rate_limits`.
+    pub fn new(authenticator: Authenticator, rate_limits: Option<RateLimits>) -> Self {
+        Self {
+            authenticator,
+            rate_limits: rate_limits.map(Arc::new),
+        }
     }
 }
 
@@ -36,6 +41,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             authenticator: self.authenticator.clone(),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 }
@@ -45,6 +51,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     authenticator: Authenticator,
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl<S: NamedService> NamedService for Auth<S> {
@@ -70,6 +77,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
+        let rate_limits = self.rate_limits.clone();
         Box::pin(async move {
             let Some(scope) = scopes::required(request.uri().path()) else {
                 return Ok(
@@ -83,6 +91,11 @@ where
             };
             if !principal.has(scope) {
                 return Ok(forbidden(&principal, scope).into_http());
+            }
+            if let Some(limits) = &rate_limits
+                && let Err(retry_after) = limits.check(&principal.subject)
+            {
+                return Ok(RateLimits::exceeded(retry_after).into_http());
             }
             request.extensions_mut().insert(principal);
             inner.call(request).await

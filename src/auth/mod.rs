@@ -4,6 +4,7 @@
 //! - [`jwt`]: bearer tokens verified with an explicit algorithm allow-list (RFC 8725).
 //! - [`api_keys`]: random service-account keys, stored as hashes, with scopes, expiry and
 //!   revocation.
+//! - [`limits`]: per-caller rate limits and load shedding.
 //! - [`scopes`]: the table mapping every RPC to the scope it needs (deny by default).
 //! - [`layer`]: the tower layer that enforces both on every gRPC call before any business
 //!   work. REST and gRPC-web reach the same gRPC services, so one layer covers all three
@@ -12,6 +13,7 @@
 pub mod api_keys;
 pub mod jwt;
 pub mod layer;
+pub mod limits;
 pub mod scopes;
 
 use std::sync::Arc;

@@ -20,10 +20,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::{Request, Response};
 use tokio::sync::Semaphore;
 use tonic::{Code, Status, body::Body, server::NamedService};
-use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
-use crate::service::error::ERROR_DOMAIN;
+use crate::{grpc::status::transport_status, service::error::reason};
 
 /// Per-caller request rates.
 pub struct RateLimits {
@@ -57,20 +56,14 @@ impl RateLimits {
 
     /// The RESOURCE_EXHAUSTED answer.
     pub fn exceeded(retry_after: Duration) -> Status {
-        let mut details = ErrorDetails::new();
-        details.set_error_info(
-            "RATE_LIMITED",
-            ERROR_DOMAIN,
-            std::collections::HashMap::new(),
-        );
-        details.set_retry_info(Some(retry_after.max(Duration::from_millis(1))));
-        Status::with_error_details(
+        transport_status(
             Code::ResourceExhausted,
+            reason::RATE_LIMITED,
             format!(
                 "rate limit exceeded; retry in {} ms",
                 retry_after.as_millis().max(1)
             ),
-            details,
+            Some(retry_after.max(Duration::from_millis(1))),
         )
     }
 }
@@ -127,13 +120,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            let mut details = ErrorDetails::new();
-            details.set_error_info("OVERLOADED", ERROR_DOMAIN, std::collections::HashMap::new());
-            details.set_retry_info(Some(Duration::from_secs(1)));
-            let status = Status::with_error_details(
+            let status = transport_status(
                 Code::Unavailable,
+                reason::OVERLOADED,
                 "the server is at capacity; retry shortly",
-                details,
+                Some(Duration::from_secs(1)),
             );
             return Box::pin(async move { Ok(status.into_http()) });
         };

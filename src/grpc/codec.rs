@@ -5,14 +5,12 @@
 //! malformed input is INVALID_ARGUMENT per the gRPC status code guide, and carries the same
 //! `ErrorInfo` shape as every other error of this service.
 
+use crate::service::error::reason;
 use tonic::{
     Code, Status,
     codec::{BufferSettings, Codec as TonicCodec, DecodeBuf, Decoder},
 };
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
-use tonic_types::{ErrorDetails, StatusExt};
-
-use crate::service::error::{ERROR_DOMAIN, reason};
 
 /// Prost codec with client-fault decode errors. Named by `build.rs` (`codec_path`).
 #[derive(Debug)]
@@ -64,15 +62,10 @@ impl<U: prost::Message + Default> Decoder for ClientFaultDecoder<U> {
 }
 
 fn malformed(detail: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(
-        reason::MALFORMED_REQUEST,
-        ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
-    Status::with_error_details(
+    super::status::transport_status(
         Code::InvalidArgument,
+        reason::MALFORMED_REQUEST,
         format!("the request is not a valid protobuf message: {detail}"),
-        details,
+        None,
     )
 }

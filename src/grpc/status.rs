@@ -15,6 +15,22 @@ use crate::service::{
     error::{ERROR_DOMAIN, reason},
 };
 
+/// A status raised below the service layer (codec, limits): `ErrorInfo` with `reason`, and a
+/// `RetryInfo` when the client should come back after `retry`.
+pub fn transport_status(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    retry: Option<std::time::Duration>,
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    if let Some(retry) = retry {
+        details.set_retry_info(Some(retry));
+    }
+    Status::with_error_details(code, message, details)
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();

@@ -42,6 +42,10 @@ pub mod reason {
     pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
     /// An unexpected failure; details are in the server log under the reference.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The caller exceeded its rate limit.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The server is at its concurrency limit and shed the call.
+    pub const OVERLOADED: &str = "OVERLOADED";
 }
 
 /// Result of a use case.

@@ -5,7 +5,7 @@
 //! them all. Secrets (the database password, the page-token key) are never printed: `Debug`
 //! output of [`DatabaseSettings`] and [`ServeSettings`] redacts them.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -33,6 +33,10 @@ pub enum LogFormat {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only add noise at the use sites"
+)]
 pub enum Command {
     /// Apply pending migrations, then serve gRPC, gRPC-web and HTTP on one listener.
     Serve(ServeSettings),
@@ -249,6 +253,46 @@ pub struct ServeSettings {
     /// How often the database is probed for health reporting.
     #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub health_probe_interval: Duration,
+
+    /// TLS on the listener (plaintext unless a certificate is configured).
+    #[command(flatten)]
+    pub tls: TlsSettings,
+}
+
+/// TLS (and mutual TLS) on the one listener. All paths are PEM files; with none set the
+/// listener speaks plaintext (h2c and HTTP/1.1).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsSettings {
+    /// Server certificate chain (PEM, leaf first). Turns TLS on; needs `--tls-key`.
+    #[arg(
+        id = "tls_cert",
+        long = "tls-cert",
+        env = "TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of the server certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        id = "tls_key",
+        long = "tls-key",
+        env = "TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to. Turns on mutual TLS:
+    /// a client without a valid certificate is rejected during the handshake.
+    #[arg(
+        id = "tls_client_ca",
+        long = "tls-client-ca",
+        env = "TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServeSettings {
@@ -270,6 +314,7 @@ impl fmt::Debug for ServeSettings {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("health_probe_interval", &self.health_probe_interval)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -352,6 +397,41 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1/x"),
             "postgres://postgres@127.0.0.1/x"
+        );
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["customer-api", "serve", "--database-url", "postgres://x/y"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(settings) => settings.tls,
+                _ => unreachable!("parsed a serve command line"),
+            })
+        };
+        let none = parse(&[]).expect("plaintext by default");
+        assert!(none.cert.is_none() && none.key.is_none() && none.client_ca.is_none());
+        let all = parse(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ])
+        .expect("all three");
+        assert_eq!(all.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(all.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(
+            all.client_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err(), "cert needs a key");
+        assert!(parse(&["--tls-key", "k.pem"]).is_err(), "key needs a cert");
+        assert!(
+            parse(&["--tls-client-ca", "ca.pem"]).is_err(),
+            "mutual TLS needs TLS"
         );
     }
 

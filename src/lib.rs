@@ -15,6 +15,7 @@
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
+//! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`config`]: flags and environment.
 //! - [`telemetry`]: logging set-up.
@@ -27,6 +28,7 @@ pub mod grpc;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod tls;
 
 pub mod pb {
     //! Types and services generated from `proto/customer/v1`.

@@ -41,6 +41,8 @@ async fn serve(
     // Handlers are installed before the port opens: a SIGTERM during start-up (migrations)
     // must drain and exit 0 like any other, not kill the process.
     let shutdown = shutdown_signal()?;
+    // Bad certificate or key files fail before the port opens (`serve` loads them again).
+    customer_api::tls::acceptor(&settings.tls).map_err(server::StartError::from)?;
     let listener = server::bind(settings.listen_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen_addr))?;

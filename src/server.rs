@@ -6,6 +6,9 @@
 //! the configured address and passes SIGTERM/SIGINT). On shutdown the health service turns
 //! NOT_SERVING, the listener closes, and in-flight calls get `drain_timeout` to finish.
 //!
+//! With a certificate configured the listener speaks TLS instead (see [`crate::tls`]); the
+//! handshake runs in each connection's task, never in the accept loop.
+//!
 //! Each gRPC service is wrapped in tonic-web's layer individually (wrapping the merged
 //! router would answer 400 to every plain HTTP/1.1 request) and in [`DeadlineLayer`].
 
@@ -46,6 +49,7 @@ use crate::{
     grpc::{CustomerApi, deadline::DeadlineLayer},
     pb::customer_service_server::CustomerServiceServer,
     service::{CustomerService, page_token::PageTokens},
+    tls::{self, TlsAcceptor},
 };
 
 /// Shortest accepted page-token signing key.
@@ -72,6 +76,9 @@ pub enum StartError {
     /// A setting is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Serves until `shutdown` resolves, then drains. Returns once every connection is closed or
@@ -90,6 +97,8 @@ pub async fn serve(
             "PAGE_TOKEN_KEY must be at least {MIN_PAGE_TOKEN_KEY_BYTES} bytes"
         )));
     }
+    // Before any I/O: bad certificate or key files fail start-up, naming the file.
+    let tls: Option<TlsAcceptor> = tls::acceptor(&settings.tls)?;
     let pool = db::connect(&settings.database).await?;
     let applied = db::migrate(&pool).await?;
     if applied > 0 {
@@ -138,10 +147,15 @@ pub async fn serve(
         ready.clone(),
     )?;
     let local = listener.local_addr().ok();
-    tracing::info!(address = ?local, "serving gRPC, gRPC-web and HTTP");
+    tracing::info!(
+        address = ?local,
+        tls = tls.is_some(),
+        mutual_tls = settings.tls.client_ca.is_some(),
+        "serving gRPC, gRPC-web and HTTP"
+    );
 
     let graceful = GracefulShutdown::new();
-    let builder = connection_builder();
+    let builder = Arc::new(connection_builder());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -159,12 +173,30 @@ pub async fn serve(
                     tracing::debug!(%error, "TCP_NODELAY");
                 }
                 let service = TowerToHyperService::new(router.clone());
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let acceptor = tls.clone();
+                // The TLS handshake runs here, off the accept loop.
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let result = match acceptor {
+                        None => {
+                            let io = TokioIo::new(stream);
+                            let connection = builder.serve_connection_with_upgrades(io, service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Some(acceptor) => match tls::accept(&acceptor, stream).await {
+                            Ok(stream) => {
+                                let io = TokioIo::new(stream);
+                                let connection =
+                                    builder.serve_connection_with_upgrades(io, service);
+                                watcher.watch(connection.into_owned()).await
+                            }
+                            Err(error) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(error) = result {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });

@@ -28,7 +28,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{
     Code, Status,
     service::interceptor::InterceptedService,
-    transport::{Channel, Endpoint},
+    transport::{Channel, ClientTlsConfig, Endpoint},
 };
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -209,6 +209,22 @@ impl TestApp {
 
     /// Settings adjusted by `configure` (the database URL is already set).
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeSettings)) -> Self {
+        Self::spawn_configured(configure, None).await
+    }
+
+    /// Like [`TestApp::spawn_with`] for a server configured for TLS: `client` and `channel`
+    /// speak TLS with `client_tls` to `https://localhost:PORT` instead of plaintext.
+    pub async fn spawn_with_tls(
+        configure: impl FnOnce(&mut ServeSettings),
+        client_tls: ClientTlsConfig,
+    ) -> Self {
+        Self::spawn_configured(configure, Some(client_tls)).await
+    }
+
+    async fn spawn_configured(
+        configure: impl FnOnce(&mut ServeSettings),
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let (database_url, database_name) = fresh_database().await;
         let mut settings = ServeSettings::for_database(&database_url);
         settings.page_token_key = Some("integration-test page token key".into());
@@ -216,10 +232,15 @@ impl TestApp {
         settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
         settings.auth.jwks_file = Some(fixture("jwt/jwks.json").into());
         configure(&mut settings);
-        Self::start(settings, database_url, database_name).await
+        Self::start(settings, database_url, database_name, client_tls).await
     }
 
-    async fn start(settings: ServeSettings, database_url: String, database_name: String) -> Self {
+    async fn start(
+        settings: ServeSettings,
+        database_url: String,
+        database_name: String,
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let token = mint(
             &settings,
             "test-user",
@@ -232,12 +253,16 @@ impl TestApp {
             let _ = stop.await;
         }));
         // The listener is bound, so connecting succeeds at once; calls queue in the backlog
-        // until start-up (migrations) is done.
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        // until start-up (migrations) is done. (Over TLS the handshake completes once the
+        // server accepts.)
+        let endpoint = match client_tls {
+            None => Endpoint::from_shared(format!("http://{addr}")).expect("endpoint"),
+            Some(tls) => Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+                .expect("endpoint")
+                .tls_config(tls)
+                .expect("client TLS config"),
+        };
+        let channel = endpoint.connect().await.expect("connect");
         Self {
             addr,
             client: CustomerServiceClient::with_interceptor(channel.clone(), Bearer::new(&token)),

@@ -15,5 +15,6 @@ mod openapi;
 mod read;
 mod resilience;
 mod rest;
+mod tls;
 mod transport;
 mod update;

@@ -112,8 +112,12 @@ pub struct AuthSettings {
     #[arg(long, env = "JWT_HS256_SECRET")]
     pub jwt_hs256_secret: Option<String>,
     /// JWKS file with the public keys of RS256/ES256/EdDSA token issuers.
-    #[arg(long, env = "JWKS_FILE")]
+    #[arg(long, env = "JWKS_FILE", conflicts_with = "jwks_url")]
     pub jwks_file: Option<std::path::PathBuf>,
+    /// JWKS URL (http or https) with the issuers' public keys; fetched at start-up and again,
+    /// at most once a minute, when a token names an unknown key.
+    #[arg(long, env = "JWKS_URL")]
+    pub jwks_url: Option<String>,
     /// Required token issuer (`iss`).
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -136,6 +140,7 @@ impl fmt::Debug for AuthSettings {
                 &self.jwt_hs256_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_leeway", &self.jwt_leeway)
@@ -150,6 +155,7 @@ impl AuthSettings {
         crate::auth::jwt::JwtSettings {
             hs256_secret: self.jwt_hs256_secret.clone(),
             jwks_file: self.jwks_file.clone(),
+            jwks_url: self.jwks_url.clone(),
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway: self.jwt_leeway,

@@ -114,7 +114,7 @@ pub async fn serve(
         );
         Authenticator::disabled()
     } else {
-        let jwt = JwtVerifier::new(&settings.auth.jwt())?;
+        let jwt = JwtVerifier::new(&settings.auth.jwt()).await?;
         if jwt.is_none() {
             tracing::info!("no JWT_HS256_SECRET or JWKS_FILE: only API keys are accepted");
         }

@@ -37,6 +37,8 @@ pub struct JwtSettings {
     pub hs256_secret: Option<String>,
     /// JWKS file with public keys (RS256, ES256, EdDSA).
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (http or https) with public keys.
+    pub jwks_url: Option<String>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Required `aud`.
@@ -52,7 +54,7 @@ pub enum JwtSetupError {
     #[error("the HS256 secret must be at least {MIN_SECRET_BYTES} bytes")]
     WeakSecret,
     /// The JWKS file is unreadable or invalid.
-    #[error("JWKS file {path}: {problem}")]
+    #[error("JWKS {path}: {problem}")]
     Jwks {
         /// The file.
         path: String,
@@ -79,8 +81,37 @@ pub struct JwtVerifier {
 }
 
 struct Jwks {
-    path: PathBuf,
+    source: JwksSource,
     state: RwLock<JwksState>,
+}
+
+/// Where the public keys come from.
+#[derive(Debug, Clone)]
+enum JwksSource {
+    File(PathBuf),
+    Url(http::Uri),
+}
+
+impl JwksSource {
+    async fn load(
+        &self,
+    ) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, JwtSetupError> {
+        let (name, text) = match self {
+            Self::File(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| e.to_string()),
+            ),
+            Self::Url(uri) => (uri.to_string(), fetch(uri).await),
+        };
+        let text = text.map_err(|problem| JwtSetupError::Jwks {
+            path: name.clone(),
+            problem,
+        })?;
+        parse_jwks(&text).map_err(|problem| JwtSetupError::Jwks {
+            path: name,
+            problem,
+        })
+    }
 }
 
 struct JwksState {
@@ -89,9 +120,13 @@ struct JwksState {
 }
 
 impl JwtVerifier {
-    /// A verifier for `settings`; `None` when neither a secret nor a JWKS file is configured.
-    pub fn new(settings: &JwtSettings) -> Result<Option<Self>, JwtSetupError> {
-        if settings.hs256_secret.is_none() && settings.jwks_file.is_none() {
+    /// A verifier for `settings`; `None` when neither a secret nor a JWKS is configured. A
+    /// JWKS URL is fetched now, so a misconfiguration stops start-up.
+    pub async fn new(settings: &JwtSettings) -> Result<Option<Self>, JwtSetupError> {
+        if settings.hs256_secret.is_none()
+            && settings.jwks_file.is_none()
+            && settings.jwks_url.is_none()
+        {
             return Ok(None);
         }
         let hs256 = match &settings.hs256_secret {
@@ -101,13 +136,24 @@ impl JwtVerifier {
             Some(secret) => Some(DecodingKey::from_secret(secret.as_bytes())),
             None => None,
         };
-        let jwks = match &settings.jwks_file {
-            Some(path) => Some(Jwks {
-                path: path.clone(),
+        let source = match (&settings.jwks_file, &settings.jwks_url) {
+            (Some(path), _) => Some(JwksSource::File(path.clone())),
+            (None, Some(url)) => {
+                let uri: http::Uri = url.parse().map_err(|e| JwtSetupError::Jwks {
+                    path: url.clone(),
+                    problem: format!("not a URL: {e}"),
+                })?;
+                Some(JwksSource::Url(uri))
+            }
+            (None, None) => None,
+        };
+        let jwks = match source {
+            Some(source) => Some(Jwks {
                 state: RwLock::new(JwksState {
-                    keys: load_jwks(path)?,
+                    keys: source.load().await?,
                     loaded: Instant::now(),
                 }),
+                source,
             }),
             None => None,
         };
@@ -145,7 +191,7 @@ impl JwtVerifier {
                     .kid
                     .as_deref()
                     .ok_or_else(|| invalid("the token has no `kid`"))?;
-                jwks.key(kid, header.alg)?
+                jwks.key(kid, header.alg).await?
             }
             _ => return Err(invalid("the token's algorithm is not accepted")),
         };
@@ -192,14 +238,19 @@ impl JwtVerifier {
 }
 
 impl Jwks {
-    fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
-        let lookup = |state: &JwksState| state.keys.get(kid).cloned();
-        let found = self.state.read().ok().and_then(|state| lookup(&state));
-        let found = match found {
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let lookup = || {
+            self.state
+                .read()
+                .ok()
+                .and_then(|state| state.keys.get(kid).cloned())
+        };
+        let found = match lookup() {
             Some(found) => Some(found),
-            None => self
-                .refresh()
-                .and_then(|()| self.state.read().ok().and_then(|s| lookup(&s))),
+            None => {
+                self.refresh().await;
+                lookup()
+            }
         };
         let (key, key_alg) =
             found.ok_or_else(|| AuthError::InvalidToken("unknown signing key (kid)".into()))?;
@@ -211,41 +262,37 @@ impl Jwks {
         Ok(key)
     }
 
-    /// Re-reads the file if the last read is older than the refresh interval.
-    fn refresh(&self) -> Option<()> {
-        let mut state = self.state.write().ok()?;
-        if state.loaded.elapsed() < JWKS_REFRESH {
-            return None;
+    /// Reloads the keys unless they were loaded within the last minute, so a flood of tokens
+    /// with made-up key ids cannot turn into a flood of fetches.
+    async fn refresh(&self) {
+        {
+            let Ok(mut state) = self.state.write() else {
+                return;
+            };
+            if state.loaded.elapsed() < JWKS_REFRESH {
+                return;
+            }
+            state.loaded = Instant::now();
         }
-        state.loaded = Instant::now();
-        match load_jwks(&self.path) {
+        match self.source.load().await {
             Ok(keys) => {
-                state.keys = keys;
-                Some(())
+                if let Ok(mut state) = self.state.write() {
+                    state.keys = keys;
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "JWKS reload failed; keeping the previous keys");
-                None
-            }
+            Err(error) => tracing::warn!(%error, "JWKS reload failed; keeping the previous keys"),
         }
     }
 }
 
-fn load_jwks(
-    path: &PathBuf,
-) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, JwtSetupError> {
-    let problem = |problem: String| JwtSetupError::Jwks {
-        path: path.display().to_string(),
-        problem,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
+fn parse_jwks(text: &str) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
         let Some(kid) = jwk.common.key_id.clone() else {
-            return Err(problem("every key needs a `kid`".into()));
+            return Err("every key needs a `kid`".into());
         };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| problem(format!("key {kid}: {e}")))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
         let alg = jwk
             .common
             .key_algorithm
@@ -253,6 +300,83 @@ fn load_jwks(
         keys.insert(kid, (key, alg));
     }
     Ok(keys)
+}
+
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Bound on connecting to and reading from the JWKS endpoint.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// GETs a JWKS over HTTP/1.1, with TLS (Mozilla's roots) for https URLs.
+async fn fetch(uri: &http::Uri) -> Result<String, String> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(uri))
+        .await
+        .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
+}
+
+async fn fetch_inner(uri: &http::Uri) -> Result<String, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper_util::rt::TokioIo;
+
+    let host = uri.host().ok_or("the URL has no host")?.to_owned();
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("only http and https URLs are supported".into()),
+    };
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::HOST, host.as_str())
+        .header(http::header::ACCEPT, "application/json")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+
+    async fn send<T>(io: T, request: http::Request<Empty<bytes::Bytes>>) -> Result<String, String>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+    }
+
+    if https {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name =
+            rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        send(TokioIo::new(tls), request).await
+    } else {
+        send(TokioIo::new(tcp), request).await
+    }
 }
 
 #[derive(Debug, Serialize)]

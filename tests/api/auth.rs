@@ -546,3 +546,87 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_from_a_jwks_url_verify_and_unknown_kids_cannot_force_refetches() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let jwks = Bytes::from(std::fs::read(fixture("jwt/jwks.json")).unwrap());
+    {
+        let fetches = fetches.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let fetches = fetches.clone();
+                let jwks = jwks.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        let jwks = jwks.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(jwks)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+    let app = TestApp::spawn_with(|s| {
+        s.auth.jwks_file = None;
+        s.auth.jwks_url = Some(format!("http://{addr}/.well-known/jwks.json"));
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
+    })
+    .await;
+    // The first call waits for start-up, which fetched the keys once.
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa.pem")).unwrap();
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good_claims());
+    assert!(
+        grpc_create(&app, Some(&format!("Bearer {token}")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    for n in 0..5 {
+        let forged = sign(
+            Algorithm::RS256,
+            Some(&format!("made-up-{n}")),
+            &rsa,
+            &good_claims(),
+        );
+        let status = grpc_create(&app, Some(&format!("Bearer {forged}")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "unknown kids refetch at most once a minute"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_jwks_url_stops_start_up_with_a_clear_error() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let mut settings = ServeSettings::for_database(database_url);
+    settings.auth.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = customer_api::server::serve(settings, listener, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("authentication: JWKS http://127.0.0.1:9/jwks.json:"),
+        "{error}"
+    );
+}

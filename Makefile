@@ -17,6 +17,10 @@ ENSURE_PG := scripts/ensure-postgres.sh
 DEV_JWT_SECRET := dev-only-secret-do-not-use-in-production-0123456789
 # Integration tests are I/O bound (a database per test): run more of them than cores.
 TEST_THREADS ?= 6
+# The offline RustSec advisory-db snapshot `make lint` checks Cargo.lock against (see deny.toml),
+# and where scripts/advisory-db.sh keeps the git checkout of it that cargo-deny opens.
+ADVISORY_DB ?= ../shared/advisory-db
+ADVISORY_DBS ?= target/advisory-dbs
 
 .PHONY: help run test lint fmt build migrate openapi
 
@@ -52,9 +56,16 @@ test: ## Run every test (unit + integration against real PostgreSQL)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	$(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS)
 
-lint: ## rustfmt check + clippy with -D warnings
+lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@command -v cargo-deny >/dev/null || { \
+		echo "cargo-deny is not installed: installing it with cargo install --locked cargo-deny (several minutes)"; \
+		$(CARGO) install --locked cargo-deny; }
+	@# cargo metadata --offline needs every package of Cargo.lock (all platforms) on disk.
+	$(CARGO) fetch --locked --quiet
+	@scripts/advisory-db.sh "$(ADVISORY_DB)" "$(ADVISORY_DBS)"
+	DENY_ADVISORY_DBS="$(abspath $(ADVISORY_DBS))" $(CARGO) deny --locked --offline check advisories bans
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -18,13 +18,15 @@
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`config`]: flags and environment.
-//! - [`telemetry`]: logging set-up.
+//! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
+//! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod redact;
 pub mod server;
 pub mod service;
 pub mod telemetry;

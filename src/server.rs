@@ -309,7 +309,9 @@ fn router(
 /// The REST gateway over this service's descriptors (routes from `google.api.http`).
 fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
-        .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME))
+        .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
+        // Gateway errors quote paths and bodies, which may hold an email or phone number.
+        .redact_errors(crate::redact::mask_pii))
 }
 
 fn openapi_info() -> gateway::openapi::Info {

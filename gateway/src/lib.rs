@@ -29,6 +29,7 @@ pub mod template;
 pub mod transcode;
 
 use std::{
+    borrow::Cow,
     convert::Infallible,
     future::Future,
     pin::Pin,
@@ -64,11 +65,15 @@ pub enum BuildError {
     Route(#[from] RouteError),
 }
 
+/// A text filter for error messages, e.g. one that masks personal data.
+pub type Redactor = fn(&str) -> Cow<'_, str>;
+
 /// Configures a [`Gateway`].
 pub struct Builder {
     pool: DescriptorPool,
     services: Vec<String>,
     max_body_bytes: usize,
+    redact: Option<Redactor>,
 }
 
 impl Builder {
@@ -87,6 +92,14 @@ impl Builder {
     /// Largest accepted request body (default 1 MiB); larger bodies answer 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Passes the errors the gateway itself answers (no route, unreadable or ill-typed body,
+    /// bad parameter), which may quote the request, through `redact`: their message and every
+    /// string in their details. Errors of the service are passed on as the service wrote them.
+    pub fn redact_errors(mut self, redact: Redactor) -> Self {
+        self.redact = Some(redact);
         self
     }
 
@@ -123,6 +136,7 @@ impl Builder {
                 routes,
                 grpc,
                 max_body_bytes: self.max_body_bytes,
+                redact: self.redact,
             }),
         })
     }
@@ -165,6 +179,7 @@ struct Inner {
     routes: Vec<Route>,
     grpc: GrpcService,
     max_body_bytes: usize,
+    redact: Option<Redactor>,
 }
 
 impl Gateway {
@@ -178,6 +193,7 @@ impl Gateway {
             pool,
             services: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            redact: None,
         })
     }
 
@@ -234,9 +250,15 @@ impl Inner {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = request.into_parts();
-        let (route, captures) = self.route(&parts.method, parts.uri.path())?;
-        let body = self.read_body(&parts, body).await?;
-        let prepared = transcode::prepare(route, &parts, captures, &body)?;
+        let (route, captures) = self
+            .route(&parts.method, parts.uri.path())
+            .map_err(|e| self.redacted(e))?;
+        let body = self
+            .read_body(&parts, body)
+            .await
+            .map_err(|e| self.redacted(e))?;
+        let prepared =
+            transcode::prepare(route, &parts, captures, &body).map_err(|e| self.redacted(e))?;
         let mut call = grpc_call::start(
             &self.grpc,
             &route.grpc_uri,
@@ -370,6 +392,19 @@ impl Inner {
         }
     }
 
+    /// `error` through the configured [`Redactor`], if any.
+    fn redacted(&self, mut error: HttpError) -> HttpError {
+        if let Some(redact) = self.redact {
+            if let Cow::Owned(message) = redact(&error.message) {
+                error.message = message;
+            }
+            for detail in &mut error.details {
+                redact_strings(detail, redact);
+            }
+        }
+        error
+    }
+
     /// A service status as HTTP; a stale etag sent as `If-Match` is 412.
     fn status_error(&self, status: &tonic::Status, if_match: bool) -> HttpError {
         let mut error = HttpError::from_status(status, &self.pool);
@@ -463,5 +498,61 @@ impl Inner {
             headers.append(name, value);
         }
         response
+    }
+}
+
+/// Applies `redact` to every string in `value`.
+fn redact_strings(value: &mut serde_json::Value, redact: Redactor) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let Cow::Owned(redacted) = redact(text) {
+                *text = redacted;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                redact_strings(item, redact);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for field in fields.values_mut() {
+                redact_strings(field, redact);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn stars(text: &str) -> Cow<'_, str> {
+        if text.contains("secret") {
+            Cow::Owned(text.replace("secret", "***"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    #[test]
+    fn redaction_reaches_every_string_of_the_details() {
+        let mut error = HttpError::bad_request(
+            "INVALID_BODY",
+            "bad secret",
+            vec![error::Violation {
+                field: "customer.email".into(),
+                description: "`secret` is not valid".into(),
+            }],
+        );
+        for detail in &mut error.details {
+            redact_strings(detail, stars);
+        }
+        let details = json!(error.details).to_string();
+        assert!(!details.contains("secret"), "{details}");
+        assert!(details.contains("`***` is not valid"), "{details}");
+        assert!(details.contains("customer.email"), "{details}");
     }
 }

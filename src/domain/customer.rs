@@ -592,12 +592,14 @@ pub fn is_label_key(key: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
-/// Shortens echoed input in messages.
+/// Shortens echoed input in messages, with email addresses and phone numbers masked (first,
+/// so that a cut one is still recognised).
 fn clip(text: &str) -> String {
     const MAX: usize = 64;
+    let text = crate::redact::mask_pii(text);
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+        None => text.into_owned(),
     }
 }
 

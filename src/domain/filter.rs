@@ -275,8 +275,10 @@ fn error(position: usize, message: impl Into<String>) -> FilterError {
 
 /// Shortens user input for inclusion in an error message.
 fn snippet(s: &str) -> String {
+    // Masked before it is cut, so a clipped email or phone number is still recognised.
+    let s = crate::redact::mask_pii(s);
     if s.chars().count() <= MAX_SNIPPET_LEN {
-        s.to_owned()
+        s.into_owned()
     } else {
         let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
         out.push('…');

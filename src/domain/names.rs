@@ -86,12 +86,14 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
     Uuid::try_parse(text).ok()
 }
 
-/// Echoing input back in errors is helpful; echoing megabytes of it is not.
+/// Echoing input back in errors is helpful; echoing megabytes of it, or an email address
+/// or phone number (masked first, so a cut one is still recognised), is not.
 fn truncate(text: &str) -> String {
     const MAX: usize = 80;
+    let text = crate::redact::mask_pii(text);
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+        None => text.into_owned(),
     }
 }
 

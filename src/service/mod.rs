@@ -34,6 +34,7 @@ use crate::{
         names::{CUSTOMER_TYPE, CustomerName},
         order_by,
     },
+    redact::mask_pii_owned,
 };
 
 /// Default `page_size` of ListCustomers.
@@ -119,6 +120,13 @@ impl CustomerService {
                 "validated create without data",
             )));
         };
+        // Logged as is: the log writer masks email addresses and phone numbers in every line
+        // (`j***@example.com`), which keeps the domain for operators and nothing more.
+        tracing::debug!(
+            email = %data.email,
+            phone = data.phone.as_deref().unwrap_or_default(),
+            "creating customer"
+        );
         // The actor is part of the fingerprint: a request id is only ever replayed to the
         // caller who first used it.
         let fingerprint = fingerprint("CreateCustomer", &[actor, &json(&input)]);
@@ -201,17 +209,20 @@ impl CustomerService {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
         };
+        tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
+        // The parsers mask the input they echo; masking the whole message as well keeps any
+        // future message that quotes the filter (which may name an email) safe too.
         let filter = match filter::parse(&request.filter) {
             Ok(filter) => filter,
             Err(error) => {
-                violations.add("filter", error.to_string());
+                violations.add("filter", mask_pii_owned(error.to_string()));
                 None
             }
         };
         let order = match order_by::parse(&request.order_by) {
             Ok(order) => order,
             Err(error) => {
-                violations.add("order_by", error.to_string());
+                violations.add("order_by", mask_pii_owned(error.to_string()));
                 Vec::new()
             }
         };
@@ -296,6 +307,7 @@ impl CustomerService {
             )));
         };
 
+        tracing::debug!(customer = %name, fields = ?mask, "updating customer");
         let fingerprint = fingerprint(
             "UpdateCustomer",
             &[
@@ -349,6 +361,7 @@ impl CustomerService {
                 "validated delete without parts",
             )));
         };
+        tracing::debug!(customer = %parsed, "deleting customer");
         let fingerprint = fingerprint("DeleteCustomer", &[actor, name, etag]);
         let etag = etag.to_owned();
         let actor = actor.to_owned();
@@ -368,6 +381,7 @@ impl CustomerService {
     /// Restores a soft-deleted customer.
     pub async fn undelete(&self, name: &str, etag: &str, actor: &str) -> Result<Customer> {
         let parsed = CustomerName::parse("name", name)?;
+        tracing::debug!(customer = %parsed, "undeleting customer");
         let etag = etag.to_owned();
         let actor = actor.to_owned();
         self.write(async move |conn| {

@@ -12,6 +12,7 @@ mod delete;
 mod helpers;
 mod list;
 mod openapi;
+mod privacy;
 mod read;
 mod resilience;
 mod rest;

@@ -1,0 +1,634 @@
+//! Masking of personal data in free text: log lines, error messages, metric labels.
+//!
+//! Customer records hold email addresses, phone numbers and postal addresses. None of them
+//! may reach a log line, a trace or an error message in clear: logs are shipped, indexed and
+//! kept far longer, and read by far more people, than the database. [`mask_pii`] is the one
+//! place that knows what such values look like in text:
+//!
+//! - **Email addresses** (`local@domain.tld`, also with the `@` percent-encoded as `%40`):
+//!   the local part becomes its first character and `***`; the domain stays, it is what an
+//!   operator needs to see (`jane.doe@example.com` → `j***@example.com`). A one-character
+//!   local part is masked whole (`j@example.com` → `***@example.com`).
+//! - **Phone numbers**: `+` (or `%2B`) followed by 7–15 digits, optionally grouped by single
+//!   spaces or dashes, and bare runs of 9 or more digits. Only the last two digits are kept,
+//!   behind a fixed-width mask that does not reveal the length (`+49 30 123456` →
+//!   `+*******56`, `4930123456` → `*******56`).
+//!
+//! What is deliberately left alone, so that logs stay useful: UUIDs and resource names
+//! (`customers/0190a7b2-…`), hex ids and any other token that mixes digits with letters,
+//! RFC 3339 timestamps (including nanosecond fractions and `+01:00` offsets), durations
+//! (`1.234567891s`, `250ms`), decimal numbers, IP addresses and ports, and ANSI colour codes
+//! (text logs on a terminal) around masked values. Bare digit runs of 9+ digits that are not
+//! part of such a token are masked even when they are not phone numbers (a Unix timestamp in
+//! milliseconds, a large byte count): the cost of a false positive is a less precise log line,
+//! that of a false negative a leaked phone number.
+//!
+//! Postal addresses are free text with no recognisable shape; they are protected by never
+//! being logged or echoed, not by this scanner.
+//!
+//! The scanner is hand-written over bytes (no regex engine), runs in one pass per kind, and
+//! allocates only when it masks something: text without personal data comes back as
+//! [`Cow::Borrowed`].
+
+use std::borrow::Cow;
+
+/// What replaces an email's local part (after its first character).
+const EMAIL_MASK: &str = "***";
+/// What replaces all but the last two digits of a phone number.
+const PHONE_MASK: &str = "*******";
+/// Fewest digits after `+` for a phone number.
+const MIN_PLUS_DIGITS: usize = 7;
+/// Most digits of an E.164 number.
+const MAX_PLUS_DIGITS: usize = 15;
+/// Fewest digits of a bare run that is masked.
+const MIN_BARE_DIGITS: usize = 9;
+
+/// Masks email addresses and phone numbers in `text` (see the [module docs](self)).
+///
+/// Returns [`Cow::Borrowed`] (no allocation) when there is nothing to mask. Masking is
+/// idempotent: masked text passes through unchanged.
+///
+/// ```
+/// use customer_api::redact::mask_pii;
+///
+/// assert_eq!(mask_pii("to jane.doe@example.com"), "to j***@example.com");
+/// assert_eq!(mask_pii("phone=+4930123456"), "phone=+*******56");
+/// let id = "customers/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e at 2024-05-01T10:00:00.123456789Z";
+/// assert!(matches!(mask_pii(id), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn mask_pii(text: &str) -> Cow<'_, str> {
+    match mask_emails(text) {
+        Cow::Borrowed(text) => mask_phones(text),
+        Cow::Owned(masked) => {
+            if let Cow::Owned(both) = mask_phones(&masked) {
+                return Cow::Owned(both);
+            }
+            Cow::Owned(masked)
+        }
+    }
+}
+
+/// [`mask_pii`] for an owned string: returns it as is (no copy) when nothing is masked.
+pub fn mask_pii_owned(text: String) -> String {
+    match mask_pii(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(masked) => masked,
+    }
+}
+
+/// Copies `text` into a new string lazily, on the first replacement.
+struct Rewriter<'a> {
+    text: &'a str,
+    out: Option<String>,
+    /// Bytes of `text` already copied to (or replaced in) `out`.
+    copied: usize,
+}
+
+impl<'a> Rewriter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            out: None,
+            copied: 0,
+        }
+    }
+
+    /// Drops `text[start..end]` (both on char boundaries, `start >= copied`) and returns the
+    /// buffer to append its replacement to.
+    fn replace(&mut self, start: usize, end: usize) -> &mut String {
+        let text = self.text;
+        let out = self
+            .out
+            .get_or_insert_with(|| String::with_capacity(text.len() + 8));
+        out.push_str(&text[self.copied..start]);
+        self.copied = end;
+        out
+    }
+
+    fn finish(self) -> Cow<'a, str> {
+        match self.out {
+            None => Cow::Borrowed(self.text),
+            Some(mut out) => {
+                out.push_str(&self.text[self.copied..]);
+                Cow::Owned(out)
+            }
+        }
+    }
+}
+
+/// Bytes that may form an email's local part as the scanner sees it (a practical subset of
+/// RFC 5322: no quotes, `=`, `/` … so that `email=jane@…` or `"jane@…"` keep their
+/// surroundings). Non-ASCII bytes count, so internationalised addresses are masked whole.
+fn is_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-') || b >= 0x80
+}
+
+/// Bytes of a domain label.
+fn is_domain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80
+}
+
+/// Bytes of a word-like token: an identifier, a number, a UUID.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+}
+
+/// `%XX` with two hex digits at `i`.
+fn is_percent_escape(b: &[u8], i: usize) -> bool {
+    b.get(i) == Some(&b'%')
+        && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+}
+
+/// The length of the at sign at `i`: 1 for `@`, 3 for `%40`, 0 for none.
+fn at_sign(b: &[u8], i: usize) -> usize {
+    match b[i] {
+        b'@' => 1,
+        b'%' if b.get(i + 1) == Some(&b'4') && b.get(i + 2) == Some(&b'0') => 3,
+        _ => 0,
+    }
+}
+
+/// The length of the plus sign at `i`: 1 for `+`, 3 for `%2B`, 0 for none.
+fn plus_sign(b: &[u8], i: usize) -> usize {
+    match b[i] {
+        b'+' => 1,
+        b'%' if b.get(i + 1) == Some(&b'2') && matches!(b.get(i + 2), Some(b'B' | b'b')) => 3,
+        _ => 0,
+    }
+}
+
+/// The end of an ANSI escape sequence starting at `i` (an `ESC`): CSI sequences
+/// (`ESC [ params final`) whole, any other escape as the `ESC` alone.
+fn skip_escape(b: &[u8], i: usize) -> usize {
+    if b.get(i + 1) != Some(&b'[') {
+        return i + 1;
+    }
+    let mut p = i + 2;
+    while p < b.len() && (0x20..=0x3f).contains(&b[p]) {
+        p += 1;
+    }
+    if p < b.len() && (0x40..=0x7e).contains(&b[p]) {
+        p += 1;
+    }
+    p
+}
+
+/// The end of a domain starting at `start`: two or more dot-separated labels whose last
+/// (the TLD) starts with a letter and has at least two characters. A trailing dot (end of
+/// a sentence) is not part of it.
+fn domain_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut p = start;
+    let mut labels = 0;
+    let mut last_label;
+    loop {
+        let label = p;
+        while p < b.len() && is_domain_byte(b[p]) {
+            p += 1;
+        }
+        if p == label {
+            return None;
+        }
+        labels += 1;
+        last_label = label;
+        if b.get(p) == Some(&b'.') && b.get(p + 1).is_some_and(|&c| is_domain_byte(c)) {
+            p += 1;
+        } else {
+            break;
+        }
+    }
+    let tld = &b[last_label..p];
+    let tld_ok = tld.len() >= 2 && (tld[0].is_ascii_alphabetic() || tld[0] >= 0x80);
+    (labels >= 2 && tld_ok).then_some(p)
+}
+
+fn mask_emails(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if !b.contains(&b'@') && !text.contains("%40") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Rewriter::new(text);
+    // Start of the run of local-part bytes that ends at `i`.
+    let mut token = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let at = at_sign(b, i);
+        if at > 0 {
+            let mut local = token;
+            while local < i && b[local] == b'.' {
+                local += 1;
+            }
+            if local < i && domain_end(b, i + at).is_some() {
+                let replacement = out.replace(local, i);
+                let mut chars = text[local..i].chars();
+                if let (Some(first), Some(_)) = (chars.next(), chars.next()) {
+                    replacement.push(first);
+                }
+                replacement.push_str(EMAIL_MASK);
+            }
+            // The domain is scanned like any text: in `a@b.cc@d.ee` it is also the local
+            // part of a second address, masked now rather than on a second pass.
+            i += at;
+            token = i;
+        } else if b[i] == 0x1b {
+            i = skip_escape(b, i);
+            token = i;
+        } else if is_percent_escape(b, i) {
+            i += 3;
+            token = i;
+        } else {
+            i += 1;
+            if !is_local_byte(b[i - 1]) {
+                token = i;
+            }
+        }
+    }
+    out.finish()
+}
+
+/// `+` phone digits from `start`: 7–15 digits, single spaces or dashes between them, not
+/// followed by a word character. Returns the end and the last two digits.
+fn plus_phone(b: &[u8], start: usize) -> Option<(usize, [u8; 2])> {
+    let mut p = start;
+    let mut digits = 0;
+    let mut last = [0_u8; 2];
+    let mut end = start;
+    while p < b.len() {
+        if b[p].is_ascii_digit() {
+            digits += 1;
+            last = [last[1], b[p]];
+            p += 1;
+            end = p;
+        } else if digits > 0
+            && matches!(b[p], b' ' | b'-')
+            && b.get(p + 1).is_some_and(u8::is_ascii_digit)
+        {
+            p += 1;
+        } else {
+            break;
+        }
+    }
+    let bounded = !b.get(end).is_some_and(|&c| is_token_byte(c) && c != b'-');
+    ((MIN_PLUS_DIGITS..=MAX_PLUS_DIGITS).contains(&digits) && bounded).then_some((end, last))
+}
+
+/// Whether the dash-separated groups of `token` contain a UUID (8-4-4-4-12 hex digits).
+fn contains_uuid(token: &[u8]) -> bool {
+    let groups: Vec<&[u8]> = token.split(|&c| c == b'-').collect();
+    groups.windows(5).any(|w| {
+        w.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && w.iter().all(|g| g.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
+fn mask_phones(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if !b.iter().any(u8::is_ascii_digit) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Rewriter::new(text);
+    let mut i = 0;
+    // End of the last ANSI escape: a boundary, although it ends in a letter (`ESC[0m`).
+    let mut escape_end = 0;
+    while i < b.len() {
+        let plus = plus_sign(b, i);
+        // `+` must start a word (`a+1234567` is not a phone number); `%2B` is an encoded
+        // `+` and follows whatever was encoded before it (`phone%3D%2B49…`).
+        let starts = plus == 3 || i == escape_end || !b[i - 1].is_ascii_alphanumeric();
+        if plus > 0
+            && starts
+            && let Some((end, last)) = plus_phone(b, i + plus)
+        {
+            let replacement = out.replace(i + plus, end);
+            replacement.push_str(PHONE_MASK);
+            replacement.extend(last.map(char::from));
+            i = end;
+            continue;
+        }
+        if b[i] == 0x1b {
+            i = skip_escape(b, i);
+            escape_end = i;
+            continue;
+        }
+        if !is_token_byte(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i;
+        while end < b.len() && is_token_byte(b[end]) {
+            end += 1;
+        }
+        i = end;
+        let token = &b[start..end];
+        // Identifiers, hex ids, `123456789ns`, `…T10:00:00.123456789Z`: not phone numbers.
+        if token.iter().any(|&c| c.is_ascii_alphabetic() || c == b'_') || contains_uuid(token) {
+            continue;
+        }
+        let mut run = start;
+        while run < end {
+            if !b[run].is_ascii_digit() {
+                run += 1;
+                continue;
+            }
+            let mut run_end = run;
+            while run_end < end && b[run_end].is_ascii_digit() {
+                run_end += 1;
+            }
+            // A fraction (`0.123456789`, `…:00.123456789+01:00`) or the integer part of a
+            // decimal (`123456789.5`); not digits after any dot (`labels.4930123456`).
+            let fraction =
+                run == start && start >= 2 && b[start - 1] == b'.' && b[start - 2].is_ascii_digit();
+            let decimal = run_end == end
+                && b.get(end) == Some(&b'.')
+                && b.get(end + 1).is_some_and(u8::is_ascii_digit);
+            if run_end - run >= MIN_BARE_DIGITS && !fraction && !decimal {
+                let replacement = out.replace(run, run_end);
+                replacement.push_str(PHONE_MASK);
+                replacement.push_str(&text[run_end - 2..run_end]);
+            }
+            run = run_end;
+        }
+    }
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn masked(text: &str) -> String {
+        mask_pii(text).into_owned()
+    }
+
+    fn untouched(text: &str) {
+        assert!(
+            matches!(mask_pii(text), Cow::Borrowed(_)),
+            "{text:?} was changed to {:?}",
+            mask_pii(text)
+        );
+    }
+
+    #[test]
+    fn emails_keep_the_first_character_and_the_domain() {
+        assert_eq!(masked("jane.doe@example.com"), "j***@example.com");
+        assert_eq!(
+            masked("email=jane.doe+news@mail.example.co.uk done"),
+            "email=j***@mail.example.co.uk done"
+        );
+        assert_eq!(
+            masked(r#"{"email":"ada@example.org"}"#),
+            r#"{"email":"a***@example.org"}"#
+        );
+        assert_eq!(
+            masked(r#"filter="email = \"ada@example.org\"""#),
+            r#"filter="email = \"a***@example.org\"""#
+        );
+        assert_eq!(masked("mail ada@example.org."), "mail a***@example.org.");
+        assert_eq!(masked("a@b.io"), "***@b.io");
+        assert_eq!(masked("<ADA_L@Example.COM>"), "<A***@Example.COM>");
+        assert_eq!(masked("jöhn@exämple.de"), "j***@exämple.de");
+        assert_eq!(
+            masked("x=ada@example.org,y=bob@example.net"),
+            "x=a***@example.org,y=b***@example.net"
+        );
+        assert_eq!(masked("..ada@example.org"), "..a***@example.org");
+    }
+
+    #[test]
+    fn percent_encoded_emails_and_phones_are_masked() {
+        assert_eq!(
+            masked("filter=email%3D%22jane.doe%40example.com%22"),
+            "filter=email%3D%22j***%40example.com%22"
+        );
+        assert_eq!(
+            masked("filter=phone%3D%2B4930123456"),
+            "filter=phone%3D%2B*******56"
+        );
+    }
+
+    #[test]
+    fn ansi_colour_codes_around_values_survive() {
+        assert_eq!(masked("\x1b[0m+4930123456"), "\x1b[0m+*******56");
+        let line = "\x1b[3memail\x1b[0m\x1b[2m=\x1b[0mjane@example.com \x1b[3mphone\x1b[0m\x1b[2m=\x1b[0m4930123456";
+        assert_eq!(
+            masked(line),
+            "\x1b[3memail\x1b[0m\x1b[2m=\x1b[0mj***@example.com \x1b[3mphone\x1b[0m\x1b[2m=\x1b[0m*******56"
+        );
+    }
+
+    #[test]
+    fn not_emails() {
+        for text in [
+            "postgres://user:secret@localhost:5432/db",
+            "tonic@0.14.1",
+            "@example.com",
+            "a@b",
+            "a@b.c",
+            "x @ y.com",
+            "user@host",
+            "50%4",
+        ] {
+            untouched(text);
+        }
+    }
+
+    #[test]
+    fn phones_keep_the_last_two_digits() {
+        assert_eq!(masked("+4930123456"), "+*******56");
+        assert_eq!(masked("phone=+4930123456"), "phone=+*******56");
+        assert_eq!(masked("call +49 30 1234-5678 now"), "call +*******78 now");
+        assert_eq!(masked("+1-415-555-0123."), "+*******23.");
+        assert_eq!(
+            masked(r#"phone: Some("+14155550123")"#),
+            r#"phone: Some("+*******23")"#
+        );
+        assert_eq!(masked("4930123456"), "*******56");
+        assert_eq!(masked("n=030123456789,"), "n=*******89,");
+        assert_eq!(masked("1724222920123"), "*******23");
+        assert_eq!(masked("+ 123456789"), "+ *******89");
+        assert_eq!(masked("-123456789"), "-*******89");
+        assert_eq!(masked("labels.4930123456 = x"), "labels.*******56 = x");
+        assert_eq!(masked("v.4930123456"), "v.*******56");
+        // Too many digits for `+`, still a long bare run.
+        assert_eq!(masked("+1234567890123456"), "+*******56");
+        // Any long bare number is indistinguishable from a phone number: masked too.
+        assert_eq!(masked("lock 7165064541939392817"), "lock *******17");
+    }
+
+    #[test]
+    fn not_phones() {
+        for text in [
+            "customers/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e",
+            "00000000-0000-0000-0000-000000000000",
+            "customers/01900000-0000-7000-8000-123456789012",
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:00.123456789Z",
+            "2024-05-01T10:00:00.123456789+01:00",
+            "2024-05-01T10:00:00-05:00",
+            "1.234567891s",
+            "123456789ns",
+            "elapsed=123.456789012ms",
+            "0.123456789",
+            "123456789.5",
+            "http://127.0.0.1:50051/customer.v1.CustomerService/GetCustomer",
+            "http://[::1]:8080/v1/customers?page_size=1000",
+            "10.0.0.1:5432",
+            "trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+            "sha=7a21a7f0123456789",
+            "12345678",
+            "+123456",
+            "a+1234567",
+            "+4930123456abc",
+            "labels.tier_123456789",
+            "reference 550e8400-e29b-41d4-a716-446655440000",
+            "SELECT pg_advisory_lock(774411)",
+        ] {
+            untouched(text);
+        }
+    }
+
+    #[test]
+    fn both_kinds_in_one_line() {
+        assert_eq!(
+            masked("created jane@example.com +4930123456 at 2024-05-01T10:00:00Z"),
+            "created j***@example.com +*******56 at 2024-05-01T10:00:00Z"
+        );
+        assert_eq!(masked("4930123456@example.com"), "4***@example.com");
+    }
+
+    #[test]
+    fn owned_input_is_returned_without_a_copy_when_clean() {
+        let text = String::from("nothing to see");
+        let pointer = text.as_ptr();
+        let same = mask_pii_owned(text);
+        assert_eq!(same.as_ptr(), pointer);
+        assert_eq!(mask_pii_owned("ada@example.org".into()), "a***@example.org");
+    }
+
+    fn email() -> impl Strategy<Value = String> {
+        (
+            "[a-zA-Z0-9][a-zA-Z0-9._+-]{0,20}[a-zA-Z0-9]",
+            "[a-z]([a-z0-9-]{0,10}[a-z0-9])?",
+            prop::collection::vec("[a-z0-9]{1,8}", 0..3),
+            "[a-z]{2,6}",
+        )
+            .prop_map(|(local, first, middle, tld)| {
+                let mut domain = first;
+                for label in middle {
+                    domain.push('.');
+                    domain.push_str(&label);
+                }
+                format!("{local}@{domain}.{tld}")
+            })
+    }
+
+    fn phone() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\+[1-9][0-9]{6,14}",
+            "\\+[1-9][0-9]{1,3}( |-)[0-9]{2,4}( |-)[0-9]{3,7}",
+            "[0-9]{9,20}",
+        ]
+    }
+
+    /// Text around a value: separators that logs, JSON and errors put there.
+    fn surroundings() -> impl Strategy<Value = (String, String)> {
+        let before = prop_oneof![
+            Just(String::new()),
+            Just(" ".to_owned()),
+            Just("email=".to_owned()),
+            Just("\"".to_owned()),
+            Just("\\\"".to_owned()),
+            Just("(".to_owned()),
+            Just("\x1b[2m=\x1b[0m".to_owned()),
+            "[a-z ]{0,10}[ =:]",
+        ];
+        let after = prop_oneof![
+            Just(String::new()),
+            Just(" ".to_owned()),
+            Just("\"".to_owned()),
+            Just("\\\"".to_owned()),
+            Just(")".to_owned()),
+            Just(", ".to_owned()),
+            Just(".".to_owned()),
+            "[ ,;][a-z ]{0,10}",
+        ];
+        (before, after)
+    }
+
+    proptest! {
+        #[test]
+        fn emails_never_survive((before, after) in surroundings(), email in email()) {
+            let text = format!("{before}{email}{after}");
+            let out = masked(&text);
+            prop_assert!(!out.contains(&email), "{text:?} -> {out:?}");
+            let (local, domain) = email.split_once('@').unwrap();
+            let first = local.chars().next().unwrap();
+            let masked_email = format!("{first}***@{domain}");
+            prop_assert!(out.contains(&masked_email), "{text:?} -> {out:?}");
+            prop_assert!(out.starts_with(&before) && out.ends_with(&after), "{text:?} -> {out:?}");
+        }
+
+        #[test]
+        fn phones_never_survive((before, after) in surroundings(), phone in phone()) {
+            let text = format!("{before}{phone}{after}");
+            let out = masked(&text);
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            let out_digits: String = out.chars().filter(char::is_ascii_digit).collect();
+            prop_assert!(!out_digits.contains(&digits[..digits.len() - 2]), "{text:?} -> {out:?}");
+            prop_assert!(out.contains(&format!("*******{}", &digits[digits.len() - 2..])), "{text:?} -> {out:?}");
+        }
+
+        #[test]
+        fn masking_is_idempotent(text in ".{0,80}", email in email(), phone in phone()) {
+            for input in [text.clone(), format!("{text} {email} {phone}"), format!("{email}{text}{phone}")] {
+                let once = masked(&input);
+                prop_assert_eq!(masked(&once), once.clone());
+            }
+        }
+
+        /// Dense in the bytes the scanner cares about, so odd combinations come up often.
+        #[test]
+        fn odd_text_is_masked_idempotently(text in "[a-c0-9@%.+ _:\\-\x1b\\[m4B2é¡\"]{0,60}") {
+            let once = masked(&text);
+            prop_assert_eq!(masked(&once), once.clone(), "{:?}", text);
+        }
+
+        #[test]
+        fn ids_times_and_addresses_are_left_alone(
+            bytes in prop::array::uniform16(any::<u8>()),
+            seconds in 0_i64..4_102_444_800,
+            nanos in 0_u32..1_000_000_000,
+            offset in -14_i32 * 60..=14 * 60,
+            millis in 0_u64..100_000_000,
+            port in any::<u16>(),
+            ip in any::<[u8; 4]>(),
+        ) {
+            let uuid = uuid::Uuid::from_bytes(bytes);
+            let offset = chrono::FixedOffset::east_opt(offset * 60).unwrap();
+            let time = chrono::DateTime::from_timestamp(seconds, nanos).unwrap().with_timezone(&offset);
+            let duration = std::time::Duration::from_millis(millis) + std::time::Duration::from_nanos(u64::from(nanos));
+            let [a, b, c, d] = ip;
+            for text in [
+                format!("customers/{uuid}"),
+                format!("reference {uuid} "),
+                uuid.simple().to_string(),
+                time.to_rfc3339(),
+                time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                format!("{time:?}"),
+                format!("{duration:?}"),
+                format!("http://{a}.{b}.{c}.{d}:{port}/v1/customers/{uuid}:undelete"),
+                format!("[::1]:{port}"),
+            ] {
+                prop_assert!(matches!(mask_pii(&text), Cow::Borrowed(_)), "{text:?} -> {:?}", mask_pii(&text));
+            }
+        }
+
+        #[test]
+        fn text_without_at_signs_or_digit_runs_is_borrowed(text in "[^@0-9%]{0,200}") {
+            prop_assert!(matches!(mask_pii(&text), Cow::Borrowed(_)));
+        }
+    }
+}

@@ -127,6 +127,10 @@ pub struct AuthSettings {
     /// Clock skew tolerated for `exp`/`nbf`.
     #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
+    /// Require a `customers.read` credential for server reflection and `/openapi.json`
+    /// (open by default, like the health checks, which always stay open).
+    #[arg(long, env = "PROTECT_DOCS")]
+    pub protect_docs: bool,
     /// Serve without authentication (local experiments only; logged loudly).
     #[arg(long, env = "AUTH_DISABLED")]
     pub auth_disabled: bool,
@@ -144,6 +148,7 @@ impl fmt::Debug for AuthSettings {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_leeway", &self.jwt_leeway)
+            .field("protect_docs", &self.protect_docs)
             .field("auth_disabled", &self.auth_disabled)
             .finish()
     }

@@ -43,6 +43,7 @@ use crate::{
         jwt::JwtVerifier,
         layer::AuthLayer,
         limits::{ConcurrencyLimitLayer, RateLimits},
+        scopes,
     },
     config::ServeSettings,
     db,
@@ -259,7 +260,7 @@ fn router(
     // limited.
     let rate_limits = RateLimits::new(settings.rate_limit_rps, settings.rate_limit_burst);
     let customers = ConcurrencyLimitLayer::new(settings.max_concurrent_requests).layer(
-        AuthLayer::new(authenticator, rate_limits).layer(
+        AuthLayer::new(authenticator.clone(), rate_limits).layer(
             CustomerServiceServer::new(CustomerApi::new(service.clone()))
                 .max_decoding_message_size(settings.max_request_bytes)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
@@ -278,8 +279,15 @@ fn router(
 
     let grpc = add_grpc(Router::new(), customers.clone());
     let grpc = add_grpc(grpc, health_service);
-    let grpc = add_grpc(grpc, reflection_v1);
-    let grpc = add_grpc(grpc, reflection_v1alpha);
+    let protect_docs = settings.auth.protect_docs;
+    let grpc = if protect_docs {
+        let protect = AuthLayer::requiring(authenticator.clone(), scopes::READ);
+        let grpc = add_grpc(grpc, protect.layer(reflection_v1));
+        add_grpc(grpc, protect.layer(reflection_v1alpha))
+    } else {
+        let grpc = add_grpc(grpc, reflection_v1);
+        add_grpc(grpc, reflection_v1alpha)
+    };
     // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
     // calling the same gRPC services in-process.
     let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
@@ -291,11 +299,37 @@ fn router(
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route(
+                .route(
             "/openapi.json",
-            get(move || {
+            get(move |headers: http::HeaderMap| {
                 let openapi = openapi.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }
+                let authenticator = authenticator.clone();
+                async move {
+                    if protect_docs {
+                        let allowed = authenticator
+                            .authenticate(&headers)
+                            .await
+                            .is_ok_and(|caller| caller.has(scopes::READ));
+                        if !allowed {
+                            return (
+                                StatusCode::UNAUTHORIZED,
+                                                                [
+                                    (header::CONTENT_TYPE, "application/json"),
+                                    (header::WWW_AUTHENTICATE, r#"Bearer realm="customer-api""#),
+                                ],
+                                Bytes::from_static(b"{\"error\":{\"code\":401,\"status\":\"UNAUTHENTICATED\",\"message\":\"a customers.read credential is required\",\"details\":[]}}"),
+                            );
+                        }
+                    }
+                                        (
+                        StatusCode::OK,
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        openapi,
+                    )
+                }
             }),
         )
         .with_state(Probe { service, ready });

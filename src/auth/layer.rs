@@ -22,14 +22,27 @@ use super::{AuthError, Authenticator, Principal, limits::RateLimits, scopes};
 pub struct AuthLayer {
     authenticator: Authenticator,
     rate_limits: Option<Arc<RateLimits>>,
+    scope: Option<&'static str>,
 }
 
 impl AuthLayer {
-    /// Checks calls with `authenticator`, then each caller's `rate_limits`.
+    /// Checks calls with `authenticator` against the scope table, then each caller's
+    /// `rate_limits`.
     pub fn new(authenticator: Authenticator, rate_limits: Option<RateLimits>) -> Self {
         Self {
             authenticator,
             rate_limits: rate_limits.map(Arc::new),
+            scope: None,
+        }
+    }
+
+    /// Requires `scope` for every method of the wrapped service (for services outside the
+    /// table, such as reflection when it is configured to be protected).
+    pub fn requiring(authenticator: Authenticator, scope: &'static str) -> Self {
+        Self {
+            authenticator,
+            rate_limits: None,
+            scope: Some(scope),
         }
     }
 }
@@ -42,6 +55,7 @@ impl<S> Layer<S> for AuthLayer {
             inner,
             authenticator: self.authenticator.clone(),
             rate_limits: self.rate_limits.clone(),
+            scope: self.scope,
         }
     }
 }
@@ -52,6 +66,7 @@ pub struct Auth<S> {
     inner: S,
     authenticator: Authenticator,
     rate_limits: Option<Arc<RateLimits>>,
+    scope: Option<&'static str>,
 }
 
 impl<S: NamedService> NamedService for Auth<S> {
@@ -78,8 +93,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let rate_limits = self.rate_limits.clone();
+        let fixed_scope = self.scope;
         Box::pin(async move {
-            let Some(scope) = scopes::required(request.uri().path()) else {
+            let Some(scope) = fixed_scope.or_else(|| scopes::required(request.uri().path())) else {
                 return Ok(
                     Status::permission_denied("this method is not available to any caller")
                         .into_http(),

@@ -630,3 +630,55 @@ async fn an_unreachable_jwks_url_stops_start_up_with_a_clear_error() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_and_openapi_can_be_put_behind_authentication() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let app = TestApp::spawn_with(|s| s.auth.protect_docs = true).await;
+    let list = || {
+        tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }])
+    };
+
+    let denied = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(list())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated);
+    let bearer: tonic::metadata::MetadataValue<_> = app.bearer().parse().unwrap();
+    let mut request = tonic::Request::new(list());
+    request.metadata_mut().insert("authorization", bearer);
+    assert!(
+        ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(request)
+            .await
+            .is_ok()
+    );
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |authorization: Option<String>| {
+        let mut request = http::Request::get(format!("http://{}/openapi.json", app.addr));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        client.request(request.body(Full::new(Bytes::new())).unwrap())
+    };
+    let response = get(None).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_eq!(get(Some(app.bearer())).await.unwrap().status(), 200);
+
+    // Health checks stay open whatever the setting.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    assert!(
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok()
+    );
+}

@@ -21,6 +21,26 @@ fn patient(settings: &mut customer_api::config::ServeSettings) {
     settings.database.statement_timeout = Duration::from_secs(60);
 }
 
+/// A write whose caller went away (deadline, cancel) still commits on its own task: once
+/// the database is quiet its change is stored and no session is left in a transaction.
+async fn assert_the_write_outlived_its_caller(app: &TestApp, name: &str, given_name: &str) {
+    eventually("the outlived write has finished", || async {
+        crate::helpers::busy_sessions(app).await == 0
+    })
+    .await;
+    let stored = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.given_name, given_name);
+    assert_eq!(sessions_in_state(app, "idle in transaction").await, 0);
+}
+
 fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
     pb::UpdateCustomerRequest {
         customer: Some(pb::Customer {
@@ -54,22 +74,7 @@ async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cl
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     // The write already waits for the row lock on its own task; release it.
     lock.batch_execute("COMMIT").await.unwrap();
-    // The write outlives the deadline: once the database is quiet it has committed.
-    eventually("the timed-out write has finished", || async {
-        crate::helpers::busy_sessions(&app).await == 0
-    })
-    .await;
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(stored.given_name, "Late");
-    assert_eq!(sessions_in_state(&app, "idle in transaction").await, 0);
+    assert_the_write_outlived_its_caller(&app, &customer.name, "Late").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,22 +96,7 @@ async fn a_client_that_goes_away_mid_write_leaves_no_transaction_open() {
     assert!(call.await.unwrap_err().is_cancelled());
     lock.batch_execute("COMMIT").await.unwrap();
 
-    // The write outlives its client: once the database is quiet it has committed.
-    eventually("the abandoned write has finished", || async {
-        crate::helpers::busy_sessions(&app).await == 0
-    })
-    .await;
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(stored.given_name, "Abandoned");
-    assert_eq!(sessions_in_state(&app, "idle in transaction").await, 0);
+    assert_the_write_outlived_its_caller(&app, &customer.name, "Abandoned").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

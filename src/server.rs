@@ -181,14 +181,14 @@ pub async fn serve(
                     let result = match acceptor {
                         None => {
                             let io = TokioIo::new(stream);
-                            let connection = builder.serve_connection_with_upgrades(io, service);
+                            let connection = builder.serve_connection(io, service);
                             watcher.watch(connection.into_owned()).await
                         }
                         Some(acceptor) => match tls::accept(&acceptor, stream).await {
                             Ok(stream) => {
                                 let io = TokioIo::new(stream);
                                 let connection =
-                                    builder.serve_connection_with_upgrades(io, service);
+                                    builder.serve_connection(io, service);
                                 watcher.watch(connection.into_owned()).await
                             }
                             Err(error) => {

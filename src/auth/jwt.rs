@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::RwLock,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -27,6 +27,10 @@ use super::{AuthError, Principal};
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Shortest accepted HS256 secret (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Verification keys by `kid`, with the algorithm each key declares (if any). Keys are
+/// shared, so a verification does not copy key material.
+type KeySet = HashMap<String, (Arc<DecodingKey>, Option<Algorithm>)>;
+
 /// Minimum time between JWKS reloads triggered by unknown key ids.
 const JWKS_REFRESH: Duration = Duration::from_secs(60);
 
@@ -73,7 +77,7 @@ struct Claims {
 
 /// Verifies bearer tokens.
 pub struct JwtVerifier {
-    hs256: Option<DecodingKey>,
+    hs256: Option<Arc<DecodingKey>>,
     jwks: Option<Jwks>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -93,9 +97,7 @@ enum JwksSource {
 }
 
 impl JwksSource {
-    async fn load(
-        &self,
-    ) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, JwtSetupError> {
+    async fn load(&self) -> Result<KeySet, JwtSetupError> {
         let (name, text) = match self {
             Self::File(path) => (
                 path.display().to_string(),
@@ -115,7 +117,7 @@ impl JwksSource {
 }
 
 struct JwksState {
-    keys: HashMap<String, (DecodingKey, Option<Algorithm>)>,
+    keys: KeySet,
     loaded: Instant,
 }
 
@@ -133,7 +135,7 @@ impl JwtVerifier {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(JwtSetupError::WeakSecret);
             }
-            Some(secret) => Some(DecodingKey::from_secret(secret.as_bytes())),
+            Some(secret) => Some(Arc::new(DecodingKey::from_secret(secret.as_bytes()))),
             None => None,
         };
         let source = match (&settings.jwks_file, &settings.jwks_url) {
@@ -238,7 +240,7 @@ impl JwtVerifier {
 }
 
 impl Jwks {
-    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError> {
         let lookup = || {
             self.state
                 .read()
@@ -285,14 +287,14 @@ impl Jwks {
     }
 }
 
-fn parse_jwks(text: &str) -> Result<HashMap<String, (DecodingKey, Option<Algorithm>)>, String> {
+fn parse_jwks(text: &str) -> Result<KeySet, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
         let Some(kid) = jwk.common.key_id.clone() else {
             return Err("every key needs a `kid`".into());
         };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        let key = Arc::new(DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?);
         let alg = jwk
             .common
             .key_algorithm
@@ -360,7 +362,7 @@ async fn fetch_inner(uri: &http::Uri) -> Result<String, String> {
     if https {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -369,7 +371,7 @@ async fn fetch_inner(uri: &http::Uri) -> Result<String, String> {
         .with_no_client_auth();
         let name =
             rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;

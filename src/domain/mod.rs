@@ -66,11 +66,6 @@ impl Violations {
     pub fn into_vec(self) -> Vec<FieldViolation> {
         self.0
     }
-
-    /// The recorded violations.
-    pub fn as_slice(&self) -> &[FieldViolation] {
-        &self.0
-    }
 }
 
 impl From<FieldViolation> for Violations {

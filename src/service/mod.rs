@@ -417,11 +417,6 @@ impl CustomerService {
         Ok(request_ids::purge(&mut conn, ttl).await?)
     }
 
-    /// The pool (for health reporting and tests).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
     /// cancel, deadline) cannot interrupt it half-way.
     async fn write<T, F>(&self, body: F) -> Result<T>

@@ -394,11 +394,29 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     .await
     .unwrap();
     assert!(key.starts_with("cak_"));
+    // What is stored is exactly SHA-256 of the secret part, never the secret itself.
+    let (_, secret) = key.strip_prefix("cak_").unwrap().split_once('_').unwrap();
     assert_eq!(
-        app.count("api_keys", &format!("secret_hash = sha256('{key}'::bytea)"))
-            .await,
+        app.count(
+            "api_keys",
+            &format!(
+                "id = '{}' AND secret_hash = sha256(convert_to('{secret}', 'UTF8'))",
+                info.id
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "api_keys",
+            &format!(
+                "secret_hash = convert_to('{secret}', 'UTF8') OR position('{secret}' in name) > 0"
+            )
+        )
+        .await,
         0,
-        "only a hash of the secret is stored"
+        "the secret itself is stored nowhere"
     );
 
     let (status, _, created) = rest_create(&app, &[("x-api-key", &key)]).await;

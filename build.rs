@@ -8,6 +8,7 @@ use std::{env, path::PathBuf};
 const PROTOS: &[&str] = &[
     "proto/customer/v1/customer.proto",
     "proto/customer/v1/customer_service.proto",
+    "proto/customer/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

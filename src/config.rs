@@ -268,6 +268,64 @@ pub struct ServeSettings {
     /// TLS on the listener (plaintext unless a certificate is configured).
     #[command(flatten)]
     pub tls: TlsSettings,
+
+    /// Domain events: retention and NATS JetStream delivery.
+    #[command(flatten)]
+    pub events: EventSettings,
+}
+
+/// Domain events: how long the change stream keeps them, and where the relay publishes them.
+#[derive(Clone, Args)]
+pub struct EventSettings {
+    /// NATS server URL (e.g. `nats://127.0.0.1:4222`). When set, a relay publishes every
+    /// event to JetStream; unset, events are only served by the change stream RPCs.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream the relay publishes to (created if missing).
+    #[arg(long, env = "NATS_STREAM", default_value = "CUSTOMER_EVENTS")]
+    pub nats_stream: String,
+
+    /// Subject prefix: events go to `<prefix>.<type>`, e.g. `customer.v1.events.registered`.
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "customer.v1.events")]
+    pub nats_subject_prefix: String,
+
+    /// JetStream duplicate window of a stream this service creates: a republish of an event
+    /// (same `Nats-Msg-Id`) within it is dropped.
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
+    pub nats_duplicate_window: Duration,
+
+    /// How long the relay waits for JetStream to acknowledge one event.
+    #[arg(long, env = "NATS_ACK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub nats_ack_timeout: Duration,
+
+    /// CloudEvents `source` attribute of published events.
+    #[arg(long, env = "EVENT_SOURCE", default_value = "//customer.example.com/customer-api")]
+    pub event_source: String,
+
+    /// How long events are kept for the change stream (published ones, or all of them when no
+    /// broker is configured).
+    #[arg(long, env = "EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub event_retention: Duration,
+
+    /// How often expired events are pruned.
+    #[arg(long, env = "EVENT_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub event_prune_interval: Duration,
+}
+
+impl fmt::Debug for EventSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSettings")
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("nats_duplicate_window", &self.nats_duplicate_window)
+            .field("nats_ack_timeout", &self.nats_ack_timeout)
+            .field("event_source", &self.event_source)
+            .field("event_retention", &self.event_retention)
+            .field("event_prune_interval", &self.event_prune_interval)
+            .finish()
+    }
 }
 
 /// TLS (and mutual TLS) on the one listener. All paths are PEM files; with none set the
@@ -326,6 +384,7 @@ impl fmt::Debug for ServeSettings {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("health_probe_interval", &self.health_probe_interval)
             .field("tls", &self.tls)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -351,13 +410,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 5m or 24h"))?;
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 5m, 24h or 30d"))?;
     let millis = match unit.trim() {
         "ms" => Some(number),
         "" | "s" => number.checked_mul(1_000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
-        _ => return Err(format!("`{text}`: unknown unit, use ms, s, m or h")),
+        "d" => number.checked_mul(86_400_000),
+        _ => return Err(format!("`{text}`: unknown unit, use ms, s, m, h or d")),
     };
     millis
         .map(Duration::from_millis)

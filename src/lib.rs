@@ -14,6 +14,7 @@
 //!   pagination, and the error classification every transport maps from.
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
+//! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents.
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
@@ -27,6 +28,7 @@ pub mod db;
 pub mod domain;
 pub mod grpc;
 pub mod redact;
+pub mod relay;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -49,6 +49,7 @@ use crate::{
     db,
     grpc::{CustomerApi, deadline::DeadlineLayer},
     pb::customer_service_server::CustomerServiceServer,
+    relay::{Relay, RelayStatus},
     service::{CustomerService, page_token::PageTokens},
     tls::{self, TlsAcceptor},
 };
@@ -121,7 +122,17 @@ pub async fn serve(
         }
         Authenticator::new(jwt, pool.clone())
     };
-    let service = CustomerService::new(pool, PageTokens::new(settings.page_token_key.as_deref()));
+    let service = CustomerService::new(
+        pool.clone(),
+        PageTokens::new(settings.page_token_key.as_deref()),
+    );
+    let events = service.events().clone();
+    let relay = settings
+        .events
+        .nats_url
+        .is_some()
+        .then(|| Relay::new(pool, events.clone(), settings.events.clone()));
+    let relay_status = relay.as_ref().map(Relay::status);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let ready = Arc::new(AtomicBool::new(false));
@@ -138,6 +149,24 @@ pub async fn serve(
             last_probe,
         )),
         tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
+        tokio::spawn(events.clone().run_sequencer()),
+        tokio::spawn(
+            events
+                .clone()
+                .run_listener(settings.database.database_url.clone()),
+        ),
+        tokio::spawn(prune_events(
+            service.clone(),
+            settings.events.event_retention,
+            settings.events.event_prune_interval,
+            relay.is_none(),
+        )),
+        tokio::spawn(report_event_lag(service.clone(), relay_status.clone())),
+        tokio::spawn(async move {
+            if let Some(relay) = relay {
+                relay.run().await;
+            }
+        }),
     ];
 
     let router = router(
@@ -146,6 +175,7 @@ pub async fn serve(
         authenticator,
         health_service,
         ready.clone(),
+        relay_status,
     )?;
     let local = listener.local_addr().ok();
     tracing::info!(
@@ -208,6 +238,8 @@ pub async fn serve(
 
     tracing::info!("shutting down: no new connections, draining in-flight calls");
     ready.store(false, Ordering::SeqCst);
+    // Watch streams never finish on their own: end them so their connections can drain.
+    events.close();
     for task in &background {
         task.abort();
     }
@@ -253,6 +285,7 @@ fn router(
     authenticator: Authenticator,
     health_service: impl GrpcService,
     ready: Arc<AtomicBool>,
+    relay: Option<Arc<RelayStatus>>,
 ) -> Result<Router, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
@@ -298,6 +331,13 @@ fn router(
     let rest = rest.build(DeadlineLayer.layer(customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz/events",
+            get({
+                let service = service.clone();
+                move || event_health(service.clone(), relay.clone())
+            }),
+        )
         .route("/readyz", get(readyz))
                 .route(
             "/openapi.json",
@@ -535,6 +575,75 @@ async fn purge_request_ids(service: CustomerService, ttl: Duration) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "forgot expired request ids"),
             Err(error) => tracing::warn!(%error, "purging request ids failed"),
+        }
+    }
+}
+
+/// The event pipeline in numbers: events not yet published, the age of the oldest, and the
+/// relay's broker connection. 503 when the database cannot answer.
+async fn event_health(
+    service: CustomerService,
+    relay: Option<Arc<RelayStatus>>,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match service.events().unpublished_lag().await {
+        Ok((unpublished, oldest)) => {
+            let age = oldest.map(|time| (chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3);
+            let relay = match relay {
+                None => serde_json::json!({"enabled": false}),
+                Some(status) => serde_json::json!({
+                    "enabled": true,
+                    "connected": status.connected(),
+                    "published": status.published(),
+                }),
+            };
+            let body = serde_json::json!({
+                "unpublished": unpublished,
+                "oldestUnpublishedAgeSeconds": age,
+                "relay": relay,
+            });
+            (StatusCode::OK, json, body.to_string())
+        }
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            serde_json::json!({"error": error.to_string()}).to_string(),
+        ),
+    }
+}
+
+/// Logs the relay's lag every 30 s while events wait (warning once the oldest is a minute old).
+async fn report_event_lag(service: CustomerService, relay: Option<Arc<RelayStatus>>) {
+    let Some(relay) = relay else { return };
+    let mut every = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        every.tick().await;
+        let Ok((unpublished, Some(oldest))) = service.events().unpublished_lag().await else {
+            continue;
+        };
+        let age = (chrono::Utc::now() - oldest).num_seconds();
+        if age >= 60 {
+            tracing::warn!(unpublished, oldest_age_seconds = age, connected = relay.connected(), "events are waiting to be published");
+        } else {
+            tracing::info!(unpublished, oldest_age_seconds = age, "event relay lag");
+        }
+    }
+}
+
+/// Removes events older than the retention period, every `interval`.
+async fn prune_events(
+    service: CustomerService,
+    retention: Duration,
+    interval: Duration,
+    include_unpublished: bool,
+) {
+    let mut every = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    loop {
+        every.tick().await;
+        match service.events().prune(retention, include_unpublished).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "removed events past retention"),
+            Err(error) => tracing::warn!(%error, "pruning events failed"),
         }
     }
 }

@@ -20,6 +20,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
+    ("/customer.v1.CustomerService/ListCustomerEvents", READ),
+    ("/customer.v1.CustomerService/WatchCustomerEvents", READ),
 ];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).

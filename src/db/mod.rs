@@ -9,9 +9,10 @@
 //!   itself after a restart with no manual action.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
-//! - [`customers`] and [`request_ids`]: the queries, one function per statement.
+//! - [`customers`], [`events`] and [`request_ids`]: the queries, one function per statement.
 
 pub mod customers;
+pub mod events;
 pub mod models;
 pub mod request_ids;
 pub mod schema;

@@ -17,7 +17,7 @@ diesel::table! {
         version -> BigInt,
         create_time -> Timestamptz,
         update_time -> Timestamptz,
-                delete_time -> Nullable<Timestamptz>,
+        delete_time -> Nullable<Timestamptz>,
         created_by -> Nullable<Text>,
         updated_by -> Nullable<Text>,
     }
@@ -41,5 +41,29 @@ diesel::table! {
         fingerprint -> Bytea,
         response -> Nullable<Jsonb>,
         create_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        event_id -> Uuid,
+        aggregate -> Text,
+        sequence -> BigInt,
+        event_type -> Text,
+        data -> Jsonb,
+        actor -> Text,
+        request_id -> Nullable<Uuid>,
+        occur_time -> Timestamptz,
+        position -> Nullable<BigInt>,
+        publish_time -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    event_log (singleton) {
+        singleton -> Bool,
+        last_position -> BigInt,
+        pruned_through -> BigInt,
     }
 }

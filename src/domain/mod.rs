@@ -5,12 +5,14 @@
 //! client fixes all of its mistakes in one round trip.
 //!
 //! - [`customer`]: the customer model, its raw input form and the validation rules.
+//! - [`event`]: domain events, the diff of an update, the events filter.
 //! - [`names`]: resource names (`customers/{uuid}`) and request ids.
 //! - [`filter`] / [`order_by`]: parsers for AIP-160 filters and AIP-132 orderings.
 //! - [`country`]: the ISO 3166-1 alpha-2 table.
 
 pub mod country;
 pub mod customer;
+pub mod event;
 pub mod filter;
 pub mod names;
 pub mod order_by;

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod deadline;
+pub mod events;
 pub mod status;
 
 use prost_types::Timestamp;
@@ -16,8 +17,12 @@ use crate::{
     auth::Principal,
     domain::customer::{Customer, CustomerInput, PostalAddress},
     pb,
-    service::{CustomerService, ListRequest, UpdateRequest},
+    service::{CustomerService, ListRequest, UpdateRequest, events::EventListRequest},
 };
+
+/// The server-streaming response of WatchCustomerEvents.
+pub type EventStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::CustomerEvent, Status>> + Send>>;
 
 /// The tonic service implementation.
 #[derive(Debug, Clone)]
@@ -137,6 +142,54 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .await?;
         Ok(Response::new(to_proto(customer)))
     }
+
+    async fn list_customer_events(
+        &self,
+        request: Request<pb::ListCustomerEventsRequest>,
+    ) -> RpcResult<pb::ListCustomerEventsResponse> {
+        let request = request.into_inner();
+        let page = self
+            .service
+            .events()
+            .list(&EventListRequest {
+                parent: request.parent,
+                page_size: request.page_size,
+                page_token: request.page_token,
+                filter: request.filter,
+            })
+            .await?;
+        Ok(Response::new(pb::ListCustomerEventsResponse {
+            events: page
+                .events
+                .into_iter()
+                .map(|event| events::event_to_proto(event, true))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    type WatchCustomerEventsStream = EventStream;
+
+    async fn watch_customer_events(
+        &self,
+        request: Request<pb::WatchCustomerEventsRequest>,
+    ) -> RpcResult<EventStream> {
+        let request = request.get_ref();
+        let receiver = self
+            .service
+            .events()
+            .watch(&request.parent, &request.start_after)
+            .await?;
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let item = receiver.recv().await?;
+            Some((
+                item.map(|event| events::event_to_proto(event, true))
+                    .map_err(Status::from),
+                receiver,
+            ))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
@@ -198,7 +251,7 @@ pub fn to_proto(customer: Customer) -> pb::Customer {
     }
 }
 
-fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
+pub(crate) fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {
         seconds: time.timestamp(),
         nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),

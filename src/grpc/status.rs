@@ -103,6 +103,15 @@ impl From<Error> for Status {
                 details.set_resource_info(resource_type, resource_name, "", "");
                 Code::FailedPrecondition
             }
+            Error::OutOfRange {
+                reason,
+                field,
+                message,
+            } => {
+                details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+                details.add_bad_request_violation(field, message);
+                Code::OutOfRange
+            }
             Error::Unavailable { .. } => {
                 details.set_error_info(reason::DATABASE_UNAVAILABLE, ERROR_DOMAIN, HashMap::new());
                 details.set_retry_info(Some(std::time::Duration::from_secs(1)));

@@ -46,6 +46,10 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The server is at its concurrency limit and shed the call.
     pub const OVERLOADED: &str = "OVERLOADED";
+    /// A resume token names events that retention already removed.
+    pub const RESUME_TOKEN_EXPIRED: &str = "RESUME_TOKEN_EXPIRED";
+    /// A resume token is not one this service issued.
+    pub const INVALID_RESUME_TOKEN: &str = "INVALID_RESUME_TOKEN";
 }
 
 /// Result of a use case.
@@ -107,6 +111,16 @@ pub enum Error {
         resource_type: &'static str,
         /// The resource.
         resource_name: String,
+    },
+    /// The request reaches past what is available (a resume token older than retention).
+    #[error("{message}")]
+    OutOfRange {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`.
+        reason: &'static str,
+        /// The offending request field.
+        field: &'static str,
     },
     /// A dependency (the database) is unreachable or saturated; retry with backoff.
     #[error("{message}")]

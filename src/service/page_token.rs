@@ -119,6 +119,44 @@ impl PageTokens {
 
     /// The cursor in `token`, if this service issued it for `query`.
     pub fn decode(&self, token: &str, query: &[u8]) -> Result<Cursor, TokenError> {
+        let body = self.open(token, query)?;
+        let values = body
+            .values
+            .into_iter()
+            .map(|value| match (value.time_micros, value.text) {
+                (Some(micros), None) => DateTime::<Utc>::from_timestamp_micros(micros)
+                    .map(KeyValue::Time)
+                    .ok_or(TokenError::Invalid),
+                (None, Some(text)) => Ok(KeyValue::Text(text)),
+                _ => Err(TokenError::Invalid),
+            })
+            .collect::<Result<_, _>>()?;
+        let id = Uuid::from_slice(&body.id).map_err(|_| TokenError::Invalid)?;
+        Ok(Cursor { values, id })
+    }
+
+    /// The token for the page after the event at `position` (ListCustomerEvents).
+    pub fn encode_position(&self, query: &[u8], position: i64) -> String {
+        let body = TokenBody {
+            query: query.to_vec(),
+            values: Vec::new(),
+            id: position.to_be_bytes().to_vec(),
+        };
+        let mut bytes = body.encode_to_vec();
+        let mac = self.mac(&bytes);
+        bytes.extend_from_slice(&mac[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The event position in `token`, if this service issued it for `query`.
+    pub fn decode_position(&self, token: &str, query: &[u8]) -> Result<i64, TokenError> {
+        let body = self.open(token, query)?;
+        let bytes: [u8; 8] = body.id.try_into().map_err(|_| TokenError::Invalid)?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+
+    /// Verifies the MAC and the query binding of `token` and returns its body.
+    fn open(&self, token: &str, query: &[u8]) -> Result<TokenBody, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -140,19 +178,7 @@ impl PageTokens {
         if body.query != query {
             return Err(TokenError::QueryChanged);
         }
-        let values = body
-            .values
-            .into_iter()
-            .map(|value| match (value.time_micros, value.text) {
-                (Some(micros), None) => DateTime::<Utc>::from_timestamp_micros(micros)
-                    .map(KeyValue::Time)
-                    .ok_or(TokenError::Invalid),
-                (None, Some(text)) => Ok(KeyValue::Text(text)),
-                _ => Err(TokenError::Invalid),
-            })
-            .collect::<Result<_, _>>()?;
-        let id = Uuid::from_slice(&body.id).map_err(|_| TokenError::Invalid)?;
-        Ok(Cursor { values, id })
+        Ok(body)
     }
 
     fn mac(&self, body: &[u8]) -> Vec<u8> {

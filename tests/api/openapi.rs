@@ -41,6 +41,8 @@ fn the_document_describes_exactly_the_served_routes() {
             ("GET", "/v1/customers"),
             ("GET", "/v1/customers:batchGet"),
             ("GET", "/v1/{name}"),
+            ("GET", "/v1/{parent}/events"),
+            ("GET", "/v1/{parent}/events:watch"),
             ("PATCH", "/v1/{customer.name}"),
             ("POST", "/v1/customers"),
             ("POST", "/v1/{name}:undelete"),

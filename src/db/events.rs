@@ -1,0 +1,254 @@
+//! The event log (transactional outbox) and its commit-ordered positions.
+//!
+//! Writers insert events inside their own transaction ([`insert`]); nothing else about an
+//! event is decided at that point. A *sequencer* ([`assign_positions`]) then numbers committed
+//! events in commit order: it takes the row lock of `event_log`, so sequencers of every
+//! instance take turns, and each turn numbers the events its snapshot sees after the last
+//! number handed out. A reader therefore always sees positions as a gap-free prefix
+//! (pruning aside), and "everything after position p" never skips an event that committed
+//! late, which a raw BIGSERIAL cursor would.
+//!
+//! The relay reads positioned, unpublished events in position order and marks them published
+//! after the broker acknowledged them; retention deletes old published events.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Nullable, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::{event_log, events};
+use crate::domain::event::{CmpOp, EventRestriction};
+
+/// A new event, as the writing transaction knows it.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEventRow {
+    /// Unique event id.
+    pub event_id: Uuid,
+    /// `customers/{id}`.
+    pub aggregate: String,
+    /// Per-aggregate sequence.
+    pub sequence: i64,
+    /// `CustomerRegistered` …
+    pub event_type: String,
+    /// Domain payload as JSON.
+    pub data: serde_json::Value,
+    /// Who made the change.
+    pub actor: String,
+    /// The call's request id.
+    pub request_id: Option<Uuid>,
+}
+
+/// A positioned event read from the log.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
+pub struct EventRow {
+    /// Insertion order (internal).
+    pub id: i64,
+    /// Unique event id.
+    pub event_id: Uuid,
+    /// `customers/{id}`.
+    pub aggregate: String,
+    /// Per-aggregate sequence.
+    pub sequence: i64,
+    /// Event type name.
+    pub event_type: String,
+    /// Domain payload.
+    pub data: serde_json::Value,
+    /// Who made the change.
+    pub actor: String,
+    /// The call's request id.
+    pub request_id: Option<Uuid>,
+    /// When the change was made.
+    pub occur_time: DateTime<Utc>,
+    /// Commit-ordered position (`None` until sequenced; never `None` in reads below).
+    pub position: Option<i64>,
+}
+
+/// Records an event in the current transaction.
+pub async fn insert(conn: &mut AsyncPgConnection, row: &NewEventRow) -> QueryResult<()> {
+    diesel::insert_into(events::table)
+        .values(row)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Notification channel announcing newly positioned events (payload: the last position).
+pub const SEQUENCED_CHANNEL: &str = "customer_api_events";
+
+#[derive(QueryableByName)]
+struct Assigned {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last: Option<i64>,
+}
+
+/// Numbers up to `limit` committed, unnumbered events in insertion order, after the last
+/// number handed out, and announces the new last position. Returns it when any event was
+/// numbered. Must run in its own transaction (the `event_log` row lock is what serialises
+/// sequencers; it is held until commit, so numbers commit in order).
+pub async fn assign_positions(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Option<i64>> {
+    // Taking the lock first matters: in READ COMMITTED the next statement takes a fresh
+    // snapshot, which then includes every event numbered by the previous holder and every
+    // event committed before we got the lock.
+    let last: i64 = event_log::table
+        .select(event_log::last_position)
+        .for_update()
+        .first(conn)
+        .await?;
+    let assigned: Assigned = diesel::sql_query(
+        "WITH batch AS ( \
+             SELECT id, row_number() OVER (ORDER BY id) AS n \
+             FROM events WHERE position IS NULL ORDER BY id LIMIT $2 \
+         ), numbered AS ( \
+             UPDATE events e SET position = $1 + batch.n FROM batch WHERE e.id = batch.id \
+             RETURNING e.position \
+         ) \
+         SELECT max(position) AS last FROM numbered",
+    )
+    .bind::<BigInt, _>(last)
+    .bind::<BigInt, _>(limit)
+    .get_result(conn)
+    .await?;
+    let Some(new_last) = assigned.last else {
+        return Ok(None);
+    };
+    diesel::update(event_log::table)
+        .set(event_log::last_position.eq(new_last))
+        .execute(conn)
+        .await?;
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(SEQUENCED_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(new_last.to_string())
+        .execute(conn)
+        .await?;
+    Ok(Some(new_last))
+}
+
+/// The last position handed out and the highest position removed by retention.
+pub async fn log_state(conn: &mut AsyncPgConnection) -> QueryResult<(i64, i64)> {
+    event_log::table
+        .select((event_log::last_position, event_log::pruned_through))
+        .first(conn)
+        .await
+}
+
+/// One page of positioned events after `after`, oldest first.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    aggregate: Option<&str>,
+    filter: &[EventRestriction],
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<EventRow>> {
+    let mut query = events::table
+        .select(EventRow::as_select())
+        .filter(events::position.gt(after))
+        .order(events::position.asc())
+        .limit(limit)
+        .into_boxed::<diesel::pg::Pg>();
+    if let Some(aggregate) = aggregate {
+        query = query.filter(events::aggregate.eq(aggregate.to_owned()));
+    }
+    for restriction in filter {
+        query = match restriction {
+            EventRestriction::Type(CmpOp::Ne, kind) => {
+                query.filter(events::event_type.ne(kind.as_str()))
+            }
+            EventRestriction::Type(_, kind) => query.filter(events::event_type.eq(kind.as_str())),
+            EventRestriction::Actor(CmpOp::Ne, actor) => {
+                query.filter(events::actor.ne(actor.clone()))
+            }
+            EventRestriction::Actor(_, actor) => query.filter(events::actor.eq(actor.clone())),
+            EventRestriction::OccurTime(op, time) => {
+                let time = *time;
+                match op {
+                    CmpOp::Eq => query.filter(events::occur_time.eq(time)),
+                    CmpOp::Ne => query.filter(events::occur_time.ne(time)),
+                    CmpOp::Lt => query.filter(events::occur_time.lt(time)),
+                    CmpOp::Le => query.filter(events::occur_time.le(time)),
+                    CmpOp::Gt => query.filter(events::occur_time.gt(time)),
+                    CmpOp::Ge => query.filter(events::occur_time.ge(time)),
+                }
+            }
+        };
+    }
+    query.load(conn).await
+}
+
+/// Up to `limit` positioned events not yet published, in position order.
+pub async fn unpublished(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<EventRow>> {
+    events::table
+        .select(EventRow::as_select())
+        .filter(events::publish_time.is_null())
+        .filter(events::position.is_not_null())
+        .order(events::position.asc())
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// Marks these events published now.
+pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::update(events::table.filter(events::id.eq_any(ids)))
+        .set(events::publish_time.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+}
+
+#[derive(QueryableByName)]
+struct Lag {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    oldest: Option<DateTime<Utc>>,
+}
+
+/// How many events are not yet published, and when the oldest of them happened.
+pub async fn unpublished_lag(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
+    let lag: Lag = diesel::sql_query(
+        "SELECT count(*) AS count, min(occur_time) AS oldest FROM events WHERE publish_time IS NULL",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((lag.count, lag.oldest))
+}
+
+#[derive(QueryableByName)]
+struct Pruned {
+    #[diesel(sql_type = BigInt)]
+    deleted: i64,
+}
+
+/// Deletes events that happened before `cutoff` (only published ones unless
+/// `include_unpublished`, for deployments without a broker) and records the highest
+/// position removed, so that resume tokens from before it are refused. Returns how many
+/// events were deleted.
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    include_unpublished: bool,
+) -> QueryResult<i64> {
+    let pruned: Pruned = diesel::sql_query(
+        "WITH gone AS ( \
+             DELETE FROM events \
+             WHERE occur_time < $1 AND position IS NOT NULL \
+               AND (publish_time IS NOT NULL OR $2) \
+             RETURNING position \
+         ), mark AS ( \
+             UPDATE event_log SET pruned_through = greatest(pruned_through, \
+                 (SELECT coalesce(max(position), 0) FROM gone)) \
+         ) \
+         SELECT count(*) AS deleted FROM gone",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<diesel::sql_types::Bool, _>(include_unpublished)
+    .get_result(conn)
+    .await?;
+    Ok(pruned.deleted)
+}

@@ -1,0 +1,461 @@
+//! Domain events: what happened to a customer, as the rest of the business knows it.
+//!
+//! The service layer records one [`EventData`] per change, inside the change's transaction;
+//! adapters turn it into `customer.v1.CustomerEvent` (gRPC, REST, NATS). This module also
+//! holds the pure parts of reading events: the diff between two states of a customer, the
+//! `parent` of ListCustomerEvents/WatchCustomerEvents, and the small filter language of
+//! ListCustomerEvents.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    FieldViolation,
+    customer::{Customer, CustomerData, PostalAddress},
+    names::CustomerName,
+};
+
+/// The kinds of customer events, named as the business knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// A customer was registered.
+    CustomerRegistered,
+    /// Fields of a customer changed.
+    CustomerUpdated,
+    /// A customer was soft-deleted.
+    CustomerDeleted,
+    /// A soft-deleted customer was restored.
+    CustomerUndeleted,
+}
+
+impl EventType {
+    /// Every type, for parsing and documentation.
+    pub const ALL: [Self; 4] = [
+        Self::CustomerRegistered,
+        Self::CustomerUpdated,
+        Self::CustomerDeleted,
+        Self::CustomerUndeleted,
+    ];
+
+    /// The name stored and filtered on: `CustomerRegistered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CustomerRegistered => "CustomerRegistered",
+            Self::CustomerUpdated => "CustomerUpdated",
+            Self::CustomerDeleted => "CustomerDeleted",
+            Self::CustomerUndeleted => "CustomerUndeleted",
+        }
+    }
+
+    /// The last token of the NATS subject: `registered`.
+    pub fn subject_token(self) -> &'static str {
+        match self {
+            Self::CustomerRegistered => "registered",
+            Self::CustomerUpdated => "updated",
+            Self::CustomerDeleted => "deleted",
+            Self::CustomerUndeleted => "undeleted",
+        }
+    }
+
+    /// The type named `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// The payload of an event: the customer after the change and, for an update, what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventData {
+    /// The customer after the change.
+    pub snapshot: Customer,
+    /// Field paths whose values changed (updates only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_fields: Vec<String>,
+    /// The customer's fields before the change (updates only); adapters show only the
+    /// changed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<CustomerData>,
+}
+
+/// A recorded event, as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Unique id (UUID v7).
+    pub event_id: Uuid,
+    /// `customers/{id}`.
+    pub customer: String,
+    /// 1, 2, 3 … per customer, without gaps.
+    pub sequence: i64,
+    /// What happened.
+    pub event_type: EventType,
+    /// Snapshot and diff.
+    pub data: EventData,
+    /// Who did it.
+    pub actor: String,
+    /// The request id of the call, if any.
+    pub request_id: Option<Uuid>,
+    /// When it happened.
+    pub occur_time: DateTime<Utc>,
+    /// Commit-ordered position in the log (what resume tokens carry).
+    pub position: i64,
+}
+
+/// The field paths whose values differ between two states, in field order. Address
+/// sub-fields are named individually when both states have an address.
+pub fn changed_fields(before: &CustomerData, after: &CustomerData) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut check = |changed: bool, path: &str| {
+        if changed {
+            paths.push(path.to_owned());
+        }
+    };
+    check(before.given_name != after.given_name, "given_name");
+    check(before.family_name != after.family_name, "family_name");
+    check(before.email != after.email, "email");
+    check(before.phone != after.phone, "phone");
+    match (&before.address, &after.address) {
+        (Some(b), Some(a)) => {
+            let PostalAddress {
+                lines,
+                locality,
+                region,
+                postal_code,
+                country_code,
+            } = b;
+            check(*lines != a.lines, "address.lines");
+            check(*locality != a.locality, "address.locality");
+            check(*region != a.region, "address.region");
+            check(*postal_code != a.postal_code, "address.postal_code");
+            check(*country_code != a.country_code, "address.country_code");
+        }
+        (b, a) => check(b != a, "address"),
+    }
+    check(before.status != after.status, "status");
+    check(before.company != after.company, "company");
+    check(before.business_id != after.business_id, "business_id");
+    check(before.labels != after.labels, "labels");
+    paths
+}
+
+/// Whose events a list or watch covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventParent {
+    /// `customers/-`: every customer.
+    All,
+    /// `customers/{id}`: one customer.
+    Customer(CustomerName),
+}
+
+impl EventParent {
+    /// Parses `customers/-` or `customers/{uuid}`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        if text == "customers/-" {
+            return Ok(Self::All);
+        }
+        CustomerName::parse(field, text)
+            .map(Self::Customer)
+            .map_err(|violation| FieldViolation {
+                field: violation.field,
+                description: format!(
+                    "{}; use customers/- for the events of every customer",
+                    violation.description
+                ),
+            })
+    }
+
+    /// The aggregate to restrict to, if any.
+    pub fn aggregate(&self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Customer(name) => Some(name.to_string()),
+        }
+    }
+}
+
+/// A comparison of ListCustomerEvents' filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// One restriction of ListCustomerEvents' filter; a filter is their conjunction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRestriction {
+    /// `type = CustomerUpdated` / `type != …`.
+    Type(CmpOp, EventType),
+    /// `actor = "…"` / `actor != "…"`.
+    Actor(CmpOp, String),
+    /// `occur_time >= "2026-01-01T00:00:00Z"`.
+    OccurTime(CmpOp, DateTime<Utc>),
+}
+
+/// Longest filter accepted, in bytes.
+pub const MAX_EVENT_FILTER_LEN: usize = 1024;
+
+/// Parses `restriction (AND restriction)*` where a restriction is `field op value`
+/// (`type`, `actor`: `=` `!=`; `occur_time`: all six comparisons with an RFC 3339 time).
+/// Values may be quoted with `"`. Errors describe the offending part.
+pub fn parse_event_filter(input: &str) -> Result<Vec<EventRestriction>, String> {
+    if input.len() > MAX_EVENT_FILTER_LEN {
+        return Err(format!("must be at most {MAX_EVENT_FILTER_LEN} bytes"));
+    }
+    let tokens = tokenize(input)?;
+    let mut restrictions = Vec::new();
+    let mut rest = tokens.as_slice();
+    loop {
+        match rest {
+            [] if restrictions.is_empty() => return Ok(restrictions),
+            [field, op, value, tail @ ..] => {
+                restrictions.push(restriction(field, op, value)?);
+                match tail {
+                    [] => return Ok(restrictions),
+                    [and, more @ ..] if and.text == "AND" && !and.quoted => rest = more,
+                    [other, ..] => {
+                        return Err(format!(
+                            "expected AND at character {}, found `{}`",
+                            other.at, other.text
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(
+                    "expected `field operator value`, e.g. `type = CustomerUpdated`".into(),
+                );
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Token {
+    text: String,
+    quoted: bool,
+    at: usize,
+}
+
+fn tokenize(input: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = input.char_indices().peekable();
+    while let Some(&(at, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '"' {
+            chars.next();
+            let mut text = String::new();
+            let mut closed = false;
+            while let Some((_, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, escaped)) => text.push(escaped),
+                        None => break,
+                    },
+                    c => text.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated string starting at character {at}"));
+            }
+            tokens.push(Token {
+                text,
+                quoted: true,
+                at,
+            });
+        } else if matches!(c, '=' | '!' | '<' | '>') {
+            chars.next();
+            let mut text = c.to_string();
+            if let Some(&(_, '=')) = chars.peek() {
+                chars.next();
+                text.push('=');
+            }
+            tokens.push(Token {
+                text,
+                quoted: false,
+                at,
+            });
+        } else {
+            let mut text = String::new();
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_whitespace() || matches!(c, '=' | '!' | '<' | '>' | '"') {
+                    break;
+                }
+                text.push(c);
+                chars.next();
+            }
+            tokens.push(Token {
+                text,
+                quoted: false,
+                at,
+            });
+        }
+    }
+    Ok(tokens)
+}
+
+fn restriction(field: &Token, op: &Token, value: &Token) -> Result<EventRestriction, String> {
+    let cmp = match (op.quoted, op.text.as_str()) {
+        (false, "=") => CmpOp::Eq,
+        (false, "!=") => CmpOp::Ne,
+        (false, "<") => CmpOp::Lt,
+        (false, "<=") => CmpOp::Le,
+        (false, ">") => CmpOp::Gt,
+        (false, ">=") => CmpOp::Ge,
+        _ => {
+            return Err(format!(
+                "expected an operator (= != < <= > >=) at character {}, found `{}`",
+                op.at, op.text
+            ));
+        }
+    };
+    let equality = matches!(cmp, CmpOp::Eq | CmpOp::Ne);
+    match field.text.as_str() {
+        "type" | "event_type" if equality => EventType::parse(&value.text)
+            .map(|kind| EventRestriction::Type(cmp, kind))
+            .ok_or_else(|| {
+                let known: Vec<_> = EventType::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown event type at character {}; expected one of {}",
+                    value.at,
+                    known.join(", ")
+                )
+            }),
+        "actor" if equality => Ok(EventRestriction::Actor(cmp, value.text.clone())),
+        "type" | "event_type" | "actor" => Err(format!(
+            "`{}` supports only = and != (character {})",
+            field.text, op.at
+        )),
+        "occur_time" => DateTime::parse_from_rfc3339(&value.text)
+            .map(|time| EventRestriction::OccurTime(cmp, time.with_timezone(&Utc)))
+            .map_err(|_| {
+                format!(
+                    "expected an RFC 3339 time at character {}, e.g. \"2026-01-01T00:00:00Z\"",
+                    value.at
+                )
+            }),
+        _ => Err(format!(
+            "unknown field `{}` at character {}; expected type, actor or occur_time",
+            field.text, field.at
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::customer::Status;
+
+    fn data() -> CustomerData {
+        CustomerData {
+            given_name: "Ada".into(),
+            family_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            phone: None,
+            address: Some(PostalAddress {
+                locality: "London".into(),
+                country_code: "GB".into(),
+                ..PostalAddress::default()
+            }),
+            status: Status::Active,
+            company: None,
+            business_id: None,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn changed_fields_names_each_changed_field_in_order() {
+        let before = data();
+        let mut after = data();
+        after.family_name = "Byron".into();
+        after.status = Status::Inactive;
+        after.labels.insert("tier".into(), "gold".into());
+        if let Some(address) = after.address.as_mut() {
+            address.locality = "Paris".into();
+        }
+        assert_eq!(
+            changed_fields(&before, &after),
+            ["family_name", "address.locality", "status", "labels"]
+        );
+        assert!(changed_fields(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn a_removed_address_is_one_change() {
+        let before = data();
+        let mut after = data();
+        after.address = None;
+        assert_eq!(changed_fields(&before, &after), ["address"]);
+    }
+
+    #[test]
+    fn parent_is_all_or_one_customer() {
+        assert_eq!(EventParent::parse("parent", "customers/-"), Ok(EventParent::All));
+        let id = Uuid::now_v7();
+        assert_eq!(
+            EventParent::parse("parent", &format!("customers/{id}")),
+            Ok(EventParent::Customer(CustomerName(id)))
+        );
+        let error = EventParent::parse("parent", "companies/x").unwrap_err();
+        assert_eq!(error.field, "parent");
+        assert!(error.description.contains("customers/-"), "{error:?}");
+    }
+
+    #[test]
+    fn filter_parses_conjunctions() {
+        let parsed = parse_event_filter(
+            r#"type = CustomerUpdated AND actor != "svc" AND occur_time >= "2026-01-02T03:04:05+01:00""#,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            [
+                EventRestriction::Type(CmpOp::Eq, EventType::CustomerUpdated),
+                EventRestriction::Actor(CmpOp::Ne, "svc".into()),
+                EventRestriction::OccurTime(
+                    CmpOp::Ge,
+                    DateTime::parse_from_rfc3339("2026-01-02T02:04:05Z")
+                        .unwrap()
+                        .with_timezone(&Utc)
+                ),
+            ]
+        );
+        assert_eq!(parse_event_filter("  ").unwrap(), []);
+        assert_eq!(
+            parse_event_filter(r#"type="CustomerDeleted""#).unwrap(),
+            [EventRestriction::Type(CmpOp::Eq, EventType::CustomerDeleted)]
+        );
+    }
+
+    #[test]
+    fn filter_errors_say_what_is_wrong() {
+        for (input, expected) in [
+            ("type = Nope", "unknown event type at character 7"),
+            ("type < CustomerUpdated", "supports only = and !="),
+            ("color = red", "unknown field `color`"),
+            ("occur_time > yesterday", "expected an RFC 3339 time"),
+            ("type = CustomerUpdated OR type = CustomerDeleted", "expected AND"),
+            ("type =", "expected `field operator value`"),
+            (r#"actor = "open"#, "unterminated string"),
+        ] {
+            let error = parse_event_filter(input).unwrap_err();
+            assert!(error.contains(expected), "{input}: {error}");
+        }
+        assert!(parse_event_filter(&"a".repeat(2000)).is_err());
+    }
+}

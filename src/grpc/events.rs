@@ -1,0 +1,97 @@
+//! Events as `customer.v1.CustomerEvent`: the conversion shared by the gRPC adapter
+//! (ListCustomerEvents, WatchCustomerEvents) and the NATS relay, so that every channel
+//! carries the same message.
+
+use prost_types::FieldMask;
+
+use super::{timestamp, to_proto};
+use crate::{
+    domain::{
+        customer::{Customer, CustomerData},
+        event::{Event, EventType},
+    },
+    pb,
+    service::events::resume_token,
+};
+
+/// The proto event. `with_resume_token` is false for broker bodies (published before any
+/// client could resume from them; consumers deduplicate by `event_id`).
+pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEvent {
+    use pb::customer_event::Kind;
+    let kind = match event.event_type {
+        EventType::CustomerRegistered => Kind::Registered(pb::CustomerRegistered {}),
+        EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
+        EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
+        EventType::CustomerUpdated => Kind::Updated(pb::CustomerUpdated {
+            previous: event
+                .data
+                .previous
+                .as_ref()
+                .map(|previous| only_fields(previous, &event.data.changed_fields)),
+            changed_fields: Some(FieldMask {
+                paths: event.data.changed_fields.clone(),
+            }),
+        }),
+    };
+    pb::CustomerEvent {
+        event_id: event.event_id.to_string(),
+        customer: event.customer,
+        sequence: event.sequence,
+        snapshot: Some(to_proto(event.data.snapshot)),
+        actor: event.actor,
+        request_id: event
+            .request_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        occur_time: Some(timestamp(event.occur_time)),
+        resume_token: if with_resume_token {
+            resume_token(event.position)
+        } else {
+            String::new()
+        },
+        kind: Some(kind),
+    }
+}
+
+/// A proto customer holding only the values of `paths` (top-level fields and
+/// `address.<field>`); every other field is unset.
+fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
+    let full = to_proto(Customer {
+        id: uuid::Uuid::nil(),
+        data: data.clone(),
+        version: 0,
+        create_time: chrono::DateTime::UNIX_EPOCH,
+        update_time: chrono::DateTime::UNIX_EPOCH,
+        delete_time: None,
+    });
+    let mut out = pb::Customer::default();
+    for path in paths {
+        match path.as_str() {
+            "given_name" => out.given_name.clone_from(&full.given_name),
+            "family_name" => out.family_name.clone_from(&full.family_name),
+            "email" => out.email.clone_from(&full.email),
+            "phone" => out.phone.clone_from(&full.phone),
+            "address" => out.address.clone_from(&full.address),
+            "status" => out.status = full.status,
+            "company" => out.company.clone_from(&full.company),
+            "business_id" => out.business_id.clone_from(&full.business_id),
+            "labels" => out.labels.clone_from(&full.labels),
+            sub => {
+                let (Some(field), Some(from)) = (sub.strip_prefix("address."), &full.address)
+                else {
+                    continue;
+                };
+                let to = out.address.get_or_insert_with(Default::default);
+                match field {
+                    "lines" => to.lines.clone_from(&from.lines),
+                    "locality" => to.locality.clone_from(&from.locality),
+                    "region" => to.region.clone_from(&from.region),
+                    "postal_code" => to.postal_code.clone_from(&from.postal_code),
+                    "country_code" => to.country_code.clone_from(&from.country_code),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}

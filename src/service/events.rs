@@ -1,0 +1,522 @@
+//! The change stream: reading the event log, in commit order, and following it live.
+//!
+//! Events are written by the customer use cases inside their transactions (see
+//! [`record`]). This module numbers them in commit order (the *sequencer*, woken after every
+//! local commit and by a slow timer for events committed by other instances), lists them
+//! (ListCustomerEvents) and streams them (WatchCustomerEvents). Watchers are woken by a
+//! `watch` channel holding the last known position, fed by the local sequencer and by a
+//! `LISTEN` connection for positions assigned by other instances, so nobody polls in a
+//! tight loop.
+//!
+//! Resume tokens carry a position. Positions are assigned after commit, so "every event
+//! after position p" is exact even when transactions commit out of their start order.
+
+use std::{sync::Arc, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use tokio::sync::{Notify, mpsc, watch};
+use uuid::Uuid;
+
+use super::{
+    DEFAULT_PAGE_SIZE, Error, MAX_PAGE_SIZE, Result, error::reason, page_token::PageTokens,
+};
+use crate::{
+    db::{
+        Pool,
+        events::{self as queries, EventRow, NewEventRow},
+    },
+    domain::{
+        Violations,
+        customer::{Customer, CustomerData},
+        event::{Event, EventData, EventParent, EventType, parse_event_filter},
+    },
+    redact::mask_pii_owned,
+};
+
+/// Events numbered per sequencer transaction.
+const SEQUENCE_BATCH: i64 = 1000;
+/// Events read per watch query.
+const WATCH_BATCH: i64 = 500;
+/// How often the sequencer looks for events of other instances whose own sequencer did not
+/// run (crashed right after commit). Local commits wake it at once.
+const SEQUENCER_SWEEP: Duration = Duration::from_millis(500);
+/// Watchers re-check the log this often even without a wake-up, as a safety net for a lost
+/// notification (e.g. while the LISTEN connection reconnects).
+const WATCH_SAFETY_NET: Duration = Duration::from_secs(5);
+
+/// A ListCustomerEvents request.
+#[derive(Debug, Clone, Default)]
+pub struct EventListRequest {
+    /// `customers/{id}` or `customers/-`.
+    pub parent: String,
+    /// Requested page size (0 = default).
+    pub page_size: i32,
+    /// Token from the previous page.
+    pub page_token: String,
+    /// Filter over type, actor and occur_time.
+    pub filter: String,
+}
+
+/// One page of events.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events, oldest first.
+    pub events: Vec<Event>,
+    /// Token for the next page; empty on the last one.
+    pub next_page_token: String,
+}
+
+/// The event log: numbering, listing and watching.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    page_tokens: PageTokens,
+    /// Wakes the sequencer after a local commit.
+    committed: Notify,
+    /// The last position known to be assigned (locally or by another instance).
+    positions: watch::Sender<i64>,
+    /// Set when the server shuts down: watches end so connections can drain.
+    closing: watch::Sender<bool>,
+}
+
+impl EventLog {
+    /// The log over `pool`, signing page tokens with `page_tokens`.
+    pub fn new(pool: Pool, page_tokens: PageTokens) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                page_tokens,
+                committed: Notify::new(),
+                positions: watch::Sender::new(0),
+                closing: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Tells the sequencer that a transaction with events committed.
+    pub fn committed(&self) {
+        self.inner.committed.notify_one();
+    }
+
+    /// A receiver of the last assigned position, changed whenever events are numbered.
+    pub fn positions(&self) -> watch::Receiver<i64> {
+        self.inner.positions.subscribe()
+    }
+
+    /// Ends every watch (server shutdown).
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    fn advance(&self, position: i64) {
+        self.inner.positions.send_if_modified(|known| {
+            let newer = position > *known;
+            if newer {
+                *known = position;
+            }
+            newer
+        });
+    }
+
+    /// Numbers every committed, unnumbered event. Returns the last position assigned.
+    pub async fn sequence(&self) -> Result<Option<i64>> {
+        let mut conn = self.inner.pool.get().await?;
+        let mut last = None;
+        loop {
+            let assigned = conn
+                .transaction(async |conn| {
+                    queries::assign_positions(conn, SEQUENCE_BATCH)
+                        .await
+                        .map_err(Error::from)
+                })
+                .await?;
+            match assigned {
+                Some(position) => {
+                    self.advance(position);
+                    last = Some(position);
+                }
+                None => return Ok(last),
+            }
+        }
+    }
+
+    /// Runs the sequencer until the task is aborted: after every local commit, and every
+    /// [`SEQUENCER_SWEEP`] for events committed by instances that did not number them.
+    pub async fn run_sequencer(self) {
+        let mut failures = 0_u32;
+        loop {
+            tokio::select! {
+                () = self.inner.committed.notified() => {}
+                () = tokio::time::sleep(SEQUENCER_SWEEP) => {}
+            }
+            match self.sequence().await {
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, failures, "numbering events failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Follows positions assigned by any instance through `LISTEN` on a dedicated
+    /// connection, reconnecting with backoff, until the task is aborted.
+    pub async fn run_listener(self, database_url: String) {
+        let mut failures = 0_u32;
+        loop {
+            match self.listen(&database_url).await {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, failures, "event notifications lost; reconnecting");
+                }
+            }
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    async fn listen(&self, database_url: &str) -> Result<()> {
+        let mut conn = AsyncPgConnection::establish(database_url)
+            .await
+            .map_err(|error| Error::Unavailable {
+                message: format!("cannot open the event notification connection: {error}"),
+            })?;
+        diesel::sql_query(format!("LISTEN {}", queries::SEQUENCED_CHANNEL))
+            .execute(&mut conn)
+            .await?;
+        // Anything numbered while we were not listening.
+        let (last, _) = queries::log_state(&mut conn).await?;
+        self.advance(last);
+        let mut notifications = std::pin::pin!(conn.notifications_stream());
+        while let Some(notification) = notifications.next().await {
+            let notification = notification?;
+            if let Ok(position) = notification.payload.parse::<i64>() {
+                self.advance(position);
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of a customer's (or every customer's) events, oldest first.
+    pub async fn list(&self, request: &EventListRequest) -> Result<EventPage> {
+        let mut violations = Violations::new();
+        let parent = match EventParent::parse("parent", &request.parent) {
+            Ok(parent) => Some(parent),
+            Err(violation) => {
+                violations.extend(violation.into());
+                None
+            }
+        };
+        let page_size = match request.page_size {
+            size if size < 0 => {
+                violations.add("page_size", "must not be negative");
+                DEFAULT_PAGE_SIZE
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let filter = parse_event_filter(&request.filter).unwrap_or_else(|error| {
+            violations.add("filter", mask_pii_owned(error));
+            Vec::new()
+        });
+        let Some(parent) = violations.into_result(parent)? else {
+            return Err(Error::internal(&super::Unreachable(
+                "validated event list without parent",
+            )));
+        };
+        let query = PageTokens::query_fingerprint(&[
+            "events",
+            &request.parent,
+            &format!("{filter:?}"),
+        ]);
+        let after = match request.page_token.as_str() {
+            "" => 0,
+            token => self
+                .inner
+                .page_tokens
+                .decode_position(token, &query)
+                .map_err(|e| {
+                    Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string())
+                })?,
+        };
+        // Number what has committed so far, so a client listing right after its own write
+        // sees that write's event.
+        self.sequence().await?;
+        let aggregate = parent.aggregate();
+        let mut conn = self.inner.pool.get().await?;
+        let mut rows = queries::list(
+            &mut conn,
+            aggregate.as_deref(),
+            &filter,
+            after,
+            i64::from(page_size) + 1,
+        )
+        .await?;
+        drop(conn);
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => self
+                .inner
+                .page_tokens
+                .encode_position(&query, last.position.unwrap_or_default()),
+            _ => String::new(),
+        };
+        let events = rows.into_iter().map(event_of).collect::<Result<_>>()?;
+        Ok(EventPage {
+            events,
+            next_page_token,
+        })
+    }
+
+    /// Streams the events of `parent` after `start_after`: first what is stored, then new
+    /// events as they are numbered. Invalid input fails before the stream starts; a token
+    /// whose successors were removed by retention is OUT_OF_RANGE.
+    pub async fn watch(
+        &self,
+        parent: &str,
+        start_after: &str,
+    ) -> Result<mpsc::Receiver<Result<Event>>> {
+        let mut violations = Violations::new();
+        let parent = match EventParent::parse("parent", parent) {
+            Ok(parent) => Some(parent),
+            Err(violation) => {
+                violations.extend(violation.into());
+                None
+            }
+        };
+        let after = match start_after {
+            "" => Some(0),
+            token => match parse_resume_token(token) {
+                Some(position) => Some(position),
+                None => {
+                    violations.add(
+                        "start_after",
+                        "is not a resume token of this service; pass the resume_token of an event",
+                    );
+                    None
+                }
+            },
+        };
+        let (Some(parent), Some(after)) = violations.into_result((parent, after))? else {
+            return Err(Error::internal(&super::Unreachable(
+                "validated watch without parts",
+            )));
+        };
+        let mut conn = self.inner.pool.get().await?;
+        let (_, pruned_through) = queries::log_state(&mut conn).await?;
+        drop(conn);
+        if after < pruned_through {
+            return Err(Error::OutOfRange {
+                message: "events after this resume token were removed by retention; \
+                          list the events again (ListCustomerEvents) and watch from there"
+                    .into(),
+                reason: reason::RESUME_TOKEN_EXPIRED,
+                field: "start_after",
+            });
+        }
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(self.clone().follow(parent.aggregate(), after, sender));
+        Ok(receiver)
+    }
+
+    async fn follow(
+        self,
+        aggregate: Option<String>,
+        mut after: i64,
+        sender: mpsc::Sender<Result<Event>>,
+    ) {
+        let mut positions = self.positions();
+        let mut closing = self.inner.closing.subscribe();
+        // Number anything committed before the watch started that no sequencer has seen yet.
+        if let Err(error) = self.sequence().await {
+            let _ = sender.send(Err(error)).await;
+            return;
+        }
+        loop {
+            // Mark the current position as seen before querying: a numbering that lands
+            // after the query wakes the wait below instead of being missed.
+            positions.borrow_and_update();
+            let rows = match self.read(aggregate.as_deref(), after).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == WATCH_BATCH;
+            for row in rows {
+                after = row.position.unwrap_or(after);
+                let event = event_of(row);
+                let failed = event.is_err();
+                if sender.send(event).await.is_err() || failed {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            let shutting_down = tokio::select! {
+                changed = positions.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
+                }
+                () = tokio::time::sleep(WATCH_SAFETY_NET) => false,
+                () = sender.closed() => return,
+                _ = closing.wait_for(|closing| *closing) => true,
+            };
+            if shutting_down {
+                let _ = sender
+                    .send(Err(Error::Unavailable {
+                        message: "the server is shutting down; watch again with the last \
+                                  resume_token"
+                            .into(),
+                    }))
+                    .await;
+                return;
+            }
+        }
+    }
+
+    async fn read(&self, aggregate: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(queries::list(&mut conn, aggregate, &[], after, WATCH_BATCH).await?)
+    }
+
+    /// Events not yet published and the time of the oldest.
+    pub async fn unpublished_lag(&self) -> Result<(i64, Option<DateTime<Utc>>)> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(queries::unpublished_lag(&mut conn).await?)
+    }
+
+    /// Removes events older than `retention` (published ones only, unless
+    /// `include_unpublished` because no broker is configured).
+    pub async fn prune(&self, retention: Duration, include_unpublished: bool) -> Result<i64> {
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(36500));
+        let mut conn = self.inner.pool.get().await?;
+        Ok(queries::prune(&mut conn, cutoff, include_unpublished).await?)
+    }
+}
+
+/// Records the event of a change in the current transaction. The per-customer sequence is
+/// the customer's version after the change: every change bumps it by one and records one
+/// event, so the sequence is 1, 2, 3 … without gaps.
+pub(super) async fn record(
+    conn: &mut AsyncPgConnection,
+    event_type: EventType,
+    snapshot: &Customer,
+    previous: Option<&CustomerData>,
+    actor: &str,
+    request_id: Option<Uuid>,
+) -> Result<()> {
+    let data = EventData {
+        changed_fields: previous
+            .map(|before| crate::domain::event::changed_fields(before, &snapshot.data))
+            .unwrap_or_default(),
+        previous: previous.cloned(),
+        snapshot: snapshot.clone(),
+    };
+    let row = NewEventRow {
+        event_id: Uuid::now_v7(),
+        aggregate: snapshot.name().to_string(),
+        sequence: snapshot.version,
+        event_type: event_type.as_str().to_owned(),
+        data: serde_json::to_value(&data).map_err(|e| Error::internal(&e))?,
+        actor: actor.to_owned(),
+        request_id,
+    };
+    queries::insert(conn, &row).await?;
+    Ok(())
+}
+
+/// Converts a stored row into a domain event; a row this service could not have written is
+/// an internal error, not a panic.
+pub fn event_of(row: EventRow) -> Result<Event> {
+    let corrupt = |what: &str| {
+        Error::internal(&super::Unreachable(match what {
+            "type" => "event row with an unknown type",
+            "data" => "event row with unreadable data",
+            _ => "event row without a position",
+        }))
+    };
+    let event_type = EventType::parse(&row.event_type).ok_or_else(|| corrupt("type"))?;
+    let data: EventData = serde_json::from_value(row.data).map_err(|_| corrupt("data"))?;
+    let position = row.position.ok_or_else(|| corrupt("position"))?;
+    Ok(Event {
+        event_id: row.event_id,
+        customer: row.aggregate,
+        sequence: row.sequence,
+        event_type,
+        data,
+        actor: row.actor,
+        request_id: row.request_id,
+        occur_time: row.occur_time,
+        position,
+    })
+}
+
+/// Version byte of resume tokens, so their format can change.
+const RESUME_TOKEN_VERSION: u8 = 1;
+
+/// The resume token of the event at `position`. Not signed: it only says where to resume,
+/// reveals nothing, and must survive restarts and key changes.
+pub fn resume_token(position: i64) -> String {
+    let mut bytes = [0_u8; 9];
+    bytes[0] = RESUME_TOKEN_VERSION;
+    bytes[1..].copy_from_slice(&position.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The position in a resume token.
+pub fn parse_resume_token(token: &str) -> Option<i64> {
+    if token.len() > 32 {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    match bytes.as_slice() {
+        [RESUME_TOKEN_VERSION, rest @ ..] => {
+            let position = i64::from_be_bytes(rest.try_into().ok()?);
+            (position >= 0).then_some(position)
+        }
+        _ => None,
+    }
+}
+
+/// Exponential backoff from 100 ms up to 5 s.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100_u64.saturating_mul(1 << failures.min(6)).min(5_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_tokens_round_trip_and_reject_garbage() {
+        for position in [0, 1, 42, i64::MAX] {
+            assert_eq!(parse_resume_token(&resume_token(position)), Some(position));
+        }
+        for garbage in ["", "x", "AAAA", &"A".repeat(100), "AgAAAAAAAAAB"] {
+            assert_eq!(parse_resume_token(garbage), None, "{garbage}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(100));
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+}

@@ -13,6 +13,10 @@ CARGO ?= cargo
 LISTEN_ADDR ?= 127.0.0.1:8080
 BIN := target/debug/customer-api
 ENSURE_PG := scripts/ensure-postgres.sh
+# NATS with JetStream, found or started like PostgreSQL (NATS_URL, 127.0.0.1:4222, a private
+# nats-server): required by the tests, optional for `make run` (without it events are only
+# served by the change-stream RPCs).
+ENSURE_NATS := scripts/ensure-nats.sh
 # Development-only token secret for `make run` (override with JWT_HS256_SECRET).
 DEV_JWT_SECRET := dev-only-secret-do-not-use-in-production-0123456789
 # Integration tests are I/O bound (a database per test): run more of them than cores.
@@ -32,6 +36,8 @@ build: ## Build the service
 
 run: build ## Start the service on LISTEN_ADDR with a working database and a dev token
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
+	if nats="$$($(ENSURE_NATS))"; then eval "$$nats"; \
+	else echo "No NATS server: events are served by the RPCs but not published to JetStream."; fi; \
 	export JWT_HS256_SECRET="$${JWT_HS256_SECRET:-$(DEV_JWT_SECRET)}"; \
 	$(BIN) migrate; \
 	token="$$($(BIN) token --scopes 'customers.read customers.write' --ttl 12h --sub developer)"; \
@@ -52,8 +58,9 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 
-test: ## Run every test (unit + integration against real PostgreSQL)
+test: ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
+	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
 	$(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS)
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)

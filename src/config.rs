@@ -287,7 +287,11 @@ pub struct EventSettings {
     pub nats_stream: String,
 
     /// Subject prefix: events go to `<prefix>.<type>`, e.g. `customer.v1.events.registered`.
-    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "customer.v1.events")]
+    #[arg(
+        long,
+        env = "NATS_SUBJECT_PREFIX",
+        default_value = "customer.v1.events"
+    )]
     pub nats_subject_prefix: String,
 
     /// JetStream duplicate window of a stream this service creates: a republish of an event
@@ -300,7 +304,11 @@ pub struct EventSettings {
     pub nats_ack_timeout: Duration,
 
     /// CloudEvents `source` attribute of published events.
-    #[arg(long, env = "EVENT_SOURCE", default_value = "//customer.example.com/customer-api")]
+    #[arg(
+        long,
+        env = "EVENT_SOURCE",
+        default_value = "//customer.example.com/customer-api"
+    )]
     pub event_source: String,
 
     /// How long events are kept for the change stream (published ones, or all of them when no

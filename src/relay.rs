@@ -136,7 +136,9 @@ impl Relay {
                         }
                         async_nats::Event::Disconnected => {
                             status.connected.store(false, Ordering::Relaxed);
-                            tracing::warn!("relay disconnected from NATS; events wait in the outbox");
+                            tracing::warn!(
+                                "relay disconnected from NATS; events wait in the outbox"
+                            );
                         }
                         other => tracing::debug!(event = %other, "NATS client event"),
                     }
@@ -261,7 +263,11 @@ impl Relay {
         Ok((acked.len(), failure))
     }
 
-    async fn publish(&self, jetstream: &jetstream::Context, row: EventRow) -> Result<(), RelayError> {
+    async fn publish(
+        &self,
+        jetstream: &jetstream::Context,
+        row: EventRow,
+    ) -> Result<(), RelayError> {
         let event = event_of(row)?;
         let (subject, message) = cloud_event(&self.settings, event);
         let ack = jetstream
@@ -271,7 +277,10 @@ impl Relay {
             .await
             .map_err(|e| RelayError::Broker(e.to_string()))?;
         if ack.duplicate {
-            tracing::debug!(sequence = ack.sequence, "JetStream dropped a republished event");
+            tracing::debug!(
+                sequence = ack.sequence,
+                "JetStream dropped a republished event"
+            );
         }
         Ok(())
     }

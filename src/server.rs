@@ -588,7 +588,8 @@ async fn event_health(
     let json = [(header::CONTENT_TYPE, "application/json")];
     match service.events().unpublished_lag().await {
         Ok((unpublished, oldest)) => {
-            let age = oldest.map(|time| (chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3);
+            let age =
+                oldest.map(|time| (chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3);
             let relay = match relay {
                 None => serde_json::json!({"enabled": false}),
                 Some(status) => serde_json::json!({
@@ -623,7 +624,12 @@ async fn report_event_lag(service: CustomerService, relay: Option<Arc<RelayStatu
         };
         let age = (chrono::Utc::now() - oldest).num_seconds();
         if age >= 60 {
-            tracing::warn!(unpublished, oldest_age_seconds = age, connected = relay.connected(), "events are waiting to be published");
+            tracing::warn!(
+                unpublished,
+                oldest_age_seconds = age,
+                connected = relay.connected(),
+                "events are waiting to be published"
+            );
         } else {
             tracing::info!(unpublished, oldest_age_seconds = age, "event relay lag");
         }

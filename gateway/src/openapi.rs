@@ -1439,6 +1439,8 @@ mod tests {
             ("/v1/{name}", "delete", "DeleteCustomer"),
             ("/v1/{name}", "get", "GetCustomer"),
             ("/v1/{name}:undelete", "post", "UndeleteCustomer"),
+            ("/v1/{parent}/events", "get", "ListCustomerEvents"),
+            ("/v1/{parent}/events:watch", "get", "WatchCustomerEvents"),
         ];
         let expected: Vec<(String, String, String)> = expected
             .iter()
@@ -1637,6 +1639,12 @@ mod tests {
                 "customer.v1.BatchGetCustomersResponse",
                 "customer.v1.Customer",
                 "customer.v1.Customer.Status",
+                "customer.v1.CustomerDeleted",
+                "customer.v1.CustomerEvent",
+                "customer.v1.CustomerRegistered",
+                "customer.v1.CustomerUndeleted",
+                "customer.v1.CustomerUpdated",
+                "customer.v1.ListCustomerEventsResponse",
                 "customer.v1.ListCustomersResponse",
                 "customer.v1.PostalAddress",
                 "customer.v1.UndeleteCustomerRequest",

@@ -90,7 +90,10 @@ struct Assigned {
 /// number handed out, and announces the new last position. Returns it when any event was
 /// numbered. Must run in its own transaction (the `event_log` row lock is what serialises
 /// sequencers; it is held until commit, so numbers commit in order).
-pub async fn assign_positions(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Option<i64>> {
+pub async fn assign_positions(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Option<i64>> {
     // Taking the lock first matters: in READ COMMITTED the next statement takes a fresh
     // snapshot, which then includes every event numbered by the previous holder and every
     // event committed before we got the lock.

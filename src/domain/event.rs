@@ -405,7 +405,10 @@ mod tests {
 
     #[test]
     fn parent_is_all_or_one_customer() {
-        assert_eq!(EventParent::parse("parent", "customers/-"), Ok(EventParent::All));
+        assert_eq!(
+            EventParent::parse("parent", "customers/-"),
+            Ok(EventParent::All)
+        );
         let id = Uuid::now_v7();
         assert_eq!(
             EventParent::parse("parent", &format!("customers/{id}")),
@@ -438,7 +441,10 @@ mod tests {
         assert_eq!(parse_event_filter("  ").unwrap(), []);
         assert_eq!(
             parse_event_filter(r#"type="CustomerDeleted""#).unwrap(),
-            [EventRestriction::Type(CmpOp::Eq, EventType::CustomerDeleted)]
+            [EventRestriction::Type(
+                CmpOp::Eq,
+                EventType::CustomerDeleted
+            )]
         );
     }
 
@@ -449,7 +455,10 @@ mod tests {
             ("type < CustomerUpdated", "supports only = and !="),
             ("color = red", "unknown field `color`"),
             ("occur_time > yesterday", "expected an RFC 3339 time"),
-            ("type = CustomerUpdated OR type = CustomerDeleted", "expected AND"),
+            (
+                "type = CustomerUpdated OR type = CustomerDeleted",
+                "expected AND",
+            ),
             ("type =", "expected `field operator value`"),
             (r#"actor = "open"#, "unterminated string"),
         ] {

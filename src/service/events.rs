@@ -233,11 +233,8 @@ impl EventLog {
                 "validated event list without parent",
             )));
         };
-        let query = PageTokens::query_fingerprint(&[
-            "events",
-            &request.parent,
-            &format!("{filter:?}"),
-        ]);
+        let query =
+            PageTokens::query_fingerprint(&["events", &request.parent, &format!("{filter:?}")]);
         let after = match request.page_token.as_str() {
             "" => 0,
             token => self
@@ -294,10 +291,11 @@ impl EventLog {
                 None
             }
         };
+        // `None` inside: start with the oldest retained event.
         let after = match start_after {
-            "" => Some(0),
+            "" => Some(None),
             token => match parse_resume_token(token) {
-                Some(position) => Some(position),
+                Some(position) => Some(Some(position)),
                 None => {
                     violations.add(
                         "start_after",
@@ -315,6 +313,7 @@ impl EventLog {
         let mut conn = self.inner.pool.get().await?;
         let (_, pruned_through) = queries::log_state(&mut conn).await?;
         drop(conn);
+        let after = after.unwrap_or(pruned_through);
         if after < pruned_through {
             return Err(Error::OutOfRange {
                 message: "events after this resume token were removed by retention; \

@@ -159,7 +159,15 @@ impl CustomerService {
             let stored = queries::insert(conn, &row).await.map_err(email_conflict)?;
             let customer = Customer::try_from(stored)?;
             let actor = row.created_by.as_deref().unwrap_or_default();
-            record(conn, EventType::CustomerRegistered, &customer, None, actor, request_id).await?;
+            record(
+                conn,
+                EventType::CustomerRegistered,
+                &customer,
+                None,
+                actor,
+                request_id,
+            )
+            .await?;
             complete(conn, request_id, &customer).await?;
             Ok(customer)
         })
@@ -401,7 +409,15 @@ impl CustomerService {
             let current = locked_live(conn, parsed, &etag).await?;
             let row = queries::set_deleted(conn, current.id, true, &actor).await?;
             let customer = Customer::try_from(row)?;
-            record(conn, EventType::CustomerDeleted, &customer, None, &actor, request_id).await?;
+            record(
+                conn,
+                EventType::CustomerDeleted,
+                &customer,
+                None,
+                &actor,
+                request_id,
+            )
+            .await?;
             complete(conn, request_id, &customer).await?;
             Ok(customer)
         })
@@ -429,7 +445,15 @@ impl CustomerService {
                 .await
                 .map_err(email_conflict)?;
             let customer = Customer::try_from(row)?;
-            record(conn, EventType::CustomerUndeleted, &customer, None, &actor, None).await?;
+            record(
+                conn,
+                EventType::CustomerUndeleted,
+                &customer,
+                None,
+                &actor,
+                None,
+            )
+            .await?;
             Ok(customer)
         })
         .await

@@ -226,7 +226,20 @@ impl TestApp {
         client_tls: Option<ClientTlsConfig>,
     ) -> Self {
         let (database_url, database_name) = fresh_database().await;
+        Self::spawn_on(database_url, database_name, configure, client_tls).await
+    }
+
+    /// A server over an existing test database (a second instance, or a restart).
+    pub async fn spawn_on(
+        database_url: String,
+        database_name: String,
+        configure: impl FnOnce(&mut ServeSettings),
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let mut settings = ServeSettings::for_database(&database_url);
+        // NATS_URL in the environment (make test exports it) is for the tests that ask for
+        // a relay; every other server runs without one.
+        settings.events.nats_url = None;
         settings.page_token_key = Some("integration-test page token key".into());
         settings.health_probe_interval = Duration::from_millis(100);
         settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
@@ -339,6 +352,17 @@ impl TestApp {
         let bearer = Bearer(authorization.map(|value| value.parse().expect("header value")));
         CustomerServiceClient::with_interceptor(self.channel.clone(), bearer)
     }
+}
+
+/// The NATS server with JetStream the event tests publish through: `NATS_URL` (make test
+/// provides one). Fails, never skips, without it.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| {
+        panic!(
+            "NATS_URL is not set: the event tests need a NATS server with JetStream. \
+             Run them with `make test`, which finds or starts one (scripts/ensure-nats.sh)."
+        )
+    })
 }
 
 /// HS256 secret of the test servers.

@@ -9,6 +9,7 @@
 mod auth;
 mod create;
 mod delete;
+mod events;
 mod helpers;
 mod list;
 mod openapi;

@@ -393,3 +393,51 @@ async fn health_reports_serving_and_http_probes_answer() {
         assert_eq!(text, body.as_bytes(), "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_clients_can_watch_events_over_http1() {
+    let app = TestApp::spawn().await;
+    let customer = app.create("Web", "Watcher").await;
+    let request = pb::WatchCustomerEventsRequest {
+        parent: customer.name.clone(),
+        start_after: String::new(),
+    };
+    let request = http::Request::post(format!(
+        "http://{}/customer.v1.CustomerService/WatchCustomerEvents",
+        app.addr
+    ))
+    .header("content-type", "application/grpc-web+proto")
+    .header("x-grpc-web", "1")
+    .header("authorization", app.bearer())
+    .body(Full::new(Bytes::from(frame(&request))))
+    .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_11);
+    // The stream stays open (it follows new events): read until the first message is whole.
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    let first = loop {
+        if bytes.len() >= 5 {
+            let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+            if bytes.len() >= 5 + len {
+                assert_eq!(bytes[0], 0, "a data frame");
+                break pb::CustomerEvent::decode(&bytes[5..5 + len]).unwrap();
+            }
+        }
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), body.frame())
+            .await
+            .expect("an event arrives")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    };
+    assert_eq!(first.customer, customer.name);
+    assert_eq!(first.sequence, 1);
+    assert!(matches!(
+        first.kind,
+        Some(pb::customer_event::Kind::Registered(_))
+    ));
+}

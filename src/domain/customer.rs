@@ -215,17 +215,12 @@ impl CustomerInput {
                     None
                 }
             });
-        let business_id = optional(&self.business_id).and_then(|id| {
-            let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-            check(&mut v, path("business_id"), ok, || {
-                format!(
-                    "must be at most {MAX_BUSINESS_ID_CHARS} letters, digits, `-`, `_`, `.` or `/`"
-                )
-            })
-            .then(|| id.to_owned())
+        let business_id = optional(&self.business_id).and_then(|id| match check_business_id(id) {
+            Ok(()) => Some(id.to_owned()),
+            Err(description) => {
+                v.add(path("business_id"), description);
+                None
+            }
         });
         labels(&mut v, &path("labels"), &self.labels);
 
@@ -428,6 +423,34 @@ fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
 }
 
 /// Records a violation unless `ok`; returns `ok`.
+/// Checks the shape of an external business registry id (already trimmed, non-empty): at
+/// most [`MAX_BUSINESS_ID_CHARS`] ASCII letters, digits, `-`, `_`, `.` or `/`. The error is
+/// the description of a field violation.
+pub fn check_business_id(id: &str) -> Result<(), String> {
+    let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be at most {MAX_BUSINESS_ID_CHARS} letters, digits, `-`, `_`, `.` or `/`"
+        ))
+    }
+}
+
+/// Validates and normalises a postal address from any source (the same rules as a
+/// customer's address); violations are named `{prefix}.lines[0]`, `{prefix}.country_code` ….
+pub fn validate_postal_address(
+    prefix: &str,
+    address: &PostalAddress,
+) -> Result<PostalAddress, Violations> {
+    let mut v = Violations::new();
+    let normalised = postal_address(&mut v, prefix, address);
+    v.into_result(normalised)
+}
+
 fn check(
     v: &mut Violations,
     field: String,

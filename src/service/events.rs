@@ -189,6 +189,8 @@ impl EventLog {
             .await
             .map_err(|error| Error::Unavailable {
                 message: format!("cannot open the event notification connection: {error}"),
+                reason: super::error::reason::DATABASE_UNAVAILABLE,
+                retry_after: Duration::from_secs(1),
             })?;
         diesel::sql_query(format!("LISTEN {}", queries::SEQUENCED_CHANNEL))
             .execute(&mut conn)
@@ -381,6 +383,9 @@ impl EventLog {
                         message: "the server is shutting down; watch again with the last \
                                   resume_token"
                             .into(),
+                        // What every UNAVAILABLE carried before reasons were per dependency.
+                        reason: super::error::reason::DATABASE_UNAVAILABLE,
+                        retry_after: Duration::from_secs(1),
                     }))
                     .await;
                 return;

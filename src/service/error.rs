@@ -55,6 +55,8 @@ pub mod reason {
     pub const REGISTRY_UNAVAILABLE: &str = "REGISTRY_UNAVAILABLE";
     /// No business registry is configured on this server (`BUSINESS_REGISTRY_URL`).
     pub const REGISTRY_NOT_CONFIGURED: &str = "REGISTRY_NOT_CONFIGURED";
+    /// The server is shutting down (a watch ends with it); reconnect.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
 }
 
 /// Result of a use case.

@@ -383,8 +383,7 @@ impl EventLog {
                         message: "the server is shutting down; watch again with the last \
                                   resume_token"
                             .into(),
-                        // What every UNAVAILABLE carried before reasons were per dependency.
-                        reason: super::error::reason::DATABASE_UNAVAILABLE,
+                        reason: super::error::reason::SHUTTING_DOWN,
                         retry_after: Duration::from_secs(1),
                     }))
                     .await;

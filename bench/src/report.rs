@@ -190,14 +190,17 @@ impl Report {
             pass: deep.map(|v| v <= 1.5),
         });
         let search = self.find("search").map(|row| row.p(0.5));
+        let alone = self.find("search-1").map_or(String::new(), |row| {
+            format!("; one at a time {:.2} ms", row.p(0.5))
+        });
         let at_scale = self.context.rows >= 1_000_000;
         targets.push(Target {
             measure: "name contains-search at 1,000,000 customers, p50".into(),
             goal: "<= 20 ms",
             value: match search {
-                Some(v) if at_scale => format!("{v:.2} ms"),
+                Some(v) if at_scale => format!("{v:.2} ms{alone}"),
                 Some(v) => format!(
-                    "{v:.2} ms at {} customers (run BENCH_ROWS=1000000 to judge)",
+                    "{v:.2} ms{alone}, at {} customers (BENCH_ROWS=1000000 to judge)",
                     self.context.rows
                 ),
                 None => "not measured".into(),

@@ -21,7 +21,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-BIN=$ROOT/target/release/customer-api
+# BENCH_SERVER_BIN runs another build of the server (A/B comparisons of a change).
+BIN=${BENCH_SERVER_BIN:-$ROOT/target/release/customer-api}
 BENCH=$ROOT/target/release/customer-bench
 OUT=$ROOT/target/bench
 mkdir -p "$OUT"

@@ -38,7 +38,7 @@ SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid,
        given,
        family,
        lower(given) || '.' || lower(family) || '.' || i || '@example.com',
-       '+1415' || lpad(((i * 7919) % 10000000)::text, 7, '0'),
+       '+1415' || lpad(((i::bigint * 7919) % 10000000)::text, 7, '0'),
        jsonb_build_object(
            'lines', jsonb_build_array((i % 9000 + 1) || ' ' || street || ' Street'),
            'locality', city,

@@ -121,6 +121,11 @@ impl Pgbench {
             errors.insert("pgbench failed transactions".to_owned(), failed as u64);
         }
         let seconds = plan.duration.as_secs().max(1) as f64;
+        // pgbench is a child process: this process's CPU time says nothing about it.
+        let usage = crate::procfs::Usage {
+            generator_cpu_seconds: None,
+            ..usage
+        };
         Ok(Measurement {
             // pgbench's own figure (it excludes connection set-up) defines the throughput.
             ok: (tps * seconds).round() as u64,

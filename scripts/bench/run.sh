@@ -16,7 +16,8 @@
 # BENCH_WARMUP (3 s), BENCH_CONCURRENCY (32), BENCH_CONNECTIONS (4 HTTP/2 connections for
 # gRPC), BENCH_THREADS (2 generator threads), BENCH_SCENARIOS (comma list, default all),
 # BENCH_ADDR (127.0.0.1:18080), BENCH_NOTE (a line for the report), BENCH_MARKDOWN
-# (BENCHMARKS.md; empty to skip), DB_POOL_SIZE and any other server setting.
+# (BENCHMARKS.md; empty to skip), BENCH_SERVER_BIN (another server build, for A/B runs),
+# DB_POOL_SIZE and any other server setting.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -109,7 +110,8 @@ SERVER_PID=$!
 
 settings="DB_POOL_SIZE=${DB_POOL_SIZE:-default} RATE_LIMIT_RPS=${RATE_LIMIT_RPS:-1000000} MAX_CONCURRENT_REQUESTS=${MAX_CONCURRENT_REQUESTS:-default}"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+# BENCHMARKS.md itself (appended by every run) does not make a build dirty.
+git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || commit="$commit (with uncommitted changes)"
 pg_version=$(psql_admin -c "SHOW server_version" | cut -d' ' -f1)
 command="make bench BENCH_ROWS=$ROWS BENCH_DURATION=${BENCH_DURATION:-10} BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-32}"
 [ -z "${BENCH_SCENARIOS:-}" ] || command="$command BENCH_SCENARIOS=$BENCH_SCENARIOS"

@@ -26,7 +26,7 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
-.PHONY: help run test lint fmt build migrate openapi
+.PHONY: help run test bench lint fmt build migrate openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -62,6 +62,13 @@ test: ## Run every test (unit + integration against real PostgreSQL and NATS Jet
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
 	$(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS)
+
+bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to BENCHMARKS.md
+	@# Two invocations: built together, feature unification would give the server the client's
+	@# tonic features (and rebuild it); apart, each keeps its own and both stay cached.
+	$(CARGO) build --release -p customer-api
+	$(CARGO) build --release -p customer-bench
+	scripts/bench/run.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check

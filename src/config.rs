@@ -134,6 +134,10 @@ pub struct AuthSettings {
     /// Serve without authentication (local experiments only; logged loudly).
     #[arg(long, env = "AUTH_DISABLED")]
     pub auth_disabled: bool,
+    /// How long a verified API key is trusted without asking the database again: a revoked
+    /// or expired key stops working within this time. 0 asks the database on every call.
+    #[arg(long, env = "API_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub api_key_cache_ttl: Duration,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -150,6 +154,7 @@ impl fmt::Debug for AuthSettings {
             .field("jwt_leeway", &self.jwt_leeway)
             .field("protect_docs", &self.protect_docs)
             .field("auth_disabled", &self.auth_disabled)
+            .field("api_key_cache_ttl", &self.api_key_cache_ttl)
             .finish()
     }
 }

@@ -121,6 +121,7 @@ pub async fn serve(
             tracing::info!("no JWT_HS256_SECRET or JWKS_FILE: only API keys are accepted");
         }
         Authenticator::new(jwt, pool.clone())
+            .with_api_key_cache_ttl(settings.auth.api_key_cache_ttl)
     };
     let service = CustomerService::new(
         pool.clone(),

@@ -64,6 +64,16 @@ impl ApiKeys {
 
     /// The caller a key belongs to, if it is valid, unrevoked and unexpired.
     pub async fn verify(&self, key: &str) -> Result<Principal, AuthError> {
+        self.verify_with_expiry(key)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// Like [`ApiKeys::verify`], with the key's expiry (if it has one).
+    pub async fn verify_with_expiry(
+        &self,
+        key: &str,
+    ) -> Result<(Principal, Option<DateTime<Utc>>), AuthError> {
         let invalid = |reason: &str| AuthError::InvalidApiKey(reason.to_owned());
         let (id, secret) = parse(key).ok_or_else(|| invalid("malformed key"))?;
         let mut conn = self
@@ -88,10 +98,13 @@ impl ApiKeys {
         if info.expire_time.is_some_and(|expiry| expiry <= Utc::now()) {
             return Err(invalid("the key has expired"));
         }
-        Ok(Principal {
-            subject: format!("api-key:{}", info.id),
-            scopes: info.scopes,
-        })
+        Ok((
+            Principal {
+                subject: format!("api-key:{}", info.id),
+                scopes: info.scopes,
+            },
+            info.expire_time,
+        ))
     }
 }
 

@@ -71,6 +71,10 @@ pub enum JwtSetupError {
 struct Claims {
     #[serde(default)]
     sub: Option<String>,
+    /// Checked by jsonwebtoken (required); kept to know until when a verified token may be
+    /// trusted without verifying it again.
+    #[serde(default)]
+    exp: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
 }
@@ -170,6 +174,16 @@ impl JwtVerifier {
 
     /// The caller a token names, if it verifies.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_with_expiry(token)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// The caller a token names, if it verifies, and its `exp` (seconds since the epoch).
+    pub async fn verify_with_expiry(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<u64>), AuthError> {
         let invalid = |reason: &str| AuthError::InvalidToken(reason.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid("the token is too large"));
@@ -235,7 +249,7 @@ impl JwtVerifier {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        Ok(Principal { subject, scopes })
+        Ok((Principal { subject, scopes }, data.claims.exp))
     }
 }
 

@@ -2,6 +2,7 @@
 //! per-RPC scope check.
 //!
 //! - [`jwt`]: bearer tokens verified with an explicit algorithm allow-list (RFC 8725).
+//! - [`cache`]: verified credentials, so a caller's token is verified once, not per call.
 //! - [`api_keys`]: random service-account keys, stored as hashes, with scopes, expiry and
 //!   revocation.
 //! - [`limits`]: per-caller rate limits and load shedding.
@@ -11,16 +12,27 @@
 //!   transports.
 
 pub mod api_keys;
+pub mod cache;
 pub mod jwt;
 pub mod layer;
 pub mod limits;
 pub mod scopes;
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
+use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
+use self::cache::CredentialCache;
 use crate::db::Pool;
+
+/// Verified credentials remembered at most (tokens and API keys together).
+pub const CACHE_CAPACITY: usize = 10_000;
+/// Default of `API_KEY_CACHE_TTL`: the longest a revoked API key keeps working.
+pub const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +68,23 @@ pub enum AuthError {
 }
 
 /// Verifies credentials from request headers.
+///
+/// Verified credentials are cached (see [`cache`]), which takes signature checking and
+/// claim parsing (tokens) and a database round trip (API keys) off all but the first call of
+/// a caller:
+///
+/// - a bearer token is trusted until its `exp`, exactly as long as it would verify (tokens
+///   cannot be revoked; a JWKS key removed meanwhile stops being trusted for new tokens only);
+/// - an API key is trusted for `API_KEY_CACHE_TTL` (5 s) at most, and never past its expiry:
+///   a key revoked with `customer-api api-key revoke` (another process, so this one cannot
+///   be told) stops working within that time. 0 asks the database on every call.
 #[derive(Clone)]
 pub struct Authenticator {
     jwt: Option<Arc<jwt::JwtVerifier>>,
     keys: Option<api_keys::ApiKeys>,
     disabled: bool,
+    verified: Arc<CredentialCache>,
+    api_key_ttl: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -69,6 +93,8 @@ impl std::fmt::Debug for Authenticator {
             .field("jwt", &self.jwt.is_some())
             .field("api_keys", &self.keys.is_some())
             .field("disabled", &self.disabled)
+            .field("cached", &self.verified.len())
+            .field("api_key_ttl", &self.api_key_ttl)
             .finish()
     }
 }
@@ -80,7 +106,15 @@ impl Authenticator {
             jwt: jwt.map(Arc::new),
             keys: Some(api_keys::ApiKeys::new(pool)),
             disabled: false,
+            verified: Arc::new(CredentialCache::new(CACHE_CAPACITY)),
+            api_key_ttl: DEFAULT_API_KEY_CACHE_TTL,
         }
+    }
+
+    /// Trusts a verified API key for `ttl` at most (0: ask the database on every call).
+    pub fn with_api_key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.api_key_ttl = ttl;
+        self
     }
 
     /// Lets every call through as an all-scopes `anonymous` caller (`--auth-disabled`).
@@ -89,6 +123,8 @@ impl Authenticator {
             jwt: None,
             keys: None,
             disabled: true,
+            verified: Arc::new(CredentialCache::new(0)),
+            api_key_ttl: Duration::ZERO,
         }
     }
 
@@ -115,7 +151,22 @@ impl Authenticator {
             let verifier = self.jwt.as_ref().ok_or_else(|| {
                 AuthError::InvalidToken("bearer tokens are not accepted here".into())
             })?;
-            return verifier.verify(token.trim()).await;
+            let token = token.trim();
+            if token.len() > jwt::MAX_TOKEN_BYTES {
+                // Refused by the verifier before any work; not worth hashing either.
+                return verifier.verify(token).await;
+            }
+            let now = SystemTime::now();
+            let key = CredentialCache::key("jwt", token);
+            if let Some(principal) = self.verified.get(&key, now) {
+                return Ok(principal);
+            }
+            let (principal, exp) = verifier.verify_with_expiry(token).await?;
+            if let Some(exp) = exp {
+                self.verified
+                    .insert(key, principal.clone(), cache::unix_time(exp), now);
+            }
+            return Ok(principal);
         }
         if let Some(value) = headers.get("x-api-key") {
             let key = value
@@ -125,8 +176,56 @@ impl Authenticator {
                 .keys
                 .as_ref()
                 .ok_or_else(|| AuthError::InvalidApiKey("API keys are not accepted here".into()))?;
-            return keys.verify(key.trim()).await;
+            let key = key.trim();
+            if self.api_key_ttl.is_zero() {
+                return keys.verify(key).await;
+            }
+            let now = SystemTime::now();
+            let cache_key = CredentialCache::key("api-key", key);
+            if let Some(principal) = self.verified.get(&cache_key, now) {
+                return Ok(principal);
+            }
+            let (principal, expiry) = keys.verify_with_expiry(key).await?;
+            self.verified.insert(
+                cache_key,
+                principal.clone(),
+                api_key_valid_until(now, self.api_key_ttl, expiry),
+                now,
+            );
+            return Ok(principal);
         }
         Err(AuthError::Missing)
+    }
+}
+
+/// Until when a verified API key may be trusted: `ttl` from `now`, but never past its expiry.
+fn api_key_valid_until(
+    now: SystemTime,
+    ttl: Duration,
+    expiry: Option<DateTime<Utc>>,
+) -> SystemTime {
+    let by_ttl = now + ttl;
+    match expiry {
+        Some(expiry) => by_ttl.min(SystemTime::from(expiry)),
+        None => by_ttl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_is_trusted_for_the_ttl_but_never_past_its_expiry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(5);
+        assert_eq!(api_key_valid_until(now, ttl, None), now + ttl);
+        let soon = DateTime::<Utc>::from(now + Duration::from_secs(2));
+        assert_eq!(
+            api_key_valid_until(now, ttl, Some(soon)),
+            now + Duration::from_secs(2)
+        );
+        let later = DateTime::<Utc>::from(now + Duration::from_secs(3600));
+        assert_eq!(api_key_valid_until(now, ttl, Some(later)), now + ttl);
     }
 }

@@ -50,8 +50,12 @@ pub struct CustomerRow {
 
 /// A new row: the id and the mutable columns; version and timestamps take their defaults
 /// (the database clock, so every instance agrees on time).
+///
+/// `None` is inserted as NULL, never as `DEFAULT` (no nullable column has another default):
+/// an insert whose SQL depends on which fields are `None` cannot be a cached prepared
+/// statement, and was prepared afresh (an extra round trip) on every CreateCustomer.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = customers)]
+#[diesel(table_name = customers, treat_none_as_default_value = false)]
 pub struct NewCustomerRow {
     /// Primary key.
     pub id: Uuid,
@@ -64,7 +68,11 @@ pub struct NewCustomerRow {
 
 /// The mutable columns, for `UPDATE ... SET` and inserts.
 #[derive(Debug, Clone, AsChangeset, Insertable)]
-#[diesel(table_name = customers, treat_none_as_null = true)]
+#[diesel(
+    table_name = customers,
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
 pub struct CustomerChanges {
     /// Given name.
     pub given_name: String,

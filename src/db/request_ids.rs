@@ -8,7 +8,12 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
+use diesel::{
+    pg::Pg,
+    prelude::*,
+    query_builder::{AstPass, QueryFragment, QueryId},
+    sql_types::Jsonb,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -64,11 +69,38 @@ pub async fn complete(
     request_id: Uuid,
     response: &serde_json::Value,
 ) -> QueryResult<()> {
-    diesel::update(request_ids::table.find(request_id))
-        .set(request_ids::response.eq(response))
-        .execute(conn)
-        .await
-        .map(drop)
+    Complete {
+        request_id,
+        response,
+    }
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// `UPDATE request_ids SET response = $1 WHERE request_id = $2`, spelled out as a query
+/// with a static id so that it is prepared once per connection: diesel never caches an
+/// `UPDATE` (a changeset may skip fields, changing the SQL), so `diesel::update` cost a
+/// Parse round trip and a fresh plan on every write that carried a request id.
+#[derive(Debug)]
+struct Complete<'a> {
+    request_id: Uuid,
+    response: &'a serde_json::Value,
+}
+
+impl QueryId for Complete<'_> {
+    type QueryId = Complete<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for Complete<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE request_ids SET response = ");
+        out.push_bind_param::<Jsonb, _>(self.response)?;
+        out.push_sql(" WHERE request_id = ");
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.request_id)?;
+        Ok(())
+    }
 }
 
 /// Forgets request ids older than `ttl`; returns how many.

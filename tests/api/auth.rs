@@ -1,7 +1,7 @@
 //! Authentication and authorization on every transport: the negative battery (each answers
 //! UNAUTHENTICATED / 401 before the service does any work), JWKS algorithms, API keys, scopes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use customer_api::{auth::api_keys, config::ServeSettings, db, pb};
@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value as Json, json};
 use tonic::Code;
 
-use crate::helpers::{TEST_SECRET, TestApp, fixture, mint, new_customer};
+use crate::helpers::{TEST_SECRET, TestApp, eventually, fixture, mint, new_customer};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "customer-api";
@@ -382,7 +382,10 @@ async fn scopes_gate_each_rpc_with_permission_denied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_keys_authenticate_until_revoked_or_expired() {
-    let app = TestApp::spawn().await;
+    // With the verified-key cache off (TTL 0) the database is asked on every call, so a
+    // revocation takes effect at once; with the cache on it takes effect within the TTL
+    // (`a_revoked_api_key_stops_working_within_the_cache_ttl`).
+    let app = TestApp::spawn_with(|s| s.auth.api_key_cache_ttl = Duration::ZERO).await;
     let settings = ServeSettings::for_database(&app.database_url).database;
     let pool = db::connect(&settings).await.unwrap();
     let (info, key) = api_keys::create(
@@ -438,6 +441,100 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
 
     let unknown_scope = api_keys::create(&pool, "x", &["customers.everything".into()], None).await;
     assert!(unknown_scope.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_api_key_stops_working_within_the_cache_ttl() {
+    // Verified keys are trusted for API_KEY_CACHE_TTL without asking the database again;
+    // revocation (from another process) therefore takes effect within that bound.
+    let ttl = Duration::from_millis(500);
+    let app = TestApp::spawn_with(|s| s.auth.api_key_cache_ttl = ttl).await;
+    let settings = ServeSettings::for_database(&app.database_url).database;
+    let pool = db::connect(&settings).await.unwrap();
+    let (info, key) = api_keys::create(&pool, "batch job", &["customers.read".into()], None)
+        .await
+        .unwrap();
+    let list = |key: String| {
+        let mut client = app.client_with(None);
+        async move {
+            let mut request = tonic::Request::new(pb::ListCustomersRequest::default());
+            request
+                .metadata_mut()
+                .insert("x-api-key", key.parse().unwrap());
+            client.list_customers(request).await.map(drop)
+        }
+    };
+    list(key.clone()).await.unwrap();
+
+    assert!(api_keys::revoke(&pool, info.id).await.unwrap());
+    let revoked = Instant::now();
+    eventually("the revoked key is refused", || {
+        let attempt = list(key.clone());
+        async move { matches!(attempt.await, Err(status) if status.code() == Code::Unauthenticated) }
+    })
+    .await;
+    let took = revoked.elapsed();
+    assert!(
+        took < ttl + Duration::from_millis(500),
+        "a revoked key must stop working within the cache TTL ({ttl:?}), took {took:?}"
+    );
+    // And it stays refused.
+    assert_eq!(list(key).await.unwrap_err().code(), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_tokens_expire_at_exp_and_are_never_confused_with_each_other() {
+    let app = TestApp::spawn_with(|s| s.auth.jwt_leeway = Duration::ZERO).await;
+    let key = EncodingKey::from_secret(TEST_SECRET.as_bytes());
+    let reader = sign(
+        Algorithm::HS256,
+        None,
+        &key,
+        &json!({"sub": "reader", "scope": "customers.read", "exp": now() + 600}),
+    );
+    let writer = sign(
+        Algorithm::HS256,
+        None,
+        &key,
+        &json!({"sub": "writer", "scope": "customers.read customers.write", "exp": now() + 600}),
+    );
+    // Each token, used twice (the second use is answered from the cache), keeps its own
+    // subject and scopes.
+    for _ in 0..2 {
+        let denied = grpc_create(&app, Some(&format!("Bearer {reader}")))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        grpc_create(&app, Some(&format!("Bearer {writer}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.count("customers", "created_by = 'writer'").await, 2);
+    assert_eq!(app.count("customers", "created_by <> 'writer'").await, 0);
+
+    // A token expiring in a second works now (and is cached), and is refused once `exp`
+    // has passed, although it is still in the cache.
+    let exp = now() + 1;
+    let short = sign(
+        Algorithm::HS256,
+        None,
+        &key,
+        &json!({"sub": "brief", "scope": "customers.read customers.write", "exp": exp}),
+    );
+    let bearer = format!("Bearer {short}");
+    grpc_create(&app, Some(&bearer)).await.unwrap();
+    eventually("the expired token is refused", || {
+        let attempt = grpc_create(&app, Some(&bearer));
+        async move { matches!(attempt.await, Err(status) if status.code() == Code::Unauthenticated) }
+    })
+    .await;
+    assert!(now() >= exp, "refused only once exp has passed");
+    let (status, _, body) = rest_create(&app, &[("authorization", &bearer)]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "invalid token: the token has expired"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

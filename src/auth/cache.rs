@@ -1,0 +1,220 @@
+//! A bounded cache of verified credentials, so a caller presenting the same token or API key
+//! on every call is verified once, not on every call.
+//!
+//! - Keyed by SHA-256 of the credential: the cache holds no secret, and a different
+//!   credential (even one differing in a single character) is a different key; a collision
+//!   would need a SHA-256 collision.
+//! - Only successes are cached, each with the instant it stops being valid, and an entry is
+//!   never used at or after that instant: a bearer token's entry ends at its `exp`; an API
+//!   key's ends after a short time-to-live (or at its expiry, if sooner), which bounds how
+//!   long a revoked key keeps working (see [`super::Authenticator`]).
+//! - Bounded: at most `capacity` entries. When full, expired entries are dropped first;
+//!   if none expired, the whole cache is cleared. A flood of distinct credentials therefore
+//!   costs re-verification, never memory.
+//!
+//! Time is passed in (wall-clock [`SystemTime`], the clock `exp` is written in), so the
+//! rules above are tested without waiting.
+
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, SystemTime},
+};
+
+use sha2::{Digest, Sha256};
+
+use super::Principal;
+
+/// The cache key of a credential.
+pub type Key = [u8; 32];
+
+/// Verified credentials and until when they may be trusted without verifying again.
+#[derive(Debug)]
+pub struct CredentialCache {
+    entries: RwLock<HashMap<Key, Entry>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    principal: Principal,
+    valid_until: SystemTime,
+}
+
+impl CredentialCache {
+    /// An empty cache of at most `capacity` entries (0 caches nothing).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The key of `credential`. `kind` separates credential types that share a cache.
+    pub fn key(kind: &str, credential: &str) -> Key {
+        let mut hasher = Sha256::new();
+        hasher.update(kind.as_bytes());
+        hasher.update([0]);
+        hasher.update(credential.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// The caller of a credential verified earlier, if its entry is still valid at `now`.
+    pub fn get(&self, key: &Key, now: SystemTime) -> Option<Principal> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(key)?;
+        (now < entry.valid_until).then(|| entry.principal.clone())
+    }
+
+    /// Remembers a verified credential until `valid_until` (nothing if that is not after
+    /// `now`).
+    pub fn insert(&self, key: Key, principal: Principal, valid_until: SystemTime, now: SystemTime) {
+        if self.capacity == 0 || valid_until <= now {
+            return;
+        }
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, entry| now < entry.valid_until);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                principal,
+                valid_until,
+            },
+        );
+    }
+
+    /// Entries held (expired ones included until they are evicted).
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |entries| entries.len())
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `seconds` since the Unix epoch as a [`SystemTime`] (saturating far in the future).
+pub fn unix_time(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .unwrap_or_else(|| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(subject: &str) -> Principal {
+        Principal {
+            subject: subject.into(),
+            scopes: vec!["customers.read".into()],
+        }
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        unix_time(1_800_000_000 + seconds)
+    }
+
+    #[test]
+    fn an_entry_is_used_until_its_end_and_never_at_or_after_it() {
+        let cache = CredentialCache::new(10);
+        let key = CredentialCache::key("jwt", "token-a");
+        cache.insert(key, caller("alice"), at(60), at(0));
+        assert_eq!(cache.get(&key, at(0)), Some(caller("alice")));
+        assert_eq!(cache.get(&key, at(59)), Some(caller("alice")));
+        assert_eq!(cache.get(&key, at(60)), None, "expiry is honoured");
+        assert_eq!(cache.get(&key, at(3600)), None);
+    }
+
+    #[test]
+    fn a_different_credential_is_never_confused_with_a_cached_one() {
+        let cache = CredentialCache::new(10);
+        cache.insert(
+            CredentialCache::key("jwt", "token-a"),
+            caller("alice"),
+            at(60),
+            at(0),
+        );
+        for other in ["token-b", "token-a ", "token-", "Token-a", ""] {
+            assert_eq!(
+                cache.get(&CredentialCache::key("jwt", other), at(1)),
+                None,
+                "{other:?}"
+            );
+        }
+        // The same text as another kind of credential is another key, too.
+        assert_eq!(
+            cache.get(&CredentialCache::key("api-key", "token-a"), at(1)),
+            None
+        );
+        assert_ne!(
+            CredentialCache::key("jwt", "token-a"),
+            CredentialCache::key("jwt", "token-b")
+        );
+    }
+
+    #[test]
+    fn already_expired_credentials_are_not_cached() {
+        let cache = CredentialCache::new(10);
+        let key = CredentialCache::key("jwt", "late");
+        cache.insert(key, caller("alice"), at(10), at(10));
+        cache.insert(key, caller("alice"), at(9), at(10));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = CredentialCache::new(3);
+        for (i, token) in ["a", "b", "c"].iter().enumerate() {
+            cache.insert(
+                CredentialCache::key("jwt", token),
+                caller(token),
+                at(10 + i as u64),
+                at(0),
+            );
+        }
+        assert_eq!(cache.len(), 3);
+        // Full, with one entry ("a") expired at t=10: that one makes room.
+        cache.insert(
+            CredentialCache::key("jwt", "d"),
+            caller("d"),
+            at(100),
+            at(10),
+        );
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&CredentialCache::key("jwt", "a"), at(10)), None);
+        assert_eq!(
+            cache.get(&CredentialCache::key("jwt", "d"), at(10)),
+            Some(caller("d"))
+        );
+        // Full of live entries: cleared, then the newcomer is kept.
+        cache.insert(
+            CredentialCache::key("jwt", "e"),
+            caller("e"),
+            at(100),
+            at(10),
+        );
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache.get(&CredentialCache::key("jwt", "e"), at(10)),
+            Some(caller("e"))
+        );
+        // Capacity 0 caches nothing.
+        let off = CredentialCache::new(0);
+        off.insert(
+            CredentialCache::key("jwt", "a"),
+            caller("a"),
+            at(100),
+            at(0),
+        );
+        assert!(off.is_empty());
+    }
+}

@@ -22,9 +22,10 @@ use uuid::Uuid;
 use super::schema::{event_log, events};
 use crate::domain::event::{CmpOp, EventRestriction};
 
-/// A new event, as the writing transaction knows it.
+/// A new event, as the writing transaction knows it. `None` is written as NULL (not
+/// DEFAULT), so the INSERT has one shape and its prepared statement is cached.
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEventRow {
     /// Unique event id.
     pub event_id: Uuid,

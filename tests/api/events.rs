@@ -20,7 +20,7 @@ use crate::helpers::{
 };
 
 /// Every event of `parent`, through every page.
-async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::CustomerEvent> {
+pub(crate) async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::CustomerEvent> {
     let mut events = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -44,12 +44,18 @@ async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::Customer
     }
 }
 
-fn kind(event: &pb::CustomerEvent) -> &'static str {
+pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
     match event.kind {
         Some(Kind::Registered(_)) => "registered",
         Some(Kind::Updated(_)) => "updated",
         Some(Kind::Deleted(_)) => "deleted",
         Some(Kind::Undeleted(_)) => "undeleted",
+        Some(Kind::CompanyCreated(_)) => "company_created",
+        Some(Kind::CompanyUpdated(_)) => "company_updated",
+        Some(Kind::CompanyDeleted(_)) => "company_deleted",
+        Some(Kind::NoteAdded(_)) => "note_added",
+        Some(Kind::NoteUpdated(_)) => "note_updated",
+        Some(Kind::NoteDeleted(_)) => "note_deleted",
         None => "none",
     }
 }
@@ -146,6 +152,7 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
     );
     for event in &events {
         assert_eq!(event.customer, created.name);
+        assert_eq!(event.resource, created.name);
         assert_eq!(event.actor, "test-user");
         assert!(Uuid::parse_str(&event.event_id).is_ok());
         assert!(!event.resume_token.is_empty());

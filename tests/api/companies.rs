@@ -19,14 +19,17 @@ use crate::{
     rest::{call, error_reason, violations},
 };
 
-fn company(display_name: &str) -> pb::Company {
+pub(crate) fn company(display_name: &str) -> pb::Company {
     pb::Company {
         display_name: display_name.into(),
         ..Default::default()
     }
 }
 
-async fn create_company(app: &TestApp, company: pb::Company) -> Result<pb::Company, tonic::Status> {
+pub(crate) async fn create_company(
+    app: &TestApp,
+    company: pb::Company,
+) -> Result<pb::Company, tonic::Status> {
     app.client
         .clone()
         .create_company(pb::CreateCompanyRequest {
@@ -72,7 +75,7 @@ async fn delete_company(
 }
 
 /// A customer of `company` with `status`.
-async fn member(
+pub(crate) async fn member(
     app: &TestApp,
     company: &str,
     given: &str,

@@ -13,6 +13,7 @@ mod delete;
 mod events;
 mod helpers;
 mod list;
+mod notes;
 mod openapi;
 mod privacy;
 mod read;

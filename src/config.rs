@@ -272,6 +272,10 @@ pub struct ServeSettings {
     /// Domain events: retention and NATS JetStream delivery.
     #[command(flatten)]
     pub events: EventSettings,
+
+    /// The business registry behind business-info enrichment (optional).
+    #[command(flatten)]
+    pub registry: RegistrySettings,
 }
 
 /// Domain events: how long the change stream keeps them, and where the relay publishes them.
@@ -336,6 +340,158 @@ impl fmt::Debug for EventSettings {
     }
 }
 
+/// The external business registry (see `docs/business-registry.md`). Enrichment is off
+/// unless `--business-registry-url` is set; the other settings then tune the client.
+#[derive(Clone, Args)]
+pub struct RegistrySettings {
+    /// URL template of the registry's JSON API, http or https, with `{business_id}` in the
+    /// path or query, e.g. `https://registry.example/v1/companies/{business_id}`. Unset:
+    /// business-info lookups answer FAILED_PRECONDITION.
+    #[arg(
+        id = "business_registry_url",
+        long = "business-registry-url",
+        env = "BUSINESS_REGISTRY_URL",
+        value_name = "URL",
+        value_parser = crate::registry::UrlTemplate::parse
+    )]
+    pub url: Option<crate::registry::UrlTemplate>,
+
+    /// Name reported as the `source` of business details (default: the URL's host).
+    #[arg(
+        id = "business_registry_name",
+        long = "business-registry-name",
+        env = "BUSINESS_REGISTRY_NAME"
+    )]
+    pub name: Option<String>,
+
+    /// Bearer token sent to the registry (`Authorization: Bearer …`), if it needs one.
+    #[arg(
+        id = "business_registry_token",
+        long = "business-registry-token",
+        env = "BUSINESS_REGISTRY_TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// Time allowed for one registry request (connect, TLS, answer), per attempt.
+    #[arg(
+        id = "business_registry_timeout",
+        long = "business-registry-timeout",
+        env = "BUSINESS_REGISTRY_TIMEOUT",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
+
+    /// Retries after a timeout, connection failure or 5xx answer (never after a 4xx).
+    #[arg(
+        id = "business_registry_retries",
+        long = "business-registry-retries",
+        env = "BUSINESS_REGISTRY_RETRIES",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(0..=10)
+    )]
+    pub retries: u32,
+
+    /// First delay between retries; it doubles per retry, with jitter, up to 5s.
+    #[arg(
+        id = "business_registry_retry_backoff",
+        long = "business-registry-retry-backoff",
+        env = "BUSINESS_REGISTRY_RETRY_BACKOFF",
+        default_value = "100ms",
+        value_parser = parse_duration
+    )]
+    pub retry_backoff: Duration,
+
+    /// Consecutive failed registry requests that open the circuit breaker.
+    #[arg(
+        id = "business_registry_breaker_threshold",
+        long = "business-registry-breaker-threshold",
+        env = "BUSINESS_REGISTRY_BREAKER_THRESHOLD",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub breaker_threshold: u32,
+
+    /// How long an open circuit breaker answers UNAVAILABLE without asking the registry,
+    /// before one probe request.
+    #[arg(
+        id = "business_registry_breaker_cooldown",
+        long = "business-registry-breaker-cooldown",
+        env = "BUSINESS_REGISTRY_BREAKER_COOLDOWN",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub breaker_cooldown: Duration,
+
+    /// How long business details are served from the cache; 0 disables caching.
+    #[arg(
+        id = "business_registry_cache_ttl",
+        long = "business-registry-cache-ttl",
+        env = "BUSINESS_REGISTRY_CACHE_TTL",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    pub cache_ttl: Duration,
+
+    /// How long "no such business" (registry 404) is served from the cache; 0 disables.
+    #[arg(
+        id = "business_registry_negative_cache_ttl",
+        long = "business-registry-negative-cache-ttl",
+        env = "BUSINESS_REGISTRY_NEGATIVE_CACHE_TTL",
+        default_value = "1m",
+        value_parser = parse_duration
+    )]
+    pub negative_cache_ttl: Duration,
+
+    /// Most businesses kept in the cache.
+    #[arg(
+        id = "business_registry_cache_size",
+        long = "business-registry-cache-size",
+        env = "BUSINESS_REGISTRY_CACHE_SIZE",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000)
+    )]
+    pub cache_size: u32,
+}
+
+impl fmt::Debug for RegistrySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrySettings")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("cache_size", &self.cache_size)
+            .finish()
+    }
+}
+
+impl RegistrySettings {
+    /// The client configuration; `None` when no registry URL is set (enrichment off).
+    pub fn config(&self) -> Option<crate::registry::RegistryConfig> {
+        let url = self.url.clone()?;
+        Some(crate::registry::RegistryConfig {
+            url,
+            name: self.name.clone(),
+            token: self.token.clone(),
+            timeout: self.timeout,
+            retries: self.retries,
+            retry_backoff: self.retry_backoff,
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown: self.breaker_cooldown,
+            cache_ttl: self.cache_ttl,
+            negative_cache_ttl: self.negative_cache_ttl,
+            cache_capacity: usize::try_from(self.cache_size).unwrap_or(usize::MAX),
+        })
+    }
+}
+
 /// TLS (and mutual TLS) on the one listener. All paths are PEM files; with none set the
 /// listener speaks plaintext (h2c and HTTP/1.1).
 #[derive(Debug, Clone, Default, Args)]
@@ -393,6 +549,7 @@ impl fmt::Debug for ServeSettings {
             .field("health_probe_interval", &self.health_probe_interval)
             .field("tls", &self.tls)
             .field("events", &self.events)
+            .field("registry", &self.registry)
             .finish()
     }
 }
@@ -511,6 +668,57 @@ mod tests {
         assert!(
             parse(&["--tls-client-ca", "ca.pem"]).is_err(),
             "mutual TLS needs TLS"
+        );
+    }
+
+    #[test]
+    fn registry_settings_default_and_hide_the_token() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["customer-api", "serve", "--database-url", "postgres://x/y"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(settings) => settings,
+                _ => unreachable!("parsed a serve command line"),
+            })
+        };
+        let off = parse(&[]).expect("optional");
+        assert!(off.registry.config().is_none(), "no URL: enrichment off");
+
+        let on = parse(&[
+            "--business-registry-url",
+            "https://registry.example/v1/companies/{business_id}?key=k3y",
+            "--business-registry-token",
+            "t0ken",
+        ])
+        .expect("a registry");
+        let config = on.registry.config().expect("configured");
+        let defaults = crate::registry::RegistryConfig::new(config.url.clone());
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        assert_eq!(config.retries, 2);
+        assert_eq!(config.cache_ttl, Duration::from_secs(3600));
+        assert_eq!(config.timeout, defaults.timeout, "clap and code agree");
+        assert_eq!(config.retries, defaults.retries);
+        assert_eq!(config.retry_backoff, defaults.retry_backoff);
+        assert_eq!(config.breaker_threshold, defaults.breaker_threshold);
+        assert_eq!(config.breaker_cooldown, defaults.breaker_cooldown);
+        assert_eq!(config.cache_ttl, defaults.cache_ttl);
+        assert_eq!(config.negative_cache_ttl, defaults.negative_cache_ttl);
+        assert_eq!(config.cache_capacity, defaults.cache_capacity);
+        for debug in [format!("{on:?}"), format!("{config:?}")] {
+            assert!(!debug.contains("t0ken"), "{debug}");
+            assert!(!debug.contains("k3y"), "{debug}");
+        }
+
+        assert!(parse(&["--business-registry-url", "https://registry.example/"]).is_err());
+        assert!(
+            parse(&[
+                "--business-registry-url",
+                "http://r/{business_id}",
+                "--business-registry-retries",
+                "11"
+            ])
+            .is_err(),
+            "retries are bounded"
         );
     }
 

@@ -18,6 +18,9 @@
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
+//! - [`registry`]: the business-registry client (cache, retries, circuit breaker) behind
+//!   business-info enrichment.
+//! - [`http_client`]: the minimal outbound HTTP(S) `GET` used for JWKS and the registry.
 //! - [`config`]: flags and environment.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
@@ -27,7 +30,9 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod http_client;
 pub mod redact;
+pub mod registry;
 pub mod relay;
 pub mod server;
 pub mod service;

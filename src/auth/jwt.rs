@@ -311,74 +311,20 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// GETs a JWKS over HTTP/1.1, with TLS (Mozilla's roots) for https URLs.
 async fn fetch(uri: &http::Uri) -> Result<String, String> {
-    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(uri))
+    let client = crate::http_client::HttpClient::new().map_err(|e| e.to_string())?;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let response = tokio::time::timeout(FETCH_TIMEOUT, client.get(uri, &headers, MAX_JWKS_BYTES))
         .await
         .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
-}
-
-async fn fetch_inner(uri: &http::Uri) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty, Limited};
-    use hyper_util::rt::TokioIo;
-
-    let host = uri.host().ok_or("the URL has no host")?.to_owned();
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err("only http and https URLs are supported".into()),
-    };
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
         .map_err(|e| e.to_string())?;
-    let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, host.as_str())
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-
-    async fn send<T>(io: T, request: http::Request<Empty<bytes::Bytes>>) -> Result<String, String>
-    where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+    if !response.status.is_success() {
+        return Err(format!("HTTP {}", response.status));
     }
-
-    if https {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name =
-            rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        send(TokioIo::new(tls), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
-    }
+    String::from_utf8(response.body.to_vec()).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Serialize)]

@@ -419,16 +419,41 @@ fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
 /// An optional business-registry id: at most [`MAX_BUSINESS_ID_CHARS`] letters, digits,
 /// `-`, `_`, `.` or `/` (shared by customers and companies).
 pub(super) fn business_id(v: &mut Violations, field: String, text: &str) -> Option<String> {
-    optional(text).and_then(|id| {
-        let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-        check(v, field, ok, || {
-            format!("must be at most {MAX_BUSINESS_ID_CHARS} letters, digits, `-`, `_`, `.` or `/`")
-        })
-        .then(|| id.to_owned())
+    optional(text).and_then(|id| match check_business_id(id) {
+        Ok(()) => Some(id.to_owned()),
+        Err(description) => {
+            v.add(field, description);
+            None
+        }
     })
+}
+
+/// Checks the shape of an external business registry id (already trimmed, non-empty): at
+/// most [`MAX_BUSINESS_ID_CHARS`] ASCII letters, digits, `-`, `_`, `.` or `/`. The error is
+/// the description of a field violation.
+pub fn check_business_id(id: &str) -> Result<(), String> {
+    let ok = id.chars().count() <= MAX_BUSINESS_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be at most {MAX_BUSINESS_ID_CHARS} letters, digits, `-`, `_`, `.` or `/`"
+        ))
+    }
+}
+
+/// Validates and normalises a postal address from any source (the same rules as a
+/// customer's address); violations are named `{prefix}.lines[0]`, `{prefix}.country_code` ….
+pub fn validate_postal_address(
+    prefix: &str,
+    address: &PostalAddress,
+) -> Result<PostalAddress, Violations> {
+    let mut v = Violations::new();
+    let normalised = postal_address(&mut v, prefix, address);
+    v.into_result(normalised)
 }
 
 /// Records a violation unless `ok`; returns `ok`.

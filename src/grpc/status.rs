@@ -112,9 +112,13 @@ impl From<Error> for Status {
                 details.add_bad_request_violation(field, message);
                 Code::OutOfRange
             }
-            Error::Unavailable { .. } => {
-                details.set_error_info(reason::DATABASE_UNAVAILABLE, ERROR_DOMAIN, HashMap::new());
-                details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+            Error::Unavailable {
+                reason,
+                retry_after,
+                ..
+            } => {
+                details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+                details.set_retry_info(Some(retry_after));
                 Code::Unavailable
             }
             Error::DeadlineExceeded { .. } => {

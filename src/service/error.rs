@@ -56,6 +56,13 @@ pub mod reason {
     pub const RESUME_TOKEN_EXPIRED: &str = "RESUME_TOKEN_EXPIRED";
     /// A resume token is not one this service issued.
     pub const INVALID_RESUME_TOKEN: &str = "INVALID_RESUME_TOKEN";
+    /// The business registry cannot be reached, failed, timed out or sent an unreadable
+    /// response, or its circuit breaker is open.
+    pub const REGISTRY_UNAVAILABLE: &str = "REGISTRY_UNAVAILABLE";
+    /// No business registry is configured on this server (`BUSINESS_REGISTRY_URL`).
+    pub const REGISTRY_NOT_CONFIGURED: &str = "REGISTRY_NOT_CONFIGURED";
+    /// The server is shutting down (a watch ends with it); reconnect.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
 }
 
 /// Result of a use case.
@@ -128,11 +135,17 @@ pub enum Error {
         /// The offending request field.
         field: &'static str,
     },
-    /// A dependency (the database) is unreachable or saturated; retry with backoff.
+    /// A dependency (the database, the business registry) is unreachable or saturated;
+    /// retry with backoff.
     #[error("{message}")]
     Unavailable {
         /// Summary for humans.
         message: String,
+        /// `ErrorInfo.reason`: which dependency ([`reason::DATABASE_UNAVAILABLE`],
+        /// [`reason::REGISTRY_UNAVAILABLE`]).
+        reason: &'static str,
+        /// When the client may retry (`RetryInfo.retry_delay`).
+        retry_after: std::time::Duration,
     },
     /// The operation did not finish in time.
     #[error("{message}")]
@@ -199,6 +212,15 @@ impl Error {
         }
     }
 
+    /// UNAVAILABLE because the database cannot be reached; retry in a second.
+    pub fn database_unavailable() -> Self {
+        Self::Unavailable {
+            message: "the database is unavailable, retry later".into(),
+            reason: reason::DATABASE_UNAVAILABLE,
+            retry_after: std::time::Duration::from_secs(1),
+        }
+    }
+
     /// Logs `source` with a fresh reference and returns the generic INTERNAL error.
     pub fn internal(source: &dyn std::error::Error) -> Self {
         let reference = Uuid::new_v4();
@@ -225,9 +247,7 @@ impl From<diesel::result::Error> for Error {
         match &error {
             E::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
                 tracing::warn!(error = %error, "database connection lost");
-                Self::Unavailable {
-                    message: "the database is unavailable, retry later".into(),
-                }
+                Self::database_unavailable()
             }
             E::DatabaseError(_, info) if is_statement_timeout(info.message()) => {
                 tracing::warn!(error = %error, "statement timeout");
@@ -237,9 +257,7 @@ impl From<diesel::result::Error> for Error {
             }
             E::DatabaseError(_, info) if is_connection_gone(info.message()) => {
                 tracing::warn!(error = %error, "database connection lost");
-                Self::Unavailable {
-                    message: "the database is unavailable, retry later".into(),
-                }
+                Self::database_unavailable()
             }
             _ => Self::internal(&error),
         }
@@ -263,9 +281,7 @@ fn is_connection_gone(message: &str) -> bool {
 impl From<db::PoolError> for Error {
     fn from(error: db::PoolError) -> Self {
         tracing::warn!(error = %error, "no database connection");
-        Self::Unavailable {
-            message: "the database is unavailable, retry later".into(),
-        }
+        Self::database_unavailable()
     }
 }
 

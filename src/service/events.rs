@@ -192,6 +192,8 @@ impl EventLog {
             .await
             .map_err(|error| Error::Unavailable {
                 message: format!("cannot open the event notification connection: {error}"),
+                reason: super::error::reason::DATABASE_UNAVAILABLE,
+                retry_after: Duration::from_secs(1),
             })?;
         diesel::sql_query(format!("LISTEN {}", queries::SEQUENCED_CHANNEL))
             .execute(&mut conn)
@@ -384,6 +386,8 @@ impl EventLog {
                         message: "the server is shutting down; watch again with the last \
                                   resume_token"
                             .into(),
+                        reason: super::error::reason::SHUTTING_DOWN,
+                        retry_after: Duration::from_secs(1),
                     }))
                     .await;
                 return;

@@ -3,7 +3,8 @@
 //! The first test to start migrates a *template* database (named after a hash of
 //! `migrations/`, built under an advisory lock so parallel test processes agree); every test
 //! then gets `CREATE DATABASE … TEMPLATE …`, which copies the migrated schema in
-//! milliseconds. Databases left by earlier runs are dropped when the template is checked.
+//! milliseconds. Databases left by earlier runs of this checkout are dropped when the template is
+//! checked (each checkout has its own name prefix, so parallel checkouts never collide).
 //!
 //! PostgreSQL is required: without `DATABASE_URL` the tests fail with a message saying how
 //! to provide one (`make test` does). They never skip.
@@ -34,6 +35,16 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 /// Prefix of every database the tests create.
 const PREFIX: &str = "customer_api_test";
+
+/// The prefix of this checkout's databases: several checkouts (worktrees, clones) sharing
+/// one server each clean up only their own leftovers, never another's template.
+fn namespace() -> &'static str {
+    static NAMESPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAMESPACE.get_or_init(|| {
+        let checkout = Sha256::digest(env!("CARGO_MANIFEST_DIR").as_bytes());
+        format!("{PREFIX}_{}", hex(&checkout[..3]))
+    })
+}
 
 static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
@@ -100,18 +111,19 @@ struct Name {
 async fn template() -> &'static str {
     TEMPLATE
         .get_or_init(|| async {
-            let name = format!("{PREFIX}_tpl_{}", migrations_hash());
+            let prefix = namespace();
+            let name = format!("{prefix}_tpl_{}", migrations_hash());
             let mut conn = admin().await;
             conn.batch_execute("SELECT pg_advisory_lock(774411)")
                 .await
                 .expect("lock");
             let existing: Vec<Name> = diesel::sql_query(format!(
-                "SELECT datname AS name FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+                "SELECT datname AS name FROM pg_database WHERE datname LIKE '{prefix}%'"
             ))
             .load(&mut conn)
             .await
             .expect("list databases");
-            let own = format!("{PREFIX}_{}_", std::process::id());
+            let own = format!("{prefix}_{}_", std::process::id());
             for stale in &existing {
                 if stale.name != name && !stale.name.starts_with(&own) {
                     // Fails harmlessly if another run is still using it.
@@ -168,7 +180,8 @@ async fn template() -> &'static str {
 pub async fn fresh_database() -> (String, String) {
     let template = template().await;
     let name = format!(
-        "{PREFIX}_{}_{}",
+        "{}_{}_{}",
+        namespace(),
         std::process::id(),
         NEXT_DATABASE.fetch_add(1, Ordering::SeqCst)
     );

@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "proto/customer/v1/customer.proto",
     "proto/customer/v1/customer_service.proto",
     "proto/customer/v1/events.proto",
+    "proto/customer/v1/company.proto",
+    "proto/customer/v1/note.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

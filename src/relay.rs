@@ -12,10 +12,11 @@
 //! Writes never wait for any of this: the relay only reads the log, behind the sequencer.
 //!
 //! CloudEvents 1.0, binary content mode (NATS protocol binding): `ce-specversion`, `ce-id`,
-//! `ce-source`, `ce-type` (`customer.v1.CustomerRegistered` …), `ce-subject` (the customer
-//! name), `ce-time`, `ce-sequence` (the per-customer sequence), `ce-partitionkey` (the
-//! customer name), `content-type: application/protobuf`; the body is the encoded
-//! `customer.v1.CustomerEvent`. Headers carry no personal data.
+//! `ce-source`, `ce-type` (`customer.v1.CustomerRegistered`, `customer.v1.NoteAdded` …),
+//! `ce-subject` (the resource name: customer, company or note), `ce-time`, `ce-sequence`
+//! (the per-resource sequence), `ce-partitionkey` (the customer for customer and note
+//! events, the company for company events), `content-type: application/protobuf`; the body
+//! is the encoded `customer.v1.CustomerEvent`. Headers carry no personal data.
 
 use std::{
     sync::{
@@ -301,7 +302,7 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
         "ce-type",
         format!("customer.v1.{}", event.event_type.as_str()).as_str(),
     );
-    headers.insert("ce-subject", event.customer.as_str());
+    headers.insert("ce-subject", event.resource.as_str());
     headers.insert(
         "ce-time",
         event
@@ -310,7 +311,13 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
             .as_str(),
     );
     headers.insert("ce-sequence", event.sequence.to_string().as_str());
-    headers.insert("ce-partitionkey", event.customer.as_str());
+    // A customer's events and its notes' share a partition; a company is its own.
+    let partition = if event.customer.is_empty() {
+        &event.resource
+    } else {
+        &event.customer
+    };
+    headers.insert("ce-partitionkey", partition.as_str());
     headers.insert("content-type", "application/protobuf");
     let id = event.event_id.to_string();
     let body = event_to_proto(event, false).encode_to_vec();

@@ -8,10 +8,16 @@
 //! - well-known types use their special forms (`Timestamp` is an RFC 3339 string, `FieldMask`
 //!   a comma-separated string, wrappers their scalar, `Any` an object with `@type`, ...).
 //!
-//! Each path variable becomes one path parameter named by its field path, even when it
-//! spans several segments: `/v1/{name=customers/*}:undelete` is the OpenAPI path
-//! `/v1/{name}:undelete`, and the value of `name` (`customers/123`) keeps its `/`
-//! unencoded. Every message reachable from the routes becomes a schema under
+//! A path variable that matches a resource name made of literal collections and single
+//! segments is written out the way AIP-127 and Google's own OpenAPI generator (gnostic)
+//! write it: `/v1/{name=customers/*/notes/*}` is the OpenAPI path
+//! `/v1/customers/{customer}/notes/{note}`, one parameter per `*`, named after the resource
+//! pattern of the field's `google.api.resource_reference` (or the singular of the
+//! collection). Resource names of different types therefore get different OpenAPI paths
+//! (`/v1/{name}` would be the same path for every resource), and a client fills in plain
+//! ids instead of sending `/` unencoded. Other variables (one segment, `**`) become one
+//! parameter named by the field path: `/v1/{name=**}` is `/v1/{name}`, whose value keeps
+//! its `/` unencoded. Every message reachable from the routes becomes a schema under
 //! `components.schemas`, keyed by its full name (`customer.v1.Customer`). Descriptions come
 //! from the proto comments and `google.api.field_behavior` annotations become `required`,
 //! `readOnly` and `writeOnly`.
@@ -180,25 +186,34 @@ struct Generator<'a> {
     comments: HashMap<String, HashMap<Vec<i32>, String>>,
     /// `google.api.resource` patterns by resource type, read on first use.
     resources: Option<HashMap<String, Vec<String>>>,
-    /// An example `Location` of a created resource, if the routes can render one.
-    location_example: Option<String>,
+    /// An example `Location` of a created resource, by the resource's message type, where
+    /// the routes can render one.
+    location_examples: HashMap<String, String>,
 }
 
 impl<'a> Generator<'a> {
     fn new(pool: &'a DescriptorPool, routes: &[Route]) -> Self {
         // The gateway renders `Location` with the first GET route whose only variable is
-        // `name` and that has no verb.
-        let location_example = routes
+        // `name`, has no verb and whose template fits the created name: the Get method of
+        // that resource, which returns the same message as its Create method.
+        let mut location_examples = HashMap::new();
+        for route in routes
             .iter()
             .filter(|route| route.method == Method::GET && route.template.verb.is_none())
-            .filter_map(|route| match route.template.variables.as_slice() {
-                [variable] if variable.field_path == "name" => Some((route, variable)),
-                _ => None,
-            })
-            .find_map(|(route, variable)| {
-                let example = example_value(&route.template.segments[variable.start..variable.end]);
-                route.template.render(&[example.as_str()])
-            });
+        {
+            let [variable] = route.template.variables.as_slice() else {
+                continue;
+            };
+            if variable.field_path != "name" {
+                continue;
+            }
+            let example = example_value(&route.template.segments[variable.start..variable.end]);
+            if let Some(location) = route.template.render(&[example.as_str()]) {
+                location_examples
+                    .entry(route.rpc.output().full_name().to_owned())
+                    .or_insert(location);
+            }
+        }
         Self {
             pool,
             field_behavior: pool.get_extension_by_name("google.api.field_behavior"),
@@ -207,7 +222,7 @@ impl<'a> Generator<'a> {
             pending: Vec::new(),
             comments: HashMap::new(),
             resources: None,
-            location_example,
+            location_examples,
         }
     }
 
@@ -428,6 +443,15 @@ impl<'a> Generator<'a> {
         let mut index = 0;
         while index < template.segments.len() {
             if let Some(variable) = template.variables.iter().find(|v| v.start == index) {
+                let pattern = &template.segments[variable.start..variable.end];
+                if let Some((expanded, mut more)) =
+                    self.expanded_variable(&input, variable, pattern, &parameters)
+                {
+                    path.push_str(&expanded);
+                    parameters.append(&mut more);
+                    index = variable.end.max(index + 1);
+                    continue;
+                }
                 path.push_str("/{");
                 path.push_str(&variable.field_path);
                 path.push('}');
@@ -473,6 +497,79 @@ impl<'a> Generator<'a> {
             path.push_str(verb);
         }
         (path, parameters)
+    }
+
+    /// A resource-name variable (literal collections and `*` ids, e.g. `customers/*` or
+    /// `customers/*/notes/*`) written out as path segments, with one parameter per id named
+    /// after the resource pattern (`customers/{customer}/notes/{note}`). `None` for other
+    /// variables. Names already taken by `earlier` parameters get a numeric suffix.
+    fn expanded_variable(
+        &mut self,
+        input: &MessageDescriptor,
+        variable: &Variable,
+        pattern: &[Segment],
+        earlier: &[Value],
+    ) -> Option<(String, Vec<Value>)> {
+        let resource_like = pattern.iter().any(|s| matches!(s, Segment::Literal(_)))
+            && pattern.contains(&Segment::Any)
+            && !pattern.contains(&Segment::Rest);
+        if !resource_like {
+            return None;
+        }
+        let field =
+            resolve_path(input, &variable.field_path).and_then(|fields| fields.last().cloned());
+        let comment = field.as_ref().and_then(|field| self.field_comment(field));
+        let form = self.resource_form(field.as_ref(), pattern);
+        let mut taken: Vec<String> = earlier
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect();
+        let mut path = String::new();
+        let mut parameters = Vec::new();
+        let mut previous: Option<&str> = None;
+        for (segment, part) in pattern.iter().zip(form.split('/')) {
+            match segment {
+                Segment::Literal(literal) => {
+                    path.push('/');
+                    path.push_str(literal);
+                    previous = Some(literal);
+                }
+                _ => {
+                    let base = part
+                        .strip_prefix('{')
+                        .and_then(|p| p.strip_suffix('}'))
+                        .filter(|p| !p.is_empty() && !p.contains('='))
+                        .map_or_else(|| previous.map_or("id".to_owned(), singular), str::to_owned);
+                    let mut name = base.clone();
+                    let mut n = 1;
+                    while taken.contains(&name) {
+                        n += 1;
+                        name = format!("{base}_{n}");
+                    }
+                    taken.push(name.clone());
+                    path.push_str(&format!("/{{{name}}}"));
+                    let note = format!(
+                        "The `{{{base}}}` segment of `{field}`, a resource name of the form \
+                         `{form}`.",
+                        field = variable.field_path,
+                    );
+                    let description =
+                        join_paragraphs(comment.clone().into_iter().chain([note]).collect());
+                    let mut parameter = json!({
+                        "name": name,
+                        "in": "path",
+                        "required": true,
+                        "schema": {"type": "string", "pattern": "^[^/]+$"},
+                    });
+                    if let Some(description) = description {
+                        parameter["description"] = json!(description);
+                    }
+                    parameters.push(parameter);
+                    previous = None;
+                }
+            }
+        }
+        Some((path, parameters))
     }
 
     fn path_parameter(
@@ -863,6 +960,10 @@ impl<'a> Generator<'a> {
                 );
                 (self.field_value_schema(field), what)
             }
+            None if output.full_name() == "google.protobuf.Empty" => (
+                self.message_ref(&output),
+                "Done: an empty JSON object, `{}`.".to_owned(),
+            ),
             None => (
                 self.message_ref(&output),
                 format!("The `{}`.", output.name()),
@@ -912,7 +1013,8 @@ impl<'a> Generator<'a> {
                 );
             }
         }
-        if created && let Some(example) = &self.location_example {
+        if created && let Some(example) = self.location_examples.get(route.rpc.output().full_name())
+        {
             headers.insert(
                 "Location".into(),
                 json!({
@@ -1283,6 +1385,14 @@ fn pattern_fits(candidate: &str, pattern: &[Segment]) -> bool {
 fn singular(collection: &str) -> String {
     if let Some(stem) = collection.strip_suffix("ies") {
         format!("{stem}y")
+    } else if let Some(stem) = collection.strip_suffix("lves") {
+        format!("{stem}lf")
+    } else if let Some(stem) = ["sses", "xes", "ches", "shes"]
+        .into_iter()
+        .find_map(|suffix| collection.strip_suffix(suffix).map(|stem| (stem, suffix)))
+        .map(|(stem, suffix)| format!("{stem}{}", &suffix[..suffix.len() - 2]))
+    {
+        stem
     } else if let Some(stem) = collection.strip_suffix('s') {
         stem.to_owned()
     } else {
@@ -1431,16 +1541,51 @@ mod tests {
         }
         operations.sort();
         let expected = [
+            ("/v1/companies", "get", "ListCompanies"),
+            ("/v1/companies", "post", "CreateCompany"),
+            ("/v1/companies/{company}", "delete", "DeleteCompany"),
+            ("/v1/companies/{company}", "get", "GetCompany"),
+            ("/v1/companies/{company}", "patch", "UpdateCompany"),
+            (
+                "/v1/companies/{company}/customers",
+                "get",
+                "ListCustomers_get",
+            ),
             ("/v1/customers", "get", "ListCustomers"),
             ("/v1/customers", "post", "CreateCustomer"),
+            ("/v1/customers/{customer}", "delete", "DeleteCustomer"),
+            ("/v1/customers/{customer}", "get", "GetCustomer"),
+            ("/v1/customers/{customer}", "patch", "UpdateCustomer"),
+            ("/v1/customers/{customer}", "put", "UpdateCustomer_put"),
+            (
+                "/v1/customers/{customer}/events",
+                "get",
+                "ListCustomerEvents",
+            ),
+            (
+                "/v1/customers/{customer}/events:watch",
+                "get",
+                "WatchCustomerEvents",
+            ),
+            ("/v1/customers/{customer}/notes", "get", "ListNotes"),
+            ("/v1/customers/{customer}/notes", "post", "CreateNote"),
+            (
+                "/v1/customers/{customer}/notes/{note}",
+                "delete",
+                "DeleteNote",
+            ),
+            ("/v1/customers/{customer}/notes/{note}", "get", "GetNote"),
+            (
+                "/v1/customers/{customer}/notes/{note}",
+                "patch",
+                "UpdateNote",
+            ),
+            (
+                "/v1/customers/{customer}:undelete",
+                "post",
+                "UndeleteCustomer",
+            ),
             ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
-            ("/v1/{customer.name}", "patch", "UpdateCustomer"),
-            ("/v1/{customer.name}", "put", "UpdateCustomer_put"),
-            ("/v1/{name}", "delete", "DeleteCustomer"),
-            ("/v1/{name}", "get", "GetCustomer"),
-            ("/v1/{name}:undelete", "post", "UndeleteCustomer"),
-            ("/v1/{parent}/events", "get", "ListCustomerEvents"),
-            ("/v1/{parent}/events:watch", "get", "WatchCustomerEvents"),
         ];
         let expected: Vec<(String, String, String)> = expected
             .iter()
@@ -1458,30 +1603,51 @@ mod tests {
     #[test]
     fn resource_name_path_parameters() {
         let doc = customer_document();
-        let undelete = &doc["paths"]["/v1/{name}:undelete"]["post"];
-        let name = parameter(undelete, "name");
-        assert_eq!(name["in"], "path");
-        assert_eq!(name["required"], true);
+        let undelete = &doc["paths"]["/v1/customers/{customer}:undelete"]["post"];
+        let customer = parameter(undelete, "customer");
+        assert_eq!(customer["in"], "path");
+        assert_eq!(customer["required"], true);
         assert_eq!(
-            name["schema"],
-            json!({"type": "string", "pattern": "^customers/[^/]+$"})
+            customer["schema"],
+            json!({"type": "string", "pattern": "^[^/]+$"})
         );
-        let description = name["description"].as_str().unwrap();
+        let description = customer["description"].as_str().unwrap();
         assert!(
-            description.contains("`customers/{customer}`"),
+            description.contains(
+                "The `{customer}` segment of `name`, a resource name of the form \
+                 `customers/{customer}`."
+            ),
             "{description}"
         );
-        assert!(description.contains("NOT percent-encoded"), "{description}");
-
-        let update = &doc["paths"]["/v1/{customer.name}"]["patch"];
-        let name = parameter(update, "customer.name");
-        assert_eq!(name["in"], "path");
-        assert_eq!(name["schema"]["pattern"], "^customers/[^/]+$");
         assert!(
-            name["description"]
+            description.starts_with("The customer's resource name"),
+            "{description}"
+        );
+
+        // A nested resource: one parameter per id, named by the resource pattern.
+        let note = &doc["paths"]["/v1/customers/{customer}/notes/{note}"]["get"];
+        let names: Vec<&str> = note["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["customer", "note"]);
+        assert!(
+            parameter(note, "note")["description"]
                 .as_str()
                 .unwrap()
-                .contains("`customers/{customer}`")
+                .contains("`customers/{customer}/notes/{note}`")
+        );
+
+        let update = &doc["paths"]["/v1/customers/{customer}"]["patch"];
+        let customer = parameter(update, "customer");
+        assert_eq!(customer["in"], "path");
+        assert!(
+            customer["description"]
+                .as_str()
+                .unwrap()
+                .contains("segment of `customer.name`")
         );
         // Neither the path field nor the body field is a query parameter.
         let names: Vec<&str> = update["parameters"]
@@ -1493,7 +1659,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "customer.name",
+                "customer",
                 "updateMask",
                 "requestId",
                 "If-Match",
@@ -1509,7 +1675,7 @@ mod tests {
             patch_mask.contains("derives it from the fields present"),
             "{patch_mask}"
         );
-        let put = &doc["paths"]["/v1/{customer.name}"]["put"];
+        let put = &doc["paths"]["/v1/customers/{customer}"]["put"];
         let put_mask = parameter(put, "updateMask")["description"]
             .as_str()
             .unwrap();
@@ -1546,7 +1712,7 @@ mod tests {
         assert!(list.get("requestBody").is_none());
 
         // GET and DELETE by name: the name is in the path only.
-        let delete = &doc["paths"]["/v1/{name}"]["delete"];
+        let delete = &doc["paths"]["/v1/customers/{customer}"]["delete"];
         let names: Vec<&str> = delete["parameters"]
             .as_array()
             .unwrap()
@@ -1555,11 +1721,17 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["name", "etag", "requestId", "If-Match", "Idempotency-Key"]
+            [
+                "customer",
+                "etag",
+                "requestId",
+                "If-Match",
+                "Idempotency-Key"
+            ]
         );
         // GET has neither an etag nor a request id to fill in.
         assert_eq!(
-            doc["paths"]["/v1/{name}"]["get"]["parameters"]
+            doc["paths"]["/v1/customers/{customer}"]["get"]["parameters"]
                 .as_array()
                 .unwrap()
                 .len(),
@@ -1588,6 +1760,15 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(location.contains("`/v1/customers/123`"), "{location}");
+        // Each resource's Location example is its own Get route.
+        let note_location = doc["paths"]["/v1/customers/{customer}/notes"]["post"]["responses"]
+            ["201"]["headers"]["Location"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            note_location.contains("`/v1/customers/123/notes/123`"),
+            "{note_location}"
+        );
         // Create: no If-Match (the etag is ignored there), but an Idempotency-Key.
         assert!(
             create["parameters"]
@@ -1599,7 +1780,7 @@ mod tests {
         assert_eq!(parameter(create, "Idempotency-Key")["in"], "header");
         assert!(created["headers"].get("ETag").is_some());
 
-        let undelete = &doc["paths"]["/v1/{name}:undelete"]["post"];
+        let undelete = &doc["paths"]["/v1/customers/{customer}:undelete"]["post"];
         assert_eq!(
             undelete["requestBody"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/customer.v1.UndeleteCustomerRequest"
@@ -1637,6 +1818,10 @@ mod tests {
             [
                 "Error",
                 "customer.v1.BatchGetCustomersResponse",
+                "customer.v1.Company",
+                "customer.v1.CompanyCreated",
+                "customer.v1.CompanyDeleted",
+                "customer.v1.CompanyUpdated",
                 "customer.v1.Customer",
                 "customer.v1.Customer.Status",
                 "customer.v1.CustomerDeleted",
@@ -1644,8 +1829,14 @@ mod tests {
                 "customer.v1.CustomerRegistered",
                 "customer.v1.CustomerUndeleted",
                 "customer.v1.CustomerUpdated",
+                "customer.v1.ListCompaniesResponse",
                 "customer.v1.ListCustomerEventsResponse",
                 "customer.v1.ListCustomersResponse",
+                "customer.v1.ListNotesResponse",
+                "customer.v1.Note",
+                "customer.v1.NoteAdded",
+                "customer.v1.NoteDeleted",
+                "customer.v1.NoteUpdated",
                 "customer.v1.PostalAddress",
                 "customer.v1.UndeleteCustomerRequest",
             ]
@@ -1715,7 +1906,7 @@ mod tests {
     #[test]
     fn descriptions_come_from_comments() {
         let doc = customer_document();
-        let get = &doc["paths"]["/v1/{name}"]["get"];
+        let get = &doc["paths"]["/v1/customers/{customer}"]["get"];
         assert_eq!(
             get["summary"],
             "Returns one customer, also a soft-deleted one (AIP-131)."
@@ -1730,7 +1921,10 @@ mod tests {
         );
         assert_eq!(
             doc["tags"],
-            json!([{"name": "CustomerService", "description": "Manages customers."}])
+            json!([{
+                "name": "CustomerService",
+                "description": "Manages customers, the companies they belong to and notes about them."
+            }])
         );
     }
 
@@ -1779,6 +1973,13 @@ mod tests {
             r"^x\.y/[^/]+(/.*)?$"
         );
         assert_eq!(singular("companies"), "company");
+        assert_eq!(singular("shelves"), "shelf");
+        assert_eq!(singular("addresses"), "address");
+        assert_eq!(singular("boxes"), "box");
+        assert_eq!(singular("branches"), "branch");
+        assert_eq!(singular("archives"), "archive");
+        assert_eq!(singular("notes"), "note");
+        assert_eq!(singular("data"), "data");
         assert!(pattern_fits(
             "customers/{customer}",
             &PathTemplate::parse("/{n=customers/*}").unwrap().segments

@@ -2701,15 +2701,19 @@ fn openapi_describes_every_route_openapi_can_express() {
     let expected = [
         ("get", "/v1/errors/{code}", "Fail"),
         ("get", "/v1/files/{path}", "Echo"),
+        ("get", "/v1/shelves/{shelf}/books", "ListBooks"),
+        ("post", "/v1/shelves/{shelf}/books", "CreateBook"),
+        ("delete", "/v1/shelves/{shelf}/books/{book}", "DeleteBook"),
+        ("get", "/v1/shelves/{shelf}/books/{book}", "GetBook"),
+        ("patch", "/v1/shelves/{shelf}/books/{book}", "UpdateBook"),
+        ("put", "/v1/shelves/{shelf}/books/{book}", "UpdateBook"),
+        (
+            "post",
+            "/v1/shelves/{shelf}/books/{book}:publish",
+            "PublishBook",
+        ),
+        ("get", "/v1/shelves/{shelf}/books:watch", "WatchBooks"),
         ("get", "/v1/stats/{id}", "GetShelfStats"),
-        ("patch", "/v1/{book.name}", "UpdateBook"),
-        ("put", "/v1/{book.name}", "UpdateBook"),
-        ("delete", "/v1/{name}", "DeleteBook"),
-        ("get", "/v1/{name}", "GetBook"),
-        ("post", "/v1/{name}:publish", "PublishBook"),
-        ("get", "/v1/{parent}/books", "ListBooks"),
-        ("post", "/v1/{parent}/books", "CreateBook"),
-        ("get", "/v1/{parent}/books:watch", "WatchBooks"),
     ]
     .map(|(method, path, rpc)| {
         (
@@ -2720,13 +2724,13 @@ fn openapi_describes_every_route_openapi_can_express() {
     });
     assert_eq!(operations, expected);
 
-    let create = &document["paths"]["/v1/{parent}/books"]["post"];
+    let create = &document["paths"]["/v1/shelves/{shelf}/books"]["post"];
     assert_eq!(
         create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/testing.v1.Book"
     );
     assert!(create["responses"]["201"]["headers"]["Location"].is_object());
-    let watch = &document["paths"]["/v1/{parent}/books:watch"]["get"]["responses"]["200"];
+    let watch = &document["paths"]["/v1/shelves/{shelf}/books:watch"]["get"]["responses"]["200"];
     let mut streams: Vec<&String> = watch["content"].as_object().unwrap().keys().collect();
     streams.sort();
     assert_eq!(streams, ["application/x-ndjson", "text/event-stream"]);
@@ -2737,7 +2741,7 @@ fn openapi_describes_every_route_openapi_can_express() {
 #[tokio::test]
 async fn openapi_query_parameters_are_accepted_by_the_gateway() {
     let document = openapi();
-    let parameters = document["paths"]["/v1/{parent}/books"]["get"]["parameters"]
+    let parameters = document["paths"]["/v1/shelves/{shelf}/books"]["get"]["parameters"]
         .as_array()
         .unwrap()
         .clone();

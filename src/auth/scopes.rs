@@ -4,9 +4,9 @@
 //! method path covers all three transports. A method missing from the table is denied (deny
 //! by default); a test proves every method of the service is listed.
 
-/// Read customers (Get, BatchGet, List, events).
+/// Read customers, companies and notes (Get, BatchGet, List, events).
 pub const READ: &str = "customers.read";
-/// Change customers (Create, Update, Delete, Undelete).
+/// Change customers, companies and notes (Create, Update, Delete, Undelete).
 pub const WRITE: &str = "customers.write";
 /// Manage API keys and run destructive administrative operations.
 pub const ADMIN: &str = "customers.admin";
@@ -22,6 +22,16 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),
     ("/customer.v1.CustomerService/WatchCustomerEvents", READ),
+    ("/customer.v1.CustomerService/CreateCompany", WRITE),
+    ("/customer.v1.CustomerService/GetCompany", READ),
+    ("/customer.v1.CustomerService/ListCompanies", READ),
+    ("/customer.v1.CustomerService/UpdateCompany", WRITE),
+    ("/customer.v1.CustomerService/DeleteCompany", WRITE),
+    ("/customer.v1.CustomerService/CreateNote", WRITE),
+    ("/customer.v1.CustomerService/GetNote", READ),
+    ("/customer.v1.CustomerService/ListNotes", READ),
+    ("/customer.v1.CustomerService/UpdateNote", WRITE),
+    ("/customer.v1.CustomerService/DeleteNote", WRITE),
 ];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).

@@ -75,6 +75,22 @@ pub async fn find_for_update(
         .optional()
 }
 
+/// The customer with this id, share-locked until the end of the transaction: note writes
+/// hold this, so they and a concurrent delete of the customer (which takes the update
+/// lock) take turns and each sees the other's result.
+pub async fn find_for_share(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<CustomerRow>> {
+    customers::table
+        .find(id)
+        .select(CustomerRow::as_select())
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The customers with these ids, in no particular order.
 pub async fn find_many(
     conn: &mut AsyncPgConnection,
@@ -104,31 +120,85 @@ pub async fn update(
         .await
 }
 
-/// Soft-deletes (`Some(now)`) or restores (`None`) a customer, bumping its version.
-pub async fn set_deleted(
+/// Detaches every live customer of `company` (clears their `company`), bumping each one's
+/// version, and returns them as they are now. Rows being written concurrently are waited
+/// for and re-checked (PostgreSQL re-evaluates the condition on the newest row version).
+pub async fn detach_company(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    deleted: bool,
+    company: &str,
     actor: &str,
-) -> QueryResult<CustomerRow> {
-    let query = diesel::update(customers::table.find(id));
-    let bump = (
+) -> QueryResult<Vec<CustomerRow>> {
+    diesel::update(
+        customers::table
+            .filter(customers::company.eq(company))
+            .filter(customers::delete_time.is_null()),
+    )
+    .set((
+        customers::company.eq(None::<String>),
         customers::version.eq(customers::version + 1),
         customers::update_time.eq(diesel::dsl::now),
         customers::updated_by.eq(actor),
+    ))
+    .returning(CustomerRow::as_returning())
+    .get_results(conn)
+    .await
+}
+
+/// How many live customers belong to `company`.
+pub async fn count_live_in_company(
+    conn: &mut AsyncPgConnection,
+    company: &str,
+) -> QueryResult<i64> {
+    customers::table
+        .filter(customers::company.eq(company))
+        .filter(customers::delete_time.is_null())
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Soft-deletes a customer, bumping its version.
+pub async fn set_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    actor: &str,
+) -> QueryResult<CustomerRow> {
+    diesel::update(customers::table.find(id))
+        .set((
+            customers::version.eq(customers::version + 1),
+            customers::update_time.eq(diesel::dsl::now),
+            customers::updated_by.eq(actor),
+            customers::delete_time.eq(sql::<Nullable<Timestamptz>>("now()")),
+        ))
+        .returning(CustomerRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Restores a soft-deleted customer, bumping its version; unless `keep_company`, its
+/// company reference is cleared in the same write (one version, one event).
+pub async fn restore(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    keep_company: bool,
+    actor: &str,
+) -> QueryResult<CustomerRow> {
+    let query = diesel::update(customers::table.find(id));
+    let restore = (
+        customers::version.eq(customers::version + 1),
+        customers::update_time.eq(diesel::dsl::now),
+        customers::updated_by.eq(actor),
+        customers::delete_time.eq(None::<DateTime<Utc>>),
     );
-    if deleted {
+    if keep_company {
         query
-            .set((
-                bump,
-                customers::delete_time.eq(sql::<Nullable<Timestamptz>>("now()")),
-            ))
+            .set(restore)
             .returning(CustomerRow::as_returning())
             .get_result(conn)
             .await
     } else {
         query
-            .set((bump, customers::delete_time.eq(None::<DateTime<Utc>>)))
+            .set((restore, customers::company.eq(None::<String>)))
             .returning(CustomerRow::as_returning())
             .get_result(conn)
             .await
@@ -164,6 +234,8 @@ impl Cursor {
                 OrderField::FamilyName => KeyValue::Text(row.family_name.clone()),
                 OrderField::GivenName => KeyValue::Text(row.given_name.clone()),
                 OrderField::Email => KeyValue::Text(row.email.clone()),
+                // Not a customer sort key: the customer order_by parser never yields it.
+                OrderField::DisplayName => KeyValue::Text(String::new()),
             })
             .collect();
         Self { values, id: row.id }
@@ -179,6 +251,8 @@ pub struct ListQuery<'a> {
     pub order: &'a [OrderKey],
     /// Include soft-deleted rows.
     pub show_deleted: bool,
+    /// Only the customers of this company (`companies/{id}`).
+    pub company: Option<&'a str>,
     /// Start strictly after this position.
     pub after: Option<&'a Cursor>,
     /// Maximum rows to return.
@@ -195,6 +269,9 @@ pub async fn list(
         .into_boxed::<Pg>();
     if !query.show_deleted {
         statement = statement.filter(customers::delete_time.is_null());
+    }
+    if let Some(company) = query.company {
+        statement = statement.filter(customers::company.eq(company.to_owned()));
     }
     if let Some(filter) = query.filter {
         statement = statement.filter(condition(filter));
@@ -226,6 +303,8 @@ pub async fn list(
             (OrderField::GivenName, true) => statement.then_order_by(customers::given_name.desc()),
             (OrderField::Email, false) => statement.then_order_by(customers::email.asc()),
             (OrderField::Email, true) => statement.then_order_by(customers::email.desc()),
+            // Not a customer sort key: the customer order_by parser never yields it.
+            (OrderField::DisplayName, _) => statement,
         };
     }
     statement = if id_descending(query.order) {
@@ -238,7 +317,7 @@ pub async fn list(
 
 /// The id tie-breaker runs in the direction of the last key, so that with a single key the
 /// whole ordering is one direction and matches a `(key, id)` index scanned either way.
-fn id_descending(order: &[OrderKey]) -> bool {
+pub(super) fn id_descending(order: &[OrderKey]) -> bool {
     order.last().is_some_and(|key| key.descending)
 }
 
@@ -249,21 +328,13 @@ fn column_name(field: OrderField) -> &'static str {
         OrderField::FamilyName => "family_name",
         OrderField::GivenName => "given_name",
         OrderField::Email => "email",
+        OrderField::DisplayName => "display_name",
     }
 }
 
 /// Rows strictly after `cursor` in `order`.
 fn keyset_after(order: &[OrderKey], cursor: &Cursor) -> BoxedCondition {
-    let keys = order
-        .iter()
-        .map(|key| (column_name(key.field), key.descending))
-        .chain(std::iter::once(("id", id_descending(order))))
-        .collect();
-    Box::new(KeysetAfter {
-        keys,
-        values: cursor.values.clone(),
-        id: cursor.id,
-    })
+    Box::new(KeysetAfter::new(order, cursor))
 }
 
 /// SQL for "strictly after this position", as a diesel expression node.
@@ -273,7 +344,7 @@ fn keyset_after(order: &[OrderKey], cursor: &Cursor) -> BoxedCondition {
 /// Mixed directions cannot be one row comparison; they get the equivalent OR-expansion,
 /// plus a redundant bound on the first key so the index scan still starts at the cursor.
 #[derive(Debug, Clone)]
-struct KeysetAfter {
+pub(super) struct KeysetAfter {
     /// (column, descending) for every key, the id last.
     keys: Vec<(&'static str, bool)>,
     /// One value per key but the id.
@@ -282,6 +353,21 @@ struct KeysetAfter {
 }
 
 impl KeysetAfter {
+    /// Strictly after `cursor` in `order` (any table whose columns are named like the
+    /// order keys, with an `id` tie-breaker).
+    pub(super) fn new(order: &[OrderKey], cursor: &Cursor) -> Self {
+        let keys = order
+            .iter()
+            .map(|key| (column_name(key.field), key.descending))
+            .chain(std::iter::once(("id", id_descending(order))))
+            .collect();
+        Self {
+            keys,
+            values: cursor.values.clone(),
+            id: cursor.id,
+        }
+    }
+
     fn push_value<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, position: usize) -> QueryResult<()> {
         match self.values.get(position) {
             Some(KeyValue::Time(time)) => out.push_bind_param::<Timestamptz, _>(time),
@@ -392,6 +478,7 @@ macro_rules! compare_with {
         condition
     }};
 }
+pub(super) use compare_with;
 
 /// `nullable_column op value`: equality treats NULL as a value (a customer without a phone
 /// satisfies `phone != "+1…"`); ordering comparisons never match NULL.
@@ -407,6 +494,7 @@ macro_rules! compare_nullable {
         condition
     }};
 }
+pub(super) use compare_nullable;
 
 fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
     match (field, value) {
@@ -454,7 +542,7 @@ fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
     }
 }
 
-fn label_object(key: &str, value: &str) -> serde_json::Value {
+pub(super) fn label_object(key: &str, value: &str) -> serde_json::Value {
     serde_json::json!({ key: value })
 }
 
@@ -474,13 +562,18 @@ fn contains(field: &Field, text: &str) -> BoxedCondition {
                 .assume_not_null()
                 .ilike(pattern),
         ),
-        // The parser rejects `:` on status and timestamps.
-        Field::Status | Field::CreateTime | Field::UpdateTime => Box::new(sql::<Bool>("FALSE")),
+        // The parser rejects `:` on status and timestamps, and company fields in customer
+        // filters.
+        Field::Status
+        | Field::CreateTime
+        | Field::UpdateTime
+        | Field::DisplayName
+        | Field::Domain => Box::new(sql::<Bool>("FALSE")),
     }
 }
 
 /// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-fn escape_like(text: &str) -> String {
+pub(super) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -29,11 +29,11 @@ use crate::domain::event::{CmpOp, EventRestriction};
 pub struct NewEventRow {
     /// Unique event id.
     pub event_id: Uuid,
-    /// `customers/{id}`.
+    /// The resource: `customers/{id}`, `companies/{id}` or `customers/{id}/notes/{id}`.
     pub aggregate: String,
     /// Per-aggregate sequence.
     pub sequence: i64,
-    /// `CustomerRegistered` …
+    /// `CustomerRegistered`, `CompanyCreated`, `NoteAdded` …
     pub event_type: String,
     /// Domain payload as JSON.
     pub data: serde_json::Value,
@@ -51,7 +51,7 @@ pub struct EventRow {
     pub id: i64,
     /// Unique event id.
     pub event_id: Uuid,
-    /// `customers/{id}`.
+    /// The resource: `customers/{id}`, `companies/{id}` or `customers/{id}/notes/{id}`.
     pub aggregate: String,
     /// Per-aggregate sequence.
     pub sequence: i64,
@@ -140,10 +140,11 @@ pub async fn log_state(conn: &mut AsyncPgConnection) -> QueryResult<(i64, i64)> 
         .await
 }
 
-/// One page of positioned events after `after`, oldest first.
+/// One page of positioned events after `after`, oldest first: every event, or those of one
+/// customer (`customers/{id}`) and its notes.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    aggregate: Option<&str>,
+    customer: Option<&str>,
     filter: &[EventRestriction],
     after: i64,
     limit: i64,
@@ -154,8 +155,15 @@ pub async fn list(
         .order(events::position.asc())
         .limit(limit)
         .into_boxed::<diesel::pg::Pg>();
-    if let Some(aggregate) = aggregate {
-        query = query.filter(events::aggregate.eq(aggregate.to_owned()));
+    if let Some(customer) = customer {
+        // The customer's own events and those of its notes (`customers/{id}/notes/{note}`).
+        // `customer` is a parsed name (a UUID), so it holds no LIKE metacharacters.
+        let notes = format!("{customer}/notes/%");
+        query = query.filter(
+            events::aggregate
+                .eq(customer.to_owned())
+                .or(events::aggregate.like(notes)),
+        );
     }
     for restriction in filter {
         query = match restriction {

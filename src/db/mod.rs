@@ -9,11 +9,14 @@
 //!   itself after a restart with no manual action.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
-//! - [`customers`], [`events`] and [`request_ids`]: the queries, one function per statement.
+//! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
+//!   one function per statement.
 
+pub mod companies;
 pub mod customers;
 pub mod events;
 pub mod models;
+pub mod notes;
 pub mod request_ids;
 pub mod schema;
 

@@ -11,8 +11,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::schema::customers;
-use crate::domain::customer::{Customer, CustomerData, PostalAddress, Status};
+use super::schema::{companies, customers, notes};
+use crate::domain::{
+    company::{Company, CompanyData},
+    customer::{Customer, CustomerData, PostalAddress, Status},
+    note::{Note, NoteData},
+};
 
 /// A `customers` row.
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -135,7 +139,7 @@ fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
 
 /// A stored row that does not satisfy the domain's invariants.
 #[derive(Debug, thiserror::Error)]
-#[error("corrupt customers row {id}: {problem}")]
+#[error("corrupt row {id}: {problem}")]
 pub struct CorruptRow {
     /// The row.
     pub id: Uuid,
@@ -179,5 +183,146 @@ impl TryFrom<CustomerRow> for Customer {
             update_time: row.update_time,
             delete_time: row.delete_time,
         })
+    }
+}
+
+/// A `companies` row.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = companies, check_for_backend(diesel::pg::Pg))]
+pub struct CompanyRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// Display name.
+    pub display_name: String,
+    /// DNS name.
+    pub domain: Option<String>,
+    /// Business id.
+    pub business_id: Option<String>,
+    /// Labels as a JSON object.
+    pub labels: serde_json::Value,
+    /// Row version.
+    pub version: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last write time.
+    pub update_time: DateTime<Utc>,
+    /// Soft-deletion time.
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+/// A new company row; version and timestamps take their defaults.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = companies)]
+pub struct NewCompanyRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Everything else the client chose.
+    #[diesel(embed)]
+    pub fields: CompanyChanges,
+}
+
+/// The mutable columns of a company, for `UPDATE ... SET` and inserts.
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = companies, treat_none_as_null = true)]
+pub struct CompanyChanges {
+    /// Display name.
+    pub display_name: String,
+    /// DNS name.
+    pub domain: Option<String>,
+    /// Business id.
+    pub business_id: Option<String>,
+    /// Labels as a JSON object.
+    pub labels: serde_json::Value,
+    /// Who made this change.
+    pub updated_by: Option<String>,
+}
+
+impl CompanyChanges {
+    /// The columns for `data`, written by `actor`.
+    pub fn new(data: &CompanyData, actor: &str) -> Self {
+        Self {
+            display_name: data.display_name.clone(),
+            domain: data.domain.clone(),
+            business_id: data.business_id.clone(),
+            labels: labels_json(&data.labels),
+            updated_by: Some(actor.to_owned()),
+        }
+    }
+}
+
+impl TryFrom<CompanyRow> for Company {
+    type Error = CorruptRow;
+
+    fn try_from(row: CompanyRow) -> Result<Self, CorruptRow> {
+        let labels = serde_json::from_value::<BTreeMap<String, String>>(row.labels.clone())
+            .map_err(|e| CorruptRow {
+                id: row.id,
+                problem: format!("labels: {e}"),
+            })?;
+        Ok(Company {
+            id: row.id,
+            data: CompanyData {
+                display_name: row.display_name,
+                domain: row.domain,
+                business_id: row.business_id,
+                labels,
+            },
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            delete_time: row.delete_time,
+        })
+    }
+}
+
+/// A `notes` row.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = notes, check_for_backend(diesel::pg::Pg))]
+pub struct NoteRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// The customer it belongs to.
+    pub customer_id: Uuid,
+    /// The text.
+    pub text: String,
+    /// Who created it.
+    pub author: String,
+    /// Row version.
+    pub version: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Last write time.
+    pub update_time: DateTime<Utc>,
+}
+
+/// A new note row; version and timestamps take their defaults.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = notes)]
+pub struct NewNoteRow {
+    /// Primary key.
+    pub id: Uuid,
+    /// The customer it belongs to.
+    pub customer_id: Uuid,
+    /// The text.
+    pub text: String,
+    /// Who creates it.
+    pub author: String,
+    /// Who wrote it last (the author, at first).
+    pub updated_by: Option<String>,
+}
+
+impl From<NoteRow> for Note {
+    fn from(row: NoteRow) -> Self {
+        Note {
+            id: row.id,
+            customer_id: row.customer_id,
+            data: NoteData { text: row.text },
+            author: row.author,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        }
     }
 }

@@ -67,3 +67,32 @@ diesel::table! {
         pruned_through -> BigInt,
     }
 }
+
+diesel::table! {
+    companies (id) {
+        id -> Uuid,
+        display_name -> Text,
+        domain -> Nullable<Text>,
+        business_id -> Nullable<Text>,
+        labels -> Jsonb,
+        version -> BigInt,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+        delete_time -> Nullable<Timestamptz>,
+        created_by -> Nullable<Text>,
+        updated_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notes (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        text -> Text,
+        author -> Text,
+        version -> BigInt,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+        updated_by -> Nullable<Text>,
+    }
+}

@@ -215,13 +215,7 @@ impl CustomerInput {
                     None
                 }
             });
-        let business_id = optional(&self.business_id).and_then(|id| match check_business_id(id) {
-            Ok(()) => Some(id.to_owned()),
-            Err(description) => {
-                v.add(path("business_id"), description);
-                None
-            }
-        });
+        let business_id = business_id(&mut v, path("business_id"), &self.business_id);
         labels(&mut v, &path("labels"), &self.labels);
 
         v.into_result(CustomerData {
@@ -422,7 +416,18 @@ fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
     address.get_or_insert_with(PostalAddress::default)
 }
 
-/// Records a violation unless `ok`; returns `ok`.
+/// An optional business-registry id: at most [`MAX_BUSINESS_ID_CHARS`] letters, digits,
+/// `-`, `_`, `.` or `/` (shared by customers and companies).
+pub(super) fn business_id(v: &mut Violations, field: String, text: &str) -> Option<String> {
+    optional(text).and_then(|id| match check_business_id(id) {
+        Ok(()) => Some(id.to_owned()),
+        Err(description) => {
+            v.add(field, description);
+            None
+        }
+    })
+}
+
 /// Checks the shape of an external business registry id (already trimmed, non-empty): at
 /// most [`MAX_BUSINESS_ID_CHARS`] ASCII letters, digits, `-`, `_`, `.` or `/`. The error is
 /// the description of a field violation.
@@ -451,6 +456,7 @@ pub fn validate_postal_address(
     v.into_result(normalised)
 }
 
+/// Records a violation unless `ok`; returns `ok`.
 fn check(
     v: &mut Violations,
     field: String,
@@ -464,16 +470,18 @@ fn check(
 }
 
 /// A trimmed, non-empty value, or `None` for "not set".
-fn optional(text: &str) -> Option<&str> {
+pub(super) fn optional(text: &str) -> Option<&str> {
     let text = text.trim();
     (!text.is_empty()).then_some(text)
 }
 
-fn has_control(text: &str) -> bool {
+pub(super) fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
-fn bounded_text(
+/// Trimmed text of at most `max` characters without control characters; `required` makes
+/// an empty value a violation.
+pub(super) fn bounded_text(
     v: &mut Violations,
     field: String,
     text: &str,
@@ -582,7 +590,8 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
     }
 }
 
-fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
+/// Checks user labels: count, key pattern, value length and characters.
+pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
     if labels.len() > MAX_LABELS {
         v.add(
             prefix,
@@ -617,7 +626,7 @@ pub fn is_label_key(key: &str) -> bool {
 
 /// Shortens echoed input in messages, with email addresses and phone numbers masked (first,
 /// so that a cut one is still recognised).
-fn clip(text: &str) -> String {
+pub(super) fn clip(text: &str) -> String {
     const MAX: usize = 64;
     let text = crate::redact::mask_pii(text);
     match text.char_indices().nth(MAX) {

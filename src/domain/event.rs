@@ -1,9 +1,12 @@
-//! Domain events: what happened to a customer, as the rest of the business knows it.
+//! Domain events: what happened to a customer, a company or a note, as the rest of the
+//! business knows it.
 //!
 //! The service layer records one [`EventData`] per change, inside the change's transaction;
-//! adapters turn it into `customer.v1.CustomerEvent` (gRPC, REST, NATS). This module also
-//! holds the pure parts of reading events: the diff between two states of a customer, the
-//! `parent` of ListCustomerEvents/WatchCustomerEvents, and the small filter language of
+//! adapters turn it into `customer.v1.CustomerEvent` (gRPC, REST, NATS). Every event is about
+//! one resource (its *aggregate*: `customers/{id}`, `companies/{id}` or
+//! `customers/{id}/notes/{id}`) and numbered within it. This module also holds the pure
+//! parts of reading events: the diff between two states of a customer, the `parent` of
+//! ListCustomerEvents/WatchCustomerEvents, and the small filter language of
 //! ListCustomerEvents.
 
 use chrono::{DateTime, Utc};
@@ -12,11 +15,13 @@ use uuid::Uuid;
 
 use super::{
     FieldViolation,
+    company::{Company, CompanyData},
     customer::{Customer, CustomerData, PostalAddress},
     names::CustomerName,
+    note::{Note, NoteData},
 };
 
-/// The kinds of customer events, named as the business knows them.
+/// The kinds of events, named as the business knows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// A customer was registered.
@@ -27,34 +32,92 @@ pub enum EventType {
     CustomerDeleted,
     /// A soft-deleted customer was restored.
     CustomerUndeleted,
+    /// A company was created.
+    CompanyCreated,
+    /// Fields of a company changed.
+    CompanyUpdated,
+    /// A company was soft-deleted.
+    CompanyDeleted,
+    /// A note was added to a customer.
+    NoteAdded,
+    /// The text of a note changed.
+    NoteUpdated,
+    /// A note was deleted.
+    NoteDeleted,
+}
+
+/// The kind of resource an event is about, which decides the shape of its [`EventData`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// `customers/{id}`
+    Customer,
+    /// `companies/{id}`
+    Company,
+    /// `customers/{id}/notes/{id}`
+    Note,
 }
 
 impl EventType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 10] = [
         Self::CustomerRegistered,
         Self::CustomerUpdated,
         Self::CustomerDeleted,
         Self::CustomerUndeleted,
+        Self::CompanyCreated,
+        Self::CompanyUpdated,
+        Self::CompanyDeleted,
+        Self::NoteAdded,
+        Self::NoteUpdated,
+        Self::NoteDeleted,
     ];
 
-    /// The name stored and filtered on: `CustomerRegistered`.
+    /// The name stored and filtered on, also the CloudEvents type after `customer.v1.`:
+    /// `CustomerRegistered`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CustomerRegistered => "CustomerRegistered",
             Self::CustomerUpdated => "CustomerUpdated",
             Self::CustomerDeleted => "CustomerDeleted",
             Self::CustomerUndeleted => "CustomerUndeleted",
+            Self::CompanyCreated => "CompanyCreated",
+            Self::CompanyUpdated => "CompanyUpdated",
+            Self::CompanyDeleted => "CompanyDeleted",
+            Self::NoteAdded => "NoteAdded",
+            Self::NoteUpdated => "NoteUpdated",
+            Self::NoteDeleted => "NoteDeleted",
         }
     }
 
-    /// The last token of the NATS subject: `registered`.
+    /// The last token of the NATS subject: `registered` for customer events (as first
+    /// published, so existing subscriptions keep working), `company_created`, `note_added`
+    /// … for the others.
     pub fn subject_token(self) -> &'static str {
         match self {
             Self::CustomerRegistered => "registered",
             Self::CustomerUpdated => "updated",
             Self::CustomerDeleted => "deleted",
             Self::CustomerUndeleted => "undeleted",
+            Self::CompanyCreated => "company_created",
+            Self::CompanyUpdated => "company_updated",
+            Self::CompanyDeleted => "company_deleted",
+            Self::NoteAdded => "note_added",
+            Self::NoteUpdated => "note_updated",
+            Self::NoteDeleted => "note_deleted",
+        }
+    }
+
+    /// The kind of resource events of this type are about.
+    pub fn resource(self) -> ResourceKind {
+        match self {
+            Self::CustomerRegistered
+            | Self::CustomerUpdated
+            | Self::CustomerDeleted
+            | Self::CustomerUndeleted => ResourceKind::Customer,
+            Self::CompanyCreated | Self::CompanyUpdated | Self::CompanyDeleted => {
+                ResourceKind::Company
+            }
+            Self::NoteAdded | Self::NoteUpdated | Self::NoteDeleted => ResourceKind::Note,
         }
     }
 
@@ -64,18 +127,53 @@ impl EventType {
     }
 }
 
-/// The payload of an event: the customer after the change and, for an update, what changed.
+/// One change of a resource of type `S` whose mutable fields are `D`: the resource after the
+/// change and, for an update, what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventData {
-    /// The customer after the change.
-    pub snapshot: Customer,
+#[serde(bound(deserialize = "S: Deserialize<'de>, D: Deserialize<'de>"))]
+pub struct Change<S, D> {
+    /// The resource after the change (for a hard delete: as it was last).
+    pub snapshot: S,
     /// Field paths whose values changed (updates only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_fields: Vec<String>,
-    /// The customer's fields before the change (updates only); adapters show only the
+    /// The resource's fields before the change (updates only); adapters show only the
     /// changed ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<CustomerData>,
+    pub previous: Option<D>,
+}
+
+/// The payload of an event. Stored as the JSON of its [`Change`] alone (the event type says
+/// which resource it is about), so events recorded before companies and notes existed read
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventData {
+    /// A customer changed.
+    Customer(Box<Change<Customer, CustomerData>>),
+    /// A company changed.
+    Company(Box<Change<Company, CompanyData>>),
+    /// A note changed.
+    Note(Box<Change<Note, NoteData>>),
+}
+
+impl EventData {
+    /// The stored JSON.
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Self::Customer(change) => serde_json::to_value(change),
+            Self::Company(change) => serde_json::to_value(change),
+            Self::Note(change) => serde_json::to_value(change),
+        }
+    }
+
+    /// Reads stored JSON of an event about a `kind` resource.
+    pub fn from_json(kind: ResourceKind, json: serde_json::Value) -> serde_json::Result<Self> {
+        Ok(match kind {
+            ResourceKind::Customer => Self::Customer(Box::new(serde_json::from_value(json)?)),
+            ResourceKind::Company => Self::Company(Box::new(serde_json::from_value(json)?)),
+            ResourceKind::Note => Self::Note(Box::new(serde_json::from_value(json)?)),
+        })
+    }
 }
 
 /// A recorded event, as read back from the log.
@@ -83,9 +181,13 @@ pub struct EventData {
 pub struct Event {
     /// Unique id (UUID v7).
     pub event_id: Uuid,
-    /// `customers/{id}`.
+    /// The resource the event is about (the aggregate).
+    pub resource: String,
+    /// The customer it concerns: the resource itself, a note's customer, or empty for
+    /// company events.
     pub customer: String,
-    /// 1, 2, 3 … per customer, without gaps.
+    /// 1, 2, 3 … per resource, without gaps (a note's deletion takes the number after its
+    /// last version).
     pub sequence: i64,
     /// What happened.
     pub event_type: EventType,
@@ -141,9 +243,9 @@ pub fn changed_fields(before: &CustomerData, after: &CustomerData) -> Vec<String
 /// Whose events a list or watch covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventParent {
-    /// `customers/-`: every customer.
+    /// `customers/-`: every event (customers, their notes, companies).
     All,
-    /// `customers/{id}`: one customer.
+    /// `customers/{id}`: one customer and its notes.
     Customer(CustomerName),
 }
 
@@ -164,8 +266,8 @@ impl EventParent {
             })
     }
 
-    /// The aggregate to restrict to, if any.
-    pub fn aggregate(&self) -> Option<String> {
+    /// The customer to restrict to (its own events and its notes'), if any.
+    pub fn customer(&self) -> Option<String> {
         match self {
             Self::All => None,
             Self::Customer(name) => Some(name.to_string()),
@@ -393,6 +495,48 @@ mod tests {
             ["family_name", "address.locality", "status", "labels"]
         );
         assert!(changed_fields(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn customer_event_json_reads_back_as_before() {
+        // The JSON customer events were stored in before companies and notes existed.
+        let stored = serde_json::json!({
+            "snapshot": {
+                "id": "0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e",
+                "data": serde_json::to_value(data()).unwrap(),
+                "version": 2,
+                "create_time": "2026-01-01T00:00:00Z",
+                "update_time": "2026-01-02T00:00:00Z",
+                "delete_time": null
+            },
+            "changed_fields": ["family_name"],
+            "previous": serde_json::to_value(data()).unwrap()
+        });
+        let EventData::Customer(change) =
+            EventData::from_json(ResourceKind::Customer, stored.clone()).unwrap()
+        else {
+            panic!("customer event data expected");
+        };
+        assert_eq!(change.changed_fields, ["family_name"]);
+        assert_eq!(change.snapshot.version, 2);
+        assert_eq!(
+            EventData::Customer(change).to_json().unwrap(),
+            stored,
+            "written back the same way"
+        );
+        assert!(EventData::from_json(ResourceKind::Note, stored).is_err());
+    }
+
+    #[test]
+    fn every_type_names_its_resource_and_subject() {
+        assert_eq!(EventType::CompanyCreated.subject_token(), "company_created");
+        assert_eq!(EventType::NoteAdded.subject_token(), "note_added");
+        assert_eq!(EventType::CustomerRegistered.subject_token(), "registered");
+        assert_eq!(EventType::NoteDeleted.resource(), ResourceKind::Note);
+        assert_eq!(EventType::CompanyUpdated.resource(), ResourceKind::Company);
+        for kind in EventType::ALL {
+            assert_eq!(EventType::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

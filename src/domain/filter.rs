@@ -1,5 +1,6 @@
 //! Parser for the `filter` request field of list/search RPCs: a subset of
-//! [AIP-160](https://google.aip.dev/160) over customer fields.
+//! [AIP-160](https://google.aip.dev/160) over customer fields ([`parse`]) or
+//! company fields ([`parse_for`] with [`Scope::Companies`]).
 //!
 //! The parser turns the user-supplied filter string into a typed [`Expr`]
 //! tree. Field names, operators and values are validated here, so a
@@ -28,6 +29,8 @@
 //! field       := "given_name" | "family_name" | "email" | "phone" | "status"
 //!              | "company" | "business_id" | "create_time" | "update_time"
 //!              | "labels." label_key | "labels." quoted_string
+//!                -- companies: "display_name" | "domain" | "business_id"
+//!                   | "create_time" | "update_time" | "labels." …
 //! label_key   := [a-z][a-z0-9_.-]{0,62}
 //! value       := quoted_string | bare_word
 //! quoted_string := '"' (char | '\"' | '\\' | "\'")* '"'
@@ -49,7 +52,7 @@
 //! * `create_time`, `update_time`: `=`, `!=`, `<`, `<=`, `>`, `>=` with an
 //!   RFC 3339 timestamp, normalised to UTC.
 //! * text fields (`given_name`, `family_name`, `email`, `phone`, `company`,
-//!   `business_id`, `labels.<key>`): all six comparisons with a text value
+//!   `business_id`, `display_name`, `domain`, `labels.<key>`): all six comparisons with a text value
 //!   of at most 256 characters; `field:"text"` is a case-insensitive
 //!   substring match ([`Expr::Contains`], text must be non-empty);
 //!   `labels.<key>:*` (bare `*`) tests that the label is present
@@ -78,7 +81,44 @@ const MAX_SNIPPET_LEN: usize = 64;
 const VALID_FIELDS: &str = "given_name, family_name, email, phone, status, company, \
                             business_id, create_time, update_time, labels.<key>";
 
-/// A customer field that can appear on the left-hand side of a restriction.
+/// The valid field names of company filters.
+const VALID_COMPANY_FIELDS: &str =
+    "display_name, domain, business_id, create_time, update_time, labels.<key>";
+
+/// Which resource a filter ranges over: decides the field names it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// ListCustomers.
+    Customers,
+    /// ListCompanies.
+    Companies,
+}
+
+impl Scope {
+    fn accepts(self, field: &Field) -> bool {
+        match self {
+            Scope::Customers => !matches!(field, Field::DisplayName | Field::Domain),
+            Scope::Companies => matches!(
+                field,
+                Field::DisplayName
+                    | Field::Domain
+                    | Field::BusinessId
+                    | Field::Label(_)
+                    | Field::CreateTime
+                    | Field::UpdateTime
+            ),
+        }
+    }
+
+    fn valid_fields(self) -> &'static str {
+        match self {
+            Scope::Customers => VALID_FIELDS,
+            Scope::Companies => VALID_COMPANY_FIELDS,
+        }
+    }
+}
+
+/// A customer or company field that can appear on the left-hand side of a restriction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     /// `given_name`
@@ -101,6 +141,10 @@ pub enum Field {
     CreateTime,
     /// `update_time`
     UpdateTime,
+    /// `display_name` (companies)
+    DisplayName,
+    /// `domain` (companies)
+    Domain,
 }
 
 impl Field {
@@ -117,6 +161,8 @@ impl Field {
             Field::Label(key) => format!("labels.{}", snippet(key)),
             Field::CreateTime => "create_time".to_owned(),
             Field::UpdateTime => "update_time".to_owned(),
+            Field::DisplayName => "display_name".to_owned(),
+            Field::Domain => "domain".to_owned(),
         }
     }
 }
@@ -239,6 +285,15 @@ impl std::error::Error for FilterError {}
 /// input longer than [`MAX_FILTER_LEN`] bytes, or nesting deeper than
 /// [`MAX_DEPTH`].
 pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
+    parse_for(input, Scope::Customers)
+}
+
+/// Parses a filter over the fields of `scope`; otherwise exactly like [`parse`].
+///
+/// # Errors
+///
+/// As [`parse`]; a field of another resource is an unknown field.
+pub fn parse_for(input: &str, scope: Scope) -> Result<Option<Expr>, FilterError> {
     if input.len() > MAX_FILTER_LEN {
         return Err(FilterError {
             position: 0,
@@ -255,6 +310,7 @@ pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
         chars: input.chars().collect(),
         pos: 0,
         depth: 0,
+        scope,
     };
     let expr = parser.expression()?;
     parser.skip_ws();
@@ -329,6 +385,8 @@ struct Parser {
     pos: usize,
     /// Current nesting of parentheses and negations.
     depth: usize,
+    /// The resource whose fields are valid.
+    scope: Scope,
 }
 
 impl Parser {
@@ -518,6 +576,8 @@ impl Parser {
             "business_id" => Field::BusinessId,
             "create_time" => Field::CreateTime,
             "update_time" => Field::UpdateTime,
+            "display_name" => Field::DisplayName,
+            "domain" => Field::Domain,
             "labels." if matches!(self.peek(), Some('"' | '\'')) => {
                 let key_pos = self.pos;
                 let key = self.quoted()?;
@@ -529,18 +589,24 @@ impl Parser {
                     check_label_key(key, start + 7)?;
                     Field::Label(key.to_owned())
                 }
-                None => {
-                    return Err(error(
-                        start,
-                        format!(
-                            "unknown field '{}'; valid fields are {VALID_FIELDS}",
-                            snippet(&word)
-                        ),
-                    ));
-                }
+                None => return Err(self.unknown_field(start, &word)),
             },
         };
+        if !self.scope.accepts(&field) {
+            return Err(self.unknown_field(start, &word));
+        }
         Ok(field)
+    }
+
+    fn unknown_field(&self, start: usize, word: &str) -> FilterError {
+        error(
+            start,
+            format!(
+                "unknown field '{}'; valid fields are {}",
+                snippet(word),
+                self.scope.valid_fields()
+            ),
+        )
     }
 
     /// Parses a comparator.
@@ -755,6 +821,8 @@ fn typed_restriction(
         | Field::Phone
         | Field::Company
         | Field::BusinessId
+        | Field::DisplayName
+        | Field::Domain
         | Field::Label(_) => match op {
             Op::Has if !raw.quoted && raw.text == "*" => {
                 if matches!(field, Field::Label(_)) {
@@ -1188,6 +1256,35 @@ mod tests {
         );
         assert_err("email=a and email=b", 8, "unknown field 'and'");
         assert_err("email=a   Email=b", 10, "unknown field 'Email'");
+    }
+
+    #[test]
+    fn company_filters_accept_company_fields_only() {
+        assert_eq!(
+            parse_for(
+                r#"display_name:"acme" AND domain = "acme.com""#,
+                Scope::Companies
+            ),
+            Ok(Some(and(
+                Expr::Contains {
+                    field: Field::DisplayName,
+                    text: "acme".into()
+                },
+                eq(Field::Domain, "acme.com")
+            )))
+        );
+        assert_eq!(
+            parse_for("business_id = x", Scope::Companies),
+            Ok(Some(eq(Field::BusinessId, "x")))
+        );
+        let e = parse_for("email = x", Scope::Companies).unwrap_err();
+        assert_eq!(e.position, 0);
+        assert_eq!(
+            e.message,
+            "unknown field 'email'; valid fields are display_name, domain, business_id, \
+             create_time, update_time, labels.<key>"
+        );
+        assert_err("display_name = x", 0, "unknown field 'display_name'");
     }
 
     #[test]

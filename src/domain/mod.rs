@@ -1,20 +1,26 @@
-//! The domain: validated customer data and the request languages (filter, order_by).
+//! The domain: validated customer, company and note data and the request languages
+//! (filter, order_by).
 //!
 //! Everything here is pure: no I/O, no tonic, no diesel. The service layer turns raw input
 //! into these types and refuses the request with *every* [`FieldViolation`] at once, so a
 //! client fixes all of its mistakes in one round trip.
 //!
 //! - [`customer`]: the customer model, its raw input form and the validation rules.
+//! - [`company`]: the company model (`companies/{uuid}`) and its rules.
+//! - [`note`]: the note model (`customers/{uuid}/notes/{uuid}`) and its rules.
 //! - [`event`]: domain events, the diff of an update, the events filter.
-//! - [`names`]: resource names (`customers/{uuid}`) and request ids.
+//! - [`names`]: resource names (`customers/{uuid}`, `companies/{uuid}`, notes) and request
+//!   ids.
 //! - [`filter`] / [`order_by`]: parsers for AIP-160 filters and AIP-132 orderings.
 //! - [`country`]: the ISO 3166-1 alpha-2 table.
 
+pub mod company;
 pub mod country;
 pub mod customer;
 pub mod event;
 pub mod filter;
 pub mod names;
+pub mod note;
 pub mod order_by;
 
 /// One invalid field of a request: its proto field path (e.g. `customer.address.country_code`,

@@ -1,7 +1,8 @@
 //! Resource names (AIP-122) and request ids (AIP-155).
 //!
-//! A customer's name is `customers/{uuid}`; the UUID is its primary key. Names are parsed
-//! once, at the edge of the service layer, so nothing below it handles raw strings.
+//! A customer's name is `customers/{uuid}`, a company's `companies/{uuid}` and a note's
+//! `customers/{uuid}/notes/{uuid}`; the UUIDs are primary keys. Names are parsed once, at the
+//! edge of the service layer, so nothing below it handles raw strings.
 
 use std::fmt;
 
@@ -13,8 +14,14 @@ use super::FieldViolation;
 pub const CUSTOMER_TYPE: &str = "customer.example.com/Customer";
 /// The collection prefix of customer names.
 const CUSTOMERS: &str = "customers/";
+/// The resource type of companies.
+pub const COMPANY_TYPE: &str = "customer.example.com/Company";
+/// The resource type of notes.
+pub const NOTE_TYPE: &str = "customer.example.com/Note";
 /// The collection prefix of company names.
 const COMPANIES: &str = "companies/";
+/// The collection segment of note names under their customer.
+const NOTES: &str = "/notes/";
 
 /// A parsed `customers/{uuid}` name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,13 +65,100 @@ impl fmt::Display for CustomerName {
 
 /// Checks a company reference `companies/{company}` (a UUID, like customer ids).
 pub fn check_company_name(text: &str) -> Result<(), String> {
-    match text.strip_prefix(COMPANIES).map(parse_uuid) {
-        Some(Some(_)) => Ok(()),
-        _ => Err(format!(
-            "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
-            truncate(text)
-        )),
+    CompanyName::parse("", text)
+        .map(drop)
+        .map_err(|violation| violation.description)
+}
+
+/// A parsed `companies/{uuid}` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CompanyName(pub Uuid);
+
+impl CompanyName {
+    /// Parses `companies/{uuid}`; `field` names the request field for the violation.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        let violation = |description: String| FieldViolation {
+            field: field.to_owned(),
+            description,
+        };
+        if text.is_empty() {
+            return Err(violation("is required".into()));
+        }
+        text.strip_prefix(COMPANIES)
+            .and_then(parse_uuid)
+            .map(Self)
+            .ok_or_else(|| {
+                violation(format!(
+                    "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
+                    truncate(text)
+                ))
+            })
     }
+
+    /// The company's id.
+    pub fn id(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for CompanyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{COMPANIES}{}", self.0)
+    }
+}
+
+/// A parsed `customers/{uuid}/notes/{uuid}` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoteName {
+    /// The customer the note belongs to.
+    pub customer: CustomerName,
+    /// The note's own id.
+    pub note: Uuid,
+}
+
+impl NoteName {
+    /// Parses `customers/{uuid}/notes/{uuid}`; `field` names the request field.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        let violation = |description: String| FieldViolation {
+            field: field.to_owned(),
+            description,
+        };
+        if text.is_empty() {
+            return Err(violation("is required".into()));
+        }
+        let parsed = text.strip_prefix(CUSTOMERS).and_then(|rest| {
+            let (customer, note) = rest.split_once(NOTES)?;
+            Some(Self {
+                customer: CustomerName(parse_uuid(customer)?),
+                note: parse_uuid(note)?,
+            })
+        });
+        parsed.ok_or_else(|| {
+            violation(format!(
+                "must be a note name `customers/{{customer}}/notes/{{note}}` with UUID ids, got `{}`",
+                truncate(text)
+            ))
+        })
+    }
+
+    /// The note's id.
+    pub fn id(&self) -> Uuid {
+        self.note
+    }
+}
+
+impl fmt::Display for NoteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{NOTES}{}", self.customer, self.note)
+    }
+}
+
+/// The customer a resource name belongs to: itself for `customers/{id}`, the parent for
+/// `customers/{id}/notes/{note}`, none for anything else (companies).
+pub fn owning_customer(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix(CUSTOMERS)?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    Some(&resource[..CUSTOMERS.len() + end])
 }
 
 /// A client-chosen request id: a UUID (AIP-155). Empty means "no idempotency".
@@ -143,6 +237,48 @@ mod tests {
             parse_request_id("request_id", "retry-1").unwrap_err().field,
             "request_id"
         );
+    }
+
+    #[test]
+    fn company_and_note_names_round_trip() {
+        let id = Uuid::now_v7();
+        let company = CompanyName::parse("name", &format!("companies/{id}")).unwrap();
+        assert_eq!(company.to_string(), format!("companies/{id}"));
+        let note_id = Uuid::now_v7();
+        let text = format!("customers/{id}/notes/{note_id}");
+        let note = NoteName::parse("name", &text).unwrap();
+        assert_eq!(note.customer, CustomerName(id));
+        assert_eq!(note.id(), note_id);
+        assert_eq!(note.to_string(), text);
+        assert_eq!(
+            owning_customer(&text),
+            Some(format!("customers/{id}").as_str())
+        );
+        assert_eq!(
+            owning_customer(&format!("customers/{id}")),
+            Some(format!("customers/{id}").as_str())
+        );
+        assert_eq!(owning_customer(&format!("companies/{id}")), None);
+    }
+
+    #[test]
+    fn malformed_note_names_are_violations_of_the_field() {
+        let id = Uuid::now_v7();
+        for bad in [
+            String::new(),
+            format!("customers/{id}"),
+            format!("customers/{id}/notes/"),
+            format!("customers/{id}/notes/x"),
+            format!("customers/x/notes/{id}"),
+            format!("customers/{id}/notes/{id}/more"),
+            format!("companies/{id}/notes/{id}"),
+        ] {
+            assert_eq!(
+                NoteName::parse("name", &bad).unwrap_err().field,
+                "name",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

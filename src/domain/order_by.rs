@@ -13,6 +13,7 @@
 //! order_by  := WS* | item ("," item)*
 //! item      := WS* field [WS+ direction] WS*
 //! field     := "create_time" | "update_time" | "family_name" | "given_name" | "email"
+//!              -- companies ([`parse_company`]): "create_time" | "update_time" | "display_name"
 //! direction := "asc" | "desc"        -- case-insensitive
 //! ```
 //!
@@ -32,8 +33,10 @@ const MAX_SNIPPET_LEN: usize = 64;
 
 /// Description of the valid field names, used in error messages.
 const VALID_FIELDS: &str = "create_time, update_time, family_name, given_name, email";
+/// The valid sort fields of companies.
+const VALID_COMPANY_FIELDS: &str = "create_time, update_time, display_name";
 
-/// A customer field that results can be ordered by.
+/// A customer or company field that results can be ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderField {
     /// `create_time`
@@ -46,6 +49,8 @@ pub enum OrderField {
     GivenName,
     /// `email`
     Email,
+    /// `display_name` (companies)
+    DisplayName,
 }
 
 impl OrderField {
@@ -58,6 +63,7 @@ impl OrderField {
             OrderField::FamilyName => "family_name",
             OrderField::GivenName => "given_name",
             OrderField::Email => "email",
+            OrderField::DisplayName => "display_name",
         }
     }
 
@@ -69,6 +75,7 @@ impl OrderField {
             "family_name" => Some(OrderField::FamilyName),
             "given_name" => Some(OrderField::GivenName),
             "email" => Some(OrderField::Email),
+            "display_name" => Some(OrderField::DisplayName),
             _ => None,
         }
     }
@@ -115,6 +122,41 @@ impl std::error::Error for OrderByError {}
 /// or repeated field, an empty item, a direction other than `asc`/`desc`,
 /// extra tokens in an item, or more than five keys.
 pub fn parse(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
+    parse_among(input, CUSTOMER_FIELDS, VALID_FIELDS)
+}
+
+const CUSTOMER_FIELDS: &[OrderField] = &[
+    OrderField::CreateTime,
+    OrderField::UpdateTime,
+    OrderField::FamilyName,
+    OrderField::GivenName,
+    OrderField::Email,
+];
+
+const COMPANY_FIELDS: &[OrderField] = &[
+    OrderField::CreateTime,
+    OrderField::UpdateTime,
+    OrderField::DisplayName,
+];
+
+/// Parses the `order_by` of ListCompanies: like [`parse`] over `create_time`,
+/// `update_time` and `display_name`.
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_company(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
+    parse_among(input, COMPANY_FIELDS, VALID_COMPANY_FIELDS)
+}
+
+fn parse_among(
+    input: &str,
+    fields: &[OrderField],
+    valid: &str,
+) -> Result<Vec<OrderKey>, OrderByError> {
+    let item = |keys: &mut Vec<OrderKey>, words: &[(usize, String)], end: usize| {
+        finish_item(keys, words, end, fields, valid)
+    };
     if input.trim().is_empty() {
         return Ok(vec![OrderKey {
             field: OrderField::CreateTime,
@@ -131,7 +173,7 @@ pub fn parse(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
                 words.push(done);
             }
             if c == ',' {
-                finish_item(&mut keys, &words, pos)?;
+                item(&mut keys, &words, pos)?;
                 words.clear();
             }
         } else {
@@ -144,7 +186,7 @@ pub fn parse(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
     if let Some(done) = word.take() {
         words.push(done);
     }
-    finish_item(&mut keys, &words, input.chars().count())?;
+    item(&mut keys, &words, input.chars().count())?;
     Ok(keys)
 }
 
@@ -175,19 +217,23 @@ fn finish_item(
     keys: &mut Vec<OrderKey>,
     words: &[(usize, String)],
     end: usize,
+    fields: &[OrderField],
+    valid: &str,
 ) -> Result<(), OrderByError> {
     let Some((field_pos, name)) = words.first() else {
         return Err(error(end, "empty sort field (check for a stray comma)"));
     };
-    let field = OrderField::from_name(name).ok_or_else(|| {
-        error(
-            *field_pos,
-            format!(
-                "unknown sort field '{}'; valid fields are {VALID_FIELDS}",
-                snippet(name)
-            ),
-        )
-    })?;
+    let field = OrderField::from_name(name)
+        .filter(|field| fields.contains(field))
+        .ok_or_else(|| {
+            error(
+                *field_pos,
+                format!(
+                    "unknown sort field '{}'; valid fields are {valid}",
+                    snippet(name)
+                ),
+            )
+        })?;
     if keys.iter().any(|k| k.field == field) {
         return Err(error(
             *field_pos,
@@ -243,6 +289,23 @@ mod tests {
 
     fn key(field: OrderField, descending: bool) -> OrderKey {
         OrderKey { field, descending }
+    }
+
+    #[test]
+    fn company_orderings_use_company_fields() {
+        assert_eq!(
+            parse_company("display_name desc, create_time"),
+            Ok(vec![
+                key(OrderField::DisplayName, true),
+                key(OrderField::CreateTime, false)
+            ])
+        );
+        let e = parse_company("family_name").unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown sort field 'family_name'; valid fields are create_time, update_time, display_name"
+        );
+        assert!(parse("display_name").is_err());
     }
 
     fn err(input: &str) -> OrderByError {

@@ -1,14 +1,17 @@
-//! Events as `customer.v1.CustomerEvent`: the conversion shared by the gRPC adapter
-//! (ListCustomerEvents, WatchCustomerEvents) and the NATS relay, so that every channel
-//! carries the same message.
+//! Events as `customer.v1.CustomerEvent` (customer, company and note events): the
+//! conversion shared by the gRPC adapter (ListCustomerEvents, WatchCustomerEvents) and the
+//! NATS relay, so that every channel carries the same message.
 
 use prost_types::FieldMask;
 
-use super::{timestamp, to_proto};
+use super::{
+    resources::{company_fields, company_to_proto, note_to_proto},
+    timestamp, to_proto,
+};
 use crate::{
     domain::{
         customer::{Customer, CustomerData},
-        event::{Event, EventType},
+        event::{Event, EventData, EventType},
     },
     pb,
     service::events::resume_token,
@@ -18,26 +21,67 @@ use crate::{
 /// client could resume from them; consumers deduplicate by `event_id`).
 pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEvent {
     use pb::customer_event::Kind;
-    let kind = match event.event_type {
-        EventType::CustomerRegistered => Kind::Registered(pb::CustomerRegistered {}),
-        EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
-        EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
-        EventType::CustomerUpdated => Kind::Updated(pb::CustomerUpdated {
-            previous: event
-                .data
-                .previous
-                .as_ref()
-                .map(|previous| only_fields(previous, &event.data.changed_fields)),
-            changed_fields: Some(FieldMask {
-                paths: event.data.changed_fields.clone(),
-            }),
-        }),
+    let mask = |paths: &[String]| {
+        Some(FieldMask {
+            paths: paths.to_vec(),
+        })
+    };
+    let (snapshot, kind) = match event.data {
+        EventData::Customer(change) => {
+            let kind = match event.event_type {
+                EventType::CustomerUpdated => Kind::Updated(pb::CustomerUpdated {
+                    previous: change
+                        .previous
+                        .as_ref()
+                        .map(|previous| only_fields(previous, &change.changed_fields)),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
+                EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
+                // Registration, and (for data the service cannot have written) anything else.
+                _ => Kind::Registered(pb::CustomerRegistered {}),
+            };
+            (Some(to_proto(change.snapshot)), kind)
+        }
+        EventData::Company(change) => {
+            let company = Some(company_to_proto(change.snapshot));
+            let kind = match event.event_type {
+                EventType::CompanyUpdated => Kind::CompanyUpdated(pb::CompanyUpdated {
+                    company,
+                    previous: change
+                        .previous
+                        .as_ref()
+                        .map(|previous| company_fields(previous, &change.changed_fields)),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::CompanyDeleted => Kind::CompanyDeleted(pb::CompanyDeleted { company }),
+                _ => Kind::CompanyCreated(pb::CompanyCreated { company }),
+            };
+            (None, kind)
+        }
+        EventData::Note(change) => {
+            let note = Some(note_to_proto(change.snapshot));
+            let kind = match event.event_type {
+                EventType::NoteUpdated => Kind::NoteUpdated(pb::NoteUpdated {
+                    note,
+                    previous: change.previous.map(|previous| pb::Note {
+                        text: previous.text,
+                        ..pb::Note::default()
+                    }),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::NoteDeleted => Kind::NoteDeleted(pb::NoteDeleted { note }),
+                _ => Kind::NoteAdded(pb::NoteAdded { note }),
+            };
+            (None, kind)
+        }
     };
     pb::CustomerEvent {
         event_id: event.event_id.to_string(),
         customer: event.customer,
+        resource: event.resource,
         sequence: event.sequence,
-        snapshot: Some(to_proto(event.data.snapshot)),
+        snapshot,
         actor: event.actor,
         request_id: event
             .request_id

@@ -8,16 +8,23 @@
 pub mod codec;
 pub mod deadline;
 pub mod events;
+pub mod resources;
 pub mod status;
 
 use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
+use self::resources::{company_input, company_to_proto, note_input, note_to_proto};
 use crate::{
     auth::Principal,
     domain::customer::{Customer, CustomerInput, PostalAddress},
     pb,
-    service::{CustomerService, ListRequest, UpdateRequest, events::EventListRequest},
+    service::{
+        CustomerService, ListRequest, UpdateRequest,
+        companies::{CompanyDeleteRequest, CompanyListRequest, CompanyUpdateRequest},
+        events::EventListRequest,
+        notes::{NoteListRequest, NoteUpdateRequest},
+    },
 };
 
 /// The server-streaming response of WatchCustomerEvents.
@@ -86,6 +93,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 filter: request.filter,
                 order_by: request.order_by,
                 show_deleted: request.show_deleted,
+                parent: request.parent,
             })
             .await?;
         Ok(Response::new(pb::ListCustomersResponse {
@@ -189,6 +197,158 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             ))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn create_company(
+        &self,
+        request: Request<pb::CreateCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let input = request
+            .company
+            .as_ref()
+            .map(company_input)
+            .unwrap_or_default();
+        let company = self
+            .service
+            .create_company(input, &request.request_id, &actor)
+            .await?;
+        Ok(Response::new(company_to_proto(company)))
+    }
+
+    async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> RpcResult<pb::Company> {
+        let company = self.service.get_company(&request.get_ref().name).await?;
+        Ok(Response::new(company_to_proto(company)))
+    }
+
+    async fn list_companies(
+        &self,
+        request: Request<pb::ListCompaniesRequest>,
+    ) -> RpcResult<pb::ListCompaniesResponse> {
+        let request = request.into_inner();
+        let page = self
+            .service
+            .list_companies(&CompanyListRequest {
+                page_size: request.page_size,
+                page_token: request.page_token,
+                filter: request.filter,
+                order_by: request.order_by,
+                show_deleted: request.show_deleted,
+            })
+            .await?;
+        Ok(Response::new(pb::ListCompaniesResponse {
+            companies: page.companies.into_iter().map(company_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_company(
+        &self,
+        request: Request<pb::UpdateCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let company = request.company.unwrap_or_default();
+        let company = self
+            .service
+            .update_company(
+                CompanyUpdateRequest {
+                    input: company_input(&company),
+                    name: company.name,
+                    etag: company.etag,
+                    update_mask: request.update_mask.map(|mask| mask.paths),
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(company_to_proto(company)))
+    }
+
+    async fn delete_company(
+        &self,
+        request: Request<pb::DeleteCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let company = self
+            .service
+            .delete_company(
+                CompanyDeleteRequest {
+                    name: request.name,
+                    etag: request.etag,
+                    force: request.force,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(company_to_proto(company)))
+    }
+
+    async fn create_note(&self, request: Request<pb::CreateNoteRequest>) -> RpcResult<pb::Note> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let input = request.note.as_ref().map(note_input).unwrap_or_default();
+        let note = self
+            .service
+            .create_note(&request.parent, input, &request.request_id, &actor)
+            .await?;
+        Ok(Response::new(note_to_proto(note)))
+    }
+
+    async fn get_note(&self, request: Request<pb::GetNoteRequest>) -> RpcResult<pb::Note> {
+        let note = self.service.get_note(&request.get_ref().name).await?;
+        Ok(Response::new(note_to_proto(note)))
+    }
+
+    async fn list_notes(
+        &self,
+        request: Request<pb::ListNotesRequest>,
+    ) -> RpcResult<pb::ListNotesResponse> {
+        let request = request.into_inner();
+        let page = self
+            .service
+            .list_notes(&NoteListRequest {
+                parent: request.parent,
+                page_size: request.page_size,
+                page_token: request.page_token,
+            })
+            .await?;
+        Ok(Response::new(pb::ListNotesResponse {
+            notes: page.notes.into_iter().map(note_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_note(&self, request: Request<pb::UpdateNoteRequest>) -> RpcResult<pb::Note> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let note = request.note.unwrap_or_default();
+        let note = self
+            .service
+            .update_note(
+                NoteUpdateRequest {
+                    input: note_input(&note),
+                    name: note.name,
+                    etag: note.etag,
+                    update_mask: request.update_mask.map(|mask| mask.paths),
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(note_to_proto(note)))
+    }
+
+    async fn delete_note(&self, request: Request<pb::DeleteNoteRequest>) -> RpcResult<()> {
+        let actor = actor(&request);
+        let request = request.get_ref();
+        self.service
+            .delete_note(&request.name, &request.etag, &request.request_id, &actor)
+            .await?;
+        Ok(Response::new(()))
     }
 }
 

@@ -34,8 +34,14 @@ pub mod reason {
     pub const NOT_DELETED: &str = "CUSTOMER_NOT_DELETED";
     /// The supplied etag is not the current one.
     pub const ETAG_MISMATCH: &str = "ETAG_MISMATCH";
-    /// A write to a soft-deleted customer.
+    /// A write to a soft-deleted customer, or any call on the notes of one.
     pub const DELETED: &str = "CUSTOMER_DELETED";
+    /// Another live company already uses the business id.
+    pub const BUSINESS_ID_ALREADY_EXISTS: &str = "BUSINESS_ID_ALREADY_EXISTS";
+    /// A write to a soft-deleted company.
+    pub const COMPANY_DELETED: &str = "COMPANY_DELETED";
+    /// DeleteCompany without `force` while live customers belong to the company.
+    pub const COMPANY_HAS_CUSTOMERS: &str = "COMPANY_HAS_CUSTOMERS";
     /// The database cannot be reached or the pool is exhausted.
     pub const DATABASE_UNAVAILABLE: &str = "DATABASE_UNAVAILABLE";
     /// The operation ran out of time.
@@ -187,6 +193,14 @@ impl Error {
             ),
             reason,
             violations: vec![violation],
+        }
+    }
+
+    /// NOT_FOUND for a resource of `resource_type`.
+    pub fn not_found(resource_type: &'static str, name: impl ToString) -> Self {
+        Self::NotFound {
+            resource_type,
+            resource_name: name.to_string(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The change stream: reading the event log, in commit order, and following it live.
 //!
-//! Events are written by the customer use cases inside their transactions (see
-//! [`record`]). This module numbers them in commit order (the *sequencer*, woken after every
+//! Events are written by the customer, company and note use cases inside their transactions
+//! (see [`record`]). This module numbers them in commit order (the *sequencer*, woken after every
 //! local commit and by a slow timer for events committed by other instances), lists them
 //! (ListCustomerEvents) and streams them (WatchCustomerEvents). Watchers are woken by a
 //! `watch` channel holding the last known position, fed by the local sequencer and by a
@@ -30,8 +30,11 @@ use crate::{
     },
     domain::{
         Violations,
+        company::{self, Company, CompanyData},
         customer::{Customer, CustomerData},
-        event::{Event, EventData, EventParent, EventType, parse_event_filter},
+        event::{Change, Event, EventData, EventParent, EventType, parse_event_filter},
+        names::owning_customer,
+        note::{Note, NoteData},
     },
     redact::mask_pii_owned,
 };
@@ -250,11 +253,11 @@ impl EventLog {
         // Number what has committed so far, so a client listing right after its own write
         // sees that write's event.
         self.sequence().await?;
-        let aggregate = parent.aggregate();
+        let customer = parent.customer();
         let mut conn = self.inner.pool.get().await?;
         let mut rows = queries::list(
             &mut conn,
-            aggregate.as_deref(),
+            customer.as_deref(),
             &filter,
             after,
             i64::from(page_size) + 1,
@@ -326,13 +329,13 @@ impl EventLog {
             });
         }
         let (sender, receiver) = mpsc::channel(64);
-        tokio::spawn(self.clone().follow(parent.aggregate(), after, sender));
+        tokio::spawn(self.clone().follow(parent.customer(), after, sender));
         Ok(receiver)
     }
 
     async fn follow(
         self,
-        aggregate: Option<String>,
+        customer: Option<String>,
         mut after: i64,
         sender: mpsc::Sender<Result<Event>>,
     ) {
@@ -347,7 +350,7 @@ impl EventLog {
             // Mark the current position as seen before querying: a numbering that lands
             // after the query wakes the wait below instead of being missed.
             positions.borrow_and_update();
-            let rows = match self.read(aggregate.as_deref(), after).await {
+            let rows = match self.read(customer.as_deref(), after).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     let _ = sender.send(Err(error)).await;
@@ -392,9 +395,9 @@ impl EventLog {
         }
     }
 
-    async fn read(&self, aggregate: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
+    async fn read(&self, customer: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
         let mut conn = self.inner.pool.get().await?;
-        Ok(queries::list(&mut conn, aggregate, &[], after, WATCH_BATCH).await?)
+        Ok(queries::list(&mut conn, customer, &[], after, WATCH_BATCH).await?)
     }
 
     /// Events not yet published and the time of the oldest.
@@ -413,9 +416,18 @@ impl EventLog {
     }
 }
 
-/// Records the event of a change in the current transaction. The per-customer sequence is
-/// the customer's version after the change: every change bumps it by one and records one
-/// event, so the sequence is 1, 2, 3 … without gaps.
+/// Who made a change, and in which call: recorded with every event.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    /// The caller's actor.
+    pub actor: &'a str,
+    /// The call's request id, if it had one.
+    pub request_id: Option<Uuid>,
+}
+
+/// Records the event of a change to a customer in the current transaction. The
+/// per-customer sequence is the customer's version after the change: every change bumps it
+/// by one and records one event, so the sequence is 1, 2, 3 … without gaps.
 pub(super) async fn record(
     conn: &mut AsyncPgConnection,
     event_type: EventType,
@@ -424,21 +436,103 @@ pub(super) async fn record(
     actor: &str,
     request_id: Option<Uuid>,
 ) -> Result<()> {
-    let data = EventData {
+    let data = EventData::Customer(Box::new(Change {
         changed_fields: previous
             .map(|before| crate::domain::event::changed_fields(before, &snapshot.data))
             .unwrap_or_default(),
         previous: previous.cloned(),
         snapshot: snapshot.clone(),
+    }));
+    let origin = Origin { actor, request_id };
+    insert(
+        conn,
+        event_type,
+        snapshot.name().to_string(),
+        snapshot.version,
+        &data,
+        origin,
+    )
+    .await
+}
+
+/// Records the event of a change to a company; the sequence is the company's version after
+/// the change, as for customers.
+pub(super) async fn record_company(
+    conn: &mut AsyncPgConnection,
+    event_type: EventType,
+    snapshot: &Company,
+    previous: Option<&CompanyData>,
+    origin: Origin<'_>,
+) -> Result<()> {
+    let data = EventData::Company(Box::new(Change {
+        changed_fields: previous
+            .map(|before| company::changed_fields(before, &snapshot.data))
+            .unwrap_or_default(),
+        previous: previous.cloned(),
+        snapshot: snapshot.clone(),
+    }));
+    insert(
+        conn,
+        event_type,
+        snapshot.name().to_string(),
+        snapshot.version,
+        &data,
+        origin,
+    )
+    .await
+}
+
+/// Records the event of a change to a note. The sequence is the note's version after the
+/// change; a deletion (the note is gone, its version never bumped) takes `version + 1`,
+/// which keeps the note's sequence gap-free and its last event last.
+pub(super) async fn record_note(
+    conn: &mut AsyncPgConnection,
+    event_type: EventType,
+    snapshot: &Note,
+    previous: Option<&NoteData>,
+    origin: Origin<'_>,
+) -> Result<()> {
+    let changed_fields = match previous {
+        Some(before) if before.text != snapshot.data.text => vec!["text".to_owned()],
+        _ => Vec::new(),
     };
+    let sequence = if event_type == EventType::NoteDeleted {
+        snapshot.version + 1
+    } else {
+        snapshot.version
+    };
+    let data = EventData::Note(Box::new(Change {
+        changed_fields,
+        previous: previous.cloned(),
+        snapshot: snapshot.clone(),
+    }));
+    insert(
+        conn,
+        event_type,
+        snapshot.name().to_string(),
+        sequence,
+        &data,
+        origin,
+    )
+    .await
+}
+
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    event_type: EventType,
+    resource: String,
+    sequence: i64,
+    data: &EventData,
+    origin: Origin<'_>,
+) -> Result<()> {
     let row = NewEventRow {
         event_id: Uuid::now_v7(),
-        aggregate: snapshot.name().to_string(),
-        sequence: snapshot.version,
+        aggregate: resource,
+        sequence,
         event_type: event_type.as_str().to_owned(),
-        data: serde_json::to_value(&data).map_err(|e| Error::internal(&e))?,
-        actor: actor.to_owned(),
-        request_id,
+        data: data.to_json().map_err(|e| Error::internal(&e))?,
+        actor: origin.actor.to_owned(),
+        request_id: origin.request_id,
     };
     queries::insert(conn, &row).await?;
     Ok(())
@@ -455,11 +549,15 @@ pub fn event_of(row: EventRow) -> Result<Event> {
         }))
     };
     let event_type = EventType::parse(&row.event_type).ok_or_else(|| corrupt("type"))?;
-    let data: EventData = serde_json::from_value(row.data).map_err(|_| corrupt("data"))?;
+    let data =
+        EventData::from_json(event_type.resource(), row.data).map_err(|_| corrupt("data"))?;
     let position = row.position.ok_or_else(|| corrupt("position"))?;
     Ok(Event {
         event_id: row.event_id,
-        customer: row.aggregate,
+        customer: owning_customer(&row.aggregate)
+            .unwrap_or_default()
+            .to_owned(),
+        resource: row.aggregate,
         sequence: row.sequence,
         event_type,
         data,

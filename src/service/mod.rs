@@ -1,21 +1,25 @@
-//! The use cases of customer management: one method per operation.
+//! The use cases of customer management: one method per operation, for customers (here),
+//! companies ([`companies`]) and notes ([`notes`]).
 //!
 //! This is where the business rules live, once, for every transport: validation,
-//! optimistic concurrency (etags), idempotent retries (request ids), soft delete and
-//! pagination. It owns transactions and knows nothing of tonic, HTTP or JSON; the gRPC
+//! optimistic concurrency (etags), idempotent retries (request ids), soft delete,
+//! references between resources and pagination. It owns transactions and knows nothing of tonic, HTTP or JSON; the gRPC
 //! adapter (and through it gRPC-web and REST) calls these methods with plain data.
 //!
 //! Writes run on a spawned task: once a write has started, a client that disconnects or
 //! times out cannot cut its transaction short and leave a connection idle in transaction;
 //! the write finishes (or rolls back) on its own and the connection returns clean.
 
+pub mod companies;
 pub mod error;
 pub mod events;
+pub mod notes;
 pub mod page_token;
 
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -27,7 +31,7 @@ use self::{
 };
 use crate::{
     db::{
-        Pool,
+        Pool, companies as company_queries,
         customers::{self as queries, Cursor, ListQuery},
         models::{CustomerChanges, CustomerRow, NewCustomerRow},
         request_ids::{self, Claim},
@@ -37,7 +41,7 @@ use crate::{
         customer::{Customer, CustomerData, CustomerInput, PostalAddress, UpdateMask},
         event::EventType,
         filter, names,
-        names::{CUSTOMER_TYPE, CustomerName},
+        names::{COMPANY_TYPE, CUSTOMER_TYPE, CompanyName, CustomerName},
         order_by,
     },
     redact::mask_pii_owned,
@@ -63,6 +67,8 @@ pub struct ListRequest {
     pub order_by: String,
     /// Include soft-deleted customers.
     pub show_deleted: bool,
+    /// `companies/{id}`: only that company's customers. Empty: every customer.
+    pub parent: String,
 }
 
 /// One page of ListCustomers.
@@ -155,6 +161,9 @@ impl CustomerService {
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
                 return Ok(replayed);
+            }
+            if let Some(company) = &row.fields.company {
+                check_company_reference(conn, company).await?;
             }
             let stored = queries::insert(conn, &row).await.map_err(email_conflict)?;
             let customer = Customer::try_from(stored)?;
@@ -253,17 +262,28 @@ impl CustomerService {
                 Vec::new()
             }
         };
+        let parent = match request.parent.as_str() {
+            "" => None,
+            parent => collect(&mut violations, CompanyName::parse("parent", parent)),
+        };
         violations.into_result(())?;
 
-        let query = PageTokens::query_fingerprint(&[
-            &format!("{filter:?}"),
-            &format!("{order:?}"),
+        let mut query_parts = vec![
+            format!("{filter:?}"),
+            format!("{order:?}"),
             if request.show_deleted {
-                "deleted"
+                "deleted".to_owned()
             } else {
-                "live"
+                "live".to_owned()
             },
-        ]);
+        ];
+        // Tokens of unrestricted lists keep their pre-`parent` fingerprint (still valid).
+        if let Some(parent) = parent {
+            query_parts.push(parent.to_string());
+        }
+        let query = PageTokens::query_fingerprint(
+            &query_parts.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(self.page_tokens.decode(token, &query).map_err(|e| {
@@ -271,12 +291,22 @@ impl CustomerService {
             })?),
         };
         let mut conn = self.pool.get().await?;
+        // The customers of a company that does not exist are not an empty list (AIP-132).
+        if let Some(parent) = parent
+            && company_queries::find(&mut conn, parent.id())
+                .await?
+                .is_none()
+        {
+            return Err(Error::not_found(COMPANY_TYPE, parent));
+        }
+        let company = parent.map(|parent| parent.to_string());
         let mut rows = queries::list(
             &mut conn,
             &ListQuery {
                 filter: filter.as_ref(),
                 order: &order,
                 show_deleted: request.show_deleted,
+                company: company.as_deref(),
                 after: after.as_ref(),
                 limit: i64::from(page_size) + 1,
             },
@@ -358,6 +388,12 @@ impl CustomerService {
                 // Nothing changes: no write, no new etag.
                 current
             } else {
+                // Only a new reference is checked: a customer keeps the company it has.
+                if let Some(company) = &data.company
+                    && data.company != current.data.company
+                {
+                    check_company_reference(conn, company).await?;
+                }
                 let row = queries::update(conn, current.id, &CustomerChanges::new(&data, &actor))
                     .await
                     .map_err(email_conflict)?;
@@ -407,7 +443,7 @@ impl CustomerService {
                 return Ok(replayed);
             }
             let current = locked_live(conn, parsed, &etag).await?;
-            let row = queries::set_deleted(conn, current.id, true, &actor).await?;
+            let row = queries::set_deleted(conn, current.id, &actor).await?;
             let customer = Customer::try_from(row)?;
             record(
                 conn,
@@ -441,7 +477,13 @@ impl CustomerService {
                 });
             }
             check_etag(&current, &etag)?;
-            let row = queries::set_deleted(conn, current.id, false, &actor)
+            // A company deleted while the customer was deleted does not come back with it
+            // (DeleteCompany only detached live customers): restore without it.
+            let keep_company = match &current.data.company {
+                Some(company) => live_company(conn, company).await?.is_some(),
+                None => true,
+            };
+            let row = queries::restore(conn, current.id, keep_company, &actor)
                 .await
                 .map_err(email_conflict)?;
             let customer = Customer::try_from(row)?;
@@ -568,11 +610,11 @@ fn fingerprint(method: &str, parts: &[&str]) -> Vec<u8> {
 }
 
 /// Claims a request id; `Some(first response)` when this is a retry.
-async fn claim(
+async fn claim<T: DeserializeOwned>(
     conn: &mut AsyncPgConnection,
     request_id: Option<Uuid>,
     fingerprint: &[u8],
-) -> Result<Option<Customer>> {
+) -> Result<Option<T>> {
     let Some(request_id) = request_id else {
         return Ok(None);
     };
@@ -599,16 +641,57 @@ async fn claim(
 }
 
 /// Records the response of a claimed request id.
-async fn complete(
+async fn complete<T: Serialize>(
     conn: &mut AsyncPgConnection,
     request_id: Option<Uuid>,
-    customer: &Customer,
+    response: &T,
 ) -> Result<()> {
     if let Some(request_id) = request_id {
-        let response = serde_json::to_value(customer).map_err(|e| Error::internal(&e))?;
+        let response = serde_json::to_value(response).map_err(|e| Error::internal(&e))?;
         request_ids::complete(conn, request_id, &response).await?;
     }
     Ok(())
+}
+
+/// The company a customer write refers to, share-locked for this transaction, if it is live.
+/// The lock makes a concurrent DeleteCompany wait for this write, and this write wait for a
+/// DeleteCompany that came first (and then see the company deleted).
+async fn live_company(
+    conn: &mut AsyncPgConnection,
+    reference: &str,
+) -> Result<Option<crate::domain::company::Company>> {
+    let Ok(name) = CompanyName::parse("", reference) else {
+        return Ok(None);
+    };
+    let Some(row) = company_queries::find_for_share(conn, name.id()).await? else {
+        return Ok(None);
+    };
+    let company = crate::domain::company::Company::try_from(row)?;
+    Ok((!company.is_deleted()).then_some(company))
+}
+
+/// A new `customer.company` must name a live company: INVALID_ARGUMENT naming the field
+/// otherwise.
+async fn check_company_reference(conn: &mut AsyncPgConnection, reference: &str) -> Result<()> {
+    let Ok(name) = CompanyName::parse("customer.company", reference) else {
+        // Validation already checked the form; a malformed name is simply not a company.
+        return Err(Error::invalid_field(
+            reason::INVALID_FIELDS,
+            "customer.company",
+            format!("`{reference}` is not a company name"),
+        ));
+    };
+    let row = company_queries::find_for_share(conn, name.id()).await?;
+    let problem = match row {
+        None => "does not exist",
+        Some(row) if row.delete_time.is_some() => "is deleted",
+        Some(_) => return Ok(()),
+    };
+    Err(Error::invalid_field(
+        reason::INVALID_FIELDS,
+        "customer.company",
+        format!("{name} {problem}; refer to a live company or leave the field empty"),
+    ))
 }
 
 /// The customer, locked for this transaction.
@@ -639,17 +722,26 @@ async fn locked_live(
 }
 
 fn check_etag(current: &Customer, etag: &str) -> Result<()> {
-    if etag.is_empty() || etag == current.etag() {
+    check_etag_of(
+        &current.name().to_string(),
+        CUSTOMER_TYPE,
+        &current.etag(),
+        etag,
+    )
+}
+
+/// A supplied etag must be the current one (AIP-154); an empty one matches anything.
+fn check_etag_of(name: &str, resource_type: &'static str, current: &str, etag: &str) -> Result<()> {
+    if etag.is_empty() || etag == current {
         return Ok(());
     }
     Err(Error::Aborted {
         message: format!(
-            "{} was changed since it was read (etag {etag} is not current); read it again and retry",
-            current.name()
+            "{name} was changed since it was read (etag {etag} is not current); read it again and retry"
         ),
         reason: reason::ETAG_MISMATCH,
-        resource_type: CUSTOMER_TYPE,
-        resource_name: current.name().to_string(),
+        resource_type,
+        resource_name: name.to_owned(),
     })
 }
 

@@ -20,7 +20,7 @@ use crate::helpers::{
 };
 
 /// Every event of `parent`, through every page.
-async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::CustomerEvent> {
+pub(crate) async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::CustomerEvent> {
     let mut events = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -44,12 +44,18 @@ async fn list_all(app: &TestApp, parent: &str, filter: &str) -> Vec<pb::Customer
     }
 }
 
-fn kind(event: &pb::CustomerEvent) -> &'static str {
+pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
     match event.kind {
         Some(Kind::Registered(_)) => "registered",
         Some(Kind::Updated(_)) => "updated",
         Some(Kind::Deleted(_)) => "deleted",
         Some(Kind::Undeleted(_)) => "undeleted",
+        Some(Kind::CompanyCreated(_)) => "company_created",
+        Some(Kind::CompanyUpdated(_)) => "company_updated",
+        Some(Kind::CompanyDeleted(_)) => "company_deleted",
+        Some(Kind::NoteAdded(_)) => "note_added",
+        Some(Kind::NoteUpdated(_)) => "note_updated",
+        Some(Kind::NoteDeleted(_)) => "note_deleted",
         None => "none",
     }
 }
@@ -146,6 +152,7 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
     );
     for event in &events {
         assert_eq!(event.customer, created.name);
+        assert_eq!(event.resource, created.name);
         assert_eq!(event.actor, "test-user");
         assert!(Uuid::parse_str(&event.event_id).is_ok());
         assert!(!event.resume_token.is_empty());
@@ -330,7 +337,7 @@ async fn listing_every_customers_events_pages_in_commit_order_and_filters() {
 }
 
 /// Reads `n` events from a watch stream.
-async fn take(
+pub(crate) async fn take(
     stream: &mut tonic::Streaming<pb::CustomerEvent>,
     n: usize,
 ) -> Vec<pb::CustomerEvent> {
@@ -346,7 +353,7 @@ async fn take(
     events
 }
 
-async fn watch(
+pub(crate) async fn watch(
     app: &TestApp,
     parent: &str,
     start_after: &str,
@@ -959,6 +966,93 @@ async fn a_republish_after_a_crash_between_publish_and_mark_is_deduplicated() {
     .await;
     let messages = stream_messages(&js, &stream, 1).await;
     assert_eq!(header(&messages[0], "ce-subject"), customer.name);
+    js.delete_stream(&stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn company_and_note_events_are_published_with_their_own_types_and_subjects() {
+    let url = nats_url();
+    let (stream, prefix) = private_stream();
+    let app = TestApp::spawn_with(|settings| {
+        settings.events.nats_url = Some(url.clone());
+        settings.events.nats_stream = stream.clone();
+        settings.events.nats_subject_prefix = prefix.clone();
+    })
+    .await;
+    let js = jetstream_context(&url).await;
+    let mut client = app.client.clone();
+    let company = client
+        .create_company(pb::CreateCompanyRequest {
+            company: Some(pb::Company {
+                display_name: "Acme".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let customer = app.create("Nora", "Notes").await;
+    let note = client
+        .create_note(pb::CreateNoteRequest {
+            parent: customer.name.clone(),
+            note: Some(pb::Note {
+                text: "First contact.".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let stored = list_all(&app, "customers/-", "").await;
+    let messages = stream_messages(&js, &stream, 3).await;
+    let seen: Vec<(String, &str, &str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.subject.to_string(),
+                header(m, "ce-type"),
+                header(m, "ce-subject"),
+                header(m, "ce-partitionkey"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                format!("{prefix}.company_created"),
+                "customer.v1.CompanyCreated",
+                company.name.as_str(),
+                company.name.as_str()
+            ),
+            (
+                format!("{prefix}.registered"),
+                "customer.v1.CustomerRegistered",
+                customer.name.as_str(),
+                customer.name.as_str()
+            ),
+            (
+                format!("{prefix}.note_added"),
+                "customer.v1.NoteAdded",
+                note.name.as_str(),
+                customer.name.as_str()
+            ),
+        ]
+    );
+    for (message, event) in messages.iter().zip(&stored) {
+        assert_eq!(header(message, "ce-id"), event.event_id);
+        assert_eq!(header(message, "ce-sequence"), "1");
+        let body = pb::CustomerEvent::decode(message.payload.clone()).unwrap();
+        assert_eq!(
+            body,
+            pb::CustomerEvent {
+                resume_token: String::new(),
+                ..event.clone()
+            }
+        );
+    }
     js.delete_stream(&stream).await.unwrap();
 }
 

@@ -19,6 +19,7 @@ fn request(
         filter: filter.into(),
         order_by: order_by.into(),
         show_deleted: false,
+        parent: String::new(),
     }
 }
 
@@ -308,10 +309,25 @@ async fn filters_select_by_every_field_kind() {
     bob.status = CustomerStatus::Prospective as i32;
     bob.labels = labels(&[("env", "dev")]);
     create(&app, bob).await;
+    // A customer's company must exist.
+    let company = app
+        .client
+        .clone()
+        .create_company(customer_api::pb::CreateCompanyRequest {
+            company: Some(customer_api::pb::Company {
+                display_name: "Jones & Co".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut cid = new_customer("Cid", "Jones");
     cid.status = CustomerStatus::Inactive as i32;
-    cid.company = "companies/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e".into();
+    cid.company = company.name.clone();
     create(&app, cid).await;
+    let by_company = format!("company = \"{}\"", company.name);
 
     let cases: &[(&str, &[&str])] = &[
         ("family_name = \"Smith\"", &["Ann Smith"]),
@@ -324,10 +340,7 @@ async fn filters_select_by_every_field_kind() {
         ("phone = \"+4930123456\"", &["Ann Smith"]),
         ("phone != \"+4930123456\"", &["Bob Smithers", "Cid Jones"]),
         ("business_id = \"DE-1\"", &["Ann Smith"]),
-        (
-            "company = \"companies/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e\"",
-            &["Cid Jones"],
-        ),
+        (by_company.as_str(), &["Cid Jones"]),
         ("labels.env = \"prod\"", &["Ann Smith"]),
         ("labels.env != \"prod\"", &["Bob Smithers", "Cid Jones"]),
         ("labels.team:*", &["Ann Smith"]),

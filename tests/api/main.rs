@@ -7,11 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod companies;
 mod create;
 mod delete;
 mod events;
 mod helpers;
 mod list;
+mod notes;
 mod openapi;
 mod privacy;
 mod read;

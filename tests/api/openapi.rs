@@ -37,16 +37,27 @@ fn the_document_describes_exactly_the_served_routes() {
     assert_eq!(
         operations,
         [
-            ("DELETE", "/v1/{name}"),
+            ("DELETE", "/v1/companies/{company}"),
+            ("DELETE", "/v1/customers/{customer}"),
+            ("DELETE", "/v1/customers/{customer}/notes/{note}"),
+            ("GET", "/v1/companies"),
+            ("GET", "/v1/companies/{company}"),
+            ("GET", "/v1/companies/{company}/customers"),
             ("GET", "/v1/customers"),
+            ("GET", "/v1/customers/{customer}"),
+            ("GET", "/v1/customers/{customer}/events"),
+            ("GET", "/v1/customers/{customer}/events:watch"),
+            ("GET", "/v1/customers/{customer}/notes"),
+            ("GET", "/v1/customers/{customer}/notes/{note}"),
             ("GET", "/v1/customers:batchGet"),
-            ("GET", "/v1/{name}"),
-            ("GET", "/v1/{parent}/events"),
-            ("GET", "/v1/{parent}/events:watch"),
-            ("PATCH", "/v1/{customer.name}"),
+            ("PATCH", "/v1/companies/{company}"),
+            ("PATCH", "/v1/customers/{customer}"),
+            ("PATCH", "/v1/customers/{customer}/notes/{note}"),
+            ("POST", "/v1/companies"),
             ("POST", "/v1/customers"),
-            ("POST", "/v1/{name}:undelete"),
-            ("PUT", "/v1/{customer.name}"),
+            ("POST", "/v1/customers/{customer}/notes"),
+            ("POST", "/v1/customers/{customer}:undelete"),
+            ("PUT", "/v1/customers/{customer}"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
     );
@@ -59,6 +70,19 @@ fn the_document_describes_exactly_the_served_routes() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(required, ["givenName", "familyName", "email"]);
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["customer.v1.Company"]["required"],
+        serde_json::json!(["displayName"])
+    );
+    assert_eq!(
+        schemas["customer.v1.Note"]["required"],
+        serde_json::json!(["text"])
+    );
+    assert_eq!(
+        schemas["customer.v1.Note"]["properties"]["author"]["readOnly"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use crate::helpers::TestApp;
 
 /// A JSON call; returns status, headers and the parsed body (Null when empty).
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     http2: bool,
     method: Method,
@@ -68,7 +68,7 @@ async fn create(app: &TestApp, given: &str, email: &str) -> Json {
     json
 }
 
-fn error_reason(json: &Json) -> &str {
+pub(crate) fn error_reason(json: &Json) -> &str {
     json["error"]["details"]
         .as_array()
         .unwrap()
@@ -78,7 +78,7 @@ fn error_reason(json: &Json) -> &str {
         .unwrap()
 }
 
-fn violations(json: &Json) -> Vec<String> {
+pub(crate) fn violations(json: &Json) -> Vec<String> {
     json["error"]["details"]
         .as_array()
         .unwrap()

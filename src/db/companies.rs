@@ -1,0 +1,260 @@
+//! Queries on `companies`: one function per statement.
+//!
+//! Listing works like customers (see [`super::customers`]): keyset pagination over the
+//! requested order with the id as tie-breaker, and the filter AST turned into a boxed diesel
+//! expression whose values are all bind parameters.
+
+use diesel::{
+    dsl::{not, sql},
+    expression::BoxableExpression,
+    pg::Pg,
+    prelude::*,
+    sql_types::{Bool, Nullable, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{
+    customers::{
+        Cursor, KeyValue, KeysetAfter, compare_nullable, compare_with, escape_like, id_descending,
+        label_object,
+    },
+    models::{CompanyChanges, CompanyRow, NewCompanyRow},
+    schema::companies,
+};
+use crate::domain::{
+    filter::{CmpOp, Expr, Field, Value},
+    order_by::{OrderField, OrderKey},
+};
+
+type BoxedCondition = Box<dyn BoxableExpression<companies::table, Pg, SqlType = Bool>>;
+
+/// Inserts a new company and returns the stored row.
+pub async fn insert(conn: &mut AsyncPgConnection, row: &NewCompanyRow) -> QueryResult<CompanyRow> {
+    diesel::insert_into(companies::table)
+        .values(row)
+        .returning(CompanyRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The company with this id, deleted or not.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<CompanyRow>> {
+    companies::table
+        .find(id)
+        .select(CompanyRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The company, locked against concurrent writers until the end of the transaction.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<CompanyRow>> {
+    companies::table
+        .find(id)
+        .select(CompanyRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The company, share-locked until the end of the transaction: a customer write that
+/// refers to it holds this, so a concurrent DeleteCompany (which takes the row's update
+/// lock) waits for it, and the referring write waits for a delete that started first and
+/// then sees its result.
+pub async fn find_for_share(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<CompanyRow>> {
+    companies::table
+        .find(id)
+        .select(CompanyRow::as_select())
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Writes new field values, bumping the version and update time.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &CompanyChanges,
+) -> QueryResult<CompanyRow> {
+    diesel::update(companies::table.find(id))
+        .set((
+            changes,
+            companies::version.eq(companies::version + 1),
+            companies::update_time.eq(diesel::dsl::now),
+        ))
+        .returning(CompanyRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Soft-deletes a company, bumping its version.
+pub async fn set_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    actor: &str,
+) -> QueryResult<CompanyRow> {
+    diesel::update(companies::table.find(id))
+        .set((
+            companies::version.eq(companies::version + 1),
+            companies::update_time.eq(diesel::dsl::now),
+            companies::updated_by.eq(actor),
+            companies::delete_time.eq(sql::<Nullable<Timestamptz>>("now()")),
+        ))
+        .returning(CompanyRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The cursor just after `row` in `order`.
+pub fn cursor_after(row: &CompanyRow, order: &[OrderKey]) -> Cursor {
+    let values = order
+        .iter()
+        .map(|key| match key.field {
+            OrderField::CreateTime => KeyValue::Time(row.create_time),
+            OrderField::UpdateTime => KeyValue::Time(row.update_time),
+            OrderField::DisplayName => KeyValue::Text(row.display_name.clone()),
+            // Not company sort keys: the company order_by parser never yields them.
+            OrderField::FamilyName | OrderField::GivenName | OrderField::Email => {
+                KeyValue::Text(String::new())
+            }
+        })
+        .collect();
+    Cursor { values, id: row.id }
+}
+
+/// One page request of [`list`].
+#[derive(Debug)]
+pub struct ListQuery<'a> {
+    /// Parsed filter, if any.
+    pub filter: Option<&'a Expr>,
+    /// Ordering keys (non-empty; the id is appended as tie-breaker).
+    pub order: &'a [OrderKey],
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Start strictly after this position.
+    pub after: Option<&'a Cursor>,
+    /// Maximum rows to return.
+    pub limit: i64,
+}
+
+/// One page of companies.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    query: &ListQuery<'_>,
+) -> QueryResult<Vec<CompanyRow>> {
+    let mut statement = companies::table
+        .select(CompanyRow::as_select())
+        .into_boxed::<Pg>();
+    if !query.show_deleted {
+        statement = statement.filter(companies::delete_time.is_null());
+    }
+    if let Some(filter) = query.filter {
+        statement = statement.filter(condition(filter));
+    }
+    if let Some(cursor) = query.after {
+        let after: BoxedCondition = Box::new(KeysetAfter::new(query.order, cursor));
+        statement = statement.filter(after);
+    }
+    for key in query.order {
+        statement = match (key.field, key.descending) {
+            (OrderField::CreateTime, false) => {
+                statement.then_order_by(companies::create_time.asc())
+            }
+            (OrderField::CreateTime, true) => {
+                statement.then_order_by(companies::create_time.desc())
+            }
+            (OrderField::UpdateTime, false) => {
+                statement.then_order_by(companies::update_time.asc())
+            }
+            (OrderField::UpdateTime, true) => {
+                statement.then_order_by(companies::update_time.desc())
+            }
+            (OrderField::DisplayName, false) => {
+                statement.then_order_by(companies::display_name.asc())
+            }
+            (OrderField::DisplayName, true) => {
+                statement.then_order_by(companies::display_name.desc())
+            }
+            // Not company sort keys: the company order_by parser never yields them.
+            (OrderField::FamilyName | OrderField::GivenName | OrderField::Email, _) => statement,
+        };
+    }
+    statement = if id_descending(query.order) {
+        statement.then_order_by(companies::id.desc())
+    } else {
+        statement.then_order_by(companies::id.asc())
+    };
+    statement.limit(query.limit).load(conn).await
+}
+
+/// The filter AST as a SQL condition over companies.
+fn condition(expr: &Expr) -> BoxedCondition {
+    match expr {
+        Expr::And(left, right) => Box::new(condition(left).and(condition(right))),
+        Expr::Or(left, right) => Box::new(condition(left).or(condition(right))),
+        Expr::Not(inner) => Box::new(not(condition(inner))),
+        Expr::Compare { field, op, value } => compare(field, *op, value),
+        Expr::Contains { field, text } => contains(field, text),
+        Expr::Present { field } => match field {
+            Field::Label(key) => Box::new(companies::labels.has_key(key.clone())),
+            _ => Box::new(sql::<Bool>("FALSE")),
+        },
+    }
+}
+
+fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
+    match (field, value) {
+        (Field::CreateTime, Value::Time(time)) => compare_with!(companies::create_time, op, *time),
+        (Field::UpdateTime, Value::Time(time)) => compare_with!(companies::update_time, op, *time),
+        (Field::DisplayName, Value::Text(text)) => {
+            compare_with!(companies::display_name, op, text.clone())
+        }
+        // Domains are stored in lowercase; compare the way they are stored.
+        (Field::Domain, Value::Text(text)) => {
+            compare_nullable!(companies::domain, op, text.to_ascii_lowercase())
+        }
+        (Field::BusinessId, Value::Text(text)) => {
+            compare_nullable!(companies::business_id, op, text.clone())
+        }
+        (Field::Label(key), Value::Text(text)) => match op {
+            CmpOp::Eq => Box::new(companies::labels.contains(label_object(key, text))),
+            CmpOp::Ne => Box::new(not(companies::labels.contains(label_object(key, text)))),
+            op => compare_with!(
+                companies::labels
+                    .retrieve_as_text(key.clone())
+                    .assume_not_null(),
+                op,
+                text.clone()
+            ),
+        },
+        // The company filter parser types every value by its field and accepts only
+        // company fields; other pairs cannot occur.
+        _ => Box::new(sql::<Bool>("FALSE")),
+    }
+}
+
+/// Case-insensitive substring match.
+fn contains(field: &Field, text: &str) -> BoxedCondition {
+    let pattern = format!("%{}%", escape_like(text));
+    match field {
+        Field::DisplayName => Box::new(companies::display_name.ilike(pattern)),
+        Field::Domain => Box::new(companies::domain.assume_not_null().ilike(pattern)),
+        Field::BusinessId => Box::new(companies::business_id.assume_not_null().ilike(pattern)),
+        Field::Label(key) => Box::new(
+            companies::labels
+                .retrieve_as_text(key.clone())
+                .assume_not_null()
+                .ilike(pattern),
+        ),
+        _ => Box::new(sql::<Bool>("FALSE")),
+    }
+}

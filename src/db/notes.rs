@@ -1,0 +1,107 @@
+//! Queries on `notes`: one function per statement.
+//!
+//! A customer's notes are listed newest first, keyset-paginated by `(create_time, id)`
+//! descending, which the `(customer_id, create_time DESC, id DESC)` index answers directly.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{
+    models::{NewNoteRow, NoteRow},
+    schema::notes,
+};
+
+/// Inserts a new note and returns the stored row.
+pub async fn insert(conn: &mut AsyncPgConnection, row: &NewNoteRow) -> QueryResult<NoteRow> {
+    diesel::insert_into(notes::table)
+        .values(row)
+        .returning(NoteRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The note `id` of customer `customer_id`.
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    customer_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<NoteRow>> {
+    notes::table
+        .find(id)
+        .filter(notes::customer_id.eq(customer_id))
+        .select(NoteRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The note, locked against concurrent writers until the end of the transaction.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    customer_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<NoteRow>> {
+    notes::table
+        .find(id)
+        .filter(notes::customer_id.eq(customer_id))
+        .select(NoteRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Writes new text, bumping the version and update time.
+pub async fn update_text(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    text: &str,
+    actor: &str,
+) -> QueryResult<NoteRow> {
+    diesel::update(notes::table.find(id))
+        .set((
+            notes::text.eq(text),
+            notes::updated_by.eq(actor),
+            notes::version.eq(notes::version + 1),
+            notes::update_time.eq(diesel::dsl::now),
+        ))
+        .returning(NoteRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Deletes the note for good.
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::delete(notes::table.find(id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Up to `limit` notes of a customer, newest first, strictly after `(create_time, id)`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    customer_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<NoteRow>> {
+    let mut query = notes::table
+        .filter(notes::customer_id.eq(customer_id))
+        .select(NoteRow::as_select())
+        .order((notes::create_time.desc(), notes::id.desc()))
+        .limit(limit)
+        .into_boxed::<diesel::pg::Pg>();
+    if let Some((time, id)) = after {
+        // `(create_time, id) < (t, id)` as a row comparison: one index range condition.
+        query = query.filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("(notes.create_time, notes.id) < (")
+                .bind::<diesel::sql_types::Timestamptz, _>(time)
+                .sql(", ")
+                .bind::<diesel::sql_types::Uuid, _>(id)
+                .sql(")"),
+        );
+    }
+    query.load(conn).await
+}

@@ -1,0 +1,209 @@
+//! The note model and its rules.
+//!
+//! A note is free text about a customer (`customers/{customer}/notes/{note}`), written by an
+//! author (the caller that created it). Its only mutable field is `text`; everything else is
+//! assigned by the server. Notes are hard-deleted, and hidden while their customer is
+//! soft-deleted (the service layer enforces that).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    Violations,
+    customer::{clip, etag_of},
+    names::{CustomerName, NoteName},
+};
+
+/// Longest note text, in characters (after trimming).
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// The mutable fields of a note, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteData {
+    /// The text: trimmed, 1 to 10,000 characters, line breaks and tabs allowed.
+    pub text: String,
+}
+
+/// A stored note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// The `{note}` of its name.
+    pub id: Uuid,
+    /// The customer it belongs to.
+    pub customer_id: Uuid,
+    /// The mutable fields.
+    pub data: NoteData,
+    /// Who created it.
+    pub author: String,
+    /// Incremented by every write; the etag and the event sequence derive from it.
+    pub version: i64,
+    /// Creation time.
+    pub create_time: DateTime<Utc>,
+    /// Time of the last write.
+    pub update_time: DateTime<Utc>,
+}
+
+impl Note {
+    /// The resource name.
+    pub fn name(&self) -> NoteName {
+        NoteName {
+            customer: CustomerName(self.customer_id),
+            note: self.id,
+        }
+    }
+
+    /// The etag (AIP-154).
+    pub fn etag(&self) -> String {
+        etag_of(self.version)
+    }
+}
+
+/// Note fields exactly as a client sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NoteInput {
+    /// Raw text.
+    pub text: String,
+}
+
+impl From<&NoteData> for NoteInput {
+    fn from(data: &NoteData) -> Self {
+        Self {
+            text: data.text.clone(),
+        }
+    }
+}
+
+impl NoteInput {
+    /// Validates the text; a violation is named `{prefix}.text`.
+    pub fn validate(&self, prefix: &str) -> Result<NoteData, Violations> {
+        let mut v = Violations::new();
+        let field = format!("{prefix}.text");
+        let text = self.text.trim();
+        if text.is_empty() {
+            v.add(
+                field,
+                if self.text.is_empty() {
+                    "is required"
+                } else {
+                    "must not be blank"
+                },
+            );
+        } else if text.chars().count() > MAX_TEXT_CHARS {
+            v.add(
+                field,
+                format!("must be at most {MAX_TEXT_CHARS} characters"),
+            );
+        } else if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            v.add(
+                field,
+                "must not contain control characters other than line breaks and tabs",
+            );
+        }
+        v.into_result(NoteData {
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// Which fields of a note an update changes (AIP-134): only `text` exists, so a mask either
+/// names it (or `*`) or changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteMask {
+    /// Whether the text is replaced.
+    pub text: bool,
+}
+
+const OUTPUT_ONLY: [&str; 5] = ["name", "author", "create_time", "update_time", "uid"];
+
+impl NoteMask {
+    /// Parses the paths of a `google.protobuf.FieldMask` (`field` is its request path).
+    pub fn parse(field: &str, paths: &[String]) -> (Self, Violations) {
+        let mut v = Violations::new();
+        let mut text = false;
+        for (index, path) in paths.iter().enumerate() {
+            let at = format!("{field}.paths[{index}]");
+            match path.as_str() {
+                "*" if paths.len() > 1 => v.add(
+                    format!("{field}.paths"),
+                    "`*` replaces every field and must be the only path",
+                ),
+                "text" | "*" if text => v.add(at, format!("`{path}` is listed twice")),
+                "text" | "*" => text = true,
+                "etag" => {}
+                other if OUTPUT_ONLY.contains(&other) => {
+                    v.add(
+                        at,
+                        format!("`{other}` is output only and cannot be updated"),
+                    );
+                }
+                other => v.add(at, format!("`{}` is not a field of Note", clip(other))),
+            }
+        }
+        (Self { text }, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(violations: Violations) -> Vec<String> {
+        violations.into_vec().into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn text_is_trimmed_and_keeps_line_breaks() {
+        let input = NoteInput {
+            text: "  Called.\n\tWants a quote. \n".into(),
+        };
+        assert_eq!(
+            input.validate("note").unwrap().text,
+            "Called.\n\tWants a quote."
+        );
+    }
+
+    #[test]
+    fn text_limits() {
+        let at_limit = NoteInput {
+            text: "é".repeat(MAX_TEXT_CHARS),
+        };
+        assert!(at_limit.validate("note").is_ok());
+        for bad in [
+            String::new(),
+            " \n\t ".into(),
+            "é".repeat(MAX_TEXT_CHARS + 1),
+            "bell\u{7}".into(),
+        ] {
+            let input = NoteInput { text: bad };
+            assert_eq!(fields(input.validate("note").unwrap_err()), ["note.text"]);
+        }
+    }
+
+    #[test]
+    fn masks_name_text_or_star() {
+        let parse = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+            let (mask, violations) = NoteMask::parse("update_mask", &paths);
+            (mask.text, fields(violations))
+        };
+        assert_eq!(parse(&["text"]), (true, vec![]));
+        assert_eq!(parse(&["*"]), (true, vec![]));
+        assert_eq!(parse(&["etag"]), (false, vec![]));
+        assert_eq!(
+            parse(&["author", "title", "text", "text"]),
+            (
+                true,
+                vec![
+                    "update_mask.paths[0]".to_owned(),
+                    "update_mask.paths[1]".to_owned(),
+                    "update_mask.paths[3]".to_owned()
+                ]
+            )
+        );
+        assert_eq!(parse(&["*", "text"]).1, ["update_mask.paths"]);
+    }
+}

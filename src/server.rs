@@ -123,10 +123,13 @@ pub async fn serve(
         Authenticator::new(jwt, pool.clone())
             .with_api_key_cache_ttl(settings.auth.api_key_cache_ttl)
     };
+    let registry = crate::registry::RegistryClient::from_config(settings.registry.config())
+        .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
     let service = CustomerService::new(
         pool.clone(),
         PageTokens::new(settings.page_token_key.as_deref()),
-    );
+    )
+    .with_registry(registry);
     let events = service.events().clone();
     let relay = settings
         .events

@@ -1586,6 +1586,7 @@ mod tests {
                 "UndeleteCustomer",
             ),
             ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
+            ("/v1/{name}", "get", "GetBusinessInfo"),
         ];
         let expected: Vec<(String, String, String)> = expected
             .iter()
@@ -1818,6 +1819,8 @@ mod tests {
             [
                 "Error",
                 "customer.v1.BatchGetCustomersResponse",
+                "customer.v1.BusinessInfo",
+                "customer.v1.BusinessInfo.RegistrationStatus",
                 "customer.v1.Company",
                 "customer.v1.CompanyCreated",
                 "customer.v1.CompanyDeleted",

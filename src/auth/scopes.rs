@@ -22,6 +22,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),
     ("/customer.v1.CustomerService/WatchCustomerEvents", READ),
+    ("/customer.v1.CustomerService/GetBusinessInfo", READ),
     ("/customer.v1.CustomerService/CreateCompany", WRITE),
     ("/customer.v1.CustomerService/GetCompany", READ),
     ("/customer.v1.CustomerService/ListCompanies", READ),

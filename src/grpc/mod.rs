@@ -350,6 +350,42 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .await?;
         Ok(Response::new(()))
     }
+
+    async fn get_business_info(
+        &self,
+        request: Request<pb::GetBusinessInfoRequest>,
+    ) -> RpcResult<pb::BusinessInfo> {
+        let info = self.service.business_info(&request.get_ref().name).await?;
+        Ok(Response::new(business_to_proto(info)))
+    }
+}
+
+/// A registry answer as its proto message.
+fn business_to_proto(info: crate::registry::BusinessInfo) -> pb::BusinessInfo {
+    use crate::registry::RegistrationStatus as S;
+    use pb::business_info::RegistrationStatus as P;
+    let status = match info.registration_status {
+        S::Active => P::Active,
+        S::Inactive => P::Inactive,
+        S::InLiquidation => P::InLiquidation,
+        S::Dissolved => P::Dissolved,
+        S::Unknown => P::Unspecified,
+    };
+    pb::BusinessInfo {
+        name: crate::registry::business_name(&info.business_id),
+        business_id: info.business_id,
+        legal_name: info.legal_name,
+        registration_status: status as i32,
+        address: info.address.map(|address| pb::PostalAddress {
+            lines: address.lines,
+            locality: address.locality,
+            region: address.region,
+            postal_code: address.postal_code,
+            country_code: address.country_code,
+        }),
+        source: info.source,
+        fetch_time: Some(timestamp(info.fetch_time)),
+    }
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.

@@ -101,6 +101,7 @@ pub struct CustomerService {
     pool: Pool,
     page_tokens: PageTokens,
     events: EventLog,
+    registry: crate::registry::RegistryClient,
 }
 
 impl CustomerService {
@@ -111,7 +112,36 @@ impl CustomerService {
             pool,
             page_tokens,
             events,
+            registry: crate::registry::RegistryClient::disabled(),
         }
+    }
+
+    /// This service with business-info lookups answered by `registry`.
+    pub fn with_registry(mut self, registry: crate::registry::RegistryClient) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The business named `businesses/{business_id}`, from the external registry (cached).
+    pub async fn business_info(&self, name: &str) -> Result<crate::registry::BusinessInfo> {
+        let Some(business_id) = name.strip_prefix("businesses/") else {
+            return Err(Error::invalid_field(
+                reason::INVALID_FIELDS,
+                "name",
+                "must be businesses/{business_id}",
+            ));
+        };
+        if let Err(description) = crate::domain::customer::check_business_id(business_id) {
+            return Err(Error::invalid_field(
+                reason::INVALID_FIELDS,
+                "name",
+                description,
+            ));
+        }
+        self.registry
+            .lookup(business_id)
+            .await
+            .map_err(|error| error.into_service_error(business_id))
     }
 
     /// The event log every change of this service is recorded in.

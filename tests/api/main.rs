@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod business;
 mod companies;
 mod create;
 mod delete;

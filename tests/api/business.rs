@@ -1,0 +1,122 @@
+//! GetBusinessInfo end to end: the real server asks a registry of this test's own (a small
+//! HTTP server on 127.0.0.1 that counts its requests), over gRPC and REST.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use customer_api::{pb, registry::UrlTemplate};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+use crate::helpers::{TestApp, assert_invalid, assert_reason};
+
+/// A registry that knows one business (`GB-1`) and answers 404 for anything else.
+async fn registry() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = vec![0_u8; 4096];
+                let mut read = 0;
+                while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+                let (status, body) = if head.starts_with("GET /v1/companies/GB-1 ") {
+                    (
+                        "200 OK",
+                        r#"{"business_id":"GB-1","legal_name":"Acme Widgets Ltd","status":"active",
+                            "address":{"lines":["1 High Street"],"locality":"London","country_code":"gb"}}"#,
+                    )
+                } else {
+                    ("404 Not Found", r#"{"error":"not found"}"#)
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (
+        format!("http://{addr}/v1/companies/{{business_id}}"),
+        requests,
+    )
+}
+
+async fn lookup(app: &TestApp, name: &str) -> Result<pb::BusinessInfo, tonic::Status> {
+    app.client
+        .clone()
+        .get_business_info(pb::GetBusinessInfoRequest { name: name.into() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn business_info_comes_from_the_registry_once_then_from_the_cache() {
+    let (url, requests) = registry().await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.registry.url = Some(UrlTemplate::parse(&url).unwrap());
+    })
+    .await;
+
+    let info = lookup(&app, "businesses/GB-1").await.unwrap();
+    assert_eq!(info.name, "businesses/GB-1");
+    assert_eq!(info.business_id, "GB-1");
+    assert_eq!(info.legal_name, "Acme Widgets Ltd");
+    assert_eq!(
+        info.registration_status,
+        pb::business_info::RegistrationStatus::Active as i32
+    );
+    let address = info.address.clone().unwrap();
+    assert_eq!(address.locality, "London");
+    assert_eq!(address.country_code, "GB");
+    assert_eq!(info.source, "127.0.0.1");
+    assert!(info.fetch_time.is_some());
+    // The second lookup (over REST this time) is served from the cache.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let request = http::Request::get(format!("http://{}/v1/businesses/GB-1", app.addr))
+        .header("authorization", app.bearer())
+        .body(Empty::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["legalName"], "Acme Widgets Ltd");
+    assert_eq!(json["registrationStatus"], "ACTIVE");
+    assert_eq!(json["address"]["locality"], "London");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+    let status = lookup(&app, "businesses/GB-404").await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = lookup(&app, "companies/GB-1").await.unwrap_err();
+    assert_invalid(&status, "INVALID_FIELDS", &["name"]);
+    let status = lookup(&app, "businesses/not valid!").await.unwrap_err();
+    assert_invalid(&status, "INVALID_FIELDS", &["name"]);
+    // Invalid names never reach the registry.
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn business_info_without_a_registry_is_failed_precondition() {
+    let app = TestApp::spawn().await;
+    let status = lookup(&app, "businesses/GB-1").await.unwrap_err();
+    assert_reason(&status, Code::FailedPrecondition, "REGISTRY_NOT_CONFIGURED");
+}

@@ -17,14 +17,16 @@ use prost_reflect::{
 };
 
 /// Nesting beyond this is written by prost-reflect (which has its own recursion handling).
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Appends the JSON of `message` to `out`.
 pub fn write_message(message: &DynamicMessage, out: &mut Vec<u8>) -> Result<(), String> {
     write_message_at(message, out, 0)
 }
 
-fn write_message_at(
+/// [`write_message`] for a message nested `depth` levels deep (the wire-level writer hands
+/// the rare well-known types it does not write itself to this).
+pub(crate) fn write_message_at(
     message: &DynamicMessage,
     out: &mut Vec<u8>,
     depth: usize,
@@ -127,39 +129,31 @@ fn write_field_at(
 fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
     match value {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::I32(n) => write_display(n, out),
-        Value::U32(n) => write_display(n, out),
+        Value::I32(n) => write_int(*n, out),
+        Value::U32(n) => write_int(*n, out),
         Value::I64(n) => {
             out.push(b'"');
-            write_display(n, out);
+            write_int(*n, out);
             out.push(b'"');
         }
         Value::U64(n) => {
             out.push(b'"');
-            write_display(n, out);
+            write_int(*n, out);
             out.push(b'"');
         }
         Value::F32(f) => write_float(f64::from(*f), out),
         Value::F64(f) => write_float(*f, out),
         Value::String(s) => write_str(s, out),
-        Value::Bytes(bytes) => {
-            out.push(b'"');
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .as_bytes(),
-            );
-            out.push(b'"');
-        }
+        Value::Bytes(bytes) => write_base64(bytes, out),
         Value::EnumNumber(number) => match kind {
             Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
                 out.extend_from_slice(b"null")
             }
             Kind::Enum(e) => match e.get_value(*number) {
                 Some(v) => write_str(v.name(), out),
-                None => write_display(number, out),
+                None => write_int(*number, out),
             },
-            _ => write_display(number, out),
+            _ => write_int(*number, out),
         },
         Value::Message(message) => write_message_at(message, out, depth + 1)?,
         Value::List(_) | Value::Map(_) => return Err("nested list or map value".into()),
@@ -167,12 +161,30 @@ fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>, depth: usize) -> R
     Ok(())
 }
 
-fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
+pub(crate) fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
     // Writing to a Vec cannot fail.
     let _ = write!(out, "{value}");
 }
 
-fn write_float(value: f64, out: &mut Vec<u8>) {
+/// An integer in decimal, as `Display` writes it (without the formatting machinery).
+pub(crate) fn write_int(value: impl itoa::Integer, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Bytes as a quoted standard base64 string (with padding).
+pub(crate) fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let start = out.len();
+    let length = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + length, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+pub(crate) fn write_float(value: f64, out: &mut Vec<u8>) {
     if value.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if value == f64::INFINITY {
@@ -185,9 +197,18 @@ fn write_float(value: f64, out: &mut Vec<u8>) {
     }
 }
 
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    // serde_json's string escaping; writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// A JSON string. serde_json escapes only `"`, `\` and control characters, so text without
+/// them (names, ids, most values) is copied as it is; the rest goes through serde_json.
+pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
 }
 
 fn field_i64(message: &DynamicMessage, name: &str) -> i64 {
@@ -270,7 +291,7 @@ fn write_well_known(
 }
 
 /// `foo_bar.baz_qux` -> `fooBar.bazQux` (FieldMask JSON form).
-fn lower_camel(path: &str) -> String {
+pub(crate) fn lower_camel(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut upper = false;
     for c in path.chars() {

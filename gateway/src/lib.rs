@@ -444,15 +444,21 @@ impl Inner {
     /// The route for a method and path: 404 when no template matches the path, 405 (with
     /// `Allow`) when templates match but not for this method.
     fn route(&self, method: &Method, path: &str) -> Result<(usize, template::Captures), HttpError> {
-        let mut allowed = Vec::new();
+        // Templates are matched only for routes of this method; the others are tried only
+        // to tell 405 from 404.
         for (index, route) in self.routes.iter().enumerate() {
-            if let Some(captures) = route.template.matches(path) {
-                if route.method == method {
-                    return Ok((index, captures));
-                }
-                allowed.push(route.method.as_str().to_owned());
+            if route.method == method
+                && let Some(captures) = route.template.matches(path)
+            {
+                return Ok((index, captures));
             }
         }
+        let mut allowed: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|route| route.template.matches(path).is_some())
+            .map(|route| route.method.as_str().to_owned())
+            .collect();
         if allowed.is_empty() {
             return Err(HttpError::with_status(
                 StatusCode::NOT_FOUND,

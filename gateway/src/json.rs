@@ -166,6 +166,84 @@ pub(crate) fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
     let _ = write!(out, "{value}");
 }
 
+/// Latest second prost-types writes with a four-digit year: 9999-12-31T23:59:59Z.
+const LAST_FOUR_DIGIT_SECOND: i64 = 253_402_300_799;
+
+/// A `Timestamp` as a quoted RFC 3339 string, exactly as `prost_types::Timestamp`'s `Display`
+/// writes it (`Z`, and 0, 3, 6 or 9 fraction digits). Timestamps from 1970 to 9999 with
+/// normalized nanos, i.e. every real one, are formatted here without the `fmt` machinery;
+/// the rest (negative, far future, unnormalized) are left to `Display`.
+pub(crate) fn write_timestamp(seconds: i64, nanos: i32, out: &mut Vec<u8>) {
+    out.push(b'"');
+    if !(0..=LAST_FOUR_DIGIT_SECOND).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
+        write_display(&prost_types::Timestamp { seconds, nanos }, out);
+        out.push(b'"');
+        return;
+    }
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let mut text = [0_u8; 19];
+    put_digits(&mut text[0..4], year);
+    text[4] = b'-';
+    put_digits(&mut text[5..7], month);
+    text[7] = b'-';
+    put_digits(&mut text[8..10], day);
+    text[10] = b'T';
+    put_digits(&mut text[11..13], rest / 3600);
+    text[13] = b':';
+    put_digits(&mut text[14..16], rest / 60 % 60);
+    text[16] = b':';
+    put_digits(&mut text[17..19], rest % 60);
+    out.extend_from_slice(&text);
+    let nanos = i64::from(nanos);
+    let mut fraction = [b'.', 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let digits = if nanos == 0 {
+        0
+    } else if nanos % 1_000_000 == 0 {
+        put_digits(&mut fraction[1..4], nanos / 1_000_000);
+        4
+    } else if nanos % 1_000 == 0 {
+        put_digits(&mut fraction[1..7], nanos / 1_000);
+        7
+    } else {
+        put_digits(&mut fraction[1..10], nanos);
+        10
+    };
+    out.extend_from_slice(&fraction[..digits]);
+    out.extend_from_slice(b"Z\"");
+}
+
+/// Writes `value` (non-negative, small enough) as zero-padded decimal filling `into`.
+fn put_digits(into: &mut [u8], mut value: i64) {
+    for digit in into.iter_mut().rev() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let d = (value % 10) as u8;
+        *digit = b'0' + d;
+        value /= 10;
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (non-negative): Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// An integer in decimal, as `Display` writes it (without the formatting machinery).
 pub(crate) fn write_int(value: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
@@ -232,13 +310,11 @@ fn write_well_known(
 ) -> Result<(), String> {
     match full_name {
         "google.protobuf.Timestamp" => {
-            let timestamp = prost_types::Timestamp {
-                seconds: field_i64(message, "seconds"),
-                nanos: field_i32(message, "nanos"),
-            };
-            out.push(b'"');
-            write_display(&timestamp, out);
-            out.push(b'"');
+            write_timestamp(
+                field_i64(message, "seconds"),
+                field_i32(message, "nanos"),
+                out,
+            );
         }
         "google.protobuf.Duration" => {
             let duration = prost_types::Duration {
@@ -315,6 +391,51 @@ mod tests {
     fn field_mask_paths_become_lower_camel() {
         assert_eq!(lower_camel("given_name"), "givenName");
         assert_eq!(lower_camel("address.postal_code"), "address.postalCode");
+    }
+
+    #[test]
+    fn timestamps_are_written_as_prost_types_displays_them() {
+        let mut cases: Vec<(i64, i32)> = vec![
+            (0, 0),
+            (0, 1),
+            (951_782_400, 0),           // 2000-02-29
+            (951_868_799, 999_999_999), // 2000-02-29T23:59:59.999999999
+            (4_107_542_400, 0),         // 2100-03-01
+            (LAST_FOUR_DIGIT_SECOND, 999_000_000),
+            (LAST_FOUR_DIGIT_SECOND + 1, 0), // year 10000: Display's `+` form
+            (-1, 0),
+            (-62_135_596_800, 0),
+            (1_700_000_000, -1),
+            (1_700_000_000, 1_000_000_000),
+            (1_700_000_000, 120_000_000),
+            (1_700_000_000, 120_000),
+            (1_700_000_000, 120),
+            (i64::MAX, i32::MAX),
+            (i64::MIN, i32::MIN),
+        ];
+        // One day a week over sixteen centuries, at pseudo-random times of day.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for day in 0..146_097 * 4 / 7 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+            let (second, nanos) = (
+                (state % 86_400) as i64,
+                (state >> 32) as i32 % 1_000_000_000,
+            );
+            cases.push((day * 7 * 86_400 + second, nanos.abs()));
+        }
+        for (seconds, nanos) in cases {
+            let mut out = Vec::new();
+            write_timestamp(seconds, nanos, &mut out);
+            let expected = format!("\"{}\"", prost_types::Timestamp { seconds, nanos });
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "{seconds} {nanos}"
+            );
+        }
     }
 
     #[test]

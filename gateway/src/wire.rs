@@ -437,13 +437,13 @@ impl Plans {
                     Some(Scalar::I32(n)) => n,
                     _ => 0,
                 };
-                out.push(b'"');
                 if message.form == Form::Timestamp {
-                    json::write_display(&prost_types::Timestamp { seconds, nanos }, out);
+                    json::write_timestamp(seconds, nanos, out);
                 } else {
+                    out.push(b'"');
                     json::write_display(&prost_types::Duration { seconds, nanos }, out);
+                    out.push(b'"');
                 }
-                out.push(b'"');
             }
             Form::FieldMask => {
                 let [paths] = message.fields.as_slice() else {

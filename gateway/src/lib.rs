@@ -206,6 +206,14 @@ struct Inner {
     redact: Option<Redactor>,
 }
 
+/// A unary response's body and the headers taken from its message.
+struct Answer {
+    json: Vec<u8>,
+    etag: Option<HeaderValue>,
+    /// `Location` (creations only).
+    location: Option<HeaderValue>,
+}
+
 /// What serving one route needs, derived from its descriptors when the gateway is built.
 #[derive(Debug)]
 struct RoutePlan {
@@ -355,7 +363,11 @@ impl Inner {
             .is_some()
         {}
         let created = parts.method == Method::POST && route.rpc.name().starts_with("Create");
-        let (json, etag, location) = match self.response_fast(plan, &bytes, created) {
+        let Answer {
+            json,
+            etag,
+            location,
+        } = match self.response_fast(plan, &bytes, created) {
             Some(answer) => answer,
             None => self.response_general(route, bytes, created)?,
         };
@@ -383,12 +395,7 @@ impl Inner {
 
     /// The JSON, `ETag` and (for a creation) `Location` of a unary response, written from its
     /// wire bytes; `None` where [`wire`] leaves the message to the general path.
-    fn response_fast(
-        &self,
-        plan: &RoutePlan,
-        bytes: &[u8],
-        created: bool,
-    ) -> Option<(Vec<u8>, Option<HeaderValue>, Option<HeaderValue>)> {
+    fn response_fast(&self, plan: &RoutePlan, bytes: &[u8], created: bool) -> Option<Answer> {
         let json = self.write_fast(plan, bytes).ok()?;
         // An absent field reads as "", as `get_field_by_name` gives its default.
         let text = |number: Option<u32>| number.map(|n| wire::last_string(bytes, n).unwrap_or(""));
@@ -398,7 +405,11 @@ impl Inner {
         } else {
             None
         };
-        Some((json, etag, location))
+        Some(Answer {
+            json,
+            etag,
+            location,
+        })
     }
 
     /// A response message (or its `response_body` field) as JSON, from its wire bytes.
@@ -420,7 +431,7 @@ impl Inner {
         route: &Route,
         bytes: Bytes,
         created: bool,
-    ) -> Result<(Vec<u8>, Option<HeaderValue>, Option<HeaderValue>), HttpError> {
+    ) -> Result<Answer, HttpError> {
         let message = DynamicMessage::decode(route.rpc.output(), bytes).map_err(|e| {
             HttpError::from_status(
                 &tonic::Status::internal(format!("undecodable response: {e}")),
@@ -438,7 +449,11 @@ impl Inner {
         } else {
             None
         };
-        Ok((json, etag, location))
+        Ok(Answer {
+            json,
+            etag,
+            location,
+        })
     }
 
     /// The route for a method and path: 404 when no template matches the path, 405 (with

@@ -123,6 +123,10 @@ struct EnumPlan {
     names: Vec<(i32, Box<[u8]>)>,
 }
 
+/// How deep a delegated message may nest (its depth included): prost's decoder refuses
+/// messages nested about 100 deep, so this stays well below that.
+const RECURSION_BUDGET: usize = 90;
+
 /// Wire types (`prost::encoding::WireType`, kept local: that module is codegen support).
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -200,7 +204,8 @@ impl Plans {
         });
         let mut form = form_of(message);
         let mut fields = Vec::new();
-        if form != Form::Unsupported && form != Form::Delegate {
+        // Delegated types are compiled too: their fields tell how deep their bytes nest.
+        if form != Form::Unsupported {
             for field in message.fields() {
                 let oneof = field
                     .containing_oneof()
@@ -376,7 +381,10 @@ impl Plans {
             Form::Unsupported => return Err(Unsupported),
             Form::Delegate => {
                 // Decoded and written exactly as the general path would (these types are
-                // JSON-shaped by prost-reflect's serializer).
+                // JSON-shaped by prost-reflect's serializer). Decoded on its own, the message
+                // starts a fresh recursion limit: first make sure it would not have hit the
+                // one of the whole response.
+                self.check_nesting(plan, bytes, depth)?;
                 let decoded = DynamicMessage::decode(message.descriptor.clone(), bytes)
                     .map_err(|_| Unsupported)?;
                 return json::write_message_at(&decoded, out, depth).map_err(|_| Unsupported);
@@ -390,6 +398,46 @@ impl Plans {
         });
         scratch.truncate(start);
         result
+    }
+
+    /// Refuses bytes whose messages nest deeper than [`RECURSION_BUDGET`] (counting `depth`
+    /// levels above them), within the general decoder's recursion limit.
+    fn check_nesting(&self, plan: usize, bytes: &[u8], depth: usize) -> Result<()> {
+        if depth > RECURSION_BUDGET {
+            return Err(Unsupported);
+        }
+        let message = self.messages.get(plan).ok_or(Unsupported)?;
+        let mut occurrences = Vec::new();
+        scan(bytes, &mut occurrences)?;
+        for occurrence in occurrences {
+            let (Some(field), Data::Len(bytes)) = (
+                message
+                    .fields
+                    .iter()
+                    .find(|f| f.number == occurrence.number),
+                occurrence.data,
+            ) else {
+                continue;
+            };
+            match (&field.shape, field.kind) {
+                (Shape::Single | Shape::List, KindPlan::Message(inner)) => {
+                    self.check_nesting(inner, bytes, depth + 1)?;
+                }
+                (Shape::Map { value, .. }, _) => {
+                    if let KindPlan::Message(inner) = value.kind {
+                        let mut entry = Vec::new();
+                        scan(bytes, &mut entry)?;
+                        for part in entry {
+                            if let (2, Data::Len(bytes)) = (part.number, part.data) {
+                                self.check_nesting(inner, bytes, depth + 1)?;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Writes the message whose occurrences are `scratch[start..end]`.
@@ -1392,6 +1440,30 @@ mod tests {
             0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
         ];
         assert!(agree(&scalars, &max));
+    }
+
+    #[test]
+    fn deeply_nested_structs_stay_within_the_decoder_limit() {
+        // Value { struct_value: Struct { fields: { "a": Value { ... } } } }, `levels` deep.
+        fn value(levels: usize) -> Vec<u8> {
+            if levels == 0 {
+                return wire(|out| len_field(3, b"leaf", out));
+            }
+            let entry = wire(|e| {
+                len_field(1, b"a", e);
+                len_field(2, &value(levels - 1), e);
+            });
+            let structure = wire(|s| len_field(1, &entry, s));
+            wire(|out| len_field(5, &structure, out))
+        }
+        let descriptor = message("testing.kinds.v1.WellKnown");
+        let shallow = wire(|out| len_field(15, &value(3), out));
+        assert!(agree(&descriptor, &shallow));
+        for levels in [48, 60] {
+            let deep = wire(|out| len_field(15, &value(levels), out));
+            assert_eq!(fast(&descriptor, &deep), Err(Unsupported), "{levels}");
+            let _ = agree(&descriptor, &deep);
+        }
     }
 
     #[test]

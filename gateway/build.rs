@@ -2,8 +2,9 @@
 //! `protoc`: `protox` parses it in-process and `tonic-prost-build` generates the prost
 //! messages and tonic service. The encoded descriptor set goes to
 //! `OUT_DIR/library_descriptor.bin`; `broken.proto` (annotations the gateway must refuse) only
-//! becomes `OUT_DIR/broken_descriptor.bin`. Only the integration tests use either (through
-//! `include!`); the library itself is generic and never refers to this API.
+//! becomes `OUT_DIR/broken_descriptor.bin`, and `kinds.proto` (every kind of field, for the
+//! wire-level JSON writer's differential unit tests) only `OUT_DIR/kinds_descriptor.bin`. Only
+//! tests use them (through `include!`); the library itself is generic and never refers to them.
 //!
 //! The descriptor sets are encoded by protox itself (`encode_file_descriptor_set`):
 //! `prost_types::FileDescriptorSet::encode_to_vec` would drop the extension options, i.e. the
@@ -37,6 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         out_dir.join("broken_descriptor.bin"),
         compiler("testing/broken/v1/broken.proto")?.encode_file_descriptor_set(),
+    )?;
+
+    // Every field kind: a descriptor set only, for `src/wire.rs`'s unit tests.
+    std::fs::write(
+        out_dir.join("kinds_descriptor.bin"),
+        compiler("testing/kinds/v1/kinds.proto")?.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()

@@ -22,6 +22,17 @@ pub struct Call {
     frames: Frames,
 }
 
+/// Length of the gRPC message frame header (compression flag, 32-bit length).
+pub const FRAME_HEADER: usize = 5;
+
+/// A buffer for one gRPC frame: room for the header, which [`start_framed`] fills in, then
+/// the message is encoded straight after it (no copy into a frame afterwards).
+pub fn frame_buffer(capacity: usize) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(FRAME_HEADER + capacity);
+    buffer.resize(FRAME_HEADER, 0);
+    buffer
+}
+
 /// Sends `message` (encoded protobuf) to `path` (`/pkg.Service/Method`). An error status
 /// that arrives before any message (trailers-only) is returned as `Err`.
 pub async fn start(
@@ -30,14 +41,27 @@ pub async fn start(
     message: Vec<u8>,
     metadata: HeaderMap,
 ) -> Result<Call, Status> {
-    let mut framed = Vec::with_capacity(message.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(
-        &u32::try_from(message.len())
-            .map_err(|_| Status::resource_exhausted("request too large"))?
-            .to_be_bytes(),
-    );
+    let mut framed = frame_buffer(message.len());
     framed.extend_from_slice(&message);
+    start_framed(service, path, framed, metadata).await
+}
+
+/// [`start`] for a message already encoded after [`FRAME_HEADER`] bytes of room (see
+/// [`frame_buffer`]).
+pub async fn start_framed(
+    service: &GrpcService,
+    path: &http::Uri,
+    mut framed: Vec<u8>,
+    metadata: HeaderMap,
+) -> Result<Call, Status> {
+    let length = framed
+        .len()
+        .checked_sub(FRAME_HEADER)
+        .ok_or_else(|| Status::internal("gateway request without a frame header"))?;
+    let length =
+        u32::try_from(length).map_err(|_| Status::resource_exhausted("request too large"))?;
+    framed[0] = 0;
+    framed[1..FRAME_HEADER].copy_from_slice(&length.to_be_bytes());
     let mut request = Request::post(path.clone())
         .version(Version::HTTP_2)
         .body(axum::body::Body::from(framed))

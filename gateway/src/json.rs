@@ -17,14 +17,16 @@ use prost_reflect::{
 };
 
 /// Nesting beyond this is written by prost-reflect (which has its own recursion handling).
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Appends the JSON of `message` to `out`.
 pub fn write_message(message: &DynamicMessage, out: &mut Vec<u8>) -> Result<(), String> {
     write_message_at(message, out, 0)
 }
 
-fn write_message_at(
+/// [`write_message`] for a message nested `depth` levels deep (the wire-level writer hands
+/// the rare well-known types it does not write itself to this).
+pub(crate) fn write_message_at(
     message: &DynamicMessage,
     out: &mut Vec<u8>,
     depth: usize,
@@ -127,39 +129,31 @@ fn write_field_at(
 fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
     match value {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::I32(n) => write_display(n, out),
-        Value::U32(n) => write_display(n, out),
+        Value::I32(n) => write_int(*n, out),
+        Value::U32(n) => write_int(*n, out),
         Value::I64(n) => {
             out.push(b'"');
-            write_display(n, out);
+            write_int(*n, out);
             out.push(b'"');
         }
         Value::U64(n) => {
             out.push(b'"');
-            write_display(n, out);
+            write_int(*n, out);
             out.push(b'"');
         }
         Value::F32(f) => write_float(f64::from(*f), out),
         Value::F64(f) => write_float(*f, out),
         Value::String(s) => write_str(s, out),
-        Value::Bytes(bytes) => {
-            out.push(b'"');
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .as_bytes(),
-            );
-            out.push(b'"');
-        }
+        Value::Bytes(bytes) => write_base64(bytes, out),
         Value::EnumNumber(number) => match kind {
             Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => {
                 out.extend_from_slice(b"null")
             }
             Kind::Enum(e) => match e.get_value(*number) {
                 Some(v) => write_str(v.name(), out),
-                None => write_display(number, out),
+                None => write_int(*number, out),
             },
-            _ => write_display(number, out),
+            _ => write_int(*number, out),
         },
         Value::Message(message) => write_message_at(message, out, depth + 1)?,
         Value::List(_) | Value::Map(_) => return Err("nested list or map value".into()),
@@ -167,12 +161,108 @@ fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>, depth: usize) -> R
     Ok(())
 }
 
-fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
+pub(crate) fn write_display(value: &impl std::fmt::Display, out: &mut Vec<u8>) {
     // Writing to a Vec cannot fail.
     let _ = write!(out, "{value}");
 }
 
-fn write_float(value: f64, out: &mut Vec<u8>) {
+/// Latest second prost-types writes with a four-digit year: 9999-12-31T23:59:59Z.
+const LAST_FOUR_DIGIT_SECOND: i64 = 253_402_300_799;
+
+/// A `Timestamp` as a quoted RFC 3339 string, exactly as `prost_types::Timestamp`'s `Display`
+/// writes it (`Z`, and 0, 3, 6 or 9 fraction digits). Timestamps from 1970 to 9999 with
+/// normalized nanos, i.e. every real one, are formatted here without the `fmt` machinery;
+/// the rest (negative, far future, unnormalized) are left to `Display`.
+pub(crate) fn write_timestamp(seconds: i64, nanos: i32, out: &mut Vec<u8>) {
+    out.push(b'"');
+    if !(0..=LAST_FOUR_DIGIT_SECOND).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
+        write_display(&prost_types::Timestamp { seconds, nanos }, out);
+        out.push(b'"');
+        return;
+    }
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let mut text = [0_u8; 19];
+    put_digits(&mut text[0..4], year);
+    text[4] = b'-';
+    put_digits(&mut text[5..7], month);
+    text[7] = b'-';
+    put_digits(&mut text[8..10], day);
+    text[10] = b'T';
+    put_digits(&mut text[11..13], rest / 3600);
+    text[13] = b':';
+    put_digits(&mut text[14..16], rest / 60 % 60);
+    text[16] = b':';
+    put_digits(&mut text[17..19], rest % 60);
+    out.extend_from_slice(&text);
+    let nanos = i64::from(nanos);
+    let mut fraction = [b'.', 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let digits = if nanos == 0 {
+        0
+    } else if nanos % 1_000_000 == 0 {
+        put_digits(&mut fraction[1..4], nanos / 1_000_000);
+        4
+    } else if nanos % 1_000 == 0 {
+        put_digits(&mut fraction[1..7], nanos / 1_000);
+        7
+    } else {
+        put_digits(&mut fraction[1..10], nanos);
+        10
+    };
+    out.extend_from_slice(&fraction[..digits]);
+    out.extend_from_slice(b"Z\"");
+}
+
+/// Writes `value` (non-negative, small enough) as zero-padded decimal filling `into`.
+fn put_digits(into: &mut [u8], mut value: i64) {
+    for digit in into.iter_mut().rev() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let d = (value % 10) as u8;
+        *digit = b'0' + d;
+        value /= 10;
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (non-negative): Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// An integer in decimal, as `Display` writes it (without the formatting machinery).
+pub(crate) fn write_int(value: impl itoa::Integer, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Bytes as a quoted standard base64 string (with padding).
+pub(crate) fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let start = out.len();
+    let length = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + length, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+pub(crate) fn write_float(value: f64, out: &mut Vec<u8>) {
     if value.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if value == f64::INFINITY {
@@ -185,9 +275,18 @@ fn write_float(value: f64, out: &mut Vec<u8>) {
     }
 }
 
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    // serde_json's string escaping; writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// A JSON string. serde_json escapes only `"`, `\` and control characters, so text without
+/// them (names, ids, most values) is copied as it is; the rest goes through serde_json.
+pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
 }
 
 fn field_i64(message: &DynamicMessage, name: &str) -> i64 {
@@ -211,13 +310,11 @@ fn write_well_known(
 ) -> Result<(), String> {
     match full_name {
         "google.protobuf.Timestamp" => {
-            let timestamp = prost_types::Timestamp {
-                seconds: field_i64(message, "seconds"),
-                nanos: field_i32(message, "nanos"),
-            };
-            out.push(b'"');
-            write_display(&timestamp, out);
-            out.push(b'"');
+            write_timestamp(
+                field_i64(message, "seconds"),
+                field_i32(message, "nanos"),
+                out,
+            );
         }
         "google.protobuf.Duration" => {
             let duration = prost_types::Duration {
@@ -270,7 +367,7 @@ fn write_well_known(
 }
 
 /// `foo_bar.baz_qux` -> `fooBar.bazQux` (FieldMask JSON form).
-fn lower_camel(path: &str) -> String {
+pub(crate) fn lower_camel(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut upper = false;
     for c in path.chars() {
@@ -294,6 +391,51 @@ mod tests {
     fn field_mask_paths_become_lower_camel() {
         assert_eq!(lower_camel("given_name"), "givenName");
         assert_eq!(lower_camel("address.postal_code"), "address.postalCode");
+    }
+
+    #[test]
+    fn timestamps_are_written_as_prost_types_displays_them() {
+        let mut cases: Vec<(i64, i32)> = vec![
+            (0, 0),
+            (0, 1),
+            (951_782_400, 0),           // 2000-02-29
+            (951_868_799, 999_999_999), // 2000-02-29T23:59:59.999999999
+            (4_107_542_400, 0),         // 2100-03-01
+            (LAST_FOUR_DIGIT_SECOND, 999_000_000),
+            (LAST_FOUR_DIGIT_SECOND + 1, 0), // year 10000: Display's `+` form
+            (-1, 0),
+            (-62_135_596_800, 0),
+            (1_700_000_000, -1),
+            (1_700_000_000, 1_000_000_000),
+            (1_700_000_000, 120_000_000),
+            (1_700_000_000, 120_000),
+            (1_700_000_000, 120),
+            (i64::MAX, i32::MAX),
+            (i64::MIN, i32::MIN),
+        ];
+        // One day a week over sixteen centuries, at pseudo-random times of day.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for day in 0..146_097 * 4 / 7 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+            let (second, nanos) = (
+                (state % 86_400) as i64,
+                (state >> 32) as i32 % 1_000_000_000,
+            );
+            cases.push((day * 7 * 86_400 + second, nanos.abs()));
+        }
+        for (seconds, nanos) in cases {
+            let mut out = Vec::new();
+            write_timestamp(seconds, nanos, &mut out);
+            let expected = format!("\"{}\"", prost_types::Timestamp { seconds, nanos });
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "{seconds} {nanos}"
+            );
+        }
     }
 
     #[test]

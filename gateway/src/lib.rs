@@ -16,7 +16,19 @@
 //! - [`template`]: path templates (`/v1/{name=customers/*}:undelete`).
 //! - [`routes`]: the route table read from the descriptors.
 //! - [`transcode`]: request and response conversion (canonical proto3 JSON via prost-reflect).
+//! - [`json`]: the canonical JSON writer for decoded messages.
+//! - [`wire`]: the same JSON straight from protobuf bytes (the fast path for responses).
 //! - [`grpc_call`]: the in-process call and its frame reader.
+//!
+//! ## The cost of a request
+//!
+//! The gateway is meant to cost little next to the RPC it calls (a REST read should come
+//! close to the same read over gRPC). So what can be computed once is computed when the
+//! gateway is built ([`RoutePlan`]: response writers, field numbers, the request encoder),
+//! and the common requests take fast paths that fall back to the general path whenever they
+//! would not produce exactly its result: a request with only path variables is encoded
+//! straight to protobuf ([`transcode::SimpleRequest`]); a response is written from its wire
+//! bytes without decoding it into a `DynamicMessage` ([`wire::Plans`]).
 //! - [`error`]: gRPC status -> HTTP status and the AIP-193 error body.
 //! - [`openapi`]: the OpenAPI 3.1 document of the routes.
 
@@ -27,6 +39,7 @@ pub mod openapi;
 pub mod routes;
 pub mod template;
 pub mod transcode;
+pub mod wire;
 
 use std::{
     borrow::Cow,
@@ -126,6 +139,11 @@ impl Builder {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let routes = routes::routes(&self.pool, &self.services)?;
+        let mut plans = wire::Plans::default();
+        let route_plans = routes
+            .iter()
+            .map(|route| RoutePlan::new(route, &mut plans))
+            .collect();
         let grpc = BoxCloneSyncService::new(tower::ServiceExt::map_response(
             grpc,
             |response: http::Response<B>| response.map(axum::body::Body::new),
@@ -134,6 +152,8 @@ impl Builder {
             inner: Arc::new(Inner {
                 pool: self.pool,
                 routes,
+                route_plans,
+                plans,
                 grpc,
                 max_body_bytes: self.max_body_bytes,
                 redact: self.redact,
@@ -177,9 +197,55 @@ pub struct Gateway {
 struct Inner {
     pool: DescriptorPool,
     routes: Vec<Route>,
+    /// Per route (same index), what its requests and responses need, computed once.
+    route_plans: Vec<RoutePlan>,
+    /// The wire-level writers of every response type.
+    plans: wire::Plans,
     grpc: GrpcService,
     max_body_bytes: usize,
     redact: Option<Redactor>,
+}
+
+/// A unary response's body and the headers taken from its message.
+struct Answer {
+    json: Vec<u8>,
+    etag: Option<HeaderValue>,
+    /// `Location` (creations only).
+    location: Option<HeaderValue>,
+}
+
+/// What serving one route needs, derived from its descriptors when the gateway is built.
+#[derive(Debug)]
+struct RoutePlan {
+    /// The response type's writer in [`Inner::plans`].
+    response: usize,
+    /// `response_body`: the field number answered instead of the whole response.
+    response_body: Option<u32>,
+    /// The response's top-level `etag` / `name` string fields (`ETag`, `Location`).
+    etag: Option<u32>,
+    name: Option<u32>,
+    /// The encoder for requests that need no parsing, if the route's variables allow it.
+    request: Option<transcode::SimpleRequest>,
+}
+
+impl RoutePlan {
+    fn new(route: &Route, plans: &mut wire::Plans) -> Self {
+        let output = route.rpc.output();
+        // As `etag_header` / `location` read them: a singular string field of that name.
+        let string_field = |name: &str| {
+            output
+                .get_field_by_name(name)
+                .filter(|f| f.kind() == prost_reflect::Kind::String && !f.is_list())
+                .map(|f| f.number())
+        };
+        Self {
+            response: plans.add(&output),
+            response_body: route.response_body.as_ref().map(|f| f.number()),
+            etag: string_field("etag"),
+            name: string_field("name"),
+            request: transcode::SimpleRequest::new(route),
+        }
+    }
 }
 
 impl Gateway {
@@ -232,8 +298,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
-            Ok(inner
-                .handle(request)
+            Ok(Inner::handle(&inner, request)
                 .await
                 .unwrap_or_else(HttpError::into_response))
         })
@@ -242,7 +307,7 @@ where
 
 impl Inner {
     async fn handle<B>(
-        &self,
+        self: &Arc<Self>,
         request: http::Request<B>,
     ) -> Result<http::Response<axum::body::Body>, HttpError>
     where
@@ -250,31 +315,43 @@ impl Inner {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = request.into_parts();
-        let (route, captures) = self
+        let (index, captures) = self
             .route(&parts.method, parts.uri.path())
             .map_err(|e| self.redacted(e))?;
+        let (route, plan) = (&self.routes[index], &self.route_plans[index]);
         let body = self
             .read_body(&parts, body)
             .await
             .map_err(|e| self.redacted(e))?;
-        let prepared =
-            transcode::prepare(route, &parts, captures, &body).map_err(|e| self.redacted(e))?;
-        let mut call = grpc_call::start(
-            &self.grpc,
-            &route.grpc_uri,
-            prepared.message.encode_to_vec(),
-            prepared.metadata,
-        )
-        .await
-        .map_err(|status| self.status_error(&status, prepared.if_match))?;
+
+        // The request message, encoded straight into its gRPC frame.
+        let mut framed = grpc_call::frame_buffer(128);
+        let simple = plan
+            .request
+            .as_ref()
+            .and_then(|simple| simple.encode(route, &parts, &captures, &body, &mut framed));
+        let (metadata, if_match) = match simple {
+            Some(if_match) => (transcode::metadata(&parts.headers), if_match),
+            None => {
+                let prepared = transcode::prepare(route, &parts, captures, &body)
+                    .map_err(|e| self.redacted(e))?;
+                framed.truncate(grpc_call::FRAME_HEADER);
+                // Encoding into a Vec cannot run out of room.
+                let _ = prepared.message.encode(&mut framed);
+                (prepared.metadata, prepared.if_match)
+            }
+        };
+        let mut call = grpc_call::start_framed(&self.grpc, &route.grpc_uri, framed, metadata)
+            .await
+            .map_err(|status| self.status_error(&status, if_match))?;
 
         if route.server_streaming() {
-            return Ok(self.stream(route.clone(), call, &parts.headers));
+            return Ok(self.stream(index, call, &parts.headers));
         }
         let first = call
             .next()
             .await
-            .map_err(|s| self.status_error(&s, prepared.if_match))?;
+            .map_err(|s| self.status_error(&s, if_match))?;
         let bytes = first.ok_or_else(|| {
             HttpError::from_status(&tonic::Status::internal("no response message"), &self.pool)
         })?;
@@ -282,17 +359,18 @@ impl Inner {
         while call
             .next()
             .await
-            .map_err(|s| self.status_error(&s, prepared.if_match))?
+            .map_err(|s| self.status_error(&s, if_match))?
             .is_some()
         {}
-        let message = DynamicMessage::decode(route.rpc.output(), bytes).map_err(|e| {
-            HttpError::from_status(
-                &tonic::Status::internal(format!("undecodable response: {e}")),
-                &self.pool,
-            )
-        })?;
-        let json = transcode::response_bytes(route, &message)
-            .map_err(|e| HttpError::from_status(&tonic::Status::internal(e), &self.pool))?;
+        let created = parts.method == Method::POST && route.rpc.name().starts_with("Create");
+        let Answer {
+            json,
+            etag,
+            location,
+        } = match self.response_fast(plan, &bytes, created) {
+            Some(answer) => answer,
+            None => self.response_general(route, bytes, created)?,
+        };
 
         let mut response = http::Response::new(axum::body::Body::from(json));
         let headers = response.headers_mut();
@@ -303,34 +381,99 @@ impl Inner {
         for (name, value) in transcode::metadata_headers(&call.headers) {
             headers.append(name, value);
         }
-        if let Some(etag) = transcode::etag_header(&message) {
+        if let Some(etag) = etag {
             headers.insert(header::ETAG, etag);
         }
-        if parts.method == Method::POST && route.rpc.name().starts_with("Create") {
+        if created {
             *response.status_mut() = StatusCode::CREATED;
-            if let Some(location) = self.location(&message) {
+            if let Some(location) = location {
                 response.headers_mut().insert(header::LOCATION, location);
             }
         }
         Ok(response)
     }
 
+    /// The JSON, `ETag` and (for a creation) `Location` of a unary response, written from its
+    /// wire bytes; `None` where [`wire`] leaves the message to the general path.
+    fn response_fast(&self, plan: &RoutePlan, bytes: &[u8], created: bool) -> Option<Answer> {
+        let json = self.write_fast(plan, bytes).ok()?;
+        // An absent field reads as "", as `get_field_by_name` gives its default.
+        let text = |number: Option<u32>| number.map(|n| wire::last_string(bytes, n).unwrap_or(""));
+        let etag = text(plan.etag).and_then(transcode::etag_value);
+        let location = if created {
+            text(plan.name).and_then(|name| self.location(name))
+        } else {
+            None
+        };
+        Some(Answer {
+            json,
+            etag,
+            location,
+        })
+    }
+
+    /// A response message (or its `response_body` field) as JSON, from its wire bytes.
+    fn write_fast(&self, plan: &RoutePlan, bytes: &[u8]) -> Result<Vec<u8>, wire::Unsupported> {
+        let mut json = Vec::with_capacity(bytes.len() * 2 + 64);
+        match plan.response_body {
+            None => self.plans.write(plan.response, bytes, &mut json)?,
+            Some(number) => self
+                .plans
+                .write_field(plan.response, number, bytes, &mut json)?,
+        }
+        Ok(json)
+    }
+
+    /// [`Inner::response_fast`] through a decoded `DynamicMessage`: every message the fast
+    /// path declines, and the errors (an undecodable response is a 500).
+    fn response_general(
+        &self,
+        route: &Route,
+        bytes: Bytes,
+        created: bool,
+    ) -> Result<Answer, HttpError> {
+        let message = DynamicMessage::decode(route.rpc.output(), bytes).map_err(|e| {
+            HttpError::from_status(
+                &tonic::Status::internal(format!("undecodable response: {e}")),
+                &self.pool,
+            )
+        })?;
+        let json = transcode::response_bytes(route, &message)
+            .map_err(|e| HttpError::from_status(&tonic::Status::internal(e), &self.pool))?;
+        let etag = transcode::etag_header(&message);
+        let location = if created {
+            match message.get_field_by_name("name").as_deref() {
+                Some(Value::String(name)) => self.location(name),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Answer {
+            json,
+            etag,
+            location,
+        })
+    }
+
     /// The route for a method and path: 404 when no template matches the path, 405 (with
     /// `Allow`) when templates match but not for this method.
-    fn route(
-        &self,
-        method: &Method,
-        path: &str,
-    ) -> Result<(&Route, template::Captures), HttpError> {
-        let mut allowed = Vec::new();
-        for route in &self.routes {
-            if let Some(captures) = route.template.matches(path) {
-                if route.method == method {
-                    return Ok((route, captures));
-                }
-                allowed.push(route.method.as_str().to_owned());
+    fn route(&self, method: &Method, path: &str) -> Result<(usize, template::Captures), HttpError> {
+        // Templates are matched only for routes of this method; the others are tried only
+        // to tell 405 from 404.
+        for (index, route) in self.routes.iter().enumerate() {
+            if route.method == method
+                && let Some(captures) = route.template.matches(path)
+            {
+                return Ok((index, captures));
             }
         }
+        let mut allowed: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|route| route.template.matches(path).is_some())
+            .map(|route| route.method.as_str().to_owned())
+            .collect();
         if allowed.is_empty() {
             return Err(HttpError::with_status(
                 StatusCode::NOT_FOUND,
@@ -415,10 +558,7 @@ impl Inner {
     }
 
     /// `Location` of a created resource: the GET route whose only variable matches its name.
-    fn location(&self, message: &DynamicMessage) -> Option<HeaderValue> {
-        let Value::String(name) = message.get_field_by_name("name")?.into_owned() else {
-            return None;
-        };
+    fn location(&self, name: &str) -> Option<HeaderValue> {
         self.routes
             .iter()
             .filter(|route| route.method == Method::GET && route.template.verb.is_none())
@@ -426,16 +566,27 @@ impl Inner {
                 route.template.variables.len() == 1
                     && route.template.variables[0].field_path == "name"
             })
-            .find_map(|route| route.template.render(&[name.as_str()]))
+            .find_map(|route| route.template.render(&[name]))
             .and_then(|path| HeaderValue::from_str(&path).ok())
+    }
+
+    /// One message of a server stream as JSON: the wire-level writer, else the general path.
+    fn stream_message(&self, index: usize, bytes: Bytes) -> Result<Vec<u8>, String> {
+        let (route, plan) = (&self.routes[index], &self.route_plans[index]);
+        if let Ok(json) = self.write_fast(plan, &bytes) {
+            return Ok(json);
+        }
+        let message =
+            DynamicMessage::decode(route.rpc.output(), bytes).map_err(|e| e.to_string())?;
+        transcode::response_bytes(route, &message)
     }
 
     /// A server-streaming response: NDJSON, or Server-Sent Events when the client accepts
     /// `text/event-stream`. An error after the first message ends the stream with an error
     /// object.
     fn stream(
-        &self,
-        route: Route,
+        self: &Arc<Self>,
+        index: usize,
         call: grpc_call::Call,
         request_headers: &http::HeaderMap,
     ) -> http::Response<axum::body::Body> {
@@ -443,18 +594,16 @@ impl Inner {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("text/event-stream"));
-        let pool = self.pool.clone();
         let response_headers = call.headers.clone();
+        let inner = Arc::clone(self);
         let chunks = futures_util::stream::unfold(Some(call), move |state| {
-            let route = route.clone();
-            let pool = pool.clone();
+            let inner = Arc::clone(&inner);
             async move {
                 let mut call = state?;
+                let pool = &inner.pool;
                 let chunk = match call.next().await {
                     Ok(Some(bytes)) => {
-                        let json = DynamicMessage::decode(route.rpc.output(), bytes)
-                            .map_err(|e| e.to_string())
-                            .and_then(|message| transcode::response_bytes(&route, &message));
+                        let json = inner.stream_message(index, bytes);
                         match json {
                             Ok(json) => {
                                 let mut chunk = Vec::with_capacity(json.len() + 8);
@@ -468,11 +617,11 @@ impl Inner {
                                 }
                                 return Some((Ok::<_, Infallible>(Bytes::from(chunk)), Some(call)));
                             }
-                            Err(e) => HttpError::from_status(&tonic::Status::internal(e), &pool),
+                            Err(e) => HttpError::from_status(&tonic::Status::internal(e), pool),
                         }
                     }
                     Ok(None) => return None,
-                    Err(status) => HttpError::from_status(&status, &pool),
+                    Err(status) => HttpError::from_status(&status, pool),
                 };
                 let text = serde_json::to_string(&chunk.body()).unwrap_or_default();
                 let chunk = if sse {

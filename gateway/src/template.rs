@@ -152,22 +152,33 @@ impl PathTemplate {
             None => (path, None),
         };
         let _ = verb;
-        let parts: Vec<&str> = if path.is_empty() {
-            Vec::new()
+        // Without `**` the segment counts must agree: most templates stop here, before
+        // anything is allocated (the router tries templates in turn).
+        let count = if path.is_empty() {
+            0
         } else {
-            path.split('/').collect()
+            path.bytes().filter(|&b| b == b'/').count() + 1
         };
-        // Without `**` the segment counts must agree: most templates stop here.
-        if !self.segments.contains(&Segment::Rest) && parts.len() != self.segments.len() {
+        if !self.segments.contains(&Segment::Rest) && count != self.segments.len() {
             return None;
         }
+        // Byte range of each part in `path`.
+        let mut parts: Vec<(usize, usize)> = Vec::with_capacity(count);
+        if !path.is_empty() {
+            let mut start = 0;
+            for part in path.split('/') {
+                parts.push((start, start + part.len()));
+                start += part.len() + 1;
+            }
+        }
+        let part = |index: usize| parts.get(index).map(|&(start, end)| &path[start..end]);
         // Where each template segment's match ends in `parts`.
         let mut ends = Vec::with_capacity(self.segments.len());
         let mut at = 0;
         for segment in &self.segments {
             match segment {
                 Segment::Literal(literal) => {
-                    let matches = parts.get(at).is_some_and(|part| {
+                    let matches = part(at).is_some_and(|part| {
                         if part.contains('%') {
                             decode(part) == *literal
                         } else {
@@ -180,7 +191,7 @@ impl PathTemplate {
                     at += 1;
                 }
                 Segment::Any => {
-                    if parts.get(at).is_none_or(|p| p.is_empty()) {
+                    if part(at).is_none_or(str::is_empty) {
                         return None;
                     }
                     at += 1;
@@ -202,11 +213,22 @@ impl PathTemplate {
                     ends[variable.start - 1]
                 };
                 let to = ends[variable.end - 1];
-                let value = parts[from..to]
-                    .iter()
-                    .map(|p| decode(p))
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let value = if from >= to {
+                    String::new()
+                } else {
+                    // The parts with their `/` separators, as they stand in the path...
+                    let raw = &path[parts[from].0..parts[to - 1].1];
+                    if raw.contains('%') {
+                        // ...decoded part by part when escaped (an encoded `/` stays data).
+                        (from..to)
+                            .filter_map(part)
+                            .map(decode)
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    } else {
+                        raw.to_owned()
+                    }
+                };
                 (variable.field_path.clone(), value)
             })
             .collect();

@@ -414,7 +414,8 @@ impl Inner {
 
     /// A response message (or its `response_body` field) as JSON, from its wire bytes.
     fn write_fast(&self, plan: &RoutePlan, bytes: &[u8]) -> Result<Vec<u8>, wire::Unsupported> {
-        let mut json = Vec::with_capacity(bytes.len() * 2 + 64);
+        // Canonical JSON (camelCase names, defaults spelled out) runs about twice the bytes.
+        let mut json = Vec::with_capacity(bytes.len() * 2 + 256);
         match plan.response_body {
             None => self.plans.write(plan.response, bytes, &mut json)?,
             Some(number) => self

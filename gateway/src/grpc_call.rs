@@ -96,6 +96,7 @@ pub async fn start_framed(
         headers: parts.headers,
         frames: Frames {
             body,
+            chunk: Bytes::new(),
             buffer: BytesMut::new(),
             trailers,
             done: false,
@@ -117,31 +118,44 @@ impl Call {
 
 struct Frames {
     body: axum::body::Body,
+    /// The last data chunk received, while `buffer` is empty: frames that arrived whole in
+    /// one chunk (the usual case for unary responses) are sliced out of it, not copied.
+    chunk: Bytes,
+    /// A frame split across chunks, gathered.
     buffer: BytesMut,
     trailers: Option<HeaderMap>,
     done: bool,
 }
 
+/// The message length of the frame at the front of `bytes`, once all of it is there.
+fn whole_frame(bytes: &[u8]) -> Result<Option<usize>, Status> {
+    let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER>() else {
+        return Ok(None);
+    };
+    if header[0] != 0 {
+        return Err(Status::internal(
+            "compressed gRPC frame on an uncompressed call",
+        ));
+    }
+    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    Ok((rest.len() >= length).then_some(length))
+}
+
 impl Frames {
     async fn next(&mut self) -> Result<Option<Bytes>, Status> {
         loop {
-            if self.buffer.len() >= 5 {
-                let compressed = self.buffer[0] != 0;
-                let length = u32::from_be_bytes([
-                    self.buffer[1],
-                    self.buffer[2],
-                    self.buffer[3],
-                    self.buffer[4],
-                ]) as usize;
-                if compressed {
-                    return Err(Status::internal(
-                        "compressed gRPC frame on an uncompressed call",
-                    ));
+            if !self.chunk.is_empty() {
+                if let Some(length) = whole_frame(&self.chunk)? {
+                    self.chunk.advance(FRAME_HEADER);
+                    return Ok(Some(self.chunk.split_to(length)));
                 }
-                if self.buffer.len() >= 5 + length {
-                    self.buffer.advance(5);
-                    return Ok(Some(self.buffer.split_to(length).freeze()));
-                }
+                // The frame continues in the next chunk: gather it.
+                self.buffer.extend_from_slice(&self.chunk);
+                self.chunk = Bytes::new();
+            }
+            if let Some(length) = whole_frame(&self.buffer)? {
+                self.buffer.advance(FRAME_HEADER);
+                return Ok(Some(self.buffer.split_to(length).freeze()));
             }
             if self.done {
                 if !self.buffer.is_empty() {
@@ -156,6 +170,7 @@ impl Frames {
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if self.buffer.is_empty() => self.chunk = data,
                     Ok(data) => self.buffer.extend_from_slice(&data),
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
@@ -312,6 +327,33 @@ mod tests {
         );
         assert_eq!(call.next().await.unwrap(), None);
         assert_eq!(call.trailers().unwrap()["x-trailer"], "t");
+    }
+
+    #[tokio::test]
+    async fn whole_frames_in_one_chunk_and_a_frame_across_chunks() {
+        let wire = framed(&[b"one", b"two", b"a longer third"]);
+        // The first chunk holds two whole frames and the start of the third.
+        let (a, b) = wire.split_at(20);
+        let grpc = service(
+            &[],
+            vec![data(a), data(b), trailers(&[("grpc-status", "0")])],
+            Arc::default(),
+        );
+        let mut call = start(
+            &grpc,
+            &"/p.S/M".parse().unwrap(),
+            Vec::new(),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"one");
+        assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"two");
+        assert_eq!(
+            call.next().await.unwrap().unwrap().as_ref(),
+            b"a longer third"
+        );
+        assert_eq!(call.next().await.unwrap(), None);
     }
 
     #[tokio::test]

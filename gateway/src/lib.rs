@@ -19,18 +19,18 @@
 //! - [`json`]: the canonical JSON writer for decoded messages.
 //! - [`wire`]: the same JSON straight from protobuf bytes (the fast path for responses).
 //! - [`grpc_call`]: the in-process call and its frame reader.
+//! - [`error`]: gRPC status -> HTTP status and the AIP-193 error body.
+//! - [`openapi`]: the OpenAPI 3.1 document of the routes.
 //!
 //! ## The cost of a request
 //!
-//! The gateway is meant to cost little next to the RPC it calls (a REST read should come
-//! close to the same read over gRPC). So what can be computed once is computed when the
-//! gateway is built ([`RoutePlan`]: response writers, field numbers, the request encoder),
-//! and the common requests take fast paths that fall back to the general path whenever they
-//! would not produce exactly its result: a request with only path variables is encoded
-//! straight to protobuf ([`transcode::SimpleRequest`]); a response is written from its wire
-//! bytes without decoding it into a `DynamicMessage` ([`wire::Plans`]).
-//! - [`error`]: gRPC status -> HTTP status and the AIP-193 error body.
-//! - [`openapi`]: the OpenAPI 3.1 document of the routes.
+//! The gateway is meant to cost little next to the RPC it calls: a REST read should keep up
+//! with the same read over gRPC. So what can be computed once is computed when the gateway
+//! is built (a plan per route: the response writer, field numbers, the request encoder),
+//! and the common requests take fast paths that fall back to the general path wherever
+//! they would not produce exactly its result: a request with only path variables is encoded straight to protobuf
+//! ([`transcode::SimpleRequest`]); a response is written from its wire bytes without being
+//! decoded into a `DynamicMessage` ([`wire::Plans`]).
 
 pub mod error;
 pub mod grpc_call;
@@ -414,7 +414,8 @@ impl Inner {
 
     /// A response message (or its `response_body` field) as JSON, from its wire bytes.
     fn write_fast(&self, plan: &RoutePlan, bytes: &[u8]) -> Result<Vec<u8>, wire::Unsupported> {
-        let mut json = Vec::with_capacity(bytes.len() * 2 + 64);
+        // Canonical JSON (camelCase names, defaults spelled out) runs about twice the bytes.
+        let mut json = Vec::with_capacity(bytes.len() * 2 + 256);
         match plan.response_body {
             None => self.plans.write(plan.response, bytes, &mut json)?,
             Some(number) => self

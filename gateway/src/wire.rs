@@ -9,16 +9,17 @@
 //! present, unset singular messages as `null`, unset oneof members omitted, 64-bit integers as
 //! strings, enums by name, the well-known types in their special forms.
 //!
-//! It is a fast path, not a second implementation of the rules: anything it does not reproduce
-//! exactly answers [`Unsupported`], and the caller then takes the general path, which decides.
-//! That covers every input the general decoder might reject (bad varints, wrong wire types,
-//! invalid UTF-8, groups, truncation: the fast path only succeeds on bytes that decode), and
-//! the shapes whose result depends on decoder state rather than on one occurrence: a singular
+//! It is a fast path that never has the last word: anything it does not reproduce exactly
+//! answers [`Unsupported`], and the caller then takes the general path, which decides. That
+//! covers every input the general decoder might reject (bad varints, wrong wire types, invalid
+//! UTF-8, groups, truncation: the fast path only succeeds on bytes that decode), and the
+//! shapes whose result depends on decoder state rather than on one occurrence: a singular
 //! message sent twice (merged), two members of one oneof, a map key sent twice, proto2 and
-//! extendable messages (declared defaults, extensions), and nesting beyond
-//! [`crate::json::MAX_DEPTH`]. `Struct`, `Value`, `ListValue`, `Any` (rare, and JSON-shaped by
-//! prost-reflect) are decoded on their own and handed to [`crate::json`]. The unit tests run
-//! both paths over generated messages of every field kind and require identical bytes.
+//! extendable messages (declared defaults, extensions), and nesting beyond the general
+//! writer's depth limit (64). `Struct`, `Value`, `ListValue` and `Any` (rare, and JSON-shaped
+//! by prost-reflect) are decoded on their own and handed to [`crate::json`]. The unit tests
+//! run both paths over hand-made and generated messages of every field kind (unknown fields,
+//! packed and unpacked lists, invalid bytes) and require identical bytes or a fallback.
 
 use std::collections::HashMap;
 

@@ -250,8 +250,9 @@ impl Relay {
         let mut acked = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in rows {
-            match self.publish(jetstream, row.clone()).await {
-                Ok(()) => acked.push(row.id),
+            let id = row.id;
+            match self.publish(jetstream, row).await {
+                Ok(()) => acked.push(id),
                 Err(error) => {
                     failure = Some(error);
                     break;

@@ -26,7 +26,7 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
-.PHONY: help run test bench lint fmt build migrate openapi
+.PHONY: help run test bench bench-rest lint fmt build migrate openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to 
 	$(CARGO) build --release -p customer-api
 	$(CARGO) build --release -p customer-bench
 	scripts/bench/run.sh
+
+bench-rest: ## REST GET vs gRPC GET with wrk and h2load (issue 3's cross-check), alternating rounds
+	$(CARGO) build --release -p customer-api
+	scripts/bench/rest-vs-grpc.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check

@@ -7,14 +7,17 @@
 //!   keep-alive connection per worker (how browsers and most REST clients use HTTP/1.1). The
 //!   gRPC-web framing is done by hand: a 5-byte header per message, and the status in the
 //!   headers or in a trailer frame.
+//! - REST/JSON over HTTP/2 (cleartext, prior knowledge): hyper's HTTP/2 client over the same
+//!   number of shared connections as gRPC, so that REST and gRPC are compared on one
+//!   transport and one connection shape.
 
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1::SendRequest, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use tonic::{
     metadata::MetadataValue,
@@ -180,6 +183,64 @@ impl Http1 {
             return Err(format!("http {}", parts.status.as_u16()));
         }
         decode_grpc_web(&parts.headers, body)
+    }
+}
+
+/// A request stream on one of the shared HTTP/2 connections (cleartext, prior knowledge).
+#[derive(Clone)]
+pub struct Http2 {
+    target: Target,
+    sender: http2::SendRequest<Full<Bytes>>,
+}
+
+impl Http2 {
+    /// Opens `connections` HTTP/2 connections; worker `i` should use `clients[i % len]`.
+    pub async fn connect(target: &Target, connections: usize) -> Result<Vec<Self>, String> {
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let stream = tokio::net::TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| format!("connect to {}: {e}", target.addr))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+            tokio::spawn(connection);
+            clients.push(Self {
+                target: target.clone(),
+                sender,
+            });
+        }
+        Ok(clients)
+    }
+
+    /// Sends `request` (a path-only URI; scheme, authority and credentials are added) and
+    /// reads the whole response.
+    pub async fn send(
+        &mut self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(http::response::Parts, Bytes), String> {
+        let uri = format!("http://{}{}", self.target.addr, request.uri());
+        *request.uri_mut() = uri.parse().map_err(|e| format!("uri: {e}"))?;
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, self.target.authorization.clone());
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("response body: {e}"))?
+            .to_bytes();
+        Ok((parts, body))
     }
 }
 

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `pgbench-select` | prepared primary-key SELECT of a random customer | – |
 //! | `get-grpc`, `get-grpc-web`, `get-rest` | GetCustomer of a random customer | select |
+//! | `get-rest-h2` | the same REST GET over HTTP/2, on gRPC's connections shape | select |
 //! | `list-first`, `list-deep` | ListCustomers page 1 / page 1,000 (by page token) | select |
 //! | `search` | ListCustomers with `family_name:"…"` | select |
 //! | `search-1` | the same searches one at a time (the query's own latency, no queueing) | select |
@@ -44,7 +45,7 @@ use std::{
 use clap::Parser;
 
 use crate::{
-    clients::{Grpc, Http1, Target},
+    clients::{Grpc, Http1, Http2, Target},
     load::Plan,
     pgbench::{Baseline, Pgbench},
     report::{Compare, Context, Report, Row},
@@ -52,11 +53,12 @@ use crate::{
 };
 
 /// Every scenario, in run order.
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "pgbench-select",
     "get-grpc",
     "get-grpc-web",
     "get-rest",
+    "get-rest-h2",
     "list-first",
     "list-deep",
     "search",
@@ -270,6 +272,22 @@ async fn run(args: Args) -> Result<(), String> {
                     m,
                 )
             }
+            "get-rest-h2" => {
+                let connections = Http2::connect(&target, args.connections).await?;
+                let workers = (0..c)
+                    .map(|i| scenarios::GetRest {
+                        http: connections[i % connections.len()].clone(),
+                        rng: Rng::new(8, i),
+                        rows: rows_n,
+                    })
+                    .collect();
+                let m = load::drive(name, workers, plan, pid).await;
+                (
+                    "GetCustomer, REST (HTTP/2, gRPC's connections)".to_owned(),
+                    Compare::Select,
+                    m,
+                )
+            }
             "list-first" | "list-deep" => {
                 if page_size == 0 {
                     eprintln!("  skipped: too few rows for {DEEP_PAGE} pages");
@@ -432,7 +450,7 @@ fn context(args: &Args, selected: &[&str], page_size: u64, facts: Vec<String>) -
         ("rows", args.rows.to_string()),
         ("concurrency", args.concurrency.to_string()),
         (
-            "gRPC HTTP/2 connections",
+            "gRPC and REST-over-HTTP/2 connections",
             args.connections.max(1).to_string(),
         ),
         (

@@ -8,11 +8,12 @@
 //! customers and the mixed scenario the second half, each split among its workers, so an
 //! etag mismatch is a real error rather than an artefact of the load.
 
+use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::Full;
 
 use crate::{
-    clients::{Grpc, Http1, grpc_error},
+    clients::{Grpc, Http1, Http2, grpc_error},
     load::Worker,
     pb,
 };
@@ -116,14 +117,41 @@ impl Worker for GetGrpcWeb {
     }
 }
 
-/// `GET /v1/customers/{id}` of a random seeded customer (REST/JSON over HTTP/1.1).
-pub struct GetRest {
-    pub http: Http1,
+/// `GET /v1/customers/{id}` of a random seeded customer as REST/JSON, over HTTP/1.1
+/// (`get-rest`) or HTTP/2 (`get-rest-h2`).
+pub struct GetRest<C> {
+    pub http: C,
     pub rng: Rng,
     pub rows: u64,
 }
 
-impl Worker for GetRest {
+/// The two REST transports.
+pub trait SendRest {
+    fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<(http::response::Parts, Bytes), String>> + Send;
+}
+
+impl SendRest for Http1 {
+    fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<(http::response::Parts, Bytes), String>> + Send {
+        Http1::send(self, request)
+    }
+}
+
+impl SendRest for Http2 {
+    fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<(http::response::Parts, Bytes), String>> + Send {
+        Http2::send(self, request)
+    }
+}
+
+impl<C: SendRest + Send + 'static> Worker for GetRest<C> {
     async fn call(&mut self) -> Result<(), String> {
         let request = Request::builder()
             .method(Method::GET)

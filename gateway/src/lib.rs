@@ -226,6 +226,10 @@ struct RoutePlan {
     name: Option<u32>,
     /// The encoder for requests that need no parsing, if the route's variables allow it.
     request: Option<transcode::SimpleRequest>,
+    /// The RPC streams its responses (NDJSON / SSE).
+    streaming: bool,
+    /// A `POST` to a `Create…` RPC: 201 Created with `Location`.
+    creates: bool,
 }
 
 impl RoutePlan {
@@ -244,6 +248,8 @@ impl RoutePlan {
             etag: string_field("etag"),
             name: string_field("name"),
             request: transcode::SimpleRequest::new(route),
+            streaming: route.server_streaming(),
+            creates: route.creates(),
         }
     }
 }
@@ -345,7 +351,7 @@ impl Inner {
             .await
             .map_err(|status| self.status_error(&status, if_match))?;
 
-        if route.server_streaming() {
+        if plan.streaming {
             return Ok(self.stream(index, call, &parts.headers));
         }
         let first = call
@@ -362,7 +368,7 @@ impl Inner {
             .map_err(|s| self.status_error(&s, if_match))?
             .is_some()
         {}
-        let created = parts.method == Method::POST && route.rpc.name().starts_with("Create");
+        let created = plan.creates;
         let Answer {
             json,
             etag,

@@ -970,7 +970,7 @@ impl<'a> Generator<'a> {
             ),
         };
         // The gateway answers 201 to a unary POST `Create*`.
-        let created = creates(route) && !rpc.is_server_streaming();
+        let created = route.creates() && !rpc.is_server_streaming();
         let mut success = Map::new();
         let mut headers = Map::new();
         if rpc.is_server_streaming() {
@@ -1060,7 +1060,7 @@ fn header_parameters(route: &Route) -> Vec<Value> {
         },
         _ => false,
     };
-    if !creates(route) && (has_string_field(&input, "etag") || body_sets_etag) {
+    if !route.creates() && (has_string_field(&input, "etag") || body_sets_etag) {
         parameters.push(json!({
             "name": "If-Match",
             "in": "header",
@@ -1099,10 +1099,6 @@ fn inner_name(field: &FieldDescriptor) -> String {
 }
 
 /// Whether the gateway answers this route with 201 Created: a POST to a `Create*` RPC.
-fn creates(route: &Route) -> bool {
-    route.method == Method::POST && route.rpc.name().starts_with("Create")
-}
-
 /// State of the walk over the input message for query parameters.
 struct Query<'a> {
     /// Field-number paths bound by path variables.

@@ -47,6 +47,12 @@ impl Route {
     pub fn server_streaming(&self) -> bool {
         self.rpc.is_server_streaming()
     }
+
+    /// Whether the route creates a resource (a `POST` to a `Create…` RPC, per AIP-133):
+    /// answered with 201 Created and a `Location`.
+    pub fn creates(&self) -> bool {
+        self.method == Method::POST && self.rpc.name().starts_with("Create")
+    }
 }
 
 /// A rule that cannot be served.

@@ -94,6 +94,14 @@ thread_local! {
 /// Runs `scenario` on a runtime whose every thread logs into the returned text, with the
 /// production subscriber in `format` at DEBUG for every crate.
 fn captured<T>(format: LogFormat, scenario: impl Future<Output = T>) -> (String, T) {
+    // tracing caches each callsite's interest process-wide when the callsite is first hit.
+    // While exactly one dispatcher is registered, tracing-core (0.1.36) computes it from the
+    // default of the thread that hits it first (tokio-rs/tracing#3611): a sibling test's
+    // thread, which has none, would cache "never" and silence the line for this capture too
+    // (seen once under the full suite). A second dispatcher registered for the life of the
+    // process makes tracing ask every registered one instead; this one wants nothing.
+    static PINNED: std::sync::OnceLock<Dispatch> = std::sync::OnceLock::new();
+    PINNED.get_or_init(|| Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let capture = Capture::default();
     let dispatch: Dispatch = telemetry::dispatch(format, EnvFilter::new("debug"), capture.clone());
     let on_start = dispatch.clone();

@@ -1542,6 +1542,7 @@ mod tests {
             ("/v1/companies/{company}", "delete", "DeleteCompany"),
             ("/v1/companies/{company}", "get", "GetCompany"),
             ("/v1/companies/{company}", "patch", "UpdateCompany"),
+            ("/v1/companies/{company}", "put", "UpdateCompany_put"),
             (
                 "/v1/companies/{company}/customers",
                 "get",
@@ -1575,6 +1576,11 @@ mod tests {
                 "/v1/customers/{customer}/notes/{note}",
                 "patch",
                 "UpdateNote",
+            ),
+            (
+                "/v1/customers/{customer}/notes/{note}",
+                "put",
+                "UpdateNote_put",
             ),
             (
                 "/v1/customers/{customer}:undelete",

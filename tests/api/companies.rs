@@ -1192,6 +1192,59 @@ async fn companies_over_rest() {
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
     assert_eq!(error_reason(&error), "ETAG_MISMATCH");
 
+    // PUT replaces the whole company: what the body leaves out is cleared. Stale is 412.
+    let put = json!({"displayName": "Acme Group", "labels": {"tier": "gold"}}).to_string();
+    let (status, _, error) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some(&put),
+        &[("if-match", "W/\"1\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
+    let (status, headers, replaced) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some(&put),
+        &[("if-match", "W/\"2\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["displayName"], "Acme Group");
+    assert_eq!(replaced["domain"], "");
+    assert_eq!(replaced["businessId"], "");
+    assert_eq!(replaced["labels"], json!({"tier": "gold"}));
+    assert_eq!(headers["etag"], "W/\"3\"");
+    assert_eq!(replaced["createTime"], created["createTime"]);
+    // A PUT must still make a valid company: no display name is 400.
+    let (status, _, error) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some(&json!({"domain": "acme.com"}).to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(violations(&error), ["company.display_name"]);
+    // Put the business id back for the duplicate check below.
+    let restore = json!({"businessId": "US-1"}).to_string();
+    let (status, _, _) = call(
+        &app,
+        false,
+        Method::PATCH,
+        &format!("/v1/{name}"),
+        Some(&restore),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
     // Validation errors are 400 with every field; a duplicate business id is 409.
     let bad = json!({"displayName": "", "domain": "nope"}).to_string();
     let (status, _, error) =

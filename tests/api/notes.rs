@@ -715,6 +715,47 @@ async fn notes_over_rest() {
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert_eq!(error["error"]["status"], "ABORTED");
 
+    // PUT replaces the note, under the same lock: stale is 412, current succeeds; a PUT
+    // body without the required text is 400, not a silent blanking.
+    let put = json!({"text": "Follow-up booked for May 3."}).to_string();
+    let (status, _, error) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some(&put),
+        &[("if-match", "W/\"1\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
+    assert_eq!(error_reason(&error), "ETAG_MISMATCH");
+    let (status, _, error) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some("{}"),
+        &[("if-match", "W/\"2\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(violations(&error), ["note.text"]);
+    let (status, headers, replaced) = call(
+        &app,
+        false,
+        Method::PUT,
+        &format!("/v1/{name}"),
+        Some(&put),
+        &[("if-match", "W/\"2\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["text"], "Follow-up booked for May 3.");
+    assert_eq!(replaced["etag"], "W/\"3\"");
+    assert_eq!(headers["etag"], "W/\"3\"");
+    assert_eq!(replaced["author"], "test-user");
+    assert_eq!(replaced["createTime"], created["createTime"]);
+
     let blank = json!({"text": "  "}).to_string();
     let (status, _, error) = call(
         &app,
@@ -734,7 +775,7 @@ async fn notes_over_rest() {
         Method::DELETE,
         &format!("/v1/{name}"),
         None,
-        &[("if-match", "W/\"2\"")],
+        &[("if-match", "W/\"3\"")],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{deleted}");

@@ -58,7 +58,9 @@ fn the_document_describes_exactly_the_served_routes() {
             ("POST", "/v1/customers"),
             ("POST", "/v1/customers/{customer}/notes"),
             ("POST", "/v1/customers/{customer}:undelete"),
+            ("PUT", "/v1/companies/{company}"),
             ("PUT", "/v1/customers/{customer}"),
+            ("PUT", "/v1/customers/{customer}/notes/{note}"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
     );

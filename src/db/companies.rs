@@ -213,6 +213,7 @@ fn condition(expr: &Expr) -> BoxedCondition {
 
 fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
     match (field, value) {
+        (Field::Name | Field::Uid, Value::Id(id)) => compare_with!(companies::id, op, *id),
         (Field::CreateTime, Value::Time(time)) => compare_with!(companies::create_time, op, *time),
         (Field::UpdateTime, Value::Time(time)) => compare_with!(companies::update_time, op, *time),
         (Field::DisplayName, Value::Text(text)) => {

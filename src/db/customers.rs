@@ -506,6 +506,12 @@ fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
             };
             compare_with!(customers::status, op, number)
         }
+        (Field::Name | Field::Uid, Value::Id(id)) => compare_with!(customers::id, op, *id),
+        (Field::Address(part), Value::Text(text)) => compare_nullable!(
+            customers::address.retrieve_as_text(part.key()),
+            op,
+            text.clone()
+        ),
         (Field::CreateTime, Value::Time(time)) => compare_with!(customers::create_time, op, *time),
         (Field::UpdateTime, Value::Time(time)) => compare_with!(customers::update_time, op, *time),
         (Field::GivenName, Value::Text(text)) => {
@@ -556,15 +562,23 @@ fn contains(field: &Field, text: &str) -> BoxedCondition {
         Field::Phone => Box::new(customers::phone.assume_not_null().ilike(pattern)),
         Field::Company => Box::new(customers::company.assume_not_null().ilike(pattern)),
         Field::BusinessId => Box::new(customers::business_id.assume_not_null().ilike(pattern)),
+        Field::Address(part) => Box::new(
+            customers::address
+                .retrieve_as_text(part.key())
+                .assume_not_null()
+                .ilike(pattern),
+        ),
         Field::Label(key) => Box::new(
             customers::labels
                 .retrieve_as_text(key.clone())
                 .assume_not_null()
                 .ilike(pattern),
         ),
-        // The parser rejects `:` on status and timestamps, and company fields in customer
-        // filters.
-        Field::Status
+        // The parser rejects `:` on identifiers, status and timestamps, and company fields in
+        // customer filters.
+        Field::Name
+        | Field::Uid
+        | Field::Status
         | Field::CreateTime
         | Field::UpdateTime
         | Field::DisplayName

@@ -26,11 +26,13 @@
 //! simple      := restriction | "(" expression ")"
 //! restriction := field comparator value
 //! comparator  := "=" | "!=" | "<" | "<=" | ">" | ">=" | ":"
-//! field       := "given_name" | "family_name" | "email" | "phone" | "status"
-//!              | "company" | "business_id" | "create_time" | "update_time"
+//! field       := "name" | "uid" | "given_name" | "family_name" | "email"
+//!              | "phone" | "status" | "company" | "business_id"
+//!              | "address." ("locality" | "region" | "postal_code" | "country_code")
+//!              | "create_time" | "update_time"
 //!              | "labels." label_key | "labels." quoted_string
-//!                -- companies: "display_name" | "domain" | "business_id"
-//!                   | "create_time" | "update_time" | "labels." …
+//!                -- companies: "name" | "uid" | "display_name" | "domain"
+//!                   | "business_id" | "create_time" | "update_time" | "labels." …
 //! label_key   := [a-z][a-z0-9_.-]{0,62}
 //! value       := quoted_string | bare_word
 //! quoted_string := '"' (char | '\"' | '\\' | "\'")* '"'
@@ -49,10 +51,15 @@
 //!
 //! * `status`: only `=` and `!=`, with one of `ACTIVE`, `PROSPECTIVE`,
 //!   `INACTIVE` (case-sensitive, quoted or bare).
+//! * `name` (`customers/{uuid}`, or `companies/{uuid}` in company filters) and
+//!   `uid` (the bare UUID): only `=` and `!=`, with a well-formed identifier
+//!   ([`Value::Id`]); `name = "customers/A" OR name = "customers/B"` picks several.
 //! * `create_time`, `update_time`: `=`, `!=`, `<`, `<=`, `>`, `>=` with an
 //!   RFC 3339 timestamp, normalised to UTC.
 //! * text fields (`given_name`, `family_name`, `email`, `phone`, `company`,
-//!   `business_id`, `display_name`, `domain`, `labels.<key>`): all six comparisons with a text value
+//!   `business_id`, `address.*`, `display_name`, `domain`, `labels.<key>`): all six
+//!   comparisons with a text value (`address.country_code` is compared in upper case, as
+//!   it is stored)
 //!   of at most 256 characters; `field:"text"` is a case-insensitive
 //!   substring match ([`Expr::Contains`], text must be non-empty);
 //!   `labels.<key>:*` (bare `*`) tests that the label is present
@@ -61,6 +68,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 /// Maximum accepted length of a filter string, in bytes.
 pub const MAX_FILTER_LEN: usize = 2048;
@@ -78,12 +86,14 @@ const MAX_LABEL_KEY_LEN: usize = 63;
 const MAX_SNIPPET_LEN: usize = 64;
 
 /// Description of the valid field names, used in error messages.
-const VALID_FIELDS: &str = "given_name, family_name, email, phone, status, company, \
-                            business_id, create_time, update_time, labels.<key>";
+const VALID_FIELDS: &str = "name, uid, given_name, family_name, email, phone, status, \
+                            company, business_id, address.locality, address.region, \
+                            address.postal_code, address.country_code, create_time, \
+                            update_time, labels.<key>";
 
 /// The valid field names of company filters.
 const VALID_COMPANY_FIELDS: &str =
-    "display_name, domain, business_id, create_time, update_time, labels.<key>";
+    "name, uid, display_name, domain, business_id, create_time, update_time, labels.<key>";
 
 /// Which resource a filter ranges over: decides the field names it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +110,9 @@ impl Scope {
             Scope::Customers => !matches!(field, Field::DisplayName | Field::Domain),
             Scope::Companies => matches!(
                 field,
-                Field::DisplayName
+                Field::Name
+                    | Field::Uid
+                    | Field::DisplayName
                     | Field::Domain
                     | Field::BusinessId
                     | Field::Label(_)
@@ -116,11 +128,23 @@ impl Scope {
             Scope::Companies => VALID_COMPANY_FIELDS,
         }
     }
+
+    /// The collection of resource names in this scope (`customers/{uuid}`).
+    fn collection(self) -> &'static str {
+        match self {
+            Scope::Customers => "customers",
+            Scope::Companies => "companies",
+        }
+    }
 }
 
 /// A customer or company field that can appear on the left-hand side of a restriction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
+    /// `name`: the resource name (`customers/{uuid}`).
+    Name,
+    /// `uid`: the bare UUID of the resource.
+    Uid,
     /// `given_name`
     GivenName,
     /// `family_name`
@@ -145,12 +169,42 @@ pub enum Field {
     DisplayName,
     /// `domain` (companies)
     Domain,
+    /// `address.<part>` (customers): one part of the postal address.
+    Address(AddressPart),
+}
+
+/// The filterable parts of a customer's postal address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPart {
+    /// `address.locality`
+    Locality,
+    /// `address.region`
+    Region,
+    /// `address.postal_code`
+    PostalCode,
+    /// `address.country_code`, stored in upper case.
+    CountryCode,
+}
+
+impl AddressPart {
+    /// The key of the part in the stored address document (and after `address.`).
+    pub fn key(self) -> &'static str {
+        match self {
+            AddressPart::Locality => "locality",
+            AddressPart::Region => "region",
+            AddressPart::PostalCode => "postal_code",
+            AddressPart::CountryCode => "country_code",
+        }
+    }
 }
 
 impl Field {
     /// The field's name as written in a filter, for error messages.
     fn display_name(&self) -> String {
         match self {
+            Field::Name => "name".to_owned(),
+            Field::Uid => "uid".to_owned(),
+            Field::Address(part) => format!("address.{}", part.key()),
             Field::GivenName => "given_name".to_owned(),
             Field::FamilyName => "family_name".to_owned(),
             Field::Email => "email".to_owned(),
@@ -218,6 +272,8 @@ pub enum Value {
     Status(Status),
     /// A timestamp, normalised to UTC (`create_time`, `update_time`).
     Time(DateTime<Utc>),
+    /// A resource identifier (`name`, `uid`).
+    Id(Uuid),
 }
 
 /// A parsed filter expression.
@@ -557,7 +613,7 @@ impl Parser {
         self.skip_ws();
         let value_pos = self.pos;
         let raw = self.value(op)?;
-        typed_restriction(field, op, op_pos, raw, value_pos)
+        typed_restriction(field, op, op_pos, raw, value_pos, self.scope)
     }
 
     /// Parses and resolves a field name.
@@ -567,6 +623,12 @@ impl Parser {
         let word = self.text(start, end);
         self.pos = end;
         let field = match word.as_str() {
+            "name" => Field::Name,
+            "uid" => Field::Uid,
+            "address.locality" => Field::Address(AddressPart::Locality),
+            "address.region" => Field::Address(AddressPart::Region),
+            "address.postal_code" => Field::Address(AddressPart::PostalCode),
+            "address.country_code" => Field::Address(AddressPart::CountryCode),
             "given_name" => Field::GivenName,
             "family_name" => Field::FamilyName,
             "email" => Field::Email,
@@ -758,8 +820,52 @@ fn typed_restriction(
     op_pos: usize,
     raw: RawValue,
     value_pos: usize,
+    scope: Scope,
 ) -> Result<Expr, FilterError> {
     match field {
+        Field::Name | Field::Uid => {
+            let Op::Cmp(op @ (CmpOp::Eq | CmpOp::Ne)) = op else {
+                return Err(error(
+                    op_pos,
+                    format!(
+                        "operator '{}' is not supported for field '{}'; use = or !=",
+                        op.symbol(),
+                        field.display_name()
+                    ),
+                ));
+            };
+            let collection = scope.collection();
+            let id = match field {
+                Field::Name => raw
+                    .text
+                    .strip_prefix(collection)
+                    .and_then(|rest| rest.strip_prefix('/')),
+                _ => Some(raw.text.as_str()),
+            };
+            // The canonical hyphenated form only, as the service writes names.
+            let id = id
+                .filter(|id| id.len() == 36)
+                .and_then(|id| Uuid::try_parse(id).ok())
+                .ok_or_else(|| {
+                    let expected = match field {
+                        Field::Name => format!("{collection}/{{uuid}}"),
+                        _ => "a UUID".to_owned(),
+                    };
+                    error(
+                        value_pos,
+                        format!(
+                            "invalid {} '{}'; expected {expected}",
+                            field.display_name(),
+                            snippet(&raw.text)
+                        ),
+                    )
+                })?;
+            Ok(Expr::Compare {
+                field,
+                op,
+                value: Value::Id(id),
+            })
+        }
         Field::Status => {
             let Op::Cmp(op @ (CmpOp::Eq | CmpOp::Ne)) = op else {
                 return Err(error(
@@ -823,6 +929,7 @@ fn typed_restriction(
         | Field::BusinessId
         | Field::DisplayName
         | Field::Domain
+        | Field::Address(_)
         | Field::Label(_) => match op {
             Op::Has if !raw.quoted && raw.text == "*" => {
                 if matches!(field, Field::Label(_)) {
@@ -852,10 +959,15 @@ fn typed_restriction(
             }
             Op::Cmp(op) => {
                 check_text_len(&raw.text, value_pos)?;
+                let text = if field == Field::Address(AddressPart::CountryCode) {
+                    raw.text.to_uppercase()
+                } else {
+                    raw.text
+                };
                 Ok(Expr::Compare {
                     field,
                     op,
-                    value: Value::Text(raw.text),
+                    value: Value::Text(text),
                 })
             }
         },
@@ -1251,8 +1363,9 @@ mod tests {
         assert_eq!(e.position, 0);
         assert_eq!(
             e.message,
-            "unknown field 'foo'; valid fields are given_name, family_name, email, phone, \
-             status, company, business_id, create_time, update_time, labels.<key>"
+            "unknown field 'foo'; valid fields are name, uid, given_name, family_name, email, \
+             phone, status, company, business_id, address.locality, address.region, \
+             address.postal_code, address.country_code, create_time, update_time, labels.<key>"
         );
         assert_err("email=a and email=b", 8, "unknown field 'and'");
         assert_err("email=a   Email=b", 10, "unknown field 'Email'");
@@ -1281,10 +1394,88 @@ mod tests {
         assert_eq!(e.position, 0);
         assert_eq!(
             e.message,
-            "unknown field 'email'; valid fields are display_name, domain, business_id, \
-             create_time, update_time, labels.<key>"
+            "unknown field 'email'; valid fields are name, uid, display_name, domain, \
+             business_id, create_time, update_time, labels.<key>"
         );
         assert_err("display_name = x", 0, "unknown field 'display_name'");
+        let id = Uuid::now_v7();
+        assert_eq!(
+            parse_for(&format!(r#"name = "companies/{id}""#), Scope::Companies),
+            Ok(Some(Expr::Compare {
+                field: Field::Name,
+                op: CmpOp::Eq,
+                value: Value::Id(id)
+            }))
+        );
+        let e = parse_for(&format!(r#"name = "customers/{id}""#), Scope::Companies).unwrap_err();
+        assert_eq!(e.position, 7);
+        assert!(e.message.starts_with("invalid name '"), "{e}");
+        assert!(e.message.ends_with("expected companies/{uuid}"), "{e}");
+        assert_err(
+            "address.locality = x AND display_name = y",
+            25,
+            "unknown field",
+        );
+    }
+
+    #[test]
+    fn names_and_uids_are_typed_identifiers() {
+        let id = Uuid::now_v7();
+        let other = Uuid::now_v7();
+        let is = |field, op, id| Expr::Compare {
+            field,
+            op,
+            value: Value::Id(id),
+        };
+        assert_eq!(
+            ok(&format!(
+                r#"name = "customers/{id}" OR name = customers/{other}"#
+            )),
+            or(
+                is(Field::Name, CmpOp::Eq, id),
+                is(Field::Name, CmpOp::Eq, other)
+            )
+        );
+        assert_eq!(ok(&format!("uid != {id}")), is(Field::Uid, CmpOp::Ne, id));
+        assert_err(
+            &format!("uid > {id}"),
+            4,
+            "operator '>' is not supported for field 'uid'; use = or !=",
+        );
+        assert_err(
+            "name:x",
+            4,
+            "operator ':' is not supported for field 'name'",
+        );
+        assert_err(&format!("name = {id}"), 7, "invalid name '");
+        assert_err("uid = 42", 6, "invalid uid '42'; expected a UUID");
+        // Only the canonical hyphenated form the service writes.
+        assert_err(&format!("uid = {}", id.simple()), 6, "invalid uid");
+    }
+
+    #[test]
+    fn address_parts_are_text_fields() {
+        assert_eq!(
+            ok(r#"address.locality = "San Francisco" AND address.postal_code:"941""#),
+            and(
+                eq(Field::Address(AddressPart::Locality), "San Francisco"),
+                Expr::Contains {
+                    field: Field::Address(AddressPart::PostalCode),
+                    text: "941".into()
+                }
+            )
+        );
+        assert_eq!(
+            ok("address.region >= CA"),
+            text_cmp(Field::Address(AddressPart::Region), CmpOp::Ge, "CA")
+        );
+        // Country codes are stored upper case; a lower-case value still matches.
+        assert_eq!(
+            ok("address.country_code = us"),
+            eq(Field::Address(AddressPart::CountryCode), "US")
+        );
+        assert_err("address.street = x", 0, "unknown field 'address.street'");
+        assert_err("address = x", 0, "unknown field 'address'");
     }
 
     #[test]
@@ -1475,6 +1666,7 @@ mod tests {
                     Value::Status(Status::Prospective) => "PROSPECTIVE".to_owned(),
                     Value::Status(Status::Inactive) => "INACTIVE".to_owned(),
                     Value::Time(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                    Value::Id(id) => id.to_string(),
                 };
                 format!("{} {} {value}", render_field(field), op.symbol())
             }
@@ -1510,6 +1702,10 @@ mod tests {
             Just(Field::Phone),
             Just(Field::Company),
             Just(Field::BusinessId),
+            // Not country_code: its values are upper-cased, which a round trip would see.
+            Just(Field::Address(AddressPart::Locality)),
+            Just(Field::Address(AddressPart::Region)),
+            Just(Field::Address(AddressPart::PostalCode)),
             "[a-z][a-z0-9_.-]{0,12}".prop_map(Field::Label),
         ]
     }

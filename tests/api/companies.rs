@@ -848,6 +848,20 @@ async fn a_customer_write_waits_for_a_delete_of_its_company_and_sees_it() {
     assert_eq!(app.count("customers", "").await, 0);
 }
 
+/// Every live company.
+async fn page_of_all(app: &TestApp) -> Vec<pb::Company> {
+    app.client
+        .clone()
+        .list_companies(pb::ListCompaniesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .companies
+}
+
 #[tokio::test]
 async fn companies_are_filtered_ordered_and_paged() {
     let app = TestApp::spawn().await;
@@ -895,6 +909,28 @@ async fn companies_are_filtered_ordered_and_paged() {
         .unwrap()
         .into_inner();
     assert_eq!(names(&page), ["Acme", "Acorn"]);
+    // By resource name or uid (several with OR).
+    let zeta = page_of_all(&app)
+        .await
+        .into_iter()
+        .find(|c| c.display_name == "Zeta")
+        .unwrap();
+    let by_name = format!(r#"name = "{}" OR display_name = "Acme""#, zeta.name);
+    let page = list(&by_name, "display_name", 0, String::new())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&page), ["Acme", "Zeta"]);
+    let page = list(
+        &format!("uid != {}", zeta.uid),
+        "display_name",
+        0,
+        String::new(),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(names(&page), ["Acme", "Acorn", "Beta Corp"]);
     let page = list(
         r#"labels.tier = "gold" AND domain = "ACME.com""#,
         "",

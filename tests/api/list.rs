@@ -376,6 +376,101 @@ async fn filters_select_by_every_field_kind() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn filters_select_by_name_uid_and_address() {
+    let app = TestApp::spawn().await;
+    let address = |locality: &str, region: &str, postal_code: &str, country_code: &str| {
+        Some(pb::PostalAddress {
+            lines: vec!["1 Main Street".into()],
+            locality: locality.into(),
+            region: region.into(),
+            postal_code: postal_code.into(),
+            country_code: country_code.into(),
+        })
+    };
+    let mut ann = new_customer("Ann", "Berlin");
+    ann.address = address("Berlin", "", "10115", "de");
+    let ann = create(&app, ann).await;
+    let mut bob = new_customer("Bob", "Francisco");
+    bob.address = address("San Francisco", "CA", "94103", "US");
+    let bob = create(&app, bob).await;
+    let mut cid = new_customer("Cid", "Oakland");
+    cid.address = address("Oakland", "CA", "94607", "US");
+    let cid = create(&app, cid).await;
+    // No address at all.
+    create(&app, new_customer("Dee", "Nowhere")).await;
+
+    let bob_or_cid = format!(r#"name = "{}" OR name = "{}""#, bob.name, cid.name);
+    let not_ann = format!("uid != {}", ann.uid);
+    let by_uid = format!("uid = \"{}\"", cid.uid);
+    let cases: &[(&str, &[&str])] = &[
+        (bob_or_cid.as_str(), &["Bob Francisco", "Cid Oakland"]),
+        (
+            not_ann.as_str(),
+            &["Bob Francisco", "Cid Oakland", "Dee Nowhere"],
+        ),
+        (by_uid.as_str(), &["Cid Oakland"]),
+        (r#"address.locality = "Berlin""#, &["Ann Berlin"]),
+        (r#"address.locality:"fran""#, &["Bob Francisco"]),
+        ("address.region = CA", &["Bob Francisco", "Cid Oakland"]),
+        // Stored upper case; matched whatever case the filter uses.
+        (
+            "address.country_code = us",
+            &["Bob Francisco", "Cid Oakland"],
+        ),
+        ("address.country_code = DE", &["Ann Berlin"]),
+        // A customer without an address has none of its parts.
+        ("address.country_code != US", &["Ann Berlin", "Dee Nowhere"]),
+        (
+            r#"address.postal_code >= "94" AND address.postal_code < "945""#,
+            &["Bob Francisco"],
+        ),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(names(&app, filter, "").await, *expected, "filter {filter}");
+    }
+
+    // REST: the same filter as a query parameter.
+    let query = format!(
+        "/v1/customers?filter=address.region%3DCA%20AND%20uid%20!%3D%20{}",
+        bob.uid
+    );
+    let (status, _, page) =
+        crate::rest::call(&app, false, http::Method::GET, &query, None, &[]).await;
+    assert_eq!(status, http::StatusCode::OK, "{page}");
+    assert_eq!(page["customers"][0]["name"], cid.name.as_str());
+    assert_eq!(page["customers"].as_array().unwrap().len(), 1);
+
+    for (filter, position) in [
+        ("uid = 42", 6),
+        (
+            r#"name = "companies/0190a0b4-0000-7000-8000-000000000001""#,
+            7,
+        ),
+        ("uid < 0190a0b4-0000-7000-8000-000000000001", 4),
+        ("address.street = x", 0),
+    ] {
+        let status = app
+            .client
+            .clone()
+            .list_customers(request(filter, "", 10, ""))
+            .await
+            .unwrap_err();
+        assert_invalid(&status, "INVALID_FIELDS", &["filter"]);
+        let violation = crate::helpers::details(&status)
+            .bad_request()
+            .unwrap()
+            .field_violations[0]
+            .clone();
+        assert!(
+            violation
+                .description
+                .contains(&format!("position {position}")),
+            "{filter}: {violation:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn order_by_sorts_ascending_and_descending() {
     let app = TestApp::spawn().await;
     for (given, family) in [("Bea", "Young"), ("Al", "Zed"), ("Cy", "Adams")] {

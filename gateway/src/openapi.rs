@@ -1548,6 +1548,11 @@ mod tests {
                 "get",
                 "ListCustomers_get",
             ),
+            (
+                "/v1/companies/{company}:undelete",
+                "post",
+                "UndeleteCompany",
+            ),
             ("/v1/customers", "get", "ListCustomers"),
             ("/v1/customers", "post", "CreateCustomer"),
             ("/v1/customers/{customer}", "delete", "DeleteCustomer"),
@@ -1826,6 +1831,7 @@ mod tests {
                 "customer.v1.Company",
                 "customer.v1.CompanyCreated",
                 "customer.v1.CompanyDeleted",
+                "customer.v1.CompanyUndeleted",
                 "customer.v1.CompanyUpdated",
                 "customer.v1.Customer",
                 "customer.v1.Customer.Status",
@@ -1843,6 +1849,7 @@ mod tests {
                 "customer.v1.NoteDeleted",
                 "customer.v1.NoteUpdated",
                 "customer.v1.PostalAddress",
+                "customer.v1.UndeleteCompanyRequest",
                 "customer.v1.UndeleteCustomerRequest",
             ]
         );

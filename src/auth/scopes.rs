@@ -28,6 +28,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/ListCompanies", READ),
     ("/customer.v1.CustomerService/UpdateCompany", WRITE),
     ("/customer.v1.CustomerService/DeleteCompany", WRITE),
+    ("/customer.v1.CustomerService/UndeleteCompany", WRITE),
     ("/customer.v1.CustomerService/CreateNote", WRITE),
     ("/customer.v1.CustomerService/GetNote", READ),
     ("/customer.v1.CustomerService/ListNotes", READ),

@@ -114,6 +114,25 @@ pub async fn set_deleted(
         .await
 }
 
+/// Clears the soft delete of the company `id` (a new version). Fails with the unique
+/// violation of `companies_live_business_id_key` if a live company has its business id.
+pub async fn restore(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    actor: &str,
+) -> QueryResult<CompanyRow> {
+    diesel::update(companies::table.find(id))
+        .set((
+            companies::version.eq(companies::version + 1),
+            companies::update_time.eq(diesel::dsl::now),
+            companies::updated_by.eq(actor),
+            companies::delete_time.eq(None::<chrono::DateTime<chrono::Utc>>),
+        ))
+        .returning(CompanyRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
 /// The cursor just after `row` in `order`.
 pub fn cursor_after(row: &CompanyRow, order: &[OrderKey]) -> Cursor {
     let values = order

@@ -38,6 +38,8 @@ pub enum EventType {
     CompanyUpdated,
     /// A company was soft-deleted.
     CompanyDeleted,
+    /// A soft-deleted company was restored.
+    CompanyUndeleted,
     /// A note was added to a customer.
     NoteAdded,
     /// The text of a note changed.
@@ -59,7 +61,7 @@ pub enum ResourceKind {
 
 impl EventType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::CustomerRegistered,
         Self::CustomerUpdated,
         Self::CustomerDeleted,
@@ -67,6 +69,7 @@ impl EventType {
         Self::CompanyCreated,
         Self::CompanyUpdated,
         Self::CompanyDeleted,
+        Self::CompanyUndeleted,
         Self::NoteAdded,
         Self::NoteUpdated,
         Self::NoteDeleted,
@@ -83,6 +86,7 @@ impl EventType {
             Self::CompanyCreated => "CompanyCreated",
             Self::CompanyUpdated => "CompanyUpdated",
             Self::CompanyDeleted => "CompanyDeleted",
+            Self::CompanyUndeleted => "CompanyUndeleted",
             Self::NoteAdded => "NoteAdded",
             Self::NoteUpdated => "NoteUpdated",
             Self::NoteDeleted => "NoteDeleted",
@@ -101,6 +105,7 @@ impl EventType {
             Self::CompanyCreated => "company_created",
             Self::CompanyUpdated => "company_updated",
             Self::CompanyDeleted => "company_deleted",
+            Self::CompanyUndeleted => "company_undeleted",
             Self::NoteAdded => "note_added",
             Self::NoteUpdated => "note_updated",
             Self::NoteDeleted => "note_deleted",
@@ -114,9 +119,10 @@ impl EventType {
             | Self::CustomerUpdated
             | Self::CustomerDeleted
             | Self::CustomerUndeleted => ResourceKind::Customer,
-            Self::CompanyCreated | Self::CompanyUpdated | Self::CompanyDeleted => {
-                ResourceKind::Company
-            }
+            Self::CompanyCreated
+            | Self::CompanyUpdated
+            | Self::CompanyDeleted
+            | Self::CompanyUndeleted => ResourceKind::Company,
             Self::NoteAdded | Self::NoteUpdated | Self::NoteDeleted => ResourceKind::Note,
         }
     }

@@ -55,6 +55,9 @@ pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEven
                     changed_fields: mask(&change.changed_fields),
                 }),
                 EventType::CompanyDeleted => Kind::CompanyDeleted(pb::CompanyDeleted { company }),
+                EventType::CompanyUndeleted => {
+                    Kind::CompanyUndeleted(pb::CompanyUndeleted { company })
+                }
                 _ => Kind::CompanyCreated(pb::CompanyCreated { company }),
             };
             (None, kind)

@@ -287,6 +287,19 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         Ok(Response::new(company_to_proto(company)))
     }
 
+    async fn undelete_company(
+        &self,
+        request: Request<pb::UndeleteCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let company = self
+            .service
+            .undelete_company(&request.name, &request.etag, &actor)
+            .await?;
+        Ok(Response::new(company_to_proto(company)))
+    }
+
     async fn create_note(&self, request: Request<pb::CreateNoteRequest>) -> RpcResult<pb::Note> {
         let actor = actor(&request);
         let request = request.into_inner();

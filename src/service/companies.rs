@@ -379,6 +379,39 @@ impl super::CustomerService {
         })
         .await
     }
+
+    /// Restores a soft-deleted company (AIP-164).
+    pub async fn undelete_company(&self, name: &str, etag: &str, actor: &str) -> Result<Company> {
+        let name = CompanyName::parse("name", name)?;
+        let etag = etag.to_owned();
+        let actor = actor.to_owned();
+        self.write(async move |conn| {
+            let row = queries::find_for_update(conn, name.id())
+                .await?
+                .ok_or_else(|| Error::not_found(COMPANY_TYPE, name))?;
+            let current = Company::try_from(row)?;
+            if !current.is_deleted() {
+                return Err(Error::AlreadyExists {
+                    message: format!("{name} is not deleted"),
+                    reason: reason::COMPANY_NOT_DELETED,
+                    resource_type: COMPANY_TYPE,
+                    resource_name: name.to_string(),
+                });
+            }
+            super::check_etag_of(&name.to_string(), COMPANY_TYPE, &current.etag(), &etag)?;
+            let row = queries::restore(conn, current.id, &actor)
+                .await
+                .map_err(business_id_conflict)?;
+            let company = Company::try_from(row)?;
+            let origin = Origin {
+                actor: &actor,
+                request_id: None,
+            };
+            record_company(conn, EventType::CompanyUndeleted, &company, None, origin).await?;
+            Ok(company)
+        })
+        .await
+    }
 }
 
 /// The live company, locked for this transaction, after checking the etag.

@@ -32,6 +32,8 @@ pub mod reason {
     pub const EMAIL_ALREADY_EXISTS: &str = "EMAIL_ALREADY_EXISTS";
     /// Undelete of a customer that is not deleted.
     pub const NOT_DELETED: &str = "CUSTOMER_NOT_DELETED";
+    /// UndeleteCompany of a company that is not deleted.
+    pub const COMPANY_NOT_DELETED: &str = "COMPANY_NOT_DELETED";
     /// The supplied etag is not the current one.
     pub const ETAG_MISMATCH: &str = "ETAG_MISMATCH";
     /// A write to a soft-deleted customer, or any call on the notes of one.

@@ -1088,6 +1088,115 @@ async fn customers_of_a_company_are_listed_by_status_in_family_name_order() {
     assert_invalid(&status, "INVALID_FIELDS", &["parent"]);
 }
 
+async fn undelete_company(
+    app: &TestApp,
+    name: &str,
+    etag: &str,
+) -> Result<pb::Company, tonic::Status> {
+    app.client
+        .clone()
+        .undelete_company(pb::UndeleteCompanyRequest {
+            name: name.into(),
+            etag: etag.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_deleted_company_comes_back_unless_its_business_id_was_taken() {
+    let app = TestApp::spawn().await;
+    let acme = create_company(
+        &app,
+        pb::Company {
+            business_id: "GB-1".into(),
+            ..company("Acme")
+        },
+    )
+    .await
+    .unwrap();
+    let status = undelete_company(&app, &acme.name, "").await.unwrap_err();
+    assert_reason(&status, Code::AlreadyExists, "COMPANY_NOT_DELETED");
+    let deleted = delete_company(&app, &acme.name, false).await.unwrap();
+    // While Acme is deleted its business id is free, and another company takes it.
+    let heir = create_company(
+        &app,
+        pb::Company {
+            business_id: "GB-1".into(),
+            ..company("Acme Heir")
+        },
+    )
+    .await
+    .unwrap();
+    let status = undelete_company(&app, &acme.name, "").await.unwrap_err();
+    assert_reason(&status, Code::AlreadyExists, "BUSINESS_ID_ALREADY_EXISTS");
+    let still = app
+        .client
+        .clone()
+        .get_company(pb::GetCompanyRequest {
+            name: acme.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still, deleted, "a refused undelete changes nothing");
+
+    delete_company(&app, &heir.name, false).await.unwrap();
+    let status = undelete_company(&app, &acme.name, &acme.etag)
+        .await
+        .unwrap_err();
+    assert_reason(&status, Code::Aborted, "ETAG_MISMATCH");
+    let restored = undelete_company(&app, &acme.name, &deleted.etag)
+        .await
+        .unwrap();
+    assert_eq!(restored.delete_time, None);
+    assert_eq!(restored.business_id, "GB-1");
+    assert_eq!(restored.etag, "W/\"3\"");
+    // Live again: customers may refer to it.
+    let customer = member(&app, &acme.name, "Ann", "Able", CustomerStatus::Active).await;
+    assert_eq!(customer.company, acme.name);
+
+    let status = undelete_company(&app, &format!("companies/{}", Uuid::now_v7()), "")
+        .await
+        .unwrap_err();
+    assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
+    let status = undelete_company(&app, "customers/x", "").await.unwrap_err();
+    assert_invalid(&status, "INVALID_FIELDS", &["name"]);
+
+    let events = list_all(&app, "customers/-", "").await;
+    let acme_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e.resource == acme.name)
+        .map(kind)
+        .collect();
+    assert_eq!(
+        acme_events,
+        ["company_created", "company_deleted", "company_undeleted"]
+    );
+    let undeleted = events
+        .iter()
+        .find(|e| kind(e) == "company_undeleted")
+        .unwrap();
+    assert_eq!(undeleted.sequence, 3);
+    let Some(Kind::CompanyUndeleted(change)) = &undeleted.kind else {
+        panic!("{undeleted:?}");
+    };
+    assert_eq!(change.company.as_ref(), Some(&restored));
+
+    // Over REST: POST …:undelete, 200 with the company; again is 409 ALREADY_EXISTS.
+    delete_company(&app, &acme.name, true).await.unwrap();
+    let path = format!("/v1/{}:undelete", acme.name);
+    let (status, headers, body) = call(&app, false, Method::POST, &path, Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deleteTime"], serde_json::Value::Null);
+    assert_eq!(headers["etag"], "W/\"5\"");
+    let (status, _, error) = call(&app, false, Method::POST, &path, Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error_reason(&error), "COMPANY_NOT_DELETED");
+    // The customer a forced delete detached stays detached.
+    assert_eq!(get_customer(&app, &customer.name).await.company, "");
+}
+
 #[tokio::test]
 async fn company_changes_are_recorded_as_company_events() {
     let app = TestApp::spawn().await;

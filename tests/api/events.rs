@@ -53,6 +53,7 @@ pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
         Some(Kind::CompanyCreated(_)) => "company_created",
         Some(Kind::CompanyUpdated(_)) => "company_updated",
         Some(Kind::CompanyDeleted(_)) => "company_deleted",
+        Some(Kind::CompanyUndeleted(_)) => "company_undeleted",
         Some(Kind::NoteAdded(_)) => "note_added",
         Some(Kind::NoteUpdated(_)) => "note_updated",
         Some(Kind::NoteDeleted(_)) => "note_deleted",

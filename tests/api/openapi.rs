@@ -55,6 +55,7 @@ fn the_document_describes_exactly_the_served_routes() {
             ("PATCH", "/v1/customers/{customer}"),
             ("PATCH", "/v1/customers/{customer}/notes/{note}"),
             ("POST", "/v1/companies"),
+            ("POST", "/v1/companies/{company}:undelete"),
             ("POST", "/v1/customers"),
             ("POST", "/v1/customers/{customer}/notes"),
             ("POST", "/v1/customers/{customer}:undelete"),

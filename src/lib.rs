@@ -23,6 +23,7 @@
 //! - [`http_client`]: the minimal outbound HTTP(S) `GET` used for JWKS and the registry.
 //! - [`config`]: flags and environment.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
+//! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod db;
 pub mod domain;
 pub mod grpc;
 pub mod http_client;
+pub mod metrics;
 pub mod redact;
 pub mod registry;
 pub mod relay;

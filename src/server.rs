@@ -48,6 +48,7 @@ use crate::{
     config::ServeSettings,
     db,
     grpc::{CustomerApi, deadline::DeadlineLayer},
+    metrics::{Metrics, MetricsLayer, Snapshot},
     pb::customer_service_server::CustomerServiceServer,
     relay::{Relay, RelayStatus},
     service::{CustomerService, page_token::PageTokens},
@@ -296,11 +297,18 @@ fn router(
     // Overload is shed first (cheapest), then the caller is identified, scoped and rate
     // limited.
     let rate_limits = RateLimits::new(settings.rate_limit_rps, settings.rate_limit_burst);
-    let customers = ConcurrencyLimitLayer::new(settings.max_concurrent_requests).layer(
-        AuthLayer::new(authenticator.clone(), rate_limits).layer(
-            CustomerServiceServer::new(CustomerApi::new(service.clone()))
-                .max_decoding_message_size(settings.max_request_bytes)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+    // Metrics outermost: shed and refused calls count too.
+    let metrics = Arc::new(Metrics::new(
+        FILE_DESCRIPTOR_SET,
+        &[<CustomerServiceServer<CustomerApi> as NamedService>::NAME],
+    ));
+    let customers = MetricsLayer::new(metrics.clone()).layer(
+        ConcurrencyLimitLayer::new(settings.max_concurrent_requests).layer(
+            AuthLayer::new(authenticator.clone(), rate_limits).layer(
+                CustomerServiceServer::new(CustomerApi::new(service.clone()))
+                    .max_decoding_message_size(settings.max_request_bytes)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            ),
         ),
     );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -339,33 +347,57 @@ fn router(
             "/healthz/events",
             get({
                 let service = service.clone();
+                let relay = relay.clone();
                 move || event_health(service.clone(), relay.clone())
             }),
         )
         .route("/readyz", get(readyz))
-                .route(
+        .route(
+            "/metrics",
+            get({
+                let service = service.clone();
+                let authenticator = authenticator.clone();
+                let relay = relay.clone();
+                let pool_max = settings.database.pool_size.max(1);
+                move |headers: http::HeaderMap| {
+                    let (service, authenticator) = (service.clone(), authenticator.clone());
+                    let (metrics, relay) = (metrics.clone(), relay.clone());
+                    async move {
+                        if !docs_allowed(protect_docs, &authenticator, &headers).await {
+                            return docs_unauthorized();
+                        }
+                        let (connections, idle) = service.pool_state();
+                        let text = metrics.render(Snapshot {
+                            pool_connections: connections,
+                            pool_idle: idle,
+                            pool_max,
+                            relay: relay.map(|relay| (relay.connected(), relay.published())),
+                        });
+                        (
+                            StatusCode::OK,
+                            [
+                                (
+                                    header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                ),
+                                (header::CACHE_CONTROL, "no-cache"),
+                            ],
+                            Bytes::from(text),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
             "/openapi.json",
             get(move |headers: http::HeaderMap| {
                 let openapi = openapi.clone();
                 let authenticator = authenticator.clone();
                 async move {
-                    if protect_docs {
-                        let allowed = authenticator
-                            .authenticate(&headers)
-                            .await
-                            .is_ok_and(|caller| caller.has(scopes::READ));
-                        if !allowed {
-                            return (
-                                StatusCode::UNAUTHORIZED,
-                                                                [
-                                    (header::CONTENT_TYPE, "application/json"),
-                                    (header::WWW_AUTHENTICATE, r#"Bearer realm="customer-api""#),
-                                ],
-                                Bytes::from_static(b"{\"error\":{\"code\":401,\"status\":\"UNAUTHENTICATED\",\"message\":\"a customers.read credential is required\",\"details\":[]}}"),
-                            );
-                        }
+                    if !docs_allowed(protect_docs, &authenticator, &headers).await {
+                        return docs_unauthorized();
                     }
-                                        (
+                    (
                         StatusCode::OK,
                         [
                             (header::CONTENT_TYPE, "application/json"),
@@ -382,6 +414,34 @@ fn router(
         Some(cors) => router.layer(cors),
         None => router,
     })
+}
+
+/// Whether a request may read `/openapi.json` and `/metrics`: always, unless `protect` (the
+/// `PROTECT_DOCS` setting) asks for a `customers.read` credential.
+async fn docs_allowed(
+    protect: bool,
+    authenticator: &Authenticator,
+    headers: &http::HeaderMap,
+) -> bool {
+    !protect
+        || authenticator
+            .authenticate(headers)
+            .await
+            .is_ok_and(|caller| caller.has(scopes::READ))
+}
+
+/// The 401 of a protected document, in the AIP-193 shape of every other error.
+fn docs_unauthorized() -> (StatusCode, [(header::HeaderName, &'static str); 2], Bytes) {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::WWW_AUTHENTICATE, r#"Bearer realm="customer-api""#),
+        ],
+        Bytes::from_static(
+            br#"{"error":{"code":401,"status":"UNAUTHENTICATED","message":"a customers.read credential is required","details":[]}}"#,
+        ),
+    )
 }
 
 /// The REST gateway over this service's descriptors (routes from `google.api.http`).

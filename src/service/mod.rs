@@ -531,6 +531,12 @@ impl CustomerService {
         .await
     }
 
+    /// The connections the pool holds and how many of them are idle (for metrics).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
     /// Whether the database answers (for health checks).
     pub async fn ping(&self) -> Result<()> {
         use diesel_async::RunQueryDsl;

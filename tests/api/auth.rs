@@ -776,17 +776,23 @@ async fn reflection_and_openapi_can_be_put_behind_authentication() {
     );
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let get = |authorization: Option<String>| {
-        let mut request = http::Request::get(format!("http://{}/openapi.json", app.addr));
-        if let Some(value) = authorization {
-            request = request.header("authorization", value);
-        }
-        client.request(request.body(Full::new(Bytes::new())).unwrap())
-    };
-    let response = get(None).await.unwrap();
-    assert_eq!(response.status(), 401);
-    assert!(response.headers().contains_key("www-authenticate"));
-    assert_eq!(get(Some(app.bearer())).await.unwrap().status(), 200);
+    for path in ["/openapi.json", "/metrics"] {
+        let get = |authorization: Option<String>| {
+            let mut request = http::Request::get(format!("http://{}{path}", app.addr));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            client.request(request.body(Full::new(Bytes::new())).unwrap())
+        };
+        let response = get(None).await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(response.headers().contains_key("www-authenticate"));
+        assert_eq!(
+            get(Some(app.bearer())).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
 
     // Health checks stay open whatever the setting.
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());

@@ -14,6 +14,7 @@ mod delete;
 mod events;
 mod helpers;
 mod list;
+mod metrics;
 mod notes;
 mod openapi;
 mod privacy;

@@ -1,0 +1,442 @@
+//! Prometheus metrics, served as OpenMetrics text at `GET /metrics`.
+//!
+//! The RPC metrics follow the names of go-grpc-prometheus / grpc-ecosystem, so the dashboards
+//! and alerts people already have for gRPC services work unchanged:
+//!
+//! - `grpc_server_started_total{grpc_service, grpc_method, grpc_type}`
+//! - `grpc_server_handled_total{…, grpc_code}` (`OK`, `NotFound`, `Unauthenticated`, …)
+//! - `grpc_server_handling_seconds{…}`: a histogram of the time from the request to its
+//!   status (for a server stream, to its end)
+//!
+//! They are taken by [`MetricsLayer`] around the CustomerService stack itself, outside load
+//! shedding and authentication, so every call counts whatever its transport (gRPC, gRPC-web,
+//! or REST through the gateway's in-process call) and whatever its fate (shed, refused,
+//! failed). The status is read where gRPC puts it: the response headers of a trailers-only
+//! answer, else the trailers at the end of the body; a body dropped before its trailers (the
+//! client went away) counts as `Canceled`. Methods are labelled only when they are methods of
+//! the service (from the descriptors), so unknown paths cannot grow the label set.
+//!
+//! Also: `customer_api_db_pool_connections{state="idle"|"in_use"}` and
+//! `customer_api_db_pool_max_connections`, read at scrape time, and the NATS relay's
+//! `customer_api_events_published_total` and `customer_api_events_relay_connected`.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use tonic::{Code, Status, body::Body, server::NamedService};
+use tower::{Layer, Service};
+
+/// Which RPC a call is.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Method {
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_type: &'static str,
+}
+
+/// An RPC and how it ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Handled {
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_type: &'static str,
+    grpc_code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolState {
+    state: &'static str,
+}
+
+/// The metrics of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `/package.Service/Method` -> labels, for every method of the metered services.
+    methods: HashMap<String, Method>,
+    started: Family<Method, Counter>,
+    handled: Family<Handled, Counter>,
+    handling: Family<Method, Histogram>,
+    pool_connections: Family<PoolState, Gauge>,
+    pool_max: Gauge,
+}
+
+/// What the scrape reads from the rest of the process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    /// Connections the pool holds, and how many of them are idle.
+    pub pool_connections: u32,
+    /// Idle connections.
+    pub pool_idle: u32,
+    /// The pool's maximum size.
+    pub pool_max: u32,
+    /// The NATS relay, when one is configured: connected, events published.
+    pub relay: Option<(bool, u64)>,
+}
+
+impl Metrics {
+    /// Metrics for the methods of `services` (fully qualified names) in `descriptors` (an
+    /// encoded `FileDescriptorSet`).
+    pub fn new(descriptors: &[u8], services: &[&str]) -> Self {
+        let mut methods = HashMap::new();
+        if let Ok(pool) = prost_reflect::DescriptorPool::decode(descriptors) {
+            for service in services
+                .iter()
+                .filter_map(|name| pool.get_service_by_name(name))
+            {
+                // Leaked once per method at start-up: label values must be 'static to be
+                // cheap to clone on every call, and the set is fixed by the proto.
+                let service_name: &'static str = leak(service.full_name());
+                for method in service.methods() {
+                    let grpc_type =
+                        match (method.is_client_streaming(), method.is_server_streaming()) {
+                            (false, false) => "unary",
+                            (false, true) => "server_stream",
+                            (true, false) => "client_stream",
+                            (true, true) => "bidi_stream",
+                        };
+                    methods.insert(
+                        format!("/{}/{}", service.full_name(), method.name()),
+                        Method {
+                            grpc_service: service_name,
+                            grpc_method: leak(method.name()),
+                            grpc_type,
+                        },
+                    );
+                }
+            }
+        }
+        Self {
+            methods,
+            started: Family::default(),
+            handled: Family::default(),
+            // 1 ms … ~16 s in doublings.
+            handling: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
+            pool_connections: Family::default(),
+            pool_max: Gauge::default(),
+        }
+    }
+
+    /// The OpenMetrics text of every metric, with the scrape-time values of `snapshot`.
+    pub fn render(&self, snapshot: Snapshot) -> String {
+        let in_use = snapshot.pool_connections.saturating_sub(snapshot.pool_idle);
+        self.pool_connections
+            .get_or_create(&PoolState { state: "idle" })
+            .set(i64::from(snapshot.pool_idle));
+        self.pool_connections
+            .get_or_create(&PoolState { state: "in_use" })
+            .set(i64::from(in_use));
+        self.pool_max.set(i64::from(snapshot.pool_max));
+
+        let mut registry = Registry::default();
+        registry.register(
+            "grpc_server_started",
+            "RPCs started on the server",
+            self.started.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code",
+            self.handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Time from the request to the status of each RPC",
+            self.handling.clone(),
+        );
+        registry.register(
+            "customer_api_db_pool_connections",
+            "PostgreSQL connections held by the pool, idle or in use",
+            self.pool_connections.clone(),
+        );
+        registry.register(
+            "customer_api_db_pool_max_connections",
+            "The pool's maximum number of PostgreSQL connections",
+            self.pool_max.clone(),
+        );
+        if let Some((connected, published)) = snapshot.relay {
+            registry.register(
+                "customer_api_events_relay_connected",
+                "Whether the NATS relay is connected (1) or not (0)",
+                ConstGauge::new(i64::from(connected)),
+            );
+            registry.register(
+                "customer_api_events_published",
+                "Events this process published to NATS JetStream",
+                ConstCounter::new(published),
+            );
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+
+    fn start(self: &Arc<Self>, path: &str) -> Option<Call> {
+        let method = self.methods.get(path)?.clone();
+        self.started.get_or_create(&method).inc();
+        Some(Call {
+            metrics: Arc::clone(self),
+            method,
+            start: Instant::now(),
+        })
+    }
+}
+
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
+
+/// One metered call, until its status is known.
+#[derive(Debug)]
+struct Call {
+    metrics: Arc<Metrics>,
+    method: Method,
+    start: Instant,
+}
+
+impl Call {
+    fn finish(self, code: Code) {
+        let Method {
+            grpc_service,
+            grpc_method,
+            grpc_type,
+        } = self.method;
+        self.metrics
+            .handled
+            .get_or_create(&Handled {
+                grpc_service,
+                grpc_method,
+                grpc_type,
+                grpc_code: code_name(code),
+            })
+            .inc();
+        self.metrics
+            .handling
+            .get_or_create(&self.method)
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// The code as go-grpc-prometheus labels it (Go's `codes.Code.String()`).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The `grpc-status` in `headers`, if there is one.
+fn status_code(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?;
+    let number = value.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(number))
+}
+
+/// Meters the calls of the service it wraps (see the module docs).
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Metered<S>;
+
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct Metered<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: NamedService> NamedService for Metered<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<Request<B>> for Metered<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let call = self.metrics.start(request.uri().path());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let Some(call) = call else {
+                return Ok(response);
+            };
+            // Trailers-only: the status came with the headers.
+            if let Some(code) = status_code(response.headers()) {
+                call.finish(code);
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                Body::new(MeteredBody {
+                    inner: body,
+                    call: Some(call),
+                })
+            }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that finishes its call's metrics when the trailers go by.
+    struct MeteredBody {
+        #[pin]
+        inner: Body,
+        call: Option<Call>,
+    }
+
+    impl PinnedDrop for MeteredBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.finish(Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(call) = this.call.take()
+                {
+                    call.finish(status_code(trailers).unwrap_or(Code::Unknown));
+                }
+            }
+            Some(Err(status)) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(status.code());
+                }
+            }
+            // The end without trailers: gRPC always sends a status, so this is a broken call.
+            None => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::Unknown);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_come_from_the_descriptors_and_codes_read_like_go() {
+        let metrics = Arc::new(Metrics::new(
+            crate::FILE_DESCRIPTOR_SET,
+            &["customer.v1.CustomerService"],
+        ));
+        let get = metrics
+            .start("/customer.v1.CustomerService/GetCustomer")
+            .unwrap();
+        assert_eq!(get.method.grpc_type, "unary");
+        get.finish(Code::NotFound);
+        let watch = metrics
+            .start("/customer.v1.CustomerService/WatchCustomerEvents")
+            .unwrap();
+        assert_eq!(watch.method.grpc_type, "server_stream");
+        watch.finish(Code::Cancelled);
+        assert!(metrics.start("/customer.v1.CustomerService/Nope").is_none());
+        assert!(metrics.start("/other.Service/GetCustomer").is_none());
+
+        let text = metrics.render(Snapshot {
+            pool_connections: 3,
+            pool_idle: 1,
+            pool_max: 10,
+            relay: Some((true, 7)),
+        });
+        for line in [
+            r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
+            r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="WatchCustomerEvents",grpc_type="server_stream",grpc_code="Canceled"} 1"#,
+            r#"grpc_server_started_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary"} 1"#,
+            r#"customer_api_db_pool_connections{state="idle"} 1"#,
+            r#"customer_api_db_pool_connections{state="in_use"} 2"#,
+            "customer_api_db_pool_max_connections 10",
+            "customer_api_events_relay_connected 1",
+            "customer_api_events_published_total 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

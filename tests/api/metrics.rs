@@ -1,0 +1,187 @@
+//! `GET /metrics`: every CustomerService call counted once by method and status code, whatever
+//! the transport, with the pool's state.
+
+use bytes::Bytes;
+use customer_api::pb;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::json;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::{
+    helpers::{TestApp, eventually},
+    rest::call,
+};
+
+/// The metrics text, after checking the status and content type.
+async fn scrape(app: &TestApp) -> String {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::get(format!("http://{}/metrics", app.addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of the sample `name{labels}` (labels as written by the encoder), if present.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.parse().unwrap())
+}
+
+fn rpc(method: &str, kind: &str) -> String {
+    format!(
+        r#"grpc_service="customer.v1.CustomerService",grpc_method="{method}",grpc_type="{kind}""#
+    )
+}
+
+fn handled(method: &str, kind: &str, code: &str) -> String {
+    format!(r#"{},grpc_code="{code}""#, rpc(method, kind))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
+    let app = TestApp::spawn_with(|s| s.database.pool_size = 7).await;
+    let before = scrape(&app).await;
+    assert!(
+        before
+            .lines()
+            .any(|line| line == "customer_api_db_pool_max_connections 7"),
+        "{before}"
+    );
+
+    // gRPC: one found, one missing, one refused before the service.
+    let created = app.create("Ann", "Able").await;
+    let mut client = app.client.clone();
+    client
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .unwrap();
+    let missing = client
+        .get_customer(pb::GetCustomerRequest {
+            name: format!("customers/{}", Uuid::now_v7()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let refused = app
+        .client_with(Some("Bearer not-a-token"))
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // REST, through the gateway's in-process call: a creation and a validation error.
+    let body = json!({"givenName": "Bob", "familyName": "Baker", "email": "bob@example.com"});
+    let (status, _, _) = call(
+        &app,
+        false,
+        Method::POST,
+        "/v1/customers",
+        Some(&body.to_string()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, _) = call(&app, true, Method::POST, "/v1/customers", Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let text = scrape(&app).await;
+    let counts = [
+        (handled("CreateCustomer", "unary", "OK"), 2.0),
+        (handled("CreateCustomer", "unary", "InvalidArgument"), 1.0),
+        (handled("GetCustomer", "unary", "OK"), 1.0),
+        (handled("GetCustomer", "unary", "NotFound"), 1.0),
+        (handled("GetCustomer", "unary", "Unauthenticated"), 1.0),
+    ];
+    for (labels, expected) in &counts {
+        assert_eq!(
+            sample(&text, "grpc_server_handled_total", labels),
+            Some(*expected),
+            "{labels}\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_started_total",
+            &rpc("GetCustomer", "unary")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_handling_seconds_count",
+            &rpc("CreateCustomer", "unary")
+        ),
+        Some(3.0)
+    );
+    // Nothing else was called.
+    let handled_lines = text
+        .lines()
+        .filter(|line| line.starts_with("grpc_server_handled_total{"))
+        .count();
+    assert_eq!(handled_lines, counts.len(), "{text}");
+    let in_use = sample(
+        &text,
+        "customer_api_db_pool_connections",
+        r#"state="in_use""#,
+    );
+    let idle = sample(&text, "customer_api_db_pool_connections", r#"state="idle""#);
+    assert!(
+        in_use.is_some() && idle.is_some_and(|idle| idle >= 1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_the_client_drops_counts_as_canceled_when_it_ends() {
+    let app = TestApp::spawn().await;
+    let stream = app
+        .client
+        .clone()
+        .watch_customer_events(pb::WatchCustomerEventsRequest {
+            parent: "customers/-".into(),
+            start_after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = sample(
+        &scrape(&app).await,
+        "grpc_server_started_total",
+        &rpc("WatchCustomerEvents", "server_stream"),
+    );
+    assert_eq!(started, Some(1.0));
+    // Still running: no status yet.
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &handled("WatchCustomerEvents", "server_stream", "Canceled")
+        ),
+        None,
+        "{text}"
+    );
+    drop(stream);
+    let labels = handled("WatchCustomerEvents", "server_stream", "Canceled");
+    eventually("the dropped watch is counted", || async {
+        sample(&scrape(&app).await, "grpc_server_handled_total", &labels) == Some(1.0)
+    })
+    .await;
+}

@@ -88,6 +88,7 @@ impl Worker for GetGrpc {
     async fn call(&mut self) -> Result<(), String> {
         let request = self.grpc.request(pb::GetCustomerRequest {
             name: seeded_name(self.rng.row(self.rows)),
+            ..Default::default()
         });
         self.grpc
             .client()
@@ -109,6 +110,7 @@ impl Worker for GetGrpcWeb {
     async fn call(&mut self) -> Result<(), String> {
         let request = pb::GetCustomerRequest {
             name: seeded_name(self.rng.row(self.rows)),
+            ..Default::default()
         };
         self.http
             .grpc_web::<_, pb::Customer>("/customer.v1.CustomerService/GetCustomer", &request)
@@ -363,7 +365,10 @@ impl Update {
             Err(status) => {
                 // Learn the current etag so one failure does not turn into a stream of
                 // ABORTED answers.
-                let get = self.grpc.request(pb::GetCustomerRequest { name });
+                let get = self.grpc.request(pb::GetCustomerRequest {
+                    name,
+                    ..Default::default()
+                });
                 if let Ok(current) = self.grpc.client().get_customer(get).await {
                     self.rows[slot].1 = current.into_inner().etag;
                 }

@@ -1737,13 +1737,13 @@ mod tests {
                 "Idempotency-Key"
             ]
         );
-        // GET has neither an etag nor a request id to fill in.
+        // GET has neither an etag nor a request id to fill in; `view` is an enum parameter.
+        let get = &doc["paths"]["/v1/customers/{customer}"]["get"];
+        assert_eq!(get["parameters"].as_array().unwrap().len(), 2);
+        assert_eq!(parameter(get, "view")["in"], "query");
         assert_eq!(
-            doc["paths"]["/v1/customers/{customer}"]["get"]["parameters"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
+            parameter(get, "view")["schema"]["enum"],
+            json!(["CUSTOMER_VIEW_UNSPECIFIED", "BASIC", "FULL"])
         );
     }
 

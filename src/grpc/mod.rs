@@ -66,8 +66,16 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
-        let customer = self.service.get(&request.get_ref().name).await?;
-        Ok(Response::new(to_proto(customer)))
+        let request = request.get_ref();
+        if request.view() != pb::CustomerView::Full {
+            let customer = self.service.get(&request.name).await?;
+            return Ok(Response::new(to_proto(customer)));
+        }
+        let (customer, business) = self.service.get_full(&request.name).await?;
+        Ok(Response::new(pb::Customer {
+            business_info: business.map(business_to_proto),
+            ..to_proto(customer)
+        }))
     }
 
     async fn batch_get_customers(
@@ -457,6 +465,7 @@ pub fn to_proto(customer: Customer) -> pb::Customer {
         create_time: Some(timestamp(customer.create_time)),
         update_time: Some(timestamp(customer.update_time)),
         delete_time: customer.delete_time.map(timestamp),
+        business_info: None,
     }
 }
 

@@ -223,6 +223,25 @@ impl CustomerService {
         Ok(Customer::try_from(row)?)
     }
 
+    /// GetCustomer with the FULL view: the customer and its business as the registry reports
+    /// it — none when the customer has no business id or the registry does not know it. A
+    /// registry that cannot answer fails the call (UNAVAILABLE, with a retry delay): the
+    /// caller asked for the registry's data and can fall back to the BASIC view.
+    pub async fn get_full(
+        &self,
+        name: &str,
+    ) -> Result<(Customer, Option<crate::registry::BusinessInfo>)> {
+        let customer = self.get(name).await?;
+        let Some(business_id) = customer.data.business_id.clone() else {
+            return Ok((customer, None));
+        };
+        match self.registry.lookup(&business_id).await {
+            Ok(info) => Ok((customer, Some(info))),
+            Err(crate::registry::RegistryError::NotFound) => Ok((customer, None)),
+            Err(error) => Err(error.into_service_error(&business_id)),
+        }
+    }
+
     /// Returns the named customers in request order; NOT_FOUND if any is missing.
     pub async fn batch_get(&self, names: &[String]) -> Result<Vec<Customer>> {
         let mut violations = Violations::new();

@@ -638,6 +638,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -655,7 +656,8 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
         app.client
             .clone()
             .get_customer(pb::GetCustomerRequest {
-                name: customer.name
+                name: customer.name,
+                ..Default::default()
             })
             .await
             .is_ok()

@@ -9,6 +9,7 @@ use std::sync::{
 use customer_api::{pb, registry::UrlTemplate};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -119,4 +120,139 @@ async fn business_info_without_a_registry_is_failed_precondition() {
     let app = TestApp::spawn().await;
     let status = lookup(&app, "businesses/GB-1").await.unwrap_err();
     assert_reason(&status, Code::FailedPrecondition, "REGISTRY_NOT_CONFIGURED");
+}
+
+/// A customer with `business_id`.
+async fn customer_of(app: &TestApp, business_id: &str) -> pb::Customer {
+    let mut customer = crate::helpers::new_customer("Ann", "Able");
+    customer.business_id = business_id.into();
+    app.client
+        .clone()
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(customer),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn get(
+    app: &TestApp,
+    name: &str,
+    view: pb::CustomerView,
+) -> Result<pb::Customer, tonic::Status> {
+    app.client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: name.into(),
+            view: view as i32,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn the_full_view_embeds_the_registry_record_of_the_business_id() {
+    let (url, requests) = registry().await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.registry.url = Some(UrlTemplate::parse(&url).unwrap());
+    })
+    .await;
+    let known = customer_of(&app, "GB-1").await;
+    let unknown = customer_of(&app, "GB-404").await;
+    let without = customer_of(&app, "").await;
+
+    // BASIC (and unspecified) never asks the registry.
+    for view in [pb::CustomerView::Unspecified, pb::CustomerView::Basic] {
+        let basic = get(&app, &known.name, view).await.unwrap();
+        assert_eq!(basic, known);
+        assert_eq!(basic.business_info, None);
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+
+    let full = get(&app, &known.name, pb::CustomerView::Full)
+        .await
+        .unwrap();
+    let info = full.business_info.clone().unwrap();
+    assert_eq!(info.name, "businesses/GB-1");
+    assert_eq!(info.legal_name, "Acme Widgets Ltd");
+    assert_eq!(
+        pb::Customer {
+            business_info: None,
+            ..full
+        },
+        known,
+        "the rest is the stored customer"
+    );
+    // A business the registry does not know, and no business id at all: no business_info.
+    let full = get(&app, &unknown.name, pb::CustomerView::Full)
+        .await
+        .unwrap();
+    assert_eq!(full.business_info, None);
+    let full = get(&app, &without.name, pb::CustomerView::Full)
+        .await
+        .unwrap();
+    assert_eq!(full.business_info, None);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "GB-1, GB-404; none for no id"
+    );
+
+    // REST: `?view=FULL` (cached by now), and every customer JSON has the field.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    for (query, legal_name) in [("?view=FULL", json!("Acme Widgets Ltd")), ("", json!(null))] {
+        let request = http::Request::get(format!("http://{}/v1/{}{query}", app.addr, known.name))
+            .header("authorization", app.bearer())
+            .body(Empty::new())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let got = if legal_name.is_null() {
+            json["businessInfo"].clone()
+        } else {
+            json["businessInfo"]["legalName"].clone()
+        };
+        assert_eq!(got, legal_name, "{query}: {json}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+
+    // A missing customer is NOT_FOUND before any registry call.
+    let status = get(
+        &app,
+        &format!("customers/{}", uuid::Uuid::now_v7()),
+        pb::CustomerView::Full,
+    )
+    .await
+    .unwrap_err();
+    assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_full_view_is_unavailable_while_the_registry_is() {
+    // A port nothing listens on: every attempt is refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let app = TestApp::spawn_with(|settings| {
+        settings.registry.url = Some(
+            UrlTemplate::parse(&format!("http://{addr}/v1/companies/{{business_id}}")).unwrap(),
+        );
+    })
+    .await;
+    let customer = customer_of(&app, "GB-1").await;
+    let status = get(&app, &customer.name, pb::CustomerView::Full)
+        .await
+        .unwrap_err();
+    assert_reason(&status, Code::Unavailable, "REGISTRY_UNAVAILABLE");
+    // The BASIC view does not depend on the registry.
+    assert_eq!(
+        get(&app, &customer.name, pb::CustomerView::Basic)
+            .await
+            .unwrap(),
+        customer
+    );
 }

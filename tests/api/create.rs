@@ -63,6 +63,7 @@ async fn create_returns_the_stored_customer_with_server_fields() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

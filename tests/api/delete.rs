@@ -57,6 +57,7 @@ async fn delete_is_soft_get_still_answers_and_list_hides_it() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: gone.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

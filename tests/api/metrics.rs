@@ -66,12 +66,14 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
     client
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
     let missing = client
         .get_customer(pb::GetCustomerRequest {
             name: format!("customers/{}", Uuid::now_v7()),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -80,6 +82,7 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
         .client_with(Some("Bearer not-a-token"))
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -192,7 +192,10 @@ async fn crud_run() -> Vec<String> {
         .into_inner();
     let name = created.name.clone();
     let got = client
-        .get_customer(pb::GetCustomerRequest { name: name.clone() })
+        .get_customer(pb::GetCustomerRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -310,7 +313,10 @@ async fn crud_run() -> Vec<String> {
     }
     for bad_name in [format!("customers/{NEW_EMAIL}"), NEW_PHONE.to_owned()] {
         let status = client
-            .get_customer(pb::GetCustomerRequest { name: bad_name })
+            .get_customer(pb::GetCustomerRequest {
+                name: bad_name,
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -386,7 +392,10 @@ async fn crud_run() -> Vec<String> {
         .await
         .unwrap();
     let internal = client
-        .get_customer(pb::GetCustomerRequest { name: name.clone() })
+        .get_customer(pb::GetCustomerRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(internal.code(), Code::Internal, "{internal:?}");

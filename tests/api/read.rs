@@ -13,7 +13,10 @@ async fn get_of_a_missing_customer_is_not_found_with_resource_info() {
     let status = app
         .client
         .clone()
-        .get_customer(pb::GetCustomerRequest { name: name.clone() })
+        .get_customer(pb::GetCustomerRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
 
@@ -35,7 +38,10 @@ async fn get_with_a_malformed_name_is_invalid_argument() {
         let status = app
             .client
             .clone()
-            .get_customer(pb::GetCustomerRequest { name: name.into() })
+            .get_customer(pb::GetCustomerRequest {
+                name: name.into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_invalid(&status, "INVALID_FIELDS", &["name"]);
@@ -156,6 +162,7 @@ async fn a_corrupt_row_is_internal_with_a_reference_and_no_detail() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

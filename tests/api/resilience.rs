@@ -33,6 +33,7 @@ async fn assert_the_write_outlived_its_caller(app: &TestApp, name: &str, given_n
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: name.to_owned(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -127,6 +128,7 @@ async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -146,6 +148,7 @@ async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -184,6 +187,7 @@ async fn an_exhausted_pool_answers_unavailable_after_the_checkout_timeout() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -123,6 +123,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
         assert_eq!(created["address"]["region"], "");
         assert_eq!(created["phone"], "");
         assert_eq!(created["deleteTime"], Json::Null);
+        assert_eq!(created["businessInfo"], Json::Null);
         assert!(created["createTime"].as_str().unwrap().ends_with('Z'));
         let mut keys: Vec<&str> = created
             .as_object()
@@ -136,6 +137,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
             [
                 "address",
                 "businessId",
+                "businessInfo",
                 "company",
                 "createTime",
                 "deleteTime",

@@ -299,6 +299,7 @@ async fn grpc_and_rest_are_served_over_tls() {
         .clone()
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -125,7 +125,10 @@ async fn grpc_web_binary_over_http1_creates_and_reads() {
 async fn grpc_web_text_carries_errors_with_details_in_trailers() {
     let app = TestApp::spawn().await;
     let name = format!("customers/{}", uuid::Uuid::now_v7());
-    let body = STANDARD.encode(frame(&pb::GetCustomerRequest { name: name.clone() }));
+    let body = STANDARD.encode(frame(&pb::GetCustomerRequest {
+        name: name.clone(),
+        ..Default::default()
+    }));
 
     let (parts, body) = grpc_web(
         &app,

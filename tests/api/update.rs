@@ -170,7 +170,10 @@ async fn invalid_values_are_rejected_and_nothing_changes() {
     let unchanged = app
         .client
         .clone()
-        .get_customer(pb::GetCustomerRequest { name: created.name })
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -240,7 +243,10 @@ async fn fifty_concurrent_updates_with_one_etag_let_exactly_one_through() {
     let stored = app
         .client
         .clone()
-        .get_customer(pb::GetCustomerRequest { name: created.name })
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

@@ -245,6 +245,15 @@ pub struct ServeSettings {
     #[arg(long, env = "REQUEST_ID_TTL", default_value = "24h", value_parser = parse_duration)]
     pub request_id_ttl: Duration,
 
+    /// How long a soft-deleted customer is kept (and can be undeleted) before it is purged
+    /// with its notes for good (AIP-164 `expire_time`); 0 keeps deleted customers for ever.
+    #[arg(long, env = "CUSTOMER_PURGE_AFTER", default_value = "30d", value_parser = parse_duration)]
+    pub customer_purge_after: Duration,
+
+    /// How often expired customers are looked for and purged.
+    #[arg(long, env = "CUSTOMER_PURGE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub customer_purge_interval: Duration,
+
     /// Largest accepted request message, in bytes (gRPC and gRPC-web).
     #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -546,6 +555,8 @@ impl fmt::Debug for ServeSettings {
                 &self.page_token_key.as_ref().map(|_| "<redacted>"),
             )
             .field("request_id_ttl", &self.request_id_ttl)
+            .field("customer_purge_after", &self.customer_purge_after)
+            .field("customer_purge_interval", &self.customer_purge_interval)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_rest_body_bytes", &self.max_rest_body_bytes)
             .field("rate_limit_rps", &self.rate_limit_rps)

@@ -130,7 +130,10 @@ pub async fn serve(
         pool.clone(),
         PageTokens::new(settings.page_token_key.as_deref()),
     )
-    .with_registry(registry);
+    .with_registry(registry)
+    .with_purge_after(
+        (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
+    );
     let events = service.events().clone();
     let relay = settings
         .events
@@ -154,6 +157,10 @@ pub async fn serve(
             last_probe,
         )),
         tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
+        tokio::spawn(purge_customers(
+            service.clone(),
+            settings.customer_purge_interval,
+        )),
         tokio::spawn(events.clone().run_sequencer()),
         tokio::spawn(
             events
@@ -639,6 +646,31 @@ async fn purge_request_ids(service: CustomerService, ttl: Duration) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "forgot expired request ids"),
             Err(error) => tracing::warn!(%error, "purging request ids failed"),
+        }
+    }
+}
+
+/// Purges soft-deleted customers past their retention, a batch at a time.
+async fn purge_customers(service: CustomerService, interval: Duration) {
+    const BATCH: i64 = 100;
+    let mut every = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        loop {
+            match service.purge_expired(BATCH).await {
+                Ok(0) => break,
+                Ok(purged) => {
+                    tracing::info!(purged, "purged customers past their retention");
+                    if purged < BATCH as usize {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "purging customers failed");
+                    break;
+                }
+            }
         }
     }
 }

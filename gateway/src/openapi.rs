@@ -1837,6 +1837,7 @@ mod tests {
                 "customer.v1.Customer.Status",
                 "customer.v1.CustomerDeleted",
                 "customer.v1.CustomerEvent",
+                "customer.v1.CustomerPurged",
                 "customer.v1.CustomerRegistered",
                 "customer.v1.CustomerUndeleted",
                 "customer.v1.CustomerUpdated",

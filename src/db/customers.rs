@@ -175,6 +175,38 @@ pub async fn set_deleted(
         .await
 }
 
+/// Up to `limit` customers deleted at least `after` ago, locked for their purge; rows that
+/// another transaction holds (another instance's purger, a concurrent undelete) are skipped.
+pub async fn lock_expired(
+    conn: &mut AsyncPgConnection,
+    after: std::time::Duration,
+    limit: i64,
+) -> QueryResult<Vec<CustomerRow>> {
+    customers::table
+        .filter(
+            customers::delete_time.le(sql::<Nullable<Timestamptz>>(
+                "now() - make_interval(secs => ",
+            )
+            .bind::<diesel::sql_types::Double, _>(after.as_secs_f64())
+            .sql(")")),
+        )
+        .order(customers::delete_time.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(CustomerRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Deletes a customer row for good (its notes first: they refer to it).
+pub async fn delete_for_good(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::delete(customers::table.find(id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Restores a soft-deleted customer, bumping its version; unless `keep_company`, its
 /// company reference is cleared in the same write (one version, one event).
 pub async fn restore(

@@ -182,6 +182,8 @@ impl TryFrom<CustomerRow> for Customer {
             create_time: row.create_time,
             update_time: row.update_time,
             delete_time: row.delete_time,
+            // The service sets it from the deletion time and its retention setting.
+            expire_time: None,
         })
     }
 }

@@ -80,6 +80,13 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
         .map(drop)
 }
 
+/// Deletes every note of a customer (a purge).
+pub async fn delete_all_of(conn: &mut AsyncPgConnection, customer: Uuid) -> QueryResult<usize> {
+    diesel::delete(notes::table.filter(notes::customer_id.eq(customer)))
+        .execute(conn)
+        .await
+}
+
 /// Up to `limit` notes of a customer, newest first, strictly after `(create_time, id)`.
 pub async fn list(
     conn: &mut AsyncPgConnection,

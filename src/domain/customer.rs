@@ -114,9 +114,38 @@ pub struct Customer {
     pub update_time: DateTime<Utc>,
     /// Soft-deletion time; `None` while live.
     pub delete_time: Option<DateTime<Utc>>,
+    /// When a soft-deleted customer is purged for good (AIP-164); `None` while live, or when
+    /// purging is off. Absent from events recorded before it existed (and left out of the
+    /// JSON when unset, so those read back and write back unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<DateTime<Utc>>,
 }
 
 impl Customer {
+    /// What may be said of this customer once it is purged: its name and times, no
+    /// personal data. The version is the one after the last change, as for every event.
+    pub fn purged(&self) -> Customer {
+        Customer {
+            id: self.id,
+            data: CustomerData {
+                given_name: String::new(),
+                family_name: String::new(),
+                email: String::new(),
+                phone: None,
+                address: None,
+                status: self.data.status,
+                company: None,
+                business_id: None,
+                labels: BTreeMap::new(),
+            },
+            version: self.version + 1,
+            create_time: self.create_time,
+            update_time: self.update_time,
+            delete_time: self.delete_time,
+            expire_time: self.expire_time,
+        }
+    }
+
     /// The resource name.
     pub fn name(&self) -> names::CustomerName {
         names::CustomerName(self.id)
@@ -297,7 +326,15 @@ pub enum UpdateMask {
     Fields(Vec<CustomerField>),
 }
 
-const OUTPUT_ONLY: [&str; 5] = ["name", "uid", "create_time", "update_time", "delete_time"];
+const OUTPUT_ONLY: [&str; 7] = [
+    "name",
+    "uid",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "expire_time",
+    "business_info",
+];
 
 impl UpdateMask {
     /// Parses the paths of a `google.protobuf.FieldMask`. `field` is the mask's request path

@@ -32,6 +32,8 @@ pub enum EventType {
     CustomerDeleted,
     /// A soft-deleted customer was restored.
     CustomerUndeleted,
+    /// A soft-deleted customer was removed for good after its retention.
+    CustomerPurged,
     /// A company was created.
     CompanyCreated,
     /// Fields of a company changed.
@@ -61,11 +63,12 @@ pub enum ResourceKind {
 
 impl EventType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::CustomerRegistered,
         Self::CustomerUpdated,
         Self::CustomerDeleted,
         Self::CustomerUndeleted,
+        Self::CustomerPurged,
         Self::CompanyCreated,
         Self::CompanyUpdated,
         Self::CompanyDeleted,
@@ -83,6 +86,7 @@ impl EventType {
             Self::CustomerUpdated => "CustomerUpdated",
             Self::CustomerDeleted => "CustomerDeleted",
             Self::CustomerUndeleted => "CustomerUndeleted",
+            Self::CustomerPurged => "CustomerPurged",
             Self::CompanyCreated => "CompanyCreated",
             Self::CompanyUpdated => "CompanyUpdated",
             Self::CompanyDeleted => "CompanyDeleted",
@@ -102,6 +106,7 @@ impl EventType {
             Self::CustomerUpdated => "updated",
             Self::CustomerDeleted => "deleted",
             Self::CustomerUndeleted => "undeleted",
+            Self::CustomerPurged => "purged",
             Self::CompanyCreated => "company_created",
             Self::CompanyUpdated => "company_updated",
             Self::CompanyDeleted => "company_deleted",
@@ -118,7 +123,8 @@ impl EventType {
             Self::CustomerRegistered
             | Self::CustomerUpdated
             | Self::CustomerDeleted
-            | Self::CustomerUndeleted => ResourceKind::Customer,
+            | Self::CustomerUndeleted
+            | Self::CustomerPurged => ResourceKind::Customer,
             Self::CompanyCreated
             | Self::CompanyUpdated
             | Self::CompanyDeleted

@@ -38,6 +38,7 @@ pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEven
                 }),
                 EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
                 EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
+                EventType::CustomerPurged => Kind::Purged(pb::CustomerPurged {}),
                 // Registration, and (for data the service cannot have written) anything else.
                 _ => Kind::Registered(pb::CustomerRegistered {}),
             };
@@ -110,6 +111,7 @@ fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
         create_time: chrono::DateTime::UNIX_EPOCH,
         update_time: chrono::DateTime::UNIX_EPOCH,
         delete_time: None,
+        expire_time: None,
     });
     let mut out = pb::Customer::default();
     for path in paths {

@@ -465,6 +465,7 @@ pub fn to_proto(customer: Customer) -> pb::Customer {
         create_time: Some(timestamp(customer.create_time)),
         update_time: Some(timestamp(customer.update_time)),
         delete_time: customer.delete_time.map(timestamp),
+        expire_time: customer.expire_time.map(timestamp),
         business_info: None,
     }
 }

@@ -34,6 +34,7 @@ use crate::{
         Pool, companies as company_queries,
         customers::{self as queries, Cursor, ListQuery},
         models::{CustomerChanges, CustomerRow, NewCustomerRow},
+        notes as notes_queries,
         request_ids::{self, Claim},
     },
     domain::{
@@ -46,6 +47,9 @@ use crate::{
     },
     redact::mask_pii_owned,
 };
+
+/// The actor of the events of purges, which no caller makes.
+const PURGE_ACTOR: &str = "system:retention";
 
 /// Default `page_size` of ListCustomers.
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -102,6 +106,8 @@ pub struct CustomerService {
     page_tokens: PageTokens,
     events: EventLog,
     registry: crate::registry::RegistryClient,
+    /// How long a soft-deleted customer is kept before it is purged; `None`: for ever.
+    purge_after: Option<Duration>,
 }
 
 impl CustomerService {
@@ -113,7 +119,62 @@ impl CustomerService {
             page_tokens,
             events,
             registry: crate::registry::RegistryClient::disabled(),
+            purge_after: None,
         }
+    }
+
+    /// This service with soft-deleted customers purged `after` their deletion (AIP-164);
+    /// `None` keeps them for ever.
+    pub fn with_purge_after(mut self, after: Option<Duration>) -> Self {
+        self.purge_after = after;
+        self
+    }
+
+    /// `customer` with its `expire_time`: the deletion time plus the retention, when purging
+    /// is on. Derived rather than stored, so a changed retention applies to every deleted
+    /// customer at once, as the purger applies it.
+    fn expiring(&self, mut customer: Customer) -> Customer {
+        customer.expire_time =
+            customer
+                .delete_time
+                .zip(self.purge_after)
+                .and_then(|(deleted, after)| {
+                    chrono::Duration::from_std(after)
+                        .ok()
+                        .and_then(|after| deleted.checked_add_signed(after))
+                });
+        customer
+    }
+
+    /// Purges (deletes for good, with their notes) up to `batch` customers whose retention
+    /// after deletion has passed, recording a `CustomerPurged` event for each that carries
+    /// no personal data; the number purged. Instances share the work: rows another purger
+    /// holds are skipped.
+    pub async fn purge_expired(&self, batch: i64) -> Result<usize> {
+        let Some(after) = self.purge_after else {
+            return Ok(0);
+        };
+        self.write(async move |conn| {
+            let rows = queries::lock_expired(conn, after, batch).await?;
+            for row in &rows {
+                notes_queries::delete_all_of(conn, row.id).await?;
+                queries::delete_for_good(conn, row.id).await?;
+            }
+            for row in rows.iter().cloned() {
+                let customer = Customer::try_from(row)?;
+                record(
+                    conn,
+                    EventType::CustomerPurged,
+                    &customer.purged(),
+                    None,
+                    PURGE_ACTOR,
+                    None,
+                )
+                .await?;
+            }
+            Ok(rows.len())
+        })
+        .await
     }
 
     /// This service with business-info lookups answered by `registry`.
@@ -220,7 +281,7 @@ impl CustomerService {
         let row = queries::find(&mut conn, name.id())
             .await?
             .ok_or_else(|| Error::customer_not_found(name))?;
-        Ok(Customer::try_from(row)?)
+        Ok(self.expiring(Customer::try_from(row)?))
     }
 
     /// GetCustomer with the FULL view: the customer and its business as the registry reports
@@ -278,7 +339,7 @@ impl CustomerService {
                     .get(&name.id())
                     .cloned()
                     .ok_or_else(|| Error::customer_not_found(name))?;
-                Ok(Customer::try_from(row)?)
+                Ok(self.expiring(Customer::try_from(row)?))
             })
             .collect()
     }
@@ -373,7 +434,7 @@ impl CustomerService {
         };
         let customers = rows
             .into_iter()
-            .map(Customer::try_from)
+            .map(|row| Customer::try_from(row).map(|customer| self.expiring(customer)))
             .collect::<Result<_, _>>()?;
         Ok(Page {
             customers,
@@ -487,13 +548,14 @@ impl CustomerService {
         let fingerprint = fingerprint("DeleteCustomer", &[actor, name, etag]);
         let etag = etag.to_owned();
         let actor = actor.to_owned();
+        let service = self.clone();
         self.write(async move |conn| {
             if let Some(replayed) = claim(conn, request_id, &fingerprint).await? {
                 return Ok(replayed);
             }
             let current = locked_live(conn, parsed, &etag).await?;
             let row = queries::set_deleted(conn, current.id, &actor).await?;
-            let customer = Customer::try_from(row)?;
+            let customer = service.expiring(Customer::try_from(row)?);
             record(
                 conn,
                 EventType::CustomerDeleted,

@@ -211,3 +211,160 @@ async fn undelete_restores_and_undelete_of_a_live_customer_is_already_exists() {
         .unwrap_err();
     assert_reason(&status, Code::AlreadyExists, "CUSTOMER_NOT_DELETED");
 }
+
+async fn get(app: &TestApp, name: &str) -> Result<pb::Customer, tonic::Status> {
+    app.client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn seconds(time: Option<prost_types::Timestamp>) -> (i64, i32) {
+    let time = time.expect("a timestamp");
+    (time.seconds, time.nanos)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_customer_shows_its_expire_time_until_undeleted() {
+    // The default retention: 30 days.
+    let app = TestApp::spawn().await;
+    let customer = app.create("Exp", "Ire").await;
+    assert_eq!(customer.expire_time, None);
+    let deleted = app
+        .client
+        .clone()
+        .delete_customer(delete(&customer.name, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let (deleted_at, nanos) = seconds(deleted.delete_time);
+    assert_eq!(
+        seconds(deleted.expire_time),
+        (deleted_at + 30 * 86_400, nanos)
+    );
+    // Every read shows it, and so does the deletion's event.
+    assert_eq!(get(&app, &customer.name).await.unwrap(), deleted);
+    let listed = app
+        .client
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            show_deleted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customers;
+    assert_eq!(listed, std::slice::from_ref(&deleted));
+    let events = crate::events::list_all(&app, &customer.name, "").await;
+    assert_eq!(events.last().unwrap().snapshot.as_ref(), Some(&deleted));
+
+    let restored = app
+        .client
+        .clone()
+        .undelete_customer(undelete(&customer.name, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(restored.expire_time, None);
+    assert_eq!(restored.delete_time, None);
+
+    // A server that keeps deleted customers for ever sets none.
+    let forever = TestApp::spawn_with(|s| s.customer_purge_after = std::time::Duration::ZERO).await;
+    let customer = forever.create("For", "Ever").await;
+    let deleted = forever
+        .client
+        .clone()
+        .delete_customer(delete(&customer.name, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.delete_time.is_some());
+    assert_eq!(deleted.expire_time, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_past_its_retention_is_purged_with_its_notes() {
+    let app = TestApp::spawn_with(|s| {
+        s.customer_purge_after = std::time::Duration::from_millis(1);
+        s.customer_purge_interval = std::time::Duration::from_millis(20);
+    })
+    .await;
+    let kept = app.create("Kept", "Live").await;
+    let mut gone = new_customer("Gone", "Soon");
+    gone.phone = "+14155550123".into();
+    let gone = app
+        .client
+        .clone()
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(gone),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    app.client
+        .clone()
+        .create_note(pb::CreateNoteRequest {
+            parent: gone.name.clone(),
+            note: Some(pb::Note {
+                text: "Asked to be forgotten.".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let id = gone.uid.clone();
+    assert_eq!(
+        app.count("notes", &format!("customer_id = '{id}'")).await,
+        1
+    );
+
+    let deleted = app
+        .client
+        .clone()
+        .delete_customer(delete(&gone.name, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    crate::helpers::eventually("the deleted customer is purged", || async {
+        get(&app, &gone.name)
+            .await
+            .is_err_and(|status| status.code() == Code::NotFound)
+    })
+    .await;
+    assert_eq!(app.count("customers", &format!("id = '{id}'")).await, 0);
+    assert_eq!(
+        app.count("notes", &format!("customer_id = '{id}'")).await,
+        0
+    );
+    // The live customer is untouched.
+    assert_eq!(get(&app, &kept.name).await.unwrap(), kept);
+
+    // The purge is the customer's last event, and it carries no personal data.
+    let events = crate::events::list_all(&app, &gone.name, "").await;
+    let kinds: Vec<&str> = events.iter().map(crate::events::kind).collect();
+    assert_eq!(kinds, ["registered", "note_added", "deleted", "purged"]);
+    let purged = events.last().unwrap();
+    assert_eq!(purged.sequence, events[2].sequence + 1);
+    assert_eq!(purged.actor, "system:retention");
+    assert_eq!(purged.request_id, "");
+    let snapshot = purged.snapshot.clone().unwrap();
+    assert_eq!(snapshot.name, gone.name);
+    assert_eq!(snapshot.delete_time, deleted.delete_time);
+    assert_eq!(
+        (
+            snapshot.given_name.as_str(),
+            snapshot.family_name.as_str(),
+            snapshot.email.as_str(),
+            snapshot.phone.as_str(),
+            snapshot.address,
+        ),
+        ("", "", "", "", None)
+    );
+}

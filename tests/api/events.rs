@@ -50,6 +50,7 @@ pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
         Some(Kind::Updated(_)) => "updated",
         Some(Kind::Deleted(_)) => "deleted",
         Some(Kind::Undeleted(_)) => "undeleted",
+        Some(Kind::Purged(_)) => "purged",
         Some(Kind::CompanyCreated(_)) => "company_created",
         Some(Kind::CompanyUpdated(_)) => "company_updated",
         Some(Kind::CompanyDeleted(_)) => "company_deleted",

@@ -124,6 +124,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
         assert_eq!(created["phone"], "");
         assert_eq!(created["deleteTime"], Json::Null);
         assert_eq!(created["businessInfo"], Json::Null);
+        assert_eq!(created["expireTime"], Json::Null);
         assert!(created["createTime"].as_str().unwrap().ends_with('Z'));
         let mut keys: Vec<&str> = created
             .as_object()
@@ -143,6 +144,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
                 "deleteTime",
                 "email",
                 "etag",
+                "expireTime",
                 "familyName",
                 "givenName",
                 "labels",

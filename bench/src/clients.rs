@@ -146,18 +146,7 @@ impl Http1 {
             .ready()
             .await
             .map_err(|e| format!("connection: {e}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("response body: {e}"))?
-            .to_bytes();
-        Ok((parts, body))
+        whole(self.sender.send_request(request).await).await
     }
 
     /// A gRPC-web call of `method` (`/customer.v1.CustomerService/GetCustomer`); the decoded
@@ -229,19 +218,21 @@ impl Http2 {
             .ready()
             .await
             .map_err(|e| format!("connection: {e}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("response body: {e}"))?
-            .to_bytes();
-        Ok((parts, body))
+        whole(self.sender.send_request(request).await).await
     }
+}
+
+/// A sent request's response, read to its end.
+async fn whole(
+    response: hyper::Result<http::Response<hyper::body::Incoming>>,
+) -> Result<(http::response::Parts, Bytes), String> {
+    let (parts, body) = response.map_err(|e| format!("send: {e}"))?.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("response body: {e}"))?
+        .to_bytes();
+    Ok((parts, body))
 }
 
 /// The message of a gRPC-web response body, or the failure its status names. A

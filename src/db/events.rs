@@ -264,3 +264,34 @@ pub async fn prune(
     .await?;
     Ok(pruned.deleted)
 }
+
+/// Erases the personal data a purged customer left in the log: each of its own events keeps
+/// `snapshot` = `purged` (name, status and times only) and loses `previous`; each event of
+/// its notes keeps its note with an empty text and loses `previous`. Types, sequences,
+/// positions and changed field names stay, so the history still reads in order. The number of
+/// events rewritten.
+pub async fn scrub_customer(
+    conn: &mut AsyncPgConnection,
+    customer: &str,
+    purged: serde_json::Value,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Jsonb, Text};
+    let own = diesel::sql_query(
+        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot}', $1) \
+         WHERE aggregate = $2",
+    )
+    .bind::<Jsonb, _>(purged)
+    .bind::<Text, _>(customer)
+    .execute(conn)
+    .await?;
+    // `customers/{uuid}/notes/…`: a UUID holds no LIKE metacharacter, and the prefix is what
+    // events_aggregate_prefix_idx (text_pattern_ops) answers.
+    let notes = diesel::sql_query(
+        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot,data,text}', '\"\"') \
+         WHERE aggregate LIKE $1",
+    )
+    .bind::<Text, _>(format!("{customer}/notes/%"))
+    .execute(conn)
+    .await?;
+    Ok(own + notes)
+}

@@ -148,8 +148,9 @@ impl CustomerService {
 
     /// Purges (deletes for good, with their notes) up to `batch` customers whose retention
     /// after deletion has passed, recording a `CustomerPurged` event for each that carries
-    /// no personal data; the number purged. Instances share the work: rows another purger
-    /// holds are skipped.
+    /// no personal data and erasing that data from their earlier events and their notes'
+    /// events; the number purged. Instances share the work: rows another purger holds are
+    /// skipped.
     pub async fn purge_expired(&self, batch: i64) -> Result<usize> {
         let Some(after) = self.purge_after else {
             return Ok(0);
@@ -161,16 +162,20 @@ impl CustomerService {
                 queries::delete_for_good(conn, row.id).await?;
             }
             for row in rows.iter().cloned() {
-                let customer = Customer::try_from(row)?;
+                let purged = Customer::try_from(row)?.purged();
                 record(
                     conn,
                     EventType::CustomerPurged,
-                    &customer.purged(),
+                    &purged,
                     None,
                     PURGE_ACTOR,
                     None,
                 )
                 .await?;
+                // Its history keeps what happened, not who it was.
+                let snapshot = serde_json::to_value(&purged).map_err(|e| Error::internal(&e))?;
+                crate::db::events::scrub_customer(conn, &purged.name().to_string(), snapshot)
+                    .await?;
             }
             Ok(rows.len())
         })

@@ -90,16 +90,22 @@ pub async fn delete_all_of(conn: &mut AsyncPgConnection, customer: Uuid) -> Quer
 /// Up to `limit` notes of a customer, newest first, strictly after `(create_time, id)`.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    customer_id: Uuid,
+    customer_id: Option<Uuid>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<NoteRow>> {
     let mut query = notes::table
-        .filter(notes::customer_id.eq(customer_id))
         .select(NoteRow::as_select())
         .order((notes::create_time.desc(), notes::id.desc()))
         .limit(limit)
         .into_boxed::<diesel::pg::Pg>();
+    query = match customer_id {
+        Some(customer_id) => query.filter(notes::customer_id.eq(customer_id)),
+        // Every customer's: the notes of deleted customers are hidden with them.
+        None => query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "notes.customer_id IN (SELECT id FROM customers WHERE delete_time IS NULL)",
+        )),
+    };
     if let Some((time, id)) = after {
         // `(create_time, id) < (t, id)` as a row comparison: one index range condition.
         query = query.filter(

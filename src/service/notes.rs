@@ -139,10 +139,16 @@ impl super::CustomerService {
     /// One page of a live customer's notes, newest first.
     pub async fn list_notes(&self, request: &NoteListRequest) -> Result<NotePage> {
         let mut violations = Violations::new();
-        let parent = collect(
-            &mut violations,
-            CustomerName::parse("parent", &request.parent),
-        );
+        // `customers/-`: every live customer's notes (AIP-159).
+        let parent = if request.parent == "customers/-" {
+            Some(None)
+        } else {
+            collect(
+                &mut violations,
+                CustomerName::parse("parent", &request.parent),
+            )
+            .map(Some)
+        };
         let page_size = match request.page_size {
             size if size < 0 => {
                 violations.add("page_size", "must not be negative");
@@ -156,7 +162,7 @@ impl super::CustomerService {
                 "validated note list without parent",
             )));
         };
-        let query = PageTokens::query_fingerprint(&["notes", &parent.to_string()]);
+        let query = PageTokens::query_fingerprint(&["notes", &request.parent]);
         let after = match request.page_token.as_str() {
             "" => None,
             token => {
@@ -174,9 +180,16 @@ impl super::CustomerService {
             }
         };
         let mut conn = self.pool.get().await?;
-        live_customer(&mut conn, parent, false).await?;
-        let mut rows =
-            queries::list(&mut conn, parent.id(), after, i64::from(page_size) + 1).await?;
+        if let Some(parent) = parent {
+            live_customer(&mut conn, parent, false).await?;
+        }
+        let mut rows = queries::list(
+            &mut conn,
+            parent.map(|parent| parent.id()),
+            after,
+            i64::from(page_size) + 1,
+        )
+        .await?;
         drop(conn);
         let more = rows.len() > page_size as usize;
         rows.truncate(page_size as usize);

@@ -969,3 +969,69 @@ async fn the_seed_scenario_end_to_end() {
         ["Sent the brochure.", "Intro call done; demo booked."]
     );
 }
+
+#[tokio::test]
+async fn customers_dash_lists_every_live_customers_notes_newest_first() {
+    let app = TestApp::spawn().await;
+    let ann = app.create("Ann", "Able").await;
+    let bob = app.create("Bob", "Baker").await;
+    let cid = app.create("Cid", "Gone").await;
+    for (customer, text) in [
+        (&ann, "ann 1"),
+        (&bob, "bob 1"),
+        (&cid, "cid 1"),
+        (&ann, "ann 2"),
+        (&bob, "bob 2"),
+    ] {
+        create_note(&app, &customer.name, text).await.unwrap();
+    }
+    app.client
+        .clone()
+        .delete_customer(pb::DeleteCustomerRequest {
+            name: cid.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // Pages of two across customers; the deleted customer's notes are hidden with it.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list_notes(&app, "customers/-", 2, &token).await.unwrap();
+        assert!(page.notes.len() <= 2);
+        seen.extend(texts(&page.notes));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ["bob 2", "ann 2", "bob 1", "ann 1"]);
+    // A token of one parent is refused for another.
+    let first = list_notes(&app, "customers/-", 1, "").await.unwrap();
+    let status = list_notes(&app, &ann.name, 1, &first.next_page_token)
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "INVALID_PAGE_TOKEN", &["page_token"]);
+    // REST: GET /v1/customers/-/notes.
+    let (status, _, page) = call(
+        &app,
+        false,
+        Method::GET,
+        "/v1/customers/-/notes?pageSize=10",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let texts: Vec<&str> = page["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|note| note["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["bob 2", "ann 2", "bob 1", "ann 1"]);
+    // Only the wildcard: a malformed parent is still INVALID_ARGUMENT.
+    let status = list_notes(&app, "customers/*", 10, "").await.unwrap_err();
+    assert_invalid(&status, "INVALID_FIELDS", &["parent"]);
+}

@@ -126,15 +126,7 @@ async fn business_info_without_a_registry_is_failed_precondition() {
 async fn customer_of(app: &TestApp, business_id: &str) -> pb::Customer {
     let mut customer = crate::helpers::new_customer("Ann", "Able");
     customer.business_id = business_id.into();
-    app.client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.register(customer).await
 }
 
 async fn get(

@@ -177,13 +177,7 @@ async fn retried_delete_request_id_replays_the_first_response() {
 async fn undelete_restores_and_undelete_of_a_live_customer_is_already_exists() {
     let app = TestApp::spawn().await;
     let customer = app.create("Ada", "A").await;
-    let deleted = app
-        .client
-        .clone()
-        .delete_customer(delete(&customer.name, ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let deleted = soft_delete(&app, &customer.name).await;
 
     let stale = app
         .client
@@ -223,6 +217,16 @@ async fn get(app: &TestApp, name: &str) -> Result<pb::Customer, tonic::Status> {
         .map(tonic::Response::into_inner)
 }
 
+/// Deletes a customer without conditions; the deleted customer.
+async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
+    app.client
+        .clone()
+        .delete_customer(delete(name, ""))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn seconds(time: Option<prost_types::Timestamp>) -> (i64, i32) {
     let time = time.expect("a timestamp");
     (time.seconds, time.nanos)
@@ -234,13 +238,7 @@ async fn a_deleted_customer_shows_its_expire_time_until_undeleted() {
     let app = TestApp::spawn().await;
     let customer = app.create("Exp", "Ire").await;
     assert_eq!(customer.expire_time, None);
-    let deleted = app
-        .client
-        .clone()
-        .delete_customer(delete(&customer.name, ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let deleted = soft_delete(&app, &customer.name).await;
     let (deleted_at, nanos) = seconds(deleted.delete_time);
     assert_eq!(
         seconds(deleted.expire_time),
@@ -276,13 +274,7 @@ async fn a_deleted_customer_shows_its_expire_time_until_undeleted() {
     // A server that keeps deleted customers for ever sets none.
     let forever = TestApp::spawn_with(|s| s.customer_purge_after = std::time::Duration::ZERO).await;
     let customer = forever.create("For", "Ever").await;
-    let deleted = forever
-        .client
-        .clone()
-        .delete_customer(delete(&customer.name, ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let deleted = soft_delete(&forever, &customer.name).await;
     assert!(deleted.delete_time.is_some());
     assert_eq!(deleted.expire_time, None);
 }
@@ -297,16 +289,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
     let kept = app.create("Kept", "Live").await;
     let mut gone = new_customer("Gone", "Soon");
     gone.phone = "+14155550123".into();
-    let gone = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(gone),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let gone = app.register(gone).await;
     app.client
         .clone()
         .create_note(pb::CreateNoteRequest {
@@ -325,13 +308,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
         1
     );
 
-    let deleted = app
-        .client
-        .clone()
-        .delete_customer(delete(&gone.name, ""))
-        .await
-        .unwrap()
-        .into_inner();
+    let deleted = soft_delete(&app, &gone.name).await;
     crate::helpers::eventually("the deleted customer is purged", || async {
         get(&app, &gone.name)
             .await

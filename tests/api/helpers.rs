@@ -341,7 +341,11 @@ impl TestApp {
 
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
-        let customer = new_customer(given, family);
+        self.register(new_customer(given, family)).await
+    }
+
+    /// Creates `customer` (which must be valid) and returns it as stored.
+    pub async fn register(&self, customer: pb::Customer) -> pb::Customer {
         self.client
             .clone()
             .create_customer(pb::CreateCustomerRequest {

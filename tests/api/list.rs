@@ -37,15 +37,7 @@ async fn names(app: &TestApp, filter: &str, order_by: &str) -> Vec<String> {
 }
 
 async fn create(app: &TestApp, customer: pb::Customer) -> pb::Customer {
-    app.client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.register(customer).await
 }
 
 /// Walks every page and returns the names in order.

@@ -1549,6 +1549,16 @@ mod tests {
                 "ListCustomers_get",
             ),
             (
+                "/v1/companies/{company}/events",
+                "get",
+                "ListCustomerEvents_get",
+            ),
+            (
+                "/v1/companies/{company}/events:watch",
+                "get",
+                "WatchCustomerEvents_get",
+            ),
+            (
                 "/v1/companies/{company}:undelete",
                 "post",
                 "UndeleteCompany",

@@ -17,7 +17,7 @@ use super::{
     FieldViolation,
     company::{Company, CompanyData},
     customer::{Customer, CustomerData, PostalAddress},
-    names::CustomerName,
+    names::{CompanyName, CustomerName},
     note::{Note, NoteData},
 };
 
@@ -259,30 +259,37 @@ pub enum EventParent {
     All,
     /// `customers/{id}`: one customer and its notes.
     Customer(CustomerName),
+    /// `companies/{id}`: one company.
+    Company(CompanyName),
 }
 
 impl EventParent {
-    /// Parses `customers/-` or `customers/{uuid}`.
+    /// Parses `customers/-`, `customers/{uuid}` or `companies/{uuid}`.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
         if text == "customers/-" {
             return Ok(Self::All);
         }
-        CustomerName::parse(field, text)
-            .map(Self::Customer)
-            .map_err(|violation| FieldViolation {
-                field: violation.field,
-                description: format!(
-                    "{}; use customers/- for the events of every customer",
-                    violation.description
-                ),
-            })
+        let parsed = if text.starts_with("companies/") {
+            CompanyName::parse(field, text).map(Self::Company)
+        } else {
+            CustomerName::parse(field, text).map(Self::Customer)
+        };
+        parsed.map_err(|violation| FieldViolation {
+            field: violation.field,
+            description: format!(
+                "{}; use customers/- for the events of every customer and company",
+                violation.description
+            ),
+        })
     }
 
-    /// The customer to restrict to (its own events and its notes'), if any.
-    pub fn customer(&self) -> Option<String> {
+    /// The resource to restrict to (its own events and, for a customer, its notes'), if
+    /// any.
+    pub fn resource(&self) -> Option<String> {
         match self {
             Self::All => None,
             Self::Customer(name) => Some(name.to_string()),
+            Self::Company(name) => Some(name.to_string()),
         }
     }
 }
@@ -560,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn parent_is_all_or_one_customer() {
+    fn parent_is_all_one_customer_or_one_company() {
         assert_eq!(
             EventParent::parse("parent", "customers/-"),
             Ok(EventParent::All)
@@ -570,9 +577,21 @@ mod tests {
             EventParent::parse("parent", &format!("customers/{id}")),
             Ok(EventParent::Customer(CustomerName(id)))
         );
-        let error = EventParent::parse("parent", "companies/x").unwrap_err();
-        assert_eq!(error.field, "parent");
-        assert!(error.description.contains("customers/-"), "{error:?}");
+        assert_eq!(
+            EventParent::parse("parent", &format!("companies/{id}")),
+            Ok(EventParent::Company(CompanyName(id)))
+        );
+        assert_eq!(
+            EventParent::parse("parent", &format!("companies/{id}"))
+                .unwrap()
+                .resource(),
+            Some(format!("companies/{id}"))
+        );
+        for bad in ["companies/x", "customers/x", "notes/x", "companies/-"] {
+            let error = EventParent::parse("parent", bad).unwrap_err();
+            assert_eq!(error.field, "parent");
+            assert!(error.description.contains("customers/-"), "{error:?}");
+        }
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl EventLog {
         // Number what has committed so far, so a client listing right after its own write
         // sees that write's event.
         self.sequence().await?;
-        let customer = parent.customer();
+        let customer = parent.resource();
         let mut conn = self.inner.pool.get().await?;
         let mut rows = queries::list(
             &mut conn,
@@ -329,7 +329,7 @@ impl EventLog {
             });
         }
         let (sender, receiver) = mpsc::channel(64);
-        tokio::spawn(self.clone().follow(parent.customer(), after, sender));
+        tokio::spawn(self.clone().follow(parent.resource(), after, sender));
         Ok(receiver)
     }
 

@@ -1274,6 +1274,49 @@ async fn company_changes_are_recorded_as_company_events() {
     // A customer's own stream does not include company events.
     let ann = app.create("Ann", "Able").await;
     assert_eq!(list_all(&app, &ann.name, "").await.len(), 1);
+
+    // One company's stream: its events only, listed (gRPC and REST) and watched live.
+    let other = create_company(&app, company("Other")).await.unwrap();
+    assert_eq!(list_all(&app, &created.name, "").await, events);
+    assert_eq!(
+        list_all(&app, &other.name, "")
+            .await
+            .iter()
+            .map(kind)
+            .collect::<Vec<_>>(),
+        ["company_created"]
+    );
+    let (status, _, page) = call(
+        &app,
+        true,
+        Method::GET,
+        &format!("/v1/{}/events", created.name),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    let mut stream = crate::events::watch(&app, &other.name, "").await.unwrap();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(kind(&first), "company_created");
+    update_company(
+        &app,
+        pb::Company {
+            name: other.name.clone(),
+            display_name: "Other plc".into(),
+            ..Default::default()
+        },
+        &["display_name"],
+    )
+    .await
+    .unwrap();
+    // Another company's change in between is not this stream's.
+    create_company(&app, company("Third")).await.unwrap();
+    let next = stream.message().await.unwrap().unwrap();
+    assert_eq!(kind(&next), "company_updated");
+    assert_eq!(next.resource, other.name);
+    assert_eq!(next.sequence, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

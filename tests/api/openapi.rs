@@ -43,6 +43,8 @@ fn the_document_describes_exactly_the_served_routes() {
             ("GET", "/v1/companies"),
             ("GET", "/v1/companies/{company}"),
             ("GET", "/v1/companies/{company}/customers"),
+            ("GET", "/v1/companies/{company}/events"),
+            ("GET", "/v1/companies/{company}/events:watch"),
             ("GET", "/v1/customers"),
             ("GET", "/v1/customers/{customer}"),
             ("GET", "/v1/customers/{customer}/events"),

@@ -96,37 +96,25 @@ pub async fn update(
         .await
 }
 
-/// Soft-deletes a company, bumping its version.
+/// Soft-deletes (`deleted`) or restores a company, bumping its version. A restore fails
+/// with the unique violation of `companies_live_business_id_key` if a live company has its
+/// business id.
 pub async fn set_deleted(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     actor: &str,
+    deleted: bool,
 ) -> QueryResult<CompanyRow> {
+    // One statement either way (a bound flag), so both stay one cached prepared statement.
+    let delete_time = sql::<Nullable<Timestamptz>>("CASE WHEN ")
+        .bind::<Bool, _>(deleted)
+        .sql(" THEN now() END");
     diesel::update(companies::table.find(id))
         .set((
             companies::version.eq(companies::version + 1),
             companies::update_time.eq(diesel::dsl::now),
             companies::updated_by.eq(actor),
-            companies::delete_time.eq(sql::<Nullable<Timestamptz>>("now()")),
-        ))
-        .returning(CompanyRow::as_returning())
-        .get_result(conn)
-        .await
-}
-
-/// Clears the soft delete of the company `id` (a new version). Fails with the unique
-/// violation of `companies_live_business_id_key` if a live company has its business id.
-pub async fn restore(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    actor: &str,
-) -> QueryResult<CompanyRow> {
-    diesel::update(companies::table.find(id))
-        .set((
-            companies::version.eq(companies::version + 1),
-            companies::update_time.eq(diesel::dsl::now),
-            companies::updated_by.eq(actor),
-            companies::delete_time.eq(None::<chrono::DateTime<chrono::Utc>>),
+            companies::delete_time.eq(delete_time),
         ))
         .returning(CompanyRow::as_returning())
         .get_result(conn)

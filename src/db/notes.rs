@@ -101,7 +101,8 @@ pub async fn list(
         .into_boxed::<diesel::pg::Pg>();
     query = match customer_id {
         Some(customer_id) => query.filter(notes::customer_id.eq(customer_id)),
-        // Every customer's: the notes of deleted customers are hidden with them.
+        // Every customer's: the notes of deleted customers are hidden with them. Written as
+        // SQL because diesel's typed subquery does not box with this query's FROM clause.
         None => query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
             "notes.customer_id IN (SELECT id FROM customers WHERE delete_time IS NULL)",
         )),

@@ -842,24 +842,21 @@ fn typed_restriction(
                     .and_then(|rest| rest.strip_prefix('/')),
                 _ => Some(raw.text.as_str()),
             };
-            // The canonical hyphenated form only, as the service writes names.
-            let id = id
-                .filter(|id| id.len() == 36)
-                .and_then(|id| Uuid::try_parse(id).ok())
-                .ok_or_else(|| {
-                    let expected = match field {
-                        Field::Name => format!("{collection}/{{uuid}}"),
-                        _ => "a UUID".to_owned(),
-                    };
-                    error(
-                        value_pos,
-                        format!(
-                            "invalid {} '{}'; expected {expected}",
-                            field.display_name(),
-                            snippet(&raw.text)
-                        ),
-                    )
-                })?;
+            // The canonical hyphenated form only, as names are written.
+            let id = id.and_then(super::names::parse_uuid).ok_or_else(|| {
+                let expected = match field {
+                    Field::Name => format!("{collection}/{{uuid}}"),
+                    _ => "a UUID".to_owned(),
+                };
+                error(
+                    value_pos,
+                    format!(
+                        "invalid {} '{}'; expected {expected}",
+                        field.display_name(),
+                        snippet(&raw.text)
+                    ),
+                )
+            })?;
             Ok(Expr::Compare {
                 field,
                 op,

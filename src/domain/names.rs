@@ -173,7 +173,7 @@ pub fn parse_request_id(field: &str, text: &str) -> Result<Option<Uuid>, FieldVi
 }
 
 /// Accepts only the canonical hyphenated form, so one id has one spelling.
-fn parse_uuid(text: &str) -> Option<Uuid> {
+pub fn parse_uuid(text: &str) -> Option<Uuid> {
     if text.len() != 36 {
         return None;
     }

@@ -367,7 +367,7 @@ impl super::CustomerService {
                     });
                 }
             }
-            let row = queries::set_deleted(conn, current.id, &actor).await?;
+            let row = queries::set_deleted(conn, current.id, &actor, true).await?;
             let company = Company::try_from(row)?;
             let origin = Origin {
                 actor: &actor,
@@ -399,7 +399,7 @@ impl super::CustomerService {
                 });
             }
             super::check_etag_of(&name.to_string(), COMPANY_TYPE, &current.etag(), &etag)?;
-            let row = queries::restore(conn, current.id, &actor)
+            let row = queries::set_deleted(conn, current.id, &actor, false)
                 .await
                 .map_err(business_id_conflict)?;
             let company = Company::try_from(row)?;

@@ -157,11 +157,10 @@ impl CustomerService {
         };
         self.write(async move |conn| {
             let rows = queries::lock_expired(conn, after, batch).await?;
-            for row in &rows {
+            let purged_count = rows.len();
+            for row in rows {
                 notes_queries::delete_all_of(conn, row.id).await?;
                 queries::delete_for_good(conn, row.id).await?;
-            }
-            for row in rows.iter().cloned() {
                 let purged = Customer::try_from(row)?.purged();
                 record(
                     conn,
@@ -177,7 +176,7 @@ impl CustomerService {
                 crate::db::events::scrub_customer(conn, &purged.name().to_string(), snapshot)
                     .await?;
             }
-            Ok(rows.len())
+            Ok(purged_count)
         })
         .await
     }

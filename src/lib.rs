@@ -28,6 +28,8 @@
 
 pub mod auth;
 pub mod config;
+pub mod convert;
+pub mod core;
 pub mod db;
 pub mod domain;
 pub mod grpc;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod redact;
 pub mod registry;
 pub mod relay;
+pub mod resources;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -207,33 +207,35 @@ pub async fn delete_for_good(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .map(drop)
 }
 
-/// Restores a soft-deleted customer, bumping its version; unless `keep_company`, its
-/// company reference is cleared in the same write (one version, one event).
+/// Restores a soft-deleted customer, bumping its version; with `changes`, its fields are
+/// replaced in the same write (one version, one event).
 pub async fn restore(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    keep_company: bool,
+    changes: Option<&CustomerChanges>,
     actor: &str,
 ) -> QueryResult<CustomerRow> {
     let query = diesel::update(customers::table.find(id));
     let restore = (
         customers::version.eq(customers::version + 1),
         customers::update_time.eq(diesel::dsl::now),
-        customers::updated_by.eq(actor),
         customers::delete_time.eq(None::<DateTime<Utc>>),
     );
-    if keep_company {
-        query
-            .set(restore)
-            .returning(CustomerRow::as_returning())
-            .get_result(conn)
-            .await
-    } else {
-        query
-            .set((restore, customers::company.eq(None::<String>)))
-            .returning(CustomerRow::as_returning())
-            .get_result(conn)
-            .await
+    match changes {
+        None => {
+            query
+                .set((restore, customers::updated_by.eq(actor)))
+                .returning(CustomerRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+        Some(changes) => {
+            query
+                .set((restore, changes))
+                .returning(CustomerRow::as_returning())
+                .get_result(conn)
+                .await
+        }
     }
 }
 

@@ -14,11 +14,13 @@
 
 pub mod companies;
 pub mod customers;
+pub mod error;
 pub mod events;
 pub mod models;
 pub mod notes;
 pub mod request_ids;
 pub mod schema;
+pub mod store;
 
 use std::time::Duration;
 
@@ -112,6 +114,11 @@ async fn setup_connection(
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
+}
+
+/// Whether the database answers: one round trip.
+pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).await.map(drop)
 }
 
 /// Applies pending migrations under an advisory lock; returns how many were applied.

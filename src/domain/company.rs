@@ -3,7 +3,7 @@
 //! Companies group customers (`Customer.company` names one). As with customers, data arrives
 //! as a [`CompanyInput`] (raw strings, exactly what the client sent) and leaves validation as
 //! [`CompanyData`] (trimmed, normalised, within limits) or as the complete list of what is
-//! wrong. Updates merge the input into the stored company under a [`CompanyMask`] (AIP-134)
+//! wrong. Updates merge the input into the stored company under an update mask (AIP-134)
 //! and validate the merged result, so create, patch and replace obey the same rules.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     Violations,
-    customer::{bounded_text, business_id, clip, etag_of, is_label_key, labels, optional},
+    customer::{bounded_text, business_id, clip, etag_of, labels, optional},
     names::CompanyName,
 };
 
@@ -195,91 +195,6 @@ pub enum CompanyField {
     Label(String),
 }
 
-/// Which fields of a company an update changes (AIP-134).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CompanyMask {
-    /// `*`: replace every mutable field; fields absent from the input are cleared.
-    All,
-    /// Exactly these fields.
-    Fields(Vec<CompanyField>),
-}
-
-const OUTPUT_ONLY: [&str; 5] = ["name", "uid", "create_time", "update_time", "delete_time"];
-
-impl CompanyMask {
-    /// Parses the paths of a `google.protobuf.FieldMask` (`field` is its request path).
-    /// Unknown and output-only paths are violations; the mask of the valid paths is returned
-    /// beside them so their values can be checked too.
-    pub fn parse(field: &str, paths: &[String]) -> (Self, Violations) {
-        let mut v = Violations::new();
-        if paths.iter().any(|p| p == "*") {
-            if paths.len() > 1 {
-                v.add(
-                    format!("{field}.paths"),
-                    "`*` replaces every field and must be the only path",
-                );
-            }
-            return (Self::All, v);
-        }
-        let mut fields = Vec::with_capacity(paths.len());
-        for (index, path) in paths.iter().enumerate() {
-            let at = format!("{field}.paths[{index}]");
-            let parsed = match path.as_str() {
-                "display_name" => Some(CompanyField::DisplayName),
-                "domain" => Some(CompanyField::Domain),
-                "business_id" => Some(CompanyField::BusinessId),
-                "labels" => Some(CompanyField::Labels),
-                // The etag is the write's precondition, not a value.
-                "etag" => continue,
-                other => match other.strip_prefix("labels.") {
-                    Some(key) if is_label_key(key) => Some(CompanyField::Label(key.to_owned())),
-                    Some(_) => {
-                        v.add(at, format!("`{}`: not a valid label key", clip(path)));
-                        continue;
-                    }
-                    None => None,
-                },
-            };
-            match parsed {
-                Some(parsed) if !fields.contains(&parsed) => fields.push(parsed),
-                Some(_) => v.add(at, format!("`{}` is listed twice", clip(path))),
-                None if OUTPUT_ONLY.contains(&path.as_str()) => {
-                    v.add(at, format!("`{path}` is output only and cannot be updated"));
-                }
-                None => v.add(at, format!("`{}` is not a field of Company", clip(path))),
-            }
-        }
-        (Self::Fields(fields), v)
-    }
-
-    /// Copies the masked fields of `source` into `target`.
-    pub fn apply(&self, target: &mut CompanyInput, source: &CompanyInput) {
-        let fields = match self {
-            Self::All => {
-                *target = source.clone();
-                return;
-            }
-            Self::Fields(fields) => fields,
-        };
-        for field in fields {
-            match field {
-                CompanyField::DisplayName => target.display_name.clone_from(&source.display_name),
-                CompanyField::Domain => target.domain.clone_from(&source.domain),
-                CompanyField::BusinessId => target.business_id.clone_from(&source.business_id),
-                CompanyField::Labels => target.labels.clone_from(&source.labels),
-                CompanyField::Label(key) => match source.labels.get(key) {
-                    Some(value) => {
-                        target.labels.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        target.labels.remove(key);
-                    }
-                },
-            }
-        }
-    }
-}
-
 /// The field paths whose values differ between two states of a company, in field order.
 pub fn changed_fields(before: &CompanyData, after: &CompanyData) -> Vec<String> {
     [
@@ -299,6 +214,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::core::mask::Mask;
 
     fn valid() -> CompanyInput {
         CompanyInput {
@@ -375,8 +291,9 @@ mod tests {
         let paths: Vec<String> = ["display_name", "uid", "email", "labels.Bad", "etag"]
             .map(String::from)
             .to_vec();
-        let (mask, violations) = CompanyMask::parse("update_mask", &paths);
-        assert_eq!(mask, CompanyMask::Fields(vec![CompanyField::DisplayName]));
+        let (mask, violations) =
+            Mask::<CompanyField>::parse("update_mask", &paths, "customer.v1.Company");
+        assert_eq!(mask, Mask::Fields(vec![CompanyField::DisplayName]));
         assert_eq!(
             fields(violations),
             [
@@ -395,9 +312,10 @@ mod tests {
             labels: BTreeMap::from([("env".into(), "prod".into())]),
             ..CompanyInput::default()
         };
-        let (mask, violations) = CompanyMask::parse(
+        let (mask, violations) = Mask::<CompanyField>::parse(
             "update_mask",
             &["domain".into(), "labels.env".into(), "labels.tier".into()],
+            "customer.v1.Company",
         );
         assert!(violations.is_empty());
         mask.apply(&mut target, &source);

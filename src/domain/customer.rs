@@ -3,7 +3,7 @@
 //! Data arrives as a [`CustomerInput`] (raw strings, exactly what the client sent, from any
 //! transport) and leaves validation as [`CustomerData`] (trimmed, normalised, within limits),
 //! or as the complete list of what is wrong. Updates merge the client's input into the
-//! stored customer under an [`UpdateMask`] (AIP-134) and validate the merged result, so the
+//! stored customer under an update mask (AIP-134, `core::mask`) and validate the merged result, so the
 //! same rules hold for create, patch and replace.
 
 use std::collections::BTreeMap;
@@ -317,142 +317,6 @@ pub enum CustomerField {
     Label(String),
 }
 
-/// Which fields an update changes (AIP-134).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpdateMask {
-    /// `*`: replace every mutable field; fields absent from the input are cleared.
-    All,
-    /// Exactly these fields.
-    Fields(Vec<CustomerField>),
-}
-
-const OUTPUT_ONLY: [&str; 7] = [
-    "name",
-    "uid",
-    "create_time",
-    "update_time",
-    "delete_time",
-    "expire_time",
-    "business_info",
-];
-
-impl UpdateMask {
-    /// Parses the paths of a `google.protobuf.FieldMask`. `field` is the mask's request path
-    /// (`update_mask`). Unknown and output-only paths are violations; the mask of the valid
-    /// paths is returned beside them so their values can be checked too.
-    pub fn parse(field: &str, paths: &[String]) -> (Self, Violations) {
-        let mut v = Violations::new();
-        if paths.iter().any(|p| p == "*") {
-            if paths.len() > 1 {
-                v.add(
-                    format!("{field}.paths"),
-                    "`*` replaces every field and must be the only path",
-                );
-            }
-            return (Self::All, v);
-        }
-        let mut fields = Vec::with_capacity(paths.len());
-        for (index, path) in paths.iter().enumerate() {
-            let at = format!("{field}.paths[{index}]");
-            let parsed = match path.as_str() {
-                "given_name" => Some(CustomerField::GivenName),
-                "family_name" => Some(CustomerField::FamilyName),
-                "email" => Some(CustomerField::Email),
-                "phone" => Some(CustomerField::Phone),
-                "address" => Some(CustomerField::Address),
-                "address.lines" => Some(CustomerField::AddressLines),
-                "address.locality" => Some(CustomerField::AddressLocality),
-                "address.region" => Some(CustomerField::AddressRegion),
-                "address.postal_code" => Some(CustomerField::AddressPostalCode),
-                "address.country_code" => Some(CustomerField::AddressCountryCode),
-                "status" => Some(CustomerField::Status),
-                "company" => Some(CustomerField::Company),
-                "business_id" => Some(CustomerField::BusinessId),
-                "labels" => Some(CustomerField::Labels),
-                // The etag is the write's precondition, not a value: naming it changes nothing.
-                "etag" => continue,
-                other => match other.strip_prefix("labels.") {
-                    Some(key) if is_label_key(key) => Some(CustomerField::Label(key.to_owned())),
-                    Some(_) => {
-                        v.add(at, format!("`{}`: not a valid label key", clip(path)));
-                        continue;
-                    }
-                    None => None,
-                },
-            };
-            match parsed {
-                Some(parsed) if !fields.contains(&parsed) => fields.push(parsed),
-                Some(_) => v.add(at, format!("`{}` is listed twice", clip(path))),
-                None if OUTPUT_ONLY.contains(&path.as_str()) => {
-                    v.add(at, format!("`{path}` is output only and cannot be updated"));
-                }
-                None => v.add(at, format!("`{}` is not a field of Customer", clip(path))),
-            }
-        }
-        (Self::Fields(fields), v)
-    }
-
-    /// Copies the masked fields of `source` into `target`.
-    pub fn apply(&self, target: &mut CustomerInput, source: &CustomerInput) {
-        let fields = match self {
-            Self::All => {
-                *target = source.clone();
-                return;
-            }
-            Self::Fields(fields) => fields,
-        };
-        for field in fields {
-            let source_address = source.address.as_ref();
-            match field {
-                CustomerField::GivenName => target.given_name.clone_from(&source.given_name),
-                CustomerField::FamilyName => target.family_name.clone_from(&source.family_name),
-                CustomerField::Email => target.email.clone_from(&source.email),
-                CustomerField::Phone => target.phone.clone_from(&source.phone),
-                CustomerField::Address => target.address.clone_from(&source.address),
-                CustomerField::AddressLines => {
-                    target_address(&mut target.address).lines =
-                        source_address.map(|a| a.lines.clone()).unwrap_or_default();
-                }
-                CustomerField::AddressLocality => {
-                    target_address(&mut target.address).locality = source_address
-                        .map(|a| a.locality.clone())
-                        .unwrap_or_default();
-                }
-                CustomerField::AddressRegion => {
-                    target_address(&mut target.address).region =
-                        source_address.map(|a| a.region.clone()).unwrap_or_default();
-                }
-                CustomerField::AddressPostalCode => {
-                    target_address(&mut target.address).postal_code = source_address
-                        .map(|a| a.postal_code.clone())
-                        .unwrap_or_default();
-                }
-                CustomerField::AddressCountryCode => {
-                    target_address(&mut target.address).country_code = source_address
-                        .map(|a| a.country_code.clone())
-                        .unwrap_or_default();
-                }
-                CustomerField::Status => target.status = source.status,
-                CustomerField::Company => target.company.clone_from(&source.company),
-                CustomerField::BusinessId => target.business_id.clone_from(&source.business_id),
-                CustomerField::Labels => target.labels.clone_from(&source.labels),
-                CustomerField::Label(key) => match source.labels.get(key) {
-                    Some(value) => {
-                        target.labels.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        target.labels.remove(key);
-                    }
-                },
-            }
-        }
-    }
-}
-
-fn target_address(address: &mut Option<PostalAddress>) -> &mut PostalAddress {
-    address.get_or_insert_with(PostalAddress::default)
-}
-
 /// An optional business-registry id: at most [`MAX_BUSINESS_ID_CHARS`] letters, digits,
 /// `-`, `_`, `.` or `/` (shared by customers and companies).
 pub(super) fn business_id(v: &mut Violations, field: String, text: &str) -> Option<String> {
@@ -507,7 +371,7 @@ fn check(
 }
 
 /// A trimmed, non-empty value, or `None` for "not set".
-pub(super) fn optional(text: &str) -> Option<&str> {
+pub(crate) fn optional(text: &str) -> Option<&str> {
     let text = text.trim();
     (!text.is_empty()).then_some(text)
 }
@@ -663,7 +527,7 @@ pub fn is_label_key(key: &str) -> bool {
 
 /// Shortens echoed input in messages, with email addresses and phone numbers masked (first,
 /// so that a cut one is still recognised).
-pub(super) fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     const MAX: usize = 64;
     let text = crate::redact::mask_pii(text);
     match text.char_indices().nth(MAX) {
@@ -677,6 +541,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::core::mask::Mask;
 
     fn valid() -> CustomerInput {
         CustomerInput {
@@ -850,8 +715,9 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let (mask, violations) = UpdateMask::parse("update_mask", &paths);
-        assert_eq!(mask, UpdateMask::Fields(vec![CustomerField::GivenName]));
+        let (mask, violations) =
+            Mask::<CustomerField>::parse("update_mask", &paths, "customer.v1.Customer");
+        assert_eq!(mask, Mask::Fields(vec![CustomerField::GivenName]));
         let violations = violations.into_vec();
         let got: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
@@ -869,20 +735,24 @@ mod tests {
     #[test]
     fn star_mask_replaces_everything_and_must_stand_alone() {
         assert_eq!(
-            UpdateMask::parse("m", &["*".into()]),
-            (UpdateMask::All, Violations::new())
+            Mask::<CustomerField>::parse("m", &["*".into()], "customer.v1.Customer"),
+            (Mask::All, Violations::new())
         );
         assert!(
-            !UpdateMask::parse("m", &["*".into(), "email".into()])
-                .1
-                .is_empty()
+            !Mask::<CustomerField>::parse(
+                "m",
+                &["*".into(), "email".into()],
+                "customer.v1.Customer"
+            )
+            .1
+            .is_empty()
         );
         let mut target = valid();
         let source = CustomerInput {
             given_name: "Grace".into(),
             ..CustomerInput::default()
         };
-        UpdateMask::All.apply(&mut target, &source);
+        Mask::<CustomerField>::All.apply(&mut target, &source);
         assert_eq!(target, source);
     }
 
@@ -895,7 +765,7 @@ mod tests {
             labels: BTreeMap::from([("env".into(), "prod".into())]),
             ..CustomerInput::default()
         };
-        let (mask, violations) = UpdateMask::parse(
+        let (mask, violations) = Mask::<CustomerField>::parse(
             "update_mask",
             &[
                 "email".into(),
@@ -903,6 +773,7 @@ mod tests {
                 "labels.env".into(),
                 "labels.tier".into(),
             ],
+            "customer.v1.Customer",
         );
         assert!(violations.is_empty());
         mask.apply(&mut target, &source);

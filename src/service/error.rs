@@ -9,7 +9,7 @@
 use uuid::Uuid;
 
 use crate::{
-    db::{self, models::CorruptRow},
+    core::store::Conflict,
     domain::{FieldViolation, Violations},
 };
 
@@ -243,53 +243,22 @@ impl From<FieldViolation> for Error {
     }
 }
 
-impl From<diesel::result::Error> for Error {
-    fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind as Kind, Error as E};
-        match &error {
-            E::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
-                tracing::warn!(error = %error, "database connection lost");
-                Self::database_unavailable()
-            }
-            E::DatabaseError(_, info) if is_statement_timeout(info.message()) => {
-                tracing::warn!(error = %error, "statement timeout");
-                Self::DeadlineExceeded {
-                    message: "the database did not answer in time".into(),
-                }
-            }
-            E::DatabaseError(_, info) if is_connection_gone(info.message()) => {
-                tracing::warn!(error = %error, "database connection lost");
-                Self::database_unavailable()
-            }
-            _ => Self::internal(&error),
+impl From<Conflict> for Error {
+    fn from(conflict: Conflict) -> Self {
+        match conflict {
+            Conflict::Email => Self::AlreadyExists {
+                message: "another live customer already uses this email".into(),
+                reason: reason::EMAIL_ALREADY_EXISTS,
+                resource_type: crate::domain::names::CUSTOMER_TYPE,
+                resource_name: String::new(),
+            },
+            Conflict::BusinessId => Self::AlreadyExists {
+                message: "another live company already has this business_id".into(),
+                reason: reason::BUSINESS_ID_ALREADY_EXISTS,
+                resource_type: crate::domain::names::COMPANY_TYPE,
+                resource_name: String::new(),
+            },
         }
-    }
-}
-
-/// SQLSTATE 57014 (query_canceled) raised by `statement_timeout`.
-fn is_statement_timeout(message: &str) -> bool {
-    message.contains("statement timeout")
-}
-
-/// Admin shutdown / terminated backend / broken socket, as reported by tokio-postgres.
-fn is_connection_gone(message: &str) -> bool {
-    message.contains("terminating connection")
-        || message.contains("connection closed")
-        || message.contains("error communicating with the server")
-        || message.contains("the database system is shutting down")
-        || message.contains("the database system is starting up")
-}
-
-impl From<db::PoolError> for Error {
-    fn from(error: db::PoolError) -> Self {
-        tracing::warn!(error = %error, "no database connection");
-        Self::database_unavailable()
-    }
-}
-
-impl From<CorruptRow> for Error {
-    fn from(error: CorruptRow) -> Self {
-        Self::internal(&error)
     }
 }
 

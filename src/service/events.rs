@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
-use uuid::Uuid;
 
 use super::{
     DEFAULT_PAGE_SIZE, Error, MAX_PAGE_SIZE, Result, error::reason, page_token::PageTokens,
@@ -26,15 +25,12 @@ use super::{
 use crate::{
     db::{
         Pool,
-        events::{self as queries, EventRow, NewEventRow},
+        events::{self as queries, EventRow},
     },
     domain::{
         Violations,
-        company::{self, Company, CompanyData},
-        customer::{Customer, CustomerData},
-        event::{Change, Event, EventData, EventParent, EventType, parse_event_filter},
+        event::{Event, EventData, EventParent, EventType, parse_event_filter},
         names::owning_customer,
-        note::{Note, NoteData},
     },
     redact::mask_pii_owned,
 };
@@ -414,128 +410,6 @@ impl EventLog {
         let mut conn = self.inner.pool.get().await?;
         Ok(queries::prune(&mut conn, cutoff, include_unpublished).await?)
     }
-}
-
-/// Who made a change, and in which call: recorded with every event.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Origin<'a> {
-    /// The caller's actor.
-    pub actor: &'a str,
-    /// The call's request id, if it had one.
-    pub request_id: Option<Uuid>,
-}
-
-/// Records the event of a change to a customer in the current transaction. The
-/// per-customer sequence is the customer's version after the change: every change bumps it
-/// by one and records one event, so the sequence is 1, 2, 3 … without gaps.
-pub(super) async fn record(
-    conn: &mut AsyncPgConnection,
-    event_type: EventType,
-    snapshot: &Customer,
-    previous: Option<&CustomerData>,
-    actor: &str,
-    request_id: Option<Uuid>,
-) -> Result<()> {
-    let data = EventData::Customer(Box::new(Change {
-        changed_fields: previous
-            .map(|before| crate::domain::event::changed_fields(before, &snapshot.data))
-            .unwrap_or_default(),
-        previous: previous.cloned(),
-        snapshot: snapshot.clone(),
-    }));
-    let origin = Origin { actor, request_id };
-    insert(
-        conn,
-        event_type,
-        snapshot.name().to_string(),
-        snapshot.version,
-        &data,
-        origin,
-    )
-    .await
-}
-
-/// Records the event of a change to a company; the sequence is the company's version after
-/// the change, as for customers.
-pub(super) async fn record_company(
-    conn: &mut AsyncPgConnection,
-    event_type: EventType,
-    snapshot: &Company,
-    previous: Option<&CompanyData>,
-    origin: Origin<'_>,
-) -> Result<()> {
-    let data = EventData::Company(Box::new(Change {
-        changed_fields: previous
-            .map(|before| company::changed_fields(before, &snapshot.data))
-            .unwrap_or_default(),
-        previous: previous.cloned(),
-        snapshot: snapshot.clone(),
-    }));
-    insert(
-        conn,
-        event_type,
-        snapshot.name().to_string(),
-        snapshot.version,
-        &data,
-        origin,
-    )
-    .await
-}
-
-/// Records the event of a change to a note. The sequence is the note's version after the
-/// change; a deletion (the note is gone, its version never bumped) takes `version + 1`,
-/// which keeps the note's sequence gap-free and its last event last.
-pub(super) async fn record_note(
-    conn: &mut AsyncPgConnection,
-    event_type: EventType,
-    snapshot: &Note,
-    previous: Option<&NoteData>,
-    origin: Origin<'_>,
-) -> Result<()> {
-    let changed_fields = match previous {
-        Some(before) if before.text != snapshot.data.text => vec!["text".to_owned()],
-        _ => Vec::new(),
-    };
-    let sequence = if event_type == EventType::NoteDeleted {
-        snapshot.version + 1
-    } else {
-        snapshot.version
-    };
-    let data = EventData::Note(Box::new(Change {
-        changed_fields,
-        previous: previous.cloned(),
-        snapshot: snapshot.clone(),
-    }));
-    insert(
-        conn,
-        event_type,
-        snapshot.name().to_string(),
-        sequence,
-        &data,
-        origin,
-    )
-    .await
-}
-
-async fn insert(
-    conn: &mut AsyncPgConnection,
-    event_type: EventType,
-    resource: String,
-    sequence: i64,
-    data: &EventData,
-    origin: Origin<'_>,
-) -> Result<()> {
-    let row = NewEventRow {
-        event_id: Uuid::now_v7(),
-        aggregate: resource,
-        sequence,
-        event_type: event_type.as_str().to_owned(),
-        data: data.to_json().map_err(|e| Error::internal(&e))?,
-        actor: origin.actor.to_owned(),
-        request_id: origin.request_id,
-    };
-    queries::insert(conn, &row).await?;
-    Ok(())
 }
 
 /// Converts a stored row into a domain event; a row this service could not have written is

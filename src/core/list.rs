@@ -1,0 +1,161 @@
+//! The one list path: page size → page token → a keyset page of `size + 1` rows → the next
+//! token. Every List RPC (customers, companies, notes, events) pages through here; what a
+//! resource adds is its filter, its order and its query.
+
+use crate::{
+    db::customers::Cursor,
+    domain::Violations,
+    service::{
+        Error, Result,
+        error::reason,
+        page_token::{PageTokens, TokenError},
+    },
+};
+
+/// Default `page_size`.
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+/// Largest `page_size`; larger requests are lowered to it.
+pub const MAX_PAGE_SIZE: i32 = 1000;
+
+/// Where a page starts: what a page token carries.
+pub trait PageKey: Sized {
+    /// The token for the page after `self`, bound to `query`.
+    fn encode(&self, tokens: &PageTokens, query: &[u8]) -> String;
+    /// The position in `token`, if this service issued it for `query`.
+    fn decode(tokens: &PageTokens, token: &str, query: &[u8]) -> Result<Self, TokenError>;
+}
+
+impl PageKey for Cursor {
+    fn encode(&self, tokens: &PageTokens, query: &[u8]) -> String {
+        tokens.encode(query, self)
+    }
+
+    fn decode(tokens: &PageTokens, token: &str, query: &[u8]) -> Result<Self, TokenError> {
+        tokens.decode(token, query)
+    }
+}
+
+/// An event-log position.
+impl PageKey for i64 {
+    fn encode(&self, tokens: &PageTokens, query: &[u8]) -> String {
+        tokens.encode_position(query, *self)
+    }
+
+    fn decode(tokens: &PageTokens, token: &str, query: &[u8]) -> Result<Self, TokenError> {
+        tokens.decode_position(token, query)
+    }
+}
+
+/// One page request after validation.
+#[derive(Debug, Clone)]
+pub struct Paging<K> {
+    /// Rows per page.
+    pub size: usize,
+    /// Start strictly after this position.
+    pub after: Option<K>,
+    /// What the page's tokens are bound to.
+    pub query: Vec<u8>,
+}
+
+impl<K> Paging<K> {
+    /// Rows to fetch: one more than a page, to know whether another page follows.
+    pub fn limit(&self) -> i64 {
+        self.size as i64 + 1
+    }
+}
+
+/// The page size a request asks for: the default for 0, at most [`MAX_PAGE_SIZE`]; a
+/// negative one is a violation.
+pub fn page_size(violations: &mut Violations, requested: i32) -> usize {
+    let size = match requested {
+        size if size < 0 => {
+            violations.add("page_size", "must not be negative");
+            DEFAULT_PAGE_SIZE
+        }
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.min(MAX_PAGE_SIZE),
+    };
+    size as usize
+}
+
+/// The paging of a request whose other fields are valid: its token decoded against `query`.
+pub fn paging<K: PageKey>(
+    tokens: &PageTokens,
+    size: usize,
+    token: &str,
+    query: Vec<u8>,
+) -> Result<Paging<K>> {
+    let after = match token {
+        "" => None,
+        token => Some(K::decode(tokens, token, &query).map_err(|e| {
+            Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string())
+        })?),
+    };
+    Ok(Paging { size, after, query })
+}
+
+/// One page of `rows` (fetched with [`Paging::limit`]) and the token of the next, empty on
+/// the last page.
+pub fn page<T, K: PageKey>(
+    mut rows: Vec<T>,
+    paging: &Paging<K>,
+    tokens: &PageTokens,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, String) {
+    let more = rows.len() > paging.size;
+    rows.truncate(paging.size);
+    let next = match rows.last() {
+        Some(last) if more => key(last).encode(tokens, &paging.query),
+        _ => String::new(),
+    };
+    (rows, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> PageTokens {
+        PageTokens::new(Some("list tests"))
+    }
+
+    #[test]
+    fn page_sizes_default_cap_and_refuse_negatives() {
+        let mut violations = Violations::new();
+        assert_eq!(page_size(&mut violations, 0), 50);
+        assert_eq!(page_size(&mut violations, 7), 7);
+        assert_eq!(page_size(&mut violations, 5000), 1000);
+        assert!(violations.is_empty());
+        assert_eq!(page_size(&mut violations, -1), 50);
+        assert_eq!(violations.into_vec()[0].field, "page_size");
+    }
+
+    #[test]
+    fn a_full_page_gets_a_token_that_resumes_after_its_last_row() {
+        let tokens = tokens();
+        let first: Paging<i64> = paging(&tokens, 2, "", b"q".to_vec()).unwrap();
+        assert_eq!(first.limit(), 3);
+        let (rows, next) = page(vec![10_i64, 11, 12], &first, &tokens, |row| *row);
+        assert_eq!(rows, [10, 11]);
+        let second: Paging<i64> = paging(&tokens, 2, &next, b"q".to_vec()).unwrap();
+        assert_eq!(second.after, Some(11));
+        let (rows, next) = page(vec![12_i64], &second, &tokens, |row| *row);
+        assert_eq!((rows, next), (vec![12], String::new()));
+    }
+
+    #[test]
+    fn a_token_of_another_query_or_a_forged_one_is_invalid_argument() {
+        let tokens = tokens();
+        let first: Paging<i64> = paging(&tokens, 1, "", b"q".to_vec()).unwrap();
+        let (_, next) = page(vec![1_i64, 2], &first, &tokens, |row| *row);
+        for (token, query) in [
+            (next.as_str(), b"other".to_vec()),
+            ("garbage", b"q".to_vec()),
+        ] {
+            let error = paging::<i64>(&tokens, 1, token, query).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidArgument { reason, .. } if reason == reason::INVALID_PAGE_TOKEN)
+            );
+        }
+    }
+}

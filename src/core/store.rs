@@ -1,0 +1,201 @@
+//! The storage seam: what the core asks of a database, in domain terms.
+//!
+//! [`Store`] hands out a [`Storage`] (one connection, in a transaction for writes); a
+//! [`Storage`] offers a [`Repository`] per resource plus the request-id records and the
+//! outbox every write uses. Nothing here names SQL, diesel or a connection type:
+//! `crate::db` implements these traits for PostgreSQL, and the unit tests implement them over
+//! maps (`core::memory`), which is how the business rules are tested without a network.
+//!
+//! Unique-constraint violations arrive as a typed [`Conflict`] (classified in `db/` by
+//! SQLSTATE and constraint name), never as driver errors for the core to pick apart.
+
+use std::future::Future;
+
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        company::Company,
+        customer::Customer,
+        event::{EventData, EventType},
+        names::CompanyName,
+        note::Note,
+    },
+    service::Result,
+};
+
+use super::resource::Resource;
+
+/// How a row is read inside a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// A plain read.
+    None,
+    /// `FOR SHARE`: writers referring to the row hold this, so a delete of it waits for them.
+    Share,
+    /// `FOR UPDATE`: the writer of the row; concurrent writers take turns.
+    Update,
+}
+
+/// A unique attribute another live resource already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another live customer uses the email.
+    Email,
+    /// Another live company has the business id.
+    BusinessId,
+}
+
+/// What claiming a request id found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The id is new: the write proceeds and records its response.
+    Fresh,
+    /// A committed write used the id with this fingerprint and response.
+    Used {
+        /// Fingerprint of the first request.
+        fingerprint: Vec<u8>,
+        /// Its stored response.
+        response: Option<super::replay::StoredReplay>,
+    },
+}
+
+/// An event to record in the outbox, inside the write's transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// The resource it happened to (`customers/{id}`, …).
+    pub resource: String,
+    /// Its per-resource sequence.
+    pub sequence: i64,
+    /// Snapshot and diff.
+    pub data: EventData,
+    /// Who did it.
+    pub actor: String,
+    /// The call's request id.
+    pub request_id: Option<Uuid>,
+}
+
+/// Reads and writes of one resource type.
+pub trait Repository<R: Resource>: Send {
+    /// The resource, deleted or not, read with `lock`.
+    fn find(&mut self, name: R::Name, lock: Lock)
+    -> impl Future<Output = Result<Option<R>>> + Send;
+
+    /// Stores a new resource under `name`.
+    fn insert(
+        &mut self,
+        name: R::Name,
+        data: &R::Data,
+        actor: &str,
+    ) -> impl Future<Output = Result<R>> + Send;
+
+    /// Writes new field values, bumping the version.
+    fn update(
+        &mut self,
+        current: &R,
+        data: &R::Data,
+        actor: &str,
+    ) -> impl Future<Output = Result<R>> + Send;
+
+    /// Removes the resource: a soft delete (the resource as deleted) or a hard one (the
+    /// resource as it was last).
+    fn remove(&mut self, current: &R, actor: &str) -> impl Future<Output = Result<R>> + Send;
+}
+
+/// Resources that are soft-deleted and can be restored (AIP-164).
+pub trait Restore<R: Resource>: Repository<R> {
+    /// Restores a soft-deleted resource, replacing its fields with `data` when given (one
+    /// version, one event).
+    fn restore(
+        &mut self,
+        current: &R,
+        data: Option<&R::Data>,
+        actor: &str,
+    ) -> impl Future<Output = Result<R>> + Send;
+}
+
+/// Everything a write transaction (or a read) can do.
+pub trait Storage:
+    Repository<Customer>
+    + Repository<Company>
+    + Repository<Note>
+    + Restore<Customer>
+    + Restore<Company>
+    + Send
+{
+    /// Claims a request id for a request with `fingerprint` (in the write's transaction, so
+    /// the claim and the write commit or roll back together).
+    fn claim(
+        &mut self,
+        request_id: Uuid,
+        fingerprint: &[u8],
+    ) -> impl Future<Output = Result<Claim>> + Send;
+
+    /// Records the response of the write that claimed `request_id`.
+    fn complete(
+        &mut self,
+        request_id: Uuid,
+        response: super::replay::StoredReplay,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records an event in the outbox.
+    fn record(&mut self, event: NewEvent) -> impl Future<Output = Result<()>> + Send;
+
+    /// Clears the company of every live customer of `company`, bumping each one's version;
+    /// the customers as they are now.
+    fn detach_company(
+        &mut self,
+        company: CompanyName,
+        actor: &str,
+    ) -> impl Future<Output = Result<Vec<Customer>>> + Send;
+
+    /// How many live customers belong to `company`.
+    fn count_live_in_company(
+        &mut self,
+        company: CompanyName,
+    ) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// An async closure over a storage whose future is `Send` (so a write can run on a spawned
+/// task). Spelled out because the equivalent bound of diesel-async is not public.
+pub trait TxBody<'r, C: 'r, T>:
+    AsyncFnOnce(&'r mut C) -> Result<T> + FnOnce(&'r mut C) -> <Self as TxBody<'r, C, T>>::Future
+{
+    /// The closure's future.
+    type Future: Future<Output = Result<T>> + Send;
+}
+
+impl<'r, C: 'r, T, F, Fut> TxBody<'r, C, T> for F
+where
+    F: AsyncFnOnce(&'r mut C) -> Result<T> + FnOnce(&'r mut C) -> Fut,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    type Future = Fut;
+}
+
+/// A database: hands out storage (of type [`Store::Conn`]) through [`Transact`].
+pub trait Store: Clone + Send + Sync + 'static {
+    /// One connection's worth of storage.
+    type Conn: Storage + 'static;
+}
+
+/// Reads and transactions over `C`, the [`Store::Conn`] of the store. A separate trait with
+/// the connection as a parameter, so that implementations name their connection type
+/// directly: rustc does not normalise an associated type inside the higher-ranked closure
+/// bounds of an implementation's methods.
+pub trait Transact<C>: Store {
+    /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
+    /// cancel, deadline) cannot cut it short; commits when it returns `Ok`.
+    fn write<T, F>(&self, body: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: for<'r> TxBody<'r, C, T> + Send + 'static;
+
+    /// Runs `body` on a connection, outside any transaction.
+    fn read<T, F>(&self, body: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send,
+        F: for<'r> TxBody<'r, C, T> + Send;
+}

@@ -1,0 +1,420 @@
+//! The one write path: validate → idempotent transaction (claim the request id, check the
+//! parent, lock, check the etag, change, record the event, store the response) → respond.
+//!
+//! Every create, update, delete and undelete of every resource runs through these functions;
+//! a resource contributes only its declaration ([`Resource`]) and its hooks.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{
+    fingerprint::{Fingerprint, Parts},
+    mask::Mask,
+    replay::Replayable,
+    resource::{Resource, check_etag},
+    store::{Claim, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody},
+};
+use crate::{
+    domain::{FieldViolation, Violations, event::EventType, names},
+    service::{Error, Result, Unreachable, error::reason},
+};
+
+/// Who makes a change and under which request id: carried into its events.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The caller.
+    pub actor: String,
+    /// The call's request id.
+    pub request_id: Option<Uuid>,
+}
+
+/// An update (AIP-134) of a resource with raw input `I`.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest<I> {
+    /// The resource's name.
+    pub name: String,
+    /// When non-empty, must match.
+    pub etag: String,
+    /// The new values.
+    pub input: I,
+    /// `update_mask.paths`; `None` (or empty) means "the fields set in `input`".
+    pub update_mask: Option<Vec<String>>,
+    /// Idempotency key.
+    pub request_id: String,
+}
+
+/// A delete of a resource.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteRequest {
+    /// The resource's name.
+    pub name: String,
+    /// When non-empty, must match.
+    pub etag: String,
+    /// Idempotency key.
+    pub request_id: String,
+    /// DeleteCompany: detach live customers instead of refusing.
+    pub force: bool,
+}
+
+/// The write path over a store.
+#[derive(Debug, Clone)]
+pub struct Writer<S> {
+    /// Where resources live.
+    pub store: S,
+    /// How long a soft-deleted customer is kept before it is purged; `None`: for ever.
+    pub retention: Option<Duration>,
+}
+
+impl<S> Writer<S>
+where
+    S: Transact<<S as Store>::Conn>,
+{
+    /// Creates a resource under `parent` (`""` for top-level resources). With a request id,
+    /// a retry returns the first result.
+    pub async fn create<R: Resource>(
+        &self,
+        parent: &str,
+        input: R::Input,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<R>
+    where
+        S::Conn: Repository<R>,
+    {
+        let mut violations = Violations::new();
+        let parsed_parent = collect(&mut violations, R::parse_parent("parent", parent));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", request_id),
+        );
+        let data = R::validate(&input, R::FIELD)
+            .map_err(|more| violations.extend(more))
+            .ok();
+        let (Some(parsed_parent), Some(request_id), Some(data)) =
+            violations.into_result((parsed_parent, request_id, data))?
+        else {
+            return Err(Error::internal(&Unreachable(
+                "validated create without parts",
+            )));
+        };
+        R::trace_create(&data);
+        let legacy_input = R::legacy_input(&input);
+        let mut legacy = vec![actor, parent, &legacy_input];
+        if parent.is_empty() {
+            legacy.remove(1);
+        }
+        let fingerprint = Fingerprint::new(
+            &Parts {
+                method: format!("Create{}", R::KIND),
+                actor: actor.to_owned(),
+                name: parent.to_owned(),
+                input: R::canonical_input(&input),
+                ..Parts::default()
+            },
+            &legacy,
+        );
+        let name = R::new_name(parsed_parent, Uuid::now_v7());
+        let origin = Origin {
+            actor: actor.to_owned(),
+            request_id,
+        };
+        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            R::check_parent(conn, name, true).await?;
+            R::check_references(conn, &data, None).await?;
+            let created = Repository::<R>::insert(conn, name, &data, &origin.actor).await?;
+            record(conn, R::EVENTS.created, &created, None, &origin).await?;
+            Ok(created)
+        })
+        .await
+    }
+
+    /// Returns one resource, deleted or not.
+    pub async fn get<R: Resource>(&self, name: &str) -> Result<R>
+    where
+        S::Conn: Repository<R>,
+    {
+        let name = R::parse_name("name", name)?;
+        let found = self
+            .store
+            .read(async move |conn: &mut S::Conn| {
+                R::check_parent(conn, name, false).await?;
+                Repository::<R>::find(conn, name, Lock::None).await
+            })
+            .await?;
+        found
+            .map(|resource| R::with_retention(resource, self.retention))
+            .ok_or_else(|| R::not_found(name))
+    }
+
+    /// Changes the fields selected by the update mask (AIP-134), checking the etag under the
+    /// row lock. A change that changes nothing writes nothing: no new etag, no event.
+    pub async fn update<R: Resource>(
+        &self,
+        request: UpdateRequest<R::Input>,
+        actor: &str,
+    ) -> Result<R>
+    where
+        S::Conn: Repository<R>,
+    {
+        let mut violations = Violations::new();
+        let name = collect(
+            &mut violations,
+            R::parse_name(&format!("{}.name", R::FIELD), &request.name),
+        );
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", &request.request_id),
+        );
+        let mask = match request.update_mask.as_deref() {
+            Some(paths) if !paths.is_empty() => {
+                let (mask, more) = Mask::parse("update_mask", paths, R::PROTO);
+                violations.extend(more);
+                mask
+            }
+            _ => Mask::Fields(R::present_fields(&request.input)),
+        };
+        // Check the masked values before touching the database, against a valid stand-in
+        // for the stored fields; the merged result is checked again under the lock.
+        let mut probe = R::stand_in();
+        mask.apply(&mut probe, &request.input);
+        if let Err(more) = R::validate(&probe, R::FIELD) {
+            violations.extend(more);
+        }
+        let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
+            return Err(Error::internal(&Unreachable(
+                "validated update without parts",
+            )));
+        };
+        tracing::debug!(resource = %name, fields = ?mask.canonical_paths(), "updating {}", R::FIELD);
+        let legacy_mask = R::legacy_mask(&mask);
+        let legacy_input = R::legacy_input(&request.input);
+        let fingerprint = Fingerprint::new(
+            &Parts {
+                method: format!("Update{}", R::KIND),
+                actor: actor.to_owned(),
+                name: request.name.clone(),
+                etag: request.etag.clone(),
+                mask: mask.canonical_paths(),
+                input: R::canonical_input(&request.input),
+                force: false,
+            },
+            &[
+                actor,
+                &request.name,
+                &request.etag,
+                &legacy_mask,
+                &legacy_input,
+            ],
+        );
+        let origin = Origin {
+            actor: actor.to_owned(),
+            request_id,
+        };
+        let UpdateRequest { etag, input, .. } = request;
+        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            let current = locked_live::<R, _>(conn, name, &etag).await?;
+            let mut merged = R::input_of(current.data());
+            mask.apply(&mut merged, &input);
+            let data = R::validate(&merged, R::FIELD)?;
+            if &data == current.data() {
+                return Ok(current);
+            }
+            R::check_references(conn, &data, Some(current.data())).await?;
+            let updated = Repository::<R>::update(conn, &current, &data, &origin.actor).await?;
+            record(
+                conn,
+                R::EVENTS.updated,
+                &updated,
+                Some(current.data()),
+                &origin,
+            )
+            .await?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// Deletes a resource (softly, or for good for resources without undelete), checking the
+    /// etag. The resource as deleted (or as it was last).
+    pub async fn delete<R: Resource>(&self, request: DeleteRequest, actor: &str) -> Result<R>
+    where
+        S::Conn: Repository<R>,
+    {
+        let mut violations = Violations::new();
+        let name = collect(&mut violations, R::parse_name("name", &request.name));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", &request.request_id),
+        );
+        let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
+            return Err(Error::internal(&Unreachable(
+                "validated delete without parts",
+            )));
+        };
+        tracing::debug!(resource = %name, "deleting {}", R::FIELD);
+        let mut legacy = vec![actor, request.name.as_str(), request.etag.as_str()];
+        if R::HAS_FORCE {
+            legacy.push(if request.force { "force" } else { "" });
+        }
+        let fingerprint = Fingerprint::new(
+            &Parts {
+                method: format!("Delete{}", R::KIND),
+                actor: actor.to_owned(),
+                name: request.name.clone(),
+                etag: request.etag.clone(),
+                force: request.force,
+                ..Parts::default()
+            },
+            &legacy,
+        );
+        let origin = Origin {
+            actor: actor.to_owned(),
+            request_id,
+        };
+        let retention = self.retention;
+        let DeleteRequest { etag, force, .. } = request;
+        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            let current = locked_live::<R, _>(conn, name, &etag).await?;
+            R::before_delete(conn, &current, force, &origin).await?;
+            let removed = Repository::<R>::remove(conn, &current, &origin.actor).await?;
+            let removed = R::with_retention(removed, retention);
+            record(conn, R::EVENTS.deleted, &removed, None, &origin).await?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Restores a soft-deleted resource (AIP-164), checking the etag.
+    pub async fn undelete<R: Resource>(&self, name: &str, etag: &str, actor: &str) -> Result<R>
+    where
+        S::Conn: Restore<R>,
+    {
+        let name = R::parse_name("name", name)?;
+        tracing::debug!(resource = %name, "undeleting {}", R::FIELD);
+        let etag = etag.to_owned();
+        let origin = Origin {
+            actor: actor.to_owned(),
+            request_id: None,
+        };
+        let Some(undeleted) = R::EVENTS.undeleted else {
+            return Err(Error::internal(&Unreachable(
+                "undelete of a hard-deleted resource",
+            )));
+        };
+        self.store
+            .write(async move |conn: &mut S::Conn| {
+                let current = Repository::<R>::find(conn, name, Lock::Update)
+                    .await?
+                    .ok_or_else(|| R::not_found(name))?;
+                if !current.is_deleted() {
+                    return Err(Error::AlreadyExists {
+                        message: format!("{name} is not deleted"),
+                        reason: R::REASONS.not_deleted,
+                        resource_type: R::TYPE,
+                        resource_name: name.to_string(),
+                    });
+                }
+                check_etag(&current, &etag)?;
+                let data = R::restored_data(conn, &current).await?;
+                let restored = conn.restore(&current, data.as_ref(), &origin.actor).await?;
+                record(conn, undeleted, &restored, None, &origin).await?;
+                Ok(restored)
+            })
+            .await
+    }
+
+    /// Runs `body` in a write transaction under a request id: a retry of the same request
+    /// (same fingerprint) gets the first response instead of a second write; a different
+    /// request with the same id is refused.
+    pub async fn idempotent<R, F>(
+        &self,
+        request_id: Option<Uuid>,
+        fingerprint: Fingerprint,
+        body: F,
+    ) -> Result<R>
+    where
+        R: Replayable + Send + 'static,
+        F: for<'r> TxBody<'r, S::Conn, R> + Send + 'static,
+    {
+        self.store
+            .write(async move |conn: &mut S::Conn| {
+                if let Some(request_id) = request_id {
+                    match conn.claim(request_id, &fingerprint.current).await? {
+                        Claim::Fresh => {}
+                        Claim::Used {
+                            fingerprint: first,
+                            response,
+                        } => {
+                            if !fingerprint.matches(&first) {
+                                return Err(Error::invalid_field(
+                                    reason::REQUEST_ID_REUSED,
+                                    "request_id",
+                                    "was already used for a different request; use a new UUID \
+                                     per request",
+                                ));
+                            }
+                            let response = response.ok_or_else(|| {
+                                Error::internal(&Unreachable("request id without response"))
+                            })?;
+                            return R::decode_replay(response);
+                        }
+                    }
+                }
+                let response = body(conn).await?;
+                if let Some(request_id) = request_id {
+                    conn.complete(request_id, response.encode_replay()).await?;
+                }
+                Ok(response)
+            })
+            .await
+    }
+}
+
+/// The live resource, locked for this transaction (its parent checked and share-locked
+/// first), after checking the etag.
+pub async fn locked_live<R: Resource, C: Storage + Repository<R>>(
+    conn: &mut C,
+    name: R::Name,
+    etag: &str,
+) -> Result<R> {
+    R::check_parent(conn, name, true).await?;
+    let current = Repository::<R>::find(conn, name, Lock::Update)
+        .await?
+        .ok_or_else(|| R::not_found(name))?;
+    if current.is_deleted() {
+        return Err(R::deleted(name));
+    }
+    check_etag(&current, etag)?;
+    Ok(current)
+}
+
+/// Records the event of `event_type` about `snapshot` in the outbox.
+pub async fn record<R: Resource, C: Storage>(
+    conn: &mut C,
+    event_type: EventType,
+    snapshot: &R,
+    previous: Option<&R::Data>,
+    origin: &Origin,
+) -> Result<()> {
+    conn.record(NewEvent {
+        event_type,
+        resource: snapshot.name().to_string(),
+        sequence: R::sequence(event_type, snapshot),
+        data: R::event(event_type, snapshot, previous),
+        actor: origin.actor.clone(),
+        request_id: origin.request_id,
+    })
+    .await
+}
+
+/// Moves a violation into `violations`, keeping the value when there is none.
+pub fn collect<T>(violations: &mut Violations, result: Result<T, FieldViolation>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(violation) => {
+            violations.extend(violation.into());
+            None
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Companies as a resource of the core: the declaration plus the company's own rule.
+//!
+//! A company is not deleted while live customers belong to it, unless the caller asks for
+//! `force`, which detaches those customers (clears their `company`) in the same transaction,
+//! each with its own CustomerUpdated event. The company's update lock is taken first and
+//! customer writes that refer to it share-lock it, so from then on no new live customer can
+//! join it.
+
+use prost::Message;
+use uuid::Uuid;
+
+use super::customers::apply_label;
+use crate::{
+    core::{
+        mask::{MaskField, label_path},
+        replay::{Replayable, StoredReplay, from_json, to_json},
+        resource::{Events, Reasons, Resource},
+        store::Storage,
+        write::{Origin, record},
+    },
+    domain::{
+        FieldViolation, Violations,
+        company::{self, Company, CompanyData, CompanyField, CompanyInput},
+        event::{Change, EventData, EventType},
+        names::{COMPANY_TYPE, CompanyName},
+    },
+    pb,
+    service::{Error, Result, error::reason},
+};
+
+impl Resource for Company {
+    type Name = CompanyName;
+    type Parent = ();
+    type Input = CompanyInput;
+    type Data = CompanyData;
+    type Field = CompanyField;
+
+    const TYPE: &'static str = COMPANY_TYPE;
+    const PROTO: &'static str = "customer.v1.Company";
+    const FIELD: &'static str = "company";
+    const KIND: &'static str = "Company";
+    const EVENTS: Events = Events {
+        created: EventType::CompanyCreated,
+        updated: EventType::CompanyUpdated,
+        deleted: EventType::CompanyDeleted,
+        undeleted: Some(EventType::CompanyUndeleted),
+    };
+    const REASONS: Reasons = Reasons {
+        deleted: reason::COMPANY_DELETED,
+        deleted_message: "is deleted",
+        not_deleted: reason::COMPANY_NOT_DELETED,
+    };
+    const HAS_FORCE: bool = true;
+
+    fn parse_name(field: &str, text: &str) -> Result<CompanyName, FieldViolation> {
+        CompanyName::parse(field, text)
+    }
+
+    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
+        Ok(())
+    }
+
+    fn new_name((): (), id: Uuid) -> CompanyName {
+        CompanyName(id)
+    }
+
+    fn name(&self) -> CompanyName {
+        Company::name(self)
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn data(&self) -> &CompanyData {
+        &self.data
+    }
+
+    fn is_deleted(&self) -> bool {
+        Company::is_deleted(self)
+    }
+
+    fn validate(input: &CompanyInput, prefix: &str) -> Result<CompanyData, Violations> {
+        input.validate(prefix)
+    }
+
+    fn input_of(data: &CompanyData) -> CompanyInput {
+        CompanyInput::from(data)
+    }
+
+    fn stand_in() -> CompanyInput {
+        CompanyInput {
+            display_name: "x".into(),
+            ..CompanyInput::default()
+        }
+    }
+
+    fn present_fields(input: &CompanyInput) -> Vec<CompanyField> {
+        input.present_fields()
+    }
+
+    fn canonical_input(input: &CompanyInput) -> Vec<u8> {
+        pb::Company {
+            display_name: input.display_name.clone(),
+            domain: input.domain.clone(),
+            business_id: input.business_id.clone(),
+            labels: input.labels.clone(),
+            ..pb::Company::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn legacy_input(input: &CompanyInput) -> String {
+        serde_json::to_string(input).unwrap_or_default()
+    }
+
+    fn event(_: EventType, snapshot: &Self, previous: Option<&CompanyData>) -> EventData {
+        EventData::Company(Box::new(Change {
+            changed_fields: previous
+                .map(|before| company::changed_fields(before, &snapshot.data))
+                .unwrap_or_default(),
+            previous: previous.cloned(),
+            snapshot: snapshot.clone(),
+        }))
+    }
+
+    async fn before_delete<C: Storage>(
+        conn: &mut C,
+        current: &Self,
+        force: bool,
+        origin: &Origin,
+    ) -> Result<()> {
+        let name = current.name();
+        if force {
+            let reference = Some(name.to_string());
+            for customer in conn.detach_company(name, &origin.actor).await? {
+                let mut previous = customer.data.clone();
+                previous.company.clone_from(&reference);
+                record(
+                    conn,
+                    EventType::CustomerUpdated,
+                    &customer,
+                    Some(&previous),
+                    origin,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let members = conn.count_live_in_company(name).await?;
+        if members == 0 {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            message: format!(
+                "{name} has {members} live customer(s); move them to another company first, \
+                 or delete with force=true to detach them"
+            ),
+            reason: reason::COMPANY_HAS_CUSTOMERS,
+            resource_type: COMPANY_TYPE,
+            resource_name: name.to_string(),
+        })
+    }
+}
+
+impl Replayable for Company {
+    fn encode_replay(&self) -> StoredReplay {
+        to_json(self)
+    }
+
+    fn decode_replay(stored: StoredReplay) -> Result<Self> {
+        from_json(stored)
+    }
+}
+
+impl MaskField for CompanyField {
+    type Input = CompanyInput;
+
+    fn parse(path: &str) -> Option<Result<Self, String>> {
+        Some(Ok(match path {
+            "display_name" => Self::DisplayName,
+            "domain" => Self::Domain,
+            "business_id" => Self::BusinessId,
+            "labels" => Self::Labels,
+            other => return label_path(other).map(|key| key.map(Self::Label)),
+        }))
+    }
+
+    fn apply(&self, target: &mut CompanyInput, source: &CompanyInput) {
+        match self {
+            Self::DisplayName => target.display_name.clone_from(&source.display_name),
+            Self::Domain => target.domain.clone_from(&source.domain),
+            Self::BusinessId => target.business_id.clone_from(&source.business_id),
+            Self::Labels => target.labels.clone_from(&source.labels),
+            Self::Label(key) => apply_label(&mut target.labels, &source.labels, key),
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Self::DisplayName => "display_name".to_owned(),
+            Self::Domain => "domain".to_owned(),
+            Self::BusinessId => "business_id".to_owned(),
+            Self::Labels => "labels".to_owned(),
+            Self::Label(key) => format!("labels.{key}"),
+        }
+    }
+
+    fn legacy_name(&self) -> String {
+        match self {
+            Self::DisplayName => "DisplayName".to_owned(),
+            Self::Domain => "Domain".to_owned(),
+            Self::BusinessId => "BusinessId".to_owned(),
+            Self::Labels => "Labels".to_owned(),
+            Self::Label(key) => format!("Label({key:?})"),
+        }
+    }
+}

@@ -96,3 +96,11 @@ diesel::table! {
         updated_by -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    service_keys (name) {
+        name -> Text,
+        key -> Bytea,
+        create_time -> Timestamptz,
+    }
+}

@@ -17,6 +17,7 @@ mod list;
 mod metrics;
 mod notes;
 mod openapi;
+mod page_tokens;
 mod privacy;
 mod read;
 mod resilience;

@@ -22,6 +22,7 @@ mod privacy;
 mod read;
 mod resilience;
 mod rest;
+mod schema;
 mod tls;
 mod transport;
 mod update;

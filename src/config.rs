@@ -236,8 +236,10 @@ pub struct ServeSettings {
     #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Key that signs page tokens (any string, at least 16 bytes). Instances behind one load
-    /// balancer must share it. Unset: a random key per process (tokens die with the process).
+    /// Secret the page-token encryption key is derived from (any string, at least 16 bytes),
+    /// shared by every instance given it; it also still verifies tokens of the older signed
+    /// format. Unset: a key generated once and stored in the database, shared by every
+    /// instance over it.
     #[arg(long, env = "PAGE_TOKEN_KEY")]
     pub page_token_key: Option<String>,
 

@@ -107,9 +107,23 @@ pub async fn serve(
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
     }
-    if settings.page_token_key.is_none() {
-        tracing::info!("PAGE_TOKEN_KEY is not set: page tokens are signed with a per-process key");
-    }
+    let page_tokens = match settings.page_token_key.as_deref() {
+        Some(secret) => PageTokens::from_secret(secret),
+        None => {
+            tracing::info!(
+                "PAGE_TOKEN_KEY is not set: page tokens are encrypted with the key stored in \
+                 the database (shared by every instance)"
+            );
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| db::SetupError::Connect(e.to_string()))?;
+            let key = db::keys::page_token_key(&mut conn)
+                .await
+                .map_err(db::SetupError::from)?;
+            PageTokens::from_key(&key)
+        }
+    };
     let authenticator = if settings.auth.auth_disabled {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED (--auth-disabled): every caller has every scope. \
@@ -126,14 +140,11 @@ pub async fn serve(
     };
     let registry = crate::registry::RegistryClient::from_config(settings.registry.config())
         .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
-    let service = CustomerService::new(
-        pool.clone(),
-        PageTokens::new(settings.page_token_key.as_deref()),
-    )
-    .with_registry(registry)
-    .with_purge_after(
-        (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
-    );
+    let service = CustomerService::new(pool.clone(), page_tokens)
+        .with_registry(registry)
+        .with_purge_after(
+            (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
+        );
     let events = service.events().clone();
     let relay = settings
         .events

@@ -11,11 +11,13 @@
 //!   so several instances starting at once migrate exactly once.
 //! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
 //!   one function per statement.
+//! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
 
 pub mod companies;
 pub mod customers;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod models;
 pub mod notes;
 pub mod request_ids;

@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     fn tokens() -> PageTokens {
-        PageTokens::new(Some("list tests"))
+        PageTokens::from_secret("list tests")
     }
 
     #[test]

@@ -377,7 +377,7 @@ mod tests {
 
     fn service() -> (CustomerService<MemStore>, MemStore) {
         let store = MemStore::default();
-        let service = CustomerService::over(store.clone(), PageTokens::new(Some("memory")));
+        let service = CustomerService::over(store.clone(), PageTokens::from_secret("memory"));
         (service, store)
     }
 

@@ -10,8 +10,13 @@
 //!
 //! - [`pb`]: code generated from `proto/` by `build.rs` (messages, server trait, client).
 //! - [`domain`]: validated types and the filter/order_by languages. Pure, no I/O.
-//! - [`service`]: the use cases. Owns transactions, validation, etags, idempotency,
-//!   pagination, and the error classification every transport maps from.
+//! - [`service`]: the use cases, one method per RPC: a facade over [`core`], and the error
+//!   classification every transport maps from.
+//! - [`core`]: the resource-generic write path (validate → idempotent transaction → respond)
+//!   and list path, field masks, versioned encodings, and the storage seam.
+//! - [`resources`]: customers, companies and notes as declarations over the core, with the
+//!   rules only they have.
+//! - [`convert`]: domain ⇄ protobuf conversions shared by the adapter and the encodings.
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
 //! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents.

@@ -2,7 +2,7 @@
 //!
 //! [`Store`] hands out a [`Storage`] (one connection, in a transaction for writes); a
 //! [`Storage`] offers a [`Repository`] per resource plus the request-id records and the
-//! outbox every write uses. Nothing here names SQL, diesel or a connection type:
+//! outbox every write uses. Nothing here names a query language, a driver or a connection type:
 //! `crate::db` implements these traits for PostgreSQL, and the unit tests implement them over
 //! maps (`core::memory`), which is how the business rules are tested without a network.
 //!
@@ -159,7 +159,7 @@ pub trait Storage:
 }
 
 /// An async closure over a storage whose future is `Send` (so a write can run on a spawned
-/// task). Spelled out because the equivalent bound of diesel-async is not public.
+/// task). Spelled out because the database driver's equivalent bound is not public.
 pub trait TxBody<'r, C: 'r, T>:
     AsyncFnOnce(&'r mut C) -> Result<T> + FnOnce(&'r mut C) -> <Self as TxBody<'r, C, T>>::Future
 {

@@ -1,7 +1,7 @@
 //! The domain: validated customer, company and note data and the request languages
 //! (filter, order_by).
 //!
-//! Everything here is pure: no I/O, no tonic, no diesel. The service layer turns raw input
+//! Everything here is pure: no I/O, no transport, no database. The service layer turns raw input
 //! into these types and refuses the request with *every* [`FieldViolation`] at once, so a
 //! client fixes all of its mistakes in one round trip.
 //!

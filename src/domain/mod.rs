@@ -19,6 +19,7 @@ pub mod country;
 pub mod customer;
 pub mod event;
 pub mod filter;
+mod legacy;
 pub mod names;
 pub mod note;
 pub mod order_by;

@@ -11,10 +11,12 @@
 //!   so several instances starting at once migrate exactly once.
 //! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
 //!   one function per statement.
+//! - [`filter`]: the typed filter of each listing as a SQL condition.
 
 pub mod companies;
 pub mod customers;
 pub mod events;
+pub mod filter;
 pub mod models;
 pub mod notes;
 pub mod request_ids;

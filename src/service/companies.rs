@@ -29,9 +29,10 @@ use crate::{
         company::{Company, CompanyInput, CompanyMask},
         customer::Customer,
         event::EventType,
-        filter::{self, Scope},
+        filter::{self, CompanyField},
+        legacy,
         names::{self, COMPANY_TYPE, CompanyName},
-        order_by,
+        order_by::{self, CompanyOrder},
     },
     redact::mask_pii_owned,
 };
@@ -160,20 +161,22 @@ impl super::CustomerService {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
         };
-        let filter = filter::parse_for(&request.filter, Scope::Companies).unwrap_or_else(|error| {
+        let filter = filter::parse::<CompanyField>(&request.filter).unwrap_or_else(|error| {
             violations.add("filter", mask_pii_owned(error.to_string()));
             None
         });
-        let order = order_by::parse_company(&request.order_by).unwrap_or_else(|error| {
+        let order = order_by::parse::<CompanyOrder>(&request.order_by).unwrap_or_else(|error| {
             violations.add("order_by", mask_pii_owned(error.to_string()));
             Vec::new()
         });
         violations.into_result(())?;
 
+        // The v1 fingerprint text (the previous version's `Debug` output), so tokens it issued
+        // stay valid.
         let query = PageTokens::query_fingerprint(&[
             "companies",
-            &format!("{filter:?}"),
-            &format!("{order:?}"),
+            &legacy::legacy_debug_company_filter(&filter),
+            &legacy::legacy_debug_company_order(&order),
             if request.show_deleted {
                 "deleted"
             } else {

@@ -41,9 +41,10 @@ use crate::{
         Violations,
         customer::{Customer, CustomerData, CustomerInput, PostalAddress, UpdateMask},
         event::EventType,
-        filter, names,
+        filter::{self, CustomerField},
+        legacy, names,
         names::{COMPANY_TYPE, CUSTOMER_TYPE, CompanyName, CustomerName},
-        order_by,
+        order_by::{self, CustomerOrder},
     },
     redact::mask_pii_owned,
 };
@@ -362,14 +363,14 @@ impl CustomerService {
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
         // The parsers mask the input they echo; masking the whole message as well keeps any
         // future message that quotes the filter (which may name an email) safe too.
-        let filter = match filter::parse(&request.filter) {
+        let filter = match filter::parse::<CustomerField>(&request.filter) {
             Ok(filter) => filter,
             Err(error) => {
                 violations.add("filter", mask_pii_owned(error.to_string()));
                 None
             }
         };
-        let order = match order_by::parse(&request.order_by) {
+        let order = match order_by::parse::<CustomerOrder>(&request.order_by) {
             Ok(order) => order,
             Err(error) => {
                 violations.add("order_by", mask_pii_owned(error.to_string()));
@@ -382,9 +383,11 @@ impl CustomerService {
         };
         violations.into_result(())?;
 
+        // The v1 fingerprint text (the previous version's `Debug` output), so tokens it issued
+        // stay valid.
         let mut query_parts = vec![
-            format!("{filter:?}"),
-            format!("{order:?}"),
+            legacy::legacy_debug_filter(&filter),
+            legacy::legacy_debug_order(&order),
             if request.show_deleted {
                 "deleted".to_owned()
             } else {

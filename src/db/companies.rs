@@ -5,8 +5,7 @@
 //! expression whose values are all bind parameters.
 
 use diesel::{
-    dsl::{not, sql},
-    expression::BoxableExpression,
+    dsl::sql,
     pg::Pg,
     prelude::*,
     sql_types::{Bool, Nullable, Timestamptz},
@@ -15,19 +14,17 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    customers::{
-        Cursor, KeyValue, KeysetAfter, compare_nullable, compare_with, escape_like, id_descending,
-        label_object,
-    },
+    customers::{Cursor, KeyValue, KeysetAfter, SortColumn, id_descending},
+    filter::{Condition, condition},
     models::{CompanyChanges, CompanyRow, NewCompanyRow},
     schema::companies,
 };
 use crate::domain::{
-    filter::{CmpOp, Expr, Field, Value},
-    order_by::{OrderField, OrderKey},
+    filter::{CompanyField, Expr},
+    order_by::{CompanyOrder, OrderKey},
 };
 
-type BoxedCondition = Box<dyn BoxableExpression<companies::table, Pg, SqlType = Bool>>;
+type BoxedCondition = Condition<companies::table>;
 
 /// Inserts a new company and returns the stored row.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &NewCompanyRow) -> QueryResult<CompanyRow> {
@@ -122,29 +119,35 @@ pub async fn set_deleted(
 }
 
 /// The cursor just after `row` in `order`.
-pub fn cursor_after(row: &CompanyRow, order: &[OrderKey]) -> Cursor {
+pub fn cursor_after(row: &CompanyRow, order: &[OrderKey<CompanyOrder>]) -> Cursor {
     let values = order
         .iter()
         .map(|key| match key.field {
-            OrderField::CreateTime => KeyValue::Time(row.create_time),
-            OrderField::UpdateTime => KeyValue::Time(row.update_time),
-            OrderField::DisplayName => KeyValue::Text(row.display_name.clone()),
-            // Not company sort keys: the company order_by parser never yields them.
-            OrderField::FamilyName | OrderField::GivenName | OrderField::Email => {
-                KeyValue::Text(String::new())
-            }
+            CompanyOrder::CreateTime => KeyValue::Time(row.create_time),
+            CompanyOrder::UpdateTime => KeyValue::Time(row.update_time),
+            CompanyOrder::DisplayName => KeyValue::Text(row.display_name.clone()),
         })
         .collect();
     Cursor { values, id: row.id }
+}
+
+impl SortColumn for CompanyOrder {
+    fn column(self) -> &'static str {
+        match self {
+            CompanyOrder::CreateTime => "create_time",
+            CompanyOrder::UpdateTime => "update_time",
+            CompanyOrder::DisplayName => "display_name",
+        }
+    }
 }
 
 /// One page request of [`list`].
 #[derive(Debug)]
 pub struct ListQuery<'a> {
     /// Parsed filter, if any.
-    pub filter: Option<&'a Expr>,
+    pub filter: Option<&'a Expr<CompanyField>>,
     /// Ordering keys (non-empty; the id is appended as tie-breaker).
-    pub order: &'a [OrderKey],
+    pub order: &'a [OrderKey<CompanyOrder>],
     /// Include soft-deleted rows.
     pub show_deleted: bool,
     /// Start strictly after this position.
@@ -173,26 +176,24 @@ pub async fn list(
     }
     for key in query.order {
         statement = match (key.field, key.descending) {
-            (OrderField::CreateTime, false) => {
+            (CompanyOrder::CreateTime, false) => {
                 statement.then_order_by(companies::create_time.asc())
             }
-            (OrderField::CreateTime, true) => {
+            (CompanyOrder::CreateTime, true) => {
                 statement.then_order_by(companies::create_time.desc())
             }
-            (OrderField::UpdateTime, false) => {
+            (CompanyOrder::UpdateTime, false) => {
                 statement.then_order_by(companies::update_time.asc())
             }
-            (OrderField::UpdateTime, true) => {
+            (CompanyOrder::UpdateTime, true) => {
                 statement.then_order_by(companies::update_time.desc())
             }
-            (OrderField::DisplayName, false) => {
+            (CompanyOrder::DisplayName, false) => {
                 statement.then_order_by(companies::display_name.asc())
             }
-            (OrderField::DisplayName, true) => {
+            (CompanyOrder::DisplayName, true) => {
                 statement.then_order_by(companies::display_name.desc())
             }
-            // Not company sort keys: the company order_by parser never yields them.
-            (OrderField::FamilyName | OrderField::GivenName | OrderField::Email, _) => statement,
         };
     }
     statement = if id_descending(query.order) {
@@ -201,68 +202,4 @@ pub async fn list(
         statement.then_order_by(companies::id.asc())
     };
     statement.limit(query.limit).load(conn).await
-}
-
-/// The filter AST as a SQL condition over companies.
-fn condition(expr: &Expr) -> BoxedCondition {
-    match expr {
-        Expr::And(left, right) => Box::new(condition(left).and(condition(right))),
-        Expr::Or(left, right) => Box::new(condition(left).or(condition(right))),
-        Expr::Not(inner) => Box::new(not(condition(inner))),
-        Expr::Compare { field, op, value } => compare(field, *op, value),
-        Expr::Contains { field, text } => contains(field, text),
-        Expr::Present { field } => match field {
-            Field::Label(key) => Box::new(companies::labels.has_key(key.clone())),
-            _ => Box::new(sql::<Bool>("FALSE")),
-        },
-    }
-}
-
-fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
-    match (field, value) {
-        (Field::Name | Field::Uid, Value::Id(id)) => compare_with!(companies::id, op, *id),
-        (Field::CreateTime, Value::Time(time)) => compare_with!(companies::create_time, op, *time),
-        (Field::UpdateTime, Value::Time(time)) => compare_with!(companies::update_time, op, *time),
-        (Field::DisplayName, Value::Text(text)) => {
-            compare_with!(companies::display_name, op, text.clone())
-        }
-        // Domains are stored in lowercase; compare the way they are stored.
-        (Field::Domain, Value::Text(text)) => {
-            compare_nullable!(companies::domain, op, text.to_ascii_lowercase())
-        }
-        (Field::BusinessId, Value::Text(text)) => {
-            compare_nullable!(companies::business_id, op, text.clone())
-        }
-        (Field::Label(key), Value::Text(text)) => match op {
-            CmpOp::Eq => Box::new(companies::labels.contains(label_object(key, text))),
-            CmpOp::Ne => Box::new(not(companies::labels.contains(label_object(key, text)))),
-            op => compare_with!(
-                companies::labels
-                    .retrieve_as_text(key.clone())
-                    .assume_not_null(),
-                op,
-                text.clone()
-            ),
-        },
-        // The company filter parser types every value by its field and accepts only
-        // company fields; other pairs cannot occur.
-        _ => Box::new(sql::<Bool>("FALSE")),
-    }
-}
-
-/// Case-insensitive substring match.
-fn contains(field: &Field, text: &str) -> BoxedCondition {
-    let pattern = format!("%{}%", escape_like(text));
-    match field {
-        Field::DisplayName => Box::new(companies::display_name.ilike(pattern)),
-        Field::Domain => Box::new(companies::domain.assume_not_null().ilike(pattern)),
-        Field::BusinessId => Box::new(companies::business_id.assume_not_null().ilike(pattern)),
-        Field::Label(key) => Box::new(
-            companies::labels
-                .retrieve_as_text(key.clone())
-                .assume_not_null()
-                .ilike(pattern),
-        ),
-        _ => Box::new(sql::<Bool>("FALSE")),
-    }
 }

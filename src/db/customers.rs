@@ -5,15 +5,12 @@
 //! comparison `(family_name, id) > ($1, $2)` that PostgreSQL answers with an index range
 //! scan. Page 10,000 therefore costs what page 1 costs, and rows inserted during a walk
 //! can never make a row appear twice. Filters arrive as a typed AST and become a boxed
-//! diesel expression: every value is a bind parameter, never SQL text.
+//! diesel expression ([`super::filter`]): every value is a bind parameter, never SQL text.
 
 use chrono::{DateTime, Utc};
 use diesel::{
-    dsl::{not, sql},
-    expression::{
-        AppearsOnTable, BoxableExpression, Expression, SelectableExpression, ValidGrouping,
-        is_aggregate,
-    },
+    dsl::sql,
+    expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping, is_aggregate},
     pg::Pg,
     prelude::*,
     query_builder::{AstPass, QueryFragment, QueryId},
@@ -23,20 +20,16 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
+    filter::{Condition, condition},
     models::{CustomerChanges, CustomerRow, NewCustomerRow},
     schema::customers,
 };
 use crate::domain::{
-    filter::{CmpOp, Expr, Field, Status as FilterStatus, Value},
-    order_by::{OrderField, OrderKey},
+    filter::{CustomerField, Expr},
+    order_by::{CustomerOrder, OrderField, OrderKey},
 };
 
-type BoxedCondition = Box<dyn BoxableExpression<customers::table, Pg, SqlType = Bool>>;
-
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: Text) -> Text;
-}
+type BoxedCondition = Condition<customers::table>;
 
 /// Inserts a new customer and returns the stored row.
 pub async fn insert(
@@ -259,17 +252,15 @@ pub struct Cursor {
 
 impl Cursor {
     /// The cursor just after `row` in `order`.
-    pub fn after(row: &CustomerRow, order: &[OrderKey]) -> Self {
+    pub fn after(row: &CustomerRow, order: &[OrderKey<CustomerOrder>]) -> Self {
         let values = order
             .iter()
             .map(|key| match key.field {
-                OrderField::CreateTime => KeyValue::Time(row.create_time),
-                OrderField::UpdateTime => KeyValue::Time(row.update_time),
-                OrderField::FamilyName => KeyValue::Text(row.family_name.clone()),
-                OrderField::GivenName => KeyValue::Text(row.given_name.clone()),
-                OrderField::Email => KeyValue::Text(row.email.clone()),
-                // Not a customer sort key: the customer order_by parser never yields it.
-                OrderField::DisplayName => KeyValue::Text(String::new()),
+                CustomerOrder::CreateTime => KeyValue::Time(row.create_time),
+                CustomerOrder::UpdateTime => KeyValue::Time(row.update_time),
+                CustomerOrder::FamilyName => KeyValue::Text(row.family_name.clone()),
+                CustomerOrder::GivenName => KeyValue::Text(row.given_name.clone()),
+                CustomerOrder::Email => KeyValue::Text(row.email.clone()),
             })
             .collect();
         Self { values, id: row.id }
@@ -280,9 +271,9 @@ impl Cursor {
 #[derive(Debug)]
 pub struct ListQuery<'a> {
     /// Parsed filter, if any.
-    pub filter: Option<&'a Expr>,
+    pub filter: Option<&'a Expr<CustomerField>>,
     /// Ordering keys (non-empty; the id is appended as tie-breaker).
-    pub order: &'a [OrderKey],
+    pub order: &'a [OrderKey<CustomerOrder>],
     /// Include soft-deleted rows.
     pub show_deleted: bool,
     /// Only the customers of this company (`companies/{id}`).
@@ -315,30 +306,32 @@ pub async fn list(
     }
     for key in query.order {
         statement = match (key.field, key.descending) {
-            (OrderField::CreateTime, false) => {
+            (CustomerOrder::CreateTime, false) => {
                 statement.then_order_by(customers::create_time.asc())
             }
-            (OrderField::CreateTime, true) => {
+            (CustomerOrder::CreateTime, true) => {
                 statement.then_order_by(customers::create_time.desc())
             }
-            (OrderField::UpdateTime, false) => {
+            (CustomerOrder::UpdateTime, false) => {
                 statement.then_order_by(customers::update_time.asc())
             }
-            (OrderField::UpdateTime, true) => {
+            (CustomerOrder::UpdateTime, true) => {
                 statement.then_order_by(customers::update_time.desc())
             }
-            (OrderField::FamilyName, false) => {
+            (CustomerOrder::FamilyName, false) => {
                 statement.then_order_by(customers::family_name.asc())
             }
-            (OrderField::FamilyName, true) => {
+            (CustomerOrder::FamilyName, true) => {
                 statement.then_order_by(customers::family_name.desc())
             }
-            (OrderField::GivenName, false) => statement.then_order_by(customers::given_name.asc()),
-            (OrderField::GivenName, true) => statement.then_order_by(customers::given_name.desc()),
-            (OrderField::Email, false) => statement.then_order_by(customers::email.asc()),
-            (OrderField::Email, true) => statement.then_order_by(customers::email.desc()),
-            // Not a customer sort key: the customer order_by parser never yields it.
-            (OrderField::DisplayName, _) => statement,
+            (CustomerOrder::GivenName, false) => {
+                statement.then_order_by(customers::given_name.asc())
+            }
+            (CustomerOrder::GivenName, true) => {
+                statement.then_order_by(customers::given_name.desc())
+            }
+            (CustomerOrder::Email, false) => statement.then_order_by(customers::email.asc()),
+            (CustomerOrder::Email, true) => statement.then_order_by(customers::email.desc()),
         };
     }
     statement = if id_descending(query.order) {
@@ -351,23 +344,30 @@ pub async fn list(
 
 /// The id tie-breaker runs in the direction of the last key, so that with a single key the
 /// whole ordering is one direction and matches a `(key, id)` index scanned either way.
-pub(super) fn id_descending(order: &[OrderKey]) -> bool {
+pub(super) fn id_descending<K>(order: &[OrderKey<K>]) -> bool {
     order.last().is_some_and(|key| key.descending)
 }
 
-fn column_name(field: OrderField) -> &'static str {
-    match field {
-        OrderField::CreateTime => "create_time",
-        OrderField::UpdateTime => "update_time",
-        OrderField::FamilyName => "family_name",
-        OrderField::GivenName => "given_name",
-        OrderField::Email => "email",
-        OrderField::DisplayName => "display_name",
+/// A sort key of a table: the column it orders by.
+pub(super) trait SortColumn: OrderField {
+    /// The column's name.
+    fn column(self) -> &'static str;
+}
+
+impl SortColumn for CustomerOrder {
+    fn column(self) -> &'static str {
+        match self {
+            CustomerOrder::CreateTime => "create_time",
+            CustomerOrder::UpdateTime => "update_time",
+            CustomerOrder::FamilyName => "family_name",
+            CustomerOrder::GivenName => "given_name",
+            CustomerOrder::Email => "email",
+        }
     }
 }
 
 /// Rows strictly after `cursor` in `order`.
-fn keyset_after(order: &[OrderKey], cursor: &Cursor) -> BoxedCondition {
+fn keyset_after(order: &[OrderKey<CustomerOrder>], cursor: &Cursor) -> BoxedCondition {
     Box::new(KeysetAfter::new(order, cursor))
 }
 
@@ -389,10 +389,10 @@ pub(super) struct KeysetAfter {
 impl KeysetAfter {
     /// Strictly after `cursor` in `order` (any table whose columns are named like the
     /// order keys, with an `id` tie-breaker).
-    pub(super) fn new(order: &[OrderKey], cursor: &Cursor) -> Self {
+    pub(super) fn new<K: SortColumn>(order: &[OrderKey<K>], cursor: &Cursor) -> Self {
         let keys = order
             .iter()
-            .map(|key| (column_name(key.field), key.descending))
+            .map(|key| (key.field.column(), key.descending))
             .chain(std::iter::once(("id", id_descending(order))))
             .collect();
         Self {
@@ -477,167 +477,5 @@ impl QueryFragment<Pg> for KeysetAfter {
         }
         out.push_sql(")");
         Ok(())
-    }
-}
-
-/// The filter AST as a SQL condition.
-fn condition(expr: &Expr) -> BoxedCondition {
-    match expr {
-        Expr::And(left, right) => Box::new(condition(left).and(condition(right))),
-        Expr::Or(left, right) => Box::new(condition(left).or(condition(right))),
-        Expr::Not(inner) => Box::new(not(condition(inner))),
-        Expr::Compare { field, op, value } => compare(field, *op, value),
-        Expr::Contains { field, text } => contains(field, text),
-        Expr::Present { field } => match field {
-            Field::Label(key) => Box::new(customers::labels.has_key(key.clone())),
-            // The parser only produces presence tests on labels.
-            _ => Box::new(sql::<Bool>("FALSE")),
-        },
-    }
-}
-
-/// `column op value` for each operator, over any column type.
-macro_rules! compare_with {
-    ($column:expr, $op:expr, $value:expr) => {{
-        let column = $column;
-        let value = $value;
-        let condition: BoxedCondition = match $op {
-            CmpOp::Eq => Box::new(column.eq(value)),
-            CmpOp::Ne => Box::new(column.ne(value)),
-            CmpOp::Lt => Box::new(column.lt(value)),
-            CmpOp::Le => Box::new(column.le(value)),
-            CmpOp::Gt => Box::new(column.gt(value)),
-            CmpOp::Ge => Box::new(column.ge(value)),
-        };
-        condition
-    }};
-}
-pub(super) use compare_with;
-
-/// `nullable_column op value`: equality treats NULL as a value (a customer without a phone
-/// satisfies `phone != "+1…"`); ordering comparisons never match NULL.
-macro_rules! compare_nullable {
-    ($column:expr, $op:expr, $value:expr) => {{
-        let column = $column;
-        let value: String = $value;
-        let condition: BoxedCondition = match $op {
-            CmpOp::Eq => Box::new(column.is_not_distinct_from(value)),
-            CmpOp::Ne => Box::new(column.is_distinct_from(value)),
-            op => compare_with!(column.assume_not_null(), op, value),
-        };
-        condition
-    }};
-}
-pub(super) use compare_nullable;
-
-fn compare(field: &Field, op: CmpOp, value: &Value) -> BoxedCondition {
-    match (field, value) {
-        (Field::Status, Value::Status(status)) => {
-            let number = match status {
-                FilterStatus::Active => 1_i16,
-                FilterStatus::Prospective => 2,
-                FilterStatus::Inactive => 3,
-            };
-            compare_with!(customers::status, op, number)
-        }
-        (Field::Name | Field::Uid, Value::Id(id)) => compare_with!(customers::id, op, *id),
-        (Field::Address(part), Value::Text(text)) => compare_nullable!(
-            customers::address.retrieve_as_text(part.key()),
-            op,
-            text.clone()
-        ),
-        (Field::CreateTime, Value::Time(time)) => compare_with!(customers::create_time, op, *time),
-        (Field::UpdateTime, Value::Time(time)) => compare_with!(customers::update_time, op, *time),
-        (Field::GivenName, Value::Text(text)) => {
-            compare_with!(customers::given_name, op, text.clone())
-        }
-        (Field::FamilyName, Value::Text(text)) => {
-            compare_with!(customers::family_name, op, text.clone())
-        }
-        // Emails are unique case-insensitively, so they also match case-insensitively.
-        (Field::Email, Value::Text(text)) => {
-            compare_with!(lower(customers::email), op, lower(text.clone()))
-        }
-        (Field::Phone, Value::Text(text)) => compare_nullable!(customers::phone, op, text.clone()),
-        (Field::Company, Value::Text(text)) => {
-            compare_nullable!(customers::company, op, text.clone())
-        }
-        (Field::BusinessId, Value::Text(text)) => {
-            compare_nullable!(customers::business_id, op, text.clone())
-        }
-        (Field::Label(key), Value::Text(text)) => match op {
-            // Containment is what the labels GIN index answers.
-            CmpOp::Eq => Box::new(customers::labels.contains(label_object(key, text))),
-            CmpOp::Ne => Box::new(not(customers::labels.contains(label_object(key, text)))),
-            op => compare_with!(
-                customers::labels
-                    .retrieve_as_text(key.clone())
-                    .assume_not_null(),
-                op,
-                text.clone()
-            ),
-        },
-        // The parser types every value by its field; other pairs cannot occur.
-        _ => Box::new(sql::<Bool>("FALSE")),
-    }
-}
-
-pub(super) fn label_object(key: &str, value: &str) -> serde_json::Value {
-    serde_json::json!({ key: value })
-}
-
-/// Case-insensitive substring match, answered by the trigram indexes.
-fn contains(field: &Field, text: &str) -> BoxedCondition {
-    let pattern = format!("%{}%", escape_like(text));
-    match field {
-        Field::GivenName => Box::new(customers::given_name.ilike(pattern)),
-        Field::FamilyName => Box::new(customers::family_name.ilike(pattern)),
-        Field::Email => Box::new(customers::email.ilike(pattern)),
-        Field::Phone => Box::new(customers::phone.assume_not_null().ilike(pattern)),
-        Field::Company => Box::new(customers::company.assume_not_null().ilike(pattern)),
-        Field::BusinessId => Box::new(customers::business_id.assume_not_null().ilike(pattern)),
-        Field::Address(part) => Box::new(
-            customers::address
-                .retrieve_as_text(part.key())
-                .assume_not_null()
-                .ilike(pattern),
-        ),
-        Field::Label(key) => Box::new(
-            customers::labels
-                .retrieve_as_text(key.clone())
-                .assume_not_null()
-                .ilike(pattern),
-        ),
-        // The parser rejects `:` on identifiers, status and timestamps, and company fields in
-        // customer filters.
-        Field::Name
-        | Field::Uid
-        | Field::Status
-        | Field::CreateTime
-        | Field::UpdateTime
-        | Field::DisplayName
-        | Field::Domain => Box::new(sql::<Bool>("FALSE")),
-    }
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-pub(super) fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_metacharacters_are_escaped() {
-        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
     }
 }

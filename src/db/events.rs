@@ -19,8 +19,9 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::filter::condition;
 use super::schema::{event_log, events};
-use crate::domain::event::{CmpOp, EventRestriction};
+use crate::domain::filter::{EventField, Expr};
 
 /// A new event, as the writing transaction knows it. `None` is written as NULL (not
 /// DEFAULT), so the INSERT has one shape and its prepared statement is cached.
@@ -140,12 +141,12 @@ pub async fn log_state(conn: &mut AsyncPgConnection) -> QueryResult<(i64, i64)> 
         .await
 }
 
-/// One page of positioned events after `after`, oldest first: every event, or those of one
-/// customer (`customers/{id}`) and its notes.
+/// One page of positioned events after `after`, oldest first, matching `filter`: every
+/// event, or those of one customer (`customers/{id}`) and its notes.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     customer: Option<&str>,
-    filter: &[EventRestriction],
+    filter: Option<&Expr<EventField>>,
     after: i64,
     limit: i64,
 ) -> QueryResult<Vec<EventRow>> {
@@ -165,28 +166,8 @@ pub async fn list(
                 .or(events::aggregate.like(notes)),
         );
     }
-    for restriction in filter {
-        query = match restriction {
-            EventRestriction::Type(CmpOp::Ne, kind) => {
-                query.filter(events::event_type.ne(kind.as_str()))
-            }
-            EventRestriction::Type(_, kind) => query.filter(events::event_type.eq(kind.as_str())),
-            EventRestriction::Actor(CmpOp::Ne, actor) => {
-                query.filter(events::actor.ne(actor.clone()))
-            }
-            EventRestriction::Actor(_, actor) => query.filter(events::actor.eq(actor.clone())),
-            EventRestriction::OccurTime(op, time) => {
-                let time = *time;
-                match op {
-                    CmpOp::Eq => query.filter(events::occur_time.eq(time)),
-                    CmpOp::Ne => query.filter(events::occur_time.ne(time)),
-                    CmpOp::Lt => query.filter(events::occur_time.lt(time)),
-                    CmpOp::Le => query.filter(events::occur_time.le(time)),
-                    CmpOp::Gt => query.filter(events::occur_time.gt(time)),
-                    CmpOp::Ge => query.filter(events::occur_time.ge(time)),
-                }
-            }
-        };
+    if let Some(filter) = filter {
+        query = query.filter(condition(filter));
     }
     query.load(conn).await
 }

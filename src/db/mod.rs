@@ -12,11 +12,13 @@
 //! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
 //!   one function per statement.
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
+//! - [`filter`]: the typed filter of each listing as a SQL condition.
 
 pub mod companies;
 pub mod customers;
 pub mod error;
 pub mod events;
+pub mod filter;
 pub mod keys;
 pub mod models;
 pub mod notes;

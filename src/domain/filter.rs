@@ -1,19 +1,30 @@
-//! Parser for the `filter` request field of list/search RPCs: a subset of
-//! [AIP-160](https://google.aip.dev/160) over customer fields ([`parse`]) or
-//! company fields ([`parse_for`] with [`Scope::Companies`]).
+//! One [AIP-160](https://google.aip.dev/160) filter language for every listing: the
+//! `filter` of ListCustomers ([`CustomerField`]), ListCompanies ([`CompanyField`]) and
+//! ListCustomerEvents ([`EventField`]).
 //!
-//! The parser turns the user-supplied filter string into a typed [`Expr`]
-//! tree. Field names, operators and values are validated here, so a
-//! successfully parsed tree only contains well-typed restrictions
-//! (e.g. `status` is always compared with a [`Status`], timestamps are
-//! always [`Value::Time`] in UTC). Every failure is reported as a
-//! [`FilterError`] carrying the 0-based *character* position where the
-//! problem starts, suitable for an `INVALID_ARGUMENT` response.
+//! [`parse`] turns the user-supplied filter string into a typed [`Expr`] tree over one
+//! resource's fields. The grammar is the same for every resource; what differs is the
+//! vocabulary, which each resource declares by implementing [`FilterField`]: its field
+//! names, the kind of value each field takes and the operators it accepts. Field names,
+//! operators and values are validated here, and the tree's types make an ill-typed
+//! restriction unrepresentable: a [`Compare`] pairs an identifier field with a [`Uuid`], a
+//! time field with a UTC time, an enumerated field (a customer's `status`, an event's
+//! `type`) with one of its values and a text field with text; substring matches
+//! ([`Expr::Contains`]) name text fields only and presence tests ([`Expr::Present`]) labels
+//! only. A kind of field a resource does not have is [`NoField`], which has no values. The
+//! storage layer therefore translates every tree without a "cannot happen" case.
 //!
-//! The parser is a hand-written recursive-descent parser working directly
-//! on characters. It never panics: input longer than [`MAX_FILTER_LEN`]
-//! bytes is rejected up front, and nesting of parentheses and negations is
-//! limited to [`MAX_DEPTH`], which bounds the recursion.
+//! Every failure is reported as a [`FilterError`] carrying the 0-based *character* position
+//! where the problem starts, suitable for an `INVALID_ARGUMENT` response.
+//!
+//! The parser is a hand-written recursive-descent parser working directly on characters. It
+//! never panics: input longer than the resource's [`FilterField::MAX_LEN`] bytes is rejected
+//! up front, and nesting of parentheses and negations is limited to [`MAX_DEPTH`], which
+//! bounds the recursion.
+//!
+//! [`Expr::canonical`] renders a tree back as normalised filter text built from the filter
+//! names of its fields (never from Rust identifiers), for fingerprints that must survive
+//! refactoring.
 //!
 //! # Grammar
 //!
@@ -26,13 +37,14 @@
 //! simple      := restriction | "(" expression ")"
 //! restriction := field comparator value
 //! comparator  := "=" | "!=" | "<" | "<=" | ">" | ">=" | ":"
-//! field       := "name" | "uid" | "given_name" | "family_name" | "email"
-//!              | "phone" | "status" | "company" | "business_id"
-//!              | "address." ("locality" | "region" | "postal_code" | "country_code")
-//!              | "create_time" | "update_time"
-//!              | "labels." label_key | "labels." quoted_string
-//!                -- companies: "name" | "uid" | "display_name" | "domain"
-//!                   | "business_id" | "create_time" | "update_time" | "labels." …
+//! field       := customers: "name" | "uid" | "given_name" | "family_name" | "email"
+//!                  | "phone" | "status" | "company" | "business_id"
+//!                  | "address." ("locality" | "region" | "postal_code" | "country_code")
+//!                  | "create_time" | "update_time" | label
+//!              | companies: "name" | "uid" | "display_name" | "domain" | "business_id"
+//!                  | "create_time" | "update_time" | label
+//!              | events: "type" | "event_type" | "actor" | "occur_time"
+//! label       := "labels." label_key | "labels." quoted_string
 //! label_key   := [a-z][a-z0-9_.-]{0,62}
 //! value       := quoted_string | bare_word
 //! quoted_string := '"' (char | '\"' | '\\' | "\'")* '"'
@@ -49,28 +61,38 @@
 //!
 //! # Typing
 //!
-//! * `status`: only `=` and `!=`, with one of `ACTIVE`, `PROSPECTIVE`,
-//!   `INACTIVE` (case-sensitive, quoted or bare).
-//! * `name` (`customers/{uuid}`, or `companies/{uuid}` in company filters) and
-//!   `uid` (the bare UUID): only `=` and `!=`, with a well-formed identifier
-//!   ([`Value::Id`]); `name = "customers/A" OR name = "customers/B"` picks several.
-//! * `create_time`, `update_time`: `=`, `!=`, `<`, `<=`, `>`, `>=` with an
-//!   RFC 3339 timestamp, normalised to UTC.
-//! * text fields (`given_name`, `family_name`, `email`, `phone`, `company`,
-//!   `business_id`, `address.*`, `display_name`, `domain`, `labels.<key>`): all six
-//!   comparisons with a text value (`address.country_code` is compared in upper case, as
-//!   it is stored)
-//!   of at most 256 characters; `field:"text"` is a case-insensitive
-//!   substring match ([`Expr::Contains`], text must be non-empty);
-//!   `labels.<key>:*` (bare `*`) tests that the label is present
-//!   ([`Expr::Present`]). A quoted `"*"` is an ordinary substring.
+//! * Identifier fields ([`IdField`]): `name` (`customers/{uuid}`, or `companies/{uuid}` in
+//!   company filters) and `uid` (the bare UUID): only `=` and `!=`, with a well-formed
+//!   identifier; `name = "customers/A" OR name = "customers/B"` picks several.
+//! * Enumerated fields ([`EnumField`]): only `=` and `!=`, with one of the field's values
+//!   (case-sensitive, quoted or bare): a customer's `status` (`ACTIVE`, `PROSPECTIVE`,
+//!   `INACTIVE`), an event's `type` (`CustomerRegistered`, `CustomerUpdated` …).
+//! * Time fields (`create_time`, `update_time`, an event's `occur_time`): `=`, `!=`, `<`,
+//!   `<=`, `>`, `>=` with an RFC 3339 timestamp, normalised to UTC.
+//! * Text fields ([`TextField`]): customers' `given_name`, `family_name`, `email`, `phone`,
+//!   `company`, `business_id`, `address.*`; companies' `display_name`, `domain`,
+//!   `business_id`; and `labels.<key>` of both: all six comparisons with a text value of at
+//!   most 256 characters (`address.country_code` is compared in upper case, as it is
+//!   stored); `field:"text"` is a case-insensitive substring match ([`Expr::Contains`], text
+//!   must be non-empty); `labels.<key>:*` (bare `*`) tests that the label is present
+//!   ([`Expr::Present`]). A quoted `"*"` is an ordinary substring. An event's `actor` is a
+//!   text field that accepts only `=` and `!=`.
 
-use std::fmt;
+pub mod companies;
+pub mod customers;
+pub mod events;
 
-use chrono::{DateTime, Utc};
+use std::{borrow::Cow, fmt, marker::PhantomData};
+
+use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
-/// Maximum accepted length of a filter string, in bytes.
+pub use companies::{CompanyField, CompanyText};
+pub use customers::{AddressPart, CustomerField, CustomerText, StatusField};
+pub use events::{ActorField, EventField, EventTypeField, OccurTimeField};
+
+/// Maximum accepted length of a filter string, in bytes (unless a resource sets a lower
+/// [`FilterField::MAX_LEN`]).
 pub const MAX_FILTER_LEN: usize = 2048;
 
 /// Maximum nesting of parentheses and negations (`NOT` / `-`).
@@ -85,143 +107,192 @@ const MAX_LABEL_KEY_LEN: usize = 63;
 /// Longest piece of user input echoed back in an error message.
 const MAX_SNIPPET_LEN: usize = 64;
 
-/// Description of the valid field names, used in error messages.
-const VALID_FIELDS: &str = "name, uid, given_name, family_name, email, phone, status, \
-                            company, business_id, address.locality, address.region, \
-                            address.postal_code, address.country_code, create_time, \
-                            update_time, labels.<key>";
+/// The vocabulary of one resource's filters: implemented by [`CustomerField`],
+/// [`CompanyField`] and [`EventField`], the fields a filter over that resource can name.
+///
+/// A field resolves to one [`FieldKind`], which decides how its value is typed and which
+/// operators apply. The associated types are the resource's fields of each kind; a kind the
+/// resource does not have is [`NoField`].
+pub trait FilterField: Sized + Clone + PartialEq + fmt::Debug {
+    /// Identifier fields (`name`, `uid`), compared with `=`/`!=` to a UUID.
+    type Id: IdKind;
+    /// Enumerated fields, compared with `=`/`!=` to one of their values.
+    type Enum: EnumField;
+    /// Time fields, compared with any of the six comparisons to a UTC time.
+    type Time: FieldName;
+    /// Text fields: compared to text, searched with `:`.
+    type Text: TextField;
+    /// Fields whose presence `field:*` tests (labels).
+    type Label: FieldName;
 
-/// The valid field names of company filters.
-const VALID_COMPANY_FIELDS: &str =
-    "name, uid, display_name, domain, business_id, create_time, update_time, labels.<key>";
+    /// The field names accepted, listed when a filter names an unknown field.
+    const VALID_FIELDS: &'static str;
+    /// The collection of the resource's names, as in a `name` value
+    /// (`customers` for `customers/{uuid}`).
+    const COLLECTION: &'static str;
+    /// Longest filter accepted, in bytes.
+    const MAX_LEN: usize = MAX_FILTER_LEN;
 
-/// Which resource a filter ranges over: decides the field names it accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// ListCustomers.
-    Customers,
-    /// ListCompanies.
-    Companies,
+    /// The field called `name` in a filter (case-sensitive), other than `labels.<key>`.
+    fn parse(name: &str) -> Option<Self>;
+    /// The field `labels.<key>` for a valid label key, if the resource has labels.
+    fn label(key: String) -> Option<Self>;
+    /// The field's kind, which types its values.
+    fn kind(self) -> FieldKind<Self>;
+    /// The presence test of a text field, if `field:*` applies to it (labels).
+    fn presence(field: &Self::Text) -> Option<Self::Label>;
 }
 
-impl Scope {
-    fn accepts(self, field: &Field) -> bool {
-        match self {
-            Scope::Customers => !matches!(field, Field::DisplayName | Field::Domain),
-            Scope::Companies => matches!(
-                field,
-                Field::Name
-                    | Field::Uid
-                    | Field::DisplayName
-                    | Field::Domain
-                    | Field::BusinessId
-                    | Field::Label(_)
-                    | Field::CreateTime
-                    | Field::UpdateTime
-            ),
-        }
-    }
+/// A field as a filter writes it.
+pub trait FieldName: Clone + PartialEq + Eq + fmt::Debug {
+    /// The field's name in a filter: `given_name`, `address.locality`, `labels.tier`.
+    fn name(&self) -> Cow<'_, str>;
+}
 
-    fn valid_fields(self) -> &'static str {
-        match self {
-            Scope::Customers => VALID_FIELDS,
-            Scope::Companies => VALID_COMPANY_FIELDS,
-        }
-    }
+/// An identifier field: `name` or `uid`.
+pub trait IdKind: FieldName {
+    /// `true` for `name` (values `{collection}/{uuid}`), `false` for `uid` (a bare UUID).
+    fn is_resource_name(&self) -> bool;
+}
 
-    /// The collection of resource names in this scope (`customers/{uuid}`).
-    fn collection(self) -> &'static str {
-        match self {
-            Scope::Customers => "customers",
-            Scope::Companies => "companies",
-        }
+/// An enumerated field and its values.
+pub trait EnumField: FieldName {
+    /// The field's values.
+    type Value: Copy + PartialEq + Eq + fmt::Debug;
+    /// The value written `text` (case-sensitive).
+    fn value(&self, text: &str) -> Option<Self::Value>;
+    /// How a value is written in a filter.
+    fn value_name(value: Self::Value) -> &'static str;
+    /// The valid values, for error messages: `ACTIVE, PROSPECTIVE, INACTIVE`.
+    fn expected(&self) -> String;
+}
+
+/// A text field.
+pub trait TextField: FieldName {
+    /// Whether `<`, `<=`, `>`, `>=` and `:` apply (otherwise only `=` and `!=`).
+    fn ordered(&self) -> bool {
+        true
+    }
+    /// The text compared, from the text written (e.g. upper-cased for a field stored in
+    /// upper case).
+    fn normalise(&self, text: String) -> String {
+        text
     }
 }
 
-/// A customer or company field that can appear on the left-hand side of a restriction.
+/// What a field is: the kind decides how the parser types its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
+pub enum FieldKind<F: FilterField> {
+    /// An identifier field.
+    Id(F::Id),
+    /// An enumerated field.
+    Enum(F::Enum),
+    /// A time field.
+    Time(F::Time),
+    /// A text field.
+    Text(F::Text),
+}
+
+impl<F: FilterField> FieldKind<F> {
+    /// The field's name in a filter.
+    pub fn name(&self) -> Cow<'_, str> {
+        match self {
+            FieldKind::Id(field) => field.name(),
+            FieldKind::Enum(field) => field.name(),
+            FieldKind::Time(field) => field.name(),
+            FieldKind::Text(field) => field.name(),
+        }
+    }
+}
+
+/// A kind of field a resource does not have (companies have no enumerated field, events no
+/// identifier or label): it has no values, so neither has a restriction on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoField {}
+
+impl FieldName for NoField {
+    fn name(&self) -> Cow<'_, str> {
+        match *self {}
+    }
+}
+
+impl IdKind for NoField {
+    fn is_resource_name(&self) -> bool {
+        match *self {}
+    }
+}
+
+impl EnumField for NoField {
+    type Value = NoField;
+
+    fn value(&self, _: &str) -> Option<NoField> {
+        match *self {}
+    }
+
+    fn value_name(value: NoField) -> &'static str {
+        match value {}
+    }
+
+    fn expected(&self) -> String {
+        match *self {}
+    }
+}
+
+impl TextField for NoField {}
+
+/// The identifier fields of customers and companies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdField {
     /// `name`: the resource name (`customers/{uuid}`).
     Name,
     /// `uid`: the bare UUID of the resource.
     Uid,
-    /// `given_name`
-    GivenName,
-    /// `family_name`
-    FamilyName,
-    /// `email`
-    Email,
-    /// `phone`
-    Phone,
-    /// `status`
-    Status,
-    /// `company`
-    Company,
-    /// `business_id`
-    BusinessId,
-    /// `labels.<key>`; holds the label key (without the `labels.` prefix).
-    Label(String),
+}
+
+impl FieldName for IdField {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            IdField::Name => "name",
+            IdField::Uid => "uid",
+        })
+    }
+}
+
+impl IdKind for IdField {
+    fn is_resource_name(&self) -> bool {
+        matches!(self, IdField::Name)
+    }
+}
+
+/// The time fields of customers and companies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeField {
     /// `create_time`
     CreateTime,
     /// `update_time`
     UpdateTime,
-    /// `display_name` (companies)
-    DisplayName,
-    /// `domain` (companies)
-    Domain,
-    /// `address.<part>` (customers): one part of the postal address.
-    Address(AddressPart),
 }
 
-/// The filterable parts of a customer's postal address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressPart {
-    /// `address.locality`
-    Locality,
-    /// `address.region`
-    Region,
-    /// `address.postal_code`
-    PostalCode,
-    /// `address.country_code`, stored in upper case.
-    CountryCode,
-}
-
-impl AddressPart {
-    /// The key of the part in the stored address document (and after `address.`).
-    pub fn key(self) -> &'static str {
-        match self {
-            AddressPart::Locality => "locality",
-            AddressPart::Region => "region",
-            AddressPart::PostalCode => "postal_code",
-            AddressPart::CountryCode => "country_code",
-        }
+impl FieldName for TimeField {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            TimeField::CreateTime => "create_time",
+            TimeField::UpdateTime => "update_time",
+        })
     }
 }
 
-impl Field {
-    /// The field's name as written in a filter, for error messages.
-    fn display_name(&self) -> String {
-        match self {
-            Field::Name => "name".to_owned(),
-            Field::Uid => "uid".to_owned(),
-            Field::Address(part) => format!("address.{}", part.key()),
-            Field::GivenName => "given_name".to_owned(),
-            Field::FamilyName => "family_name".to_owned(),
-            Field::Email => "email".to_owned(),
-            Field::Phone => "phone".to_owned(),
-            Field::Status => "status".to_owned(),
-            Field::Company => "company".to_owned(),
-            Field::BusinessId => "business_id".to_owned(),
-            Field::Label(key) => format!("labels.{}", snippet(key)),
-            Field::CreateTime => "create_time".to_owned(),
-            Field::UpdateTime => "update_time".to_owned(),
-            Field::DisplayName => "display_name".to_owned(),
-            Field::Domain => "domain".to_owned(),
-        }
+/// `labels.<key>` in a presence test: holds the key (without the `labels.` prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelKey(pub String);
+
+impl FieldName for LabelKey {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("labels.{}", self.0))
     }
 }
 
-/// A comparison operator of a [`Expr::Compare`] restriction.
+/// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     /// `=`
@@ -240,7 +311,7 @@ pub enum CmpOp {
 
 impl CmpOp {
     /// The operator as written in a filter.
-    fn symbol(self) -> &'static str {
+    pub fn symbol(self) -> &'static str {
         match self {
             CmpOp::Eq => "=",
             CmpOp::Ne => "!=",
@@ -252,60 +323,204 @@ impl CmpOp {
     }
 }
 
-/// A customer status value (`ACTIVE`, `PROSPECTIVE`, `INACTIVE`).
+/// An equality operator: all that identifier and enumerated fields accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// `ACTIVE`
-    Active,
-    /// `PROSPECTIVE`
-    Prospective,
-    /// `INACTIVE`
-    Inactive,
+pub enum EqOp {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
 }
 
-/// The typed right-hand side of a [`Expr::Compare`] restriction.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A text value (text and label fields), at most 256 characters.
-    Text(String),
-    /// A status value (the `status` field).
-    Status(Status),
-    /// A timestamp, normalised to UTC (`create_time`, `update_time`).
-    Time(DateTime<Utc>),
-    /// A resource identifier (`name`, `uid`).
-    Id(Uuid),
+impl EqOp {
+    /// The operator as written in a filter.
+    pub fn symbol(self) -> &'static str {
+        CmpOp::from(self).symbol()
+    }
 }
 
-/// A parsed filter expression.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
-    /// Both sub-expressions must hold (`AND` or juxtaposition).
-    And(Box<Expr>, Box<Expr>),
-    /// Either sub-expression must hold (`OR`).
-    Or(Box<Expr>, Box<Expr>),
-    /// The sub-expression must not hold (`NOT` or `-`).
-    Not(Box<Expr>),
-    /// field op value
-    Compare {
-        /// The field being compared.
-        field: Field,
-        /// The comparison operator.
-        op: CmpOp,
-        /// The value, typed according to the field.
-        value: Value,
+impl From<EqOp> for CmpOp {
+    fn from(op: EqOp) -> Self {
+        match op {
+            EqOp::Eq => CmpOp::Eq,
+            EqOp::Ne => CmpOp::Ne,
+        }
+    }
+}
+
+/// A restriction `field op value`, its value typed by the field's kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare<F: FilterField> {
+    /// `name = "customers/{uuid}"`, `uid != {uuid}`.
+    Id {
+        /// The identifier field.
+        field: F::Id,
+        /// `=` or `!=`.
+        op: EqOp,
+        /// The identified resource's UUID.
+        id: Uuid,
     },
-    /// field:"text" — case-insensitive substring match (text fields only)
+    /// `status = ACTIVE`, `type != CustomerDeleted`.
+    Enum {
+        /// The enumerated field.
+        field: F::Enum,
+        /// `=` or `!=`.
+        op: EqOp,
+        /// One of the field's values.
+        value: <F::Enum as EnumField>::Value,
+    },
+    /// `create_time >= 2024-01-01T00:00:00Z`.
+    Time {
+        /// The time field.
+        field: F::Time,
+        /// The comparison.
+        op: CmpOp,
+        /// The time, in UTC.
+        time: DateTime<Utc>,
+    },
+    /// `family_name = "Lovelace"`.
+    Text {
+        /// The text field.
+        field: F::Text,
+        /// The comparison.
+        op: CmpOp,
+        /// The text (at most 256 characters), normalised by the field.
+        text: String,
+    },
+}
+
+/// A parsed filter expression over the fields `F` of one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr<F: FilterField> {
+    /// Both sub-expressions must hold (`AND` or juxtaposition).
+    And(Box<Expr<F>>, Box<Expr<F>>),
+    /// Either sub-expression must hold (`OR`).
+    Or(Box<Expr<F>>, Box<Expr<F>>),
+    /// The sub-expression must not hold (`NOT` or `-`).
+    Not(Box<Expr<F>>),
+    /// `field op value`.
+    Compare(Compare<F>),
+    /// `field:"text"`: case-insensitive substring match.
     Contains {
-        /// The text or label field searched.
-        field: Field,
+        /// The text field searched.
+        field: F::Text,
         /// The non-empty text to look for.
         text: String,
     },
-    /// labels.key:* — the label key is present
+    /// `labels.key:*`: the label is present.
     Present {
-        /// The label field whose presence is tested (always [`Field::Label`]).
-        field: Field,
+        /// The label whose presence is tested.
+        field: F::Label,
     },
+}
+
+impl<F: FilterField> Expr<F> {
+    /// The expression as normalised filter text, for fingerprints: field names as filters
+    /// write them, every `AND`, `OR` and `NOT` parenthesised, text and identifiers
+    /// double-quoted with `"` and `\` escaped, times in UTC RFC 3339 (`…Z`, fractional
+    /// seconds in groups of three digits), resource names spelled out (`name =
+    /// "customers/{uuid}"`). It depends only on the filter language, never on Rust names, and
+    /// parses back to the same tree.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        write_expr(&mut out, self, " AND ", true);
+        out
+    }
+}
+
+/// Writes `expr` as filter text joining `And` operands with `and_sep`; `parenthesise_all`
+/// wraps every `AND`/`OR`/`NOT` node, otherwise only those that are operands.
+fn write_expr<F: FilterField>(
+    out: &mut String,
+    expr: &Expr<F>,
+    and_sep: &str,
+    parenthesise_all: bool,
+) {
+    let operand = |out: &mut String, e: &Expr<F>| match e {
+        Expr::And(..) | Expr::Or(..) | Expr::Not(..) if !parenthesise_all => {
+            out.push('(');
+            write_expr(out, e, and_sep, parenthesise_all);
+            out.push(')');
+        }
+        _ => write_expr(out, e, and_sep, parenthesise_all),
+    };
+    let (open, close) = if parenthesise_all {
+        ("(", ")")
+    } else {
+        ("", "")
+    };
+    match expr {
+        Expr::And(left, right) => {
+            out.push_str(open);
+            operand(out, left);
+            out.push_str(and_sep);
+            operand(out, right);
+            out.push_str(close);
+        }
+        Expr::Or(left, right) => {
+            out.push_str(open);
+            operand(out, left);
+            out.push_str(" OR ");
+            operand(out, right);
+            out.push_str(close);
+        }
+        Expr::Not(inner) => {
+            out.push_str(open);
+            out.push_str("NOT ");
+            operand(out, inner);
+            out.push_str(close);
+        }
+        Expr::Compare(Compare::Id { field, op, id }) => {
+            let value = if field.is_resource_name() {
+                format!("{}/{id}", F::COLLECTION)
+            } else {
+                id.to_string()
+            };
+            write_restriction(out, &field.name(), op.symbol(), &quote(&value));
+        }
+        Expr::Compare(Compare::Enum { field, op, value }) => {
+            let value = <F::Enum as EnumField>::value_name(*value);
+            write_restriction(out, &field.name(), op.symbol(), value);
+        }
+        Expr::Compare(Compare::Time { field, op, time }) => {
+            let value = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            write_restriction(out, &field.name(), op.symbol(), &value);
+        }
+        Expr::Compare(Compare::Text { field, op, text }) => {
+            write_restriction(out, &field.name(), op.symbol(), &quote(text));
+        }
+        Expr::Contains { field, text } => {
+            out.push_str(&field.name());
+            out.push(':');
+            out.push_str(&quote(text));
+        }
+        Expr::Present { field } => {
+            out.push_str(&field.name());
+            out.push_str(":*");
+        }
+    }
+}
+
+fn write_restriction(out: &mut String, field: &str, op: &str, value: &str) {
+    out.push_str(field);
+    out.push(' ');
+    out.push_str(op);
+    out.push(' ');
+    out.push_str(value);
+}
+
+/// `text` as a double-quoted filter string.
+fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Why a filter string was rejected.
@@ -329,44 +544,35 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
-/// Parses a filter string.
+/// Parses a filter over the fields `F` of one resource.
 ///
-/// Returns `Ok(None)` for an empty or all-whitespace filter (no
-/// restriction) and `Ok(Some(expr))` for a valid filter. Never panics.
-///
-/// # Errors
-///
-/// Returns a [`FilterError`] positioned at the first problem: syntax errors,
-/// unknown fields, operators or values that do not fit the field's type,
-/// input longer than [`MAX_FILTER_LEN`] bytes, or nesting deeper than
-/// [`MAX_DEPTH`].
-pub fn parse(input: &str) -> Result<Option<Expr>, FilterError> {
-    parse_for(input, Scope::Customers)
-}
-
-/// Parses a filter over the fields of `scope`; otherwise exactly like [`parse`].
+/// Returns `Ok(None)` for an empty or all-whitespace filter (no restriction) and
+/// `Ok(Some(expr))` for a valid filter. Never panics.
 ///
 /// # Errors
 ///
-/// As [`parse`]; a field of another resource is an unknown field.
-pub fn parse_for(input: &str, scope: Scope) -> Result<Option<Expr>, FilterError> {
-    if input.len() > MAX_FILTER_LEN {
+/// Returns a [`FilterError`] positioned at the first problem: syntax errors, unknown fields
+/// (including another resource's), operators or values that do not fit the field's type,
+/// input longer than [`FilterField::MAX_LEN`] bytes, or nesting deeper than [`MAX_DEPTH`].
+pub fn parse<F: FilterField>(input: &str) -> Result<Option<Expr<F>>, FilterError> {
+    if input.len() > F::MAX_LEN {
         return Err(FilterError {
             position: 0,
             message: format!(
-                "filter is too long ({} bytes; at most {MAX_FILTER_LEN} are allowed)",
-                input.len()
+                "filter is too long ({} bytes; at most {} are allowed)",
+                input.len(),
+                F::MAX_LEN
             ),
         });
     }
     if input.trim().is_empty() {
         return Ok(None);
     }
-    let mut parser = Parser {
+    let mut parser = Parser::<F> {
         chars: input.chars().collect(),
         pos: 0,
         depth: 0,
-        scope,
+        resource: PhantomData,
     };
     let expr = parser.expression()?;
     parser.skip_ws();
@@ -395,6 +601,14 @@ fn snippet(s: &str) -> String {
         let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
         out.push('…');
         out
+    }
+}
+
+/// A field's name for an error message (a label key is user input).
+fn display_name(name: &str) -> String {
+    match name.strip_prefix("labels.") {
+        Some(key) => format!("labels.{}", snippet(key)),
+        None => name.to_owned(),
     }
 }
 
@@ -436,16 +650,16 @@ struct RawValue {
 }
 
 /// Recursive-descent parser state.
-struct Parser {
+struct Parser<F> {
     chars: Vec<char>,
     pos: usize,
     /// Current nesting of parentheses and negations.
     depth: usize,
     /// The resource whose fields are valid.
-    scope: Scope,
+    resource: PhantomData<fn() -> F>,
 }
 
-impl Parser {
+impl<F: FilterField> Parser<F> {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
     }
@@ -502,7 +716,7 @@ impl Parser {
     }
 
     /// `expression := sequence ("AND" sequence)*`
-    fn expression(&mut self) -> Result<Expr, FilterError> {
+    fn expression(&mut self) -> Result<Expr<F>, FilterError> {
         let mut lhs = self.sequence()?;
         loop {
             self.skip_ws();
@@ -516,7 +730,7 @@ impl Parser {
     }
 
     /// `sequence := factor (factor)*`
-    fn sequence(&mut self) -> Result<Expr, FilterError> {
+    fn sequence(&mut self) -> Result<Expr<F>, FilterError> {
         let mut lhs = self.factor()?;
         loop {
             self.skip_ws();
@@ -529,7 +743,7 @@ impl Parser {
     }
 
     /// `factor := term ("OR" term)*`
-    fn factor(&mut self) -> Result<Expr, FilterError> {
+    fn factor(&mut self) -> Result<Expr<F>, FilterError> {
         let mut lhs = self.term()?;
         loop {
             self.skip_ws();
@@ -543,7 +757,7 @@ impl Parser {
     }
 
     /// `term := ["NOT" | "-"] simple`
-    fn term(&mut self) -> Result<Expr, FilterError> {
+    fn term(&mut self) -> Result<Expr<F>, FilterError> {
         self.skip_ws();
         let start = self.pos;
         let negated = if self.peek() == Some('-') {
@@ -565,7 +779,7 @@ impl Parser {
     }
 
     /// `simple := restriction | "(" expression ")"`
-    fn simple(&mut self) -> Result<Expr, FilterError> {
+    fn simple(&mut self) -> Result<Expr<F>, FilterError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -605,74 +819,49 @@ impl Parser {
     }
 
     /// `restriction := field comparator value`, with type checking.
-    fn restriction(&mut self) -> Result<Expr, FilterError> {
-        let field = self.field()?;
+    fn restriction(&mut self) -> Result<Expr<F>, FilterError> {
+        let field = self.field()?.kind();
+        let name = display_name(&field.name());
         self.skip_ws();
         let op_pos = self.pos;
-        let op = self.comparator(&field)?;
+        let op = self.comparator(&name)?;
         self.skip_ws();
         let value_pos = self.pos;
         let raw = self.value(op)?;
-        typed_restriction(field, op, op_pos, raw, value_pos, self.scope)
+        typed_restriction(field, &name, op, op_pos, raw, value_pos)
     }
 
     /// Parses and resolves a field name.
-    fn field(&mut self) -> Result<Field, FilterError> {
+    fn field(&mut self) -> Result<F, FilterError> {
         let start = self.pos;
         let end = self.word_end(start);
         let word = self.text(start, end);
         self.pos = end;
-        let field = match word.as_str() {
-            "name" => Field::Name,
-            "uid" => Field::Uid,
-            "address.locality" => Field::Address(AddressPart::Locality),
-            "address.region" => Field::Address(AddressPart::Region),
-            "address.postal_code" => Field::Address(AddressPart::PostalCode),
-            "address.country_code" => Field::Address(AddressPart::CountryCode),
-            "given_name" => Field::GivenName,
-            "family_name" => Field::FamilyName,
-            "email" => Field::Email,
-            "phone" => Field::Phone,
-            "status" => Field::Status,
-            "company" => Field::Company,
-            "business_id" => Field::BusinessId,
-            "create_time" => Field::CreateTime,
-            "update_time" => Field::UpdateTime,
-            "display_name" => Field::DisplayName,
-            "domain" => Field::Domain,
-            "labels." if matches!(self.peek(), Some('"' | '\'')) => {
-                let key_pos = self.pos;
-                let key = self.quoted()?;
-                check_label_key(&key, key_pos)?;
-                Field::Label(key)
-            }
-            _ => match word.strip_prefix("labels.") {
-                Some(key) => {
-                    check_label_key(key, start + 7)?;
-                    Field::Label(key.to_owned())
-                }
-                None => return Err(self.unknown_field(start, &word)),
-            },
+        let field = if word == "labels." && matches!(self.peek(), Some('"' | '\'')) {
+            let key_pos = self.pos;
+            let key = self.quoted()?;
+            check_label_key(&key, key_pos)?;
+            F::label(key)
+        } else if let Some(key) = word.strip_prefix("labels.") {
+            check_label_key(key, start + 7)?;
+            F::label(key.to_owned())
+        } else {
+            F::parse(&word)
         };
-        if !self.scope.accepts(&field) {
-            return Err(self.unknown_field(start, &word));
-        }
-        Ok(field)
+        field.ok_or_else(|| {
+            error(
+                start,
+                format!(
+                    "unknown field '{}'; valid fields are {}",
+                    snippet(&word),
+                    F::VALID_FIELDS
+                ),
+            )
+        })
     }
 
-    fn unknown_field(&self, start: usize, word: &str) -> FilterError {
-        error(
-            start,
-            format!(
-                "unknown field '{}'; valid fields are {}",
-                snippet(word),
-                self.scope.valid_fields()
-            ),
-        )
-    }
-
-    /// Parses a comparator.
-    fn comparator(&mut self, field: &Field) -> Result<Op, FilterError> {
+    /// Parses a comparator after the field called `field`.
+    fn comparator(&mut self, field: &str) -> Result<Op, FilterError> {
         let next = self.peek_at(self.pos + 1);
         let (op, len) = match self.peek() {
             Some('<') if next == Some('=') => (Op::Cmp(CmpOp::Le), 2),
@@ -685,10 +874,7 @@ impl Parser {
             _ => {
                 return Err(error(
                     self.pos,
-                    format!(
-                        "expected a comparator (=, !=, <, <=, >, >=, :) after field '{}'",
-                        field.display_name()
-                    ),
+                    format!("expected a comparator (=, !=, <, <=, >, >=, :) after field '{field}'"),
                 ));
             }
         };
@@ -813,93 +999,79 @@ fn check_text_len(text: &str, position: usize) -> Result<(), FilterError> {
     Ok(())
 }
 
-/// Type-checks a restriction and builds its [`Expr`].
-fn typed_restriction(
-    field: Field,
+/// `=` or `!=`, or the error for another operator on the field called `name`.
+fn equality(op: Op, op_pos: usize, name: &str) -> Result<EqOp, FilterError> {
+    match op {
+        Op::Cmp(CmpOp::Eq) => Ok(EqOp::Eq),
+        Op::Cmp(CmpOp::Ne) => Ok(EqOp::Ne),
+        Op::Cmp(CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) | Op::Has => Err(error(
+            op_pos,
+            format!(
+                "operator '{}' is not supported for field '{name}'; use = or !=",
+                op.symbol()
+            ),
+        )),
+    }
+}
+
+/// Type-checks a restriction on `field` (called `name` in messages) and builds its
+/// [`Expr`].
+fn typed_restriction<F: FilterField>(
+    field: FieldKind<F>,
+    name: &str,
     op: Op,
     op_pos: usize,
     raw: RawValue,
     value_pos: usize,
-    scope: Scope,
-) -> Result<Expr, FilterError> {
+) -> Result<Expr<F>, FilterError> {
     match field {
-        Field::Name | Field::Uid => {
-            let Op::Cmp(op @ (CmpOp::Eq | CmpOp::Ne)) = op else {
-                return Err(error(
-                    op_pos,
-                    format!(
-                        "operator '{}' is not supported for field '{}'; use = or !=",
-                        op.symbol(),
-                        field.display_name()
-                    ),
-                ));
-            };
-            let collection = scope.collection();
-            let id = match field {
-                Field::Name => raw
-                    .text
+        FieldKind::Id(field) => {
+            let op = equality(op, op_pos, name)?;
+            let collection = F::COLLECTION;
+            let id = if field.is_resource_name() {
+                raw.text
                     .strip_prefix(collection)
-                    .and_then(|rest| rest.strip_prefix('/')),
-                _ => Some(raw.text.as_str()),
+                    .and_then(|rest| rest.strip_prefix('/'))
+            } else {
+                Some(raw.text.as_str())
             };
             // The canonical hyphenated form only, as names are written.
             let id = id.and_then(super::names::parse_uuid).ok_or_else(|| {
-                let expected = match field {
-                    Field::Name => format!("{collection}/{{uuid}}"),
-                    _ => "a UUID".to_owned(),
+                let expected = if field.is_resource_name() {
+                    format!("{collection}/{{uuid}}")
+                } else {
+                    "a UUID".to_owned()
                 };
                 error(
                     value_pos,
                     format!(
-                        "invalid {} '{}'; expected {expected}",
-                        field.display_name(),
+                        "invalid {name} '{}'; expected {expected}",
                         snippet(&raw.text)
                     ),
                 )
             })?;
-            Ok(Expr::Compare {
-                field,
-                op,
-                value: Value::Id(id),
-            })
+            Ok(Expr::Compare(Compare::Id { field, op, id }))
         }
-        Field::Status => {
-            let Op::Cmp(op @ (CmpOp::Eq | CmpOp::Ne)) = op else {
-                return Err(error(
-                    op_pos,
+        FieldKind::Enum(field) => {
+            let op = equality(op, op_pos, name)?;
+            let value = field.value(&raw.text).ok_or_else(|| {
+                error(
+                    value_pos,
                     format!(
-                        "operator '{}' is not supported for field 'status'; use = or !=",
-                        op.symbol()
+                        "invalid {name} '{}'; expected one of {}",
+                        snippet(&raw.text),
+                        field.expected()
                     ),
-                ));
-            };
-            let status = match raw.text.as_str() {
-                "ACTIVE" => Status::Active,
-                "PROSPECTIVE" => Status::Prospective,
-                "INACTIVE" => Status::Inactive,
-                other => {
-                    return Err(error(
-                        value_pos,
-                        format!(
-                            "invalid status '{}'; expected one of ACTIVE, PROSPECTIVE, INACTIVE",
-                            snippet(other)
-                        ),
-                    ));
-                }
-            };
-            Ok(Expr::Compare {
-                field,
-                op,
-                value: Value::Status(status),
-            })
+                )
+            })?;
+            Ok(Expr::Compare(Compare::Enum { field, op, value }))
         }
-        Field::CreateTime | Field::UpdateTime => {
+        FieldKind::Time(field) => {
             let Op::Cmp(op) = op else {
                 return Err(error(
                     op_pos,
                     format!(
-                        "operator ':' is not supported for field '{}'; use =, !=, <, <=, > or >=",
-                        field.display_name()
+                        "operator ':' is not supported for field '{name}'; use =, !=, <, <=, > or >="
                     ),
                 ));
             };
@@ -912,35 +1084,29 @@ fn typed_restriction(
                     ),
                 )
             })?;
-            Ok(Expr::Compare {
+            Ok(Expr::Compare(Compare::Time {
                 field,
                 op,
-                value: Value::Time(time.with_timezone(&Utc)),
-            })
+                time: time.with_timezone(&Utc),
+            }))
         }
-        Field::GivenName
-        | Field::FamilyName
-        | Field::Email
-        | Field::Phone
-        | Field::Company
-        | Field::BusinessId
-        | Field::DisplayName
-        | Field::Domain
-        | Field::Address(_)
-        | Field::Label(_) => match op {
-            Op::Has if !raw.quoted && raw.text == "*" => {
-                if matches!(field, Field::Label(_)) {
-                    Ok(Expr::Present { field })
-                } else {
-                    Err(error(
-                        value_pos,
-                        format!(
-                            "presence test ':*' is only supported for labels, not for '{}'",
-                            field.display_name()
-                        ),
-                    ))
-                }
-            }
+        FieldKind::Text(field) if !field.ordered() => {
+            let op = equality(op, op_pos, name)?;
+            check_text_len(&raw.text, value_pos)?;
+            Ok(Expr::Compare(Compare::Text {
+                text: field.normalise(raw.text),
+                field,
+                op: op.into(),
+            }))
+        }
+        FieldKind::Text(field) => match op {
+            Op::Has if !raw.quoted && raw.text == "*" => match F::presence(&field) {
+                Some(field) => Ok(Expr::Present { field }),
+                None => Err(error(
+                    value_pos,
+                    format!("presence test ':*' is only supported for labels, not for '{name}'"),
+                )),
+            },
             Op::Has => {
                 if raw.text.is_empty() {
                     return Err(error(
@@ -956,16 +1122,11 @@ fn typed_restriction(
             }
             Op::Cmp(op) => {
                 check_text_len(&raw.text, value_pos)?;
-                let text = if field == Field::Address(AddressPart::CountryCode) {
-                    raw.text.to_uppercase()
-                } else {
-                    raw.text
-                };
-                Ok(Expr::Compare {
+                Ok(Expr::Compare(Compare::Text {
+                    text: field.normalise(raw.text),
                     field,
                     op,
-                    value: Value::Text(text),
-                })
+                }))
             }
         },
     }
@@ -974,48 +1135,74 @@ fn typed_restriction(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{SecondsFormat, TimeZone};
+    use crate::domain::customer::Status;
+    use chrono::TimeZone;
     use proptest::prelude::*;
 
-    fn ok(input: &str) -> Expr {
-        match parse(input) {
+    /// The unit tests of the grammar run over customer fields.
+    type C = CustomerField;
+
+    fn ok(input: &str) -> Expr<C> {
+        match parse::<C>(input) {
             Ok(Some(expr)) => expr,
             other => panic!("expected {input:?} to parse, got {other:?}"),
         }
     }
 
     fn err(input: &str) -> FilterError {
-        match parse(input) {
+        match parse::<C>(input) {
             Err(e) => e,
             other => panic!("expected {input:?} to fail, got {other:?}"),
         }
     }
 
-    fn text_cmp(field: Field, op: CmpOp, text: &str) -> Expr {
-        Expr::Compare {
+    fn text_cmp(field: CustomerText, op: CmpOp, text: &str) -> Expr<C> {
+        Expr::Compare(Compare::Text {
             field,
             op,
-            value: Value::Text(text.to_owned()),
-        }
+            text: text.to_owned(),
+        })
     }
 
-    fn eq(field: Field, text: &str) -> Expr {
+    fn eq(field: CustomerText, text: &str) -> Expr<C> {
         text_cmp(field, CmpOp::Eq, text)
     }
 
-    fn label(key: &str) -> Field {
-        Field::Label(key.to_owned())
+    fn label(key: &str) -> CustomerText {
+        CustomerText::Label(key.to_owned())
     }
 
-    fn and(a: Expr, b: Expr) -> Expr {
+    fn status_is(op: EqOp, value: Status) -> Expr<C> {
+        Expr::Compare(Compare::Enum {
+            field: StatusField,
+            op,
+            value,
+        })
+    }
+
+    fn time_is(field: TimeField, op: CmpOp, time: DateTime<Utc>) -> Expr<C> {
+        Expr::Compare(Compare::Time { field, op, time })
+    }
+
+    fn id_is<F: FilterField<Id = IdField>>(field: IdField, op: EqOp, id: Uuid) -> Expr<F> {
+        Expr::Compare(Compare::Id { field, op, id })
+    }
+
+    fn present(key: &str) -> Expr<C> {
+        Expr::Present {
+            field: LabelKey(key.to_owned()),
+        }
+    }
+
+    fn and<F: FilterField>(a: Expr<F>, b: Expr<F>) -> Expr<F> {
         Expr::And(Box::new(a), Box::new(b))
     }
 
-    fn or(a: Expr, b: Expr) -> Expr {
+    fn or<F: FilterField>(a: Expr<F>, b: Expr<F>) -> Expr<F> {
         Expr::Or(Box::new(a), Box::new(b))
     }
 
-    fn not(a: Expr) -> Expr {
+    fn not<F: FilterField>(a: Expr<F>) -> Expr<F> {
         Expr::Not(Box::new(a))
     }
 
@@ -1023,36 +1210,36 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
     }
 
-    fn a() -> Expr {
-        eq(Field::Email, "a")
+    fn a() -> Expr<C> {
+        eq(CustomerText::Email, "a")
     }
 
-    fn b() -> Expr {
-        eq(Field::Email, "b")
+    fn b() -> Expr<C> {
+        eq(CustomerText::Email, "b")
     }
 
-    fn c() -> Expr {
-        eq(Field::Email, "c")
+    fn c() -> Expr<C> {
+        eq(CustomerText::Email, "c")
     }
 
     // ---- successful parses -------------------------------------------
 
     #[test]
     fn empty_and_whitespace_are_none() {
-        assert_eq!(parse(""), Ok(None));
-        assert_eq!(parse("   \t\n "), Ok(None));
-        assert_eq!(parse("\u{3000}"), Ok(None));
+        assert_eq!(parse::<C>(""), Ok(None));
+        assert_eq!(parse::<C>("   \t\n "), Ok(None));
+        assert_eq!(parse::<C>("\u{3000}"), Ok(None));
     }
 
     #[test]
     fn text_fields_all_comparators() {
         let fields = [
-            ("given_name", Field::GivenName),
-            ("family_name", Field::FamilyName),
-            ("email", Field::Email),
-            ("phone", Field::Phone),
-            ("company", Field::Company),
-            ("business_id", Field::BusinessId),
+            ("given_name", CustomerText::GivenName),
+            ("family_name", CustomerText::FamilyName),
+            ("email", CustomerText::Email),
+            ("phone", CustomerText::Phone),
+            ("company", CustomerText::Company),
+            ("business_id", CustomerText::BusinessId),
             ("labels.team", label("team")),
         ];
         let ops = [
@@ -1077,37 +1264,25 @@ mod tests {
     fn bare_values_keep_punctuation() {
         assert_eq!(
             ok("email = ann.lee+tag@example.com"),
-            eq(Field::Email, "ann.lee+tag@example.com")
+            eq(CustomerText::Email, "ann.lee+tag@example.com")
         );
-        assert_eq!(ok("phone=+358-40_123:4"), eq(Field::Phone, "+358-40_123:4"));
-        assert_eq!(ok("company = Ö&Co"), eq(Field::Company, "Ö&Co"));
+        assert_eq!(
+            ok("phone=+358-40_123:4"),
+            eq(CustomerText::Phone, "+358-40_123:4")
+        );
+        assert_eq!(ok("company = Ö&Co"), eq(CustomerText::Company, "Ö&Co"));
     }
 
     #[test]
     fn status_values() {
-        assert_eq!(
-            ok("status = ACTIVE"),
-            Expr::Compare {
-                field: Field::Status,
-                op: CmpOp::Eq,
-                value: Value::Status(Status::Active)
-            }
-        );
+        assert_eq!(ok("status = ACTIVE"), status_is(EqOp::Eq, Status::Active));
         assert_eq!(
             ok("status != \"INACTIVE\""),
-            Expr::Compare {
-                field: Field::Status,
-                op: CmpOp::Ne,
-                value: Value::Status(Status::Inactive)
-            }
+            status_is(EqOp::Ne, Status::Inactive)
         );
         assert_eq!(
             ok("status='PROSPECTIVE'"),
-            Expr::Compare {
-                field: Field::Status,
-                op: CmpOp::Eq,
-                value: Value::Status(Status::Prospective)
-            }
+            status_is(EqOp::Eq, Status::Prospective)
         );
     }
 
@@ -1115,27 +1290,19 @@ mod tests {
     fn timestamps_are_normalised_to_utc() {
         assert_eq!(
             ok("create_time > 2024-01-01T00:00:00Z"),
-            Expr::Compare {
-                field: Field::CreateTime,
-                op: CmpOp::Gt,
-                value: Value::Time(time(2024, 1, 1, 0, 0, 0))
-            }
+            time_is(TimeField::CreateTime, CmpOp::Gt, time(2024, 1, 1, 0, 0, 0))
         );
         assert_eq!(
             ok("update_time<=2024-03-01T01:30:00+02:00"),
-            Expr::Compare {
-                field: Field::UpdateTime,
-                op: CmpOp::Le,
-                value: Value::Time(time(2024, 2, 29, 23, 30, 0))
-            }
+            time_is(
+                TimeField::UpdateTime,
+                CmpOp::Le,
+                time(2024, 2, 29, 23, 30, 0)
+            )
         );
         assert_eq!(
             ok("create_time >= \"2023-12-31T20:00:00-05:00\""),
-            Expr::Compare {
-                field: Field::CreateTime,
-                op: CmpOp::Ge,
-                value: Value::Time(time(2024, 1, 1, 1, 0, 0))
-            }
+            time_is(TimeField::CreateTime, CmpOp::Ge, time(2024, 1, 1, 1, 0, 0))
         );
         let frac = Utc
             .with_ymd_and_hms(2024, 5, 6, 7, 8, 9)
@@ -1144,20 +1311,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             ok("create_time != 2024-05-06T07:08:09.250Z"),
-            Expr::Compare {
-                field: Field::CreateTime,
-                op: CmpOp::Ne,
-                value: Value::Time(frac)
-            }
+            time_is(TimeField::CreateTime, CmpOp::Ne, frac)
         );
         for (sym, op) in [("=", CmpOp::Eq), ("<", CmpOp::Lt)] {
             assert_eq!(
                 ok(&format!("update_time {sym} 2024-01-01T00:00:00Z")),
-                Expr::Compare {
-                    field: Field::UpdateTime,
-                    op,
-                    value: Value::Time(time(2024, 1, 1, 0, 0, 0))
-                }
+                time_is(TimeField::UpdateTime, op, time(2024, 1, 1, 0, 0, 0))
             );
         }
     }
@@ -1170,16 +1329,11 @@ mod tests {
             eq(label("k8s_io-x.y"), "a b")
         );
         assert_eq!(ok("labels.\"my-key\" = x"), eq(label("my-key"), "x"));
-        assert_eq!(
-            ok("labels.'a.b':*"),
-            Expr::Present {
-                field: label("a.b")
-            }
-        );
+        assert_eq!(ok("labels.'a.b':*"), present("a.b"));
         let longest = format!("k{}", "x".repeat(62));
         assert_eq!(
             ok(&format!("labels.{longest}=v")),
-            eq(Field::Label(longest.clone()), "v")
+            eq(CustomerText::Label(longest.clone()), "v")
         );
     }
 
@@ -1188,23 +1342,18 @@ mod tests {
         assert_eq!(
             ok("given_name:ann"),
             Expr::Contains {
-                field: Field::GivenName,
+                field: CustomerText::GivenName,
                 text: "ann".to_owned()
             }
         );
         assert_eq!(
             ok("email : \"@example.com\""),
             Expr::Contains {
-                field: Field::Email,
+                field: CustomerText::Email,
                 text: "@example.com".to_owned()
             }
         );
-        assert_eq!(
-            ok("labels.vip:*"),
-            Expr::Present {
-                field: label("vip")
-            }
-        );
+        assert_eq!(ok("labels.vip:*"), present("vip"));
         assert_eq!(
             ok("labels.vip:\"*\""),
             Expr::Contains {
@@ -1212,33 +1361,32 @@ mod tests {
                 text: "*".to_owned()
             }
         );
-        assert_eq!(
-            ok("labels.vip = *"),
-            Expr::Compare {
-                field: label("vip"),
-                op: CmpOp::Eq,
-                value: Value::Text("*".to_owned())
-            }
-        );
+        assert_eq!(ok("labels.vip = *"), eq(label("vip"), "*"));
     }
 
     #[test]
     fn quoted_strings_with_escapes() {
         assert_eq!(
             ok(r#"family_name = "O\"Brien \\ x""#),
-            eq(Field::FamilyName, "O\"Brien \\ x")
+            eq(CustomerText::FamilyName, "O\"Brien \\ x")
         );
-        assert_eq!(ok(r"family_name = 'it\'s'"), eq(Field::FamilyName, "it's"));
+        assert_eq!(
+            ok(r"family_name = 'it\'s'"),
+            eq(CustomerText::FamilyName, "it's")
+        );
         assert_eq!(
             ok(r#"company = 'say "hi"'"#),
-            eq(Field::Company, "say \"hi\"")
+            eq(CustomerText::Company, "say \"hi\"")
         );
         assert_eq!(
             ok(r#"company = "AND OR NOT ( ) :""#),
-            eq(Field::Company, "AND OR NOT ( ) :")
+            eq(CustomerText::Company, "AND OR NOT ( ) :")
         );
-        assert_eq!(ok(r#"company = """#), eq(Field::Company, ""));
-        assert_eq!(ok("company = \"äö 🎉\""), eq(Field::Company, "äö 🎉"));
+        assert_eq!(ok(r#"company = """#), eq(CustomerText::Company, ""));
+        assert_eq!(
+            ok("company = \"äö 🎉\""),
+            eq(CustomerText::Company, "äö 🎉")
+        );
     }
 
     #[test]
@@ -1270,7 +1418,7 @@ mod tests {
         assert_eq!(ok("NOT (NOT email=a)"), not(not(a())));
         assert_eq!(ok("email=a -email=b"), and(a(), not(b())));
         // a leading '-' inside a value is just text
-        assert_eq!(ok("email = -a"), eq(Field::Email, "-a"));
+        assert_eq!(ok("email = -a"), eq(CustomerText::Email, "-a"));
     }
 
     #[test]
@@ -1303,7 +1451,7 @@ mod tests {
             "-(".repeat(MAX_DEPTH / 2),
             ")".repeat(MAX_DEPTH / 2)
         );
-        assert!(parse(&input).is_ok());
+        assert!(parse::<C>(&input).is_ok());
     }
 
     #[test]
@@ -1318,6 +1466,70 @@ mod tests {
         let padded = format!("email=a{}", " ".repeat(MAX_FILTER_LEN - 7));
         assert_eq!(padded.len(), MAX_FILTER_LEN);
         assert_eq!(ok(&padded), a());
+    }
+
+    // ---- canonical text ------------------------------------------------
+
+    #[test]
+    fn canonical_text_is_pinned() {
+        let id = "0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e";
+        for (input, want) in [
+            (
+                r#"email = "ann@example.com""#,
+                r#"email = "ann@example.com""#,
+            ),
+            ("given_name != x", r#"given_name != "x""#),
+            ("status != 'INACTIVE'", "status != INACTIVE"),
+            (
+                r#"update_time <= "2024-03-01T01:30:00.250+02:00""#,
+                "update_time <= 2024-02-29T23:30:00.250Z",
+            ),
+            (
+                "create_time > 2024-01-01T00:00:00Z",
+                "create_time > 2024-01-01T00:00:00Z",
+            ),
+            (
+                &format!("name = customers/{id}"),
+                &format!(r#"name = "customers/{id}""#),
+            ),
+            (&format!("uid != {id}"), &format!(r#"uid != "{id}""#)),
+            (r#"labels."my-key":*"#, "labels.my-key:*"),
+            (
+                r#"labels.app.tier:'we"b\\x'"#,
+                r#"labels.app.tier:"we\"b\\x""#,
+            ),
+            (
+                r#"address.locality:"San" AND address.country_code = us"#,
+                r#"(address.locality:"San" AND address.country_code = "US")"#,
+            ),
+            (
+                "email=a OR email=b AND email=c",
+                r#"((email = "a" OR email = "b") AND email = "c")"#,
+            ),
+            (
+                "(email=a AND email=b) OR NOT (email=c)",
+                r#"((email = "a" AND email = "b") OR (NOT email = "c"))"#,
+            ),
+            (
+                "email=a email=b -labels.vip:*",
+                r#"((email = "a" AND email = "b") AND (NOT labels.vip:*))"#,
+            ),
+        ] {
+            let parsed = ok(input);
+            assert_eq!(parsed.canonical(), want, "{input}");
+            assert_eq!(parse::<C>(want), Ok(Some(parsed)), "{want}");
+        }
+        let company = parse::<CompanyField>(&format!(
+            r#"display_name:"acme" AND domain = "Acme.com" OR name = "companies/{id}""#
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            company.canonical(),
+            format!(
+                r#"(display_name:"acme" AND (domain = "Acme.com" OR name = "companies/{id}"))"#
+            )
+        );
     }
 
     // ---- errors --------------------------------------------------------
@@ -1370,24 +1582,33 @@ mod tests {
 
     #[test]
     fn company_filters_accept_company_fields_only() {
+        let company = |text: CompanyText, value: &str| {
+            Expr::Compare(Compare::Text {
+                field: text,
+                op: CmpOp::Eq,
+                text: value.to_owned(),
+            })
+        };
         assert_eq!(
-            parse_for(
-                r#"display_name:"acme" AND domain = "acme.com""#,
-                Scope::Companies
-            ),
+            parse::<CompanyField>(r#"display_name:"acme" AND domain = "acme.com""#),
             Ok(Some(and(
                 Expr::Contains {
-                    field: Field::DisplayName,
+                    field: CompanyText::DisplayName,
                     text: "acme".into()
                 },
-                eq(Field::Domain, "acme.com")
+                company(CompanyText::Domain, "acme.com")
             )))
         );
         assert_eq!(
-            parse_for("business_id = x", Scope::Companies),
-            Ok(Some(eq(Field::BusinessId, "x")))
+            parse::<CompanyField>("business_id = x labels.tier:*"),
+            Ok(Some(and(
+                company(CompanyText::BusinessId, "x"),
+                Expr::Present {
+                    field: LabelKey("tier".into())
+                }
+            )))
         );
-        let e = parse_for("email = x", Scope::Companies).unwrap_err();
+        let e = parse::<CompanyField>("email = x").unwrap_err();
         assert_eq!(e.position, 0);
         assert_eq!(
             e.message,
@@ -1397,14 +1618,10 @@ mod tests {
         assert_err("display_name = x", 0, "unknown field 'display_name'");
         let id = Uuid::now_v7();
         assert_eq!(
-            parse_for(&format!(r#"name = "companies/{id}""#), Scope::Companies),
-            Ok(Some(Expr::Compare {
-                field: Field::Name,
-                op: CmpOp::Eq,
-                value: Value::Id(id)
-            }))
+            parse::<CompanyField>(&format!(r#"name = "companies/{id}""#)),
+            Ok(Some(id_is(IdField::Name, EqOp::Eq, id)))
         );
-        let e = parse_for(&format!(r#"name = "customers/{id}""#), Scope::Companies).unwrap_err();
+        let e = parse::<CompanyField>(&format!(r#"name = "customers/{id}""#)).unwrap_err();
         assert_eq!(e.position, 7);
         assert!(e.message.starts_with("invalid name '"), "{e}");
         assert!(e.message.ends_with("expected companies/{uuid}"), "{e}");
@@ -1419,21 +1636,17 @@ mod tests {
     fn names_and_uids_are_typed_identifiers() {
         let id = Uuid::now_v7();
         let other = Uuid::now_v7();
-        let is = |field, op, id| Expr::Compare {
-            field,
-            op,
-            value: Value::Id(id),
-        };
+        let is = id_is::<C>;
         assert_eq!(
             ok(&format!(
                 r#"name = "customers/{id}" OR name = customers/{other}"#
             )),
             or(
-                is(Field::Name, CmpOp::Eq, id),
-                is(Field::Name, CmpOp::Eq, other)
+                is(IdField::Name, EqOp::Eq, id),
+                is(IdField::Name, EqOp::Eq, other)
             )
         );
-        assert_eq!(ok(&format!("uid != {id}")), is(Field::Uid, CmpOp::Ne, id));
+        assert_eq!(ok(&format!("uid != {id}")), is(IdField::Uid, EqOp::Ne, id));
         assert_err(
             &format!("uid > {id}"),
             4,
@@ -1455,21 +1668,24 @@ mod tests {
         assert_eq!(
             ok(r#"address.locality = "San Francisco" AND address.postal_code:"941""#),
             and(
-                eq(Field::Address(AddressPart::Locality), "San Francisco"),
+                eq(
+                    CustomerText::Address(AddressPart::Locality),
+                    "San Francisco"
+                ),
                 Expr::Contains {
-                    field: Field::Address(AddressPart::PostalCode),
+                    field: CustomerText::Address(AddressPart::PostalCode),
                     text: "941".into()
                 }
             )
         );
         assert_eq!(
             ok("address.region >= CA"),
-            text_cmp(Field::Address(AddressPart::Region), CmpOp::Ge, "CA")
+            text_cmp(CustomerText::Address(AddressPart::Region), CmpOp::Ge, "CA")
         );
         // Country codes are stored upper case; a lower-case value still matches.
         assert_eq!(
             ok("address.country_code = us"),
-            eq(Field::Address(AddressPart::CountryCode), "US")
+            eq(CustomerText::Address(AddressPart::CountryCode), "US")
         );
         assert_err("address.street = x", 0, "unknown field 'address.street'");
         assert_err("address = x", 0, "unknown field 'address'");
@@ -1574,7 +1790,10 @@ mod tests {
             "text value is too long (257 characters",
         );
         let max = "é".repeat(MAX_TEXT_LEN);
-        assert_eq!(ok(&format!("email = \"{max}\"")), eq(Field::Email, &max));
+        assert_eq!(
+            ok(&format!("email = \"{max}\"")),
+            eq(CustomerText::Email, &max)
+        );
     }
 
     #[test]
@@ -1638,72 +1857,27 @@ mod tests {
 
     // ---- properties ----------------------------------------------------
 
-    /// Renders an expression in canonical form.
-    fn render(expr: &Expr) -> String {
-        render_with(expr, " AND ")
-    }
-
-    /// Renders an expression, joining `And` operands with `and_sep`
-    /// (`" AND "` or `" "` for implicit juxtaposition).
-    fn render_with(expr: &Expr, and_sep: &str) -> String {
-        let operand = |e: &Expr| match e {
-            Expr::And(..) | Expr::Or(..) | Expr::Not(..) => {
-                format!("({})", render_with(e, and_sep))
-            }
-            _ => render_with(e, and_sep),
-        };
-        match expr {
-            Expr::And(l, r) => format!("{}{and_sep}{}", operand(l), operand(r)),
-            Expr::Or(l, r) => format!("{} OR {}", operand(l), operand(r)),
-            Expr::Not(e) => format!("NOT {}", operand(e)),
-            Expr::Compare { field, op, value } => {
-                let value = match value {
-                    Value::Text(t) => quote(t),
-                    Value::Status(Status::Active) => "ACTIVE".to_owned(),
-                    Value::Status(Status::Prospective) => "PROSPECTIVE".to_owned(),
-                    Value::Status(Status::Inactive) => "INACTIVE".to_owned(),
-                    Value::Time(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                    Value::Id(id) => id.to_string(),
-                };
-                format!("{} {} {value}", render_field(field), op.symbol())
-            }
-            Expr::Contains { field, text } => format!("{}:{}", render_field(field), quote(text)),
-            Expr::Present { field } => format!("{}:*", render_field(field)),
-        }
-    }
-
-    fn render_field(field: &Field) -> String {
-        match field {
-            Field::Label(key) => format!("labels.{key}"),
-            other => other.display_name(),
-        }
-    }
-
-    fn quote(text: &str) -> String {
-        let mut out = String::from('"');
-        for c in text.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
+    /// Renders an expression parenthesising only operands, joining `And` operands with
+    /// `and_sep` (`" AND "` or `" "` for implicit juxtaposition).
+    fn render_with(expr: &Expr<C>, and_sep: &str) -> String {
+        let mut out = String::new();
+        write_expr(&mut out, expr, and_sep, false);
         out
     }
 
-    fn arb_text_field() -> impl Strategy<Value = Field> {
+    fn arb_text_field() -> impl Strategy<Value = CustomerText> {
         prop_oneof![
-            Just(Field::GivenName),
-            Just(Field::FamilyName),
-            Just(Field::Email),
-            Just(Field::Phone),
-            Just(Field::Company),
-            Just(Field::BusinessId),
+            Just(CustomerText::GivenName),
+            Just(CustomerText::FamilyName),
+            Just(CustomerText::Email),
+            Just(CustomerText::Phone),
+            Just(CustomerText::Company),
+            Just(CustomerText::BusinessId),
             // Not country_code: its values are upper-cased, which a round trip would see.
-            Just(Field::Address(AddressPart::Locality)),
-            Just(Field::Address(AddressPart::Region)),
-            Just(Field::Address(AddressPart::PostalCode)),
-            "[a-z][a-z0-9_.-]{0,12}".prop_map(Field::Label),
+            Just(CustomerText::Address(AddressPart::Locality)),
+            Just(CustomerText::Address(AddressPart::Region)),
+            Just(CustomerText::Address(AddressPart::PostalCode)),
+            "[a-z][a-z0-9_.-]{0,12}".prop_map(CustomerText::Label),
         ]
     }
 
@@ -1724,50 +1898,46 @@ mod tests {
             .prop_map(|(s, n)| DateTime::from_timestamp(s, n).unwrap())
     }
 
-    fn arb_leaf() -> impl Strategy<Value = Expr> {
+    fn arb_eq_op() -> impl Strategy<Value = EqOp> {
+        prop_oneof![Just(EqOp::Eq), Just(EqOp::Ne)]
+    }
+
+    fn arb_leaf() -> impl Strategy<Value = Expr<C>> {
         prop_oneof![
             (
                 arb_text_field(),
                 arb_cmp_op(),
                 "\\PC{0,12}|[ \"'\\\\()*:]{0,6}"
             )
-                .prop_map(|(field, op, t)| Expr::Compare {
-                    field,
-                    op,
-                    value: Value::Text(t)
-                }),
+                .prop_map(|(field, op, t)| text_cmp(field, op, &t)),
             (
-                prop_oneof![Just(CmpOp::Eq), Just(CmpOp::Ne)],
+                arb_eq_op(),
                 prop_oneof![
                     Just(Status::Active),
                     Just(Status::Prospective),
                     Just(Status::Inactive)
                 ]
             )
-                .prop_map(|(op, s)| Expr::Compare {
-                    field: Field::Status,
-                    op,
-                    value: Value::Status(s)
-                }),
+                .prop_map(|(op, s)| status_is(op, s)),
             (
-                prop_oneof![Just(Field::CreateTime), Just(Field::UpdateTime)],
+                prop_oneof![Just(TimeField::CreateTime), Just(TimeField::UpdateTime)],
                 arb_cmp_op(),
                 arb_time()
             )
-                .prop_map(|(field, op, t)| Expr::Compare {
-                    field,
-                    op,
-                    value: Value::Time(t)
-                }),
+                .prop_map(|(field, op, t)| time_is(field, op, t)),
+            (
+                prop_oneof![Just(IdField::Name), Just(IdField::Uid)],
+                arb_eq_op(),
+                any::<u128>()
+            )
+                .prop_map(|(field, op, n)| id_is(field, op, Uuid::from_u128(n))),
             (arb_text_field(), "\\PC{1,12}|[ \"'\\\\()*:]{1,6}")
                 .prop_map(|(field, text)| Expr::Contains { field, text }),
-            "[a-z][a-z0-9_.-]{0,12}".prop_map(|k| Expr::Present {
-                field: Field::Label(k)
-            }),
+            "[a-z][a-z0-9_.-]{0,12}".prop_map(|k| present(&k)),
         ]
     }
 
-    fn arb_expr() -> impl Strategy<Value = Expr> {
+    fn arb_expr() -> impl Strategy<Value = Expr<C>> {
         arb_leaf().prop_recursive(5, 24, 2, |inner| {
             prop_oneof![
                 (inner.clone(), inner.clone()).prop_map(|(l, r)| and(l, r)),
@@ -1811,7 +1981,7 @@ mod tests {
 
     /// Parses `input`, checking the invariants every result must satisfy.
     fn check_no_panic(input: &str) {
-        if let Err(e) = parse(input) {
+        if let Err(e) = parse::<C>(input) {
             assert!(e.position <= input.chars().count(), "{e} for {input:?}");
             assert!(!e.message.is_empty());
         }
@@ -1846,22 +2016,29 @@ mod tests {
             check_no_panic(&input);
             let depth = if neg { open * 2 } else { open };
             if open == close && depth <= MAX_DEPTH {
-                prop_assert!(parse(&input).is_ok());
+                prop_assert!(parse::<C>(&input).is_ok());
             }
         }
 
         #[test]
+        fn canonical_roundtrips(expr in arb_expr()) {
+            let canonical = expr.canonical();
+            prop_assume!(canonical.len() <= MAX_FILTER_LEN);
+            prop_assert_eq!(parse::<C>(&canonical), Ok(Some(expr)), "canonical: {}", canonical);
+        }
+
+        #[test]
         fn render_roundtrips(expr in arb_expr()) {
-            let rendered = render(&expr);
+            let rendered = render_with(&expr, " AND ");
             prop_assume!(rendered.len() <= MAX_FILTER_LEN);
-            prop_assert_eq!(parse(&rendered), Ok(Some(expr)), "rendered: {}", rendered);
+            prop_assert_eq!(parse::<C>(&rendered), Ok(Some(expr)), "rendered: {}", rendered);
         }
 
         #[test]
         fn render_with_juxtaposition_roundtrips(expr in arb_expr()) {
             let rendered = render_with(&expr, " ");
             prop_assume!(rendered.len() <= MAX_FILTER_LEN);
-            prop_assert_eq!(parse(&rendered), Ok(Some(expr)), "rendered: {}", rendered);
+            prop_assert_eq!(parse::<C>(&rendered), Ok(Some(expr)), "rendered: {}", rendered);
         }
     }
 }

@@ -8,10 +8,13 @@
 //! - [`customer`]: the customer model, its raw input form and the validation rules.
 //! - [`company`]: the company model (`companies/{uuid}`) and its rules.
 //! - [`note`]: the note model (`customers/{uuid}/notes/{uuid}`) and its rules.
-//! - [`event`]: domain events, the diff of an update, the events filter.
+//! - [`event`]: domain events, the diff of an update, the parent of an events listing.
 //! - [`names`]: resource names (`customers/{uuid}`, `companies/{uuid}`, notes) and request
 //!   ids.
-//! - [`filter`] / [`order_by`]: parsers for AIP-160 filters and AIP-132 orderings.
+//! - [`filter`] / [`order_by`]: the AIP-160 filter and AIP-132 order_by languages, generic
+//!   over each resource's fields (customers, companies, events).
+//! - [`legacy`]: the frozen fingerprint text of page tokens issued before the typed
+//!   languages (v1).
 //! - [`country`]: the ISO 3166-1 alpha-2 table.
 
 pub mod company;
@@ -19,6 +22,7 @@ pub mod country;
 pub mod customer;
 pub mod event;
 pub mod filter;
+pub mod legacy;
 pub mod names;
 pub mod note;
 pub mod order_by;

@@ -1,19 +1,21 @@
 //! Parser for the `order_by` request field of list/search RPCs, following
-//! [AIP-132](https://google.aip.dev/132).
+//! [AIP-132](https://google.aip.dev/132), generic over the sort keys of one resource:
+//! [`CustomerOrder`] (ListCustomers) and [`CompanyOrder`] (ListCompanies).
 //!
 //! The parser turns the user-supplied ordering into a list of [`OrderKey`]s,
 //! most significant first. Every failure is reported as an
 //! [`OrderByError`] carrying the 0-based *character* position where the
 //! problem starts, suitable for an `INVALID_ARGUMENT` response. The parser
-//! never panics.
+//! never panics. [`canonical`] renders keys back as normalised text (proto field names,
+//! explicit directions) for fingerprints.
 //!
 //! # Grammar
 //!
 //! ```text
 //! order_by  := WS* | item ("," item)*
 //! item      := WS* field [WS+ direction] WS*
-//! field     := "create_time" | "update_time" | "family_name" | "given_name" | "email"
-//!              -- companies ([`parse_company`]): "create_time" | "update_time" | "display_name"
+//! field     := customers: "create_time" | "update_time" | "family_name" | "given_name" | "email"
+//!            | companies: "create_time" | "update_time" | "display_name"
 //! direction := "asc" | "desc"        -- case-insensitive
 //! ```
 //!
@@ -31,14 +33,25 @@ const MAX_KEYS: usize = 5;
 /// Longest piece of user input echoed back in an error message.
 const MAX_SNIPPET_LEN: usize = 64;
 
-/// Description of the valid field names, used in error messages.
-const VALID_FIELDS: &str = "create_time, update_time, family_name, given_name, email";
-/// The valid sort fields of companies.
-const VALID_COMPANY_FIELDS: &str = "create_time, update_time, display_name";
+/// The sort keys of one resource.
+pub trait OrderField: Copy + PartialEq + Eq + fmt::Debug + 'static {
+    /// Every key, in the order the error message lists them.
+    const ALL: &'static [Self];
+    /// The key of the default ordering (`create_time` ascending).
+    const DEFAULT: Self;
 
-/// A customer or company field that results can be ordered by.
+    /// The proto field name, as written in an `order_by` string.
+    fn as_str(self) -> &'static str;
+
+    /// Looks a key up by its proto name (case-sensitive).
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|key| key.as_str() == name)
+    }
+}
+
+/// A field customers can be ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderField {
+pub enum CustomerOrder {
     /// `create_time`
     CreateTime,
     /// `update_time`
@@ -49,43 +62,58 @@ pub enum OrderField {
     GivenName,
     /// `email`
     Email,
-    /// `display_name` (companies)
+}
+
+impl OrderField for CustomerOrder {
+    const ALL: &'static [Self] = &[
+        Self::CreateTime,
+        Self::UpdateTime,
+        Self::FamilyName,
+        Self::GivenName,
+        Self::Email,
+    ];
+    const DEFAULT: Self = Self::CreateTime;
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateTime => "create_time",
+            Self::UpdateTime => "update_time",
+            Self::FamilyName => "family_name",
+            Self::GivenName => "given_name",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// A field companies can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompanyOrder {
+    /// `create_time`
+    CreateTime,
+    /// `update_time`
+    UpdateTime,
+    /// `display_name`
     DisplayName,
 }
 
-impl OrderField {
-    /// The proto field name, as written in an `order_by` string.
-    #[must_use]
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OrderField::CreateTime => "create_time",
-            OrderField::UpdateTime => "update_time",
-            OrderField::FamilyName => "family_name",
-            OrderField::GivenName => "given_name",
-            OrderField::Email => "email",
-            OrderField::DisplayName => "display_name",
-        }
-    }
+impl OrderField for CompanyOrder {
+    const ALL: &'static [Self] = &[Self::CreateTime, Self::UpdateTime, Self::DisplayName];
+    const DEFAULT: Self = Self::CreateTime;
 
-    /// Looks a field up by its proto name (case-sensitive).
-    fn from_name(name: &str) -> Option<OrderField> {
-        match name {
-            "create_time" => Some(OrderField::CreateTime),
-            "update_time" => Some(OrderField::UpdateTime),
-            "family_name" => Some(OrderField::FamilyName),
-            "given_name" => Some(OrderField::GivenName),
-            "email" => Some(OrderField::Email),
-            "display_name" => Some(OrderField::DisplayName),
-            _ => None,
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateTime => "create_time",
+            Self::UpdateTime => "update_time",
+            Self::DisplayName => "display_name",
         }
     }
 }
 
 /// One sort key: a field and its direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OrderKey {
+pub struct OrderKey<K> {
     /// The field to sort by.
-    pub field: OrderField,
+    pub field: K,
     /// `true` for `desc`, `false` for `asc` (the default).
     pub descending: bool,
 }
@@ -111,7 +139,7 @@ impl fmt::Display for OrderByError {
 
 impl std::error::Error for OrderByError {}
 
-/// Parses an `order_by` string into sort keys, most significant first.
+/// Parses an `order_by` string over the keys `K` into sort keys, most significant first.
 ///
 /// An empty or all-whitespace input yields the default ordering
 /// `[create_time asc]`. Never panics.
@@ -121,49 +149,14 @@ impl std::error::Error for OrderByError {}
 /// Returns an [`OrderByError`] positioned at the first problem: an unknown
 /// or repeated field, an empty item, a direction other than `asc`/`desc`,
 /// extra tokens in an item, or more than five keys.
-pub fn parse(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
-    parse_among(input, CUSTOMER_FIELDS, VALID_FIELDS)
-}
-
-const CUSTOMER_FIELDS: &[OrderField] = &[
-    OrderField::CreateTime,
-    OrderField::UpdateTime,
-    OrderField::FamilyName,
-    OrderField::GivenName,
-    OrderField::Email,
-];
-
-const COMPANY_FIELDS: &[OrderField] = &[
-    OrderField::CreateTime,
-    OrderField::UpdateTime,
-    OrderField::DisplayName,
-];
-
-/// Parses the `order_by` of ListCompanies: like [`parse`] over `create_time`,
-/// `update_time` and `display_name`.
-///
-/// # Errors
-///
-/// As [`parse`].
-pub fn parse_company(input: &str) -> Result<Vec<OrderKey>, OrderByError> {
-    parse_among(input, COMPANY_FIELDS, VALID_COMPANY_FIELDS)
-}
-
-fn parse_among(
-    input: &str,
-    fields: &[OrderField],
-    valid: &str,
-) -> Result<Vec<OrderKey>, OrderByError> {
-    let item = |keys: &mut Vec<OrderKey>, words: &[(usize, String)], end: usize| {
-        finish_item(keys, words, end, fields, valid)
-    };
+pub fn parse<K: OrderField>(input: &str) -> Result<Vec<OrderKey<K>>, OrderByError> {
     if input.trim().is_empty() {
         return Ok(vec![OrderKey {
-            field: OrderField::CreateTime,
+            field: K::DEFAULT,
             descending: false,
         }]);
     }
-    let mut keys: Vec<OrderKey> = Vec::new();
+    let mut keys: Vec<OrderKey<K>> = Vec::new();
     // Words of the current item: (start position, text).
     let mut words: Vec<(usize, String)> = Vec::new();
     let mut word: Option<(usize, String)> = None;
@@ -173,7 +166,7 @@ fn parse_among(
                 words.push(done);
             }
             if c == ',' {
-                item(&mut keys, &words, pos)?;
+                finish_item(&mut keys, &words, pos)?;
                 words.clear();
             }
         } else {
@@ -186,8 +179,21 @@ fn parse_among(
     if let Some(done) = word.take() {
         words.push(done);
     }
-    item(&mut keys, &words, input.chars().count())?;
+    finish_item(&mut keys, &words, input.chars().count())?;
     Ok(keys)
+}
+
+/// The keys as normalised `order_by` text, for fingerprints: proto field names, each with an
+/// explicit direction, joined by `", "` (`family_name desc, create_time asc`). It depends
+/// only on the field names, never on Rust names, and parses back to the same keys.
+pub fn canonical<K: OrderField>(keys: &[OrderKey<K>]) -> String {
+    keys.iter()
+        .map(|key| {
+            let direction = if key.descending { "desc" } else { "asc" };
+            format!("{} {direction}", key.field.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Builds an [`OrderByError`].
@@ -213,27 +219,25 @@ fn snippet(s: &str) -> String {
 
 /// Validates one comma-separated item and appends its key. `end` is the
 /// position of the terminating comma or of the end of input.
-fn finish_item(
-    keys: &mut Vec<OrderKey>,
+fn finish_item<K: OrderField>(
+    keys: &mut Vec<OrderKey<K>>,
     words: &[(usize, String)],
     end: usize,
-    fields: &[OrderField],
-    valid: &str,
 ) -> Result<(), OrderByError> {
     let Some((field_pos, name)) = words.first() else {
         return Err(error(end, "empty sort field (check for a stray comma)"));
     };
-    let field = OrderField::from_name(name)
-        .filter(|field| fields.contains(field))
-        .ok_or_else(|| {
-            error(
-                *field_pos,
-                format!(
-                    "unknown sort field '{}'; valid fields are {valid}",
-                    snippet(name)
-                ),
-            )
-        })?;
+    let field = K::from_name(name).ok_or_else(|| {
+        let valid: Vec<&str> = K::ALL.iter().map(|key| key.as_str()).collect();
+        error(
+            *field_pos,
+            format!(
+                "unknown sort field '{}'; valid fields are {}",
+                snippet(name),
+                valid.join(", ")
+            ),
+        )
+    })?;
     if keys.iter().any(|k| k.field == field) {
         return Err(error(
             *field_pos,
@@ -279,37 +283,57 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [OrderField; 5] = [
-        OrderField::CreateTime,
-        OrderField::UpdateTime,
-        OrderField::FamilyName,
-        OrderField::GivenName,
-        OrderField::Email,
+    /// The unit tests of the grammar run over customer keys.
+    type C = CustomerOrder;
+
+    const ALL: [C; 5] = [
+        C::CreateTime,
+        C::UpdateTime,
+        C::FamilyName,
+        C::GivenName,
+        C::Email,
     ];
 
-    fn key(field: OrderField, descending: bool) -> OrderKey {
+    fn key<K>(field: K, descending: bool) -> OrderKey<K> {
         OrderKey { field, descending }
     }
 
     #[test]
     fn company_orderings_use_company_fields() {
         assert_eq!(
-            parse_company("display_name desc, create_time"),
+            parse::<CompanyOrder>("display_name desc, create_time"),
             Ok(vec![
-                key(OrderField::DisplayName, true),
-                key(OrderField::CreateTime, false)
+                key(CompanyOrder::DisplayName, true),
+                key(CompanyOrder::CreateTime, false)
             ])
         );
-        let e = parse_company("family_name").unwrap_err();
+        assert_eq!(
+            parse::<CompanyOrder>(""),
+            Ok(vec![key(CompanyOrder::CreateTime, false)])
+        );
+        let e = parse::<CompanyOrder>("family_name").unwrap_err();
         assert_eq!(
             e.message,
             "unknown sort field 'family_name'; valid fields are create_time, update_time, display_name"
         );
-        assert!(parse("display_name").is_err());
+        assert!(parse::<C>("display_name").is_err());
+    }
+
+    #[test]
+    fn canonical_names_every_direction() {
+        assert_eq!(canonical(&parse::<C>("").unwrap()), "create_time asc");
+        assert_eq!(
+            canonical(&parse::<C>("family_name DESC,given_name, email asc").unwrap()),
+            "family_name desc, given_name asc, email asc"
+        );
+        assert_eq!(
+            canonical(&parse::<CompanyOrder>("display_name desc, update_time").unwrap()),
+            "display_name desc, update_time asc"
+        );
     }
 
     fn err(input: &str) -> OrderByError {
-        match parse(input) {
+        match parse::<C>(input) {
             Err(e) => e,
             Ok(keys) => panic!("expected {input:?} to fail, got {keys:?}"),
         }
@@ -327,21 +351,21 @@ mod tests {
 
     #[test]
     fn empty_is_default() {
-        let default = vec![key(OrderField::CreateTime, false)];
-        assert_eq!(parse(""), Ok(default.clone()));
-        assert_eq!(parse("  \t\n"), Ok(default));
+        let default = vec![key(C::CreateTime, false)];
+        assert_eq!(parse::<C>(""), Ok(default.clone()));
+        assert_eq!(parse::<C>("  \t\n"), Ok(default));
     }
 
     #[test]
     fn single_fields() {
         for field in ALL {
-            assert_eq!(parse(field.as_str()), Ok(vec![key(field, false)]));
+            assert_eq!(parse::<C>(field.as_str()), Ok(vec![key(field, false)]));
             assert_eq!(
-                parse(&format!("{} desc", field.as_str())),
+                parse::<C>(&format!("{} desc", field.as_str())),
                 Ok(vec![key(field, true)])
             );
             assert_eq!(
-                parse(&format!("{} asc", field.as_str())),
+                parse::<C>(&format!("{} asc", field.as_str())),
                 Ok(vec![key(field, false)])
             );
         }
@@ -349,7 +373,7 @@ mod tests {
 
     #[test]
     fn as_str_names() {
-        let names: Vec<&str> = ALL.iter().map(OrderField::as_str).collect();
+        let names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -365,26 +389,23 @@ mod tests {
     #[test]
     fn multiple_fields_and_flexible_whitespace() {
         assert_eq!(
-            parse("family_name, given_name desc,create_time"),
+            parse::<C>("family_name, given_name desc,create_time"),
             Ok(vec![
-                key(OrderField::FamilyName, false),
-                key(OrderField::GivenName, true),
-                key(OrderField::CreateTime, false),
+                key(C::FamilyName, false),
+                key(C::GivenName, true),
+                key(C::CreateTime, false),
             ])
         );
         assert_eq!(
-            parse("  email   DESC ,\tupdate_time\nAsc  "),
-            Ok(vec![
-                key(OrderField::Email, true),
-                key(OrderField::UpdateTime, false)
-            ])
+            parse::<C>("  email   DESC ,\tupdate_time\nAsc  "),
+            Ok(vec![key(C::Email, true), key(C::UpdateTime, false)])
         );
     }
 
     #[test]
     fn five_keys_allowed() {
         let input = "create_time, update_time desc, family_name, given_name, email desc";
-        assert_eq!(parse(input).map(|k| k.len()), Ok(5));
+        assert_eq!(parse::<C>(input).map(|k| k.len()), Ok(5));
     }
 
     #[test]
@@ -460,7 +481,7 @@ mod tests {
     }
 
     /// Renders keys in canonical form.
-    fn render(keys: &[OrderKey]) -> String {
+    fn render(keys: &[OrderKey<C>]) -> String {
         keys.iter()
             .map(|k| {
                 if k.descending {
@@ -473,7 +494,7 @@ mod tests {
             .join(", ")
     }
 
-    fn arb_keys() -> impl Strategy<Value = Vec<OrderKey>> {
+    fn arb_keys() -> impl Strategy<Value = Vec<OrderKey<C>>> {
         (
             Just(ALL.to_vec()).prop_shuffle(),
             1usize..=5,
@@ -494,7 +515,7 @@ mod tests {
 
         #[test]
         fn never_panics_on_arbitrary_strings(input in any::<String>()) {
-            if let Err(e) = parse(&input) {
+            if let Err(e) = parse::<C>(&input) {
                 prop_assert!(e.position <= input.chars().count());
             }
         }
@@ -510,7 +531,7 @@ mod tests {
             )
         ) {
             let input = tokens.concat();
-            match parse(&input) {
+            match parse::<C>(&input) {
                 Ok(keys) => prop_assert!(!keys.is_empty() && keys.len() <= 5),
                 Err(e) => prop_assert!(e.position <= input.chars().count()),
             }
@@ -518,7 +539,12 @@ mod tests {
 
         #[test]
         fn render_roundtrips(keys in arb_keys()) {
-            prop_assert_eq!(parse(&render(&keys)), Ok(keys));
+            prop_assert_eq!(parse::<C>(&render(&keys)), Ok(keys));
+        }
+
+        #[test]
+        fn canonical_roundtrips(keys in arb_keys()) {
+            prop_assert_eq!(parse::<C>(&canonical(&keys)), Ok(keys));
         }
 
         #[test]
@@ -548,7 +574,7 @@ mod tests {
                 }
                 input.push_str(&ws.next().unwrap_or_default());
             }
-            prop_assert_eq!(parse(&input), Ok(keys));
+            prop_assert_eq!(parse::<C>(&input), Ok(keys));
         }
     }
 }

@@ -12,8 +12,9 @@ use crate::{
     domain::{
         Violations,
         company::{Company, CompanyInput},
-        filter::{self, Scope},
-        order_by,
+        filter::{self, CompanyField},
+        legacy,
+        order_by::{self, CompanyOrder},
     },
     redact::mask_pii_owned,
 };
@@ -97,11 +98,11 @@ impl CustomerService<PgStore> {
     pub async fn list_companies(&self, request: &CompanyListRequest) -> Result<CompanyPage> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
-        let filter = filter::parse_for(&request.filter, Scope::Companies).unwrap_or_else(|error| {
+        let filter = filter::parse::<CompanyField>(&request.filter).unwrap_or_else(|error| {
             violations.add("filter", mask_pii_owned(error.to_string()));
             None
         });
-        let order = order_by::parse_company(&request.order_by).unwrap_or_else(|error| {
+        let order = order_by::parse::<CompanyOrder>(&request.order_by).unwrap_or_else(|error| {
             violations.add("order_by", mask_pii_owned(error.to_string()));
             Vec::new()
         });
@@ -109,8 +110,8 @@ impl CustomerService<PgStore> {
 
         let query = super::PageTokens::query_fingerprint(&[
             "companies",
-            &format!("{filter:?}"),
-            &format!("{order:?}"),
+            &legacy::legacy_debug_company_filter(&filter),
+            &legacy::legacy_debug_company_order(&order),
             if request.show_deleted {
                 "deleted"
             } else {

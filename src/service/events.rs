@@ -29,7 +29,9 @@ use crate::{
     },
     domain::{
         Violations,
-        event::{Event, EventData, EventParent, EventType, parse_event_filter},
+        event::{Event, EventData, EventParent, EventType},
+        filter::{self, EventField},
+        legacy,
         names::owning_customer,
     },
     redact::mask_pii_owned,
@@ -225,17 +227,22 @@ impl EventLog {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
         };
-        let filter = parse_event_filter(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error));
-            Vec::new()
+        let filter = filter::parse::<EventField>(&request.filter).unwrap_or_else(|error| {
+            violations.add("filter", mask_pii_owned(error.to_string()));
+            None
         });
         let Some(parent) = violations.into_result(parent)? else {
             return Err(Error::internal(&super::Unreachable(
                 "validated event list without parent",
             )));
         };
-        let query =
-            PageTokens::query_fingerprint(&["events", &request.parent, &format!("{filter:?}")]);
+        // The v1 fingerprint text (the previous version's `Debug` output), so tokens it issued
+        // stay valid.
+        let query = PageTokens::query_fingerprint(&[
+            "events",
+            &request.parent,
+            &legacy::legacy_debug_event_filter(&filter),
+        ]);
         let after = match request.page_token.as_str() {
             "" => 0,
             token => self
@@ -254,7 +261,7 @@ impl EventLog {
         let mut rows = queries::list(
             &mut conn,
             customer.as_deref(),
-            &filter,
+            filter.as_ref(),
             after,
             i64::from(page_size) + 1,
         )
@@ -393,7 +400,7 @@ impl EventLog {
 
     async fn read(&self, customer: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
         let mut conn = self.inner.pool.get().await?;
-        Ok(queries::list(&mut conn, customer, &[], after, WATCH_BATCH).await?)
+        Ok(queries::list(&mut conn, customer, None, after, WATCH_BATCH).await?)
     }
 
     /// Events not yet published and the time of the oldest.

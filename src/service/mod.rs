@@ -30,9 +30,10 @@ use crate::{
         Violations,
         customer::{Customer, CustomerInput},
         event::EventType,
-        filter, names,
+        filter::{self, CustomerField},
+        legacy, names,
         names::{CompanyName, CustomerName},
-        order_by,
+        order_by::{self, CustomerOrder},
     },
     redact::mask_pii_owned,
     resources::Resource,
@@ -206,11 +207,11 @@ impl CustomerService<PgStore> {
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
         // The parsers mask the input they echo; masking the whole message as well keeps any
         // future message that quotes the filter (which may name an email) safe too.
-        let filter = filter::parse(&request.filter).unwrap_or_else(|error| {
+        let filter = filter::parse::<CustomerField>(&request.filter).unwrap_or_else(|error| {
             violations.add("filter", mask_pii_owned(error.to_string()));
             None
         });
-        let order = order_by::parse(&request.order_by).unwrap_or_else(|error| {
+        let order = order_by::parse::<CustomerOrder>(&request.order_by).unwrap_or_else(|error| {
             violations.add("order_by", mask_pii_owned(error.to_string()));
             Vec::new()
         });
@@ -220,9 +221,11 @@ impl CustomerService<PgStore> {
         };
         violations.into_result(())?;
 
+        // The v1 fingerprint text (the previous version's `Debug` output), so tokens it issued
+        // stay valid.
         let mut query_parts = vec![
-            format!("{filter:?}"),
-            format!("{order:?}"),
+            legacy::legacy_debug_filter(&filter),
+            legacy::legacy_debug_order(&order),
             if request.show_deleted {
                 "deleted".to_owned()
             } else {

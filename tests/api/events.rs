@@ -338,6 +338,141 @@ async fn listing_every_customers_events_pages_in_commit_order_and_filters() {
     assert_invalid(&status, "INVALID_PAGE_TOKEN", &["page_token"]);
 }
 
+#[tokio::test]
+async fn the_events_filter_is_the_whole_filter_language() {
+    let app = TestApp::spawn().await;
+    let customers = [
+        app.create("Ann", "Or").await,
+        app.create("Ben", "Or").await,
+        app.create("Cat", "Or").await,
+        app.create("Dan", "Or").await,
+        app.create("Eve", "Or").await,
+        app.create("Fay", "Or").await,
+    ];
+    update(
+        &app,
+        pb::Customer {
+            name: customers[0].name.clone(),
+            given_name: "Anne".into(),
+            ..Default::default()
+        },
+        &["given_name"],
+    )
+    .await
+    .unwrap();
+    for deleted in [&customers[1], &customers[4]] {
+        app.client
+            .clone()
+            .delete_customer(pb::DeleteCustomerRequest {
+                name: deleted.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let summary = |events: &[pb::CustomerEvent]| -> Vec<(String, &'static str, i64)> {
+        events
+            .iter()
+            .map(|e| (e.customer.clone(), kind(e), e.sequence))
+            .collect()
+    };
+    let name = |i: usize| customers[i].name.clone();
+
+    // OR with one double- and one single-quoted value: 8 events, so two pages of 7 whose
+    // token is bound to this filter.
+    let either = r#"type = "CustomerRegistered" OR type = 'CustomerDeleted'"#;
+    let picked = list_all(&app, "customers/-", either).await;
+    let mut want: Vec<_> = (0..6).map(|i| (name(i), "registered", 1)).collect();
+    want.extend([(name(1), "deleted", 2), (name(4), "deleted", 2)]);
+    assert_eq!(summary(&picked), want);
+
+    // NOT and parentheses.
+    let rest = list_all(
+        &app,
+        "customers/-",
+        "NOT (type = CustomerRegistered OR event_type = 'CustomerDeleted')",
+    )
+    .await;
+    assert_eq!(summary(&rest), [(name(0), "updated", 2)]);
+    let one = list_all(
+        &app,
+        &customers[1].name,
+        "-type = CustomerRegistered (actor = 'test-user' OR actor = nobody)",
+    )
+    .await;
+    assert_eq!(summary(&one), [(name(1), "deleted", 2)]);
+
+    // The same over REST.
+    let (status, _, page) = crate::rest::call(
+        &app,
+        false,
+        http::Method::GET,
+        "/v1/customers/-/events?filter=type%20%3D%20%22CustomerRegistered%22%20OR%20type%20%3D%20%27CustomerDeleted%27&pageSize=20",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK, "{page}");
+    let over_rest: Vec<(String, String)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let kind = if e.get("deleted").is_some() {
+                "deleted"
+            } else {
+                "registered"
+            };
+            (e["customer"].as_str().unwrap().to_owned(), kind.to_owned())
+        })
+        .collect();
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(customer, kind, _)| (customer.clone(), (*kind).to_owned()))
+        .collect();
+    assert_eq!(over_rest, want);
+
+    // A page token of one OR filter is refused for another.
+    let first = app
+        .client
+        .clone()
+        .list_customer_events(pb::ListCustomerEventsRequest {
+            parent: "customers/-".into(),
+            page_size: 2,
+            page_token: String::new(),
+            filter: either.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = app
+        .client
+        .clone()
+        .list_customer_events(pb::ListCustomerEventsRequest {
+            parent: "customers/-".into(),
+            page_size: 2,
+            page_token: first.next_page_token,
+            filter: "type = CustomerRegistered OR type = CustomerUpdated".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "INVALID_PAGE_TOKEN", &["page_token"]);
+
+    // Errors still name the filter.
+    let status = app
+        .client
+        .clone()
+        .list_customer_events(pb::ListCustomerEventsRequest {
+            parent: "customers/-".into(),
+            filter: "type = CustomerRegistered OR".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "INVALID_FIELDS", &["filter"]);
+}
+
 /// Reads `n` events from a watch stream.
 pub(crate) async fn take(
     stream: &mut tonic::Streaming<pb::CustomerEvent>,

@@ -1,0 +1,86 @@
+//! The fields of ListCompanies' filter.
+
+use std::borrow::Cow;
+
+use super::{FieldKind, FieldName, FilterField, IdField, LabelKey, NoField, TextField, TimeField};
+
+/// A field of a company filter, grouped by kind. Companies have no enumerated field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyField {
+    /// `name` or `uid`.
+    Id(IdField),
+    /// `create_time` or `update_time`.
+    Time(TimeField),
+    /// A text field: `display_name`, `domain`, `business_id`, labels.
+    Text(CompanyText),
+}
+
+/// The text fields of companies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyText {
+    /// `display_name`
+    DisplayName,
+    /// `domain` (stored in lower case and compared so).
+    Domain,
+    /// `business_id`
+    BusinessId,
+    /// `labels.<key>`; holds the label key (without the `labels.` prefix).
+    Label(String),
+}
+
+impl FilterField for CompanyField {
+    type Id = IdField;
+    type Enum = NoField;
+    type Time = TimeField;
+    type Text = CompanyText;
+    type Label = LabelKey;
+
+    const VALID_FIELDS: &'static str =
+        "name, uid, display_name, domain, business_id, create_time, update_time, labels.<key>";
+    const COLLECTION: &'static str = "companies";
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "name" => Self::Id(IdField::Name),
+            "uid" => Self::Id(IdField::Uid),
+            "display_name" => Self::Text(CompanyText::DisplayName),
+            "domain" => Self::Text(CompanyText::Domain),
+            "business_id" => Self::Text(CompanyText::BusinessId),
+            "create_time" => Self::Time(TimeField::CreateTime),
+            "update_time" => Self::Time(TimeField::UpdateTime),
+            _ => return None,
+        })
+    }
+
+    fn label(key: String) -> Option<Self> {
+        Some(Self::Text(CompanyText::Label(key)))
+    }
+
+    fn kind(self) -> FieldKind<Self> {
+        match self {
+            Self::Id(field) => FieldKind::Id(field),
+            Self::Time(field) => FieldKind::Time(field),
+            Self::Text(field) => FieldKind::Text(field),
+        }
+    }
+
+    fn presence(field: &CompanyText) -> Option<LabelKey> {
+        match field {
+            CompanyText::Label(key) => Some(LabelKey(key.clone())),
+            CompanyText::DisplayName | CompanyText::Domain | CompanyText::BusinessId => None,
+        }
+    }
+}
+
+impl FieldName for CompanyText {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            CompanyText::DisplayName => "display_name",
+            CompanyText::Domain => "domain",
+            CompanyText::BusinessId => "business_id",
+            CompanyText::Label(key) => return Cow::Owned(format!("labels.{key}")),
+        })
+    }
+}
+
+impl TextField for CompanyText {}

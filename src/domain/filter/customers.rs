@@ -1,0 +1,197 @@
+//! The fields of ListCustomers' filter.
+
+use std::borrow::Cow;
+
+use super::{
+    EnumField, FieldKind, FieldName, FilterField, IdField, LabelKey, TextField, TimeField,
+};
+use crate::domain::customer::Status;
+
+/// A field of a customer filter, grouped by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerField {
+    /// `name` or `uid`.
+    Id(IdField),
+    /// `status`.
+    Status(StatusField),
+    /// `create_time` or `update_time`.
+    Time(TimeField),
+    /// A text field: names, contact details, company, business id, address parts, labels.
+    Text(CustomerText),
+}
+
+/// `status`, whose values are the customer [`Status`]es.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusField;
+
+/// The text fields of customers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerText {
+    /// `given_name`
+    GivenName,
+    /// `family_name`
+    FamilyName,
+    /// `email`
+    Email,
+    /// `phone`
+    Phone,
+    /// `company`
+    Company,
+    /// `business_id`
+    BusinessId,
+    /// `address.<part>`: one part of the postal address.
+    Address(AddressPart),
+    /// `labels.<key>`; holds the label key (without the `labels.` prefix).
+    Label(String),
+}
+
+/// The filterable parts of a customer's postal address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPart {
+    /// `address.locality`
+    Locality,
+    /// `address.region`
+    Region,
+    /// `address.postal_code`
+    PostalCode,
+    /// `address.country_code`, stored in upper case.
+    CountryCode,
+}
+
+impl AddressPart {
+    /// The key of the part in the stored address document (and after `address.`).
+    pub fn key(self) -> &'static str {
+        match self {
+            AddressPart::Locality => "locality",
+            AddressPart::Region => "region",
+            AddressPart::PostalCode => "postal_code",
+            AddressPart::CountryCode => "country_code",
+        }
+    }
+}
+
+impl FilterField for CustomerField {
+    type Id = IdField;
+    type Enum = StatusField;
+    type Time = TimeField;
+    type Text = CustomerText;
+    type Label = LabelKey;
+
+    const VALID_FIELDS: &'static str = "name, uid, given_name, family_name, email, phone, \
+                                        status, company, business_id, address.locality, \
+                                        address.region, address.postal_code, \
+                                        address.country_code, create_time, update_time, \
+                                        labels.<key>";
+    const COLLECTION: &'static str = "customers";
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "name" => Self::Id(IdField::Name),
+            "uid" => Self::Id(IdField::Uid),
+            "given_name" => Self::Text(CustomerText::GivenName),
+            "family_name" => Self::Text(CustomerText::FamilyName),
+            "email" => Self::Text(CustomerText::Email),
+            "phone" => Self::Text(CustomerText::Phone),
+            "status" => Self::Status(StatusField),
+            "company" => Self::Text(CustomerText::Company),
+            "business_id" => Self::Text(CustomerText::BusinessId),
+            "address.locality" => Self::Text(CustomerText::Address(AddressPart::Locality)),
+            "address.region" => Self::Text(CustomerText::Address(AddressPart::Region)),
+            "address.postal_code" => Self::Text(CustomerText::Address(AddressPart::PostalCode)),
+            "address.country_code" => Self::Text(CustomerText::Address(AddressPart::CountryCode)),
+            "create_time" => Self::Time(TimeField::CreateTime),
+            "update_time" => Self::Time(TimeField::UpdateTime),
+            _ => return None,
+        })
+    }
+
+    fn label(key: String) -> Option<Self> {
+        Some(Self::Text(CustomerText::Label(key)))
+    }
+
+    fn kind(self) -> FieldKind<Self> {
+        match self {
+            Self::Id(field) => FieldKind::Id(field),
+            Self::Status(field) => FieldKind::Enum(field),
+            Self::Time(field) => FieldKind::Time(field),
+            Self::Text(field) => FieldKind::Text(field),
+        }
+    }
+
+    fn presence(field: &CustomerText) -> Option<LabelKey> {
+        match field {
+            CustomerText::Label(key) => Some(LabelKey(key.clone())),
+            CustomerText::GivenName
+            | CustomerText::FamilyName
+            | CustomerText::Email
+            | CustomerText::Phone
+            | CustomerText::Company
+            | CustomerText::BusinessId
+            | CustomerText::Address(_) => None,
+        }
+    }
+}
+
+impl FieldName for StatusField {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed("status")
+    }
+}
+
+impl EnumField for StatusField {
+    type Value = Status;
+
+    fn value(&self, text: &str) -> Option<Status> {
+        [Status::Active, Status::Prospective, Status::Inactive]
+            .into_iter()
+            .find(|status| Self::value_name(*status) == text)
+    }
+
+    fn value_name(value: Status) -> &'static str {
+        match value {
+            Status::Active => "ACTIVE",
+            Status::Prospective => "PROSPECTIVE",
+            Status::Inactive => "INACTIVE",
+        }
+    }
+
+    fn expected(&self) -> String {
+        "ACTIVE, PROSPECTIVE, INACTIVE".to_owned()
+    }
+}
+
+impl FieldName for CustomerText {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            CustomerText::GivenName => "given_name",
+            CustomerText::FamilyName => "family_name",
+            CustomerText::Email => "email",
+            CustomerText::Phone => "phone",
+            CustomerText::Company => "company",
+            CustomerText::BusinessId => "business_id",
+            CustomerText::Address(part) => {
+                return Cow::Owned(format!("address.{}", part.key()));
+            }
+            CustomerText::Label(key) => return Cow::Owned(format!("labels.{key}")),
+        })
+    }
+}
+
+impl TextField for CustomerText {
+    fn normalise(&self, text: String) -> String {
+        match self {
+            // Stored in upper case; a lower-case value still matches.
+            CustomerText::Address(AddressPart::CountryCode) => text.to_uppercase(),
+            CustomerText::GivenName
+            | CustomerText::FamilyName
+            | CustomerText::Email
+            | CustomerText::Phone
+            | CustomerText::Company
+            | CustomerText::BusinessId
+            | CustomerText::Address(
+                AddressPart::Locality | AddressPart::Region | AddressPart::PostalCode,
+            )
+            | CustomerText::Label(_) => text,
+        }
+    }
+}

@@ -13,6 +13,8 @@
 //! - [`service`]: the use cases. Owns transactions, validation, etags, idempotency,
 //!   pagination, and the error classification every transport maps from.
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
+//! - [`encoding`]: the versioned encodings of stored data (event payloads, idempotent
+//!   replays): protobuf with a version byte, golden-tested; older JSON rows still read.
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
 //! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents.
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
@@ -30,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod encoding;
 pub mod grpc;
 pub mod http_client;
 pub mod metrics;

@@ -188,6 +188,29 @@ impl EventData {
     }
 }
 
+impl EventData {
+    /// This event as the history keeps it once its customer is purged (`purged` is the
+    /// customer's purged snapshot, [`Customer::purged`]): a customer event shows the purged
+    /// snapshot (name, status and times only), a note event its note with an empty text, and
+    /// neither keeps `previous`. What happened stays: types, sequences and changed field
+    /// names are untouched. Company events hold no customer's data and stay as they are.
+    pub fn forget(self, purged: &Customer) -> Self {
+        match self {
+            Self::Customer(change) => Self::Customer(Box::new(Change {
+                snapshot: purged.clone(),
+                changed_fields: change.changed_fields,
+                previous: None,
+            })),
+            Self::Note(mut change) => {
+                change.snapshot.data.text.clear();
+                change.previous = None;
+                Self::Note(change)
+            }
+            Self::Company(change) => Self::Company(change),
+        }
+    }
+}
+
 /// A recorded event, as read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

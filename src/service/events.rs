@@ -36,6 +36,7 @@ use crate::{
         names::owning_customer,
         note::{Note, NoteData},
     },
+    encoding::event_payload,
     redact::mask_pii_owned,
 };
 
@@ -530,7 +531,7 @@ async fn insert(
         aggregate: resource,
         sequence,
         event_type: event_type.as_str().to_owned(),
-        data: data.to_json().map_err(|e| Error::internal(&e))?,
+        payload: event_payload::encode(event_type, data),
         actor: origin.actor.to_owned(),
         request_id: origin.request_id,
     };
@@ -549,8 +550,8 @@ pub fn event_of(row: EventRow) -> Result<Event> {
         }))
     };
     let event_type = EventType::parse(&row.event_type).ok_or_else(|| corrupt("type"))?;
-    let data =
-        EventData::from_json(event_type.resource(), row.data).map_err(|_| corrupt("data"))?;
+    let data = event_payload::decode_stored(event_type, row.payload.as_deref(), row.data)
+        .map_err(|_| corrupt("data"))?;
     let position = row.position.ok_or_else(|| corrupt("position"))?;
     Ok(Event {
         event_id: row.event_id,

@@ -19,7 +19,6 @@ pub mod page_token;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -45,6 +44,7 @@ use crate::{
         names::{COMPANY_TYPE, CUSTOMER_TYPE, CompanyName, CustomerName},
         order_by,
     },
+    encoding::{Replayable, replay},
     redact::mask_pii_owned,
 };
 
@@ -172,9 +172,7 @@ impl CustomerService {
                 )
                 .await?;
                 // Its history keeps what happened, not who it was.
-                let snapshot = serde_json::to_value(&purged).map_err(|e| Error::internal(&e))?;
-                crate::db::events::scrub_customer(conn, &purged.name().to_string(), snapshot)
-                    .await?;
+                crate::db::events::scrub_customer(conn, &purged).await?;
             }
             Ok(purged_count)
         })
@@ -731,7 +729,7 @@ fn fingerprint(method: &str, parts: &[&str]) -> Vec<u8> {
 }
 
 /// Claims a request id; `Some(first response)` when this is a retry.
-async fn claim<T: DeserializeOwned>(
+async fn claim<T: Replayable>(
     conn: &mut AsyncPgConnection,
     request_id: Option<Uuid>,
     fingerprint: &[u8],
@@ -744,6 +742,7 @@ async fn claim<T: DeserializeOwned>(
         Claim::Used {
             fingerprint: first,
             response,
+            response_v1,
         } => {
             if first != fingerprint {
                 return Err(Error::invalid_field(
@@ -752,24 +751,22 @@ async fn claim<T: DeserializeOwned>(
                     "was already used for a different request; use a new UUID per request",
                 ));
             }
-            let response = response
-                .ok_or_else(|| Error::internal(&Unreachable("request id without response")))?;
-            serde_json::from_value(response)
+            replay::decode_stored(response.as_deref(), response_v1)
+                .map_err(|e| Error::internal(&e))?
+                .ok_or_else(|| Error::internal(&Unreachable("request id without response")))
                 .map(Some)
-                .map_err(|e| Error::internal(&e))
         }
     }
 }
 
 /// Records the response of a claimed request id.
-async fn complete<T: Serialize>(
+async fn complete<T: Replayable>(
     conn: &mut AsyncPgConnection,
     request_id: Option<Uuid>,
     response: &T,
 ) -> Result<()> {
     if let Some(request_id) = request_id {
-        let response = serde_json::to_value(response).map_err(|e| Error::internal(&e))?;
-        request_ids::complete(conn, request_id, &response).await?;
+        request_ids::complete(conn, request_id, &response.encode_replay()).await?;
     }
     Ok(())
 }

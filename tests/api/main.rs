@@ -24,3 +24,4 @@ mod rest;
 mod tls;
 mod transport;
 mod update;
+mod upgrade;

@@ -663,7 +663,39 @@ mod properties {
             )
     }
 
+    fn company_data() -> impl Strategy<Value = CompanyData> {
+        (
+            "[a-z]{1,4}",
+            optional(),
+            optional(),
+            prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..3),
+        )
+            .prop_map(|(display_name, domain, business_id, labels)| CompanyData {
+                display_name,
+                domain,
+                business_id,
+                labels,
+            })
+    }
+
     proptest! {
+        /// As for customers, with the company's changed fields.
+        #[test]
+        fn every_company_update_reads_back_whole(before in company_data(), after in company_data()) {
+            let mut snapshot = company();
+            snapshot.data = after;
+            let data = EventData::Company(Box::new(Change {
+                changed_fields: company::changed_fields(&before, &snapshot.data),
+                previous: Some(before),
+                snapshot,
+            }));
+            let payload = event_payload::encode(EventType::CompanyUpdated, &data);
+            prop_assert_eq!(
+                event_payload::decode(EventType::CompanyUpdated, &payload).expect("decodes"),
+                data
+            );
+        }
+
         /// The payload keeps only the changed fields of `previous`, yet every update reads
         /// back whole.
         #[test]

@@ -18,6 +18,8 @@
 //!   rules only they have.
 //! - [`convert`]: domain ⇄ protobuf conversions shared by the adapter and the encodings.
 //! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
+//! - [`encoding`]: the versioned encodings of stored data (event payloads, idempotent
+//!   replays): protobuf with a version byte, golden-tested; older JSON rows still read.
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
 //! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents.
 //! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
@@ -37,6 +39,7 @@ pub mod convert;
 pub mod core;
 pub mod db;
 pub mod domain;
+pub mod encoding;
 pub mod grpc;
 pub mod http_client;
 pub mod metrics;

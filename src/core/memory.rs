@@ -450,7 +450,7 @@ mod tests {
         };
         let input_json = serde_json::to_string(&ada()).unwrap();
         let legacy = Fingerprint::new(&parts, &["user:a", &input_json]).legacy;
-        let replay = first.encode_replay();
+        let replay = first.store_replay();
         store
             .edit(|state| {
                 state.request_ids.insert(id, (legacy, Some(replay)));

@@ -1,39 +1,42 @@
 //! Stored first responses of idempotent writes (AIP-155), replayed to retries.
 //!
-//! A response is stored in a versioned encoding; a reader accepts every version it ever
-//! wrote, so an upgrade never turns a retry into a second write.
+//! A response is stored in a versioned encoding (`crate::encoding::replay`: a version byte
+//! and the contract's protobuf message); a reader accepts every version ever written, so an
+//! upgrade never turns a retry into a second write.
 
-use crate::service::{Error, Result};
+use crate::{
+    encoding::replay::Replayable as Encoding,
+    service::{Error, Result},
+};
 
 /// A stored response as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredReplay {
     /// Version 1: the JSON of the domain type, as the first releases wrote it.
     Json(serde_json::Value),
-    /// Version 2 and later: versioned bytes.
+    /// Version 2 and later: a version byte and the encoding of that version.
     Bytes(Vec<u8>),
 }
 
 /// A resource whose write responses can be stored and replayed.
 pub trait Replayable: Sized {
     /// The stored form of `self`.
-    fn encode_replay(&self) -> StoredReplay;
+    fn store_replay(&self) -> StoredReplay;
 
-    /// Reads a stored response back.
-    fn decode_replay(stored: StoredReplay) -> Result<Self>;
+    /// Reads a stored response back, whichever version wrote it.
+    fn load_replay(stored: StoredReplay) -> Result<Self>;
 }
 
-/// Decodes the version-1 JSON of a domain type.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(stored: StoredReplay) -> Result<T> {
-    match stored {
-        StoredReplay::Json(json) => serde_json::from_value(json).map_err(|e| Error::internal(&e)),
-        StoredReplay::Bytes(_) => Err(Error::internal(&crate::service::Unreachable(
-            "replay in an encoding this build does not write",
-        ))),
+impl<T: Encoding> Replayable for T {
+    fn store_replay(&self) -> StoredReplay {
+        StoredReplay::Bytes(self.encode_replay())
     }
-}
 
-/// The version-1 JSON of a domain type.
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoredReplay {
-    StoredReplay::Json(serde_json::to_value(value).unwrap_or_default())
+    fn load_replay(stored: StoredReplay) -> Result<Self> {
+        match stored {
+            StoredReplay::Bytes(bytes) => T::decode_replay(&bytes),
+            StoredReplay::Json(json) => T::decode_replay_v1(json),
+        }
+        .map_err(|e| Error::internal(&e))
+    }
 }

@@ -357,13 +357,13 @@ where
                             let response = response.ok_or_else(|| {
                                 Error::internal(&Unreachable("request id without response"))
                             })?;
-                            return R::decode_replay(response);
+                            return R::load_replay(response);
                         }
                     }
                 }
                 let response = body(conn).await?;
                 if let Some(request_id) = request_id {
-                    conn.complete(request_id, response.encode_replay()).await?;
+                    conn.complete(request_id, response.store_replay()).await?;
                 }
                 Ok(response)
             })

@@ -21,10 +21,18 @@ use uuid::Uuid;
 
 use super::filter::condition;
 use super::schema::{event_log, events};
-use crate::domain::filter::{EventField, Expr};
+use crate::{
+    domain::{
+        customer::Customer,
+        event::EventType,
+        filter::{EventField, Expr},
+    },
+    encoding::{DecodeError, event_payload},
+};
 
 /// A new event, as the writing transaction knows it. `None` is written as NULL (not
-/// DEFAULT), so the INSERT has one shape and its prepared statement is cached.
+/// DEFAULT), so the INSERT has one shape and its prepared statement is cached. New events
+/// fill `payload` only; `data` (version 1 JSON) is left NULL.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEventRow {
@@ -36,8 +44,8 @@ pub struct NewEventRow {
     pub sequence: i64,
     /// `CustomerRegistered`, `CompanyCreated`, `NoteAdded` …
     pub event_type: String,
-    /// Domain payload as JSON.
-    pub data: serde_json::Value,
+    /// What happened, in the current version of `crate::encoding::event_payload`.
+    pub payload: Vec<u8>,
     /// Who made the change.
     pub actor: String,
     /// The call's request id.
@@ -58,8 +66,8 @@ pub struct EventRow {
     pub sequence: i64,
     /// Event type name.
     pub event_type: String,
-    /// Domain payload.
-    pub data: serde_json::Value,
+    /// What happened, as version 1 JSON: events written before version 2 only.
+    pub data: Option<serde_json::Value>,
     /// Who made the change.
     pub actor: String,
     /// The call's request id.
@@ -68,6 +76,9 @@ pub struct EventRow {
     pub occur_time: DateTime<Utc>,
     /// Commit-ordered position (`None` until sequenced; never `None` in reads below).
     pub position: Option<i64>,
+    /// What happened, versioned (`crate::encoding::event_payload`); `None` in events written
+    /// before version 2, which have `data`.
+    pub payload: Option<Vec<u8>>,
 }
 
 /// Records an event in the current transaction.
@@ -246,33 +257,79 @@ pub async fn prune(
     Ok(pruned.deleted)
 }
 
-/// Erases the personal data a purged customer left in the log: each of its own events keeps
-/// `snapshot` = `purged` (name, status and times only) and loses `previous`; each event of
-/// its notes keeps its note with an empty text and loses `previous`. Types, sequences,
-/// positions and changed field names stay, so the history still reads in order. The number of
-/// events rewritten.
-pub async fn scrub_customer(
-    conn: &mut AsyncPgConnection,
-    customer: &str,
-    purged: serde_json::Value,
-) -> QueryResult<usize> {
-    use diesel::sql_types::{Jsonb, Text};
-    let own = diesel::sql_query(
-        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot}', $1) \
-         WHERE aggregate = $2",
-    )
-    .bind::<Jsonb, _>(purged)
-    .bind::<Text, _>(customer)
-    .execute(conn)
-    .await?;
+/// Erases the personal data a purged customer left in the log (`purged` is its purged
+/// snapshot): each of its own events keeps `snapshot` = `purged` (name, status and times
+/// only) and loses `previous`; each event of its notes keeps its note with an empty text and
+/// loses `previous` ([`EventData::forget`](crate::domain::event::EventData::forget)). Types,
+/// sequences, positions and changed field names stay, so the history still reads in order.
+/// Version 1 rows are rewritten in SQL, version 2 rows are decoded, scrubbed and re-encoded;
+/// each keeps its version. The number of events rewritten. Runs in the purge's transaction,
+/// which holds the customer's row lock, so no writer adds events to these aggregates
+/// meanwhile.
+pub async fn scrub_customer(conn: &mut AsyncPgConnection, purged: &Customer) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Bytea, Jsonb, Text};
+    let customer = purged.name().to_string();
     // `customers/{uuid}/notes/…`: a UUID holds no LIKE metacharacter, and the prefix is what
     // events_aggregate_prefix_idx (text_pattern_ops) answers.
-    let notes = diesel::sql_query(
-        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot,data,text}', '\"\"') \
-         WHERE aggregate LIKE $1",
+    let notes = format!("{customer}/notes/%");
+    let snapshot_v1 = event_payload::snapshot_v1(purged)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    let own = diesel::sql_query(
+        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot}', $1) \
+         WHERE aggregate = $2 AND data IS NOT NULL",
     )
-    .bind::<Text, _>(format!("{customer}/notes/%"))
+    .bind::<Jsonb, _>(snapshot_v1)
+    .bind::<Text, _>(&customer)
     .execute(conn)
     .await?;
-    Ok(own + notes)
+    let own_notes = diesel::sql_query(
+        "UPDATE events SET data = jsonb_set(data - 'previous', '{snapshot,data,text}', '\"\"') \
+         WHERE aggregate LIKE $1 AND data IS NOT NULL",
+    )
+    .bind::<Text, _>(&notes)
+    .execute(conn)
+    .await?;
+
+    let stored: Vec<StoredPayload> = diesel::sql_query(
+        "SELECT id, event_type, payload FROM events \
+         WHERE (aggregate = $1 OR aggregate LIKE $2) AND payload IS NOT NULL",
+    )
+    .bind::<Text, _>(&customer)
+    .bind::<Text, _>(&notes)
+    .load(conn)
+    .await?;
+    let mut ids = Vec::with_capacity(stored.len());
+    let mut payloads = Vec::with_capacity(stored.len());
+    for row in stored {
+        let scrubbed = EventType::parse(&row.event_type)
+            .ok_or(DecodeError::invalid("event_type", "unknown"))
+            .and_then(|event_type| event_payload::scrub(event_type, &row.payload, purged))
+            .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+        ids.push(row.id);
+        payloads.push(scrubbed);
+    }
+    let rewritten = if ids.is_empty() {
+        0
+    } else {
+        // One statement for every event, whatever their number.
+        diesel::sql_query(
+            "UPDATE events SET payload = scrubbed.payload \
+             FROM unnest($1, $2) AS scrubbed(id, payload) WHERE events.id = scrubbed.id",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Bytea>, _>(&payloads)
+        .execute(conn)
+        .await?
+    };
+    Ok(own + own_notes + rewritten)
+}
+
+#[derive(QueryableByName)]
+struct StoredPayload {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event_type: String,
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    payload: Vec<u8>,
 }

@@ -1,7 +1,7 @@
 //! Row types and their conversion to and from the domain model.
 //!
-//! JSON columns (`address`, `labels`) are encoded with serde; everything else maps
-//! column-for-field. A row that violates the domain's invariants (an unknown status number,
+//! JSON columns (`address`, `labels`) are encoded explicitly here (never as the serde image
+//! of a domain type); everything else maps column-for-field. A row that violates the domain's invariants (an unknown status number,
 //! malformed JSON) can only come from outside this service, so it surfaces as an internal
 //! error rather than a panic.
 
@@ -128,6 +128,35 @@ fn address_json(address: &PostalAddress) -> serde_json::Value {
     })
 }
 
+/// The `address` column as [`address_json`] writes it; parts missing from older rows read
+/// as empty. Spelled out here so that the domain type's shape is not the column's.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct AddressColumn {
+    #[serde(rename = "lines")]
+    lines: Vec<String>,
+    #[serde(rename = "locality")]
+    locality: String,
+    #[serde(rename = "region")]
+    region: String,
+    #[serde(rename = "postal_code")]
+    postal_code: String,
+    #[serde(rename = "country_code")]
+    country_code: String,
+}
+
+impl From<AddressColumn> for PostalAddress {
+    fn from(column: AddressColumn) -> Self {
+        Self {
+            lines: column.lines,
+            locality: column.locality,
+            region: column.region,
+            postal_code: column.postal_code,
+            country_code: column.country_code,
+        }
+    }
+}
+
 fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
     serde_json::Value::Object(
         labels
@@ -160,9 +189,10 @@ impl TryFrom<CustomerRow> for Customer {
         let address = row
             .address
             .clone()
-            .map(serde_json::from_value::<PostalAddress>)
+            .map(serde_json::from_value::<AddressColumn>)
             .transpose()
-            .map_err(|e| corrupt(format!("address: {e}")))?;
+            .map_err(|e| corrupt(format!("address: {e}")))?
+            .map(PostalAddress::from);
         let labels = serde_json::from_value::<BTreeMap<String, String>>(row.labels.clone())
             .map_err(|e| corrupt(format!("labels: {e}")))?;
         Ok(Customer {

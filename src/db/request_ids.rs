@@ -12,7 +12,7 @@ use diesel::{
     pg::Pg,
     prelude::*,
     query_builder::{AstPass, QueryFragment, QueryId},
-    sql_types::Jsonb,
+    sql_types::Bytea,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -24,12 +24,15 @@ use super::schema::request_ids;
 pub enum Claim {
     /// The id is new: proceed with the write, then [`complete`] it.
     Fresh,
-    /// The id was used by a committed write with this fingerprint and response.
+    /// The id was used by a committed write with this fingerprint and response (one of the
+    /// two encodings, see `crate::encoding::replay`).
     Used {
         /// Fingerprint of the first request.
         fingerprint: Vec<u8>,
-        /// The first response.
-        response: Option<serde_json::Value>,
+        /// The first response, versioned (`response_pb`).
+        response: Option<Vec<u8>>,
+        /// The first response as version 1 JSON (`response`), stored before version 2.
+        response_v1: Option<serde_json::Value>,
     },
 }
 
@@ -52,22 +55,28 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (fingerprint, response) = request_ids::table
+    let (fingerprint, response, response_v1) = request_ids::table
         .find(request_id)
-        .select((request_ids::fingerprint, request_ids::response))
-        .first::<(Vec<u8>, Option<serde_json::Value>)>(conn)
+        .select((
+            request_ids::fingerprint,
+            request_ids::response_pb,
+            request_ids::response,
+        ))
+        .first::<(Vec<u8>, Option<Vec<u8>>, Option<serde_json::Value>)>(conn)
         .await?;
     Ok(Claim::Used {
         fingerprint,
         response,
+        response_v1,
     })
 }
 
-/// Stores the response of the write that claimed `request_id`.
+/// Stores the response of the write that claimed `request_id`, in the current version of
+/// `crate::encoding::replay`.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     request_id: Uuid,
-    response: &serde_json::Value,
+    response: &[u8],
 ) -> QueryResult<()> {
     Complete {
         request_id,
@@ -78,14 +87,14 @@ pub async fn complete(
     .map(drop)
 }
 
-/// `UPDATE request_ids SET response = $1 WHERE request_id = $2`, spelled out as a query
+/// `UPDATE request_ids SET response_pb = $1 WHERE request_id = $2`, spelled out as a query
 /// with a static id so that it is prepared once per connection: diesel never caches an
 /// `UPDATE` (a changeset may skip fields, changing the SQL), so `diesel::update` cost a
 /// Parse round trip and a fresh plan on every write that carried a request id.
 #[derive(Debug)]
 struct Complete<'a> {
     request_id: Uuid,
-    response: &'a serde_json::Value,
+    response: &'a [u8],
 }
 
 impl QueryId for Complete<'_> {
@@ -95,8 +104,8 @@ impl QueryId for Complete<'_> {
 
 impl QueryFragment<Pg> for Complete<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE request_ids SET response = ");
-        out.push_bind_param::<Jsonb, _>(self.response)?;
+        out.push_sql("UPDATE request_ids SET response_pb = ");
+        out.push_bind_param::<Bytea, _>(self.response)?;
         out.push_sql(" WHERE request_id = ");
         out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.request_id)?;
         Ok(())

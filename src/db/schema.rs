@@ -41,6 +41,7 @@ diesel::table! {
         fingerprint -> Bytea,
         response -> Nullable<Jsonb>,
         create_time -> Timestamptz,
+        response_pb -> Nullable<Bytea>,
     }
 }
 
@@ -51,12 +52,13 @@ diesel::table! {
         aggregate -> Text,
         sequence -> BigInt,
         event_type -> Text,
-        data -> Jsonb,
+        data -> Nullable<Jsonb>,
         actor -> Text,
         request_id -> Nullable<Uuid>,
         occur_time -> Timestamptz,
         position -> Nullable<BigInt>,
         publish_time -> Nullable<Timestamptz>,
+        payload -> Nullable<Bytea>,
     }
 }
 

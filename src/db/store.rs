@@ -24,6 +24,7 @@ use crate::{
         names::{CompanyName, CustomerName, NoteName},
         note::Note,
     },
+    encoding::event_payload,
     service::{Error, Result, Unreachable, events::EventLog},
 };
 
@@ -290,9 +291,12 @@ impl Storage for AsyncPgConnection {
                 request_ids::Claim::Used {
                     fingerprint,
                     response,
+                    response_v1,
                 } => Claim::Used {
                     fingerprint,
-                    response: response.map(StoredReplay::Json),
+                    response: response
+                        .map(StoredReplay::Bytes)
+                        .or(response_v1.map(StoredReplay::Json)),
                 },
             },
         )
@@ -300,12 +304,12 @@ impl Storage for AsyncPgConnection {
 
     async fn complete(&mut self, request_id: Uuid, response: StoredReplay) -> Result<()> {
         match response {
-            StoredReplay::Json(json) => {
-                request_ids::complete(self, request_id, &json).await?;
+            StoredReplay::Bytes(bytes) => {
+                request_ids::complete(self, request_id, &bytes).await?;
                 Ok(())
             }
-            StoredReplay::Bytes(_) => Err(Error::internal(&Unreachable(
-                "this build stores replays as JSON",
+            StoredReplay::Json(_) => Err(Error::internal(&Unreachable(
+                "version 1 replays are read, never written",
             ))),
         }
     }
@@ -316,7 +320,7 @@ impl Storage for AsyncPgConnection {
             aggregate: event.resource,
             sequence: event.sequence,
             event_type: event.event_type.as_str().to_owned(),
-            data: event.data.to_json().map_err(|e| Error::internal(&e))?,
+            payload: event_payload::encode(event.event_type, &event.data),
             actor: event.actor,
             request_id: event.request_id,
         };

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
@@ -26,7 +26,7 @@ pub const MAX_DOMAIN_CHARS: usize = 253;
 const MAX_DOMAIN_LABEL_CHARS: usize = 63;
 
 /// The mutable fields of a company, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyData {
     /// Display name, trimmed, 1-200 characters.
     pub display_name: String,
@@ -39,7 +39,7 @@ pub struct CompanyData {
 }
 
 /// A stored company.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Company {
     /// Primary key; the `{company}` of `companies/{company}`.
     pub id: Uuid,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Violations, country, names};
@@ -33,7 +33,7 @@ pub const MAX_BUSINESS_ID_CHARS: usize = 64;
 
 /// Lifecycle state of a customer. The discriminants are the proto enum numbers and the
 /// values stored in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     /// A current customer (the default).
     Active = 1,
@@ -61,8 +61,8 @@ impl Status {
 }
 
 /// A postal address. As input its strings are raw; inside [`CustomerData`] they are validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+/// `Serialize` only for the request fingerprint of a [`CustomerInput`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PostalAddress {
     /// Street lines.
     pub lines: Vec<String>,
@@ -77,7 +77,7 @@ pub struct PostalAddress {
 }
 
 /// The mutable fields of a customer, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerData {
     /// Given name, trimmed, 1-200 characters.
     pub given_name: String,
@@ -100,7 +100,7 @@ pub struct CustomerData {
 }
 
 /// A stored customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     /// Primary key; the `{customer}` of `customers/{customer}`.
     pub id: Uuid,
@@ -115,9 +115,7 @@ pub struct Customer {
     /// Soft-deletion time; `None` while live.
     pub delete_time: Option<DateTime<Utc>>,
     /// When a soft-deleted customer is purged for good (AIP-164); `None` while live, or when
-    /// purging is off. Absent from events recorded before it existed (and left out of the
-    /// JSON when unset, so those read back and write back unchanged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// purging is off.
     pub expire_time: Option<DateTime<Utc>>,
 }
 

@@ -10,7 +10,6 @@
 //! language over [`EventField`](super::filter::EventField).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
@@ -22,7 +21,7 @@ use super::{
 };
 
 /// The kinds of events, named as the business knows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     /// A customer was registered.
     CustomerRegistered,
@@ -141,23 +140,20 @@ impl EventType {
 
 /// One change of a resource of type `S` whose mutable fields are `D`: the resource after the
 /// change and, for an update, what changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound(deserialize = "S: Deserialize<'de>, D: Deserialize<'de>"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change<S, D> {
     /// The resource after the change (for a hard delete: as it was last).
     pub snapshot: S,
-    /// Field paths whose values changed (updates only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Field paths whose values changed (updates only): every field that differs between
+    /// `previous` and the snapshot, and no other.
     pub changed_fields: Vec<String>,
     /// The resource's fields before the change (updates only); adapters show only the
     /// changed ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<D>,
 }
 
-/// The payload of an event. Stored as the JSON of its [`Change`] alone (the event type says
-/// which resource it is about), so events recorded before companies and notes existed read
-/// back unchanged.
+/// The payload of an event: which resource changed and how. Stored in a versioned encoding
+/// (`crate::encoding::event_payload`), never as the serde image of these types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventData {
     /// A customer changed.
@@ -169,22 +165,25 @@ pub enum EventData {
 }
 
 impl EventData {
-    /// The stored JSON.
-    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+    /// This event as the history keeps it once its customer is purged (`purged` is the
+    /// customer's purged snapshot, [`Customer::purged`]): a customer event shows the purged
+    /// snapshot (name, status and times only), a note event its note with an empty text, and
+    /// neither keeps `previous`. What happened stays: types, sequences and changed field
+    /// names are untouched. Company events hold no customer's data and stay as they are.
+    pub fn forget(self, purged: &Customer) -> Self {
         match self {
-            Self::Customer(change) => serde_json::to_value(change),
-            Self::Company(change) => serde_json::to_value(change),
-            Self::Note(change) => serde_json::to_value(change),
+            Self::Customer(change) => Self::Customer(Box::new(Change {
+                snapshot: purged.clone(),
+                changed_fields: change.changed_fields,
+                previous: None,
+            })),
+            Self::Note(mut change) => {
+                change.snapshot.data.text.clear();
+                change.previous = None;
+                Self::Note(change)
+            }
+            Self::Company(change) => Self::Company(change),
         }
-    }
-
-    /// Reads stored JSON of an event about a `kind` resource.
-    pub fn from_json(kind: ResourceKind, json: serde_json::Value) -> serde_json::Result<Self> {
-        Ok(match kind {
-            ResourceKind::Customer => Self::Customer(Box::new(serde_json::from_value(json)?)),
-            ResourceKind::Company => Self::Company(Box::new(serde_json::from_value(json)?)),
-            ResourceKind::Note => Self::Note(Box::new(serde_json::from_value(json)?)),
-        })
     }
 }
 
@@ -332,36 +331,6 @@ mod tests {
             ["family_name", "address.locality", "status", "labels"]
         );
         assert!(changed_fields(&before, &before).is_empty());
-    }
-
-    #[test]
-    fn customer_event_json_reads_back_as_before() {
-        // The JSON customer events were stored in before companies and notes existed.
-        let stored = serde_json::json!({
-            "snapshot": {
-                "id": "0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e",
-                "data": serde_json::to_value(data()).unwrap(),
-                "version": 2,
-                "create_time": "2026-01-01T00:00:00Z",
-                "update_time": "2026-01-02T00:00:00Z",
-                "delete_time": null
-            },
-            "changed_fields": ["family_name"],
-            "previous": serde_json::to_value(data()).unwrap()
-        });
-        let EventData::Customer(change) =
-            EventData::from_json(ResourceKind::Customer, stored.clone()).unwrap()
-        else {
-            panic!("customer event data expected");
-        };
-        assert_eq!(change.changed_fields, ["family_name"]);
-        assert_eq!(change.snapshot.version, 2);
-        assert_eq!(
-            EventData::Customer(change).to_json().unwrap(),
-            stored,
-            "written back the same way"
-        );
-        assert!(EventData::from_json(ResourceKind::Note, stored).is_err());
     }
 
     #[test]

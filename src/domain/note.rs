@@ -6,7 +6,7 @@
 //! soft-deleted (the service layer enforces that).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
@@ -19,14 +19,14 @@ use super::{
 pub const MAX_TEXT_CHARS: usize = 10_000;
 
 /// The mutable fields of a note, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteData {
     /// The text: trimmed, 1 to 10,000 characters, line breaks and tabs allowed.
     pub text: String,
 }
 
 /// A stored note.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     /// The `{note}` of its name.
     pub id: Uuid,

@@ -20,66 +20,7 @@ use crate::{
 /// The proto event. `with_resume_token` is false for broker bodies (published before any
 /// client could resume from them; consumers deduplicate by `event_id`).
 pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEvent {
-    use pb::customer_event::Kind;
-    let mask = |paths: &[String]| {
-        Some(FieldMask {
-            paths: paths.to_vec(),
-        })
-    };
-    let (snapshot, kind) = match event.data {
-        EventData::Customer(change) => {
-            let kind = match event.event_type {
-                EventType::CustomerUpdated => Kind::Updated(pb::CustomerUpdated {
-                    previous: change
-                        .previous
-                        .as_ref()
-                        .map(|previous| only_fields(previous, &change.changed_fields)),
-                    changed_fields: mask(&change.changed_fields),
-                }),
-                EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
-                EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
-                EventType::CustomerPurged => Kind::Purged(pb::CustomerPurged {}),
-                // Registration, and (for data the service cannot have written) anything else.
-                _ => Kind::Registered(pb::CustomerRegistered {}),
-            };
-            (Some(to_proto(change.snapshot)), kind)
-        }
-        EventData::Company(change) => {
-            let company = Some(company_to_proto(change.snapshot));
-            let kind = match event.event_type {
-                EventType::CompanyUpdated => Kind::CompanyUpdated(pb::CompanyUpdated {
-                    company,
-                    previous: change
-                        .previous
-                        .as_ref()
-                        .map(|previous| company_fields(previous, &change.changed_fields)),
-                    changed_fields: mask(&change.changed_fields),
-                }),
-                EventType::CompanyDeleted => Kind::CompanyDeleted(pb::CompanyDeleted { company }),
-                EventType::CompanyUndeleted => {
-                    Kind::CompanyUndeleted(pb::CompanyUndeleted { company })
-                }
-                _ => Kind::CompanyCreated(pb::CompanyCreated { company }),
-            };
-            (None, kind)
-        }
-        EventData::Note(change) => {
-            let note = Some(note_to_proto(change.snapshot));
-            let kind = match event.event_type {
-                EventType::NoteUpdated => Kind::NoteUpdated(pb::NoteUpdated {
-                    note,
-                    previous: change.previous.map(|previous| pb::Note {
-                        text: previous.text,
-                        ..pb::Note::default()
-                    }),
-                    changed_fields: mask(&change.changed_fields),
-                }),
-                EventType::NoteDeleted => Kind::NoteDeleted(pb::NoteDeleted { note }),
-                _ => Kind::NoteAdded(pb::NoteAdded { note }),
-            };
-            (None, kind)
-        }
-    };
+    let (snapshot, kind) = content_to_proto(event.event_type, event.data);
     pb::CustomerEvent {
         event_id: event.event_id.to_string(),
         customer: event.customer,
@@ -98,6 +39,76 @@ pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEven
             String::new()
         },
         kind: Some(kind),
+    }
+}
+
+/// What an event says, without its envelope (id, resource, sequence, actor, times): the
+/// customer `snapshot` of customer events and the `kind` carrying a company or note and the
+/// diff. `previous` holds only the changed fields. This is also the stored payload of an
+/// event ([`crate::encoding::event_payload`]), so the log and every channel carry one message.
+pub fn content_to_proto(
+    event_type: EventType,
+    data: EventData,
+) -> (Option<pb::Customer>, pb::customer_event::Kind) {
+    use pb::customer_event::Kind;
+    let mask = |paths: &[String]| {
+        Some(FieldMask {
+            paths: paths.to_vec(),
+        })
+    };
+    match data {
+        EventData::Customer(change) => {
+            let kind = match event_type {
+                EventType::CustomerUpdated => Kind::Updated(pb::CustomerUpdated {
+                    previous: change
+                        .previous
+                        .as_ref()
+                        .map(|previous| only_fields(previous, &change.changed_fields)),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
+                EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
+                EventType::CustomerPurged => Kind::Purged(pb::CustomerPurged {}),
+                // Registration, and (for data the service cannot have written) anything else.
+                _ => Kind::Registered(pb::CustomerRegistered {}),
+            };
+            (Some(to_proto(change.snapshot)), kind)
+        }
+        EventData::Company(change) => {
+            let company = Some(company_to_proto(change.snapshot));
+            let kind = match event_type {
+                EventType::CompanyUpdated => Kind::CompanyUpdated(pb::CompanyUpdated {
+                    company,
+                    previous: change
+                        .previous
+                        .as_ref()
+                        .map(|previous| company_fields(previous, &change.changed_fields)),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::CompanyDeleted => Kind::CompanyDeleted(pb::CompanyDeleted { company }),
+                EventType::CompanyUndeleted => {
+                    Kind::CompanyUndeleted(pb::CompanyUndeleted { company })
+                }
+                _ => Kind::CompanyCreated(pb::CompanyCreated { company }),
+            };
+            (None, kind)
+        }
+        EventData::Note(change) => {
+            let note = Some(note_to_proto(change.snapshot));
+            let kind = match event_type {
+                EventType::NoteUpdated => Kind::NoteUpdated(pb::NoteUpdated {
+                    note,
+                    previous: change.previous.map(|previous| pb::Note {
+                        text: previous.text,
+                        ..pb::Note::default()
+                    }),
+                    changed_fields: mask(&change.changed_fields),
+                }),
+                EventType::NoteDeleted => Kind::NoteDeleted(pb::NoteDeleted { note }),
+                _ => Kind::NoteAdded(pb::NoteAdded { note }),
+            };
+            (None, kind)
+        }
     }
 }
 

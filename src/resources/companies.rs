@@ -13,7 +13,6 @@ use super::customers::apply_label;
 use crate::{
     core::{
         mask::{MaskField, label_path},
-        replay::{Replayable, StoredReplay, from_json, to_json},
         resource::{Events, Reasons, Resource},
         store::Storage,
         write::{Origin, record},
@@ -160,16 +159,6 @@ impl Resource for Company {
             resource_type: COMPANY_TYPE,
             resource_name: name.to_string(),
         })
-    }
-}
-
-impl Replayable for Company {
-    fn encode_replay(&self) -> StoredReplay {
-        to_json(self)
-    }
-
-    fn decode_replay(stored: StoredReplay) -> Result<Self> {
-        from_json(stored)
     }
 }
 

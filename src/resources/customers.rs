@@ -13,7 +13,6 @@ use uuid::Uuid;
 use crate::{
     core::{
         mask::{MaskField, label_path},
-        replay::{Replayable, StoredReplay, from_json, to_json},
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
@@ -188,16 +187,6 @@ impl Resource for Customer {
         let mut data = current.data.clone();
         data.company = None;
         Ok(Some(data))
-    }
-}
-
-impl Replayable for Customer {
-    fn encode_replay(&self) -> StoredReplay {
-        to_json(self)
-    }
-
-    fn decode_replay(stored: StoredReplay) -> Result<Self> {
-        from_json(stored)
     }
 }
 

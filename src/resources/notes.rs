@@ -13,7 +13,6 @@ use uuid::Uuid;
 use crate::{
     core::{
         mask::{Mask, MaskField},
-        replay::{Replayable, StoredReplay, from_json, to_json},
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
@@ -169,16 +168,6 @@ pub(crate) async fn live_customer<C: Storage>(
         });
     }
     Ok(())
-}
-
-impl Replayable for Note {
-    fn encode_replay(&self) -> StoredReplay {
-        to_json(self)
-    }
-
-    fn decode_replay(stored: StoredReplay) -> Result<Self> {
-        from_json(stored)
-    }
 }
 
 impl MaskField for NoteField {

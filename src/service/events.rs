@@ -29,11 +29,12 @@ use crate::{
     },
     domain::{
         Violations,
-        event::{Event, EventData, EventParent, EventType},
+        event::{Event, EventParent, EventType},
         filter::{self, EventField},
         legacy,
         names::owning_customer,
     },
+    encoding::event_payload,
     redact::mask_pii_owned,
 };
 
@@ -430,8 +431,8 @@ pub fn event_of(row: EventRow) -> Result<Event> {
         }))
     };
     let event_type = EventType::parse(&row.event_type).ok_or_else(|| corrupt("type"))?;
-    let data =
-        EventData::from_json(event_type.resource(), row.data).map_err(|_| corrupt("data"))?;
+    let data = event_payload::decode_stored(event_type, row.payload.as_deref(), row.data)
+        .map_err(|_| corrupt("data"))?;
     let position = row.position.ok_or_else(|| corrupt("position"))?;
     Ok(Event {
         event_id: row.event_id,

@@ -145,9 +145,7 @@ impl CustomerService<PgStore> {
                     let purged = Customer::try_from(row)?.purged();
                     write::record(conn, EventType::CustomerPurged, &purged, None, &origin).await?;
                     // Its history keeps what happened, not who it was.
-                    let snapshot =
-                        serde_json::to_value(&purged).map_err(|e| Error::internal(&e))?;
-                    db::events::scrub_customer(conn, &purged.name().to_string(), snapshot).await?;
+                    db::events::scrub_customer(conn, &purged).await?;
                 }
                 Ok(purged_count)
             })

@@ -26,3 +26,4 @@ mod schema;
 mod tls;
 mod transport;
 mod update;
+mod upgrade;

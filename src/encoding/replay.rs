@@ -1,0 +1,85 @@
+//! The stored first response of an idempotent write (`request_ids.response_pb`), replayed
+//! to a retry with the same request id: `0x02 ||` the resource's `customer.v1` message, which
+//! is what the client was answered. Responses stored before version 2 are version 1 JSON in
+//! `request_ids.response`; [`decode_stored`] reads either.
+
+use prost::Message;
+
+use super::{
+    DecodeError,
+    proto::{company_from_proto, customer_from_proto, note_from_proto},
+    unversioned, v1, versioned,
+};
+use crate::{
+    domain::{company::Company, customer::Customer, note::Note},
+    grpc::{
+        resources::{company_to_proto, note_to_proto},
+        to_proto,
+    },
+    pb,
+};
+
+/// A resource a write answers with, and so may have to replay.
+pub trait Replayable: Sized {
+    /// The version 2 encoding of this response.
+    fn encode_replay(&self) -> Vec<u8>;
+    /// Reads a version 2 response.
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError>;
+    /// Reads a version 1 (JSON) response.
+    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError>;
+}
+
+/// A stored response whichever version it was written in: the version 2 bytes when there are
+/// some, else the version 1 JSON; `None` when neither was stored.
+pub fn decode_stored<T: Replayable>(
+    protobuf: Option<&[u8]>,
+    json: Option<serde_json::Value>,
+) -> Result<Option<T>, DecodeError> {
+    match (protobuf, json) {
+        (Some(bytes), _) => T::decode_replay(bytes).map(Some),
+        (None, Some(json)) => T::decode_replay_v1(json).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+impl Replayable for Customer {
+    fn encode_replay(&self) -> Vec<u8> {
+        versioned(&to_proto(self.clone()))
+    }
+
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+        customer_from_proto(pb::Customer::decode(unversioned(bytes)?)?)
+    }
+
+    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
+        v1::customer(json)
+    }
+}
+
+impl Replayable for Company {
+    fn encode_replay(&self) -> Vec<u8> {
+        versioned(&company_to_proto(self.clone()))
+    }
+
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+        company_from_proto(pb::Company::decode(unversioned(bytes)?)?)
+    }
+
+    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
+        v1::company(json)
+    }
+}
+
+impl Replayable for Note {
+    fn encode_replay(&self) -> Vec<u8> {
+        versioned(&note_to_proto(self.clone()))
+    }
+
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+        note_from_proto(pb::Note::decode(unversioned(bytes)?)?)
+    }
+
+    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
+        v1::note(json)
+    }
+}

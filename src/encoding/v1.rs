@@ -1,0 +1,324 @@
+//! Version 1: the JSON that releases before the versioned encodings stored — serde's image
+//! of the domain types of the time — read through frozen mirrors of those shapes.
+//!
+//! FROZEN. Every name below is spelled out (`rename`) and every struct is private, so nothing
+//! done to the domain types can change what these read. Rows of this shape exist in
+//! databases and are never rewritten (the golden samples in `golden.rs` are real output of
+//! the last release that wrote them); do not edit these types, add a new version instead.
+//! What serde accepted then is accepted now: unknown keys are ignored, missing `Option`
+//! fields read as absent, the address fills missing parts with empty values
+//! (`#[serde(default)]`), `changed_fields`/`previous`/`expire_time` may be missing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::DecodeError;
+use crate::domain::{
+    company::{Company, CompanyData},
+    customer::{Customer, CustomerData, PostalAddress, Status},
+    event::{Change, EventData, ResourceKind},
+    note::{Note, NoteData},
+};
+
+/// An event's `data`: the change alone (the event type says which resource it is about).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>, D: Deserialize<'de>"))]
+struct ChangeV1<S, D> {
+    #[serde(rename = "snapshot")]
+    snapshot: S,
+    #[serde(rename = "changed_fields", default)]
+    changed_fields: Vec<String>,
+    #[serde(rename = "previous", default)]
+    previous: Option<D>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerV1 {
+    #[serde(rename = "id")]
+    id: Uuid,
+    #[serde(rename = "data")]
+    data: CustomerDataV1,
+    #[serde(rename = "version")]
+    version: i64,
+    #[serde(rename = "create_time")]
+    create_time: DateTime<Utc>,
+    #[serde(rename = "update_time")]
+    update_time: DateTime<Utc>,
+    #[serde(rename = "delete_time")]
+    delete_time: Option<DateTime<Utc>>,
+    #[serde(
+        rename = "expire_time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    expire_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerDataV1 {
+    #[serde(rename = "given_name")]
+    given_name: String,
+    #[serde(rename = "family_name")]
+    family_name: String,
+    #[serde(rename = "email")]
+    email: String,
+    #[serde(rename = "phone")]
+    phone: Option<String>,
+    #[serde(rename = "address")]
+    address: Option<AddressV1>,
+    #[serde(rename = "status")]
+    status: StatusV1,
+    #[serde(rename = "company")]
+    company: Option<String>,
+    #[serde(rename = "business_id")]
+    business_id: Option<String>,
+    #[serde(rename = "labels")]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct AddressV1 {
+    #[serde(rename = "lines")]
+    lines: Vec<String>,
+    #[serde(rename = "locality")]
+    locality: String,
+    #[serde(rename = "region")]
+    region: String,
+    #[serde(rename = "postal_code")]
+    postal_code: String,
+    #[serde(rename = "country_code")]
+    country_code: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StatusV1 {
+    #[serde(rename = "Active")]
+    Active,
+    #[serde(rename = "Prospective")]
+    Prospective,
+    #[serde(rename = "Inactive")]
+    Inactive,
+}
+
+#[derive(Deserialize)]
+struct CompanyV1 {
+    #[serde(rename = "id")]
+    id: Uuid,
+    #[serde(rename = "data")]
+    data: CompanyDataV1,
+    #[serde(rename = "version")]
+    version: i64,
+    #[serde(rename = "create_time")]
+    create_time: DateTime<Utc>,
+    #[serde(rename = "update_time")]
+    update_time: DateTime<Utc>,
+    #[serde(rename = "delete_time")]
+    delete_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct CompanyDataV1 {
+    #[serde(rename = "display_name")]
+    display_name: String,
+    #[serde(rename = "domain")]
+    domain: Option<String>,
+    #[serde(rename = "business_id")]
+    business_id: Option<String>,
+    #[serde(rename = "labels")]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct NoteV1 {
+    #[serde(rename = "id")]
+    id: Uuid,
+    #[serde(rename = "customer_id")]
+    customer_id: Uuid,
+    #[serde(rename = "data")]
+    data: NoteDataV1,
+    #[serde(rename = "author")]
+    author: String,
+    #[serde(rename = "version")]
+    version: i64,
+    #[serde(rename = "create_time")]
+    create_time: DateTime<Utc>,
+    #[serde(rename = "update_time")]
+    update_time: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct NoteDataV1 {
+    #[serde(rename = "text")]
+    text: String,
+}
+
+/// The data of a stored event about a `kind` resource.
+pub(super) fn event_data(
+    kind: ResourceKind,
+    json: serde_json::Value,
+) -> Result<EventData, DecodeError> {
+    Ok(match kind {
+        ResourceKind::Customer => {
+            let change: ChangeV1<CustomerV1, CustomerDataV1> = serde_json::from_value(json)?;
+            EventData::Customer(Box::new(Change {
+                snapshot: change.snapshot.into(),
+                changed_fields: change.changed_fields,
+                previous: change.previous.map(Into::into),
+            }))
+        }
+        ResourceKind::Company => {
+            let change: ChangeV1<CompanyV1, CompanyDataV1> = serde_json::from_value(json)?;
+            EventData::Company(Box::new(Change {
+                snapshot: change.snapshot.into(),
+                changed_fields: change.changed_fields,
+                previous: change.previous.map(Into::into),
+            }))
+        }
+        ResourceKind::Note => {
+            let change: ChangeV1<NoteV1, NoteDataV1> = serde_json::from_value(json)?;
+            EventData::Note(Box::new(Change {
+                snapshot: change.snapshot.into(),
+                changed_fields: change.changed_fields,
+                previous: change.previous.map(Into::into),
+            }))
+        }
+    })
+}
+
+/// A stored customer response.
+pub(super) fn customer(json: serde_json::Value) -> Result<Customer, DecodeError> {
+    Ok(serde_json::from_value::<CustomerV1>(json)?.into())
+}
+
+/// A stored company response.
+pub(super) fn company(json: serde_json::Value) -> Result<Company, DecodeError> {
+    Ok(serde_json::from_value::<CompanyV1>(json)?.into())
+}
+
+/// A stored note response.
+pub(super) fn note(json: serde_json::Value) -> Result<Note, DecodeError> {
+    Ok(serde_json::from_value::<NoteV1>(json)?.into())
+}
+
+/// A customer as version 1 JSON: what a purge writes into the version 1 events it scrubs.
+pub(super) fn customer_json(customer: &Customer) -> serde_json::Result<serde_json::Value> {
+    let data = &customer.data;
+    let mirror = CustomerV1 {
+        id: customer.id,
+        data: CustomerDataV1 {
+            given_name: data.given_name.clone(),
+            family_name: data.family_name.clone(),
+            email: data.email.clone(),
+            phone: data.phone.clone(),
+            address: data.address.as_ref().map(|address| AddressV1 {
+                lines: address.lines.clone(),
+                locality: address.locality.clone(),
+                region: address.region.clone(),
+                postal_code: address.postal_code.clone(),
+                country_code: address.country_code.clone(),
+            }),
+            status: match data.status {
+                Status::Active => StatusV1::Active,
+                Status::Prospective => StatusV1::Prospective,
+                Status::Inactive => StatusV1::Inactive,
+            },
+            company: data.company.clone(),
+            business_id: data.business_id.clone(),
+            labels: data.labels.clone(),
+        },
+        version: customer.version,
+        create_time: customer.create_time,
+        update_time: customer.update_time,
+        delete_time: customer.delete_time,
+        expire_time: customer.expire_time,
+    };
+    serde_json::to_value(mirror)
+}
+
+impl From<CustomerV1> for Customer {
+    fn from(v1: CustomerV1) -> Self {
+        Self {
+            id: v1.id,
+            data: v1.data.into(),
+            version: v1.version,
+            create_time: v1.create_time,
+            update_time: v1.update_time,
+            delete_time: v1.delete_time,
+            expire_time: v1.expire_time,
+        }
+    }
+}
+
+impl From<CustomerDataV1> for CustomerData {
+    fn from(v1: CustomerDataV1) -> Self {
+        Self {
+            given_name: v1.given_name,
+            family_name: v1.family_name,
+            email: v1.email,
+            phone: v1.phone,
+            address: v1.address.map(|address| PostalAddress {
+                lines: address.lines,
+                locality: address.locality,
+                region: address.region,
+                postal_code: address.postal_code,
+                country_code: address.country_code,
+            }),
+            status: match v1.status {
+                StatusV1::Active => Status::Active,
+                StatusV1::Prospective => Status::Prospective,
+                StatusV1::Inactive => Status::Inactive,
+            },
+            company: v1.company,
+            business_id: v1.business_id,
+            labels: v1.labels,
+        }
+    }
+}
+
+impl From<CompanyV1> for Company {
+    fn from(v1: CompanyV1) -> Self {
+        Self {
+            id: v1.id,
+            data: v1.data.into(),
+            version: v1.version,
+            create_time: v1.create_time,
+            update_time: v1.update_time,
+            delete_time: v1.delete_time,
+        }
+    }
+}
+
+impl From<CompanyDataV1> for CompanyData {
+    fn from(v1: CompanyDataV1) -> Self {
+        Self {
+            display_name: v1.display_name,
+            domain: v1.domain,
+            business_id: v1.business_id,
+            labels: v1.labels,
+        }
+    }
+}
+
+impl From<NoteV1> for Note {
+    fn from(v1: NoteV1) -> Self {
+        Self {
+            id: v1.id,
+            customer_id: v1.customer_id,
+            data: v1.data.into(),
+            author: v1.author,
+            version: v1.version,
+            create_time: v1.create_time,
+            update_time: v1.update_time,
+        }
+    }
+}
+
+impl From<NoteDataV1> for NoteData {
+    fn from(v1: NoteDataV1) -> Self {
+        Self { text: v1.text }
+    }
+}

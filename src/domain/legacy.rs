@@ -17,8 +17,9 @@ use super::{
     customer::Status,
     event::EventType,
     filter::{
-        AddressPart, CmpOp, CompanyField, CompanyText, Compare, CustomerField, CustomerText, EqOp,
-        EventField, Expr, FilterField, IdField, LabelKey, NoField, TimeField,
+        AddressPart, CmpOp, CompanyField, CompanyText, Compare, CustomerField, CustomerText,
+        EnumField, EqOp, EventField, Expr, FilterField, IdField, LabelKey, NoField, StatusField,
+        TimeField,
     },
     order_by::{CompanyOrder, CustomerOrder, OrderKey},
 };
@@ -109,28 +110,38 @@ fn event_restrictions(expr: &Expr<EventField>, items: &mut Vec<String>) -> bool 
     }
 }
 
-/// The variant names the previous version's shared customer/company tree used.
-trait LegacyNames: FilterField {
-    /// The `Field` variant of a text field: `Email`, `Address(Locality)`, `Label("tier")`.
-    fn text_name(field: &Self::Text) -> String;
-    /// The `Value` of an enumerated field's value: `Status(Active)`.
-    fn enum_value_name(
-        field: &Self::Enum,
-        value: &<Self::Enum as super::filter::EnumField>::Value,
-    ) -> String;
-    /// The `Field` variant of an enumerated field: `Status`.
-    fn enum_name(field: &Self::Enum) -> &'static str;
-    /// The `Field` variant of an identifier field: `Name`, `Uid`.
-    fn id_name(field: &Self::Id) -> &'static str;
-    /// The `Field` variant of a time field: `CreateTime`, `UpdateTime`.
-    fn time_name(field: &Self::Time) -> &'static str;
-    /// The `Field` of a presence test: `Label("vip")`.
-    fn label_name(field: &Self::Label) -> String;
+/// A field as the previous version's shared customer/company tree named it: its `Field`
+/// variant (`Email`, `Address(Locality)`, `Label("tier")`, `Status`, `Name`, `CreateTime`).
+trait LegacyField {
+    /// The variant's `Debug` text.
+    fn legacy(&self) -> String;
 }
 
-impl LegacyNames for CustomerField {
-    fn text_name(field: &CustomerText) -> String {
-        match field {
+/// An enumerated field whose values the previous version's tree held as a `Value` variant.
+trait LegacyValue: EnumField {
+    /// The value's `Debug` text: `Status(Active)`.
+    fn legacy_value(value: Self::Value) -> String;
+}
+
+/// A resource whose trees the previous version printed as customer/company filters.
+trait LegacyTree:
+    FilterField<
+        Id: LegacyField,
+        Enum: LegacyField + LegacyValue,
+        Time: LegacyField,
+        Text: LegacyField,
+        Label: LegacyField,
+    >
+{
+}
+
+impl LegacyTree for CustomerField {}
+
+impl LegacyTree for CompanyField {}
+
+impl LegacyField for CustomerText {
+    fn legacy(&self) -> String {
+        match self {
             CustomerText::GivenName => "GivenName".to_owned(),
             CustomerText::FamilyName => "FamilyName".to_owned(),
             CustomerText::Email => "Email".to_owned(),
@@ -141,8 +152,27 @@ impl LegacyNames for CustomerField {
             CustomerText::Label(key) => format!("Label({key:?})"),
         }
     }
+}
 
-    fn enum_value_name(_: &super::filter::StatusField, value: &Status) -> String {
+impl LegacyField for CompanyText {
+    fn legacy(&self) -> String {
+        match self {
+            CompanyText::DisplayName => "DisplayName".to_owned(),
+            CompanyText::Domain => "Domain".to_owned(),
+            CompanyText::BusinessId => "BusinessId".to_owned(),
+            CompanyText::Label(key) => format!("Label({key:?})"),
+        }
+    }
+}
+
+impl LegacyField for StatusField {
+    fn legacy(&self) -> String {
+        "Status".to_owned()
+    }
+}
+
+impl LegacyValue for StatusField {
+    fn legacy_value(value: Status) -> String {
         let status = match value {
             Status::Active => "Active",
             Status::Prospective => "Prospective",
@@ -150,66 +180,43 @@ impl LegacyNames for CustomerField {
         };
         format!("Status({status})")
     }
-
-    fn enum_name(_: &super::filter::StatusField) -> &'static str {
-        "Status"
-    }
-
-    fn id_name(field: &IdField) -> &'static str {
-        id_field(*field)
-    }
-
-    fn time_name(field: &TimeField) -> &'static str {
-        time_field(*field)
-    }
-
-    fn label_name(field: &LabelKey) -> String {
-        format!("Label({:?})", field.0)
-    }
 }
 
-impl LegacyNames for CompanyField {
-    fn text_name(field: &CompanyText) -> String {
-        match field {
-            CompanyText::DisplayName => "DisplayName".to_owned(),
-            CompanyText::Domain => "Domain".to_owned(),
-            CompanyText::BusinessId => "BusinessId".to_owned(),
-            CompanyText::Label(key) => format!("Label({key:?})"),
+impl LegacyField for IdField {
+    fn legacy(&self) -> String {
+        match self {
+            IdField::Name => "Name",
+            IdField::Uid => "Uid",
         }
-    }
-
-    fn enum_value_name(field: &NoField, _: &NoField) -> String {
-        match *field {}
-    }
-
-    fn enum_name(field: &NoField) -> &'static str {
-        match *field {}
-    }
-
-    fn id_name(field: &IdField) -> &'static str {
-        id_field(*field)
-    }
-
-    fn time_name(field: &TimeField) -> &'static str {
-        time_field(*field)
-    }
-
-    fn label_name(field: &LabelKey) -> String {
-        format!("Label({:?})", field.0)
+        .to_owned()
     }
 }
 
-fn id_field(field: IdField) -> &'static str {
-    match field {
-        IdField::Name => "Name",
-        IdField::Uid => "Uid",
+impl LegacyField for TimeField {
+    fn legacy(&self) -> String {
+        match self {
+            TimeField::CreateTime => "CreateTime",
+            TimeField::UpdateTime => "UpdateTime",
+        }
+        .to_owned()
     }
 }
 
-fn time_field(field: TimeField) -> &'static str {
-    match field {
-        TimeField::CreateTime => "CreateTime",
-        TimeField::UpdateTime => "UpdateTime",
+impl LegacyField for LabelKey {
+    fn legacy(&self) -> String {
+        format!("Label({:?})", self.0)
+    }
+}
+
+impl LegacyField for NoField {
+    fn legacy(&self) -> String {
+        match *self {}
+    }
+}
+
+impl LegacyValue for NoField {
+    fn legacy_value(value: NoField) -> String {
+        match value {}
     }
 }
 
@@ -260,28 +267,28 @@ fn time(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn legacy_option<F: LegacyNames>(filter: &Option<Expr<F>>) -> String {
+fn legacy_option<F: LegacyTree>(filter: &Option<Expr<F>>) -> String {
     match filter {
         None => "None".to_owned(),
         Some(expr) => format!("Some({})", legacy_expr(expr)),
     }
 }
 
-fn legacy_expr<F: LegacyNames>(expr: &Expr<F>) -> String {
+fn legacy_expr<F: LegacyTree>(expr: &Expr<F>) -> String {
     match expr {
         Expr::And(left, right) => format!("And({}, {})", legacy_expr(left), legacy_expr(right)),
         Expr::Or(left, right) => format!("Or({}, {})", legacy_expr(left), legacy_expr(right)),
         Expr::Not(inner) => format!("Not({})", legacy_expr(inner)),
         Expr::Compare(Compare::Id { field, op, id }) => format!(
             "Compare {{ field: {}, op: {}, value: Id({id}) }}",
-            F::id_name(field),
+            field.legacy(),
             eq_op(*op)
         ),
         Expr::Compare(Compare::Enum { field, op, value }) => format!(
             "Compare {{ field: {}, op: {}, value: {} }}",
-            F::enum_name(field),
+            field.legacy(),
             eq_op(*op),
-            F::enum_value_name(field, value)
+            F::Enum::legacy_value(*value)
         ),
         Expr::Compare(Compare::Time {
             field,
@@ -289,22 +296,19 @@ fn legacy_expr<F: LegacyNames>(expr: &Expr<F>) -> String {
             time: at,
         }) => format!(
             "Compare {{ field: {}, op: {}, value: Time({}) }}",
-            F::time_name(field),
+            field.legacy(),
             cmp_op(*op),
             time(at)
         ),
         Expr::Compare(Compare::Text { field, op, text }) => format!(
             "Compare {{ field: {}, op: {}, value: Text({text:?}) }}",
-            F::text_name(field),
+            field.legacy(),
             cmp_op(*op)
         ),
         Expr::Contains { field, text } => {
-            format!(
-                "Contains {{ field: {}, text: {text:?} }}",
-                F::text_name(field)
-            )
+            format!("Contains {{ field: {}, text: {text:?} }}", field.legacy())
         }
-        Expr::Present { field } => format!("Present {{ field: {} }}", F::label_name(field)),
+        Expr::Present { field } => format!("Present {{ field: {} }}", field.legacy()),
     }
 }
 
@@ -537,40 +541,44 @@ mod tests {
         ),
     ];
 
-    #[test]
-    fn customer_filters_print_as_recorded() {
-        for (input, want) in CUSTOMER_FILTERS {
-            let parsed = filter::parse::<CustomerField>(input).unwrap();
-            assert_eq!(legacy_debug_filter(&parsed), *want, "{input}");
+    /// Checks that `legacy(parse(input))` is the recorded text for every case.
+    fn check<T>(cases: &[(&str, &str)], parse: impl Fn(&str) -> T, legacy: impl Fn(&T) -> String) {
+        for (input, want) in cases {
+            assert_eq!(legacy(&parse(input)), *want, "{input}");
         }
     }
 
     #[test]
-    fn company_filters_print_as_recorded() {
-        for (input, want) in COMPANY_FILTERS {
-            let parsed = filter::parse::<CompanyField>(input).unwrap();
-            assert_eq!(legacy_debug_company_filter(&parsed), *want, "{input}");
-        }
+    fn filters_print_as_recorded() {
+        check(
+            CUSTOMER_FILTERS,
+            |input| filter::parse::<CustomerField>(input).unwrap(),
+            legacy_debug_filter,
+        );
+        check(
+            COMPANY_FILTERS,
+            |input| filter::parse::<CompanyField>(input).unwrap(),
+            legacy_debug_company_filter,
+        );
+        check(
+            EVENT_FILTERS,
+            |input| filter::parse::<EventField>(input).unwrap(),
+            legacy_debug_event_filter,
+        );
     }
 
     #[test]
     fn orders_print_as_recorded() {
-        for (input, want) in CUSTOMER_ORDERS {
-            let parsed = order_by::parse::<CustomerOrder>(input).unwrap();
-            assert_eq!(legacy_debug_order(&parsed), *want, "{input}");
-        }
-        for (input, want) in COMPANY_ORDERS {
-            let parsed = order_by::parse::<CompanyOrder>(input).unwrap();
-            assert_eq!(legacy_debug_company_order(&parsed), *want, "{input}");
-        }
-    }
-
-    #[test]
-    fn event_filters_print_as_recorded() {
-        for (input, want) in EVENT_FILTERS {
-            let parsed = filter::parse::<EventField>(input).unwrap();
-            assert_eq!(legacy_debug_event_filter(&parsed), *want, "{input}");
-        }
+        check(
+            CUSTOMER_ORDERS,
+            |input| order_by::parse::<CustomerOrder>(input).unwrap(),
+            |keys| legacy_debug_order(keys),
+        );
+        check(
+            COMPANY_ORDERS,
+            |input| order_by::parse::<CompanyOrder>(input).unwrap(),
+            |keys| legacy_debug_company_order(keys),
+        );
     }
 
     #[test]

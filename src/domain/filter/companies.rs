@@ -64,10 +64,12 @@ impl FilterField for CompanyField {
         }
     }
 
+    /// Only labels can be absent.
     fn presence(field: &CompanyText) -> Option<LabelKey> {
-        match field {
-            CompanyText::Label(key) => Some(LabelKey(key.clone())),
-            CompanyText::DisplayName | CompanyText::Domain | CompanyText::BusinessId => None,
+        if let CompanyText::Label(key) = field {
+            Some(LabelKey(key.clone()))
+        } else {
+            None
         }
     }
 }

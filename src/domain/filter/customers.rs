@@ -118,16 +118,12 @@ impl FilterField for CustomerField {
         }
     }
 
+    /// Only labels can be absent.
     fn presence(field: &CustomerText) -> Option<LabelKey> {
-        match field {
-            CustomerText::Label(key) => Some(LabelKey(key.clone())),
-            CustomerText::GivenName
-            | CustomerText::FamilyName
-            | CustomerText::Email
-            | CustomerText::Phone
-            | CustomerText::Company
-            | CustomerText::BusinessId
-            | CustomerText::Address(_) => None,
+        if let CustomerText::Label(key) = field {
+            Some(LabelKey(key.clone()))
+        } else {
+            None
         }
     }
 }

@@ -9,14 +9,20 @@
 //!   itself after a restart with no manual action.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
-//! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
-//!   one function per statement.
+//! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`] and [`api_keys`]:
+//!   the queries, one function per statement.
+//! - [`relay`]: the outbox relay's lease, a session-level advisory lock on a connection of
+//!   its own.
+//!
+//! No module outside `db` builds SQL: the others call these functions with a connection.
 
+pub mod api_keys;
 pub mod companies;
 pub mod customers;
 pub mod events;
 pub mod models;
 pub mod notes;
+pub mod relay;
 pub mod request_ids;
 pub mod schema;
 
@@ -112,6 +118,11 @@ async fn setup_connection(
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
+}
+
+/// Whether the database answers a trivial query on `conn` (health checks).
+pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).await.map(drop)
 }
 
 /// Applies pending migrations under an advisory lock; returns how many were applied.

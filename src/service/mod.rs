@@ -624,9 +624,8 @@ impl CustomerService {
 
     /// Whether the database answers (for health checks).
     pub async fn ping(&self) -> Result<()> {
-        use diesel_async::RunQueryDsl;
         let mut conn = self.pool.get().await?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        crate::db::ping(&mut conn).await?;
         Ok(())
     }
 

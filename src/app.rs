@@ -23,9 +23,11 @@
 //!   | `event-relay` | publishes events to NATS JetStream (with `NATS_URL` only) |
 //!
 //! - **Shutdown**: readiness and health turn NOT_SERVING, the listener closes, watch streams
-//!   end (they never finish on their own), the background tasks are cancelled and awaited
-//!   (bounded: each gets a grace period, then is aborted; the relay gives its lease up), and
-//!   in-flight calls get `drain_timeout` to finish.
+//!   end (they never finish on their own), and in-flight calls get `drain_timeout` to finish.
+//!   Meanwhile the maintenance tasks are cancelled and awaited (bounded: each gets a grace
+//!   period, then is aborted; the relay gives its lease up). The event sequencer and listener
+//!   stop last, once the calls are drained: a list in flight may still be waiting for the
+//!   sequencer to number the write before it.
 
 pub mod supervisor;
 
@@ -97,7 +99,10 @@ pub struct App {
     health: HealthReporter,
     ready: Arc<AtomicBool>,
     router: axum::Router,
+    /// Maintenance tasks, stopped when shutdown begins.
     tasks: Supervisor,
+    /// The event sequencer and listener, stopped once in-flight calls have drained.
+    event_tasks: Supervisor,
 }
 
 impl std::fmt::Debug for App {
@@ -163,6 +168,7 @@ impl App {
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
         let tasks = Supervisor::new(TASK_STOP_GRACE.min(settings.drain_timeout));
+        let event_tasks = tasks.sibling();
         let router = server::router(
             &settings,
             service.clone(),
@@ -181,6 +187,7 @@ impl App {
             ready,
             router,
             tasks,
+            event_tasks,
         })
     }
 
@@ -211,11 +218,18 @@ impl App {
             ready,
             router,
             tasks,
+            event_tasks,
         } = self;
         let mut last_probe = None;
         probe_once(&service, &health, &ready, &mut last_probe).await;
         spawn_tasks(
-            &tasks, &settings, &service, relay, &health, &ready, last_probe,
+            (&tasks, &event_tasks),
+            &settings,
+            &service,
+            relay,
+            &health,
+            &ready,
+            last_probe,
         );
 
         tracing::info!(
@@ -253,6 +267,7 @@ impl App {
             }
         };
         tokio::join!(drain, tasks.shutdown());
+        event_tasks.shutdown().await;
         Ok(())
     }
 }
@@ -276,9 +291,10 @@ fn check(settings: &ServeSettings) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Starts every background task in `tasks`.
+/// Starts every background task: maintenance in `tasks`, the event pipeline that serves
+/// in-flight reads in `event_tasks`.
 fn spawn_tasks(
-    tasks: &Supervisor,
+    (tasks, event_tasks): (&Supervisor, &Supervisor),
     settings: &ServeSettings,
     service: &CustomerService,
     relay: Option<Arc<Relay>>,
@@ -312,11 +328,11 @@ fn spawn_tasks(
         let interval = settings.customer_purge_interval;
         move |stop| purge_customers(service.clone(), interval, stop)
     });
-    tasks.spawn("event-sequencer", {
+    event_tasks.spawn("event-sequencer", {
         let events = service.events().clone();
         move |stop| events.clone().run_sequencer(stop)
     });
-    tasks.spawn("event-listener", {
+    event_tasks.spawn("event-listener", {
         let events = service.events().clone();
         move |stop| events.clone().run_listener(stop)
     });

@@ -464,6 +464,7 @@ async fn event_health(
                     "enabled": true,
                     "connected": status.connected(),
                     "published": status.published(),
+                    "leading": status.leading(),
                 }),
             };
             let body = serde_json::json!({

@@ -82,6 +82,17 @@ impl Supervisor {
         }
     }
 
+    /// Another set with its own cancellation, counting restarts in the same [`Restarts`]:
+    /// for tasks that must outlive the others during shutdown.
+    pub fn sibling(&self) -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            restarts: self.restarts.clone(),
+            grace: self.grace,
+        }
+    }
+
     /// The restart counts of this set's tasks.
     pub fn restarts(&self) -> Restarts {
         self.restarts.clone()

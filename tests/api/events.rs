@@ -806,7 +806,7 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
 }
 
 /// GET a plain JSON endpoint.
-async fn reqwest_json(app: &TestApp, path: &str) -> serde_json::Value {
+pub(crate) async fn reqwest_json(app: &TestApp, path: &str) -> serde_json::Value {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();

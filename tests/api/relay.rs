@@ -17,7 +17,7 @@ use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use crate::{
     events::{
         assert_exactly_once_in_order, header, jetstream_context, list_all, private_stream,
-        stream_messages,
+        reqwest_json, stream_messages,
     },
     helpers::{TestApp, eventually, nats_url},
 };
@@ -122,10 +122,22 @@ async fn the_lease_is_held_outside_any_transaction_and_passes_to_the_standby_whe
         Some(leader_session),
         "the standby never published while the leader held the lease"
     );
+    assert_eq!(
+        reqwest_json(&leader, "/healthz/events").await["relay"]["leading"],
+        true
+    );
+    assert_eq!(
+        reqwest_json(&standby, "/healthz/events").await["relay"]["leading"],
+        false
+    );
 
     leader.stop().await;
     let new_leader = idle_leader(&standby, Some(leader_session)).await;
     assert_ne!(new_leader, leader_session);
+    eventually("the standby reports that it leads", || async {
+        reqwest_json(&standby, "/healthz/events").await["relay"]["leading"] == true
+    })
+    .await;
     let after_handover = CHUNK as usize + 3;
     create_many(&standby, "After", after_handover).await;
     let total = 1 + before_handover + after_handover;

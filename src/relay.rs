@@ -145,6 +145,8 @@ impl Relay {
         let Some(url) = self.settings.nats_url.clone() else {
             return;
         };
+        // A restarted run starts with a new client: nothing is known about it yet.
+        self.status.connected.store(false, Ordering::Relaxed);
         let status = self.status.clone();
         let connect = async_nats::ConnectOptions::new()
             .name("customer-api relay")

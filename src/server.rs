@@ -1,7 +1,7 @@
 //! The HTTP side of the one listener: gRPC (h2c), gRPC-web (HTTP/1.1 and h2, binary and
 //! text), REST through the gateway, health, reflection, metrics and plain HTTP probes.
 //!
-//! [`router`] assembles every route over a built service; [`accept`] runs the accept loop
+//! `router` assembles every route over a built service; `accept` runs the accept loop
 //! (plaintext, or TLS with the handshake in each connection's task, never in the loop) and
 //! hands each connection to hyper under a [`GracefulShutdown`] watcher. The lifecycle around
 //! them (start-up, background tasks, shutdown and drain) is [`crate::app`]'s; [`serve`] is the

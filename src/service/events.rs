@@ -1,7 +1,7 @@
 //! The change stream: reading the event log, in commit order, and following it live.
 //!
 //! Events are written by the customer, company and note use cases inside their transactions
-//! (see [`record`]). This module numbers them in commit order (the *sequencer*, woken after every
+//! (see `record`). This module numbers them in commit order (the *sequencer*, woken after every
 //! local commit and by a slow timer for events committed by other instances), lists them
 //! (ListCustomerEvents) and streams them (WatchCustomerEvents). Watchers are woken by a
 //! `watch` channel holding the last known position, fed by the local sequencer and by a
@@ -202,7 +202,7 @@ impl EventLog {
     }
 
     /// Runs the sequencer until `stop` is cancelled: after every local commit or reader's
-    /// request, and every [`SEQUENCER_SWEEP`] for events committed by instances that did not
+    /// request, and every `SEQUENCER_SWEEP` for events committed by instances that did not
     /// number them. Each successful run reports the tickets it covers to waiting readers.
     pub async fn run_sequencer(self, stop: CancellationToken) {
         let mut failures = 0_u32;

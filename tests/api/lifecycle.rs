@@ -123,3 +123,17 @@ async fn reads_of_the_event_log_take_no_lock_and_still_see_a_write_that_returned
         "Crossed"
     );
 }
+
+#[tokio::test]
+async fn an_unusable_nats_url_stops_start_up_without_echoing_it() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let mut settings = customer_api::config::ServeSettings::for_database(database_url);
+    settings.events.nats_url = Some("http://relay:s3cret@127.0.0.1:4222".into());
+
+    let error = customer_api::app::App::build(settings).await.unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        "invalid configuration: NATS_URL: invalid scheme for NATS server URL: http"
+    );
+}

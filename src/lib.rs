@@ -17,12 +17,18 @@
 //! - [`resources`]: customers, companies and notes as declarations over the core, with the
 //!   rules only they have.
 //! - [`convert`]: domain ⇄ protobuf conversions shared by the adapter and the encodings.
-//! - [`db`]: pool, embedded migrations, queries (diesel + diesel-async + bb8).
+//! - [`db`]: pool, embedded migrations, and every SQL statement and lock (diesel +
+//!   diesel-async + bb8), including the relay's lease.
 //! - [`encoding`]: the versioned encodings of stored data (event payloads, idempotent
 //!   replays): protobuf with a version byte, golden-tested; older JSON rows still read.
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.
-//! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents.
-//! - [`server`]: the listener, routing, health, reflection, graceful shutdown.
+//! - [`relay`]: the outbox relay publishing events to NATS JetStream as CloudEvents, under a
+//!   lease held outside any transaction, in small committed chunks.
+//! - [`app`]: the lifecycle: `App::build` (settings, pool, migrations, auth, service,
+//!   routes) and `App::run` (serve a caller-bound listener until a shutdown future resolves,
+//!   then drain), with the background tasks in one supervised, restartable set.
+//! - [`server`]: the HTTP side: routing of every protocol, health, reflection, metrics, the
+//!   accept loop with optional TLS.
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`registry`]: the business-registry client (cache, retries, circuit breaker) behind
@@ -33,6 +39,7 @@
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod convert;

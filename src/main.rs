@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use customer_api::{
+    app::App,
     config::{ApiKeyCommand, Cli, Command, redact_url},
     db, server, telemetry,
 };
@@ -38,15 +39,17 @@ async fn serve(
     settings: customer_api::config::ServeSettings,
 ) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(database = %redact_url(&settings.database.database_url), "starting");
-    // Handlers are installed before the port opens: a SIGTERM during start-up (migrations)
-    // must drain and exit 0 like any other, not kill the process.
+    // Handlers are installed before start-up: a SIGTERM during it (migrations) must drain
+    // and exit 0 like any other, not kill the process.
     let shutdown = shutdown_signal()?;
-    // Bad certificate or key files fail before the port opens (`serve` loads them again).
-    customer_api::tls::acceptor(&settings.tls).map_err(server::StartError::from)?;
-    let listener = server::bind(settings.listen_addr)
+    let addr = settings.listen_addr;
+    // Every configuration error (certificate files included) fails here, before the port
+    // opens.
+    let app = App::build(settings).await?;
+    let listener = server::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen_addr))?;
-    server::serve(settings, listener, shutdown).await?;
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    app.run(listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

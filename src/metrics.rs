@@ -17,8 +17,9 @@
 //! the service (from the descriptors), so unknown paths cannot grow the label set.
 //!
 //! Also: `customer_api_db_pool_connections{state="idle"|"in_use"}` and
-//! `customer_api_db_pool_max_connections`, read at scrape time, and the NATS relay's
-//! `customer_api_events_published_total` and `customer_api_events_relay_connected`.
+//! `customer_api_db_pool_max_connections`, read at scrape time, the NATS relay's
+//! `customer_api_events_published_total` and `customer_api_events_relay_connected`, and
+//! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]).
 
 use std::{
     collections::HashMap,
@@ -65,6 +66,11 @@ struct PoolState {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Task {
+    task: &'static str,
+}
+
 /// The metrics of one server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -78,7 +84,7 @@ pub struct Metrics {
 }
 
 /// What the scrape reads from the rest of the process.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Connections the pool holds, and how many of them are idle.
     pub pool_connections: u32,
@@ -88,6 +94,8 @@ pub struct Snapshot {
     pub pool_max: u32,
     /// The NATS relay, when one is configured: connected, events published.
     pub relay: Option<(bool, u64)>,
+    /// Each supervised background task and how often it was restarted.
+    pub task_restarts: Vec<(&'static str, u64)>,
 }
 
 impl Metrics {
@@ -182,6 +190,17 @@ impl Metrics {
                 "customer_api_events_published",
                 "Events this process published to NATS JetStream",
                 ConstCounter::new(published),
+            );
+        }
+        if !snapshot.task_restarts.is_empty() {
+            let restarts = Family::<Task, Counter>::default();
+            for (task, count) in &snapshot.task_restarts {
+                restarts.get_or_create(&Task { task }).inc_by(*count);
+            }
+            registry.register(
+                "customer_api_background_task_restarts",
+                "Times a background task ended or panicked unexpectedly and was restarted",
+                restarts,
             );
         }
         let mut text = String::new();
@@ -424,6 +443,7 @@ mod tests {
             pool_idle: 1,
             pool_max: 10,
             relay: Some((true, 7)),
+            task_restarts: vec![("event-relay", 2), ("event-sequencer", 0)],
         });
         for line in [
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
@@ -434,6 +454,8 @@ mod tests {
             "customer_api_db_pool_max_connections 10",
             "customer_api_events_relay_connected 1",
             "customer_api_events_published_total 7",
+            r#"customer_api_background_task_restarts_total{task="event-relay"} 2"#,
+            r#"customer_api_background_task_restarts_total{task="event-sequencer"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }

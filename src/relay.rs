@@ -1,13 +1,26 @@
 //! The outbox relay: publishes every event to NATS JetStream as a CloudEvent.
 //!
-//! Events are read from the log in position (commit) order and published one at a time,
-//! each acknowledged by JetStream before the next, so a customer's events reach the stream
-//! in order even across broker outages (a later event is never stored before an earlier one
-//! that failed). Only acknowledged events are marked published, in the same database
-//! transaction that holds the relay lease: a transaction-scoped advisory lock, so of several
-//! instances sharing the database exactly one publishes at a time and the others stand by.
-//! If the process dies between publishing and marking, the next relay publishes again with
-//! the same `Nats-Msg-Id` (the event id) and JetStream drops the duplicate within its window.
+//! **Lease.** Of several instances sharing the database exactly one publishes at a time: the
+//! one whose relay holds the lease, a session-level advisory lock on a connection of its own
+//! (see [`crate::db::relay`]). The lease is held *outside* any transaction for as long as the
+//! relay leads; a standby tries to take it every second (and after every local commit), and
+//! takes it over at once when the leader's session ends (process exit, lost connection) or
+//! when the leader gives it up: on shutdown, and after a failed publish, so that an instance
+//! that cannot reach the broker does not keep the others from publishing.
+//!
+//! **Chunks.** The leader reads up to [`CHUNK`] unpublished events in position (commit)
+//! order, publishes them one at a time, each acknowledged by JetStream before the next, and
+//! marks the acknowledged ones published in one committed statement; then the next chunk.
+//! Nothing stays open while the broker is slow: each statement commits on its own. A chunk
+//! stops taking events once half of the stream's duplicate window (`NATS_DUPLICATE_WINDOW`)
+//! has passed since its first publish, so an event published but not yet marked is always
+//! republished, if the relay dies before marking, within the window in which JetStream drops
+//! the copy by its `Nats-Msg-Id` (the event id): at least once, deduplicated.
+//!
+//! **Order.** A failed publish ends the chunk; the acknowledged events before it are marked
+//! and the failed one is the first of the next try, so a later event is never stored before
+//! an earlier one that failed, across broker outages and leader changes alike (a new leader
+//! starts from the first unmarked event; republished ones are dropped as duplicates).
 //!
 //! Writes never wait for any of this: the relay only reads the log, behind the sequencer.
 //!
@@ -30,14 +43,16 @@ use async_nats::{
     HeaderMap,
     jetstream::{self, message::PublishMessage as Publish},
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use prost::Message;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::EventSettings,
     db::{
         Pool,
-        events::{self as queries, EventRow},
+        events::EventRow,
+        relay::{Lease, LeaseError},
     },
     domain::event::Event,
     grpc::events::event_to_proto,
@@ -47,10 +62,9 @@ use crate::{
     },
 };
 
-/// Advisory lock key of the relay lease (`cust-rly` in ASCII).
-const RELAY_LOCK: i64 = 0x6375_7374_2d72_6c79;
-/// Events published per lease transaction.
-const BATCH: i64 = 256;
+/// Events read, published and marked per chunk: a relay that dies between publishing and
+/// marking leaves at most this many to be republished.
+pub const CHUNK: i64 = 32;
 /// Without a wake-up, the relay looks for work this often (events of a standby period, a
 /// lease freed by a crashed instance).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -60,6 +74,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub struct RelayStatus {
     connected: AtomicBool,
     published: AtomicU64,
+    leading: AtomicBool,
 }
 
 impl RelayStatus {
@@ -72,6 +87,11 @@ impl RelayStatus {
     pub fn published(&self) -> u64 {
         AtomicU64::load(&self.published, Ordering::Relaxed)
     }
+
+    /// Whether this process holds the relay lease (publishes for every instance).
+    pub fn leading(&self) -> bool {
+        AtomicBool::load(&self.leading, Ordering::Relaxed)
+    }
 }
 
 /// Why a publish failed.
@@ -79,14 +99,19 @@ impl RelayStatus {
 enum RelayError {
     #[error("database: {0}")]
     Database(#[from] Error),
+    #[error("{0}")]
+    Lease(#[from] LeaseError),
     #[error("JetStream: {0}")]
     Broker(String),
 }
 
-impl From<diesel::result::Error> for RelayError {
-    fn from(error: diesel::result::Error) -> Self {
-        Self::Database(error.into())
-    }
+/// What a chunk left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// More events may be waiting: go on at once.
+    More,
+    /// Nothing waits, or another instance leads: wait for a wake-up.
+    Idle,
 }
 
 /// The relay: started by the server when `NATS_URL` is set.
@@ -114,11 +139,14 @@ impl Relay {
     }
 
     /// Connects (retrying in the background while the broker is down) and publishes until
-    /// the task is aborted.
-    pub async fn run(self) {
+    /// `stop` is cancelled; then gives the lease up. Returns early only when the broker
+    /// client cannot be created at all.
+    pub async fn run(&self, stop: CancellationToken) {
         let Some(url) = self.settings.nats_url.clone() else {
             return;
         };
+        // A restarted run starts with a new client: nothing is known about it yet.
+        self.status.connected.store(false, Ordering::Relaxed);
         let status = self.status.clone();
         let connect = async_nats::ConnectOptions::new()
             .name("customer-api relay")
@@ -150,44 +178,68 @@ impl Relay {
         let client = match connect {
             Ok(client) => client,
             Err(error) => {
-                tracing::error!(%error, "NATS_URL is not usable; the relay is off");
+                tracing::error!(%error, "cannot create the NATS client; the relay stops");
                 return;
             }
         };
         let mut jetstream = jetstream::new(client);
         jetstream.set_timeout(self.settings.nats_ack_timeout);
+        let mut lease = Lease::new();
+        self.publish_until(&jetstream, &mut lease, &stop).await;
+        lease.release().await;
+        self.status.leading.store(false, Ordering::Relaxed);
+    }
+
+    async fn publish_until(
+        &self,
+        jetstream: &jetstream::Context,
+        lease: &mut Lease,
+        stop: &CancellationToken,
+    ) {
         let mut positions = self.events.positions();
         let mut failures = 0_u32;
         let mut stream_ready = false;
-        loop {
+        while !stop.is_cancelled() {
             if !stream_ready {
-                match self.ensure_stream(&jetstream).await {
+                match self.ensure_stream(jetstream).await {
                     Ok(()) => stream_ready = true,
                     Err(error) => {
                         failures = failures.saturating_add(1);
                         tracing::warn!(%error, failures, "cannot set up the JetStream stream; retrying");
-                        tokio::time::sleep(backoff(failures)).await;
+                        stop.run_until_cancelled(tokio::time::sleep(backoff(failures)))
+                            .await;
                         continue;
                     }
                 }
             }
             positions.borrow_and_update();
-            match self.publish_batch(&jetstream).await {
-                Ok(count) if count as i64 == BATCH => {
+            let outcome = self.publish_chunk(jetstream, lease, stop).await;
+            self.status
+                .leading
+                .store(lease.is_held(), Ordering::Relaxed);
+            match outcome {
+                Ok(Progress::More) => {
                     failures = 0;
                     continue;
                 }
-                Ok(_) => failures = 0,
+                Ok(Progress::Idle) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%error, failures, "publishing events failed; retrying");
-                    tokio::time::sleep(backoff(failures).min(Duration::from_secs(1))).await;
+                    // Let an instance that can publish take over while this one backs off.
+                    lease.release().await;
+                    self.status.leading.store(false, Ordering::Relaxed);
+                    stop.run_until_cancelled(tokio::time::sleep(
+                        backoff(failures).min(Duration::from_secs(1)),
+                    ))
+                    .await;
                     continue;
                 }
             }
             tokio::select! {
                 _ = positions.changed() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
+                () = stop.cancelled() => {}
             }
         }
     }
@@ -205,51 +257,35 @@ impl Relay {
         Ok(())
     }
 
-    /// Under the relay lease, publishes up to [`BATCH`] unpublished events in order and marks
-    /// the acknowledged ones. Returns how many were published (0 when another instance holds
-    /// the lease or nothing is waiting).
-    async fn publish_batch(&self, jetstream: &jetstream::Context) -> Result<usize, RelayError> {
-        let mut conn = self.pool.get().await.map_err(Error::from)?;
-        let (published, failure) = conn
-            .transaction(async |conn| {
-                let outcome = self.publish_locked(conn, jetstream).await?;
-                Ok::<_, RelayError>(outcome)
-            })
-            .await?;
-        self.status
-            .published
-            .fetch_add(published as u64, Ordering::Relaxed);
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(published),
-        }
-    }
-
-    async fn publish_locked(
+    /// Under the lease (taken here if free), publishes up to [`CHUNK`] unpublished events in
+    /// order and marks the acknowledged ones. A chunk takes no new event once half the
+    /// duplicate window has passed since its first publish, nor once `stop` is cancelled.
+    async fn publish_chunk(
         &self,
-        conn: &mut AsyncPgConnection,
         jetstream: &jetstream::Context,
-    ) -> Result<(usize, Option<RelayError>), RelayError> {
-        // Publishing may take longer than the pool's idle-in-transaction bound allows.
-        diesel::sql_query("SET LOCAL idle_in_transaction_session_timeout = '5min'")
-            .execute(conn)
-            .await?;
-        #[derive(diesel::QueryableByName)]
-        struct Lease {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            held: bool,
+        lease: &mut Lease,
+        stop: &CancellationToken,
+    ) -> Result<Progress, RelayError> {
+        // A relay that cannot reach the broker leaves the lease to one that can.
+        if !lease.is_held() && !self.status.connected() {
+            return Ok(Progress::Idle);
         }
-        let lease: Lease = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS held")
-            .bind::<diesel::sql_types::BigInt, _>(RELAY_LOCK)
-            .get_result(conn)
-            .await?;
-        if !lease.held {
-            return Ok((0, None));
+        if !lease.try_acquire(&self.pool).await? {
+            return Ok(Progress::Idle);
         }
-        let rows = queries::unpublished(conn, BATCH).await?;
+        let rows = lease.unpublished(CHUNK).await?;
+        let full = rows.len() as i64 == CHUNK;
+        let budget = chunk_budget(self.settings.nats_duplicate_window);
+        let started = Instant::now();
         let mut acked = Vec::with_capacity(rows.len());
         let mut failure = None;
+        let mut cut_short = false;
         for row in rows {
+            let on_time = may_publish(started, Instant::now(), acked.len(), budget);
+            if !on_time || stop.is_cancelled() {
+                cut_short = true;
+                break;
+            }
             let id = row.id;
             match self.publish(jetstream, row).await {
                 Ok(()) => acked.push(id),
@@ -260,9 +296,16 @@ impl Relay {
             }
         }
         if !acked.is_empty() {
-            queries::mark_published(conn, &acked).await?;
+            lease.mark_published(&acked).await?;
+            self.status
+                .published
+                .fetch_add(acked.len() as u64, Ordering::Relaxed);
         }
-        Ok((acked.len(), failure))
+        match failure {
+            Some(error) => Err(error),
+            None if full || cut_short => Ok(Progress::More),
+            None => Ok(Progress::Idle),
+        }
     }
 
     async fn publish(
@@ -286,6 +329,19 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// How long a chunk may keep taking events after its first publish: half the duplicate
+/// window, so that whatever it published is still deduplicated if it must be republished.
+fn chunk_budget(duplicate_window: Duration) -> Duration {
+    duplicate_window / 2
+}
+
+/// Whether a chunk whose first publish started at `started`, with `acked` events published,
+/// may publish one more at `now`. The first event always goes (a tiny window must not stall
+/// the relay).
+fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -> bool {
+    acked == 0 || now.saturating_duration_since(started) < budget
 }
 
 /// The subject and CloudEvents message of an event.
@@ -327,4 +383,37 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
         .message_id(id)
         .payload(body.into());
     (subject, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_stops_taking_events_at_half_the_duplicate_window() {
+        let window = Duration::from_secs(120);
+        let budget = chunk_budget(window);
+        assert_eq!(budget, Duration::from_secs(60));
+        let started = Instant::now();
+        assert!(may_publish(started, started, 0, budget));
+        assert!(may_publish(started, started, 5, budget));
+        let just_before = started + budget - Duration::from_millis(1);
+        assert!(may_publish(started, just_before, 31, budget));
+        assert!(!may_publish(started, started + budget, 1, budget));
+        assert!(!may_publish(started, started + window, 1, budget));
+        // The first event of a chunk always goes, however late.
+        assert!(may_publish(started, started + window, 0, budget));
+        assert!(may_publish(
+            started,
+            started,
+            0,
+            chunk_budget(Duration::ZERO)
+        ));
+        assert!(!may_publish(
+            started,
+            started,
+            1,
+            chunk_budget(Duration::ZERO)
+        ));
+    }
 }

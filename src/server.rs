@@ -1,13 +1,11 @@
-//! The one listener: gRPC (h2c), gRPC-web (HTTP/1.1 and h2, binary and text), health,
-//! reflection and plain HTTP probes, with graceful shutdown.
+//! The HTTP side of the one listener: gRPC (h2c), gRPC-web (HTTP/1.1 and h2, binary and
+//! text), REST through the gateway, health, reflection, metrics and plain HTTP probes.
 //!
-//! Start-up: connect the pool, apply migrations, build the services, accept. The caller
-//! binds the listener and passes a shutdown future (tests bind `127.0.0.1:0`; `main` binds
-//! the configured address and passes SIGTERM/SIGINT). On shutdown the health service turns
-//! NOT_SERVING, the listener closes, and in-flight calls get `drain_timeout` to finish.
-//!
-//! With a certificate configured the listener speaks TLS instead (see [`crate::tls`]); the
-//! handshake runs in each connection's task, never in the accept loop.
+//! `router` assembles every route over a built service; `accept` runs the accept loop
+//! (plaintext, or TLS with the handshake in each connection's task, never in the loop) and
+//! hands each connection to hyper under a [`GracefulShutdown`] watcher. The lifecycle around
+//! them (start-up, background tasks, shutdown and drain) is [`crate::app`]'s; [`serve`] is the
+//! one-call form of `App::build` + `App::run`.
 //!
 //! Each gRPC service is wrapped in tonic-web's layer individually (wrapping the merged
 //! router would answer 400 to every plain HTTP/1.1 request) and in [`DeadlineLayer`].
@@ -32,183 +30,50 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use crate::app::StartError;
 use crate::{
     FILE_DESCRIPTOR_SET,
+    app::{App, supervisor::Restarts},
     auth::{
         Authenticator,
-        jwt::JwtVerifier,
         layer::AuthLayer,
         limits::{ConcurrencyLimitLayer, RateLimits},
         scopes,
     },
     config::ServeSettings,
-    db,
     grpc::{CustomerApi, deadline::DeadlineLayer},
     metrics::{Metrics, MetricsLayer, Snapshot},
     pb::customer_service_server::CustomerServiceServer,
-    relay::{Relay, RelayStatus},
-    service::{CustomerService, page_token::PageTokens},
+    relay::RelayStatus,
+    service::CustomerService,
     tls::{self, TlsAcceptor},
 };
-
-/// Shortest accepted page-token signing key.
-const MIN_PAGE_TOKEN_KEY_BYTES: usize = 16;
 
 /// Largest response message (a full page or batch of customers fits easily).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Errors that stop the server from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The database could not be prepared.
-    #[error(transparent)]
-    Database(#[from] db::SetupError),
-    /// Reflection could not be built from the descriptor sets.
-    #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The REST gateway could not be built from the descriptors.
-    #[error("REST gateway: {0}")]
-    Gateway(#[from] gateway::BuildError),
-    /// Token verification could not be set up.
-    #[error("authentication: {0}")]
-    Auth(#[from] crate::auth::jwt::JwtSetupError),
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The TLS certificate, key or client CA could not be loaded.
-    #[error("TLS: {0}")]
-    Tls(#[from] tls::TlsError),
-}
-
-/// Serves until `shutdown` resolves, then drains. Returns once every connection is closed or
-/// the drain timeout passed.
+/// Builds the app and serves until `shutdown` resolves, then drains: `App::build` followed
+/// by `App::run`. Returns once every connection is closed or the drain timeout passed.
 pub async fn serve(
     settings: ServeSettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    if settings
-        .page_token_key
-        .as_ref()
-        .is_some_and(|key| key.len() < MIN_PAGE_TOKEN_KEY_BYTES)
-    {
-        return Err(StartError::Config(format!(
-            "PAGE_TOKEN_KEY must be at least {MIN_PAGE_TOKEN_KEY_BYTES} bytes"
-        )));
-    }
-    // Before any I/O: bad certificate or key files fail start-up, naming the file.
-    let tls: Option<TlsAcceptor> = tls::acceptor(&settings.tls)?;
-    let pool = db::connect(&settings.database).await?;
-    let applied = db::migrate(&pool).await?;
-    if applied > 0 {
-        tracing::info!(applied, "applied database migrations");
-    }
-    let page_tokens = match settings.page_token_key.as_deref() {
-        Some(secret) => PageTokens::from_secret(secret),
-        None => {
-            tracing::info!(
-                "PAGE_TOKEN_KEY is not set: page tokens are encrypted with the key stored in \
-                 the database (shared by every instance)"
-            );
-            let mut conn = pool
-                .get()
-                .await
-                .map_err(|e| db::SetupError::Connect(e.to_string()))?;
-            let key = db::keys::page_token_key(&mut conn)
-                .await
-                .map_err(db::SetupError::from)?;
-            PageTokens::from_key(&key)
-        }
-    };
-    let authenticator = if settings.auth.auth_disabled {
-        tracing::warn!(
-            "AUTHENTICATION IS DISABLED (--auth-disabled): every caller has every scope. \
-             Never run like this outside a local experiment."
-        );
-        Authenticator::disabled()
-    } else {
-        let jwt = JwtVerifier::new(&settings.auth.jwt()).await?;
-        if jwt.is_none() {
-            tracing::info!("no JWT_HS256_SECRET or JWKS_FILE: only API keys are accepted");
-        }
-        Authenticator::new(jwt, pool.clone())
-            .with_api_key_cache_ttl(settings.auth.api_key_cache_ttl)
-    };
-    let registry = crate::registry::RegistryClient::from_config(settings.registry.config())
-        .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
-    let service = CustomerService::new(pool.clone(), page_tokens)
-        .with_registry(registry)
-        .with_purge_after(
-            (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
-        );
-    let events = service.events().clone();
-    let relay = settings
-        .events
-        .nats_url
-        .is_some()
-        .then(|| Relay::new(pool, events.clone(), settings.events.clone()));
-    let relay_status = relay.as_ref().map(Relay::status);
+    App::build(settings).await?.run(listener, shutdown).await
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let ready = Arc::new(AtomicBool::new(false));
-    // Registered before the first connection, so Watch works from the start; the first probe
-    // runs before accepting, so the first Check already tells the truth.
-    let mut last_probe = None;
-    probe_once(&service, &health, &ready, &mut last_probe).await;
-    let background = [
-        tokio::spawn(probe_database(
-            service.clone(),
-            health.clone(),
-            ready.clone(),
-            settings.health_probe_interval,
-            last_probe,
-        )),
-        tokio::spawn(purge_request_ids(service.clone(), settings.request_id_ttl)),
-        tokio::spawn(purge_customers(
-            service.clone(),
-            settings.customer_purge_interval,
-        )),
-        tokio::spawn(events.clone().run_sequencer()),
-        tokio::spawn(
-            events
-                .clone()
-                .run_listener(settings.database.database_url.clone()),
-        ),
-        tokio::spawn(prune_events(
-            service.clone(),
-            settings.events.event_retention,
-            settings.events.event_prune_interval,
-            relay.is_none(),
-        )),
-        tokio::spawn(report_event_lag(service.clone(), relay_status.clone())),
-        tokio::spawn(async move {
-            if let Some(relay) = relay {
-                relay.run().await;
-            }
-        }),
-    ];
-
-    let router = router(
-        &settings,
-        service.clone(),
-        authenticator,
-        health_service,
-        ready.clone(),
-        relay_status,
-    )?;
-    let local = listener.local_addr().ok();
-    tracing::info!(
-        address = ?local,
-        tls = tls.is_some(),
-        mutual_tls = settings.tls.client_ca.is_some(),
-        "serving gRPC, gRPC-web and HTTP"
-    );
-
-    let graceful = GracefulShutdown::new();
+/// Accepts connections on `listener` until `shutdown` resolves, serving each with `router`
+/// (over TLS when `tls` is set) under a watcher of `graceful`, so the caller can drain them.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    graceful: &GracefulShutdown,
+    shutdown: impl Future<Output = ()>,
+) {
     let builder = Arc::new(connection_builder());
     tokio::pin!(shutdown);
     loop {
@@ -258,30 +123,6 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-
-    tracing::info!("shutting down: no new connections, draining in-flight calls");
-    ready.store(false, Ordering::SeqCst);
-    // Watch streams never finish on their own: end them so their connections can drain.
-    events.close();
-    for task in &background {
-        task.abort();
-    }
-    for service in [
-        <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-        "",
-    ] {
-        health
-            .set_service_status(service, tonic_health::ServingStatus::NotServing)
-            .await;
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(settings.drain_timeout) => {
-            tracing::warn!(timeout = ?settings.drain_timeout, "drain timeout: closing remaining connections");
-        }
-    }
-    Ok(())
 }
 
 /// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers.
@@ -301,14 +142,16 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Every route of the listener.
-fn router(
+/// Every route of the listener. `ready` is what `/readyz` reports (with a database ping);
+/// `relay` and `restarts` feed `/healthz/events` and `/metrics`.
+pub(crate) fn router(
     settings: &ServeSettings,
     service: CustomerService,
     authenticator: Authenticator,
     health_service: impl GrpcService,
     ready: Arc<AtomicBool>,
     relay: Option<Arc<RelayStatus>>,
+    restarts: Restarts,
 ) -> Result<Router, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
@@ -380,6 +223,7 @@ fn router(
                 move |headers: http::HeaderMap| {
                     let (service, authenticator) = (service.clone(), authenticator.clone());
                     let (metrics, relay) = (metrics.clone(), relay.clone());
+                    let restarts = restarts.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
                             return docs_unauthorized();
@@ -390,6 +234,7 @@ fn router(
                             pool_idle: idle,
                             pool_max,
                             relay: relay.map(|relay| (relay.connected(), relay.published())),
+                            task_restarts: restarts.snapshot(),
                         });
                         (
                             StatusCode::OK,
@@ -602,90 +447,6 @@ async fn readyz(
     }
 }
 
-/// Keeps the gRPC health status in step with the database: SERVING while it answers.
-async fn probe_database(
-    service: CustomerService,
-    health: HealthReporter,
-    ready: Arc<AtomicBool>,
-    interval: Duration,
-    mut last: Option<bool>,
-) {
-    loop {
-        tokio::time::sleep(interval).await;
-        probe_once(&service, &health, &ready, &mut last).await;
-    }
-}
-
-/// Pings the database once and reports a change of state.
-async fn probe_once(
-    service: &CustomerService,
-    health: &HealthReporter,
-    ready: &AtomicBool,
-    last: &mut Option<bool>,
-) {
-    let up = matches!(
-        tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
-        Ok(Ok(()))
-    );
-    if *last == Some(up) {
-        return;
-    }
-    let status = if up {
-        tracing::info!("database reachable: SERVING");
-        tonic_health::ServingStatus::Serving
-    } else {
-        tracing::warn!("database unreachable: NOT_SERVING");
-        tonic_health::ServingStatus::NotServing
-    };
-    health
-        .set_service_status(
-            <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-            status,
-        )
-        .await;
-    health.set_service_status("", status).await;
-    ready.store(up, Ordering::SeqCst);
-    *last = Some(up);
-}
-
-/// Forgets expired request ids every hour.
-async fn purge_request_ids(service: CustomerService, ttl: Duration) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        every.tick().await;
-        match service.purge_request_ids(ttl).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "forgot expired request ids"),
-            Err(error) => tracing::warn!(%error, "purging request ids failed"),
-        }
-    }
-}
-
-/// Purges soft-deleted customers past their retention, a batch at a time.
-async fn purge_customers(service: CustomerService, interval: Duration) {
-    const BATCH: i64 = 100;
-    let mut every = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        loop {
-            match service.purge_expired(BATCH).await {
-                Ok(0) => break,
-                Ok(purged) => {
-                    tracing::info!(purged, "purged customers past their retention");
-                    if purged < BATCH as usize {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "purging customers failed");
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// The event pipeline in numbers: events not yet published, the age of the oldest, and the
 /// relay's broker connection. 503 when the database cannot answer.
 async fn event_health(
@@ -703,6 +464,7 @@ async fn event_health(
                     "enabled": true,
                     "connected": status.connected(),
                     "published": status.published(),
+                    "leading": status.leading(),
                 }),
             };
             let body = serde_json::json!({
@@ -717,47 +479,6 @@ async fn event_health(
             json,
             serde_json::json!({"error": error.to_string()}).to_string(),
         ),
-    }
-}
-
-/// Logs the relay's lag every 30 s while events wait (warning once the oldest is a minute old).
-async fn report_event_lag(service: CustomerService, relay: Option<Arc<RelayStatus>>) {
-    let Some(relay) = relay else { return };
-    let mut every = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        every.tick().await;
-        let Ok((unpublished, Some(oldest))) = service.events().unpublished_lag().await else {
-            continue;
-        };
-        let age = (chrono::Utc::now() - oldest).num_seconds();
-        if age >= 60 {
-            tracing::warn!(
-                unpublished,
-                oldest_age_seconds = age,
-                connected = relay.connected(),
-                "events are waiting to be published"
-            );
-        } else {
-            tracing::info!(unpublished, oldest_age_seconds = age, "event relay lag");
-        }
-    }
-}
-
-/// Removes events older than the retention period, every `interval`.
-async fn prune_events(
-    service: CustomerService,
-    retention: Duration,
-    interval: Duration,
-    include_unpublished: bool,
-) {
-    let mut every = tokio::time::interval(interval.max(Duration::from_secs(1)));
-    loop {
-        every.tick().await;
-        match service.events().prune(retention, include_unpublished).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "removed events past retention"),
-            Err(error) => tracing::warn!(%error, "pruning events failed"),
-        }
     }
 }
 

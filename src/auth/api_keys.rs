@@ -7,34 +7,15 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{AuthError, Principal, scopes};
-use crate::db::{Pool, schema::api_keys};
+pub use crate::db::api_keys::KeyInfo;
+use crate::db::{Pool, api_keys as queries};
 
 /// The prefix of every key (recognisable in secret scanners and logs).
 pub const PREFIX: &str = "cak_";
-
-/// A stored key, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
-pub struct KeyInfo {
-    /// Key id.
-    pub id: Uuid,
-    /// Human label.
-    pub name: String,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Expiry, if any.
-    pub expire_time: Option<DateTime<Utc>>,
-    /// Revocation time, if revoked.
-    pub revoke_time: Option<DateTime<Utc>>,
-}
 
 /// Errors of key management.
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +62,8 @@ impl ApiKeys {
             .get()
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let row: Option<(Vec<u8>, KeyInfo)> = api_keys::table
-            .find(id)
-            .select((api_keys::secret_hash, KeyInfo::as_select()))
-            .first(&mut conn)
+        let row = queries::find(&mut conn, id)
             .await
-            .optional()
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let (stored_hash, info) = row.ok_or_else(|| invalid("unknown key"))?;
         if !constant_time_eq(&stored_hash, &hash(secret)) {
@@ -133,18 +110,18 @@ pub async fn create(
         .get()
         .await
         .map_err(|e| KeyError::Database(e.to_string()))?;
-    let info = diesel::insert_into(api_keys::table)
-        .values((
-            api_keys::id.eq(id),
-            api_keys::name.eq(name),
-            api_keys::secret_hash.eq(hash(&secret)),
-            api_keys::scopes.eq(granted),
-            api_keys::expire_time.eq(expire_time),
-        ))
-        .returning(KeyInfo::as_returning())
-        .get_result(&mut conn)
-        .await
-        .map_err(|e| KeyError::Database(e.to_string()))?;
+    let info = queries::insert(
+        &mut conn,
+        queries::NewKey {
+            id,
+            name,
+            secret_hash: &hash(&secret),
+            scopes: granted,
+            expire_time,
+        },
+    )
+    .await
+    .map_err(|e| KeyError::Database(e.to_string()))?;
     Ok((info, format!("{PREFIX}{}_{secret}", id.simple())))
 }
 
@@ -154,10 +131,7 @@ pub async fn list(pool: &Pool) -> Result<Vec<KeyInfo>, KeyError> {
         .get()
         .await
         .map_err(|e| KeyError::Database(e.to_string()))?;
-    api_keys::table
-        .select(KeyInfo::as_select())
-        .order(api_keys::create_time.desc())
-        .load(&mut conn)
+    queries::list(&mut conn)
         .await
         .map_err(|e| KeyError::Database(e.to_string()))
 }
@@ -168,16 +142,9 @@ pub async fn revoke(pool: &Pool, id: Uuid) -> Result<bool, KeyError> {
         .get()
         .await
         .map_err(|e| KeyError::Database(e.to_string()))?;
-    diesel::update(
-        api_keys::table
-            .find(id)
-            .filter(api_keys::revoke_time.is_null()),
-    )
-    .set(api_keys::revoke_time.eq(Some(Utc::now())))
-    .execute(&mut conn)
-    .await
-    .map(|n| n == 1)
-    .map_err(|e| KeyError::Database(e.to_string()))
+    queries::revoke(&mut conn, id, Utc::now())
+        .await
+        .map_err(|e| KeyError::Database(e.to_string()))
 }
 
 fn parse(key: &str) -> Option<(Uuid, &str)> {

@@ -9,18 +9,24 @@
 //! late, which a raw BIGSERIAL cursor would.
 //!
 //! The relay reads positioned, unpublished events in position order and marks them published
-//! after the broker acknowledged them; retention deletes old published events.
+//! after the broker acknowledged them (through its lease connection, see [`super::relay`]);
+//! retention deletes old published events. Readers never lock: [`has_unsequenced`] tells them
+//! whether to wait for a sequencer run, and [`Listener`] announces positions as they are
+//! assigned.
 
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
     sql_types::{BigInt, Nullable, Timestamptz},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::filter::condition;
-use super::schema::{event_log, events};
+use super::{
+    Pool,
+    filter::condition,
+    schema::{event_log, events},
+};
 use crate::{
     domain::{
         customer::Customer,
@@ -101,9 +107,17 @@ struct Assigned {
 
 /// Numbers up to `limit` committed, unnumbered events in insertion order, after the last
 /// number handed out, and announces the new last position. Returns it when any event was
-/// numbered. Must run in its own transaction (the `event_log` row lock is what serialises
+/// numbered. Runs in a transaction of its own (the `event_log` row lock is what serialises
 /// sequencers; it is held until commit, so numbers commit in order).
 pub async fn assign_positions(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Option<i64>> {
+    conn.transaction(async |conn| assign_positions_locked(conn, limit).await)
+        .await
+}
+
+async fn assign_positions_locked(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> QueryResult<Option<i64>> {
@@ -142,6 +156,65 @@ pub async fn assign_positions(
         .execute(conn)
         .await?;
     Ok(Some(new_last))
+}
+
+/// Whether any committed event is still waiting for its position. A plain read (no lock): a
+/// reader that sees `true` asks the sequencer to run and waits for it.
+pub async fn has_unsequenced(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        events::table.filter(events::position.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// A connection of its own subscribed to [`SEQUENCED_CHANNEL`]: positions assigned by any
+/// instance, as they are announced.
+pub struct Listener {
+    conn: AsyncPgConnection,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Opens a dedicated connection (outside the pool: it stays subscribed for the life of
+    /// the listener), subscribes, then reads the last position handed out, so that nothing
+    /// numbered before the subscription is missed. Returns the listener and that position.
+    pub async fn start(pool: &Pool) -> Result<(Self, i64), ListenError> {
+        let mut conn = pool
+            .dedicated_connection()
+            .await
+            .map_err(|e| ListenError::Connect(e.to_string()))?;
+        diesel::sql_query(format!("LISTEN {SEQUENCED_CHANNEL}"))
+            .execute(&mut conn)
+            .await?;
+        let (last, _) = log_state(&mut conn).await?;
+        Ok((Self { conn }, last))
+    }
+
+    /// The positions announced from now on (`None` for a payload that is not a position);
+    /// ends, or yields an error, when the connection is lost.
+    pub fn positions(&mut self) -> impl futures_util::Stream<Item = QueryResult<Option<i64>>> + '_ {
+        use futures_util::StreamExt;
+        self.conn
+            .notifications_stream()
+            .map(|notification| notification.map(|n| n.payload.parse::<i64>().ok()))
+    }
+}
+
+/// Why the notification listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// No connection could be opened.
+    #[error("cannot open the event notification connection: {0}")]
+    Connect(String),
+    /// A statement failed.
+    #[error("event notification connection: {0}")]
+    Query(#[from] diesel::result::Error),
 }
 
 /// The last position handed out and the highest position removed by retention.

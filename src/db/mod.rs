@@ -9,11 +9,18 @@
 //!   itself after a restart with no manual action.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
-//! - [`customers`], [`companies`], [`notes`], [`events`] and [`request_ids`]: the queries,
-//!   one function per statement.
+//! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`] and [`api_keys`]:
+//!   the queries, one function per statement.
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
 //! - [`filter`]: the typed filter of each listing as a SQL condition.
+//! - [`relay`]: the outbox relay's lease, a session-level advisory lock on a connection of
+//!   its own.
+//! - [`store`]: the core's storage seam over PostgreSQL; [`error`]: database failures
+//!   classified once.
+//!
+//! No module outside `db` builds SQL: the others call these functions with a connection.
 
+pub mod api_keys;
 pub mod companies;
 pub mod customers;
 pub mod error;
@@ -22,6 +29,7 @@ pub mod filter;
 pub mod keys;
 pub mod models;
 pub mod notes;
+pub mod relay;
 pub mod request_ids;
 pub mod schema;
 pub mod store;
@@ -120,7 +128,7 @@ async fn setup_connection(
     Ok(conn)
 }
 
-/// Whether the database answers: one round trip.
+/// Whether the database answers a trivial query on `conn` (health checks).
 pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).await.map(drop)
 }

@@ -1,23 +1,35 @@
 //! The change stream: reading the event log, in commit order, and following it live.
 //!
 //! Events are written by the customer, company and note use cases inside their transactions
-//! (see [`record`]). This module numbers them in commit order (the *sequencer*, woken after every
+//! (see `record`). This module numbers them in commit order (the *sequencer*, woken after every
 //! local commit and by a slow timer for events committed by other instances), lists them
 //! (ListCustomerEvents) and streams them (WatchCustomerEvents). Watchers are woken by a
 //! `watch` channel holding the last known position, fed by the local sequencer and by a
 //! `LISTEN` connection for positions assigned by other instances, so nobody polls in a
 //! tight loop.
 //!
+//! Only the sequencer takes the `event_log` lock; reads never do. A list or a watch that
+//! starts while committed events still wait for their position (a plain, lock-free check)
+//! asks the sequencer for a run and waits, bounded, until a run that began after the request
+//! has finished: that run's snapshot includes every write that returned before the read, on
+//! this instance or another, so a client always sees its own writes.
+//!
 //! Resume tokens carry a position. Positions are assigned after commit, so "every event
 //! after position p" is exact even when transactions commit out of their start order.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::{
     DEFAULT_PAGE_SIZE, Error, MAX_PAGE_SIZE, Result, error::reason, page_token::PageTokens,
@@ -48,6 +60,10 @@ const SEQUENCER_SWEEP: Duration = Duration::from_millis(500);
 /// Watchers re-check the log this often even without a wake-up, as a safety net for a lost
 /// notification (e.g. while the LISTEN connection reconnects).
 const WATCH_SAFETY_NET: Duration = Duration::from_secs(5);
+/// How long a read waits for the sequencer to number what committed before it; beyond
+/// that the sequencer is failing (it retries with backoff) and the read answers UNAVAILABLE
+/// rather than a page that may miss the caller's own write.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A ListCustomerEvents request.
 #[derive(Debug, Clone, Default)]
@@ -81,8 +97,13 @@ pub struct EventLog {
 struct Inner {
     pool: Pool,
     page_tokens: PageTokens,
-    /// Wakes the sequencer after a local commit.
+    /// Wakes the sequencer after a local commit or a reader's request.
     committed: Notify,
+    /// Sequencer runs asked for so far (a ticket number per request).
+    requested: AtomicU64,
+    /// The highest ticket that a finished sequencer run covers: a run covers every ticket
+    /// issued before it started.
+    sequenced: watch::Sender<u64>,
     /// The last position known to be assigned (locally or by another instance).
     positions: watch::Sender<i64>,
     /// Set when the server shuts down: watches end so connections can drain.
@@ -97,6 +118,8 @@ impl EventLog {
                 pool,
                 page_tokens,
                 committed: Notify::new(),
+                requested: AtomicU64::new(0),
+                sequenced: watch::Sender::new(0),
                 positions: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
             }),
@@ -105,7 +128,38 @@ impl EventLog {
 
     /// Tells the sequencer that a transaction with events committed.
     pub fn committed(&self) {
+        self.request_run();
+    }
+
+    /// Asks the sequencer for a run; returns the ticket that run will cover.
+    fn request_run(&self) -> u64 {
+        let ticket = self.inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.committed.notify_one();
+        ticket
+    }
+
+    /// Returns once every event committed before the call has a position: at once when none
+    /// is waiting (one lock-free read), else after a sequencer run that started later.
+    async fn catch_up(&self) -> Result<()> {
+        let mut conn = self.inner.pool.get().await?;
+        let pending = queries::has_unsequenced(&mut conn).await?;
+        drop(conn);
+        if !pending {
+            return Ok(());
+        }
+        let ticket = self.request_run();
+        let mut finished = self.inner.sequenced.subscribe();
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, finished.wait_for(|run| *run >= ticket)).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                tracing::warn!(
+                    timeout = ?CATCH_UP_TIMEOUT,
+                    "the event sequencer did not catch up; answering UNAVAILABLE"
+                );
+                Err(Error::database_unavailable())
+            }
+        }
     }
 
     /// A receiver of the last assigned position, changed whenever events are numbered.
@@ -129,17 +183,12 @@ impl EventLog {
     }
 
     /// Numbers every committed, unnumbered event. Returns the last position assigned.
+    /// Takes the global `event_log` lock: only the sequencer task calls it.
     pub async fn sequence(&self) -> Result<Option<i64>> {
         let mut conn = self.inner.pool.get().await?;
         let mut last = None;
         loop {
-            let assigned = conn
-                .transaction(async |conn| {
-                    queries::assign_positions(conn, SEQUENCE_BATCH)
-                        .await
-                        .map_err(Error::from)
-                })
-                .await?;
+            let assigned = queries::assign_positions(&mut conn, SEQUENCE_BATCH).await?;
             match assigned {
                 Some(position) => {
                     self.advance(position);
@@ -150,60 +199,83 @@ impl EventLog {
         }
     }
 
-    /// Runs the sequencer until the task is aborted: after every local commit, and every
-    /// [`SEQUENCER_SWEEP`] for events committed by instances that did not number them.
-    pub async fn run_sequencer(self) {
+    /// Runs the sequencer until `stop` is cancelled: after every local commit or reader's
+    /// request, and every `SEQUENCER_SWEEP` for events committed by instances that did not
+    /// number them. Each successful run reports the tickets it covers to waiting readers.
+    pub async fn run_sequencer(self, stop: CancellationToken) {
         let mut failures = 0_u32;
         loop {
             tokio::select! {
                 () = self.inner.committed.notified() => {}
                 () = tokio::time::sleep(SEQUENCER_SWEEP) => {}
+                () = stop.cancelled() => return,
             }
+            // Read before the run: the run's snapshot includes every commit made before any
+            // ticket up to this one was issued.
+            let ticket = self.inner.requested.load(Ordering::SeqCst);
             match self.sequence().await {
-                Ok(_) => failures = 0,
+                Ok(_) => {
+                    failures = 0;
+                    self.inner.sequenced.send_if_modified(|covered| {
+                        let newer = ticket > *covered;
+                        if newer {
+                            *covered = ticket;
+                        }
+                        newer
+                    });
+                }
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%error, failures, "numbering events failed; retrying");
-                    tokio::time::sleep(backoff(failures)).await;
+                    if stop
+                        .run_until_cancelled(tokio::time::sleep(backoff(failures)))
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
                 }
             }
         }
     }
 
     /// Follows positions assigned by any instance through `LISTEN` on a dedicated
-    /// connection, reconnecting with backoff, until the task is aborted.
-    pub async fn run_listener(self, database_url: String) {
+    /// connection, reconnecting with backoff, until `stop` is cancelled.
+    pub async fn run_listener(self, stop: CancellationToken) {
         let mut failures = 0_u32;
         loop {
-            match self.listen(&database_url).await {
-                Ok(()) => failures = 0,
-                Err(error) => {
+            match stop.run_until_cancelled(self.listen()).await {
+                None => return,
+                Some(Ok(())) => failures = 0,
+                Some(Err(error)) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%error, failures, "event notifications lost; reconnecting");
                 }
             }
-            tokio::time::sleep(backoff(failures)).await;
+            if stop
+                .run_until_cancelled(tokio::time::sleep(backoff(failures)))
+                .await
+                .is_none()
+            {
+                return;
+            }
         }
     }
 
-    async fn listen(&self, database_url: &str) -> Result<()> {
-        let mut conn = AsyncPgConnection::establish(database_url)
-            .await
-            .map_err(|error| Error::Unavailable {
-                message: format!("cannot open the event notification connection: {error}"),
-                reason: super::error::reason::DATABASE_UNAVAILABLE,
-                retry_after: Duration::from_secs(1),
-            })?;
-        diesel::sql_query(format!("LISTEN {}", queries::SEQUENCED_CHANNEL))
-            .execute(&mut conn)
-            .await?;
+    async fn listen(&self) -> Result<()> {
+        let (mut listener, last) =
+            queries::Listener::start(&self.inner.pool)
+                .await
+                .map_err(|error| Error::Unavailable {
+                    message: error.to_string(),
+                    reason: super::error::reason::DATABASE_UNAVAILABLE,
+                    retry_after: Duration::from_secs(1),
+                })?;
         // Anything numbered while we were not listening.
-        let (last, _) = queries::log_state(&mut conn).await?;
         self.advance(last);
-        let mut notifications = std::pin::pin!(conn.notifications_stream());
-        while let Some(notification) = notifications.next().await {
-            let notification = notification?;
-            if let Ok(position) = notification.payload.parse::<i64>() {
+        let mut positions = std::pin::pin!(listener.positions());
+        while let Some(position) = positions.next().await {
+            if let Some(position) = position? {
                 self.advance(position);
             }
         }
@@ -254,9 +326,9 @@ impl EventLog {
                     Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string())
                 })?,
         };
-        // Number what has committed so far, so a client listing right after its own write
-        // sees that write's event.
-        self.sequence().await?;
+        // Wait until what has committed so far is numbered, so a client listing right after
+        // its own write sees that write's event.
+        self.catch_up().await?;
         let customer = parent.resource();
         let mut conn = self.inner.pool.get().await?;
         let mut rows = queries::list(
@@ -345,8 +417,8 @@ impl EventLog {
     ) {
         let mut positions = self.positions();
         let mut closing = self.inner.closing.subscribe();
-        // Number anything committed before the watch started that no sequencer has seen yet.
-        if let Err(error) = self.sequence().await {
+        // Wait until anything committed before the watch started is numbered.
+        if let Err(error) = self.catch_up().await {
             let _ = sender.send(Err(error)).await;
             return;
         }

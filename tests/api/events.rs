@@ -780,17 +780,17 @@ async fn rest_lists_events_and_streams_the_watch_as_ndjson() {
 // NATS JetStream
 
 /// A stream name and subject prefix of this test's own, so parallel tests never mix.
-fn private_stream() -> (String, String) {
+pub(crate) fn private_stream() -> (String, String) {
     let id = Uuid::new_v4().simple().to_string();
     (format!("TEST_EVENTS_{id}"), format!("test.{id}.events"))
 }
 
-async fn jetstream_context(url: &str) -> jetstream::Context {
+pub(crate) async fn jetstream_context(url: &str) -> jetstream::Context {
     jetstream::new(async_nats::connect(url).await.expect("connect to NATS"))
 }
 
 /// Waits until `stream` holds `n` messages and returns them in stream order.
-async fn stream_messages(
+pub(crate) async fn stream_messages(
     js: &jetstream::Context,
     stream: &str,
     n: u64,
@@ -819,7 +819,7 @@ async fn stream_messages(
     messages
 }
 
-fn header<'a>(message: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
+pub(crate) fn header<'a>(message: &'a jetstream::message::StreamMessage, name: &str) -> &'a str {
     message
         .headers
         .get(name)
@@ -828,7 +828,7 @@ fn header<'a>(message: &'a jetstream::message::StreamMessage, name: &str) -> &'a
 }
 
 /// Asserts the messages are each stored event exactly once, in per-customer order.
-fn assert_exactly_once_in_order(
+pub(crate) fn assert_exactly_once_in_order(
     messages: &[jetstream::message::StreamMessage],
     stored: &[pb::CustomerEvent],
 ) {
@@ -941,7 +941,7 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
 }
 
 /// GET a plain JSON endpoint.
-async fn reqwest_json(app: &TestApp, path: &str) -> serde_json::Value {
+pub(crate) async fn reqwest_json(app: &TestApp, path: &str) -> serde_json::Value {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::{client::legacy::Client, rt::TokioExecutor};
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();

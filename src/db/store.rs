@@ -101,7 +101,7 @@ impl Transact<AsyncPgConnection> for PgStore {
         F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send,
     {
         let mut conn = self.pool.get().await?;
-        body(&mut *conn).await
+        body(&mut conn).await
     }
 }
 

@@ -61,7 +61,8 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 test: ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
-	$(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS)
+	status=0; $(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS) || status=$$?; \
+	scripts/drop-test-databases.sh; exit $$status
 
 bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to BENCHMARKS.md
 	@# Two invocations: built together, feature unification would give the server the client's

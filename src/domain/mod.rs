@@ -26,6 +26,7 @@ pub mod legacy;
 pub mod names;
 pub mod note;
 pub mod order_by;
+pub mod syntax;
 
 /// One invalid field of a request: its proto field path (e.g. `customer.address.country_code`,
 /// `customer.labels["Env"]`, `update_mask.paths[1]`) and what is wrong with it.

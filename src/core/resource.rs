@@ -8,6 +8,7 @@
 
 use std::{fmt::Display, future::Future, time::Duration};
 
+use prost::Message as _;
 use uuid::Uuid;
 
 use super::{
@@ -56,6 +57,8 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     type Data: Clone + PartialEq + Send + Sync + 'static;
     /// The fields an update mask may name.
     type Field: MaskField<Input = Self::Input>;
+    /// Its contract message (`customer.v1.Customer`, …): what every transport answers.
+    type Message: prost::Message + Default + Send + 'static;
 
     /// The resource type (`customer.example.com/Customer`).
     const TYPE: &'static str;
@@ -97,8 +100,16 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     fn stand_in() -> Self::Input;
     /// The fields a client set: the implied mask when a request carries none.
     fn present_fields(input: &Self::Input) -> Vec<Self::Field>;
+    /// The resource as its contract message.
+    fn to_message(self) -> Self::Message;
+    /// The client-settable fields of a message; output-only fields are ignored (AIP-203).
+    fn input_from(message: &Self::Message) -> Self::Input;
+    /// Raw input as its message, every other field unset.
+    fn input_message(input: &Self::Input) -> Self::Message;
     /// The input as canonical protobuf bytes of its contract message (fingerprints).
-    fn canonical_input(input: &Self::Input) -> Vec<u8>;
+    fn canonical_input(input: &Self::Input) -> Vec<u8> {
+        Self::input_message(input).encode_to_vec()
+    }
     /// The input as version-1 fingerprints spelled it (frozen).
     fn legacy_input(input: &Self::Input) -> String;
 

@@ -6,11 +6,11 @@
 //! customer writes that refer to it share-lock it, so from then on no new live customer can
 //! join it.
 
-use prost::Message;
 use uuid::Uuid;
 
 use super::customers::apply_label;
 use crate::{
+    convert::timestamp,
     core::{
         mask::{MaskField, label_path},
         resource::{Events, Reasons, Resource},
@@ -33,6 +33,7 @@ impl Resource for Company {
     type Input = CompanyInput;
     type Data = CompanyData;
     type Field = CompanyField;
+    type Message = pb::Company;
 
     const TYPE: &'static str = COMPANY_TYPE;
     const PROTO: &'static str = "customer.v1.Company";
@@ -98,7 +99,34 @@ impl Resource for Company {
         input.present_fields()
     }
 
-    fn canonical_input(input: &CompanyInput) -> Vec<u8> {
+    fn to_message(self) -> pb::Company {
+        let name = self.name().to_string();
+        let etag = Resource::etag(&self);
+        let data = self.data;
+        pb::Company {
+            name,
+            uid: self.id.to_string(),
+            display_name: data.display_name,
+            domain: data.domain.unwrap_or_default(),
+            business_id: data.business_id.unwrap_or_default(),
+            labels: data.labels,
+            etag,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+            delete_time: self.delete_time.map(timestamp),
+        }
+    }
+
+    fn input_from(company: &pb::Company) -> CompanyInput {
+        CompanyInput {
+            display_name: company.display_name.clone(),
+            domain: company.domain.clone(),
+            business_id: company.business_id.clone(),
+            labels: company.labels.clone(),
+        }
+    }
+
+    fn input_message(input: &CompanyInput) -> pb::Company {
         pb::Company {
             display_name: input.display_name.clone(),
             domain: input.domain.clone(),
@@ -106,7 +134,6 @@ impl Resource for Company {
             labels: input.labels.clone(),
             ..pb::Company::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &CompanyInput) -> String {

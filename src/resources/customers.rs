@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use prost::Message;
 use uuid::Uuid;
 
 use crate::{
+    convert::{self, timestamp},
     core::{
         mask::{MaskField, label_path},
         resource::{Events, Reasons, Resource},
@@ -33,6 +33,7 @@ impl Resource for Customer {
     type Input = CustomerInput;
     type Data = CustomerData;
     type Field = CustomerField;
+    type Message = pb::Customer;
 
     const TYPE: &'static str = CUSTOMER_TYPE;
     const PROTO: &'static str = "customer.v1.Customer";
@@ -103,20 +104,58 @@ impl Resource for Customer {
         input.present_fields()
     }
 
-    fn canonical_input(input: &CustomerInput) -> Vec<u8> {
+    fn to_message(self) -> pb::Customer {
+        let name = self.name().to_string();
+        let etag = Resource::etag(&self);
+        let data = self.data;
+        pb::Customer {
+            name,
+            uid: self.id.to_string(),
+            given_name: data.given_name,
+            family_name: data.family_name,
+            email: data.email,
+            phone: data.phone.unwrap_or_default(),
+            address: data.address.map(convert::address_to_proto),
+            status: i32::from(data.status.number()),
+            company: data.company.unwrap_or_default(),
+            business_id: data.business_id.unwrap_or_default(),
+            labels: data.labels,
+            etag,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+            delete_time: self.delete_time.map(timestamp),
+            expire_time: self.expire_time.map(timestamp),
+            business_info: None,
+        }
+    }
+
+    fn input_from(customer: &pb::Customer) -> CustomerInput {
+        CustomerInput {
+            given_name: customer.given_name.clone(),
+            family_name: customer.family_name.clone(),
+            email: customer.email.clone(),
+            phone: customer.phone.clone(),
+            address: customer.address.clone().map(convert::address_from_proto),
+            status: customer.status,
+            company: customer.company.clone(),
+            business_id: customer.business_id.clone(),
+            labels: customer.labels.clone(),
+        }
+    }
+
+    fn input_message(input: &CustomerInput) -> pb::Customer {
         pb::Customer {
             given_name: input.given_name.clone(),
             family_name: input.family_name.clone(),
             email: input.email.clone(),
             phone: input.phone.clone(),
-            address: input.address.clone().map(crate::convert::address_to_proto),
+            address: input.address.clone().map(convert::address_to_proto),
             status: input.status,
             company: input.company.clone(),
             business_id: input.business_id.clone(),
             labels: input.labels.clone(),
             ..pb::Customer::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &CustomerInput) -> String {

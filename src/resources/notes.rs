@@ -7,10 +7,10 @@
 //! delete of the customer take turns. Notes are hard-deleted: their history lives on in the
 //! event log, where a deletion takes the number after the note's last version.
 
-use prost::Message;
 use uuid::Uuid;
 
 use crate::{
+    convert::timestamp,
     core::{
         mask::{Mask, MaskField},
         resource::{Events, Reasons, Resource},
@@ -33,6 +33,7 @@ impl Resource for Note {
     type Input = NoteInput;
     type Data = NoteData;
     type Field = NoteField;
+    type Message = pb::Note;
 
     const TYPE: &'static str = NOTE_TYPE;
     const PROTO: &'static str = "customer.v1.Note";
@@ -99,12 +100,28 @@ impl Resource for Note {
         }
     }
 
-    fn canonical_input(input: &NoteInput) -> Vec<u8> {
+    fn to_message(self) -> pb::Note {
+        pb::Note {
+            name: self.name().to_string(),
+            etag: Resource::etag(&self),
+            text: self.data.text,
+            author: self.author,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+        }
+    }
+
+    fn input_from(note: &pb::Note) -> NoteInput {
+        NoteInput {
+            text: note.text.clone(),
+        }
+    }
+
+    fn input_message(input: &NoteInput) -> pb::Note {
         pb::Note {
             text: input.text.clone(),
             ..pb::Note::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &NoteInput) -> String {

@@ -5,13 +5,12 @@ use super::{CustomerService, Result};
 use crate::{
     core::{
         list::{self, Paging},
-        store::{Store, Transact},
-        write::{self, DeleteRequest},
+        store::Transact,
     },
     db::{self, customers::Cursor, store::PgStore},
     domain::{
         Violations,
-        company::{Company, CompanyInput},
+        company::Company,
         filter::{self, CompanyField},
         legacy,
         order_by::{self, CompanyOrder},
@@ -41,56 +40,6 @@ pub struct CompanyPage {
     pub companies: Vec<Company>,
     /// Token for the next page; empty on the last one.
     pub next_page_token: String,
-}
-
-/// An UpdateCompany request.
-pub type CompanyUpdateRequest = write::UpdateRequest<CompanyInput>;
-
-/// A DeleteCompany request.
-pub type CompanyDeleteRequest = DeleteRequest;
-
-impl<S> CustomerService<S>
-where
-    S: Transact<<S as Store>::Conn>,
-{
-    /// Creates a company. With a `request_id`, a retry returns the first result.
-    pub async fn create_company(
-        &self,
-        input: CompanyInput,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.create("", input, request_id, actor).await
-    }
-
-    /// Returns one company, deleted or not.
-    pub async fn get_company(&self, name: &str) -> Result<Company> {
-        self.writer.get(name).await
-    }
-
-    /// Changes the fields selected by the update mask (AIP-134), checking the etag.
-    pub async fn update_company(
-        &self,
-        request: CompanyUpdateRequest,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.update(request, actor).await
-    }
-
-    /// Soft-deletes a company (AIP-164): refused while live customers belong to it, unless
-    /// `force` detaches them in the same transaction.
-    pub async fn delete_company(
-        &self,
-        request: CompanyDeleteRequest,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.delete(request, actor).await
-    }
-
-    /// Restores a soft-deleted company (AIP-164).
-    pub async fn undelete_company(&self, name: &str, etag: &str, actor: &str) -> Result<Company> {
-        self.writer.undelete(name, etag, actor).await
-    }
 }
 
 impl CustomerService<PgStore> {

@@ -23,12 +23,12 @@ use crate::{
     core::{
         list::{self, Paging},
         store::{Store, Transact},
-        write::{self, DeleteRequest, Origin, Writer, collect},
+        write::{self, Origin, Writer, collect},
     },
     db::{self, Pool, customers::Cursor, store::PgStore},
     domain::{
         Violations,
-        customer::{Customer, CustomerInput},
+        customer::Customer,
         event::EventType,
         filter::{self, CustomerField},
         legacy, names,
@@ -71,9 +71,6 @@ pub struct Page {
     /// Token for the next page; empty on the last one.
     pub next_page_token: String,
 }
-
-/// An UpdateCustomer request.
-pub type UpdateRequest = write::UpdateRequest<CustomerInput>;
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -289,7 +286,7 @@ impl CustomerService<PgStore> {
         &self,
         name: &str,
     ) -> Result<(Customer, Option<crate::registry::BusinessInfo>)> {
-        let customer = self.get(name).await?;
+        let customer = self.writer.get::<Customer>(name).await?;
         let Some(business_id) = customer.data.business_id.clone() else {
             return Ok((customer, None));
         };
@@ -315,6 +312,12 @@ where
             page_tokens,
             registry: crate::registry::RegistryClient::disabled(),
         }
+    }
+
+    /// The write path of every resource: create, get, update, delete and undelete of
+    /// customers, companies and notes ([`Writer`]).
+    pub fn writer(&self) -> &Writer<S> {
+        &self.writer
     }
 
     /// This service with soft-deleted customers purged `after` their deletion (AIP-164);
@@ -350,48 +353,6 @@ where
             .lookup(business_id)
             .await
             .map_err(|error| error.into_service_error(business_id))
-    }
-
-    /// Registers a customer. With a `request_id`, a retry returns the first result.
-    pub async fn create(
-        &self,
-        input: CustomerInput,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Customer> {
-        self.writer.create("", input, request_id, actor).await
-    }
-
-    /// Returns one customer, deleted or not.
-    pub async fn get(&self, name: &str) -> Result<Customer> {
-        self.writer.get(name).await
-    }
-
-    /// Changes the fields selected by the update mask (AIP-134), checking the etag.
-    pub async fn update(&self, request: UpdateRequest, actor: &str) -> Result<Customer> {
-        self.writer.update(request, actor).await
-    }
-
-    /// Soft-deletes a customer (AIP-164); its email becomes free.
-    pub async fn delete(
-        &self,
-        name: &str,
-        etag: &str,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Customer> {
-        let request = DeleteRequest {
-            name: name.to_owned(),
-            etag: etag.to_owned(),
-            request_id: request_id.to_owned(),
-            force: false,
-        };
-        self.writer.delete(request, actor).await
-    }
-
-    /// Restores a soft-deleted customer.
-    pub async fn undelete(&self, name: &str, etag: &str, actor: &str) -> Result<Customer> {
-        self.writer.undelete(name, etag, actor).await
     }
 }
 

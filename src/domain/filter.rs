@@ -614,6 +614,9 @@ struct RawValue {
     quoted: bool,
 }
 
+/// How [`Parser::infix`] joins two operands (`Expr::And`, `Expr::Or`).
+type Combine<F> = fn(Box<Expr<F>>, Box<Expr<F>>) -> Expr<F>;
+
 /// Recursive-descent parser state.
 struct Parser<F> {
     chars: Vec<char>,
@@ -690,7 +693,7 @@ impl<F: FilterField> Parser<F> {
         &mut self,
         keyword: &str,
         operand: fn(&mut Self) -> Result<Expr<F>, FilterError>,
-        combine: fn(Box<Expr<F>>, Box<Expr<F>>) -> Expr<F>,
+        combine: Combine<F>,
     ) -> Result<Expr<F>, FilterError> {
         let mut lhs = operand(self)?;
         loop {

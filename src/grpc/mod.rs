@@ -135,13 +135,15 @@ macro_rules! name_and_etag {
 
 /// A delete request as the core's (only DeleteCompany has `force`).
 macro_rules! delete_request {
-    ($request:expr $(, $force:ident)?) => {
+    ($request:expr) => {
+        delete_request!($request, force: false)
+    };
+    ($request:expr, force: $force:expr) => {
         DeleteRequest {
             name: $request.name,
             etag: $request.etag,
             request_id: $request.request_id,
-            $(force: $request.$force,)?
-            ..DeleteRequest::default()
+            force: $force,
         }
     };
 }
@@ -351,7 +353,9 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::DeleteCompanyRequest>,
     ) -> RpcResult<pb::Company> {
         let (actor, request) = (actor(&request), request.into_inner());
-        let deleted: Company = self.delete(&actor, delete_request!(request, force)).await?;
+        let deleted: Company = self
+            .delete(&actor, delete_request!(request, force: request.force))
+            .await?;
         Ok(Response::new(deleted.to_message()))
     }
 

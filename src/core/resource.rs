@@ -6,10 +6,9 @@
 //! only some resources have (a note's parent must be live, a customer's company must be
 //! live, a company with customers is not deleted without `force`).
 
-use std::{fmt::Display, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
 use prost::Message as _;
-use uuid::Uuid;
 
 use super::{
     mask::{Mask, MaskField},
@@ -17,7 +16,7 @@ use super::{
     store::Storage,
 };
 use crate::{
-    domain::{FieldViolation, Violations, event::EventType},
+    domain::{Violations, event::EventType, names::ResourceName},
     service::{Error, Result, error::reason},
 };
 
@@ -47,10 +46,8 @@ pub struct Reasons {
 
 /// A resource the core can create, read, update and delete.
 pub trait Resource: Clone + Send + Sync + Replayable + 'static {
-    /// Its parsed name (`customers/{id}`, …).
-    type Name: Copy + Display + Send + Sync + 'static;
-    /// The name of its parent collection owner on create (`()` for top-level resources).
-    type Parent: Copy + Send + Sync + 'static;
+    /// Its parsed name (`customers/{id}`, …), which knows its parent's.
+    type Name: ResourceName;
     /// Its fields as a client sent them.
     type Input: Clone + Default + Send + Sync + 'static;
     /// Its mutable fields, validated.
@@ -75,13 +72,6 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     const REASONS: Reasons;
     /// Whether its delete has `force` (a part of version-1 fingerprints).
     const HAS_FORCE: bool = false;
-
-    /// Parses its name.
-    fn parse_name(field: &str, text: &str) -> Result<Self::Name, FieldViolation>;
-    /// Parses the parent of a create (`""` for top-level resources).
-    fn parse_parent(field: &str, text: &str) -> Result<Self::Parent, FieldViolation>;
-    /// The name of a new resource.
-    fn new_name(parent: Self::Parent, id: Uuid) -> Self::Name;
 
     /// Its name.
     fn name(&self) -> Self::Name;

@@ -16,7 +16,11 @@ use super::{
     store::{Claim, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody},
 };
 use crate::{
-    domain::{FieldViolation, Violations, event::EventType, names},
+    domain::{
+        FieldViolation, Violations,
+        event::EventType,
+        names::{self, ParentName, ResourceName},
+    },
     service::{Error, Result, Unreachable, error::reason},
 };
 
@@ -83,7 +87,10 @@ where
         S::Conn: Repository<R>,
     {
         let mut violations = Violations::new();
-        let parsed_parent = collect(&mut violations, R::parse_parent("parent", parent));
+        let parsed_parent = collect(
+            &mut violations,
+            <R::Name as ResourceName>::Parent::parse_parent("parent", parent),
+        );
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", request_id),
@@ -114,7 +121,7 @@ where
             },
             &legacy,
         );
-        let name = R::new_name(parsed_parent, Uuid::now_v7());
+        let name = R::Name::child(parsed_parent, Uuid::now_v7());
         let origin = Origin {
             actor: actor.to_owned(),
             request_id,
@@ -134,7 +141,7 @@ where
     where
         S::Conn: Repository<R>,
     {
-        let name = R::parse_name("name", name)?;
+        let name = R::Name::parse("name", name)?;
         let found = self
             .store
             .read(async move |conn: &mut S::Conn| {
@@ -160,7 +167,7 @@ where
         let mut violations = Violations::new();
         let name = collect(
             &mut violations,
-            R::parse_name(&format!("{}.name", R::FIELD), &request.name),
+            R::Name::parse(&format!("{}.name", R::FIELD), &request.name),
         );
         let request_id = collect(
             &mut violations,
@@ -242,7 +249,7 @@ where
         S::Conn: Repository<R>,
     {
         let mut violations = Violations::new();
-        let name = collect(&mut violations, R::parse_name("name", &request.name));
+        let name = collect(&mut violations, R::Name::parse("name", &request.name));
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", &request.request_id),
@@ -290,7 +297,7 @@ where
     where
         S::Conn: Restore<R>,
     {
-        let name = R::parse_name("name", name)?;
+        let name = R::Name::parse("name", name)?;
         tracing::debug!(resource = %name, "undeleting {}", R::FIELD);
         let etag = etag.to_owned();
         let origin = Origin {

@@ -526,12 +526,7 @@ pub fn is_label_key(key: &str) -> bool {
 /// Shortens echoed input in messages, with email addresses and phone numbers masked (first,
 /// so that a cut one is still recognised).
 pub(crate) fn clip(text: &str) -> String {
-    const MAX: usize = 64;
-    let text = crate::redact::mask_pii(text);
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
+    super::syntax::clip(text, 64)
 }
 
 #[cfg(test)]

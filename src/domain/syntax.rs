@@ -42,14 +42,16 @@ impl std::error::Error for SyntaxError {}
 
 /// Shortens user input for inclusion in an error message.
 pub(crate) fn snippet(s: &str) -> String {
-    // Masked before it is cut, so a clipped email or phone number is still recognised.
-    let s = crate::redact::mask_pii(s);
-    if s.chars().count() <= MAX_SNIPPET_LEN {
-        s.into_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
-        out.push('…');
-        out
+    clip(s, MAX_SNIPPET_LEN)
+}
+
+/// Shortens echoed input to `max` characters (`…` marks a cut), with email addresses and
+/// phone numbers masked first, so that a cut one is still recognised.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    let text = crate::redact::mask_pii(text);
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
     }
 }
 

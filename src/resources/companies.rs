@@ -6,8 +6,6 @@
 //! customer writes that refer to it share-lock it, so from then on no new live customer can
 //! join it.
 
-use uuid::Uuid;
-
 use super::customers::apply_label;
 use crate::{
     convert::timestamp,
@@ -18,7 +16,7 @@ use crate::{
         write::{Origin, record},
     },
     domain::{
-        FieldViolation, Violations,
+        Violations,
         company::{self, Company, CompanyData, CompanyField, CompanyInput},
         event::{Change, EventData, EventType},
         names::{COMPANY_TYPE, CompanyName},
@@ -29,7 +27,6 @@ use crate::{
 
 impl Resource for Company {
     type Name = CompanyName;
-    type Parent = ();
     type Input = CompanyInput;
     type Data = CompanyData;
     type Field = CompanyField;
@@ -51,18 +48,6 @@ impl Resource for Company {
         not_deleted: reason::COMPANY_NOT_DELETED,
     };
     const HAS_FORCE: bool = true;
-
-    fn parse_name(field: &str, text: &str) -> Result<CompanyName, FieldViolation> {
-        CompanyName::parse(field, text)
-    }
-
-    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
-        Ok(())
-    }
-
-    fn new_name((): (), id: Uuid) -> CompanyName {
-        CompanyName(id)
-    }
 
     fn name(&self) -> CompanyName {
         Company::name(self)

@@ -5,9 +5,8 @@
 //! deleted company); an undeleted customer whose company was deleted meanwhile comes back
 //! without it; a soft-deleted customer shows its `expire_time`, when the purger removes it.
 
+use crate::domain::names::ResourceName as _;
 use std::time::Duration;
-
-use uuid::Uuid;
 
 use crate::{
     convert::{self, timestamp},
@@ -17,7 +16,7 @@ use crate::{
         store::{Lock, Repository, Storage},
     },
     domain::{
-        FieldViolation, Violations,
+        Violations,
         company::Company,
         customer::{Customer, CustomerData, CustomerField, CustomerInput, PostalAddress},
         event::{Change, EventData, EventType, changed_fields},
@@ -29,7 +28,6 @@ use crate::{
 
 impl Resource for Customer {
     type Name = CustomerName;
-    type Parent = ();
     type Input = CustomerInput;
     type Data = CustomerData;
     type Field = CustomerField;
@@ -50,18 +48,6 @@ impl Resource for Customer {
         deleted_message: "is deleted; undelete it first",
         not_deleted: reason::NOT_DELETED,
     };
-
-    fn parse_name(field: &str, text: &str) -> Result<CustomerName, FieldViolation> {
-        CustomerName::parse(field, text)
-    }
-
-    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
-        Ok(())
-    }
-
-    fn new_name((): (), id: Uuid) -> CustomerName {
-        CustomerName(id)
-    }
 
     fn name(&self) -> CustomerName {
         Customer::name(self)

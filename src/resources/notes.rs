@@ -7,8 +7,6 @@
 //! delete of the customer take turns. Notes are hard-deleted: their history lives on in the
 //! event log, where a deletion takes the number after the note's last version.
 
-use uuid::Uuid;
-
 use crate::{
     convert::timestamp,
     core::{
@@ -17,7 +15,7 @@ use crate::{
         store::{Lock, Repository, Storage},
     },
     domain::{
-        FieldViolation, Violations,
+        Violations,
         customer::Customer,
         event::{Change, EventData, EventType},
         names::{CUSTOMER_TYPE, CustomerName, NOTE_TYPE, NoteName},
@@ -29,7 +27,6 @@ use crate::{
 
 impl Resource for Note {
     type Name = NoteName;
-    type Parent = CustomerName;
     type Input = NoteInput;
     type Data = NoteData;
     type Field = NoteField;
@@ -51,18 +48,6 @@ impl Resource for Note {
         deleted_message: "is deleted",
         not_deleted: reason::NOT_DELETED,
     };
-
-    fn parse_name(field: &str, text: &str) -> Result<NoteName, FieldViolation> {
-        NoteName::parse(field, text)
-    }
-
-    fn parse_parent(field: &str, text: &str) -> Result<CustomerName, FieldViolation> {
-        CustomerName::parse(field, text)
-    }
-
-    fn new_name(customer: CustomerName, note: Uuid) -> NoteName {
-        NoteName { customer, note }
-    }
 
     fn name(&self) -> NoteName {
         Note::name(self)

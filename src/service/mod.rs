@@ -13,6 +13,7 @@ pub mod events;
 pub mod notes;
 pub mod page_token;
 
+use crate::domain::names::ResourceName as _;
 use std::time::Duration;
 
 use uuid::Uuid;

@@ -2,6 +2,7 @@
 //! their rules), and ListNotes, newest first.
 
 use super::{CustomerService, Error, Result};
+use crate::domain::names::ResourceName as _;
 use crate::{
     core::{
         list::{self, Paging},

@@ -16,7 +16,7 @@ use super::{
     store::Storage,
 };
 use crate::{
-    domain::{Violations, event::EventType, names::ResourceName},
+    domain::{Input, event::EventType, names::ResourceName},
     service::{Error, Result, error::reason},
 };
 
@@ -49,7 +49,7 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     /// Its parsed name (`customers/{id}`, …), which knows its parent's.
     type Name: ResourceName;
     /// Its fields as a client sent them.
-    type Input: Clone + Default + Send + Sync + 'static;
+    type Input: Input<Data = Self::Data, Field = Self::Field>;
     /// Its mutable fields, validated.
     type Data: Clone + PartialEq + Send + Sync + 'static;
     /// The fields an update mask may name.
@@ -82,14 +82,8 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     /// Whether it is soft-deleted.
     fn is_deleted(&self) -> bool;
 
-    /// Validates and normalises raw input; violations are named `{prefix}.{field}`.
-    fn validate(input: &Self::Input, prefix: &str) -> Result<Self::Data, Violations>;
-    /// The raw form of stored fields (what an update merges into).
-    fn input_of(data: &Self::Data) -> Self::Input;
     /// A valid stand-in for the stored fields, to check masked input before any read.
     fn stand_in() -> Self::Input;
-    /// The fields a client set: the implied mask when a request carries none.
-    fn present_fields(input: &Self::Input) -> Vec<Self::Field>;
     /// The resource as its contract message.
     fn to_message(self) -> Self::Message;
     /// The client-settable fields of a message; output-only fields are ignored (AIP-203).

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     domain::{
-        FieldViolation, Violations,
+        FieldViolation, Input, Violations,
         event::EventType,
         names::{self, ParentName, ResourceName},
     },
@@ -95,7 +95,8 @@ where
             &mut violations,
             names::parse_request_id("request_id", request_id),
         );
-        let data = R::validate(&input, R::FIELD)
+        let data = input
+            .validate(R::FIELD)
             .map_err(|more| violations.extend(more))
             .ok();
         let (Some(parsed_parent), Some(request_id), Some(data)) =
@@ -179,13 +180,13 @@ where
                 violations.extend(more);
                 mask
             }
-            _ => Mask::Fields(R::present_fields(&request.input)),
+            _ => Mask::Fields(request.input.present_fields()),
         };
         // Check the masked values before touching the database, against a valid stand-in
         // for the stored fields; the merged result is checked again under the lock.
         let mut probe = R::stand_in();
         mask.apply(&mut probe, &request.input);
-        if let Err(more) = R::validate(&probe, R::FIELD) {
+        if let Err(more) = probe.validate(R::FIELD) {
             violations.extend(more);
         }
         let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
@@ -221,9 +222,9 @@ where
         let UpdateRequest { etag, input, .. } = request;
         self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
             let current = locked_live::<R, _>(conn, name, &etag).await?;
-            let mut merged = R::input_of(current.data());
+            let mut merged = R::Input::from(current.data());
             mask.apply(&mut merged, &input);
-            let data = R::validate(&merged, R::FIELD)?;
+            let data = merged.validate(R::FIELD)?;
             if &data == current.data() {
                 return Ok(current);
             }

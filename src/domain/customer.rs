@@ -204,11 +204,14 @@ impl From<&CustomerData> for CustomerInput {
     }
 }
 
-impl CustomerInput {
+impl super::Input for CustomerInput {
+    type Data = CustomerData;
+    type Field = CustomerField;
+
     /// Validates and normalises every field. `prefix` is the path of the customer message in
     /// the request (`customer`), so violations name proto field paths like
     /// `customer.address.country_code`.
-    pub fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
+    fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
         let mut v = Violations::new();
         let path = |field: &str| format!("{prefix}.{field}");
 
@@ -260,7 +263,7 @@ impl CustomerInput {
 
     /// The fields a client set (non-default values): the implied update mask when a request
     /// carries none (AIP-134).
-    pub fn present_fields(&self) -> Vec<CustomerField> {
+    fn present_fields(&self) -> Vec<CustomerField> {
         let mut fields = Vec::new();
         let mut push = |present: bool, field: CustomerField| {
             if present {
@@ -531,6 +534,7 @@ pub(crate) fn clip(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::Input as _;
     use proptest::prelude::*;
 
     use super::*;

@@ -16,7 +16,6 @@ use crate::{
         write::{Origin, record},
     },
     domain::{
-        Violations,
         company::{self, Company, CompanyData, CompanyField, CompanyInput},
         event::{Change, EventData, EventType},
         names::{COMPANY_TYPE, CompanyName},
@@ -65,23 +64,11 @@ impl Resource for Company {
         Company::is_deleted(self)
     }
 
-    fn validate(input: &CompanyInput, prefix: &str) -> Result<CompanyData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &CompanyData) -> CompanyInput {
-        CompanyInput::from(data)
-    }
-
     fn stand_in() -> CompanyInput {
         CompanyInput {
             display_name: "x".into(),
             ..CompanyInput::default()
         }
-    }
-
-    fn present_fields(input: &CompanyInput) -> Vec<CompanyField> {
-        input.present_fields()
     }
 
     fn to_message(self) -> pb::Company {

@@ -16,7 +16,6 @@ use crate::{
         store::{Lock, Repository, Storage},
     },
     domain::{
-        Violations,
         company::Company,
         customer::{Customer, CustomerData, CustomerField, CustomerInput, PostalAddress},
         event::{Change, EventData, EventType, changed_fields},
@@ -65,14 +64,6 @@ impl Resource for Customer {
         Customer::is_deleted(self)
     }
 
-    fn validate(input: &CustomerInput, prefix: &str) -> Result<CustomerData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &CustomerData) -> CustomerInput {
-        CustomerInput::from(data)
-    }
-
     fn stand_in() -> CustomerInput {
         CustomerInput {
             given_name: "x".into(),
@@ -84,10 +75,6 @@ impl Resource for Customer {
             }),
             ..CustomerInput::default()
         }
-    }
-
-    fn present_fields(input: &CustomerInput) -> Vec<CustomerField> {
-        input.present_fields()
     }
 
     fn to_message(self) -> pb::Customer {

@@ -15,7 +15,6 @@ use crate::{
         store::{Lock, Repository, Storage},
     },
     domain::{
-        Violations,
         customer::Customer,
         event::{Change, EventData, EventType},
         names::{CUSTOMER_TYPE, CustomerName, NOTE_TYPE, NoteName},
@@ -65,24 +64,8 @@ impl Resource for Note {
         false
     }
 
-    fn validate(input: &NoteInput, prefix: &str) -> Result<NoteData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &NoteData) -> NoteInput {
-        NoteInput::from(data)
-    }
-
     fn stand_in() -> NoteInput {
         NoteInput { text: "x".into() }
-    }
-
-    fn present_fields(input: &NoteInput) -> Vec<NoteField> {
-        if input.text.is_empty() {
-            Vec::new()
-        } else {
-            vec![NoteField::Text]
-        }
     }
 
     fn to_message(self) -> pb::Note {

@@ -8,14 +8,7 @@ use crate::{
         store::Transact,
     },
     db::{self, customers::Cursor, store::PgStore},
-    domain::{
-        Violations,
-        company::Company,
-        filter::{self, CompanyField},
-        legacy,
-        order_by::{self, CompanyOrder},
-    },
-    redact::mask_pii_owned,
+    domain::{Violations, company::Company, filter::CompanyField, legacy, order_by::CompanyOrder},
 };
 
 /// A ListCompanies request.
@@ -47,14 +40,8 @@ impl CustomerService<PgStore> {
     pub async fn list_companies(&self, request: &CompanyListRequest) -> Result<CompanyPage> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
-        let filter = filter::parse::<CompanyField>(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error.to_string()));
-            None
-        });
-        let order = order_by::parse::<CompanyOrder>(&request.order_by).unwrap_or_else(|error| {
-            violations.add("order_by", mask_pii_owned(error.to_string()));
-            Vec::new()
-        });
+        let filter = list::filter::<CompanyField>(&mut violations, &request.filter);
+        let order = list::order::<CompanyOrder>(&mut violations, &request.order_by);
         violations.into_result(())?;
 
         let query = super::PageTokens::query_fingerprint(&[

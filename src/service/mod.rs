@@ -31,12 +31,11 @@ use crate::{
         Violations,
         customer::Customer,
         event::EventType,
-        filter::{self, CustomerField},
+        filter::CustomerField,
         legacy, names,
         names::{CompanyName, CustomerName},
-        order_by::{self, CustomerOrder},
+        order_by::CustomerOrder,
     },
-    redact::mask_pii_owned,
     resources::Resource,
 };
 
@@ -201,16 +200,8 @@ impl CustomerService<PgStore> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
-        // The parsers mask the input they echo; masking the whole message as well keeps any
-        // future message that quotes the filter (which may name an email) safe too.
-        let filter = filter::parse::<CustomerField>(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error.to_string()));
-            None
-        });
-        let order = order_by::parse::<CustomerOrder>(&request.order_by).unwrap_or_else(|error| {
-            violations.add("order_by", mask_pii_owned(error.to_string()));
-            Vec::new()
-        });
+        let filter = list::filter::<CustomerField>(&mut violations, &request.filter);
+        let order = list::order::<CustomerOrder>(&mut violations, &request.order_by);
         let parent = match request.parent.as_str() {
             "" => None,
             parent => collect(&mut violations, CompanyName::parse("parent", parent)),

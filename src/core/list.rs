@@ -22,6 +22,15 @@ pub const DEFAULT_PAGE_SIZE: i32 = 50;
 /// Largest `page_size`; larger requests are lowered to it.
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
+/// One page of a List RPC.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, in the requested order.
+    pub items: Vec<T>,
+    /// Token for the next page; empty on the last one.
+    pub next_page_token: String,
+}
+
 /// Where a page starts: what a page token carries.
 pub trait PageKey: Sized {
     /// The token for the page after `self`, bound to `query`.

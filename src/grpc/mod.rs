@@ -201,11 +201,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListCustomersResponse {
-            customers: page
-                .customers
-                .into_iter()
-                .map(Resource::to_message)
-                .collect(),
+            customers: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -262,7 +258,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .await?;
         Ok(Response::new(pb::ListCustomerEventsResponse {
             events: page
-                .events
+                .items
                 .into_iter()
                 .map(|event| event_to_proto(event, true))
                 .collect(),
@@ -322,11 +318,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListCompaniesResponse {
-            companies: page
-                .companies
-                .into_iter()
-                .map(Resource::to_message)
-                .collect(),
+            companies: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -397,7 +389,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListNotesResponse {
-            notes: page.notes.into_iter().map(Resource::to_message).collect(),
+            notes: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }

@@ -26,18 +26,12 @@ pub struct CompanyListRequest {
     pub show_deleted: bool,
 }
 
-/// One page of ListCompanies.
-#[derive(Debug, Clone)]
-pub struct CompanyPage {
-    /// The companies, in the requested order.
-    pub companies: Vec<Company>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
 impl CustomerService<PgStore> {
     /// One page of companies matching the filter, in the requested order.
-    pub async fn list_companies(&self, request: &CompanyListRequest) -> Result<CompanyPage> {
+    pub async fn list_companies(
+        &self,
+        request: &CompanyListRequest,
+    ) -> Result<super::Page<Company>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
         let filter = list::filter::<CompanyField>(&mut violations, &request.filter);
@@ -82,8 +76,8 @@ impl CustomerService<PgStore> {
             .into_iter()
             .map(Company::try_from)
             .collect::<Result<_, _>>()?;
-        Ok(CompanyPage {
-            companies,
+        Ok(super::Page {
+            items: companies,
             next_page_token,
         })
     }

@@ -76,15 +76,6 @@ pub struct EventListRequest {
     pub filter: String,
 }
 
-/// One page of events.
-#[derive(Debug, Clone)]
-pub struct EventPage {
-    /// The events, oldest first.
-    pub events: Vec<Event>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
 /// The event log: numbering, listing and watching.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -273,7 +264,7 @@ impl EventLog {
     }
 
     /// One page of a customer's (or every customer's) events, oldest first.
-    pub async fn list(&self, request: &EventListRequest) -> Result<EventPage> {
+    pub async fn list(&self, request: &EventListRequest) -> Result<list::Page<Event>> {
         let mut violations = Violations::new();
         let parent = match EventParent::parse("parent", &request.parent) {
             Ok(parent) => Some(parent),
@@ -320,8 +311,8 @@ impl EventLog {
             last.position.unwrap_or_default()
         });
         let events = rows.into_iter().map(event_of).collect::<Result<_>>()?;
-        Ok(EventPage {
-            events,
+        Ok(list::Page {
+            items: events,
             next_page_token,
         })
     }

@@ -42,7 +42,7 @@ use crate::{
 /// The actor of the events of purges, which no caller makes.
 const PURGE_ACTOR: &str = "system:retention";
 
-pub use crate::core::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::core::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 /// Most names in one BatchGetCustomers.
 pub const MAX_BATCH_GET: usize = 1000;
 
@@ -61,15 +61,6 @@ pub struct ListRequest {
     pub show_deleted: bool,
     /// `companies/{id}`: only that company's customers. Empty: every customer.
     pub parent: String,
-}
-
-/// One page of ListCustomers.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// The customers, in the requested order.
-    pub customers: Vec<Customer>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
 }
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
@@ -196,7 +187,7 @@ impl CustomerService<PgStore> {
     }
 
     /// One page of customers matching the filter, in the requested order.
-    pub async fn list(&self, request: &ListRequest) -> Result<Page> {
+    pub async fn list(&self, request: &ListRequest) -> Result<Page<Customer>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
@@ -265,7 +256,7 @@ impl CustomerService<PgStore> {
             .map(|row| Customer::try_from(row).map(|c| c.with_retention(self.writer.retention)))
             .collect::<Result<_, _>>()?;
         Ok(Page {
-            customers,
+            items: customers,
             next_page_token,
         })
     }

@@ -29,18 +29,9 @@ pub struct NoteListRequest {
     pub page_token: String,
 }
 
-/// One page of ListNotes.
-#[derive(Debug, Clone)]
-pub struct NotePage {
-    /// The notes, newest first.
-    pub notes: Vec<Note>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
 impl CustomerService<PgStore> {
     /// One page of a live customer's notes (or every live customer's), newest first.
-    pub async fn list_notes(&self, request: &NoteListRequest) -> Result<NotePage> {
+    pub async fn list_notes(&self, request: &NoteListRequest) -> Result<super::Page<Note>> {
         let mut violations = Violations::new();
         let parent = if request.parent == "customers/-" {
             Some(None)
@@ -88,8 +79,8 @@ impl CustomerService<PgStore> {
             values: vec![KeyValue::Time(last.create_time)],
             id: last.id,
         });
-        Ok(NotePage {
-            notes: rows.into_iter().map(Note::from).collect(),
+        Ok(super::Page {
+            items: rows.into_iter().map(Note::from).collect(),
             next_page_token,
         })
     }

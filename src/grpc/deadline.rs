@@ -65,13 +65,14 @@ mod tests {
 
     #[test]
     fn grpc_timeouts_parse_per_spec() {
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(
-            parse_grpc_timeout("99999999n"),
-            Some(Duration::from_nanos(99_999_999))
-        );
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        for (good, expected) in [
+            ("1H", Duration::from_secs(3600)),
+            ("250m", Duration::from_millis(250)),
+            ("99999999n", Duration::from_nanos(99_999_999)),
+            ("5S", Duration::from_secs(5)),
+        ] {
+            assert_eq!(parse_grpc_timeout(good), Some(expected), "{good}");
+        }
         for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S", "é"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }

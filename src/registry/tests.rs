@@ -323,25 +323,23 @@ async fn not_found_is_not_retried_and_is_cached_briefly() {
 
 #[tokio::test]
 async fn server_errors_are_retried_a_bounded_number_of_times() {
-    let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
-    let mut config = config(&registry);
-    config.retries = 2;
-    let client = client(config, &ManualClock::new());
+    for (status, retries) in [(500, 2), (503, 0)] {
+        let registry = FakeRegistry::start(move |_| Reply::Status(status)).await;
+        let mut config = config(&registry);
+        config.retries = retries;
+        let client = client(config, &ManualClock::new());
+        let failed = Err(RegistryError::Status(status));
+        let attempts = 1 + retries as usize;
 
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
-    assert_eq!(registry.requests(), 3, "one attempt and two retries");
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
-    assert_eq!(registry.requests(), 6, "failures are not cached");
-}
-
-#[tokio::test]
-async fn zero_retries_make_one_attempt() {
-    let registry = FakeRegistry::start(|_| Reply::Status(503)).await;
-    let mut config = config(&registry);
-    config.retries = 0;
-    let client = client(config, &ManualClock::new());
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(503)));
-    assert_eq!(registry.requests(), 1);
+        assert_eq!(client.lookup("GB-1").await, failed);
+        assert_eq!(
+            registry.requests(),
+            attempts,
+            "one attempt, {retries} retries"
+        );
+        assert_eq!(client.lookup("GB-1").await, failed);
+        assert_eq!(registry.requests(), 2 * attempts, "failures are not cached");
+    }
 }
 
 #[tokio::test]

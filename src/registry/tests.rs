@@ -173,6 +173,11 @@ fn ok() -> Reply {
     Reply::Json(200, ACME.into())
 }
 
+/// A good answer, long after any test's timeout.
+fn slow() -> Reply {
+    Reply::After(Duration::from_secs(30), Box::new(ok()))
+}
+
 fn minimal() -> Reply {
     Reply::Json(
         200,
@@ -190,6 +195,15 @@ fn config(registry: &FakeRegistry) -> RegistryConfig {
     config.breaker_threshold = 100;
     config.breaker_cooldown = Duration::from_secs(30);
     config
+}
+
+/// [`config`] with 100 ms per attempt and one retry, for a [`slow`] registry.
+fn impatient(registry: &FakeRegistry) -> RegistryConfig {
+    RegistryConfig {
+        timeout: Duration::from_millis(100),
+        retries: 1,
+        ..config(registry)
+    }
 }
 
 fn client(config: RegistryConfig, clock: &ManualClock) -> RegistryClient {
@@ -361,12 +375,8 @@ async fn client_errors_are_never_retried() {
 
 #[tokio::test]
 async fn a_slow_registry_times_out_per_attempt_and_is_retried() {
-    let registry =
-        FakeRegistry::start(|_| Reply::After(Duration::from_secs(30), Box::new(ok()))).await;
-    let mut config = config(&registry);
-    config.timeout = Duration::from_millis(100);
-    config.retries = 1;
-    let client = client(config, &ManualClock::new());
+    let registry = FakeRegistry::start(|_| slow()).await;
+    let client = client(impatient(&registry), &ManualClock::new());
 
     let started = Instant::now();
     let result = client.lookup("GB-1").await;
@@ -579,15 +589,22 @@ async fn failures_are_logged_without_the_answer_or_the_id() {
     }
 }
 
-#[tokio::test]
-async fn the_breaker_opens_after_consecutive_failures_and_then_answers_without_requests() {
+/// A registry that fails every request with 500, and a client on `clock` whose breaker opens
+/// on its first lookup (three attempts, threshold three) for 30 s.
+async fn failing_registry(clock: &ManualClock) -> (FakeRegistry, RegistryClient) {
     let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
-    let clock = ManualClock::new();
     let mut config = config(&registry);
     config.retries = 2;
     config.breaker_threshold = 3;
     config.breaker_cooldown = Duration::from_secs(30);
-    let client = client(config, &clock);
+    let client = client(config, clock);
+    (registry, client)
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_and_then_answers_without_requests() {
+    let clock = ManualClock::new();
+    let (registry, client) = failing_registry(&clock).await;
 
     assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
     assert_eq!(registry.requests(), 3);
@@ -652,12 +669,8 @@ async fn a_half_open_probe_that_succeeds_closes_the_breaker() {
 
 #[tokio::test]
 async fn a_failed_probe_reopens_the_breaker_without_retrying() {
-    let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
     let clock = ManualClock::new();
-    let mut config = config(&registry);
-    config.retries = 2;
-    config.breaker_threshold = 3;
-    let client = client(config, &clock);
+    let (registry, client) = failing_registry(&clock).await;
     client.lookup("GB-1").await.unwrap_err();
     assert_eq!(registry.requests(), 3);
 
@@ -674,12 +687,11 @@ async fn a_failed_probe_reopens_the_breaker_without_retrying() {
 
 #[tokio::test]
 async fn a_slow_registry_opens_the_breaker_and_later_lookups_answer_fast() {
-    let registry =
-        FakeRegistry::start(|_| Reply::After(Duration::from_secs(30), Box::new(ok()))).await;
-    let mut config = config(&registry);
-    config.timeout = Duration::from_millis(100);
-    config.retries = 1;
-    config.breaker_threshold = 2;
+    let registry = FakeRegistry::start(|_| slow()).await;
+    let config = RegistryConfig {
+        breaker_threshold: 2,
+        ..impatient(&registry)
+    };
     let client = client(config, &ManualClock::new());
 
     client.lookup("GB-1").await.unwrap_err();

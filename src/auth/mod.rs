@@ -7,8 +7,8 @@
 //!   revocation.
 //! - [`limits`]: per-caller rate limits and load shedding.
 //! - [`scopes`]: the table mapping every RPC to the scope it needs (deny by default).
-//! - [`layer`]: the tower layer that enforces both on every gRPC call before any business
-//!   work. REST and gRPC-web reach the same gRPC services, so one layer covers all three
+//! - [`layer`]: the middleware ([`crate::grpc::middleware`]) that enforces both on every gRPC
+//!   call before any business work. REST and gRPC-web reach the same gRPC services, so one layer covers all three
 //!   transports.
 
 pub mod api_keys;

@@ -9,11 +9,12 @@ use std::{
     sync::Arc,
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
     replay::StoredReplay,
+    resource::Resource,
     store::{
         Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
     },
@@ -22,7 +23,7 @@ use crate::{
     domain::{
         company::{Company, CompanyData},
         customer::{Customer, CustomerData},
-        names::{CompanyName, CustomerName, NoteName},
+        names::{CompanyName, NoteName},
         note::{Note, NoteData},
     },
     service::Result,
@@ -33,7 +34,7 @@ use crate::{
 pub struct State {
     pub customers: BTreeMap<Uuid, Customer>,
     pub companies: BTreeMap<Uuid, Company>,
-    pub notes: BTreeMap<Uuid, Note>,
+    pub notes: BTreeMap<(Uuid, Uuid), Note>,
     pub request_ids: HashMap<Uuid, (Vec<u8>, Option<StoredReplay>)>,
     pub events: Vec<NewEvent>,
 }
@@ -93,191 +94,108 @@ impl Transact<MemConn> for MemStore {
     }
 }
 
-fn email_taken(state: &State, data: &CustomerData, except: Uuid) -> bool {
-    state.customers.values().any(|c| {
-        c.id != except && c.delete_time.is_none() && c.data.email.eq_ignore_ascii_case(&data.email)
-    })
-}
-
-fn business_id_taken(state: &State, data: &CompanyData, except: Uuid) -> bool {
-    data.business_id.is_some()
-        && state.companies.values().any(|c| {
-            c.id != except && c.delete_time.is_none() && c.data.business_id == data.business_id
-        })
-}
-
-impl Repository<Customer> for MemConn {
-    async fn find(&mut self, name: CustomerName, _: Lock) -> Result<Option<Customer>> {
-        Ok(self.state.customers.get(&name.id()).cloned())
-    }
-
-    async fn insert(
-        &mut self,
-        name: CustomerName,
-        data: &CustomerData,
-        _: &str,
-    ) -> Result<Customer> {
-        if email_taken(&self.state, data, name.id()) {
-            return Err(Conflict::Email.into());
-        }
-        let now = Utc::now();
-        let customer = Customer {
-            id: name.id(),
-            data: data.clone(),
-            version: 1,
-            create_time: now,
-            update_time: now,
-            delete_time: None,
-            expire_time: None,
-        };
-        self.state.customers.insert(customer.id, customer.clone());
-        Ok(customer)
-    }
-
-    async fn update(
-        &mut self,
-        current: &Customer,
-        data: &CustomerData,
-        _: &str,
-    ) -> Result<Customer> {
-        if email_taken(&self.state, data, current.id) {
-            return Err(Conflict::Email.into());
-        }
-        let customer = self
-            .state
-            .customers
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        customer.data = data.clone();
-        customer.version += 1;
-        customer.update_time = Utc::now();
-        Ok(customer.clone())
-    }
-
-    async fn remove(&mut self, current: &Customer, _: &str) -> Result<Customer> {
-        let customer = self
-            .state
-            .customers
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        customer.version += 1;
-        customer.update_time = Utc::now();
-        customer.delete_time = Some(customer.update_time);
-        Ok(customer.clone())
+/// How the map store keeps one resource type: its map in the [`State`], how a resource is
+/// first stored, and the parts of it a write changes. The [`Repository`] over maps is
+/// written once, against this.
+trait Kept: Resource {
+    /// What its map is keyed by: the name's ids (a note's include its customer's, so a note
+    /// is found under its own customer only).
+    type Key: Ord + Send;
+    /// The key of `name`.
+    fn key(name: Self::Name) -> Self::Key;
+    /// Its map.
+    fn map(state: &mut State) -> &mut BTreeMap<Self::Key, Self>;
+    /// The resource first stored under `name`, by `actor`, at `now`.
+    fn created(name: Self::Name, data: &Self::Data, actor: &str, now: DateTime<Utc>) -> Self;
+    /// The parts of it a write changes.
+    fn stamps(&mut self) -> Stamps<'_, Self::Data>;
+    /// The value of `data` no two live resources may share, and the conflict it makes.
+    fn unique(data: &Self::Data) -> Option<(Conflict, String)> {
+        let _ = data;
+        None
     }
 }
 
-impl Restore<Customer> for MemConn {
-    async fn restore(
-        &mut self,
-        current: &Customer,
-        data: Option<&CustomerData>,
-        _: &str,
-    ) -> Result<Customer> {
-        let data = data.unwrap_or(&current.data).clone();
-        if email_taken(&self.state, &data, current.id) {
-            return Err(Conflict::Email.into());
-        }
-        let customer = self
-            .state
-            .customers
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        customer.data = data;
-        customer.version += 1;
-        customer.update_time = Utc::now();
-        customer.delete_time = None;
-        Ok(customer.clone())
-    }
+/// What a write changes of a stored resource.
+struct Stamps<'a, D> {
+    data: &'a mut D,
+    version: &'a mut i64,
+    update_time: &'a mut DateTime<Utc>,
+    /// `None` for resources that are deleted for good rather than softly.
+    delete_time: Option<&'a mut Option<DateTime<Utc>>>,
 }
 
-impl Repository<Company> for MemConn {
-    async fn find(&mut self, name: CompanyName, _: Lock) -> Result<Option<Company>> {
-        Ok(self.state.companies.get(&name.id()).cloned())
-    }
+/// The [`Kept`] of a soft-deleted resource (customers, companies) in map `$map`, its other
+/// fields starting as `$field: $value`.
+macro_rules! soft_deleted_kept {
+    ($resource:ident in $map:ident { $($field:ident: $value:expr),* }, unique: $unique:expr) => {
+        impl Kept for $resource {
+            type Key = Uuid;
 
-    async fn insert(&mut self, name: CompanyName, data: &CompanyData, _: &str) -> Result<Company> {
-        if business_id_taken(&self.state, data, name.id()) {
-            return Err(Conflict::BusinessId.into());
+            fn key(name: <$resource as Resource>::Name) -> Uuid {
+                name.id()
+            }
+
+            fn map(state: &mut State) -> &mut BTreeMap<Uuid, Self> {
+                &mut state.$map
+            }
+
+            fn created(
+                name: <$resource as Resource>::Name,
+                data: &<$resource as Resource>::Data,
+                _: &str,
+                now: DateTime<Utc>,
+            ) -> Self {
+                $resource {
+                    id: name.id(),
+                    data: data.clone(),
+                    version: 1,
+                    create_time: now,
+                    update_time: now,
+                    delete_time: None,
+                    $($field: $value,)*
+                }
+            }
+
+            fn stamps(&mut self) -> Stamps<'_, <$resource as Resource>::Data> {
+                Stamps {
+                    data: &mut self.data,
+                    version: &mut self.version,
+                    update_time: &mut self.update_time,
+                    delete_time: Some(&mut self.delete_time),
+                }
+            }
+
+            fn unique(data: &<$resource as Resource>::Data) -> Option<(Conflict, String)> {
+                $unique(data)
+            }
         }
-        let now = Utc::now();
-        let company = Company {
-            id: name.id(),
-            data: data.clone(),
-            version: 1,
-            create_time: now,
-            update_time: now,
-            delete_time: None,
-        };
-        self.state.companies.insert(company.id, company.clone());
-        Ok(company)
-    }
-
-    async fn update(&mut self, current: &Company, data: &CompanyData, _: &str) -> Result<Company> {
-        if business_id_taken(&self.state, data, current.id) {
-            return Err(Conflict::BusinessId.into());
-        }
-        let company = self
-            .state
-            .companies
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        company.data = data.clone();
-        company.version += 1;
-        company.update_time = Utc::now();
-        Ok(company.clone())
-    }
-
-    async fn remove(&mut self, current: &Company, _: &str) -> Result<Company> {
-        let company = self
-            .state
-            .companies
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        company.version += 1;
-        company.update_time = Utc::now();
-        company.delete_time = Some(company.update_time);
-        Ok(company.clone())
-    }
+    };
 }
 
-impl Restore<Company> for MemConn {
-    async fn restore(
-        &mut self,
-        current: &Company,
-        data: Option<&CompanyData>,
-        _: &str,
-    ) -> Result<Company> {
-        let data = data.unwrap_or(&current.data).clone();
-        if business_id_taken(&self.state, &data, current.id) {
-            return Err(Conflict::BusinessId.into());
-        }
-        let company = self
-            .state
-            .companies
-            .entry(current.id)
-            .or_insert_with(|| current.clone());
-        company.data = data;
-        company.version += 1;
-        company.update_time = Utc::now();
-        company.delete_time = None;
-        Ok(company.clone())
-    }
-}
+soft_deleted_kept!(
+    Customer in customers { expire_time: None },
+    // Emails are unique case-insensitively.
+    unique: |data: &CustomerData| Some((Conflict::Email, data.email.to_ascii_lowercase()))
+);
+soft_deleted_kept!(
+    Company in companies {},
+    unique: |data: &CompanyData| data.business_id.clone().map(|id| (Conflict::BusinessId, id))
+);
 
-impl Repository<Note> for MemConn {
-    async fn find(&mut self, name: NoteName, _: Lock) -> Result<Option<Note>> {
-        Ok(self
-            .state
-            .notes
-            .get(&name.id())
-            .filter(|note| note.customer_id == name.customer.id())
-            .cloned())
+impl Kept for Note {
+    type Key = (Uuid, Uuid);
+
+    fn key(name: NoteName) -> (Uuid, Uuid) {
+        (name.customer.id(), name.id())
     }
 
-    async fn insert(&mut self, name: NoteName, data: &NoteData, actor: &str) -> Result<Note> {
-        let now = Utc::now();
-        let note = Note {
+    fn map(state: &mut State) -> &mut BTreeMap<(Uuid, Uuid), Self> {
+        &mut state.notes
+    }
+
+    fn created(name: NoteName, data: &NoteData, actor: &str, now: DateTime<Utc>) -> Self {
+        Note {
             id: name.id(),
             customer_id: name.customer.id(),
             data: data.clone(),
@@ -285,26 +203,95 @@ impl Repository<Note> for MemConn {
             version: 1,
             create_time: now,
             update_time: now,
+        }
+    }
+
+    fn stamps(&mut self) -> Stamps<'_, NoteData> {
+        Stamps {
+            data: &mut self.data,
+            version: &mut self.version,
+            update_time: &mut self.update_time,
+            delete_time: None,
+        }
+    }
+}
+
+impl MemConn {
+    /// Refuses `data` for the resource under `key` when another live resource holds its
+    /// unique value, as the partial unique indexes do.
+    fn check_unique<R: Kept>(&mut self, key: &R::Key, data: &R::Data) -> Result<()> {
+        let Some((conflict, value)) = R::unique(data) else {
+            return Ok(());
         };
-        self.state.notes.insert(note.id, note.clone());
-        Ok(note)
+        let taken = R::map(&mut self.state).iter().any(|(other, resource)| {
+            other != key
+                && !resource.is_deleted()
+                && R::unique(resource.data()).is_some_and(|(_, held)| held == value)
+        });
+        if taken {
+            return Err(conflict.into());
+        }
+        Ok(())
     }
 
-    async fn update(&mut self, current: &Note, data: &NoteData, _: &str) -> Result<Note> {
-        let note = self
-            .state
-            .notes
-            .entry(current.id)
+    /// Applies `change` to the stored `current` (bumping its version and update time) and
+    /// returns the resource as it is now.
+    fn write<R: Kept>(&mut self, current: &R, change: impl FnOnce(Stamps<'_, R::Data>)) -> R {
+        let stored = R::map(&mut self.state)
+            .entry(R::key(current.name()))
             .or_insert_with(|| current.clone());
-        note.data = data.clone();
-        note.version += 1;
-        note.update_time = Utc::now();
-        Ok(note.clone())
+        let stamps = stored.stamps();
+        *stamps.version += 1;
+        *stamps.update_time = Utc::now();
+        change(stamps);
+        stored.clone()
+    }
+}
+
+impl<R: Kept> Repository<R> for MemConn {
+    async fn find(&mut self, name: R::Name, _: Lock) -> Result<Option<R>> {
+        Ok(R::map(&mut self.state).get(&R::key(name)).cloned())
     }
 
-    async fn remove(&mut self, current: &Note, _: &str) -> Result<Note> {
-        self.state.notes.remove(&current.id);
+    async fn insert(&mut self, name: R::Name, data: &R::Data, actor: &str) -> Result<R> {
+        let key = R::key(name);
+        self.check_unique::<R>(&key, data)?;
+        let created = R::created(name, data, actor, Utc::now());
+        R::map(&mut self.state).insert(key, created.clone());
+        Ok(created)
+    }
+
+    async fn update(&mut self, current: &R, data: &R::Data, _: &str) -> Result<R> {
+        self.check_unique::<R>(&R::key(current.name()), data)?;
+        Ok(self.write(current, |stamps| *stamps.data = data.clone()))
+    }
+
+    async fn remove(&mut self, current: &R, _: &str) -> Result<R> {
+        let mut soft = false;
+        let removed = self.write(current, |stamps| {
+            if let Some(delete_time) = stamps.delete_time {
+                *delete_time = Some(*stamps.update_time);
+                soft = true;
+            }
+        });
+        if soft {
+            return Ok(removed);
+        }
+        R::map(&mut self.state).remove(&R::key(current.name()));
         Ok(current.clone())
+    }
+}
+
+impl<R: Kept> Restore<R> for MemConn {
+    async fn restore(&mut self, current: &R, data: Option<&R::Data>, _: &str) -> Result<R> {
+        let data = data.unwrap_or(current.data()).clone();
+        self.check_unique::<R>(&R::key(current.name()), &data)?;
+        Ok(self.write(current, |stamps| {
+            *stamps.data = data;
+            if let Some(delete_time) = stamps.delete_time {
+                *delete_time = None;
+            }
+        }))
     }
 }
 
@@ -388,6 +375,26 @@ mod tests {
             family_name: "Lovelace".into(),
             email: "ada@example.com".into(),
             ..CustomerInput::default()
+        }
+    }
+
+    async fn acme(service: &Writer<MemStore>) -> Company {
+        let input = CompanyInput {
+            display_name: "Acme".into(),
+            ..CompanyInput::default()
+        };
+        service
+            .create::<Company>("", input, "", "user:a")
+            .await
+            .unwrap()
+    }
+
+    /// A delete of `name`, with `force` (companies).
+    fn delete(name: String, force: bool) -> DeleteRequest {
+        DeleteRequest {
+            name,
+            force,
+            ..DeleteRequest::default()
         }
     }
 
@@ -550,18 +557,7 @@ mod tests {
     #[tokio::test]
     async fn a_customer_refers_only_to_a_live_company() {
         let (service, _) = service();
-        let company = service
-            .create::<Company>(
-                "",
-                CompanyInput {
-                    display_name: "Acme".into(),
-                    ..CompanyInput::default()
-                },
-                "",
-                "user:a",
-            )
-            .await
-            .unwrap();
+        let company = acme(&service).await;
         let member = CustomerInput {
             company: company.name().to_string(),
             ..ada()
@@ -571,25 +567,12 @@ mod tests {
             .await
             .unwrap();
         let refused = service
-            .delete::<Company>(
-                DeleteRequest {
-                    name: company.name().to_string(),
-                    ..DeleteRequest::default()
-                },
-                "user:a",
-            )
+            .delete::<Company>(delete(company.name().to_string(), false), "user:a")
             .await
             .unwrap_err();
         assert_eq!(reason_of(&refused), reason::COMPANY_HAS_CUSTOMERS);
         service
-            .delete::<Company>(
-                DeleteRequest {
-                    name: company.name().to_string(),
-                    force: true,
-                    ..DeleteRequest::default()
-                },
-                "user:a",
-            )
+            .delete::<Company>(delete(company.name().to_string(), true), "user:a")
             .await
             .unwrap();
         let detached = service
@@ -619,18 +602,7 @@ mod tests {
     #[tokio::test]
     async fn an_undeleted_customer_comes_back_without_a_company_deleted_meanwhile() {
         let (service, store) = service();
-        let company = service
-            .create::<Company>(
-                "",
-                CompanyInput {
-                    display_name: "Acme".into(),
-                    ..CompanyInput::default()
-                },
-                "",
-                "user:a",
-            )
-            .await
-            .unwrap();
+        let company = acme(&service).await;
         let customer = service
             .create::<Customer>(
                 "",
@@ -650,23 +622,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(reason_of(&live), reason::NOT_DELETED);
         service
-            .delete::<Customer>(
-                DeleteRequest {
-                    name: name.clone(),
-                    ..DeleteRequest::default()
-                },
-                "user:a",
-            )
+            .delete::<Customer>(delete(name.clone(), false), "user:a")
             .await
             .unwrap();
         service
-            .delete::<Company>(
-                DeleteRequest {
-                    name: company.name().to_string(),
-                    ..DeleteRequest::default()
-                },
-                "user:a",
-            )
+            .delete::<Company>(delete(company.name().to_string(), false), "user:a")
             .await
             .unwrap();
         let restored = service
@@ -728,13 +688,7 @@ mod tests {
         let sequences: Vec<_> = state.events[1..].iter().map(|e| e.sequence).collect();
         assert_eq!(sequences, [1, 2, 3]);
         service
-            .delete::<Customer>(
-                DeleteRequest {
-                    name: parent.clone(),
-                    ..DeleteRequest::default()
-                },
-                "user:a",
-            )
+            .delete::<Customer>(delete(parent.clone(), false), "user:a")
             .await
             .unwrap();
         let hidden = service

@@ -114,11 +114,8 @@ where
         }
         let fingerprint = Fingerprint::new(
             &Parts {
-                method: format!("Create{}", R::KIND),
-                actor: actor.to_owned(),
-                name: parent.to_owned(),
                 input: R::canonical_input(&input),
-                ..Parts::default()
+                ..call::<R>("Create", actor, parent)
             },
             &legacy,
         );
@@ -199,13 +196,10 @@ where
         let legacy_input = R::legacy_input(&request.input);
         let fingerprint = Fingerprint::new(
             &Parts {
-                method: format!("Update{}", R::KIND),
-                actor: actor.to_owned(),
-                name: request.name.clone(),
                 etag: request.etag.clone(),
                 mask: mask.canonical_paths(),
                 input: R::canonical_input(&request.input),
-                force: false,
+                ..call::<R>("Update", actor, &request.name)
             },
             &[
                 actor,
@@ -267,12 +261,9 @@ where
         }
         let fingerprint = Fingerprint::new(
             &Parts {
-                method: format!("Delete{}", R::KIND),
-                actor: actor.to_owned(),
-                name: request.name.clone(),
                 etag: request.etag.clone(),
                 force: request.force,
-                ..Parts::default()
+                ..call::<R>("Delete", actor, &request.name)
             },
             &legacy,
         );
@@ -414,6 +405,17 @@ pub async fn record<R: Resource, C: Storage>(
         request_id: origin.request_id,
     })
     .await
+}
+
+/// The fingerprint parts of every write: the RPC (`{verb}{KIND}`), the caller, and the
+/// resource name (for a create, the parent) as the request spelled it.
+fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
+    Parts {
+        method: format!("{verb}{}", R::KIND),
+        actor: actor.to_owned(),
+        name: name.to_owned(),
+        ..Parts::default()
+    }
 }
 
 /// Moves a violation into `violations`, keeping the value when there is none.

@@ -185,10 +185,9 @@ impl Listener {
     /// the listener), subscribes, then reads the last position handed out, so that nothing
     /// numbered before the subscription is missed. Returns the listener and that position.
     pub async fn start(pool: &Pool) -> Result<(Self, i64), ListenError> {
-        let mut conn = pool
-            .dedicated_connection()
+        let mut conn = super::dedicated_connection(pool)
             .await
-            .map_err(|e| ListenError::Connect(e.to_string()))?;
+            .map_err(ListenError::Connect)?;
         diesel::sql_query(format!("LISTEN {SEQUENCED_CHANNEL}"))
             .execute(&mut conn)
             .await?;

@@ -121,6 +121,31 @@ macro_rules! compare_label {
     }};
 }
 
+/// `create_time op value` or `update_time op value` on a resource table.
+macro_rules! compare_time {
+    ($table:ident, $field:expr, $op:expr, $time:expr) => {
+        match $field {
+            TimeField::CreateTime => compare_with!($table::create_time, $op, $time),
+            TimeField::UpdateTime => compare_with!($table::update_time, $op, $time),
+        }
+    };
+}
+
+/// `column:"text"` given the LIKE pattern, for a nullable text column (which NULL never
+/// matches).
+macro_rules! contains_nullable {
+    ($column:expr, $pattern:expr) => {
+        Box::new($column.assume_not_null().ilike($pattern))
+    };
+}
+
+/// `labels.<key>:"text"` given the LIKE pattern, over a `labels` JSONB column.
+macro_rules! contains_label {
+    ($labels:expr, $key:expr, $pattern:expr) => {
+        contains_nullable!($labels.retrieve_as_text($key.clone()), $pattern)
+    };
+}
+
 /// `{key: value}`, the JSON a label equality is tested by containment with.
 fn label_object(key: &str, value: &str) -> serde_json::Value {
     serde_json::json!({ key: value })
@@ -153,16 +178,7 @@ impl Translate for CustomerField {
                 op,
                 value,
             } => equality!(customers::status, op, value.number()),
-            Compare::Time {
-                field: TimeField::CreateTime,
-                op,
-                time,
-            } => compare_with!(customers::create_time, op, *time),
-            Compare::Time {
-                field: TimeField::UpdateTime,
-                op,
-                time,
-            } => compare_with!(customers::update_time, op, *time),
+            Compare::Time { field, op, time } => compare_time!(customers, field, op, *time),
             Compare::Text { field, op, text } => match field {
                 CustomerText::GivenName => compare_with!(customers::given_name, op, text.clone()),
                 CustomerText::FamilyName => {
@@ -193,23 +209,13 @@ impl Translate for CustomerField {
             CustomerText::GivenName => Box::new(customers::given_name.ilike(pattern)),
             CustomerText::FamilyName => Box::new(customers::family_name.ilike(pattern)),
             CustomerText::Email => Box::new(customers::email.ilike(pattern)),
-            CustomerText::Phone => Box::new(customers::phone.assume_not_null().ilike(pattern)),
-            CustomerText::Company => Box::new(customers::company.assume_not_null().ilike(pattern)),
-            CustomerText::BusinessId => {
-                Box::new(customers::business_id.assume_not_null().ilike(pattern))
+            CustomerText::Phone => contains_nullable!(customers::phone, pattern),
+            CustomerText::Company => contains_nullable!(customers::company, pattern),
+            CustomerText::BusinessId => contains_nullable!(customers::business_id, pattern),
+            CustomerText::Address(part) => {
+                contains_nullable!(customers::address.retrieve_as_text(part.key()), pattern)
             }
-            CustomerText::Address(part) => Box::new(
-                customers::address
-                    .retrieve_as_text(part.key())
-                    .assume_not_null()
-                    .ilike(pattern),
-            ),
-            CustomerText::Label(key) => Box::new(
-                customers::labels
-                    .retrieve_as_text(key.clone())
-                    .assume_not_null()
-                    .ilike(pattern),
-            ),
+            CustomerText::Label(key) => contains_label!(customers::labels, key, pattern),
         }
     }
 
@@ -229,16 +235,7 @@ impl Translate for CompanyField {
                 id,
             } => equality!(companies::id, op, *id),
             Compare::Enum { field, .. } => match *field {},
-            Compare::Time {
-                field: TimeField::CreateTime,
-                op,
-                time,
-            } => compare_with!(companies::create_time, op, *time),
-            Compare::Time {
-                field: TimeField::UpdateTime,
-                op,
-                time,
-            } => compare_with!(companies::update_time, op, *time),
+            Compare::Time { field, op, time } => compare_time!(companies, field, op, *time),
             Compare::Text { field, op, text } => match field {
                 CompanyText::DisplayName => {
                     compare_with!(companies::display_name, op, text.clone())
@@ -258,16 +255,9 @@ impl Translate for CompanyField {
     fn contains(field: &CompanyText, pattern: String) -> Condition<companies::table> {
         match field {
             CompanyText::DisplayName => Box::new(companies::display_name.ilike(pattern)),
-            CompanyText::Domain => Box::new(companies::domain.assume_not_null().ilike(pattern)),
-            CompanyText::BusinessId => {
-                Box::new(companies::business_id.assume_not_null().ilike(pattern))
-            }
-            CompanyText::Label(key) => Box::new(
-                companies::labels
-                    .retrieve_as_text(key.clone())
-                    .assume_not_null()
-                    .ilike(pattern),
-            ),
+            CompanyText::Domain => contains_nullable!(companies::domain, pattern),
+            CompanyText::BusinessId => contains_nullable!(companies::business_id, pattern),
+            CompanyText::Label(key) => contains_label!(companies::labels, key, pattern),
         }
     }
 

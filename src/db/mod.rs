@@ -27,12 +27,14 @@ pub mod error;
 pub mod events;
 pub mod filter;
 pub mod keys;
+pub mod keyset;
 pub mod models;
 pub mod notes;
 pub mod relay;
 pub mod request_ids;
 pub mod schema;
 pub mod store;
+pub mod table;
 
 use std::time::Duration;
 
@@ -128,6 +130,13 @@ async fn setup_connection(
     Ok(conn)
 }
 
+/// A connection of its own, outside the pool's rotation (bb8 never hands it to a request or
+/// recycles it), for a session that must stay the same one: an advisory lock, a `LISTEN`.
+/// Fails with the reason as text, for the caller's own error.
+pub(crate) async fn dedicated_connection(pool: &Pool) -> Result<AsyncPgConnection, String> {
+    pool.dedicated_connection().await.map_err(|e| e.to_string())
+}
+
 /// Whether the database answers a trivial query on `conn` (health checks).
 pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).await.map(drop)
@@ -135,10 +144,9 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
 
 /// Applies pending migrations under an advisory lock; returns how many were applied.
 pub async fn migrate(pool: &Pool) -> Result<usize, SetupError> {
-    let mut conn = pool
-        .dedicated_connection()
+    let mut conn = dedicated_connection(pool)
         .await
-        .map_err(|e| SetupError::Connect(e.to_string()))?;
+        .map_err(SetupError::Connect)?;
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut conn)
         .await?;

@@ -1,9 +1,12 @@
 //! Row types and their conversion to and from the domain model.
 //!
-//! JSON columns (`address`, `labels`) are encoded explicitly here (never as the serde image
-//! of a domain type); everything else maps column-for-field. A row that violates the domain's invariants (an unknown status number,
-//! malformed JSON) can only come from outside this service, so it surfaces as an internal
-//! error rather than a panic.
+//! A resource's fields are the columns a client chooses ([`CustomerColumns`],
+//! [`CompanyColumns`]); [`resource_rows!`] declares around them the stored row, the changeset
+//! of a write and the new row, which every soft-deleted resource table has alike. JSON columns
+//! (`address`, `labels`) are encoded explicitly here (never as the serde image of a domain
+//! type); everything else maps column-for-field. A row that violates the domain's invariants
+//! (an unknown status number, malformed JSON) can only come from outside this service, so it
+//! surfaces as an internal error rather than a panic.
 
 use std::collections::BTreeMap;
 
@@ -18,66 +21,143 @@ use crate::domain::{
     note::{Note, NoteData},
 };
 
-/// A `customers` row.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
-#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
-pub struct CustomerRow {
-    /// Primary key.
-    pub id: Uuid,
-    /// Given name.
-    pub given_name: String,
-    /// Family name.
-    pub family_name: String,
-    /// Email.
-    pub email: String,
-    /// Phone.
-    pub phone: Option<String>,
-    /// Address as JSON.
-    pub address: Option<serde_json::Value>,
-    /// Status number.
-    pub status: i16,
-    /// Company reference.
-    pub company: Option<String>,
-    /// Business id.
-    pub business_id: Option<String>,
-    /// Labels as a JSON object.
-    pub labels: serde_json::Value,
-    /// Row version.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Last write time.
-    pub update_time: DateTime<Utc>,
-    /// Soft-deletion time.
-    pub delete_time: Option<DateTime<Utc>>,
+/// The columns a client chooses, read and written as the domain's fields.
+pub trait Columns: Sized {
+    /// The domain's fields.
+    type Data;
+    /// The columns for `data`.
+    fn new(data: &Self::Data) -> Self;
+    /// The fields these columns hold (`id`: the row, named in errors).
+    fn into_data(self, id: Uuid) -> Result<Self::Data, CorruptRow>;
 }
 
-/// A new row: the id and the mutable columns; version and timestamps take their defaults
-/// (the database clock, so every instance agrees on time).
+/// Declares the rows of a soft-deleted resource table `$table` around its [`Columns`]: the
+/// stored row (`$row`), the changeset of a write (`$changes`: the columns and who wrote
+/// them) and the new row (`$new`: the id, who created it, and a changeset); and the
+/// conversion of a stored row into `$resource`, whose other fields are `$field: $value`.
 ///
-/// `None` is inserted as NULL, never as `DEFAULT` (no nullable column has another default):
-/// an insert whose SQL depends on which fields are `None` cannot be a cached prepared
-/// statement, and was prepared afresh (an extra round trip) on every CreateCustomer.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = customers, treat_none_as_default_value = false)]
-pub struct NewCustomerRow {
-    /// Primary key.
-    pub id: Uuid,
-    /// Who created it.
-    pub created_by: Option<String>,
-    /// Everything else the client chose.
-    #[diesel(embed)]
-    pub fields: CustomerChanges,
+/// Version and timestamps take their defaults on insert (the database clock, so every
+/// instance agrees on time). `None` is inserted as NULL, never as `DEFAULT` (no nullable
+/// column has another default): an insert whose SQL depends on which fields are `None`
+/// cannot be a cached prepared statement, and was prepared afresh (an extra round trip) on
+/// every create.
+macro_rules! resource_rows {
+    (
+        table: $table:ident,
+        columns: $columns:ident,
+        rows: $row:ident, $new:ident, $changes:ident,
+        resource: $resource:ident { $($field:ident: $value:expr),* $(,)? },
+    ) => {
+        #[doc = concat!("A `", stringify!($table), "` row.")]
+        #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+        #[diesel(table_name = $table, check_for_backend(diesel::pg::Pg))]
+        pub struct $row {
+            /// Primary key.
+            pub id: Uuid,
+            /// What the client chose.
+            #[diesel(embed)]
+            pub columns: $columns,
+            /// Row version.
+            pub version: i64,
+            /// Creation time.
+            pub create_time: DateTime<Utc>,
+            /// Last write time.
+            pub update_time: DateTime<Utc>,
+            /// Soft-deletion time.
+            pub delete_time: Option<DateTime<Utc>>,
+        }
+
+        #[doc = concat!("A new `", stringify!($table), "` row.")]
+        #[derive(Debug, Clone, Insertable)]
+        #[diesel(table_name = $table, treat_none_as_default_value = false)]
+        pub struct $new {
+            /// Primary key.
+            pub id: Uuid,
+            /// Who created it.
+            pub created_by: Option<String>,
+            /// Everything else the client chose.
+            #[diesel(embed)]
+            pub fields: $changes,
+        }
+
+        impl $new {
+            /// Row `id` holding `data`, created by `actor`.
+            pub fn new(id: Uuid, data: &<$columns as Columns>::Data, actor: &str) -> Self {
+                Self {
+                    id,
+                    created_by: Some(actor.to_owned()),
+                    fields: $changes::new(data, actor),
+                }
+            }
+        }
+
+        #[doc = concat!("The columns a write to `", stringify!($table), "` sets.")]
+        #[derive(Debug, Clone, AsChangeset, Insertable)]
+        #[diesel(
+            table_name = $table,
+            treat_none_as_null = true,
+            treat_none_as_default_value = false
+        )]
+        pub struct $changes {
+            /// What the client chose.
+            #[diesel(embed)]
+            pub columns: $columns,
+            /// Who made this change.
+            pub updated_by: Option<String>,
+        }
+
+        impl $changes {
+            /// The columns for `data`, written by `actor`.
+            pub fn new(data: &<$columns as Columns>::Data, actor: &str) -> Self {
+                Self {
+                    columns: $columns::new(data),
+                    updated_by: Some(actor.to_owned()),
+                }
+            }
+        }
+
+        impl TryFrom<$row> for $resource {
+            type Error = CorruptRow;
+
+            fn try_from(row: $row) -> Result<Self, CorruptRow> {
+                Ok($resource {
+                    data: row.columns.into_data(row.id)?,
+                    id: row.id,
+                    version: row.version,
+                    create_time: row.create_time,
+                    update_time: row.update_time,
+                    delete_time: row.delete_time,
+                    $($field: $value,)*
+                })
+            }
+        }
+    };
 }
 
-/// The mutable columns, for `UPDATE ... SET` and inserts.
-#[derive(Debug, Clone, AsChangeset, Insertable)]
+resource_rows! {
+    table: customers,
+    columns: CustomerColumns,
+    rows: CustomerRow, NewCustomerRow, CustomerChanges,
+    // The service sets it from the deletion time and its retention setting.
+    resource: Customer { expire_time: None },
+}
+
+resource_rows! {
+    table: companies,
+    columns: CompanyColumns,
+    rows: CompanyRow, NewCompanyRow, CompanyChanges,
+    resource: Company {},
+}
+
+/// The columns of a customer its client chooses.
+#[derive(Debug, Clone, Queryable, Selectable, AsChangeset, Insertable)]
 #[diesel(
     table_name = customers,
+    check_for_backend(diesel::pg::Pg),
     treat_none_as_null = true,
     treat_none_as_default_value = false
 )]
-pub struct CustomerChanges {
+pub struct CustomerColumns {
     /// Given name.
     pub given_name: String,
     /// Family name.
@@ -96,15 +176,13 @@ pub struct CustomerChanges {
     pub business_id: Option<String>,
     /// Labels as a JSON object.
     pub labels: serde_json::Value,
-    /// Who made this change.
-    pub updated_by: Option<String>,
 }
 
-impl CustomerChanges {
-    /// The columns for `data`, written by `actor`.
-    pub fn new(data: &CustomerData, actor: &str) -> Self {
+impl Columns for CustomerColumns {
+    type Data = CustomerData;
+
+    fn new(data: &CustomerData) -> Self {
         Self {
-            updated_by: Some(actor.to_owned()),
             given_name: data.given_name.clone(),
             family_name: data.family_name.clone(),
             email: data.email.clone(),
@@ -115,6 +193,69 @@ impl CustomerChanges {
             business_id: data.business_id.clone(),
             labels: labels_json(&data.labels),
         }
+    }
+
+    fn into_data(self, id: Uuid) -> Result<CustomerData, CorruptRow> {
+        let status = Status::from_number(i32::from(self.status))
+            .ok_or_else(|| CorruptRow::new(id, format!("unknown status {}", self.status)))?;
+        let address = self
+            .address
+            .map(serde_json::from_value::<AddressColumn>)
+            .transpose()
+            .map_err(|e| CorruptRow::new(id, format!("address: {e}")))?
+            .map(PostalAddress::from);
+        Ok(CustomerData {
+            given_name: self.given_name,
+            family_name: self.family_name,
+            email: self.email,
+            phone: self.phone,
+            address,
+            status,
+            company: self.company,
+            business_id: self.business_id,
+            labels: labels_of(id, self.labels)?,
+        })
+    }
+}
+
+/// The columns of a company its client chooses.
+#[derive(Debug, Clone, Queryable, Selectable, AsChangeset, Insertable)]
+#[diesel(
+    table_name = companies,
+    check_for_backend(diesel::pg::Pg),
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
+pub struct CompanyColumns {
+    /// Display name.
+    pub display_name: String,
+    /// DNS name.
+    pub domain: Option<String>,
+    /// Business id.
+    pub business_id: Option<String>,
+    /// Labels as a JSON object.
+    pub labels: serde_json::Value,
+}
+
+impl Columns for CompanyColumns {
+    type Data = CompanyData;
+
+    fn new(data: &CompanyData) -> Self {
+        Self {
+            display_name: data.display_name.clone(),
+            domain: data.domain.clone(),
+            business_id: data.business_id.clone(),
+            labels: labels_json(&data.labels),
+        }
+    }
+
+    fn into_data(self, id: Uuid) -> Result<CompanyData, CorruptRow> {
+        Ok(CompanyData {
+            display_name: self.display_name,
+            domain: self.domain,
+            business_id: self.business_id,
+            labels: labels_of(id, self.labels)?,
+        })
     }
 }
 
@@ -166,6 +307,11 @@ fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
     )
 }
 
+/// The `labels` column of row `id` as [`labels_json`] writes it.
+fn labels_of(id: Uuid, json: serde_json::Value) -> Result<BTreeMap<String, String>, CorruptRow> {
+    serde_json::from_value(json).map_err(|e| CorruptRow::new(id, format!("labels: {e}")))
+}
+
 /// A stored row that does not satisfy the domain's invariants.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt row {id}: {problem}")]
@@ -176,136 +322,9 @@ pub struct CorruptRow {
     pub problem: String,
 }
 
-impl TryFrom<CustomerRow> for Customer {
-    type Error = CorruptRow;
-
-    fn try_from(row: CustomerRow) -> Result<Self, CorruptRow> {
-        let corrupt = |problem: String| CorruptRow {
-            id: row.id,
-            problem,
-        };
-        let status = Status::from_number(i32::from(row.status))
-            .ok_or_else(|| corrupt(format!("unknown status {}", row.status)))?;
-        let address = row
-            .address
-            .clone()
-            .map(serde_json::from_value::<AddressColumn>)
-            .transpose()
-            .map_err(|e| corrupt(format!("address: {e}")))?
-            .map(PostalAddress::from);
-        let labels = serde_json::from_value::<BTreeMap<String, String>>(row.labels.clone())
-            .map_err(|e| corrupt(format!("labels: {e}")))?;
-        Ok(Customer {
-            id: row.id,
-            data: CustomerData {
-                given_name: row.given_name,
-                family_name: row.family_name,
-                email: row.email,
-                phone: row.phone,
-                address,
-                status,
-                company: row.company,
-                business_id: row.business_id,
-                labels,
-            },
-            version: row.version,
-            create_time: row.create_time,
-            update_time: row.update_time,
-            delete_time: row.delete_time,
-            // The service sets it from the deletion time and its retention setting.
-            expire_time: None,
-        })
-    }
-}
-
-/// A `companies` row.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
-#[diesel(table_name = companies, check_for_backend(diesel::pg::Pg))]
-pub struct CompanyRow {
-    /// Primary key.
-    pub id: Uuid,
-    /// Display name.
-    pub display_name: String,
-    /// DNS name.
-    pub domain: Option<String>,
-    /// Business id.
-    pub business_id: Option<String>,
-    /// Labels as a JSON object.
-    pub labels: serde_json::Value,
-    /// Row version.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Last write time.
-    pub update_time: DateTime<Utc>,
-    /// Soft-deletion time.
-    pub delete_time: Option<DateTime<Utc>>,
-}
-
-/// A new company row; version and timestamps take their defaults.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = companies)]
-pub struct NewCompanyRow {
-    /// Primary key.
-    pub id: Uuid,
-    /// Who created it.
-    pub created_by: Option<String>,
-    /// Everything else the client chose.
-    #[diesel(embed)]
-    pub fields: CompanyChanges,
-}
-
-/// The mutable columns of a company, for `UPDATE ... SET` and inserts.
-#[derive(Debug, Clone, AsChangeset, Insertable)]
-#[diesel(table_name = companies, treat_none_as_null = true)]
-pub struct CompanyChanges {
-    /// Display name.
-    pub display_name: String,
-    /// DNS name.
-    pub domain: Option<String>,
-    /// Business id.
-    pub business_id: Option<String>,
-    /// Labels as a JSON object.
-    pub labels: serde_json::Value,
-    /// Who made this change.
-    pub updated_by: Option<String>,
-}
-
-impl CompanyChanges {
-    /// The columns for `data`, written by `actor`.
-    pub fn new(data: &CompanyData, actor: &str) -> Self {
-        Self {
-            display_name: data.display_name.clone(),
-            domain: data.domain.clone(),
-            business_id: data.business_id.clone(),
-            labels: labels_json(&data.labels),
-            updated_by: Some(actor.to_owned()),
-        }
-    }
-}
-
-impl TryFrom<CompanyRow> for Company {
-    type Error = CorruptRow;
-
-    fn try_from(row: CompanyRow) -> Result<Self, CorruptRow> {
-        let labels = serde_json::from_value::<BTreeMap<String, String>>(row.labels.clone())
-            .map_err(|e| CorruptRow {
-                id: row.id,
-                problem: format!("labels: {e}"),
-            })?;
-        Ok(Company {
-            id: row.id,
-            data: CompanyData {
-                display_name: row.display_name,
-                domain: row.domain,
-                business_id: row.business_id,
-                labels,
-            },
-            version: row.version,
-            create_time: row.create_time,
-            update_time: row.update_time,
-            delete_time: row.delete_time,
-        })
+impl CorruptRow {
+    fn new(id: Uuid, problem: String) -> Self {
+        Self { id, problem }
     }
 }
 
@@ -337,12 +356,31 @@ pub struct NewNoteRow {
     pub id: Uuid,
     /// The customer it belongs to.
     pub customer_id: Uuid,
-    /// The text.
-    pub text: String,
     /// Who creates it.
     pub author: String,
-    /// Who wrote it last (the author, at first).
+    /// The text, written by the author.
+    #[diesel(embed)]
+    pub fields: NoteChanges,
+}
+
+/// The columns a write of a note sets.
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = notes)]
+pub struct NoteChanges {
+    /// The text.
+    pub text: String,
+    /// Who wrote it last.
     pub updated_by: Option<String>,
+}
+
+impl NoteChanges {
+    /// The columns for `data`, written by `actor`.
+    pub fn new(data: &NoteData, actor: &str) -> Self {
+        Self {
+            text: data.text.clone(),
+            updated_by: Some(actor.to_owned()),
+        }
+    }
 }
 
 impl From<NoteRow> for Note {

@@ -9,67 +9,26 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    models::{NewNoteRow, NoteRow},
+    models::{NewNoteRow, NoteChanges, NoteRow},
     schema::notes,
+    table::{first_under, versioned_statements},
 };
+use crate::core::store::Lock;
 
-/// Inserts a new note and returns the stored row.
-pub async fn insert(conn: &mut AsyncPgConnection, row: &NewNoteRow) -> QueryResult<NoteRow> {
-    diesel::insert_into(notes::table)
-        .values(row)
-        .returning(NoteRow::as_returning())
-        .get_result(conn)
-        .await
-}
+versioned_statements!(notes: NoteRow, NewNoteRow, NoteChanges);
 
-/// The note `id` of customer `customer_id`.
+/// The note `id` of customer `customer_id`, read under `lock`.
 pub async fn find(
     conn: &mut AsyncPgConnection,
     customer_id: Uuid,
     id: Uuid,
+    lock: Lock,
 ) -> QueryResult<Option<NoteRow>> {
-    notes::table
+    let query = notes::table
         .find(id)
         .filter(notes::customer_id.eq(customer_id))
-        .select(NoteRow::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// The note, locked against concurrent writers until the end of the transaction.
-pub async fn find_for_update(
-    conn: &mut AsyncPgConnection,
-    customer_id: Uuid,
-    id: Uuid,
-) -> QueryResult<Option<NoteRow>> {
-    notes::table
-        .find(id)
-        .filter(notes::customer_id.eq(customer_id))
-        .select(NoteRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// Writes new text, bumping the version and update time.
-pub async fn update_text(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    text: &str,
-    actor: &str,
-) -> QueryResult<NoteRow> {
-    diesel::update(notes::table.find(id))
-        .set((
-            notes::text.eq(text),
-            notes::updated_by.eq(actor),
-            notes::version.eq(notes::version + 1),
-            notes::update_time.eq(diesel::dsl::now),
-        ))
-        .returning(NoteRow::as_returning())
-        .get_result(conn)
-        .await
+        .select(NoteRow::as_select());
+    first_under!(conn, query, lock)
 }
 
 /// Deletes the note for good.

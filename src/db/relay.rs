@@ -1,7 +1,7 @@
 //! The relay lease: which instance publishes the outbox, and the statements it publishes by.
 //!
 //! The lease is a **session-level** advisory lock (`pg_try_advisory_lock`) taken on a
-//! connection of its own, opened with `Pool::dedicated_connection`: bb8 never sees it, so a
+//! connection of its own, opened with [`super::dedicated_connection`]: bb8 never sees it, so a
 //! lock-holding session is never handed to a request or recycled. The relay reads and marks
 //! events on that same connection, in autocommit statements: no transaction stays open while
 //! events are published, so neither `idle_in_transaction_session_timeout` nor a slow broker
@@ -80,10 +80,9 @@ impl Lease {
             return Ok(true);
         }
         if self.conn.is_none() {
-            let conn = pool
-                .dedicated_connection()
+            let conn = super::dedicated_connection(pool)
                 .await
-                .map_err(|e| LeaseError::Connect(e.to_string()))?;
+                .map_err(LeaseError::Connect)?;
             self.conn = Some(conn);
         }
         // Session-level locks stack: only ask while not holding, so one unlock frees it.

@@ -8,12 +8,15 @@ use uuid::Uuid;
 use super::{
     Pool, companies, customers,
     events::{self, NewEventRow},
-    models::{CompanyChanges, CustomerChanges, NewCompanyRow, NewCustomerRow, NewNoteRow},
+    models::{
+        CompanyChanges, CustomerChanges, NewCompanyRow, NewCustomerRow, NewNoteRow, NoteChanges,
+    },
     notes, request_ids,
 };
 use crate::{
     core::{
         replay::StoredReplay,
+        resource::Resource,
         store::{
             Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
         },
@@ -21,8 +24,8 @@ use crate::{
     domain::{
         company::Company,
         customer::Customer,
-        names::{CompanyName, CustomerName, NoteName},
-        note::Note,
+        names::{CompanyName, NoteName},
+        note::{Note, NoteData},
     },
     encoding::event_payload,
     service::{Error, Result, Unreachable, events::EventLog},
@@ -120,160 +123,93 @@ fn conflict(error: diesel::result::Error) -> Error {
     error.into()
 }
 
-impl Repository<Customer> for AsyncPgConnection {
-    async fn find(&mut self, name: CustomerName, lock: Lock) -> Result<Option<Customer>> {
-        let row = match lock {
-            Lock::None => customers::find(self, name.id()).await?,
-            Lock::Share => customers::find_for_share(self, name.id()).await?,
-            Lock::Update => customers::find_for_update(self, name.id()).await?,
-        };
-        Ok(row.map(Customer::try_from).transpose()?)
-    }
+/// The repository of a soft-deleted resource stored one row each in `$table` (the module of
+/// its [`soft_deleted_statements!`](super::table::soft_deleted_statements)), whose unique
+/// violations are typed conflicts.
+macro_rules! soft_deleted_repository {
+    ($resource:ident in $table:ident: $new:ident, $changes:ident) => {
+        impl Repository<$resource> for AsyncPgConnection {
+            async fn find(
+                &mut self,
+                name: <$resource as Resource>::Name,
+                lock: Lock,
+            ) -> Result<Option<$resource>> {
+                let row = $table::find_locked(self, name.id(), lock).await?;
+                Ok(row.map($resource::try_from).transpose()?)
+            }
 
-    async fn insert(
-        &mut self,
-        name: CustomerName,
-        data: &crate::domain::customer::CustomerData,
-        actor: &str,
-    ) -> Result<Customer> {
-        let row = NewCustomerRow {
-            id: name.id(),
-            created_by: Some(actor.to_owned()),
-            fields: CustomerChanges::new(data, actor),
-        };
-        let stored = customers::insert(self, &row).await.map_err(conflict)?;
-        Ok(Customer::try_from(stored)?)
-    }
+            async fn insert(
+                &mut self,
+                name: <$resource as Resource>::Name,
+                data: &<$resource as Resource>::Data,
+                actor: &str,
+            ) -> Result<$resource> {
+                let row = $new::new(name.id(), data, actor);
+                let stored = $table::insert(self, &row).await.map_err(conflict)?;
+                Ok($resource::try_from(stored)?)
+            }
 
-    async fn update(
-        &mut self,
-        current: &Customer,
-        data: &crate::domain::customer::CustomerData,
-        actor: &str,
-    ) -> Result<Customer> {
-        let row = customers::update(self, current.id, &CustomerChanges::new(data, actor))
-            .await
-            .map_err(conflict)?;
-        Ok(Customer::try_from(row)?)
-    }
+            async fn update(
+                &mut self,
+                current: &$resource,
+                data: &<$resource as Resource>::Data,
+                actor: &str,
+            ) -> Result<$resource> {
+                let changes = $changes::new(data, actor);
+                let row = $table::update(self, current.id, &changes)
+                    .await
+                    .map_err(conflict)?;
+                Ok($resource::try_from(row)?)
+            }
 
-    async fn remove(&mut self, current: &Customer, actor: &str) -> Result<Customer> {
-        let row = customers::set_deleted(self, current.id, actor).await?;
-        Ok(Customer::try_from(row)?)
-    }
-}
-
-impl Restore<Customer> for AsyncPgConnection {
-    async fn restore(
-        &mut self,
-        current: &Customer,
-        data: Option<&crate::domain::customer::CustomerData>,
-        actor: &str,
-    ) -> Result<Customer> {
-        let changes = data.map(|data| CustomerChanges::new(data, actor));
-        let row = customers::restore(self, current.id, changes.as_ref(), actor)
-            .await
-            .map_err(conflict)?;
-        Ok(Customer::try_from(row)?)
-    }
-}
-
-impl Repository<Company> for AsyncPgConnection {
-    async fn find(&mut self, name: CompanyName, lock: Lock) -> Result<Option<Company>> {
-        let row = match lock {
-            Lock::None => companies::find(self, name.id()).await?,
-            Lock::Share => companies::find_for_share(self, name.id()).await?,
-            Lock::Update => companies::find_for_update(self, name.id()).await?,
-        };
-        Ok(row.map(Company::try_from).transpose()?)
-    }
-
-    async fn insert(
-        &mut self,
-        name: CompanyName,
-        data: &crate::domain::company::CompanyData,
-        actor: &str,
-    ) -> Result<Company> {
-        let row = NewCompanyRow {
-            id: name.id(),
-            created_by: Some(actor.to_owned()),
-            fields: CompanyChanges::new(data, actor),
-        };
-        let stored = companies::insert(self, &row).await.map_err(conflict)?;
-        Ok(Company::try_from(stored)?)
-    }
-
-    async fn update(
-        &mut self,
-        current: &Company,
-        data: &crate::domain::company::CompanyData,
-        actor: &str,
-    ) -> Result<Company> {
-        let row = companies::update(self, current.id, &CompanyChanges::new(data, actor))
-            .await
-            .map_err(conflict)?;
-        Ok(Company::try_from(row)?)
-    }
-
-    async fn remove(&mut self, current: &Company, actor: &str) -> Result<Company> {
-        let row = companies::set_deleted(self, current.id, actor, true).await?;
-        Ok(Company::try_from(row)?)
-    }
-}
-
-impl Restore<Company> for AsyncPgConnection {
-    async fn restore(
-        &mut self,
-        current: &Company,
-        data: Option<&crate::domain::company::CompanyData>,
-        actor: &str,
-    ) -> Result<Company> {
-        if data.is_some() {
-            return Err(Error::internal(&Unreachable(
-                "a company is restored with its own fields",
-            )));
+            async fn remove(&mut self, current: &$resource, actor: &str) -> Result<$resource> {
+                let row = $table::set_deleted(self, current.id, actor, true).await?;
+                Ok($resource::try_from(row)?)
+            }
         }
-        let row = companies::set_deleted(self, current.id, actor, false)
-            .await
-            .map_err(conflict)?;
-        Ok(Company::try_from(row)?)
-    }
+
+        impl Restore<$resource> for AsyncPgConnection {
+            async fn restore(
+                &mut self,
+                current: &$resource,
+                data: Option<&<$resource as Resource>::Data>,
+                actor: &str,
+            ) -> Result<$resource> {
+                let row = match data {
+                    None => $table::set_deleted(self, current.id, actor, false).await,
+                    Some(data) => {
+                        let changes = $changes::new(data, actor);
+                        $table::update(self, current.id, &changes).await
+                    }
+                }
+                .map_err(conflict)?;
+                Ok($resource::try_from(row)?)
+            }
+        }
+    };
 }
+
+soft_deleted_repository!(Customer in customers: NewCustomerRow, CustomerChanges);
+soft_deleted_repository!(Company in companies: NewCompanyRow, CompanyChanges);
 
 impl Repository<Note> for AsyncPgConnection {
     async fn find(&mut self, name: NoteName, lock: Lock) -> Result<Option<Note>> {
-        let (customer, id) = (name.customer.id(), name.id());
-        let row = match lock {
-            // Nothing refers to a note, so nothing share-locks one.
-            Lock::None | Lock::Share => notes::find(self, customer, id).await?,
-            Lock::Update => notes::find_for_update(self, customer, id).await?,
-        };
+        let row = notes::find(self, name.customer.id(), name.id(), lock).await?;
         Ok(row.map(Note::from))
     }
 
-    async fn insert(
-        &mut self,
-        name: NoteName,
-        data: &crate::domain::note::NoteData,
-        actor: &str,
-    ) -> Result<Note> {
+    async fn insert(&mut self, name: NoteName, data: &NoteData, actor: &str) -> Result<Note> {
         let row = NewNoteRow {
             id: name.id(),
             customer_id: name.customer.id(),
-            text: data.text.clone(),
             author: actor.to_owned(),
-            updated_by: Some(actor.to_owned()),
+            fields: NoteChanges::new(data, actor),
         };
         Ok(Note::from(notes::insert(self, &row).await?))
     }
 
-    async fn update(
-        &mut self,
-        current: &Note,
-        data: &crate::domain::note::NoteData,
-        actor: &str,
-    ) -> Result<Note> {
-        let row = notes::update_text(self, current.id, &data.text, actor).await?;
+    async fn update(&mut self, current: &Note, data: &NoteData, actor: &str) -> Result<Note> {
+        let row = notes::update(self, current.id, &NoteChanges::new(data, actor)).await?;
         Ok(Note::from(row))
     }
 

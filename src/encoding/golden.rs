@@ -611,71 +611,49 @@ mod properties {
         prop::option::of("[a-z+0-9]{1,6}")
     }
 
-    fn address() -> impl Strategy<Value = PostalAddress> {
-        (
-            prop::collection::vec("[a-z ]{0,5}", 0..3),
-            "[a-z]{0,4}",
-            "[a-z]{0,4}",
-            "[0-9]{0,4}",
-            "[A-Z]{2}",
-        )
-            .prop_map(|(lines, locality, region, postal_code, country_code)| {
-                PostalAddress {
-                    lines,
-                    locality,
-                    region,
-                    postal_code,
-                    country_code,
-                }
-            })
+    fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+        prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..3)
     }
 
-    fn data() -> impl Strategy<Value = CustomerData> {
-        (
-            ("[a-z]{1,4}", "[a-z]{1,4}", "[a-z]{1,4}"),
-            optional(),
-            prop::option::of(address()),
-            prop::sample::select(vec![Status::Active, Status::Prospective, Status::Inactive]),
-            (optional(), optional()),
-            prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..3),
-        )
-            .prop_map(
-                |(
-                    (given_name, family_name, email),
-                    phone,
-                    address,
-                    status,
-                    (company, business_id),
-                    labels,
-                )| {
-                    CustomerData {
-                        given_name,
-                        family_name,
-                        email,
-                        phone,
-                        address,
-                        status,
-                        company,
-                        business_id,
-                        labels,
-                    }
-                },
-            )
+    prop_compose! {
+        fn address()(
+            lines in prop::collection::vec("[a-z ]{0,5}", 0..3),
+            locality in "[a-z]{0,4}",
+            region in "[a-z]{0,4}",
+            postal_code in "[0-9]{0,4}",
+            country_code in "[A-Z]{2}",
+        ) -> PostalAddress {
+            PostalAddress { lines, locality, region, postal_code, country_code }
+        }
     }
 
-    fn company_data() -> impl Strategy<Value = CompanyData> {
-        (
-            "[a-z]{1,4}",
-            optional(),
-            optional(),
-            prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..3),
-        )
-            .prop_map(|(display_name, domain, business_id, labels)| CompanyData {
-                display_name,
-                domain,
-                business_id,
-                labels,
-            })
+    prop_compose! {
+        fn data()(
+            given_name in "[a-z]{1,4}",
+            family_name in "[a-z]{1,4}",
+            email in "[a-z]{1,4}",
+            phone in optional(),
+            address in prop::option::of(address()),
+            status in prop::sample::select(vec![Status::Active, Status::Prospective, Status::Inactive]),
+            company in optional(),
+            business_id in optional(),
+            labels in labels(),
+        ) -> CustomerData {
+            CustomerData {
+                given_name, family_name, email, phone, address, status, company, business_id, labels,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn company_data()(
+            display_name in "[a-z]{1,4}",
+            domain in optional(),
+            business_id in optional(),
+            labels in labels(),
+        ) -> CompanyData {
+            CompanyData { display_name, domain, business_id, labels }
+        }
     }
 
     proptest! {

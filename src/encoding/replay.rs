@@ -39,44 +39,27 @@ pub fn decode_stored<T: Replayable>(
     }
 }
 
-impl Replayable for Customer {
-    fn encode_replay(&self) -> Vec<u8> {
-        versioned(&self.clone().to_message())
-    }
+/// [`Replayable`] for a resource stored as its contract message `$message` (what
+/// `Resource::to_message` writes), read back by `$from_proto`, or from version 1 JSON by
+/// `$from_v1`.
+macro_rules! replayable {
+    ($resource:ty as $message:ty: $from_proto:path, $from_v1:path) => {
+        impl Replayable for $resource {
+            fn encode_replay(&self) -> Vec<u8> {
+                versioned(&self.clone().to_message())
+            }
 
-    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
-        customer_from_proto(pb::Customer::decode(unversioned(bytes)?)?)
-    }
+            fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+                $from_proto(<$message>::decode(unversioned(bytes)?)?)
+            }
 
-    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
-        v1::customer(json)
-    }
+            fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
+                $from_v1(json)
+            }
+        }
+    };
 }
 
-impl Replayable for Company {
-    fn encode_replay(&self) -> Vec<u8> {
-        versioned(&self.clone().to_message())
-    }
-
-    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
-        company_from_proto(pb::Company::decode(unversioned(bytes)?)?)
-    }
-
-    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
-        v1::company(json)
-    }
-}
-
-impl Replayable for Note {
-    fn encode_replay(&self) -> Vec<u8> {
-        versioned(&self.clone().to_message())
-    }
-
-    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
-        note_from_proto(pb::Note::decode(unversioned(bytes)?)?)
-    }
-
-    fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
-        v1::note(json)
-    }
-}
+replayable!(Customer as pb::Customer: customer_from_proto, v1::customer);
+replayable!(Company as pb::Company: company_from_proto, v1::company);
+replayable!(Note as pb::Note: note_from_proto, v1::note);

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::DecodeError;
@@ -163,30 +163,29 @@ pub(super) fn event_data(
 ) -> Result<EventData, DecodeError> {
     Ok(match kind {
         ResourceKind::Customer => {
-            let change: ChangeV1<CustomerV1, CustomerDataV1> = serde_json::from_value(json)?;
-            EventData::Customer(Box::new(Change {
-                snapshot: change.snapshot.into(),
-                changed_fields: change.changed_fields,
-                previous: change.previous.map(Into::into),
-            }))
+            EventData::Customer(ChangeV1::<CustomerV1, CustomerDataV1>::read(json)?)
         }
         ResourceKind::Company => {
-            let change: ChangeV1<CompanyV1, CompanyDataV1> = serde_json::from_value(json)?;
-            EventData::Company(Box::new(Change {
-                snapshot: change.snapshot.into(),
-                changed_fields: change.changed_fields,
-                previous: change.previous.map(Into::into),
-            }))
+            EventData::Company(ChangeV1::<CompanyV1, CompanyDataV1>::read(json)?)
         }
-        ResourceKind::Note => {
-            let change: ChangeV1<NoteV1, NoteDataV1> = serde_json::from_value(json)?;
-            EventData::Note(Box::new(Change {
-                snapshot: change.snapshot.into(),
-                changed_fields: change.changed_fields,
-                previous: change.previous.map(Into::into),
-            }))
-        }
+        ResourceKind::Note => EventData::Note(ChangeV1::<NoteV1, NoteDataV1>::read(json)?),
     })
+}
+
+impl<S: DeserializeOwned, D: DeserializeOwned> ChangeV1<S, D> {
+    /// The change `json` holds, as the domain's.
+    fn read<R, F>(json: serde_json::Value) -> Result<Box<Change<R, F>>, DecodeError>
+    where
+        S: Into<R>,
+        D: Into<F>,
+    {
+        let change: Self = serde_json::from_value(json)?;
+        Ok(Box::new(Change {
+            snapshot: change.snapshot.into(),
+            changed_fields: change.changed_fields,
+            previous: change.previous.map(Into::into),
+        }))
+    }
 }
 
 /// A stored customer response.

@@ -1,0 +1,282 @@
+//! Keyset pagination, shared by the listings of every resource table.
+//!
+//! A page starts strictly after the last row of the previous page in the requested order
+//! (with the id as tie-breaker), written as a row-value comparison
+//! `(family_name, id) > ($1, $2)` that PostgreSQL answers with an index range scan. Page
+//! 10,000 therefore costs what page 1 costs, and rows inserted during a walk can never make
+//! a row appear twice.
+//!
+//! A table takes part by declaring its sort keys with [`sort_keys!`]: the column each key
+//! orders by and how its value is read from a row (what a page token carries).
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    Identifiable,
+    expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping, is_aggregate},
+    pg::Pg,
+    prelude::*,
+    query_builder::{AstPass, BoxedSelectStatement, FromClause, QueryFragment, QueryId},
+    query_source::QuerySource,
+    sql_types::{Bool, Text, Timestamptz},
+};
+use uuid::Uuid;
+
+use super::filter::{Translate, condition};
+use crate::domain::{
+    filter::{Expr, FilterField},
+    order_by::{OrderField, OrderKey},
+};
+
+/// A value of an ordering key, as found in the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A timestamp key (`create_time`, `update_time`).
+    Time(DateTime<Utc>),
+    /// A text key (names, email).
+    Text(String),
+}
+
+/// Where a page ends: the ordering key values and id of its last row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// One value per ordering key.
+    pub values: Vec<KeyValue>,
+    /// The last row's id (the final tie-breaker).
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor just after `row` in `order`.
+    pub fn after<K: SortKey>(row: &K::Row, order: &[OrderKey<K>]) -> Self
+    where
+        for<'r> &'r K::Row: Identifiable<Id = &'r Uuid>,
+    {
+        Self {
+            values: order.iter().map(|key| key.field.value(row)).collect(),
+            id: *row.id(),
+        }
+    }
+}
+
+/// A sort key of a table: the column it orders by and its value in a row. Implemented with
+/// [`sort_keys!`].
+pub trait SortKey: OrderField {
+    /// The rows it sorts.
+    type Row;
+    /// The column's name.
+    fn column(self) -> &'static str;
+    /// Its value in `row`.
+    fn value(self, row: &Self::Row) -> KeyValue;
+}
+
+/// Declares the sort keys of a table:
+/// `sort_keys!(Order for Row { Variant => Time(column), Variant => Text(column in part), … })`,
+/// one line per key, naming the column it orders by (a timestamp or a text column) and,
+/// where the row keeps it in an embedded part, that part's field.
+macro_rules! sort_keys {
+    (
+        $order:ident for $row:ty {
+            $($key:ident => $kind:ident($column:ident $(in $part:ident)?),)+
+        }
+    ) => {
+        impl $crate::db::keyset::SortKey for $order {
+            type Row = $row;
+
+            fn column(self) -> &'static str {
+                match self {
+                    $(Self::$key => stringify!($column),)+
+                }
+            }
+
+            fn value(self, row: &$row) -> $crate::db::keyset::KeyValue {
+                match self {
+                    $(Self::$key => $crate::db::keyset::KeyValue::$kind(row$(.$part)?.$column.clone()),)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use sort_keys;
+
+/// One page request of a listing.
+#[derive(Debug)]
+pub struct ListQuery<'a, F: FilterField, K> {
+    /// Parsed filter, if any.
+    pub filter: Option<&'a Expr<F>>,
+    /// Ordering keys (non-empty; the id is appended as tie-breaker).
+    pub order: &'a [OrderKey<K>],
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Start strictly after this position.
+    pub after: Option<&'a Cursor>,
+    /// Maximum rows to return.
+    pub limit: i64,
+}
+
+/// A boxed `SELECT` of rows of table `T`, as listings build them.
+pub(super) type Rows<'a, ST, T> = BoxedSelectStatement<'a, ST, FromClause<T>, Pg>;
+
+/// Narrows `rows` to one page: matching `filter`, strictly after `after` in `order`, ordered
+/// so (the id breaking ties), at most `limit` rows.
+pub(super) fn page<'a, ST, F, K>(
+    mut rows: Rows<'a, ST, F::Table>,
+    filter: Option<&Expr<F>>,
+    order: &[OrderKey<K>],
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Rows<'a, ST, F::Table>
+where
+    F: Translate,
+    F::Table: QuerySource,
+    K: SortKey,
+{
+    if let Some(filter) = filter {
+        rows = rows.filter(condition(filter));
+    }
+    let keys = Keys::new(order);
+    if let Some(cursor) = after {
+        rows = rows.filter(KeysetAfter {
+            keys: keys.clone(),
+            values: cursor.values.clone(),
+            id: cursor.id,
+        });
+    }
+    rows.order(keys).limit(limit)
+}
+
+/// The id tie-breaker runs in the direction of the last key, so that with a single key the
+/// whole ordering is one direction and matches a `(key, id)` index scanned either way.
+fn id_descending<K>(order: &[OrderKey<K>]) -> bool {
+    order.last().is_some_and(|key| key.descending)
+}
+
+/// (column, descending) for every ordering key, the id last: as SQL, an `ORDER BY` list.
+#[derive(Debug, Clone)]
+struct Keys(Vec<(&'static str, bool)>);
+
+impl Keys {
+    fn new<K: SortKey>(order: &[OrderKey<K>]) -> Self {
+        Self(
+            order
+                .iter()
+                .map(|key| (key.field.column(), key.descending))
+                .chain(std::iter::once(("id", id_descending(order))))
+                .collect(),
+        )
+    }
+}
+
+/// SQL for "strictly after this position", as a diesel expression node.
+///
+/// When every key runs in one direction this is a single row-value comparison,
+/// `(family_name, id) > ($1, $2)`, which PostgreSQL turns into an index range condition.
+/// Mixed directions cannot be one row comparison; they get the equivalent OR-expansion,
+/// plus a redundant bound on the first key so the index scan still starts at the cursor.
+#[derive(Debug, Clone)]
+struct KeysetAfter {
+    keys: Keys,
+    /// One value per key but the id.
+    values: Vec<KeyValue>,
+    id: Uuid,
+}
+
+impl KeysetAfter {
+    fn push_value<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, position: usize) -> QueryResult<()> {
+        match self.values.get(position) {
+            Some(KeyValue::Time(time)) => out.push_bind_param::<Timestamptz, _>(time),
+            Some(KeyValue::Text(text)) => out.push_bind_param::<Text, _>(text),
+            None => out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id),
+        }
+    }
+}
+
+/// Both nodes are plain SQL over the listed table's own columns: usable in any query of it.
+macro_rules! sql_node {
+    ($node:ty, $sql_type:ty) => {
+        impl Expression for $node {
+            type SqlType = $sql_type;
+        }
+
+        impl<QS> AppearsOnTable<QS> for $node {}
+
+        impl<QS> SelectableExpression<QS> for $node {}
+
+        impl<GB> ValidGrouping<GB> for $node {
+            type IsAggregate = is_aggregate::Never;
+        }
+
+        impl QueryId for $node {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+    };
+}
+
+sql_node!(KeysetAfter, Bool);
+sql_node!(Keys, diesel::expression::expression_types::NotSelectable);
+
+impl QueryFragment<Pg> for Keys {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for (i, (column, descending)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+            out.push_sql(if *descending { " DESC" } else { " ASC" });
+        }
+        Ok(())
+    }
+}
+
+impl QueryFragment<Pg> for KeysetAfter {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let keys = &self.keys.0;
+        let operator = |descending: bool| if descending { " < " } else { " > " };
+        let first_descending = <[_]>::first(keys).is_some_and(|(_, d)| *d);
+        if keys.iter().all(|(_, d)| *d == first_descending) {
+            out.push_sql("(");
+            for (i, (column, _)) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_identifier(column)?;
+            }
+            out.push_sql(")");
+            out.push_sql(operator(first_descending));
+            out.push_sql("(");
+            for i in 0..keys.len() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                self.push_value(&mut out, i)?;
+            }
+            out.push_sql(")");
+            return Ok(());
+        }
+        // first >= v1 AND ((k1 op v1) OR (k1 = v1 AND k2 op v2) OR …)
+        if let Some((column, descending)) = <[_]>::first(keys) {
+            out.push_identifier(column)?;
+            out.push_sql(if *descending { " <= " } else { " >= " });
+            self.push_value(&mut out, 0)?;
+            out.push_sql(" AND (");
+        }
+        for (position, (column, descending)) in keys.iter().enumerate() {
+            if position > 0 {
+                out.push_sql(" OR ");
+            }
+            out.push_sql("(");
+            for (earlier, (earlier_column, _)) in keys[..position].iter().enumerate() {
+                out.push_identifier(earlier_column)?;
+                out.push_sql(" = ");
+                self.push_value(&mut out, earlier)?;
+                out.push_sql(" AND ");
+            }
+            out.push_identifier(column)?;
+            out.push_sql(operator(*descending));
+            self.push_value(&mut out, position)?;
+            out.push_sql(")");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}

@@ -6,12 +6,13 @@
 //! 10,000 therefore costs what page 1 costs, and rows inserted during a walk can never make
 //! a row appear twice.
 //!
-//! A table takes part by declaring its sort keys with [`sort_keys!`]: the column each key
+//! A table takes part by declaring its sort keys with `sort_keys!`: the column each key
 //! orders by and how its value is read from a row (what a page token carries).
 
 use chrono::{DateTime, Utc};
 use diesel::{
     Identifiable,
+    dsl::AsSelect,
     expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping, is_aggregate},
     pg::Pg,
     prelude::*,
@@ -59,7 +60,7 @@ impl Cursor {
 }
 
 /// A sort key of a table: the column it orders by and its value in a row. Implemented with
-/// [`sort_keys!`].
+/// `sort_keys!`.
 pub trait SortKey: OrderField {
     /// The rows it sorts.
     type Row;
@@ -113,22 +114,23 @@ pub struct ListQuery<'a, F: FilterField, K> {
     pub limit: i64,
 }
 
-/// A boxed `SELECT` of rows of table `T`, as listings build them.
-pub(super) type Rows<'a, ST, T> = BoxedSelectStatement<'a, ST, FromClause<T>, Pg>;
+/// A boxed `SELECT` of rows `R` of table `T`, as listings build them.
+pub(super) type Rows<'a, R, T> = BoxedSelectStatement<'a, AsSelect<R, Pg>, FromClause<T>, Pg>;
 
 /// Narrows `rows` to one page: matching `filter`, strictly after `after` in `order`, ordered
 /// so (the id breaking ties), at most `limit` rows.
-pub(super) fn page<'a, ST, F, K>(
-    mut rows: Rows<'a, ST, F::Table>,
+pub(super) fn page<'a, F, K>(
+    mut rows: Rows<'a, K::Row, F::Table>,
     filter: Option<&Expr<F>>,
     order: &[OrderKey<K>],
     after: Option<&Cursor>,
     limit: i64,
-) -> Rows<'a, ST, F::Table>
+) -> Rows<'a, K::Row, F::Table>
 where
     F: Translate,
     F::Table: QuerySource,
     K: SortKey,
+    K::Row: Selectable<Pg>,
 {
     if let Some(filter) = filter {
         rows = rows.filter(condition(filter));

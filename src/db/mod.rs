@@ -10,9 +10,11 @@
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
 //! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`] and [`api_keys`]:
-//!   the queries, one function per statement.
+//!   the queries, one function per statement. The statements every resource table has alike
+//!   are declared once in [`table`], its row types in [`models`].
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
-//! - [`filter`]: the typed filter of each listing as a SQL condition.
+//! - [`filter`]: the typed filter of each listing as a SQL condition; [`keyset`]: the keyset
+//!   pagination every listing shares.
 //! - [`relay`]: the outbox relay's lease, a session-level advisory lock on a connection of
 //!   its own.
 //! - [`store`]: the core's storage seam over PostgreSQL; [`error`]: database failures

@@ -1,7 +1,7 @@
 //! Row types and their conversion to and from the domain model.
 //!
 //! A resource's fields are the columns a client chooses ([`CustomerColumns`],
-//! [`CompanyColumns`]); [`resource_rows!`] declares around them the stored row, the changeset
+//! [`CompanyColumns`]); `resource_rows!` declares around them the stored row, the changeset
 //! of a write and the new row, which every soft-deleted resource table has alike. JSON columns
 //! (`address`, `labels`) are encoded explicitly here (never as the serde image of a domain
 //! type); everything else maps column-for-field. A row that violates the domain's invariants

@@ -1,7 +1,7 @@
 //! The relay lease: which instance publishes the outbox, and the statements it publishes by.
 //!
 //! The lease is a **session-level** advisory lock (`pg_try_advisory_lock`) taken on a
-//! connection of its own, opened with [`super::dedicated_connection`]: bb8 never sees it, so a
+//! connection of its own, opened with `db::dedicated_connection`: bb8 never sees it, so a
 //! lock-holding session is never handed to a request or recycled. The relay reads and marks
 //! events on that same connection, in autocommit statements: no transaction stays open while
 //! events are published, so neither `idle_in_transaction_session_timeout` nor a slow broker

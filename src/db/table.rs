@@ -7,6 +7,26 @@
 //! that are not public, which is why a read under a [`Lock`](crate::core::store::Lock) is a
 //! macro too rather than a generic function.
 
+use diesel::{
+    dsl::{AsExprOf, sql},
+    expression::{SqlLiteral, UncheckedBind},
+    sql_types::{Bool, Nullable, Timestamptz},
+};
+
+/// `now()` when `deleted`, else NULL: the `delete_time` a soft delete or a restore writes.
+/// One statement either way (a bound flag), so both stay one cached prepared statement.
+pub(crate) fn now_if(deleted: bool) -> NowIf {
+    sql("CASE WHEN ")
+        .bind::<Bool, _>(deleted)
+        .sql(" THEN now() END")
+}
+
+/// The SQL of [`now_if`].
+pub(crate) type NowIf = SqlLiteral<
+    Nullable<Timestamptz>,
+    UncheckedBind<SqlLiteral<Nullable<Timestamptz>>, AsExprOf<bool, Bool>>,
+>;
+
 /// `query.first(conn)` under `lock`, as an `Option`: `FOR SHARE` or `FOR UPDATE` until the
 /// end of the transaction, or a plain read.
 macro_rules! first_under {
@@ -100,18 +120,11 @@ macro_rules! soft_deleted_statements {
             actor: &str,
             deleted: bool,
         ) -> QueryResult<$row> {
-            // One statement either way (a bound flag), so both stay one cached prepared
-            // statement.
-            let delete_time = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
-                "CASE WHEN ",
-            )
-            .bind::<diesel::sql_types::Bool, _>(deleted)
-            .sql(" THEN now() END");
             diesel::update($table::table.find(id))
                 .set((
                     $crate::db::table::bumped!($table),
                     $table::updated_by.eq(actor),
-                    $table::delete_time.eq(delete_time),
+                    $table::delete_time.eq($crate::db::table::now_if(deleted)),
                 ))
                 .returning($row::as_returning())
                 .get_result(conn)
@@ -121,8 +134,7 @@ macro_rules! soft_deleted_statements {
         /// Every row (`show_deleted`) or the live ones, for a listing to narrow down.
         fn rows<'a>(
             show_deleted: bool,
-        ) -> $crate::db::keyset::Rows<'a, diesel::dsl::AsSelect<$row, diesel::pg::Pg>, $table::table>
-        {
+        ) -> $crate::db::keyset::Rows<'a, $row, $table::table> {
             let rows = $table::table.select($row::as_select()).into_boxed();
             if show_deleted {
                 rows

@@ -378,6 +378,14 @@ mod tests {
         }
     }
 
+    /// Ada, created without a request id.
+    async fn create_ada(service: &Writer<MemStore>) -> Customer {
+        service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap()
+    }
+
     async fn acme(service: &Writer<MemStore>) -> Company {
         let input = CompanyInput {
             display_name: "Acme".into(),
@@ -387,6 +395,14 @@ mod tests {
             .create::<Company>("", input, "", "user:a")
             .await
             .unwrap()
+    }
+
+    /// Ada as a customer of `company`.
+    fn member_of(company: &Company) -> CustomerInput {
+        CustomerInput {
+            company: company.name().to_string(),
+            ..ada()
+        }
     }
 
     /// A delete of `name`, with `force` (companies).
@@ -460,10 +476,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_id_stored_with_a_version_1_fingerprint_is_still_replayed() {
         let (service, store) = service();
-        let first = service
-            .create::<Customer>("", ada(), "", "user:a")
-            .await
-            .unwrap();
+        let first = create_ada(&service).await;
         let id = Uuid::new_v4();
         // What the previous release stored for this request: the v1 hash of the method,
         // the caller and the input's JSON, and the response's JSON.
@@ -490,10 +503,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_leaves_no_trace() {
         let (service, store) = service();
-        service
-            .create::<Customer>("", ada(), "", "user:a")
-            .await
-            .unwrap();
+        create_ada(&service).await;
         let before = store.snapshot().await;
         let id = Uuid::new_v4().to_string();
         let error = service
@@ -512,10 +522,7 @@ mod tests {
     #[tokio::test]
     async fn updates_check_the_etag_and_a_no_op_writes_nothing() {
         let (service, store) = service();
-        let customer = service
-            .create::<Customer>("", ada(), "", "user:a")
-            .await
-            .unwrap();
+        let customer = create_ada(&service).await;
         let update = |etag: String, given_name: &str| UpdateRequest {
             name: customer.name().to_string(),
             etag,
@@ -558,10 +565,7 @@ mod tests {
     async fn a_customer_refers_only_to_a_live_company() {
         let (service, _) = service();
         let company = acme(&service).await;
-        let member = CustomerInput {
-            company: company.name().to_string(),
-            ..ada()
-        };
+        let member = member_of(&company);
         let customer = service
             .create::<Customer>("", member.clone(), "", "user:a")
             .await
@@ -604,15 +608,7 @@ mod tests {
         let (service, store) = service();
         let company = acme(&service).await;
         let customer = service
-            .create::<Customer>(
-                "",
-                CustomerInput {
-                    company: company.name().to_string(),
-                    ..ada()
-                },
-                "",
-                "user:a",
-            )
+            .create::<Customer>("", member_of(&company), "", "user:a")
             .await
             .unwrap();
         let name = customer.name().to_string();
@@ -645,10 +641,7 @@ mod tests {
     #[tokio::test]
     async fn notes_follow_their_customer_and_a_deletion_takes_the_next_sequence() {
         let (service, store) = service();
-        let customer = service
-            .create::<Customer>("", ada(), "", "user:a")
-            .await
-            .unwrap();
+        let customer = create_ada(&service).await;
         let parent = customer.name().to_string();
         let note = service
             .create::<Note>(
@@ -701,10 +694,7 @@ mod tests {
     #[tokio::test]
     async fn masks_name_proto_fields_and_output_only_ones_are_refused() {
         let (service, _) = service();
-        let customer = service
-            .create::<Customer>("", ada(), "", "user:a")
-            .await
-            .unwrap();
+        let customer = create_ada(&service).await;
         let error = service
             .update::<Customer>(
                 UpdateRequest {

@@ -87,10 +87,7 @@ where
         S::Conn: Repository<R>,
     {
         let mut violations = Violations::new();
-        let parsed_parent = collect(
-            &mut violations,
-            <R::Name as ResourceName>::Parent::parse_parent("parent", parent),
-        );
+        let parsed_parent = collect(&mut violations, parent_name::<R>(parent));
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", request_id),
@@ -405,6 +402,13 @@ pub async fn record<R: Resource, C: Storage>(
         request_id: origin.request_id,
     })
     .await
+}
+
+/// The parent named in a create of `R` (`""` for top-level resources).
+fn parent_name<R: Resource>(
+    parent: &str,
+) -> Result<<R::Name as ResourceName>::Parent, FieldViolation> {
+    <R::Name as ResourceName>::Parent::parse_parent("parent", parent)
 }
 
 /// The fingerprint parts of every write: the RPC (`{verb}{KIND}`), the caller, and the

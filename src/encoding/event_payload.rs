@@ -18,11 +18,11 @@ use prost::Message;
 
 use super::{
     DecodeError,
-    proto::{address, company_from_proto, customer_from_proto, non_empty, note_from_proto, status},
+    proto::{company_from_proto, customer_from_proto, non_empty, note_from_proto, status},
     unversioned, v1, versioned,
 };
 use crate::{
-    convert::events::content_to_proto,
+    convert::{address_from_proto, events::content_to_proto},
     domain::{
         company::{Company, CompanyData},
         customer::{Customer, CustomerData},
@@ -221,7 +221,7 @@ fn customer_before(
             "family_name" => before.family_name = take(&mut previous.family_name),
             "email" => before.email = take(&mut previous.email),
             "phone" => before.phone = non_empty(take(&mut previous.phone)),
-            "address" => before.address = previous.address.take().map(address),
+            "address" => before.address = previous.address.take().map(address_from_proto),
             "status" => before.status = status(previous.status)?,
             "company" => before.company = non_empty(take(&mut previous.company)),
             "business_id" => before.business_id = non_empty(take(&mut previous.business_id)),

@@ -7,16 +7,16 @@
 //! could not have been written (a missing timestamp, an unknown status, a malformed name)
 //! fails.
 
-use crate::domain::names::ResourceName as _;
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::DecodeError;
 use crate::{
+    convert::address_from_proto,
     domain::{
         company::{Company, CompanyData},
-        customer::{Customer, CustomerData, PostalAddress, Status},
-        names::{CompanyName, CustomerName, NoteName},
+        customer::{Customer, CustomerData, Status},
+        names::{CompanyName, CustomerName, NoteName, ResourceName as _},
         note::{Note, NoteData},
     },
     pb,
@@ -38,23 +38,13 @@ pub fn customer_from_proto(customer: pb::Customer) -> Result<Customer, DecodeErr
             family_name: customer.family_name,
             email: customer.email,
             phone: non_empty(customer.phone),
-            address: customer.address.map(address),
+            address: customer.address.map(address_from_proto),
             status: status(customer.status)?,
             company: non_empty(customer.company),
             business_id: non_empty(customer.business_id),
             labels: customer.labels,
         },
     })
-}
-
-pub(crate) fn address(address: pb::PostalAddress) -> PostalAddress {
-    PostalAddress {
-        lines: address.lines,
-        locality: address.locality,
-        region: address.region,
-        postal_code: address.postal_code,
-        country_code: address.country_code,
-    }
 }
 
 pub(crate) fn status(number: i32) -> Result<Status, DecodeError> {

@@ -186,7 +186,7 @@ impl Listener {
     /// numbered before the subscription is missed. Returns the listener and that position.
     pub async fn start(pool: &Pool) -> Result<(Self, i64), ListenError> {
         let mut conn = pool
-            .dedicated_connection()
+            .session()
             .await
             .map_err(|e| ListenError::Connect(e.to_string()))?;
         diesel::sql_query(format!("LISTEN {SEQUENCED_CHANNEL}"))

@@ -8,8 +8,10 @@
 
 mod auth;
 mod business;
+mod cluster;
 mod companies;
 mod create;
+mod database_tls;
 mod delete;
 mod events;
 mod helpers;

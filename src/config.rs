@@ -845,6 +845,129 @@ mod tests {
         );
     }
 
+    /// `<VAR>_FILE` through the parse function with a made-up environment (DATABASE_URL_FILE,
+    /// whose variable `make test` exports, is covered through the binary in tests/api).
+    #[test]
+    fn secrets_come_from_their_files_and_debug_never_shows_them() {
+        let dir = std::env::temp_dir().join(format!("customer-api-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let files = [
+            (
+                "DATABASE_SESSION_URL_FILE",
+                write("session", "postgres://app:pw-session@db/c\n"),
+            ),
+            (
+                "JWT_HS256_SECRET_FILE",
+                write("jwt", "jwt-from-file-0123456789abcdefghijkl\r\n"),
+            ),
+            ("PAGE_TOKEN_KEY_FILE", write("page", "page-key-from-file\n")),
+            (
+                "BUSINESS_REGISTRY_TOKEN_FILE",
+                write("registry", "registry-from-file"),
+            ),
+        ];
+        let var = |name: &str| {
+            files
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, path)| path.clone().into_os_string())
+        };
+        let args = [
+            "customer-api",
+            "serve",
+            "--database-url",
+            "postgres://app:pw-main@db/c",
+            "--business-registry-url",
+            "https://registry.example/{business_id}",
+        ];
+        let cli = Cli::try_parse_with_secret_files(args, var).unwrap();
+        let Command::Serve(settings) = cli.command else {
+            unreachable!("parsed a serve command line")
+        };
+        assert_eq!(
+            settings.database.database_session_url.as_deref(),
+            Some("postgres://app:pw-session@db/c")
+        );
+        assert_eq!(
+            settings.auth.jwt_hs256_secret.as_deref(),
+            Some("jwt-from-file-0123456789abcdefghijkl")
+        );
+        assert_eq!(
+            settings.page_token_key.as_deref(),
+            Some("page-key-from-file")
+        );
+        assert_eq!(
+            settings.registry.business_registry_token.as_deref(),
+            Some("registry-from-file")
+        );
+        let debug = format!("{settings:?}");
+        for secret in [
+            "pw-session",
+            "pw-main",
+            "jwt-from",
+            "page-key",
+            "registry-from",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+
+        let empty = write("empty", "\n");
+        let error = Cli::try_parse_with_secret_files(args, |name: &str| {
+            (name == "PAGE_TOKEN_KEY_FILE").then(|| empty.clone().into_os_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("PAGE_TOKEN_KEY_FILE: "), "{error}");
+        assert!(error.contains(" is empty"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn registry_flags_keep_their_names() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let names: Vec<(String, String)> = serve
+            .get_arguments()
+            .filter_map(|arg| {
+                let long = arg.get_long()?;
+                let env = arg.get_env()?.to_str()?;
+                long.starts_with("business-registry")
+                    .then(|| (long.to_owned(), env.to_owned()))
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            "url",
+            "name",
+            "token",
+            "timeout",
+            "retries",
+            "retry-backoff",
+            "breaker-threshold",
+            "breaker-cooldown",
+            "cache-ttl",
+            "negative-cache-ttl",
+            "cache-size",
+        ]
+        .iter()
+        .map(|suffix| {
+            (
+                format!("business-registry-{suffix}"),
+                format!(
+                    "BUSINESS_REGISTRY_{}",
+                    suffix.to_uppercase().replace('-', "_")
+                ),
+            )
+        })
+        .collect();
+        assert_eq!(names, expected);
+    }
+
     #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;

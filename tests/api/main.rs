@@ -27,6 +27,7 @@ mod relay;
 mod resilience;
 mod rest;
 mod schema;
+mod secrets;
 mod tls;
 mod transport;
 mod update;

@@ -21,6 +21,7 @@ mod metrics;
 mod notes;
 mod openapi;
 mod page_tokens;
+mod pgbouncer;
 mod privacy;
 mod read;
 mod relay;

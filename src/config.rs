@@ -180,7 +180,7 @@ pub enum ApiKeyCommand {
         /// Space- or comma-separated scopes to grant.
         #[arg(long)]
         scopes: String,
-        /// Lifetime (e.g. 90d is not accepted; use hours: 2160h). Unset: no expiry.
+        /// Lifetime, e.g. 90d or 2160h. Unset: no expiry.
         #[arg(long, value_parser = parse_duration)]
         expires: Option<Duration>,
         /// A label for the key.

@@ -20,6 +20,7 @@ mod list;
 mod metrics;
 mod notes;
 mod openapi;
+mod operations_doc;
 mod page_tokens;
 mod pgbouncer;
 mod privacy;

@@ -260,12 +260,28 @@ async fn two_replicas_work_behind_pgbouncer_in_transaction_mode_without_prepared
         settings.database.database_session_url = Some(url.clone());
         settings.database.pool_size = 6;
         settings.health_probe_interval = Duration::from_millis(20);
+        // The page-token key stored once in the database, read through the pooler.
+        settings.page_token_key = None;
     };
     let (mut a, mut b) = tokio::join!(
         TestApp::spawn_on(pooled.clone(), name.clone(), configure, None),
         TestApp::spawn_on(pooled, name, configure, None),
     );
     roundtrip(&[&a, &b]).await;
+    // Counted directly: the test's own connections use prepared statements.
+    #[derive(diesel::QueryableByName)]
+    struct Keys {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut direct = crate::helpers::connect(&url).await.unwrap();
+    let keys: Keys = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT count(*) AS n FROM service_keys"),
+        &mut direct,
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys.n, 1);
     a.stop().await;
     b.stop().await;
 }

@@ -49,13 +49,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::EventSettings,
+    convert::events::event_to_proto,
     db::{
         Pool,
         events::EventRow,
         relay::{Lease, LeaseError},
     },
     domain::event::Event,
-    grpc::events::event_to_proto,
     service::{
         Error,
         events::{EventLog, backoff, event_of},

@@ -4,7 +4,12 @@
 
 use crate::{
     db::customers::Cursor,
-    domain::Violations,
+    domain::{
+        Violations,
+        filter::{self, Expr, FilterField},
+        order_by::{self, OrderField, OrderKey},
+    },
+    redact::mask_pii_owned,
     service::{
         Error, Result,
         error::reason,
@@ -16,6 +21,15 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 /// Largest `page_size`; larger requests are lowered to it.
 pub const MAX_PAGE_SIZE: i32 = 1000;
+
+/// One page of a List RPC.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, in the requested order.
+    pub items: Vec<T>,
+    /// Token for the next page; empty on the last one.
+    pub next_page_token: String,
+}
 
 /// Where a page starts: what a page token carries.
 pub trait PageKey: Sized {
@@ -76,6 +90,24 @@ pub fn page_size(violations: &mut Violations, requested: i32) -> usize {
         size => size.min(MAX_PAGE_SIZE),
     };
     size as usize
+}
+
+/// A request's `filter`; a problem is added to `violations`.
+pub fn filter<F: FilterField>(violations: &mut Violations, text: &str) -> Option<Expr<F>> {
+    // The parser masks the input it echoes; masking the whole message as well keeps any
+    // future message that quotes the filter (which may name an email) safe too.
+    filter::parse::<F>(text).unwrap_or_else(|error| {
+        violations.add("filter", mask_pii_owned(error.to_string()));
+        None
+    })
+}
+
+/// A request's `order_by`; a problem is added to `violations`.
+pub fn order<K: OrderField>(violations: &mut Violations, text: &str) -> Vec<OrderKey<K>> {
+    order_by::parse::<K>(text).unwrap_or_else(|error| {
+        violations.add("order_by", mask_pii_owned(error.to_string()));
+        Vec::new()
+    })
 }
 
 /// The paging of a request whose other fields are valid: its token decoded against `query`.

@@ -365,20 +365,21 @@ impl Storage for MemConn {
 mod tests {
     use super::*;
     use crate::{
+        core::write::{DeleteRequest, UpdateRequest, Writer},
         core::{fingerprint::Fingerprint, replay::Replayable},
         domain::{
             company::CompanyInput, customer::CustomerInput, event::EventType, note::NoteInput,
         },
-        service::{
-            CustomerService, Error, UpdateRequest, companies::CompanyDeleteRequest, error::reason,
-            notes::NoteUpdateRequest, page_token::PageTokens,
-        },
+        service::{Error, error::reason},
     };
 
-    fn service() -> (CustomerService<MemStore>, MemStore) {
+    fn service() -> (Writer<MemStore>, MemStore) {
         let store = MemStore::default();
-        let service = CustomerService::over(store.clone(), PageTokens::from_secret("memory"));
-        (service, store)
+        let writer = Writer {
+            store: store.clone(),
+            retention: None,
+        };
+        (writer, store)
     }
 
     fn ada() -> CustomerInput {
@@ -412,8 +413,14 @@ mod tests {
     async fn a_retry_replays_the_first_response_and_writes_once() {
         let (service, store) = service();
         let id = Uuid::new_v4().to_string();
-        let first = service.create(ada(), &id, "user:a").await.unwrap();
-        let again = service.create(ada(), &id, "user:a").await.unwrap();
+        let first = service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap();
+        let again = service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap();
         assert_eq!(first, again);
         let state = store.snapshot().await;
         assert_eq!(state.customers.len(), 1);
@@ -425,13 +432,19 @@ mod tests {
     async fn a_request_id_reused_for_another_request_or_caller_is_refused() {
         let (service, store) = service();
         let id = Uuid::new_v4().to_string();
-        service.create(ada(), &id, "user:a").await.unwrap();
+        service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap();
         let other_input = CustomerInput {
             email: "grace@example.com".into(),
             ..ada()
         };
         for (input, actor) in [(other_input, "user:a"), (ada(), "user:b")] {
-            let error = service.create(input, &id, actor).await.unwrap_err();
+            let error = service
+                .create::<Customer>("", input, &id, actor)
+                .await
+                .unwrap_err();
             assert_eq!(reason_of(&error), reason::REQUEST_ID_REUSED);
         }
         assert_eq!(store.snapshot().await.customers.len(), 1);
@@ -440,7 +453,10 @@ mod tests {
     #[tokio::test]
     async fn a_request_id_stored_with_a_version_1_fingerprint_is_still_replayed() {
         let (service, store) = service();
-        let first = service.create(ada(), "", "user:a").await.unwrap();
+        let first = service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap();
         let id = Uuid::new_v4();
         // What the previous release stored for this request: the v1 hash of the method,
         // the caller and the input's JSON, and the response's JSON.
@@ -457,7 +473,7 @@ mod tests {
             })
             .await;
         let again = service
-            .create(ada(), &id.to_string(), "user:a")
+            .create::<Customer>("", ada(), &id.to_string(), "user:a")
             .await
             .unwrap();
         assert_eq!(again, first);
@@ -467,10 +483,16 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_leaves_no_trace() {
         let (service, store) = service();
-        service.create(ada(), "", "user:a").await.unwrap();
+        service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap();
         let before = store.snapshot().await;
         let id = Uuid::new_v4().to_string();
-        let error = service.create(ada(), &id, "user:a").await.unwrap_err();
+        let error = service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap_err();
         assert_eq!(reason_of(&error), reason::EMAIL_ALREADY_EXISTS);
         let after = store.snapshot().await;
         assert_eq!(after.events.len(), before.events.len());
@@ -483,7 +505,10 @@ mod tests {
     #[tokio::test]
     async fn updates_check_the_etag_and_a_no_op_writes_nothing() {
         let (service, store) = service();
-        let customer = service.create(ada(), "", "user:a").await.unwrap();
+        let customer = service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap();
         let update = |etag: String, given_name: &str| UpdateRequest {
             name: customer.name().to_string(),
             etag,
@@ -495,17 +520,17 @@ mod tests {
             request_id: String::new(),
         };
         let same = service
-            .update(update(customer.etag(), "Ada"), "user:a")
+            .update::<Customer>(update(customer.etag(), "Ada"), "user:a")
             .await
             .unwrap();
         assert_eq!(same.version, customer.version);
         let changed = service
-            .update(update(customer.etag(), "Augusta"), "user:a")
+            .update::<Customer>(update(customer.etag(), "Augusta"), "user:a")
             .await
             .unwrap();
         assert_eq!(changed.version, customer.version + 1);
         let stale = service
-            .update(update(customer.etag(), "Ada"), "user:a")
+            .update::<Customer>(update(customer.etag(), "Ada"), "user:a")
             .await
             .unwrap_err();
         assert_eq!(reason_of(&stale), reason::ETAG_MISMATCH);
@@ -526,7 +551,8 @@ mod tests {
     async fn a_customer_refers_only_to_a_live_company() {
         let (service, _) = service();
         let company = service
-            .create_company(
+            .create::<Company>(
+                "",
                 CompanyInput {
                     display_name: "Acme".into(),
                     ..CompanyInput::default()
@@ -540,12 +566,15 @@ mod tests {
             company: company.name().to_string(),
             ..ada()
         };
-        let customer = service.create(member.clone(), "", "user:a").await.unwrap();
+        let customer = service
+            .create::<Customer>("", member.clone(), "", "user:a")
+            .await
+            .unwrap();
         let refused = service
-            .delete_company(
-                CompanyDeleteRequest {
+            .delete::<Company>(
+                DeleteRequest {
                     name: company.name().to_string(),
-                    ..CompanyDeleteRequest::default()
+                    ..DeleteRequest::default()
                 },
                 "user:a",
             )
@@ -553,23 +582,29 @@ mod tests {
             .unwrap_err();
         assert_eq!(reason_of(&refused), reason::COMPANY_HAS_CUSTOMERS);
         service
-            .delete_company(
-                CompanyDeleteRequest {
+            .delete::<Company>(
+                DeleteRequest {
                     name: company.name().to_string(),
                     force: true,
-                    ..CompanyDeleteRequest::default()
+                    ..DeleteRequest::default()
                 },
                 "user:a",
             )
             .await
             .unwrap();
-        let detached = service.get(&customer.name().to_string()).await.unwrap();
+        let detached = service
+            .get::<Customer>(&customer.name().to_string())
+            .await
+            .unwrap();
         assert_eq!(detached.data.company, None);
         let to_deleted = CustomerInput {
             email: "grace@example.com".into(),
             ..member
         };
-        let error = service.create(to_deleted, "", "user:a").await.unwrap_err();
+        let error = service
+            .create::<Customer>("", to_deleted, "", "user:a")
+            .await
+            .unwrap_err();
         let Error::InvalidArgument { violations, .. } = error else {
             panic!("invalid argument");
         };
@@ -585,7 +620,8 @@ mod tests {
     async fn an_undeleted_customer_comes_back_without_a_company_deleted_meanwhile() {
         let (service, store) = service();
         let company = service
-            .create_company(
+            .create::<Company>(
+                "",
                 CompanyInput {
                     display_name: "Acme".into(),
                     ..CompanyInput::default()
@@ -596,7 +632,8 @@ mod tests {
             .await
             .unwrap();
         let customer = service
-            .create(
+            .create::<Customer>(
+                "",
                 CustomerInput {
                     company: company.name().to_string(),
                     ..ada()
@@ -607,20 +644,35 @@ mod tests {
             .await
             .unwrap();
         let name = customer.name().to_string();
-        let live = service.undelete(&name, "", "user:a").await.unwrap_err();
+        let live = service
+            .undelete::<Customer>(&name, "", "user:a")
+            .await
+            .unwrap_err();
         assert_eq!(reason_of(&live), reason::NOT_DELETED);
-        service.delete(&name, "", "", "user:a").await.unwrap();
         service
-            .delete_company(
-                CompanyDeleteRequest {
-                    name: company.name().to_string(),
-                    ..CompanyDeleteRequest::default()
+            .delete::<Customer>(
+                DeleteRequest {
+                    name: name.clone(),
+                    ..DeleteRequest::default()
                 },
                 "user:a",
             )
             .await
             .unwrap();
-        let restored = service.undelete(&name, "", "user:a").await.unwrap();
+        service
+            .delete::<Company>(
+                DeleteRequest {
+                    name: company.name().to_string(),
+                    ..DeleteRequest::default()
+                },
+                "user:a",
+            )
+            .await
+            .unwrap();
+        let restored = service
+            .undelete::<Customer>(&name, "", "user:a")
+            .await
+            .unwrap();
         assert_eq!(restored.data.company, None);
         assert_eq!(restored.version, customer.version + 2);
         let state = store.snapshot().await;
@@ -633,10 +685,13 @@ mod tests {
     #[tokio::test]
     async fn notes_follow_their_customer_and_a_deletion_takes_the_next_sequence() {
         let (service, store) = service();
-        let customer = service.create(ada(), "", "user:a").await.unwrap();
+        let customer = service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap();
         let parent = customer.name().to_string();
         let note = service
-            .create_note(
+            .create::<Note>(
                 &parent,
                 NoteInput {
                     text: " Called. ".into(),
@@ -651,28 +706,39 @@ mod tests {
             ("Called.", "user:n")
         );
         let edited = service
-            .update_note(
-                NoteUpdateRequest {
+            .update::<Note>(
+                UpdateRequest {
                     name: note.name().to_string(),
                     input: NoteInput {
                         text: "Called twice.".into(),
                     },
-                    ..NoteUpdateRequest::default()
+                    ..UpdateRequest::default()
                 },
                 "user:n",
             )
             .await
             .unwrap();
-        service
-            .delete_note(&note.name().to_string(), &edited.etag(), "", "user:n")
-            .await
-            .unwrap();
+        let deletion = DeleteRequest {
+            name: note.name().to_string(),
+            etag: edited.etag(),
+            ..DeleteRequest::default()
+        };
+        service.delete::<Note>(deletion, "user:n").await.unwrap();
         let state = store.snapshot().await;
         let sequences: Vec<_> = state.events[1..].iter().map(|e| e.sequence).collect();
         assert_eq!(sequences, [1, 2, 3]);
-        service.delete(&parent, "", "", "user:a").await.unwrap();
+        service
+            .delete::<Customer>(
+                DeleteRequest {
+                    name: parent.clone(),
+                    ..DeleteRequest::default()
+                },
+                "user:a",
+            )
+            .await
+            .unwrap();
         let hidden = service
-            .create_note(&parent, NoteInput { text: "x".into() }, "", "user:n")
+            .create::<Note>(&parent, NoteInput { text: "x".into() }, "", "user:n")
             .await
             .unwrap_err();
         assert_eq!(reason_of(&hidden), reason::DELETED);
@@ -681,9 +747,12 @@ mod tests {
     #[tokio::test]
     async fn masks_name_proto_fields_and_output_only_ones_are_refused() {
         let (service, _) = service();
-        let customer = service.create(ada(), "", "user:a").await.unwrap();
+        let customer = service
+            .create::<Customer>("", ada(), "", "user:a")
+            .await
+            .unwrap();
         let error = service
-            .update(
+            .update::<Customer>(
                 UpdateRequest {
                     name: customer.name().to_string(),
                     update_mask: Some(vec!["create_time".into(), "nickname".into()]),

@@ -6,9 +6,9 @@
 //! only some resources have (a note's parent must be live, a customer's company must be
 //! live, a company with customers is not deleted without `force`).
 
-use std::{fmt::Display, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
-use uuid::Uuid;
+use prost::Message as _;
 
 use super::{
     mask::{Mask, MaskField},
@@ -16,7 +16,7 @@ use super::{
     store::Storage,
 };
 use crate::{
-    domain::{FieldViolation, Violations, event::EventType},
+    domain::{Input, event::EventType, names::ResourceName},
     service::{Error, Result, error::reason},
 };
 
@@ -46,16 +46,16 @@ pub struct Reasons {
 
 /// A resource the core can create, read, update and delete.
 pub trait Resource: Clone + Send + Sync + Replayable + 'static {
-    /// Its parsed name (`customers/{id}`, …).
-    type Name: Copy + Display + Send + Sync + 'static;
-    /// The name of its parent collection owner on create (`()` for top-level resources).
-    type Parent: Copy + Send + Sync + 'static;
+    /// Its parsed name (`customers/{id}`, …), which knows its parent's.
+    type Name: ResourceName;
     /// Its fields as a client sent them.
-    type Input: Clone + Default + Send + Sync + 'static;
+    type Input: Input<Data = Self::Data, Field = Self::Field>;
     /// Its mutable fields, validated.
     type Data: Clone + PartialEq + Send + Sync + 'static;
     /// The fields an update mask may name.
     type Field: MaskField<Input = Self::Input>;
+    /// Its contract message (`customer.v1.Customer`, …): what every transport answers.
+    type Message: prost::Message + Default + Send + 'static;
 
     /// The resource type (`customer.example.com/Customer`).
     const TYPE: &'static str;
@@ -73,13 +73,6 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     /// Whether its delete has `force` (a part of version-1 fingerprints).
     const HAS_FORCE: bool = false;
 
-    /// Parses its name.
-    fn parse_name(field: &str, text: &str) -> Result<Self::Name, FieldViolation>;
-    /// Parses the parent of a create (`""` for top-level resources).
-    fn parse_parent(field: &str, text: &str) -> Result<Self::Parent, FieldViolation>;
-    /// The name of a new resource.
-    fn new_name(parent: Self::Parent, id: Uuid) -> Self::Name;
-
     /// Its name.
     fn name(&self) -> Self::Name;
     /// Its row version (the etag and the event sequence derive from it).
@@ -89,16 +82,18 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     /// Whether it is soft-deleted.
     fn is_deleted(&self) -> bool;
 
-    /// Validates and normalises raw input; violations are named `{prefix}.{field}`.
-    fn validate(input: &Self::Input, prefix: &str) -> Result<Self::Data, Violations>;
-    /// The raw form of stored fields (what an update merges into).
-    fn input_of(data: &Self::Data) -> Self::Input;
     /// A valid stand-in for the stored fields, to check masked input before any read.
     fn stand_in() -> Self::Input;
-    /// The fields a client set: the implied mask when a request carries none.
-    fn present_fields(input: &Self::Input) -> Vec<Self::Field>;
+    /// The resource as its contract message.
+    fn to_message(self) -> Self::Message;
+    /// The client-settable fields of a message; output-only fields are ignored (AIP-203).
+    fn input_from(message: &Self::Message) -> Self::Input;
+    /// Raw input as its message, every other field unset.
+    fn input_message(input: &Self::Input) -> Self::Message;
     /// The input as canonical protobuf bytes of its contract message (fingerprints).
-    fn canonical_input(input: &Self::Input) -> Vec<u8>;
+    fn canonical_input(input: &Self::Input) -> Vec<u8> {
+        Self::input_message(input).encode_to_vec()
+    }
     /// The input as version-1 fingerprints spelled it (frozen).
     fn legacy_input(input: &Self::Input) -> String;
 

@@ -16,7 +16,11 @@ use super::{
     store::{Claim, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody},
 };
 use crate::{
-    domain::{FieldViolation, Violations, event::EventType, names},
+    domain::{
+        FieldViolation, Input, Violations,
+        event::EventType,
+        names::{self, ParentName, ResourceName},
+    },
     service::{Error, Result, Unreachable, error::reason},
 };
 
@@ -83,12 +87,16 @@ where
         S::Conn: Repository<R>,
     {
         let mut violations = Violations::new();
-        let parsed_parent = collect(&mut violations, R::parse_parent("parent", parent));
+        let parsed_parent = collect(
+            &mut violations,
+            <R::Name as ResourceName>::Parent::parse_parent("parent", parent),
+        );
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", request_id),
         );
-        let data = R::validate(&input, R::FIELD)
+        let data = input
+            .validate(R::FIELD)
             .map_err(|more| violations.extend(more))
             .ok();
         let (Some(parsed_parent), Some(request_id), Some(data)) =
@@ -114,7 +122,7 @@ where
             },
             &legacy,
         );
-        let name = R::new_name(parsed_parent, Uuid::now_v7());
+        let name = R::Name::child(parsed_parent, Uuid::now_v7());
         let origin = Origin {
             actor: actor.to_owned(),
             request_id,
@@ -134,7 +142,7 @@ where
     where
         S::Conn: Repository<R>,
     {
-        let name = R::parse_name("name", name)?;
+        let name = R::Name::parse("name", name)?;
         let found = self
             .store
             .read(async move |conn: &mut S::Conn| {
@@ -160,7 +168,7 @@ where
         let mut violations = Violations::new();
         let name = collect(
             &mut violations,
-            R::parse_name(&format!("{}.name", R::FIELD), &request.name),
+            R::Name::parse(&format!("{}.name", R::FIELD), &request.name),
         );
         let request_id = collect(
             &mut violations,
@@ -172,13 +180,13 @@ where
                 violations.extend(more);
                 mask
             }
-            _ => Mask::Fields(R::present_fields(&request.input)),
+            _ => Mask::Fields(request.input.present_fields()),
         };
         // Check the masked values before touching the database, against a valid stand-in
         // for the stored fields; the merged result is checked again under the lock.
         let mut probe = R::stand_in();
         mask.apply(&mut probe, &request.input);
-        if let Err(more) = R::validate(&probe, R::FIELD) {
+        if let Err(more) = probe.validate(R::FIELD) {
             violations.extend(more);
         }
         let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
@@ -214,9 +222,9 @@ where
         let UpdateRequest { etag, input, .. } = request;
         self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
             let current = locked_live::<R, _>(conn, name, &etag).await?;
-            let mut merged = R::input_of(current.data());
+            let mut merged = R::Input::from(current.data());
             mask.apply(&mut merged, &input);
-            let data = R::validate(&merged, R::FIELD)?;
+            let data = merged.validate(R::FIELD)?;
             if &data == current.data() {
                 return Ok(current);
             }
@@ -242,7 +250,7 @@ where
         S::Conn: Repository<R>,
     {
         let mut violations = Violations::new();
-        let name = collect(&mut violations, R::parse_name("name", &request.name));
+        let name = collect(&mut violations, R::Name::parse("name", &request.name));
         let request_id = collect(
             &mut violations,
             names::parse_request_id("request_id", &request.request_id),
@@ -290,7 +298,7 @@ where
     where
         S::Conn: Restore<R>,
     {
-        let name = R::parse_name("name", name)?;
+        let name = R::Name::parse("name", name)?;
         tracing::debug!(resource = %name, "undeleting {}", R::FIELD);
         let etag = etag.to_owned();
         let origin = Origin {

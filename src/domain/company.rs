@@ -96,9 +96,12 @@ impl From<&CompanyData> for CompanyInput {
     }
 }
 
-impl CompanyInput {
+impl super::Input for CompanyInput {
+    type Data = CompanyData;
+    type Field = CompanyField;
+
     /// Validates and normalises every field; violations are named `{prefix}.{field}`.
-    pub fn validate(&self, prefix: &str) -> Result<CompanyData, Violations> {
+    fn validate(&self, prefix: &str) -> Result<CompanyData, Violations> {
         let mut v = Violations::new();
         let path = |field: &str| format!("{prefix}.{field}");
         let display_name = bounded_text(
@@ -126,7 +129,7 @@ impl CompanyInput {
     }
 
     /// The fields a client set (non-default values): the implied update mask.
-    pub fn present_fields(&self) -> Vec<CompanyField> {
+    fn present_fields(&self) -> Vec<CompanyField> {
         [
             (!self.display_name.is_empty(), CompanyField::DisplayName),
             (!self.domain.is_empty(), CompanyField::Domain),
@@ -211,6 +214,7 @@ pub fn changed_fields(before: &CompanyData, after: &CompanyData) -> Vec<String> 
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::Input as _;
     use proptest::prelude::*;
 
     use super::*;

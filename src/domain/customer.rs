@@ -204,11 +204,14 @@ impl From<&CustomerData> for CustomerInput {
     }
 }
 
-impl CustomerInput {
+impl super::Input for CustomerInput {
+    type Data = CustomerData;
+    type Field = CustomerField;
+
     /// Validates and normalises every field. `prefix` is the path of the customer message in
     /// the request (`customer`), so violations name proto field paths like
     /// `customer.address.country_code`.
-    pub fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
+    fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
         let mut v = Violations::new();
         let path = |field: &str| format!("{prefix}.{field}");
 
@@ -260,7 +263,7 @@ impl CustomerInput {
 
     /// The fields a client set (non-default values): the implied update mask when a request
     /// carries none (AIP-134).
-    pub fn present_fields(&self) -> Vec<CustomerField> {
+    fn present_fields(&self) -> Vec<CustomerField> {
         let mut fields = Vec::new();
         let mut push = |present: bool, field: CustomerField| {
             if present {
@@ -526,16 +529,12 @@ pub fn is_label_key(key: &str) -> bool {
 /// Shortens echoed input in messages, with email addresses and phone numbers masked (first,
 /// so that a cut one is still recognised).
 pub(crate) fn clip(text: &str) -> String {
-    const MAX: usize = 64;
-    let text = crate::redact::mask_pii(text);
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
+    super::syntax::clip(text, 64)
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::Input as _;
     use proptest::prelude::*;
 
     use super::*;
@@ -563,6 +562,21 @@ mod tests {
 
     fn fields(violations: Violations) -> Vec<String> {
         violations.into_vec().into_iter().map(|v| v.field).collect()
+    }
+
+    /// The fields of `input` that validation rejects.
+    fn rejected(input: &CustomerInput) -> Vec<String> {
+        fields(input.validate("customer").unwrap_err())
+    }
+
+    /// `check` accepts every one of `good` and none of `bad`.
+    fn assert_classifies(check: fn(&str) -> bool, good: &[&str], bad: &[&str]) {
+        for text in good {
+            assert!(check(text), "{text} should pass");
+        }
+        for text in bad {
+            assert!(!check(text), "{text} should fail");
+        }
     }
 
     #[test]
@@ -603,7 +617,7 @@ mod tests {
             labels,
         };
         assert_eq!(
-            fields(input.validate("customer").unwrap_err()),
+            rejected(&input),
             [
                 "customer.given_name",
                 "customer.family_name",
@@ -630,64 +644,53 @@ mod tests {
             given_name: "é".repeat(201),
             ..valid()
         };
-        assert_eq!(
-            fields(input.validate("customer").unwrap_err()),
-            ["customer.given_name"]
-        );
+        assert_eq!(rejected(&input), ["customer.given_name"]);
     }
 
     #[test]
     fn emails_follow_rfc_5322_with_a_dotted_domain() {
-        for good in ["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"] {
-            assert!(is_email(good), "{good}");
-        }
-        for bad in [
-            "plain",
-            "@example.com",
-            "a@",
-            "a@localhost",
-            "a@[127.0.0.1]",
-            "a b@c.de",
-            "Jo <jo@x.de>",
-        ] {
-            assert!(!is_email(bad), "{bad}");
-        }
+        assert_classifies(
+            is_email,
+            &["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"],
+            &[
+                "plain",
+                "@example.com",
+                "a@",
+                "a@localhost",
+                "a@[127.0.0.1]",
+                "a b@c.de",
+                "Jo <jo@x.de>",
+            ],
+        );
         let long = format!("{}@example.com", "a".repeat(250));
         let input = CustomerInput {
             email: long,
             ..valid()
         };
-        assert_eq!(
-            fields(input.validate("customer").unwrap_err()),
-            ["customer.email"]
-        );
+        assert_eq!(rejected(&input), ["customer.email"]);
     }
 
     #[test]
     fn phones_must_be_e164() {
-        for good in ["+14155550123", "+49301234567", "+12"] {
-            assert!(is_e164(good), "{good}");
-        }
-        for bad in [
-            "14155550123",
-            "+0123",
-            "+1 415 555",
-            "+1234567890123456",
-            "+",
-            "+1",
-        ] {
-            assert!(!is_e164(bad), "{bad}");
-        }
+        assert_classifies(
+            is_e164,
+            &["+14155550123", "+49301234567", "+12"],
+            &[
+                "14155550123",
+                "+0123",
+                "+1 415 555",
+                "+1234567890123456",
+                "+",
+                "+1",
+            ],
+        );
     }
 
     #[test]
     fn too_many_labels_is_one_violation() {
         let labels = (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         let input = CustomerInput { labels, ..valid() };
-        assert_eq!(
-            fields(input.validate("customer").unwrap_err()),
-            ["customer.labels"]
-        );
+        assert_eq!(rejected(&input), ["customer.labels"]);
     }
 
     #[test]

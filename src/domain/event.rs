@@ -9,6 +9,7 @@
 //! ListCustomerEvents/WatchCustomerEvents. ListCustomerEvents' filter is the common AIP-160
 //! language over [`EventField`](super::filter::EventField).
 
+use super::names::ResourceName as _;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 

@@ -87,6 +87,8 @@ use std::{borrow::Cow, fmt, marker::PhantomData};
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
+use super::syntax::snippet;
+
 pub use companies::{CompanyField, CompanyText};
 pub use customers::{AddressPart, CustomerField, CustomerText, StatusField};
 pub use events::{ActorField, EventField, EventTypeField, OccurTimeField};
@@ -103,9 +105,6 @@ const MAX_TEXT_LEN: usize = 256;
 
 /// Maximum length of a label key, in characters.
 const MAX_LABEL_KEY_LEN: usize = 63;
-
-/// Longest piece of user input echoed back in an error message.
-const MAX_SNIPPET_LEN: usize = 64;
 
 /// The vocabulary of one resource's filters: implemented by [`CustomerField`],
 /// [`CompanyField`] and [`EventField`], the fields a filter over that resource can name.
@@ -524,25 +523,7 @@ fn quote(text: &str) -> String {
 }
 
 /// Why a filter string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError {
-    /// 0-based character (not byte) offset in the input where the problem starts.
-    pub position: usize,
-    /// Human-readable description of the problem.
-    pub message: String,
-}
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid filter at position {}: {}",
-            self.position, self.message
-        )
-    }
-}
-
-impl std::error::Error for FilterError {}
+pub type FilterError = super::syntax::SyntaxError;
 
 /// Parses a filter over the fields `F` of one resource.
 ///
@@ -556,14 +537,14 @@ impl std::error::Error for FilterError {}
 /// input longer than [`FilterField::MAX_LEN`] bytes, or nesting deeper than [`MAX_DEPTH`].
 pub fn parse<F: FilterField>(input: &str) -> Result<Option<Expr<F>>, FilterError> {
     if input.len() > F::MAX_LEN {
-        return Err(FilterError {
-            position: 0,
-            message: format!(
+        return Err(error(
+            0,
+            format!(
                 "filter is too long ({} bytes; at most {} are allowed)",
                 input.len(),
                 F::MAX_LEN
             ),
-        });
+        ));
     }
     if input.trim().is_empty() {
         return Ok(None);
@@ -585,23 +566,7 @@ pub fn parse<F: FilterField>(input: &str) -> Result<Option<Expr<F>>, FilterError
 
 /// Builds a [`FilterError`].
 fn error(position: usize, message: impl Into<String>) -> FilterError {
-    FilterError {
-        position,
-        message: message.into(),
-    }
-}
-
-/// Shortens user input for inclusion in an error message.
-fn snippet(s: &str) -> String {
-    // Masked before it is cut, so a clipped email or phone number is still recognised.
-    let s = crate::redact::mask_pii(s);
-    if s.chars().count() <= MAX_SNIPPET_LEN {
-        s.into_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
-        out.push('…');
-        out
-    }
+    FilterError::new("filter", position, message)
 }
 
 /// A field's name for an error message (a label key is user input).
@@ -648,6 +613,9 @@ struct RawValue {
     text: String,
     quoted: bool,
 }
+
+/// How [`Parser::infix`] joins two operands (`Expr::And`, `Expr::Or`).
+type Combine<F> = fn(Box<Expr<F>>, Box<Expr<F>>) -> Expr<F>;
 
 /// Recursive-descent parser state.
 struct Parser<F> {
@@ -717,15 +685,25 @@ impl<F: FilterField> Parser<F> {
 
     /// `expression := sequence ("AND" sequence)*`
     fn expression(&mut self) -> Result<Expr<F>, FilterError> {
-        let mut lhs = self.sequence()?;
+        self.infix("AND", Self::sequence, Expr::And)
+    }
+
+    /// `operand (keyword operand)*`, folded to the left with `combine`.
+    fn infix(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> Result<Expr<F>, FilterError>,
+        combine: Combine<F>,
+    ) -> Result<Expr<F>, FilterError> {
+        let mut lhs = operand(self)?;
         loop {
             self.skip_ws();
-            if self.keyword() != Some("AND") {
+            if self.keyword() != Some(keyword) {
                 return Ok(lhs);
             }
-            self.pos += 3;
-            let rhs = self.sequence()?;
-            lhs = Expr::And(Box::new(lhs), Box::new(rhs));
+            self.pos += keyword.len();
+            let rhs = operand(self)?;
+            lhs = combine(Box::new(lhs), Box::new(rhs));
         }
     }
 
@@ -744,16 +722,7 @@ impl<F: FilterField> Parser<F> {
 
     /// `factor := term ("OR" term)*`
     fn factor(&mut self) -> Result<Expr<F>, FilterError> {
-        let mut lhs = self.term()?;
-        loop {
-            self.skip_ws();
-            if self.keyword() != Some("OR") {
-                return Ok(lhs);
-            }
-            self.pos += 2;
-            let rhs = self.term()?;
-            lhs = Expr::Or(Box::new(lhs), Box::new(rhs));
-        }
+        self.infix("OR", Self::term, Expr::Or)
     }
 
     /// `term := ["NOT" | "-"] simple`
@@ -1535,13 +1504,7 @@ mod tests {
     // ---- errors --------------------------------------------------------
 
     fn assert_err(input: &str, position: usize, message: &str) {
-        let e = err(input);
-        assert_eq!(e.position, position, "position for {input:?}: {e}");
-        assert!(
-            e.message.starts_with(message),
-            "message for {input:?}: got {:?}, want prefix {message:?}",
-            e.message
-        );
+        err(input).assert_at(input, position, message);
     }
 
     #[test]
@@ -1556,6 +1519,7 @@ mod tests {
         assert_eq!(
             e,
             FilterError {
+                subject: "filter",
                 position: 12,
                 message: "expected ')' to close the '(' at position 0".to_owned()
             }

@@ -26,6 +26,22 @@ pub mod legacy;
 pub mod names;
 pub mod note;
 pub mod order_by;
+pub mod syntax;
+
+/// A resource's fields as a client sent them: validated into its data, and read back from
+/// it (what an update merges into).
+pub trait Input: Clone + Default + Send + Sync + 'static + for<'a> From<&'a Self::Data> {
+    /// The validated fields.
+    type Data: Clone + PartialEq + Send + Sync + 'static;
+    /// The fields an update mask may name.
+    type Field;
+
+    /// Validates and normalises; violations are named `{prefix}.{field}`.
+    fn validate(&self, prefix: &str) -> Result<Self::Data, Violations>;
+
+    /// The fields set: the implied mask of an update that names none.
+    fn present_fields(&self) -> Vec<Self::Field>;
+}
 
 /// One invalid field of a request: its proto field path (e.g. `customer.address.country_code`,
 /// `customer.labels["Env"]`, `update_mask.paths[1]`) and what is wrong with it.

@@ -23,34 +23,87 @@ const COMPANIES: &str = "companies/";
 /// The collection segment of note names under their customer.
 const NOTES: &str = "/notes/";
 
+/// A parsed resource name (AIP-122): how it is read, and how a new resource's name is made
+/// from its parent's and its id.
+pub trait ResourceName: Copy + fmt::Display + Send + Sync + 'static {
+    /// The name of the parent a resource is created under (`()` for top-level resources).
+    type Parent: ParentName;
+
+    /// Parses a name; `field` names the request field for the violation.
+    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation>;
+
+    /// The name of a new resource with `id` under `parent`.
+    fn child(parent: Self::Parent, id: Uuid) -> Self;
+}
+
+/// The `parent` of a create: a resource name, or nothing (`()`, the empty string).
+pub trait ParentName: Copy + Send + Sync + 'static {
+    /// Parses the parent; `field` names the request field for the violation.
+    fn parse_parent(field: &str, text: &str) -> Result<Self, FieldViolation>;
+}
+
+impl ParentName for () {
+    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
+        Ok(())
+    }
+}
+
+impl ParentName for CustomerName {
+    fn parse_parent(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        Self::parse(field, text)
+    }
+}
+
+/// A required name read by `parse`, which says what was wrong with it.
+fn required<T>(
+    field: &str,
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, FieldViolation> {
+    let description = if text.is_empty() {
+        "is required".to_owned()
+    } else {
+        match parse(text) {
+            Ok(parsed) => return Ok(parsed),
+            Err(description) => description,
+        }
+    };
+    Err(FieldViolation {
+        field: field.to_owned(),
+        description,
+    })
+}
+
 /// A parsed `customers/{uuid}` name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CustomerName(pub Uuid);
 
-impl CustomerName {
-    /// Parses `customers/{uuid}`; `field` names the request field for the violation.
-    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        let violation = |description: String| FieldViolation {
-            field: field.to_owned(),
-            description,
-        };
-        if text.is_empty() {
-            return Err(violation("is required".into()));
-        }
-        let Some(id) = text.strip_prefix(CUSTOMERS) else {
-            return Err(violation(format!(
-                "must be a customer name `customers/{{customer}}`, got `{}`",
-                truncate(text)
-            )));
-        };
-        parse_uuid(id).map(Self).ok_or_else(|| {
-            violation(format!(
-                "`{}` is not a customer id: expected a UUID after `customers/`",
-                truncate(text)
-            ))
+impl ResourceName for CustomerName {
+    type Parent = ();
+
+    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        required(field, text, |text| {
+            let id = text.strip_prefix(CUSTOMERS).ok_or_else(|| {
+                format!(
+                    "must be a customer name `customers/{{customer}}`, got `{}`",
+                    truncate(text)
+                )
+            })?;
+            parse_uuid(id).map(Self).ok_or_else(|| {
+                format!(
+                    "`{}` is not a customer id: expected a UUID after `customers/`",
+                    truncate(text)
+                )
+            })
         })
     }
 
+    fn child((): (), id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl CustomerName {
     /// The customer's id.
     pub fn id(&self) -> Uuid {
         self.0
@@ -74,27 +127,29 @@ pub fn check_company_name(text: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CompanyName(pub Uuid);
 
-impl CompanyName {
-    /// Parses `companies/{uuid}`; `field` names the request field for the violation.
-    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        let violation = |description: String| FieldViolation {
-            field: field.to_owned(),
-            description,
-        };
-        if text.is_empty() {
-            return Err(violation("is required".into()));
-        }
-        text.strip_prefix(COMPANIES)
-            .and_then(parse_uuid)
-            .map(Self)
-            .ok_or_else(|| {
-                violation(format!(
-                    "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
-                    truncate(text)
-                ))
-            })
+impl ResourceName for CompanyName {
+    type Parent = ();
+
+    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        required(field, text, |text| {
+            text.strip_prefix(COMPANIES)
+                .and_then(parse_uuid)
+                .map(Self)
+                .ok_or_else(|| {
+                    format!(
+                        "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
+                        truncate(text)
+                    )
+                })
+        })
     }
 
+    fn child((): (), id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl CompanyName {
     /// The company's id.
     pub fn id(&self) -> Uuid {
         self.0
@@ -116,31 +171,33 @@ pub struct NoteName {
     pub note: Uuid,
 }
 
-impl NoteName {
-    /// Parses `customers/{uuid}/notes/{uuid}`; `field` names the request field.
-    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        let violation = |description: String| FieldViolation {
-            field: field.to_owned(),
-            description,
-        };
-        if text.is_empty() {
-            return Err(violation("is required".into()));
-        }
-        let parsed = text.strip_prefix(CUSTOMERS).and_then(|rest| {
-            let (customer, note) = rest.split_once(NOTES)?;
-            Some(Self {
-                customer: CustomerName(parse_uuid(customer)?),
-                note: parse_uuid(note)?,
+impl ResourceName for NoteName {
+    type Parent = CustomerName;
+
+    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        required(field, text, |text| {
+            let parsed = text.strip_prefix(CUSTOMERS).and_then(|rest| {
+                let (customer, note) = rest.split_once(NOTES)?;
+                Some(Self {
+                    customer: CustomerName(parse_uuid(customer)?),
+                    note: parse_uuid(note)?,
+                })
+            });
+            parsed.ok_or_else(|| {
+                format!(
+                    "must be a note name `customers/{{customer}}/notes/{{note}}` with UUID ids, got `{}`",
+                    truncate(text)
+                )
             })
-        });
-        parsed.ok_or_else(|| {
-            violation(format!(
-                "must be a note name `customers/{{customer}}/notes/{{note}}` with UUID ids, got `{}`",
-                truncate(text)
-            ))
         })
     }
 
+    fn child(customer: CustomerName, note: Uuid) -> Self {
+        Self { customer, note }
+    }
+}
+
+impl NoteName {
     /// The note's id.
     pub fn id(&self) -> Uuid {
         self.note
@@ -183,12 +240,7 @@ pub fn parse_uuid(text: &str) -> Option<Uuid> {
 /// Echoing input back in errors is helpful; echoing megabytes of it, or an email address
 /// or phone number (masked first, so a cut one is still recognised), is not.
 fn truncate(text: &str) -> String {
-    const MAX: usize = 80;
-    let text = crate::redact::mask_pii(text);
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
+    super::syntax::clip(text, 80)
 }
 
 #[cfg(test)]

@@ -74,9 +74,12 @@ impl From<&NoteData> for NoteInput {
     }
 }
 
-impl NoteInput {
+impl super::Input for NoteInput {
+    type Data = NoteData;
+    type Field = NoteField;
+
     /// Validates the text; a violation is named `{prefix}.text`.
-    pub fn validate(&self, prefix: &str) -> Result<NoteData, Violations> {
+    fn validate(&self, prefix: &str) -> Result<NoteData, Violations> {
         let mut v = Violations::new();
         let field = format!("{prefix}.text");
         let text = self.text.trim();
@@ -107,6 +110,14 @@ impl NoteInput {
             text: text.to_owned(),
         })
     }
+
+    fn present_fields(&self) -> Vec<NoteField> {
+        if self.text.is_empty() {
+            Vec::new()
+        } else {
+            vec![NoteField::Text]
+        }
+    }
 }
 
 /// A field an update mask of a note may name: only `text` is mutable.
@@ -120,6 +131,7 @@ pub enum NoteField {
 mod tests {
     use super::*;
     use crate::core::mask::Mask;
+    use crate::domain::Input as _;
 
     fn fields(violations: Violations) -> Vec<String> {
         violations.into_vec().into_iter().map(|v| v.field).collect()

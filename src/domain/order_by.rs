@@ -27,11 +27,10 @@
 
 use std::fmt;
 
+use super::syntax::snippet;
+
 /// Maximum number of sort keys in one `order_by`.
 const MAX_KEYS: usize = 5;
-
-/// Longest piece of user input echoed back in an error message.
-const MAX_SNIPPET_LEN: usize = 64;
 
 /// The sort keys of one resource.
 pub trait OrderField: Copy + PartialEq + Eq + fmt::Debug + 'static {
@@ -49,63 +48,49 @@ pub trait OrderField: Copy + PartialEq + Eq + fmt::Debug + 'static {
     }
 }
 
-/// A field customers can be ordered by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CustomerOrder {
-    /// `create_time`
-    CreateTime,
-    /// `update_time`
-    UpdateTime,
-    /// `family_name`
-    FamilyName,
-    /// `given_name`
-    GivenName,
-    /// `email`
-    Email,
+/// Declares one resource's sort keys: the enum, each key's proto field name, and
+/// [`OrderField::ALL`] in the order written; the first key is the default.
+macro_rules! order_fields {
+    ($(#[$meta:meta])* $name:ident { $first:ident => $first_name:literal $(, $key:ident => $key_name:literal)* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            #[doc = concat!("`", $first_name, "`")]
+            $first,
+            $(#[doc = concat!("`", $key_name, "`")] $key,)*
+        }
+
+        impl OrderField for $name {
+            const ALL: &'static [Self] = &[Self::$first, $(Self::$key),*];
+            const DEFAULT: Self = Self::$first;
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    Self::$first => $first_name,
+                    $(Self::$key => $key_name,)*
+                }
+            }
+        }
+    };
 }
 
-impl OrderField for CustomerOrder {
-    const ALL: &'static [Self] = &[
-        Self::CreateTime,
-        Self::UpdateTime,
-        Self::FamilyName,
-        Self::GivenName,
-        Self::Email,
-    ];
-    const DEFAULT: Self = Self::CreateTime;
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::CreateTime => "create_time",
-            Self::UpdateTime => "update_time",
-            Self::FamilyName => "family_name",
-            Self::GivenName => "given_name",
-            Self::Email => "email",
-        }
+order_fields! {
+    /// A field customers can be ordered by.
+    CustomerOrder {
+        CreateTime => "create_time",
+        UpdateTime => "update_time",
+        FamilyName => "family_name",
+        GivenName => "given_name",
+        Email => "email",
     }
 }
 
-/// A field companies can be ordered by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompanyOrder {
-    /// `create_time`
-    CreateTime,
-    /// `update_time`
-    UpdateTime,
-    /// `display_name`
-    DisplayName,
-}
-
-impl OrderField for CompanyOrder {
-    const ALL: &'static [Self] = &[Self::CreateTime, Self::UpdateTime, Self::DisplayName];
-    const DEFAULT: Self = Self::CreateTime;
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::CreateTime => "create_time",
-            Self::UpdateTime => "update_time",
-            Self::DisplayName => "display_name",
-        }
+order_fields! {
+    /// A field companies can be ordered by.
+    CompanyOrder {
+        CreateTime => "create_time",
+        UpdateTime => "update_time",
+        DisplayName => "display_name",
     }
 }
 
@@ -119,25 +104,7 @@ pub struct OrderKey<K> {
 }
 
 /// Why an `order_by` string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderByError {
-    /// 0-based character (not byte) offset in the input where the problem starts.
-    pub position: usize,
-    /// Human-readable description of the problem.
-    pub message: String,
-}
-
-impl fmt::Display for OrderByError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid order_by at position {}: {}",
-            self.position, self.message
-        )
-    }
-}
-
-impl std::error::Error for OrderByError {}
+pub type OrderByError = super::syntax::SyntaxError;
 
 /// Parses an `order_by` string over the keys `K` into sort keys, most significant first.
 ///
@@ -198,23 +165,7 @@ pub fn canonical<K: OrderField>(keys: &[OrderKey<K>]) -> String {
 
 /// Builds an [`OrderByError`].
 fn error(position: usize, message: impl Into<String>) -> OrderByError {
-    OrderByError {
-        position,
-        message: message.into(),
-    }
-}
-
-/// Shortens user input for inclusion in an error message.
-fn snippet(s: &str) -> String {
-    // Masked before it is cut, so a clipped email or phone number is still recognised.
-    let s = crate::redact::mask_pii(s);
-    if s.chars().count() <= MAX_SNIPPET_LEN {
-        s.into_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_SNIPPET_LEN).collect();
-        out.push('…');
-        out
-    }
+    OrderByError::new("order_by", position, message)
 }
 
 /// Validates one comma-separated item and appends its key. `end` is the
@@ -340,13 +291,7 @@ mod tests {
     }
 
     fn assert_err(input: &str, position: usize, message: &str) {
-        let e = err(input);
-        assert_eq!(e.position, position, "position for {input:?}: {e}");
-        assert!(
-            e.message.starts_with(message),
-            "message for {input:?}: got {:?}, want prefix {message:?}",
-            e.message
-        );
+        err(input).assert_at(input, position, message);
     }
 
     #[test]
@@ -414,6 +359,7 @@ mod tests {
         assert_eq!(
             e,
             OrderByError {
+                subject: "order_by",
                 position: 0,
                 message: "unknown sort field 'name'; valid fields are create_time, \
                           update_time, family_name, given_name, email"
@@ -425,59 +371,47 @@ mod tests {
             "invalid order_by at position 0: unknown sort field 'name'; valid fields are \
              create_time, update_time, family_name, given_name, email"
         );
-        assert_err("email, Create_Time", 7, "unknown sort field 'Create_Time'");
-        assert_err("ä, email", 0, "unknown sort field 'ä'");
     }
 
-    #[test]
-    fn error_repeated_field() {
-        assert_err(
-            "email, given_name desc, email desc",
-            24,
-            "sort field 'email' is listed more than once",
-        );
-    }
+    const SIX_KEYS: &str = "create_time, update_time, family_name, given_name, email, email";
 
+    /// Every rejection: the input, where the problem starts, and how its message begins.
     #[test]
-    fn error_empty_items() {
-        assert_err("email,,given_name", 6, "empty sort field");
-        assert_err("email, ,given_name", 7, "empty sort field");
-        assert_err(",email", 0, "empty sort field");
-        assert_err("email,", 6, "empty sort field");
-        assert_err("email,  ", 8, "empty sort field");
-    }
-
-    #[test]
-    fn error_bad_direction_and_extra_tokens() {
-        assert_err(
-            "email descending",
-            6,
-            "expected 'asc' or 'desc' after 'email', found 'descending'",
-        );
-        assert_err(
-            "email desc asc",
-            11,
-            "unexpected 'asc'; expected ',' or the end of order_by",
-        );
-        assert_err("email desc given_name", 11, "unexpected 'given_name'");
-    }
-
-    #[test]
-    fn error_too_many_keys() {
-        // Only five distinct fields exist, so a sixth key is always a repeat;
-        // the repeat is reported first.
-        assert_err(
-            "create_time, update_time, family_name, given_name, email, email",
-            58,
-            "sort field 'email' is listed more than once",
-        );
-    }
-
-    #[test]
-    fn error_positions_count_characters() {
-        assert_err("email,éé", 6, "unknown sort field 'éé'");
-        assert_err("ää ,email", 0, "unknown sort field");
-        assert_err("email ü", 6, "expected 'asc' or 'desc'");
+    fn errors_are_positioned() {
+        for (input, position, message) in [
+            ("email, Create_Time", 7, "unknown sort field 'Create_Time'"),
+            ("ä, email", 0, "unknown sort field 'ä'"),
+            (
+                "email, given_name desc, email desc",
+                24,
+                "sort field 'email' is listed",
+            ),
+            ("email,,given_name", 6, "empty sort field"),
+            ("email, ,given_name", 7, "empty sort field"),
+            (",email", 0, "empty sort field"),
+            ("email,", 6, "empty sort field"),
+            ("email,  ", 8, "empty sort field"),
+            (
+                "email descending",
+                6,
+                "expected 'asc' or 'desc' after 'email', found",
+            ),
+            (
+                "email desc asc",
+                11,
+                "unexpected 'asc'; expected ',' or the end",
+            ),
+            ("email desc given_name", 11, "unexpected 'given_name'"),
+            // Only five distinct fields exist, so a sixth key is always a repeat; the
+            // repeat is reported first.
+            (SIX_KEYS, 58, "sort field 'email' is listed more than once"),
+            // Positions count characters, not bytes.
+            ("email,éé", 6, "unknown sort field 'éé'"),
+            ("ää ,email", 0, "unknown sort field"),
+            ("email ü", 6, "expected 'asc' or 'desc'"),
+        ] {
+            assert_err(input, position, message);
+        }
     }
 
     /// Renders keys in canonical form.

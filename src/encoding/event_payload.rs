@@ -22,13 +22,13 @@ use super::{
     unversioned, v1, versioned,
 };
 use crate::{
+    convert::events::content_to_proto,
     domain::{
         company::{Company, CompanyData},
         customer::{Customer, CustomerData},
         event::{Change, EventData, EventType},
         note::{Note, NoteData},
     },
-    grpc::events::content_to_proto,
     pb::{self, customer_event::Kind},
 };
 

@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::{DecodeError, Replayable, VERSION_2, event_payload, replay};
 use crate::{
+    convert::events::event_to_proto,
     domain::{
         company::{self, Company, CompanyData},
         customer::{Customer, CustomerData, PostalAddress, Status},
         event::{Change, Event, EventData, EventType, changed_fields},
         note::{Note, NoteData},
     },
-    grpc::events::event_to_proto,
     pb,
 };
 
@@ -591,7 +591,7 @@ fn unreadable_payloads_are_errors_not_guesses() {
     assert!(Note::decode_replay(&unhex(REPLAY_COMPANY)).is_err());
     let misnamed = pb::Note {
         name: format!("companies/{COMPANY_ID}"),
-        ..crate::grpc::resources::note_to_proto(note())
+        ..crate::resources::Resource::to_message(note())
     };
     assert!(matches!(
         Note::decode_replay(&super::versioned(&misnamed)),

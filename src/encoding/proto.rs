@@ -7,6 +7,7 @@
 //! could not have been written (a missing timestamp, an unknown status, a malformed name)
 //! fails.
 
+use crate::domain::names::ResourceName as _;
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 

@@ -12,11 +12,8 @@ use super::{
 };
 use crate::{
     domain::{company::Company, customer::Customer, note::Note},
-    grpc::{
-        resources::{company_to_proto, note_to_proto},
-        to_proto,
-    },
     pb,
+    resources::Resource,
 };
 
 /// A resource a write answers with, and so may have to replay.
@@ -44,7 +41,7 @@ pub fn decode_stored<T: Replayable>(
 
 impl Replayable for Customer {
     fn encode_replay(&self) -> Vec<u8> {
-        versioned(&to_proto(self.clone()))
+        versioned(&self.clone().to_message())
     }
 
     fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -58,7 +55,7 @@ impl Replayable for Customer {
 
 impl Replayable for Company {
     fn encode_replay(&self) -> Vec<u8> {
-        versioned(&company_to_proto(self.clone()))
+        versioned(&self.clone().to_message())
     }
 
     fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -72,7 +69,7 @@ impl Replayable for Company {
 
 impl Replayable for Note {
     fn encode_replay(&self) -> Vec<u8> {
-        versioned(&note_to_proto(self.clone()))
+        versioned(&self.clone().to_message())
     }
 
     fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {

@@ -1,29 +1,33 @@
 //! The gRPC adapter: `customer.v1.CustomerService` over the service layer.
 //!
-//! Each RPC converts its request into service-layer input, calls one use case and converts
-//! the result back; errors become statuses through [`status`]. No business rule lives
-//! here. gRPC-web and the REST gateway reach the same trait implementation, so this is the
-//! only adapter there is.
+//! Each RPC takes its request apart, calls one use case and answers with the resource's
+//! contract message ([`Resource::to_message`]); errors become statuses through [`status`].
+//! The writes of every resource go through the same five generic functions below. No
+//! business rule lives here. gRPC-web and the REST gateway reach the same trait
+//! implementation, so this is the only adapter there is.
 
 pub mod codec;
 pub mod deadline;
-pub mod events;
-pub mod resources;
+pub mod middleware;
 pub mod status;
 
-use prost_types::Timestamp;
+use prost_types::FieldMask;
 use tonic::{Request, Response, Status};
 
-use self::resources::{company_input, company_to_proto, note_input, note_to_proto};
 use crate::{
     auth::Principal,
-    domain::customer::{Customer, CustomerInput, PostalAddress},
+    convert::{self, events::event_to_proto, timestamp},
+    core::{
+        store::{Repository, Restore, Store},
+        write::{DeleteRequest, UpdateRequest},
+    },
+    db::store::PgStore,
+    domain::{company::Company, customer::Customer, note::Note},
     pb,
+    resources::Resource,
     service::{
-        CustomerService, ListRequest, UpdateRequest,
-        companies::{CompanyDeleteRequest, CompanyListRequest, CompanyUpdateRequest},
-        events::EventListRequest,
-        notes::{NoteListRequest, NoteUpdateRequest},
+        CustomerService, ListRequest, companies::CompanyListRequest, events::EventListRequest,
+        notes::NoteListRequest,
     },
 };
 
@@ -37,14 +41,113 @@ pub struct CustomerApi {
     service: CustomerService,
 }
 
+type RpcResult<T> = Result<Response<T>, Status>;
+
+/// The connection type resources are stored through.
+type Conn = <PgStore as Store>::Conn;
+
 impl CustomerApi {
     /// The adapter over `service`.
     pub fn new(service: CustomerService) -> Self {
         Self { service }
     }
+
+    async fn create<R: Resource>(
+        &self,
+        actor: &str,
+        parent: &str,
+        message: Option<&R::Message>,
+        request_id: &str,
+    ) -> RpcResult<R::Message>
+    where
+        Conn: Repository<R>,
+    {
+        let input = message.map(R::input_from).unwrap_or_default();
+        let writer = self.service.writer();
+        let created = writer.create::<R>(parent, input, request_id, actor).await?;
+        Ok(Response::new(created.to_message()))
+    }
+
+    async fn get<R: Resource>(&self, name: &str) -> RpcResult<R::Message>
+    where
+        Conn: Repository<R>,
+    {
+        let found = self.service.writer().get::<R>(name).await?;
+        Ok(Response::new(found.to_message()))
+    }
+
+    /// An update; `name` and `etag` are those of the message (AIP-134).
+    async fn update<R: Resource>(
+        &self,
+        actor: &str,
+        (name, etag): (String, String),
+        message: Option<&R::Message>,
+        update_mask: Option<FieldMask>,
+        request_id: String,
+    ) -> RpcResult<R::Message>
+    where
+        Conn: Repository<R>,
+    {
+        let request = UpdateRequest {
+            input: message.map(R::input_from).unwrap_or_default(),
+            name,
+            etag,
+            update_mask: update_mask.map(|mask| mask.paths),
+            request_id,
+        };
+        let updated = self.service.writer().update::<R>(request, actor).await?;
+        Ok(Response::new(updated.to_message()))
+    }
+
+    async fn delete<R: Resource>(&self, actor: &str, request: DeleteRequest) -> Result<R, Status>
+    where
+        Conn: Repository<R>,
+    {
+        Ok(self.service.writer().delete::<R>(request, actor).await?)
+    }
+
+    async fn undelete<R: Resource>(
+        &self,
+        actor: &str,
+        name: &str,
+        etag: &str,
+    ) -> RpcResult<R::Message>
+    where
+        Conn: Restore<R>,
+    {
+        let restored = self
+            .service
+            .writer()
+            .undelete::<R>(name, etag, actor)
+            .await?;
+        Ok(Response::new(restored.to_message()))
+    }
 }
 
-type RpcResult<T> = Result<Response<T>, Status>;
+/// The name and etag a client sent in the resource of an update.
+macro_rules! name_and_etag {
+    ($message:expr) => {
+        $message
+            .as_ref()
+            .map(|message| (message.name.clone(), message.etag.clone()))
+            .unwrap_or_default()
+    };
+}
+
+/// A delete request as the core's (only DeleteCompany has `force`).
+macro_rules! delete_request {
+    ($request:expr) => {
+        delete_request!($request, force: false)
+    };
+    ($request:expr, force: $force:expr) => {
+        DeleteRequest {
+            name: $request.name,
+            etag: $request.etag,
+            request_id: $request.request_id,
+            force: $force,
+        }
+    };
+}
 
 #[tonic::async_trait]
 impl pb::customer_service_server::CustomerService for CustomerApi {
@@ -52,14 +155,9 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let input = request.customer.as_ref().map(input_of).unwrap_or_default();
-        let customer = self
-            .service
-            .create(input, &request.request_id, &actor)
-            .await?;
-        Ok(Response::new(to_proto(customer)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        self.create::<Customer>(&actor, "", request.customer.as_ref(), &request.request_id)
+            .await
     }
 
     async fn get_customer(
@@ -68,13 +166,12 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
     ) -> RpcResult<pb::Customer> {
         let request = request.get_ref();
         if request.view() != pb::CustomerView::Full {
-            let customer = self.service.get(&request.name).await?;
-            return Ok(Response::new(to_proto(customer)));
+            return self.get::<Customer>(&request.name).await;
         }
         let (customer, business) = self.service.get_full(&request.name).await?;
         Ok(Response::new(pb::Customer {
             business_info: business.map(business_to_proto),
-            ..to_proto(customer)
+            ..customer.to_message()
         }))
     }
 
@@ -84,7 +181,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
     ) -> RpcResult<pb::BatchGetCustomersResponse> {
         let customers = self.service.batch_get(&request.get_ref().names).await?;
         Ok(Response::new(pb::BatchGetCustomersResponse {
-            customers: customers.into_iter().map(to_proto).collect(),
+            customers: customers.into_iter().map(Resource::to_message).collect(),
         }))
     }
 
@@ -105,7 +202,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListCustomersResponse {
-            customers: page.customers.into_iter().map(to_proto).collect(),
+            customers: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -114,49 +211,35 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let customer = request.customer.unwrap_or_default();
-        let customer = self
-            .service
-            .update(
-                UpdateRequest {
-                    input: input_of(&customer),
-                    name: customer.name,
-                    etag: customer.etag,
-                    update_mask: request.update_mask.map(|mask| mask.paths),
-                    request_id: request.request_id,
-                },
-                &actor,
-            )
-            .await?;
-        Ok(Response::new(to_proto(customer)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        let name_and_etag = name_and_etag!(request.customer);
+        let customer = request.customer.as_ref();
+        self.update::<Customer>(
+            &actor,
+            name_and_etag,
+            customer,
+            request.update_mask,
+            request.request_id,
+        )
+        .await
     }
 
     async fn delete_customer(
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
-        let actor = actor(&request);
-        let request = request.get_ref();
-        let customer = self
-            .service
-            .delete(&request.name, &request.etag, &request.request_id, &actor)
-            .await?;
-        Ok(Response::new(to_proto(customer)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        let deleted: Customer = self.delete(&actor, delete_request!(request)).await?;
+        Ok(Response::new(deleted.to_message()))
     }
 
     async fn undelete_customer(
         &self,
         request: Request<pb::UndeleteCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
-        let actor = actor(&request);
-        let request = request.get_ref();
-        let customer = self
-            .service
-            .undelete(&request.name, &request.etag, &actor)
-            .await?;
-        Ok(Response::new(to_proto(customer)))
+        let (actor, request) = (actor(&request), request.get_ref());
+        self.undelete::<Customer>(&actor, &request.name, &request.etag)
+            .await
     }
 
     async fn list_customer_events(
@@ -176,9 +259,9 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .await?;
         Ok(Response::new(pb::ListCustomerEventsResponse {
             events: page
-                .events
+                .items
                 .into_iter()
-                .map(|event| events::event_to_proto(event, true))
+                .map(|event| event_to_proto(event, true))
                 .collect(),
             next_page_token: page.next_page_token,
         }))
@@ -199,7 +282,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
             let item = receiver.recv().await?;
             Some((
-                item.map(|event| events::event_to_proto(event, true))
+                item.map(|event| event_to_proto(event, true))
                     .map_err(Status::from),
                 receiver,
             ))
@@ -211,23 +294,13 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCompanyRequest>,
     ) -> RpcResult<pb::Company> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let input = request
-            .company
-            .as_ref()
-            .map(company_input)
-            .unwrap_or_default();
-        let company = self
-            .service
-            .create_company(input, &request.request_id, &actor)
-            .await?;
-        Ok(Response::new(company_to_proto(company)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        self.create::<Company>(&actor, "", request.company.as_ref(), &request.request_id)
+            .await
     }
 
     async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> RpcResult<pb::Company> {
-        let company = self.service.get_company(&request.get_ref().name).await?;
-        Ok(Response::new(company_to_proto(company)))
+        self.get::<Company>(&request.get_ref().name).await
     }
 
     async fn list_companies(
@@ -246,7 +319,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListCompaniesResponse {
-            companies: page.companies.into_iter().map(company_to_proto).collect(),
+            companies: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -255,73 +328,52 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCompanyRequest>,
     ) -> RpcResult<pb::Company> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let company = request.company.unwrap_or_default();
-        let company = self
-            .service
-            .update_company(
-                CompanyUpdateRequest {
-                    input: company_input(&company),
-                    name: company.name,
-                    etag: company.etag,
-                    update_mask: request.update_mask.map(|mask| mask.paths),
-                    request_id: request.request_id,
-                },
-                &actor,
-            )
-            .await?;
-        Ok(Response::new(company_to_proto(company)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        let name_and_etag = name_and_etag!(request.company);
+        let company = request.company.as_ref();
+        self.update::<Company>(
+            &actor,
+            name_and_etag,
+            company,
+            request.update_mask,
+            request.request_id,
+        )
+        .await
     }
 
     async fn delete_company(
         &self,
         request: Request<pb::DeleteCompanyRequest>,
     ) -> RpcResult<pb::Company> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let company = self
-            .service
-            .delete_company(
-                CompanyDeleteRequest {
-                    name: request.name,
-                    etag: request.etag,
-                    force: request.force,
-                    request_id: request.request_id,
-                },
-                &actor,
-            )
+        let (actor, request) = (actor(&request), request.into_inner());
+        let deleted: Company = self
+            .delete(&actor, delete_request!(request, force: request.force))
             .await?;
-        Ok(Response::new(company_to_proto(company)))
+        Ok(Response::new(deleted.to_message()))
     }
 
     async fn undelete_company(
         &self,
         request: Request<pb::UndeleteCompanyRequest>,
     ) -> RpcResult<pb::Company> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let company = self
-            .service
-            .undelete_company(&request.name, &request.etag, &actor)
-            .await?;
-        Ok(Response::new(company_to_proto(company)))
+        let (actor, request) = (actor(&request), request.get_ref());
+        self.undelete::<Company>(&actor, &request.name, &request.etag)
+            .await
     }
 
     async fn create_note(&self, request: Request<pb::CreateNoteRequest>) -> RpcResult<pb::Note> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let input = request.note.as_ref().map(note_input).unwrap_or_default();
-        let note = self
-            .service
-            .create_note(&request.parent, input, &request.request_id, &actor)
-            .await?;
-        Ok(Response::new(note_to_proto(note)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        self.create::<Note>(
+            &actor,
+            &request.parent,
+            request.note.as_ref(),
+            &request.request_id,
+        )
+        .await
     }
 
     async fn get_note(&self, request: Request<pb::GetNoteRequest>) -> RpcResult<pb::Note> {
-        let note = self.service.get_note(&request.get_ref().name).await?;
-        Ok(Response::new(note_to_proto(note)))
+        self.get::<Note>(&request.get_ref().name).await
     }
 
     async fn list_notes(
@@ -338,36 +390,28 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             })
             .await?;
         Ok(Response::new(pb::ListNotesResponse {
-            notes: page.notes.into_iter().map(note_to_proto).collect(),
+            notes: page.items.into_iter().map(Resource::to_message).collect(),
             next_page_token: page.next_page_token,
         }))
     }
 
     async fn update_note(&self, request: Request<pb::UpdateNoteRequest>) -> RpcResult<pb::Note> {
-        let actor = actor(&request);
-        let request = request.into_inner();
-        let note = request.note.unwrap_or_default();
-        let note = self
-            .service
-            .update_note(
-                NoteUpdateRequest {
-                    input: note_input(&note),
-                    name: note.name,
-                    etag: note.etag,
-                    update_mask: request.update_mask.map(|mask| mask.paths),
-                    request_id: request.request_id,
-                },
-                &actor,
-            )
-            .await?;
-        Ok(Response::new(note_to_proto(note)))
+        let (actor, request) = (actor(&request), request.into_inner());
+        let name_and_etag = name_and_etag!(request.note);
+        let note = request.note.as_ref();
+        self.update::<Note>(
+            &actor,
+            name_and_etag,
+            note,
+            request.update_mask,
+            request.request_id,
+        )
+        .await
     }
 
     async fn delete_note(&self, request: Request<pb::DeleteNoteRequest>) -> RpcResult<()> {
-        let actor = actor(&request);
-        let request = request.get_ref();
-        self.service
-            .delete_note(&request.name, &request.etag, &request.request_id, &actor)
+        let (actor, request) = (actor(&request), request.into_inner());
+        self.delete::<Note>(&actor, delete_request!(request))
             .await?;
         Ok(Response::new(()))
     }
@@ -397,13 +441,7 @@ fn business_to_proto(info: crate::registry::BusinessInfo) -> pb::BusinessInfo {
         business_id: info.business_id,
         legal_name: info.legal_name,
         registration_status: status as i32,
-        address: info.address.map(|address| pb::PostalAddress {
-            lines: address.lines,
-            locality: address.locality,
-            region: address.region,
-            postal_code: address.postal_code,
-            country_code: address.country_code,
-        }),
+        address: info.address.map(convert::address_to_proto),
         source: info.source,
         fetch_time: Some(timestamp(info.fetch_time)),
     }
@@ -415,64 +453,4 @@ fn actor<T>(request: &Request<T>) -> String {
         || "unknown".to_owned(),
         |principal| principal.subject.clone(),
     )
-}
-
-/// The client-settable fields of a proto customer. Output-only fields are ignored (AIP-203).
-fn input_of(customer: &pb::Customer) -> CustomerInput {
-    CustomerInput {
-        given_name: customer.given_name.clone(),
-        family_name: customer.family_name.clone(),
-        email: customer.email.clone(),
-        phone: customer.phone.clone(),
-        address: customer.address.as_ref().map(|address| PostalAddress {
-            lines: address.lines.clone(),
-            locality: address.locality.clone(),
-            region: address.region.clone(),
-            postal_code: address.postal_code.clone(),
-            country_code: address.country_code.clone(),
-        }),
-        status: customer.status,
-        company: customer.company.clone(),
-        business_id: customer.business_id.clone(),
-        labels: customer.labels.clone(),
-    }
-}
-
-/// A stored customer as its proto message.
-pub fn to_proto(customer: Customer) -> pb::Customer {
-    let name = customer.name().to_string();
-    let etag = customer.etag();
-    let data = customer.data;
-    pb::Customer {
-        name,
-        uid: customer.id.to_string(),
-        given_name: data.given_name,
-        family_name: data.family_name,
-        email: data.email,
-        phone: data.phone.unwrap_or_default(),
-        address: data.address.map(|address| pb::PostalAddress {
-            lines: address.lines,
-            locality: address.locality,
-            region: address.region,
-            postal_code: address.postal_code,
-            country_code: address.country_code,
-        }),
-        status: i32::from(data.status.number()),
-        company: data.company.unwrap_or_default(),
-        business_id: data.business_id.unwrap_or_default(),
-        labels: data.labels,
-        etag,
-        create_time: Some(timestamp(customer.create_time)),
-        update_time: Some(timestamp(customer.update_time)),
-        delete_time: customer.delete_time.map(timestamp),
-        expire_time: customer.expire_time.map(timestamp),
-        business_info: None,
-    }
-}
-
-pub(crate) fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }

@@ -6,11 +6,9 @@
 //! customer writes that refer to it share-lock it, so from then on no new live customer can
 //! join it.
 
-use prost::Message;
-use uuid::Uuid;
-
 use super::customers::apply_label;
 use crate::{
+    convert::timestamp,
     core::{
         mask::{MaskField, label_path},
         resource::{Events, Reasons, Resource},
@@ -18,7 +16,6 @@ use crate::{
         write::{Origin, record},
     },
     domain::{
-        FieldViolation, Violations,
         company::{self, Company, CompanyData, CompanyField, CompanyInput},
         event::{Change, EventData, EventType},
         names::{COMPANY_TYPE, CompanyName},
@@ -29,10 +26,10 @@ use crate::{
 
 impl Resource for Company {
     type Name = CompanyName;
-    type Parent = ();
     type Input = CompanyInput;
     type Data = CompanyData;
     type Field = CompanyField;
+    type Message = pb::Company;
 
     const TYPE: &'static str = COMPANY_TYPE;
     const PROTO: &'static str = "customer.v1.Company";
@@ -51,18 +48,6 @@ impl Resource for Company {
     };
     const HAS_FORCE: bool = true;
 
-    fn parse_name(field: &str, text: &str) -> Result<CompanyName, FieldViolation> {
-        CompanyName::parse(field, text)
-    }
-
-    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
-        Ok(())
-    }
-
-    fn new_name((): (), id: Uuid) -> CompanyName {
-        CompanyName(id)
-    }
-
     fn name(&self) -> CompanyName {
         Company::name(self)
     }
@@ -79,14 +64,6 @@ impl Resource for Company {
         Company::is_deleted(self)
     }
 
-    fn validate(input: &CompanyInput, prefix: &str) -> Result<CompanyData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &CompanyData) -> CompanyInput {
-        CompanyInput::from(data)
-    }
-
     fn stand_in() -> CompanyInput {
         CompanyInput {
             display_name: "x".into(),
@@ -94,11 +71,34 @@ impl Resource for Company {
         }
     }
 
-    fn present_fields(input: &CompanyInput) -> Vec<CompanyField> {
-        input.present_fields()
+    fn to_message(self) -> pb::Company {
+        let name = self.name().to_string();
+        let etag = Resource::etag(&self);
+        let data = self.data;
+        pb::Company {
+            name,
+            uid: self.id.to_string(),
+            display_name: data.display_name,
+            domain: data.domain.unwrap_or_default(),
+            business_id: data.business_id.unwrap_or_default(),
+            labels: data.labels,
+            etag,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+            delete_time: self.delete_time.map(timestamp),
+        }
     }
 
-    fn canonical_input(input: &CompanyInput) -> Vec<u8> {
+    fn input_from(company: &pb::Company) -> CompanyInput {
+        CompanyInput {
+            display_name: company.display_name.clone(),
+            domain: company.domain.clone(),
+            business_id: company.business_id.clone(),
+            labels: company.labels.clone(),
+        }
+    }
+
+    fn input_message(input: &CompanyInput) -> pb::Company {
         pb::Company {
             display_name: input.display_name.clone(),
             domain: input.domain.clone(),
@@ -106,7 +106,6 @@ impl Resource for Company {
             labels: input.labels.clone(),
             ..pb::Company::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &CompanyInput) -> String {

@@ -5,19 +5,17 @@
 //! deleted company); an undeleted customer whose company was deleted meanwhile comes back
 //! without it; a soft-deleted customer shows its `expire_time`, when the purger removes it.
 
+use crate::domain::names::ResourceName as _;
 use std::time::Duration;
 
-use prost::Message;
-use uuid::Uuid;
-
 use crate::{
+    convert::{self, timestamp},
     core::{
         mask::{MaskField, label_path},
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
     domain::{
-        FieldViolation, Violations,
         company::Company,
         customer::{Customer, CustomerData, CustomerField, CustomerInput, PostalAddress},
         event::{Change, EventData, EventType, changed_fields},
@@ -29,10 +27,10 @@ use crate::{
 
 impl Resource for Customer {
     type Name = CustomerName;
-    type Parent = ();
     type Input = CustomerInput;
     type Data = CustomerData;
     type Field = CustomerField;
+    type Message = pb::Customer;
 
     const TYPE: &'static str = CUSTOMER_TYPE;
     const PROTO: &'static str = "customer.v1.Customer";
@@ -50,18 +48,6 @@ impl Resource for Customer {
         not_deleted: reason::NOT_DELETED,
     };
 
-    fn parse_name(field: &str, text: &str) -> Result<CustomerName, FieldViolation> {
-        CustomerName::parse(field, text)
-    }
-
-    fn parse_parent(_: &str, _: &str) -> Result<(), FieldViolation> {
-        Ok(())
-    }
-
-    fn new_name((): (), id: Uuid) -> CustomerName {
-        CustomerName(id)
-    }
-
     fn name(&self) -> CustomerName {
         Customer::name(self)
     }
@@ -78,14 +64,6 @@ impl Resource for Customer {
         Customer::is_deleted(self)
     }
 
-    fn validate(input: &CustomerInput, prefix: &str) -> Result<CustomerData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &CustomerData) -> CustomerInput {
-        CustomerInput::from(data)
-    }
-
     fn stand_in() -> CustomerInput {
         CustomerInput {
             given_name: "x".into(),
@@ -99,24 +77,58 @@ impl Resource for Customer {
         }
     }
 
-    fn present_fields(input: &CustomerInput) -> Vec<CustomerField> {
-        input.present_fields()
+    fn to_message(self) -> pb::Customer {
+        let name = self.name().to_string();
+        let etag = Resource::etag(&self);
+        let data = self.data;
+        pb::Customer {
+            name,
+            uid: self.id.to_string(),
+            given_name: data.given_name,
+            family_name: data.family_name,
+            email: data.email,
+            phone: data.phone.unwrap_or_default(),
+            address: data.address.map(convert::address_to_proto),
+            status: i32::from(data.status.number()),
+            company: data.company.unwrap_or_default(),
+            business_id: data.business_id.unwrap_or_default(),
+            labels: data.labels,
+            etag,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+            delete_time: self.delete_time.map(timestamp),
+            expire_time: self.expire_time.map(timestamp),
+            business_info: None,
+        }
     }
 
-    fn canonical_input(input: &CustomerInput) -> Vec<u8> {
+    fn input_from(customer: &pb::Customer) -> CustomerInput {
+        CustomerInput {
+            given_name: customer.given_name.clone(),
+            family_name: customer.family_name.clone(),
+            email: customer.email.clone(),
+            phone: customer.phone.clone(),
+            address: customer.address.clone().map(convert::address_from_proto),
+            status: customer.status,
+            company: customer.company.clone(),
+            business_id: customer.business_id.clone(),
+            labels: customer.labels.clone(),
+        }
+    }
+
+    fn input_message(input: &CustomerInput) -> pb::Customer {
         pb::Customer {
             given_name: input.given_name.clone(),
             family_name: input.family_name.clone(),
             email: input.email.clone(),
             phone: input.phone.clone(),
-            address: input.address.clone().map(crate::convert::address_to_proto),
+            address: input.address.clone().map(convert::address_to_proto),
             status: input.status,
             company: input.company.clone(),
             business_id: input.business_id.clone(),
             labels: input.labels.clone(),
             ..pb::Customer::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &CustomerInput) -> String {

@@ -7,17 +7,14 @@
 //! delete of the customer take turns. Notes are hard-deleted: their history lives on in the
 //! event log, where a deletion takes the number after the note's last version.
 
-use prost::Message;
-use uuid::Uuid;
-
 use crate::{
+    convert::timestamp,
     core::{
         mask::{Mask, MaskField},
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
     domain::{
-        FieldViolation, Violations,
         customer::Customer,
         event::{Change, EventData, EventType},
         names::{CUSTOMER_TYPE, CustomerName, NOTE_TYPE, NoteName},
@@ -29,10 +26,10 @@ use crate::{
 
 impl Resource for Note {
     type Name = NoteName;
-    type Parent = CustomerName;
     type Input = NoteInput;
     type Data = NoteData;
     type Field = NoteField;
+    type Message = pb::Note;
 
     const TYPE: &'static str = NOTE_TYPE;
     const PROTO: &'static str = "customer.v1.Note";
@@ -51,18 +48,6 @@ impl Resource for Note {
         not_deleted: reason::NOT_DELETED,
     };
 
-    fn parse_name(field: &str, text: &str) -> Result<NoteName, FieldViolation> {
-        NoteName::parse(field, text)
-    }
-
-    fn parse_parent(field: &str, text: &str) -> Result<CustomerName, FieldViolation> {
-        CustomerName::parse(field, text)
-    }
-
-    fn new_name(customer: CustomerName, note: Uuid) -> NoteName {
-        NoteName { customer, note }
-    }
-
     fn name(&self) -> NoteName {
         Note::name(self)
     }
@@ -79,32 +64,32 @@ impl Resource for Note {
         false
     }
 
-    fn validate(input: &NoteInput, prefix: &str) -> Result<NoteData, Violations> {
-        input.validate(prefix)
-    }
-
-    fn input_of(data: &NoteData) -> NoteInput {
-        NoteInput::from(data)
-    }
-
     fn stand_in() -> NoteInput {
         NoteInput { text: "x".into() }
     }
 
-    fn present_fields(input: &NoteInput) -> Vec<NoteField> {
-        if input.text.is_empty() {
-            Vec::new()
-        } else {
-            vec![NoteField::Text]
+    fn to_message(self) -> pb::Note {
+        pb::Note {
+            name: self.name().to_string(),
+            etag: Resource::etag(&self),
+            text: self.data.text,
+            author: self.author,
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
         }
     }
 
-    fn canonical_input(input: &NoteInput) -> Vec<u8> {
+    fn input_from(note: &pb::Note) -> NoteInput {
+        NoteInput {
+            text: note.text.clone(),
+        }
+    }
+
+    fn input_message(input: &NoteInput) -> pb::Note {
         pb::Note {
             text: input.text.clone(),
             ..pb::Note::default()
         }
-        .encode_to_vec()
     }
 
     fn legacy_input(input: &NoteInput) -> String {

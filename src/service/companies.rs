@@ -5,18 +5,10 @@ use super::{CustomerService, Result};
 use crate::{
     core::{
         list::{self, Paging},
-        store::{Store, Transact},
-        write::{self, DeleteRequest},
+        store::Transact,
     },
     db::{self, customers::Cursor, store::PgStore},
-    domain::{
-        Violations,
-        company::{Company, CompanyInput},
-        filter::{self, CompanyField},
-        legacy,
-        order_by::{self, CompanyOrder},
-    },
-    redact::mask_pii_owned,
+    domain::{Violations, company::Company, filter::CompanyField, legacy, order_by::CompanyOrder},
 };
 
 /// A ListCompanies request.
@@ -34,78 +26,16 @@ pub struct CompanyListRequest {
     pub show_deleted: bool,
 }
 
-/// One page of ListCompanies.
-#[derive(Debug, Clone)]
-pub struct CompanyPage {
-    /// The companies, in the requested order.
-    pub companies: Vec<Company>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
-/// An UpdateCompany request.
-pub type CompanyUpdateRequest = write::UpdateRequest<CompanyInput>;
-
-/// A DeleteCompany request.
-pub type CompanyDeleteRequest = DeleteRequest;
-
-impl<S> CustomerService<S>
-where
-    S: Transact<<S as Store>::Conn>,
-{
-    /// Creates a company. With a `request_id`, a retry returns the first result.
-    pub async fn create_company(
-        &self,
-        input: CompanyInput,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.create("", input, request_id, actor).await
-    }
-
-    /// Returns one company, deleted or not.
-    pub async fn get_company(&self, name: &str) -> Result<Company> {
-        self.writer.get(name).await
-    }
-
-    /// Changes the fields selected by the update mask (AIP-134), checking the etag.
-    pub async fn update_company(
-        &self,
-        request: CompanyUpdateRequest,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.update(request, actor).await
-    }
-
-    /// Soft-deletes a company (AIP-164): refused while live customers belong to it, unless
-    /// `force` detaches them in the same transaction.
-    pub async fn delete_company(
-        &self,
-        request: CompanyDeleteRequest,
-        actor: &str,
-    ) -> Result<Company> {
-        self.writer.delete(request, actor).await
-    }
-
-    /// Restores a soft-deleted company (AIP-164).
-    pub async fn undelete_company(&self, name: &str, etag: &str, actor: &str) -> Result<Company> {
-        self.writer.undelete(name, etag, actor).await
-    }
-}
-
 impl CustomerService<PgStore> {
     /// One page of companies matching the filter, in the requested order.
-    pub async fn list_companies(&self, request: &CompanyListRequest) -> Result<CompanyPage> {
+    pub async fn list_companies(
+        &self,
+        request: &CompanyListRequest,
+    ) -> Result<super::Page<Company>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
-        let filter = filter::parse::<CompanyField>(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error.to_string()));
-            None
-        });
-        let order = order_by::parse::<CompanyOrder>(&request.order_by).unwrap_or_else(|error| {
-            violations.add("order_by", mask_pii_owned(error.to_string()));
-            Vec::new()
-        });
+        let filter = list::filter::<CompanyField>(&mut violations, &request.filter);
+        let order = list::order::<CompanyOrder>(&mut violations, &request.order_by);
         violations.into_result(())?;
 
         let query = super::PageTokens::query_fingerprint(&[
@@ -146,8 +76,8 @@ impl CustomerService<PgStore> {
             .into_iter()
             .map(Company::try_from)
             .collect::<Result<_, _>>()?;
-        Ok(CompanyPage {
-            companies,
+        Ok(super::Page {
+            items: companies,
             next_page_token,
         })
     }

@@ -31,10 +31,9 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    DEFAULT_PAGE_SIZE, Error, MAX_PAGE_SIZE, Result, error::reason, page_token::PageTokens,
-};
+use super::{Error, Result, error::reason, page_token::PageTokens};
 use crate::{
+    core::list::{self, Paging},
     db::{
         Pool,
         events::{self as queries, EventRow},
@@ -42,12 +41,11 @@ use crate::{
     domain::{
         Violations,
         event::{Event, EventParent, EventType},
-        filter::{self, EventField},
+        filter::EventField,
         legacy,
         names::owning_customer,
     },
     encoding::event_payload,
-    redact::mask_pii_owned,
 };
 
 /// Events numbered per sequencer transaction.
@@ -76,15 +74,6 @@ pub struct EventListRequest {
     pub page_token: String,
     /// Filter over type, actor and occur_time.
     pub filter: String,
-}
-
-/// One page of events.
-#[derive(Debug, Clone)]
-pub struct EventPage {
-    /// The events, oldest first.
-    pub events: Vec<Event>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
 }
 
 /// The event log: numbering, listing and watching.
@@ -234,11 +223,7 @@ impl EventLog {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%error, failures, "numbering events failed; retrying");
-                    if stop
-                        .run_until_cancelled(tokio::time::sleep(backoff(failures)))
-                        .await
-                        .is_none()
-                    {
+                    if !backed_off(&stop, failures).await {
                         return;
                     }
                 }
@@ -259,11 +244,7 @@ impl EventLog {
                     tracing::warn!(%error, failures, "event notifications lost; reconnecting");
                 }
             }
-            if stop
-                .run_until_cancelled(tokio::time::sleep(backoff(failures)))
-                .await
-                .is_none()
-            {
+            if !backed_off(&stop, failures).await {
                 return;
             }
         }
@@ -290,7 +271,7 @@ impl EventLog {
     }
 
     /// One page of a customer's (or every customer's) events, oldest first.
-    pub async fn list(&self, request: &EventListRequest) -> Result<EventPage> {
+    pub async fn list(&self, request: &EventListRequest) -> Result<list::Page<Event>> {
         let mut violations = Violations::new();
         let parent = match EventParent::parse("parent", &request.parent) {
             Ok(parent) => Some(parent),
@@ -299,18 +280,8 @@ impl EventLog {
                 None
             }
         };
-        let page_size = match request.page_size {
-            size if size < 0 => {
-                violations.add("page_size", "must not be negative");
-                DEFAULT_PAGE_SIZE
-            }
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
-        let filter = filter::parse::<EventField>(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error.to_string()));
-            None
-        });
+        let page_size = list::page_size(&mut violations, request.page_size);
+        let filter = list::filter::<EventField>(&mut violations, &request.filter);
         let Some(parent) = violations.into_result(parent)? else {
             return Err(Error::internal(&super::Unreachable(
                 "validated event list without parent",
@@ -323,48 +294,32 @@ impl EventLog {
             &request.parent,
             &legacy::legacy_debug_event_filter(&filter),
         ]);
-        let after = match request.page_token.as_str() {
-            "" => 0,
-            token => self
-                .inner
-                .page_tokens
-                .decode_position(token, &query)
-                .map_err(|e| {
-                    Error::invalid_field(reason::INVALID_PAGE_TOKEN, "page_token", e.to_string())
-                })?,
-        };
+        let paging: Paging<i64> = list::paging(
+            &self.inner.page_tokens,
+            page_size,
+            &request.page_token,
+            query,
+        )?;
         // Wait until what has committed so far is numbered, so a client listing right after
         // its own write sees that write's event.
         self.catch_up().await?;
         let customer = parent.resource();
-        let mut rows = self
+        let (after, limit) = (paging.after.unwrap_or(0), paging.limit());
+        let rows = self
             .inner
             .pool
             .run(async |conn| {
                 Ok::<_, Error>(
-                    queries::list(
-                        conn,
-                        customer.as_deref(),
-                        filter.as_ref(),
-                        after,
-                        i64::from(page_size) + 1,
-                    )
-                    .await?,
+                    queries::list(conn, customer.as_deref(), filter.as_ref(), after, limit).await?,
                 )
             })
             .await?;
-        let more = rows.len() > page_size as usize;
-        rows.truncate(page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => self
-                .inner
-                .page_tokens
-                .encode_position(&query, last.position.unwrap_or_default()),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) = list::page(rows, &paging, &self.inner.page_tokens, |last| {
+            last.position.unwrap_or_default()
+        });
         let events = rows.into_iter().map(event_of).collect::<Result<_>>()?;
-        Ok(EventPage {
-            events,
+        Ok(list::Page {
+            items: events,
             next_page_token,
         })
     }
@@ -568,6 +523,13 @@ pub fn parse_resume_token(token: &str) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// Waits out the backoff after `failures`; false when `stop` was cancelled meanwhile.
+async fn backed_off(stop: &CancellationToken, failures: u32) -> bool {
+    stop.run_until_cancelled(tokio::time::sleep(backoff(failures)))
+        .await
+        .is_some()
 }
 
 /// Exponential backoff from 100 ms up to 5 s.

@@ -13,6 +13,7 @@ pub mod events;
 pub mod notes;
 pub mod page_token;
 
+use crate::domain::names::ResourceName as _;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -23,26 +24,25 @@ use crate::{
     core::{
         list::{self, Paging},
         store::{Store, Transact},
-        write::{self, DeleteRequest, Origin, Writer, collect},
+        write::{self, Origin, Writer, collect},
     },
     db::{self, Pool, customers::Cursor, store::PgStore},
     domain::{
         Violations,
-        customer::{Customer, CustomerInput},
+        customer::Customer,
         event::EventType,
-        filter::{self, CustomerField},
+        filter::CustomerField,
         legacy, names,
         names::{CompanyName, CustomerName},
-        order_by::{self, CustomerOrder},
+        order_by::CustomerOrder,
     },
-    redact::mask_pii_owned,
     resources::Resource,
 };
 
 /// The actor of the events of purges, which no caller makes.
 const PURGE_ACTOR: &str = "system:retention";
 
-pub use crate::core::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use crate::core::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 /// Most names in one BatchGetCustomers.
 pub const MAX_BATCH_GET: usize = 1000;
 
@@ -62,18 +62,6 @@ pub struct ListRequest {
     /// `companies/{id}`: only that company's customers. Empty: every customer.
     pub parent: String,
 }
-
-/// One page of ListCustomers.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// The customers, in the requested order.
-    pub customers: Vec<Customer>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
-/// An UpdateCustomer request.
-pub type UpdateRequest = write::UpdateRequest<CustomerInput>;
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -199,20 +187,12 @@ impl CustomerService<PgStore> {
     }
 
     /// One page of customers matching the filter, in the requested order.
-    pub async fn list(&self, request: &ListRequest) -> Result<Page> {
+    pub async fn list(&self, request: &ListRequest) -> Result<Page<Customer>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
-        // The parsers mask the input they echo; masking the whole message as well keeps any
-        // future message that quotes the filter (which may name an email) safe too.
-        let filter = filter::parse::<CustomerField>(&request.filter).unwrap_or_else(|error| {
-            violations.add("filter", mask_pii_owned(error.to_string()));
-            None
-        });
-        let order = order_by::parse::<CustomerOrder>(&request.order_by).unwrap_or_else(|error| {
-            violations.add("order_by", mask_pii_owned(error.to_string()));
-            Vec::new()
-        });
+        let filter = list::filter::<CustomerField>(&mut violations, &request.filter);
+        let order = list::order::<CustomerOrder>(&mut violations, &request.order_by);
         let parent = match request.parent.as_str() {
             "" => None,
             parent => collect(&mut violations, CompanyName::parse("parent", parent)),
@@ -276,7 +256,7 @@ impl CustomerService<PgStore> {
             .map(|row| Customer::try_from(row).map(|c| c.with_retention(self.writer.retention)))
             .collect::<Result<_, _>>()?;
         Ok(Page {
-            customers,
+            items: customers,
             next_page_token,
         })
     }
@@ -289,7 +269,7 @@ impl CustomerService<PgStore> {
         &self,
         name: &str,
     ) -> Result<(Customer, Option<crate::registry::BusinessInfo>)> {
-        let customer = self.get(name).await?;
+        let customer = self.writer.get::<Customer>(name).await?;
         let Some(business_id) = customer.data.business_id.clone() else {
             return Ok((customer, None));
         };
@@ -315,6 +295,12 @@ where
             page_tokens,
             registry: crate::registry::RegistryClient::disabled(),
         }
+    }
+
+    /// The write path of every resource: create, get, update, delete and undelete of
+    /// customers, companies and notes ([`Writer`]).
+    pub fn writer(&self) -> &Writer<S> {
+        &self.writer
     }
 
     /// This service with soft-deleted customers purged `after` their deletion (AIP-164);
@@ -350,48 +336,6 @@ where
             .lookup(business_id)
             .await
             .map_err(|error| error.into_service_error(business_id))
-    }
-
-    /// Registers a customer. With a `request_id`, a retry returns the first result.
-    pub async fn create(
-        &self,
-        input: CustomerInput,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Customer> {
-        self.writer.create("", input, request_id, actor).await
-    }
-
-    /// Returns one customer, deleted or not.
-    pub async fn get(&self, name: &str) -> Result<Customer> {
-        self.writer.get(name).await
-    }
-
-    /// Changes the fields selected by the update mask (AIP-134), checking the etag.
-    pub async fn update(&self, request: UpdateRequest, actor: &str) -> Result<Customer> {
-        self.writer.update(request, actor).await
-    }
-
-    /// Soft-deletes a customer (AIP-164); its email becomes free.
-    pub async fn delete(
-        &self,
-        name: &str,
-        etag: &str,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Customer> {
-        let request = DeleteRequest {
-            name: name.to_owned(),
-            etag: etag.to_owned(),
-            request_id: request_id.to_owned(),
-            force: false,
-        };
-        self.writer.delete(request, actor).await
-    }
-
-    /// Restores a soft-deleted customer.
-    pub async fn undelete(&self, name: &str, etag: &str, actor: &str) -> Result<Customer> {
-        self.writer.undelete(name, etag, actor).await
     }
 }
 

@@ -2,22 +2,19 @@
 //! their rules), and ListNotes, newest first.
 
 use super::{CustomerService, Error, Result};
+use crate::domain::names::ResourceName as _;
 use crate::{
     core::{
         list::{self, Paging},
-        store::{Store, Transact},
-        write::{self, DeleteRequest, collect},
+        store::Transact,
+        write::collect,
     },
     db::{
         self,
         customers::{Cursor, KeyValue},
         store::PgStore,
     },
-    domain::{
-        Violations,
-        names::CustomerName,
-        note::{Note, NoteInput},
-    },
+    domain::{Violations, names::CustomerName, note::Note},
     resources::notes::live_customer,
 };
 
@@ -32,64 +29,9 @@ pub struct NoteListRequest {
     pub page_token: String,
 }
 
-/// One page of ListNotes.
-#[derive(Debug, Clone)]
-pub struct NotePage {
-    /// The notes, newest first.
-    pub notes: Vec<Note>,
-    /// Token for the next page; empty on the last one.
-    pub next_page_token: String,
-}
-
-/// An UpdateNote request.
-pub type NoteUpdateRequest = write::UpdateRequest<NoteInput>;
-
-impl<S> CustomerService<S>
-where
-    S: Transact<<S as Store>::Conn>,
-{
-    /// Adds a note to a live customer; `actor` becomes its author.
-    pub async fn create_note(
-        &self,
-        parent: &str,
-        input: NoteInput,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<Note> {
-        self.writer.create(parent, input, request_id, actor).await
-    }
-
-    /// Returns one note of a live customer.
-    pub async fn get_note(&self, name: &str) -> Result<Note> {
-        self.writer.get(name).await
-    }
-
-    /// Changes a note's text (AIP-134), checking the etag under the note's row lock.
-    pub async fn update_note(&self, request: NoteUpdateRequest, actor: &str) -> Result<Note> {
-        self.writer.update(request, actor).await
-    }
-
-    /// Deletes a note for good, checking the etag. A retry replays the deletion.
-    pub async fn delete_note(
-        &self,
-        name: &str,
-        etag: &str,
-        request_id: &str,
-        actor: &str,
-    ) -> Result<()> {
-        let request = DeleteRequest {
-            name: name.to_owned(),
-            etag: etag.to_owned(),
-            request_id: request_id.to_owned(),
-            force: false,
-        };
-        self.writer.delete::<Note>(request, actor).await.map(drop)
-    }
-}
-
 impl CustomerService<PgStore> {
     /// One page of a live customer's notes (or every live customer's), newest first.
-    pub async fn list_notes(&self, request: &NoteListRequest) -> Result<NotePage> {
+    pub async fn list_notes(&self, request: &NoteListRequest) -> Result<super::Page<Note>> {
         let mut violations = Violations::new();
         let parent = if request.parent == "customers/-" {
             Some(None)
@@ -137,8 +79,8 @@ impl CustomerService<PgStore> {
             values: vec![KeyValue::Time(last.create_time)],
             id: last.id,
         });
-        Ok(NotePage {
-            notes: rows.into_iter().map(Note::from).collect(),
+        Ok(super::Page {
+            items: rows.into_iter().map(Note::from).collect(),
             next_page_token,
         })
     }

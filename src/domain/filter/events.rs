@@ -253,10 +253,7 @@ mod tests {
         ] {
             assert_eq!(
                 err(input),
-                FilterError {
-                    position,
-                    message: expected.to_owned()
-                },
+                FilterError::new("filter", position, expected),
                 "{input}"
             );
         }

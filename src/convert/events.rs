@@ -1,15 +1,14 @@
 //! Events as `customer.v1.CustomerEvent` (customer, company and note events): the
-//! conversion shared by the gRPC adapter (ListCustomerEvents, WatchCustomerEvents) and the
-//! NATS relay, so that every channel carries the same message.
+//! conversion shared by the gRPC adapter (ListCustomerEvents, WatchCustomerEvents), the
+//! NATS relay and the stored event payload, so that every channel carries the same message.
 
 use prost_types::FieldMask;
 
-use super::{
-    resources::{company_fields, company_to_proto, note_to_proto},
-    timestamp, to_proto,
-};
+use super::timestamp;
 use crate::{
+    core::resource::Resource,
     domain::{
+        company::CompanyData,
         customer::{Customer, CustomerData},
         event::{Event, EventData, EventType},
     },
@@ -72,10 +71,10 @@ pub fn content_to_proto(
                 // Registration, and (for data the service cannot have written) anything else.
                 _ => Kind::Registered(pb::CustomerRegistered {}),
             };
-            (Some(to_proto(change.snapshot)), kind)
+            (Some(change.snapshot.to_message()), kind)
         }
         EventData::Company(change) => {
-            let company = Some(company_to_proto(change.snapshot));
+            let company = Some(change.snapshot.to_message());
             let kind = match event_type {
                 EventType::CompanyUpdated => Kind::CompanyUpdated(pb::CompanyUpdated {
                     company,
@@ -94,7 +93,7 @@ pub fn content_to_proto(
             (None, kind)
         }
         EventData::Note(change) => {
-            let note = Some(note_to_proto(change.snapshot));
+            let note = Some(change.snapshot.to_message());
             let kind = match event_type {
                 EventType::NoteUpdated => Kind::NoteUpdated(pb::NoteUpdated {
                     note,
@@ -115,7 +114,7 @@ pub fn content_to_proto(
 /// A proto customer holding only the values of `paths` (top-level fields and
 /// `address.<field>`); every other field is unset.
 fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
-    let full = to_proto(Customer {
+    let full = Customer {
         id: uuid::Uuid::nil(),
         data: data.clone(),
         version: 0,
@@ -123,7 +122,8 @@ fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
         update_time: chrono::DateTime::UNIX_EPOCH,
         delete_time: None,
         expire_time: None,
-    });
+    }
+    .to_message();
     let mut out = pb::Customer::default();
     for path in paths {
         match path.as_str() {
@@ -151,6 +151,21 @@ fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
                     _ => {}
                 }
             }
+        }
+    }
+    out
+}
+
+/// A proto company holding only the values of `paths`; every other field is unset.
+fn company_fields(data: &CompanyData, paths: &[String]) -> pb::Company {
+    let mut out = pb::Company::default();
+    for path in paths {
+        match path.as_str() {
+            "display_name" => out.display_name.clone_from(&data.display_name),
+            "domain" => out.domain = data.domain.clone().unwrap_or_default(),
+            "business_id" => out.business_id = data.business_id.clone().unwrap_or_default(),
+            "labels" => out.labels.clone_from(&data.labels),
+            _ => {}
         }
     }
     out

@@ -26,7 +26,10 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
-.PHONY: help run test bench bench-rest lint fmt build migrate openapi
+# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs).
+TEST_PACKAGES := pgbouncer
+
+.PHONY: help run test test-tools bench bench-rest lint fmt build migrate openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,11 +61,23 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 
-test: ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
+test: test-tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
 	status=0; $(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS) || status=$$?; \
 	scripts/drop-test-databases.sh; exit $$status
+
+test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
+	@missing=""; for package in $(TEST_PACKAGES); do \
+	  dpkg -s "$$package" >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "the tests need:$$missing (install them with your package manager)"; exit 1; }; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y --no-install-recommends $$missing \
+	    || { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends $$missing; }; \
+	fi
 
 bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to BENCHMARKS.md
 	@# Two invocations: built together, feature unification would give the server the client's

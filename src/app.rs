@@ -123,6 +123,18 @@ impl App {
         check(&settings)?;
         // Before any I/O: bad certificate or key files fail start-up, naming the file.
         let tls = tls::acceptor(&settings.tls)?;
+        let http =
+            crate::http_client::HttpClient::with_extra_ca_file(settings.extra_ca_file.as_deref())?;
+        if settings.database.database_session_url.is_none()
+            && !settings.database.prepared_statements
+        {
+            tracing::warn!(
+                "DB_PREPARED_STATEMENTS=false without DATABASE_SESSION_URL: migrations, the \
+                 relay lease and event notifications need real sessions; behind a \
+                 transaction-pooling PgBouncer set DATABASE_SESSION_URL to a direct or \
+                 session-pooled address"
+            );
+        }
         let pool = db::connect(&settings.database).await?;
         let applied = db::migrate(&pool).await?;
         if applied > 0 {
@@ -135,13 +147,13 @@ impl App {
                     "PAGE_TOKEN_KEY is not set: page tokens are encrypted with the key stored \
                      in the database (shared by every instance)"
                 );
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| db::SetupError::Connect(e.to_string()))?;
-                let key = db::keys::page_token_key(&mut conn)
-                    .await
-                    .map_err(db::SetupError::from)?;
+                let key = pool
+                    .run(async |conn| {
+                        db::keys::page_token_key(conn)
+                            .await
+                            .map_err(db::SetupError::from)
+                    })
+                    .await?;
                 PageTokens::from_key(&key)
             }
         };
@@ -152,15 +164,18 @@ impl App {
             );
             Authenticator::disabled()
         } else {
-            let jwt = JwtVerifier::new(&settings.auth.jwt()).await?;
+            let jwt = JwtVerifier::with_http(&settings.auth.jwt(), Some(http.clone())).await?;
             if jwt.is_none() {
                 tracing::info!("no JWT_HS256_SECRET or JWKS_FILE: only API keys are accepted");
             }
             Authenticator::new(jwt, pool.clone())
                 .with_api_key_cache_ttl(settings.auth.api_key_cache_ttl)
         };
-        let registry = crate::registry::RegistryClient::from_config(settings.registry.config())
-            .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
+        let registry = crate::registry::RegistryClient::from_config_with_http(
+            settings.registry.config(),
+            http,
+        )
+        .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
         let service = CustomerService::new(pool.clone(), page_tokens)
             .with_registry(registry)
             .with_purge_after(

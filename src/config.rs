@@ -2,12 +2,17 @@
 //!
 //! Every setting is a flag with an environment fallback (clap's `env`), so the same binary is
 //! configured by flags in development and by environment in deployment. `--help` documents
-//! them all. Secrets (the database password, the page-token key) are never printed: `Debug`
-//! output of [`DatabaseSettings`] and [`ServeSettings`] redacts them.
+//! them all (and `docs/operations.md` repeats them, kept in step by a test).
+//!
+//! Secrets are never printed: `--help` shows no value taken from the environment (for any
+//! variable: [`Cli::parse_with_secret_files`] hides them all), and the `Debug` output of every
+//! settings struct redacts them. Each secret in [`SECRET_VARIABLES`] can also be read from a
+//! file named by `<VAR>_FILE` (the Docker and Kubernetes secrets convention); the file's
+//! trailing line break is dropped, and setting both `<VAR>` and `<VAR>_FILE` is an error.
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `customer-api`: the customer-data service.
 #[derive(Debug, Parser)]
@@ -20,6 +25,99 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The variables holding secrets; each may instead name a file with `<VAR>_FILE`.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_SESSION_URL",
+    "JWT_HS256_SECRET",
+    "PAGE_TOKEN_KEY",
+    "BUSINESS_REGISTRY_TOKEN",
+];
+
+impl Cli {
+    /// Parses the process's arguments and environment, secrets from `<VAR>_FILE` included;
+    /// exits with clap's message on an error.
+    pub fn parse_with_secret_files() -> Self {
+        Self::try_parse_with_secret_files(std::env::args_os(), |name| std::env::var_os(name))
+            .unwrap_or_else(|error| error.exit())
+    }
+
+    /// [`Cli::parse_with_secret_files`] over `args` and the variables `var` looks up (clap
+    /// itself still reads `<VAR>` from the process environment).
+    pub fn try_parse_with_secret_files<I, T>(
+        args: I,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = hide_env_values(Self::command());
+        for name in SECRET_VARIABLES {
+            let file_variable = format!("{name}_FILE");
+            let Some(path) = var(&file_variable) else {
+                continue;
+            };
+            if var(name).is_some() {
+                return Err(command.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{name} and {file_variable} are both set: set only one of them"),
+                ));
+            }
+            let value = read_secret_file(&file_variable, std::path::Path::new(&path))
+                .map_err(|message| command.error(clap::error::ErrorKind::Io, message))?;
+            command = with_env_default(command, name, &value);
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+}
+
+/// The contents of a secret file, without its trailing line break. Errors name the variable
+/// and the file, never contents.
+fn read_secret_file(variable: &str, path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{variable}: cannot read {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(format!("{variable}: {} is empty", path.display()));
+    }
+    Ok(value.to_owned())
+}
+
+/// `command` and its subcommands with no environment value shown in `--help`.
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let command = command.mut_args(|arg| arg.hide_env_values(true));
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, hide_env_values)
+    })
+}
+
+/// `command` with `value` as the default of every argument read from `variable` (the value of
+/// a `<VAR>_FILE`), hidden from `--help`. A flag on the command line still wins.
+fn with_env_default(command: clap::Command, variable: &str, value: &str) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let command = command.mut_args(|arg| {
+        if arg.get_env().is_some_and(|env| env == variable) {
+            arg.default_value(value.to_owned())
+                .hide_default_value(true)
+                .required(false)
+        } else {
+            arg
+        }
+    });
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| with_env_default(sub, variable, value))
+    })
 }
 
 /// Log output format.
@@ -82,7 +180,7 @@ pub enum ApiKeyCommand {
         /// Space- or comma-separated scopes to grant.
         #[arg(long)]
         scopes: String,
-        /// Lifetime (e.g. 90d is not accepted; use hours: 2160h). Unset: no expiry.
+        /// Lifetime, e.g. 90d or 2160h. Unset: no expiry.
         #[arg(long, value_parser = parse_duration)]
         expires: Option<Duration>,
         /// A label for the key.
@@ -108,15 +206,15 @@ pub enum ApiKeyCommand {
 /// How callers are authenticated.
 #[derive(Clone, Args)]
 pub struct AuthSettings {
-    /// Shared secret for HS256 tokens (at least 32 bytes).
-    #[arg(long, env = "JWT_HS256_SECRET")]
+    /// Shared secret for HS256 tokens (at least 32 bytes). Or a file: JWT_HS256_SECRET_FILE.
+    #[arg(long, env = "JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
     /// JWKS file with the public keys of RS256/ES256/EdDSA token issuers.
     #[arg(long, env = "JWKS_FILE", conflicts_with = "jwks_url")]
     pub jwks_file: Option<std::path::PathBuf>,
     /// JWKS URL (http or https) with the issuers' public keys; fetched at start-up and again,
     /// at most once a minute, when a token names an unknown key.
-    #[arg(long, env = "JWKS_URL")]
+    #[arg(long, env = "JWKS_URL", hide_env_values = true)]
     pub jwks_url: Option<String>,
     /// Required token issuer (`iss`).
     #[arg(long, env = "JWT_ISSUER")]
@@ -184,9 +282,31 @@ pub fn split_scopes(text: &str) -> Vec<String> {
 /// How to reach PostgreSQL and how to pool connections.
 #[derive(Clone, Args)]
 pub struct DatabaseSettings {
-    /// PostgreSQL connection URL, e.g. `postgres://user:pass@host:5432/customer_api`.
-    #[arg(long, env = "DATABASE_URL")]
+    /// PostgreSQL connection URL, e.g. `postgres://user:pass@host:5432/customer_api`, with
+    /// libpq's TLS parameters: `sslmode` (disable, prefer (default), require, verify-ca,
+    /// verify-full), `sslrootcert` (a PEM file, or `system`), `sslcert` and `sslkey`. Or a
+    /// file: DATABASE_URL_FILE.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// URL for the connections that must be real sessions (migrations, the relay lease,
+    /// event notifications): set it to a direct or session-pooled address when DATABASE_URL
+    /// goes through a transaction-pooling PgBouncer. Unset: DATABASE_URL. Or a file:
+    /// DATABASE_SESSION_URL_FILE.
+    #[arg(long, env = "DATABASE_SESSION_URL", hide_env_values = true)]
+    pub database_session_url: Option<String>,
+
+    /// Cache prepared statements per pooled connection. `false` for a transaction-pooling
+    /// PgBouncer: statements are then prepared and closed inside an explicit transaction each
+    /// (a little slower; see docs/operations.md).
+    #[arg(
+        long,
+        env = "DB_PREPARED_STATEMENTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub prepared_statements: bool,
 
     /// Maximum number of pooled connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
@@ -205,6 +325,11 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_session_url",
+                &self.database_session_url.as_deref().map(redact_url),
+            )
+            .field("prepared_statements", &self.prepared_statements)
             .field("pool_size", &self.pool_size)
             .field("checkout_timeout", &self.checkout_timeout)
             .field("statement_timeout", &self.statement_timeout)
@@ -239,8 +364,8 @@ pub struct ServeSettings {
     /// Secret the page-token encryption key is derived from (any string, at least 16 bytes),
     /// shared by every instance given it; it also still verifies tokens of the older signed
     /// format. Unset: a key generated once and stored in the database, shared by every
-    /// instance over it.
-    #[arg(long, env = "PAGE_TOKEN_KEY")]
+    /// instance over it. Or a file: PAGE_TOKEN_KEY_FILE.
+    #[arg(long, env = "PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
 
     /// How long request ids are remembered for safe retries (AIP-155).
@@ -281,6 +406,11 @@ pub struct ServeSettings {
     #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub health_probe_interval: Duration,
 
+    /// PEM file of CA certificates trusted for outbound HTTPS (JWKS_URL, the business
+    /// registry) in addition to the public (Mozilla) roots: a private or corporate CA.
+    #[arg(long, env = "EXTRA_CA_FILE", value_name = "FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+
     /// TLS on the listener (plaintext unless a certificate is configured).
     #[command(flatten)]
     pub tls: TlsSettings,
@@ -299,7 +429,7 @@ pub struct ServeSettings {
 pub struct EventSettings {
     /// NATS server URL (e.g. `nats://127.0.0.1:4222`). When set, a relay publishes every
     /// event to JetStream; unset, events are only served by the change stream RPCs.
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// JetStream stream the relay publishes to (created if missing).
@@ -363,127 +493,75 @@ pub struct RegistrySettings {
     /// URL template of the registry's JSON API, http or https, with `{business_id}` in the
     /// path or query, e.g. `https://registry.example/v1/companies/{business_id}`. Unset:
     /// business-info lookups answer FAILED_PRECONDITION.
-    #[arg(
-        id = "business_registry_url",
-        long = "business-registry-url",
-        env = "BUSINESS_REGISTRY_URL",
-        value_name = "URL",
-        value_parser = crate::registry::UrlTemplate::parse
-    )]
-    pub url: Option<crate::registry::UrlTemplate>,
+    #[arg(long, env, value_name = "URL", value_parser = crate::registry::UrlTemplate::parse, hide_env_values = true)]
+    pub business_registry_url: Option<crate::registry::UrlTemplate>,
 
     /// Name reported as the `source` of business details (default: the URL's host).
-    #[arg(
-        id = "business_registry_name",
-        long = "business-registry-name",
-        env = "BUSINESS_REGISTRY_NAME"
-    )]
-    pub name: Option<String>,
+    #[arg(long, env)]
+    pub business_registry_name: Option<String>,
 
-    /// Bearer token sent to the registry (`Authorization: Bearer …`), if it needs one.
-    #[arg(
-        id = "business_registry_token",
-        long = "business-registry-token",
-        env = "BUSINESS_REGISTRY_TOKEN"
-    )]
-    pub token: Option<String>,
+    /// Bearer token sent to the registry (`Authorization: Bearer …`), if it needs one. Or a
+    /// file: BUSINESS_REGISTRY_TOKEN_FILE.
+    #[arg(long, env, hide_env_values = true)]
+    pub business_registry_token: Option<String>,
 
     /// Time allowed for one registry request (connect, TLS, answer), per attempt.
-    #[arg(
-        id = "business_registry_timeout",
-        long = "business-registry-timeout",
-        env = "BUSINESS_REGISTRY_TIMEOUT",
-        default_value = "2s",
-        value_parser = parse_duration
-    )]
-    pub timeout: Duration,
+    #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
+    pub business_registry_timeout: Duration,
 
     /// Retries after a timeout, connection failure or 5xx answer (never after a 4xx).
-    #[arg(
-        id = "business_registry_retries",
-        long = "business-registry-retries",
-        env = "BUSINESS_REGISTRY_RETRIES",
-        default_value_t = 2,
-        value_parser = clap::value_parser!(u32).range(0..=10)
-    )]
-    pub retries: u32,
+    #[arg(long, env, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub business_registry_retries: u32,
 
     /// First delay between retries; it doubles per retry, with jitter, up to 5s.
-    #[arg(
-        id = "business_registry_retry_backoff",
-        long = "business-registry-retry-backoff",
-        env = "BUSINESS_REGISTRY_RETRY_BACKOFF",
-        default_value = "100ms",
-        value_parser = parse_duration
-    )]
-    pub retry_backoff: Duration,
+    #[arg(long, env, default_value = "100ms", value_parser = parse_duration)]
+    pub business_registry_retry_backoff: Duration,
 
     /// Consecutive failed registry requests that open the circuit breaker.
-    #[arg(
-        id = "business_registry_breaker_threshold",
-        long = "business-registry-breaker-threshold",
-        env = "BUSINESS_REGISTRY_BREAKER_THRESHOLD",
-        default_value_t = 5,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub breaker_threshold: u32,
+    #[arg(long, env, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub business_registry_breaker_threshold: u32,
 
     /// How long an open circuit breaker answers UNAVAILABLE without asking the registry,
     /// before one probe request.
-    #[arg(
-        id = "business_registry_breaker_cooldown",
-        long = "business-registry-breaker-cooldown",
-        env = "BUSINESS_REGISTRY_BREAKER_COOLDOWN",
-        default_value = "30s",
-        value_parser = parse_duration
-    )]
-    pub breaker_cooldown: Duration,
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
+    pub business_registry_breaker_cooldown: Duration,
 
     /// How long business details are served from the cache; 0 disables caching.
-    #[arg(
-        id = "business_registry_cache_ttl",
-        long = "business-registry-cache-ttl",
-        env = "BUSINESS_REGISTRY_CACHE_TTL",
-        default_value = "1h",
-        value_parser = parse_duration
-    )]
-    pub cache_ttl: Duration,
+    #[arg(long, env, default_value = "1h", value_parser = parse_duration)]
+    pub business_registry_cache_ttl: Duration,
 
     /// How long "no such business" (registry 404) is served from the cache; 0 disables.
-    #[arg(
-        id = "business_registry_negative_cache_ttl",
-        long = "business-registry-negative-cache-ttl",
-        env = "BUSINESS_REGISTRY_NEGATIVE_CACHE_TTL",
-        default_value = "1m",
-        value_parser = parse_duration
-    )]
-    pub negative_cache_ttl: Duration,
+    #[arg(long, env, default_value = "1m", value_parser = parse_duration)]
+    pub business_registry_negative_cache_ttl: Duration,
 
     /// Most businesses kept in the cache.
-    #[arg(
-        id = "business_registry_cache_size",
-        long = "business-registry-cache-size",
-        env = "BUSINESS_REGISTRY_CACHE_SIZE",
-        default_value_t = 10_000,
-        value_parser = clap::value_parser!(u32).range(0..=1_000_000)
-    )]
-    pub cache_size: u32,
+    #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub business_registry_cache_size: u32,
 }
 
 impl fmt::Debug for RegistrySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistrySettings")
-            .field("url", &self.url)
-            .field("name", &self.name)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
-            .field("retry_backoff", &self.retry_backoff)
-            .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
-            .field("cache_size", &self.cache_size)
+            .field("url", &self.business_registry_url)
+            .field("name", &self.business_registry_name)
+            .field(
+                "token",
+                &self.business_registry_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout", &self.business_registry_timeout)
+            .field("retries", &self.business_registry_retries)
+            .field("retry_backoff", &self.business_registry_retry_backoff)
+            .field(
+                "breaker_threshold",
+                &self.business_registry_breaker_threshold,
+            )
+            .field("breaker_cooldown", &self.business_registry_breaker_cooldown)
+            .field("cache_ttl", &self.business_registry_cache_ttl)
+            .field(
+                "negative_cache_ttl",
+                &self.business_registry_negative_cache_ttl,
+            )
+            .field("cache_size", &self.business_registry_cache_size)
             .finish()
     }
 }
@@ -491,19 +569,20 @@ impl fmt::Debug for RegistrySettings {
 impl RegistrySettings {
     /// The client configuration; `None` when no registry URL is set (enrichment off).
     pub fn config(&self) -> Option<crate::registry::RegistryConfig> {
-        let url = self.url.clone()?;
+        let url = self.business_registry_url.clone()?;
         Some(crate::registry::RegistryConfig {
             url,
-            name: self.name.clone(),
-            token: self.token.clone(),
-            timeout: self.timeout,
-            retries: self.retries,
-            retry_backoff: self.retry_backoff,
-            breaker_threshold: self.breaker_threshold,
-            breaker_cooldown: self.breaker_cooldown,
-            cache_ttl: self.cache_ttl,
-            negative_cache_ttl: self.negative_cache_ttl,
-            cache_capacity: usize::try_from(self.cache_size).unwrap_or(usize::MAX),
+            name: self.business_registry_name.clone(),
+            token: self.business_registry_token.clone(),
+            timeout: self.business_registry_timeout,
+            retries: self.business_registry_retries,
+            retry_backoff: self.business_registry_retry_backoff,
+            breaker_threshold: self.business_registry_breaker_threshold,
+            breaker_cooldown: self.business_registry_breaker_cooldown,
+            cache_ttl: self.business_registry_cache_ttl,
+            negative_cache_ttl: self.business_registry_negative_cache_ttl,
+            cache_capacity: usize::try_from(self.business_registry_cache_size)
+                .unwrap_or(usize::MAX),
         })
     }
 }
@@ -565,6 +644,7 @@ impl fmt::Debug for ServeSettings {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("health_probe_interval", &self.health_probe_interval)
+            .field("extra_ca_file", &self.extra_ca_file)
             .field("tls", &self.tls)
             .field("events", &self.events)
             .field("registry", &self.registry)
@@ -607,22 +687,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
-/// Hides the password of a connection URL for logs.
+/// Hides the password of a connection URL for logs: the one in the user info and a
+/// `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (main, query) = match url.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (url, None),
+    };
+    let main = match (main.find("://"), main.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
+            let credentials = &main[scheme_end + 3..at];
             match credentials.find(':') {
                 Some(colon) => format!(
                     "{}{}:<redacted>{}",
-                    &url[..scheme_end + 3],
+                    &main[..scheme_end + 3],
                     &credentials[..colon],
-                    &url[at..]
+                    &main[at..]
                 ),
-                None => url.to_owned(),
+                None => main.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => main.to_owned(),
+    };
+    match query {
+        None => main,
+        Some(query) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("password=") {
+                        "password=<redacted>"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{main}?{}", query.join("&"))
+        }
     }
 }
 
@@ -651,6 +752,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1/x"),
             "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/c?sslmode=require&password=s3cret&user=app"),
+            "postgres://app@db/c?sslmode=require&password=<redacted>&user=app"
         );
     }
 
@@ -738,6 +843,129 @@ mod tests {
             .is_err(),
             "retries are bounded"
         );
+    }
+
+    /// `<VAR>_FILE` through the parse function with a made-up environment (DATABASE_URL_FILE,
+    /// whose variable `make test` exports, is covered through the binary in tests/api).
+    #[test]
+    fn secrets_come_from_their_files_and_debug_never_shows_them() {
+        let dir = std::env::temp_dir().join(format!("customer-api-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let files = [
+            (
+                "DATABASE_SESSION_URL_FILE",
+                write("session", "postgres://app:pw-session@db/c\n"),
+            ),
+            (
+                "JWT_HS256_SECRET_FILE",
+                write("jwt", "jwt-from-file-0123456789abcdefghijkl\r\n"),
+            ),
+            ("PAGE_TOKEN_KEY_FILE", write("page", "page-key-from-file\n")),
+            (
+                "BUSINESS_REGISTRY_TOKEN_FILE",
+                write("registry", "registry-from-file"),
+            ),
+        ];
+        let var = |name: &str| {
+            files
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, path)| path.clone().into_os_string())
+        };
+        let args = [
+            "customer-api",
+            "serve",
+            "--database-url",
+            "postgres://app:pw-main@db/c",
+            "--business-registry-url",
+            "https://registry.example/{business_id}",
+        ];
+        let cli = Cli::try_parse_with_secret_files(args, var).unwrap();
+        let Command::Serve(settings) = cli.command else {
+            unreachable!("parsed a serve command line")
+        };
+        assert_eq!(
+            settings.database.database_session_url.as_deref(),
+            Some("postgres://app:pw-session@db/c")
+        );
+        assert_eq!(
+            settings.auth.jwt_hs256_secret.as_deref(),
+            Some("jwt-from-file-0123456789abcdefghijkl")
+        );
+        assert_eq!(
+            settings.page_token_key.as_deref(),
+            Some("page-key-from-file")
+        );
+        assert_eq!(
+            settings.registry.business_registry_token.as_deref(),
+            Some("registry-from-file")
+        );
+        let debug = format!("{settings:?}");
+        for secret in [
+            "pw-session",
+            "pw-main",
+            "jwt-from",
+            "page-key",
+            "registry-from",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+
+        let empty = write("empty", "\n");
+        let error = Cli::try_parse_with_secret_files(args, |name: &str| {
+            (name == "PAGE_TOKEN_KEY_FILE").then(|| empty.clone().into_os_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("PAGE_TOKEN_KEY_FILE: "), "{error}");
+        assert!(error.contains(" is empty"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn registry_flags_keep_their_names() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let names: Vec<(String, String)> = serve
+            .get_arguments()
+            .filter_map(|arg| {
+                let long = arg.get_long()?;
+                let env = arg.get_env()?.to_str()?;
+                long.starts_with("business-registry")
+                    .then(|| (long.to_owned(), env.to_owned()))
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            "url",
+            "name",
+            "token",
+            "timeout",
+            "retries",
+            "retry-backoff",
+            "breaker-threshold",
+            "breaker-cooldown",
+            "cache-ttl",
+            "negative-cache-ttl",
+            "cache-size",
+        ]
+        .iter()
+        .map(|suffix| {
+            (
+                format!("business-registry-{suffix}"),
+                format!(
+                    "BUSINESS_REGISTRY_{}",
+                    suffix.to_uppercase().replace('-', "_")
+                ),
+            )
+        })
+        .collect();
+        assert_eq!(names, expected);
     }
 
     #[test]

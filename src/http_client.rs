@@ -3,8 +3,9 @@
 //! The service calls out rarely and to few places (a JWKS endpoint, the business registry),
 //! so this is deliberately minimal instead of a general client such as reqwest: hyper 1's
 //! connection API, `tokio-rustls` with the ring provider and Mozilla's root certificates
-//! (`webpki-roots`, no system dependency), a bounded body, and one connection per request
-//! (no pool; callers that call often cache their answers).
+//! (`webpki-roots`, no system dependency) plus, with `EXTRA_CA_FILE`, the operator's own CAs
+//! (a private or corporate CA), a bounded body, and one connection per request (no pool;
+//! callers that call often cache their answers).
 //!
 //! Everything runs inside the caller's future: dropping it (a timeout, a cancelled request)
 //! closes the socket, so no background task outlives a call. The caller bounds the time with
@@ -64,6 +65,32 @@ impl HttpClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         Self::with_roots(roots)
+    }
+
+    /// A client that trusts Mozilla's root certificates and, if given, the CA certificates of
+    /// the PEM file `extra_ca_file` (`EXTRA_CA_FILE`).
+    pub fn with_extra_ca_file(
+        extra_ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = extra_ca_file {
+            let what = "extra CA certificates (EXTRA_CA_FILE)";
+            for ca in crate::tls::certificates(path, what)? {
+                roots.add(ca).map_err(|e| crate::tls::TlsError::File {
+                    what,
+                    path: path.to_owned(),
+                    reason: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+        }
+        Self::with_roots(roots).map_err(|e| crate::tls::TlsError::File {
+            what: "TLS client configuration",
+            path: extra_ca_file
+                .unwrap_or(std::path::Path::new("-"))
+                .to_owned(),
+            reason: e.to_string(),
+        })
     }
 
     /// A client that trusts exactly `roots` for `https` URLs (a private CA, tests).
@@ -132,11 +159,32 @@ impl HttpClient {
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| HttpError::Tls(e.to_string()))?;
+                .map_err(|e| HttpError::Tls(explain_tls(&e)))?;
             exchange(TokioIo::new(tls), request, max_body).await
         } else {
             exchange(TokioIo::new(tcp), request, max_body).await
         }
+    }
+}
+
+/// A handshake failure, with what to do about an untrusted issuer.
+fn explain_tls(error: &std::io::Error) -> String {
+    let unknown_issuer = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            )
+        });
+    if unknown_issuer {
+        format!(
+            "{error} (the server's certificate is not issued by a trusted CA; if it is a \
+             private CA, add its certificate to EXTRA_CA_FILE)"
+        )
+    } else {
+        error.to_string()
     }
 }
 

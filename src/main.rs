@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use customer_api::{
     app::App,
     config::{ApiKeyCommand, Cli, Command, redact_url},
@@ -14,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_secret_files();
     telemetry::init(cli.log_format);
     let outcome = match cli.command {
         Command::Serve(settings) => serve(settings).await,
@@ -57,7 +56,7 @@ async fn serve(
 async fn migrate(
     settings: customer_api::config::DatabaseSettings,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if db::create_database_if_missing(&settings.database_url).await? {
+    if db::create_database_if_missing(&settings).await? {
         tracing::info!(database = %db::database_name(&settings.database_url)?, "created database");
     }
     let pool = db::connect(&settings).await?;

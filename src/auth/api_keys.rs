@@ -51,14 +51,11 @@ impl ApiKeys {
     ) -> Result<(Principal, Option<DateTime<Utc>>), AuthError> {
         let invalid = |reason: &str| AuthError::InvalidApiKey(reason.to_owned());
         let (id, secret) = parse(key).ok_or_else(|| invalid("malformed key"))?;
-        let mut conn = self
+        let row = self
             .pool
-            .get()
+            .run(async |conn| Ok::<_, DbFailure>(queries::find(conn, id).await?))
             .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let row = queries::find(&mut conn, id)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            .map_err(|e| AuthError::Unavailable(e.0))?;
         let (stored_hash, info) = row.ok_or_else(|| invalid("unknown key"))?;
         if !constant_time_eq(&stored_hash, &hash(secret)) {
             return Err(invalid("unknown key"));
@@ -100,45 +97,50 @@ pub async fn create(
     getrandom::fill(&mut secret_bytes)
         .map_err(|e| KeyError::Database(format!("randomness: {e}")))?;
     let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
-    let mut conn = pool
-        .get()
+    let secret_hash = hash(&secret);
+    let info = pool
+        .run(async |conn| {
+            let key = queries::NewKey {
+                id,
+                name,
+                secret_hash: &secret_hash,
+                scopes: granted,
+                expire_time,
+            };
+            Ok::<_, DbFailure>(queries::insert(conn, key).await?)
+        })
         .await
-        .map_err(|e| KeyError::Database(e.to_string()))?;
-    let info = queries::insert(
-        &mut conn,
-        queries::NewKey {
-            id,
-            name,
-            secret_hash: &hash(&secret),
-            scopes: granted,
-            expire_time,
-        },
-    )
-    .await
-    .map_err(|e| KeyError::Database(e.to_string()))?;
+        .map_err(|e| KeyError::Database(e.0))?;
     Ok((info, format!("{PREFIX}{}_{secret}", id.simple())))
 }
 
 /// Every key, newest first.
 pub async fn list(pool: &Pool) -> Result<Vec<KeyInfo>, KeyError> {
-    let mut conn = pool
-        .get()
+    pool.run(async |conn| Ok::<_, DbFailure>(queries::list(conn).await?))
         .await
-        .map_err(|e| KeyError::Database(e.to_string()))?;
-    queries::list(&mut conn)
-        .await
-        .map_err(|e| KeyError::Database(e.to_string()))
+        .map_err(|e| KeyError::Database(e.0))
 }
 
 /// Revokes a key; false when no unrevoked key has this id.
 pub async fn revoke(pool: &Pool, id: Uuid) -> Result<bool, KeyError> {
-    let mut conn = pool
-        .get()
+    pool.run(async |conn| Ok::<_, DbFailure>(queries::revoke(conn, id, Utc::now()).await?))
         .await
-        .map_err(|e| KeyError::Database(e.to_string()))?;
-    queries::revoke(&mut conn, id, Utc::now())
-        .await
-        .map_err(|e| KeyError::Database(e.to_string()))
+        .map_err(|e| KeyError::Database(e.0))
+}
+
+/// A failed checkout or statement, as text: these failures are reported, not classified.
+struct DbFailure(String);
+
+impl From<crate::db::PoolError> for DbFailure {
+    fn from(error: crate::db::PoolError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl From<diesel::result::Error> for DbFailure {
+    fn from(error: diesel::result::Error) -> Self {
+        Self(error.to_string())
+    }
 }
 
 fn parse(key: &str) -> Option<(Uuid, &str)> {

@@ -97,7 +97,7 @@ struct Jwks {
 #[derive(Debug, Clone)]
 enum JwksSource {
     File(PathBuf),
-    Url(http::Uri),
+    Url(http::Uri, crate::http_client::HttpClient),
 }
 
 impl JwksSource {
@@ -107,7 +107,7 @@ impl JwksSource {
                 path.display().to_string(),
                 std::fs::read_to_string(path).map_err(|e| e.to_string()),
             ),
-            Self::Url(uri) => (uri.to_string(), fetch(uri).await),
+            Self::Url(uri, client) => (uri.to_string(), fetch(client, uri).await),
         };
         let text = text.map_err(|problem| JwtSetupError::Jwks {
             path: name.clone(),
@@ -127,8 +127,18 @@ struct JwksState {
 
 impl JwtVerifier {
     /// A verifier for `settings`; `None` when neither a secret nor a JWKS is configured. A
-    /// JWKS URL is fetched now, so a misconfiguration stops start-up.
+    /// JWKS URL is fetched now (trusting the public roots), so a misconfiguration stops
+    /// start-up.
     pub async fn new(settings: &JwtSettings) -> Result<Option<Self>, JwtSetupError> {
+        Self::with_http(settings, None).await
+    }
+
+    /// [`JwtVerifier::new`], fetching a JWKS URL with `http` (e.g. one that trusts
+    /// `EXTRA_CA_FILE`) when given.
+    pub async fn with_http(
+        settings: &JwtSettings,
+        http: Option<crate::http_client::HttpClient>,
+    ) -> Result<Option<Self>, JwtSetupError> {
         if settings.hs256_secret.is_none()
             && settings.jwks_file.is_none()
             && settings.jwks_url.is_none()
@@ -149,7 +159,16 @@ impl JwtVerifier {
                     path: url.clone(),
                     problem: format!("not a URL: {e}"),
                 })?;
-                Some(JwksSource::Url(uri))
+                let client = match http {
+                    Some(client) => client,
+                    None => {
+                        crate::http_client::HttpClient::new().map_err(|e| JwtSetupError::Jwks {
+                            path: url.clone(),
+                            problem: e.to_string(),
+                        })?
+                    }
+                };
+                Some(JwksSource::Url(uri, client))
             }
             (None, None) => None,
         };
@@ -316,9 +335,8 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Bound on connecting to and reading from the JWKS endpoint.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// GETs a JWKS over HTTP/1.1, with TLS (Mozilla's roots) for https URLs.
-async fn fetch(uri: &http::Uri) -> Result<String, String> {
-    let client = crate::http_client::HttpClient::new().map_err(|e| e.to_string())?;
+/// GETs a JWKS over HTTP/1.1 (TLS for https URLs, with the client's roots).
+async fn fetch(client: &crate::http_client::HttpClient, uri: &http::Uri) -> Result<String, String> {
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::ACCEPT,

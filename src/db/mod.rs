@@ -7,6 +7,13 @@
 //!   forgotten transaction can hold a backend for long. A connection whose socket closed
 //!   (database restart, `pg_terminate_backend`) is discarded at checkout, so the pool heals
 //!   itself after a restart with no manual action.
+//! - [`connect`]: every connection is opened by a [`Connector`]: libpq's `sslmode`,
+//!   `sslrootcert`, `sslcert` and `sslkey` from the URL, TLS by rustls.
+//! - Connection poolers: with `DB_PREPARED_STATEMENTS=false` no prepared statement outlives a
+//!   transaction and every statement runs inside one ([`Pool::run`], [`Pool::begin`]), as a
+//!   transaction-pooling PgBouncer requires; session state (migrations' and the relay's
+//!   advisory locks, `LISTEN`) uses [`Pool::session`] connections, opened through
+//!   `DATABASE_SESSION_URL` when set.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
 //! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`] and [`api_keys`]:
@@ -24,6 +31,7 @@
 
 pub mod api_keys;
 pub mod companies;
+pub mod connect;
 pub mod customers;
 pub mod error;
 pub mod events;
@@ -40,9 +48,10 @@ pub mod table;
 
 use std::time::Duration;
 
-use diesel::ConnectionError;
+use diesel::{ConnectionError, connection::CacheSize};
 use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+    AnsiTransactionManager, AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+    SimpleAsyncConnection, TransactionManager,
     pooled_connection::{
         AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
     },
@@ -50,6 +59,7 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
+pub use self::connect::{ConnectError, Connector, SslMode};
 use crate::config::DatabaseSettings;
 
 /// The migrations of `migrations/`, compiled into the binary.
@@ -58,17 +68,18 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Advisory lock key serialising migrations across instances (`customer-api` in ASCII).
 const MIGRATION_LOCK: i64 = 0x6375_7374_6170_6931;
 
-/// The connection pool.
-pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 /// A connection checked out of the pool, owned (can move into a spawned task).
-pub type Connection =
-    bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type Connection = bb8::PooledConnection<'static, Manager>;
 /// A pool checkout failure.
 pub type PoolError = bb8::RunError<diesel_async::pooled_connection::PoolError>;
 
 /// Errors of setting the database up (connecting, creating, migrating).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The connection URL or a file it names is unusable.
+    #[error(transparent)]
+    Connector(#[from] ConnectError),
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(String),
@@ -83,11 +94,143 @@ pub enum SetupError {
     Url(String),
 }
 
+impl From<PoolError> for SetupError {
+    fn from(error: PoolError) -> Self {
+        Self::Connect(error.to_string())
+    }
+}
+
+/// How pooled connections use the server.
+#[derive(Debug, Clone, Copy)]
+struct Statements {
+    /// Prepared statements cached per connection (the default). Off, every statement runs in
+    /// an explicit transaction and no prepared statement outlives it: what a
+    /// transaction-pooling PgBouncer (which may move a client to another server connection
+    /// between two transactions) needs.
+    prepared: bool,
+    /// `statement_timeout`.
+    timeout: Duration,
+}
+
+impl Statements {
+    /// Session settings of every connection: bounds on a runaway statement and a forgotten
+    /// transaction. Set per transaction (`SET LOCAL`) when statements are pinned, because a
+    /// pooler would carry a session setting to whichever client gets the server next.
+    fn settings(self, scope: &str) -> String {
+        format!(
+            "SET {scope} statement_timeout = {}; SET {scope} idle_in_transaction_session_timeout = {}",
+            self.timeout.as_millis(),
+            // A transaction only idles when its client task died; a bound well above any
+            // legitimate gap between statements frees the backend anyway.
+            (self.timeout * 6).as_millis(),
+        )
+    }
+}
+
+/// The connection pool (bb8), and the connector of the sessions that must stay on one server
+/// connection (migrations, the relay lease, `LISTEN`). Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    connections: bb8::Pool<Manager>,
+    sessions: Connector,
+    statements: Statements,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("state", &self.connections.state())
+            .field("sessions", &self.sessions)
+            .field("statements", &self.statements)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pooled connection, owned. Behind a transaction pooler (prepared statements off) use
+    /// it only through [`Pool::begin`] or [`Pool::run`].
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        self.connections.get_owned().await
+    }
+
+    /// Connections open and idle.
+    pub fn state(&self) -> bb8::State {
+        self.connections.state()
+    }
+
+    /// Whether every statement must run inside an explicit transaction (prepared statements
+    /// off, for a transaction-pooling PgBouncer).
+    pub fn pins_statements(&self) -> bool {
+        !self.statements.prepared
+    }
+
+    /// A connection outside the pool that is a real session: through `DATABASE_SESSION_URL`
+    /// when set (a direct or session-pooled address), so session state (advisory locks,
+    /// `LISTEN`) holds even when the pool goes through a transaction pooler.
+    pub async fn session(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        let mut conn = self.sessions.connect(false).await?;
+        conn.batch_execute(&format!(
+            "{}; SET application_name = 'customer-api'",
+            self.statements.settings("SESSION")
+        ))
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        Ok(conn)
+    }
+
+    /// Begins a transaction on a pooled connection (with the statement bounds when statements
+    /// are pinned).
+    pub async fn begin(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        if self.statements.prepared {
+            AnsiTransactionManager::begin_transaction(conn).await
+        } else {
+            let sql = format!("BEGIN; {}", self.statements.settings("LOCAL"));
+            AnsiTransactionManager::begin_transaction_sql(conn, &sql).await
+        }
+    }
+
+    /// Runs `body` on a pooled connection: as it is, or, when statements are pinned, in a
+    /// transaction committed when `body` succeeds and rolled back when it fails.
+    pub async fn run<T, E>(
+        &self,
+        body: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<PoolError> + From<diesel::result::Error>,
+    {
+        let mut conn = self.get().await?;
+        let conn: &mut AsyncPgConnection = &mut conn;
+        if self.statements.prepared {
+            return body(conn).await;
+        }
+        self.begin(conn).await?;
+        match body(conn).await {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(conn).await?;
+                Ok(value)
+            }
+            Err(error) => {
+                AnsiTransactionManager::rollback_transaction(conn).await?;
+                Err(error)
+            }
+        }
+    }
+}
+
 /// Builds the pool. Fails if the database cannot be reached within the checkout timeout.
 pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
-    let statement_timeout = settings.statement_timeout;
+    let connector = Connector::from_url(&settings.database_url)?;
+    let sessions = match &settings.database_session_url {
+        Some(url) => Connector::from_url(url)?,
+        None => connector.clone(),
+    };
+    let statements = Statements {
+        prepared: settings.prepared_statements,
+        timeout: settings.statement_timeout,
+    };
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(move |url| setup_connection(url, statement_timeout).boxed());
+    config.custom_setup =
+        Box::new(move |_| setup_connection(connector.clone(), statements).boxed());
     // Cheap recycling: no round trip per checkout, only a look at the socket and the
     // transaction state. A closed socket (database restart) fails the check and bb8 opens a
     // fresh connection instead.
@@ -101,8 +244,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
         }
         .boxed()
     }));
-    let manager = AsyncDieselConnectionManager::new_with_config(&settings.database_url, config);
-    bb8::Pool::builder()
+    // The URL argument only reaches `custom_setup`, which connects with the parsed connector
+    // instead: the manager need not hold the password.
+    let manager = AsyncDieselConnectionManager::new_with_config("", config);
+    let connections = bb8::Pool::builder()
         .max_size(settings.pool_size.max(1))
         .min_idle(Some(1))
         .connection_timeout(settings.checkout_timeout)
@@ -110,33 +255,46 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
         .test_on_check_out(true)
         .build(manager)
         .await
-        .map_err(|e| SetupError::Connect(e.to_string()))
+        .map_err(|e| SetupError::Connect(e.to_string()))?;
+    Ok(Pool {
+        connections,
+        sessions,
+        statements,
+    })
 }
 
 async fn setup_connection(
-    url: &str,
-    statement_timeout: Duration,
+    connector: Connector,
+    statements: Statements,
 ) -> Result<AsyncPgConnection, ConnectionError> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    let statement = format!(
-        "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
-         SET application_name = 'customer-api'",
-        statement_timeout.as_millis(),
-        // A transaction only idles when its client task died; a bound well above any
-        // legitimate gap between statements frees the backend anyway.
-        (statement_timeout * 6).as_millis(),
-    );
-    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &statement)
+    if statements.prepared {
+        let mut conn = connector.connect(false).await?;
+        let sql = format!(
+            "{}; SET application_name = 'customer-api'",
+            statements.settings("SESSION")
+        );
+        conn.batch_execute(&sql)
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        return Ok(conn);
+    }
+    // diesel-async's own set-up statements ran inside the transaction `connect` began; the
+    // cache is switched off before the commit, which closes them on the same server
+    // connection. application_name is a parameter PgBouncer tracks per client.
+    let mut conn = connector.connect(true).await?;
+    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+    conn.batch_execute("SET application_name = 'customer-api'; COMMIT")
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
 }
 
 /// A connection of its own, outside the pool's rotation (bb8 never hands it to a request or
-/// recycles it), for a session that must stay the same one: an advisory lock, a `LISTEN`.
+/// recycles it), for a session that must stay the same one: an advisory lock, a `LISTEN`
+/// (`Pool::session`: a real session even behind a transaction pooler).
 /// Fails with the reason as text, for the caller's own error.
 pub(crate) async fn dedicated_connection(pool: &Pool) -> Result<AsyncPgConnection, String> {
-    pool.dedicated_connection().await.map_err(|e| e.to_string())
+    pool.session().await.map_err(|e| e.to_string())
 }
 
 /// Whether the database answers a trivial query on `conn` (health checks).
@@ -171,12 +329,28 @@ pub async fn migrate(pool: &Pool) -> Result<usize, SetupError> {
     applied
 }
 
-/// Creates the database named in `url` if it does not exist (for `customer-api migrate`
-/// and development set-ups). Connects to the server's `postgres` database to do so.
-pub async fn create_database_if_missing(url: &str) -> Result<bool, SetupError> {
-    let name = database_name(url)?;
-    let admin_url = with_database(url, "postgres")?;
-    let mut conn = AsyncPgConnection::establish(&admin_url)
+/// Creates the database of `settings` if it does not exist (for `customer-api migrate` and
+/// development set-ups), over the session URL. Asks the server's `postgres` database only when
+/// ours cannot be reached, so an account without access to `postgres` can still migrate a
+/// database that exists.
+pub async fn create_database_if_missing(settings: &DatabaseSettings) -> Result<bool, SetupError> {
+    let connector = Connector::from_url(
+        settings
+            .database_session_url
+            .as_deref()
+            .unwrap_or(&settings.database_url),
+    )?;
+    let name = connector
+        .database()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| SetupError::Url("the URL names no database".into()))?
+        .to_owned();
+    if connector.connect(false).await.is_ok() {
+        return Ok(false);
+    }
+    let mut conn = connector
+        .with_database("postgres")
+        .connect(false)
         .await
         .map_err(|e| SetupError::Connect(e.to_string()))?;
     #[derive(diesel::QueryableByName)]

@@ -1,8 +1,9 @@
 //! The relay lease: which instance publishes the outbox, and the statements it publishes by.
 //!
 //! The lease is a **session-level** advisory lock (`pg_try_advisory_lock`) taken on a
-//! connection of its own, opened with `db::dedicated_connection`: bb8 never sees it, so a
-//! lock-holding session is never handed to a request or recycled. The relay reads and marks
+//! connection of its own, opened with `db::dedicated_connection` (a real session even when the
+//! pool goes through a transaction pooler): bb8 never sees it, so a lock-holding session is
+//! never handed to a request or recycled. The relay reads and marks
 //! events on that same connection, in autocommit statements: no transaction stays open while
 //! events are published, so neither `idle_in_transaction_session_timeout` nor a slow broker
 //! can end the session under the relay, and every statement that succeeds also proves the

@@ -70,9 +70,9 @@ impl Transact<AsyncPgConnection> for PgStore {
         // A spawned task: once started, the transaction finishes (or rolls back) even if the
         // caller goes away, so no connection is left idle in transaction.
         tokio::spawn(async move {
-            let mut conn = pool.get_owned().await?;
+            let mut conn = pool.get().await?;
             let conn: &mut AsyncPgConnection = &mut conn;
-            AnsiTransactionManager::begin_transaction(conn).await?;
+            pool.begin(conn).await?;
             let result = match body(conn).await {
                 Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
                     Ok(()) => Ok(value),
@@ -104,7 +104,22 @@ impl Transact<AsyncPgConnection> for PgStore {
         F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send,
     {
         let mut conn = self.pool.get().await?;
-        body(&mut conn).await
+        let conn: &mut AsyncPgConnection = &mut conn;
+        if !self.pool.pins_statements() {
+            return body(conn).await;
+        }
+        // Behind a transaction pooler a read too must stay on one server connection.
+        self.pool.begin(conn).await?;
+        match body(conn).await {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(conn).await?;
+                Ok(value)
+            }
+            Err(error) => {
+                AnsiTransactionManager::rollback_transaction(conn).await?;
+                Err(error)
+            }
+        }
     }
 }
 

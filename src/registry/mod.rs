@@ -198,6 +198,18 @@ impl RegistryClient {
         }
     }
 
+    /// [`RegistryClient::from_config`] with its own HTTP client (e.g. one that trusts
+    /// `EXTRA_CA_FILE`).
+    pub fn from_config_with_http(
+        config: Option<RegistryConfig>,
+        http: HttpClient,
+    ) -> Result<Self, RegistrySetupError> {
+        match config {
+            Some(config) => Self::with_parts(config, http, Arc::new(SystemClock)),
+            None => Ok(Self::disabled()),
+        }
+    }
+
     /// A client for `config` on the system clock, trusting Mozilla's root certificates.
     pub fn new(config: RegistryConfig) -> Result<Self, RegistrySetupError> {
         Self::with_parts(config, HttpClient::new()?, Arc::new(SystemClock))

@@ -130,9 +130,11 @@ impl EventLog {
     /// Returns once every event committed before the call has a position: at once when none
     /// is waiting (one lock-free read), else after a sequencer run that started later.
     async fn catch_up(&self) -> Result<()> {
-        let mut conn = self.inner.pool.get().await?;
-        let pending = queries::has_unsequenced(&mut conn).await?;
-        drop(conn);
+        let pending = self
+            .inner
+            .pool
+            .run(async |conn| Ok::<_, Error>(queries::has_unsequenced(conn).await?))
+            .await?;
         if !pending {
             return Ok(());
         }
@@ -174,10 +176,15 @@ impl EventLog {
     /// Numbers every committed, unnumbered event. Returns the last position assigned.
     /// Takes the global `event_log` lock: only the sequencer task calls it.
     pub async fn sequence(&self) -> Result<Option<i64>> {
-        let mut conn = self.inner.pool.get().await?;
         let mut last = None;
         loop {
-            let assigned = queries::assign_positions(&mut conn, SEQUENCE_BATCH).await?;
+            let assigned = self
+                .inner
+                .pool
+                .run(async |conn| {
+                    Ok::<_, Error>(queries::assign_positions(conn, SEQUENCE_BATCH).await?)
+                })
+                .await?;
             match assigned {
                 Some(position) => {
                     self.advance(position);
@@ -297,16 +304,16 @@ impl EventLog {
         // its own write sees that write's event.
         self.catch_up().await?;
         let customer = parent.resource();
-        let mut conn = self.inner.pool.get().await?;
-        let rows = queries::list(
-            &mut conn,
-            customer.as_deref(),
-            filter.as_ref(),
-            paging.after.unwrap_or(0),
-            paging.limit(),
-        )
-        .await?;
-        drop(conn);
+        let (after, limit) = (paging.after.unwrap_or(0), paging.limit());
+        let rows = self
+            .inner
+            .pool
+            .run(async |conn| {
+                Ok::<_, Error>(
+                    queries::list(conn, customer.as_deref(), filter.as_ref(), after, limit).await?,
+                )
+            })
+            .await?;
         let (rows, next_page_token) = list::page(rows, &paging, &self.inner.page_tokens, |last| {
             last.position.unwrap_or_default()
         });
@@ -352,9 +359,11 @@ impl EventLog {
                 "validated watch without parts",
             )));
         };
-        let mut conn = self.inner.pool.get().await?;
-        let (_, pruned_through) = queries::log_state(&mut conn).await?;
-        drop(conn);
+        let (_, pruned_through) = self
+            .inner
+            .pool
+            .run(async |conn| Ok::<_, Error>(queries::log_state(conn).await?))
+            .await?;
         let after = after.unwrap_or(pruned_through);
         if after < pruned_through {
             return Err(Error::OutOfRange {
@@ -433,14 +442,18 @@ impl EventLog {
     }
 
     async fn read(&self, customer: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
-        let mut conn = self.inner.pool.get().await?;
-        Ok(queries::list(&mut conn, customer, None, after, WATCH_BATCH).await?)
+        self.inner
+            .pool
+            .run(async |conn| Ok(queries::list(conn, customer, None, after, WATCH_BATCH).await?))
+            .await
     }
 
     /// Events not yet published and the time of the oldest.
     pub async fn unpublished_lag(&self) -> Result<(i64, Option<DateTime<Utc>>)> {
-        let mut conn = self.inner.pool.get().await?;
-        Ok(queries::unpublished_lag(&mut conn).await?)
+        self.inner
+            .pool
+            .run(async |conn| Ok(queries::unpublished_lag(conn).await?))
+            .await
     }
 
     /// Removes events older than `retention` (published ones only, unless
@@ -448,8 +461,10 @@ impl EventLog {
     pub async fn prune(&self, retention: Duration, include_unpublished: bool) -> Result<i64> {
         let cutoff = Utc::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(36500));
-        let mut conn = self.inner.pool.get().await?;
-        Ok(queries::prune(&mut conn, cutoff, include_unpublished).await?)
+        self.inner
+            .pool
+            .run(async |conn| Ok(queries::prune(conn, cutoff, include_unpublished).await?))
+            .await
     }
 }
 

@@ -805,3 +805,120 @@ async fn reflection_and_openapi_can_be_put_behind_authentication() {
             .is_ok()
     );
 }
+
+/// Serves `body` over HTTPS on 127.0.0.1 with a certificate for `localhost` issued by a CA
+/// made here; returns the port and that CA's certificate (PEM).
+async fn https_server(body: Bytes) -> (u16, String) {
+    use crate::tls::{ca, leaf};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let (ca_params, ca_key, ca_cert) = ca("private CA");
+    let server = leaf(
+        &["localhost"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        &rcgen::Issuer::new(ca_params, ca_key),
+    );
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_request| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, ca_cert)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_behind_a_private_ca_is_trusted_only_with_extra_ca_file() {
+    let jwks = Bytes::from(std::fs::read(fixture("jwt/jwks.json")).unwrap());
+    let (port, ca_cert) = https_server(jwks).await;
+    let jwks_url = format!("https://localhost:{port}/.well-known/jwks.json");
+    let (database_url, database_name) = crate::helpers::fresh_database().await;
+
+    let mut settings = ServeSettings::for_database(database_url.clone());
+    settings.auth.jwks_url = Some(jwks_url.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = customer_api::server::serve(settings, listener, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "authentication: JWKS {jwks_url}: TLS handshake failed: invalid peer certificate: \
+             UnknownIssuer (the server's certificate is not issued by a trusted CA; if it is \
+             a private CA, add its certificate to EXTRA_CA_FILE)"
+        )
+    );
+
+    let files = crate::tls::TempDir::new();
+    let ca_file = files.write("private-ca.pem", &ca_cert);
+    let app = TestApp::spawn_on(
+        database_url,
+        database_name,
+        |s| {
+            s.auth.jwks_file = None;
+            s.auth.jwks_url = Some(jwks_url);
+            s.auth.jwt_issuer = Some(ISSUER.into());
+            s.auth.jwt_audience = Some(AUDIENCE.into());
+            s.extra_ca_file = Some(ca_file);
+        },
+        None,
+    )
+    .await;
+    let rsa = EncodingKey::from_rsa_pem(&pem("rsa.pem")).unwrap();
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &rsa, &good_claims());
+    assert!(
+        grpc_create(&app, Some(&format!("Bearer {token}")))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_extra_ca_file_stops_start_up_naming_it() {
+    let (database_url, _) = crate::helpers::fresh_database().await;
+    let files = crate::tls::TempDir::new();
+    let not_pem = files.write("not-a-ca.pem", "hello");
+    let mut settings = ServeSettings::for_database(database_url);
+    settings.extra_ca_file = Some(not_pem.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = customer_api::server::serve(settings, listener, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "TLS: cannot load extra CA certificates (EXTRA_CA_FILE) from {}: no PEM extra CA \
+             certificates (EXTRA_CA_FILE) found",
+            not_pem.display()
+        )
+    );
+}

@@ -73,7 +73,7 @@ async fn lookup(app: &TestApp, name: &str) -> Result<pb::BusinessInfo, tonic::St
 async fn business_info_comes_from_the_registry_once_then_from_the_cache() {
     let (url, requests) = registry().await;
     let app = TestApp::spawn_with(|settings| {
-        settings.registry.url = Some(UrlTemplate::parse(&url).unwrap());
+        settings.registry.business_registry_url = Some(UrlTemplate::parse(&url).unwrap());
     })
     .await;
 
@@ -148,7 +148,7 @@ async fn get(
 async fn the_full_view_embeds_the_registry_record_of_the_business_id() {
     let (url, requests) = registry().await;
     let app = TestApp::spawn_with(|settings| {
-        settings.registry.url = Some(UrlTemplate::parse(&url).unwrap());
+        settings.registry.business_registry_url = Some(UrlTemplate::parse(&url).unwrap());
     })
     .await;
     let known = customer_of(&app, "GB-1").await;
@@ -230,7 +230,7 @@ async fn the_full_view_is_unavailable_while_the_registry_is() {
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let app = TestApp::spawn_with(|settings| {
-        settings.registry.url = Some(
+        settings.registry.business_registry_url = Some(
             UrlTemplate::parse(&format!("http://{addr}/v1/companies/{{business_id}}")).unwrap(),
         );
     })

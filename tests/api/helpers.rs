@@ -23,7 +23,7 @@ use customer_api::{
     server,
 };
 use diesel::{QueryableByName, sql_types::Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -62,14 +62,21 @@ pub fn base_url() -> String {
 async fn admin() -> AsyncPgConnection {
     let url =
         db::with_database(&base_url(), "postgres").expect("DATABASE_URL is a postgres:// URL");
-    AsyncPgConnection::establish(&url)
+    connect(&url).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach PostgreSQL at {}: {e}",
+            customer_api::config::redact_url(&url)
+        )
+    })
+}
+
+/// A connection to `url` opened as the service opens them (TLS parameters included).
+pub async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
+    db::Connector::from_url(url)
+        .map_err(|e| e.to_string())?
+        .connect(false)
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot reach PostgreSQL at {}: {e}",
-                customer_api::config::redact_url(&url)
-            )
-        })
+        .map_err(|e| e.to_string())
 }
 
 fn migrations_hash() -> String {
@@ -313,7 +320,7 @@ impl TestApp {
 
     /// A direct database connection (to inspect rows or hold locks).
     pub async fn db(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.database_url)
+        connect(&self.database_url)
             .await
             .expect("connect to the test database")
     }

@@ -8,8 +8,10 @@
 
 mod auth;
 mod business;
+mod cluster;
 mod companies;
 mod create;
+mod database_tls;
 mod delete;
 mod events;
 mod helpers;
@@ -18,13 +20,16 @@ mod list;
 mod metrics;
 mod notes;
 mod openapi;
+mod operations_doc;
 mod page_tokens;
+mod pgbouncer;
 mod privacy;
 mod read;
 mod relay;
 mod resilience;
 mod rest;
 mod schema;
+mod secrets;
 mod tls;
 mod transport;
 mod update;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use diesel::{QueryableByName, sql_types::Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use crate::helpers::fresh_database;
 
@@ -129,7 +129,7 @@ struct KeyColumn {
 
 /// The tables of the migrated database at `url`.
 async fn migrated(url: &str) -> Schema {
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut conn = crate::helpers::connect(url).await.unwrap();
     // Arrays are `ARRAY` in data_type; their element type is udt_name without the `_`.
     let columns: Vec<Column> = diesel::sql_query(
         "SELECT table_name::text, column_name::text, \

@@ -41,10 +41,10 @@ use tonic::{
 use crate::helpers::{TestApp, new_customer};
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "customer-api-tls-{}-{}",
@@ -55,7 +55,7 @@ impl TempDir {
         Self(path)
     }
 
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, contents).unwrap();
         path
@@ -69,9 +69,9 @@ impl Drop for TempDir {
 }
 
 /// A certificate and its private key, PEM.
-struct Pem {
-    cert: String,
-    key: String,
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
 }
 
 /// A test PKI; the server's files are written to a temp dir: `ca.pem`, `server.pem`,
@@ -85,7 +85,8 @@ struct Pki {
     stranger: Pem,
 }
 
-fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
+/// A self-signed CA: its parameters, key and certificate (PEM).
+pub fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -99,7 +100,8 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
     (params, key, cert)
 }
 
-fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>) -> Pem {
+/// A certificate for `names` (the first is also the common name) issued by `issuer`.
+pub fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>) -> Pem {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();

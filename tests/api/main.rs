@@ -11,6 +11,7 @@ mod business;
 mod companies;
 mod create;
 mod delete;
+mod deploy;
 mod events;
 mod helpers;
 mod lifecycle;

@@ -46,6 +46,8 @@ pub struct Counters {
     pub ops: AtomicU64,
     /// Attempts that failed and were retried.
     pub retries: AtomicU64,
+    /// What each retried attempt failed with, numbered like `retries`.
+    pub failures: std::sync::Mutex<Vec<(u64, String)>>,
 }
 
 /// What one client had acknowledged.
@@ -319,7 +321,10 @@ where
             Ok(value) => return value,
             Err(Failure::Fatal(error)) => panic!("{what}: {error}"),
             Err(Failure::Retry(error)) => {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
+                let number = counters.retries.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut failures) = counters.failures.lock() {
+                    failures.push((number, format!("{what}: {error}")));
+                }
                 last = error;
                 // Pacing between attempts, not synchronisation: nothing is awaited here.
                 tokio::time::sleep(backoff).await;

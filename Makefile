@@ -26,10 +26,19 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
-# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs).
-TEST_PACKAGES := pgbouncer
+# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs) and
+# three replicas behind HAProxy (tests/cluster).
+TEST_PACKAGES := pgbouncer haproxy
 
-.PHONY: help run test test-tools bench bench-rest lint fmt build migrate openapi
+.PHONY: help run test test-tools bench bench-rest lint fmt build migrate openapi tools release cluster-test
+
+# Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
+# check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
+# kubernetes-validate validates deploy/kubernetes/ against the Kubernetes OpenAPI schemas it
+# vendors (offline). The deploy tests (tests/api/deploy.rs) run them from this path.
+TOOLS_VENV := target/tools/venv
+PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -61,7 +70,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 
-test: test-tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
+test: test-tools tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
 	status=0; $(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS) || status=$$?; \
@@ -110,3 +119,21 @@ openapi: build ## Regenerate openapi/openapi.json from the proto (a test keeps i
 
 migrate: build ## Create the database if needed and apply migrations
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; $(BIN) migrate
+
+tools: $(TOOLS_STAMP) ## Install the manifest validators the tests use (PyPI, into target/tools/venv)
+
+$(TOOLS_STAMP):
+	@command -v python3 >/dev/null || { echo "python3 is needed for the manifest validators (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	rm -rf $(TOOLS_VENV)
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+
+release: ## Release build as the Dockerfile does it; checks stripped, < 25 MB; binary in target/dist
+	scripts/release-build.sh build target/dist
+
+cluster-test: test-tools ## Only the cluster test (part of make test): 3 replicas behind HAProxy, one killed, one drained
+	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
+	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
+	status=0; $(CARGO) test --test cluster || status=$$?; \
+	scripts/drop-test-databases.sh; exit $$status

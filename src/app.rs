@@ -22,8 +22,9 @@
 //!   | `event-lag-reporter` | logs the relay's lag (with a relay only) |
 //!   | `event-relay` | publishes events to NATS JetStream (with `NATS_URL` only) |
 //!
-//! - **Shutdown**: readiness and health turn NOT_SERVING, the listener closes, watch streams
-//!   end (they never finish on their own), and in-flight calls get `drain_timeout` to finish.
+//! - **Shutdown**: readiness and health turn NOT_SERVING at once; the listener keeps serving
+//!   for `shutdown_delay` (load balancers take the instance out meanwhile), then closes, watch
+//!   streams end (they never finish on their own), and in-flight calls get `drain_timeout`.
 //!   Meanwhile the maintenance tasks are cancelled and awaited (bounded: each gets a grace
 //!   period, then is aborted; the relay gives its lease up). The event sequencer and listener
 //!   stop last, once the calls are drained: a list in flight may still be waiting for the
@@ -97,7 +98,7 @@ pub struct App {
     service: CustomerService,
     relay: Option<Arc<Relay>>,
     health: HealthReporter,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     router: axum::Router,
     /// Maintenance tasks, stopped when shutdown begins.
     tasks: Supervisor,
@@ -190,7 +191,7 @@ impl App {
         });
         // Registered before the first connection, so Watch works from the start.
         let (health, health_service) = tonic_health::server::health_reporter();
-        let ready = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(Readiness::default());
         let tasks = Supervisor::new(TASK_STOP_GRACE.min(settings.drain_timeout));
         let event_tasks = tasks.sibling();
         let router = server::router(
@@ -252,21 +253,27 @@ impl App {
             "serving gRPC, gRPC-web and HTTP"
         );
         let graceful = GracefulShutdown::new();
-        server::accept(&listener, self.router, self.tls, &graceful, shutdown).await;
+        // Readiness drops first; connections are still accepted for `shutdown_delay`, so
+        // calls a load balancer sends before it notices are served, not refused.
+        let stop_accepting = {
+            let (ready, health) = (self.ready.clone(), self.health.clone());
+            let delay = self.settings.shutdown_delay;
+            async move {
+                shutdown.await;
+                ready.stop();
+                report(&health, tonic_health::ServingStatus::NotServing).await;
+                if !delay.is_zero() {
+                    tracing::info!(?delay, "shutting down: not ready, still serving");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        server::accept(&listener, self.router, self.tls, &graceful, stop_accepting).await;
 
         tracing::info!("shutting down: no new connections, draining in-flight calls");
         self.tasks.cancel();
-        self.ready.store(false, Ordering::SeqCst);
         // Watch streams never finish on their own: end them so their connections can drain.
         self.service.events().close();
-        for name in [
-            <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-            "",
-        ] {
-            self.health
-                .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                .await;
-        }
         drop(listener);
         let drain_timeout = self.settings.drain_timeout;
         let drain = async {
@@ -313,7 +320,7 @@ fn spawn_tasks(
     service: &CustomerService,
     relay: Option<Arc<Relay>>,
     health: &HealthReporter,
-    ready: &Arc<AtomicBool>,
+    ready: &Arc<Readiness>,
     last_probe: Option<bool>,
 ) {
     tasks.spawn("health-probe", {
@@ -383,7 +390,7 @@ fn spawn_tasks(
 async fn probe_database(
     service: CustomerService,
     health: HealthReporter,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     interval: Duration,
     mut last: Option<bool>,
     stop: CancellationToken,
@@ -401,7 +408,7 @@ async fn probe_database(
 async fn probe_once(
     service: &CustomerService,
     health: &HealthReporter,
-    ready: &AtomicBool,
+    ready: &Readiness,
     last: &mut Option<bool>,
 ) {
     let up = matches!(
@@ -411,22 +418,61 @@ async fn probe_once(
     if *last == Some(up) {
         return;
     }
-    let status = if up {
+    ready.set_database(up);
+    *last = Some(up);
+    if ready.is_stopping() {
+        return;
+    }
+    if up {
         tracing::info!("database reachable: SERVING");
-        tonic_health::ServingStatus::Serving
+        report(health, tonic_health::ServingStatus::Serving).await;
     } else {
         tracing::warn!("database unreachable: NOT_SERVING");
-        tonic_health::ServingStatus::NotServing
-    };
-    health
-        .set_service_status(
-            <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-            status,
-        )
-        .await;
-    health.set_service_status("", status).await;
-    ready.store(up, Ordering::SeqCst);
-    *last = Some(up);
+        report(health, tonic_health::ServingStatus::NotServing).await;
+    }
+    // Shutdown may have begun while SERVING was being reported: it reports NOT_SERVING after
+    // marking itself stopping, so checking again here leaves NOT_SERVING last either way.
+    if ready.is_stopping() {
+        report(health, tonic_health::ServingStatus::NotServing).await;
+    }
+}
+
+/// Sets the gRPC health of the service and of the server as a whole.
+async fn report(health: &HealthReporter, status: tonic_health::ServingStatus) {
+    for name in [
+        <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
+        "",
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// What `/readyz` reports: the database answered the last probe and shutdown has not begun.
+/// Two flags combined when read, so a probe that finishes after shutdown began can never
+/// make the instance look ready again.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    database: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Readiness {
+    /// Whether the instance should receive new calls.
+    pub fn is_ready(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst) && self.database.load(Ordering::SeqCst)
+    }
+
+    fn set_database(&self, up: bool) {
+        self.database.store(up, Ordering::SeqCst);
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 /// Forgets expired request ids every hour.

@@ -150,6 +150,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ApiKeyCommand,
     },
+    /// Probe a running server's /readyz on LISTEN_ADDR; exit 0 when it answers 200 (the
+    /// container image's HEALTHCHECK: the image has no shell or curl).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 /// `customer-api token`.
@@ -360,6 +363,12 @@ pub struct ServeSettings {
     /// On SIGTERM/SIGINT, how long in-flight calls may take to finish before the process exits.
     #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long to keep serving with /readyz and gRPC health reporting
+    /// NOT_SERVING before the drain starts, so that load balancers stop sending new calls
+    /// first (set it above their health-check period; Kubernetes: endpoint propagation).
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
 
     /// Secret the page-token encryption key is derived from (any string, at least 16 bytes),
     /// shared by every instance given it; it also still verifies tokens of the older signed
@@ -631,6 +640,7 @@ impl fmt::Debug for ServeSettings {
             .field("listen_addr", &self.listen_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("drain_timeout", &self.drain_timeout)
+            .field("shutdown_delay", &self.shutdown_delay)
             .field(
                 "page_token_key",
                 &self.page_token_key.as_ref().map(|_| "<redacted>"),

@@ -35,6 +35,7 @@
 //!   business-info enrichment.
 //! - [`http_client`]: the minimal outbound HTTP(S) `GET` used for JWKS and the registry.
 //! - [`config`]: flags and environment.
+//! - [`healthcheck`]: `customer-api healthcheck`, the image's probe of its own `/readyz`.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
@@ -48,6 +49,7 @@ pub mod db;
 pub mod domain;
 pub mod encoding;
 pub mod grpc;
+pub mod healthcheck;
 pub mod http_client;
 pub mod metrics;
 pub mod redact;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use customer_api::{
     app::App,
     config::{ApiKeyCommand, Cli, Command, redact_url},
-    db, server, telemetry,
+    db, healthcheck, server, telemetry,
 };
 
 #[global_allocator]
@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Migrate(settings) => migrate(settings).await,
         Command::Token(args) => token(&args),
         Command::ApiKey { action } => api_key(action).await,
+        Command::Healthcheck(args) => healthcheck::run(&args).await.map_err(Into::into),
         Command::Openapi => server::openapi_document()
             .map_err(Into::into)
             .and_then(|document| Ok(serde_json::to_string_pretty(&document)?))

@@ -10,16 +10,7 @@
 //! Each gRPC service is wrapped in tonic-web's layer individually (wrapping the merged
 //! router would answer 400 to every plain HTTP/1.1 request) and in [`Deadline`].
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::get};
 use http::{HeaderName, Method, header};
@@ -37,7 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use crate::app::StartError;
 use crate::{
     FILE_DESCRIPTOR_SET,
-    app::{App, supervisor::Restarts},
+    app::{App, Readiness, supervisor::Restarts},
     auth::{
         Authenticator,
         layer::Auth,
@@ -154,7 +145,7 @@ pub(crate) fn router(
     service: CustomerService,
     authenticator: Authenticator,
     health_service: HealthServer<impl Health>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     relay: Option<Arc<RelayStatus>>,
     restarts: Restarts,
 ) -> Result<Router, StartError> {
@@ -401,7 +392,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 #[derive(Clone)]
 struct Probe {
     service: CustomerService,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
 }
 
 /// Ready while the database answers and the server is not shutting down.
@@ -413,7 +404,7 @@ async fn readyz(
     &'static str,
 ) {
     let text = [(header::CONTENT_TYPE, "text/plain")];
-    if !probe.ready.load(Ordering::SeqCst) {
+    if !probe.ready.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n");
     }
     match tokio::time::timeout(Duration::from_secs(2), probe.service.ping()).await {

@@ -13,6 +13,7 @@ mod companies;
 mod create;
 mod database_tls;
 mod delete;
+mod deploy;
 mod events;
 mod helpers;
 mod lifecycle;

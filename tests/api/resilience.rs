@@ -245,6 +245,65 @@ async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
     let _app = stop.await.unwrap();
 }
 
+/// `GET http://{addr}{path}` on a new connection: the status code.
+async fn probe_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use http_body_util::Empty;
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_served() {
+    let mut app =
+        TestApp::spawn_with(|settings| settings.shutdown_delay = Duration::from_secs(3)).await;
+    let (addr, bearer) = (app.addr, app.bearer());
+    let mut health = HealthClient::new(app.channel.clone());
+    assert_eq!(probe_status(addr, "/readyz").await, 200);
+
+    let stop = tokio::spawn(async move {
+        app.stop().await;
+        app
+    });
+    eventually("/readyz answers 503", || async {
+        probe_status(addr, "/readyz").await == 503
+    })
+    .await;
+    let reported = health
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // Still serving: a new connection is accepted and a write through it succeeds.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+        customer: Some(crate::helpers::new_customer("Late", "Caller")),
+        request_id: String::new(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let created = pb::customer_service_client::CustomerServiceClient::new(channel)
+        .create_customer(request)
+        .await;
+    let _app = stop.await.unwrap();
+
+    assert_eq!(reported.status, ServingStatus::NotServing as i32);
+    assert_eq!(created.unwrap().into_inner().family_name, "Caller");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed once the server stopped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_exits_zero_on_sigterm() {
     let (database_url, _) = crate::helpers::fresh_database().await;

@@ -26,10 +26,16 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
-.PHONY: help run test bench bench-rest lint fmt build migrate openapi
+# What the bench targets run, as command:Debian-package (scripts/ensure-tools.sh installs the
+# package of any command that is missing).
+BENCH_TOOLS := psql:postgresql-client pgbench:postgresql-client curl:curl
+BENCH_REST_TOOLS := wrk:wrk h2load:nghttp2-client curl:curl bc:bc valgrind:valgrind callgrind_control:valgrind
+BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind
+
+.PHONY: help run test bench bench-rest bench-instructions lint fmt build migrate openapi
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 build: ## Build the service
 	$(CARGO) build --bin customer-api
@@ -65,6 +71,7 @@ test: ## Run every test (unit + integration against real PostgreSQL and NATS Jet
 	scripts/drop-test-databases.sh; exit $$status
 
 bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to BENCHMARKS.md
+	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	@# Two invocations: built together, feature unification would give the server the client's
 	@# tonic features (and rebuild it); apart, each keeps its own and both stay cached.
 	$(CARGO) build --release -p customer-api
@@ -72,8 +79,15 @@ bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to 
 	scripts/bench/run.sh
 
 bench-rest: ## REST GET vs gRPC GET with wrk and h2load (issue 3's cross-check), alternating rounds
+	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_REST_TOOLS)
 	$(CARGO) build --release -p customer-api
 	scripts/bench/rest-vs-grpc.sh
+
+bench-instructions: ## Server instructions per Get/List/search/Create (callgrind); BENCH_BASE_BIN compares builds
+	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_INSTRUCTIONS_TOOLS)
+	$(CARGO) build --release -p customer-api
+	$(CARGO) build --release -p customer-bench
+	scripts/bench/instructions.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check

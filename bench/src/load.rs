@@ -199,3 +199,61 @@ pub async fn watch(
     );
     procfs::usage(&before.unwrap_or_else(|| after.clone()), &after)
 }
+
+/// What a fixed-count block measured: requests sent, failures by kind, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    /// Requests sent (all of them, failed or not).
+    pub sent: u64,
+    /// Failed requests by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Wall time of the block.
+    pub seconds: f64,
+}
+
+/// Runs exactly `total` requests over `workers` (each keeps one in flight and takes the next
+/// request from a shared count until none is left), then hands the workers back so that the
+/// next block reuses their connections. Counts rather than times are what an instruction
+/// count per request needs: the server's total over the block divided by `total`.
+pub async fn drive_count<W: Worker>(workers: Vec<W>, total: u64) -> (Vec<W>, Counted) {
+    let start = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut worker| {
+            let issued = issued.clone();
+            tokio::spawn(async move {
+                let mut errors = BTreeMap::new();
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    if let Err(kind) = worker.call().await {
+                        *errors.entry(kind).or_insert(0_u64) += 1;
+                    }
+                }
+                (worker, errors)
+            })
+        })
+        .collect();
+    let mut workers = Vec::with_capacity(tasks.len());
+    let mut errors = BTreeMap::new();
+    for task in tasks {
+        match task.await {
+            Ok((worker, worker_errors)) => {
+                workers.push(worker);
+                for (kind, n) in worker_errors {
+                    *errors.entry(kind).or_default() += n;
+                }
+            }
+            Err(error) => {
+                *errors
+                    .entry(format!("worker panicked: {error}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let counted = Counted {
+        sent: total,
+        errors,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    (workers, counted)
+}

@@ -218,65 +218,55 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        let Self {
-            settings,
-            tls,
-            service,
-            relay,
-            health,
-            ready,
-            router,
-            tasks,
-            event_tasks,
-        } = self;
         let mut last_probe = None;
-        probe_once(&service, &health, &ready, &mut last_probe).await;
+        probe_once(&self.service, &self.health, &self.ready, &mut last_probe).await;
         spawn_tasks(
-            (&tasks, &event_tasks),
-            &settings,
-            &service,
-            relay,
-            &health,
-            &ready,
+            (&self.tasks, &self.event_tasks),
+            &self.settings,
+            &self.service,
+            self.relay,
+            &self.health,
+            &self.ready,
             last_probe,
         );
 
         tracing::info!(
             address = ?listener.local_addr().ok(),
-            tls = tls.is_some(),
-            mutual_tls = settings.tls.client_ca.is_some(),
+            tls = self.tls.is_some(),
+            mutual_tls = self.settings.tls.client_ca.is_some(),
             "serving gRPC, gRPC-web and HTTP"
         );
         let graceful = GracefulShutdown::new();
-        server::accept(&listener, router, tls, &graceful, shutdown).await;
+        server::accept(&listener, self.router, self.tls, &graceful, shutdown).await;
 
         tracing::info!("shutting down: no new connections, draining in-flight calls");
-        tasks.cancel();
-        ready.store(false, Ordering::SeqCst);
+        self.tasks.cancel();
+        self.ready.store(false, Ordering::SeqCst);
         // Watch streams never finish on their own: end them so their connections can drain.
-        service.events().close();
+        self.service.events().close();
         for name in [
             <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
             "",
         ] {
-            health
+            self.health
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
         }
         drop(listener);
+        let drain_timeout = self.settings.drain_timeout;
         let drain = async {
             tokio::select! {
                 () = graceful.shutdown() => tracing::info!("all connections drained"),
-                () = tokio::time::sleep(settings.drain_timeout) => {
+                () = tokio::time::sleep(drain_timeout) => {
                     tracing::warn!(
-                        timeout = ?settings.drain_timeout,
+                        timeout = ?drain_timeout,
                         "drain timeout: closing remaining connections"
                     );
                 }
             }
         };
-        tokio::join!(drain, tasks.shutdown());
-        event_tasks.shutdown().await;
+        tokio::join!(drain, self.tasks.shutdown());
+        self.event_tasks.shutdown().await;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! - `grpc_server_handling_seconds{…}`: a histogram of the time from the request to its
 //!   status (for a server stream, to its end)
 //!
-//! They are taken by [`MetricsLayer`] around the CustomerService stack itself, outside load
+//! They are taken by [`Metered`] around the CustomerService stack itself, outside load
 //! shedding and authentication, so every call counts whatever its transport (gRPC, gRPC-web,
 //! or REST through the gateway's in-process call) and whatever its fate (shed, refused,
 //! failed). The status is read where gRPC puts it: the response headers of a trailers-only
@@ -30,7 +30,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -41,8 +41,9 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tonic::{Code, Status, body::Body, server::NamedService};
-use tower::{Layer, Service};
+use tonic::{Code, Status, body::Body};
+
+use crate::grpc::middleware::{Inner, Middleware, ResponseFuture};
 
 /// Which RPC a call is.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -287,55 +288,21 @@ fn status_code(headers: &HeaderMap) -> Option<Code> {
 
 /// Meters the calls of the service it wraps (see the module docs).
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub struct Metered {
     metrics: Arc<Metrics>,
 }
 
-impl MetricsLayer {
-    /// A layer recording into `metrics`.
+impl Metered {
+    /// Records into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metered<S>;
-
-    fn layer(&self, inner: S) -> Metered<S> {
-        Metered {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }
-    }
-}
-
-/// See [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct Metered<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S: NamedService> NamedService for Metered<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<Request<B>> for Metered<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<S: Inner<B>, B> Middleware<S, B> for Metered {
+    fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let call = self.metrics.start(request.uri().path());
-        let response = self.inner.call(request);
+        let response = inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             let Some(call) = call else {

@@ -534,28 +534,28 @@ mod tests {
         ]
     }
 
+    /// One of `fixed`, or text matching `pattern`, each alternative as likely as the others.
+    fn one_of(
+        fixed: &'static [&'static str],
+        pattern: &'static str,
+    ) -> impl Strategy<Value = String> {
+        let weight = u32::try_from(fixed.len()).expect("a short list");
+        prop_oneof![
+            weight => prop::sample::select(fixed).prop_map(str::to_owned),
+            1 => pattern,
+        ]
+    }
+
     /// Text around a value: separators that logs, JSON and errors put there.
     fn surroundings() -> impl Strategy<Value = (String, String)> {
-        let before = prop_oneof![
-            Just(String::new()),
-            Just(" ".to_owned()),
-            Just("email=".to_owned()),
-            Just("\"".to_owned()),
-            Just("\\\"".to_owned()),
-            Just("(".to_owned()),
-            Just("\x1b[2m=\x1b[0m".to_owned()),
+        let before = one_of(
+            &["", " ", "email=", "\"", "\\\"", "(", "\x1b[2m=\x1b[0m"],
             "[a-z ]{0,10}[ =:]",
-        ];
-        let after = prop_oneof![
-            Just(String::new()),
-            Just(" ".to_owned()),
-            Just("\"".to_owned()),
-            Just("\\\"".to_owned()),
-            Just(")".to_owned()),
-            Just(", ".to_owned()),
-            Just(".".to_owned()),
+        );
+        let after = one_of(
+            &["", " ", "\"", "\\\"", ")", ", ", "."],
             "[ ,;][a-z ]{0,10}",
-        ];
+        );
         (before, after)
     }
 

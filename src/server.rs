@@ -8,7 +8,7 @@
 //! one-call form of `App::build` + `App::run`.
 //!
 //! Each gRPC service is wrapped in tonic-web's layer individually (wrapping the merged
-//! router would answer 400 to every plain HTTP/1.1 request) and in [`DeadlineLayer`].
+//! router would answer 400 to every plain HTTP/1.1 request) and in [`Deadline`].
 
 use std::{
     convert::Infallible,
@@ -30,7 +30,8 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tower::{Layer, Service};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use crate::app::StartError;
@@ -39,13 +40,17 @@ use crate::{
     app::{App, supervisor::Restarts},
     auth::{
         Authenticator,
-        layer::AuthLayer,
-        limits::{ConcurrencyLimitLayer, RateLimits},
+        layer::Auth,
+        limits::{ConcurrencyLimit, RateLimits},
         scopes,
     },
     config::ServeSettings,
-    grpc::{CustomerApi, deadline::DeadlineLayer},
-    metrics::{Metrics, MetricsLayer, Snapshot},
+    grpc::{
+        CustomerApi,
+        deadline::Deadline,
+        middleware::{Inner, Wrapped},
+    },
+    metrics::{Metered, Metrics, Snapshot},
     pb::customer_service_server::CustomerServiceServer,
     relay::RelayStatus,
     service::CustomerService,
@@ -148,7 +153,7 @@ pub(crate) fn router(
     settings: &ServeSettings,
     service: CustomerService,
     authenticator: Authenticator,
-    health_service: impl GrpcService,
+    health_service: HealthServer<impl Health>,
     ready: Arc<AtomicBool>,
     relay: Option<Arc<RelayStatus>>,
     restarts: Restarts,
@@ -163,15 +168,15 @@ pub(crate) fn router(
         FILE_DESCRIPTOR_SET,
         &[<CustomerServiceServer<CustomerApi> as NamedService>::NAME],
     ));
-    let customers = MetricsLayer::new(metrics.clone()).layer(
-        ConcurrencyLimitLayer::new(settings.max_concurrent_requests).layer(
-            AuthLayer::new(authenticator.clone(), rate_limits).layer(
-                CustomerServiceServer::new(CustomerApi::new(service.clone()))
-                    .max_decoding_message_size(settings.max_request_bytes)
-                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            ),
-        ),
+    let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
+        .max_decoding_message_size(settings.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let customers = Wrapped::new(Auth::new(authenticator.clone(), rate_limits), customers);
+    let customers = Wrapped::new(
+        ConcurrencyLimit::new(settings.max_concurrent_requests),
+        customers,
     );
+    let customers = Wrapped::new(Metered::new(metrics.clone()), customers);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
@@ -187,9 +192,9 @@ pub(crate) fn router(
     let grpc = add_grpc(grpc, health_service);
     let protect_docs = settings.auth.protect_docs;
     let grpc = if protect_docs {
-        let protect = AuthLayer::requiring(authenticator.clone(), scopes::READ);
-        let grpc = add_grpc(grpc, protect.layer(reflection_v1));
-        add_grpc(grpc, protect.layer(reflection_v1alpha))
+        let protect = Auth::requiring(authenticator.clone(), scopes::READ);
+        let grpc = add_grpc(grpc, Wrapped::new(protect.clone(), reflection_v1));
+        add_grpc(grpc, Wrapped::new(protect, reflection_v1alpha))
     } else {
         let grpc = add_grpc(grpc, reflection_v1);
         add_grpc(grpc, reflection_v1alpha)
@@ -201,7 +206,7 @@ pub(crate) fn router(
         Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
-    let rest = rest.build(DeadlineLayer.layer(customers))?;
+    let rest = rest.build(Wrapped::new(Deadline, customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -332,39 +337,13 @@ pub fn openapi_document() -> Result<serde_json::Value, StartError> {
     Ok(rest_gateway()?.openapi(&openapi_info())?)
 }
 
-/// What a gRPC service must be to be mounted.
-pub trait GrpcService:
-    Service<
-        http::Request<tonic::body::Body>,
-        Response = http::Response<tonic::body::Body>,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + NamedService
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> GrpcService for S where
-    S: Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web, with deadlines.
-fn add_grpc<S: GrpcService>(router: Router, service: S) -> Router {
+fn add_grpc<S>(router: Router, service: S) -> Router
+where
+    S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
+{
     let path = format!("/{}/{{*method}}", S::NAME);
-    let stack = tonic_web::GrpcWebLayer::new().layer(DeadlineLayer.layer(service));
+    let stack = tonic_web::GrpcWebLayer::new().layer(Wrapped::new(Deadline, service));
     router.route_service(&path, stack)
 }
 

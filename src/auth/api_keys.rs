@@ -43,14 +43,8 @@ impl ApiKeys {
         Self { pool }
     }
 
-    /// The caller a key belongs to, if it is valid, unrevoked and unexpired.
-    pub async fn verify(&self, key: &str) -> Result<Principal, AuthError> {
-        self.verify_with_expiry(key)
-            .await
-            .map(|(principal, _)| principal)
-    }
-
-    /// Like [`ApiKeys::verify`], with the key's expiry (if it has one).
+    /// The caller a key belongs to, if it is valid, unrevoked and unexpired, and the key's
+    /// expiry (if it has one).
     pub async fn verify_with_expiry(
         &self,
         key: &str,

@@ -123,10 +123,19 @@ mod tests {
         unix_time(1_800_000_000 + seconds)
     }
 
+    fn jwt(token: &str) -> Key {
+        CredentialCache::key("jwt", token)
+    }
+
+    /// Caches `token` as verified (for a caller named like it) at `now` until `valid_until`.
+    fn remember(cache: &CredentialCache, token: &str, valid_until: u64, now: u64) {
+        cache.insert(jwt(token), caller(token), at(valid_until), at(now));
+    }
+
     #[test]
     fn an_entry_is_used_until_its_end_and_never_at_or_after_it() {
         let cache = CredentialCache::new(10);
-        let key = CredentialCache::key("jwt", "token-a");
+        let key = jwt("token-a");
         cache.insert(key, caller("alice"), at(60), at(0));
         assert_eq!(cache.get(&key, at(0)), Some(caller("alice")));
         assert_eq!(cache.get(&key, at(59)), Some(caller("alice")));
@@ -137,34 +146,22 @@ mod tests {
     #[test]
     fn a_different_credential_is_never_confused_with_a_cached_one() {
         let cache = CredentialCache::new(10);
-        cache.insert(
-            CredentialCache::key("jwt", "token-a"),
-            caller("alice"),
-            at(60),
-            at(0),
-        );
+        cache.insert(jwt("token-a"), caller("alice"), at(60), at(0));
         for other in ["token-b", "token-a ", "token-", "Token-a", ""] {
-            assert_eq!(
-                cache.get(&CredentialCache::key("jwt", other), at(1)),
-                None,
-                "{other:?}"
-            );
+            assert_eq!(cache.get(&jwt(other), at(1)), None, "{other:?}");
         }
         // The same text as another kind of credential is another key, too.
         assert_eq!(
             cache.get(&CredentialCache::key("api-key", "token-a"), at(1)),
             None
         );
-        assert_ne!(
-            CredentialCache::key("jwt", "token-a"),
-            CredentialCache::key("jwt", "token-b")
-        );
+        assert_ne!(jwt("token-a"), jwt("token-b"));
     }
 
     #[test]
     fn already_expired_credentials_are_not_cached() {
         let cache = CredentialCache::new(10);
-        let key = CredentialCache::key("jwt", "late");
+        let key = jwt("late");
         cache.insert(key, caller("alice"), at(10), at(10));
         cache.insert(key, caller("alice"), at(9), at(10));
         assert!(cache.is_empty());
@@ -174,47 +171,21 @@ mod tests {
     fn the_cache_stays_within_its_capacity() {
         let cache = CredentialCache::new(3);
         for (i, token) in ["a", "b", "c"].iter().enumerate() {
-            cache.insert(
-                CredentialCache::key("jwt", token),
-                caller(token),
-                at(10 + i as u64),
-                at(0),
-            );
+            remember(&cache, token, 10 + i as u64, 0);
         }
         assert_eq!(cache.len(), 3);
         // Full, with one entry ("a") expired at t=10: that one makes room.
-        cache.insert(
-            CredentialCache::key("jwt", "d"),
-            caller("d"),
-            at(100),
-            at(10),
-        );
+        remember(&cache, "d", 100, 10);
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get(&CredentialCache::key("jwt", "a"), at(10)), None);
-        assert_eq!(
-            cache.get(&CredentialCache::key("jwt", "d"), at(10)),
-            Some(caller("d"))
-        );
+        assert_eq!(cache.get(&jwt("a"), at(10)), None);
+        assert_eq!(cache.get(&jwt("d"), at(10)), Some(caller("d")));
         // Full of live entries: cleared, then the newcomer is kept.
-        cache.insert(
-            CredentialCache::key("jwt", "e"),
-            caller("e"),
-            at(100),
-            at(10),
-        );
+        remember(&cache, "e", 100, 10);
         assert_eq!(cache.len(), 1);
-        assert_eq!(
-            cache.get(&CredentialCache::key("jwt", "e"), at(10)),
-            Some(caller("e"))
-        );
+        assert_eq!(cache.get(&jwt("e"), at(10)), Some(caller("e")));
         // Capacity 0 caches nothing.
         let off = CredentialCache::new(0);
-        off.insert(
-            CredentialCache::key("jwt", "a"),
-            caller("a"),
-            at(100),
-            at(0),
-        );
+        remember(&off, "a", 100, 0);
         assert!(off.is_empty());
     }
 }

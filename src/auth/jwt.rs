@@ -172,13 +172,6 @@ impl JwtVerifier {
         }))
     }
 
-    /// The caller a token names, if it verifies.
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        self.verify_with_expiry(token)
-            .await
-            .map(|(principal, _)| principal)
-    }
-
     /// The caller a token names, if it verifies, and its `exp` (seconds since the epoch).
     pub async fn verify_with_expiry(
         &self,

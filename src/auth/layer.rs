@@ -4,28 +4,23 @@
 //! PERMISSION_DENIED naming the scope (403). The caller becomes a [`Principal`] request
 //! extension, which the adapter passes on as the actor of writes.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
-use http::{Request, Response};
-use tonic::{Status, body::Body, metadata::MetadataValue, server::NamedService};
-use tower::{Layer, Service};
+use http::Request;
+use tonic::{Status, metadata::MetadataValue};
 
 use super::{AuthError, Authenticator, Principal, limits::RateLimits, scopes};
+use crate::grpc::middleware::{Inner, Middleware, ResponseFuture};
 
-/// Wraps a gRPC service with [`Auth`].
+/// Puts a gRPC service behind authentication and the scope table.
 #[derive(Debug, Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     authenticator: Authenticator,
     rate_limits: Option<Arc<RateLimits>>,
     scope: Option<&'static str>,
 }
 
-impl AuthLayer {
+impl Auth {
     /// Checks calls with `authenticator` against the scope table, then each caller's
     /// `rate_limits`.
     pub fn new(authenticator: Authenticator, rate_limits: Option<RateLimits>) -> Self {
@@ -47,53 +42,16 @@ impl AuthLayer {
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            authenticator: self.authenticator.clone(),
-            rate_limits: self.rate_limits.clone(),
-            scope: self.scope,
-        }
-    }
-}
-
-/// A gRPC service behind authentication and the scope table.
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    authenticator: Authenticator,
-    rate_limits: Option<Arc<RateLimits>>,
-    scope: Option<&'static str>,
-}
-
-impl<S: NamedService> NamedService for Auth<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<Request<B>> for Auth<S>
-where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
+    fn call(&self, inner: &mut S, mut request: Request<B>) -> ResponseFuture<S::Error> {
         // The readied service handles this call; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticator = self.authenticator.clone();
-        let rate_limits = self.rate_limits.clone();
-        let fixed_scope = self.scope;
+        let clone = inner.clone();
+        let mut inner = std::mem::replace(inner, clone);
+        let Self {
+            authenticator,
+            rate_limits,
+            scope: fixed_scope,
+        } = self.clone();
         Box::pin(async move {
             let Some(scope) = fixed_scope.or_else(|| scopes::required(request.uri().path())) else {
                 return Ok(

@@ -7,22 +7,20 @@
 //!   calls answer UNAVAILABLE at once (503), which keeps latency bounded under overload and
 //!   tells clients to back off. Health checks are not behind either limit.
 
-use std::{
-    future::Future,
-    num::NonZeroU32,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
-use http::{Request, Response};
+use http::Request;
 use tokio::sync::Semaphore;
-use tonic::{Code, Status, body::Body, server::NamedService};
-use tower::{Layer, Service};
+use tonic::{Code, Status};
 
-use crate::{grpc::status::transport_status, service::error::reason};
+use crate::{
+    grpc::{
+        middleware::{Inner, Middleware, ResponseFuture},
+        status::transport_status,
+    },
+    service::error::reason,
+};
 
 /// Per-caller request rates.
 pub struct RateLimits {
@@ -70,11 +68,11 @@ impl RateLimits {
 
 /// Sheds calls beyond a concurrency limit.
 #[derive(Debug, Clone)]
-pub struct ConcurrencyLimitLayer {
+pub struct ConcurrencyLimit {
     permits: Arc<Semaphore>,
 }
 
-impl ConcurrencyLimitLayer {
+impl ConcurrencyLimit {
     /// At most `max` calls at once (at least one).
     pub fn new(max: usize) -> Self {
         Self {
@@ -83,42 +81,8 @@ impl ConcurrencyLimitLayer {
     }
 }
 
-impl<S> Layer<S> for ConcurrencyLimitLayer {
-    type Service = ConcurrencyLimit<S>;
-
-    fn layer(&self, inner: S) -> ConcurrencyLimit<S> {
-        ConcurrencyLimit {
-            inner,
-            permits: self.permits.clone(),
-        }
-    }
-}
-
-/// See [`ConcurrencyLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct ConcurrencyLimit<S> {
-    inner: S,
-    permits: Arc<Semaphore>,
-}
-
-impl<S: NamedService> NamedService for ConcurrencyLimit<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<Request<B>> for ConcurrencyLimit<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<S: Inner<B>, B> Middleware<S, B> for ConcurrencyLimit {
+    fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let status = transport_status(
                 Code::Unavailable,
@@ -128,7 +92,7 @@ where
             );
             return Box::pin(async move { Ok(status.into_http()) });
         };
-        let call = self.inner.call(request);
+        let call = inner.call(request);
         Box::pin(async move {
             let response = call.await;
             drop(permit);

@@ -7,8 +7,8 @@
 //!   revocation.
 //! - [`limits`]: per-caller rate limits and load shedding.
 //! - [`scopes`]: the table mapping every RPC to the scope it needs (deny by default).
-//! - [`layer`]: the tower layer that enforces both on every gRPC call before any business
-//!   work. REST and gRPC-web reach the same gRPC services, so one layer covers all three
+//! - [`layer`]: the middleware ([`crate::grpc::middleware`]) that enforces both on every gRPC
+//!   call before any business work. REST and gRPC-web reach the same gRPC services, so one layer covers all three
 //!   transports.
 
 pub mod api_keys;
@@ -152,21 +152,17 @@ impl Authenticator {
                 AuthError::InvalidToken("bearer tokens are not accepted here".into())
             })?;
             let token = token.trim();
-            if token.len() > jwt::MAX_TOKEN_BYTES {
-                // Refused by the verifier before any work; not worth hashing either.
-                return verifier.verify(token).await;
-            }
-            let now = SystemTime::now();
-            let key = CredentialCache::key("jwt", token);
-            if let Some(principal) = self.verified.get(&key, now) {
-                return Ok(principal);
-            }
-            let (principal, exp) = verifier.verify_with_expiry(token).await?;
-            if let Some(exp) = exp {
-                self.verified
-                    .insert(key, principal.clone(), cache::unix_time(exp), now);
-            }
-            return Ok(principal);
+            // A token over the size limit is refused by the verifier before any work; not
+            // worth hashing either.
+            return self
+                .verify_cached(
+                    "jwt",
+                    token,
+                    token.len() <= jwt::MAX_TOKEN_BYTES,
+                    verifier.verify_with_expiry(token),
+                    |_, exp| exp.map(cache::unix_time),
+                )
+                .await;
         }
         if let Some(value) = headers.get("x-api-key") {
             let key = value
@@ -177,24 +173,44 @@ impl Authenticator {
                 .as_ref()
                 .ok_or_else(|| AuthError::InvalidApiKey("API keys are not accepted here".into()))?;
             let key = key.trim();
-            if self.api_key_ttl.is_zero() {
-                return keys.verify(key).await;
-            }
-            let now = SystemTime::now();
-            let cache_key = CredentialCache::key("api-key", key);
-            if let Some(principal) = self.verified.get(&cache_key, now) {
-                return Ok(principal);
-            }
-            let (principal, expiry) = keys.verify_with_expiry(key).await?;
-            self.verified.insert(
-                cache_key,
-                principal.clone(),
-                api_key_valid_until(now, self.api_key_ttl, expiry),
-                now,
-            );
-            return Ok(principal);
+            return self
+                .verify_cached(
+                    "api-key",
+                    key,
+                    !self.api_key_ttl.is_zero(),
+                    keys.verify_with_expiry(key),
+                    |now, expiry| Some(api_key_valid_until(now, self.api_key_ttl, expiry)),
+                )
+                .await;
         }
         Err(AuthError::Missing)
+    }
+
+    /// The caller of `credential` (of `kind`): from the cache while its entry is valid, else
+    /// by `verify`, remembered until the instant `valid_until` makes of the verification time
+    /// and the credential's expiry. Without `cacheable`, `verify` alone decides.
+    async fn verify_cached<T>(
+        &self,
+        kind: &str,
+        credential: &str,
+        cacheable: bool,
+        verify: impl Future<Output = Result<(Principal, T), AuthError>>,
+        valid_until: impl FnOnce(SystemTime, T) -> Option<SystemTime>,
+    ) -> Result<Principal, AuthError> {
+        if !cacheable {
+            return verify.await.map(|(principal, _)| principal);
+        }
+        let now = SystemTime::now();
+        let key = CredentialCache::key(kind, credential);
+        if let Some(principal) = self.verified.get(&key, now) {
+            return Ok(principal);
+        }
+        let (principal, expiry) = verify.await?;
+        if let Some(valid_until) = valid_until(now, expiry) {
+            self.verified
+                .insert(key, principal.clone(), valid_until, now);
+        }
+        Ok(principal)
     }
 }
 

@@ -6,55 +6,25 @@
 //! writes run on spawned tasks (see `service`): a transaction already under way completes
 //! or rolls back on its own.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::time::Duration;
 
-use http::{Request, Response};
-use tonic::{Status, body::Body};
-use tower::{Layer, Service};
+use http::Request;
+use tonic::Status;
 
-/// Applies [`Deadline`] to a gRPC service.
+use super::middleware::{Inner, Middleware, ResponseFuture};
+
+/// Bounds each call of a gRPC service by the client's `grpc-timeout`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DeadlineLayer;
+pub struct Deadline;
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline { inner }
-    }
-}
-
-/// Bounds each call by the client's `grpc-timeout`.
-#[derive(Debug, Clone)]
-pub struct Deadline<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for Deadline<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<S: Inner<B>, B> Middleware<S, B> for Deadline {
+    fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let timeout = request
             .headers()
             .get("grpc-timeout")
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let call = self.inner.call(request);
+        let call = inner.call(request);
         Box::pin(async move {
             match timeout {
                 None => call.await,
@@ -95,13 +65,14 @@ mod tests {
 
     #[test]
     fn grpc_timeouts_parse_per_spec() {
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(
-            parse_grpc_timeout("99999999n"),
-            Some(Duration::from_nanos(99_999_999))
-        );
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        for (good, expected) in [
+            ("1H", Duration::from_secs(3600)),
+            ("250m", Duration::from_millis(250)),
+            ("99999999n", Duration::from_nanos(99_999_999)),
+            ("5S", Duration::from_secs(5)),
+        ] {
+            assert_eq!(parse_grpc_timeout(good), Some(expected), "{good}");
+        }
         for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S", "é"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod deadline;
+pub mod middleware;
 pub mod status;
 
 use prost_types::FieldMask;

@@ -122,20 +122,24 @@ mod tests {
 
     #[test]
     fn ids_are_percent_encoded_in_the_path_and_the_query() {
-        let path = UrlTemplate::parse("https://registry.example/v1/companies/{business_id}")
-            .expect("valid template");
-        assert_eq!(path.host(), "registry.example");
-        assert_eq!(
-            path.expand("GB/12.3_4-5").expect("expands").to_string(),
-            "https://registry.example/v1/companies/GB%2F12.3_4-5"
-        );
-        let query = UrlTemplate::parse("http://127.0.0.1:8081/lookup?id={business_id}&fmt=json")
-            .expect("valid template");
-        assert_eq!(query.host(), "127.0.0.1");
-        assert_eq!(
-            query.expand("a b&c").expect("expands").to_string(),
-            "http://127.0.0.1:8081/lookup?id=a%20b%26c&fmt=json"
-        );
+        for (template, host, id, expanded) in [
+            (
+                "https://registry.example/v1/companies/{business_id}",
+                "registry.example",
+                "GB/12.3_4-5",
+                "https://registry.example/v1/companies/GB%2F12.3_4-5",
+            ),
+            (
+                "http://127.0.0.1:8081/lookup?id={business_id}&fmt=json",
+                "127.0.0.1",
+                "a b&c",
+                "http://127.0.0.1:8081/lookup?id=a%20b%26c&fmt=json",
+            ),
+        ] {
+            let parsed = UrlTemplate::parse(template).expect("valid template");
+            assert_eq!(parsed.host(), host);
+            assert_eq!(parsed.expand(id).expect("expands").to_string(), expanded);
+        }
     }
 
     #[test]

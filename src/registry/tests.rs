@@ -173,6 +173,11 @@ fn ok() -> Reply {
     Reply::Json(200, ACME.into())
 }
 
+/// A good answer, long after any test's timeout.
+fn slow() -> Reply {
+    Reply::After(Duration::from_secs(30), Box::new(ok()))
+}
+
 fn minimal() -> Reply {
     Reply::Json(
         200,
@@ -190,6 +195,15 @@ fn config(registry: &FakeRegistry) -> RegistryConfig {
     config.breaker_threshold = 100;
     config.breaker_cooldown = Duration::from_secs(30);
     config
+}
+
+/// [`config`] with 100 ms per attempt and one retry, for a [`slow`] registry.
+fn impatient(registry: &FakeRegistry) -> RegistryConfig {
+    RegistryConfig {
+        timeout: Duration::from_millis(100),
+        retries: 1,
+        ..config(registry)
+    }
 }
 
 fn client(config: RegistryConfig, clock: &ManualClock) -> RegistryClient {
@@ -323,25 +337,23 @@ async fn not_found_is_not_retried_and_is_cached_briefly() {
 
 #[tokio::test]
 async fn server_errors_are_retried_a_bounded_number_of_times() {
-    let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
-    let mut config = config(&registry);
-    config.retries = 2;
-    let client = client(config, &ManualClock::new());
+    for (status, retries) in [(500, 2), (503, 0)] {
+        let registry = FakeRegistry::start(move |_| Reply::Status(status)).await;
+        let mut config = config(&registry);
+        config.retries = retries;
+        let client = client(config, &ManualClock::new());
+        let failed = Err(RegistryError::Status(status));
+        let attempts = 1 + retries as usize;
 
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
-    assert_eq!(registry.requests(), 3, "one attempt and two retries");
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
-    assert_eq!(registry.requests(), 6, "failures are not cached");
-}
-
-#[tokio::test]
-async fn zero_retries_make_one_attempt() {
-    let registry = FakeRegistry::start(|_| Reply::Status(503)).await;
-    let mut config = config(&registry);
-    config.retries = 0;
-    let client = client(config, &ManualClock::new());
-    assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(503)));
-    assert_eq!(registry.requests(), 1);
+        assert_eq!(client.lookup("GB-1").await, failed);
+        assert_eq!(
+            registry.requests(),
+            attempts,
+            "one attempt, {retries} retries"
+        );
+        assert_eq!(client.lookup("GB-1").await, failed);
+        assert_eq!(registry.requests(), 2 * attempts, "failures are not cached");
+    }
 }
 
 #[tokio::test]
@@ -363,12 +375,8 @@ async fn client_errors_are_never_retried() {
 
 #[tokio::test]
 async fn a_slow_registry_times_out_per_attempt_and_is_retried() {
-    let registry =
-        FakeRegistry::start(|_| Reply::After(Duration::from_secs(30), Box::new(ok()))).await;
-    let mut config = config(&registry);
-    config.timeout = Duration::from_millis(100);
-    config.retries = 1;
-    let client = client(config, &ManualClock::new());
+    let registry = FakeRegistry::start(|_| slow()).await;
+    let client = client(impatient(&registry), &ManualClock::new());
 
     let started = Instant::now();
     let result = client.lookup("GB-1").await;
@@ -581,15 +589,22 @@ async fn failures_are_logged_without_the_answer_or_the_id() {
     }
 }
 
-#[tokio::test]
-async fn the_breaker_opens_after_consecutive_failures_and_then_answers_without_requests() {
+/// A registry that fails every request with 500, and a client on `clock` whose breaker opens
+/// on its first lookup (three attempts, threshold three) for 30 s.
+async fn failing_registry(clock: &ManualClock) -> (FakeRegistry, RegistryClient) {
     let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
-    let clock = ManualClock::new();
     let mut config = config(&registry);
     config.retries = 2;
     config.breaker_threshold = 3;
     config.breaker_cooldown = Duration::from_secs(30);
-    let client = client(config, &clock);
+    let client = client(config, clock);
+    (registry, client)
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_and_then_answers_without_requests() {
+    let clock = ManualClock::new();
+    let (registry, client) = failing_registry(&clock).await;
 
     assert_eq!(client.lookup("GB-1").await, Err(RegistryError::Status(500)));
     assert_eq!(registry.requests(), 3);
@@ -654,12 +669,8 @@ async fn a_half_open_probe_that_succeeds_closes_the_breaker() {
 
 #[tokio::test]
 async fn a_failed_probe_reopens_the_breaker_without_retrying() {
-    let registry = FakeRegistry::start(|_| Reply::Status(500)).await;
     let clock = ManualClock::new();
-    let mut config = config(&registry);
-    config.retries = 2;
-    config.breaker_threshold = 3;
-    let client = client(config, &clock);
+    let (registry, client) = failing_registry(&clock).await;
     client.lookup("GB-1").await.unwrap_err();
     assert_eq!(registry.requests(), 3);
 
@@ -676,12 +687,11 @@ async fn a_failed_probe_reopens_the_breaker_without_retrying() {
 
 #[tokio::test]
 async fn a_slow_registry_opens_the_breaker_and_later_lookups_answer_fast() {
-    let registry =
-        FakeRegistry::start(|_| Reply::After(Duration::from_secs(30), Box::new(ok()))).await;
-    let mut config = config(&registry);
-    config.timeout = Duration::from_millis(100);
-    config.retries = 1;
-    config.breaker_threshold = 2;
+    let registry = FakeRegistry::start(|_| slow()).await;
+    let config = RegistryConfig {
+        breaker_threshold: 2,
+        ..impatient(&registry)
+    };
     let client = client(config, &ManualClock::new());
 
     client.lookup("GB-1").await.unwrap_err();

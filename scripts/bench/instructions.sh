@@ -20,9 +20,10 @@
 # per-second, not per-request, work); everything a request does itself is counted, including
 # the event sequencer's run that a write wakes.
 #
-# The table (markdown, appended to BENCHMARKS.md) gives per scenario the mean over the
-# repeats with every run in brackets, and with a base build the ratio current / base,
-# marked where it exceeds 1 + BENCH_TOLERANCE (0.05).
+# The table (markdown, appended to BENCHMARKS.md; made by instructions-table.awk from the raw
+# counts in target/bench/instructions.tsv) gives per scenario the mean over the repeats with
+# every run in brackets, and with a base build the ratio current / base, marked where it
+# exceeds 1 + BENCH_TOLERANCE (0.05).
 #
 # Scenarios (BENCH_SCENARIOS, customer-bench's names): get-grpc (GetCustomer of a random
 # seeded customer), list-first (ListCustomers, first page of 50, default order), search
@@ -169,60 +170,16 @@ command="make bench-instructions BENCH_REQUESTS=$REQUESTS BENCH_REPEATS=$REPEATS
 pg_version=$(psql_admin -c "SHOW server_version" | cut -d' ' -f1)
 {
     echo
-    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') · instructions per request (callgrind) · ${labels[*]}"
+    title=${labels[0]}
+    for label in "${labels[@]:1}"; do title="$title vs $label"; done
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') · instructions per request (callgrind) · $title"
     echo
     for build in "${builds[@]}"; do echo "- Build \`${build%%=*}\`: \`${build#*=}\`"; done
     echo "- Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (counts do not depend on it); PostgreSQL $pg_version on the same machine"
     echo "- Parameters: rows $ROWS, $REQUESTS requests per scenario after $WARMUP_REQUESTS of warm-up, $CONCURRENCY in flight over $CONNECTIONS HTTP/2 connections (customer-bench, gRPC, authentication on), $REPEATS runs per build in alternating order, a fresh database copy per run; server without NATS_URL, HEALTH_PROBE_INTERVAL=1h"
     echo "- Command: \`$command\`"
     echo
-    awk -F'\t' -v labels="${labels[*]}" -v tolerance="$TOLERANCE" '
-        # 1234567 -> 1,234,567
-        function group(n,   s, out) {
-            s = sprintf("%.0f", n); out = ""
-            while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-            return s out
-        }
-        {
-            label = $1; scenario = $3
-            if (scenario == "idle") { idle_sum[label] += $6 / $5; idle_n[label]++; next }
-            if (!(scenario in what)) { order[++scenarios] = scenario; what[scenario] = $7 }
-            per = $6 / $4
-            sum[label, scenario] += per; n[label, scenario]++
-            runs[label, scenario] = runs[label, scenario] (runs[label, scenario] == "" ? "" : " · ") group(per)
-            seconds[label, scenario] += $5; total[label, scenario] += $6
-        }
-        END {
-            count = split(labels, l, " ")
-            header = "| request |"; rule = "|---|"
-            for (i = 1; i <= count; i++) { header = header " `" l[i] "` instructions / request (runs) |"; rule = rule "--:|" }
-            if (count > 1) { header = header " `" l[count] "` / `" l[1] "` |"; rule = rule "--:|" }
-            print header; print rule
-            for (k = 1; k <= scenarios; k++) {
-                s = order[k]; row = "| **" s "** " what[s] " |"
-                for (i = 1; i <= count; i++) {
-                    mean[i] = n[l[i], s] ? sum[l[i], s] / n[l[i], s] : 0
-                    row = row " " group(mean[i]) " (" runs[l[i], s] ") |"
-                }
-                if (count > 1) {
-                    ratio = mean[1] ? mean[count] / mean[1] : 0
-                    row = row sprintf(" %.3f%s |", ratio, ratio > 1 + tolerance ? " **over " tolerance * 100 "%**" : "")
-                }
-                print row
-            }
-            print ""
-            line = "Background while idle (timers, no request), instructions per second:"
-            for (i = 1; i <= count; i++) {
-                rate = idle_n[l[i]] ? idle_sum[l[i]] / idle_n[l[i]] : 0
-                worst = 0
-                for (k = 1; k <= scenarios; k++) {
-                    s = order[k]
-                    if (total[l[i], s] > 0) { share = rate * seconds[l[i], s] / total[l[i], s]; if (share > worst) worst = share }
-                }
-                line = line sprintf(" `%s` %s (at most %.2f%% of any count above)%s", l[i], group(rate), worst * 100, i < count ? ";" : ".")
-            }
-            print line
-        }' "$RESULTS"
+    awk -F'\t' -v tolerance="$TOLERANCE" -f scripts/bench/instructions-table.awk "$RESULTS"
 } >"$OUT/instructions.md"
 cat "$OUT/instructions.md"
 if [ -n "$MARKDOWN" ]; then

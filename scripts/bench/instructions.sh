@@ -166,7 +166,8 @@ command="make bench-instructions BENCH_REQUESTS=$REQUESTS BENCH_REPEATS=$REPEATS
 [ "$CONCURRENCY" = 32 ] || command="$command BENCH_CONCURRENCY=$CONCURRENCY"
 [ -z "${BENCH_SCENARIOS:-}" ] || command="$command BENCH_SCENARIOS=$SCENARIOS"
 [ -z "${BENCH_BASE_BIN:-}" ] || command="$command BENCH_BASE_BIN=$BENCH_BASE_BIN BENCH_BASE_LABEL='${labels[0]}'"
-[ -z "${BENCH_SERVER_BIN:-}" ] || command="$command BENCH_SERVER_BIN=$BENCH_SERVER_BIN BENCH_SERVER_LABEL='${labels[-1]}'"
+[ -z "${BENCH_SERVER_BIN:-}" ] || command="$command BENCH_SERVER_BIN=$BENCH_SERVER_BIN"
+[ -z "${BENCH_SERVER_LABEL:-}" ] || command="$command BENCH_SERVER_LABEL='${labels[-1]}'"
 pg_version=$(psql_admin -c "SHOW server_version" | cut -d' ' -f1)
 {
     echo

@@ -26,11 +26,17 @@ TEST_THREADS ?= 6
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
 
+# What the bench targets run, as command:Debian-package (scripts/ensure-tools.sh installs the
+# package of any command that is missing).
+BENCH_TOOLS := psql:postgresql-client pgbench:postgresql-client curl:curl
+BENCH_REST_TOOLS := wrk:wrk h2load:nghttp2-client curl:curl bc:bc valgrind:valgrind callgrind_control:valgrind
+BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind
+
 # Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs) and
 # three replicas behind HAProxy (tests/cluster).
 TEST_PACKAGES := pgbouncer haproxy
 
-.PHONY: help run test test-tools bench bench-rest lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -41,7 +47,7 @@ PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 build: ## Build the service
 	$(CARGO) build --bin customer-api
@@ -89,6 +95,7 @@ test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when m
 	fi
 
 bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to BENCHMARKS.md
+	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	@# Two invocations: built together, feature unification would give the server the client's
 	@# tonic features (and rebuild it); apart, each keeps its own and both stay cached.
 	$(CARGO) build --release -p customer-api
@@ -96,8 +103,15 @@ bench: ## Release build, seeded PostgreSQL, load + pgbench baselines; report to 
 	scripts/bench/run.sh
 
 bench-rest: ## REST GET vs gRPC GET with wrk and h2load (issue 3's cross-check), alternating rounds
+	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_REST_TOOLS)
 	$(CARGO) build --release -p customer-api
 	scripts/bench/rest-vs-grpc.sh
+
+bench-instructions: ## Server instructions per Get/List/search/Create (callgrind); BENCH_BASE_BIN compares builds
+	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_INSTRUCTIONS_TOOLS)
+	$(CARGO) build --release -p customer-api
+	$(CARGO) build --release -p customer-bench
+	scripts/bench/instructions.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check

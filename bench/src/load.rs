@@ -199,3 +199,131 @@ pub async fn watch(
     );
     procfs::usage(&before.unwrap_or_else(|| after.clone()), &after)
 }
+
+/// What a fixed-count block measured: requests sent, failures by kind, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    /// Requests sent (all of them, failed or not).
+    pub sent: u64,
+    /// Failed requests by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Wall time of the block.
+    pub seconds: f64,
+}
+
+/// Runs exactly `total` requests over `workers` (each keeps one in flight and takes the next
+/// request from a shared count until none is left), then hands the workers back so that the
+/// next block reuses their connections. Counts rather than times are what an instruction
+/// count per request needs: the server's total over the block divided by `total`.
+pub async fn drive_count<W: Worker>(workers: Vec<W>, total: u64) -> (Vec<W>, Counted) {
+    let start = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut worker| {
+            let issued = issued.clone();
+            tokio::spawn(async move {
+                let mut errors = BTreeMap::new();
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    if let Err(kind) = worker.call().await {
+                        *errors.entry(kind).or_insert(0_u64) += 1;
+                    }
+                }
+                (worker, errors)
+            })
+        })
+        .collect();
+    let mut workers = Vec::with_capacity(tasks.len());
+    let mut errors = BTreeMap::new();
+    for task in tasks {
+        match task.await {
+            Ok((worker, worker_errors)) => {
+                workers.push(worker);
+                for (kind, n) in worker_errors {
+                    *errors.entry(kind).or_default() += n;
+                }
+            }
+            Err(error) => {
+                *errors
+                    .entry(format!("worker panicked: {error}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let counted = Counted {
+        sent: total,
+        errors,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    (workers, counted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its calls in a shared total; every `fail_every`-th call of this worker fails.
+    struct Counting {
+        calls: Arc<AtomicU64>,
+        own: u64,
+        fail_every: u64,
+    }
+
+    impl Worker for Counting {
+        async fn call(&mut self) -> Result<(), String> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.own += 1;
+            tokio::task::yield_now().await;
+            if self.own.is_multiple_of(self.fail_every) {
+                Err("refused".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn workers(n: usize, calls: &Arc<AtomicU64>, fail_every: u64) -> Vec<Counting> {
+        (0..n)
+            .map(|_| Counting {
+                calls: calls.clone(),
+                own: 0,
+                fail_every,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_counted_block_sends_exactly_the_requested_number_across_workers() {
+        let calls = Arc::new(AtomicU64::new(0));
+
+        let (workers, counted) = drive_count(workers(7, &calls, u64::MAX), 1000).await;
+
+        assert_eq!(calls.load(Ordering::Relaxed), 1000);
+        assert_eq!(counted.sent, 1000);
+        assert!(counted.errors.is_empty());
+        assert_eq!(workers.len(), 7);
+        assert_eq!(workers.iter().map(|w| w.own).sum::<u64>(), 1000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_block_reuses_the_workers_and_counts_only_its_own_requests() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let (workers, _) = drive_count(workers(3, &calls, u64::MAX), 30).await;
+
+        let (workers, counted) = drive_count(workers, 12).await;
+
+        assert_eq!(calls.load(Ordering::Relaxed), 42);
+        assert_eq!(counted.sent, 12);
+        assert_eq!(workers.iter().map(|w| w.own).sum::<u64>(), 42);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_counted_by_kind() {
+        let calls = Arc::new(AtomicU64::new(0));
+
+        // One worker, so its every 4th call is every 4th request: 25 of 100 fail.
+        let (_, counted) = drive_count(workers(1, &calls, 4), 100).await;
+
+        assert_eq!(counted.errors, BTreeMap::from([("refused".to_owned(), 25)]));
+    }
+}

@@ -17,7 +17,12 @@
 //! | `update` | UpdateCustomer (phone) with the etag and a request id | insert |
 //! | `mixed` | 80% GetCustomer, 10% Create, 10% Update | 80/20 blend |
 //!
-//! Modules: [`load`] (the closed-loop driver and histograms), [`clients`] (gRPC, gRPC-web,
+//! With `--requests N` every scenario instead sends exactly N requests after a warm-up of
+//! `--warmup-requests`, with optional shell commands right before and after each measured
+//! block (`scripts/bench/instructions.sh` zeroes and dumps the server's callgrind counters
+//! there), and prints one tab-separated line per scenario instead of the report.
+//!
+//! Modules: [`load`] (the closed-loop and fixed-count drivers and histograms), [`clients`] (gRPC, gRPC-web,
 //! REST), [`scenarios`] (the workers), [`pgbench`] (baselines), [`procfs`] (CPU and memory
 //! of the server), [`report`] (markdown, JSON, targets).
 
@@ -46,7 +51,7 @@ use clap::Parser;
 
 use crate::{
     clients::{Grpc, Http1, Http2, Target},
-    load::Plan,
+    load::{Counted, Measurement, Plan, Worker},
     pgbench::{Baseline, Pgbench},
     report::{Compare, Context, Report, Row},
     scenarios::{Rng, SEARCH_TERMS},
@@ -141,6 +146,100 @@ struct Args {
     /// A note for the report (what this run is about).
     #[arg(long, env = "BENCH_NOTE", default_value = "")]
     note: String,
+    /// Fixed-count mode: each scenario sends exactly this many requests (after
+    /// `--warmup-requests`) instead of running for `--duration`; no report, one line per
+    /// scenario on stdout: name, requests, seconds, what (tab-separated).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Fixed-count mode: requests sent before each measured block (not measured).
+    #[arg(long, default_value_t = 300)]
+    warmup_requests: u64,
+    /// Fixed-count mode: a shell command run right before each measured block
+    /// (`{scenario}` is replaced by the scenario's name); a failure stops the run.
+    #[arg(long)]
+    before_block: Option<String>,
+    /// Fixed-count mode: a shell command run right after each measured block.
+    #[arg(long)]
+    after_block: Option<String>,
+}
+
+/// How a scenario runs: for a time (the report) or for a number of requests.
+enum Mode {
+    Timed(Plan),
+    Counted {
+        warmup: u64,
+        requests: u64,
+        before: Option<String>,
+        after: Option<String>,
+    },
+}
+
+/// What running a scenario gave, by mode.
+enum Outcome {
+    Timed(Measurement),
+    Counted(Counted),
+}
+
+impl Mode {
+    /// Runs one scenario's workers in this mode. In fixed-count mode every request must
+    /// succeed: a count that includes failures does not describe the request.
+    async fn run<W: Worker>(
+        &self,
+        name: &str,
+        workers: Vec<W>,
+        server: Option<u32>,
+    ) -> Result<Outcome, String> {
+        match self {
+            Self::Timed(plan) => Ok(Outcome::Timed(
+                load::drive(name, workers, *plan, server).await,
+            )),
+            Self::Counted {
+                warmup,
+                requests,
+                before,
+                after,
+            } => {
+                let (workers, warm) = load::drive_count(workers, *warmup).await;
+                all_succeeded(name, "warm-up", &warm)?;
+                hook(before.as_deref(), name).await?;
+                let (_, counted) = load::drive_count(workers, *requests).await;
+                hook(after.as_deref(), name).await?;
+                all_succeeded(name, "measured block", &counted)?;
+                Ok(Outcome::Counted(counted))
+            }
+        }
+    }
+}
+
+fn all_succeeded(name: &str, block: &str, counted: &Counted) -> Result<(), String> {
+    if counted.errors.is_empty() {
+        return Ok(());
+    }
+    let failures: Vec<String> = counted
+        .errors
+        .iter()
+        .map(|(kind, n)| format!("{n} × {kind}"))
+        .collect();
+    Err(format!("{name}, {block}: {}", failures.join(", ")))
+}
+
+/// Runs a `--before-block`/`--after-block` command for `scenario`.
+async fn hook(command: Option<&str>, scenario: &str) -> Result<(), String> {
+    let Some(command) = command else {
+        return Ok(());
+    };
+    let command = command.replace("{scenario}", scenario);
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .status()
+        .await
+        .map_err(|e| format!("`{command}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{command}` failed ({status})"))
+    }
 }
 
 fn main() -> ExitCode {
@@ -190,6 +289,15 @@ async fn run(args: Args) -> Result<(), String> {
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration.max(1)),
     };
+    let mode = match args.requests {
+        None => Mode::Timed(plan),
+        Some(requests) => Mode::Counted {
+            warmup: args.warmup_requests,
+            requests: requests.max(1),
+            before: args.before_block.clone(),
+            after: args.after_block.clone(),
+        },
+    };
     let pgbench = args.database_url.as_ref().map(|url| Pgbench {
         program: args.pgbench.clone(),
         database_url: url.clone(),
@@ -202,6 +310,7 @@ async fn run(args: Args) -> Result<(), String> {
     let page_size = PAGE_SIZE.min(args.rows.saturating_sub(1) / u64::from(DEEP_PAGE));
     let mut facts = Vec::new();
     let mut rows = Vec::new();
+    let mut counted = Vec::new();
     let started = Instant::now();
 
     for (position, &name) in selected.iter().enumerate() {
@@ -215,7 +324,11 @@ async fn run(args: Args) -> Result<(), String> {
         let pid = args.server_pid;
         let client = |i: usize| grpc[i % grpc.len()].clone();
         let rows_n = args.rows;
-        let (what, compare, measurement) = match name {
+        let (what, compare, outcome) = match name {
+            "pgbench-select" | "pgbench-insert" if matches!(mode, Mode::Counted { .. }) => {
+                eprintln!("  skipped: pgbench runs for a time, not a count");
+                continue;
+            }
             "pgbench-select" | "pgbench-insert" => {
                 let Some(pgbench) = &pgbench else {
                     eprintln!("  skipped: no --database-url for pgbench");
@@ -227,7 +340,7 @@ async fn run(args: Args) -> Result<(), String> {
                     (Baseline::Insert, "single-row INSERT, 1 commit each")
                 };
                 let m = pgbench.run(baseline, plan).await?;
-                (what.to_owned(), Compare::None, m)
+                (what.to_owned(), Compare::None, Outcome::Timed(m))
             }
             "get-grpc" => {
                 let workers = (0..c)
@@ -237,7 +350,7 @@ async fn run(args: Args) -> Result<(), String> {
                         rows: rows_n,
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 ("GetCustomer, gRPC".to_owned(), Compare::Select, m)
             }
             "get-grpc-web" => {
@@ -249,7 +362,7 @@ async fn run(args: Args) -> Result<(), String> {
                         rows: rows_n,
                     });
                 }
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "GetCustomer, gRPC-web (HTTP/1.1)".to_owned(),
                     Compare::Select,
@@ -265,7 +378,7 @@ async fn run(args: Args) -> Result<(), String> {
                         rows: rows_n,
                     });
                 }
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "GetCustomer, REST (HTTP/1.1)".to_owned(),
                     Compare::Select,
@@ -281,7 +394,7 @@ async fn run(args: Args) -> Result<(), String> {
                         rows: rows_n,
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "GetCustomer, REST (HTTP/2, gRPC's connections)".to_owned(),
                     Compare::Select,
@@ -317,7 +430,7 @@ async fn run(args: Args) -> Result<(), String> {
                         expect_at_least: page_size as usize,
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (what, Compare::Select, m)
             }
             "search" | "search-1" => {
@@ -332,7 +445,7 @@ async fn run(args: Args) -> Result<(), String> {
                         expect_at_least: 1,
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     format!(
                         "ListCustomers `family_name:\"…\"` ({} names, 0.1% each), {c} in flight",
@@ -351,7 +464,7 @@ async fn run(args: Args) -> Result<(), String> {
                         sent: 0,
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "CreateCustomer with request_id".to_owned(),
                     Compare::Insert,
@@ -362,7 +475,7 @@ async fn run(args: Args) -> Result<(), String> {
                 let workers = (0..c)
                     .map(|i| scenarios::Update::owned(client(i), 1, rows_n / 2, i, c))
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "UpdateCustomer with etag and request_id".to_owned(),
                     Compare::Insert,
@@ -386,7 +499,7 @@ async fn run(args: Args) -> Result<(), String> {
                         update: scenarios::Update::owned(client(i), rows_n / 2 + 1, rows_n, i, c),
                     })
                     .collect();
-                let m = load::drive(name, workers, plan, pid).await;
+                let m = mode.run(name, workers, pid).await?;
                 (
                     "80% Get / 10% Create / 10% Update, gRPC".to_owned(),
                     Compare::Blend,
@@ -395,13 +508,35 @@ async fn run(args: Args) -> Result<(), String> {
             }
             other => return Err(format!("no driver for {other}")),
         };
-        print_line(name, &measurement);
-        rows.push(Row {
-            name,
-            what,
-            compare,
-            measurement,
-        });
+        match outcome {
+            Outcome::Timed(measurement) => {
+                print_line(name, &measurement);
+                rows.push(Row {
+                    name,
+                    what,
+                    compare,
+                    measurement,
+                });
+            }
+            Outcome::Counted(block) => {
+                eprintln!(
+                    "  {name:<22} {:>9} requests in {:.1} s",
+                    block.sent, block.seconds
+                );
+                counted.push(format!(
+                    "{name}\t{}\t{:.3}\t{what}",
+                    block.sent, block.seconds
+                ));
+            }
+        }
+    }
+
+    if matches!(mode, Mode::Counted { .. }) {
+        for line in counted {
+            println!("{line}");
+        }
+        eprintln!("fixed-count run took {} s", started.elapsed().as_secs());
+        return Ok(());
     }
 
     let report = Report {

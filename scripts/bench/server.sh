@@ -5,6 +5,10 @@
 # bearer token with read and write scopes), SERVER_PID, BENCH_URL, OUT and ROWS, and a trap
 # that stops the server on every exit path.
 #
+# A script that sets SERVER_START=manual before sourcing gets the database template and the
+# token but no server: it calls `start_server [WRAPPER...]` (a fresh copy of the template,
+# then $BIN under WRAPPER, e.g. valgrind) and `stop_server` itself, as often as it needs.
+#
 # Settings (environment): BENCH_ROWS (100000), BENCH_ADDR (127.0.0.1:18080),
 # BENCH_SERVER_BIN (another server build, for A/B runs), DB_POOL_SIZE and any other server
 # setting.
@@ -63,24 +67,28 @@ if ! exists "$TEMPLATE"; then
     psql_admin -c "ALTER DATABASE \"$building\" RENAME TO \"$TEMPLATE\""
     log "seeded in $((SECONDS - seed_started)) s"
 fi
-drop_db "$BENCH_DB"
-# FILE_COPY copies the files instead of WAL-logging every block (PostgreSQL >= 15).
-if ! psql_admin -c "CREATE DATABASE $BENCH_DB TEMPLATE \"$TEMPLATE\" STRATEGY FILE_COPY" 2>/dev/null; then
-    psql_admin -c "CREATE DATABASE $BENCH_DB TEMPLATE \"$TEMPLATE\""
-fi
+# fresh_database: $BENCH_DB as a new copy of the template.
+fresh_database() {
+    drop_db "$BENCH_DB"
+    # FILE_COPY copies the files instead of WAL-logging every block (PostgreSQL >= 15).
+    if ! psql_admin -c "CREATE DATABASE $BENCH_DB TEMPLATE \"$TEMPLATE\" STRATEGY FILE_COPY" 2>/dev/null; then
+        psql_admin -c "CREATE DATABASE $BENCH_DB TEMPLATE \"$TEMPLATE\""
+    fi
+}
 BENCH_URL=$(db_url "$BENCH_DB")
 
 # --- the server ---------------------------------------------------------------------
 export JWT_HS256_SECRET=${JWT_HS256_SECRET:-bench-only-secret-0123456789abcdef0123456789}
 TOKEN=$("$BIN" token --scopes "customers.read customers.write" --ttl 2h --sub bench)
 SERVER_PID=
-cleanup() {
+stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    SERVER_PID=
 }
-trap cleanup EXIT
+trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 # Rate limits stay on (their cost is part of every call) but far above the load.
@@ -91,7 +99,12 @@ server_env=(
     RATE_LIMIT_BURST="${RATE_LIMIT_BURST:-1000000}"
     PAGE_TOKEN_KEY="${PAGE_TOKEN_KEY:-bench page token key 0123456789}"
 )
-log "starting the server on $ADDR (log: target/bench/server.log)"
-env "${server_env[@]}" "$BIN" serve >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
+# start_server [WRAPPER...]: $BIN (under WRAPPER, if given) on a fresh copy of the template.
+start_server() {
+    fresh_database
+    log "starting $BIN on $ADDR${*:+ under $*} (log: target/bench/server.log)"
+    env "${server_env[@]}" "$@" "$BIN" serve >"$OUT/server.log" 2>&1 &
+    SERVER_PID=$!
+}
+[ "${SERVER_START:-}" = manual ] || start_server
 

@@ -40,6 +40,19 @@ fn timestamp(text: &str) -> Option<Timestamp> {
     })
 }
 
+/// A server that keeps the events these tests write with fixed dates in the past: under the
+/// default 30-day retention its pruner (first run at start-up, racing the test's inserts)
+/// would delete them once they are numbered.
+async fn spawn_keeping_history(
+    configure: impl FnOnce(&mut customer_api::config::ServeSettings),
+) -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.events.event_retention = std::time::Duration::from_secs(100 * 365 * 86_400);
+        configure(settings);
+    })
+    .await
+}
+
 /// An event row as the version 1 release wrote it: JSON in `data`, no `payload`.
 async fn insert_v1_event(
     app: &TestApp,
@@ -126,7 +139,7 @@ fn updated_customer() -> pb::Customer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_stored_as_version_1_json_are_listed_as_before() {
-    let app = TestApp::spawn().await;
+    let app = spawn_keeping_history(|_| {}).await;
     let registered = insert_v1_event(
         &app,
         CUSTOMER,
@@ -432,7 +445,7 @@ async fn a_retry_of_a_request_answered_before_the_upgrade_replays_that_answer() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purge_scrubs_the_history_in_both_encodings_and_keeps_each_in_its_own() {
-    let app = TestApp::spawn_with(|s| {
+    let app = spawn_keeping_history(|s| {
         s.customer_purge_after = std::time::Duration::from_millis(1);
         s.customer_purge_interval = std::time::Duration::from_millis(20);
     })

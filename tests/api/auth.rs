@@ -734,7 +734,8 @@ async fn keys_from_a_jwks_url_verify_and_unknown_kids_cannot_force_refetches() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_jwks_url_stops_start_up_with_a_clear_error() {
-    let (database_url, _) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, _) = database.parts();
     let mut settings = ServeSettings::for_database(database_url);
     settings.auth.jwks_url = Some("http://127.0.0.1:9/jwks.json".into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -859,7 +860,8 @@ async fn a_jwks_behind_a_private_ca_is_trusted_only_with_extra_ca_file() {
     let jwks = Bytes::from(std::fs::read(fixture("jwt/jwks.json")).unwrap());
     let (port, ca_cert) = https_server(jwks).await;
     let jwks_url = format!("https://localhost:{port}/.well-known/jwks.json");
-    let (database_url, database_name) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, database_name) = database.parts();
 
     let mut settings = ServeSettings::for_database(database_url.clone());
     settings.auth.jwks_url = Some(jwks_url.clone());
@@ -903,7 +905,8 @@ async fn a_jwks_behind_a_private_ca_is_trusted_only_with_extra_ca_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_extra_ca_file_stops_start_up_naming_it() {
-    let (database_url, _) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, _) = database.parts();
     let files = crate::tls::TempDir::new();
     let not_pem = files.write("not-a-ca.pem", "hello");
     let mut settings = ServeSettings::for_database(database_url);

@@ -10,8 +10,12 @@
 //! to provide one (`make test` does). They never skip.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -183,8 +187,69 @@ async fn template() -> &'static str {
         .await
 }
 
-/// A fresh, migrated database; returns its URL.
-pub async fn fresh_database() -> (String, String) {
+/// A test database, dropped (`WITH (FORCE)`) when the last holder of it is gone: the test
+/// that asked for it and every [`TestApp`] serving it. Each test thereby leaves no database
+/// behind, whether it passes or fails.
+#[derive(Clone)]
+pub struct TestDatabase(Arc<Owned>);
+
+struct Owned {
+    url: String,
+    name: String,
+}
+
+/// The databases of this process still held, by name: a second server started on a name
+/// (`TestApp::spawn_on`) holds it too, so stopping the first never drops it under the second.
+static HELD: Mutex<Option<HashMap<String, Weak<Owned>>>> = Mutex::new(None);
+
+impl TestDatabase {
+    /// Its URL and its name.
+    pub fn parts(&self) -> (String, String) {
+        (self.0.url.clone(), self.0.name.clone())
+    }
+
+    fn held(name: &str) -> Option<Self> {
+        let held = HELD.lock().unwrap();
+        held.as_ref()?.get(name)?.upgrade().map(Self)
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(held) = HELD.lock().unwrap().as_mut() {
+            held.remove(&self.name);
+        }
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on a future: the statement
+        // runs on a thread of its own with a runtime of its own, and is waited for.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                admin()
+                    .await
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        db::quote_ident(&name)
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            // Not a panic: this may run while a failed test unwinds. `make test` drops what is
+            // left after the run (scripts/drop-test-databases.sh).
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A fresh, migrated database, dropped when the returned handle (and every server started on
+/// it) is gone.
+pub async fn fresh_database() -> TestDatabase {
     let template = template().await;
     let name = format!(
         "{}_{}_{}",
@@ -200,7 +265,15 @@ pub async fn fresh_database() -> (String, String) {
     ))
     .await
     .expect("create test database");
-    (db::with_database(&base_url(), &name).expect("url"), name)
+    let owned = Arc::new(Owned {
+        url: db::with_database(&base_url(), &name).expect("url"),
+        name: name.clone(),
+    });
+    HELD.lock()
+        .unwrap()
+        .get_or_insert_default()
+        .insert(name, Arc::downgrade(&owned));
+    TestDatabase(owned)
 }
 
 /// A running server and a client connected to it.
@@ -219,6 +292,8 @@ pub struct TestApp {
     pub database_name: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), server::StartError>>>,
+    /// Keeps a test database alive while this server uses it (none for other databases).
+    _database: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -245,7 +320,8 @@ impl TestApp {
         configure: impl FnOnce(&mut ServeSettings),
         client_tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let (database_url, database_name) = fresh_database().await;
+        let database = fresh_database().await;
+        let (database_url, database_name) = database.parts();
         Self::spawn_on(database_url, database_name, configure, client_tls).await
     }
 
@@ -296,6 +372,7 @@ impl TestApp {
                 .expect("client TLS config"),
         };
         let channel = endpoint.connect().await.expect("connect");
+        let database = TestDatabase::held(&database_name);
         Self {
             addr,
             client: CustomerServiceClient::with_interceptor(channel.clone(), Bearer::new(&token)),
@@ -305,6 +382,7 @@ impl TestApp {
             database_name,
             shutdown: Some(shutdown),
             server: Some(server),
+            _database: database,
         }
     }
 

@@ -126,7 +126,8 @@ async fn reads_of_the_event_log_take_no_lock_and_still_see_a_write_that_returned
 
 #[tokio::test]
 async fn an_unusable_nats_url_stops_start_up_without_echoing_it() {
-    let (database_url, _) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, _) = database.parts();
     let mut settings = customer_api::config::ServeSettings::for_database(database_url);
     settings.events.nats_url = Some("http://relay:s3cret@127.0.0.1:4222".into());
 

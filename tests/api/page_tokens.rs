@@ -32,7 +32,8 @@ async fn page(app: &TestApp, order_by: &str, page_size: i32, token: &str) -> (Ve
 /// both race to store the key), and a third started after one of them stopped.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_from_one_instance_continues_the_listing_on_another_without_a_configured_key() {
-    let (url, name) = fresh_database().await;
+    let database = fresh_database().await;
+    let (url, name) = database.parts();
     let unconfigured = |settings: &mut customer_api::config::ServeSettings| {
         settings.page_token_key = None;
     };

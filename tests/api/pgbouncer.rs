@@ -236,7 +236,8 @@ async fn roundtrip(apps: &[&TestApp]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_works_behind_pgbouncer_in_session_mode() {
-    let (url, name) = fresh_database().await;
+    let database = fresh_database().await;
+    let (url, name) = database.parts();
     // Session mode holds a server connection per client: enough for the pool and sessions.
     let bouncer = Bouncer::start("session", 30, &url).await;
     let configure = |settings: &mut ServeSettings| settings.database.pool_size = 8;
@@ -252,7 +253,8 @@ async fn the_service_works_behind_pgbouncer_in_session_mode() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_work_behind_pgbouncer_in_transaction_mode_without_prepared_statements() {
-    let (url, name) = fresh_database().await;
+    let database = fresh_database().await;
+    let (url, name) = database.parts();
     let bouncer = Bouncer::start("transaction", 2, &url).await;
     let pooled = bouncer.route(&url);
     let configure = |settings: &mut ServeSettings| {

@@ -306,7 +306,8 @@ async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_exits_zero_on_sigterm() {
-    let (database_url, _) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, _) = database.parts();
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -341,7 +342,8 @@ async fn the_binary_exits_zero_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_page_token_key_stops_start_up_with_a_clear_error() {
-    let (database_url, _) = crate::helpers::fresh_database().await;
+    let database = crate::helpers::fresh_database().await;
+    let (database_url, _) = database.parts();
     let mut settings = customer_api::config::ServeSettings::for_database(database_url);
     settings.page_token_key = Some("short".into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

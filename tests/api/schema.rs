@@ -225,7 +225,8 @@ fn differences(declared: &Schema, migrated: &Schema) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_rs_matches_the_migrated_database() {
-    let (url, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let (url, _) = database.parts();
     let migrated = migrated(&url).await;
     let ours = declared(SCHEMA_RS).unwrap();
     assert!(migrated.contains_key("service_keys") && migrated.contains_key("customers"));

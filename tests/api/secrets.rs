@@ -118,7 +118,8 @@ fn a_secret_is_read_from_its_file_without_the_trailing_newline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_url_is_read_from_database_url_file() {
-    let (url, _) = fresh_database().await;
+    let database = fresh_database().await;
+    let (url, _) = database.parts();
     let dir = TempDir::new();
     let file = dir.write("database-url", &format!("{url}\r\n"));
     let out = customer_api(

@@ -25,7 +25,10 @@ use rustls::{
     crypto::{CryptoProvider, ring},
     server::{VerifierBuilderError, WebPkiClientVerifier},
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls_pki_types::{
+    CertificateDer, PrivateKeyDer,
+    pem::{self, PemObject},
+};
 use tokio::net::TcpStream;
 /// The acceptor [`acceptor`] builds (tokio-rustls'), re-exported for the server.
 pub use tokio_rustls::TlsAcceptor;
@@ -123,29 +126,36 @@ pub(crate) fn certificates(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|error| file_error(what, path, &error))?;
+    read_certificates(path).map_err(|error| file_error(what, path, &error))
+}
+
+fn file_error(what: &'static str, path: &Path, error: &pem::Error) -> TlsError {
+    TlsError::File {
+        what,
+        path: path.to_owned(),
+        reason: pem_reason(error, || format!("no PEM {what} found")),
+    }
+}
+
+/// Every certificate of the PEM file `path`; at least one (`NoItemsFound` otherwise). Shared
+/// by the listener, the registry client and the database connector, which each name the
+/// file their own way.
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, pem::Error> {
+    let certificates =
+        CertificateDer::pem_file_iter(path).and_then(Iterator::collect::<Result<Vec<_>, _>>)?;
     if certificates.is_empty() {
-        return Err(file_error(
-            what,
-            path,
-            &rustls_pki_types::pem::Error::NoItemsFound,
-        ));
+        return Err(pem::Error::NoItemsFound);
     }
     Ok(certificates)
 }
 
-fn file_error(what: &'static str, path: &Path, error: &rustls_pki_types::pem::Error) -> TlsError {
-    let reason = match error {
-        rustls_pki_types::pem::Error::Io(error) => error.to_string(),
-        rustls_pki_types::pem::Error::NoItemsFound => format!("no PEM {what} found"),
+/// Why a PEM file cannot be used, in words; `nothing_found` says it for a file without an
+/// item of the expected kind.
+pub(crate) fn pem_reason(error: &pem::Error, nothing_found: impl FnOnce() -> String) -> String {
+    match error {
+        pem::Error::Io(error) => error.to_string(),
+        pem::Error::NoItemsFound => nothing_found(),
         other => format!("invalid PEM: {other}"),
-    };
-    TlsError::File {
-        what,
-        path: path.to_owned(),
-        reason,
     }
 }
 

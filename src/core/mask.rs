@@ -127,6 +127,79 @@ pub fn label_path(path: &str) -> Option<Result<String, String>> {
     })
 }
 
+/// One label of a mask: set it from `source`, or remove it when `source` lacks it.
+pub fn apply_label(
+    target: &mut std::collections::BTreeMap<String, String>,
+    source: &std::collections::BTreeMap<String, String>,
+    key: &str,
+) {
+    match source.get(key) {
+        Some(value) => {
+            target.insert(key.to_owned(), value.clone());
+        }
+        None => {
+            target.remove(key);
+        }
+    }
+}
+
+/// Implements [`MaskField`] for a resource's field enum from one table, so that each field's
+/// path is written once. A row is `Variant = "path" => how`, where `how` is the input member
+/// copied as a whole (`given_name`) or, in parentheses, a closure `|target, source|` copying
+/// the field; `[labels: Label]` adds the `labels.{key}` paths of the variant `Label(key)`.
+/// A variant's version-1 fingerprint name is its Rust name (`GivenName`, `Label("env")`),
+/// frozen by the golden tests.
+macro_rules! mask_fields {
+    (
+        $field:ident for $input:ty $([labels: $label:ident])? {
+            $($variant:ident = $path:literal => $how:tt,)+
+        }
+    ) => {
+        impl $crate::core::mask::MaskField for $field {
+            type Input = $input;
+
+            fn parse(path: &str) -> Option<Result<Self, String>> {
+                match path {
+                    $($path => Some(Ok(Self::$variant)),)+
+                    _ => None $(.or_else(|| {
+                        $crate::core::mask::label_path(path).map(|key| key.map(Self::$label))
+                    }))?,
+                }
+            }
+
+            fn apply(&self, target: &mut $input, source: &$input) {
+                match self {
+                    $(Self::$variant => $crate::core::mask::mask_fields!(@copy $how, target, source),)+
+                    $(Self::$label(key) => {
+                        $crate::core::mask::apply_label(&mut target.labels, &source.labels, key)
+                    })?
+                }
+            }
+
+            fn path(&self) -> String {
+                match self {
+                    $(Self::$variant => $path.to_owned(),)+
+                    $(Self::$label(key) => format!("labels.{key}"),)?
+                }
+            }
+
+            fn legacy_name(&self) -> String {
+                match self {
+                    $(Self::$variant => stringify!($variant).to_owned(),)+
+                    $(Self::$label(key) => format!("{}({key:?})", stringify!($label)),)?
+                }
+            }
+        }
+    };
+    (@copy $member:ident, $target:ident, $source:ident) => {
+        $target.$member.clone_from(&$source.$member)
+    };
+    (@copy ($copy:expr), $target:ident, $source:ident) => {
+        ($copy)($target, $source)
+    };
+}
+pub(crate) use mask_fields;
+
 /// `google.api.field_behavior` values a client cannot set: OUTPUT_ONLY and IDENTIFIER.
 const NOT_UPDATABLE: [i32; 2] = [3, 8];
 

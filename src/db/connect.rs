@@ -45,7 +45,7 @@ use rustls::{
         WebPkiServerVerifier,
         danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     },
-    crypto::{CryptoProvider, ring},
+    crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use tokio_postgres::config::{Host, SslMode as WireSslMode};
@@ -418,16 +418,16 @@ fn client_config(
         (SslMode::VerifyFull, Some(store)) => builder.with_root_certificates(store),
         // require and prefer check the chain when given roots, as libpq does.
         (_, Some(store)) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(store, provider)
+            let webpki = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
                 .build()
                 .map_err(|e| ConnectError::Url(format!("sslrootcert: {e}")))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                .with_custom_certificate_verifier(Arc::new(Lenient::new(&provider, Some(webpki))))
         }
         (_, None) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))),
+            .with_custom_certificate_verifier(Arc::new(Lenient::new(&provider, None))),
     };
     let mut config = match identity {
         None => builder.with_no_client_auth(),
@@ -444,17 +444,7 @@ fn certificates(
     param: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
-    let found = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| file_error(param, path, &e))?;
-    if found.is_empty() {
-        return Err(file_error(
-            param,
-            path,
-            &rustls_pki_types::pem::Error::NoItemsFound,
-        ));
-    }
-    Ok(found)
+    crate::tls::read_certificates(path).map_err(|e| file_error(param, path, &e))
 }
 
 fn file_error(
@@ -462,76 +452,38 @@ fn file_error(
     path: &Path,
     error: &rustls_pki_types::pem::Error,
 ) -> ConnectError {
-    let reason = match error {
-        rustls_pki_types::pem::Error::Io(error) => error.to_string(),
-        rustls_pki_types::pem::Error::NoItemsFound => "no PEM item of the expected kind".into(),
-        other => format!("invalid PEM: {other}"),
-    };
     ConnectError::File {
         param,
         path: path.to_owned(),
-        reason,
+        reason: crate::tls::pem_reason(error, || "no PEM item of the expected kind".into()),
     }
 }
 
-/// `require`/`prefer` without `sslrootcert` (libpq's meaning): any certificate is accepted,
-/// but the handshake's signature is still checked, so the session is encrypted to whoever
-/// holds the certificate's key.
+/// libpq's modes that verify less than `verify-full`. Without a chain verifier
+/// (`require`/`prefer` without `sslrootcert`) any certificate is accepted; with one
+/// (`verify-ca`, and `require`/`prefer` given `sslrootcert`) the chain must lead to a trusted
+/// CA but the host name is not compared: webpki checks the chain first, so a name mismatch is
+/// only ever reported for a certificate whose chain already verified. Either way the
+/// handshake's signature is checked, so the session is encrypted to whoever holds the
+/// certificate's key.
 #[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
+struct Lenient {
+    /// The chain verifier, if the chain is checked.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// The provider's signature algorithms (what the chain verifier would use too).
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+impl Lenient {
+    fn new(provider: &CryptoProvider, chain: Option<Arc<WebPkiServerVerifier>>) -> Self {
+        Self {
+            chain,
+            algorithms: provider.signature_verification_algorithms,
+        }
     }
 }
 
-/// `verify-ca` (and `require`/`prefer` given `sslrootcert`): the chain must lead to a trusted
-/// CA; the host name is not compared. webpki checks the chain first, so a name mismatch is
-/// only ever reported for a certificate whose chain already verified.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -540,10 +492,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -557,7 +509,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -566,11 +518,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

@@ -204,15 +204,29 @@ impl Pool {
             return body(conn).await;
         }
         self.begin(conn).await?;
-        match body(conn).await {
-            Ok(value) => {
-                AnsiTransactionManager::commit_transaction(conn).await?;
-                Ok(value)
-            }
+        let result = body(conn).await;
+        finish(conn, result).await
+    }
+}
+
+/// Ends the transaction that produced `result`: COMMIT when it is `Ok`, ROLLBACK when not. A
+/// failed COMMIT is rolled back too (as diesel-async's own `transaction` does) and its error
+/// returned.
+pub(crate) async fn finish<T, E>(conn: &mut AsyncPgConnection, result: Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match result {
+        Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
+            Ok(()) => Ok(value),
             Err(error) => {
-                AnsiTransactionManager::rollback_transaction(conn).await?;
-                Err(error)
+                let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                Err(error.into())
             }
+        },
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(conn).await?;
+            Err(error)
         }
     }
 }

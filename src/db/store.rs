@@ -2,7 +2,7 @@
 //! connections, and a connection is a [`Storage`] whose repositories turn rows into domain
 //! types and unique violations into typed [`Conflict`]s.
 
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::{
@@ -73,21 +73,8 @@ impl Transact<AsyncPgConnection> for PgStore {
             let mut conn = pool.get().await?;
             let conn: &mut AsyncPgConnection = &mut conn;
             pool.begin(conn).await?;
-            let result = match body(conn).await {
-                Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
-                    Ok(()) => Ok(value),
-                    Err(error) => {
-                        // diesel-async's own `transaction` does the same: a failed COMMIT
-                        // leaves the transaction to be rolled back.
-                        let _ = AnsiTransactionManager::rollback_transaction(conn).await;
-                        Err(error.into())
-                    }
-                },
-                Err(error) => {
-                    AnsiTransactionManager::rollback_transaction(conn).await?;
-                    Err(error)
-                }
-            };
+            let result = body(conn).await;
+            let result = super::finish(conn, result).await;
             if result.is_ok() {
                 // Committed (perhaps with an event): number it now rather than at the next
                 // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
@@ -110,16 +97,8 @@ impl Transact<AsyncPgConnection> for PgStore {
         }
         // Behind a transaction pooler a read too must stay on one server connection.
         self.pool.begin(conn).await?;
-        match body(conn).await {
-            Ok(value) => {
-                AnsiTransactionManager::commit_transaction(conn).await?;
-                Ok(value)
-            }
-            Err(error) => {
-                AnsiTransactionManager::rollback_transaction(conn).await?;
-                Err(error)
-            }
-        }
+        let result = body(conn).await;
+        super::finish(conn, result).await
     }
 }
 

@@ -6,11 +6,10 @@
 //! customer writes that refer to it share-lock it, so from then on no new live customer can
 //! join it.
 
-use super::customers::apply_label;
 use crate::{
     convert::timestamp,
     core::{
-        mask::{MaskField, label_path},
+        mask::mask_fields,
         resource::{Events, Reasons, Resource},
         store::Storage,
         write::{Origin, record},
@@ -161,46 +160,11 @@ impl Resource for Company {
     }
 }
 
-impl MaskField for CompanyField {
-    type Input = CompanyInput;
-
-    fn parse(path: &str) -> Option<Result<Self, String>> {
-        Some(Ok(match path {
-            "display_name" => Self::DisplayName,
-            "domain" => Self::Domain,
-            "business_id" => Self::BusinessId,
-            "labels" => Self::Labels,
-            other => return label_path(other).map(|key| key.map(Self::Label)),
-        }))
-    }
-
-    fn apply(&self, target: &mut CompanyInput, source: &CompanyInput) {
-        match self {
-            Self::DisplayName => target.display_name.clone_from(&source.display_name),
-            Self::Domain => target.domain.clone_from(&source.domain),
-            Self::BusinessId => target.business_id.clone_from(&source.business_id),
-            Self::Labels => target.labels.clone_from(&source.labels),
-            Self::Label(key) => apply_label(&mut target.labels, &source.labels, key),
-        }
-    }
-
-    fn path(&self) -> String {
-        match self {
-            Self::DisplayName => "display_name".to_owned(),
-            Self::Domain => "domain".to_owned(),
-            Self::BusinessId => "business_id".to_owned(),
-            Self::Labels => "labels".to_owned(),
-            Self::Label(key) => format!("labels.{key}"),
-        }
-    }
-
-    fn legacy_name(&self) -> String {
-        match self {
-            Self::DisplayName => "DisplayName".to_owned(),
-            Self::Domain => "Domain".to_owned(),
-            Self::BusinessId => "BusinessId".to_owned(),
-            Self::Labels => "Labels".to_owned(),
-            Self::Label(key) => format!("Label({key:?})"),
-        }
+mask_fields! {
+    CompanyField for CompanyInput [labels: Label] {
+        DisplayName = "display_name" => display_name,
+        Domain = "domain" => domain,
+        BusinessId = "business_id" => business_id,
+        Labels = "labels" => labels,
     }
 }

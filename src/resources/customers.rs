@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::{
     convert::{self, timestamp},
     core::{
-        mask::{MaskField, label_path},
+        mask::mask_fields,
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
@@ -202,123 +202,38 @@ impl Resource for Customer {
     }
 }
 
-impl MaskField for CustomerField {
-    type Input = CustomerInput;
-
-    fn parse(path: &str) -> Option<Result<Self, String>> {
-        Some(Ok(match path {
-            "given_name" => Self::GivenName,
-            "family_name" => Self::FamilyName,
-            "email" => Self::Email,
-            "phone" => Self::Phone,
-            "address" => Self::Address,
-            "address.lines" => Self::AddressLines,
-            "address.locality" => Self::AddressLocality,
-            "address.region" => Self::AddressRegion,
-            "address.postal_code" => Self::AddressPostalCode,
-            "address.country_code" => Self::AddressCountryCode,
-            "status" => Self::Status,
-            "company" => Self::Company,
-            "business_id" => Self::BusinessId,
-            "labels" => Self::Labels,
-            other => return label_path(other).map(|key| key.map(Self::Label)),
-        }))
-    }
-
-    fn apply(&self, target: &mut CustomerInput, source: &CustomerInput) {
-        let part = |get: fn(&PostalAddress) -> &String| {
-            source
-                .address
-                .as_ref()
-                .map(get)
-                .cloned()
-                .unwrap_or_default()
-        };
-        fn address(target: &mut CustomerInput) -> &mut PostalAddress {
-            target.address.get_or_insert_with(PostalAddress::default)
-        }
-        match self {
-            Self::GivenName => target.given_name.clone_from(&source.given_name),
-            Self::FamilyName => target.family_name.clone_from(&source.family_name),
-            Self::Email => target.email.clone_from(&source.email),
-            Self::Phone => target.phone.clone_from(&source.phone),
-            Self::Address => target.address.clone_from(&source.address),
-            Self::AddressLines => {
-                address(target).lines = source
-                    .address
-                    .as_ref()
-                    .map(|a| a.lines.clone())
-                    .unwrap_or_default();
-            }
-            Self::AddressLocality => address(target).locality = part(|a| &a.locality),
-            Self::AddressRegion => address(target).region = part(|a| &a.region),
-            Self::AddressPostalCode => address(target).postal_code = part(|a| &a.postal_code),
-            Self::AddressCountryCode => address(target).country_code = part(|a| &a.country_code),
-            Self::Status => target.status = source.status,
-            Self::Company => target.company.clone_from(&source.company),
-            Self::BusinessId => target.business_id.clone_from(&source.business_id),
-            Self::Labels => target.labels.clone_from(&source.labels),
-            Self::Label(key) => apply_label(&mut target.labels, &source.labels, key),
-        }
-    }
-
-    fn path(&self) -> String {
-        match self {
-            Self::GivenName => "given_name",
-            Self::FamilyName => "family_name",
-            Self::Email => "email",
-            Self::Phone => "phone",
-            Self::Address => "address",
-            Self::AddressLines => "address.lines",
-            Self::AddressLocality => "address.locality",
-            Self::AddressRegion => "address.region",
-            Self::AddressPostalCode => "address.postal_code",
-            Self::AddressCountryCode => "address.country_code",
-            Self::Status => "status",
-            Self::Company => "company",
-            Self::BusinessId => "business_id",
-            Self::Labels => "labels",
-            Self::Label(key) => return format!("labels.{key}"),
-        }
-        .to_owned()
-    }
-
-    fn legacy_name(&self) -> String {
-        match self {
-            Self::GivenName => "GivenName",
-            Self::FamilyName => "FamilyName",
-            Self::Email => "Email",
-            Self::Phone => "Phone",
-            Self::Address => "Address",
-            Self::AddressLines => "AddressLines",
-            Self::AddressLocality => "AddressLocality",
-            Self::AddressRegion => "AddressRegion",
-            Self::AddressPostalCode => "AddressPostalCode",
-            Self::AddressCountryCode => "AddressCountryCode",
-            Self::Status => "Status",
-            Self::Company => "Company",
-            Self::BusinessId => "BusinessId",
-            Self::Labels => "Labels",
-            Self::Label(key) => return format!("Label({key:?})"),
-        }
-        .to_owned()
+mask_fields! {
+    CustomerField for CustomerInput [labels: Label] {
+        GivenName = "given_name" => given_name,
+        FamilyName = "family_name" => family_name,
+        Email = "email" => email,
+        Phone = "phone" => phone,
+        Address = "address" => address,
+        AddressLines = "address.lines" => (|t, s| address(t).lines = part(s, |a| &a.lines)),
+        AddressLocality = "address.locality" => (|t, s| address(t).locality = part(s, |a| &a.locality)),
+        AddressRegion = "address.region" => (|t, s| address(t).region = part(s, |a| &a.region)),
+        AddressPostalCode = "address.postal_code" => (|t, s| address(t).postal_code = part(s, |a| &a.postal_code)),
+        AddressCountryCode = "address.country_code" => (|t, s| address(t).country_code = part(s, |a| &a.country_code)),
+        Status = "status" => status,
+        Company = "company" => company,
+        BusinessId = "business_id" => business_id,
+        Labels = "labels" => labels,
     }
 }
 
-/// One label of a mask: set it from `source`, or remove it when `source` lacks it.
-pub(crate) fn apply_label(
-    target: &mut std::collections::BTreeMap<String, String>,
-    source: &std::collections::BTreeMap<String, String>,
-    key: &str,
-) {
-    match source.get(key) {
-        Some(value) => {
-            target.insert(key.to_owned(), value.clone());
-        }
-        None => {
-            target.remove(key);
-        }
-    }
+/// The address a part of it is copied into, created empty if missing.
+fn address(target: &mut CustomerInput) -> &mut PostalAddress {
+    target.address.get_or_insert_with(PostalAddress::default)
+}
+
+/// A part of the source's address; empty when it has none (the part is then cleared).
+fn part<T: Clone + Default>(source: &CustomerInput, get: fn(&PostalAddress) -> &T) -> T {
+    source
+        .address
+        .as_ref()
+        .map(get)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The company a customer refers to, share-locked for this transaction, if it is live.

@@ -10,7 +10,7 @@
 use crate::{
     convert::timestamp,
     core::{
-        mask::{Mask, MaskField},
+        mask::{Mask, mask_fields},
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage},
     },
@@ -155,28 +155,8 @@ pub(crate) async fn live_customer<C: Storage>(
     Ok(())
 }
 
-impl MaskField for NoteField {
-    type Input = NoteInput;
-
-    fn parse(path: &str) -> Option<Result<Self, String>> {
-        (path == "text").then_some(Ok(Self::Text))
-    }
-
-    fn apply(&self, target: &mut NoteInput, source: &NoteInput) {
-        match self {
-            Self::Text => target.text.clone_from(&source.text),
-        }
-    }
-
-    fn path(&self) -> String {
-        match self {
-            Self::Text => "text".to_owned(),
-        }
-    }
-
-    fn legacy_name(&self) -> String {
-        match self {
-            Self::Text => "Text".to_owned(),
-        }
+mask_fields! {
+    NoteField for NoteInput {
+        Text = "text" => text,
     }
 }

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::{Violations, country, names};
+use super::{Violations, country, names, stored::Stored};
 
 /// Longest given or family name, in characters (after trimming).
 pub const MAX_NAME_CHARS: usize = 200;
@@ -102,18 +101,10 @@ pub struct CustomerData {
 /// A stored customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    /// Primary key; the `{customer}` of `customers/{customer}`.
-    pub id: Uuid,
+    /// Its id (the `{customer}` of `customers/{customer}`), version and times.
+    pub stored: Stored,
     /// The mutable fields.
     pub data: CustomerData,
-    /// Incremented by every write; the etag is derived from it.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Time of the last write.
-    pub update_time: DateTime<Utc>,
-    /// Soft-deletion time; `None` while live.
-    pub delete_time: Option<DateTime<Utc>>,
     /// When a soft-deleted customer is purged for good (AIP-164); `None` while live, or when
     /// purging is off.
     pub expire_time: Option<DateTime<Utc>>,
@@ -124,7 +115,10 @@ impl Customer {
     /// personal data. The version is the one after the last change, as for every event.
     pub fn purged(&self) -> Customer {
         Customer {
-            id: self.id,
+            stored: Stored {
+                version: self.stored.version + 1,
+                ..self.stored
+            },
             data: CustomerData {
                 given_name: String::new(),
                 family_name: String::new(),
@@ -136,33 +130,14 @@ impl Customer {
                 business_id: None,
                 labels: BTreeMap::new(),
             },
-            version: self.version + 1,
-            create_time: self.create_time,
-            update_time: self.update_time,
-            delete_time: self.delete_time,
             expire_time: self.expire_time,
         }
     }
 
     /// The resource name.
     pub fn name(&self) -> names::CustomerName {
-        names::CustomerName(self.id)
+        names::CustomerName(self.stored.id)
     }
-
-    /// The etag (AIP-154): opaque to clients, changes with every write.
-    pub fn etag(&self) -> String {
-        etag_of(self.version)
-    }
-
-    /// Whether the customer is soft-deleted.
-    pub fn is_deleted(&self) -> bool {
-        self.delete_time.is_some()
-    }
-}
-
-/// The etag for a row version. Weak per RFC 9110: it identifies a state, not a byte encoding.
-pub fn etag_of(version: i64) -> String {
-    format!("W/\"{version}\"")
 }
 
 /// Customer fields exactly as a client sent them, before validation.

@@ -34,6 +34,9 @@ pub trait ResourceName: Copy + fmt::Display + Send + Sync + 'static {
 
     /// The name of a new resource with `id` under `parent`.
     fn child(parent: Self::Parent, id: Uuid) -> Self;
+
+    /// The resource's own id (the last of its name).
+    fn id(&self) -> Uuid;
 }
 
 /// The `parent` of a create: a resource name, or nothing (`()`, the empty string).
@@ -77,7 +80,7 @@ fn required<T>(
 /// Declares the name type `$name` of a top-level collection: `$prefix{uuid}`, read by
 /// `$parse` (the id, or what is wrong with the text), with no parent.
 macro_rules! top_level_name {
-    ($(#[$doc:meta])* $name:ident($prefix:ident, $parse:ident), $what:literal) => {
+    ($(#[$doc:meta])* $name:ident($prefix:ident, $parse:ident)) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $name(pub Uuid);
@@ -92,11 +95,8 @@ macro_rules! top_level_name {
             fn child((): (), id: Uuid) -> Self {
                 Self(id)
             }
-        }
 
-        impl $name {
-            #[doc = concat!("The ", $what, "'s id.")]
-            pub fn id(&self) -> Uuid {
+            fn id(&self) -> Uuid {
                 self.0
             }
         }
@@ -111,14 +111,12 @@ macro_rules! top_level_name {
 
 top_level_name!(
     /// A parsed `customers/{uuid}` name.
-    CustomerName(CUSTOMERS, customer_id),
-    "customer"
+    CustomerName(CUSTOMERS, customer_id)
 );
 
 top_level_name!(
     /// A parsed `companies/{uuid}` name.
-    CompanyName(COMPANIES, company_id),
-    "company"
+    CompanyName(COMPANIES, company_id)
 );
 
 /// The id of `customers/{id}`.
@@ -189,11 +187,8 @@ impl ResourceName for NoteName {
     fn child(customer: CustomerName, note: Uuid) -> Self {
         Self { customer, note }
     }
-}
 
-impl NoteName {
-    /// The note's id.
-    pub fn id(&self) -> Uuid {
+    fn id(&self) -> Uuid {
         self.note
     }
 }

@@ -18,7 +18,8 @@ use super::{
     replay::StoredReplay,
     resource::Resource,
     store::{
-        Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
+        Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store, Transact,
+        WriteBody,
     },
 };
 use crate::{
@@ -71,11 +72,7 @@ impl Store for MemStore {
 }
 
 impl Transact<MemConn> for MemStore {
-    async fn write<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'r> TxBody<'r, MemConn, T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static>(&self, body: impl WriteBody<MemConn, T>) -> Result<T> {
         let mut committed = self.state.clone().lock_owned().await;
         let mut conn = MemConn {
             state: committed.clone(),
@@ -85,11 +82,7 @@ impl Transact<MemConn> for MemStore {
         Ok(value)
     }
 
-    async fn read<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'r> TxBody<'r, MemConn, T> + Send,
-    {
+    async fn read<T: Send>(&self, body: impl ReadBody<MemConn, T>) -> Result<T> {
         let mut conn = MemConn {
             state: self.state.lock().await.clone(),
         };

@@ -20,7 +20,8 @@ use crate::{
         replay::StoredReplay,
         resource::Resource,
         store::{
-            Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
+            Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
+            Transact, WriteBody,
         },
     },
     domain::{
@@ -62,11 +63,10 @@ impl Store for PgStore {
 }
 
 impl Transact<AsyncPgConnection> for PgStore {
-    async fn write<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static>(
+        &self,
+        body: impl WriteBody<AsyncPgConnection, T>,
+    ) -> Result<T> {
         let pool = self.pool.clone();
         let events = self.events.clone();
         // A spawned task: once started, the transaction finishes (or rolls back) even if the
@@ -87,11 +87,7 @@ impl Transact<AsyncPgConnection> for PgStore {
         .await?
     }
 
-    async fn read<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send,
-    {
+    async fn read<T: Send>(&self, body: impl ReadBody<AsyncPgConnection, T>) -> Result<T> {
         let mut conn = self.pool.get().await?;
         let conn: &mut AsyncPgConnection = &mut conn;
         if !self.pool.pins_statements() {

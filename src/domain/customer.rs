@@ -639,7 +639,11 @@ mod tests {
     #[test]
     fn emails_and_phones_are_classified() {
         /// A check, what it accepts and what it refuses.
-        type Case = (fn(&str) -> bool, &'static [&'static str], &'static [&'static str]);
+        type Case = (
+            fn(&str) -> bool,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
         let checks: [Case; 2] = [
             (
                 is_email,

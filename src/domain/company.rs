@@ -82,11 +82,10 @@ impl super::Input for CompanyInput {
     type Field = CompanyField;
 
     /// Validates and normalises every field; violations are named `{prefix}.{field}`.
-    fn validate(&self, prefix: &str) -> Result<CompanyData, Violations> {
-        let mut v = Violations::new();
+    fn check(&self, v: &mut Violations, prefix: &str) -> CompanyData {
         let path = |field: &str| format!("{prefix}.{field}");
         let display_name = bounded_text(
-            &mut v,
+            v,
             path("display_name"),
             &self.display_name,
             MAX_DISPLAY_NAME_CHARS,
@@ -99,14 +98,14 @@ impl super::Input for CompanyInput {
                 None
             }
         });
-        let business_id = business_id(&mut v, path("business_id"), &self.business_id);
-        labels(&mut v, &path("labels"), &self.labels);
-        v.into_result(CompanyData {
+        let business_id = business_id(v, path("business_id"), &self.business_id);
+        labels(v, &path("labels"), &self.labels);
+        CompanyData {
             display_name,
             domain,
             business_id,
             labels: self.labels.clone(),
-        })
+        }
     }
 
     /// The fields a client set (non-default values): the implied update mask.

@@ -186,15 +186,14 @@ impl super::Input for CustomerInput {
     /// Validates and normalises every field. `prefix` is the path of the customer message in
     /// the request (`customer`), so violations name proto field paths like
     /// `customer.address.country_code`.
-    fn validate(&self, prefix: &str) -> Result<CustomerData, Violations> {
-        let mut v = Violations::new();
+    fn check(&self, v: &mut Violations, prefix: &str) -> CustomerData {
         let path = |field: &str| format!("{prefix}.{field}");
 
-        let given_name = person_name(&mut v, path("given_name"), &self.given_name);
-        let family_name = person_name(&mut v, path("family_name"), &self.family_name);
-        let email = email(&mut v, path("email"), &self.email);
+        let given_name = person_name(v, path("given_name"), &self.given_name);
+        let family_name = person_name(v, path("family_name"), &self.family_name);
+        let email = email(v, path("email"), &self.email);
         let phone = optional(&self.phone).and_then(|phone| {
-            check(&mut v, path("phone"), is_e164(phone), || {
+            check(v, path("phone"), is_e164(phone), || {
                 "must be an E.164 phone number: `+`, country code and subscriber number, \
                  at most 15 digits, e.g. +14155550123"
                     .into()
@@ -204,7 +203,7 @@ impl super::Input for CustomerInput {
         let address = self
             .address
             .as_ref()
-            .map(|address| postal_address(&mut v, &path("address"), address));
+            .map(|address| postal_address(v, &path("address"), address));
         let status = match self.status {
             0 => Status::Active,
             number => Status::from_number(number).unwrap_or_else(|| {
@@ -220,10 +219,10 @@ impl super::Input for CustomerInput {
                     None
                 }
             });
-        let business_id = business_id(&mut v, path("business_id"), &self.business_id);
-        labels(&mut v, &path("labels"), &self.labels);
+        let business_id = business_id(v, path("business_id"), &self.business_id);
+        labels(v, &path("labels"), &self.labels);
 
-        v.into_result(CustomerData {
+        CustomerData {
             given_name,
             family_name,
             email,
@@ -233,7 +232,7 @@ impl super::Input for CustomerInput {
             company,
             business_id,
             labels: self.labels.clone(),
-        })
+        }
     }
 
     /// The fields a client set (non-default values): the implied update mask when a request

@@ -39,7 +39,14 @@ pub trait Input: Clone + Default + Send + Sync + 'static + for<'a> From<&'a Self
     type Field;
 
     /// Validates and normalises; violations are named `{prefix}.{field}`.
-    fn validate(&self, prefix: &str) -> Result<Self::Data, Violations>;
+    fn validate(&self, prefix: &str) -> Result<Self::Data, Violations> {
+        let mut violations = Violations::new();
+        let data = self.check(&mut violations, prefix);
+        violations.into_result(data)
+    }
+
+    /// The fields normalised, each problem added to `v` (the data is then discarded).
+    fn check(&self, v: &mut Violations, prefix: &str) -> Self::Data;
 
     /// The fields set: the implied mask of an update that names none.
     fn present_fields(&self) -> Vec<Self::Field>;

@@ -67,8 +67,7 @@ impl super::Input for NoteInput {
     type Field = NoteField;
 
     /// Validates the text; a violation is named `{prefix}.text`.
-    fn validate(&self, prefix: &str) -> Result<NoteData, Violations> {
-        let mut v = Violations::new();
+    fn check(&self, v: &mut Violations, prefix: &str) -> NoteData {
         let field = format!("{prefix}.text");
         let text = self.text.trim();
         if text.is_empty() {
@@ -94,9 +93,9 @@ impl super::Input for NoteInput {
                 "must not contain control characters other than line breaks and tabs",
             );
         }
-        v.into_result(NoteData {
+        NoteData {
             text: text.to_owned(),
-        })
+        }
     }
 
     fn present_fields(&self) -> Vec<NoteField> {

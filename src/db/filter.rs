@@ -19,8 +19,8 @@ use diesel::{
 use super::schema::{companies, customers, events};
 use crate::domain::filter::{
     ActorField, CmpOp, CompanyField, CompanyText, Compare, CustomerField, CustomerText, EqOp,
-    EventField, EventTypeField, Expr, FilterField, IdField, LabelKey, NoField, OccurTimeField,
-    StatusField, TimeField,
+    EventField, EventTypeField, Expr, FilterField, IdField, LabelKey, LabelOf, NoField,
+    OccurTimeField, StatusField, TimeField,
 };
 
 /// A boolean SQL condition over `table`.
@@ -41,7 +41,7 @@ pub trait Translate: FilterField {
     /// `field:"text"`, given the LIKE pattern matching the text anywhere, case-insensitively.
     fn contains(field: &Self::Text, pattern: String) -> Condition<Self::Table>;
     /// `field:*`.
-    fn present(field: &Self::Label) -> Condition<Self::Table>;
+    fn present(field: &LabelOf<Self>) -> Condition<Self::Table>;
 }
 
 /// The filter as a SQL condition on the resource's table.

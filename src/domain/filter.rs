@@ -119,10 +119,8 @@ pub trait FilterField: Sized + Clone + PartialEq + fmt::Debug {
     type Enum: EnumField;
     /// Time fields, compared with any of the six comparisons to a UTC time.
     type Time: FieldName;
-    /// Text fields: compared to text, searched with `:`.
+    /// Text fields: compared to text, searched with `:`, and (labels) tested for presence.
     type Text: TextField;
-    /// Fields whose presence `field:*` tests (labels).
-    type Label: FieldName;
 
     /// The field names accepted, listed when a filter names an unknown field.
     const VALID_FIELDS: &'static str;
@@ -138,9 +136,10 @@ pub trait FilterField: Sized + Clone + PartialEq + fmt::Debug {
     fn label(key: String) -> Option<Self>;
     /// The field's kind, which types its values.
     fn kind(self) -> FieldKind<Self>;
-    /// The presence test of a text field, if `field:*` applies to it (labels).
-    fn presence(field: &Self::Text) -> Option<Self::Label>;
 }
+
+/// The fields whose presence `field:*` tests (labels) of the filter fields `F`.
+pub type LabelOf<F> = <<F as FilterField>::Text as TextField>::Label;
 
 /// A field as a filter writes it.
 pub trait FieldName: Clone + PartialEq + Eq + fmt::Debug {
@@ -157,17 +156,33 @@ pub trait IdKind: FieldName {
 /// An enumerated field and its values.
 pub trait EnumField: FieldName {
     /// The field's values.
-    type Value: Copy + PartialEq + Eq + fmt::Debug;
-    /// The value written `text` (case-sensitive).
-    fn value(&self, text: &str) -> Option<Self::Value>;
+    type Value: Copy + PartialEq + Eq + fmt::Debug + 'static;
+    /// Every value, in the order error messages list them.
+    const VALUES: &'static [Self::Value];
     /// How a value is written in a filter.
     fn value_name(value: Self::Value) -> &'static str;
+
+    /// The value written `text` (case-sensitive).
+    fn value(&self, text: &str) -> Option<Self::Value> {
+        Self::VALUES
+            .iter()
+            .copied()
+            .find(|value| Self::value_name(*value) == text)
+    }
+
     /// The valid values, for error messages: `ACTIVE, PROSPECTIVE, INACTIVE`.
-    fn expected(&self) -> String;
+    fn expected(&self) -> String {
+        let names: Vec<&str> = Self::VALUES.iter().map(|v| Self::value_name(*v)).collect();
+        names.join(", ")
+    }
 }
 
 /// A text field.
 pub trait TextField: FieldName {
+    /// The fields among these whose presence `field:*` tests (labels).
+    type Label: FieldName;
+    /// The presence test of this field, if `field:*` applies to it (labels).
+    fn presence(&self) -> Option<Self::Label>;
     /// Whether `<`, `<=`, `>`, `>=` and `:` apply (otherwise only `=` and `!=`).
     fn ordered(&self) -> bool {
         true
@@ -223,21 +238,20 @@ impl IdKind for NoField {
 
 impl EnumField for NoField {
     type Value = NoField;
-
-    fn value(&self, _: &str) -> Option<NoField> {
-        match *self {}
-    }
+    const VALUES: &'static [NoField] = &[];
 
     fn value_name(value: NoField) -> &'static str {
         match value {}
     }
+}
 
-    fn expected(&self) -> String {
+impl TextField for NoField {
+    type Label = NoField;
+
+    fn presence(&self) -> Option<NoField> {
         match *self {}
     }
 }
-
-impl TextField for NoField {}
 
 /// The identifier fields of customers and companies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +423,7 @@ pub enum Expr<F: FilterField> {
     /// `labels.key:*`: the label is present.
     Present {
         /// The label whose presence is tested.
-        field: F::Label,
+        field: LabelOf<F>,
     },
 }
 
@@ -1069,7 +1083,7 @@ fn typed_restriction<F: FilterField>(
             }))
         }
         FieldKind::Text(field) => match op {
-            Op::Has if !raw.quoted && raw.text == "*" => match F::presence(&field) {
+            Op::Has if !raw.quoted && raw.text == "*" => match field.presence() {
                 Some(field) => Ok(Expr::Present { field }),
                 None => Err(error(
                     value_pos,

@@ -129,8 +129,7 @@ trait LegacyTree:
         Id: LegacyField,
         Enum: LegacyField + LegacyValue,
         Time: LegacyField,
-        Text: LegacyField,
-        Label: LegacyField,
+        Text: LegacyField + super::filter::TextField<Label: LegacyField>,
     >
 {
 }

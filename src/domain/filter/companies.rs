@@ -33,7 +33,6 @@ impl FilterField for CompanyField {
     type Enum = NoField;
     type Time = TimeField;
     type Text = CompanyText;
-    type Label = LabelKey;
 
     const VALID_FIELDS: &'static str =
         "name, uid, display_name, domain, business_id, create_time, update_time, labels.<key>";
@@ -63,15 +62,6 @@ impl FilterField for CompanyField {
             Self::Text(field) => FieldKind::Text(field),
         }
     }
-
-    /// Only labels can be absent.
-    fn presence(field: &CompanyText) -> Option<LabelKey> {
-        if let CompanyText::Label(key) = field {
-            Some(LabelKey(key.clone()))
-        } else {
-            None
-        }
-    }
 }
 
 impl FieldName for CompanyText {
@@ -85,4 +75,15 @@ impl FieldName for CompanyText {
     }
 }
 
-impl TextField for CompanyText {}
+impl TextField for CompanyText {
+    type Label = LabelKey;
+
+    /// Only labels can be absent.
+    fn presence(&self) -> Option<LabelKey> {
+        if let CompanyText::Label(key) = self {
+            Some(LabelKey(key.clone()))
+        } else {
+            None
+        }
+    }
+}

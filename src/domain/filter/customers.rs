@@ -75,7 +75,6 @@ impl FilterField for CustomerField {
     type Enum = StatusField;
     type Time = TimeField;
     type Text = CustomerText;
-    type Label = LabelKey;
 
     const VALID_FIELDS: &'static str = "name, uid, given_name, family_name, email, phone, \
                                         status, company, business_id, address.locality, \
@@ -117,15 +116,6 @@ impl FilterField for CustomerField {
             Self::Text(field) => FieldKind::Text(field),
         }
     }
-
-    /// Only labels can be absent.
-    fn presence(field: &CustomerText) -> Option<LabelKey> {
-        if let CustomerText::Label(key) = field {
-            Some(LabelKey(key.clone()))
-        } else {
-            None
-        }
-    }
 }
 
 impl FieldName for StatusField {
@@ -136,12 +126,7 @@ impl FieldName for StatusField {
 
 impl EnumField for StatusField {
     type Value = Status;
-
-    fn value(&self, text: &str) -> Option<Status> {
-        [Status::Active, Status::Prospective, Status::Inactive]
-            .into_iter()
-            .find(|status| Self::value_name(*status) == text)
-    }
+    const VALUES: &'static [Status] = &[Status::Active, Status::Prospective, Status::Inactive];
 
     fn value_name(value: Status) -> &'static str {
         match value {
@@ -149,10 +134,6 @@ impl EnumField for StatusField {
             Status::Prospective => "PROSPECTIVE",
             Status::Inactive => "INACTIVE",
         }
-    }
-
-    fn expected(&self) -> String {
-        "ACTIVE, PROSPECTIVE, INACTIVE".to_owned()
     }
 }
 
@@ -174,6 +155,17 @@ impl FieldName for CustomerText {
 }
 
 impl TextField for CustomerText {
+    type Label = LabelKey;
+
+    /// Only labels can be absent.
+    fn presence(&self) -> Option<LabelKey> {
+        if let CustomerText::Label(key) = self {
+            Some(LabelKey(key.clone()))
+        } else {
+            None
+        }
+    }
+
     fn normalise(&self, text: String) -> String {
         match self {
             // Stored in upper case; a lower-case value still matches.

@@ -33,7 +33,6 @@ impl FilterField for EventField {
     type Enum = EventTypeField;
     type Time = OccurTimeField;
     type Text = ActorField;
-    type Label = NoField;
 
     const VALID_FIELDS: &'static str = "type, actor, occur_time";
     /// Events have no identifier field, so no collection.
@@ -60,10 +59,6 @@ impl FilterField for EventField {
             Self::OccurTime => FieldKind::Time(OccurTimeField),
         }
     }
-
-    fn presence(_: &ActorField) -> Option<NoField> {
-        None
-    }
 }
 
 impl FieldName for EventTypeField {
@@ -74,17 +69,10 @@ impl FieldName for EventTypeField {
 
 impl EnumField for EventTypeField {
     type Value = EventType;
-
-    fn value(&self, text: &str) -> Option<EventType> {
-        EventType::parse(text)
-    }
+    const VALUES: &'static [EventType] = &EventType::ALL;
 
     fn value_name(value: EventType) -> &'static str {
         value.as_str()
-    }
-
-    fn expected(&self) -> String {
-        EventType::ALL.map(EventType::as_str).join(", ")
     }
 }
 
@@ -95,6 +83,12 @@ impl FieldName for ActorField {
 }
 
 impl TextField for ActorField {
+    type Label = NoField;
+
+    fn presence(&self) -> Option<NoField> {
+        None
+    }
+
     fn ordered(&self) -> bool {
         false
     }

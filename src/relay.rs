@@ -349,7 +349,7 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
     let subject = format!(
         "{}.{}",
         settings.nats_subject_prefix,
-        event.event_type.subject_token()
+        event.recorded.event_type.subject_token()
     );
     let mut headers = HeaderMap::new();
     headers.insert("ce-specversion", "1.0");
@@ -357,9 +357,9 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
     headers.insert("ce-source", settings.event_source.as_str());
     headers.insert(
         "ce-type",
-        format!("customer.v1.{}", event.event_type.as_str()).as_str(),
+        format!("customer.v1.{}", event.recorded.event_type.as_str()).as_str(),
     );
-    headers.insert("ce-subject", event.resource.as_str());
+    headers.insert("ce-subject", event.recorded.resource.as_str());
     headers.insert(
         "ce-time",
         event
@@ -367,10 +367,10 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             .as_str(),
     );
-    headers.insert("ce-sequence", event.sequence.to_string().as_str());
+    headers.insert("ce-sequence", event.recorded.sequence.to_string().as_str());
     // A customer's events and its notes' share a partition; a company is its own.
     let partition = if event.customer.is_empty() {
-        &event.resource
+        &event.recorded.resource
     } else {
         &event.customer
     };

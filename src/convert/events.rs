@@ -19,15 +19,16 @@ use crate::{
 /// The proto event. `with_resume_token` is false for broker bodies (published before any
 /// client could resume from them; consumers deduplicate by `event_id`).
 pub fn event_to_proto(event: Event, with_resume_token: bool) -> pb::CustomerEvent {
-    let (snapshot, kind) = content_to_proto(event.event_type, event.data);
+    let recorded = event.recorded;
+    let (snapshot, kind) = content_to_proto(recorded.event_type, recorded.data);
     pb::CustomerEvent {
         event_id: event.event_id.to_string(),
         customer: event.customer,
-        resource: event.resource,
-        sequence: event.sequence,
+        resource: recorded.resource,
+        sequence: recorded.sequence,
         snapshot,
-        actor: event.actor,
-        request_id: event
+        actor: recorded.actor,
+        request_id: recorded
             .request_id
             .map(|id| id.to_string())
             .unwrap_or_default(),

@@ -14,13 +14,7 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::{
-    domain::{
-        company::Company,
-        customer::Customer,
-        event::{EventData, EventType},
-        names::CompanyName,
-        note::Note,
-    },
+    domain::{company::Company, customer::Customer, names::CompanyName, note::Note},
     service::Result,
 };
 
@@ -60,22 +54,7 @@ pub enum Claim {
     },
 }
 
-/// An event to record in the outbox, inside the write's transaction.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    /// What happened.
-    pub event_type: EventType,
-    /// The resource it happened to (`customers/{id}`, …).
-    pub resource: String,
-    /// Its per-resource sequence.
-    pub sequence: i64,
-    /// Snapshot and diff.
-    pub data: EventData,
-    /// Who did it.
-    pub actor: String,
-    /// The call's request id.
-    pub request_id: Option<Uuid>,
-}
+pub use crate::domain::event::NewEvent;
 
 /// Reads and writes of one resource type.
 pub trait Repository<R: Resource>: Send {

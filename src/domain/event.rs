@@ -188,27 +188,35 @@ impl EventData {
     }
 }
 
-/// A recorded event, as read back from the log.
+/// An event as its write records it in the outbox, inside the write's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Unique id (UUID v7).
-    pub event_id: Uuid,
-    /// The resource the event is about (the aggregate).
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// The resource it happened to, the aggregate (`customers/{id}`, …).
     pub resource: String,
-    /// The customer it concerns: the resource itself, a note's customer, or empty for
-    /// company events.
-    pub customer: String,
     /// 1, 2, 3 … per resource, without gaps (a note's deletion takes the number after its
     /// last version).
     pub sequence: i64,
-    /// What happened.
-    pub event_type: EventType,
     /// Snapshot and diff.
     pub data: EventData,
     /// Who did it.
     pub actor: String,
     /// The request id of the call, if any.
     pub request_id: Option<Uuid>,
+}
+
+/// A recorded event, as read back from the log: what its write recorded, and what the log
+/// added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Unique id (UUID v7).
+    pub event_id: Uuid,
+    /// The customer it concerns: the resource itself, a note's customer, or empty for
+    /// company events.
+    pub customer: String,
+    /// What the write recorded.
+    pub recorded: NewEvent,
     /// When it happened.
     pub occur_time: DateTime<Utc>,
     /// Commit-ordered position in the log (what resume tokens carry).

@@ -14,7 +14,7 @@ use crate::{
     domain::{
         company::{self, Company, CompanyData},
         customer::{Customer, CustomerData, PostalAddress, Status},
-        event::{Change, Event, EventData, EventType, changed_fields},
+        event::{Change, Event, EventData, EventType, NewEvent, changed_fields},
         note::{Note, NoteData},
         stored::Stored,
     },
@@ -358,13 +358,15 @@ fn an_event_payload_is_the_served_event_without_its_envelope() {
     let served = event_to_proto(
         Event {
             event_id: Uuid::nil(),
-            resource: format!("customers/{CUSTOMER_ID}"),
             customer: format!("customers/{CUSTOMER_ID}"),
-            sequence: 2,
-            event_type: EventType::CustomerUpdated,
-            data: data.clone(),
-            actor: "user:alice".into(),
-            request_id: None,
+            recorded: NewEvent {
+                event_type: EventType::CustomerUpdated,
+                resource: format!("customers/{CUSTOMER_ID}"),
+                sequence: 2,
+                data: data.clone(),
+                actor: "user:alice".into(),
+                request_id: None,
+            },
             occur_time: time("2026-01-02T03:04:05Z"),
             position: 7,
         },

@@ -40,7 +40,7 @@ use crate::{
     },
     domain::{
         Violations,
-        event::{Event, EventParent, EventType},
+        event::{Event, EventParent, EventType, NewEvent},
         filter::EventField,
         legacy,
         names::owning_customer,
@@ -474,12 +474,14 @@ pub fn event_of(row: EventRow) -> Result<Event> {
         customer: owning_customer(&row.aggregate)
             .unwrap_or_default()
             .to_owned(),
-        resource: row.aggregate,
-        sequence: row.sequence,
-        event_type,
-        data,
-        actor: row.actor,
-        request_id: row.request_id,
+        recorded: NewEvent {
+            event_type,
+            resource: row.aggregate,
+            sequence: row.sequence,
+            data,
+            actor: row.actor,
+            request_id: row.request_id,
+        },
         occur_time: row.occur_time,
         position,
     })

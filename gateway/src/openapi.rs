@@ -3,7 +3,9 @@
 //! [`document`] turns the route table into an OpenAPI document whose bodies, parameters and
 //! schemas follow the gateway's JSON mapping, canonical proto3 JSON:
 //!
-//! - properties are named by `json_name` (lowerCamelCase); every field is present on output;
+//! - properties are named by `json_name` (lowerCamelCase); fields with presence (messages,
+//!   oneof members) are left out when unset, never `null`, and every other field is always
+//!   present ([`crate::json::omitted_when_unset`], the writer's rule);
 //! - 64-bit integers are strings, enums are their value names, `bytes` are base64;
 //! - well-known types use their special forms (`Timestamp` is an RFC 3339 string, `FieldMask`
 //!   a comma-separated string, wrappers their scalar, `Any` an object with `@type`, ...).

@@ -38,6 +38,8 @@
 //! - [`healthcheck`]: `customer-api healthcheck`, the image's probe of its own `/readyz`.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
+//! - [`openapi`]: the published OpenAPI document: the gateway's, plus the domain's limits
+//!   (one table), authentication, servers and the open routes.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
 pub mod app;
@@ -52,6 +54,7 @@ pub mod grpc;
 pub mod healthcheck;
 pub mod http_client;
 pub mod metrics;
+pub mod openapi;
 pub mod redact;
 pub mod registry;
 pub mod relay;

@@ -193,8 +193,9 @@ pub(crate) fn router(
     // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
     // calling the same gRPC services in-process.
     let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
-    let openapi =
-        Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
+    let openapi = Bytes::from(
+        serde_json::to_vec_pretty(&crate::openapi::document(&rest)?).unwrap_or_default(),
+    );
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
     let rest = rest.build(Wrapped::new(Deadline, customers))?;
@@ -311,21 +312,9 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
         .redact_errors(crate::redact::mask_pii))
 }
 
-fn openapi_info() -> gateway::openapi::Info {
-    gateway::openapi::Info {
-        title: "customer-api".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        description: Some(
-            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
-             google.api.http annotations. Errors follow AIP-193."
-                .into(),
-        ),
-    }
-}
-
 /// The OpenAPI 3.1 document of the REST routes (what `GET /openapi.json` serves).
 pub fn openapi_document() -> Result<serde_json::Value, StartError> {
-    Ok(rest_gateway()?.openapi(&openapi_info())?)
+    Ok(crate::openapi::document(&rest_gateway()?)?)
 }
 
 /// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web, with deadlines.

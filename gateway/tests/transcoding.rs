@@ -1041,17 +1041,36 @@ async fn other_methods_on_known_paths_are_405_with_allow() {
             assert_eq!(reply.header("allow"), Some(allow));
         }
 
-        // Current behaviour, pinned so a change is deliberate: a template without a verb
-        // matches a last segment that contains `:`, so GET on the PublishBook path reaches
-        // GetBook (with `2:publish` as the book id) instead of answering 405.
+        // A path ending in a declared verb is that verb's route only: GET on the PublishBook
+        // path is 405, not GetBook of a book `2:publish`; OPTIONS lists what it serves.
         let reply = server
             .send(proto, req("GET", "/v1/shelves/1/books/2:publish"))
             .await;
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
         assert_eq!(
-            server.library.last::<pb::GetBookRequest>("GetBook").name,
-            "shelves/1/books/2:publish"
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{}",
+            reply.text()
         );
+        assert_eq!(reply.header("allow"), Some("POST"));
+        assert!(!server.library.called("GetBook"));
+        for (path, allow) in [
+            ("/v1/shelves/1/books/2:publish", "POST, OPTIONS"),
+            ("/v1/shelves/1/books/2", "DELETE, GET, PATCH, PUT, OPTIONS"),
+            ("/v1/files%2Fa", "GET, OPTIONS"),
+        ] {
+            let reply = server.send(proto, req("OPTIONS", path)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NO_CONTENT,
+                "{path}: {}",
+                reply.text()
+            );
+            assert_eq!(reply.header("allow"), Some(allow), "{path}");
+            assert_eq!(reply.text(), "", "{path}");
+        }
+        let reply = server.send(proto, req("OPTIONS", "/v1/nothing")).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
     }
 }
 
@@ -1122,6 +1141,9 @@ async fn double_star_captures_the_rest_of_the_path_decoded() {
             ("/v1/files/readme", "readme"),
             ("/v1/files/a/b%20c/d.txt", "a/b c/d.txt"),
             ("/v1/files/%C3%A9t%C3%A9/x", "été/x"),
+            // As generated clients send a multi-segment value: every `/` encoded.
+            ("/v1/files%2Fa%2Fb%20c", "a/b c"),
+            ("/v1/files%2fx", "x"),
         ] {
             let reply = server.send(proto, req("GET", path)).await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -2656,6 +2678,7 @@ fn openapi() -> Json {
             title: "Library".into(),
             version: "v1".into(),
             description: None,
+            ..Default::default()
         })
         .unwrap()
 }
@@ -2708,7 +2731,7 @@ fn openapi_describes_every_route_openapi_can_express() {
     let create = &document["paths"]["/v1/shelves/{shelf}/books"]["post"];
     assert_eq!(
         create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/testing.v1.Book"
+        "#/components/schemas/testing.v1.BookInput"
     );
     assert!(create["responses"]["201"]["headers"]["Location"].is_object());
     let watch = &document["paths"]["/v1/shelves/{shelf}/books:watch"]["get"]["responses"]["200"];

@@ -244,6 +244,23 @@ async fn get_errors_map_to_http_statuses_with_details() {
         call(&app, false, Method::PUT, "/v1/customers", Some("{}"), &[]).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, POST");
+
+    // A path ending in `:undelete` is the undelete route's only: not also a customer named
+    // `{id}:undelete` (GET, PATCH, PUT and DELETE do not work there).
+    let undelete = format!("/v1/customers/{}:undelete", uuid::Uuid::new_v4());
+    let (status, headers, error) = get(&app, &undelete).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{error}");
+    assert_eq!(headers["allow"], "POST");
+    for (path, allow) in [
+        (undelete.as_str(), "POST, OPTIONS"),
+        ("/v1/customers", "GET, POST, OPTIONS"),
+        ("/v1/businesses%2FGB-1", "GET, OPTIONS"),
+    ] {
+        let (status, headers, body) = call(&app, false, Method::OPTIONS, path, None, &[]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(headers["allow"], allow, "{path}");
+        assert_eq!(body, Json::Null, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -237,6 +237,60 @@ async fn cors_preflight_and_exposed_grpc_headers_for_configured_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_sets() {
+    let app =
+        TestApp::spawn_with(|s| s.cors_allowed_origins = vec!["https://app.example".into()]).await;
+    let mut requested: Vec<&str> = customer_api::server::CORS_REQUEST_HEADERS.to_vec();
+    requested.extend(["grpc-metadata-tenant", "x-not-read", "cookie"]);
+    for path in [
+        "/v1/customers",
+        "/customer.v1.CustomerService/ListCustomers",
+    ] {
+        let preflight = http::Request::builder()
+            .method("OPTIONS")
+            .uri(format!("http://{}{path}", app.addr))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", requested.join(", "))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = http1().request(preflight).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let allowed: Vec<&str> = response.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let mut expected = customer_api::server::CORS_REQUEST_HEADERS.to_vec();
+        expected.push("grpc-metadata-tenant");
+        assert_eq!(allowed, expected, "{path}");
+        for must in ["traceparent", "tracestate", "idempotency-key", "if-match"] {
+            assert!(allowed.contains(&must), "{must}");
+        }
+    }
+
+    // An actual cross-origin call may read every header the service sets.
+    let request = http::Request::get(format!("http://{}/v1/customers", app.addr))
+        .header("origin", "https://app.example")
+        .header("authorization", app.bearer())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let exposed: Vec<&str> = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(exposed, customer_api::server::CORS_EXPOSED_HEADERS);
+    for must in ["retry-after", "etag", "location", "grpc-status-details-bin"] {
+        assert!(exposed.contains(&must), "{must}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn malformed_protobuf_is_invalid_argument_on_grpc_and_grpc_web() {
     let app = TestApp::spawn().await;
     // Field 1 declared as a 100-byte string, but only 1 byte follows.

@@ -38,6 +38,7 @@ use crate::{
     config::ServeSettings,
     grpc::{
         CustomerApi,
+        content_type::GrpcContentType,
         deadline::Deadline,
         middleware::{Inner, Wrapped},
     },
@@ -319,14 +320,15 @@ pub fn openapi_document() -> Result<serde_json::Value, StartError> {
     Ok(crate::openapi::document(&rest_gateway()?)?)
 }
 
-/// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web, with deadlines.
+/// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web (other content
+/// types get 415), with deadlines.
 fn add_grpc<S>(router: Router, service: S) -> Router
 where
     S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
 {
     let path = format!("/{}/{{*method}}", S::NAME);
     let stack = tonic_web::GrpcWebLayer::new().layer(Wrapped::new(Deadline, service));
-    router.route_service(&path, stack)
+    router.route_service(&path, GrpcContentType(stack))
 }
 
 /// Request headers the service reads, so browsers may send them cross-origin: content

@@ -291,6 +291,64 @@ async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_set
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn unsupported_content_types_are_415_with_a_json_error_on_every_path() {
+    let app = TestApp::spawn().await;
+    let grpc = "/customer.v1.CustomerService/ListCustomers";
+    let body = frame(&pb::ListCustomersRequest::default());
+    for (h2, path, content_type) in [
+        (true, grpc, Some("text/plain")),
+        (true, grpc, Some("application/grpc+json")),
+        (true, grpc, Some("application/connect+proto")),
+        (true, grpc, None),
+        (false, grpc, Some("application/grpc-web+json")),
+        (false, grpc, Some("application/json")),
+        (false, grpc, Some("application/proto")),
+        (true, "/grpc.health.v1.Health/Check", Some("text/plain")),
+        (false, "/v1/customers", Some("text/plain")),
+        (true, "/v1/customers", Some("application/grpc")),
+    ] {
+        let mut request = http::Request::post(format!("http://{}{path}", app.addr))
+            .header("authorization", app.bearer());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(Full::new(Bytes::from(body.clone()))).unwrap();
+        let client = if h2 { http2() } else { http1() };
+        let response = client.request(request).await.unwrap();
+        let case = format!("{path} {content_type:?} (h2 {h2})");
+        assert_eq!(response.status(), 415, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{case}"
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(error["error"]["code"], 415, "{case}");
+        assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{case}");
+        assert_eq!(
+            error["error"]["details"][0]["reason"], "UNSUPPORTED_MEDIA_TYPE",
+            "{case}"
+        );
+        let message = error["error"]["message"].as_str().unwrap();
+        let named = content_type.unwrap_or("no content type");
+        assert!(message.contains(named), "{case}: {message}");
+    }
+    // gRPC-web itself still passes.
+    let request = http::Request::post(format!("http://{}{grpc}", app.addr))
+        .header("authorization", app.bearer())
+        .header("content-type", "application/grpc-web+proto")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (messages, trailers) = unframe(&bytes);
+    assert_eq!(messages.len(), 1);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn malformed_protobuf_is_invalid_argument_on_grpc_and_grpc_web() {
     let app = TestApp::spawn().await;
     // Field 1 declared as a 100-byte string, but only 1 byte follows.

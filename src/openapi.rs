@@ -167,10 +167,17 @@ pub fn constraints() -> gateway::openapi::Constraints {
         add(&format!("{request}.request_id"), request_id.clone());
     }
 
-    let ids = ["customer", "company", "note"]
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note"]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();
+    // The change stream also takes `customers/-`: every customer, note and company.
+    for request in ["ListCustomerEventsRequest", "WatchCustomerEventsRequest"] {
+        ids.insert(
+            format!("customer.v1.{request}.parent:customer"),
+            format!("^({uuid}|-)$"),
+        );
+    }
     gateway::openapi::Constraints { fields, ids }
 }
 

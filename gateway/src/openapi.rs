@@ -67,7 +67,8 @@ pub struct Constraints {
     pub fields: BTreeMap<String, Value>,
     /// The pattern of a resource id, by the variable of its resource pattern (`customer` in
     /// `customers/{customer}`): the path parameter of that id carries it instead of
-    /// `^[^/]+$`.
+    /// `^[^/]+$`. A key `{field}:{variable}` (`customer.v1.ListCustomerEventsRequest.parent:customer`)
+    /// applies to that field's paths only and wins over the plain variable.
     pub ids: BTreeMap<String, String>,
 }
 
@@ -659,10 +660,12 @@ impl<'a> Generator<'a> {
                     );
                     let description =
                         join_paragraphs(comment.clone().into_iter().chain([note]).collect());
-                    let id_pattern = self
-                        .constraints
-                        .ids
-                        .get(&base)
+                    let specific = field
+                        .as_ref()
+                        .map(|field| format!("{}:{base}", field.full_name()));
+                    let id_pattern = specific
+                        .and_then(|key| self.constraints.ids.get(&key))
+                        .or_else(|| self.constraints.ids.get(&base))
                         .map_or("^[^/]+$", String::as_str);
                     let mut parameter = json!({
                         "name": name,

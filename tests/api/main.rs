@@ -10,6 +10,7 @@ mod auth;
 mod business;
 mod cluster;
 mod companies;
+mod contract;
 mod create;
 mod database_tls;
 mod delete;

@@ -47,14 +47,18 @@ pub(crate) async fn call(
         .unwrap();
     let response = client.request(request).await.unwrap();
     let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    let json = if bytes.is_empty() {
-        Json::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)))
-    };
+    let json = json_body(body).await;
     (parts.status, parts.headers, json)
+}
+
+/// A response body as JSON (Null when empty).
+pub(crate) async fn json_body(body: hyper::body::Incoming) -> Json {
+    let bytes = body.collect().await.unwrap().to_bytes();
+    if bytes.is_empty() {
+        return Json::Null;
+    }
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)))
 }
 
 async fn get(app: &TestApp, path: &str) -> (StatusCode, HeaderMap, Json) {

@@ -236,6 +236,16 @@ async fn cors_preflight_and_exposed_grpc_headers_for_configured_origins() {
     );
 }
 
+/// A comma-separated header's items.
+fn header_list<'h>(headers: &'h http::HeaderMap, name: &str) -> Vec<&'h str> {
+    headers[name]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_sets() {
     let app =
@@ -256,12 +266,7 @@ async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_set
             .unwrap();
         let response = http1().request(preflight).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
-        let allowed: Vec<&str> = response.headers()["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .split(',')
-            .map(str::trim)
-            .collect();
+        let allowed = header_list(response.headers(), "access-control-allow-headers");
         let mut expected = customer_api::server::CORS_REQUEST_HEADERS.to_vec();
         expected.push("grpc-metadata-tenant");
         assert_eq!(allowed, expected, "{path}");
@@ -278,12 +283,7 @@ async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_set
         .unwrap();
     let response = http1().request(request).await.unwrap();
     assert_eq!(response.status(), 200);
-    let exposed: Vec<&str> = response.headers()["access-control-expose-headers"]
-        .to_str()
-        .unwrap()
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let exposed = header_list(response.headers(), "access-control-expose-headers");
     assert_eq!(exposed, customer_api::server::CORS_EXPOSED_HEADERS);
     for must in ["retry-after", "etag", "location", "grpc-status-details-bin"] {
         assert!(exposed.contains(&must), "{must}");

@@ -8,6 +8,7 @@
 
 mod auth;
 mod business;
+mod clients;
 mod cluster;
 mod companies;
 mod contract;

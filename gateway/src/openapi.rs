@@ -1662,7 +1662,8 @@ fn error_schema() -> Value {
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message", "status"],
+                // `HttpError::body` always writes all four (`details` may be empty).
+                "required": ["code", "message", "status", "details"],
                 "properties": {
                     "code": {
                         "type": "integer",

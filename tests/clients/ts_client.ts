@@ -93,7 +93,7 @@ const invalid = await client.POST("/v1/customers", {
 });
 expect(invalid.error !== undefined, invalid.data);
 const error: ApiError = invalid.error;
-const badRequest = (error.error.details ?? []).find((detail) =>
+const badRequest = error.error.details.find((detail) =>
   detail["@type"].endsWith("google.rpc.BadRequest"),
 );
 expect(badRequest !== undefined, error);

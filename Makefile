@@ -32,9 +32,10 @@ BENCH_TOOLS := psql:postgresql-client pgbench:postgresql-client curl:curl
 BENCH_REST_TOOLS := wrk:wrk h2load:nghttp2-client curl:curl bc:bc valgrind:valgrind callgrind_control:valgrind
 BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind
 
-# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs) and
-# three replicas behind HAProxy (tests/cluster).
-TEST_PACKAGES := pgbouncer haproxy
+# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs),
+# three replicas behind HAProxy (tests/cluster), and the API console in headless Chromium
+# (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
+TEST_PACKAGES := pgbouncer haproxy chromium
 
 .PHONY: help run test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
@@ -47,9 +48,10 @@ TOOLS_VENV := target/tools/venv
 PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 # Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
-# the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc).
+# the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
+# playwright-core drives Debian's chromium through the API console (tests/api/docs.rs).
 TOOLS_NODE := target/tools/node
-NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3
+NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1
 NODE_STAMP := $(TOOLS_NODE)/.installed-$(shell printf '%s' '$(NPM_TOOLS) +node' | sha256sum | cut -c1-12)
 
 help: ## List the targets

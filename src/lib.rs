@@ -29,6 +29,7 @@
 //!   then drain), with the background tasks in one supervised, restartable set.
 //! - [`server`]: the HTTP side: routing of every protocol, health, reflection, metrics, the
 //!   accept loop with optional TLS.
+//! - [`docs`]: the landing page `/` and the API console `/docs` (vendored Swagger UI).
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`registry`]: the business-registry client (cache, retries, circuit breaker) behind
@@ -48,6 +49,7 @@ pub mod config;
 pub mod convert;
 pub mod core;
 pub mod db;
+pub mod docs;
 pub mod domain;
 pub mod encoding;
 pub mod grpc;

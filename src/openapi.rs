@@ -11,7 +11,7 @@
 //! - authentication: the bearer-JWT and `x-api-key` schemes, required globally, with each
 //!   operation's scope from the scope table (`auth::scopes`); open routes say `security: []`;
 //! - `servers`, and the plain HTTP routes served beside the gateway (health, readiness, this
-//!   document).
+//!   document, the landing page and the API console).
 
 use std::collections::BTreeMap;
 
@@ -207,7 +207,10 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
     });
     document["security"] = json!([{"bearerAuth": []}, {"apiKey": []}]);
     if let Some(tags) = document["tags"].as_array_mut() {
-        tags.push(json!({"name": "Operations", "description": "Probes and this document."}));
+        tags.push(json!({
+            "name": "Operations",
+            "description": "Probes, this document and the pages about it.",
+        }));
     }
     if let Some(paths) = document["paths"].as_object_mut() {
         for item in paths.values_mut() {
@@ -247,6 +250,18 @@ fn open_routes() -> Vec<(&'static str, Value)> {
             "responses": responses,
         }})
     };
+    let html = |id: &str, summary: &str| {
+        json!({"get": {
+            "operationId": id,
+            "summary": summary,
+            "tags": ["Operations"],
+            "security": [],
+            "responses": {"200": {
+                "description": "An HTML page.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }},
+        }})
+    };
     vec![
         (
             "/healthz",
@@ -264,6 +279,20 @@ fn open_routes() -> Vec<(&'static str, Value)> {
                 "Readiness: the database answers and the server is not shutting down.",
                 "`ready`",
                 Some("`not ready` or `database unavailable`"),
+            ),
+        ),
+        (
+            "/",
+            html(
+                "GetLandingPage",
+                "Links to the console, this document, health and metrics.",
+            ),
+        ),
+        (
+            "/docs",
+            html(
+                "GetApiConsole",
+                "The API console (Swagger UI, served from the binary) over this document.",
             ),
         ),
         (

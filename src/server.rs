@@ -270,7 +270,10 @@ pub(crate) fn router(
             }),
         )
         .with_state(Probe { service, ready });
-    let router = grpc.merge(probes).fallback_service(rest);
+    let router = grpc
+        .merge(probes)
+        .merge(crate::docs::routes())
+        .fallback_service(rest);
     Ok(match cors(&settings.cors_allowed_origins) {
         Some(cors) => router
             .layer(cors)

@@ -34,7 +34,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// Runs a program with a fixed environment (the tools' own directories first on `PATH`)
 /// and returns its standard output; fails with its output unless it succeeds.
-async fn run(program: &Path, args: &[&str], dir: &Path, path: &[&Path]) -> String {
+pub(crate) async fn run(program: &Path, args: &[&str], dir: &Path, path: &[&Path]) -> String {
     let mut search: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
     search.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(str::to_owned));
     let output: Output = tokio::process::Command::new(program)
@@ -68,7 +68,7 @@ async fn served_document(app: &TestApp, dir: &Path) -> PathBuf {
 }
 
 /// The last line of a script's output, as JSON.
-fn report(stdout: &str) -> Json {
+pub(crate) fn report(stdout: &str) -> Json {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }

@@ -16,6 +16,7 @@ mod create;
 mod database_tls;
 mod delete;
 mod deploy;
+mod docs;
 mod events;
 mod helpers;
 mod lifecycle;

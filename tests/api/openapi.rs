@@ -40,6 +40,8 @@ fn the_document_describes_exactly_the_served_routes() {
             ("DELETE", "/v1/companies/{company}"),
             ("DELETE", "/v1/customers/{customer}"),
             ("DELETE", "/v1/customers/{customer}/notes/{note}"),
+            ("GET", "/"),
+            ("GET", "/docs"),
             ("GET", "/healthz"),
             ("GET", "/openapi.json"),
             ("GET", "/readyz"),

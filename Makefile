@@ -37,7 +37,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -83,6 +83,9 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo "  curl -s http://$$addr/openapi.json"; \
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
+
+stop: ## Stop the private PostgreSQL and NATS that make run/make test started (target/pg, target/nats)
+	@scripts/stop-services.sh
 
 test: test-tools tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \

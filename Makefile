@@ -43,9 +43,10 @@ TEST_PACKAGES := pgbouncer haproxy chromium
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
 # kubernetes-validate validates deploy/kubernetes/ against the Kubernetes OpenAPI schemas it
 # vendors (offline). The deploy tests (tests/api/deploy.rs) run them from this path.
-# openapi-python-client generates the typed Python client tests/api/clients.rs drives.
+# openapi-python-client generates the typed Python client tests/api/clients.rs drives;
+# openapi-spec-validator checks the document against the OpenAPI 3.1 specification.
 TOOLS_VENV := target/tools/venv
-PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1
+PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 # Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
 # the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);

@@ -134,3 +134,24 @@ async fn the_server_serves_the_committed_document() {
     let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(served, committed());
 }
+
+/// The committed (and served) document is valid OpenAPI 3.1, as openapi-spec-validator
+/// (`make tools`) reads the specification.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_is_valid_openapi_3_1() {
+    let validator = crate::helpers::tool("target/tools/venv/bin/openapi-spec-validator");
+    let document = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let output = tokio::process::Command::new(validator)
+        .arg(document)
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("{document}: OK"));
+}

@@ -76,7 +76,13 @@ impl Constraints {
     /// Fails on a field that does not exist: a renamed field must not silently lose its
     /// constraints.
     pub fn check(&self, pool: &DescriptorPool) -> Result<(), String> {
-        for name in self.fields.keys() {
+        let field_ids = self.ids.keys().filter_map(|key| key.split_once(':'));
+        for name in self
+            .fields
+            .keys()
+            .map(String::as_str)
+            .chain(field_ids.map(|(f, _)| f))
+        {
             let found = name.rsplit_once('.').is_some_and(|(message, field)| {
                 pool.get_message_by_name(message)
                     .is_some_and(|message| message.get_field_by_name(field).is_some())
@@ -2319,6 +2325,15 @@ mod tests {
         assert_eq!(
             constraints.check(&pool),
             Err("constraints name an unknown field `customer.v1.Customer.nickname`".into())
+        );
+        let mut ids = Constraints::default();
+        ids.ids.insert(
+            "customer.v1.GetCustomerRequest.nam:customer".into(),
+            "^x$".into(),
+        );
+        assert_eq!(
+            ids.check(&pool),
+            Err("constraints name an unknown field `customer.v1.GetCustomerRequest.nam`".into())
         );
     }
 

@@ -40,9 +40,10 @@ BENCH_TOOLS := psql:postgresql-client pgbench:postgresql-client curl:curl
 BENCH_REST_TOOLS := wrk:wrk h2load:nghttp2-client curl:curl bc:bc valgrind:valgrind callgrind_control:valgrind
 BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind
 
-# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs) and
-# three replicas behind HAProxy (tests/cluster).
-TEST_PACKAGES := pgbouncer haproxy
+# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs),
+# three replicas behind HAProxy (tests/cluster), and the API console in headless Chromium
+# (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
+TEST_PACKAGES := pgbouncer haproxy chromium
 
 .PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
@@ -50,9 +51,17 @@ TEST_PACKAGES := pgbouncer haproxy
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
 # kubernetes-validate validates deploy/kubernetes/ against the Kubernetes OpenAPI schemas it
 # vendors (offline). The deploy tests (tests/api/deploy.rs) run them from this path.
+# openapi-python-client generates the typed Python client tests/api/clients.rs drives;
+# openapi-spec-validator checks the document against the OpenAPI 3.1 specification.
 TOOLS_VENV := target/tools/venv
-PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
+# Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
+# the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
+# playwright-core drives Debian's chromium through the API console (tests/api/docs.rs).
+TOOLS_NODE := target/tools/node
+NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1
+NODE_STAMP := $(TOOLS_NODE)/.installed-$(shell printf '%s' '$(NPM_TOOLS) +node' | sha256sum | cut -c1-12)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -157,13 +166,22 @@ openapi: build ## Regenerate openapi/openapi.json from the proto (a test keeps i
 migrate: build ## Create the database if needed and apply migrations
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; $(BIN) migrate
 
-tools: $(TOOLS_STAMP) ## Install the manifest validators the tests use (PyPI, into target/tools/venv)
+tools: $(TOOLS_STAMP) $(NODE_STAMP) ## Install the test tools: PyPI into target/tools/venv, npm into target/tools/node
 
 $(TOOLS_STAMP):
 	@command -v python3 >/dev/null || { echo "python3 is needed for the manifest validators (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	rm -rf $(TOOLS_VENV)
 	python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+
+$(NODE_STAMP):
+	@command -v npm >/dev/null || { echo "node and npm are needed for the TypeScript client test (Debian: apt-get install nodejs npm)"; exit 1; }
+	rm -rf $(TOOLS_NODE)
+	mkdir -p $(TOOLS_NODE)
+	printf '{"name":"customer-api-test-tools","private":true,"type":"module"}\n' > $(TOOLS_NODE)/package.json
+	cd $(TOOLS_NODE) && npm install --no-audit --no-fund --silent --save-exact $(NPM_TOOLS)
+	ln -sf "$$(command -v node)" $(TOOLS_NODE)/node
 	touch $@
 
 release: ## Release build as the Dockerfile does it; checks stripped, < 25 MB; binary in target/dist

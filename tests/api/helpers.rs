@@ -767,3 +767,34 @@ pub async fn busy_sessions(app: &TestApp) -> i64 {
     )
     .await
 }
+
+/// A test tool `make tools` installs under `target/tools/` (pinned, from PyPI or npm), by its
+/// path in the repository; fails, naming the fix, when it is missing (tests never skip).
+pub fn tool(path: &str) -> std::path::PathBuf {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `make tools` (`make test` does it first)",
+        tool.display()
+    );
+    tool
+}
+
+/// A scratch directory under cargo's per-target tmp dir, removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// A new empty directory named after `label`.
+    pub fn new(label: &str) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -8,12 +8,15 @@
 
 mod auth;
 mod business;
+mod clients;
 mod cluster;
 mod companies;
+mod contract;
 mod create;
 mod database_tls;
 mod delete;
 mod deploy;
+mod docs;
 mod events;
 mod helpers;
 mod lifecycle;

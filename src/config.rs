@@ -377,6 +377,11 @@ pub struct ServeSettings {
     #[arg(long, env = "PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
 
+    /// Share of successful calls written to the access log (target `access`), from 0 to 1;
+    /// failed calls are always written.
+    #[arg(long, env = "ACCESS_LOG_SAMPLE", default_value = "1", value_parser = parse_share)]
+    pub access_log_sample: f64,
+
     /// How long request ids are remembered for safe retries (AIP-155).
     #[arg(long, env = "REQUEST_ID_TTL", default_value = "24h", value_parser = parse_duration)]
     pub request_id_ttl: Duration,
@@ -645,6 +650,7 @@ impl fmt::Debug for ServeSettings {
                 "page_token_key",
                 &self.page_token_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("access_log_sample", &self.access_log_sample)
             .field("request_id_ttl", &self.request_id_ttl)
             .field("customer_purge_after", &self.customer_purge_after)
             .field("customer_purge_interval", &self.customer_purge_interval)
@@ -671,6 +677,14 @@ impl ServeSettings {
         };
         settings.database.database_url = database_url.into();
         settings
+    }
+}
+
+/// Parses a share: a number from 0 to 1.
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
     }
 }
 

@@ -38,6 +38,7 @@
 //! - [`healthcheck`]: `customer-api healthcheck`, the image's probe of its own `/readyz`.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
+//! - [`observe`]: request ids and the access log of every request, on every transport.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
 pub mod app;
@@ -52,6 +53,7 @@ pub mod grpc;
 pub mod healthcheck;
 pub mod http_client;
 pub mod metrics;
+pub mod observe;
 pub mod redact;
 pub mod registry;
 pub mod relay;

@@ -42,6 +42,7 @@ use crate::{
         middleware::{Inner, Wrapped},
     },
     metrics::{Metered, Metrics, Snapshot},
+    observe::{Observe, REQUEST_ID, RpcObserver},
     pb::customer_service_server::CustomerServiceServer,
     relay::RelayStatus,
     service::CustomerService,
@@ -65,7 +66,7 @@ pub async fn serve(
 /// (over TLS when `tls` is set) under a watcher of `graceful`, so the caller can drain them.
 pub(crate) async fn accept(
     listener: &TcpListener,
-    router: Router,
+    router: Routes,
     tls: Option<TlsAcceptor>,
     graceful: &GracefulShutdown,
     shutdown: impl Future<Output = ()>,
@@ -138,6 +139,9 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What the listener serves: every route, each request observed (request id, access log).
+pub(crate) type Routes = Observe<Router>;
+
 /// Every route of the listener. `ready` is what `/readyz` reports (with a database ping);
 /// `relay` and `restarts` feed `/healthz/events` and `/metrics`.
 pub(crate) fn router(
@@ -148,7 +152,7 @@ pub(crate) fn router(
     ready: Arc<Readiness>,
     relay: Option<Arc<RelayStatus>>,
     restarts: Restarts,
-) -> Result<Router, StartError> {
+) -> Result<Routes, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
     // Overload is shed first (cheapest), then the caller is identified, scoped and rate
@@ -197,7 +201,7 @@ pub(crate) fn router(
         Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
-    let rest = rest.build(Wrapped::new(Deadline, customers))?;
+    let rest = rest.build(entry(customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -269,10 +273,11 @@ pub(crate) fn router(
         )
         .with_state(Probe { service, ready });
     let router = grpc.merge(probes).fallback_service(rest);
-    Ok(match cors(&settings.cors_allowed_origins) {
+    let router = match cors(&settings.cors_allowed_origins) {
         Some(cors) => router.layer(cors),
         None => router,
-    })
+    };
+    Ok(Observe::new(router, settings.access_log_sample))
 }
 
 /// Whether a request may read `/openapi.json` and `/metrics`: always, unless `protect` (the
@@ -308,7 +313,8 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
         .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
         // Gateway errors quote paths and bodies, which may hold an email or phone number.
-        .redact_errors(crate::redact::mask_pii))
+        .redact_errors(crate::redact::mask_pii)
+        .request_id_header(REQUEST_ID))
 }
 
 fn openapi_info() -> gateway::openapi::Info {
@@ -334,8 +340,14 @@ where
     S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
 {
     let path = format!("/{}/{{*method}}", S::NAME);
-    let stack = tonic_web::GrpcWebLayer::new().layer(Wrapped::new(Deadline, service));
+    let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
     router.route_service(&path, stack)
+}
+
+/// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline
+/// enforced, the call's status recorded for the access log.
+fn entry<S>(service: S) -> Wrapped<RpcObserver, Wrapped<Deadline, S>> {
+    Wrapped::new(RpcObserver, Wrapped::new(Deadline, service))
 }
 
 /// CORS for browser clients (gRPC-web now, REST later), exposing the gRPC trailers-in-headers.

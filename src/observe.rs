@@ -10,7 +10,10 @@
 //!   (or is dropped: the client went away) it writes the access line.
 //! - [`RpcObserver`] wraps each gRPC service where calls enter (after tonic-web, and behind
 //!   the gateway's in-process call), where the gRPC status is plain trailers on every
-//!   transport, and records the call's code.
+//!   transport: it records the call's code, and puts the request id into the
+//!   `google.rpc.ErrorInfo` metadata (`requestId`) of every error status, whoever raised it
+//!   (REST errors carry it through the gateway, which adds it to the errors it raises
+//!   itself).
 //!
 //! They share a [`RequestContext`] carried in the request's extensions (the gateway passes
 //! extensions on to its in-process call); the auth layer adds the caller to it.
@@ -42,7 +45,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use tonic::Code;
 use tower::Service;
 
-use crate::grpc::middleware::{Inner, Middleware, ResponseFuture, call_with_hook};
+use crate::grpc::{
+    middleware::{Inner, Middleware, ResponseFuture, call_with_hook},
+    status::add_request_id,
+};
 
 /// The request id header, read from requests and set on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -568,8 +574,16 @@ pub struct RpcObserver;
 impl<S: Inner<B>, B> Middleware<S, B> for RpcObserver {
     fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let context = RequestContext::of(&request).cloned();
-        let hook = context
-            .map(|context| move |code: Code, _: Option<&mut HeaderMap>| context.set_code(code));
+        let hook = context.map(|context| {
+            move |code: Code, metadata: Option<&mut HeaderMap>| {
+                context.set_code(code);
+                if code != Code::Ok
+                    && let Some(metadata) = metadata
+                {
+                    add_request_id(metadata, code, context.request_id());
+                }
+            }
+        });
         call_with_hook(inner, request, hook)
     }
 }

@@ -226,7 +226,7 @@ pub(crate) fn router(
                     let restarts = restarts.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
-                            return docs_unauthorized();
+                            return docs_unauthorized(&headers);
                         }
                         let (connections, idle) = service.pool_state();
                         let text = metrics.render(Snapshot {
@@ -258,7 +258,7 @@ pub(crate) fn router(
                 let authenticator = authenticator.clone();
                 async move {
                     if !docs_allowed(protect_docs, &authenticator, &headers).await {
-                        return docs_unauthorized();
+                        return docs_unauthorized(&headers);
                     }
                     (
                         StatusCode::OK,
@@ -294,17 +294,33 @@ async fn docs_allowed(
             .is_ok_and(|caller| caller.has(scopes::READ))
 }
 
-/// The 401 of a protected document, in the AIP-193 shape of every other error.
-fn docs_unauthorized() -> (StatusCode, [(header::HeaderName, &'static str); 2], Bytes) {
+/// The 401 of a protected document, in the AIP-193 shape of every other error (with the
+/// request id the observer set on the request).
+fn docs_unauthorized(
+    headers: &http::HeaderMap,
+) -> (StatusCode, [(header::HeaderName, &'static str); 2], Bytes) {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let body = serde_json::json!({"error": {
+        "code": 401,
+        "status": "UNAUTHENTICATED",
+        "message": "a customers.read credential is required",
+        "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "UNAUTHENTICATED",
+            "domain": crate::service::error::ERROR_DOMAIN,
+            "metadata": {"requestId": request_id},
+        }],
+    }});
     (
         StatusCode::UNAUTHORIZED,
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::WWW_AUTHENTICATE, r#"Bearer realm="customer-api""#),
         ],
-        Bytes::from_static(
-            br#"{"error":{"code":401,"status":"UNAUTHENTICATED","message":"a customers.read credential is required","details":[]}}"#,
-        ),
+        Bytes::from(body.to_string()),
     )
 }
 

@@ -1,7 +1,9 @@
-//! The access log: one line per request on every transport (gRPC, gRPC-web, REST), for
-//! success, 400, 401, 404 and 5xx alike, with the request id the client sent (or the one
-//! generated and echoed), the caller, the status both ways, the bytes and the trace id;
-//! never a raw path. Captured through the production subscriber in JSON (`crate::capture`).
+//! The access log and request ids: one line per request on every transport (gRPC, gRPC-web,
+//! REST), for success, 400, 401, 404 and 5xx alike, with the request id the client sent (or
+//! the one generated and echoed in `x-request-id`), the caller, the status both ways, the
+//! bytes and the trace id; never a raw path. Every error carries the request id in its
+//! `google.rpc.ErrorInfo` metadata. Captured through the production subscriber in JSON
+//! (`crate::capture`).
 
 use bytes::Bytes;
 use customer_api::{config::LogFormat, pb, registry::UrlTemplate};
@@ -10,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use prost::Message;
 use serde_json::{Value, json};
+use tonic_types::StatusExt;
 
 use crate::{
     capture::captured,
@@ -33,6 +36,7 @@ struct Exchange {
     headers: HeaderMap,
     bytes_in: usize,
     bytes_out: usize,
+    body: Bytes,
 }
 
 /// One call of `rpc` (with its REST form `rest_path`) over `transport`, sending
@@ -100,13 +104,65 @@ async fn call(
     if let Some(trailers) = collected.trailers() {
         headers.extend(trailers.clone());
     }
+    let body = collected.to_bytes();
     Exchange {
         request_id: request_id.to_owned(),
         status: parts.status,
         headers,
         bytes_in,
-        bytes_out: collected.to_bytes().len(),
+        bytes_out: body.len(),
+        body,
     }
+}
+
+/// The `google.rpc.ErrorInfo` of an error answer as (reason, metadata): from the JSON body
+/// (REST), the trailers or trailers-only headers (gRPC), or the trailer frame (gRPC-web).
+fn error_info(transport: Transport, exchange: &Exchange) -> (String, Value) {
+    if transport == Transport::Rest {
+        let body: Value = serde_json::from_slice(&exchange.body).unwrap();
+        let info = body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+            .unwrap_or_else(|| panic!("no ErrorInfo in {body}"))
+            .clone();
+        return (
+            info["reason"].as_str().unwrap().to_owned(),
+            info["metadata"].clone(),
+        );
+    }
+    let mut metadata = exchange.headers.clone();
+    if !metadata.contains_key("grpc-status") {
+        // gRPC-web: the trailers are the last frame of the body, flagged 0x80.
+        let mut body = &exchange.body[..];
+        while body.len() >= 5 {
+            let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+            if body[0] & 0x80 != 0 {
+                for line in std::str::from_utf8(&body[5..5 + len])
+                    .unwrap()
+                    .split("\r\n")
+                {
+                    if let Some((name, value)) = line.split_once(':') {
+                        metadata.insert(
+                            http::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+                            value.trim().parse().unwrap(),
+                        );
+                    }
+                }
+            }
+            body = &body[5 + len..];
+        }
+    }
+    let status = tonic::Status::from_header_map(&metadata).unwrap();
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("no ErrorInfo in {status:?}");
+        });
+    (info.reason, json!(info.metadata))
 }
 
 /// The access lines of `logs` (JSON), by request id.
@@ -309,6 +365,16 @@ fn every_transport_logs_one_line_per_request_whatever_its_outcome() {
         }
         if *transport == Transport::Rest {
             assert_eq!(exchange.status.as_u16(), http, "{case}");
+        }
+        if code != "OK" {
+            let (reason, metadata) = error_info(*transport, exchange);
+            assert_eq!(
+                metadata["requestId"], request_id,
+                "{transport:?} {case}: {metadata}"
+            );
+            if *case == "unauthenticated" {
+                assert_eq!(reason, "UNAUTHENTICATED", "{transport:?}");
+            }
         }
         assert_eq!(line, expected, "{transport:?} {case}");
     }

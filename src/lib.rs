@@ -41,6 +41,7 @@
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
 //! - [`openapi`]: the published OpenAPI document: the gateway's, plus the domain's limits
 //!   (one table), authentication, servers and the open routes.
+//! - [`observe`]: request ids and the access log of every request, on every transport.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
 pub mod app;
@@ -56,6 +57,7 @@ pub mod grpc;
 pub mod healthcheck;
 pub mod http_client;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod redact;
 pub mod registry;

@@ -43,6 +43,7 @@ use crate::{
         middleware::{Inner, Wrapped},
     },
     metrics::{Metered, Metrics, Snapshot},
+    observe::{Observe, REQUEST_ID, RpcObserver},
     pb::customer_service_server::CustomerServiceServer,
     relay::RelayStatus,
     service::CustomerService,
@@ -66,7 +67,7 @@ pub async fn serve(
 /// (over TLS when `tls` is set) under a watcher of `graceful`, so the caller can drain them.
 pub(crate) async fn accept(
     listener: &TcpListener,
-    router: Router,
+    router: Routes,
     tls: Option<TlsAcceptor>,
     graceful: &GracefulShutdown,
     shutdown: impl Future<Output = ()>,
@@ -139,6 +140,9 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What the listener serves: every route, each request observed (request id, access log).
+pub(crate) type Routes = Observe<Router>;
+
 /// Every route of the listener. `ready` is what `/readyz` reports (with a database ping);
 /// `relay` and `restarts` feed `/healthz/events` and `/metrics`.
 pub(crate) fn router(
@@ -149,7 +153,7 @@ pub(crate) fn router(
     ready: Arc<Readiness>,
     relay: Option<Arc<RelayStatus>>,
     restarts: Restarts,
-) -> Result<Router, StartError> {
+) -> Result<Routes, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
     // Overload is shed first (cheapest), then the caller is identified, scoped and rate
@@ -199,7 +203,7 @@ pub(crate) fn router(
     );
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
-    let rest = rest.build(Wrapped::new(Deadline, customers))?;
+    let rest = rest.build(entry(customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -224,7 +228,7 @@ pub(crate) fn router(
                     let restarts = restarts.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
-                            return docs_unauthorized();
+                            return docs_unauthorized(&headers);
                         }
                         let (connections, idle) = service.pool_state();
                         let text = metrics.render(Snapshot {
@@ -256,7 +260,7 @@ pub(crate) fn router(
                 let authenticator = authenticator.clone();
                 async move {
                     if !docs_allowed(protect_docs, &authenticator, &headers).await {
-                        return docs_unauthorized();
+                        return docs_unauthorized(&headers);
                     }
                     (
                         StatusCode::OK,
@@ -274,12 +278,13 @@ pub(crate) fn router(
         .merge(probes)
         .merge(crate::docs::routes())
         .fallback_service(rest);
-    Ok(match cors(&settings.cors_allowed_origins) {
+    let router = match cors(&settings.cors_allowed_origins) {
         Some(cors) => router
             .layer(cors)
             .layer(tower::util::MapRequestLayer::new(allow_requested_headers)),
         None => router,
-    })
+    };
+    Ok(Observe::new(router, settings.access_log_sample))
 }
 
 /// Whether a request may read `/openapi.json` and `/metrics`: always, unless `protect` (the
@@ -296,17 +301,33 @@ async fn docs_allowed(
             .is_ok_and(|caller| caller.has(scopes::READ))
 }
 
-/// The 401 of a protected document, in the AIP-193 shape of every other error.
-fn docs_unauthorized() -> (StatusCode, [(header::HeaderName, &'static str); 2], Bytes) {
+/// The 401 of a protected document, in the AIP-193 shape of every other error (with the
+/// request id the observer set on the request).
+fn docs_unauthorized(
+    headers: &http::HeaderMap,
+) -> (StatusCode, [(header::HeaderName, &'static str); 2], Bytes) {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let body = serde_json::json!({"error": {
+        "code": 401,
+        "status": "UNAUTHENTICATED",
+        "message": "a customers.read credential is required",
+        "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "UNAUTHENTICATED",
+            "domain": crate::service::error::ERROR_DOMAIN,
+            "metadata": {"requestId": request_id},
+        }],
+    }});
     (
         StatusCode::UNAUTHORIZED,
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::WWW_AUTHENTICATE, r#"Bearer realm="customer-api""#),
         ],
-        Bytes::from_static(
-            br#"{"error":{"code":401,"status":"UNAUTHENTICATED","message":"a customers.read credential is required","details":[]}}"#,
-        ),
+        Bytes::from(body.to_string()),
     )
 }
 
@@ -315,7 +336,8 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
         .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
         // Gateway errors quote paths and bodies, which may hold an email or phone number.
-        .redact_errors(crate::redact::mask_pii))
+        .redact_errors(crate::redact::mask_pii)
+        .request_id_header(REQUEST_ID))
 }
 
 /// The OpenAPI 3.1 document of the REST routes (what `GET /openapi.json` serves).
@@ -330,8 +352,14 @@ where
     S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
 {
     let path = format!("/{}/{{*method}}", S::NAME);
-    let stack = tonic_web::GrpcWebLayer::new().layer(Wrapped::new(Deadline, service));
+    let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
     router.route_service(&path, GrpcContentType(stack))
+}
+
+/// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline
+/// enforced, the call's status recorded for the access log.
+fn entry<S>(service: S) -> Wrapped<RpcObserver, Wrapped<Deadline, S>> {
+    Wrapped::new(RpcObserver, Wrapped::new(Deadline, service))
 }
 
 /// Request headers the service reads, so browsers may send them cross-origin: content

@@ -81,6 +81,28 @@ pub enum BuildError {
     OpenApi(String),
 }
 
+/// A route the gateway matched, as access logs and traces name it: never the raw path, which
+/// holds ids.
+#[derive(Debug)]
+pub struct MatchedRoute {
+    /// HTTP method.
+    pub method: Method,
+    /// The path template, e.g. `/v1/{name=customers/*}`.
+    pub template: String,
+    /// The RPC it calls, `/package.Service/Method`.
+    pub grpc_path: String,
+}
+
+/// What the gateway made of a request: an extension of every response it answers, for
+/// access logs and traces.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The route matched (`None`: no route, 404 or 405).
+    pub route: Option<Arc<MatchedRoute>>,
+    /// The gRPC code the answer stands for (for a stream, that of its start).
+    pub code: Code,
+}
+
 /// A text filter for error messages, e.g. one that masks personal data.
 pub type Redactor = fn(&str) -> Cow<'_, str>;
 
@@ -90,6 +112,7 @@ pub struct Builder {
     services: Vec<String>,
     max_body_bytes: usize,
     redact: Option<Redactor>,
+    request_id: Option<http::HeaderName>,
 }
 
 impl Builder {
@@ -116,6 +139,14 @@ impl Builder {
     /// string in their details. Errors of the service are passed on as the service wrote them.
     pub fn redact_errors(mut self, redact: Redactor) -> Self {
         self.redact = Some(redact);
+        self
+    }
+
+    /// Puts the value of the request header `name` (e.g. `x-request-id`) into the
+    /// `google.rpc.ErrorInfo` metadata of every error answered, as `requestId`, unless the
+    /// service already put one there.
+    pub fn request_id_header(mut self, name: http::HeaderName) -> Self {
+        self.request_id = Some(name);
         self
     }
 
@@ -170,6 +201,7 @@ impl Builder {
                 grpc,
                 max_body_bytes: self.max_body_bytes,
                 redact: self.redact,
+                request_id: self.request_id,
             }),
         })
     }
@@ -219,6 +251,7 @@ struct Inner {
     grpc: GrpcService,
     max_body_bytes: usize,
     redact: Option<Redactor>,
+    request_id: Option<http::HeaderName>,
 }
 
 /// A unary response's body and the headers taken from its message.
@@ -245,6 +278,8 @@ struct RoutePlan {
     streaming: bool,
     /// A `POST` to a `Create…` RPC: 201 Created with `Location`.
     creates: bool,
+    /// The route as [`Outcome`] names it.
+    matched: Arc<MatchedRoute>,
 }
 
 impl RoutePlan {
@@ -265,6 +300,11 @@ impl RoutePlan {
             request: transcode::SimpleRequest::new(route),
             streaming: route.server_streaming(),
             creates: route.creates(),
+            matched: Arc::new(MatchedRoute {
+                method: route.method.clone(),
+                template: route.template.source.clone(),
+                grpc_path: route.grpc_path.clone(),
+            }),
         }
     }
 }
@@ -281,6 +321,7 @@ impl Gateway {
             services: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redact: None,
+            request_id: None,
         })
     }
 
@@ -319,9 +360,37 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
-            Ok(Inner::handle(&inner, request)
-                .await
-                .unwrap_or_else(HttpError::into_response))
+            let (parts, body) = request.into_parts();
+            let request_id = inner
+                .request_id
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            if parts.method == Method::OPTIONS
+                && let Some(response) = inner.options(parts.uri.path())
+            {
+                return Ok(response);
+            }
+            let (index, answer) = match inner.route(&parts.method, parts.uri.path()) {
+                Ok((index, captures)) => (
+                    Some(index),
+                    inner.handle(index, captures, parts, body).await,
+                ),
+                Err(error) => (None, Err(inner.redacted(error))),
+            };
+            let route = index.map(|index| inner.route_plans[index].matched.clone());
+            let (code, mut response) = match answer {
+                Ok(response) => (Code::Ok, response),
+                Err(mut error) => {
+                    if let Some(id) = request_id {
+                        error.add_error_metadata("requestId", id);
+                    }
+                    (error.code, error.into_response())
+                }
+            };
+            response.extensions_mut().insert(Outcome { route, code });
+            Ok(response)
         })
     }
 }
@@ -329,21 +398,15 @@ where
 impl Inner {
     async fn handle<B>(
         self: &Arc<Self>,
-        request: http::Request<B>,
+        index: usize,
+        captures: template::Captures,
+        mut parts: http::request::Parts,
+        body: B,
     ) -> Result<http::Response<axum::body::Body>, HttpError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (parts, body) = request.into_parts();
-        if parts.method == Method::OPTIONS
-            && let Some(response) = self.options(parts.uri.path())
-        {
-            return Ok(response);
-        }
-        let (index, captures) = self
-            .route(&parts.method, parts.uri.path())
-            .map_err(|e| self.redacted(e))?;
         let (route, plan) = (&self.routes[index], &self.route_plans[index]);
         let body = self
             .read_body(&parts, body)
@@ -367,9 +430,13 @@ impl Inner {
                 (prepared.metadata, prepared.if_match)
             }
         };
-        let mut call = grpc_call::start_framed(&self.grpc, &route.grpc_uri, framed, metadata)
-            .await
-            .map_err(|status| self.status_error(&status, if_match))?;
+        // The request's extensions go along, so layers around the service see what layers
+        // around the gateway put there.
+        let extensions = std::mem::take(&mut parts.extensions);
+        let mut call =
+            grpc_call::start_framed(&self.grpc, &route.grpc_uri, framed, metadata, extensions)
+                .await
+                .map_err(|status| self.status_error(&status, if_match))?;
 
         if plan.streaming {
             return Ok(self.stream(index, call, &parts.headers));

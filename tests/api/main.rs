@@ -6,8 +6,10 @@
 // A failed unwrap is a failed test, with the location in the message.
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod auth;
 mod business;
+mod capture;
 mod clients;
 mod cluster;
 mod companies;

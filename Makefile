@@ -21,10 +21,18 @@ ENSURE_NATS := scripts/ensure-nats.sh
 DEV_JWT_SECRET := dev-only-secret-do-not-use-in-production-0123456789
 # Integration tests are I/O bound (a database per test): run more of them than cores.
 TEST_THREADS ?= 6
+# The test runner (.config/nextest.toml): the machine's cargo-nextest, else one installed
+# under target/tools by `make nextest`.
+NEXTEST_VERSION := 0.9.143
+LOCAL_NEXTEST := target/tools/cargo/bin/cargo-nextest
+NEXTEST = $(if $(shell command -v cargo-nextest),cargo-nextest nextest,$(LOCAL_NEXTEST) nextest)
 # The offline RustSec advisory-db snapshot `make lint` checks Cargo.lock against (see deny.toml),
 # and where scripts/advisory-db.sh keeps the git checkout of it that cargo-deny opens.
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
+# cargo-deny for the dependency policy, pinned and installed under target/tools by make lint.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := target/tools/cargo/bin/cargo-deny
 
 # What the bench targets run, as command:Debian-package (scripts/ensure-tools.sh installs the
 # package of any command that is missing).
@@ -37,7 +45,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -86,13 +94,19 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 
+nextest: ## Install cargo-nextest (pinned, under target/tools) when the machine has none
+	@command -v cargo-nextest >/dev/null || [ -x $(LOCAL_NEXTEST) ] || { \
+		echo "installing cargo-nextest $(NEXTEST_VERSION) into target/tools (once per checkout)"; \
+		$(CARGO) install --locked --quiet --root target/tools/cargo cargo-nextest --version $(NEXTEST_VERSION); }
+
 stop: ## Stop the private PostgreSQL and NATS that make run/make test started (target/pg, target/nats)
 	@scripts/stop-services.sh
 
-test: test-tools tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
+test: test-tools tools nextest ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
-	status=0; $(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS) || status=$$?; \
+	status=0; $(NEXTEST) run --workspace --all-targets --test-threads $(TEST_THREADS) || status=$$?; \
+	$(CARGO) test --workspace --doc --quiet || status=$$?; \
 	scripts/drop-test-databases.sh; exit $$status
 
 test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
@@ -129,13 +143,19 @@ bench-instructions: ## Server instructions per Get/List/search/Create (callgrind
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@command -v cargo-deny >/dev/null || { \
-		echo "cargo-deny is not installed: installing it with cargo install --locked cargo-deny (several minutes)"; \
-		$(CARGO) install --locked cargo-deny; }
+	@# cargo-deny, pinned, installed into this checkout (never the user's ~/.cargo) once.
+	@[ -x $(CARGO_DENY) ] || { \
+		echo "installing cargo-deny $(CARGO_DENY_VERSION) into target/tools (once per checkout, a few minutes)"; \
+		$(CARGO) install --locked --quiet --root target/tools/cargo cargo-deny --version $(CARGO_DENY_VERSION); }
 	@# cargo metadata --offline needs every package of Cargo.lock (all platforms) on disk.
 	$(CARGO) fetch --locked --quiet
-	@scripts/advisory-db.sh "$(ADVISORY_DB)" "$(ADVISORY_DBS)"
-	DENY_ADVISORY_DBS="$(abspath $(ADVISORY_DBS))" $(CARGO) deny --locked --offline check advisories bans
+	@if [ -d "$(ADVISORY_DB)/crates" ]; then \
+		CARGO_DENY=$(CARGO_DENY) scripts/advisory-db.sh "$(ADVISORY_DB)" "$(ADVISORY_DBS)" && \
+		DENY_ADVISORY_DBS="$(abspath $(ADVISORY_DBS))" $(CARGO_DENY) --locked --offline check advisories bans; \
+	else \
+		echo "lint: advisories NOT checked: no RustSec advisory database at $(ADVISORY_DB) (set ADVISORY_DB=/path/to/advisory-db); checking bans only"; \
+		$(CARGO_DENY) --locked --offline check bans; \
+	fi
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -90,6 +90,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo "  buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer \$$TOKEN\" -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
 	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" http://$$addr/v1/customers"; \
 	echo "  curl -s http://$$addr/openapi.json"; \
+	echo "API console (Swagger UI; Authorize with the token): http://$$addr/docs"; \
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 

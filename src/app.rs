@@ -99,7 +99,7 @@ pub struct App {
     relay: Option<Arc<Relay>>,
     health: HealthReporter,
     ready: Arc<Readiness>,
-    router: axum::Router,
+    router: server::Routes,
     /// Maintenance tasks, stopped when shutdown begins.
     tasks: Supervisor,
     /// The event sequencer and listener, stopped once in-flight calls have drained.

@@ -336,6 +336,11 @@ pub struct ServeSettings {
     #[arg(long, env, hide_env_values = true)]
     pub page_token_key: Option<Secret>,
 
+    /// Share of successful calls written to the access log (target `access`), from 0 to 1;
+    /// failed calls are always written.
+    #[arg(long, env, default_value = "1", value_parser = parse_share)]
+    pub access_log_sample: f64,
+
     /// How long request ids are remembered for safe retries (AIP-155).
     #[arg(long, env, default_value = "24h", value_parser = parse_duration)]
     pub request_id_ttl: Duration,
@@ -613,6 +618,14 @@ impl<R> From<String> for Secret<R> {
 impl<R> From<&str> for Secret<R> {
     fn from(secret: &str) -> Self {
         Self::from(secret.to_owned())
+    }
+}
+
+/// Parses a share: a number from 0 to 1.
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
     }
 }
 

@@ -21,15 +21,8 @@
 //! `customer_api_events_published_total` and `customer_api_events_relay_connected`, and
 //! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]).
 
-use std::{
-    collections::HashMap,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll, ready},
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use bytes::Bytes;
 use http::{HeaderMap, Request};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -41,9 +34,9 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tonic::{Code, Status, body::Body};
+use tonic::Code;
 
-use crate::grpc::middleware::{Inner, Middleware, ResponseFuture};
+use crate::grpc::middleware::{Inner, Middleware, ResponseFuture, call_with_hook};
 
 /// Which RPC a call is.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -262,13 +255,6 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// The `grpc-status` in `headers`, if there is one.
-fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?;
-    let number = value.to_str().ok()?.parse::<i32>().ok()?;
-    Some(Code::from_i32(number))
-}
-
 /// Meters the calls of the service it wraps (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Metered {
@@ -285,83 +271,8 @@ impl Metered {
 impl<S: Inner<B>, B> Middleware<S, B> for Metered {
     fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let call = self.metrics.start(request.uri().path());
-        let response = inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            let Some(call) = call else {
-                return Ok(response);
-            };
-            // Trailers-only: the status came with the headers.
-            if let Some(code) = status_code(response.headers()) {
-                call.finish(code);
-                return Ok(response);
-            }
-            Ok(response.map(|body| {
-                Body::new(MeteredBody {
-                    inner: body,
-                    call: Some(call),
-                })
-            }))
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that finishes its call's metrics when the trailers go by.
-    struct MeteredBody {
-        #[pin]
-        inner: Body,
-        call: Option<Call>,
-    }
-
-    impl PinnedDrop for MeteredBody {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.finish(Code::Cancelled);
-            }
-        }
-    }
-}
-
-impl http_body::Body for MeteredBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref()
-                    && let Some(call) = this.call.take()
-                {
-                    call.finish(status_code(trailers).unwrap_or(Code::Unknown));
-                }
-            }
-            Some(Err(status)) => {
-                if let Some(call) = this.call.take() {
-                    call.finish(status.code());
-                }
-            }
-            // The end without trailers: gRPC always sends a status, so this is a broken call.
-            None => {
-                if let Some(call) = this.call.take() {
-                    call.finish(Code::Unknown);
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        let hook = call.map(|call| move |code: Code, _: Option<&mut HeaderMap>| call.finish(code));
+        call_with_hook(inner, request, hook)
     }
 }
 

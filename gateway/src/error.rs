@@ -144,6 +144,39 @@ impl HttpError {
         }
     }
 
+    /// Sets `key` in the metadata of the `google.rpc.ErrorInfo` detail (unless already there),
+    /// adding an ErrorInfo (reason: the code's name, domain `gateway`) when there is none.
+    pub fn add_error_metadata(&mut self, key: &str, value: String) {
+        let info = self.details.iter_mut().find(|detail| {
+            detail.get("@type").and_then(Json::as_str)
+                == Some("type.googleapis.com/google.rpc.ErrorInfo")
+        });
+        let info = match info {
+            Some(info) => info,
+            None => {
+                self.details.push(json!({
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": code_name(self.code),
+                    "domain": "gateway",
+                    "metadata": {},
+                }));
+                let last = self.details.len() - 1;
+                &mut self.details[last]
+            }
+        };
+        let Some(fields) = info.as_object_mut() else {
+            return;
+        };
+        let metadata = fields
+            .entry("metadata")
+            .or_insert_with(|| Json::Object(serde_json::Map::new()));
+        if let Some(metadata) = metadata.as_object_mut() {
+            metadata
+                .entry(key.to_owned())
+                .or_insert(Json::String(value));
+        }
+    }
+
     /// The AIP-193 JSON body.
     pub fn body(&self) -> Json {
         json!({

@@ -43,16 +43,17 @@ pub async fn start(
 ) -> Result<Call, Status> {
     let mut framed = frame_buffer(message.len());
     framed.extend_from_slice(&message);
-    start_framed(service, path, framed, metadata).await
+    start_framed(service, path, framed, metadata, http::Extensions::new()).await
 }
 
 /// [`start`] for a message already encoded after [`FRAME_HEADER`] bytes of room (see
-/// [`frame_buffer`]).
+/// [`frame_buffer`]), with the request `extensions` of the call.
 pub async fn start_framed(
     service: &GrpcService,
     path: &http::Uri,
     mut framed: Vec<u8>,
     metadata: HeaderMap,
+    extensions: http::Extensions,
 ) -> Result<Call, Status> {
     let length = framed
         .len()
@@ -66,6 +67,7 @@ pub async fn start_framed(
         .version(Version::HTTP_2)
         .body(axum::body::Body::from(framed))
         .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
+    *request.extensions_mut() = extensions;
     let headers = request.headers_mut();
     headers.extend(metadata);
     headers.insert(

@@ -76,6 +76,31 @@ pub enum BuildError {
     /// The annotations describe a route that cannot be served.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The OpenAPI settings do not fit the descriptors.
+    #[error("openapi: {0}")]
+    OpenApi(String),
+}
+
+/// A route the gateway matched, as access logs and traces name it: never the raw path, which
+/// holds ids.
+#[derive(Debug)]
+pub struct MatchedRoute {
+    /// HTTP method.
+    pub method: Method,
+    /// The path template, e.g. `/v1/{name=customers/*}`.
+    pub template: String,
+    /// The RPC it calls, `/package.Service/Method`.
+    pub grpc_path: String,
+}
+
+/// What the gateway made of a request: an extension of every response it answers, for
+/// access logs and traces.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The route matched (`None`: no route, 404 or 405).
+    pub route: Option<Arc<MatchedRoute>>,
+    /// The gRPC code the answer stands for (for a stream, that of its start).
+    pub code: Code,
 }
 
 /// A text filter for error messages, e.g. one that masks personal data.
@@ -87,6 +112,7 @@ pub struct Builder {
     services: Vec<String>,
     max_body_bytes: usize,
     redact: Option<Redactor>,
+    request_id: Option<http::HeaderName>,
 }
 
 impl Builder {
@@ -116,8 +142,19 @@ impl Builder {
         self
     }
 
+    /// Puts the value of the request header `name` (e.g. `x-request-id`) into the
+    /// `google.rpc.ErrorInfo` metadata of every error answered, as `requestId`, unless the
+    /// service already put one there.
+    pub fn request_id_header(mut self, name: http::HeaderName) -> Self {
+        self.request_id = Some(name);
+        self
+    }
+
     /// The OpenAPI 3.1 document of the routes this builder would serve.
     pub fn openapi(&self, info: &openapi::Info) -> Result<serde_json::Value, BuildError> {
+        info.constraints
+            .check(&self.pool)
+            .map_err(BuildError::OpenApi)?;
         let routes = routes::routes(&self.pool, &self.services)?;
         Ok(openapi::document(&self.pool, &routes, info))
     }
@@ -144,6 +181,12 @@ impl Builder {
             .iter()
             .map(|route| RoutePlan::new(route, &mut plans))
             .collect();
+        let mut verbs: Vec<String> = routes
+            .iter()
+            .filter_map(|route| route.template.verb.clone())
+            .collect();
+        verbs.sort();
+        verbs.dedup();
         let grpc = BoxCloneSyncService::new(tower::ServiceExt::map_response(
             grpc,
             |response: http::Response<B>| response.map(axum::body::Body::new),
@@ -154,9 +197,11 @@ impl Builder {
                 routes,
                 route_plans,
                 plans,
+                verbs,
                 grpc,
                 max_body_bytes: self.max_body_bytes,
                 redact: self.redact,
+                request_id: self.request_id,
             }),
         })
     }
@@ -201,9 +246,12 @@ struct Inner {
     route_plans: Vec<RoutePlan>,
     /// The wire-level writers of every response type.
     plans: wire::Plans,
+    /// The custom verbs of the routes (`undelete`).
+    verbs: Vec<String>,
     grpc: GrpcService,
     max_body_bytes: usize,
     redact: Option<Redactor>,
+    request_id: Option<http::HeaderName>,
 }
 
 /// A unary response's body and the headers taken from its message.
@@ -230,6 +278,8 @@ struct RoutePlan {
     streaming: bool,
     /// A `POST` to a `Create…` RPC: 201 Created with `Location`.
     creates: bool,
+    /// The route as [`Outcome`] names it.
+    matched: Arc<MatchedRoute>,
 }
 
 impl RoutePlan {
@@ -250,6 +300,11 @@ impl RoutePlan {
             request: transcode::SimpleRequest::new(route),
             streaming: route.server_streaming(),
             creates: route.creates(),
+            matched: Arc::new(MatchedRoute {
+                method: route.method.clone(),
+                template: route.template.source.clone(),
+                grpc_path: route.grpc_path.clone(),
+            }),
         }
     }
 }
@@ -266,6 +321,7 @@ impl Gateway {
             services: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             redact: None,
+            request_id: None,
         })
     }
 
@@ -304,9 +360,37 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
-            Ok(Inner::handle(&inner, request)
-                .await
-                .unwrap_or_else(HttpError::into_response))
+            let (parts, body) = request.into_parts();
+            let request_id = inner
+                .request_id
+                .as_ref()
+                .and_then(|name| parts.headers.get(name))
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            if parts.method == Method::OPTIONS
+                && let Some(response) = inner.options(parts.uri.path())
+            {
+                return Ok(response);
+            }
+            let (index, answer) = match inner.route(&parts.method, parts.uri.path()) {
+                Ok((index, captures)) => (
+                    Some(index),
+                    inner.handle(index, captures, parts, body).await,
+                ),
+                Err(error) => (None, Err(inner.redacted(error))),
+            };
+            let route = index.map(|index| inner.route_plans[index].matched.clone());
+            let (code, mut response) = match answer {
+                Ok(response) => (Code::Ok, response),
+                Err(mut error) => {
+                    if let Some(id) = request_id {
+                        error.add_error_metadata("requestId", id);
+                    }
+                    (error.code, error.into_response())
+                }
+            };
+            response.extensions_mut().insert(Outcome { route, code });
+            Ok(response)
         })
     }
 }
@@ -314,16 +398,15 @@ where
 impl Inner {
     async fn handle<B>(
         self: &Arc<Self>,
-        request: http::Request<B>,
+        index: usize,
+        captures: template::Captures,
+        mut parts: http::request::Parts,
+        body: B,
     ) -> Result<http::Response<axum::body::Body>, HttpError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (parts, body) = request.into_parts();
-        let (index, captures) = self
-            .route(&parts.method, parts.uri.path())
-            .map_err(|e| self.redacted(e))?;
         let (route, plan) = (&self.routes[index], &self.route_plans[index]);
         let body = self
             .read_body(&parts, body)
@@ -347,9 +430,13 @@ impl Inner {
                 (prepared.metadata, prepared.if_match)
             }
         };
-        let mut call = grpc_call::start_framed(&self.grpc, &route.grpc_uri, framed, metadata)
-            .await
-            .map_err(|status| self.status_error(&status, if_match))?;
+        // The request's extensions go along, so layers around the service see what layers
+        // around the gateway put there.
+        let extensions = std::mem::take(&mut parts.extensions);
+        let mut call =
+            grpc_call::start_framed(&self.grpc, &route.grpc_uri, framed, metadata, extensions)
+                .await
+                .map_err(|status| self.status_error(&status, if_match))?;
 
         if plan.streaming {
             return Ok(self.stream(index, call, &parts.headers));
@@ -464,23 +551,97 @@ impl Inner {
     }
 
     /// The route for a method and path: 404 when no template matches the path, 405 (with
-    /// `Allow`) when templates match but not for this method.
+    /// `Allow`) when templates match but not for this method. A path that matches nothing
+    /// as sent is tried once more with its percent-encoded `/` (`%2F`) decoded, which is how
+    /// generated clients send a multi-segment variable (`businesses%2FDE-123` for
+    /// `businesses/**`).
     fn route(&self, method: &Method, path: &str) -> Result<(usize, template::Captures), HttpError> {
+        let first = self.route_as_sent(method, path);
+        if let Err(error) = &first
+            && error.status == StatusCode::NOT_FOUND
+            && let Some(decoded) = decode_slashes(path)
+        {
+            let second = self.route_as_sent(method, &decoded);
+            if second
+                .as_ref()
+                .err()
+                .is_none_or(|error| error.status != StatusCode::NOT_FOUND)
+            {
+                return second;
+            }
+        }
+        first
+    }
+
+    /// `OPTIONS` on a served path: 204 with `Allow` (CORS preflights are answered before the
+    /// gateway). `None` for a path no route serves.
+    fn options(&self, path: &str) -> Option<http::Response<axum::body::Body>> {
+        let mut allowed = self.allowed(path);
+        if allowed.is_empty() {
+            allowed = decode_slashes(path).map_or_else(Vec::new, |path| self.allowed(&path));
+        }
+        if allowed.is_empty() {
+            return None;
+        }
+        allowed.push("OPTIONS");
+        let mut response = http::Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        Some(response)
+    }
+
+    /// The verb a path ends in (`undelete` of `/v1/customers/1:undelete`), if some route
+    /// declares it.
+    fn verb<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.rsplit('/')
+            .next()
+            .and_then(|last| last.rsplit_once(':'))
+            .map(|(_, verb)| verb)
+            .filter(|verb| self.verbs.iter().any(|known| known == verb))
+    }
+
+    /// Whether `route` serves `path`, whose declared verb is `verb`. A template without a
+    /// verb does not match a path ending in a declared verb: `/v1/customers/1:undelete` is
+    /// the undelete route's path only, not also the path of a customer `1:undelete`.
+    fn serves(route: &Route, path: &str, verb: Option<&str>) -> Option<template::Captures> {
+        if route.template.verb.is_none() && verb.is_some() {
+            return None;
+        }
+        route.template.matches(path)
+    }
+
+    /// The methods of the routes that serve `path`, sorted.
+    fn allowed(&self, path: &str) -> Vec<&str> {
+        let verb = self.verb(path);
+        let mut allowed: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|route| Self::serves(route, path, verb).is_some())
+            .map(|route| route.method.as_str())
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        allowed
+    }
+
+    fn route_as_sent(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(usize, template::Captures), HttpError> {
+        let verb = self.verb(path);
         // Templates are matched only for routes of this method; the others are tried only
         // to tell 405 from 404.
         for (index, route) in self.routes.iter().enumerate() {
             if route.method == method
-                && let Some(captures) = route.template.matches(path)
+                && let Some(captures) = Self::serves(route, path, verb)
             {
                 return Ok((index, captures));
             }
         }
-        let mut allowed: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|route| route.template.matches(path).is_some())
-            .map(|route| route.method.as_str().to_owned())
-            .collect();
+        let allowed = self.allowed(path);
         if allowed.is_empty() {
             return Err(HttpError::with_status(
                 StatusCode::NOT_FOUND,
@@ -489,8 +650,6 @@ impl Inner {
                 format!("no route for {method} {path}"),
             ));
         }
-        allowed.sort();
-        allowed.dedup();
         let mut error = HttpError::with_status(
             StatusCode::METHOD_NOT_ALLOWED,
             Code::Unimplemented,
@@ -655,6 +814,12 @@ impl Inner {
         }
         response
     }
+}
+
+/// `path` with its percent-encoded `/` decoded, if it has any.
+fn decode_slashes(path: &str) -> Option<String> {
+    (path.contains("%2F") || path.contains("%2f"))
+        .then(|| path.replace("%2F", "/").replace("%2f", "/"))
 }
 
 /// Applies `redact` to every string in `value`.

@@ -10,7 +10,10 @@ use http::Request;
 use tonic::{Status, metadata::MetadataValue};
 
 use super::{AuthError, Authenticator, Principal, limits::RateLimits, scopes};
-use crate::grpc::middleware::{Inner, Middleware, ResponseFuture};
+use crate::{
+    grpc::middleware::{Inner, Middleware, ResponseFuture},
+    observe::RequestContext,
+};
 
 /// Puts a gRPC service behind authentication and the scope table.
 #[derive(Debug, Clone)]
@@ -63,6 +66,9 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
                 Ok(principal) => principal,
                 Err(error) => return Ok(unauthenticated(&error).into_http()),
             };
+            if let Some(context) = RequestContext::of(&request) {
+                context.set_caller(&principal.subject);
+            }
             if !principal.has(scope) {
                 return Ok(forbidden(&principal, scope).into_http());
             }

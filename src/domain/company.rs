@@ -22,7 +22,7 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// Longest domain name, in characters (RFC 1035 without the trailing dot).
 pub const MAX_DOMAIN_CHARS: usize = 253;
 /// Longest label of a domain name (RFC 1035).
-const MAX_DOMAIN_LABEL_CHARS: usize = 63;
+pub const MAX_DOMAIN_LABEL_CHARS: usize = 63;
 
 /// The mutable fields of a company, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

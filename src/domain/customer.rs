@@ -490,6 +490,9 @@ pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String,
     }
 }
 
+/// What [`is_label_key`] accepts, as a regular expression (for the OpenAPI document).
+pub const LABEL_KEY_PATTERN: &str = "^[a-z][a-z0-9_.-]{0,62}$";
+
 /// `[a-z][a-z0-9_.-]{0,62}`
 pub fn is_label_key(key: &str) -> bool {
     let bytes = key.as_bytes();

@@ -218,6 +218,11 @@ pub fn parse_request_id(field: &str, text: &str) -> Result<Option<Uuid>, FieldVi
     })
 }
 
+/// What [`parse_uuid`] accepts, as an ECMA-262 regular expression (for the OpenAPI
+/// document: resource ids in paths, request ids).
+pub const UUID_PATTERN: &str =
+    "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+
 /// Accepts only the canonical hyphenated form, so one id has one spelling.
 pub fn parse_uuid(text: &str) -> Option<Uuid> {
     if text.len() != 36 {
@@ -264,6 +269,36 @@ mod tests {
         let long = "x".repeat(10_000);
         let violation = CustomerName::parse("name", &long).unwrap_err();
         assert!(violation.description.len() < 200);
+    }
+
+    /// `UUID_PATTERN` says what `parse_uuid` accepts (checked here by hand: the pattern is
+    /// plain hex groups).
+    #[test]
+    fn the_uuid_pattern_matches_parse_uuid() {
+        let groups: Vec<usize> = UUID_PATTERN
+            .trim_matches(['^', '$'])
+            .replace("[0-9A-Fa-f]", "hex")
+            .split('-')
+            .map(|group| {
+                assert!(group.starts_with("hex{"), "{group}");
+                group[4..group.len() - 1].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        let id = Uuid::new_v4();
+        for (text, accepted) in [
+            (id.to_string(), true),
+            (id.to_string().to_uppercase(), true),
+            (id.simple().to_string(), false),
+            (id.urn().to_string(), false),
+            (id.braced().to_string(), false),
+        ] {
+            assert_eq!(parse_uuid(&text).is_some(), accepted, "{text}");
+            let shaped = text.len() == 36
+                && text.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                && text.chars().all(|c| c == '-' || c.is_ascii_hexdigit());
+            assert_eq!(shaped, accepted, "{text}");
+        }
     }
 
     #[test]

@@ -10,11 +10,12 @@
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
-use http::{Request, Response};
-use tonic::{body::Body, server::NamedService};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use tonic::{Code, Status, body::Body, server::NamedService};
 use tower::Service;
 
 /// The answer of a wrapped call.
@@ -71,5 +72,111 @@ impl<M: Middleware<S, B>, S: Service<Request<B>>, B> Service<Request<B>> for Wra
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.middleware.call(&mut self.inner, request)
+    }
+}
+
+/// What to do once a call's status is known: see [`on_status`].
+pub trait StatusHook: Send + 'static {
+    /// The call ended with `code`. `metadata` is where its status travels (the trailers, or
+    /// the headers of a trailers-only answer) and may be changed; `None` when the body ended
+    /// without one or was dropped (then `code` is `Cancelled`).
+    fn status(self, code: Code, metadata: Option<&mut HeaderMap>);
+}
+
+impl<F: FnOnce(Code, Option<&mut HeaderMap>) + Send + 'static> StatusHook for F {
+    fn status(self, code: Code, metadata: Option<&mut HeaderMap>) {
+        self(code, metadata)
+    }
+}
+
+/// Calls `inner` with `request` and, when there is a `hook`, hands it the call's status
+/// ([`on_status`]).
+pub fn call_with_hook<S: Inner<B>, B>(
+    inner: &mut S,
+    request: Request<B>,
+    hook: Option<impl StatusHook>,
+) -> ResponseFuture<S::Error> {
+    let call = inner.call(request);
+    Box::pin(async move {
+        let response = call.await?;
+        Ok(match hook {
+            Some(hook) => on_status(response, hook),
+            None => response,
+        })
+    })
+}
+
+/// `response` with `hook` called once with its status: at once for a trailers-only answer,
+/// else when the trailers go by the body; a body dropped first (the client went away) is
+/// `Cancelled`, one that ends without trailers `Unknown` (gRPC always sends a status).
+pub fn on_status(mut response: Response<Body>, hook: impl StatusHook) -> Response<Body> {
+    if let Some(code) = crate::observe::status_code(response.headers()) {
+        hook.status(code, Some(response.headers_mut()));
+        return response;
+    }
+    response.map(|inner| {
+        Body::new(StatusBody {
+            inner,
+            hook: Some(hook),
+        })
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that calls its hook when the status goes by.
+    struct StatusBody<H: StatusHook> {
+        #[pin]
+        inner: Body,
+        hook: Option<H>,
+    }
+
+    impl<H: StatusHook> PinnedDrop for StatusBody<H> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(hook) = this.project().hook.take() {
+                hook.status(Code::Cancelled, None);
+            }
+        }
+    }
+}
+
+impl<H: StatusHook> http_body::Body for StatusBody<H> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let this = self.project();
+        let mut frame = ready!(this.inner.poll_frame(cx));
+        match &mut frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_mut()
+                    && let Some(hook) = this.hook.take()
+                {
+                    let code = crate::observe::status_code(trailers).unwrap_or(Code::Unknown);
+                    hook.status(code, Some(trailers));
+                }
+            }
+            Some(Err(status)) => {
+                if let Some(hook) = this.hook.take() {
+                    hook.status(status.code(), None);
+                }
+            }
+            None => {
+                if let Some(hook) = this.hook.take() {
+                    hook.status(Code::Unknown, None);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -7,6 +7,7 @@
 //! implementation, so this is the only adapter there is.
 
 pub mod codec;
+pub mod content_type;
 pub mod deadline;
 pub mod middleware;
 mod requests;

@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use http::{HeaderMap, HeaderValue};
+use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -29,6 +32,67 @@ pub fn transport_status(
         details.set_retry_info(Some(retry));
     }
     Status::with_error_details(code, message, details)
+}
+
+/// The `Any` type URL of `google.rpc.ErrorInfo`.
+const ERROR_INFO: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// Puts `requestId` into the `google.rpc.ErrorInfo` of the error status in `metadata` (the
+/// trailers or trailers-only headers of a call), whoever raised it: the service, a
+/// middleware or tonic itself. A status without an ErrorInfo (or without details) gets one,
+/// its reason the code's name. An id already there is kept.
+pub fn add_request_id(metadata: &mut HeaderMap, code: Code, request_id: &str) {
+    const DETAILS: &str = "grpc-status-details-bin";
+    // Either padding: the gRPC spec asks receivers to accept both.
+    let base64 = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let mut status = metadata
+        .get(DETAILS)
+        .and_then(|value| base64.decode(value.as_bytes()).ok())
+        .and_then(|bytes| tonic_types::pb::Status::decode(bytes.as_slice()).ok())
+        .unwrap_or_else(|| tonic_types::pb::Status {
+            code: code as i32,
+            message: metadata
+                .get("grpc-message")
+                .map(|value| {
+                    percent_encoding::percent_decode(value.as_bytes())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default(),
+            details: Vec::new(),
+        });
+    let position = status
+        .details
+        .iter()
+        .position(|any| any.type_url == ERROR_INFO);
+    let mut info = position
+        .and_then(|at| tonic_types::pb::ErrorInfo::decode(status.details[at].value.as_slice()).ok())
+        .unwrap_or_else(|| tonic_types::pb::ErrorInfo {
+            reason: gateway::error::code_name(code).to_owned(),
+            domain: ERROR_DOMAIN.to_owned(),
+            metadata: HashMap::new(),
+        });
+    if info.metadata.contains_key("requestId") {
+        return;
+    }
+    info.metadata
+        .insert("requestId".to_owned(), request_id.to_owned());
+    let any = prost_types::Any {
+        type_url: ERROR_INFO.to_owned(),
+        value: info.encode_to_vec(),
+    };
+    match position {
+        Some(at) => status.details[at] = any,
+        None => status.details.insert(0, any),
+    }
+    if let Ok(value) = HeaderValue::from_str(&base64.encode(status.encode_to_vec())) {
+        metadata.insert(DETAILS, value);
+    }
 }
 
 impl From<Error> for Status {

@@ -781,7 +781,8 @@ async fn reflection_and_openapi_can_be_put_behind_authentication() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     for path in ["/openapi.json", "/metrics"] {
         let get = |authorization: Option<String>| {
-            let mut request = http::Request::get(format!("http://{}{path}", app.addr));
+            let mut request = http::Request::get(format!("http://{}{path}", app.addr))
+                .header("x-request-id", "docs-1");
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
             }
@@ -790,6 +791,18 @@ async fn reflection_and_openapi_can_be_put_behind_authentication() {
         let response = get(None).await.unwrap();
         assert_eq!(response.status(), 401, "{path}");
         assert!(response.headers().contains_key("www-authenticate"));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["error"]["details"][0],
+            serde_json::json!({
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "UNAUTHENTICATED",
+                "domain": "customer.example.com",
+                "metadata": {"requestId": "docs-1"},
+            }),
+            "{path}"
+        );
         assert_eq!(
             get(Some(app.bearer())).await.unwrap().status(),
             200,

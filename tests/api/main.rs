@@ -6,14 +6,19 @@
 // A failed unwrap is a failed test, with the location in the message.
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod auth;
 mod business;
+mod capture;
+mod clients;
 mod cluster;
 mod companies;
+mod contract;
 mod create;
 mod database_tls;
 mod delete;
 mod deploy;
+mod docs;
 mod events;
 mod helpers;
 mod lifecycle;

@@ -2,28 +2,18 @@
 //! DEBUG through the production subscriber (`telemetry::dispatch`), leaves no raw email
 //! address or phone number in the logs nor in any error message a client receives.
 //!
-//! The capturing subscriber is not global: it is the default dispatcher of every thread of a
-//! runtime built for the test (`on_thread_start`), which is where the server, its spawned
-//! write transactions and its blocking tasks run. Other tests in this binary, running in
+//! The capture is [`crate::capture`]'s: not global, so other tests in this binary, running in
 //! parallel, are neither captured nor slowed down.
 
-use std::{
-    cell::RefCell,
-    io::{self, Write},
-    sync::{Arc, Mutex},
-};
-
 use bytes::Bytes;
-use customer_api::{config::LogFormat, pb, telemetry};
+use customer_api::{config::LogFormat, pb};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use prost_types::FieldMask;
 use tonic::{Code, Status};
-use tracing::dispatcher::{DefaultGuard, Dispatch};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
-use crate::helpers::TestApp;
+use crate::{capture::captured, helpers::TestApp};
 
 /// The values that must never appear in clear.
 const EMAIL: &str = "privacy.probe.7731@example-mail.org";
@@ -55,72 +45,6 @@ fn forbidden() -> Vec<String> {
         forbidden.push(phone[1..].to_owned());
     }
     forbidden
-}
-
-/// An in-memory log sink shared by every thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-thread_local! {
-    /// The capturing dispatcher of a runtime thread, for the thread's lifetime.
-    static CAPTURING: RefCell<Option<DefaultGuard>> = const { RefCell::new(None) };
-}
-
-/// Runs `scenario` on a runtime whose every thread logs into the returned text, with the
-/// production subscriber in `format` at DEBUG for every crate.
-fn captured<T>(format: LogFormat, scenario: impl Future<Output = T>) -> (String, T) {
-    // tracing caches each callsite's interest process-wide when the callsite is first hit.
-    // While exactly one dispatcher is registered, tracing-core (0.1.36) computes it from the
-    // default of the thread that hits it first (tokio-rs/tracing#3611): a sibling test's
-    // thread, which has none, would cache "never" and silence the line for this capture too
-    // (seen once under the full suite). A second dispatcher registered for the life of the
-    // process makes tracing ask every registered one instead; this one wants nothing.
-    static PINNED: std::sync::OnceLock<Dispatch> = std::sync::OnceLock::new();
-    PINNED.get_or_init(|| Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-    let capture = Capture::default();
-    let dispatch: Dispatch = telemetry::dispatch(format, EnvFilter::new("debug"), capture.clone());
-    let on_start = dispatch.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            CAPTURING.set(Some(tracing::dispatcher::set_default(&on_start)));
-        })
-        .on_thread_stop(|| drop(CAPTURING.take()))
-        .build()
-        .unwrap();
-    let output = {
-        let _test_thread = tracing::dispatcher::set_default(&dispatch);
-        runtime.block_on(scenario)
-    };
-    // Joins the worker and blocking threads, so every line is written.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
-    (capture.text(), output)
 }
 
 /// Everything a client can read of an error: message and encoded details.
@@ -442,13 +366,13 @@ fn assert_private(format: LogFormat, logs: &str, errors: &[String]) {
 
 #[test]
 fn text_logs_and_errors_never_contain_raw_emails_or_phone_numbers() {
-    let (logs, errors) = captured(LogFormat::Text, crud_run());
+    let (logs, errors) = captured(LogFormat::Text, "debug", crud_run());
     assert_private(LogFormat::Text, &logs, &errors);
 }
 
 #[test]
 fn json_logs_never_contain_raw_emails_or_phone_numbers() {
-    let (logs, errors) = captured(LogFormat::Json, crud_run());
+    let (logs, errors) = captured(LogFormat::Json, "debug", crud_run());
     assert_private(LogFormat::Json, &logs, &errors);
     for line in logs.lines() {
         serde_json::from_str::<serde_json::Value>(line)

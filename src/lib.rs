@@ -17,8 +17,8 @@
 //! - [`resources`]: customers, companies and notes as declarations over the core, with the
 //!   rules only they have.
 //! - [`convert`]: domain ⇄ protobuf conversions shared by the adapter and the encodings.
-//! - [`db`]: pool, embedded migrations, and every SQL statement and lock (diesel +
-//!   diesel-async + bb8), including the relay's lease.
+//! - [`db`]: pool, embedded migrations, and every SQL statement and lock, including the
+//!   relay's lease; the only module that knows the query builder and the driver.
 //! - [`encoding`]: the versioned encodings of stored data (event payloads, idempotent
 //!   replays): protobuf with a version byte, golden-tested; older JSON rows still read.
 //! - [`grpc`]: the tonic adapter, the error → status mapping, codec and deadline layer.

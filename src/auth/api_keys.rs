@@ -137,8 +137,8 @@ impl From<crate::db::PoolError> for DbFailure {
     }
 }
 
-impl From<diesel::result::Error> for DbFailure {
-    fn from(error: diesel::result::Error) -> Self {
+impl From<crate::db::QueryError> for DbFailure {
+    fn from(error: crate::db::QueryError) -> Self {
         Self(error.to_string())
     }
 }

@@ -73,6 +73,8 @@ type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 pub type Connection = bb8::PooledConnection<'static, Manager>;
 /// A pool checkout failure.
 pub type PoolError = bb8::RunError<diesel_async::pooled_connection::PoolError>;
+/// A failed statement, as this module's queries return it.
+pub type QueryError = diesel::result::Error;
 
 /// Errors of setting the database up (connecting, creating, migrating).
 #[derive(Debug, thiserror::Error)]

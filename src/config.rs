@@ -377,6 +377,10 @@ pub struct ServeSettings {
     #[arg(long, env = "PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
 
+    /// Traces (OpenTelemetry).
+    #[command(flatten)]
+    pub tracing: TracingSettings,
+
     /// Share of successful calls written to the access log (target `access`), from 0 to 1;
     /// failed calls are always written.
     #[arg(long, env = "ACCESS_LOG_SAMPLE", default_value = "1", value_parser = parse_share)]
@@ -650,6 +654,7 @@ impl fmt::Debug for ServeSettings {
                 "page_token_key",
                 &self.page_token_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("tracing", &self.tracing)
             .field("access_log_sample", &self.access_log_sample)
             .field("request_id_ttl", &self.request_id_ttl)
             .field("customer_purge_after", &self.customer_purge_after)
@@ -678,6 +683,96 @@ impl ServeSettings {
         settings.database.database_url = database_url.into();
         settings
     }
+}
+
+/// OpenTelemetry traces, configured by the standard `OTEL_*` variables. Off (nothing
+/// installed, nothing recorded) unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+#[derive(Debug, Clone, Args)]
+pub struct TracingSettings {
+    /// OTLP collector to export traces to, e.g. `http://otel-collector:4318` (HTTP) or
+    /// `http://otel-collector:4317` (gRPC); `/v1/traces` is appended for HTTP. Unset: no
+    /// tracing at all.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `http/protobuf` or `grpc`.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "customer-api")]
+    pub service_name: String,
+
+    /// More resource attributes, `key=value` pairs separated by commas (values
+    /// percent-encoded), e.g. `deployment.environment.name=prod,service.namespace=crm`.
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub resource_attributes: Option<String>,
+
+    /// Which traces are recorded: `parentbased_always_on` (follow the caller's decision,
+    /// record root calls), `parentbased_traceidratio`, `parentbased_always_off`,
+    /// `always_on`, `always_off`, `traceidratio`.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_always_on"
+    )]
+    pub traces_sampler: TracesSampler,
+
+    /// The ratio of the `*traceidratio` samplers, from 0 to 1 (default 1).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", value_parser = parse_share)]
+    pub traces_sampler_arg: Option<f64>,
+}
+
+impl TracingSettings {
+    /// No tracing (what an unset `OTEL_EXPORTER_OTLP_ENDPOINT` means).
+    pub fn off() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "customer-api".into(),
+            resource_attributes: None,
+            traces_sampler: TracesSampler::ParentbasedAlwaysOn,
+            traces_sampler_arg: None,
+        }
+    }
+
+    /// Whether traces are exported.
+    pub fn enabled(&self) -> bool {
+        self.otlp_endpoint
+            .as_deref()
+            .is_some_and(|endpoint| !endpoint.trim().is_empty())
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (`POST {endpoint}/v1/traces`).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`).
+    #[value(name = "grpc")]
+    Grpc,
+}
+
+/// `OTEL_TRACES_SAMPLER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "the names are the OpenTelemetry specification's"
+)]
+pub enum TracesSampler {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    ParentbasedTraceidratio,
 }
 
 /// Parses a share: a number from 0 to 1.

@@ -26,6 +26,8 @@
 //!   its own.
 //! - [`store`]: the core's storage seam over PostgreSQL; [`error`]: database failures
 //!   classified once.
+//! - Traces: a span per pool checkout ([`Pool::get`]) and per statement ([`spans`]), when a
+//!   trace layer is installed.
 //!
 //! No module outside `db` builds SQL: the others call these functions with a connection.
 
@@ -43,6 +45,7 @@ pub mod notes;
 pub mod relay;
 pub mod request_ids;
 pub mod schema;
+pub mod spans;
 pub mod store;
 pub mod table;
 
@@ -150,7 +153,14 @@ impl Pool {
     /// A pooled connection, owned. Behind a transaction pooler (prepared statements off) use
     /// it only through [`Pool::begin`] or [`Pool::run`].
     pub async fn get(&self) -> Result<Connection, PoolError> {
-        self.connections.get_owned().await
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            target: "customer_api::db",
+            "pool checkout",
+            otel.kind = "internal",
+            db.system = "postgresql",
+        );
+        self.connections.get_owned().instrument(span).await
     }
 
     /// Connections open and idle.
@@ -278,6 +288,17 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
 }
 
 async fn setup_connection(
+    connector: Connector,
+    statements: Statements,
+) -> Result<AsyncPgConnection, ConnectionError> {
+    let mut conn = setup_session(connector, statements).await?;
+    if spans::wanted() {
+        conn.set_instrumentation(spans::StatementSpans::default());
+    }
+    Ok(conn)
+}
+
+async fn setup_session(
     connector: Connector,
     statements: Statements,
 ) -> Result<AsyncPgConnection, ConnectionError> {

@@ -34,6 +34,7 @@ mod rest;
 mod schema;
 mod secrets;
 mod tls;
+mod traces;
 mod transport;
 mod update;
 mod upgrade;

@@ -21,10 +21,18 @@ ENSURE_NATS := scripts/ensure-nats.sh
 DEV_JWT_SECRET := dev-only-secret-do-not-use-in-production-0123456789
 # Integration tests are I/O bound (a database per test): run more of them than cores.
 TEST_THREADS ?= 6
+# The test runner (.config/nextest.toml): the machine's cargo-nextest, else one installed
+# under target/tools by `make nextest`.
+NEXTEST_VERSION := 0.9.143
+LOCAL_NEXTEST := target/tools/cargo/bin/cargo-nextest
+NEXTEST = $(if $(shell command -v cargo-nextest),cargo-nextest nextest,$(LOCAL_NEXTEST) nextest)
 # The offline RustSec advisory-db snapshot `make lint` checks Cargo.lock against (see deny.toml),
 # and where scripts/advisory-db.sh keeps the git checkout of it that cargo-deny opens.
 ADVISORY_DB ?= ../shared/advisory-db
 ADVISORY_DBS ?= target/advisory-dbs
+# cargo-deny for the dependency policy, pinned and installed under target/tools by make lint.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := target/tools/cargo/bin/cargo-deny
 
 # What the bench targets run, as command:Debian-package (scripts/ensure-tools.sh installs the
 # package of any command that is missing).
@@ -32,19 +40,28 @@ BENCH_TOOLS := psql:postgresql-client pgbench:postgresql-client curl:curl
 BENCH_REST_TOOLS := wrk:wrk h2load:nghttp2-client curl:curl bc:bc valgrind:valgrind callgrind_control:valgrind
 BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind
 
-# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs) and
-# three replicas behind HAProxy (tests/cluster).
-TEST_PACKAGES := pgbouncer haproxy
+# Debian packages the tests run: the service behind PgBouncer (tests/api/pgbouncer.rs),
+# three replicas behind HAProxy (tests/cluster), and the API console in headless Chromium
+# (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
+TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
 # kubernetes-validate validates deploy/kubernetes/ against the Kubernetes OpenAPI schemas it
 # vendors (offline). The deploy tests (tests/api/deploy.rs) run them from this path.
+# openapi-python-client generates the typed Python client tests/api/clients.rs drives;
+# openapi-spec-validator checks the document against the OpenAPI 3.1 specification.
 TOOLS_VENV := target/tools/venv
-PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
+# Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
+# the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
+# playwright-core drives Debian's chromium through the API console (tests/api/docs.rs).
+TOOLS_NODE := target/tools/node
+NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1
+NODE_STAMP := $(TOOLS_NODE)/.installed-$(shell printf '%s' '$(NPM_TOOLS) +node' | sha256sum | cut -c1-12)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -76,10 +93,19 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo; \
 	exec env LISTEN_ADDR="$$addr" $(BIN) serve
 
-test: test-tools tools ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
+nextest: ## Install cargo-nextest (pinned, under target/tools) when the machine has none
+	@command -v cargo-nextest >/dev/null || [ -x $(LOCAL_NEXTEST) ] || { \
+		echo "installing cargo-nextest $(NEXTEST_VERSION) into target/tools (once per checkout)"; \
+		$(CARGO) install --locked --quiet --root target/tools/cargo cargo-nextest --version $(NEXTEST_VERSION); }
+
+stop: ## Stop the private PostgreSQL and NATS that make run/make test started (target/pg, target/nats)
+	@scripts/stop-services.sh
+
+test: test-tools tools nextest ## Run every test (unit + integration against real PostgreSQL and NATS JetStream)
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; \
 	nats="$$($(ENSURE_NATS))" || exit 1; eval "$$nats"; \
-	status=0; $(CARGO) test --workspace --all-targets -- --test-threads $(TEST_THREADS) || status=$$?; \
+	status=0; $(NEXTEST) run --workspace --all-targets --test-threads $(TEST_THREADS) || status=$$?; \
+	$(CARGO) test --workspace --doc --quiet || status=$$?; \
 	scripts/drop-test-databases.sh; exit $$status
 
 test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
@@ -116,13 +142,19 @@ bench-instructions: ## Server instructions per Get/List/search/Create (callgrind
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@command -v cargo-deny >/dev/null || { \
-		echo "cargo-deny is not installed: installing it with cargo install --locked cargo-deny (several minutes)"; \
-		$(CARGO) install --locked cargo-deny; }
+	@# cargo-deny, pinned, installed into this checkout (never the user's ~/.cargo) once.
+	@[ -x $(CARGO_DENY) ] || { \
+		echo "installing cargo-deny $(CARGO_DENY_VERSION) into target/tools (once per checkout, a few minutes)"; \
+		$(CARGO) install --locked --quiet --root target/tools/cargo cargo-deny --version $(CARGO_DENY_VERSION); }
 	@# cargo metadata --offline needs every package of Cargo.lock (all platforms) on disk.
 	$(CARGO) fetch --locked --quiet
-	@scripts/advisory-db.sh "$(ADVISORY_DB)" "$(ADVISORY_DBS)"
-	DENY_ADVISORY_DBS="$(abspath $(ADVISORY_DBS))" $(CARGO) deny --locked --offline check advisories bans
+	@if [ -d "$(ADVISORY_DB)/crates" ]; then \
+		CARGO_DENY=$(CARGO_DENY) scripts/advisory-db.sh "$(ADVISORY_DB)" "$(ADVISORY_DBS)" && \
+		DENY_ADVISORY_DBS="$(abspath $(ADVISORY_DBS))" $(CARGO_DENY) --locked --offline check advisories bans; \
+	else \
+		echo "lint: advisories NOT checked: no RustSec advisory database at $(ADVISORY_DB) (set ADVISORY_DB=/path/to/advisory-db); checking bans only"; \
+		$(CARGO_DENY) --locked --offline check bans; \
+	fi
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -134,13 +166,22 @@ openapi: build ## Regenerate openapi/openapi.json from the proto (a test keeps i
 migrate: build ## Create the database if needed and apply migrations
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; $(BIN) migrate
 
-tools: $(TOOLS_STAMP) ## Install the manifest validators the tests use (PyPI, into target/tools/venv)
+tools: $(TOOLS_STAMP) $(NODE_STAMP) ## Install the test tools: PyPI into target/tools/venv, npm into target/tools/node
 
 $(TOOLS_STAMP):
 	@command -v python3 >/dev/null || { echo "python3 is needed for the manifest validators (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	rm -rf $(TOOLS_VENV)
 	python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+
+$(NODE_STAMP):
+	@command -v npm >/dev/null || { echo "node and npm are needed for the TypeScript client test (Debian: apt-get install nodejs npm)"; exit 1; }
+	rm -rf $(TOOLS_NODE)
+	mkdir -p $(TOOLS_NODE)
+	printf '{"name":"customer-api-test-tools","private":true,"type":"module"}\n' > $(TOOLS_NODE)/package.json
+	cd $(TOOLS_NODE) && npm install --no-audit --no-fund --silent --save-exact $(NPM_TOOLS)
+	ln -sf "$$(command -v node)" $(TOOLS_NODE)/node
 	touch $@
 
 release: ## Release build as the Dockerfile does it; checks stripped, < 25 MB; binary in target/dist

@@ -25,7 +25,7 @@ root=$(cd "$root" && pwd)
 
 # Where cargo-deny looks for the database of the configured URL (the name embeds a hash of
 # the URL): ask it rather than re-implement its naming.
-checkout=$(DENY_ADVISORY_DBS="$root" cargo deny -L debug --offline check advisories 2>&1 \
+checkout=$(DENY_ADVISORY_DBS="$root" ${CARGO_DENY:-cargo-deny} -L debug --offline check advisories 2>&1 \
     | sed -n "s/.*Opening advisory database at '\(.*\)'.*/\1/p" | head -n 1 || true)
 if [[ -z "$checkout" || "$checkout" != "$root"/* ]]; then
     echo "advisory-db: could not learn where cargo-deny opens the database under $root" >&2

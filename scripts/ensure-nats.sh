@@ -60,6 +60,8 @@ or install nats-server (Debian: apt-get install nats-server; or https://github.c
 
 log "starting a private nats-server with JetStream on 127.0.0.1:$port (store: $state)"
 nohup "$server" -js -a 127.0.0.1 -p "$port" -sd "$state/store" >"$state/nats.log" 2>&1 3>&- &
+# `make stop` (scripts/stop-services.sh) stops the server by this file.
+echo $! >"$state/nats.pid"
 for _ in $(seq 1 50); do
   if answers 127.0.0.1 "$port"; then
     emit "nats://127.0.0.1:$port"

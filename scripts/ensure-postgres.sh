@@ -262,9 +262,9 @@ run_pg() {
 
 stop_hint() {
     if [ "$IS_ROOT" -eq 1 ]; then
-        log "to stop it: runuser -u postgres -- $(sq "$PG_BIN/pg_ctl") -D $(sq "$DATA_DIR") stop"
+        log "to stop it: make stop, or runuser -u postgres -- $(sq "$PG_BIN/pg_ctl") -D $(sq "$DATA_DIR") stop"
     else
-        log "to stop it: $(sq "$PG_BIN/pg_ctl") -D $(sq "$DATA_DIR") stop"
+        log "to stop it: make stop, or $(sq "$PG_BIN/pg_ctl") -D $(sq "$DATA_DIR") stop"
     fi
 }
 

@@ -249,7 +249,7 @@ impl App {
         tracing::info!(
             address = ?listener.local_addr().ok(),
             tls = self.tls.is_some(),
-            mutual_tls = self.settings.tls.client_ca.is_some(),
+            mutual_tls = self.settings.tls.tls_client_ca.is_some(),
             "serving gRPC, gRPC-web and HTTP"
         );
         let graceful = GracefulShutdown::new();

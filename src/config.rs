@@ -10,7 +10,7 @@
 //! file named by `<VAR>_FILE` (the Docker and Kubernetes secrets convention); the file's
 //! trailing line break is dropped, and setting both `<VAR>` and `<VAR>_FILE` is an error.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt, marker::PhantomData, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -19,7 +19,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 #[command(name = "customer-api", version, about, long_about = None)]
 pub struct Cli {
     /// Log format: `text` for humans, `json` for log shippers.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(long, env, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
     /// What to do.
@@ -207,64 +207,45 @@ pub enum ApiKeyCommand {
 }
 
 /// How callers are authenticated.
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AuthSettings {
     /// Shared secret for HS256 tokens (at least 32 bytes). Or a file: JWT_HS256_SECRET_FILE.
-    #[arg(long, env = "JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    #[arg(long, env, hide_env_values = true)]
+    pub jwt_hs256_secret: Option<Secret>,
     /// JWKS file with the public keys of RS256/ES256/EdDSA token issuers.
-    #[arg(long, env = "JWKS_FILE", conflicts_with = "jwks_url")]
+    #[arg(long, env, conflicts_with = "jwks_url")]
     pub jwks_file: Option<std::path::PathBuf>,
     /// JWKS URL (http or https) with the issuers' public keys; fetched at start-up and again,
     /// at most once a minute, when a token names an unknown key.
-    #[arg(long, env = "JWKS_URL", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub jwks_url: Option<String>,
     /// Required token issuer (`iss`).
-    #[arg(long, env = "JWT_ISSUER")]
+    #[arg(long, env)]
     pub jwt_issuer: Option<String>,
     /// Required token audience (`aud`).
-    #[arg(long, env = "JWT_AUDIENCE")]
+    #[arg(long, env)]
     pub jwt_audience: Option<String>,
     /// Clock skew tolerated for `exp`/`nbf`.
-    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
     /// Require a `customers.read` credential for server reflection and `/openapi.json`
     /// (open by default, like the health checks, which always stay open).
-    #[arg(long, env = "PROTECT_DOCS")]
+    #[arg(long, env)]
     pub protect_docs: bool,
     /// Serve without authentication (local experiments only; logged loudly).
-    #[arg(long, env = "AUTH_DISABLED")]
+    #[arg(long, env)]
     pub auth_disabled: bool,
     /// How long a verified API key is trusted without asking the database again: a revoked
     /// or expired key stops working within this time. 0 asks the database on every call.
-    #[arg(long, env = "API_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "5s", value_parser = parse_duration)]
     pub api_key_cache_ttl: Duration,
-}
-
-impl fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field(
-                "jwt_hs256_secret",
-                &self.jwt_hs256_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("jwks_file", &self.jwks_file)
-            .field("jwks_url", &self.jwks_url)
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("jwt_leeway", &self.jwt_leeway)
-            .field("protect_docs", &self.protect_docs)
-            .field("auth_disabled", &self.auth_disabled)
-            .field("api_key_cache_ttl", &self.api_key_cache_ttl)
-            .finish()
-    }
 }
 
 impl AuthSettings {
     /// The token verification settings.
     pub fn jwt(&self) -> crate::auth::jwt::JwtSettings {
         crate::auth::jwt::JwtSettings {
-            hs256_secret: self.jwt_hs256_secret.clone(),
+            hs256_secret: self.jwt_hs256_secret.as_deref().map(str::to_owned),
             jwks_file: self.jwks_file.clone(),
             jwks_url: self.jwks_url.clone(),
             issuer: self.jwt_issuer.clone(),
@@ -283,32 +264,26 @@ pub fn split_scopes(text: &str) -> Vec<String> {
 }
 
 /// How to reach PostgreSQL and how to pool connections.
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL connection URL, e.g. `postgres://user:pass@host:5432/customer_api`, with
     /// libpq's TLS parameters: `sslmode` (disable, prefer (default), require, verify-ca,
     /// verify-full), `sslrootcert` (a PEM file, or `system`), `sslcert` and `sslkey`. Or a
     /// file: DATABASE_URL_FILE.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[arg(long, env, hide_env_values = true)]
+    pub database_url: SecretUrl,
 
     /// URL for the connections that must be real sessions (migrations, the relay lease,
     /// event notifications): set it to a direct or session-pooled address when DATABASE_URL
     /// goes through a transaction-pooling PgBouncer. Unset: DATABASE_URL. Or a file:
     /// DATABASE_SESSION_URL_FILE.
-    #[arg(long, env = "DATABASE_SESSION_URL", hide_env_values = true)]
-    pub database_session_url: Option<String>,
+    #[arg(long, env, hide_env_values = true)]
+    pub database_session_url: Option<SecretUrl>,
 
     /// Cache prepared statements per pooled connection. `false` for a transaction-pooling
     /// PgBouncer: statements are then prepared and closed inside an explicit transaction each
     /// (a little slower; see docs/operations.md).
-    #[arg(
-        long,
-        env = "DB_PREPARED_STATEMENTS",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        value_name = "BOOL"
-    )]
+    #[arg(long, env = "DB_PREPARED_STATEMENTS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub prepared_statements: bool,
 
     /// Maximum number of pooled connections.
@@ -324,24 +299,8 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
 }
 
-impl fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("database_url", &redact_url(&self.database_url))
-            .field(
-                "database_session_url",
-                &self.database_session_url.as_deref().map(redact_url),
-            )
-            .field("prepared_statements", &self.prepared_statements)
-            .field("pool_size", &self.pool_size)
-            .field("checkout_timeout", &self.checkout_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .finish()
-    }
-}
-
 /// Settings of `customer-api serve`.
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeSettings {
     /// Database and pool.
     #[command(flatten)]
@@ -352,12 +311,12 @@ pub struct ServeSettings {
     pub auth: AuthSettings,
 
     /// Address of the one listener serving gRPC (h2c), gRPC-web and HTTP.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env, default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
     /// Origins allowed to call from browsers (CORS), comma separated; `*` allows any.
     /// Empty (the default) allows none: browsers may then only call from the same origin.
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', num_args = 0..)]
+    #[arg(long, env, value_delimiter = ',', num_args = 0..)]
     pub cors_allowed_origins: Vec<String>,
 
     /// On SIGTERM/SIGINT, how long in-flight calls may take to finish before the process exits.
@@ -367,15 +326,15 @@ pub struct ServeSettings {
     /// On SIGTERM/SIGINT, how long to keep serving with /readyz and gRPC health reporting
     /// NOT_SERVING before the drain starts, so that load balancers stop sending new calls
     /// first (set it above their health-check period; Kubernetes: endpoint propagation).
-    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "0s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
 
     /// Secret the page-token encryption key is derived from (any string, at least 16 bytes),
     /// shared by every instance given it; it also still verifies tokens of the older signed
     /// format. Unset: a key generated once and stored in the database, shared by every
     /// instance over it. Or a file: PAGE_TOKEN_KEY_FILE.
-    #[arg(long, env = "PAGE_TOKEN_KEY", hide_env_values = true)]
-    pub page_token_key: Option<String>,
+    #[arg(long, env, hide_env_values = true)]
+    pub page_token_key: Option<Secret>,
 
     /// Traces (OpenTelemetry).
     #[command(flatten)]
@@ -383,50 +342,50 @@ pub struct ServeSettings {
 
     /// Share of successful calls written to the access log (target `access`), from 0 to 1;
     /// failed calls are always written.
-    #[arg(long, env = "ACCESS_LOG_SAMPLE", default_value = "1", value_parser = parse_share)]
+    #[arg(long, env, default_value = "1", value_parser = parse_share)]
     pub access_log_sample: f64,
 
     /// How long request ids are remembered for safe retries (AIP-155).
-    #[arg(long, env = "REQUEST_ID_TTL", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "24h", value_parser = parse_duration)]
     pub request_id_ttl: Duration,
 
     /// How long a soft-deleted customer is kept (and can be undeleted) before it is purged
     /// with its notes for good (AIP-164 `expire_time`); 0 keeps deleted customers for ever.
-    #[arg(long, env = "CUSTOMER_PURGE_AFTER", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "30d", value_parser = parse_duration)]
     pub customer_purge_after: Duration,
 
     /// How often expired customers are looked for and purged.
-    #[arg(long, env = "CUSTOMER_PURGE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "1h", value_parser = parse_duration)]
     pub customer_purge_interval: Duration,
 
     /// Largest accepted request message, in bytes (gRPC and gRPC-web).
-    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env, default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
     /// Requests per second each caller (token subject or API key) may make; 0 disables.
-    #[arg(long, env = "RATE_LIMIT_RPS", default_value_t = 500)]
+    #[arg(long, env, default_value_t = 500)]
     pub rate_limit_rps: u32,
 
     /// Burst each caller may make above the steady rate.
-    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 1000)]
+    #[arg(long, env, default_value_t = 1000)]
     pub rate_limit_burst: u32,
 
     /// Calls served at once; beyond this, calls are shed at once with UNAVAILABLE / 503
     /// instead of queueing.
-    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    #[arg(long, env, default_value_t = 512)]
     pub max_concurrent_requests: usize,
 
     /// Largest accepted REST/JSON request body, in bytes (larger answers 413).
-    #[arg(long, env = "MAX_REST_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env, default_value_t = 1024 * 1024)]
     pub max_rest_body_bytes: usize,
 
     /// How often the database is probed for health reporting.
-    #[arg(long, env = "HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
     pub health_probe_interval: Duration,
 
     /// PEM file of CA certificates trusted for outbound HTTPS (JWKS_URL, the business
     /// registry) in addition to the public (Mozilla) roots: a private or corporate CA.
-    #[arg(long, env = "EXTRA_CA_FILE", value_name = "FILE")]
+    #[arg(long, env, value_name = "FILE")]
     pub extra_ca_file: Option<PathBuf>,
 
     /// TLS on the listener (plaintext unless a certificate is configured).
@@ -447,45 +406,37 @@ pub struct ServeSettings {
 pub struct EventSettings {
     /// NATS server URL (e.g. `nats://127.0.0.1:4222`). When set, a relay publishes every
     /// event to JetStream; unset, events are only served by the change stream RPCs.
-    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    #[arg(long, env, hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// JetStream stream the relay publishes to (created if missing).
-    #[arg(long, env = "NATS_STREAM", default_value = "CUSTOMER_EVENTS")]
+    #[arg(long, env, default_value = "CUSTOMER_EVENTS")]
     pub nats_stream: String,
 
     /// Subject prefix: events go to `<prefix>.<type>`, e.g. `customer.v1.events.registered`.
-    #[arg(
-        long,
-        env = "NATS_SUBJECT_PREFIX",
-        default_value = "customer.v1.events"
-    )]
+    #[arg(long, env, default_value = "customer.v1.events")]
     pub nats_subject_prefix: String,
 
     /// JetStream duplicate window of a stream this service creates: a republish of an event
     /// (same `Nats-Msg-Id`) within it is dropped.
-    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "2m", value_parser = parse_duration)]
     pub nats_duplicate_window: Duration,
 
     /// How long the relay waits for JetStream to acknowledge one event.
-    #[arg(long, env = "NATS_ACK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
     pub nats_ack_timeout: Duration,
 
     /// CloudEvents `source` attribute of published events.
-    #[arg(
-        long,
-        env = "EVENT_SOURCE",
-        default_value = "//customer.example.com/customer-api"
-    )]
+    #[arg(long, env, default_value = "//customer.example.com/customer-api")]
     pub event_source: String,
 
     /// How long events are kept for the change stream (published ones, or all of them when no
     /// broker is configured).
-    #[arg(long, env = "EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "30d", value_parser = parse_duration)]
     pub event_retention: Duration,
 
     /// How often expired events are pruned.
-    #[arg(long, env = "EVENT_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "1h", value_parser = parse_duration)]
     pub event_prune_interval: Duration,
 }
 
@@ -506,7 +457,7 @@ impl fmt::Debug for EventSettings {
 
 /// The external business registry (see `docs/business-registry.md`). Enrichment is off
 /// unless `--business-registry-url` is set; the other settings then tune the client.
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RegistrySettings {
     /// URL template of the registry's JSON API, http or https, with `{business_id}` in the
     /// path or query, e.g. `https://registry.example/v1/companies/{business_id}`. Unset:
@@ -521,7 +472,7 @@ pub struct RegistrySettings {
     /// Bearer token sent to the registry (`Authorization: Bearer …`), if it needs one. Or a
     /// file: BUSINESS_REGISTRY_TOKEN_FILE.
     #[arg(long, env, hide_env_values = true)]
-    pub business_registry_token: Option<String>,
+    pub business_registry_token: Option<Secret>,
 
     /// Time allowed for one registry request (connect, TLS, answer), per attempt.
     #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
@@ -557,33 +508,6 @@ pub struct RegistrySettings {
     pub business_registry_cache_size: u32,
 }
 
-impl fmt::Debug for RegistrySettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistrySettings")
-            .field("url", &self.business_registry_url)
-            .field("name", &self.business_registry_name)
-            .field(
-                "token",
-                &self.business_registry_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("timeout", &self.business_registry_timeout)
-            .field("retries", &self.business_registry_retries)
-            .field("retry_backoff", &self.business_registry_retry_backoff)
-            .field(
-                "breaker_threshold",
-                &self.business_registry_breaker_threshold,
-            )
-            .field("breaker_cooldown", &self.business_registry_breaker_cooldown)
-            .field("cache_ttl", &self.business_registry_cache_ttl)
-            .field(
-                "negative_cache_ttl",
-                &self.business_registry_negative_cache_ttl,
-            )
-            .field("cache_size", &self.business_registry_cache_size)
-            .finish()
-    }
-}
-
 impl RegistrySettings {
     /// The client configuration; `None` when no registry URL is set (enrichment off).
     pub fn config(&self) -> Option<crate::registry::RegistryConfig> {
@@ -610,67 +534,17 @@ impl RegistrySettings {
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsSettings {
     /// Server certificate chain (PEM, leaf first). Turns TLS on; needs `--tls-key`.
-    #[arg(
-        id = "tls_cert",
-        long = "tls-cert",
-        env = "TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
-    pub cert: Option<PathBuf>,
+    #[arg(long, env, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
 
     /// Private key of the server certificate (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(
-        id = "tls_key",
-        long = "tls-key",
-        env = "TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub key: Option<PathBuf>,
+    #[arg(long, env, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// CA certificates (PEM) that client certificates must chain to. Turns on mutual TLS:
     /// a client without a valid certificate is rejected during the handshake.
-    #[arg(
-        id = "tls_client_ca",
-        long = "tls-client-ca",
-        env = "TLS_CLIENT_CA",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub client_ca: Option<PathBuf>,
-}
-
-impl fmt::Debug for ServeSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServeSettings")
-            .field("database", &self.database)
-            .field("auth", &self.auth)
-            .field("listen_addr", &self.listen_addr)
-            .field("cors_allowed_origins", &self.cors_allowed_origins)
-            .field("drain_timeout", &self.drain_timeout)
-            .field("shutdown_delay", &self.shutdown_delay)
-            .field(
-                "page_token_key",
-                &self.page_token_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("tracing", &self.tracing)
-            .field("access_log_sample", &self.access_log_sample)
-            .field("request_id_ttl", &self.request_id_ttl)
-            .field("customer_purge_after", &self.customer_purge_after)
-            .field("customer_purge_interval", &self.customer_purge_interval)
-            .field("max_request_bytes", &self.max_request_bytes)
-            .field("max_rest_body_bytes", &self.max_rest_body_bytes)
-            .field("rate_limit_rps", &self.rate_limit_rps)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("max_concurrent_requests", &self.max_concurrent_requests)
-            .field("health_probe_interval", &self.health_probe_interval)
-            .field("extra_ca_file", &self.extra_ca_file)
-            .field("tls", &self.tls)
-            .field("events", &self.events)
-            .field("registry", &self.registry)
-            .finish()
-    }
+    #[arg(long, env, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeSettings {
@@ -680,7 +554,7 @@ impl ServeSettings {
         let Command::Serve(mut settings) = cli.command else {
             unreachable!("parsed a serve command line")
         };
-        settings.database.database_url = database_url.into();
+        settings.database.database_url = SecretUrl::from(database_url.into());
         settings
     }
 }
@@ -773,6 +647,72 @@ pub enum TracesSampler {
     ParentbasedAlwaysOn,
     ParentbasedAlwaysOff,
     ParentbasedTraceidratio,
+}
+
+/// A secret setting: its `Debug` never shows it, only what `R` leaves of it, so the settings
+/// structs that hold one can derive theirs.
+pub struct Secret<R = Hidden>(String, PhantomData<R>);
+
+/// A URL setting that may carry a password: its `Debug` is the URL with the password
+/// redacted ([`redact_url`]).
+pub type SecretUrl = Secret<Password>;
+
+/// What the `Debug` of a [`Secret`] shows.
+pub trait Redaction {
+    /// What is left of `secret`.
+    fn redact(secret: &str) -> String;
+}
+
+/// Nothing: `"<redacted>"`.
+#[derive(Debug)]
+pub enum Hidden {}
+
+impl Redaction for Hidden {
+    fn redact(_: &str) -> String {
+        "<redacted>".to_owned()
+    }
+}
+
+/// A URL without its password.
+#[derive(Debug)]
+pub enum Password {}
+
+impl Redaction for Password {
+    fn redact(url: &str) -> String {
+        redact_url(url)
+    }
+}
+
+impl<R> Clone for Secret<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
+
+impl<R> std::ops::Deref for Secret<R> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<R: Redaction> fmt::Debug for Secret<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&R::redact(&self.0), f)
+    }
+}
+
+impl<R> From<String> for Secret<R> {
+    fn from(secret: String) -> Self {
+        Self(secret, PhantomData)
+    }
+}
+
+impl<R> From<&str> for Secret<R> {
+    fn from(secret: &str) -> Self {
+        Self::from(secret.to_owned())
+    }
 }
 
 /// Parses a share: a number from 0 to 1.
@@ -878,18 +818,21 @@ mod tests {
         );
     }
 
+    /// The settings of `serve` with `extra` flags.
+    fn serve(extra: &[&str]) -> Result<ServeSettings, clap::Error> {
+        let mut args = vec!["customer-api", "serve", "--database-url", "postgres://x/y"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args).map(|cli| match cli.command {
+            Command::Serve(settings) => settings,
+            _ => unreachable!("parsed a serve command line"),
+        })
+    }
+
     #[test]
     fn tls_flags_come_in_pairs() {
-        let parse = |extra: &[&str]| {
-            let mut args = vec!["customer-api", "serve", "--database-url", "postgres://x/y"];
-            args.extend_from_slice(extra);
-            Cli::try_parse_from(args).map(|cli| match cli.command {
-                Command::Serve(settings) => settings.tls,
-                _ => unreachable!("parsed a serve command line"),
-            })
-        };
+        let parse = |extra: &[&str]| serve(extra).map(|settings| settings.tls);
         let none = parse(&[]).expect("plaintext by default");
-        assert!(none.cert.is_none() && none.key.is_none() && none.client_ca.is_none());
+        assert!(none.tls_cert.is_none() && none.tls_key.is_none() && none.tls_client_ca.is_none());
         let all = parse(&[
             "--tls-cert",
             "c.pem",
@@ -899,10 +842,10 @@ mod tests {
             "ca.pem",
         ])
         .expect("all three");
-        assert_eq!(all.cert.as_deref(), Some(std::path::Path::new("c.pem")));
-        assert_eq!(all.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(all.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(all.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
         assert_eq!(
-            all.client_ca.as_deref(),
+            all.tls_client_ca.as_deref(),
             Some(std::path::Path::new("ca.pem"))
         );
         assert!(parse(&["--tls-cert", "c.pem"]).is_err(), "cert needs a key");
@@ -915,14 +858,7 @@ mod tests {
 
     #[test]
     fn registry_settings_default_and_hide_the_token() {
-        let parse = |extra: &[&str]| {
-            let mut args = vec!["customer-api", "serve", "--database-url", "postgres://x/y"];
-            args.extend_from_slice(extra);
-            Cli::try_parse_from(args).map(|cli| match cli.command {
-                Command::Serve(settings) => settings,
-                _ => unreachable!("parsed a serve command line"),
-            })
-        };
+        let parse = serve;
         let off = parse(&[]).expect("optional");
         assert!(off.registry.config().is_none(), "no URL: enrichment off");
 

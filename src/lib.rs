@@ -29,6 +29,7 @@
 //!   then drain), with the background tasks in one supervised, restartable set.
 //! - [`server`]: the HTTP side: routing of every protocol, health, reflection, metrics, the
 //!   accept loop with optional TLS.
+//! - [`docs`]: the landing page `/` and the API console `/docs` (vendored Swagger UI).
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`registry`]: the business-registry client (cache, retries, circuit breaker) behind
@@ -38,6 +39,8 @@
 //! - [`healthcheck`]: `customer-api healthcheck`, the image's probe of its own `/readyz`.
 //! - [`telemetry`]: logging set-up; every line is masked by [`redact`].
 //! - [`metrics`]: Prometheus metrics of every RPC and of the pool, at `GET /metrics`.
+//! - [`openapi`]: the published OpenAPI document: the gateway's, plus the domain's limits
+//!   (one table), authentication, servers and the open routes.
 //! - [`observe`]: request ids and the access log of every request, on every transport.
 //! - [`redact`]: masking of email addresses and phone numbers in logs and error messages.
 
@@ -47,6 +50,7 @@ pub mod config;
 pub mod convert;
 pub mod core;
 pub mod db;
+pub mod docs;
 pub mod domain;
 pub mod encoding;
 pub mod grpc;
@@ -54,6 +58,7 @@ pub mod healthcheck;
 pub mod http_client;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod redact;
 pub mod registry;
 pub mod relay;

@@ -149,41 +149,17 @@ impl Metrics {
         self.pool_max.set(i64::from(snapshot.pool_max));
 
         let mut registry = Registry::default();
-        registry.register(
-            "grpc_server_started",
-            "RPCs started on the server",
-            self.started.clone(),
-        );
-        registry.register(
-            "grpc_server_handled",
-            "RPCs completed on the server, by status code",
-            self.handled.clone(),
-        );
-        registry.register(
-            "grpc_server_handling_seconds",
-            "Time from the request to the status of each RPC",
-            self.handling.clone(),
-        );
-        registry.register(
-            "customer_api_db_pool_connections",
-            "PostgreSQL connections held by the pool, idle or in use",
-            self.pool_connections.clone(),
-        );
-        registry.register(
-            "customer_api_db_pool_max_connections",
-            "The pool's maximum number of PostgreSQL connections",
-            self.pool_max.clone(),
+        register!(registry;
+            "grpc_server_started", "RPCs started on the server" => self.started.clone();
+            "grpc_server_handled", "RPCs completed on the server, by status code" => self.handled.clone();
+            "grpc_server_handling_seconds", "Time from the request to the status of each RPC" => self.handling.clone();
+            "customer_api_db_pool_connections", "PostgreSQL connections held by the pool, idle or in use" => self.pool_connections.clone();
+            "customer_api_db_pool_max_connections", "The pool's maximum number of PostgreSQL connections" => self.pool_max.clone();
         );
         if let Some((connected, published)) = snapshot.relay {
-            registry.register(
-                "customer_api_events_relay_connected",
-                "Whether the NATS relay is connected (1) or not (0)",
-                ConstGauge::new(i64::from(connected)),
-            );
-            registry.register(
-                "customer_api_events_published",
-                "Events this process published to NATS JetStream",
-                ConstCounter::new(published),
+            register!(registry;
+                "customer_api_events_relay_connected", "Whether the NATS relay is connected (1) or not (0)" => ConstGauge::new(i64::from(connected));
+                "customer_api_events_published", "Events this process published to NATS JetStream" => ConstCounter::new(published);
             );
         }
         if !snapshot.task_restarts.is_empty() {
@@ -191,10 +167,8 @@ impl Metrics {
             for (task, count) in &snapshot.task_restarts {
                 restarts.get_or_create(&Task { task }).inc_by(*count);
             }
-            registry.register(
-                "customer_api_background_task_restarts",
-                "Times a background task ended or panicked unexpectedly and was restarted",
-                restarts,
+            register!(registry;
+                "customer_api_background_task_restarts", "Times a background task ended or panicked unexpectedly and was restarted" => restarts;
             );
         }
         let mut text = String::new();
@@ -213,6 +187,15 @@ impl Metrics {
         })
     }
 }
+
+/// Registers each `name, help => metric` in `registry` (metrics of different types, so a
+/// macro rather than a loop over a table).
+macro_rules! register {
+    ($registry:ident; $($name:literal, $help:literal => $metric:expr;)+) => {
+        $($registry.register($name, $help, $metric);)+
+    };
+}
+use register;
 
 fn leak(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())

@@ -84,12 +84,19 @@ struct Rewriter<'a> {
 }
 
 impl<'a> Rewriter<'a> {
-    fn new(text: &'a str) -> Self {
-        Self {
+    /// `text` as `scan` rewrites it (given its bytes and the rewriter), or borrowed as it is
+    /// when it cannot contain what `scan` looks for (`worth` is false).
+    fn run(text: &'a str, worth: bool, scan: impl FnOnce(&[u8], &mut Self)) -> Cow<'a, str> {
+        if !worth {
+            return Cow::Borrowed(text);
+        }
+        let mut out = Self {
             text,
             out: None,
             copied: 0,
-        }
+        };
+        scan(text.as_bytes(), &mut out);
+        out.finish()
     }
 
     /// Drops `text[start..end]` (both on char boundaries, `start >= copied`) and returns the
@@ -202,47 +209,44 @@ fn domain_end(b: &[u8], start: usize) -> Option<usize> {
 }
 
 fn mask_emails(text: &str) -> Cow<'_, str> {
-    let b = text.as_bytes();
-    if !b.contains(&b'@') && !text.contains("%40") {
-        return Cow::Borrowed(text);
-    }
-    let mut out = Rewriter::new(text);
-    // Start of the run of local-part bytes that ends at `i`.
-    let mut token = 0;
-    let mut i = 0;
-    while i < b.len() {
-        let at = at_sign(b, i);
-        if at > 0 {
-            let mut local = token;
-            while local < i && b[local] == b'.' {
-                local += 1;
-            }
-            if local < i && domain_end(b, i + at).is_some() {
-                let replacement = out.replace(local, i);
-                let mut chars = text[local..i].chars();
-                if let (Some(first), Some(_)) = (chars.next(), chars.next()) {
-                    replacement.push(first);
+    let worth = text.contains('@') || text.contains("%40");
+    Rewriter::run(text, worth, |b, out| {
+        // Start of the run of local-part bytes that ends at `i`.
+        let mut token = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let at = at_sign(b, i);
+            if at > 0 {
+                let mut local = token;
+                while local < i && b[local] == b'.' {
+                    local += 1;
                 }
-                replacement.push_str(EMAIL_MASK);
-            }
-            // The domain is scanned like any text: in `a@b.cc@d.ee` it is also the local
-            // part of a second address, masked now rather than on a second pass.
-            i += at;
-            token = i;
-        } else if b[i] == 0x1b {
-            i = skip_escape(b, i);
-            token = i;
-        } else if is_percent_escape(b, i) {
-            i += 3;
-            token = i;
-        } else {
-            i += 1;
-            if !is_local_byte(b[i - 1]) {
+                if local < i && domain_end(b, i + at).is_some() {
+                    let replacement = out.replace(local, i);
+                    let mut chars = text[local..i].chars();
+                    if let (Some(first), Some(_)) = (chars.next(), chars.next()) {
+                        replacement.push(first);
+                    }
+                    replacement.push_str(EMAIL_MASK);
+                }
+                // The domain is scanned like any text: in `a@b.cc@d.ee` it is also the local
+                // part of a second address, masked now rather than on a second pass.
+                i += at;
                 token = i;
+            } else if b[i] == 0x1b {
+                i = skip_escape(b, i);
+                token = i;
+            } else if is_percent_escape(b, i) {
+                i += 3;
+                token = i;
+            } else {
+                i += 1;
+                if !is_local_byte(b[i - 1]) {
+                    token = i;
+                }
             }
         }
-    }
-    out.finish()
+    })
 }
 
 /// `+` phone digits from `start`: 7 or more digits, single spaces or dashes between them, not
@@ -281,75 +285,74 @@ fn contains_uuid(token: &[u8]) -> bool {
 }
 
 fn mask_phones(text: &str) -> Cow<'_, str> {
-    let b = text.as_bytes();
-    if !b.iter().any(u8::is_ascii_digit) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = Rewriter::new(text);
-    let mut i = 0;
-    // End of the last ANSI escape: a boundary, although it ends in a letter (`ESC[0m`).
-    let mut escape_end = 0;
-    while i < b.len() {
-        let plus = plus_sign(b, i);
-        // `+` must start a word (`a+1234567` is not a phone number); `%2B` is an encoded
-        // `+` and follows whatever was encoded before it (`phone%3D%2B49…`).
-        let starts = plus == 3 || i == escape_end || !b[i - 1].is_ascii_alphanumeric();
-        if plus > 0
-            && starts
-            && let Some((end, last)) = plus_phone(b, i + plus)
-        {
-            let replacement = out.replace(i + plus, end);
-            replacement.push_str(PHONE_MASK);
-            replacement.extend(last.map(char::from));
-            i = end;
-            continue;
-        }
-        if b[i] == 0x1b {
-            i = skip_escape(b, i);
-            escape_end = i;
-            continue;
-        }
-        if !is_token_byte(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut end = i;
-        while end < b.len() && is_token_byte(b[end]) {
-            end += 1;
-        }
-        i = end;
-        let token = &b[start..end];
-        // Identifiers, hex ids, `123456789ns`, `…T10:00:00.123456789Z`: not phone numbers.
-        if token.iter().any(|&c| c.is_ascii_alphabetic() || c == b'_') || contains_uuid(token) {
-            continue;
-        }
-        let mut run = start;
-        while run < end {
-            if !b[run].is_ascii_digit() {
-                run += 1;
+    let worth = text.bytes().any(|c| c.is_ascii_digit());
+    Rewriter::run(text, worth, |b, out| {
+        let mut i = 0;
+        // End of the last ANSI escape: a boundary, although it ends in a letter (`ESC[0m`).
+        let mut escape_end = 0;
+        while i < b.len() {
+            let plus = plus_sign(b, i);
+            // `+` must start a word (`a+1234567` is not a phone number); `%2B` is an encoded
+            // `+` and follows whatever was encoded before it (`phone%3D%2B49…`).
+            let starts = plus == 3 || i == escape_end || !b[i - 1].is_ascii_alphanumeric();
+            if plus > 0
+                && starts
+                && let Some((end, last)) = plus_phone(b, i + plus)
+            {
+                let replacement = out.replace(i + plus, end);
+                replacement.push_str(PHONE_MASK);
+                replacement.extend(last.map(char::from));
+                i = end;
                 continue;
             }
-            let mut run_end = run;
-            while run_end < end && b[run_end].is_ascii_digit() {
-                run_end += 1;
+            if b[i] == 0x1b {
+                i = skip_escape(b, i);
+                escape_end = i;
+                continue;
             }
-            // A fraction (`0.123456789`, `…:00.123456789+01:00`) or the integer part of a
-            // decimal (`123456789.5`); not digits after any dot (`labels.4930123456`).
-            let fraction =
-                run == start && start >= 2 && b[start - 1] == b'.' && b[start - 2].is_ascii_digit();
-            let decimal = run_end == end
-                && b.get(end) == Some(&b'.')
-                && b.get(end + 1).is_some_and(u8::is_ascii_digit);
-            if run_end - run >= MIN_BARE_DIGITS && !fraction && !decimal {
-                let replacement = out.replace(run, run_end);
-                replacement.push_str(PHONE_MASK);
-                replacement.push_str(&text[run_end - 2..run_end]);
+            if !is_token_byte(b[i]) {
+                i += 1;
+                continue;
             }
-            run = run_end;
+            let start = i;
+            let mut end = i;
+            while end < b.len() && is_token_byte(b[end]) {
+                end += 1;
+            }
+            i = end;
+            let token = &b[start..end];
+            // Identifiers, hex ids, `123456789ns`, `…T10:00:00.123456789Z`: not phone numbers.
+            if token.iter().any(|&c| c.is_ascii_alphabetic() || c == b'_') || contains_uuid(token) {
+                continue;
+            }
+            let mut run = start;
+            while run < end {
+                if !b[run].is_ascii_digit() {
+                    run += 1;
+                    continue;
+                }
+                let mut run_end = run;
+                while run_end < end && b[run_end].is_ascii_digit() {
+                    run_end += 1;
+                }
+                // A fraction (`0.123456789`, `…:00.123456789+01:00`) or the integer part of a
+                // decimal (`123456789.5`); not digits after any dot (`labels.4930123456`).
+                let fraction = run == start
+                    && start >= 2
+                    && b[start - 1] == b'.'
+                    && b[start - 2].is_ascii_digit();
+                let decimal = run_end == end
+                    && b.get(end) == Some(&b'.')
+                    && b.get(end + 1).is_some_and(u8::is_ascii_digit);
+                if run_end - run >= MIN_BARE_DIGITS && !fraction && !decimal {
+                    let replacement = out.replace(run, run_end);
+                    replacement.push_str(PHONE_MASK);
+                    replacement.push_str(&text[run_end - 2..run_end]);
+                }
+                run = run_end;
+            }
         }
-    }
-    out.finish()
+    })
 }
 
 #[cfg(test)]

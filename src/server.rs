@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::Layer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 pub use crate::app::StartError;
 use crate::{
@@ -38,6 +38,7 @@ use crate::{
     config::ServeSettings,
     grpc::{
         CustomerApi,
+        content_type::GrpcContentType,
         deadline::Deadline,
         middleware::{Inner, Wrapped},
     },
@@ -197,8 +198,9 @@ pub(crate) fn router(
     // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
     // calling the same gRPC services in-process.
     let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
-    let openapi =
-        Bytes::from(serde_json::to_vec_pretty(&rest.openapi(&openapi_info())?).unwrap_or_default());
+    let openapi = Bytes::from(
+        serde_json::to_vec_pretty(&crate::openapi::document(&rest)?).unwrap_or_default(),
+    );
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
     let rest = rest.build(entry(customers))?;
@@ -272,9 +274,14 @@ pub(crate) fn router(
             }),
         )
         .with_state(Probe { service, ready });
-    let router = grpc.merge(probes).fallback_service(rest);
+    let router = grpc
+        .merge(probes)
+        .merge(crate::docs::routes())
+        .fallback_service(rest);
     let router = match cors(&settings.cors_allowed_origins) {
-        Some(cors) => router.layer(cors),
+        Some(cors) => router
+            .layer(cors)
+            .layer(tower::util::MapRequestLayer::new(allow_requested_headers)),
         None => router,
     };
     Ok(Observe::new(router, settings.access_log_sample))
@@ -333,31 +340,20 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
         .request_id_header(REQUEST_ID))
 }
 
-fn openapi_info() -> gateway::openapi::Info {
-    gateway::openapi::Info {
-        title: "customer-api".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        description: Some(
-            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
-             google.api.http annotations. Errors follow AIP-193."
-                .into(),
-        ),
-    }
-}
-
 /// The OpenAPI 3.1 document of the REST routes (what `GET /openapi.json` serves).
 pub fn openapi_document() -> Result<serde_json::Value, StartError> {
-    Ok(rest_gateway()?.openapi(&openapi_info())?)
+    Ok(crate::openapi::document(&rest_gateway()?)?)
 }
 
-/// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web, with deadlines.
+/// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web (other content
+/// types get 415), with deadlines.
 fn add_grpc<S>(router: Router, service: S) -> Router
 where
     S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
 {
     let path = format!("/{}/{{*method}}", S::NAME);
     let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
-    router.route_service(&path, stack)
+    router.route_service(&path, GrpcContentType(stack))
 }
 
 /// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline
@@ -366,7 +362,40 @@ fn entry<S>(service: S) -> Wrapped<RpcObserver, Wrapped<Deadline, S>> {
     Wrapped::new(RpcObserver, Wrapped::new(Deadline, service))
 }
 
-/// CORS for browser clients (gRPC-web now, REST later), exposing the gRPC trailers-in-headers.
+/// Request headers the service reads, so browsers may send them cross-origin: content
+/// negotiation and gRPC-web, credentials, deadlines, request ids, conditional and
+/// idempotent writes, W3C trace context. `grpc-metadata-*` (passed through as gRPC metadata)
+/// is allowed by prefix in [`allow_requested_headers`].
+pub const CORS_REQUEST_HEADERS: [&str; 11] = [
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "authorization",
+    "x-api-key",
+    "x-request-id",
+    "if-match",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+];
+
+/// Response headers the service sets that scripts may read: gRPC status and details,
+/// entity tags and locations of REST writes, request ids, and when to retry.
+pub const CORS_EXPOSED_HEADERS: [&str; 7] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "etag",
+    "location",
+    "x-request-id",
+    "retry-after",
+];
+
+/// CORS for browser clients of the listed origins (`*` for any); `None` when the list is
+/// empty (same-origin only). Preflights are answered with the requested headers the
+/// service reads ([`allow_requested_headers`] drops the others before the layer mirrors
+/// them).
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     let origins: Vec<&String> = origins.iter().filter(|o| !o.trim().is_empty()).collect();
     if origins.is_empty() {
@@ -381,25 +410,6 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 .filter_map(|origin| origin.trim().parse().ok()),
         )
     };
-    let headers = [
-        "content-type",
-        "x-grpc-web",
-        "x-user-agent",
-        "grpc-timeout",
-        "authorization",
-        "x-api-key",
-        "x-request-id",
-        "if-match",
-        "idempotency-key",
-    ];
-    let exposed = [
-        "grpc-status",
-        "grpc-message",
-        "grpc-status-details-bin",
-        "etag",
-        "location",
-        "x-request-id",
-    ];
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
@@ -411,10 +421,41 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 Method::DELETE,
                 Method::OPTIONS,
             ])
-            .allow_headers(headers.map(HeaderName::from_static))
-            .expose_headers(exposed.map(HeaderName::from_static))
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(CORS_EXPOSED_HEADERS.map(HeaderName::from_static))
             .max_age(Duration::from_secs(86_400)),
     )
+}
+
+/// Keeps in a preflight's `Access-Control-Request-Headers` only the headers the service
+/// reads ([`CORS_REQUEST_HEADERS`] and `grpc-metadata-*`), so the CORS layer, which mirrors
+/// that list, allows exactly those: a prefix cannot be listed in `Allow-Headers`.
+fn allow_requested_headers<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let name = header::ACCESS_CONTROL_REQUEST_HEADERS;
+    let Some(requested) = request.headers().get(&name) else {
+        return request;
+    };
+    let kept: Vec<String> = requested
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| {
+            CORS_REQUEST_HEADERS.contains(&name.as_str())
+                || name
+                    .strip_prefix("grpc-metadata-")
+                    .is_some_and(|rest| !rest.is_empty())
+        })
+        .collect();
+    match http::HeaderValue::from_str(&kept.join(",")) {
+        Ok(value) if !kept.is_empty() => {
+            request.headers_mut().insert(name, value);
+        }
+        _ => {
+            request.headers_mut().remove(name);
+        }
+    }
+    request
 }
 
 #[derive(Clone)]

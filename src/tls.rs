@@ -81,8 +81,10 @@ pub fn acceptor(settings: &TlsSettings) -> Result<Option<TlsAcceptor>, TlsError>
 
 /// The rustls server configuration for `settings`: `None` when TLS is not configured.
 pub fn server_config(settings: &TlsSettings) -> Result<Option<ServerConfig>, TlsError> {
-    let (cert, key) = match (&settings.cert, &settings.key) {
-        (None, None) if settings.client_ca.is_some() => return Err(TlsError::ClientCaWithoutCert),
+    let (cert, key) = match (&settings.tls_cert, &settings.tls_key) {
+        (None, None) if settings.tls_client_ca.is_some() => {
+            return Err(TlsError::ClientCaWithoutCert);
+        }
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
         _ => return Err(TlsError::Incomplete),
@@ -95,7 +97,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Option<ServerConfig>, Tls
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?;
-    let builder = match &settings.client_ca {
+    let builder = match &settings.tls_client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
     };
@@ -183,12 +185,12 @@ mod tests {
     #[test]
     fn incomplete_settings_are_rejected_before_reading_files() {
         let only_cert = TlsSettings {
-            cert: Some("server.pem".into()),
+            tls_cert: Some("server.pem".into()),
             ..TlsSettings::default()
         };
         assert!(matches!(acceptor(&only_cert), Err(TlsError::Incomplete)));
         let only_ca = TlsSettings {
-            client_ca: Some("ca.pem".into()),
+            tls_client_ca: Some("ca.pem".into()),
             ..TlsSettings::default()
         };
         assert!(matches!(

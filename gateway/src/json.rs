@@ -3,11 +3,20 @@
 //! prost-reflect's serde serializer is correct but costly on the response path (it re-encodes
 //! every Timestamp through a typed message, and the "every field present" shape needed a
 //! second pass). This writer walks the descriptors once and writes bytes directly:
-//! lowerCamelCase names; every field present (defaults written out, unset singular messages
-//! as `null`, unset oneof members omitted, as protojson's `EmitUnpopulated`); 64-bit integers
+//! lowerCamelCase names; scalars, lists and maps always present (defaults written out);
+//! fields with presence omitted when unset (see [`omitted_when_unset`]); 64-bit integers
 //! as strings; enums by name; bytes as base64; non-finite floats as `"NaN"`/`"Infinity"`;
 //! Timestamp, Duration, FieldMask and the wrappers in their special forms. `Struct`, `Value`,
 //! `ListValue` and `Any` are rare and delegated to prost-reflect's serializer.
+//!
+//! ## The one rule for unset fields
+//!
+//! A field that can be *unset* (a singular message, a oneof member, a proto3 `optional`) is
+//! left out of the JSON when unset, never written as `null`; every other field is always
+//! written. [`omitted_when_unset`] is that rule: this writer, the wire-level writer
+//! ([`crate::wire`]) and the OpenAPI schemas ([`crate::openapi`], whose response schemas
+//! list every other field as `required` and allow no `null`) all ask it, so the JSON and the
+//! published schema cannot disagree (generated clients reject any difference).
 
 use std::io::Write as _;
 
@@ -18,6 +27,15 @@ use prost_reflect::{
 
 /// Nesting beyond this is written by prost-reflect (which has its own recursion handling).
 pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Whether the JSON leaves `field` out when it is unset (and never writes it as `null`):
+/// fields with presence, i.e. singular messages, oneof members and proto3 `optional` fields.
+/// Every other field (scalars, enums, lists, maps) is always written, with its default when
+/// unset. The one rule shared by the writers and the OpenAPI schemas.
+pub fn omitted_when_unset(field: &FieldDescriptor) -> bool {
+    field.containing_oneof().is_some()
+        || (!field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(_)))
+}
 
 /// Appends the JSON of `message` to `out`.
 pub fn write_message(message: &DynamicMessage, out: &mut Vec<u8>) -> Result<(), String> {
@@ -39,8 +57,7 @@ pub(crate) fn write_message_at(
     out.push(b'{');
     let mut first = true;
     for field in descriptor.fields() {
-        let set = message.has_field(&field);
-        if !set && field.containing_oneof().is_some() {
+        if omitted_when_unset(&field) && !message.has_field(&field) {
             continue;
         }
         if !first {
@@ -49,10 +66,6 @@ pub(crate) fn write_message_at(
         first = false;
         write_str(field.json_name(), out);
         out.push(b':');
-        if !set && !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(_)) {
-            out.extend_from_slice(b"null");
-            continue;
-        }
         write_field_at(&field, &message.get_field(&field), out, depth)?;
     }
     out.push(b'}');

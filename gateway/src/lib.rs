@@ -76,6 +76,9 @@ pub enum BuildError {
     /// The annotations describe a route that cannot be served.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The OpenAPI settings do not fit the descriptors.
+    #[error("openapi: {0}")]
+    OpenApi(String),
 }
 
 /// A route the gateway matched, as access logs and traces name it: never the raw path, which
@@ -149,6 +152,9 @@ impl Builder {
 
     /// The OpenAPI 3.1 document of the routes this builder would serve.
     pub fn openapi(&self, info: &openapi::Info) -> Result<serde_json::Value, BuildError> {
+        info.constraints
+            .check(&self.pool)
+            .map_err(BuildError::OpenApi)?;
         let routes = routes::routes(&self.pool, &self.services)?;
         Ok(openapi::document(&self.pool, &routes, info))
     }
@@ -175,6 +181,12 @@ impl Builder {
             .iter()
             .map(|route| RoutePlan::new(route, &mut plans))
             .collect();
+        let mut verbs: Vec<String> = routes
+            .iter()
+            .filter_map(|route| route.template.verb.clone())
+            .collect();
+        verbs.sort();
+        verbs.dedup();
         let grpc = BoxCloneSyncService::new(tower::ServiceExt::map_response(
             grpc,
             |response: http::Response<B>| response.map(axum::body::Body::new),
@@ -185,6 +197,7 @@ impl Builder {
                 routes,
                 route_plans,
                 plans,
+                verbs,
                 grpc,
                 max_body_bytes: self.max_body_bytes,
                 redact: self.redact,
@@ -233,6 +246,8 @@ struct Inner {
     route_plans: Vec<RoutePlan>,
     /// The wire-level writers of every response type.
     plans: wire::Plans,
+    /// The custom verbs of the routes (`undelete`).
+    verbs: Vec<String>,
     grpc: GrpcService,
     max_body_bytes: usize,
     redact: Option<Redactor>,
@@ -352,6 +367,11 @@ where
                 .and_then(|name| parts.headers.get(name))
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
+            if parts.method == Method::OPTIONS
+                && let Some(response) = inner.options(parts.uri.path())
+            {
+                return Ok(response);
+            }
             let (index, answer) = match inner.route(&parts.method, parts.uri.path()) {
                 Ok((index, captures)) => (
                     Some(index),
@@ -531,23 +551,97 @@ impl Inner {
     }
 
     /// The route for a method and path: 404 when no template matches the path, 405 (with
-    /// `Allow`) when templates match but not for this method.
+    /// `Allow`) when templates match but not for this method. A path that matches nothing
+    /// as sent is tried once more with its percent-encoded `/` (`%2F`) decoded, which is how
+    /// generated clients send a multi-segment variable (`businesses%2FDE-123` for
+    /// `businesses/**`).
     fn route(&self, method: &Method, path: &str) -> Result<(usize, template::Captures), HttpError> {
+        let first = self.route_as_sent(method, path);
+        if let Err(error) = &first
+            && error.status == StatusCode::NOT_FOUND
+            && let Some(decoded) = decode_slashes(path)
+        {
+            let second = self.route_as_sent(method, &decoded);
+            if second
+                .as_ref()
+                .err()
+                .is_none_or(|error| error.status != StatusCode::NOT_FOUND)
+            {
+                return second;
+            }
+        }
+        first
+    }
+
+    /// `OPTIONS` on a served path: 204 with `Allow` (CORS preflights are answered before the
+    /// gateway). `None` for a path no route serves.
+    fn options(&self, path: &str) -> Option<http::Response<axum::body::Body>> {
+        let mut allowed = self.allowed(path);
+        if allowed.is_empty() {
+            allowed = decode_slashes(path).map_or_else(Vec::new, |path| self.allowed(&path));
+        }
+        if allowed.is_empty() {
+            return None;
+        }
+        allowed.push("OPTIONS");
+        let mut response = http::Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        Some(response)
+    }
+
+    /// The verb a path ends in (`undelete` of `/v1/customers/1:undelete`), if some route
+    /// declares it.
+    fn verb<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.rsplit('/')
+            .next()
+            .and_then(|last| last.rsplit_once(':'))
+            .map(|(_, verb)| verb)
+            .filter(|verb| self.verbs.iter().any(|known| known == verb))
+    }
+
+    /// Whether `route` serves `path`, whose declared verb is `verb`. A template without a
+    /// verb does not match a path ending in a declared verb: `/v1/customers/1:undelete` is
+    /// the undelete route's path only, not also the path of a customer `1:undelete`.
+    fn serves(route: &Route, path: &str, verb: Option<&str>) -> Option<template::Captures> {
+        if route.template.verb.is_none() && verb.is_some() {
+            return None;
+        }
+        route.template.matches(path)
+    }
+
+    /// The methods of the routes that serve `path`, sorted.
+    fn allowed(&self, path: &str) -> Vec<&str> {
+        let verb = self.verb(path);
+        let mut allowed: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|route| Self::serves(route, path, verb).is_some())
+            .map(|route| route.method.as_str())
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        allowed
+    }
+
+    fn route_as_sent(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(usize, template::Captures), HttpError> {
+        let verb = self.verb(path);
         // Templates are matched only for routes of this method; the others are tried only
         // to tell 405 from 404.
         for (index, route) in self.routes.iter().enumerate() {
             if route.method == method
-                && let Some(captures) = route.template.matches(path)
+                && let Some(captures) = Self::serves(route, path, verb)
             {
                 return Ok((index, captures));
             }
         }
-        let mut allowed: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|route| route.template.matches(path).is_some())
-            .map(|route| route.method.as_str().to_owned())
-            .collect();
+        let allowed = self.allowed(path);
         if allowed.is_empty() {
             return Err(HttpError::with_status(
                 StatusCode::NOT_FOUND,
@@ -556,8 +650,6 @@ impl Inner {
                 format!("no route for {method} {path}"),
             ));
         }
-        allowed.sort();
-        allowed.dedup();
         let mut error = HttpError::with_status(
             StatusCode::METHOD_NOT_ALLOWED,
             Code::Unimplemented,
@@ -722,6 +814,12 @@ impl Inner {
         }
         response
     }
+}
+
+/// `path` with its percent-encoded `/` decoded, if it has any.
+fn decode_slashes(path: &str) -> Option<String> {
+    (path.contains("%2F") || path.contains("%2f"))
+        .then(|| path.replace("%2F", "/").replace("%2f", "/"))
 }
 
 /// Applies `redact` to every string in `value`.

@@ -3,7 +3,9 @@
 //! [`document`] turns the route table into an OpenAPI document whose bodies, parameters and
 //! schemas follow the gateway's JSON mapping, canonical proto3 JSON:
 //!
-//! - properties are named by `json_name` (lowerCamelCase); every field is present on output;
+//! - properties are named by `json_name` (lowerCamelCase); fields with presence (messages,
+//!   oneof members) are left out when unset, never `null`, and every other field is always
+//!   present ([`crate::json::omitted_when_unset`], the writer's rule);
 //! - 64-bit integers are strings, enums are their value names, `bytes` are base64;
 //! - well-known types use their special forms (`Timestamp` is an RFC 3339 string, `FieldMask`
 //!   a comma-separated string, wrappers their scalar, `Any` an object with `@type`, ...).
@@ -26,7 +28,7 @@
 //! left out, and when two routes map to the same OpenAPI path and method only the first
 //! (the most specific) is described.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use http::Method;
 use prost_reflect::{
@@ -35,10 +37,12 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::json;
 use crate::routes::{BodyTarget, Route, resolve_path};
-use crate::template::{Segment, Variable};
+use crate::template::{PathTemplate, Segment, Variable};
 
-/// Title, version and optional description of the document.
+/// Title, version and optional description of the document, and what the descriptors
+/// cannot say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Info {
     /// The API's title.
@@ -47,11 +51,53 @@ pub struct Info {
     pub version: String,
     /// A longer description; CommonMark.
     pub description: Option<String>,
+    /// The service's limits on request values.
+    pub constraints: Constraints,
+}
+
+/// What the service checks beyond the descriptors: its limits on request values, as JSON
+/// Schema keywords. They are merged into what clients send (the `…Input` and `…Patch`
+/// schemas, whole-message bodies, and the path and query parameters of the fields they
+/// name), never into response schemas, which describe what is stored (a purged customer's
+/// event has an empty name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Constraints {
+    /// Keywords per field, by full name (`customer.v1.Customer.email`), e.g. `maxLength`,
+    /// `pattern`, `format`, `maxItems`; object values (`items`) merge into the schema's.
+    pub fields: BTreeMap<String, Value>,
+    /// The pattern of a resource id, by the variable of its resource pattern (`customer` in
+    /// `customers/{customer}`): the path parameter of that id carries it instead of
+    /// `^[^/]+$`. A key `{field}:{variable}` (`customer.v1.ListCustomerEventsRequest.parent:customer`)
+    /// applies to that field's paths only and wins over the plain variable.
+    pub ids: BTreeMap<String, String>,
+}
+
+impl Constraints {
+    /// Fails on a field that does not exist: a renamed field must not silently lose its
+    /// constraints.
+    pub fn check(&self, pool: &DescriptorPool) -> Result<(), String> {
+        let field_ids = self.ids.keys().filter_map(|key| key.split_once(':'));
+        for name in self
+            .fields
+            .keys()
+            .map(String::as_str)
+            .chain(field_ids.map(|(f, _)| f))
+        {
+            let found = name.rsplit_once('.').is_some_and(|(message, field)| {
+                pool.get_message_by_name(message)
+                    .is_some_and(|message| message.get_field_by_name(field).is_some())
+            });
+            if !found {
+                return Err(format!("constraints name an unknown field `{name}`"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The OpenAPI 3.1 document for these routes.
 pub fn document(pool: &DescriptorPool, routes: &[Route], info: &Info) -> Value {
-    let mut generator = Generator::new(pool, routes);
+    let mut generator = Generator::new(pool, routes, &info.constraints);
     let mut paths = Map::new();
     let mut operation_ids = BTreeSet::new();
     let mut tags: Vec<(String, Option<String>)> = Vec::new();
@@ -170,12 +216,40 @@ fn openapi_method(method: &Method) -> Option<&'static str> {
 
 /// A schema component still to be written.
 enum Pending {
-    Message(MessageDescriptor),
+    Message(MessageDescriptor, Variant),
     Enum(EnumDescriptor),
+}
+
+/// Which of a message's schemas: the JSON the server writes, or what a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Responses (`customer.v1.Customer`): every field; those the writer always writes
+    /// ([`json::omitted_when_unset`]) are `required`, none is nullable.
+    Output,
+    /// Create and replace bodies (`customer.v1.CustomerInput`): no output-only or identifier
+    /// fields; `google.api.field_behavior = REQUIRED` fields are `required`; the
+    /// [`Constraints`] apply.
+    Input,
+    /// PATCH bodies (`customer.v1.CustomerPatch`): as [`Variant::Input`] with nothing
+    /// required, since a PATCH changes only the fields it carries (nested messages too: the
+    /// gateway's implied mask names nested paths). Lists and maps are replaced whole, so
+    /// their messages are `…Input`.
+    Patch,
+}
+
+impl Variant {
+    fn suffix(self) -> &'static str {
+        match self {
+            Variant::Output => "",
+            Variant::Input => "Input",
+            Variant::Patch => "Patch",
+        }
+    }
 }
 
 struct Generator<'a> {
     pool: &'a DescriptorPool,
+    constraints: &'a Constraints,
     field_behavior: Option<ExtensionDescriptor>,
     /// Written schema components.
     schemas: Map<String, Value>,
@@ -192,7 +266,7 @@ struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
-    fn new(pool: &'a DescriptorPool, routes: &[Route]) -> Self {
+    fn new(pool: &'a DescriptorPool, routes: &[Route], constraints: &'a Constraints) -> Self {
         // The gateway renders `Location` with the first GET route whose only variable is
         // `name`, has no verb and whose template fits the created name: the Get method of
         // that resource, which returns the same message as its Create method.
@@ -223,6 +297,7 @@ impl<'a> Generator<'a> {
             comments: HashMap::new(),
             resources: None,
             location_examples,
+            constraints,
         }
     }
 
@@ -230,9 +305,9 @@ impl<'a> Generator<'a> {
     fn finish(mut self) -> Map<String, Value> {
         while let Some(pending) = self.pending.pop() {
             let (name, schema) = match pending {
-                Pending::Message(message) => (
-                    message.full_name().to_owned(),
-                    self.message_schema(&message),
+                Pending::Message(message, variant) => (
+                    format!("{}{}", message.full_name(), variant.suffix()),
+                    self.message_schema(&message, variant, &[]),
                 ),
                 Pending::Enum(enumeration) => (
                     enumeration.full_name().to_owned(),
@@ -288,6 +363,13 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// Merges the [`Constraints`] of `field` into the schema of its value.
+    fn constrain(&self, field: &FieldDescriptor, schema: &mut Value) {
+        if let Some(keywords) = self.constraints.fields.get(field.full_name()) {
+            merge_keywords(schema, keywords);
+        }
+    }
+
     /// The field's comment followed by notes on its behaviour.
     fn field_description(&mut self, field: &FieldDescriptor, behaviors: &[i32]) -> Option<String> {
         let mut parts: Vec<String> = self.field_comment(field).into_iter().collect();
@@ -313,13 +395,14 @@ impl<'a> Generator<'a> {
     // ----- schemas -----
 
     /// A reference to the message's component, or the inline form of a well-known type.
-    fn message_ref(&mut self, message: &MessageDescriptor) -> Value {
+    fn message_ref(&mut self, message: &MessageDescriptor, variant: Variant) -> Value {
         if let Some(schema) = well_known_schema(message.full_name()) {
             return schema;
         }
-        let name = message.full_name().to_owned();
+        let name = format!("{}{}", message.full_name(), variant.suffix());
         if self.named.insert(name.clone()) {
-            self.pending.push(Pending::Message(message.clone()));
+            self.pending
+                .push(Pending::Message(message.clone(), variant));
         }
         json!({"$ref": format!("#/components/schemas/{name}")})
     }
@@ -336,48 +419,76 @@ impl<'a> Generator<'a> {
     }
 
     /// The schema of one value of this kind.
-    fn kind_schema(&mut self, kind: &Kind) -> Value {
+    fn kind_schema(&mut self, kind: &Kind, variant: Variant) -> Value {
         match kind {
-            Kind::Message(message) => self.message_ref(message),
+            Kind::Message(message) => self.message_ref(message, variant),
             Kind::Enum(enumeration) => self.enum_ref(enumeration),
             scalar => scalar_schema(scalar),
         }
     }
 
-    /// The schema of a field's value: repeated fields are arrays, maps are objects.
-    fn field_value_schema(&mut self, field: &FieldDescriptor) -> Value {
+    /// The schema of a field's value: repeated fields are arrays, maps are objects. Lists
+    /// and maps are replaced whole, so a PATCH sends complete (`…Input`) items.
+    fn field_value_schema(&mut self, field: &FieldDescriptor, variant: Variant) -> Value {
+        let whole = if variant == Variant::Patch {
+            Variant::Input
+        } else {
+            variant
+        };
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else {
                 return json!({"type": "object"});
             };
-            let value = self.kind_schema(&entry.map_entry_value_field().kind());
+            let value = self.kind_schema(&entry.map_entry_value_field().kind(), whole);
             let mut schema = json!({"type": "object", "additionalProperties": value});
             if let Some(pattern) = map_key_pattern(&entry.map_entry_key_field().kind()) {
                 schema["propertyNames"] = json!({"pattern": pattern});
             }
             schema
         } else if field.is_list() {
-            json!({"type": "array", "items": self.kind_schema(&field.kind())})
+            json!({"type": "array", "items": self.kind_schema(&field.kind(), whole)})
         } else {
-            self.kind_schema(&field.kind())
+            self.kind_schema(&field.kind(), variant)
         }
     }
 
-    fn message_schema(&mut self, message: &MessageDescriptor) -> Value {
+    /// The `variant` schema of `message`, without the fields named in `skip` (those a path
+    /// binds, for a whole-message body).
+    fn message_schema(
+        &mut self,
+        message: &MessageDescriptor,
+        variant: Variant,
+        skip: &[String],
+    ) -> Value {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for field in message.fields() {
             let behaviors = self.behaviors(&field);
-            let mut schema = self.field_value_schema(&field);
+            let sent_by_server =
+                behaviors.contains(&OUTPUT_ONLY) || behaviors.contains(&IDENTIFIER);
+            if skip.iter().any(|name| name == field.name())
+                || (variant != Variant::Output && sent_by_server)
+            {
+                continue;
+            }
+            let mut schema = self.field_value_schema(&field, variant);
+            if variant != Variant::Output {
+                self.constrain(&field, &mut schema);
+            }
             let description = self.field_description(&field, &behaviors);
             add_description(&mut schema, description);
-            if behaviors.contains(&OUTPUT_ONLY) {
+            if variant == Variant::Output && behaviors.contains(&OUTPUT_ONLY) {
                 schema["readOnly"] = json!(true);
             }
             if behaviors.contains(&INPUT_ONLY) {
                 schema["writeOnly"] = json!(true);
             }
-            if behaviors.contains(&REQUIRED) {
+            let is_required = match variant {
+                Variant::Output => !json::omitted_when_unset(&field),
+                Variant::Input => behaviors.contains(&REQUIRED),
+                Variant::Patch => false,
+            };
+            if is_required {
                 required.push(json!(field.json_name()));
             }
             properties.insert(field.json_name().to_owned(), schema);
@@ -555,11 +666,18 @@ impl<'a> Generator<'a> {
                     );
                     let description =
                         join_paragraphs(comment.clone().into_iter().chain([note]).collect());
+                    let specific = field
+                        .as_ref()
+                        .map(|field| format!("{}:{base}", field.full_name()));
+                    let id_pattern = specific
+                        .and_then(|key| self.constraints.ids.get(&key))
+                        .or_else(|| self.constraints.ids.get(&base))
+                        .map_or("^[^/]+$", String::as_str);
                     let mut parameter = json!({
                         "name": name,
                         "in": "path",
                         "required": true,
-                        "schema": {"type": "string", "pattern": "^[^/]+$"},
+                        "schema": {"type": "string", "pattern": id_pattern},
                     });
                     if let Some(description) = description {
                         parameter["description"] = json!(description);
@@ -583,7 +701,11 @@ impl<'a> Generator<'a> {
         let comment = field.as_ref().and_then(|field| self.field_comment(field));
         let (schema, description) = if pattern == [Segment::Any] {
             let schema = match &field {
-                Some(field) => query_value_schema(&field.kind()),
+                Some(field) => {
+                    let mut schema = query_value_schema(&field.kind());
+                    self.constrain(field, &mut schema);
+                    schema
+                }
                 None => json!({"type": "string"}),
             };
             (schema, comment)
@@ -595,11 +717,12 @@ impl<'a> Generator<'a> {
                 format!("A resource name of the form `{form}`")
             };
             let note = format!(
-                "{what}, e.g. `{example}`. The value spans several path segments: send its `/` \
-                 separators as they are (`{example}`), NOT percent-encoded as `%2F`; the gateway \
-                 matches the path segment by segment. Other reserved characters within a segment \
-                 are percent-encoded as usual.",
+                "{what}, e.g. `{example}`. The value spans several path segments: its `/` \
+                 separators may be sent as they are (`{example}`) or percent-encoded \
+                 (`{encoded}`, as generated clients send them); the gateway accepts both. Other \
+                 reserved characters are percent-encoded as usual.",
                 example = example_value(pattern),
+                encoded = example_value(pattern).replace('/', "%2F"),
             );
             let schema = json!({"type": "string", "pattern": pattern_regex(pattern)});
             (
@@ -797,10 +920,12 @@ impl<'a> Generator<'a> {
                         let mut parameter = json!({"name": name, "in": "query"});
                         if field.is_list() {
                             parameter["schema"] = json!({"type": "array", "items": value});
+                            self.constrain(&field, &mut parameter["schema"]);
                             parameter["style"] = json!("form");
                             parameter["explode"] = json!(true);
                         } else {
                             parameter["schema"] = value;
+                            self.constrain(&field, &mut parameter["schema"]);
                         }
                         if required {
                             parameter["required"] = json!(true);
@@ -828,16 +953,15 @@ impl<'a> Generator<'a> {
 
     // ----- operations -----
 
-    /// The RPC name for its main binding, `Name_method` for additional bindings; made
-    /// unique with a counter if need be.
+    /// The RPC name for its main binding; for an additional binding a name saying what is
+    /// different ([`additional_operation_id`]); made unique with a counter if need be.
     fn operation_id(&self, route: &Route, used: &mut BTreeSet<String>) -> String {
         let name = route.rpc.name();
-        let primary = primary_binding(self.pool, &route.rpc)
-            .is_none_or(|(method, path)| method == route.method && path == route.template.source);
-        let base = if primary {
-            name.to_owned()
-        } else {
-            format!("{name}_{}", route.method.as_str().to_ascii_lowercase())
+        let base = match primary_binding(self.pool, &route.rpc) {
+            Some((method, path)) if !(method == route.method && path == route.template.source) => {
+                additional_operation_id(name, &method, &path, route)
+            }
+            _ => name.to_owned(),
         };
         let mut id = base.clone();
         let mut counter = 1;
@@ -879,7 +1003,7 @@ impl<'a> Generator<'a> {
         }
 
         parameters.extend(self.query_parameters(route));
-        parameters.extend(header_parameters(route));
+        parameters.extend(self.header_parameters(route));
         if !parameters.is_empty() {
             operation.insert("parameters".into(), Value::Array(parameters));
         }
@@ -889,6 +1013,44 @@ impl<'a> Generator<'a> {
         operation.insert("responses".into(), self.responses(route));
         operation.insert("x-grpc-method".into(), json!(route.grpc_path));
         Value::Object(operation)
+    }
+
+    /// The request headers the gateway copies into the request message.
+    fn header_parameters(&self, route: &Route) -> Vec<Value> {
+        let input = route.rpc.input();
+        let mut parameters = Vec::new();
+        let body_sets_etag = match &route.body {
+            BodyTarget::Field(field) => match field.kind() {
+                Kind::Message(resource) => has_string_field(&resource, "etag"),
+                _ => false,
+            },
+            _ => false,
+        };
+        if !route.creates() && (has_string_field(&input, "etag") || body_sets_etag) {
+            parameters.push(json!({
+                "name": "If-Match",
+                "in": "header",
+                "schema": {"type": "string"},
+                "description": "Makes the write conditional: the value, an `ETag` from an earlier \
+                    response, is sent as the `etag` field (of the request, or else of the resource in \
+                    the body). If it is no longer current the answer is 412 Precondition Failed. `*` is \
+                    ignored.",
+            }));
+        }
+        if has_string_field(&input, "request_id") {
+            let mut schema = json!({"type": "string"});
+            if let Some(field) = input.get_field_by_name("request_id") {
+                self.constrain(&field, &mut schema);
+            }
+            parameters.push(json!({
+                "name": "Idempotency-Key",
+                "in": "header",
+                "schema": schema,
+                "description": "Sent as the request's `request_id`, which identifies retries of the \
+                    same request.",
+            }));
+        }
+        parameters
     }
 
     fn request_body(&mut self, route: &Route) -> Option<Value> {
@@ -905,22 +1067,38 @@ impl<'a> Generator<'a> {
                 path_fields.join(", ")
             )
         });
+        // A PATCH changes what it carries; other methods send whole messages.
+        let variant = if route.method == Method::PATCH {
+            Variant::Patch
+        } else {
+            Variant::Input
+        };
         let (schema, description, required) = match &route.body {
             BodyTarget::None => return None,
             BodyTarget::Whole => {
-                let bound: Vec<String> = route
+                let bound: Vec<Vec<FieldDescriptor>> = route
                     .template
                     .variables
                     .iter()
                     .filter_map(|variable| resolve_path(&input, &variable.field_path))
-                    .filter_map(|fields| fields.first().map(|field| field.name().to_owned()))
                     .collect();
                 let required = input.fields().any(|field| {
-                    !bound.iter().any(|b| b == field.name())
+                    !bound
+                        .iter()
+                        .any(|fields| fields.first().is_some_and(|f| f.name() == field.name()))
                         && self.behaviors(&field).contains(&REQUIRED)
                 });
+                // Top-level fields the path sets are no part of the body (inline: which
+                // fields those are depends on the route).
+                let skip: Vec<String> = bound
+                    .iter()
+                    .filter_map(|fields| match fields.as_slice() {
+                        [field] => Some(field.name().to_owned()),
+                        _ => None,
+                    })
+                    .collect();
                 let description = format!("The `{}` message.", input.name());
-                let schema = self.message_ref(&input);
+                let schema = self.message_schema(&input, variant, &skip);
                 (
                     schema,
                     join_paragraphs([description].into_iter().chain(from_path).collect()),
@@ -930,7 +1108,7 @@ impl<'a> Generator<'a> {
             BodyTarget::Field(field) => {
                 let behaviors = self.behaviors(field);
                 let comment = self.field_comment(field);
-                let schema = self.field_value_schema(field);
+                let schema = self.field_value_schema(field, variant);
                 (
                     schema,
                     join_paragraphs(comment.into_iter().chain(from_path).collect()),
@@ -958,14 +1136,14 @@ impl<'a> Generator<'a> {
                     field.json_name(),
                     output.name()
                 );
-                (self.field_value_schema(field), what)
+                (self.field_value_schema(field, Variant::Output), what)
             }
             None if output.full_name() == "google.protobuf.Empty" => (
-                self.message_ref(&output),
+                self.message_ref(&output, Variant::Output),
                 "Done: an empty JSON object, `{}`.".to_owned(),
             ),
             None => (
-                self.message_ref(&output),
+                self.message_ref(&output, Variant::Output),
                 format!("The `{}`.", output.name()),
             ),
         };
@@ -1049,40 +1227,6 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// The request headers the gateway copies into the request message.
-fn header_parameters(route: &Route) -> Vec<Value> {
-    let input = route.rpc.input();
-    let mut parameters = Vec::new();
-    let body_sets_etag = match &route.body {
-        BodyTarget::Field(field) => match field.kind() {
-            Kind::Message(resource) => has_string_field(&resource, "etag"),
-            _ => false,
-        },
-        _ => false,
-    };
-    if !route.creates() && (has_string_field(&input, "etag") || body_sets_etag) {
-        parameters.push(json!({
-            "name": "If-Match",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "Makes the write conditional: the value, an `ETag` from an earlier \
-                response, is sent as the `etag` field (of the request, or else of the resource in \
-                the body). If it is no longer current the answer is 412 Precondition Failed. `*` is \
-                ignored.",
-        }));
-    }
-    if has_string_field(&input, "request_id") {
-        parameters.push(json!({
-            "name": "Idempotency-Key",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "Sent as the request's `request_id`, which identifies retries of the \
-                same request.",
-        }));
-    }
-    parameters
-}
-
 /// Whether the message has a singular string field of this name.
 fn has_string_field(message: &MessageDescriptor, name: &str) -> bool {
     message
@@ -1111,6 +1255,66 @@ struct Query<'a> {
     numbers: Vec<u32>,
     /// Messages being walked, against recursion.
     stack: Vec<String>,
+}
+
+/// The operation id of an additional binding of the RPC `name`, whose main binding is
+/// `primary_method primary_path`: `Replace…` for the PUT beside a PATCH `Update…`; for a
+/// binding under another parent, the parent's noun in place of the main one's
+/// (`ListCustomerEvents` under `companies/*` is `ListCompanyEvents`) or after the verb when
+/// the main binding has no parent (`ListCustomers` under `companies/*` is
+/// `ListCompanyCustomers`); else `Name_method`.
+fn additional_operation_id(
+    name: &str,
+    primary_method: &Method,
+    primary_path: &str,
+    route: &Route,
+) -> String {
+    if route.method == Method::PUT
+        && *primary_method == Method::PATCH
+        && let Some(rest) = name.strip_prefix("Update")
+    {
+        return format!("Replace{rest}");
+    }
+    let primary_parent = PathTemplate::parse(primary_path)
+        .ok()
+        .and_then(|template| parent_noun(&template));
+    if let Some(parent) = parent_noun(&route.template) {
+        match primary_parent {
+            Some(primary) if primary != parent && name.contains(&primary) => {
+                return name.replacen(&primary, &parent, 1);
+            }
+            None => {
+                let verb_end = name
+                    .char_indices()
+                    .skip(1)
+                    .find(|(_, c)| c.is_ascii_uppercase())
+                    .map_or(name.len(), |(i, _)| i);
+                return format!("{}{parent}{}", &name[..verb_end], &name[verb_end..]);
+            }
+            Some(_) => {}
+        }
+    }
+    format!("{name}_{}", route.method.as_str().to_ascii_lowercase())
+}
+
+/// The UpperCamelCase noun of the collection a template's first variable starts with
+/// (`Company` for `/v1/{parent=companies/*}/customers`).
+fn parent_noun(template: &PathTemplate) -> Option<String> {
+    let variable = template.variables.first()?;
+    let Segment::Literal(collection) = template.segments.get(variable.start)? else {
+        return None;
+    };
+    Some(
+        singular(collection)
+            .split(['_', '-'])
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_ascii_uppercase().to_string() + chars.as_str()
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The method and path of the RPC's main `google.api.http` binding.
@@ -1302,6 +1506,23 @@ fn map_key_pattern(kind: &Kind) -> Option<&'static str> {
     }
 }
 
+/// Adds `keywords` to `schema`; where both hold an object under one key, recursively.
+fn merge_keywords(schema: &mut Value, keywords: &Value) {
+    let (Some(schema), Some(keywords)) = (schema.as_object_mut(), keywords.as_object()) else {
+        return;
+    };
+    for (key, value) in keywords {
+        match schema.get_mut(key) {
+            Some(existing) if existing.is_object() && value.is_object() => {
+                merge_keywords(existing, value);
+            }
+            _ => {
+                schema.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// Sets or extends the schema's description.
 fn add_description(schema: &mut Value, description: Option<String>) {
     let Some(description) = description else {
@@ -1447,7 +1668,8 @@ fn error_schema() -> Value {
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message", "status"],
+                // `HttpError::body` always writes all four (`details` may be empty).
+                "required": ["code", "message", "status", "details"],
                 "properties": {
                     "code": {
                         "type": "integer",
@@ -1510,6 +1732,7 @@ mod tests {
             title: "Customer API".into(),
             version: "v1".into(),
             description: Some("Customers.".into()),
+            ..Info::default()
         };
         document(&pool, &routes, &info)
     }
@@ -1542,21 +1765,17 @@ mod tests {
             ("/v1/companies/{company}", "delete", "DeleteCompany"),
             ("/v1/companies/{company}", "get", "GetCompany"),
             ("/v1/companies/{company}", "patch", "UpdateCompany"),
-            ("/v1/companies/{company}", "put", "UpdateCompany_put"),
+            ("/v1/companies/{company}", "put", "ReplaceCompany"),
             (
                 "/v1/companies/{company}/customers",
                 "get",
-                "ListCustomers_get",
+                "ListCompanyCustomers",
             ),
-            (
-                "/v1/companies/{company}/events",
-                "get",
-                "ListCustomerEvents_get",
-            ),
+            ("/v1/companies/{company}/events", "get", "ListCompanyEvents"),
             (
                 "/v1/companies/{company}/events:watch",
                 "get",
-                "WatchCustomerEvents_get",
+                "WatchCompanyEvents",
             ),
             (
                 "/v1/companies/{company}:undelete",
@@ -1568,7 +1787,7 @@ mod tests {
             ("/v1/customers/{customer}", "delete", "DeleteCustomer"),
             ("/v1/customers/{customer}", "get", "GetCustomer"),
             ("/v1/customers/{customer}", "patch", "UpdateCustomer"),
-            ("/v1/customers/{customer}", "put", "UpdateCustomer_put"),
+            ("/v1/customers/{customer}", "put", "ReplaceCustomer"),
             (
                 "/v1/customers/{customer}/events",
                 "get",
@@ -1595,7 +1814,7 @@ mod tests {
             (
                 "/v1/customers/{customer}/notes/{note}",
                 "put",
-                "UpdateNote_put",
+                "ReplaceNote",
             ),
             (
                 "/v1/customers/{customer}:undelete",
@@ -1763,9 +1982,23 @@ mod tests {
         let create = &doc["paths"]["/v1/customers"]["post"];
         let body = &create["requestBody"];
         assert_eq!(body["required"], true);
+        // What a client sends has its own schemas: `…Input` (create, replace) and `…Patch`.
         assert_eq!(
             body["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/customer.v1.Customer"
+            "#/components/schemas/customer.v1.CustomerInput"
+        );
+        let body_ref = |method: &str| {
+            doc["paths"]["/v1/customers/{customer}"][method]["requestBody"]["content"]
+                ["application/json"]["schema"]["$ref"]
+                .clone()
+        };
+        assert_eq!(
+            body_ref("patch"),
+            "#/components/schemas/customer.v1.CustomerPatch"
+        );
+        assert_eq!(
+            body_ref("put"),
+            "#/components/schemas/customer.v1.CustomerInput"
         );
         assert_eq!(parameter(create, "requestId")["in"], "query");
         let created = &create["responses"]["201"];
@@ -1798,11 +2031,19 @@ mod tests {
         assert_eq!(parameter(create, "Idempotency-Key")["in"], "header");
         assert!(created["headers"].get("ETag").is_some());
 
+        // A whole-message body leaves out what the path sets.
         let undelete = &doc["paths"]["/v1/customers/{customer}:undelete"]["post"];
+        let schema = &undelete["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(schema["type"], "object");
         assert_eq!(
-            undelete["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/customer.v1.UndeleteCustomerRequest"
+            schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["etag"]
         );
+        assert!(schema.get("required").is_none());
         assert_eq!(undelete["requestBody"]["required"], false);
         assert!(undelete["responses"].get("200").is_some());
 
@@ -1841,12 +2082,16 @@ mod tests {
                 "customer.v1.Company",
                 "customer.v1.CompanyCreated",
                 "customer.v1.CompanyDeleted",
+                "customer.v1.CompanyInput",
+                "customer.v1.CompanyPatch",
                 "customer.v1.CompanyUndeleted",
                 "customer.v1.CompanyUpdated",
                 "customer.v1.Customer",
                 "customer.v1.Customer.Status",
                 "customer.v1.CustomerDeleted",
                 "customer.v1.CustomerEvent",
+                "customer.v1.CustomerInput",
+                "customer.v1.CustomerPatch",
                 "customer.v1.CustomerPurged",
                 "customer.v1.CustomerRegistered",
                 "customer.v1.CustomerUndeleted",
@@ -1858,21 +2103,35 @@ mod tests {
                 "customer.v1.Note",
                 "customer.v1.NoteAdded",
                 "customer.v1.NoteDeleted",
+                "customer.v1.NoteInput",
+                "customer.v1.NotePatch",
                 "customer.v1.NoteUpdated",
                 "customer.v1.PostalAddress",
-                "customer.v1.UndeleteCompanyRequest",
-                "customer.v1.UndeleteCustomerRequest",
+                "customer.v1.PostalAddressInput",
+                "customer.v1.PostalAddressPatch",
             ]
         );
 
         let customer = &schemas["customer.v1.Customer"];
         assert_eq!(customer["type"], "object");
         assert_eq!(customer["description"], "A customer of the business.");
-        let required = customer["required"].as_array().unwrap();
-        for field in ["givenName", "familyName", "email"] {
-            assert!(required.contains(&json!(field)), "{field}");
-        }
-        assert_eq!(required.len(), 3);
+        // A response has every field the writer always writes; messages may be absent.
+        assert_eq!(
+            customer["required"],
+            json!([
+                "name",
+                "uid",
+                "givenName",
+                "familyName",
+                "email",
+                "phone",
+                "status",
+                "company",
+                "businessId",
+                "labels",
+                "etag"
+            ])
+        );
         let properties = &customer["properties"];
         assert_eq!(properties["createTime"]["type"], "string");
         assert_eq!(properties["createTime"]["format"], "date-time");
@@ -1922,8 +2181,160 @@ mod tests {
         );
 
         let address = &schemas["customer.v1.PostalAddress"];
-        assert_eq!(address["required"], json!(["countryCode"]));
+        assert_eq!(
+            address["required"],
+            json!(["lines", "locality", "region", "postalCode", "countryCode"])
+        );
         assert_eq!(address["properties"]["lines"]["type"], "array");
+
+        // What a client sends: no output-only or identifier fields; REQUIRED is required on
+        // create, nothing on PATCH; nested messages follow suit.
+        let input = &schemas["customer.v1.CustomerInput"];
+        assert_eq!(
+            input["required"],
+            json!(["givenName", "familyName", "email"])
+        );
+        let sent: Vec<&String> = input["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            sent,
+            [
+                "address",
+                "businessId",
+                "company",
+                "email",
+                "etag",
+                "familyName",
+                "givenName",
+                "labels",
+                "phone",
+                "status"
+            ]
+        );
+        assert_eq!(
+            input["properties"]["address"]["$ref"],
+            "#/components/schemas/customer.v1.PostalAddressInput"
+        );
+        assert_eq!(
+            schemas["customer.v1.PostalAddressInput"]["required"],
+            json!(["countryCode"])
+        );
+        let patch = &schemas["customer.v1.CustomerPatch"];
+        assert!(patch.get("required").is_none());
+        assert_eq!(patch["properties"].as_object().unwrap().len(), sent.len());
+        assert_eq!(
+            patch["properties"]["address"]["$ref"],
+            "#/components/schemas/customer.v1.PostalAddressPatch"
+        );
+        assert!(
+            schemas["customer.v1.PostalAddressPatch"]
+                .get("required")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn response_schemas_follow_the_writers_rule_for_unset_fields() {
+        let doc = customer_document();
+        let pool = pool();
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            let Some(message) = pool.get_message_by_name(name) else {
+                continue;
+            };
+            let required = schema["required"].as_array().cloned().unwrap_or_default();
+            for field in message.fields() {
+                assert_eq!(
+                    required.contains(&json!(field.json_name())),
+                    !json::omitted_when_unset(&field),
+                    "{name}.{}",
+                    field.name()
+                );
+            }
+        }
+        // No schema of a message field allows `null`.
+        let text = doc.to_string();
+        assert!(!text.contains(r#""null""#), "a schema allows null");
+    }
+
+    #[test]
+    fn constraints_reach_request_schemas_and_parameters_only() {
+        let pool = pool();
+        let routes = routes(&pool, &["customer.v1.CustomerService".into()]).unwrap();
+        let mut constraints = Constraints::default();
+        constraints.fields.insert(
+            "customer.v1.Customer.email".into(),
+            json!({"format": "email", "maxLength": 254}),
+        );
+        constraints.fields.insert(
+            "customer.v1.PostalAddress.lines".into(),
+            json!({"maxItems": 5, "items": {"maxLength": 200}}),
+        );
+        constraints.fields.insert(
+            "customer.v1.ListCustomersRequest.page_size".into(),
+            json!({"minimum": 0, "maximum": 1000}),
+        );
+        constraints
+            .ids
+            .insert("customer".into(), "^[0-9a-f-]{36}$".into());
+        assert_eq!(constraints.check(&pool), Ok(()));
+        let info = Info {
+            constraints: constraints.clone(),
+            ..Info::default()
+        };
+        let doc = document(&pool, &routes, &info);
+        let schemas = &doc["components"]["schemas"];
+        for variant in ["customer.v1.CustomerInput", "customer.v1.CustomerPatch"] {
+            let email = &schemas[variant]["properties"]["email"];
+            assert_eq!(email["format"], "email", "{variant}");
+            assert_eq!(email["maxLength"], 254, "{variant}");
+        }
+        assert!(
+            schemas["customer.v1.Customer"]["properties"]["email"]
+                .get("format")
+                .is_none()
+        );
+        assert_eq!(
+            schemas["customer.v1.PostalAddressInput"]["properties"]["lines"],
+            json!({
+                "type": "array",
+                "items": {"type": "string", "maxLength": 200},
+                "maxItems": 5,
+                "description": "Street address lines: at most 5, each at most 200 characters.",
+            })
+        );
+        let list = &doc["paths"]["/v1/customers"]["get"];
+        assert_eq!(
+            parameter(list, "pageSize")["schema"],
+            json!({"type": "integer", "format": "int32", "minimum": 0, "maximum": 1000})
+        );
+        let get = &doc["paths"]["/v1/customers/{customer}"]["get"];
+        assert_eq!(
+            parameter(get, "customer")["schema"]["pattern"],
+            "^[0-9a-f-]{36}$"
+        );
+        // A note's `{customer}` is the same id.
+        let note = &doc["paths"]["/v1/customers/{customer}/notes/{note}"]["get"];
+        assert_eq!(
+            parameter(note, "customer")["schema"]["pattern"],
+            "^[0-9a-f-]{36}$"
+        );
+        assert_eq!(parameter(note, "note")["schema"]["pattern"], "^[^/]+$");
+
+        constraints
+            .fields
+            .insert("customer.v1.Customer.nickname".into(), json!({}));
+        assert_eq!(
+            constraints.check(&pool),
+            Err("constraints name an unknown field `customer.v1.Customer.nickname`".into())
+        );
+        let mut ids = Constraints::default();
+        ids.ids.insert(
+            "customer.v1.GetCustomerRequest.nam:customer".into(),
+            "^x$".into(),
+        );
+        assert_eq!(
+            ids.check(&pool),
+            Err("constraints name an unknown field `customer.v1.GetCustomerRequest.nam`".into())
+        );
     }
 
     #[test]

@@ -28,8 +28,15 @@ use crate::{
     routes::{BodyTarget, Route, resolve_path},
 };
 
-/// Request headers forwarded to the gRPC call as metadata (besides `grpc-metadata-*`).
-const FORWARDED: [&str; 4] = ["authorization", "x-api-key", "x-request-id", "traceparent"];
+/// Request headers forwarded to the gRPC call as metadata (besides `grpc-metadata-*`):
+/// credentials, the request id and W3C trace context.
+const FORWARDED: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
 
 /// A request message ready to send, with what the response needs to know.
 pub struct Prepared {
@@ -888,6 +895,7 @@ mod tests {
             ("x-api-key", "k"),
             ("x-request-id", "r"),
             ("traceparent", "00-01"),
+            ("tracestate", "vendor=1"),
             ("grpc-metadata-tenant", "acme"),
             ("cookie", "c"),
             ("accept", "application/json"),
@@ -906,6 +914,7 @@ mod tests {
                 "authorization",
                 "tenant",
                 "traceparent",
+                "tracestate",
                 "x-api-key",
                 "x-request-id"
             ]

@@ -5,9 +5,9 @@
 //! [`crate::json`]. This module skips the intermediate tree: at build time it compiles each
 //! response type into a [`Plans`] table (field numbers, kinds, the `"jsonName":` bytes, enum
 //! names already escaped), and per response it scans the wire bytes of a message once, then
-//! writes its fields in declaration order with exactly the rules of [`crate::json`]: every field
-//! present, unset singular messages as `null`, unset oneof members omitted, 64-bit integers as
-//! strings, enums by name, the well-known types in their special forms.
+//! writes its fields in declaration order with exactly the rules of [`crate::json`]: fields
+//! with presence omitted when unset ([`json::omitted_when_unset`]), every other field present,
+//! 64-bit integers as strings, enums by name, the well-known types in their special forms.
 //!
 //! It is a fast path that never has the last word: anything it does not reproduce exactly
 //! answers [`Unsupported`], and the caller then takes the general path, which decides. That
@@ -80,6 +80,8 @@ struct FieldPlan {
     shape: Shape,
     /// Index of the containing oneof (real or synthetic), if any.
     oneof: Option<usize>,
+    /// Left out of the JSON when absent ([`json::omitted_when_unset`]).
+    omitted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +226,7 @@ impl Plans {
                         kind: self.kind_plan(&value_field.kind()),
                         shape: Shape::Single,
                         oneof: None,
+                        omitted: false,
                     };
                     Shape::Map {
                         key,
@@ -247,6 +250,7 @@ impl Plans {
                     kind: self.kind_plan(&field.kind()),
                     shape,
                     oneof,
+                    omitted: json::omitted_when_unset(&field),
                 });
             }
         }
@@ -363,7 +367,7 @@ impl Plans {
             .ok_or(Unsupported)?;
         scan(bytes, &mut scratch)?;
         let end = scratch.len();
-        self.write_field_value(field, 0, end, out, 0, &mut scratch, false)
+        self.write_field_value(field, 0, end, out, 0, &mut scratch)
     }
 
     fn write_message<'a>(
@@ -462,7 +466,7 @@ impl Plans {
                     let present = scratch[start..end]
                         .iter()
                         .any(|occurrence| occurrence.number == field.number);
-                    if !present && field.oneof.is_some() {
+                    if !present && field.omitted {
                         continue;
                     }
                     if !first {
@@ -470,7 +474,7 @@ impl Plans {
                     }
                     first = false;
                     out.extend_from_slice(&field.key);
-                    self.write_field_value(field, start, end, out, depth, scratch, true)?;
+                    self.write_field_value(field, start, end, out, depth, scratch)?;
                 }
                 out.push(b'}');
             }
@@ -531,8 +535,8 @@ impl Plans {
         Ok(())
     }
 
-    /// Writes one field's value from the occurrences in `scratch[start..end]`.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes one field's value from the occurrences in `scratch[start..end]`; an absent
+    /// message is written as its default (`{}` for most), which only `response_body` asks for.
     fn write_field_value<'a>(
         &self,
         field: &FieldPlan,
@@ -541,7 +545,6 @@ impl Plans {
         out: &mut Vec<u8>,
         depth: usize,
         scratch: &mut Vec<Occurrence<'a>>,
-        unset_message_is_null: bool,
     ) -> Result<()> {
         match &field.shape {
             Shape::Single => {
@@ -559,10 +562,6 @@ impl Plans {
                     }
                     match found {
                         Some(bytes) => self.write_message(plan, bytes, out, depth + 1, scratch),
-                        None if unset_message_is_null => {
-                            out.extend_from_slice(b"null");
-                            Ok(())
-                        }
                         None => self.write_message(plan, &[], out, depth + 1, scratch),
                     }
                 } else {
@@ -1392,7 +1391,7 @@ mod tests {
         let legacy = wire(|out| len_field(7, &[], out));
         assert!(general(&scalars, &legacy).is_some());
         assert_eq!(fast(&scalars, &legacy), Err(Unsupported));
-        // ...but an unset proto2 message is just null.
+        // ...but an unset proto2 message is simply left out.
         assert!(agree(&scalars, &wire(|out| len_field(8, b"t", out))));
     }
 

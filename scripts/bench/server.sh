@@ -10,8 +10,8 @@
 # then $BIN under WRAPPER, e.g. valgrind) and `stop_server` itself, as often as it needs.
 #
 # Settings (environment): BENCH_ROWS (100000), BENCH_ADDR (127.0.0.1:18080),
-# BENCH_SERVER_BIN (another server build, for A/B runs), DB_POOL_SIZE and any other server
-# setting.
+# BENCH_SERVER_BIN (another server build, for A/B runs), BENCH_DB_SSLMODE (the server's
+# sslmode to PostgreSQL, default disable), DB_POOL_SIZE and any other server setting.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -76,6 +76,16 @@ fresh_database() {
     fi
 }
 BENCH_URL=$(db_url "$BENCH_DB")
+# The server's own connections are plaintext unless BENCH_DB_SSLMODE (or an sslmode in
+# DATABASE_URL) says otherwise: with libpq's default `prefer`, a local server with ssl=on
+# (Debian's default) would be reached over TLS, whose per-query encryption is then counted in
+# every request (~9k instructions per GetCustomer) and is absent from builds before TLS
+# support, which makes them incomparable. BENCH_DB_SSLMODE=require measures TLS itself.
+case $query in
+    *sslmode=*) ;;
+    '') BENCH_URL+="?sslmode=${BENCH_DB_SSLMODE:-disable}" ;;
+    *) BENCH_URL+="&sslmode=${BENCH_DB_SSLMODE:-disable}" ;;
+esac
 
 # --- the server ---------------------------------------------------------------------
 export JWT_HS256_SECRET=${JWT_HS256_SECRET:-bench-only-secret-0123456789abcdef0123456789}

@@ -9,7 +9,7 @@ use crate::{
     core::resource::Resource,
     domain::{
         company::CompanyData,
-        customer::{Customer, CustomerData},
+        customer::{Customer, CustomerData, CustomerInput},
         event::{Event, EventData, EventType},
     },
     pb,
@@ -114,16 +114,7 @@ pub fn content_to_proto(
 /// A proto customer holding only the values of `paths` (top-level fields and
 /// `address.<field>`); every other field is unset.
 fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
-    let full = Customer {
-        id: uuid::Uuid::nil(),
-        data: data.clone(),
-        version: 0,
-        create_time: chrono::DateTime::UNIX_EPOCH,
-        update_time: chrono::DateTime::UNIX_EPOCH,
-        delete_time: None,
-        expire_time: None,
-    }
-    .to_message();
+    let full = Customer::input_message(&CustomerInput::from(data));
     let mut out = pb::Customer::default();
     for path in paths {
         match path.as_str() {

@@ -22,6 +22,24 @@ pub const DEFAULT_PAGE_SIZE: i32 = 50;
 /// Largest `page_size`; larger requests are lowered to it.
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
+/// A List RPC's request; each resource reads the fields its RPC has (the others are empty).
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// The collection's parent: `companies/{id}` for customers, `customers/{id}` or
+    /// `customers/-` for notes and events; empty for top-level collections.
+    pub parent: String,
+    /// Requested page size (0 = default).
+    pub page_size: i32,
+    /// Token from the previous page.
+    pub page_token: String,
+    /// AIP-160 filter over the resource's fields.
+    pub filter: String,
+    /// AIP-132 ordering over the resource's fields.
+    pub order_by: String,
+    /// Include soft-deleted resources.
+    pub show_deleted: bool,
+}
+
 /// One page of a List RPC.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

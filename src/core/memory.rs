@@ -12,11 +12,14 @@ use std::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::names::ResourceName as _;
+
 use super::{
     replay::StoredReplay,
     resource::Resource,
     store::{
-        Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
+        Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store, Transact,
+        WriteBody,
     },
 };
 use crate::{
@@ -25,6 +28,7 @@ use crate::{
         customer::{Customer, CustomerData},
         names::{CompanyName, NoteName},
         note::{Note, NoteData},
+        stored::Stored,
     },
     service::Result,
 };
@@ -68,11 +72,7 @@ impl Store for MemStore {
 }
 
 impl Transact<MemConn> for MemStore {
-    async fn write<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'r> TxBody<'r, MemConn, T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static>(&self, body: impl WriteBody<MemConn, T>) -> Result<T> {
         let mut committed = self.state.clone().lock_owned().await;
         let mut conn = MemConn {
             state: committed.clone(),
@@ -82,11 +82,7 @@ impl Transact<MemConn> for MemStore {
         Ok(value)
     }
 
-    async fn read<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'r> TxBody<'r, MemConn, T> + Send,
-    {
+    async fn read<T: Send>(&self, body: impl ReadBody<MemConn, T>) -> Result<T> {
         let mut conn = MemConn {
             state: self.state.lock().await.clone(),
         };
@@ -119,10 +115,20 @@ trait Kept: Resource {
 /// What a write changes of a stored resource.
 struct Stamps<'a, D> {
     data: &'a mut D,
-    version: &'a mut i64,
-    update_time: &'a mut DateTime<Utc>,
-    /// `None` for resources that are deleted for good rather than softly.
-    delete_time: Option<&'a mut Option<DateTime<Utc>>>,
+    stored: &'a mut Stored,
+    /// False for resources that are deleted for good rather than softly.
+    soft: bool,
+}
+
+/// The record of a resource first stored at `now`.
+fn first_stored(id: Uuid, now: DateTime<Utc>) -> Stored {
+    Stored {
+        id,
+        version: 1,
+        create_time: now,
+        update_time: now,
+        delete_time: None,
+    }
 }
 
 /// The [`Kept`] of a soft-deleted resource (customers, companies) in map `$map`, its other
@@ -147,12 +153,8 @@ macro_rules! soft_deleted_kept {
                 now: DateTime<Utc>,
             ) -> Self {
                 $resource {
-                    id: name.id(),
+                    stored: first_stored(name.id(), now),
                     data: data.clone(),
-                    version: 1,
-                    create_time: now,
-                    update_time: now,
-                    delete_time: None,
                     $($field: $value,)*
                 }
             }
@@ -160,9 +162,8 @@ macro_rules! soft_deleted_kept {
             fn stamps(&mut self) -> Stamps<'_, <$resource as Resource>::Data> {
                 Stamps {
                     data: &mut self.data,
-                    version: &mut self.version,
-                    update_time: &mut self.update_time,
-                    delete_time: Some(&mut self.delete_time),
+                    stored: &mut self.stored,
+                    soft: true,
                 }
             }
 
@@ -196,22 +197,18 @@ impl Kept for Note {
 
     fn created(name: NoteName, data: &NoteData, actor: &str, now: DateTime<Utc>) -> Self {
         Note {
-            id: name.id(),
+            stored: first_stored(name.id(), now),
             customer_id: name.customer.id(),
-            data: data.clone(),
             author: actor.to_owned(),
-            version: 1,
-            create_time: now,
-            update_time: now,
+            data: data.clone(),
         }
     }
 
     fn stamps(&mut self) -> Stamps<'_, NoteData> {
         Stamps {
             data: &mut self.data,
-            version: &mut self.version,
-            update_time: &mut self.update_time,
-            delete_time: None,
+            stored: &mut self.stored,
+            soft: false,
         }
     }
 }
@@ -241,8 +238,8 @@ impl MemConn {
             .entry(R::key(current.name()))
             .or_insert_with(|| current.clone());
         let stamps = stored.stamps();
-        *stamps.version += 1;
-        *stamps.update_time = Utc::now();
+        stamps.stored.version += 1;
+        stamps.stored.update_time = Utc::now();
         change(stamps);
         stored.clone()
     }
@@ -269,8 +266,8 @@ impl<R: Kept> Repository<R> for MemConn {
     async fn remove(&mut self, current: &R, _: &str) -> Result<R> {
         let mut soft = false;
         let removed = self.write(current, |stamps| {
-            if let Some(delete_time) = stamps.delete_time {
-                *delete_time = Some(*stamps.update_time);
+            if stamps.soft {
+                stamps.stored.delete_time = Some(stamps.stored.update_time);
                 soft = true;
             }
         });
@@ -288,9 +285,7 @@ impl<R: Kept> Restore<R> for MemConn {
         self.check_unique::<R>(&R::key(current.name()), &data)?;
         Ok(self.write(current, |stamps| {
             *stamps.data = data;
-            if let Some(delete_time) = stamps.delete_time {
-                *delete_time = None;
-            }
+            stamps.stored.delete_time = None;
         }))
     }
 }
@@ -327,10 +322,10 @@ impl Storage for MemConn {
         let reference = Some(company.to_string());
         let mut detached = Vec::new();
         for customer in self.state.customers.values_mut() {
-            if customer.delete_time.is_none() && customer.data.company == reference {
+            if !customer.is_deleted() && customer.data.company == reference {
                 customer.data.company = None;
-                customer.version += 1;
-                customer.update_time = Utc::now();
+                customer.stored.version += 1;
+                customer.stored.update_time = Utc::now();
                 detached.push(customer.clone());
             }
         }
@@ -343,7 +338,7 @@ impl Storage for MemConn {
             .state
             .customers
             .values()
-            .filter(|c| c.delete_time.is_none() && c.data.company == reference)
+            .filter(|c| !c.is_deleted() && c.data.company == reference)
             .count() as i64)
     }
 }
@@ -537,12 +532,12 @@ mod tests {
             .update::<Customer>(update(customer.etag(), "Ada"), "user:a")
             .await
             .unwrap();
-        assert_eq!(same.version, customer.version);
+        assert_eq!(same.stored.version, customer.stored.version);
         let changed = service
             .update::<Customer>(update(customer.etag(), "Augusta"), "user:a")
             .await
             .unwrap();
-        assert_eq!(changed.version, customer.version + 1);
+        assert_eq!(changed.stored.version, customer.stored.version + 1);
         let stale = service
             .update::<Customer>(update(customer.etag(), "Ada"), "user:a")
             .await
@@ -630,7 +625,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(restored.data.company, None);
-        assert_eq!(restored.version, customer.version + 2);
+        assert_eq!(restored.stored.version, customer.stored.version + 2);
         let state = store.snapshot().await;
         assert_eq!(
             event_types(&state)[3..],

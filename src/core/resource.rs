@@ -16,7 +16,8 @@ use super::{
     store::Storage,
 };
 use crate::{
-    domain::{Input, event::EventType, names::ResourceName},
+    convert::StoredMessage,
+    domain::{Input, event::EventType, names::ResourceName, stored::Stored},
     service::{Error, Result, error::reason},
 };
 
@@ -55,7 +56,7 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     /// The fields an update mask may name.
     type Field: MaskField<Input = Self::Input>;
     /// Its contract message (`customer.v1.Customer`, …): what every transport answers.
-    type Message: prost::Message + Default + Send + 'static;
+    type Message: prost::Message + StoredMessage + Send + 'static;
 
     /// The resource type (`customer.example.com/Customer`).
     const TYPE: &'static str;
@@ -75,17 +76,30 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
 
     /// Its name.
     fn name(&self) -> Self::Name;
-    /// Its row version (the etag and the event sequence derive from it).
-    fn version(&self) -> i64;
+    /// Its id, version and times.
+    fn stored(&self) -> &Stored;
     /// Its mutable fields.
     fn data(&self) -> &Self::Data;
+
+    /// Its row version (the etag and the event sequence derive from it).
+    fn version(&self) -> i64 {
+        self.stored().version
+    }
+
     /// Whether it is soft-deleted.
-    fn is_deleted(&self) -> bool;
+    fn is_deleted(&self) -> bool {
+        self.stored().is_deleted()
+    }
 
     /// A valid stand-in for the stored fields, to check masked input before any read.
     fn stand_in() -> Self::Input;
     /// The resource as its contract message.
     fn to_message(self) -> Self::Message;
+    /// Its contract message with only the stored fields set (name, etag, times), for
+    /// [`Resource::to_message`] to complete.
+    fn stored_message(&self) -> Self::Message {
+        Self::Message::stored_fields(self.name().to_string(), self.stored())
+    }
     /// The client-settable fields of a message; output-only fields are ignored (AIP-203).
     fn input_from(message: &Self::Message) -> Self::Input;
     /// Raw input as its message, every other field unset.
@@ -125,7 +139,7 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
 
     /// The etag (AIP-154).
     fn etag(&self) -> String {
-        crate::domain::customer::etag_of(self.version())
+        self.stored().etag()
     }
 
     /// The per-resource sequence of an event about `snapshot` (its version after the change).

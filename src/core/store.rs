@@ -175,6 +175,16 @@ where
     type Future = Fut;
 }
 
+/// The body of a [`Transact::write`]: it runs on a spawned task, so it is `'static`.
+pub trait WriteBody<C, T>: for<'r> TxBody<'r, C, T> + Send + 'static {}
+
+impl<C, T, F: for<'r> TxBody<'r, C, T> + Send + 'static> WriteBody<C, T> for F {}
+
+/// The body of a [`Transact::read`].
+pub trait ReadBody<C, T>: for<'r> TxBody<'r, C, T> + Send {}
+
+impl<C, T, F: for<'r> TxBody<'r, C, T> + Send> ReadBody<C, T> for F {}
+
 /// A database: hands out storage (of type [`Store::Conn`]) through [`Transact`].
 pub trait Store: Clone + Send + Sync + 'static {
     /// One connection's worth of storage.
@@ -188,14 +198,11 @@ pub trait Store: Clone + Send + Sync + 'static {
 pub trait Transact<C>: Store {
     /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
     /// cancel, deadline) cannot cut it short; commits when it returns `Ok`.
-    fn write<T, F>(&self, body: F) -> impl Future<Output = Result<T>> + Send
-    where
-        T: Send + 'static,
-        F: for<'r> TxBody<'r, C, T> + Send + 'static;
+    fn write<T: Send + 'static>(
+        &self,
+        body: impl WriteBody<C, T>,
+    ) -> impl Future<Output = Result<T>> + Send;
 
     /// Runs `body` on a connection, outside any transaction.
-    fn read<T, F>(&self, body: F) -> impl Future<Output = Result<T>> + Send
-    where
-        T: Send,
-        F: for<'r> TxBody<'r, C, T> + Send;
+    fn read<T: Send>(&self, body: impl ReadBody<C, T>) -> impl Future<Output = Result<T>> + Send;
 }

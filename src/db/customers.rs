@@ -27,18 +27,6 @@ use crate::domain::{
 
 soft_deleted_statements!(customers: CustomerRow, NewCustomerRow, CustomerChanges);
 
-/// The customers with these ids, in no particular order.
-pub async fn find_many(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-) -> QueryResult<Vec<CustomerRow>> {
-    customers::table
-        .filter(customers::id.eq_any(ids))
-        .select(CustomerRow::as_select())
-        .load(conn)
-        .await
-}
-
 /// Detaches every live customer of `company` (clears their `company`), bumping each one's
 /// version, and returns them as they are now. Rows being written concurrently are waited
 /// for and re-checked (PostgreSQL re-evaluates the condition on the newest row version).

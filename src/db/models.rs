@@ -19,7 +19,9 @@ use crate::domain::{
     company::{Company, CompanyData},
     customer::{Customer, CustomerData, PostalAddress, Status},
     note::{Note, NoteData},
+    stored::Stored,
 };
+use crate::encoding::AddressJson;
 
 /// The columns a client chooses, read and written as the domain's fields.
 pub trait Columns: Sized {
@@ -122,11 +124,13 @@ macro_rules! resource_rows {
             fn try_from(row: $row) -> Result<Self, CorruptRow> {
                 Ok($resource {
                     data: row.columns.into_data(row.id)?,
-                    id: row.id,
-                    version: row.version,
-                    create_time: row.create_time,
-                    update_time: row.update_time,
-                    delete_time: row.delete_time,
+                    stored: Stored {
+                        id: row.id,
+                        version: row.version,
+                        create_time: row.create_time,
+                        update_time: row.update_time,
+                        delete_time: row.delete_time,
+                    },
                     $($field: $value,)*
                 })
             }
@@ -200,7 +204,7 @@ impl Columns for CustomerColumns {
             .ok_or_else(|| CorruptRow::new(id, format!("unknown status {}", self.status)))?;
         let address = self
             .address
-            .map(serde_json::from_value::<AddressColumn>)
+            .map(serde_json::from_value::<AddressJson>)
             .transpose()
             .map_err(|e| CorruptRow::new(id, format!("address: {e}")))?
             .map(PostalAddress::from);
@@ -259,43 +263,11 @@ impl Columns for CompanyColumns {
     }
 }
 
+/// The `address` column: [`AddressJson`], spelled out apart from the domain type so that
+/// its shape is not the column's.
 fn address_json(address: &PostalAddress) -> serde_json::Value {
-    serde_json::json!({
-        "lines": address.lines,
-        "locality": address.locality,
-        "region": address.region,
-        "postal_code": address.postal_code,
-        "country_code": address.country_code,
-    })
-}
-
-/// The `address` column as [`address_json`] writes it; parts missing from older rows read
-/// as empty. Spelled out here so that the domain type's shape is not the column's.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct AddressColumn {
-    #[serde(rename = "lines")]
-    lines: Vec<String>,
-    #[serde(rename = "locality")]
-    locality: String,
-    #[serde(rename = "region")]
-    region: String,
-    #[serde(rename = "postal_code")]
-    postal_code: String,
-    #[serde(rename = "country_code")]
-    country_code: String,
-}
-
-impl From<AddressColumn> for PostalAddress {
-    fn from(column: AddressColumn) -> Self {
-        Self {
-            lines: column.lines,
-            locality: column.locality,
-            region: column.region,
-            postal_code: column.postal_code,
-            country_code: column.country_code,
-        }
-    }
+    // A struct of strings always serialises.
+    serde_json::to_value(AddressJson::from(address)).unwrap_or_default()
 }
 
 fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
@@ -386,13 +358,16 @@ impl NoteChanges {
 impl From<NoteRow> for Note {
     fn from(row: NoteRow) -> Self {
         Note {
-            id: row.id,
+            stored: Stored {
+                id: row.id,
+                version: row.version,
+                create_time: row.create_time,
+                update_time: row.update_time,
+                delete_time: None,
+            },
             customer_id: row.customer_id,
-            data: NoteData { text: row.text },
             author: row.author,
-            version: row.version,
-            create_time: row.create_time,
-            update_time: row.update_time,
+            data: NoteData { text: row.text },
         }
     }
 }

@@ -48,18 +48,18 @@ struct Held {
 
 /// The relay lease of this process: a dedicated connection and whether its session holds the
 /// lock. Dropping it closes the connection, which releases the lock.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Lease {
-    conn: Option<AsyncPgConnection>,
+    conn: Option<Session>,
     held: bool,
 }
 
-impl std::fmt::Debug for Lease {
+/// The lease's dedicated connection (its session holds the lock).
+struct Session(AsyncPgConnection);
+
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("connected", &self.conn.is_some())
-            .field("held", &self.held)
-            .finish()
+        f.write_str("Session")
     }
 }
 
@@ -84,7 +84,7 @@ impl Lease {
             let conn = super::dedicated_connection(pool)
                 .await
                 .map_err(LeaseError::Connect)?;
-            self.conn = Some(conn);
+            self.conn = Some(Session(conn));
         }
         // Session-level locks stack: only ask while not holding, so one unlock frees it.
         let held: Held = self
@@ -144,7 +144,7 @@ impl Lease {
         &mut self,
         body: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, LeaseError> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(Session(conn)) = self.conn.as_mut() else {
             self.held = false;
             return Err(LeaseError::Connect("the lease connection is closed".into()));
         };

@@ -5,6 +5,8 @@
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
+use crate::domain::names::ResourceName as _;
+
 use super::{
     Pool, companies, customers,
     events::{self, NewEventRow},
@@ -18,7 +20,8 @@ use crate::{
         replay::StoredReplay,
         resource::Resource,
         store::{
-            Claim, Conflict, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody,
+            Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
+            Transact, WriteBody,
         },
     },
     domain::{
@@ -60,11 +63,10 @@ impl Store for PgStore {
 }
 
 impl Transact<AsyncPgConnection> for PgStore {
-    async fn write<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static>(
+        &self,
+        body: impl WriteBody<AsyncPgConnection, T>,
+    ) -> Result<T> {
         let pool = self.pool.clone();
         let events = self.events.clone();
         // A spawned task: once started, the transaction finishes (or rolls back) even if the
@@ -90,11 +92,7 @@ impl Transact<AsyncPgConnection> for PgStore {
         .await?
     }
 
-    async fn read<T, F>(&self, body: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'r> TxBody<'r, AsyncPgConnection, T> + Send,
-    {
+    async fn read<T: Send>(&self, body: impl ReadBody<AsyncPgConnection, T>) -> Result<T> {
         let mut conn = self.pool.get().await?;
         let conn: &mut AsyncPgConnection = &mut conn;
         if !self.pool.pins_statements() {
@@ -155,14 +153,14 @@ macro_rules! soft_deleted_repository {
                 actor: &str,
             ) -> Result<$resource> {
                 let changes = $changes::new(data, actor);
-                let row = $table::update(self, current.id, &changes)
+                let row = $table::update(self, current.stored.id, &changes)
                     .await
                     .map_err(conflict)?;
                 Ok($resource::try_from(row)?)
             }
 
             async fn remove(&mut self, current: &$resource, actor: &str) -> Result<$resource> {
-                let row = $table::set_deleted(self, current.id, actor, true).await?;
+                let row = $table::set_deleted(self, current.stored.id, actor, true).await?;
                 Ok($resource::try_from(row)?)
             }
         }
@@ -175,10 +173,10 @@ macro_rules! soft_deleted_repository {
                 actor: &str,
             ) -> Result<$resource> {
                 let row = match data {
-                    None => $table::set_deleted(self, current.id, actor, false).await,
+                    None => $table::set_deleted(self, current.stored.id, actor, false).await,
                     Some(data) => {
                         let changes = $changes::new(data, actor);
-                        $table::update(self, current.id, &changes).await
+                        $table::update(self, current.stored.id, &changes).await
                     }
                 }
                 .map_err(conflict)?;
@@ -208,12 +206,12 @@ impl Repository<Note> for AsyncPgConnection {
     }
 
     async fn update(&mut self, current: &Note, data: &NoteData, actor: &str) -> Result<Note> {
-        let row = notes::update(self, current.id, &NoteChanges::new(data, actor)).await?;
+        let row = notes::update(self, current.stored.id, &NoteChanges::new(data, actor)).await?;
         Ok(Note::from(row))
     }
 
     async fn remove(&mut self, current: &Note, _: &str) -> Result<Note> {
-        notes::delete(self, current.id).await?;
+        notes::delete(self, current.stored.id).await?;
         Ok(current.clone())
     }
 }

@@ -83,7 +83,8 @@ macro_rules! versioned_statements {
 pub(crate) use versioned_statements;
 
 /// The statements of a soft-deleted resource table: [`versioned_statements!`], reads by id
-/// under a lock, soft delete and restore, and the rows a listing starts from.
+/// (one under a lock, or many), soft delete and restore, and the rows a listing starts
+/// from.
 macro_rules! soft_deleted_statements {
     ($table:ident: $row:ident, $new:ident, $changes:ident) => {
         // A write of the columns leaves the row live: an update of a live row, or an undelete
@@ -141,6 +142,18 @@ macro_rules! soft_deleted_statements {
             } else {
                 rows.filter($table::delete_time.is_null())
             }
+        }
+
+        /// The rows with these ids, deleted or not, in no particular order.
+        pub async fn find_many(
+            conn: &mut AsyncPgConnection,
+            ids: &[Uuid],
+        ) -> QueryResult<Vec<$row>> {
+            $table::table
+                .filter($table::id.eq_any(ids))
+                .select($row::as_select())
+                .load(conn)
+                .await
         }
     };
 }

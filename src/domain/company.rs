@@ -8,14 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::{
     Violations,
-    customer::{bounded_text, business_id, clip, etag_of, labels, optional},
+    customer::{bounded_text, business_id, clip, labels, optional},
     names::CompanyName,
+    stored::Stored,
 };
 
 /// Longest display name, in characters (after trimming).
@@ -23,7 +22,7 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// Longest domain name, in characters (RFC 1035 without the trailing dot).
 pub const MAX_DOMAIN_CHARS: usize = 253;
 /// Longest label of a domain name (RFC 1035).
-const MAX_DOMAIN_LABEL_CHARS: usize = 63;
+pub const MAX_DOMAIN_LABEL_CHARS: usize = 63;
 
 /// The mutable fields of a company, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,34 +40,16 @@ pub struct CompanyData {
 /// A stored company.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Company {
-    /// Primary key; the `{company}` of `companies/{company}`.
-    pub id: Uuid,
+    /// Its id (the `{company}` of `companies/{company}`), version and times.
+    pub stored: Stored,
     /// The mutable fields.
     pub data: CompanyData,
-    /// Incremented by every write; the etag and the event sequence derive from it.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Time of the last write.
-    pub update_time: DateTime<Utc>,
-    /// Soft-deletion time; `None` while live.
-    pub delete_time: Option<DateTime<Utc>>,
 }
 
 impl Company {
     /// The resource name.
     pub fn name(&self) -> CompanyName {
-        CompanyName(self.id)
-    }
-
-    /// The etag (AIP-154).
-    pub fn etag(&self) -> String {
-        etag_of(self.version)
-    }
-
-    /// Whether the company is soft-deleted.
-    pub fn is_deleted(&self) -> bool {
-        self.delete_time.is_some()
+        CompanyName(self.stored.id)
     }
 }
 

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::{Violations, country, names};
+use super::{Violations, country, names, stored::Stored};
 
 /// Longest given or family name, in characters (after trimming).
 pub const MAX_NAME_CHARS: usize = 200;
@@ -102,18 +101,10 @@ pub struct CustomerData {
 /// A stored customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    /// Primary key; the `{customer}` of `customers/{customer}`.
-    pub id: Uuid,
+    /// Its id (the `{customer}` of `customers/{customer}`), version and times.
+    pub stored: Stored,
     /// The mutable fields.
     pub data: CustomerData,
-    /// Incremented by every write; the etag is derived from it.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Time of the last write.
-    pub update_time: DateTime<Utc>,
-    /// Soft-deletion time; `None` while live.
-    pub delete_time: Option<DateTime<Utc>>,
     /// When a soft-deleted customer is purged for good (AIP-164); `None` while live, or when
     /// purging is off.
     pub expire_time: Option<DateTime<Utc>>,
@@ -124,7 +115,10 @@ impl Customer {
     /// personal data. The version is the one after the last change, as for every event.
     pub fn purged(&self) -> Customer {
         Customer {
-            id: self.id,
+            stored: Stored {
+                version: self.stored.version + 1,
+                ..self.stored
+            },
             data: CustomerData {
                 given_name: String::new(),
                 family_name: String::new(),
@@ -136,33 +130,14 @@ impl Customer {
                 business_id: None,
                 labels: BTreeMap::new(),
             },
-            version: self.version + 1,
-            create_time: self.create_time,
-            update_time: self.update_time,
-            delete_time: self.delete_time,
             expire_time: self.expire_time,
         }
     }
 
     /// The resource name.
     pub fn name(&self) -> names::CustomerName {
-        names::CustomerName(self.id)
+        names::CustomerName(self.stored.id)
     }
-
-    /// The etag (AIP-154): opaque to clients, changes with every write.
-    pub fn etag(&self) -> String {
-        etag_of(self.version)
-    }
-
-    /// Whether the customer is soft-deleted.
-    pub fn is_deleted(&self) -> bool {
-        self.delete_time.is_some()
-    }
-}
-
-/// The etag for a row version. Weak per RFC 9110: it identifies a state, not a byte encoding.
-pub fn etag_of(version: i64) -> String {
-    format!("W/\"{version}\"")
 }
 
 /// Customer fields exactly as a client sent them, before validation.
@@ -516,6 +491,9 @@ pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String,
     }
 }
 
+/// What [`is_label_key`] accepts, as a regular expression (for the OpenAPI document).
+pub const LABEL_KEY_PATTERN: &str = "^[a-z][a-z0-9_.-]{0,62}$";
+
 /// `[a-z][a-z0-9_.-]{0,62}`
 pub fn is_label_key(key: &str) -> bool {
     let bytes = key.as_bytes();
@@ -634,56 +612,71 @@ mod tests {
     }
 
     #[test]
-    fn names_are_limited_in_characters_not_bytes() {
-        let input = CustomerInput {
+    fn lengths_are_limited_in_characters_not_bytes() {
+        let at_limit = CustomerInput {
             given_name: "é".repeat(200),
             ..valid()
         };
-        assert!(input.validate("customer").is_ok());
-        let input = CustomerInput {
-            given_name: "é".repeat(201),
-            ..valid()
-        };
-        assert_eq!(rejected(&input), ["customer.given_name"]);
+        assert!(at_limit.validate("customer").is_ok());
+        for (input, field) in [
+            (
+                CustomerInput {
+                    given_name: "é".repeat(201),
+                    ..valid()
+                },
+                "customer.given_name",
+            ),
+            (
+                CustomerInput {
+                    email: format!("{}@example.com", "a".repeat(250)),
+                    ..valid()
+                },
+                "customer.email",
+            ),
+        ] {
+            assert_eq!(rejected(&input), [field]);
+        }
     }
 
+    /// Emails follow RFC 5322 with a dotted domain; phones are E.164.
     #[test]
-    fn emails_follow_rfc_5322_with_a_dotted_domain() {
-        assert_classifies(
-            is_email,
-            &["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"],
-            &[
-                "plain",
-                "@example.com",
-                "a@",
-                "a@localhost",
-                "a@[127.0.0.1]",
-                "a b@c.de",
-                "Jo <jo@x.de>",
-            ],
+    fn emails_and_phones_are_classified() {
+        /// A check, what it accepts and what it refuses.
+        type Case = (
+            fn(&str) -> bool,
+            &'static [&'static str],
+            &'static [&'static str],
         );
-        let long = format!("{}@example.com", "a".repeat(250));
-        let input = CustomerInput {
-            email: long,
-            ..valid()
-        };
-        assert_eq!(rejected(&input), ["customer.email"]);
-    }
-
-    #[test]
-    fn phones_must_be_e164() {
-        assert_classifies(
-            is_e164,
-            &["+14155550123", "+49301234567", "+12"],
-            &[
-                "14155550123",
-                "+0123",
-                "+1 415 555",
-                "+1234567890123456",
-                "+",
-                "+1",
-            ],
-        );
+        let checks: [Case; 2] = [
+            (
+                is_email,
+                &["a@b.co", "first.last+tag@sub.example.org", "x_y@example.io"],
+                &[
+                    "plain",
+                    "@example.com",
+                    "a@",
+                    "a@localhost",
+                    "a@[127.0.0.1]",
+                    "a b@c.de",
+                    "Jo <jo@x.de>",
+                ],
+            ),
+            (
+                is_e164,
+                &["+14155550123", "+49301234567", "+12"],
+                &[
+                    "14155550123",
+                    "+0123",
+                    "+1 415 555",
+                    "+1234567890123456",
+                    "+",
+                    "+1",
+                ],
+            ),
+        ];
+        for (check, good, bad) in checks {
+            assert_classifies(check, good, bad);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   over each resource's fields (customers, companies, events).
 //! - [`legacy`]: the frozen fingerprint text of page tokens issued before the typed
 //!   languages (v1).
+//! - [`stored`]: what the store keeps of every resource (id, version, times).
 //! - [`country`]: the ISO 3166-1 alpha-2 table.
 
 pub mod company;
@@ -26,6 +27,7 @@ pub mod legacy;
 pub mod names;
 pub mod note;
 pub mod order_by;
+pub mod stored;
 pub mod syntax;
 
 /// A resource's fields as a client sent them: validated into its data, and read back from

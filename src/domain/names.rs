@@ -34,6 +34,9 @@ pub trait ResourceName: Copy + fmt::Display + Send + Sync + 'static {
 
     /// The name of a new resource with `id` under `parent`.
     fn child(parent: Self::Parent, id: Uuid) -> Self;
+
+    /// The resource's own id (the last of its name).
+    fn id(&self) -> Uuid;
 }
 
 /// The `parent` of a create: a resource name, or nothing (`()`, the empty string).
@@ -74,46 +77,74 @@ fn required<T>(
     })
 }
 
-/// A parsed `customers/{uuid}` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CustomerName(pub Uuid);
+/// Declares the name type `$name` of a top-level collection: `$prefix{uuid}`, read by
+/// `$parse` (the id, or what is wrong with the text), with no parent.
+macro_rules! top_level_name {
+    ($(#[$doc:meta])* $name:ident($prefix:ident, $parse:ident)) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub Uuid);
 
-impl ResourceName for CustomerName {
-    type Parent = ();
+        impl ResourceName for $name {
+            type Parent = ();
 
-    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        required(field, text, |text| {
-            let id = text.strip_prefix(CUSTOMERS).ok_or_else(|| {
-                format!(
-                    "must be a customer name `customers/{{customer}}`, got `{}`",
-                    truncate(text)
-                )
-            })?;
-            parse_uuid(id).map(Self).ok_or_else(|| {
-                format!(
-                    "`{}` is not a customer id: expected a UUID after `customers/`",
-                    truncate(text)
-                )
-            })
+            fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+                required(field, text, |text| $parse(text).map(Self))
+            }
+
+            fn child((): (), id: Uuid) -> Self {
+                Self(id)
+            }
+
+            fn id(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, self.0)
+            }
+        }
+    };
+}
+
+top_level_name!(
+    /// A parsed `customers/{uuid}` name.
+    CustomerName(CUSTOMERS, customer_id)
+);
+
+top_level_name!(
+    /// A parsed `companies/{uuid}` name.
+    CompanyName(COMPANIES, company_id)
+);
+
+/// The id of `customers/{id}`.
+fn customer_id(text: &str) -> Result<Uuid, String> {
+    let id = text.strip_prefix(CUSTOMERS).ok_or_else(|| {
+        format!(
+            "must be a customer name `customers/{{customer}}`, got `{}`",
+            truncate(text)
+        )
+    })?;
+    parse_uuid(id).ok_or_else(|| {
+        format!(
+            "`{}` is not a customer id: expected a UUID after `customers/`",
+            truncate(text)
+        )
+    })
+}
+
+/// The id of `companies/{id}`.
+fn company_id(text: &str) -> Result<Uuid, String> {
+    text.strip_prefix(COMPANIES)
+        .and_then(parse_uuid)
+        .ok_or_else(|| {
+            format!(
+                "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
+                truncate(text)
+            )
         })
-    }
-
-    fn child((): (), id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl CustomerName {
-    /// The customer's id.
-    pub fn id(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for CustomerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CUSTOMERS}{}", self.0)
-    }
 }
 
 /// Checks a company reference `companies/{company}` (a UUID, like customer ids).
@@ -121,45 +152,6 @@ pub fn check_company_name(text: &str) -> Result<(), String> {
     CompanyName::parse("", text)
         .map(drop)
         .map_err(|violation| violation.description)
-}
-
-/// A parsed `companies/{uuid}` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CompanyName(pub Uuid);
-
-impl ResourceName for CompanyName {
-    type Parent = ();
-
-    fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        required(field, text, |text| {
-            text.strip_prefix(COMPANIES)
-                .and_then(parse_uuid)
-                .map(Self)
-                .ok_or_else(|| {
-                    format!(
-                        "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
-                        truncate(text)
-                    )
-                })
-        })
-    }
-
-    fn child((): (), id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl CompanyName {
-    /// The company's id.
-    pub fn id(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for CompanyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{COMPANIES}{}", self.0)
-    }
 }
 
 /// A parsed `customers/{uuid}/notes/{uuid}` name.
@@ -195,11 +187,8 @@ impl ResourceName for NoteName {
     fn child(customer: CustomerName, note: Uuid) -> Self {
         Self { customer, note }
     }
-}
 
-impl NoteName {
-    /// The note's id.
-    pub fn id(&self) -> Uuid {
+    fn id(&self) -> Uuid {
         self.note
     }
 }
@@ -228,6 +217,11 @@ pub fn parse_request_id(field: &str, text: &str) -> Result<Option<Uuid>, FieldVi
         description: format!("must be a UUID, got `{}`", truncate(text)),
     })
 }
+
+/// What [`parse_uuid`] accepts, as an ECMA-262 regular expression (for the OpenAPI
+/// document: resource ids in paths, request ids).
+pub const UUID_PATTERN: &str =
+    "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
 
 /// Accepts only the canonical hyphenated form, so one id has one spelling.
 pub fn parse_uuid(text: &str) -> Option<Uuid> {
@@ -275,6 +269,36 @@ mod tests {
         let long = "x".repeat(10_000);
         let violation = CustomerName::parse("name", &long).unwrap_err();
         assert!(violation.description.len() < 200);
+    }
+
+    /// `UUID_PATTERN` says what `parse_uuid` accepts (checked here by hand: the pattern is
+    /// plain hex groups).
+    #[test]
+    fn the_uuid_pattern_matches_parse_uuid() {
+        let groups: Vec<usize> = UUID_PATTERN
+            .trim_matches(['^', '$'])
+            .replace("[0-9A-Fa-f]", "hex")
+            .split('-')
+            .map(|group| {
+                assert!(group.starts_with("hex{"), "{group}");
+                group[4..group.len() - 1].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        let id = Uuid::new_v4();
+        for (text, accepted) in [
+            (id.to_string(), true),
+            (id.to_string().to_uppercase(), true),
+            (id.simple().to_string(), false),
+            (id.urn().to_string(), false),
+            (id.braced().to_string(), false),
+        ] {
+            assert_eq!(parse_uuid(&text).is_some(), accepted, "{text}");
+            let shaped = text.len() == 36
+                && text.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+                && text.chars().all(|c| c == '-' || c.is_ascii_hexdigit());
+            assert_eq!(shaped, accepted, "{text}");
+        }
     }
 
     #[test]

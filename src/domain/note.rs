@@ -5,14 +5,13 @@
 //! assigned by the server. Notes are hard-deleted, and hidden while their customer is
 //! soft-deleted (the service layer enforces that).
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
     Violations,
-    customer::etag_of,
     names::{CustomerName, NoteName},
+    stored::Stored,
 };
 
 /// Longest note text, in characters (after trimming).
@@ -25,23 +24,17 @@ pub struct NoteData {
     pub text: String,
 }
 
-/// A stored note.
+/// A stored note (never soft-deleted: its `delete_time` stays `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
-    /// The `{note}` of its name.
-    pub id: Uuid,
+    /// Its id (the `{note}` of its name), version and times.
+    pub stored: Stored,
     /// The customer it belongs to.
     pub customer_id: Uuid,
-    /// The mutable fields.
-    pub data: NoteData,
     /// Who created it.
     pub author: String,
-    /// Incremented by every write; the etag and the event sequence derive from it.
-    pub version: i64,
-    /// Creation time.
-    pub create_time: DateTime<Utc>,
-    /// Time of the last write.
-    pub update_time: DateTime<Utc>,
+    /// The mutable fields.
+    pub data: NoteData,
 }
 
 impl Note {
@@ -49,13 +42,8 @@ impl Note {
     pub fn name(&self) -> NoteName {
         NoteName {
             customer: CustomerName(self.customer_id),
-            note: self.id,
+            note: self.stored.id,
         }
-    }
-
-    /// The etag (AIP-154).
-    pub fn etag(&self) -> String {
-        etag_of(self.version)
     }
 }
 

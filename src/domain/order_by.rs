@@ -249,19 +249,26 @@ mod tests {
         OrderKey { field, descending }
     }
 
+    /// The keys of (field, descending) pairs.
+    fn keys<K: Copy>(pairs: &[(K, bool)]) -> Vec<OrderKey<K>> {
+        pairs
+            .iter()
+            .map(|&(field, descending)| key(field, descending))
+            .collect()
+    }
+
     #[test]
     fn company_orderings_use_company_fields() {
-        assert_eq!(
-            parse::<CompanyOrder>("display_name desc, create_time"),
-            Ok(vec![
-                key(CompanyOrder::DisplayName, true),
-                key(CompanyOrder::CreateTime, false)
-            ])
-        );
-        assert_eq!(
-            parse::<CompanyOrder>(""),
-            Ok(vec![key(CompanyOrder::CreateTime, false)])
-        );
+        type O = CompanyOrder;
+        for (input, expected) in [
+            (
+                "display_name desc, create_time",
+                &[(O::DisplayName, true), (O::CreateTime, false)][..],
+            ),
+            ("", &[(O::CreateTime, false)]),
+        ] {
+            assert_eq!(parse::<O>(input), Ok(keys(expected)), "{input:?}");
+        }
         let e = parse::<CompanyOrder>("family_name").unwrap_err();
         assert_eq!(
             e.message,
@@ -295,13 +302,6 @@ mod tests {
     }
 
     #[test]
-    fn empty_is_default() {
-        let default = vec![key(C::CreateTime, false)];
-        assert_eq!(parse::<C>(""), Ok(default.clone()));
-        assert_eq!(parse::<C>("  \t\n"), Ok(default));
-    }
-
-    #[test]
     fn single_fields() {
         for field in ALL {
             assert_eq!(parse::<C>(field.as_str()), Ok(vec![key(field, false)]));
@@ -331,20 +331,29 @@ mod tests {
         );
     }
 
+    /// Accepted inputs and their keys: the default when empty, any whitespace, any case of
+    /// the direction.
     #[test]
-    fn multiple_fields_and_flexible_whitespace() {
-        assert_eq!(
-            parse::<C>("family_name, given_name desc,create_time"),
-            Ok(vec![
-                key(C::FamilyName, false),
-                key(C::GivenName, true),
-                key(C::CreateTime, false),
-            ])
-        );
-        assert_eq!(
-            parse::<C>("  email   DESC ,\tupdate_time\nAsc  "),
-            Ok(vec![key(C::Email, true), key(C::UpdateTime, false)])
-        );
+    fn accepted_orderings() {
+        let default = &[(C::CreateTime, false)][..];
+        for (input, expected) in [
+            ("", default),
+            ("  \t\n", default),
+            (
+                "family_name, given_name desc,create_time",
+                &[
+                    (C::FamilyName, false),
+                    (C::GivenName, true),
+                    (C::CreateTime, false),
+                ],
+            ),
+            (
+                "  email   DESC ,\tupdate_time\nAsc  ",
+                &[(C::Email, true), (C::UpdateTime, false)],
+            ),
+        ] {
+            assert_eq!(parse::<C>(input), Ok(keys(expected)), "{input:?}");
+        }
     }
 
     #[test]

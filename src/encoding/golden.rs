@@ -16,6 +16,7 @@ use crate::{
         customer::{Customer, CustomerData, PostalAddress, Status},
         event::{Change, Event, EventData, EventType, changed_fields},
         note::{Note, NoteData},
+        stored::Stored,
     },
     pb,
 };
@@ -37,7 +38,7 @@ const NOTE_ID: &str = "0190a7b2-8c1e-7c1a-9d2e-3b4c5d6e7f80";
 /// A registered customer with every field set.
 fn customer() -> Customer {
     Customer {
-        id: id(CUSTOMER_ID),
+        stored: stored(CUSTOMER_ID, 1, "2026-01-01T00:00:00Z"),
         data: CustomerData {
             given_name: "Ada".into(),
             family_name: "Lovelace".into(),
@@ -58,11 +59,18 @@ fn customer() -> Customer {
                 ("tier".into(), "gold".into()),
             ]),
         },
-        version: 1,
-        create_time: time("2026-01-01T00:00:00Z"),
-        update_time: time("2026-01-01T00:00:00Z"),
-        delete_time: None,
         expire_time: None,
+    }
+}
+
+/// The record of `id` at `version`, created on 2026-01-01 and last written at `update_time`.
+fn stored(id: &str, version: i64, update_time: &str) -> Stored {
+    Stored {
+        id: self::id(id),
+        version,
+        create_time: time("2026-01-01T00:00:00Z"),
+        update_time: time(update_time),
+        delete_time: None,
     }
 }
 
@@ -71,8 +79,8 @@ fn customer() -> Customer {
 fn updated() -> (Customer, CustomerData) {
     let before = customer().data;
     let mut after = customer();
-    after.version = 2;
-    after.update_time = time("2026-01-02T03:04:05.123456Z");
+    after.stored.version = 2;
+    after.stored.update_time = time("2026-01-02T03:04:05.123456Z");
     after.data.family_name = "King".into();
     after.data.phone = None;
     if let Some(address) = after.data.address.as_mut() {
@@ -87,26 +95,22 @@ fn updated() -> (Customer, CustomerData) {
 /// The updated customer, soft-deleted with purging on.
 fn deleted() -> Customer {
     let (mut customer, _) = updated();
-    customer.version = 3;
-    customer.update_time = time("2026-01-03T00:00:00Z");
-    customer.delete_time = Some(time("2026-01-03T00:00:00Z"));
+    customer.stored.version = 3;
+    customer.stored.update_time = time("2026-01-03T00:00:00Z");
+    customer.stored.delete_time = Some(time("2026-01-03T00:00:00Z"));
     customer.expire_time = Some(time("2026-02-02T00:00:00Z"));
     customer
 }
 
 fn company() -> Company {
     Company {
-        id: id(COMPANY_ID),
+        stored: stored(COMPANY_ID, 2, "2026-01-02T03:04:05.123456Z"),
         data: CompanyData {
             display_name: "Analytical Engines Ltd".into(),
             domain: Some("engines.example".into()),
             business_id: Some("GB-123456".into()),
             labels: BTreeMap::from([("size".into(), "small".into())]),
         },
-        version: 2,
-        create_time: time("2026-01-01T00:00:00Z"),
-        update_time: time("2026-01-02T03:04:05.123456Z"),
-        delete_time: None,
     }
 }
 
@@ -121,15 +125,12 @@ fn company_before() -> CompanyData {
 
 fn note() -> Note {
     Note {
-        id: id(NOTE_ID),
+        stored: stored(NOTE_ID, 3, "2026-01-02T03:04:05.123456Z"),
         customer_id: id(CUSTOMER_ID),
+        author: "user:alice".into(),
         data: NoteData {
             text: "Prefers email.\nCall after 10:00.".into(),
         },
-        author: "user:alice".into(),
-        version: 3,
-        create_time: time("2026-01-01T00:00:00Z"),
-        update_time: time("2026-01-02T03:04:05.123456Z"),
     }
 }
 

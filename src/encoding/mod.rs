@@ -23,6 +23,8 @@ pub mod proto;
 pub mod replay;
 mod v1;
 
+pub(crate) use self::v1::AddressJson;
+
 #[cfg(test)]
 mod golden;
 

@@ -7,16 +7,13 @@
 //! could not have been written (a missing timestamp, an unknown status, a malformed name)
 //! fails.
 
-use chrono::{DateTime, Utc};
-use prost_types::Timestamp;
-
 use super::DecodeError;
 use crate::{
-    convert::address_from_proto,
+    convert::{StoredMessage, address_from_proto, time},
     domain::{
         company::{Company, CompanyData},
         customer::{Customer, CustomerData, Status},
-        names::{CompanyName, CustomerName, NoteName, ResourceName as _},
+        names::NoteName,
         note::{Note, NoteData},
     },
     pb,
@@ -24,14 +21,9 @@ use crate::{
 
 /// The customer a stored `customer.v1.Customer` describes.
 pub fn customer_from_proto(customer: pb::Customer) -> Result<Customer, DecodeError> {
-    let name = CustomerName::parse("name", &customer.name)
-        .map_err(|_| DecodeError::invalid("customer.name", "not customers/{uuid}"))?;
+    let (_, stored) = customer.stored::<crate::domain::names::CustomerName>()?;
     Ok(Customer {
-        id: name.id(),
-        version: version("customer.etag", &customer.etag)?,
-        create_time: required_time("customer.create_time", customer.create_time)?,
-        update_time: required_time("customer.update_time", customer.update_time)?,
-        delete_time: time("customer.delete_time", customer.delete_time)?,
+        stored,
         expire_time: time("customer.expire_time", customer.expire_time)?,
         data: CustomerData {
             given_name: customer.given_name,
@@ -56,14 +48,9 @@ pub(crate) fn status(number: i32) -> Result<Status, DecodeError> {
 
 /// The company a stored `customer.v1.Company` describes.
 pub fn company_from_proto(company: pb::Company) -> Result<Company, DecodeError> {
-    let name = CompanyName::parse("name", &company.name)
-        .map_err(|_| DecodeError::invalid("company.name", "not companies/{uuid}"))?;
+    let (_, stored) = company.stored::<crate::domain::names::CompanyName>()?;
     Ok(Company {
-        id: name.id(),
-        version: version("company.etag", &company.etag)?,
-        create_time: required_time("company.create_time", company.create_time)?,
-        update_time: required_time("company.update_time", company.update_time)?,
-        delete_time: time("company.delete_time", company.delete_time)?,
+        stored,
         data: CompanyData {
             display_name: company.display_name,
             domain: non_empty(company.domain),
@@ -75,45 +62,13 @@ pub fn company_from_proto(company: pb::Company) -> Result<Company, DecodeError> 
 
 /// The note a stored `customer.v1.Note` describes.
 pub fn note_from_proto(note: pb::Note) -> Result<Note, DecodeError> {
-    let name = NoteName::parse("name", &note.name)
-        .map_err(|_| DecodeError::invalid("note.name", "not customers/{uuid}/notes/{uuid}"))?;
+    let (name, stored) = note.stored::<NoteName>()?;
     Ok(Note {
-        id: name.id(),
-        customer_id: name.customer.id(),
-        data: NoteData { text: note.text },
+        stored,
+        customer_id: name.customer.0,
         author: note.author,
-        version: version("note.etag", &note.etag)?,
-        create_time: required_time("note.create_time", note.create_time)?,
-        update_time: required_time("note.update_time", note.update_time)?,
+        data: NoteData { text: note.text },
     })
-}
-
-/// The version in an etag `W/"{version}"` (`domain::customer::etag_of`).
-fn version(field: &'static str, etag: &str) -> Result<i64, DecodeError> {
-    etag.strip_prefix("W/\"")
-        .and_then(|rest| rest.strip_suffix('"'))
-        .and_then(|number| number.parse().ok())
-        .ok_or(DecodeError::invalid(field, "not W/\"{version}\""))
-}
-
-fn required_time(
-    field: &'static str,
-    time: Option<Timestamp>,
-) -> Result<DateTime<Utc>, DecodeError> {
-    self::time(field, time)?.ok_or(DecodeError::invalid(field, "missing"))
-}
-
-fn time(
-    field: &'static str,
-    time: Option<Timestamp>,
-) -> Result<Option<DateTime<Utc>>, DecodeError> {
-    time.map(|time| {
-        u32::try_from(time.nanos)
-            .ok()
-            .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos))
-            .ok_or(DecodeError::invalid(field, "out of range"))
-    })
-    .transpose()
 }
 
 /// Proto3 strings have no "unset": the domain's `None` is written as "" (validated values are

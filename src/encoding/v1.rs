@@ -21,6 +21,7 @@ use crate::domain::{
     customer::{Customer, CustomerData, PostalAddress, Status},
     event::{Change, EventData, ResourceKind},
     note::{Note, NoteData},
+    stored::Stored,
 };
 
 /// An event's `data`: the change alone (the event type says which resource it is about).
@@ -35,20 +36,27 @@ struct ChangeV1<S, D> {
     previous: Option<D>,
 }
 
+/// The keys every stored resource had beside its `data` (notes had no `delete_time`).
 #[derive(Serialize, Deserialize)]
-struct CustomerV1 {
+struct StoredV1 {
     #[serde(rename = "id")]
     id: Uuid,
-    #[serde(rename = "data")]
-    data: CustomerDataV1,
     #[serde(rename = "version")]
     version: i64,
     #[serde(rename = "create_time")]
     create_time: DateTime<Utc>,
     #[serde(rename = "update_time")]
     update_time: DateTime<Utc>,
-    #[serde(rename = "delete_time")]
+    #[serde(rename = "delete_time", default)]
     delete_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CustomerV1 {
+    #[serde(flatten)]
+    stored: StoredV1,
+    #[serde(rename = "data")]
+    data: CustomerDataV1,
     #[serde(
         rename = "expire_time",
         default,
@@ -68,7 +76,7 @@ struct CustomerDataV1 {
     #[serde(rename = "phone")]
     phone: Option<String>,
     #[serde(rename = "address")]
-    address: Option<AddressV1>,
+    address: Option<AddressJson>,
     #[serde(rename = "status")]
     status: StatusV1,
     #[serde(rename = "company")]
@@ -79,9 +87,11 @@ struct CustomerDataV1 {
     labels: BTreeMap<String, String>,
 }
 
+/// A postal address as JSON: in version 1 payloads, and in the `address` column, which has
+/// the same shape (parts missing from older rows read as empty).
 #[derive(Serialize, Deserialize, Default)]
 #[serde(default)]
-struct AddressV1 {
+pub(crate) struct AddressJson {
     #[serde(rename = "lines")]
     lines: Vec<String>,
     #[serde(rename = "locality")]
@@ -106,18 +116,10 @@ enum StatusV1 {
 
 #[derive(Deserialize)]
 struct CompanyV1 {
-    #[serde(rename = "id")]
-    id: Uuid,
+    #[serde(flatten)]
+    stored: StoredV1,
     #[serde(rename = "data")]
     data: CompanyDataV1,
-    #[serde(rename = "version")]
-    version: i64,
-    #[serde(rename = "create_time")]
-    create_time: DateTime<Utc>,
-    #[serde(rename = "update_time")]
-    update_time: DateTime<Utc>,
-    #[serde(rename = "delete_time")]
-    delete_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -134,20 +136,14 @@ struct CompanyDataV1 {
 
 #[derive(Deserialize)]
 struct NoteV1 {
-    #[serde(rename = "id")]
-    id: Uuid,
+    #[serde(flatten)]
+    stored: StoredV1,
     #[serde(rename = "customer_id")]
     customer_id: Uuid,
     #[serde(rename = "data")]
     data: NoteDataV1,
     #[serde(rename = "author")]
     author: String,
-    #[serde(rename = "version")]
-    version: i64,
-    #[serde(rename = "create_time")]
-    create_time: DateTime<Utc>,
-    #[serde(rename = "update_time")]
-    update_time: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
@@ -206,20 +202,21 @@ pub(super) fn note(json: serde_json::Value) -> Result<Note, DecodeError> {
 /// A customer as version 1 JSON: what a purge writes into the version 1 events it scrubs.
 pub(super) fn customer_json(customer: &Customer) -> serde_json::Result<serde_json::Value> {
     let data = &customer.data;
+    let stored = &customer.stored;
     let mirror = CustomerV1 {
-        id: customer.id,
+        stored: StoredV1 {
+            id: stored.id,
+            version: stored.version,
+            create_time: stored.create_time,
+            update_time: stored.update_time,
+            delete_time: stored.delete_time,
+        },
         data: CustomerDataV1 {
             given_name: data.given_name.clone(),
             family_name: data.family_name.clone(),
             email: data.email.clone(),
             phone: data.phone.clone(),
-            address: data.address.as_ref().map(|address| AddressV1 {
-                lines: address.lines.clone(),
-                locality: address.locality.clone(),
-                region: address.region.clone(),
-                postal_code: address.postal_code.clone(),
-                country_code: address.country_code.clone(),
-            }),
+            address: data.address.as_ref().map(AddressJson::from),
             status: match data.status {
                 Status::Active => StatusV1::Active,
                 Status::Prospective => StatusV1::Prospective,
@@ -229,10 +226,6 @@ pub(super) fn customer_json(customer: &Customer) -> serde_json::Result<serde_jso
             business_id: data.business_id.clone(),
             labels: data.labels.clone(),
         },
-        version: customer.version,
-        create_time: customer.create_time,
-        update_time: customer.update_time,
-        delete_time: customer.delete_time,
         expire_time: customer.expire_time,
     };
     serde_json::to_value(mirror)
@@ -241,12 +234,8 @@ pub(super) fn customer_json(customer: &Customer) -> serde_json::Result<serde_jso
 impl From<CustomerV1> for Customer {
     fn from(v1: CustomerV1) -> Self {
         Self {
-            id: v1.id,
+            stored: v1.stored.into(),
             data: v1.data.into(),
-            version: v1.version,
-            create_time: v1.create_time,
-            update_time: v1.update_time,
-            delete_time: v1.delete_time,
             expire_time: v1.expire_time,
         }
     }
@@ -259,13 +248,7 @@ impl From<CustomerDataV1> for CustomerData {
             family_name: v1.family_name,
             email: v1.email,
             phone: v1.phone,
-            address: v1.address.map(|address| PostalAddress {
-                lines: address.lines,
-                locality: address.locality,
-                region: address.region,
-                postal_code: address.postal_code,
-                country_code: address.country_code,
-            }),
+            address: v1.address.map(PostalAddress::from),
             status: match v1.status {
                 StatusV1::Active => Status::Active,
                 StatusV1::Prospective => Status::Prospective,
@@ -281,12 +264,8 @@ impl From<CustomerDataV1> for CustomerData {
 impl From<CompanyV1> for Company {
     fn from(v1: CompanyV1) -> Self {
         Self {
-            id: v1.id,
+            stored: v1.stored.into(),
             data: v1.data.into(),
-            version: v1.version,
-            create_time: v1.create_time,
-            update_time: v1.update_time,
-            delete_time: v1.delete_time,
         }
     }
 }
@@ -305,13 +284,46 @@ impl From<CompanyDataV1> for CompanyData {
 impl From<NoteV1> for Note {
     fn from(v1: NoteV1) -> Self {
         Self {
-            id: v1.id,
+            stored: v1.stored.into(),
             customer_id: v1.customer_id,
-            data: v1.data.into(),
             author: v1.author,
+            data: v1.data.into(),
+        }
+    }
+}
+
+impl From<StoredV1> for Stored {
+    fn from(v1: StoredV1) -> Self {
+        Self {
+            id: v1.id,
             version: v1.version,
             create_time: v1.create_time,
             update_time: v1.update_time,
+            delete_time: v1.delete_time,
+        }
+    }
+}
+
+impl From<&PostalAddress> for AddressJson {
+    fn from(address: &PostalAddress) -> Self {
+        Self {
+            lines: address.lines.clone(),
+            locality: address.locality.clone(),
+            region: address.region.clone(),
+            postal_code: address.postal_code.clone(),
+            country_code: address.country_code.clone(),
+        }
+    }
+}
+
+impl From<AddressJson> for PostalAddress {
+    fn from(json: AddressJson) -> Self {
+        Self {
+            lines: json.lines,
+            locality: json.locality,
+            region: json.region,
+            postal_code: json.postal_code,
+            country_code: json.country_code,
         }
     }
 }

@@ -68,7 +68,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How to reach the registry and how hard to try. [`RegistryConfig::new`] gives the defaults
 /// of the `BUSINESS_REGISTRY_*` settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// The URL template (`BUSINESS_REGISTRY_URL`).
     pub url: UrlTemplate,
@@ -76,7 +76,7 @@ pub struct RegistryConfig {
     /// (`BUSINESS_REGISTRY_NAME`).
     pub name: Option<String>,
     /// Sent as `Authorization: Bearer …` when set (`BUSINESS_REGISTRY_TOKEN`).
-    pub token: Option<String>,
+    pub token: Option<crate::config::Secret>,
     /// Bound on one attempt: connect, TLS, request and the whole body (2 s).
     pub timeout: Duration,
     /// Further attempts after a retryable failure (2).
@@ -111,24 +111,6 @@ impl RegistryConfig {
             negative_cache_ttl: Duration::from_secs(60),
             cache_capacity: 10_000,
         }
-    }
-}
-
-impl fmt::Debug for RegistryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryConfig")
-            .field("url", &self.url)
-            .field("name", &self.name)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
-            .field("retry_backoff", &self.retry_backoff)
-            .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
-            .field("cache_capacity", &self.cache_capacity)
-            .finish()
     }
 }
 
@@ -228,7 +210,7 @@ impl RegistryClient {
             header::USER_AGENT,
             HeaderValue::from_static(concat!("customer-api/", env!("CARGO_PKG_VERSION"))),
         );
-        if let Some(token) = &config.token {
+        if let Some(token) = config.token.as_deref() {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| RegistrySetupError::InvalidToken)?;
             value.set_sensitive(true);

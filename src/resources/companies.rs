@@ -7,7 +7,6 @@
 //! join it.
 
 use crate::{
-    convert::timestamp,
     core::{
         mask::mask_fields,
         resource::{Events, Reasons, Resource},
@@ -18,6 +17,7 @@ use crate::{
         company::{self, Company, CompanyData, CompanyField, CompanyInput},
         event::{Change, EventData, EventType},
         names::{COMPANY_TYPE, CompanyName},
+        stored::Stored,
     },
     pb,
     service::{Error, Result, error::reason},
@@ -51,16 +51,12 @@ impl Resource for Company {
         Company::name(self)
     }
 
-    fn version(&self) -> i64 {
-        self.version
+    fn stored(&self) -> &Stored {
+        &self.stored
     }
 
     fn data(&self) -> &CompanyData {
         &self.data
-    }
-
-    fn is_deleted(&self) -> bool {
-        Company::is_deleted(self)
     }
 
     fn stand_in() -> CompanyInput {
@@ -71,20 +67,14 @@ impl Resource for Company {
     }
 
     fn to_message(self) -> pb::Company {
-        let name = self.name().to_string();
-        let etag = Resource::etag(&self);
+        let stored = self.stored_message();
         let data = self.data;
         pb::Company {
-            name,
-            uid: self.id.to_string(),
             display_name: data.display_name,
             domain: data.domain.unwrap_or_default(),
             business_id: data.business_id.unwrap_or_default(),
             labels: data.labels,
-            etag,
-            create_time: Some(timestamp(self.create_time)),
-            update_time: Some(timestamp(self.update_time)),
-            delete_time: self.delete_time.map(timestamp),
+            ..stored
         }
     }
 

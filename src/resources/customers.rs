@@ -20,6 +20,7 @@ use crate::{
         customer::{Customer, CustomerData, CustomerField, CustomerInput, PostalAddress},
         event::{Change, EventData, EventType, changed_fields},
         names::{CUSTOMER_TYPE, CompanyName, CustomerName},
+        stored::Stored,
     },
     pb,
     service::{Error, Result, error::reason},
@@ -52,16 +53,12 @@ impl Resource for Customer {
         Customer::name(self)
     }
 
-    fn version(&self) -> i64 {
-        self.version
+    fn stored(&self) -> &Stored {
+        &self.stored
     }
 
     fn data(&self) -> &CustomerData {
         &self.data
-    }
-
-    fn is_deleted(&self) -> bool {
-        Customer::is_deleted(self)
     }
 
     fn stand_in() -> CustomerInput {
@@ -78,12 +75,9 @@ impl Resource for Customer {
     }
 
     fn to_message(self) -> pb::Customer {
-        let name = self.name().to_string();
-        let etag = Resource::etag(&self);
+        let stored = self.stored_message();
         let data = self.data;
         pb::Customer {
-            name,
-            uid: self.id.to_string(),
             given_name: data.given_name,
             family_name: data.family_name,
             email: data.email,
@@ -93,12 +87,8 @@ impl Resource for Customer {
             company: data.company.unwrap_or_default(),
             business_id: data.business_id.unwrap_or_default(),
             labels: data.labels,
-            etag,
-            create_time: Some(timestamp(self.create_time)),
-            update_time: Some(timestamp(self.update_time)),
-            delete_time: self.delete_time.map(timestamp),
             expire_time: self.expire_time.map(timestamp),
-            business_info: None,
+            ..stored
         }
     }
 
@@ -160,6 +150,7 @@ impl Resource for Customer {
     /// deleted customer at once, as the purger applies it.
     fn with_retention(mut self, retention: Option<Duration>) -> Self {
         self.expire_time = self
+            .stored
             .delete_time
             .zip(retention)
             .and_then(|(deleted, after)| {

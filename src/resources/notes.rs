@@ -8,7 +8,6 @@
 //! event log, where a deletion takes the number after the note's last version.
 
 use crate::{
-    convert::timestamp,
     core::{
         mask::{Mask, mask_fields},
         resource::{Events, Reasons, Resource},
@@ -19,6 +18,7 @@ use crate::{
         event::{Change, EventData, EventType},
         names::{CUSTOMER_TYPE, CustomerName, NOTE_TYPE, NoteName},
         note::{Note, NoteData, NoteField, NoteInput},
+        stored::Stored,
     },
     pb,
     service::{Error, Result, error::reason},
@@ -52,16 +52,12 @@ impl Resource for Note {
         Note::name(self)
     }
 
-    fn version(&self) -> i64 {
-        self.version
+    fn stored(&self) -> &Stored {
+        &self.stored
     }
 
     fn data(&self) -> &NoteData {
         &self.data
-    }
-
-    fn is_deleted(&self) -> bool {
-        false
     }
 
     fn stand_in() -> NoteInput {
@@ -69,13 +65,11 @@ impl Resource for Note {
     }
 
     fn to_message(self) -> pb::Note {
+        let stored = self.stored_message();
         pb::Note {
-            name: self.name().to_string(),
-            etag: Resource::etag(&self),
             text: self.data.text,
             author: self.author,
-            create_time: Some(timestamp(self.create_time)),
-            update_time: Some(timestamp(self.update_time)),
+            ..stored
         }
     }
 
@@ -120,8 +114,8 @@ impl Resource for Note {
     /// keeps the note's sequence gap-free and its last event last.
     fn sequence(event_type: EventType, snapshot: &Self) -> i64 {
         match event_type {
-            EventType::NoteDeleted => snapshot.version + 1,
-            _ => snapshot.version,
+            EventType::NoteDeleted => snapshot.stored.version + 1,
+            _ => snapshot.stored.version,
         }
     }
 

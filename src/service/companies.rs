@@ -11,26 +11,11 @@ use crate::{
     domain::{Violations, company::Company, filter::CompanyField, legacy, order_by::CompanyOrder},
 };
 
-/// A ListCompanies request.
-#[derive(Debug, Clone, Default)]
-pub struct CompanyListRequest {
-    /// Requested page size (0 = default).
-    pub page_size: i32,
-    /// Token from the previous page.
-    pub page_token: String,
-    /// AIP-160 filter over company fields.
-    pub filter: String,
-    /// AIP-132 ordering over company fields.
-    pub order_by: String,
-    /// Include soft-deleted companies.
-    pub show_deleted: bool,
-}
-
 impl CustomerService<PgStore> {
     /// One page of companies matching the filter, in the requested order.
     pub async fn list_companies(
         &self,
-        request: &CompanyListRequest,
+        request: &super::ListRequest,
     ) -> Result<super::Page<Company>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);

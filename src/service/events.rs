@@ -63,19 +63,6 @@ const WATCH_SAFETY_NET: Duration = Duration::from_secs(5);
 /// rather than a page that may miss the caller's own write.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A ListCustomerEvents request.
-#[derive(Debug, Clone, Default)]
-pub struct EventListRequest {
-    /// `customers/{id}` or `customers/-`.
-    pub parent: String,
-    /// Requested page size (0 = default).
-    pub page_size: i32,
-    /// Token from the previous page.
-    pub page_token: String,
-    /// Filter over type, actor and occur_time.
-    pub filter: String,
-}
-
 /// The event log: numbering, listing and watching.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -271,7 +258,7 @@ impl EventLog {
     }
 
     /// One page of a customer's (or every customer's) events, oldest first.
-    pub async fn list(&self, request: &EventListRequest) -> Result<list::Page<Event>> {
+    pub async fn list(&self, request: &list::ListRequest) -> Result<list::Page<Event>> {
         let mut violations = Violations::new();
         let parent = match EventParent::parse("parent", &request.parent) {
             Ok(parent) => Some(parent),

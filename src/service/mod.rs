@@ -42,26 +42,9 @@ use crate::{
 /// The actor of the events of purges, which no caller makes.
 const PURGE_ACTOR: &str = "system:retention";
 
-pub use crate::core::list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
+pub use crate::core::list::{DEFAULT_PAGE_SIZE, ListRequest, MAX_PAGE_SIZE, Page};
 /// Most names in one BatchGetCustomers.
 pub const MAX_BATCH_GET: usize = 1000;
-
-/// A ListCustomers request.
-#[derive(Debug, Clone, Default)]
-pub struct ListRequest {
-    /// Requested page size (0 = default).
-    pub page_size: i32,
-    /// Token from the previous page.
-    pub page_token: String,
-    /// AIP-160 filter.
-    pub filter: String,
-    /// AIP-132 ordering.
-    pub order_by: String,
-    /// Include soft-deleted customers.
-    pub show_deleted: bool,
-    /// `companies/{id}`: only that company's customers. Empty: every customer.
-    pub parent: String,
-}
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -186,7 +169,16 @@ impl CustomerService<PgStore> {
             .collect()
     }
 
-    /// One page of customers matching the filter, in the requested order.
+    /// One page of a customer's events, or every customer's (`customers/-`).
+    pub async fn list_events(
+        &self,
+        request: &ListRequest,
+    ) -> Result<Page<crate::domain::event::Event>> {
+        self.events().list(request).await
+    }
+
+    /// One page of customers matching the filter, in the requested order; `parent`
+    /// (`companies/{id}`) keeps that company's customers only.
     pub async fn list(&self, request: &ListRequest) -> Result<Page<Customer>> {
         let mut violations = Violations::new();
         let size = list::page_size(&mut violations, request.page_size);

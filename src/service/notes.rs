@@ -18,20 +18,10 @@ use crate::{
     resources::notes::live_customer,
 };
 
-/// A ListNotes request.
-#[derive(Debug, Clone, Default)]
-pub struct NoteListRequest {
-    /// `customers/{id}`, or `customers/-` for every live customer's notes (AIP-159).
-    pub parent: String,
-    /// Requested page size (0 = default).
-    pub page_size: i32,
-    /// Token from the previous page.
-    pub page_token: String,
-}
-
 impl CustomerService<PgStore> {
-    /// One page of a live customer's notes (or every live customer's), newest first.
-    pub async fn list_notes(&self, request: &NoteListRequest) -> Result<super::Page<Note>> {
+    /// One page of a live customer's notes (or, for `customers/-`, every live customer's
+    /// (AIP-159)), newest first.
+    pub async fn list_notes(&self, request: &super::ListRequest) -> Result<super::Page<Note>> {
         let mut violations = Violations::new();
         let parent = if request.parent == "customers/-" {
             Some(None)

@@ -1191,7 +1191,7 @@ async fn a_deleted_company_comes_back_unless_its_business_id_was_taken() {
     let path = format!("/v1/{}:undelete", acme.name);
     let (status, headers, body) = call(&app, false, Method::POST, &path, Some("{}"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["deleteTime"], serde_json::Value::Null);
+    assert!(body.get("deleteTime").is_none(), "{body}");
     assert_eq!(headers["etag"], "W/\"5\"");
     let (status, _, error) = call(&app, false, Method::POST, &path, Some("{}"), &[]).await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
@@ -1342,7 +1342,6 @@ async fn companies_over_rest() {
         [
             "businessId",
             "createTime",
-            "deleteTime",
             "displayName",
             "domain",
             "etag",

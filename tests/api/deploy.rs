@@ -6,46 +6,16 @@
 
 use std::{
     collections::BTreeSet,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
 use clap::CommandFactory;
 use customer_api::config::Cli;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Scratch, TestApp, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The Python of the tools virtualenv (`make tools`, which `make test` runs first).
-fn tools_python() -> PathBuf {
-    let python = Path::new(ROOT).join("target/tools/venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: the deploy tests need the validators `make tools` installs \
-         (`make test` does it first)",
-        python.display()
-    );
-    python
-}
-
-/// A scratch directory under cargo's per-target tmp dir, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Every environment variable the binary reads through its settings, from its own clap
 /// definitions (all subcommands).
@@ -68,7 +38,7 @@ fn known_env() -> BTreeSet<String> {
 fn check_deploy(root: &Path, scratch: &Scratch) -> Output {
     let known = scratch.0.join("known-env.json");
     std::fs::write(&known, serde_json::to_string(&known_env()).unwrap()).unwrap();
-    Command::new(tools_python())
+    Command::new(tool("target/tools/venv/bin/python"))
         .arg(Path::new(ROOT).join("scripts/check-deploy.py"))
         .arg("--root")
         .arg(root)

@@ -118,6 +118,18 @@ struct Name {
     name: String,
 }
 
+/// Whether `database` (`{prefix}_{pid}_{n}`) belongs to a test process that is still running:
+/// under cargo-nextest every test is a process of its own, and one must never drop another's
+/// database. Templates (`{prefix}_tpl_…`) and databases of processes that are gone are not held.
+fn held_by_live_process(prefix: &str, database: &str) -> bool {
+    let pid = database
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// The migrated template, created once per schema version.
 async fn template() -> &'static str {
     TEMPLATE
@@ -134,9 +146,8 @@ async fn template() -> &'static str {
             .load(&mut conn)
             .await
             .expect("list databases");
-            let own = format!("{prefix}_{}_", std::process::id());
             for stale in &existing {
-                if stale.name != name && !stale.name.starts_with(&own) {
+                if stale.name != name && !held_by_live_process(prefix, &stale.name) {
                     // Fails harmlessly if another run is still using it.
                     let _ = conn
                         .batch_execute(&format!(
@@ -755,4 +766,35 @@ pub async fn busy_sessions(app: &TestApp) -> i64 {
         ),
     )
     .await
+}
+
+/// A test tool `make tools` installs under `target/tools/` (pinned, from PyPI or npm), by its
+/// path in the repository; fails, naming the fix, when it is missing (tests never skip).
+pub fn tool(path: &str) -> std::path::PathBuf {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `make tools` (`make test` does it first)",
+        tool.display()
+    );
+    tool
+}
+
+/// A scratch directory under cargo's per-target tmp dir, removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// A new empty directory named after `label`.
+    pub fn new(label: &str) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

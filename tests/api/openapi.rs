@@ -40,6 +40,11 @@ fn the_document_describes_exactly_the_served_routes() {
             ("DELETE", "/v1/companies/{company}"),
             ("DELETE", "/v1/customers/{customer}"),
             ("DELETE", "/v1/customers/{customer}/notes/{note}"),
+            ("GET", "/"),
+            ("GET", "/docs"),
+            ("GET", "/healthz"),
+            ("GET", "/openapi.json"),
+            ("GET", "/readyz"),
             ("GET", "/v1/companies"),
             ("GET", "/v1/companies/{company}"),
             ("GET", "/v1/companies/{company}/customers"),
@@ -69,7 +74,8 @@ fn the_document_describes_exactly_the_served_routes() {
     );
     let customer = &document["components"]["schemas"]["customer.v1.Customer"];
     assert_eq!(customer["properties"]["createTime"]["readOnly"], true);
-    let required: Vec<&str> = customer["required"]
+    let input = &document["components"]["schemas"]["customer.v1.CustomerInput"];
+    let required: Vec<&str> = input["required"]
         .as_array()
         .unwrap()
         .iter()
@@ -78,17 +84,34 @@ fn the_document_describes_exactly_the_served_routes() {
     assert_eq!(required, ["givenName", "familyName", "email"]);
     let schemas = &document["components"]["schemas"];
     assert_eq!(
-        schemas["customer.v1.Company"]["required"],
+        schemas["customer.v1.CompanyInput"]["required"],
         serde_json::json!(["displayName"])
     );
     assert_eq!(
-        schemas["customer.v1.Note"]["required"],
+        schemas["customer.v1.NoteInput"]["required"],
         serde_json::json!(["text"])
     );
     assert_eq!(
         schemas["customer.v1.Note"]["properties"]["author"]["readOnly"],
         true
     );
+    // Every gateway operation needs the scope of its RPC; the open routes need nothing.
+    assert_eq!(
+        document["security"],
+        serde_json::json!([{"bearerAuth": []}, {"apiKey": []}])
+    );
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for operation in item.as_object().unwrap().values() {
+            let expected = match operation["x-grpc-method"].as_str() {
+                Some(method) => {
+                    let scope = customer_api::auth::scopes::required(method).unwrap();
+                    serde_json::json!([{"bearerAuth": [scope]}, {"apiKey": [scope]}])
+                }
+                None => serde_json::json!([]),
+            };
+            assert_eq!(operation["security"], expected, "{path}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,4 +133,25 @@ async fn the_server_serves_the_committed_document() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(served, committed());
+}
+
+/// The committed (and served) document is valid OpenAPI 3.1, as openapi-spec-validator
+/// (`make tools`) reads the specification.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_is_valid_openapi_3_1() {
+    let validator = crate::helpers::tool("target/tools/venv/bin/openapi-spec-validator");
+    let document = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let output = tokio::process::Command::new(validator)
+        .arg(document)
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("{document}: OK"));
 }

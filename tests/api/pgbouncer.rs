@@ -259,7 +259,7 @@ async fn two_replicas_work_behind_pgbouncer_in_transaction_mode_without_prepared
     let pooled = bouncer.route(&url);
     let configure = |settings: &mut ServeSettings| {
         settings.database.prepared_statements = false;
-        settings.database.database_session_url = Some(url.clone());
+        settings.database.database_session_url = Some(url.as_str().into());
         settings.database.pool_size = 6;
         settings.health_probe_interval = Duration::from_millis(20);
         // The page-token key stored once in the database, read through the pooler.

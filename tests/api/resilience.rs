@@ -104,7 +104,7 @@ async fn a_client_that_goes_away_mid_write_leaves_no_transaction_open() {
 async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
     let proxy = Proxy::start(&crate::helpers::authority(&crate::helpers::base_url())).await;
     let app = TestApp::spawn_with(|settings| {
-        settings.database.database_url = proxy.route(&settings.database.database_url);
+        settings.database.database_url = proxy.route(&settings.database.database_url).into();
     })
     .await;
     let customer = app.create("Ada", "Lovelace").await;

@@ -162,9 +162,9 @@ impl Pki {
             self.path("ca.pem"),
         );
         move |settings| {
-            settings.tls.cert = Some(cert);
-            settings.tls.key = Some(key);
-            settings.tls.client_ca = mutual.then_some(ca);
+            settings.tls.tls_cert = Some(cert);
+            settings.tls.tls_key = Some(key);
+            settings.tls.tls_client_ca = mutual.then_some(ca);
         }
     }
 
@@ -424,8 +424,8 @@ async fn bad_certificate_or_key_files_fail_start_up_with_a_clear_error() {
     let missing = pki.path("missing.key");
 
     let error = start_up_error(|settings| {
-        settings.tls.cert = Some(pki.path("server.pem"));
-        settings.tls.key = Some(missing.clone());
+        settings.tls.tls_cert = Some(pki.path("server.pem"));
+        settings.tls.tls_key = Some(missing.clone());
     })
     .await;
     assert!(
@@ -437,8 +437,8 @@ async fn bad_certificate_or_key_files_fail_start_up_with_a_clear_error() {
 
     // A file without a key in it.
     let error = start_up_error(|settings| {
-        settings.tls.cert = Some(pki.path("server.pem"));
-        settings.tls.key = Some(pki.path("server.pem"));
+        settings.tls.tls_cert = Some(pki.path("server.pem"));
+        settings.tls.tls_key = Some(pki.path("server.pem"));
     })
     .await;
     assert!(error.contains("no PEM private key found"), "{error}");
@@ -446,8 +446,8 @@ async fn bad_certificate_or_key_files_fail_start_up_with_a_clear_error() {
     // A key that does not belong to the certificate.
     let wrong_key = pki.dir.write("ca.key", &pki.ca.key);
     let error = start_up_error(|settings| {
-        settings.tls.cert = Some(pki.path("server.pem"));
-        settings.tls.key = Some(wrong_key.clone());
+        settings.tls.tls_cert = Some(pki.path("server.pem"));
+        settings.tls.tls_key = Some(wrong_key.clone());
     })
     .await;
     assert!(
@@ -459,13 +459,13 @@ async fn bad_certificate_or_key_files_fail_start_up_with_a_clear_error() {
     // A certificate file that is not PEM; a client CA without a certificate.
     let garbage = pki.dir.write("garbage.pem", "not a certificate\n");
     let error = start_up_error(|settings| {
-        settings.tls.cert = Some(garbage.clone());
-        settings.tls.key = Some(pki.path("server.key"));
+        settings.tls.tls_cert = Some(garbage.clone());
+        settings.tls.tls_key = Some(pki.path("server.key"));
     })
     .await;
     assert!(error.contains("cannot load certificate chain"), "{error}");
     let error = start_up_error(|settings| {
-        settings.tls.client_ca = Some(pki.path("ca.pem"));
+        settings.tls.tls_client_ca = Some(pki.path("ca.pem"));
     })
     .await;
     assert!(error.contains("--tls-client-ca"), "{error}");

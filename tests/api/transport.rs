@@ -236,6 +236,118 @@ async fn cors_preflight_and_exposed_grpc_headers_for_configured_origins() {
     );
 }
 
+/// A comma-separated header's items.
+fn header_list<'h>(headers: &'h http::HeaderMap, name: &str) -> Vec<&'h str> {
+    headers[name]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_allows_every_header_the_service_reads_and_exposes_every_one_it_sets() {
+    let app =
+        TestApp::spawn_with(|s| s.cors_allowed_origins = vec!["https://app.example".into()]).await;
+    let mut requested: Vec<&str> = customer_api::server::CORS_REQUEST_HEADERS.to_vec();
+    requested.extend(["grpc-metadata-tenant", "x-not-read", "cookie"]);
+    for path in [
+        "/v1/customers",
+        "/customer.v1.CustomerService/ListCustomers",
+    ] {
+        let preflight = http::Request::builder()
+            .method("OPTIONS")
+            .uri(format!("http://{}{path}", app.addr))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", requested.join(", "))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = http1().request(preflight).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let allowed = header_list(response.headers(), "access-control-allow-headers");
+        let mut expected = customer_api::server::CORS_REQUEST_HEADERS.to_vec();
+        expected.push("grpc-metadata-tenant");
+        assert_eq!(allowed, expected, "{path}");
+        for must in ["traceparent", "tracestate", "idempotency-key", "if-match"] {
+            assert!(allowed.contains(&must), "{must}");
+        }
+    }
+
+    // An actual cross-origin call may read every header the service sets.
+    let request = http::Request::get(format!("http://{}/v1/customers", app.addr))
+        .header("origin", "https://app.example")
+        .header("authorization", app.bearer())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let exposed = header_list(response.headers(), "access-control-expose-headers");
+    assert_eq!(exposed, customer_api::server::CORS_EXPOSED_HEADERS);
+    for must in ["retry-after", "etag", "location", "grpc-status-details-bin"] {
+        assert!(exposed.contains(&must), "{must}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_content_types_are_415_with_a_json_error_on_every_path() {
+    let app = TestApp::spawn().await;
+    let grpc = "/customer.v1.CustomerService/ListCustomers";
+    let body = frame(&pb::ListCustomersRequest::default());
+    for (h2, path, content_type) in [
+        (true, grpc, Some("text/plain")),
+        (true, grpc, Some("application/grpc+json")),
+        (true, grpc, Some("application/connect+proto")),
+        (true, grpc, None),
+        (false, grpc, Some("application/grpc-web+json")),
+        (false, grpc, Some("application/json")),
+        (false, grpc, Some("application/proto")),
+        (true, "/grpc.health.v1.Health/Check", Some("text/plain")),
+        (false, "/v1/customers", Some("text/plain")),
+        (true, "/v1/customers", Some("application/grpc")),
+    ] {
+        let mut request = http::Request::post(format!("http://{}{path}", app.addr))
+            .header("authorization", app.bearer());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(Full::new(Bytes::from(body.clone()))).unwrap();
+        let client = if h2 { http2() } else { http1() };
+        let response = client.request(request).await.unwrap();
+        let case = format!("{path} {content_type:?} (h2 {h2})");
+        assert_eq!(response.status(), 415, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{case}"
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(error["error"]["code"], 415, "{case}");
+        assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{case}");
+        assert_eq!(
+            error["error"]["details"][0]["reason"], "UNSUPPORTED_MEDIA_TYPE",
+            "{case}"
+        );
+        let message = error["error"]["message"].as_str().unwrap();
+        let named = content_type.unwrap_or("no content type");
+        assert!(message.contains(named), "{case}: {message}");
+    }
+    // gRPC-web itself still passes.
+    let request = http::Request::post(format!("http://{}{grpc}", app.addr))
+        .header("authorization", app.bearer())
+        .header("content-type", "application/grpc-web+proto")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = http1().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (messages, trailers) = unframe(&bytes);
+    assert_eq!(messages.len(), 1);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_protobuf_is_invalid_argument_on_grpc_and_grpc_web() {
     let app = TestApp::spawn().await;

@@ -1,0 +1,314 @@
+//! The OpenAPI document `GET /openapi.json` serves (and `openapi/openapi.json` commits).
+//!
+//! The gateway describes the REST routes from the proto: paths, parameters, and a schema per
+//! message in three variants (responses, create/replace `…Input`, PATCH `…Patch`; see
+//! `gateway::openapi`). This module adds what only the service knows, each from the place
+//! that enforces it, so the document cannot drift from the behaviour:
+//!
+//! - [`constraints`]: the limits the domain validates request values against, as JSON Schema
+//!   keywords built from the domain's own constants (`MAX_NAME_CHARS`, `UUID_PATTERN`,
+//!   `MAX_PAGE_SIZE`, …) — one table;
+//! - authentication: the bearer-JWT and `x-api-key` schemes, required globally, with each
+//!   operation's scope from the scope table (`auth::scopes`); open routes say `security: []`;
+//! - `servers`, and the plain HTTP routes served beside the gateway (health, readiness, this
+//!   document, the landing page and the API console).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::auth::scopes;
+use crate::core::list::MAX_PAGE_SIZE;
+use crate::domain::{company, customer, names, note};
+use crate::service::MAX_BATCH_GET;
+
+/// Title, version, description and constraints of the document.
+pub fn info() -> gateway::openapi::Info {
+    gateway::openapi::Info {
+        title: "customer-api".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: Some(
+            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
+             google.api.http annotations. Errors follow AIP-193.\n\n\
+             JSON: fields that can be unset (messages such as `address` or `deleteTime`) are \
+             left out of responses when unset, never `null`; every other field is always \
+             present. Authenticate with `authorization: Bearer <JWT>` or `x-api-key: <key>`; \
+             each operation names the scope it needs."
+                .into(),
+        ),
+        constraints: constraints(),
+    }
+}
+
+/// Text without control characters (what `bounded_text` accepts, checked before trimming).
+const NO_CONTROL: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+/// The same with at least one character that is not white space (a required text).
+const NOT_BLANK: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+/// A note: line breaks and tabs allowed, and something that is not white space.
+const NOTE_TEXT: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
+/// E.164: `+`, a non-zero digit, at most 15 digits (or empty: no phone).
+const PHONE: &str = r"^(\+[1-9][0-9]{1,14})?$";
+/// ISO 3166-1 alpha-2 (the assigned codes are checked by the service).
+const COUNTRY_CODE: &str = "^[A-Za-z]{2}$";
+
+/// The domain's limits on request values, by proto field, as JSON Schema keywords.
+pub fn constraints() -> gateway::openapi::Constraints {
+    let uuid = names::UUID_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    let optional_name = |collection: &str| format!("^({collection}/{uuid})?$");
+    let text = |max: usize| json!({"maxLength": max, "pattern": NO_CONTROL});
+    let required_text = |max: usize| json!({"maxLength": max, "pattern": NOT_BLANK});
+    let business_id = json!({
+        "pattern": format!("^[A-Za-z0-9._/-]{{0,{}}}$", customer::MAX_BUSINESS_ID_CHARS),
+    });
+    let labels = json!({
+        "maxProperties": customer::MAX_LABELS,
+        "propertyNames": {"pattern": customer::LABEL_KEY_PATTERN},
+        "additionalProperties": {
+            "maxLength": customer::MAX_LABEL_VALUE_CHARS,
+            "pattern": NO_CONTROL,
+        },
+    });
+    let label = format!(
+        "[A-Za-z0-9]([A-Za-z0-9-]{{0,{}}}[A-Za-z0-9])?",
+        company::MAX_DOMAIN_LABEL_CHARS - 2
+    );
+    let domain = json!({
+        "maxLength": company::MAX_DOMAIN_CHARS,
+        "pattern": format!(r"^(({label}\.)+[A-Za-z]([A-Za-z0-9-]{{0,{}}}[A-Za-z0-9])?)?$",
+            company::MAX_DOMAIN_LABEL_CHARS - 2),
+    });
+    let page_size = json!({"minimum": 0, "maximum": MAX_PAGE_SIZE});
+    let request_id = json!({"pattern": format!("^({uuid})?$")});
+
+    let mut fields = BTreeMap::new();
+    let mut add = |field: &str, keywords: Value| {
+        fields.insert(format!("customer.v1.{field}"), keywords);
+    };
+    add(
+        "Customer.given_name",
+        required_text(customer::MAX_NAME_CHARS),
+    );
+    add(
+        "Customer.family_name",
+        required_text(customer::MAX_NAME_CHARS),
+    );
+    add(
+        "Customer.email",
+        json!({"format": "email", "maxLength": customer::MAX_EMAIL_CHARS, "pattern": r"^\S+@\S+\.\S+$"}),
+    );
+    add("Customer.phone", json!({"pattern": PHONE}));
+    add(
+        "Customer.company",
+        json!({"pattern": optional_name("companies")}),
+    );
+    add("Customer.business_id", business_id.clone());
+    add("Customer.labels", labels.clone());
+    add(
+        "PostalAddress.lines",
+        json!({
+            "maxItems": customer::MAX_ADDRESS_LINES,
+            "items": {"maxLength": customer::MAX_ADDRESS_LINE_CHARS, "pattern": NOT_BLANK},
+        }),
+    );
+    for part in ["locality", "region", "postal_code"] {
+        add(
+            &format!("PostalAddress.{part}"),
+            text(customer::MAX_ADDRESS_PART_CHARS),
+        );
+    }
+    add(
+        "PostalAddress.country_code",
+        json!({"pattern": COUNTRY_CODE}),
+    );
+    add(
+        "Company.display_name",
+        required_text(company::MAX_DISPLAY_NAME_CHARS),
+    );
+    add("Company.domain", domain);
+    add("Company.business_id", business_id);
+    add("Company.labels", labels);
+    add(
+        "Note.text",
+        json!({"maxLength": note::MAX_TEXT_CHARS, "pattern": NOTE_TEXT}),
+    );
+    for list in [
+        "ListCustomersRequest",
+        "ListCompaniesRequest",
+        "ListNotesRequest",
+        "ListCustomerEventsRequest",
+    ] {
+        add(&format!("{list}.page_size"), page_size.clone());
+    }
+    add(
+        "ListCustomersRequest.parent",
+        json!({"pattern": optional_name("companies")}),
+    );
+    add(
+        "BatchGetCustomersRequest.names",
+        json!({
+            "minItems": 1,
+            "maxItems": MAX_BATCH_GET,
+            "items": {"pattern": format!("^customers/{uuid}$")},
+        }),
+    );
+    for request in [
+        "CreateCustomerRequest",
+        "UpdateCustomerRequest",
+        "DeleteCustomerRequest",
+        "CreateCompanyRequest",
+        "UpdateCompanyRequest",
+        "DeleteCompanyRequest",
+        "CreateNoteRequest",
+        "UpdateNoteRequest",
+        "DeleteNoteRequest",
+    ] {
+        add(&format!("{request}.request_id"), request_id.clone());
+    }
+
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note"]
+        .into_iter()
+        .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
+        .collect();
+    // The change stream also takes `customers/-`: every customer, note and company.
+    for request in ["ListCustomerEventsRequest", "WatchCustomerEventsRequest"] {
+        ids.insert(
+            format!("customer.v1.{request}.parent:customer"),
+            format!("^({uuid}|-)$"),
+        );
+    }
+    gateway::openapi::Constraints { fields, ids }
+}
+
+/// The gateway's document completed with authentication, servers and the open routes.
+pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
+    let mut document = rest.openapi(&info())?;
+    document["servers"] = json!([
+        {"url": "/", "description": "The server that serves this document."},
+        {"url": "http://127.0.0.1:8080", "description": "`make run` (LISTEN_ADDR)."},
+    ]);
+    document["components"]["securitySchemes"] = json!({
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JWT (`authorization: Bearer <token>`) whose `scope` claim holds \
+                the scope an operation names, e.g. `customers.read`; `customer-api token` \
+                issues one for development.",
+        },
+        "apiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "An API key (`customer-api api-key create`) with the scope an \
+                operation names.",
+        },
+    });
+    document["security"] = json!([{"bearerAuth": []}, {"apiKey": []}]);
+    if let Some(tags) = document["tags"].as_array_mut() {
+        tags.push(json!({
+            "name": "Operations",
+            "description": "Probes, this document and the pages about it.",
+        }));
+    }
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let scope = operation["x-grpc-method"]
+                    .as_str()
+                    .and_then(scopes::required);
+                if let Some(scope) = scope {
+                    // OpenAPI 3.1 lets non-OAuth schemes list required roles: the scope.
+                    operation["security"] = json!([{"bearerAuth": [scope]}, {"apiKey": [scope]}]);
+                }
+            }
+        }
+        for (path, item) in open_routes() {
+            paths.insert(path.to_owned(), item);
+        }
+    }
+    Ok(document)
+}
+
+/// The plain HTTP routes beside the gateway that need no credential.
+fn open_routes() -> Vec<(&'static str, Value)> {
+    let text = |description: &str| json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}});
+    let probe = |id: &str, summary: &str, ok: &str, unavailable: Option<&str>| {
+        let mut responses = json!({"200": text(ok)});
+        if let Some(unavailable) = unavailable {
+            responses["503"] = text(unavailable);
+        }
+        json!({"get": {
+            "operationId": id,
+            "summary": summary,
+            "tags": ["Operations"],
+            "security": [],
+            "responses": responses,
+        }})
+    };
+    let html = |id: &str, summary: &str| {
+        json!({"get": {
+            "operationId": id,
+            "summary": summary,
+            "tags": ["Operations"],
+            "security": [],
+            "responses": {"200": {
+                "description": "An HTML page.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }},
+        }})
+    };
+    vec![
+        (
+            "/healthz",
+            probe(
+                "Healthz",
+                "Liveness: the process serves requests.",
+                "`ok`",
+                None,
+            ),
+        ),
+        (
+            "/readyz",
+            probe(
+                "Readyz",
+                "Readiness: the database answers and the server is not shutting down.",
+                "`ready`",
+                Some("`not ready` or `database unavailable`"),
+            ),
+        ),
+        (
+            "/",
+            html(
+                "GetLandingPage",
+                "Links to the console, this document, health and metrics.",
+            ),
+        ),
+        (
+            "/docs",
+            html(
+                "GetApiConsole",
+                "The API console (Swagger UI, served from the binary) over this document.",
+            ),
+        ),
+        (
+            "/openapi.json",
+            json!({"get": {
+                "operationId": "GetOpenApiDocument",
+                "summary": "This document.",
+                "description": "Open unless the server runs with `PROTECT_DOCS`, which asks for \
+                    a `customers.read` credential.",
+                "tags": ["Operations"],
+                "security": [],
+                "responses": {"200": {
+                    "description": "The OpenAPI 3.1 document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }},
+            }}),
+        ),
+    ]
+}

@@ -23,9 +23,11 @@ COPY gateway/Cargo.toml gateway/
 COPY bench/Cargo.toml bench/
 COPY scripts/release-build.sh scripts/
 RUN scripts/release-build.sh deps
-# 2. The service itself.
+# 2. The service itself. The image has no .git: `--build-arg GIT_COMMIT=$(git rev-parse
+#    --short=12 HEAD)` names the commit in `--version` and build_info (else `unknown`).
+ARG GIT_COMMIT=
 COPY . .
-RUN scripts/release-build.sh build /out
+RUN GIT_COMMIT="$GIT_COMMIT" scripts/release-build.sh build /out
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/customer-api /usr/local/bin/customer-api

@@ -16,7 +16,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `customer-api`: the customer-data service.
 #[derive(Debug, Parser)]
-#[command(name = "customer-api", version, about, long_about = None)]
+#[command(name = "customer-api", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log format: `text` for humans, `json` for log shippers.
     #[arg(long, env, default_value = "text", global = true)]
@@ -26,6 +26,19 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `--version` prints after the name: version, git commit and build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CUSTOMER_API_COMMIT"),
+    ", built ",
+    env!("CUSTOMER_API_BUILD_DATE"),
+    ")"
+);
+
+/// The git commit the binary was built from (`unknown` without git or `GIT_COMMIT`).
+pub const COMMIT: &str = env!("CUSTOMER_API_COMMIT");
 
 /// The variables holding secrets; each may instead name a file with `<VAR>_FILE`.
 pub const SECRET_VARIABLES: &[&str] = &[

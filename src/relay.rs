@@ -49,6 +49,7 @@ use async_nats::{
     HeaderMap,
     jetstream::{self, message::PublishMessage as Publish},
 };
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prost::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -76,11 +77,25 @@ pub const CHUNK: i64 = 32;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// What the relay reports to health checks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RelayStatus {
     connected: AtomicBool,
     published: AtomicU64,
     leading: AtomicBool,
+    /// Time from sending an event to JetStream's acknowledgement.
+    publish_seconds: Histogram,
+}
+
+impl Default for RelayStatus {
+    fn default() -> Self {
+        Self {
+            connected: AtomicBool::default(),
+            published: AtomicU64::default(),
+            leading: AtomicBool::default(),
+            // 250 µs … ~4 s in doublings (NATS_ACK_TIMEOUT is 2 s by default).
+            publish_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+        }
+    }
 }
 
 impl RelayStatus {
@@ -97,6 +112,11 @@ impl RelayStatus {
     /// Whether this process holds the relay lease (publishes for every instance).
     pub fn leading(&self) -> bool {
         AtomicBool::load(&self.leading, Ordering::Relaxed)
+    }
+
+    /// The histogram of publish latencies (send to acknowledgement, acknowledged ones).
+    pub fn publish_histogram(&self) -> Histogram {
+        self.publish_seconds.clone()
     }
 }
 
@@ -323,6 +343,7 @@ impl Relay {
         let event = event_of(row)?;
         let (subject, message) = cloud_event(&self.settings, event, traceparent.as_deref());
         let span = publish_span(&subject, traceparent.as_deref());
+        let sent = Instant::now();
         let ack = tracing::Instrument::instrument(
             async {
                 jetstream
@@ -338,6 +359,9 @@ impl Relay {
         .inspect_err(|_| {
             span.record("otel.status_code", "error");
         })?;
+        self.status
+            .publish_seconds
+            .observe(sent.elapsed().as_secs_f64());
         if ack.duplicate {
             tracing::debug!(
                 sequence = ack.sequence,

@@ -231,12 +231,25 @@ pub(crate) fn router(
                             return docs_unauthorized(&headers);
                         }
                         let (connections, idle) = service.pool_state();
+                        // The outbox only lags where a relay publishes it; a database
+                        // that does not answer leaves the two gauges out of this scrape.
+                        let outbox = match &relay {
+                            Some(_) => outbox_lag(&service).await,
+                            None => None,
+                        };
                         let text = metrics.render(Snapshot {
                             pool_connections: connections,
                             pool_idle: idle,
                             pool_max,
-                            relay: relay.map(|relay| (relay.connected(), relay.published())),
+                            relay: relay
+                                .as_ref()
+                                .map(|relay| (relay.connected(), relay.published())),
                             task_restarts: restarts.snapshot(),
+                            pool_wait: Some(service.pool_wait()),
+                            publish_latency: relay.as_ref().map(|relay| relay.publish_histogram()),
+                            outbox,
+                            registry_requests: service.registry_outcomes(),
+                            process: crate::metrics::process::Process::read(),
                         });
                         (
                             StatusCode::OK,
@@ -495,8 +508,7 @@ async fn event_health(
     let json = [(header::CONTENT_TYPE, "application/json")];
     match service.events().unpublished_lag().await {
         Ok((unpublished, oldest)) => {
-            let age =
-                oldest.map(|time| (chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3);
+            let age = oldest.map(age_seconds);
             let relay = match relay {
                 None => serde_json::json!({"enabled": false}),
                 Some(status) => serde_json::json!({
@@ -519,6 +531,19 @@ async fn event_health(
             serde_json::json!({"error": error.to_string()}).to_string(),
         ),
     }
+}
+
+/// Events not yet published and the age of the oldest in seconds; `None` when the database
+/// does not answer within a scrape's patience.
+async fn outbox_lag(service: &CustomerService) -> Option<(i64, Option<f64>)> {
+    let lag = tokio::time::timeout(Duration::from_secs(2), service.events().unpublished_lag());
+    let (unpublished, oldest) = lag.await.ok()?.ok()?;
+    Some((unpublished, oldest.map(age_seconds)))
+}
+
+/// Seconds since `time` (0 for a time ahead of this clock).
+fn age_seconds(time: chrono::DateTime<chrono::Utc>) -> f64 {
+    ((chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3).max(0.0)
 }
 
 /// Binds `addr` (for `main`; tests bind their own listener).

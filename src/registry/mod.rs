@@ -48,6 +48,7 @@ use std::{
 
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Uri, header};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::OnceCell;
 
 pub use self::{
@@ -150,6 +151,8 @@ struct Inner {
     breaker: CircuitBreaker,
     cache: Mutex<TtlCache<Cached>>,
     flights: Mutex<HashMap<String, Flight>>,
+    /// Requests by outcome (`customer_api_registry_requests_total`).
+    outcomes: Family<Outcome, Counter>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -237,6 +240,7 @@ impl RegistryClient {
                 breaker,
                 cache,
                 flights: Mutex::new(HashMap::new()),
+                outcomes: Family::default(),
             })),
         })
     }
@@ -244,6 +248,12 @@ impl RegistryClient {
     /// Whether a registry is configured.
     pub fn is_configured(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The registry requests by outcome (`ok`, or [`RegistryError::kind`]; `circuit_open` for
+    /// those the breaker refused); `None` when no registry is configured.
+    pub fn outcomes(&self) -> Option<Family<Outcome, Counter>> {
+        self.inner.as_ref().map(|inner| inner.outcomes.clone())
     }
 
     /// The circuit breaker's state; `None` when no registry is configured.
@@ -335,6 +345,13 @@ fn request_span() -> tracing::Span {
     )
 }
 
+/// The label of the registry request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct Outcome {
+    /// `ok`, or the [`RegistryError::kind`] of the failure.
+    pub outcome: &'static str,
+}
+
 impl Inner {
     fn cached(&self, business_id: &str) -> Option<Result<BusinessInfo, RegistryError>> {
         let now = self.clock.now();
@@ -378,10 +395,12 @@ impl Inner {
                 Ok(permit) => permit,
                 // Opened by this lookup's own failures: report what actually went wrong.
                 Err(retry_after) => {
+                    self.count(RegistryError::CircuitOpen(retry_after).kind());
                     return Err(last_error.unwrap_or(RegistryError::CircuitOpen(retry_after)));
                 }
             };
             let outcome = self.attempt(&uri, business_id).await;
+            self.count(outcome.as_ref().map_or_else(RegistryError::kind, |_| "ok"));
             match &outcome {
                 Err(error) if error.is_registry_failure() => permit.failure(),
                 _ => permit.success(),
@@ -407,6 +426,10 @@ impl Inner {
         }
         // The loop returns on its last attempt; this is only reached with zero attempts.
         Err(last_error.unwrap_or(RegistryError::Timeout(self.config.timeout)))
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.outcomes.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// One request, bounded by the per-attempt timeout.

@@ -24,10 +24,11 @@ COPY bench/Cargo.toml bench/
 COPY scripts/release-build.sh scripts/
 RUN scripts/release-build.sh deps
 # 2. The service itself. The image has no .git: `--build-arg GIT_COMMIT=$(git rev-parse
-#    --short=12 HEAD)` names the commit in `--version` and build_info (else `unknown`).
+#    --short=12 HEAD)` names the commit in `--version` and build_info (else `unknown`);
+#    build arguments reach RUN steps as environment variables.
 ARG GIT_COMMIT=
 COPY . .
-RUN GIT_COMMIT="$GIT_COMMIT" scripts/release-build.sh build /out
+RUN scripts/release-build.sh build /out
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/customer-api /usr/local/bin/customer-api

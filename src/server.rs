@@ -221,10 +221,12 @@ pub(crate) fn router(
                 let service = service.clone();
                 let authenticator = authenticator.clone();
                 let relay = relay.clone();
+                let ready = ready.clone();
                 let pool_max = settings.database.pool_size.max(1);
                 move |headers: http::HeaderMap| {
                     let (service, authenticator) = (service.clone(), authenticator.clone());
                     let (metrics, relay) = (metrics.clone(), relay.clone());
+                    let ready = ready.is_ready();
                     let restarts = restarts.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
@@ -250,6 +252,7 @@ pub(crate) fn router(
                             outbox,
                             registry_requests: service.registry_outcomes(),
                             process: crate::metrics::process::Process::read(),
+                            ready,
                         });
                         (
                             StatusCode::OK,

@@ -25,7 +25,8 @@
 //! of the oldest event not yet published, 0 when none waits); the business registry's
 //! `customer_api_registry_requests_total{outcome}`;
 //! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]);
-//! `customer_api_build_info{version,commit}`; and the usual process metrics ([`process`]).
+//! `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
+//! and the usual process metrics ([`process`]).
 //! docs/observability.md says what each means.
 
 pub mod process;
@@ -110,6 +111,8 @@ pub struct Snapshot {
     pub registry_requests: Option<Family<crate::registry::Outcome, Counter>>,
     /// What `/proc` says of the process.
     pub process: process::Process,
+    /// What `/readyz` would answer (without its own database ping: the last probe's).
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -231,6 +234,12 @@ impl Metrics {
                 requests,
             );
         }
+        registry.register(
+            "customer_api_ready",
+            "Whether the instance takes calls (1): the database answered the last health \
+             probe and shutdown has not begun; 0 otherwise (/readyz answers 503)",
+            ConstGauge::new(i64::from(snapshot.ready)),
+        );
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -440,6 +449,7 @@ mod tests {
                 max_fds: Some(1024),
                 start_time_seconds: Some(1.7e9),
             },
+            ready: true,
         });
         for line in [
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
@@ -462,6 +472,7 @@ mod tests {
                 env!("CARGO_PKG_VERSION"),
                 crate::config::COMMIT
             ),
+            "customer_api_ready 1",
             "process_cpu_seconds_total 1.25",
             "process_resident_memory_bytes 4096.0",
             "process_open_fds 9.0",

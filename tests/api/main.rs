@@ -24,6 +24,7 @@ mod helpers;
 mod lifecycle;
 mod list;
 mod metrics;
+mod monitoring;
 mod notes;
 mod openapi;
 mod operations_doc;

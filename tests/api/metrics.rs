@@ -264,6 +264,18 @@ async fn the_pool_the_outbox_the_relay_the_registry_the_build_and_the_process_ar
         Some(1.0),
         "{text}"
     );
+    // Every family the dashboard and the alert rules name is there.
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for family in crate::monitoring::monitored_families() {
+        assert!(
+            exported.contains(family.as_str()),
+            "{family} is monitored but not exported: {text}"
+        );
+    }
     for name in [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",

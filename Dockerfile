@@ -23,7 +23,10 @@ COPY gateway/Cargo.toml gateway/
 COPY bench/Cargo.toml bench/
 COPY scripts/release-build.sh scripts/
 RUN scripts/release-build.sh deps
-# 2. The service itself.
+# 2. The service itself. The image has no .git: `--build-arg GIT_COMMIT=$(git rev-parse
+#    --short=12 HEAD)` names the commit in `--version` and build_info (else `unknown`);
+#    build arguments reach RUN steps as environment variables.
+ARG GIT_COMMIT=
 COPY . .
 RUN scripts/release-build.sh build /out
 

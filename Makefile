@@ -45,7 +45,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -133,6 +133,10 @@ bench-rest: ## REST GET vs gRPC GET with wrk and h2load (issue 3's cross-check),
 	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_REST_TOOLS)
 	$(CARGO) build --release -p customer-api
 	scripts/bench/rest-vs-grpc.sh
+
+check-monitoring: ## promtool: the alert rules, their unit tests and the dashboard's queries (deploy/)
+	@scripts/ensure-tools.sh promtool:prometheus python3:python3
+	scripts/check-monitoring.sh
 
 bench-instructions: ## Server instructions per Get/List/search/Create (callgrind); BENCH_BASE_BIN compares builds
 	@scripts/ensure-tools.sh $(BENCH_TOOLS) $(BENCH_INSTRUCTIONS_TOOLS)

@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    build_info();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut compiler = protox::Compiler::new(["proto"])?;
@@ -36,4 +37,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
+}
+
+/// `CUSTOMER_API_COMMIT` and `CUSTOMER_API_BUILD_DATE` for `--version` and `build_info`.
+///
+/// The commit is `GIT_COMMIT` when set (image builds, which have no `.git`), else what git
+/// says of the checkout, else `unknown`; a checkout with uncommitted changes is marked
+/// `-dirty`. The date is `SOURCE_DATE_EPOCH` when set (reproducible builds), else today
+/// (UTC).
+fn build_info() {
+    println!("cargo:rerun-if-env-changed=GIT_COMMIT");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    // Rebuilt when HEAD moves (a worktree's .git is a file naming its git dir).
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(refs) = git(&["rev-parse", "--git-path", "refs/heads"]) {
+        println!("cargo:rerun-if-changed={refs}");
+    }
+    let commit = env::var("GIT_COMMIT")
+        .ok()
+        .filter(|commit| !commit.trim().is_empty())
+        .or_else(|| {
+            let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some();
+            Some(if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let seconds = env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|epoch| epoch.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs())
+        });
+    println!("cargo:rustc-env=CUSTOMER_API_COMMIT={}", commit.trim());
+    println!(
+        "cargo:rustc-env=CUSTOMER_API_BUILD_DATE={}",
+        civil_date(seconds / 86_400)
+    );
+}
+
+/// The `YYYY-MM-DD` of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }

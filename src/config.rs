@@ -16,7 +16,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `customer-api`: the customer-data service.
 #[derive(Debug, Parser)]
-#[command(name = "customer-api", version, about, long_about = None)]
+#[command(name = "customer-api", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log format: `text` for humans, `json` for log shippers.
     #[arg(long, env, default_value = "text", global = true)]
@@ -26,6 +26,19 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `--version` prints after the name: version, git commit and build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CUSTOMER_API_COMMIT"),
+    ", built ",
+    env!("CUSTOMER_API_BUILD_DATE"),
+    ")"
+);
+
+/// The git commit the binary was built from (`unknown` without git or `GIT_COMMIT`).
+pub const COMMIT: &str = env!("CUSTOMER_API_COMMIT");
 
 /// The variables holding secrets; each may instead name a file with `<VAR>_FILE`.
 pub const SECRET_VARIABLES: &[&str] = &[
@@ -336,6 +349,10 @@ pub struct ServeSettings {
     #[arg(long, env, hide_env_values = true)]
     pub page_token_key: Option<Secret>,
 
+    /// Traces (OpenTelemetry).
+    #[command(flatten)]
+    pub tracing: TracingSettings,
+
     /// Share of successful calls written to the access log (target `access`), from 0 to 1;
     /// failed calls are always written.
     #[arg(long, env, default_value = "1", value_parser = parse_share)]
@@ -553,6 +570,96 @@ impl ServeSettings {
         settings.database.database_url = SecretUrl::from(database_url.into());
         settings
     }
+}
+
+/// OpenTelemetry traces, configured by the standard `OTEL_*` variables. Off (nothing
+/// installed, nothing recorded) unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+#[derive(Debug, Clone, Args)]
+pub struct TracingSettings {
+    /// OTLP collector to export traces to, e.g. `http://otel-collector:4318` (HTTP) or
+    /// `http://otel-collector:4317` (gRPC); `/v1/traces` is appended for HTTP. Unset: no
+    /// tracing at all.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `http/protobuf` or `grpc`.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "customer-api")]
+    pub service_name: String,
+
+    /// More resource attributes, `key=value` pairs separated by commas (values
+    /// percent-encoded), e.g. `deployment.environment.name=prod,service.namespace=crm`.
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub resource_attributes: Option<String>,
+
+    /// Which traces are recorded: `parentbased_always_on` (follow the caller's decision,
+    /// record root calls), `parentbased_traceidratio`, `parentbased_always_off`,
+    /// `always_on`, `always_off`, `traceidratio`.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_always_on"
+    )]
+    pub traces_sampler: TracesSampler,
+
+    /// The ratio of the `*traceidratio` samplers, from 0 to 1 (default 1).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", value_parser = parse_share)]
+    pub traces_sampler_arg: Option<f64>,
+}
+
+impl TracingSettings {
+    /// No tracing (what an unset `OTEL_EXPORTER_OTLP_ENDPOINT` means).
+    pub fn off() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "customer-api".into(),
+            resource_attributes: None,
+            traces_sampler: TracesSampler::ParentbasedAlwaysOn,
+            traces_sampler_arg: None,
+        }
+    }
+
+    /// Whether traces are exported.
+    pub fn enabled(&self) -> bool {
+        self.otlp_endpoint
+            .as_deref()
+            .is_some_and(|endpoint| !endpoint.trim().is_empty())
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (`POST {endpoint}/v1/traces`).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`).
+    #[value(name = "grpc")]
+    Grpc,
+}
+
+/// `OTEL_TRACES_SAMPLER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+#[allow(
+    missing_docs,
+    reason = "the names are the OpenTelemetry specification's"
+)]
+pub enum TracesSampler {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    ParentbasedTraceidratio,
 }
 
 /// A secret setting: its `Debug` never shows it, only what `R` leaves of it, so the settings

@@ -1,6 +1,7 @@
-//! A small outbound HTTP client: one `GET` over HTTP/1.1, with TLS for `https` URLs.
+//! A small outbound HTTP client: one request over HTTP/1.1, with TLS for `https` URLs.
 //!
-//! The service calls out rarely and to few places (a JWKS endpoint, the business registry),
+//! The service calls out rarely and to few places (a JWKS endpoint, the business registry,
+//! an OTLP/HTTP trace collector),
 //! so this is deliberately minimal instead of a general client such as reqwest: hyper 1's
 //! connection API, `tokio-rustls` with the ring provider and Mozilla's root certificates
 //! (`webpki-roots`, no system dependency) plus, with `EXTRA_CA_FILE`, the operator's own CAs
@@ -14,11 +15,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 
-/// Why a `GET` produced no response.
+/// Why a request produced no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The URL cannot be fetched (scheme, host).
@@ -115,6 +116,19 @@ impl HttpClient {
         headers: &HeaderMap,
         max_body: usize,
     ) -> Result<HttpResponse, HttpError> {
+        self.send(Method::GET, uri, headers, Bytes::new(), max_body)
+            .await
+    }
+
+    /// `method uri` with `headers` (plus `Host`) and `body`; the answer as for [`Self::get`].
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<HttpResponse, HttpError> {
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -138,8 +152,10 @@ impl HttpClient {
             Some(port) => format!("{}:{}", authority.host(), port.as_str()),
             None => authority.host().to_owned(),
         };
-        let mut request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-            .body(Empty::<Bytes>::new())
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .body(Full::new(body))
             .map_err(|e| HttpError::Url(e.to_string()))?;
         *request.headers_mut() = headers.clone();
         request.headers_mut().insert(
@@ -192,7 +208,7 @@ fn explain_tls(error: &std::io::Error) -> String {
 /// so that dropping the future closes the connection.
 async fn exchange<T>(
     io: T,
-    request: http::Request<Empty<Bytes>>,
+    request: http::Request<Full<Bytes>>,
     max_body: usize,
 ) -> Result<HttpResponse, HttpError>
 where

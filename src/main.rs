@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use customer_api::{
     app::App,
-    config::{ApiKeyCommand, Cli, Command, redact_url},
+    config::{ApiKeyCommand, Cli, Command, TracingSettings, redact_url},
     db, healthcheck, server, telemetry,
 };
 
@@ -14,7 +14,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse_with_secret_files();
-    telemetry::init(cli.log_format);
+    // Traces are the server's; the one-shot commands only log.
+    let tracing = match &cli.command {
+        Command::Serve(settings) => settings.tracing.clone(),
+        _ => TracingSettings::off(),
+    };
+    let telemetry = match telemetry::init(cli.log_format, &tracing) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("customer-api: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => migrate(settings).await,
@@ -26,6 +37,8 @@ async fn main() -> ExitCode {
             .and_then(|document| Ok(serde_json::to_string_pretty(&document)?))
             .map(|text| println!("{text}")),
     };
+    // The spans of the last calls still go out.
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

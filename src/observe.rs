@@ -15,6 +15,14 @@
 //!   (REST errors carry it through the gateway, which adds it to the errors it raises
 //!   itself).
 //!
+//! With tracing on ([`crate::telemetry`]), [`Observe`] also opens the request's server span
+//! (OpenTelemetry RPC and HTTP conventions: `rpc.system`, `rpc.service`, `rpc.method`,
+//! `rpc.grpc.status_code`, `http.request.method`, `http.route` — the template —,
+//! `http.response.status_code`, plus `request.id` and `enduser.id`, masked), continuing the
+//! caller's W3C trace context; the span ends with the access line, and the line's `trace_id`
+//! is the span's. Without tracing the span is disabled and only the caller's `traceparent`
+//! is read, for the log.
+//!
 //! They share a [`RequestContext`] carried in the request's extensions (the gateway passes
 //! extensions on to its in-process call); the auth layer adds the caller to it.
 //!
@@ -45,9 +53,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use tonic::Code;
 use tower::Service;
 
-use crate::grpc::{
-    middleware::{Inner, Middleware, ResponseFuture, call_with_hook},
-    status::add_request_id,
+use crate::{
+    grpc::{
+        middleware::{Inner, Middleware, ResponseFuture, call_with_hook},
+        status::add_request_id,
+    },
+    telemetry,
 };
 
 /// The request id header, read from requests and set on every response.
@@ -269,6 +280,12 @@ where
         }
         .then(|| request.uri().path_and_query().cloned())
         .flatten();
+        let span = server_span();
+        let trace_id = if span.is_disabled() {
+            trace_id(request.headers())
+        } else {
+            start_span(&span, &request, transport, path.as_ref(), &context)
+        };
         let record = Record {
             sampler: self.sampler.clone(),
             context: context.clone(),
@@ -280,7 +297,8 @@ where
             status: None,
             code: None,
             bytes_out: 0,
-            trace_id: trace_id(request.headers()),
+            trace_id,
+            span,
         };
         let request = request.map(|inner| Watched {
             inner,
@@ -290,6 +308,76 @@ where
             inner: self.inner.call(request),
             record: Some(record),
         }
+    }
+}
+
+/// The server span of a request, its attributes recorded as they become known (disabled,
+/// at the cost of one interest check, without a trace layer).
+fn server_span() -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        target: "customer_api::observe",
+        "request",
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system = Empty,
+        rpc.service = Empty,
+        rpc.method = Empty,
+        rpc.grpc.status_code = Empty,
+        http.request.method = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        network.protocol.name = Empty,
+        request.id = Empty,
+        enduser.id = Empty,
+    )
+}
+
+/// Continues the caller's trace (W3C trace context) in `span` and records what the request
+/// tells at once; returns the trace id.
+fn start_span<B>(
+    span: &tracing::Span,
+    request: &Request<B>,
+    transport: Transport,
+    path: Option<&http::uri::PathAndQuery>,
+    context: &RequestContext,
+) -> Option<Box<str>> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let _ = span.set_parent(telemetry::extract(request.headers()));
+    let method = request.method().as_str();
+    span.record("http.request.method", method);
+    span.record("request.id", telemetry::masked(context.request_id()));
+    match (transport, path) {
+        (Transport::Grpc | Transport::GrpcWeb, Some(path)) => {
+            record_rpc(span, path.path());
+            span.record("otel.name", path.path().trim_start_matches('/'));
+        }
+        (Transport::Http, Some(path)) => {
+            span.record("http.route", path.path());
+            span.record("otel.name", format!("{method} {}", path.path()));
+        }
+        _ => {
+            span.record("otel.name", method);
+        }
+    }
+    span.record(
+        "network.protocol.name",
+        if transport == Transport::Rest || transport == Transport::Http {
+            "http"
+        } else {
+            "grpc"
+        },
+    );
+    telemetry::trace_id(span).map(String::into_boxed_str)
+}
+
+/// `rpc.system`, `rpc.service` and `rpc.method` of a `/package.Service/Method` path.
+fn record_rpc(span: &tracing::Span, path: &str) {
+    if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
+        span.record("rpc.system", "grpc");
+        span.record("rpc.service", service);
+        span.record("rpc.method", method);
     }
 }
 
@@ -349,7 +437,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let entered = this.record.as_ref().map(|record| record.span.enter());
         let result = ready!(this.inner.poll(cx));
+        drop(entered);
         let mut record = this.record.take();
         Poll::Ready(result.map(|mut response| {
             if let Some(record) = &mut record {
@@ -474,6 +564,8 @@ struct Record {
     code: Option<Code>,
     bytes_out: u64,
     trace_id: Option<Box<str>>,
+    /// The server span, ended with the record.
+    span: tracing::Span,
 }
 
 impl Record {
@@ -483,6 +575,13 @@ impl Record {
         if let Some(outcome) = response.extensions().get::<gateway::Outcome>() {
             self.route = outcome.route.clone();
             self.code = Some(outcome.code);
+            if let Some(route) = &outcome.route
+                && !self.span.is_disabled()
+            {
+                self.span.record("http.route", route.template.as_str());
+                telemetry::rename(&self.span, format!("{} {}", route.method, route.template));
+                record_rpc(&self.span, &route.grpc_path);
+            }
         }
         if let Some(code) = status_code(response.headers()) {
             self.code = Some(code);
@@ -490,6 +589,26 @@ impl Record {
         response
             .headers_mut()
             .insert(REQUEST_ID, self.context.request_id.clone());
+    }
+
+    /// Records how the request ended on its span (which ends when the record is dropped).
+    fn end_span(&self, code: Option<Code>, server_error: bool) {
+        let span = &self.span;
+        if let Some(status) = self.status {
+            span.record("http.response.status_code", status.as_u16());
+        }
+        if let Some(code) = code
+            && self.transport != Transport::Http
+        {
+            span.record("rpc.grpc.status_code", code as i64);
+        }
+        if let Some(caller) = self.context.caller() {
+            span.record("enduser.id", telemetry::masked(caller));
+        }
+        // Only failures of the server make a server span an error (semantic conventions).
+        if server_error {
+            span.record("otel.status_code", "error");
+        }
     }
 
     fn level(&self, code: Option<Code>) -> tracing::Level {
@@ -526,6 +645,9 @@ impl Drop for Record {
             .or(self.code)
             .or(self.status.is_none().then_some(Code::Cancelled));
         let level = self.level(code);
+        if !self.span.is_disabled() {
+            self.end_span(code, level == tracing::Level::WARN);
+        }
         let succeeded = code.is_none_or(|code| code == Code::Ok)
             && self
                 .status

@@ -29,7 +29,13 @@
 //! `ce-subject` (the resource name: customer, company or note), `ce-time`, `ce-sequence`
 //! (the per-resource sequence), `ce-partitionkey` (the customer for customer and note
 //! events, the company for company events), `content-type: application/protobuf`; the body
-//! is the encoded `customer.v1.CustomerEvent`. Headers carry no personal data.
+//! is the encoded `customer.v1.CustomerEvent`; and, for events written by a traced request,
+//! `ce-traceparent` (the distributed tracing extension): that request's W3C trace context,
+//! stored with the event when it was written, so a consumer can link its processing to the
+//! request that caused it. Headers carry no personal data.
+//!
+//! **Traces.** Each publish is a producer span of its own (the relay runs on its own time,
+//! outside any request), linked to the span of the request that wrote the event.
 
 use std::{
     sync::{
@@ -43,6 +49,7 @@ use async_nats::{
     HeaderMap,
     jetstream::{self, message::PublishMessage as Publish},
 };
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prost::Message;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -70,11 +77,25 @@ pub const CHUNK: i64 = 32;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// What the relay reports to health checks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RelayStatus {
     connected: AtomicBool,
     published: AtomicU64,
     leading: AtomicBool,
+    /// Time from sending an event to JetStream's acknowledgement.
+    publish_seconds: Histogram,
+}
+
+impl Default for RelayStatus {
+    fn default() -> Self {
+        Self {
+            connected: AtomicBool::default(),
+            published: AtomicU64::default(),
+            leading: AtomicBool::default(),
+            // 250 µs … ~4 s in doublings (NATS_ACK_TIMEOUT is 2 s by default).
+            publish_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+        }
+    }
 }
 
 impl RelayStatus {
@@ -91,6 +112,11 @@ impl RelayStatus {
     /// Whether this process holds the relay lease (publishes for every instance).
     pub fn leading(&self) -> bool {
         AtomicBool::load(&self.leading, Ordering::Relaxed)
+    }
+
+    /// The histogram of publish latencies (send to acknowledgement, acknowledged ones).
+    pub fn publish_histogram(&self) -> Histogram {
+        self.publish_seconds.clone()
     }
 }
 
@@ -313,14 +339,29 @@ impl Relay {
         jetstream: &jetstream::Context,
         row: EventRow,
     ) -> Result<(), RelayError> {
+        let traceparent = row.traceparent.clone();
         let event = event_of(row)?;
-        let (subject, message) = cloud_event(&self.settings, event);
-        let ack = jetstream
-            .send_publish(subject, message)
-            .await
-            .map_err(|e| RelayError::Broker(e.to_string()))?
-            .await
-            .map_err(|e| RelayError::Broker(e.to_string()))?;
+        let (subject, message) = cloud_event(&self.settings, event, traceparent.as_deref());
+        let span = publish_span(&subject, traceparent.as_deref());
+        let sent = Instant::now();
+        let ack = tracing::Instrument::instrument(
+            async {
+                jetstream
+                    .send_publish(subject, message)
+                    .await
+                    .map_err(|e| RelayError::Broker(e.to_string()))?
+                    .await
+                    .map_err(|e| RelayError::Broker(e.to_string()))
+            },
+            span.clone(),
+        )
+        .await
+        .inspect_err(|_| {
+            span.record("otel.status_code", "error");
+        })?;
+        self.status
+            .publish_seconds
+            .observe(sent.elapsed().as_secs_f64());
         if ack.duplicate {
             tracing::debug!(
                 sequence = ack.sequence,
@@ -344,8 +385,50 @@ fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -
     acked == 0 || now.saturating_duration_since(started) < budget
 }
 
-/// The subject and CloudEvents message of an event.
-pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) {
+/// The producer span of one publish to `subject`, linked to the request that wrote the
+/// event (`traceparent`).
+fn publish_span(subject: &str, traceparent: Option<&str>) -> tracing::Span {
+    use tracing::field::Empty;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        target: "customer_api::relay",
+        parent: None,
+        "publish",
+        otel.name = Empty,
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.destination.name = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    span.record("otel.name", format!("send {subject}"));
+    span.record("messaging.destination.name", subject);
+    if let Some(traceparent) = traceparent {
+        let mut headers = http::HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(traceparent) {
+            headers.insert("traceparent", value);
+        }
+        let cause = crate::telemetry::extract(&headers);
+        let cause = opentelemetry::trace::TraceContextExt::span(&cause)
+            .span_context()
+            .clone();
+        if cause.is_valid() {
+            span.add_link(cause);
+        }
+    }
+    span
+}
+
+/// The subject and CloudEvents message of an event written by a request with trace context
+/// `traceparent` (if it was traced).
+pub fn cloud_event(
+    settings: &EventSettings,
+    event: Event,
+    traceparent: Option<&str>,
+) -> (String, Publish) {
     let subject = format!(
         "{}.{}",
         settings.nats_subject_prefix,
@@ -376,6 +459,9 @@ pub fn cloud_event(settings: &EventSettings, event: Event) -> (String, Publish) 
     };
     headers.insert("ce-partitionkey", partition.as_str());
     headers.insert("content-type", "application/protobuf");
+    if let Some(traceparent) = traceparent {
+        headers.insert("ce-traceparent", traceparent);
+    }
     let id = event.event_id.to_string();
     let body = event_to_proto(event, false).encode_to_vec();
     let message = Publish::build()

@@ -221,22 +221,38 @@ pub(crate) fn router(
                 let service = service.clone();
                 let authenticator = authenticator.clone();
                 let relay = relay.clone();
+                let ready = ready.clone();
                 let pool_max = settings.database.pool_size.max(1);
                 move |headers: http::HeaderMap| {
                     let (service, authenticator) = (service.clone(), authenticator.clone());
                     let (metrics, relay) = (metrics.clone(), relay.clone());
+                    let ready = ready.is_ready();
                     let restarts = restarts.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
                             return docs_unauthorized(&headers);
                         }
                         let (connections, idle) = service.pool_state();
+                        // The outbox only lags where a relay publishes it; a database
+                        // that does not answer leaves the two gauges out of this scrape.
+                        let outbox = match &relay {
+                            Some(_) => outbox_lag(&service).await,
+                            None => None,
+                        };
                         let text = metrics.render(Snapshot {
                             pool_connections: connections,
                             pool_idle: idle,
                             pool_max,
-                            relay: relay.map(|relay| (relay.connected(), relay.published())),
+                            relay: relay
+                                .as_ref()
+                                .map(|relay| (relay.connected(), relay.published())),
                             task_restarts: restarts.snapshot(),
+                            pool_wait: Some(service.pool_wait()),
+                            publish_latency: relay.as_ref().map(|relay| relay.publish_histogram()),
+                            outbox,
+                            registry_requests: service.registry_outcomes(),
+                            process: crate::metrics::process::Process::read(),
+                            ready,
                         });
                         (
                             StatusCode::OK,
@@ -495,8 +511,7 @@ async fn event_health(
     let json = [(header::CONTENT_TYPE, "application/json")];
     match service.events().unpublished_lag().await {
         Ok((unpublished, oldest)) => {
-            let age =
-                oldest.map(|time| (chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3);
+            let age = oldest.map(age_seconds);
             let relay = match relay {
                 None => serde_json::json!({"enabled": false}),
                 Some(status) => serde_json::json!({
@@ -519,6 +534,19 @@ async fn event_health(
             serde_json::json!({"error": error.to_string()}).to_string(),
         ),
     }
+}
+
+/// Events not yet published and the age of the oldest in seconds; `None` when the database
+/// does not answer within a scrape's patience.
+async fn outbox_lag(service: &CustomerService) -> Option<(i64, Option<f64>)> {
+    let lag = tokio::time::timeout(Duration::from_secs(2), service.events().unpublished_lag());
+    let (unpublished, oldest) = lag.await.ok()?.ok()?;
+    Some((unpublished, oldest.map(age_seconds)))
+}
+
+/// Seconds since `time` (0 for a time ahead of this clock).
+fn age_seconds(time: chrono::DateTime<chrono::Utc>) -> f64 {
+    ((chrono::Utc::now() - time).num_milliseconds() as f64 / 1e3).max(0.0)
 }
 
 /// Binds `addr` (for `main`; tests bind their own listener).

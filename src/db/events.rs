@@ -56,6 +56,8 @@ pub struct NewEventRow {
     pub actor: String,
     /// The call's request id.
     pub request_id: Option<Uuid>,
+    /// The W3C `traceparent` of the request that wrote it, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 /// A positioned event read from the log.
@@ -85,6 +87,8 @@ pub struct EventRow {
     /// What happened, versioned (`crate::encoding::event_payload`); `None` in events written
     /// before version 2, which have `data`.
     pub payload: Option<Vec<u8>>,
+    /// The W3C `traceparent` of the request that wrote it, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 /// Records an event in the current transaction.

@@ -26,6 +26,8 @@
 //!   its own.
 //! - [`store`]: the core's storage seam over PostgreSQL; [`error`]: database failures
 //!   classified once.
+//! - Traces: a span per pool checkout ([`Pool::get`]) and per statement ([`spans`]), when a
+//!   trace layer is installed.
 //!
 //! No module outside `db` builds SQL: the others call these functions with a connection.
 
@@ -43,6 +45,7 @@ pub mod notes;
 pub mod relay;
 pub mod request_ids;
 pub mod schema;
+pub mod spans;
 pub mod store;
 pub mod table;
 
@@ -58,6 +61,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 pub use self::connect::{ConnectError, Connector, SslMode};
 use crate::config::DatabaseSettings;
@@ -136,6 +140,8 @@ pub struct Pool {
     connections: bb8::Pool<Manager>,
     sessions: Connector,
     statements: Statements,
+    /// How long each checkout waited (`customer_api_db_pool_wait_seconds`).
+    wait: Histogram,
 }
 
 impl std::fmt::Debug for Pool {
@@ -152,7 +158,22 @@ impl Pool {
     /// A pooled connection, owned. Behind a transaction pooler (prepared statements off) use
     /// it only through [`Pool::begin`] or [`Pool::run`].
     pub async fn get(&self) -> Result<Connection, PoolError> {
-        self.connections.get_owned().await
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            target: "customer_api::db",
+            "pool checkout",
+            otel.kind = "internal",
+            db.system = "postgresql",
+        );
+        let start = std::time::Instant::now();
+        let connection = self.connections.get_owned().instrument(span).await;
+        self.wait.observe(start.elapsed().as_secs_f64());
+        connection
+    }
+
+    /// The histogram of checkout waits, successful or not.
+    pub fn wait_histogram(&self) -> Histogram {
+        self.wait.clone()
     }
 
     /// Connections open and idle.
@@ -276,10 +297,23 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
         connections,
         sessions,
         statements,
+        // 50 µs … ~1.6 s in doublings; the checkout timeout (2 s) lands in +Inf.
+        wait: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
     })
 }
 
 async fn setup_connection(
+    connector: Connector,
+    statements: Statements,
+) -> Result<AsyncPgConnection, ConnectionError> {
+    let mut conn = setup_session(connector, statements).await?;
+    if spans::wanted() {
+        conn.set_instrumentation(spans::StatementSpans::default());
+    }
+    Ok(conn)
+}
+
+async fn setup_session(
     connector: Connector,
     statements: Statements,
 ) -> Result<AsyncPgConnection, ConnectionError> {

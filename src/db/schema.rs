@@ -59,6 +59,7 @@ diesel::table! {
         position -> Nullable<BigInt>,
         publish_time -> Nullable<Timestamptz>,
         payload -> Nullable<Bytea>,
+        traceparent -> Nullable<Text>,
     }
 }
 

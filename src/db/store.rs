@@ -71,19 +71,24 @@ impl Transact<AsyncPgConnection> for PgStore {
         let events = self.events.clone();
         // A spawned task: once started, the transaction finishes (or rolls back) even if the
         // caller goes away, so no connection is left idle in transaction.
-        tokio::spawn(async move {
-            let mut conn = pool.get().await?;
-            let conn: &mut AsyncPgConnection = &mut conn;
-            pool.begin(conn).await?;
-            let result = body(conn).await;
-            let result = super::finish(conn, result).await;
-            if result.is_ok() {
-                // Committed (perhaps with an event): number it now rather than at the next
-                // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
-                events.committed();
-            }
-            result
-        })
+        // In the caller's span: its statements belong to the caller's trace.
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut conn = pool.get().await?;
+                let conn: &mut AsyncPgConnection = &mut conn;
+                pool.begin(conn).await?;
+                let result = body(conn).await;
+                let result = super::finish(conn, result).await;
+                if result.is_ok() {
+                    // Committed (perhaps with an event): number it now rather than at the next
+                    // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
+                    events.committed();
+                }
+                result
+            },
+            span,
+        ))
         .await?
     }
 
@@ -251,6 +256,7 @@ impl Storage for AsyncPgConnection {
             payload: event_payload::encode(event.event_type, &event.data),
             actor: event.actor,
             request_id: event.request_id,
+            traceparent: crate::telemetry::traceparent(),
         };
         events::insert(self, &row).await?;
         Ok(())

@@ -65,6 +65,22 @@ impl RegistryError {
         }
     }
 
+    /// A short fixed name of the error: the `error.type` of trace spans, the `outcome` label
+    /// of the registry metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::InvalidId(_) => "invalid_id",
+            Self::NotFound => "not_found",
+            Self::Timeout(_) => "timeout",
+            Self::Connection(_) => "connection",
+            Self::Status(_) => "status",
+            Self::Rejected(_) => "rejected",
+            Self::Malformed(_) => "malformed",
+            Self::CircuitOpen(_) => "circuit_open",
+        }
+    }
+
     /// Whether the registry itself misbehaved (counts towards opening the circuit breaker).
     /// A 404 or another 4xx is a definite answer from a working registry.
     pub fn is_registry_failure(&self) -> bool {

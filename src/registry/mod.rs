@@ -48,6 +48,7 @@ use std::{
 
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Uri, header};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::sync::OnceCell;
 
 pub use self::{
@@ -150,6 +151,8 @@ struct Inner {
     breaker: CircuitBreaker,
     cache: Mutex<TtlCache<Cached>>,
     flights: Mutex<HashMap<String, Flight>>,
+    /// Requests by outcome (`customer_api_registry_requests_total`).
+    outcomes: Family<Outcome, Counter>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -237,6 +240,7 @@ impl RegistryClient {
                 breaker,
                 cache,
                 flights: Mutex::new(HashMap::new()),
+                outcomes: Family::default(),
             })),
         })
     }
@@ -244,6 +248,12 @@ impl RegistryClient {
     /// Whether a registry is configured.
     pub fn is_configured(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The registry requests by outcome (`ok`, or [`RegistryError::kind`]; `circuit_open` for
+    /// those the breaker refused); `None` when no registry is configured.
+    pub fn outcomes(&self) -> Option<Family<Outcome, Counter>> {
+        self.inner.as_ref().map(|inner| inner.outcomes.clone())
     }
 
     /// The circuit breaker's state; `None` when no registry is configured.
@@ -316,6 +326,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The client span of one registry request (HTTP client conventions; the URL as its
+/// template, without the business id).
+fn request_span() -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        target: "customer_api::registry",
+        "registry request",
+        otel.name = "GET",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = "GET",
+        url.template = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        http.response.status_code = Empty,
+        error.type = Empty,
+    )
+}
+
+/// The label of the registry request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct Outcome {
+    /// `ok`, or the [`RegistryError::kind`] of the failure.
+    pub outcome: &'static str,
+}
+
 impl Inner {
     fn cached(&self, business_id: &str) -> Option<Result<BusinessInfo, RegistryError>> {
         let now = self.clock.now();
@@ -359,10 +395,12 @@ impl Inner {
                 Ok(permit) => permit,
                 // Opened by this lookup's own failures: report what actually went wrong.
                 Err(retry_after) => {
+                    self.count(RegistryError::CircuitOpen(retry_after).kind());
                     return Err(last_error.unwrap_or(RegistryError::CircuitOpen(retry_after)));
                 }
             };
             let outcome = self.attempt(&uri, business_id).await;
+            self.count(outcome.as_ref().map_or_else(RegistryError::kind, |_| "ok"));
             match &outcome {
                 Err(error) if error.is_registry_failure() => permit.failure(),
                 _ => permit.success(),
@@ -390,26 +428,73 @@ impl Inner {
         Err(last_error.unwrap_or(RegistryError::Timeout(self.config.timeout)))
     }
 
+    fn count(&self, outcome: &'static str) {
+        self.outcomes.get_or_create(&Outcome { outcome }).inc();
+    }
+
     /// One request, bounded by the per-attempt timeout.
     async fn attempt(&self, uri: &Uri, business_id: &str) -> Result<BusinessInfo, RegistryError> {
-        let request = self.http.get(uri, &self.headers, MAX_RESPONSE_BYTES);
-        let response = match tokio::time::timeout(self.config.timeout, request).await {
-            Err(_) => return Err(RegistryError::Timeout(self.config.timeout)),
-            Ok(Err(HttpError::BodyTooLarge(limit))) => {
-                return Err(RegistryError::Malformed(format!(
-                    "the body exceeds {limit} bytes"
-                )));
+        let span = request_span();
+        let traced;
+        let headers = if span.is_disabled() {
+            &self.headers
+        } else {
+            span.record("url.template", self.config.url.to_string());
+            if let Some(host) = uri.host() {
+                span.record("server.address", host);
             }
-            Ok(Err(error)) => return Err(RegistryError::Connection(error.to_string())),
+            if let Some(port) = uri.port_u16() {
+                span.record("server.port", port);
+            }
+            // The registry continues the trace of the call that asked.
+            let mut headers = self.headers.clone();
+            crate::telemetry::inject(&span, &mut headers);
+            traced = headers;
+            &traced
+        };
+        let outcome =
+            tracing::Instrument::instrument(self.exchange(uri, headers, business_id), span.clone())
+                .await;
+        if !span.is_disabled() {
+            if let Some(status) = outcome.1 {
+                span.record("http.response.status_code", status);
+            }
+            if let Err(error) = &outcome.0
+                && error.is_registry_failure()
+            {
+                span.record("otel.status_code", "error");
+                span.record("error.type", error.kind());
+            }
+        }
+        outcome.0
+    }
+
+    /// One request and its answer (and the HTTP status, if one came).
+    async fn exchange(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        business_id: &str,
+    ) -> (Result<BusinessInfo, RegistryError>, Option<u16>) {
+        let request = self.http.get(uri, headers, MAX_RESPONSE_BYTES);
+        let response = match tokio::time::timeout(self.config.timeout, request).await {
+            Err(_) => return (Err(RegistryError::Timeout(self.config.timeout)), None),
+            Ok(Err(HttpError::BodyTooLarge(limit))) => {
+                let error = RegistryError::Malformed(format!("the body exceeds {limit} bytes"));
+                return (Err(error), Some(200));
+            }
+            Ok(Err(error)) => return (Err(RegistryError::Connection(error.to_string())), None),
             Ok(Ok(response)) => response,
         };
-        match response.status.as_u16() {
+        let status = response.status.as_u16();
+        let result = match status {
             200..=299 => contract::parse(&response.body, business_id, &self.source, Utc::now())
                 .map_err(RegistryError::Malformed),
             404 | 410 => Err(RegistryError::NotFound),
-            status @ (429 | 500..=599) => Err(RegistryError::Status(status)),
-            status => Err(RegistryError::Rejected(status)),
-        }
+            429 | 500..=599 => Err(RegistryError::Status(status)),
+            _ => Err(RegistryError::Rejected(status)),
+        };
+        (result, Some(status))
     }
 
     /// Delay before retry `attempt` (1-based): `retry_backoff × 2^(attempt-1)`, capped, with

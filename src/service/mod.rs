@@ -70,6 +70,23 @@ impl CustomerService<PgStore> {
         self.writer.store.pool()
     }
 
+    /// How long pool checkouts waited (for metrics).
+    pub fn pool_wait(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.pool().wait_histogram()
+    }
+
+    /// Business-registry requests by outcome (none without a registry).
+    pub fn registry_outcomes(
+        &self,
+    ) -> Option<
+        prometheus_client::metrics::family::Family<
+            crate::registry::Outcome,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    > {
+        self.registry.outcomes()
+    }
+
     /// The connections the pool holds and how many of them are idle (for metrics).
     pub fn pool_state(&self) -> (u32, u32) {
         let state = self.pool().state();

@@ -2,7 +2,7 @@
 //! HTTP server on 127.0.0.1 that counts its requests), over gRPC and REST.
 
 use std::sync::{
-    Arc,
+    Arc, Mutex,
     atomic::{AtomicUsize, Ordering},
 };
 
@@ -17,16 +17,24 @@ use crate::helpers::{TestApp, assert_invalid, assert_reason};
 
 /// A registry that knows one business (`GB-1`) and answers 404 for anything else.
 async fn registry() -> (String, Arc<AtomicUsize>) {
+    let (url, requests, _) = recording_registry().await;
+    (url, requests)
+}
+
+/// [`registry`], which also keeps the head (request line and headers) of every request.
+pub(crate) async fn recording_registry() -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (counter, recorded) = (requests.clone(), heads.clone());
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
             counter.fetch_add(1, Ordering::SeqCst);
+            let recorded = recorded.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0_u8; 4096];
                 let mut read = 0;
@@ -37,6 +45,7 @@ async fn registry() -> (String, Arc<AtomicUsize>) {
                     }
                 }
                 let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+                recorded.lock().unwrap().push(head.clone());
                 let (status, body) = if head.starts_with("GET /v1/companies/GB-1 ") {
                     (
                         "200 OK",
@@ -58,6 +67,7 @@ async fn registry() -> (String, Arc<AtomicUsize>) {
     (
         format!("http://{addr}/v1/companies/{{business_id}}"),
         requests,
+        heads,
     )
 }
 

@@ -1078,7 +1078,9 @@ async fn a_republish_after_a_crash_between_publish_and_mark_is_deduplicated() {
     };
     assert_eq!(rows.len(), 1);
     let event = customer_api::service::events::event_of(rows[0].clone()).unwrap();
-    let (subject, message) = customer_api::relay::cloud_event(&settings.events, event);
+    let traceparent = rows[0].traceparent.clone();
+    let (subject, message) =
+        customer_api::relay::cloud_event(&settings.events, event, traceparent.as_deref());
     js.send_publish(subject, message)
         .await
         .unwrap()

@@ -188,3 +188,124 @@ async fn a_stream_the_client_drops_counts_as_canceled_when_it_ends() {
     })
     .await;
 }
+
+/// The value of the unlabelled sample `name`, if present.
+fn value(text: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_the_outbox_the_relay_the_registry_the_build_and_the_process_are_measured() {
+    let url = crate::helpers::nats_url();
+    let (stream, prefix) = crate::events::private_stream();
+    let (registry, _, _) = crate::business::recording_registry().await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.events.nats_url = Some(url.clone());
+        settings.events.nats_stream = stream.clone();
+        settings.events.nats_subject_prefix = prefix.clone();
+        settings.registry.business_registry_url =
+            Some(customer_api::registry::UrlTemplate::parse(&registry).unwrap());
+    })
+    .await;
+    let js = crate::events::jetstream_context(&url).await;
+
+    app.create("Metered", "Event").await;
+    crate::events::stream_messages(&js, &stream, 1).await;
+    let mut client = app.client.clone();
+    for id in ["GB-1", "XX-9"] {
+        let _ = client
+            .get_business_info(pb::GetBusinessInfoRequest {
+                name: format!("businesses/{id}"),
+            })
+            .await;
+    }
+    // The relay marks the event published after JetStream's acknowledgement.
+    eventually("the outbox is empty", || async {
+        value(&scrape(&app).await, "customer_api_events_unpublished") == Some(0.0)
+    })
+    .await;
+    let text = scrape(&app).await;
+    js.delete_stream(&stream).await.unwrap();
+
+    assert_eq!(
+        value(&text, "customer_api_events_publish_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "customer_api_events_outbox_lag_seconds"),
+        Some(0.0)
+    );
+    assert!(value(&text, "customer_api_db_pool_wait_seconds_count").unwrap() >= 1.0);
+    for (outcome, count) in [("ok", 1.0), ("not_found", 1.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                "customer_api_registry_requests_total",
+                &format!(r#"outcome="{outcome}""#)
+            ),
+            Some(count),
+            "{outcome}: {text}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "customer_api_build_info",
+            &format!(
+                r#"version="{}",commit="{}""#,
+                env!("CARGO_PKG_VERSION"),
+                customer_api::config::COMMIT
+            )
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // Every family the dashboard and the alert rules name is there.
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for family in crate::monitoring::monitored_families() {
+        assert!(
+            exported.contains(family.as_str()),
+            "{family} is monitored but not exported: {text}"
+        );
+    }
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(value(&text, name).unwrap() > 0.0, "{name}: {text}");
+    }
+}
+
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_customer-api"))
+        .arg("--version")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let expected = format!(
+        "customer-api {} (commit {}, built ",
+        env!("CARGO_PKG_VERSION"),
+        customer_api::config::COMMIT
+    );
+    assert!(text.starts_with(&expected), "{text}");
+    let date = text.trim_end().trim_start_matches(&expected);
+    let date = date.strip_suffix(')').unwrap();
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{text}"
+    );
+}

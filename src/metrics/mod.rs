@@ -17,9 +17,19 @@
 //! the service (from the descriptors), so unknown paths cannot grow the label set.
 //!
 //! Also: `customer_api_db_pool_connections{state="idle"|"in_use"}` and
-//! `customer_api_db_pool_max_connections`, read at scrape time, the NATS relay's
-//! `customer_api_events_published_total` and `customer_api_events_relay_connected`, and
-//! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]).
+//! `customer_api_db_pool_max_connections`, read at scrape time, and
+//! `customer_api_db_pool_wait_seconds` (a histogram of checkout waits); the NATS relay's
+//! `customer_api_events_published_total`, `customer_api_events_relay_connected`,
+//! `customer_api_events_publish_seconds` (send to acknowledgement),
+//! `customer_api_events_unpublished` and `customer_api_events_outbox_lag_seconds` (the age
+//! of the oldest event not yet published, 0 when none waits); the business registry's
+//! `customer_api_registry_requests_total{outcome}`;
+//! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]);
+//! `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
+//! and the usual process metrics ([`process`]).
+//! docs/observability.md says what each means.
+
+pub mod process;
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
@@ -90,6 +100,25 @@ pub struct Snapshot {
     pub relay: Option<(bool, u64)>,
     /// Each supervised background task and how often it was restarted.
     pub task_restarts: Vec<(&'static str, u64)>,
+    /// Pool checkout waits.
+    pub pool_wait: Option<Histogram>,
+    /// The relay's publish latencies (with a relay).
+    pub publish_latency: Option<Histogram>,
+    /// The outbox (with a relay): events not yet published, and the age of the oldest in
+    /// seconds.
+    pub outbox: Option<(i64, Option<f64>)>,
+    /// Business-registry requests by outcome (with a registry).
+    pub registry_requests: Option<Family<crate::registry::Outcome, Counter>>,
+    /// What `/proc` says of the process.
+    pub process: process::Process,
+    /// What `/readyz` would answer (without its own database ping: the last probe's).
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: &'static str,
+    commit: &'static str,
 }
 
 impl Metrics {
@@ -171,6 +200,59 @@ impl Metrics {
                 "customer_api_background_task_restarts", "Times a background task ended or panicked unexpectedly and was restarted" => restarts;
             );
         }
+        if let Some(wait) = snapshot.pool_wait {
+            registry.register(
+                "customer_api_db_pool_wait_seconds",
+                "Time a request waited for a pooled PostgreSQL connection",
+                wait,
+            );
+        }
+        if let Some(latency) = snapshot.publish_latency {
+            registry.register(
+                "customer_api_events_publish_seconds",
+                "Time from sending an event to NATS JetStream to its acknowledgement",
+                latency,
+            );
+        }
+        if let Some((unpublished, oldest)) = snapshot.outbox {
+            registry.register(
+                "customer_api_events_unpublished",
+                "Events committed but not yet published to NATS JetStream",
+                ConstGauge::new(unpublished),
+            );
+            registry.register(
+                "customer_api_events_outbox_lag_seconds",
+                "Age of the oldest event not yet published (0 when none waits)",
+                ConstGauge::new(oldest.unwrap_or(0.0)),
+            );
+        }
+        if let Some(requests) = snapshot.registry_requests {
+            registry.register(
+                "customer_api_registry_requests",
+                "Requests to the business registry, by outcome (ok, not_found, timeout, \
+                 connection, status, rejected, malformed, circuit_open)",
+                requests,
+            );
+        }
+        registry.register(
+            "customer_api_ready",
+            "Whether the instance takes calls (1): the database answered the last health \
+             probe and shutdown has not begun; 0 otherwise (/readyz answers 503)",
+            ConstGauge::new(i64::from(snapshot.ready)),
+        );
+        let build = Family::<Build, Gauge>::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: crate::config::COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "customer_api_build_info",
+            "The running build: its version and git commit (always 1)",
+            build,
+        );
+        register_process(&mut registry, &snapshot.process);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &registry);
@@ -196,6 +278,49 @@ macro_rules! register {
     };
 }
 use register;
+
+/// The process metrics under the names every Prometheus client library uses.
+fn register_process(registry: &mut Registry, process: &process::Process) {
+    if let Some(seconds) = process.cpu_seconds {
+        registry.register(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            ConstCounter::new(seconds),
+        );
+    }
+    let gauges = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            process.resident_memory_bytes.map(|bytes| bytes as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            process.virtual_memory_bytes.map(|bytes| bytes as f64),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors",
+            process.open_fds.map(|fds| fds as f64),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            process.max_fds.map(|fds| fds as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            process.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            registry.register(name, help, ConstGauge::new(value));
+        }
+    }
+}
 
 fn leak(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())
@@ -299,12 +424,32 @@ mod tests {
         assert!(metrics.start("/customer.v1.CustomerService/Nope").is_none());
         assert!(metrics.start("/other.Service/GetCustomer").is_none());
 
+        let wait = Histogram::new(exponential_buckets(0.001, 2.0, 2));
+        wait.observe(0.0005);
+        wait.observe(0.5);
+        let registry_requests = Family::<crate::registry::Outcome, Counter>::default();
+        registry_requests
+            .get_or_create(&crate::registry::Outcome { outcome: "timeout" })
+            .inc_by(3);
         let text = metrics.render(Snapshot {
             pool_connections: 3,
             pool_idle: 1,
             pool_max: 10,
             relay: Some((true, 7)),
             task_restarts: vec![("event-relay", 2), ("event-sequencer", 0)],
+            pool_wait: Some(wait),
+            publish_latency: None,
+            outbox: Some((4, Some(1.5))),
+            registry_requests: Some(registry_requests),
+            process: process::Process {
+                cpu_seconds: Some(1.25),
+                resident_memory_bytes: Some(4096),
+                virtual_memory_bytes: None,
+                open_fds: Some(9),
+                max_fds: Some(1024),
+                start_time_seconds: Some(1.7e9),
+            },
+            ready: true,
         });
         for line in [
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
@@ -317,9 +462,30 @@ mod tests {
             "customer_api_events_published_total 7",
             r#"customer_api_background_task_restarts_total{task="event-relay"} 2"#,
             r#"customer_api_background_task_restarts_total{task="event-sequencer"} 0"#,
+            "customer_api_db_pool_wait_seconds_count 2",
+            r#"customer_api_db_pool_wait_seconds_bucket{le="0.001"} 1"#,
+            "customer_api_events_unpublished 4",
+            "customer_api_events_outbox_lag_seconds 1.5",
+            r#"customer_api_registry_requests_total{outcome="timeout"} 3"#,
+            &format!(
+                r#"customer_api_build_info{{version="{}",commit="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION"),
+                crate::config::COMMIT
+            ),
+            "customer_api_ready 1",
+            "process_cpu_seconds_total 1.25",
+            "process_resident_memory_bytes 4096.0",
+            "process_open_fds 9.0",
+            "process_max_fds 1024.0",
+            "process_start_time_seconds 1700000000.0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }
+        assert!(!text.contains("process_virtual_memory_bytes"), "{text}");
+        assert!(
+            !text.contains("customer_api_events_publish_seconds"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -1,0 +1,108 @@
+//! A span per SQL statement (OpenTelemetry database conventions: `db.system`,
+//! `db.operation`, `db.statement`), child of whatever span runs the statement.
+//!
+//! diesel reports each statement to the connection's [`Instrumentation`]: a span opens when
+//! the statement starts and ends when it finishes. The statement is the SQL text with its
+//! `$n` placeholders: the bound values (customer data) never reach the span. Connections get
+//! this instrumentation only when spans are recorded at all ([`wanted`]), so without a trace
+//! layer no statement pays for it.
+
+use std::collections::VecDeque;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+/// Whether statement spans would be recorded (a trace layer takes this crate's spans).
+pub fn wanted() -> bool {
+    tracing::span_enabled!(target: "customer_api::db", tracing::Level::INFO)
+}
+
+/// The open statement spans of one connection, oldest first (pipelined statements finish in
+/// order).
+#[derive(Debug, Default)]
+pub struct StatementSpans {
+    open: VecDeque<tracing::Span>,
+}
+
+impl Instrumentation for StatementSpans {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let span = statement_span();
+                if !span.is_disabled() {
+                    // diesel writes the binds after the SQL; they stay out.
+                    let text = query.to_string();
+                    let sql = text.split(" -- binds: ").next().unwrap_or_default().trim();
+                    let operation = operation(sql);
+                    span.record("otel.name", operation);
+                    span.record("db.operation", operation);
+                    span.record("db.statement", crate::telemetry::masked(sql));
+                }
+                self.open.push_back(span);
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(span) = self.open.pop_front()
+                    && error.is_some()
+                {
+                    span.record("otel.status_code", "error");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn statement_span() -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        target: "customer_api::db",
+        "statement",
+        otel.name = Empty,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        db.system = "postgresql",
+        db.operation = Empty,
+        db.statement = Empty,
+    )
+}
+
+/// The statement's first keyword (`SELECT`, `INSERT`, `WITH` …), upper case.
+fn operation(sql: &str) -> &'static str {
+    let word = sql
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .find(|word| !word.is_empty())
+        .unwrap_or_default();
+    const KNOWN: [&str; 14] = [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "WITH",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SET",
+        "LISTEN",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "SAVEPOINT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(word))
+        .unwrap_or("OTHER")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operation_is_the_first_keyword() {
+        assert_eq!(operation("SELECT \"customers\".\"id\" FROM x"), "SELECT");
+        assert_eq!(operation("  insert into events"), "INSERT");
+        assert_eq!(operation("WITH a AS (SELECT 1) SELECT 2"), "WITH");
+        assert_eq!(operation("VACUUM"), "OTHER");
+        assert_eq!(operation(""), "OTHER");
+    }
+}

@@ -14,6 +14,7 @@ mod clients;
 mod cluster;
 mod companies;
 mod contract;
+mod cors;
 mod create;
 mod database_tls;
 mod delete;

@@ -32,6 +32,7 @@ mod page_tokens;
 mod pgbouncer;
 mod privacy;
 mod read;
+mod readme;
 mod relay;
 mod resilience;
 mod rest;

@@ -31,6 +31,7 @@ mod operations_doc;
 mod page_tokens;
 mod pgbouncer;
 mod privacy;
+mod proto_module;
 mod read;
 mod readme;
 mod relay;

@@ -85,7 +85,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	  echo "Using the DEVELOPMENT token secret; set JWT_HS256_SECRET (or JWKS_FILE) for anything real."; fi; \
 	echo "A token valid for 12 h (customers.read customers.write):"; \
 	echo; echo "  export TOKEN=$$token"; echo; \
-	echo "Try, in another shell:"; \
+	echo "Try, in another shell (the README's walkthrough runs as it is with TOKEN set):"; \
 	echo "  grpcurl -plaintext $$addr list"; \
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"customer\":{\"given_name\":\"Ada\",\"family_name\":\"Lovelace\",\"email\":\"ada@example.com\"}}' $$addr customer.v1.CustomerService/CreateCustomer"; \
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \

@@ -58,9 +58,11 @@ PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 # Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
 # the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
-# playwright-core drives Debian's chromium through the API console (tests/api/docs.rs).
+# playwright-core drives Debian's chromium through the API console (tests/api/docs.rs) and a
+# cross-origin page (tests/api/cors.rs); buf (@bufbuild/buf) runs the README walkthrough's gRPC
+# lines (tests/api/readme.rs).
 TOOLS_NODE := target/tools/node
-NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1
+NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1 @bufbuild/buf@1.75.0
 NODE_STAMP := $(TOOLS_NODE)/.installed-$(shell printf '%s' '$(NPM_TOOLS) +node' | sha256sum | cut -c1-12)
 
 help: ## List the targets
@@ -83,7 +85,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	  echo "Using the DEVELOPMENT token secret; set JWT_HS256_SECRET (or JWKS_FILE) for anything real."; fi; \
 	echo "A token valid for 12 h (customers.read customers.write):"; \
 	echo; echo "  export TOKEN=$$token"; echo; \
-	echo "Try, in another shell:"; \
+	echo "Try, in another shell (the README's walkthrough runs as it is with TOKEN set):"; \
 	echo "  grpcurl -plaintext $$addr list"; \
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"customer\":{\"given_name\":\"Ada\",\"family_name\":\"Lovelace\",\"email\":\"ada@example.com\"}}' $$addr customer.v1.CustomerService/CreateCustomer"; \
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \

@@ -12,7 +12,31 @@ use serde_json::json;
 use crate::helpers::{Scratch, TestApp, tool};
 
 /// Debian's chromium, which `make test-tools` installs.
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs `script` (from tests/clients/) with node and playwright-core from `make tools`, in
+/// a scratch directory; returns the JSON object it prints.
+pub(crate) async fn in_chromium(script: &str, args: &[&str]) -> serde_json::Value {
+    let node = tool("target/tools/node/node");
+    tool("target/tools/node/node_modules/playwright-core/package.json");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run `make test-tools` (`make test` does it first)"
+    );
+    let scratch = Scratch::new("browser");
+    let dir = &scratch.0;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("tests/clients").join(script), dir.join(script)).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("target/tools/node/node_modules"),
+        dir.join("node_modules"),
+    )
+    .unwrap();
+    let mut argv = vec![script];
+    argv.extend_from_slice(args);
+    let stdout = crate::clients::run(&node, &argv, dir, &[]).await;
+    crate::clients::report(&stdout)
+}
 
 async fn fetch(app: &TestApp, path: &str) -> (http::StatusCode, http::HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -78,25 +102,7 @@ async fn the_landing_page_and_the_console_are_served_without_credentials() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_chromium_the_console_authorizes_and_executes_list_and_create() {
-    let node = tool("target/tools/node/node");
-    tool("target/tools/node/node_modules/playwright-core/package.json");
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: run `make test-tools` (`make test` does it first)"
-    );
     let app = TestApp::spawn().await;
-    let scratch = Scratch::new("docs-browser");
-    let dir = &scratch.0;
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/docs_browser.mjs"),
-        dir.join("docs_browser.mjs"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/node/node_modules"),
-        dir.join("node_modules"),
-    )
-    .unwrap();
     // The screenshot is the test's artifact: it stays under target/artifacts/.
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -105,20 +111,11 @@ async fn in_chromium_the_console_authorizes_and_executes_list_and_create() {
 
     let url = format!("http://{}", app.addr);
     let screenshot_path = screenshot.display().to_string();
-    let stdout = crate::clients::run(
-        &node,
-        &[
-            "docs_browser.mjs",
-            &url,
-            &app.token,
-            CHROMIUM,
-            &screenshot_path,
-        ],
-        dir,
-        &[],
+    let seen = in_chromium(
+        "docs_browser.mjs",
+        &[&url, &app.token, CHROMIUM, &screenshot_path],
     )
     .await;
-    let seen = crate::clients::report(&stdout);
 
     assert_eq!(
         seen,

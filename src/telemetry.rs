@@ -453,43 +453,50 @@ impl<W: Write> Drop for RedactingWriter<W> {
     }
 }
 
+/// An in-memory log sink shared by every thread: what [`dispatch`] writes, kept for the tests
+/// (this crate's and the integration tests') to read back exactly as production writes it.
+#[derive(Clone, Default)]
+pub struct MemoryLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemoryLog {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Write for MemoryLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for MemoryLog {
+    type Writer = MemoryLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
-    /// An in-memory log sink.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Capture {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
-
     fn log_with(format: LogFormat, ansi: bool) -> String {
-        let capture = Capture::default();
+        let capture = MemoryLog::default();
         let subscriber = fmt::fmt()
             .with_env_filter(EnvFilter::new("debug"))
             .with_ansi(ansi)
@@ -551,7 +558,11 @@ mod tests {
         // across the dispatchers alive: one that wants nothing keeps it at "ask the default"
         // (as in tests/api/capture.rs).
         let _pinned = Dispatch::new(tracing::subscriber::NoSubscriber::default());
-        let dispatch = dispatch(LogFormat::Json, EnvFilter::new("trace"), Capture::default());
+        let dispatch = dispatch(
+            LogFormat::Json,
+            EnvFilter::new("trace"),
+            MemoryLog::default(),
+        );
         tracing::dispatcher::with_default(&dispatch, || {
             let span = tracing::info_span!(target: "customer_api::observe", "request");
             assert!(span.is_disabled());
@@ -571,7 +582,7 @@ mod tests {
 
     #[test]
     fn partial_writes_are_masked_whole() {
-        let capture = Capture::default();
+        let capture = MemoryLog::default();
         {
             let mut writer = RedactingWriter::new(capture.clone());
             writer.write_all(b"to jane.d").unwrap();

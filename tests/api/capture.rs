@@ -6,46 +6,14 @@
 //! blocking tasks run. Other tests in this binary, running in parallel, are neither captured
 //! nor slowed down.
 
-use std::{
-    cell::RefCell,
-    future::Future,
-    io::{self, Write},
-    sync::{Arc, Mutex},
-};
+use std::{cell::RefCell, future::Future};
 
 use customer_api::{config::LogFormat, telemetry};
 use tracing::dispatcher::{DefaultGuard, Dispatch};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
+use tracing_subscriber::EnvFilter;
 
-/// An in-memory log sink shared by every thread.
-#[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+/// The in-memory log sink of the production subscriber.
+pub use telemetry::MemoryLog as Capture;
 
 thread_local! {
     /// The capturing dispatcher of a runtime thread, for the thread's lifetime.

@@ -315,12 +315,10 @@ where
 /// at the cost of one interest check, without a trace layer).
 fn server_span() -> tracing::Span {
     use tracing::field::Empty;
-    tracing::info_span!(
+    crate::telemetry::otel_span!(
         target: "customer_api::observe",
         "request",
-        otel.name = Empty,
-        otel.kind = "server",
-        otel.status_code = Empty,
+        "server",
         rpc.system = Empty,
         rpc.service = Empty,
         rpc.method = Empty,

@@ -390,13 +390,11 @@ fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -
 fn publish_span(subject: &str, traceparent: Option<&str>) -> tracing::Span {
     use tracing::field::Empty;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = tracing::info_span!(
+    let span = crate::telemetry::otel_span!(
         target: "customer_api::relay",
         parent: None,
         "publish",
-        otel.name = Empty,
-        otel.kind = "producer",
-        otel.status_code = Empty,
+        "producer",
         messaging.system = "nats",
         messaging.operation.type = "send",
         messaging.destination.name = Empty,

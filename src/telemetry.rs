@@ -53,6 +53,24 @@ use crate::{
     redact::mask_pii,
 };
 
+/// A span exported as an OpenTelemetry span of `kind` (`"server"`, `"client"`,
+/// `"producer"`): `otel.name` and `otel.status_code` are recorded once known, then come the
+/// span's own attributes. Disabled (one interest check) when no trace layer is installed.
+macro_rules! otel_span {
+    (target: $target:literal, $(parent: $parent:expr,)? $name:literal, $kind:literal, $($fields:tt)*) => {
+        tracing::info_span!(
+            target: $target,
+            $(parent: $parent,)?
+            $name,
+            otel.name = tracing::field::Empty,
+            otel.kind = $kind,
+            otel.status_code = tracing::field::Empty,
+            $($fields)*
+        )
+    };
+}
+pub(crate) use otel_span;
+
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

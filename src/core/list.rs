@@ -144,6 +144,77 @@ pub fn paging<K: PageKey>(
     Ok(Paging { size, after, query })
 }
 
+/// A List request over a keyset-paged table (customers, companies), validated: its filter,
+/// its order and where its page starts.
+#[derive(Debug)]
+pub struct Plan<F: FilterField, K> {
+    /// Parsed filter, if any.
+    pub filter: Option<Expr<F>>,
+    /// Ordering keys (the id breaks ties).
+    pub order: Vec<OrderKey<K>>,
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Page size, start and token binding.
+    pub paging: Paging<Cursor>,
+}
+
+impl<F: FilterField, K> Plan<F, K> {
+    /// The page query the storage layer runs.
+    pub fn query(&self) -> crate::db::keyset::ListQuery<'_, F, K> {
+        crate::db::keyset::ListQuery {
+            filter: self.filter.as_ref(),
+            order: &self.order,
+            show_deleted: self.show_deleted,
+            after: self.paging.after.as_ref(),
+            limit: self.paging.limit(),
+        }
+    }
+
+    /// The fetched `rows` as a page of items: one page of them, each made an item by `item`,
+    /// and the token of the next page, where `cursor` says where a row stands in the order.
+    pub fn finish<R, T>(
+        &self,
+        rows: Vec<R>,
+        tokens: &PageTokens,
+        cursor: impl Fn(&R, &[OrderKey<K>]) -> Cursor,
+        item: impl FnMut(R) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let (rows, next_page_token) =
+            page(rows, &self.paging, tokens, |row| cursor(row, &self.order));
+        Ok(Page {
+            items: rows.into_iter().map(item).collect::<Result<_>>()?,
+            next_page_token,
+        })
+    }
+}
+
+/// Validates a keyset List `request` whose other fields added their problems to
+/// `violations`; `fingerprint` binds its tokens to the query (the filter, the order and
+/// `show_deleted`: a token is only good for the query that issued it).
+pub fn plan<F: FilterField, K: OrderField>(
+    tokens: &PageTokens,
+    request: &ListRequest,
+    mut violations: Violations,
+    fingerprint: impl FnOnce(&Option<Expr<F>>, &[OrderKey<K>], &str) -> Vec<u8>,
+) -> Result<Plan<F, K>> {
+    let size = page_size(&mut violations, request.page_size);
+    let filter = self::filter::<F>(&mut violations, &request.filter);
+    let order = self::order::<K>(&mut violations, &request.order_by);
+    violations.into_result(())?;
+    let deleted = if request.show_deleted {
+        "deleted"
+    } else {
+        "live"
+    };
+    let query = fingerprint(&filter, &order, deleted);
+    Ok(Plan {
+        paging: paging(tokens, size, &request.page_token, query)?,
+        filter,
+        order,
+        show_deleted: request.show_deleted,
+    })
+}
+
 /// One page of `rows` (fetched with [`Paging::limit`]) and the token of the next, empty on
 /// the last page.
 pub fn page<T, K: PageKey>(

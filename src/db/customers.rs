@@ -20,10 +20,7 @@ use super::{
     schema::customers,
     table::{bumped, soft_deleted_statements},
 };
-use crate::domain::{
-    filter::{CustomerField, Expr},
-    order_by::{CustomerOrder, OrderKey},
-};
+use crate::domain::{filter::CustomerField, order_by::CustomerOrder};
 
 soft_deleted_statements!(customers: CustomerRow, NewCustomerRow, CustomerChanges);
 
@@ -103,29 +100,16 @@ sort_keys!(CustomerOrder for CustomerRow {
 });
 
 /// One page request of [`list`].
-#[derive(Debug)]
-pub struct ListQuery<'a> {
-    /// Parsed filter, if any.
-    pub filter: Option<&'a Expr<CustomerField>>,
-    /// Ordering keys (non-empty; the id is appended as tie-breaker).
-    pub order: &'a [OrderKey<CustomerOrder>],
-    /// Include soft-deleted rows.
-    pub show_deleted: bool,
-    /// Only the customers of this company (`companies/{id}`).
-    pub company: Option<&'a str>,
-    /// Start strictly after this position.
-    pub after: Option<&'a Cursor>,
-    /// Maximum rows to return.
-    pub limit: i64,
-}
+pub type ListQuery<'a> = keyset::ListQuery<'a, CustomerField, CustomerOrder>;
 
-/// One page of customers.
+/// One page of customers: of `company` (`companies/{id}`) only, when given.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     query: &ListQuery<'_>,
+    company: Option<&str>,
 ) -> QueryResult<Vec<CustomerRow>> {
     let mut rows = rows(query.show_deleted);
-    if let Some(company) = query.company {
+    if let Some(company) = company {
         rows = rows.filter(customers::company.eq(company.to_owned()));
     }
     keyset::page(rows, query.filter, query.order, query.after, query.limit)

@@ -8,11 +8,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{
-    models::{NewNoteRow, NoteChanges, NoteRow},
-    schema::notes,
-    table::{first_under, versioned_statements},
-};
+use super::models::{NewNoteRow, NoteChanges, NoteRow};
+use super::schema::notes;
+use super::table::{first_under, versioned_statements};
 use crate::core::store::Lock;
 
 versioned_statements!(notes: NoteRow, NewNoteRow, NoteChanges);

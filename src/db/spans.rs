@@ -53,12 +53,10 @@ impl Instrumentation for StatementSpans {
 
 fn statement_span() -> tracing::Span {
     use tracing::field::Empty;
-    tracing::info_span!(
+    crate::telemetry::otel_span!(
         target: "customer_api::db",
         "statement",
-        otel.name = Empty,
-        otel.kind = "client",
-        otel.status_code = Empty,
+        "client",
         db.system = "postgresql",
         db.operation = Empty,
         db.statement = Empty,
@@ -99,10 +97,14 @@ mod tests {
 
     #[test]
     fn the_operation_is_the_first_keyword() {
-        assert_eq!(operation("SELECT \"customers\".\"id\" FROM x"), "SELECT");
-        assert_eq!(operation("  insert into events"), "INSERT");
-        assert_eq!(operation("WITH a AS (SELECT 1) SELECT 2"), "WITH");
-        assert_eq!(operation("VACUUM"), "OTHER");
-        assert_eq!(operation(""), "OTHER");
+        for (statement, operation_name) in [
+            ("SELECT \"customers\".\"id\" FROM x", "SELECT"),
+            ("  insert into events", "INSERT"),
+            ("WITH a AS (SELECT 1) SELECT 2", "WITH"),
+            ("VACUUM", "OTHER"),
+            ("", "OTHER"),
+        ] {
+            assert_eq!(operation(statement), operation_name, "{statement}");
+        }
     }
 }

@@ -288,26 +288,27 @@ fn register_process(registry: &mut Registry, process: &process::Process) {
             ConstCounter::new(seconds),
         );
     }
+    let n = |value: Option<u64>| value.map(|value| value as f64);
     let gauges = [
         (
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
-            process.resident_memory_bytes.map(|bytes| bytes as f64),
+            n(process.resident_memory_bytes),
         ),
         (
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes",
-            process.virtual_memory_bytes.map(|bytes| bytes as f64),
+            n(process.virtual_memory_bytes),
         ),
         (
             "process_open_fds",
             "Number of open file descriptors",
-            process.open_fds.map(|fds| fds as f64),
+            n(process.open_fds),
         ),
         (
             "process_max_fds",
             "Maximum number of open file descriptors",
-            process.max_fds.map(|fds| fds as f64),
+            n(process.max_fds),
         ),
         (
             "process_start_time_seconds",

@@ -22,7 +22,7 @@ pub use self::error::{Error, Result};
 use self::{error::reason, events::EventLog, page_token::PageTokens};
 use crate::{
     core::{
-        list::{self, Paging},
+        list,
         store::{Store, Transact},
         write::{self, Origin, Writer, collect},
     },
@@ -197,39 +197,29 @@ impl CustomerService<PgStore> {
     /// One page of customers matching the filter, in the requested order; `parent`
     /// (`companies/{id}`) keeps that company's customers only.
     pub async fn list(&self, request: &ListRequest) -> Result<Page<Customer>> {
-        let mut violations = Violations::new();
-        let size = list::page_size(&mut violations, request.page_size);
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
-        let filter = list::filter::<CustomerField>(&mut violations, &request.filter);
-        let order = list::order::<CustomerOrder>(&mut violations, &request.order_by);
+        let mut violations = Violations::new();
         let parent = match request.parent.as_str() {
             "" => None,
             parent => collect(&mut violations, CompanyName::parse("parent", parent)),
         };
-        violations.into_result(())?;
-
         // The v1 fingerprint text (the previous version's `Debug` output), so tokens it issued
-        // stay valid.
-        let mut query_parts = vec![
-            legacy::legacy_debug_filter(&filter),
-            legacy::legacy_debug_order(&order),
-            if request.show_deleted {
-                "deleted".to_owned()
-            } else {
-                "live".to_owned()
+        // stay valid; tokens of unrestricted lists keep their pre-`parent` fingerprint.
+        let plan = list::plan::<CustomerField, CustomerOrder>(
+            &self.page_tokens,
+            request,
+            violations,
+            |filter, order, deleted| {
+                let filter = legacy::legacy_debug_filter(filter);
+                let order = legacy::legacy_debug_order(order);
+                let parent = parent.map(|parent| parent.to_string());
+                let mut parts = vec![filter.as_str(), order.as_str(), deleted];
+                parts.extend(parent.as_deref());
+                PageTokens::query_fingerprint(&parts)
             },
-        ];
-        // Tokens of unrestricted lists keep their pre-`parent` fingerprint (still valid).
-        if let Some(parent) = parent {
-            query_parts.push(parent.to_string());
-        }
-        let query = PageTokens::query_fingerprint(
-            &query_parts.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        let paging: Paging<Cursor> =
-            list::paging(&self.page_tokens, size, &request.page_token, query)?;
-        let show_deleted = request.show_deleted;
-        let (rows, paging) = self
+        )?;
+        let plan = &plan;
+        let rows = self
             .writer
             .store
             .read(async move |conn| {
@@ -241,32 +231,11 @@ impl CustomerService<PgStore> {
                     return Err(Error::not_found(names::COMPANY_TYPE, parent));
                 }
                 let company = parent.map(|parent| parent.to_string());
-                let rows = db::customers::list(
-                    conn,
-                    &db::customers::ListQuery {
-                        filter: filter.as_ref(),
-                        order: &order,
-                        show_deleted,
-                        company: company.as_deref(),
-                        after: paging.after.as_ref(),
-                        limit: paging.limit(),
-                    },
-                )
-                .await?;
-                Ok((rows, (paging, order)))
+                Ok(db::customers::list(conn, &plan.query(), company.as_deref()).await?)
             })
             .await?;
-        let (paging, order) = paging;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.page_tokens, |row| {
-            Cursor::after(row, &order)
-        });
-        let customers = rows
-            .into_iter()
-            .map(|row| Customer::try_from(row).map(|c| c.with_retention(self.writer.retention)))
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items: customers,
-            next_page_token,
+        plan.finish(rows, &self.page_tokens, Cursor::after, |row| {
+            Ok(Customer::try_from(row)?.with_retention(self.writer.retention))
         })
     }
 

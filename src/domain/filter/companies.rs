@@ -34,22 +34,16 @@ impl FilterField for CompanyField {
     type Time = TimeField;
     type Text = CompanyText;
 
-    const VALID_FIELDS: &'static str =
-        "name, uid, display_name, domain, business_id, create_time, update_time, labels.<key>";
+    const FIELDS: &'static [Self] = &[
+        Self::Id(IdField::Name),
+        Self::Id(IdField::Uid),
+        Self::Text(CompanyText::DisplayName),
+        Self::Text(CompanyText::Domain),
+        Self::Text(CompanyText::BusinessId),
+        Self::Time(TimeField::CreateTime),
+        Self::Time(TimeField::UpdateTime),
+    ];
     const COLLECTION: &'static str = "companies";
-
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "name" => Self::Id(IdField::Name),
-            "uid" => Self::Id(IdField::Uid),
-            "display_name" => Self::Text(CompanyText::DisplayName),
-            "domain" => Self::Text(CompanyText::Domain),
-            "business_id" => Self::Text(CompanyText::BusinessId),
-            "create_time" => Self::Time(TimeField::CreateTime),
-            "update_time" => Self::Time(TimeField::UpdateTime),
-            _ => return None,
-        })
-    }
 
     fn label(key: String) -> Option<Self> {
         Some(Self::Text(CompanyText::Label(key)))

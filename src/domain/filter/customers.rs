@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use super::{
     EnumField, FieldKind, FieldName, FilterField, IdField, LabelKey, TextField, TimeField,
+    field_names,
 };
 use crate::domain::customer::Status;
 
@@ -76,33 +77,24 @@ impl FilterField for CustomerField {
     type Time = TimeField;
     type Text = CustomerText;
 
-    const VALID_FIELDS: &'static str = "name, uid, given_name, family_name, email, phone, \
-                                        status, company, business_id, address.locality, \
-                                        address.region, address.postal_code, \
-                                        address.country_code, create_time, update_time, \
-                                        labels.<key>";
+    const FIELDS: &'static [Self] = &[
+        Self::Id(IdField::Name),
+        Self::Id(IdField::Uid),
+        Self::Text(CustomerText::GivenName),
+        Self::Text(CustomerText::FamilyName),
+        Self::Text(CustomerText::Email),
+        Self::Text(CustomerText::Phone),
+        Self::Status(StatusField),
+        Self::Text(CustomerText::Company),
+        Self::Text(CustomerText::BusinessId),
+        Self::Text(CustomerText::Address(AddressPart::Locality)),
+        Self::Text(CustomerText::Address(AddressPart::Region)),
+        Self::Text(CustomerText::Address(AddressPart::PostalCode)),
+        Self::Text(CustomerText::Address(AddressPart::CountryCode)),
+        Self::Time(TimeField::CreateTime),
+        Self::Time(TimeField::UpdateTime),
+    ];
     const COLLECTION: &'static str = "customers";
-
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "name" => Self::Id(IdField::Name),
-            "uid" => Self::Id(IdField::Uid),
-            "given_name" => Self::Text(CustomerText::GivenName),
-            "family_name" => Self::Text(CustomerText::FamilyName),
-            "email" => Self::Text(CustomerText::Email),
-            "phone" => Self::Text(CustomerText::Phone),
-            "status" => Self::Status(StatusField),
-            "company" => Self::Text(CustomerText::Company),
-            "business_id" => Self::Text(CustomerText::BusinessId),
-            "address.locality" => Self::Text(CustomerText::Address(AddressPart::Locality)),
-            "address.region" => Self::Text(CustomerText::Address(AddressPart::Region)),
-            "address.postal_code" => Self::Text(CustomerText::Address(AddressPart::PostalCode)),
-            "address.country_code" => Self::Text(CustomerText::Address(AddressPart::CountryCode)),
-            "create_time" => Self::Time(TimeField::CreateTime),
-            "update_time" => Self::Time(TimeField::UpdateTime),
-            _ => return None,
-        })
-    }
 
     fn label(key: String) -> Option<Self> {
         Some(Self::Text(CustomerText::Label(key)))
@@ -118,11 +110,7 @@ impl FilterField for CustomerField {
     }
 }
 
-impl FieldName for StatusField {
-    fn name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("status")
-    }
-}
+field_names!(StatusField => "status");
 
 impl EnumField for StatusField {
     type Value = Status;

@@ -1,8 +1,6 @@
 //! The fields of ListCustomerEvents' filter.
 
-use std::borrow::Cow;
-
-use super::{EnumField, FieldKind, FieldName, FilterField, NoField, TextField};
+use super::{EnumField, FieldKind, FilterField, NoField, TextField, field_names};
 use crate::domain::event::EventType;
 
 /// A field of an events filter.
@@ -34,7 +32,7 @@ impl FilterField for EventField {
     type Time = OccurTimeField;
     type Text = ActorField;
 
-    const VALID_FIELDS: &'static str = "type, actor, occur_time";
+    const FIELDS: &'static [Self] = &[Self::Type, Self::Actor, Self::OccurTime];
     /// Events have no identifier field, so no collection.
     const COLLECTION: &'static str = "";
     const MAX_LEN: usize = 1024;
@@ -61,11 +59,7 @@ impl FilterField for EventField {
     }
 }
 
-impl FieldName for EventTypeField {
-    fn name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("type")
-    }
-}
+field_names!(EventTypeField => "type"; ActorField => "actor"; OccurTimeField => "occur_time");
 
 impl EnumField for EventTypeField {
     type Value = EventType;
@@ -73,12 +67,6 @@ impl EnumField for EventTypeField {
 
     fn value_name(value: EventType) -> &'static str {
         value.as_str()
-    }
-}
-
-impl FieldName for ActorField {
-    fn name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("actor")
     }
 }
 
@@ -91,12 +79,6 @@ impl TextField for ActorField {
 
     fn ordered(&self) -> bool {
         false
-    }
-}
-
-impl FieldName for OccurTimeField {
-    fn name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("occur_time")
     }
 }
 

@@ -1032,3 +1032,110 @@ fn unsupported_media_type(
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn with_type(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_may_say_utf_8_and_nothing_else_takes_parameters() {
+        assert_eq!(
+            content_type(&with_type("Application/JSON; Charset=UTF-8")).as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            content_type(&with_type("application/connect+json;charset=utf-8")).as_deref(),
+            Some("application/connect+json")
+        );
+        assert_eq!(
+            content_type(&with_type("application/json; charset=latin1")),
+            None
+        );
+        assert_eq!(
+            content_type(&with_type("application/proto; charset=utf-8")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_streaming_request_is_one_message_envelope_optionally_ended() {
+        let message = envelope(0, b"abc");
+        assert_eq!(single_envelope(&message).ok().unwrap().as_ref(), b"abc");
+        let mut ended = message.to_vec();
+        ended.extend_from_slice(&envelope(END_STREAM, b""));
+        assert_eq!(
+            single_envelope(&Bytes::from(ended)).ok().unwrap().as_ref(),
+            b"abc"
+        );
+        let reason = |body: &[u8]| {
+            let refusal = single_envelope(&Bytes::copy_from_slice(body))
+                .err()
+                .unwrap();
+            (refusal.status.code(), refusal.status.message().to_owned())
+        };
+        let mut two = message.to_vec();
+        two.extend_from_slice(&message);
+        assert_eq!(
+            reason(&two),
+            (
+                Code::InvalidArgument,
+                "malformed Connect envelope: a server stream takes exactly one request message"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            reason(&message[..7]).1,
+            "malformed Connect envelope: truncated message"
+        );
+        assert_eq!(
+            reason(&message[..3]).1,
+            "malformed Connect envelope: truncated header"
+        );
+        assert_eq!(
+            reason(b"").1,
+            "malformed Connect envelope: no request message"
+        );
+        assert_eq!(reason(&envelope(COMPRESSED, b"abc")).0, Code::Unimplemented);
+    }
+
+    #[test]
+    fn protocol_headers_are_not_metadata_and_the_rest_is() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("connect-protocol-version", "1"),
+            ("connect-timeout-ms", "10"),
+            ("accept-encoding", "gzip"),
+            ("grpc-timeout", "1S"),
+            ("authorization", "Bearer x"),
+            ("x-request-id", "r"),
+            ("tenant", "acme"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut names: Vec<&str> = Vec::new();
+        let metadata = metadata(&headers);
+        names.extend(metadata.keys().map(HeaderName::as_str));
+        names.sort_unstable();
+        assert_eq!(names, ["authorization", "tenant", "x-request-id"]);
+    }
+
+    #[test]
+    fn codes_are_named_as_connect_names_them() {
+        assert_eq!(connect_code(Code::Cancelled), "canceled");
+        assert_eq!(connect_code(Code::InvalidArgument), "invalid_argument");
+        assert_eq!(connect_code(Code::DeadlineExceeded), "deadline_exceeded");
+        assert_eq!(connect_code(Code::Unauthenticated), "unauthenticated");
+    }
+}

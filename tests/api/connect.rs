@@ -633,3 +633,33 @@ fn connect_web_in_chromium_runs_the_scenario_in_json_and_in_binary() {
     );
     assert_eq!(methods_by_rpc(&logs), connect_methods());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_timeout_ms_is_the_deadline_of_the_call() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let ada = app.create("Ada", "Lovelace").await;
+    // The row is locked, so the update waits for it past its deadline.
+    let mut lock = crate::helpers::lock_customer(&app, &ada.name).await;
+    let update = json!({
+        "customer": {"name": ada.name, "phone": "+14155550123"},
+        "updateMask": "phone",
+    });
+
+    let (status, _, body) = send(
+        &app,
+        Method::POST,
+        &format!("{SERVICE}/UpdateCustomer"),
+        &[
+            ("content-type", "application/json"),
+            ("connect-timeout-ms", "200"),
+        ],
+        update.to_string(),
+        true,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body:?}");
+    assert_eq!(json_of(&body)["code"], "deadline_exceeded");
+    lock.batch_execute("ROLLBACK").await.unwrap();
+}

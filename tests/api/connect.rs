@@ -3,7 +3,8 @@
 //! gRPC client gets, 415s, protocol headers, enveloped streams and their end-stream error),
 //! then real clients: @connectrpc/connect-node (JSON over HTTP/1.1, binary over h2c) and
 //! connect-web's default transport in headless Chromium, each running the scenario of
-//! `tests/clients/connect_scenario.mjs` on the TypeScript SDK that `buf generate` makes.
+//! `tests/clients/connect_scenario.ts` (type-checked) on the TypeScript SDK that
+//! `buf generate` makes.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -502,24 +503,36 @@ async fn a_stream_sends_enveloped_messages_and_a_failing_one_ends_with_an_end_st
 }
 
 /// The TypeScript SDK `buf generate` makes (buf.gen.yaml), in `dir/gen/ts`, with the tools'
-/// node_modules beside it.
+/// node_modules beside it and the scenario type-checked against it (`tsc --strict`, the SDK's
+/// declarations included) and compiled to `connect_scenario.js`.
 async fn typescript_sdk(dir: &std::path::Path) {
     crate::sdk::generate(dir).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::os::unix::fs::symlink(
-        root.join("target/tools/node/node_modules"),
-        dir.join("node_modules"),
-    )
-    .unwrap();
+    let tools = root.join("target/tools/node/node_modules");
+    std::os::unix::fs::symlink(&tools, dir.join("node_modules")).unwrap();
     std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
     for script in [
-        "connect_scenario.mjs",
+        "connect_scenario.ts",
         "connect_node.mjs",
         "connect_web.mjs",
         "connect_web_entry.mjs",
     ] {
         std::fs::copy(root.join("tests/clients").join(script), dir.join(script)).unwrap();
     }
+    std::fs::write(
+        dir.join("tsconfig.json"),
+        json!({
+            "compilerOptions": {
+                "target": "es2022", "module": "nodenext", "moduleResolution": "nodenext",
+                "lib": ["es2022", "dom"], "strict": true, "noEmitOnError": true,
+            },
+            "files": ["connect_scenario.ts"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tsc = tool("target/tools/node/node_modules/.bin/tsc");
+    crate::clients::run(&tsc, &["-p", "."], dir, &[&root.join("target/tools/node")]).await;
 }
 
 /// What the scenario must report, for customers tagged `tag`.

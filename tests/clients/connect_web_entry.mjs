@@ -2,7 +2,7 @@
 // connect-web's default transport (the Connect protocol over fetch), on `window`.
 
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { scenario } from "./connect_scenario.mjs";
+import { scenario } from "./connect_scenario.js";
 
 window.connectScenario = (baseUrl, token, binary) =>
   scenario(

@@ -3,16 +3,18 @@
 // v2, in ./gen/ts) driven over the Connect protocol through create / get / list-all-pages /
 // update with an etag / a stale etag / delete / error details / a Watch stream and a failing
 // one. Reads go out as GET where the transport is made with useHttpGet (the proto marks them
-// NO_SIDE_EFFECTS; the server's access log shows it). Returns what it saw; the caller prints
-// it as JSON.
+// NO_SIDE_EFFECTS; the server's access log shows it). Type-checked by `tsc --strict` against
+// the SDK's declarations before it runs (tests/api/connect.rs). Returns what it saw; the
+// caller prints it as JSON.
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import type { Customer } from "./gen/ts/customer/v1/customer_pb.js";
 import { CustomerService } from "./gen/ts/customer/v1/customer_service_pb.js";
 
-/** The fields of a google.rpc.BadRequest (field_violations = 1: field = 1, description = 2). */
-function fieldViolations(bytes) {
-  const fields = [];
+/** The `field`s of a google.rpc.BadRequest (field_violations = 1: field = 1). */
+function fieldViolations(bytes: Uint8Array): string[] {
+  const fields: string[] = [];
   const reader = new BinaryReader(bytes);
   while (reader.pos < reader.len) {
     const [number, wireType] = reader.tag();
@@ -22,20 +24,20 @@ function fieldViolations(bytes) {
     }
     const violation = new BinaryReader(reader.bytes());
     while (violation.pos < violation.len) {
-      const [inner, wireType] = violation.tag();
+      const [inner, innerType] = violation.tag();
       if (inner === 1) {
         fields.push(violation.string());
       } else {
-        violation.skip(wireType);
+        violation.skip(innerType);
       }
     }
   }
   return fields;
 }
 
-/** The metadata of a google.rpc.ErrorInfo (reason = 1, domain = 2, metadata = 3). */
-function errorInfoMetadata(bytes) {
-  const metadata = {};
+/** The metadata of a google.rpc.ErrorInfo (metadata = 3, a map<string, string>). */
+function errorInfoMetadata(bytes: Uint8Array): Record<string, string> {
+  const metadata: Record<string, string> = {};
   const reader = new BinaryReader(bytes);
   while (reader.pos < reader.len) {
     const [number, wireType] = reader.tag();
@@ -57,22 +59,34 @@ function errorInfoMetadata(bytes) {
   return metadata;
 }
 
-/** What a failed call tells: its code, the BadRequest fields, whether ErrorInfo has a request id. */
-function failure(error) {
+/** A detail as received: its type name and its protobuf bytes. */
+function detail(error: ConnectError, type: string): Uint8Array | undefined {
+  for (const detail of error.details) {
+    if ("type" in detail && detail.type === type) {
+      return detail.value;
+    }
+  }
+  return undefined;
+}
+
+/** A failed call: its code, the BadRequest fields, whether ErrorInfo carries a request id. */
+type Failure = [string, string[], boolean];
+
+function failure(error: unknown): Failure {
   if (!(error instanceof ConnectError)) {
     throw error;
   }
-  const badRequest = error.details.find((detail) => detail.type === "google.rpc.BadRequest");
-  const info = error.details.find((detail) => detail.type === "google.rpc.ErrorInfo");
-  const requestId = info === undefined ? "" : (errorInfoMetadata(info.value).requestId ?? "");
+  const badRequest = detail(error, "google.rpc.BadRequest");
+  const info = detail(error, "google.rpc.ErrorInfo");
+  const requestId = info === undefined ? "" : (errorInfoMetadata(info).requestId ?? "");
   return [
     Code[error.code],
-    badRequest === undefined ? [] : fieldViolations(badRequest.value),
+    badRequest === undefined ? [] : fieldViolations(badRequest),
     requestId.length > 0,
   ];
 }
 
-async function failed(call) {
+async function failed(call: () => Promise<unknown>): Promise<Failure> {
   try {
     await call();
   } catch (error) {
@@ -85,13 +99,17 @@ async function failed(call) {
  * Runs the scenario over `transport` as the holder of `token`; `tag` names its customers
  * (family name `Connect{tag}`), so runs do not meet.
  */
-export async function scenario(transport, token, tag) {
+export async function scenario(
+  transport: Transport,
+  token: string,
+  tag: string,
+): Promise<Record<string, unknown>> {
   const family = `Connect${tag}`;
   const client = createClient(CustomerService, transport);
   const headers = { authorization: `Bearer ${token}` };
-  const seen = {};
+  const seen: Record<string, unknown> = {};
 
-  const created = [];
+  const created: Customer[] = [];
   for (const given of ["Ada", "Alan", "Grace"]) {
     created.push(
       await client.createCustomer(
@@ -109,11 +127,12 @@ export async function scenario(transport, token, tag) {
   seen.created = created.map((customer) => customer.givenName);
   const ada = created[0];
 
+  // Unset messages are absent (undefined).
   const got = await client.getCustomer({ name: ada.name }, { headers });
   seen.got = got.email.split("@")[0];
   seen.unsetIsAbsent = got.deleteTime === undefined && got.address === undefined;
 
-  const listed = [];
+  const listed: string[] = [];
   let pages = 0;
   let pageToken = "";
   for (;;) {
@@ -129,7 +148,7 @@ export async function scenario(transport, token, tag) {
   seen.listed = listed;
   seen.pages = pages;
 
-  const update = (phone) =>
+  const update = (phone: string) =>
     client.updateCustomer(
       { customer: { name: ada.name, phone, etag: got.etag }, updateMask: { paths: ["phone"] } },
       { headers },
@@ -153,7 +172,7 @@ export async function scenario(transport, token, tag) {
   seen.unauthenticated = await failed(() => client.getCustomer({ name: ada.name }));
 
   // Watch Ada's history: created, updated, deleted; then stop reading (the stream stays open).
-  const watched = [];
+  const watched: [number, string][] = [];
   const controller = new AbortController();
   for await (const event of client.watchCustomerEvents(
     { parent: ada.name },

@@ -508,9 +508,6 @@ async fn a_stream_sends_enveloped_messages_and_a_failing_one_ends_with_an_end_st
 async fn typescript_sdk(dir: &std::path::Path) {
     crate::sdk::generate(dir).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tools = root.join("target/tools/node/node_modules");
-    std::os::unix::fs::symlink(&tools, dir.join("node_modules")).unwrap();
-    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
     for script in [
         "connect_scenario.ts",
         "connect_node.mjs",
@@ -519,18 +516,7 @@ async fn typescript_sdk(dir: &std::path::Path) {
     ] {
         std::fs::copy(root.join("tests/clients").join(script), dir.join(script)).unwrap();
     }
-    std::fs::write(
-        dir.join("tsconfig.json"),
-        json!({
-            "compilerOptions": {
-                "target": "es2022", "module": "nodenext", "moduleResolution": "nodenext",
-                "lib": ["es2022", "dom"], "strict": true, "noEmitOnError": true,
-            },
-            "files": ["connect_scenario.ts"],
-        })
-        .to_string(),
-    )
-    .unwrap();
+    crate::clients::node_project(dir, &["connect_scenario.ts"], json!({}));
     let tsc = tool("target/tools/node/node_modules/.bin/tsc");
     crate::clients::run(&tsc, &["-p", "."], dir, &[&root.join("target/tools/node")]).await;
 }

@@ -359,7 +359,12 @@ fn start_span<B>(
     span.record("request.id", telemetry::masked(context.request_id()));
     match (transport, path) {
         (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) => {
-            record_rpc(span, path.path());
+            let system = if transport == Transport::Connect {
+                "connect_rpc"
+            } else {
+                "grpc"
+            };
+            record_rpc(span, system, path.path());
             span.record("otel.name", path.path().trim_start_matches('/'));
         }
         (Transport::Http, Some(path)) => {
@@ -380,10 +385,11 @@ fn start_span<B>(
     telemetry::trace_id(span).map(String::into_boxed_str)
 }
 
-/// `rpc.system`, `rpc.service` and `rpc.method` of a `/package.Service/Method` path.
-fn record_rpc(span: &tracing::Span, path: &str) {
+/// `rpc.system` (`grpc`, or `connect_rpc` for the Connect protocol), `rpc.service` and
+/// `rpc.method` of a `/package.Service/Method` path.
+fn record_rpc(span: &tracing::Span, system: &'static str, path: &str) {
     if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
-        span.record("rpc.system", "grpc");
+        span.record("rpc.system", system);
         span.record("rpc.service", service);
         span.record("rpc.method", method);
     }
@@ -588,7 +594,7 @@ impl Record {
             {
                 self.span.record("http.route", route.template.as_str());
                 telemetry::rename(&self.span, format!("{} {}", route.method, route.template));
-                record_rpc(&self.span, &route.grpc_path);
+                record_rpc(&self.span, "grpc", &route.grpc_path);
             }
         }
         if let Some(code) = status_code(response.headers()) {

@@ -308,7 +308,8 @@ fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
 }
 
 #[test]
-fn rest_grpc_and_connect_calls_continue_the_callers_trace_into_the_database_the_registry_and_nats() {
+fn rest_grpc_and_connect_calls_continue_the_callers_trace_into_the_database_the_registry_and_nats()
+{
     let exporting = Exporting::start(OtlpProtocol::Grpc);
     let (create_parent, create_trace, create_span) = caller(0x1a);
     let (rest_parent, rest_trace, rest_span) = caller(0x2b);

@@ -662,3 +662,30 @@ async fn connect_timeout_ms_is_the_deadline_of_the_call() {
     assert_eq!(json_of(&body)["code"], "deadline_exceeded");
     lock.batch_execute("ROLLBACK").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_is_not_its_message_in_json_is_invalid_and_quoted_masked() {
+    let app = TestApp::spawn().await;
+    let (status, _, body) = send(
+        &app,
+        Method::POST,
+        &format!("{SERVICE}/ListCustomers"),
+        &[("content-type", "application/json")],
+        r#"{"showDeleted": "jane.doe@example.com"}"#,
+        true,
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = json_of(&body);
+    assert_eq!(error["code"], "invalid_argument");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the request is not a valid customer.v1.ListCustomersRequest in JSON"),
+        "{message}"
+    );
+    // The value is quoted with the personal data masked, as the REST routes do.
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("jane.doe"), "{text}");
+    assert!(text.contains("j***@example.com"), "{text}");
+}

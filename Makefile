@@ -89,7 +89,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	token="$$($(BIN) token --scopes 'customers.read customers.write' --ttl 12h --sub developer)"; \
 	addr="$(LISTEN_ADDR)"; \
 	echo; \
-	echo "customer-api on $$addr: gRPC (h2c), gRPC-web and REST. Authentication is on."; \
+	echo "customer-api on $$addr: gRPC (h2c), gRPC-web, Connect and REST. Authentication is on."; \
 	if [ "$$JWT_HS256_SECRET" = "$(DEV_JWT_SECRET)" ]; then \
 	  echo "Using the DEVELOPMENT token secret; set JWT_HS256_SECRET (or JWKS_FILE) for anything real."; fi; \
 	echo "A token valid for 12 h (customers.read customers.write):"; \
@@ -100,6 +100,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \
 	echo "  buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer \$$TOKEN\" -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
 	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" http://$$addr/v1/customers"; \
+	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" -H 'content-type: application/json' -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
 	echo "  curl -s http://$$addr/openapi.json"; \
 	echo "API console (Swagger UI; Authorize with the token): http://$$addr/docs"; \
 	echo; \

@@ -355,111 +355,51 @@ impl Inner {
         let rpc = self.rpcs.get(path).ok_or_else(|| {
             Status::unimplemented(format!("{path} is not a method served over Connect"))
         })?;
-        if let Some(version) = parts.headers.get("connect-protocol-version")
-            && version.as_bytes() != PROTOCOL_VERSION.as_bytes()
-        {
-            return Err(invalid(
-                "UNSUPPORTED_PROTOCOL_VERSION",
-                "connect-protocol-version",
-                format!(
-                    "Connect-Protocol-Version `{}` is not supported: send `{PROTOCOL_VERSION}`",
-                    String::from_utf8_lossy(version.as_bytes())
-                ),
-            )
-            .into());
-        }
-        let mut metadata = metadata(&parts.headers);
-        if let Some(timeout) = parts.headers.get("connect-timeout-ms") {
-            let millis = timeout
-                .to_str()
-                .ok()
-                .filter(|text| (1..=10).contains(&text.len()))
-                .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    invalid(
-                        "INVALID_TIMEOUT",
-                        "connect-timeout-ms",
-                        "Connect-Timeout-Ms must be a positive integer of at most 10 digits"
-                            .to_owned(),
-                    )
-                })?;
-            // gRPC's timeout takes at most 8 digits: larger values in seconds.
-            let grpc_timeout = if millis < 100_000_000 {
-                format!("{millis}m")
-            } else {
-                format!("{}S", millis.div_ceil(1000).min(99_999_999))
-            };
-            if let Ok(value) = HeaderValue::from_str(&grpc_timeout) {
-                metadata.insert("grpc-timeout", value);
-            }
-        }
-
-        if parts.method == Method::GET {
-            if rpc.streaming || !rpc.no_side_effects {
-                return Err(Refusal {
-                    status: Status::unimplemented(format!(
-                        "GET is not allowed on {path}: only methods without side effects \
-                         (idempotency_level = NO_SIDE_EFFECTS) take GET; use POST"
-                    )),
-                    http: Some(StatusCode::METHOD_NOT_ALLOWED),
-                    headers: vec![(header::ALLOW, HeaderValue::from_static("POST"))],
-                });
-            }
-            let (codec, message) = self.get_message(parts)?;
-            let framed = self.encode(rpc, codec, &message)?;
-            return Ok(Call {
-                rpc,
-                codec,
-                streaming: false,
-                framed,
-                metadata,
-            });
-        }
-        if parts.method != Method::POST {
-            return Err(Refusal {
-                status: Status::unimplemented(format!(
-                    "{} is not allowed on {path}: Connect calls are POST (or GET for reads)",
-                    parts.method
-                )),
-                http: Some(StatusCode::METHOD_NOT_ALLOWED),
-                headers: vec![(
-                    header::ALLOW,
-                    HeaderValue::from_static(if rpc.no_side_effects && !rpc.streaming {
-                        "GET, POST"
-                    } else {
-                        "POST"
-                    }),
-                )],
-            });
-        }
-        let essence = content_type(&parts.headers).unwrap_or_default();
-        let (codec, accepted) = if rpc.streaming {
-            (
-                match essence.as_str() {
-                    "application/connect+json" => Some(Codec::Json),
-                    "application/connect+proto" => Some(Codec::Proto),
-                    _ => None,
-                },
-                STREAM_CONTENT_TYPES,
-            )
-        } else {
-            (
-                match essence.as_str() {
-                    "application/json" => Some(Codec::Json),
-                    "application/proto" => Some(Codec::Proto),
-                    _ => None,
-                },
-                UNARY_CONTENT_TYPES,
-            )
+        let metadata = call_metadata(&parts.headers)?;
+        let (codec, message) = match parts.method {
+            Method::GET => self.get_message(rpc, parts)?,
+            Method::POST => self.post_message(rpc, parts, body).await?,
+            _ => return Err(method_not_allowed(rpc, parts)),
         };
-        let Some(codec) = codec else {
+        let framed = self.encode(rpc, codec, &message)?;
+        Ok(Call {
+            rpc,
+            codec,
+            streaming: rpc.streaming,
+            framed,
+            metadata,
+        })
+    }
+
+    /// The codec and message of a POST: the body (a streaming call's one envelope) in the
+    /// content type the kind of method takes, uncompressed.
+    async fn post_message<B>(
+        &self,
+        rpc: &Rpc,
+        parts: &http::request::Parts,
+        body: B,
+    ) -> Result<(Codec, Bytes), Refusal>
+    where
+        B: BytesBody,
+    {
+        let (codec, accepted) = match (rpc.streaming, content_type(&parts.headers).as_deref()) {
+            (true, Some("application/connect+json")) | (false, Some("application/json")) => {
+                (Codec::Json, None)
+            }
+            (true, Some("application/connect+proto")) | (false, Some("application/proto")) => {
+                (Codec::Proto, None)
+            }
+            (true, _) => (Codec::Json, Some(STREAM_CONTENT_TYPES)),
+            (false, _) => (Codec::Json, Some(UNARY_CONTENT_TYPES)),
+        };
+        if let Some(accepted) = accepted {
             return Err(unsupported_media_type(
                 &parts.headers,
-                path,
+                parts.uri.path(),
                 rpc.streaming,
                 &accepted,
             ));
-        };
+        }
         let encoding = if rpc.streaming {
             "connect-content-encoding"
         } else {
@@ -492,18 +432,27 @@ impl Inner {
         if message.len() > self.max_message_bytes {
             return Err(too_large(self.max_message_bytes).into());
         }
-        let framed = self.encode(rpc, codec, &message)?;
-        Ok(Call {
-            rpc,
-            codec,
-            streaming: rpc.streaming,
-            framed,
-            metadata,
-        })
+        Ok((codec, message))
     }
 
-    /// The codec and message of a GET: `?connect=v1&encoding=json|proto&message=…&base64=1`.
-    fn get_message(&self, parts: &http::request::Parts) -> Result<(Codec, Bytes), Refusal> {
+    /// The codec and message of a GET: `?connect=v1&encoding=json|proto&message=…&base64=1`,
+    /// for a method without side effects.
+    fn get_message(
+        &self,
+        rpc: &Rpc,
+        parts: &http::request::Parts,
+    ) -> Result<(Codec, Bytes), Refusal> {
+        if rpc.streaming || !rpc.no_side_effects {
+            return Err(Refusal {
+                status: Status::unimplemented(format!(
+                    "GET is not allowed on {}: only methods without side effects \
+                     (idempotency_level = NO_SIDE_EFFECTS) take GET; use POST",
+                    parts.uri.path()
+                )),
+                http: Some(StatusCode::METHOD_NOT_ALLOWED),
+                headers: vec![(header::ALLOW, HeaderValue::from_static("POST"))],
+            });
+        }
         let query = parts.uri.query().unwrap_or("");
         let (mut encoding, mut message, mut base64, mut compression) = (None, None, false, None);
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -892,6 +841,70 @@ fn stream_codec(headers: &HeaderMap) -> Codec {
     match content_type(headers).as_deref() {
         Some("application/connect+proto") => Codec::Proto,
         _ => Codec::Json,
+    }
+}
+
+/// The gRPC metadata of a call: the request's headers but HTTP's and the protocol's own,
+/// with `Connect-Timeout-Ms` as `grpc-timeout`; `Connect-Protocol-Version`, if sent, must be
+/// the one this speaks.
+fn call_metadata(headers: &HeaderMap) -> Result<HeaderMap, Refusal> {
+    if let Some(version) = headers.get("connect-protocol-version")
+        && version.as_bytes() != PROTOCOL_VERSION.as_bytes()
+    {
+        return Err(invalid(
+            "UNSUPPORTED_PROTOCOL_VERSION",
+            "connect-protocol-version",
+            format!(
+                "Connect-Protocol-Version `{}` is not supported: send `{PROTOCOL_VERSION}`",
+                String::from_utf8_lossy(version.as_bytes())
+            ),
+        )
+        .into());
+    }
+    let mut metadata = metadata(headers);
+    if let Some(timeout) = headers.get("connect-timeout-ms") {
+        let millis = timeout
+            .to_str()
+            .ok()
+            .filter(|text| (1..=10).contains(&text.len()))
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| {
+                invalid(
+                    "INVALID_TIMEOUT",
+                    "connect-timeout-ms",
+                    "Connect-Timeout-Ms must be a positive integer of at most 10 digits".to_owned(),
+                )
+            })?;
+        // gRPC's timeout takes at most 8 digits: larger values in seconds.
+        let grpc_timeout = if millis < 100_000_000 {
+            format!("{millis}m")
+        } else {
+            format!("{}S", millis.div_ceil(1000).min(99_999_999))
+        };
+        if let Ok(value) = HeaderValue::from_str(&grpc_timeout) {
+            metadata.insert("grpc-timeout", value);
+        }
+    }
+    Ok(metadata)
+}
+
+/// 405 for an HTTP method Connect does not use, naming those the method takes.
+fn method_not_allowed(rpc: &Rpc, parts: &http::request::Parts) -> Refusal {
+    Refusal {
+        status: Status::unimplemented(format!(
+            "{} is not allowed on {}: Connect calls are POST (or GET for reads)",
+            parts.method,
+            parts.uri.path()
+        )),
+        http: Some(StatusCode::METHOD_NOT_ALLOWED),
+        headers: vec![(
+            header::ALLOW,
+            HeaderValue::from_static(if rpc.no_side_effects && !rpc.streaming {
+                "GET, POST"
+            } else {
+                "POST"
+            }),
+        )],
     }
 }
 

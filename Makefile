@@ -45,7 +45,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop nextest test test-tools bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest test test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -53,16 +53,25 @@ TEST_PACKAGES := pgbouncer haproxy chromium
 # vendors (offline). The deploy tests (tests/api/deploy.rs) run them from this path.
 # openapi-python-client generates the typed Python client tests/api/clients.rs drives;
 # openapi-spec-validator checks the document against the OpenAPI 3.1 specification.
+# grpcio-tools is the protoc (with the Python and gRPC-Python generators built in) behind
+# `make sdk`'s Python SDK; grpcio + grpcio-status (and googleapis-common-protos, for the
+# google.api/google.rpc modules the SDK imports) run it (tests/api/sdk.rs).
 TOOLS_VENV := target/tools/venv
-PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0
+PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0 \
+	grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-status==1.85.1 googleapis-common-protos==1.76.0
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 # Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
 # the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
 # playwright-core drives Debian's chromium through the API console (tests/api/docs.rs) and a
 # cross-origin page (tests/api/cors.rs); buf (@bufbuild/buf) runs the README walkthrough's gRPC
-# lines (tests/api/readme.rs).
+# lines (tests/api/readme.rs) and `make sdk`. protoc-gen-es generates the TypeScript SDK
+# (protobuf-es v2 messages and service descriptors) that @connectrpc/connect-node and
+# connect-web drive over the Connect protocol (tests/api/connect.rs); esbuild bundles the
+# browser client for Chromium.
 TOOLS_NODE := target/tools/node
-NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1 @bufbuild/buf@1.75.0
+NPM_TOOLS := openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3 playwright-core@1.65.1 @bufbuild/buf@1.75.0 \
+	@bufbuild/protobuf@2.17.0 @bufbuild/protoc-gen-es@2.17.0 @connectrpc/connect@2.2.0 @connectrpc/connect-node@2.2.0 \
+	@connectrpc/connect-web@2.2.0 esbuild@0.28.2
 NODE_STAMP := $(TOOLS_NODE)/.installed-$(shell printf '%s' '$(NPM_TOOLS) +node' | sha256sum | cut -c1-12)
 
 help: ## List the targets
@@ -80,7 +89,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	token="$$($(BIN) token --scopes 'customers.read customers.write' --ttl 12h --sub developer)"; \
 	addr="$(LISTEN_ADDR)"; \
 	echo; \
-	echo "customer-api on $$addr: gRPC (h2c), gRPC-web and REST. Authentication is on."; \
+	echo "customer-api on $$addr: gRPC (h2c), gRPC-web, Connect and REST. Authentication is on."; \
 	if [ "$$JWT_HS256_SECRET" = "$(DEV_JWT_SECRET)" ]; then \
 	  echo "Using the DEVELOPMENT token secret; set JWT_HS256_SECRET (or JWKS_FILE) for anything real."; fi; \
 	echo "A token valid for 12 h (customers.read customers.write):"; \
@@ -91,6 +100,7 @@ run: build ## Start the service on LISTEN_ADDR with a working database and a dev
 	echo "  grpcurl -plaintext -H \"authorization: Bearer \$$TOKEN\" -d '{\"filter\":\"family_name:\\\"love\\\"\"}' $$addr customer.v1.CustomerService/ListCustomers"; \
 	echo "  buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer \$$TOKEN\" -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
 	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" http://$$addr/v1/customers"; \
+	echo "  curl -s -H \"authorization: Bearer \$$TOKEN\" -H 'content-type: application/json' -d '{}' http://$$addr/customer.v1.CustomerService/ListCustomers"; \
 	echo "  curl -s http://$$addr/openapi.json"; \
 	echo "API console (Swagger UI; Authorize with the token): http://$$addr/docs"; \
 	echo; \
@@ -172,6 +182,11 @@ openapi: build ## Regenerate openapi/openapi.json from the proto (a test keeps i
 
 migrate: build ## Create the database if needed and apply migrations
 	@pg="$$($(ENSURE_PG))" && eval "$$pg"; $(BIN) migrate
+
+sdk: tools ## Generate the TypeScript (protobuf-es + Connect) and Python (grpcio) SDKs into gen/ (buf.gen.yaml)
+	PATH="$(abspath $(TOOLS_NODE)):$$PATH" $(TOOLS_NODE)/node_modules/.bin/buf generate
+	@echo "gen/ts: import gen/ts/customer/v1/customer_service_pb.js with @connectrpc/connect"
+	@echo "gen/python: put gen/python on PYTHONPATH (needs grpcio, googleapis-common-protos)"
 
 tools: $(TOOLS_STAMP) $(NODE_STAMP) ## Install the test tools: PyPI into target/tools/venv, npm into target/tools/node
 

@@ -69,7 +69,7 @@ const LANDING: &str = r#"<!doctype html>
 </head>
 <body>
   <h1>customer-api</h1>
-  <p><code>customer.v1.CustomerService</code> on this port as gRPC (h2c), gRPC-web and REST/JSON.
+  <p><code>customer.v1.CustomerService</code> on this port as gRPC (h2c), gRPC-web, Connect and REST/JSON.
      Every call needs <code>authorization: Bearer &lt;JWT&gt;</code> or <code>x-api-key: &lt;key&gt;</code>
      (<code>customer-api token</code> issues a development token).</p>
   <ul>
@@ -84,6 +84,9 @@ const LANDING: &str = r#"<!doctype html>
   <pre>grpcurl -plaintext HOST:PORT list
 grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{}' HOST:PORT customer.v1.CustomerService/ListCustomers
 buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $TOKEN" -d '{}' http://HOST:PORT/customer.v1.CustomerService/ListCustomers</pre>
+  <h2>Connect</h2>
+  <p>The gRPC paths speak the Connect protocol too (JSON or binary; reads also as GET):</p>
+  <pre>curl -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{}' http://HOST:PORT/customer.v1.CustomerService/ListCustomers</pre>
   <h2>REST</h2>
   <pre>curl -H "authorization: Bearer $TOKEN" http://HOST:PORT/v1/customers</pre>
 </body>

@@ -1,8 +1,8 @@
 //! # customer-api
 //!
 //! `customer.v1.CustomerService`: the system of record for customers. One binary serves the
-//! Protobuf-defined API three ways on one port (gRPC, gRPC-web, and — through the `gateway`
-//! crate — REST/JSON), over PostgreSQL.
+//! Protobuf-defined API four ways on one port (gRPC, gRPC-web, and — through the `gateway`
+//! crate — Connect and REST/JSON), over PostgreSQL.
 //!
 //! ## Layout
 //!

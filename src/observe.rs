@@ -28,7 +28,7 @@
 //!
 //! The access line is a `tracing` event of target `access`, so `--log-format` shapes it and
 //! `RUST_LOG` filters it (`access=off`, `access=warn`). Its fields: `transport`, `method`
-//! (HTTP), `route` (the REST path template or a probe's path: never a raw path with ids),
+//! (HTTP; `transport` is `grpc`, `grpc-web`, `connect`, `rest` or `http`), `route` (the REST path template or a probe's path: never a raw path with ids),
 //! `rpc` (`/package.Service/Method`), `grpc_code`, `http_status`, `duration_ms`,
 //! `request_id`, `caller` (the token's `sub` or `api-key:{id}`), `bytes_in` and `bytes_out`
 //! (the body bytes the server read and wrote: a refused call's message is never read),
@@ -182,6 +182,8 @@ fn splitmix64(state: u64) -> (u64, u64) {
 enum Transport {
     Grpc,
     GrpcWeb,
+    /// The Connect protocol on a gRPC path.
+    Connect,
     Rest,
     /// The plain HTTP routes (probes, metrics, the OpenAPI document).
     Http,
@@ -197,6 +199,10 @@ impl Transport {
             Self::GrpcWeb
         } else if content_type.starts_with(b"application/grpc") {
             Self::Grpc
+        } else if is_grpc_path(request.uri().path())
+            && gateway::connect::is_connect(request.method(), request.headers())
+        {
+            Self::Connect
         } else if PROBES.contains(&request.uri().path()) {
             Self::Http
         } else {
@@ -208,6 +214,7 @@ impl Transport {
         match self {
             Self::Grpc => "grpc",
             Self::GrpcWeb => "grpc-web",
+            Self::Connect => "connect",
             Self::Rest => "rest",
             Self::Http => "http",
         }
@@ -274,7 +281,9 @@ where
         request.extensions_mut().insert(context.clone());
         // The path is logged only where it names no resource.
         let path = match transport {
-            Transport::Grpc | Transport::GrpcWeb => is_grpc_path(request.uri().path()),
+            Transport::Grpc | Transport::GrpcWeb | Transport::Connect => {
+                is_grpc_path(request.uri().path())
+            }
             Transport::Http => true,
             Transport::Rest => false,
         }
@@ -347,8 +356,13 @@ fn start_span<B>(
     span.record("http.request.method", method);
     span.record("request.id", telemetry::masked(context.request_id()));
     match (transport, path) {
-        (Transport::Grpc | Transport::GrpcWeb, Some(path)) => {
-            record_rpc(span, path.path());
+        (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) => {
+            let system = if transport == Transport::Connect {
+                "connect_rpc"
+            } else {
+                "grpc"
+            };
+            record_rpc(span, system, path.path());
             span.record("otel.name", path.path().trim_start_matches('/'));
         }
         (Transport::Http, Some(path)) => {
@@ -361,19 +375,19 @@ fn start_span<B>(
     }
     span.record(
         "network.protocol.name",
-        if transport == Transport::Rest || transport == Transport::Http {
-            "http"
-        } else {
-            "grpc"
+        match transport {
+            Transport::Rest | Transport::Http | Transport::Connect => "http",
+            Transport::Grpc | Transport::GrpcWeb => "grpc",
         },
     );
     telemetry::trace_id(span).map(String::into_boxed_str)
 }
 
-/// `rpc.system`, `rpc.service` and `rpc.method` of a `/package.Service/Method` path.
-fn record_rpc(span: &tracing::Span, path: &str) {
+/// `rpc.system` (`grpc`, or `connect_rpc` for the Connect protocol), `rpc.service` and
+/// `rpc.method` of a `/package.Service/Method` path.
+fn record_rpc(span: &tracing::Span, system: &'static str, path: &str) {
     if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
-        span.record("rpc.system", "grpc");
+        span.record("rpc.system", system);
         span.record("rpc.service", service);
         span.record("rpc.method", method);
     }
@@ -578,7 +592,7 @@ impl Record {
             {
                 self.span.record("http.route", route.template.as_str());
                 telemetry::rename(&self.span, format!("{} {}", route.method, route.template));
-                record_rpc(&self.span, &route.grpc_path);
+                record_rpc(&self.span, "grpc", &route.grpc_path);
             }
         }
         if let Some(code) = status_code(response.headers()) {

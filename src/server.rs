@@ -1,5 +1,6 @@
 //! The HTTP side of the one listener: gRPC (h2c), gRPC-web (HTTP/1.1 and h2, binary and
-//! text), REST through the gateway, health, reflection, metrics and plain HTTP probes.
+//! text), Connect (on the gRPC paths), REST through the gateway, health, reflection, metrics
+//! and plain HTTP probes.
 //!
 //! `router` assembles every route over a built service; `accept` runs the accept loop
 //! (plaintext, or TLS with the handshake in each connection's task, never in the loop) and
@@ -13,6 +14,7 @@
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::get};
+use gateway::connect::Connect;
 use http::{HeaderName, Method, header};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -184,7 +186,11 @@ pub(crate) fn router(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let grpc = add_grpc(Router::new(), customers.clone());
+    // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
+    // calling the same gRPC services in-process; Connect on the gRPC paths, likewise.
+    let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
+    let connect = rest.connect(entry(customers.clone()), settings.max_request_bytes)?;
+    let grpc = add_grpc_and_connect(Router::new(), customers.clone(), connect);
     let grpc = add_grpc(grpc, health_service);
     let protect_docs = settings.auth.protect_docs;
     let grpc = if protect_docs {
@@ -195,9 +201,6 @@ pub(crate) fn router(
         let grpc = add_grpc(grpc, reflection_v1);
         add_grpc(grpc, reflection_v1alpha)
     };
-    // REST/JSON: routes derived from the proto's google.api.http annotations, each served by
-    // calling the same gRPC services in-process.
-    let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
     let openapi = Bytes::from(
         serde_json::to_vec_pretty(&crate::openapi::document(&rest)?).unwrap_or_default(),
     );
@@ -369,7 +372,18 @@ where
 {
     let path = format!("/{}/{{*method}}", S::NAME);
     let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
-    router.route_service(&path, GrpcContentType(stack))
+    router.route_service(&path, GrpcContentType::new(stack))
+}
+
+/// [`add_grpc`] for a service also served over the Connect protocol by `connect` (which calls
+/// it in-process, as the REST gateway does).
+fn add_grpc_and_connect<S>(router: Router, service: S, connect: Connect) -> Router
+where
+    S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
+{
+    let path = format!("/{}/{{*method}}", S::NAME);
+    let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
+    router.route_service(&path, GrpcContentType::with_connect(stack, connect))
 }
 
 /// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline
@@ -379,14 +393,18 @@ fn entry<S>(service: S) -> Wrapped<RpcObserver, Wrapped<Deadline, S>> {
 }
 
 /// Request headers the service reads, so browsers may send them cross-origin: content
-/// negotiation and gRPC-web, credentials, deadlines, request ids, conditional and
+/// negotiation, gRPC-web and Connect, credentials, deadlines, request ids, conditional and
 /// idempotent writes, W3C trace context. `grpc-metadata-*` (passed through as gRPC metadata)
 /// is allowed by prefix in [`allow_requested_headers`].
-pub const CORS_REQUEST_HEADERS: [&str; 11] = [
+pub const CORS_REQUEST_HEADERS: [&str; 15] = [
     "content-type",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "connect-content-encoding",
+    "connect-accept-encoding",
     "authorization",
     "x-api-key",
     "x-request-id",

@@ -240,7 +240,8 @@ fn decode_details(details: &[u8], pool: &DescriptorPool) -> Vec<Json> {
         .collect()
 }
 
-fn decode_any(type_url: &str, value: &[u8], pool: &DescriptorPool) -> Json {
+/// One `google.protobuf.Any` as JSON with `@type` (base64 `value` when undecodable).
+pub(crate) fn decode_any(type_url: &str, value: &[u8], pool: &DescriptorPool) -> Json {
     let name = type_url.rsplit('/').next().unwrap_or(type_url);
     let decoded = pool
         .get_message_by_name(name)

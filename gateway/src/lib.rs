@@ -21,6 +21,8 @@
 //! - [`grpc_call`]: the in-process call and its frame reader.
 //! - [`error`]: gRPC status -> HTTP status and the AIP-193 error body.
 //! - [`openapi`]: the OpenAPI 3.1 document of the routes.
+//! - [`connect`]: the Connect protocol on the gRPC paths, over the same in-process call and
+//!   JSON writers.
 //!
 //! ## The cost of a request
 //!
@@ -32,6 +34,7 @@
 //! ([`transcode::SimpleRequest`]); a response is written from its wire bytes without being
 //! decoded into a `DynamicMessage` ([`wire::Plans`]).
 
+pub mod connect;
 pub mod error;
 pub mod grpc_call;
 pub mod json;
@@ -159,21 +162,33 @@ impl Builder {
         Ok(openapi::document(&self.pool, &routes, info))
     }
 
+    /// The Connect protocol for the services of this builder over `grpc` (as for
+    /// [`Builder::build`]), taking request messages of at most `max_message_bytes`.
+    pub fn connect<S, B>(
+        &self,
+        grpc: S,
+        max_message_bytes: usize,
+    ) -> Result<connect::Connect, BuildError>
+    where
+        S: Upstream<B>,
+        B: BytesBody,
+    {
+        connect::Connect::new(
+            self.pool.clone(),
+            &self.services,
+            boxed(grpc),
+            max_message_bytes,
+            self.redact,
+            self.request_id.clone(),
+        )
+    }
+
     /// Builds the gateway over `grpc`, which must route `/{service}/{method}` gRPC requests
     /// (e.g. the same tonic services the server mounts).
     pub fn build<S, B>(self, grpc: S) -> Result<Gateway, BuildError>
     where
-        S: Service<
-                http::Request<axum::body::Body>,
-                Response = http::Response<B>,
-                Error = Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: Upstream<B>,
+        B: BytesBody,
     {
         let routes = routes::routes(&self.pool, &self.services)?;
         let mut plans = wire::Plans::default();
@@ -187,10 +202,7 @@ impl Builder {
             .collect();
         verbs.sort();
         verbs.dedup();
-        let grpc = BoxCloneSyncService::new(tower::ServiceExt::map_response(
-            grpc,
-            |response: http::Response<B>| response.map(axum::body::Body::new),
-        ));
+        let grpc = boxed(grpc);
         Ok(Gateway {
             inner: Arc::new(Inner {
                 pool: self.pool,
@@ -205,6 +217,58 @@ impl Builder {
             }),
         })
     }
+}
+
+/// What the gateway and Connect call: a cloneable tower service answering gRPC requests
+/// (e.g. the tonic services the server mounts), with a response body of [`BytesBody`].
+pub trait Upstream<B>:
+    Service<
+        http::Request<axum::body::Body>,
+        Response = http::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> Upstream<B> for S where
+    S: Service<
+            http::Request<axum::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// An HTTP body of bytes that can move between tasks: what requests bring and upstream
+/// responses carry.
+pub trait BytesBody:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + 'static
+{
+}
+
+impl<B> BytesBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
+/// `grpc` as the boxed service the gateway and Connect call.
+fn boxed<S: Upstream<B>, B: BytesBody>(grpc: S) -> GrpcService {
+    BoxCloneSyncService::new(tower::ServiceExt::map_response(
+        grpc,
+        |response: http::Response<B>| response.map(axum::body::Body::new),
+    ))
 }
 
 /// A `FileDescriptorSet` with each file kept as raw bytes: decoding through `prost_types`
@@ -346,8 +410,7 @@ impl std::fmt::Debug for Gateway {
 
 impl<B> Service<http::Request<B>> for Gateway
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: BytesBody,
 {
     type Response = http::Response<axum::body::Body>;
     type Error = Infallible;
@@ -361,12 +424,7 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let request_id = inner
-                .request_id
-                .as_ref()
-                .and_then(|name| parts.headers.get(name))
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
+            let request_id = header_text(inner.request_id.as_ref(), &parts.headers);
             if parts.method == Method::OPTIONS
                 && let Some(response) = inner.options(parts.uri.path())
             {
@@ -404,8 +462,7 @@ impl Inner {
         body: B,
     ) -> Result<http::Response<axum::body::Body>, HttpError>
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: BytesBody,
     {
         let (route, plan) = (&self.routes[index], &self.route_plans[index]);
         let body = self
@@ -667,8 +724,7 @@ impl Inner {
 
     async fn read_body<B>(&self, parts: &http::request::Parts, body: B) -> Result<Bytes, HttpError>
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: BytesBody,
     {
         let too_large = || {
             HttpError::with_status(
@@ -814,6 +870,12 @@ impl Inner {
         }
         response
     }
+}
+
+/// The text of the header `name` (e.g. the request id), if configured and present.
+fn header_text(name: Option<&http::HeaderName>, headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(name?)?;
+    value.to_str().ok().map(str::to_owned)
 }
 
 /// `path` with its percent-encoded `/` decoded, if it has any.

@@ -26,6 +26,8 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 enum Transport {
     Grpc,
     GrpcWeb,
+    /// Connect, unary binary (`application/proto`).
+    Connect,
     Rest,
 }
 
@@ -51,6 +53,11 @@ async fn call(
 ) -> Exchange {
     let (uri, content_type, body) = match transport {
         Transport::Rest => (format!("http://{}{rest_path}", app.addr), None, Vec::new()),
+        Transport::Connect => (
+            format!("http://{}/customer.v1.CustomerService/{rpc}", app.addr),
+            Some("application/proto"),
+            message.encode_to_vec(),
+        ),
         Transport::Grpc | Transport::GrpcWeb => {
             let encoded = message.encode_to_vec();
             let mut framed = vec![0_u8];
@@ -116,8 +123,22 @@ async fn call(
 }
 
 /// The `google.rpc.ErrorInfo` of an error answer as (reason, metadata): from the JSON body
-/// (REST), the trailers or trailers-only headers (gRPC), or the trailer frame (gRPC-web).
+/// (REST, Connect), the trailers or trailers-only headers (gRPC), or the trailer frame
+/// (gRPC-web).
 fn error_info(transport: Transport, exchange: &Exchange) -> (String, Value) {
+    if transport == Transport::Connect {
+        let body: Value = serde_json::from_slice(&exchange.body).unwrap();
+        let info = &body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|detail| detail["type"] == "google.rpc.ErrorInfo")
+            .unwrap_or_else(|| panic!("no ErrorInfo in {body}"))["debug"];
+        return (
+            info["reason"].as_str().unwrap().to_owned(),
+            info["metadata"].clone(),
+        );
+    }
     if transport == Transport::Rest {
         let body: Value = serde_json::from_slice(&exchange.body).unwrap();
         let info = body["error"]["details"]
@@ -215,7 +236,12 @@ fn every_transport_logs_one_line_per_request_whatever_its_outcome() {
         };
         let rest_get = |name: &str| format!("/v1/{name}");
         let mut calls = Vec::new();
-        for transport in [Transport::Grpc, Transport::GrpcWeb, Transport::Rest] {
+        for transport in [
+            Transport::Grpc,
+            Transport::GrpcWeb,
+            Transport::Connect,
+            Transport::Rest,
+        ] {
             let tag = format!("{transport:?}").to_lowercase();
             let cases = [
                 ("ok", &customer.name[..], true),
@@ -305,8 +331,9 @@ fn every_transport_logs_one_line_per_request_whatever_its_outcome() {
             "probe" => "DEBUG",
             _ => "INFO",
         };
-        // What the server read: a refused caller's message is never read.
-        let bytes_in = if *case == "unauthenticated" {
+        // What the server read: a refused caller's message is never read (Connect reads it
+        // whole first, to make the in-process call).
+        let bytes_in = if *case == "unauthenticated" && *transport != Transport::Connect {
             0
         } else {
             exchange.bytes_in
@@ -332,6 +359,16 @@ fn every_transport_logs_one_line_per_request_whatever_its_outcome() {
                 fields.insert("method".into(), json!("GET"));
                 fields.insert("grpc_code".into(), json!(code));
                 fields.insert("http_status".into(), json!(404));
+            }
+            (Transport::Connect, _) => {
+                fields.insert("transport".into(), json!("connect"));
+                fields.insert("method".into(), json!("POST"));
+                fields.insert(
+                    "rpc".into(),
+                    json!(format!("/customer.v1.CustomerService/{rpc}")),
+                );
+                fields.insert("grpc_code".into(), json!(code));
+                fields.insert("http_status".into(), json!(http));
             }
             (Transport::Rest, _) => {
                 fields.insert("transport".into(), json!("rest"));
@@ -363,7 +400,7 @@ fn every_transport_logs_one_line_per_request_whatever_its_outcome() {
         if !matches!(*case, "unauthenticated" | "probe" | "no-route") {
             fields.insert("caller".into(), json!("test-user"));
         }
-        if *transport == Transport::Rest {
+        if matches!(transport, Transport::Rest | Transport::Connect) {
             assert_eq!(exchange.status.as_u16(), http, "{case}");
         }
         if code != "OK" {

@@ -67,6 +67,29 @@ async fn served_document(app: &TestApp, dir: &Path) -> PathBuf {
     path
 }
 
+/// Makes `dir` a Node project of ES modules with the tools' node_modules linked in, whose
+/// TypeScript `files` tsc compiles strictly (with `options` added to the compiler options).
+pub(crate) fn node_project(dir: &Path, files: &[&str], options: Json) {
+    std::os::unix::fs::symlink(
+        repo("target/tools/node/node_modules"),
+        dir.join("node_modules"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
+    let mut compiler = json!({
+        "target": "es2022", "module": "nodenext", "moduleResolution": "nodenext",
+        "lib": ["es2022", "dom"], "strict": true, "noEmitOnError": true,
+    });
+    if let (Some(compiler), Json::Object(options)) = (compiler.as_object_mut(), options) {
+        compiler.extend(options);
+    }
+    std::fs::write(
+        dir.join("tsconfig.json"),
+        json!({"compilerOptions": compiler, "files": files}).to_string(),
+    )
+    .unwrap();
+}
+
 /// The last line of a script's output, as JSON.
 pub(crate) fn report(stdout: &str) -> Json {
     let line = stdout.lines().last().unwrap_or_default();
@@ -140,21 +163,11 @@ async fn a_typescript_client_from_openapi_typescript_and_openapi_fetch_runs_the_
     )
     .await;
     std::fs::copy(repo("tests/clients/ts_client.ts"), dir.join("ts_client.ts")).unwrap();
-    std::os::unix::fs::symlink(node_tools.join("node_modules"), dir.join("node_modules")).unwrap();
-    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
-    std::fs::write(
-        dir.join("tsconfig.json"),
-        json!({
-            "compilerOptions": {
-                "target": "es2022", "module": "nodenext", "moduleResolution": "nodenext",
-                "lib": ["es2022", "dom"], "strict": true, "noEmitOnError": true,
-                "skipLibCheck": true, "outDir": "out",
-            },
-            "files": ["ts_client.ts"],
-        })
-        .to_string(),
-    )
-    .unwrap();
+    node_project(
+        dir,
+        &["ts_client.ts"],
+        json!({"skipLibCheck": true, "outDir": "out"}),
+    );
     // Type-checked first: a PATCH body of one field must compile against the generated types.
     run(&tsc, &["-p", "."], dir, &[&bin]).await;
 

@@ -1,7 +1,7 @@
 //! CORS from a real cross-origin page: headless Chromium (see [`crate::docs::in_chromium`])
-//! loads a page from another origin, which calls REST and gRPC-web with the headers the
-//! service reads and reads the headers it exposes; a page from an unlisted origin is refused
-//! by the browser itself.
+//! loads a page from another origin, which calls REST, gRPC-web and Connect with the headers
+//! the service reads and reads the headers it exposes; a page from an unlisted origin is
+//! refused by the browser itself.
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,8 @@ async fn a_page_on_a_listed_origin_calls_rest_and_grpc_web_with_every_header_it_
             "unavailable": [503, "1"],
             "grpcWeb": [200, "cors-grpc-web", true, true],
             "grpcWebNotFound": ["5", 0],
+            "connect": [200, "cors-connect", "Crossed"],
+            "connectGet": [200, "Crossed"],
             "otherOrigin": "TypeError",
         })
     );

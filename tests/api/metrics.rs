@@ -101,12 +101,30 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, _) = call(&app, true, Method::POST, "/v1/customers", Some("{}"), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Connect, through its in-process call: a GET read; a body that is not JSON never
+    // reaches the service.
+    let message = form_urlencoded::Serializer::new(String::new())
+        .append_pair("message", &json!({"name": created.name}).to_string())
+        .finish();
+    let get = format!("/customer.v1.CustomerService/GetCustomer?encoding=json&{message}");
+    let (status, _, _) = call(&app, false, Method::GET, &get, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(
+        &app,
+        false,
+        Method::POST,
+        "/customer.v1.CustomerService/GetCustomer",
+        Some("{"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let text = scrape(&app).await;
     let counts = [
         (handled("CreateCustomer", "unary", "OK"), 2.0),
         (handled("CreateCustomer", "unary", "InvalidArgument"), 1.0),
-        (handled("GetCustomer", "unary", "OK"), 1.0),
+        (handled("GetCustomer", "unary", "OK"), 2.0),
         (handled("GetCustomer", "unary", "NotFound"), 1.0),
         (handled("GetCustomer", "unary", "Unauthenticated"), 1.0),
     ];
@@ -123,7 +141,7 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
             "grpc_server_started_total",
             &rpc("GetCustomer", "unary")
         ),
-        Some(3.0)
+        Some(4.0)
     );
     assert_eq!(
         sample(

@@ -308,11 +308,13 @@ fn traced<T>(message: T, traceparent: &str) -> tonic::Request<T> {
 }
 
 #[test]
-fn rest_and_grpc_calls_continue_the_callers_trace_into_the_database_the_registry_and_nats() {
+fn rest_grpc_and_connect_calls_continue_the_callers_trace_into_the_database_the_registry_and_nats()
+{
     let exporting = Exporting::start(OtlpProtocol::Grpc);
     let (create_parent, create_trace, create_span) = caller(0x1a);
     let (rest_parent, rest_trace, rest_span) = caller(0x2b);
     let (full_parent, full_trace, full_span) = caller(0x3c);
+    let (connect_parent, connect_trace, connect_span) = caller(0x4d);
     let url = nats_url();
     let (stream, prefix) = private_stream();
     let (published, registry_heads) = run_with(exporting.telemetry.dispatch(), async {
@@ -342,6 +344,14 @@ fn rest_and_grpc_calls_continue_the_callers_trace_into_the_database_the_registry
             .unwrap()
             .into_inner();
         let (status, body) = rest_get(&app, &format!("/v1/{}", created.name), &rest_parent).await;
+        assert_eq!(status, 200, "{body}");
+        // The same read over Connect, as a GET.
+        let message = form_urlencoded::Serializer::new(String::new())
+            .append_pair("message", &format!(r#"{{"name":"{}"}}"#, created.name))
+            .finish();
+        let connect =
+            format!("/customer.v1.CustomerService/GetCustomer?connect=v1&encoding=json&{message}");
+        let (status, body) = rest_get(&app, &connect, &connect_parent).await;
         assert_eq!(status, 200, "{body}");
         let full = app
             .client
@@ -393,6 +403,28 @@ fn rest_and_grpc_calls_continue_the_callers_trace_into_the_database_the_registry
         .iter()
         .filter(|s| s.name != "pool checkout")
         .copied()
+        .collect();
+    assert_statements(&statements, "SELECT");
+
+    // Connect: the same server span as gRPC's, named by the RPC, of the Connect system.
+    let connect = of_trace(&spans, &connect_trace);
+    let server = server_span(&connect, &connect_span);
+    assert_eq!(server.name, "customer.v1.CustomerService/GetCustomer");
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("http.response.status_code", "200"),
+        ("network.protocol.name", "http"),
+        ("rpc.system", "connect_rpc"),
+        ("rpc.service", "customer.v1.CustomerService"),
+        ("rpc.method", "GetCustomer"),
+        ("rpc.grpc.status_code", "0"),
+        ("enduser.id", "test-user"),
+    ] {
+        assert_eq!(attribute(server, key).as_deref(), Some(value), "{key}");
+    }
+    let statements: Vec<&Span> = children(&connect, server)
+        .into_iter()
+        .filter(|s| s.name != "pool checkout")
         .collect();
     assert_statements(&statements, "SELECT");
 

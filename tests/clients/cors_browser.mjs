@@ -1,7 +1,7 @@
 // A page on another origin calls the service from headless Chromium, as a browser client
 // does: REST with the headers the service reads (traceparent, idempotency-key, if-match,
 // x-request-id) reading the ones it exposes (etag, x-request-id, retry-after), then a
-// gRPC-web call carrying grpc-metadata-*. A second page, on an origin the service does not
+// gRPC-web call carrying grpc-metadata-*, then Connect calls (POST with its headers, GET). A second page, on an origin the service does not
 // list, is refused by the browser. Run by tests/api/cors.rs; prints what it saw as JSON.
 //
 // Usage: node cors_browser.mjs PAGE_URL OTHER_PAGE_URL API_URL TOKEN CHROMIUM
@@ -93,6 +93,32 @@ try {
         // Trailers-only: the status is in the headers, which scripts may read.
         call = await grpcWeb("customers/00000000-0000-0000-0000-000000000000");
         seen.grpcWebNotFound = [call.response.headers.get("grpc-status"), call.body.length];
+
+        // Connect: a unary JSON call with the protocol's headers (preflighted), and a GET read.
+        response = await fetch(`${api}/customer.v1.CustomerService/GetCustomer`, {
+          method: "POST",
+          headers: {
+            ...json,
+            "connect-protocol-version": "1",
+            "connect-timeout-ms": "10000",
+            "x-request-id": "cors-connect",
+          },
+          body: JSON.stringify({ name: created.name }),
+        });
+        seen.connect = [
+          response.status,
+          response.headers.get("x-request-id"),
+          (await response.json()).givenName,
+        ];
+        const query = new URLSearchParams({
+          connect: "v1",
+          encoding: "json",
+          message: JSON.stringify({ name: created.name }),
+        });
+        response = await fetch(`${api}/customer.v1.CustomerService/GetCustomer?${query}`, {
+          headers: auth,
+        });
+        seen.connectGet = [response.status, (await response.json()).givenName];
         return seen;
       },
       { api, token },

@@ -51,6 +51,7 @@ pub use self::supervisor::{Restarts, Supervisor};
 use crate::{
     auth::{Authenticator, jwt::JwtVerifier},
     config::ServeSettings,
+    connections::Connections,
     db,
     grpc::CustomerApi,
     pb::customer_service_server::CustomerServiceServer,
@@ -100,6 +101,8 @@ pub struct App {
     health: HealthReporter,
     ready: Arc<Readiness>,
     router: server::Routes,
+    /// The open connections (capped by `MAX_CONNECTIONS`).
+    connections: Arc<Connections>,
     /// Maintenance tasks, stopped when shutdown begins.
     tasks: Supervisor,
     /// The event sequencer and listener, stopped once in-flight calls have drained.
@@ -194,6 +197,7 @@ impl App {
         let ready = Arc::new(Readiness::default());
         let tasks = Supervisor::new(TASK_STOP_GRACE.min(settings.drain_timeout));
         let event_tasks = tasks.sibling();
+        let connections = Arc::new(Connections::new(settings.limits.max_connections));
         let router = server::router(
             &settings,
             service.clone(),
@@ -201,10 +205,11 @@ impl App {
             health_service,
             ready.clone(),
             relay.as_ref().map(|relay| relay.status()),
-            tasks.restarts(),
+            (tasks.restarts(), connections.clone()),
         )?;
         Ok(Self {
             settings,
+            connections,
             tls,
             service,
             relay,
@@ -268,7 +273,15 @@ impl App {
                 }
             }
         };
-        server::accept(&listener, self.router, self.tls, &graceful, stop_accepting).await;
+        server::accept(
+            &listener,
+            self.router,
+            self.tls,
+            &graceful,
+            (&self.settings.limits, &self.connections),
+            stop_accepting,
+        )
+        .await;
 
         tracing::info!("shutting down: no new connections, draining in-flight calls");
         self.tasks.cancel();

@@ -37,7 +37,8 @@ use crate::{
         limits::{ConcurrencyLimit, RateLimits},
         scopes,
     },
-    config::ServeSettings,
+    config::{LimitSettings, ServeSettings},
+    connections::{Activity, Connections, IdleIo, Tracked},
     grpc::{
         CustomerApi,
         content_type::GrpcContentType,
@@ -72,9 +73,11 @@ pub(crate) async fn accept(
     router: Routes,
     tls: Option<TlsAcceptor>,
     graceful: &GracefulShutdown,
+    (limits, connections): (&LimitSettings, &Connections),
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(connection_builder());
+    let builder = Arc::new(connection_builder(limits));
+    let timeouts = limits.timeouts();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -88,23 +91,34 @@ pub(crate) async fn accept(
                         continue;
                     }
                 };
+                // Beyond the cap the peer reads EOF at once instead of waiting in the backlog.
+                let Some(slot) = connections.admit() else {
+                    tracing::debug!(%peer, "connection refused: MAX_CONNECTIONS are open");
+                    continue;
+                };
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "TCP_NODELAY");
                 }
-                let service = TowerToHyperService::new(router.clone());
+                let activity = Activity::new();
+                let service = TowerToHyperService::new(Tracked::new(
+                    router.clone(),
+                    activity.clone(),
+                    timeouts.request_body,
+                ));
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let acceptor = tls.clone();
                 // The TLS handshake runs here, off the accept loop.
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let result = match acceptor {
                         None => {
-                            let io = TokioIo::new(stream);
+                            let io = TokioIo::new(IdleIo::new(stream, activity, timeouts));
                             let connection = builder.serve_connection(io, service);
                             watcher.watch(connection.into_owned()).await
                         }
                         Some(acceptor) => match tls::accept(&acceptor, stream).await {
                             Ok(stream) => {
-                                let io = TokioIo::new(stream);
+                                let io = TokioIo::new(IdleIo::new(stream, activity, timeouts));
                                 let connection =
                                     builder.serve_connection(io, service);
                                 watcher.watch(connection.into_owned()).await
@@ -125,17 +139,18 @@ pub(crate) async fn accept(
     }
 }
 
-/// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers (and
+/// [`IdleIo`] for what hyper does not time out).
+fn connection_builder(limits: &LimitSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .max_header_list_size(64 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
@@ -146,7 +161,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 pub(crate) type Routes = Observe<Router>;
 
 /// Every route of the listener. `ready` is what `/readyz` reports (with a database ping);
-/// `relay` and `restarts` feed `/healthz/events` and `/metrics`.
+/// `relay`, `restarts` and `connections` feed `/healthz/events` and `/metrics`.
 pub(crate) fn router(
     settings: &ServeSettings,
     service: CustomerService,
@@ -154,7 +169,7 @@ pub(crate) fn router(
     health_service: HealthServer<impl Health>,
     ready: Arc<Readiness>,
     relay: Option<Arc<RelayStatus>>,
-    restarts: Restarts,
+    (restarts, connections): (Restarts, Arc<Connections>),
 ) -> Result<Routes, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
@@ -231,6 +246,7 @@ pub(crate) fn router(
                     let (metrics, relay) = (metrics.clone(), relay.clone());
                     let ready = ready.is_ready();
                     let restarts = restarts.clone();
+                    let open_connections = connections.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
                             return docs_unauthorized(&headers);
@@ -256,6 +272,16 @@ pub(crate) fn router(
                             registry_requests: service.registry_outcomes(),
                             process: crate::metrics::process::Process::read(),
                             ready,
+                            limit_gauges: vec![(
+                                "customer_api_connections",
+                                "Connections open now (at most MAX_CONNECTIONS)",
+                                i64::try_from(open_connections.open()).unwrap_or(i64::MAX),
+                            )],
+                            limit_counters: vec![(
+                                "customer_api_connections_refused",
+                                "Connections closed at once because MAX_CONNECTIONS were open",
+                                open_connections.refused(),
+                            )],
                         });
                         (
                             StatusCode::OK,

@@ -424,14 +424,15 @@ async fn probe_once(
     ready: &Readiness,
     last: &mut Option<bool>,
 ) {
-    let up = matches!(
+    let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
         Ok(Ok(()))
     );
+    ready.set_database(database);
+    let up = database && !ready.saturated();
     if *last == Some(up) {
         return;
     }
-    ready.set_database(up);
     *last = Some(up);
     if ready.is_stopping() {
         return;
@@ -439,6 +440,9 @@ async fn probe_once(
     if up {
         tracing::info!("database reachable: SERVING");
         report(health, tonic_health::ServingStatus::Serving).await;
+    } else if database {
+        tracing::warn!("every call permit is taken: NOT_SERVING");
+        report(health, tonic_health::ServingStatus::NotServing).await;
     } else {
         tracing::warn!("database unreachable: NOT_SERVING");
         report(health, tonic_health::ServingStatus::NotServing).await;
@@ -463,16 +467,34 @@ async fn report(health: &HealthReporter, status: tonic_health::ServingStatus) {
 /// What `/readyz` reports: the database answered the last probe and shutdown has not begun.
 /// Two flags combined when read, so a probe that finishes after shutdown began can never
 /// make the instance look ready again.
+///
+/// It also turns not ready while the server is saturated (every `MAX_CONCURRENT_REQUESTS`
+/// permit taken): a load balancer then sends new calls to other instances instead of having
+/// them shed. One caller cannot cause that alone: its share
+/// (`MAX_CONCURRENT_REQUESTS_PER_CALLER`) is below the global budget.
 #[derive(Debug, Default)]
 pub struct Readiness {
     database: AtomicBool,
     stopping: AtomicBool,
+    load: std::sync::OnceLock<crate::auth::limits::ConcurrencyLimit>,
 }
 
 impl Readiness {
     /// Whether the instance should receive new calls.
     pub fn is_ready(&self) -> bool {
-        !self.stopping.load(Ordering::SeqCst) && self.database.load(Ordering::SeqCst)
+        !self.stopping.load(Ordering::SeqCst)
+            && self.database.load(Ordering::SeqCst)
+            && !self.saturated()
+    }
+
+    /// Reports saturation of `limit` (the calls in flight) from now on.
+    pub fn watch_saturation(&self, limit: crate::auth::limits::ConcurrencyLimit) {
+        let _ = self.load.set(limit);
+    }
+
+    /// Whether every call permit is taken.
+    pub fn saturated(&self) -> bool {
+        self.load.get().is_some_and(|limit| limit.saturated())
     }
 
     fn set_database(&self, up: bool) {

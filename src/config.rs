@@ -444,6 +444,11 @@ pub struct LimitSettings {
     /// Streams (calls) one HTTP/2 connection may have open at once.
     #[arg(long, env, default_value_t = 100)]
     pub http2_max_concurrent_streams: u32,
+
+    /// Calls one caller (token subject or API key) may have in flight at once, its share of
+    /// MAX_CONCURRENT_REQUESTS; beyond it RESOURCE_EXHAUSTED / 429.
+    #[arg(long, env, default_value_t = 128)]
+    pub max_concurrent_requests_per_caller: usize,
 }
 
 impl LimitSettings {

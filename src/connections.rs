@@ -296,9 +296,12 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let guard = self.activity.begin();
         let timeout = self.body_timeout;
-        let call = self
-            .inner
-            .call(request.map(|body| DeadlineBody::new(body, timeout)));
+        let mut request = request.map(|body| DeadlineBody::new(body, timeout));
+        // For layers that see the body through others that lose the error's cause.
+        request
+            .extensions_mut()
+            .insert(BodyDeadline(Instant::now() + timeout));
+        let call = self.inner.call(request);
         Box::pin(async move {
             let response = call.await?;
             Ok(response.map(|body| GuardedBody {
@@ -362,6 +365,10 @@ impl<B> DeadlineBody<B> {
         }
     }
 }
+
+/// When a request's body is due (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub Instant);
 
 /// The request body did not arrive in time.
 #[derive(Debug, thiserror::Error)]

@@ -34,13 +34,14 @@ use crate::{
     auth::{
         Authenticator,
         layer::Auth,
-        limits::{ConcurrencyLimit, RateLimits},
+        limits::{CallerLimits, ConcurrencyLimit, RateLimits},
         scopes,
     },
     config::{LimitSettings, ServeSettings},
     connections::{Activity, Connections, IdleIo, Tracked},
     grpc::{
         CustomerApi,
+        body::BodyFirst,
         content_type::GrpcContentType,
         deadline::Deadline,
         middleware::{Inner, Wrapped},
@@ -184,11 +185,16 @@ pub(crate) fn router(
     let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
         .max_decoding_message_size(settings.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    let customers = Wrapped::new(Auth::new(authenticator.clone(), rate_limits), customers);
-    let customers = Wrapped::new(
-        ConcurrencyLimit::new(settings.max_concurrent_requests),
-        customers,
-    );
+    // Each caller's share is checked once it is identified; the global permit is taken once
+    // the request message is read (BodyFirst), so bodies that never come hold no permit.
+    let callers = CallerLimits::new(settings.limits.max_concurrent_requests_per_caller);
+    let auth = Auth::new(authenticator.clone(), rate_limits).with_caller_limits(callers);
+    let customers = Wrapped::new(auth, customers);
+    let concurrency = ConcurrencyLimit::new(settings.max_concurrent_requests);
+    ready.watch_saturation(concurrency.clone());
+    let customers = Wrapped::new(concurrency.clone(), customers);
+    // The largest message and its frame header.
+    let customers = Wrapped::new(BodyFirst::new(settings.max_request_bytes + 5), customers);
     let customers = Wrapped::new(Metered::new(metrics.clone()), customers);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -241,12 +247,14 @@ pub(crate) fn router(
                 let relay = relay.clone();
                 let ready = ready.clone();
                 let pool_max = settings.database.pool_size.max(1);
+                let max_in_flight = settings.max_concurrent_requests;
                 move |headers: http::HeaderMap| {
                     let (service, authenticator) = (service.clone(), authenticator.clone());
                     let (metrics, relay) = (metrics.clone(), relay.clone());
                     let ready = ready.is_ready();
                     let restarts = restarts.clone();
                     let open_connections = connections.clone();
+                    let concurrency = concurrency.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
                             return docs_unauthorized(&headers);
@@ -272,11 +280,19 @@ pub(crate) fn router(
                             registry_requests: service.registry_outcomes(),
                             process: crate::metrics::process::Process::read(),
                             ready,
-                            limit_gauges: vec![(
-                                "customer_api_connections",
-                                "Connections open now (at most MAX_CONNECTIONS)",
-                                i64::try_from(open_connections.open()).unwrap_or(i64::MAX),
-                            )],
+                            limit_gauges: vec![
+                                (
+                                    "customer_api_requests_in_flight",
+                                    "Calls holding a permit of MAX_CONCURRENT_REQUESTS",
+                                    i64::try_from(concurrency.in_flight(max_in_flight))
+                                        .unwrap_or(i64::MAX),
+                                ),
+                                (
+                                    "customer_api_connections",
+                                    "Connections open now (at most MAX_CONNECTIONS)",
+                                    i64::try_from(open_connections.open()).unwrap_or(i64::MAX),
+                                ),
+                            ],
                             limit_counters: vec![(
                                 "customer_api_connections_refused",
                                 "Connections closed at once because MAX_CONNECTIONS were open",
@@ -524,7 +540,8 @@ struct Probe {
     ready: Arc<Readiness>,
 }
 
-/// Ready while the database answers and the server is not shutting down.
+/// Ready while the database answers, the server is not shutting down and not every call
+/// permit is taken (one caller cannot take them all: see `CallerLimits`).
 async fn readyz(
     State(probe): State<Probe>,
 ) -> (
@@ -533,6 +550,9 @@ async fn readyz(
     &'static str,
 ) {
     let text = [(header::CONTENT_TYPE, "text/plain")];
+    if probe.ready.saturated() {
+        return (StatusCode::SERVICE_UNAVAILABLE, text, "overloaded\n");
+    }
     if !probe.ready.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n");
     }

@@ -8,13 +8,17 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use customer_api::pb;
+use customer_api::{auth::scopes, config::ServeSettings, pb};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use tonic::Code;
 
-use crate::helpers::{TestApp, eventually};
+use crate::helpers::{
+    TEST_SECRET, TestApp, assert_reason, eventually, lock_customer, mint,
+    sessions_waiting_for_locks,
+};
 
 /// `future`, or a panic naming `what` if it has not finished in 60 s.
 async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -153,4 +157,227 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_slots_come_ba
         healthz(app.addr).await.as_deref() == Some("HTTP/1.1 200 OK")
     })
     .await;
+}
+
+/// A token of the test servers for `subject` with `granted` scopes.
+fn token(subject: &str, granted: &[&str]) -> String {
+    let mut settings = ServeSettings::for_database("postgres://unused/unused");
+    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+    format!("Bearer {}", mint(&settings, subject, granted))
+}
+
+/// `GET {path}` over HTTP/1.1 on a new connection: the whole response as text.
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned()
+}
+
+/// The value of the first metric line starting with `prefix` on `/metrics`.
+async fn metric(addr: SocketAddr, prefix: &str) -> Option<f64> {
+    get(addr, "/metrics")
+        .await
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// GetCustomer calls the server has started (counted before any limit).
+async fn get_customer_calls_started(addr: SocketAddr) -> f64 {
+    metric(
+        addr,
+        r#"grpc_server_started_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer""#,
+    )
+    .await
+    .unwrap_or(0.0)
+}
+
+/// An HTTP/2 GetCustomer request's headers with `authorization` (the body is up to the caller).
+fn grpc_headers(authorization: &str) -> http::Request<()> {
+    http::Request::post("http://test/customer.v1.CustomerService/GetCustomer")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", authorization)
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_whose_body_never_arrives_hold_no_permit_so_other_callers_are_served() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.max_concurrent_requests = 8;
+    })
+    .await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let reader = token("attacker", &[scopes::READ]);
+
+    // One HTTP/2 connection with 50 streams that send their headers and never their body…
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut client = client.clone().ready().await.unwrap();
+        let (response, body) = client.send_request(grpc_headers(&reader), false).unwrap();
+        held.push((response, body));
+    }
+    // …and 20 gRPC-web HTTP/1.1 connections that announce 100 bytes and send 5.
+    let mut short = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /customer.v1.CustomerService/GetCustomer HTTP/1.1\r\nhost: test\r\n\
+             content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n\
+             authorization: {reader}\r\ncontent-length: 100\r\n\r\n\0\0\0\0\x5f"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        short.push(stream);
+    }
+    eventually("the server started all 70 calls", || async {
+        get_customer_calls_started(app.addr).await >= 70.0
+    })
+    .await;
+
+    // While they are held, another caller is served on every transport, and the instance
+    // stays ready (no permit is taken).
+    let found = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("another caller is served, not shed")
+        .into_inner();
+    assert_eq!(found.name, customer.name);
+    let rest = get(app.addr, "/readyz").await;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert_eq!(
+        metric(app.addr, "customer_api_requests_in_flight").await,
+        Some(0.0),
+        "no call holds a permit"
+    );
+    drop((held, short));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_that_does_not_arrive_in_time_is_deadline_exceeded_or_408() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.limits.request_body_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let reader = token("slow", &[scopes::READ, scopes::WRITE]);
+
+    // gRPC: headers, then nothing.
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let (response, _body) = client.send_request(grpc_headers(&reader), false).unwrap();
+    let response = bounded("answered a missing body", response).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "4", "{response:?}");
+
+    // gRPC-web over HTTP/1.1: 5 of 100 announced bytes.
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /customer.v1.CustomerService/GetCustomer HTTP/1.1\r\nhost: test\r\n\
+         content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nconnection: close\r\n\
+         authorization: {reader}\r\ncontent-length: 100\r\n\r\n\0\0\0\0\x5f"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = bounded(
+        "answered a short gRPC-web body",
+        read_until_closed(&mut stream),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.contains("grpc-status: 4"), "{answer}");
+
+    // REST: 10 of 100 announced bytes.
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/customers HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         connection: close\r\nauthorization: {reader}\r\ncontent-length: 100\r\n\r\n{{\"given\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = bounded("answered a short REST body", read_until_closed(&mut stream)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("DEADLINE_EXCEEDED"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readiness_off() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.max_concurrent_requests = 2;
+        settings.limits.max_concurrent_requests_per_caller = 1;
+        // The held calls wait on a row lock for as long as the test holds it.
+        settings.database.statement_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let rename = |given: &str| pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            name: customer.name.clone(),
+            given_name: given.into(),
+            ..Default::default()
+        }),
+        update_mask: None,
+        request_id: String::new(),
+    };
+    let writer =
+        |subject: &str| app.client_with(Some(&token(subject, &[scopes::READ, scopes::WRITE])));
+    let lock = lock_customer(&app, &customer.name).await;
+
+    // Caller A holds its one call (waiting on the lock)…
+    let held_a = {
+        let (mut client, request) = (writer("caller-a"), rename("A"));
+        tokio::spawn(async move { client.update_customer(request).await })
+    };
+    eventually("A's call waits on the lock", || async {
+        sessions_waiting_for_locks(&app).await == 1
+    })
+    .await;
+    // …so its next call is refused, while caller B is served and the instance stays ready.
+    let refused = writer("caller-a")
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_reason(
+        &refused,
+        Code::ResourceExhausted,
+        "CALLER_CONCURRENCY_EXCEEDED",
+    );
+    app.client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("caller B is served");
+    assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+
+    // A second caller takes the last permit: now the instance is saturated and says so.
+    let held_c = {
+        let (mut client, request) = (writer("caller-c"), rename("C"));
+        tokio::spawn(async move { client.update_customer(request).await })
+    };
+    eventually("C's call waits on the lock", || async {
+        sessions_waiting_for_locks(&app).await == 2
+    })
+    .await;
+    let saturated = get(app.addr, "/readyz").await;
+    assert!(saturated.starts_with("HTTP/1.1 503"), "{saturated}");
+    assert!(saturated.ends_with("overloaded\n"), "{saturated}");
+
+    drop(lock);
+    held_a.await.unwrap().expect("A's update");
+    held_c.await.unwrap().expect("C's update");
+    assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
 }

@@ -185,6 +185,13 @@ impl App {
             .with_purge_after(
                 (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
             );
+        service
+            .events()
+            .configure_watches(crate::service::watches::WatchLimits::new(
+                settings.limits.max_watches_per_caller,
+                settings.limits.max_watches,
+                settings.limits.watch_slow_consumer_timeout,
+            ));
         let relay = settings.events.nats_url.is_some().then(|| {
             Arc::new(Relay::new(
                 pool,

@@ -449,6 +449,20 @@ pub struct LimitSettings {
     /// MAX_CONCURRENT_REQUESTS; beyond it RESOURCE_EXHAUSTED / 429.
     #[arg(long, env, default_value_t = 128)]
     pub max_concurrent_requests_per_caller: usize,
+
+    /// Watch streams (WatchCustomerEvents) one caller may have open at once; beyond it
+    /// RESOURCE_EXHAUSTED / 429.
+    #[arg(long, env, default_value_t = 16)]
+    pub max_watches_per_caller: usize,
+
+    /// Watch streams open at once on this server, all callers together.
+    #[arg(long, env, default_value_t = 1024)]
+    pub max_watches: usize,
+
+    /// A watch whose client has not read for this long (its next event found no room) is
+    /// ended with UNAVAILABLE and a resume token.
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
+    pub watch_slow_consumer_timeout: Duration,
 }
 
 impl LimitSettings {

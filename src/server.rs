@@ -260,6 +260,9 @@ pub(crate) fn router(
                             return docs_unauthorized(&headers);
                         }
                         let (connections, idle) = service.pool_state();
+                        let (watches, held_events, held_bytes, dropped_watches) =
+                            service.events().watch_limits().snapshot();
+                        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
                         // The outbox only lags where a relay publishes it; a database
                         // that does not answer leaves the two gauges out of this scrape.
                         let outbox = match &relay {
@@ -292,8 +295,25 @@ pub(crate) fn router(
                                     "Connections open now (at most MAX_CONNECTIONS)",
                                     i64::try_from(open_connections.open()).unwrap_or(i64::MAX),
                                 ),
+                                ("customer_api_watches", "Watch streams open now", gauge(watches)),
+                                (
+                                    "customer_api_watch_buffered_events",
+                                    "Events read by watches and not yet taken by their response",
+                                    gauge(held_events),
+                                ),
+                                (
+                                    "customer_api_watch_buffered_bytes",
+                                    "Bytes of the events read by watches and not yet taken by their response",
+                                    gauge(held_bytes),
+                                ),
                             ],
-                            limit_counters: vec![(
+                            limit_counters: vec![
+                                (
+                                    "customer_api_watches_dropped",
+                                    "Watches ended because their client did not read",
+                                    dropped_watches,
+                                ),
+                                (
                                 "customer_api_connections_refused",
                                 "Connections closed at once because MAX_CONNECTIONS were open",
                                 open_connections.refused(),

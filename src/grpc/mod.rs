@@ -24,7 +24,7 @@ use crate::{
     db::store::PgStore,
     pb,
     resources::Resource,
-    service::CustomerService,
+    service::{CustomerService, events::WatchItem},
 };
 
 /// The server-streaming response of WatchCustomerEvents.
@@ -187,19 +187,29 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::WatchCustomerEventsRequest>,
     ) -> RpcResult<EventStream> {
+        // Each caller has a share of the open watches, held until the stream is dropped.
+        let permit = self
+            .service
+            .events()
+            .watch_limits()
+            .admit(&actor(&request))?;
         let request = request.get_ref();
-        let receiver = self
+        let watch = self
             .service
             .events()
             .watch(&request.parent, &request.start_after)
             .await?;
-        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            let item = receiver.recv().await?;
-            Some((
-                item.map(|event| event_to_proto(event, true))
+        let stream = futures_util::stream::unfold(Some((watch, permit)), |state| async move {
+            let (mut watch, permit) = state?;
+            let item = match watch.next().await? {
+                WatchItem::Event(event) => event
+                    .map(|event| event_to_proto(event, true))
                     .map_err(Status::from),
-                receiver,
-            ))
+                WatchItem::SlowConsumer { resume_after } => {
+                    return Some((Err(slow_consumer(resume_after)), None));
+                }
+            };
+            Some((item, Some((watch, permit))))
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -298,6 +308,28 @@ fn business_to_proto(info: crate::registry::BusinessInfo) -> pb::BusinessInfo {
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
+/// The status ending a watch whose client did not read: UNAVAILABLE, retry, with the resume
+/// token of the last event it was sent in `ErrorInfo.metadata.resumeToken`.
+fn slow_consumer(resume_after: i64) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        crate::service::error::reason::SLOW_CONSUMER,
+        crate::service::error::ERROR_DOMAIN,
+        [(
+            "resumeToken".to_owned(),
+            crate::service::events::resume_token(resume_after),
+        )],
+    );
+    details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+    Status::with_error_details(
+        tonic::Code::Unavailable,
+        "the watch was ended because its client did not read for WATCH_SLOW_CONSUMER_TIMEOUT; \
+         watch again from the resumeToken",
+        details,
+    )
+}
+
 fn actor<T>(request: &Request<T>) -> String {
     request.extensions().get::<Principal>().map_or_else(
         || "unknown".to_owned(),

@@ -67,6 +67,9 @@ pub mod reason {
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     /// The caller already has its share of calls (or watches) in flight.
     pub const CALLER_CONCURRENCY_EXCEEDED: &str = "CALLER_CONCURRENCY_EXCEEDED";
+    /// A watch was ended because its client did not read; watch again from the resume token
+    /// in the status.
+    pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
 }
 
 /// Result of a use case.

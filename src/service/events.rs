@@ -31,7 +31,12 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Error, Result, error::reason, page_token::PageTokens};
+use super::{
+    Error, Result,
+    error::reason,
+    page_token::PageTokens,
+    watches::{Held, WATCH_BATCH, WATCH_CHANNEL, WatchLimits},
+};
 use crate::{
     core::list::{self, Paging},
     db::{
@@ -50,8 +55,6 @@ use crate::{
 
 /// Events numbered per sequencer transaction.
 const SEQUENCE_BATCH: i64 = 1000;
-/// Events read per watch query.
-const WATCH_BATCH: i64 = 500;
 /// How often the sequencer looks for events of other instances whose own sequencer did not
 /// run (crashed right after commit). Local commits wake it at once.
 const SEQUENCER_SWEEP: Duration = Duration::from_millis(500);
@@ -84,6 +87,8 @@ struct Inner {
     positions: watch::Sender<i64>,
     /// Set when the server shuts down: watches end so connections can drain.
     closing: watch::Sender<bool>,
+    /// What watches may hold (`WatchLimits::default()` until configured).
+    watch_limits: std::sync::OnceLock<WatchLimits>,
 }
 
 impl EventLog {
@@ -98,8 +103,19 @@ impl EventLog {
                 sequenced: watch::Sender::new(0),
                 positions: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
+                watch_limits: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets what watches may hold (once, before serving).
+    pub fn configure_watches(&self, limits: WatchLimits) {
+        let _ = self.inner.watch_limits.set(limits);
+    }
+
+    /// What watches may hold, and what they hold now.
+    pub fn watch_limits(&self) -> &WatchLimits {
+        self.inner.watch_limits.get_or_init(WatchLimits::default)
     }
 
     /// Tells the sequencer that a transaction with events committed.
@@ -314,11 +330,7 @@ impl EventLog {
     /// Streams the events of `parent` after `start_after`: first what is stored, then new
     /// events as they are numbered. Invalid input fails before the stream starts; a token
     /// whose successors were removed by retention is OUT_OF_RANGE.
-    pub async fn watch(
-        &self,
-        parent: &str,
-        start_after: &str,
-    ) -> Result<mpsc::Receiver<Result<Event>>> {
+    pub async fn watch(&self, parent: &str, start_after: &str) -> Result<Watch> {
         let mut violations = Violations::new();
         let parent = match EventParent::parse("parent", parent) {
             Ok(parent) => Some(parent),
@@ -361,22 +373,30 @@ impl EventLog {
                 field: "start_after",
             });
         }
-        let (sender, receiver) = mpsc::channel(64);
-        tokio::spawn(self.clone().follow(parent.resource(), after, sender));
-        Ok(receiver)
+        let (sender, receiver) = mpsc::channel(WATCH_CHANNEL);
+        let slow = Arc::new(std::sync::Mutex::new(None));
+        tokio::spawn(
+            self.clone()
+                .follow(parent.resource(), after, sender, slow.clone()),
+        );
+        Ok(Watch { receiver, slow })
     }
 
     async fn follow(
         self,
         customer: Option<String>,
         mut after: i64,
-        sender: mpsc::Sender<Result<Event>>,
+        sender: mpsc::Sender<(Result<Event>, Option<Held>)>,
+        slow: Arc<std::sync::Mutex<Option<i64>>>,
     ) {
+        let limits = self.watch_limits().clone();
+        // What the client was sent last: where it resumes if it is dropped for not reading.
+        let mut sent = after;
         let mut positions = self.positions();
         let mut closing = self.inner.closing.subscribe();
         // Wait until anything committed before the watch started is numbered.
         if let Err(error) = self.catch_up().await {
-            let _ = sender.send(Err(error)).await;
+            let _ = sender.send((Err(error), None)).await;
             return;
         }
         loop {
@@ -386,16 +406,39 @@ impl EventLog {
             let rows = match self.read(customer.as_deref(), after).await {
                 Ok(rows) => rows,
                 Err(error) => {
-                    let _ = sender.send(Err(error)).await;
+                    let _ = sender.send((Err(error), None)).await;
                     return;
                 }
             };
             let full = rows.len() as i64 == WATCH_BATCH;
-            for row in rows {
+            // Counted from the moment they are read until the response takes them.
+            let rows: Vec<(EventRow, Held)> = rows
+                .into_iter()
+                .map(|row| {
+                    let held = limits.hold(&row);
+                    (row, held)
+                })
+                .collect();
+            for (row, held) in rows {
                 after = row.position.unwrap_or(after);
                 let event = event_of(row);
                 let failed = event.is_err();
-                if sender.send(event).await.is_err() || failed {
+                match sender
+                    .send_timeout((event, Some(held)), limits.slow_consumer_timeout)
+                    .await
+                {
+                    Ok(()) => sent = after,
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        // The client stopped reading: let go of the batch; the stream ends
+                        // with the resume token of what it was sent once it reads again.
+                        tracing::info!(sent, "watch ended: the client does not read");
+                        limits.dropped_one();
+                        *slow.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent);
+                        return;
+                    }
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+                }
+                if failed {
                     return;
                 }
             }
@@ -415,13 +458,16 @@ impl EventLog {
             };
             if shutting_down {
                 let _ = sender
-                    .send(Err(Error::Unavailable {
-                        message: "the server is shutting down; watch again with the last \
+                    .send((
+                        Err(Error::Unavailable {
+                            message: "the server is shutting down; watch again with the last \
                                   resume_token"
-                            .into(),
-                        reason: super::error::reason::SHUTTING_DOWN,
-                        retry_after: Duration::from_secs(1),
-                    }))
+                                .into(),
+                            reason: super::error::reason::SHUTTING_DOWN,
+                            retry_after: Duration::from_secs(1),
+                        }),
+                        None,
+                    ))
                     .await;
                 return;
             }
@@ -452,6 +498,42 @@ impl EventLog {
             .pool
             .run(async |conn| Ok(queries::prune(conn, cutoff, include_unpublished).await?))
             .await
+    }
+}
+
+/// An open watch: its events in order, then how it ended if it ended for not reading.
+#[derive(Debug)]
+pub struct Watch {
+    receiver: mpsc::Receiver<(Result<Event>, Option<Held>)>,
+    slow: Arc<std::sync::Mutex<Option<i64>>>,
+}
+
+/// What a watch yields.
+#[derive(Debug)]
+pub enum WatchItem {
+    /// The next event, or the error that ends the watch.
+    Event(Result<Event>),
+    /// The watch was ended because its client did not read; it was sent every event up to
+    /// `resume_after` (a position: [`resume_token`] makes the token to watch again from).
+    SlowConsumer {
+        /// The last position the client was sent (or the watch's starting point).
+        resume_after: i64,
+    },
+}
+
+impl Watch {
+    /// The next item; `None` once the watch is over.
+    pub async fn next(&mut self) -> Option<WatchItem> {
+        match self.receiver.recv().await {
+            // The event leaves the watch's count as the response takes it.
+            Some((event, _held)) => Some(WatchItem::Event(event)),
+            None => self
+                .slow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map(|resume_after| WatchItem::SlowConsumer { resume_after }),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod notes;
 pub mod page_token;
+pub mod watches;
 
 use crate::domain::names::ResourceName as _;
 use std::time::Duration;

@@ -381,3 +381,230 @@ async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readi
     held_c.await.unwrap().expect("C's update");
     assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
 }
+
+/// A gRPC length-prefixed frame.
+fn frame(message: &impl prost::Message) -> bytes::Bytes {
+    let body = message.encode_to_vec();
+    let mut framed = vec![0_u8];
+    framed.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&body);
+    framed.into()
+}
+
+/// An HTTP/2 connection whose streams accept only `window` bytes until they are read.
+async fn stingy_connection(addr: SocketAddr, window: u32) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Opens WatchCustomerEvents of everything on `client` as `authorization`: the response
+/// (headers only until the stream is read).
+async fn open_watch(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    authorization: &str,
+    start_after: &str,
+) -> http::Response<h2::RecvStream> {
+    let request =
+        http::Request::post("http://test/customer.v1.CustomerService/WatchCustomerEvents")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", authorization)
+            .body(())
+            .unwrap();
+    let mut client = client.clone().ready().await.unwrap();
+    let (response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(
+        frame(&pb::WatchCustomerEventsRequest {
+            parent: "customers/-".into(),
+            start_after: start_after.into(),
+        }),
+        true,
+    )
+    .unwrap();
+    bounded("answered a watch", response).await.unwrap()
+}
+
+/// Reads a watch stream to its end, giving its window back as it goes: the events and the
+/// trailers.
+async fn read_watch(
+    response: http::Response<h2::RecvStream>,
+) -> (Vec<pb::CustomerEvent>, http::HeaderMap) {
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        body.flow_control().release_capacity(data.len()).unwrap();
+        bytes.extend_from_slice(&data);
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    (decode_events(&bytes), trailers)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_served() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.limits.max_watches_per_caller = 4;
+    })
+    .await;
+    let reader = token("watcher", &[scopes::READ]);
+    // 100 events, more than a watch may hold (before: 564 per watch).
+    for n in 0..100 {
+        app.create("Ada", &format!("Lovelace{n}")).await;
+    }
+
+    // Four watches on a connection whose streams take no data until read; a fifth is refused.
+    let stingy = stingy_connection(app.addr, 0).await;
+    let mut unread = Vec::new();
+    for _ in 0..4 {
+        let response = open_watch(&stingy, &reader, "").await;
+        assert_eq!(response.headers().get("grpc-status"), None, "open");
+        unread.push(response);
+    }
+    let fifth = open_watch(&stingy, &reader, "").await;
+    assert_eq!(fifth.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
+    // Another caller watches too, and reads.
+    let mut reading = app
+        .client
+        .clone()
+        .watch_customer_events(pb::WatchCustomerEventsRequest {
+            parent: "customers/-".into(),
+            start_after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    for _ in 0..100 {
+        bounded("delivered to the reading watch", reading.message())
+            .await
+            .unwrap()
+            .expect("an event");
+    }
+
+    // Each unread watch reads one batch (32 events) and no further: its response took what
+    // its channel held (8: tonic encodes them into its buffer, which flow control keeps
+    // there), the channel filled again, and the rest of the batch waits for room.
+    eventually("the unread watches fill their channels", || async {
+        metric(app.addr, "customer_api_watch_buffered_events")
+            .await
+            .is_some_and(|held| held >= 4.0 * 8.0)
+    })
+    .await;
+    // More events change nothing for them: at most a batch each, 128 in all (not 4 × 150),
+    // and in bytes too (these events are under 1 KiB each).
+    for n in 0..50 {
+        app.create("Grace", &format!("Hopper{n}")).await;
+    }
+    for _ in 0..50 {
+        bounded("delivered to the reading watch", reading.message())
+            .await
+            .unwrap()
+            .expect("an event");
+    }
+    let held = metric(app.addr, "customer_api_watch_buffered_events")
+        .await
+        .unwrap();
+    assert!((32.0..=128.0).contains(&held), "{held}");
+    let bytes = metric(app.addr, "customer_api_watch_buffered_bytes")
+        .await
+        .unwrap();
+    assert!(bytes > 0.0 && bytes <= 128.0 * 1024.0, "{bytes}");
+    assert_eq!(metric(app.addr, "customer_api_watches ").await, Some(5.0));
+    let created = app.create("Grace", "Hopper").await;
+    let fetched = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("another caller is served");
+    assert_eq!(fetched.into_inner().name, created.name);
+    drop(unread);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_whose_client_does_not_read_is_ended_with_a_resume_token_that_misses_nothing() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.limits.watch_slow_consumer_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let reader = token("slow-reader", &[scopes::READ]);
+    let stingy = stingy_connection(app.addr, 64).await;
+    let unread = open_watch(&stingy, &reader, "").await;
+    let mut names = Vec::new();
+    for n in 0..60 {
+        names.push(app.create("Ada", &format!("Lovelace{n}")).await.name);
+    }
+    eventually("the watch was dropped for not reading", || async {
+        metric(app.addr, "customer_api_watches_dropped_total").await == Some(1.0)
+    })
+    .await;
+    // The batch it had read is let go of; only what its response already took remains.
+    let held = metric(app.addr, "customer_api_watch_buffered_events")
+        .await
+        .unwrap();
+    assert!(held <= 8.0, "{held}");
+
+    // Read now: the events it was sent, then UNAVAILABLE with where to resume.
+    let (events, trailers) = bounded("ended the watch", read_watch(unread)).await;
+    assert!(!events.is_empty() && events.len() < 60, "{}", events.len());
+    let status = tonic::Status::from_header_map(&trailers).expect("a status");
+    assert_reason(&status, Code::Unavailable, "SLOW_CONSUMER");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let resume = &details.error_info().unwrap().metadata["resumeToken"];
+    let last = events.last().unwrap();
+    assert_eq!(resume, &last.resume_token, "the last event it was sent");
+
+    // Watching again from there delivers the rest, in order, none missed or repeated.
+    let again = stingy_connection(app.addr, 1 << 20).await;
+    let resumed = open_watch(&again, &reader, resume).await;
+    let mut seen: Vec<String> = events
+        .iter()
+        .map(|event| event.snapshot.clone().unwrap().name)
+        .collect();
+    let mut body = resumed.into_body();
+    let mut bytes = Vec::new();
+    let rest = names.len() - seen.len();
+    while bytes_events(&bytes) < rest {
+        let data = bounded("delivered the rest", body.data())
+            .await
+            .unwrap()
+            .unwrap();
+        body.flow_control().release_capacity(data.len()).unwrap();
+        bytes.extend_from_slice(&data);
+    }
+    seen.extend(
+        decode_events(&bytes)
+            .into_iter()
+            .map(|event| event.snapshot.unwrap().name),
+    );
+    assert_eq!(seen, names);
+}
+
+/// Complete gRPC frames in `bytes`.
+fn bytes_events(bytes: &[u8]) -> usize {
+    decode_events(bytes).len()
+}
+
+/// The events in the complete gRPC frames of `bytes`.
+fn decode_events(mut bytes: &[u8]) -> Vec<pb::CustomerEvent> {
+    use prost::Message;
+    let mut events = Vec::new();
+    while bytes.len() >= 5 {
+        let length = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+        if bytes.len() < 5 + length {
+            break;
+        }
+        events.push(pb::CustomerEvent::decode(&bytes[5..5 + length]).unwrap());
+        bytes = &bytes[5 + length..];
+    }
+    events
+}

@@ -57,15 +57,20 @@ type Held = Vec<Box<dyn std::any::Any + Send>>;
 /// Opens `n` bodiless GetCustomer streams; returns what keeps them open.
 async fn streams(addr: &str, token: &str, n: usize) -> Held {
     let mut held: Held = Vec::new();
-    let (mut client, mut connections) = (connection(addr, 65_535).await, 1);
+    let mut connections = 0;
+    let mut client = connection(addr, 65_535).await;
+    let mut room = 0;
     while held.len() < n {
-        // A connection that takes no more streams: open another.
-        let ready = tokio::time::timeout(Duration::from_millis(200), client.clone().ready()).await;
-        let Ok(Ok(mut ready)) = ready else {
+        // A connection that takes no more streams (the server's SETTINGS): open another.
+        if room == 0 {
             client = connection(addr, 65_535).await;
+            client = client.ready().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            room = client.current_max_send_streams();
             connections += 1;
-            continue;
-        };
+        }
+        room -= 1;
+        let mut ready = client.clone().ready().await.unwrap();
         let path = "/customer.v1.CustomerService/GetCustomer";
         let (response, body) = ready.send_request(request(path, token), false).unwrap();
         held.push(Box::new((response, body)));

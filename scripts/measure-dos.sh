@@ -38,9 +38,10 @@ name=$("$dos" seed "$addr" "$victim" 600 | tail -1)
 echo "seeded $name; server $(rss)"
 echo "== 600 bodiless streams (first line: before the attack)"
 "$dos" streams "$addr" "$reader" "$victim" "$name" 600
-echo "readyz during: $(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")"
+echo "readyz after: $(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")"
 echo "server $(rss)"
 echo "== 20 unread watches"
+: >/tmp/measure-dos-watches.log
 "$dos" watches "$addr" "$reader" "$victim" "$name" 20 >/tmp/measure-dos-watches.log 2>&1 &
 attack=$!
 until grep -q holding /tmp/measure-dos-watches.log; do sleep 0.5; done

@@ -176,7 +176,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 /// bounds of an implementation's methods.
 pub trait Transact<C>: Store {
     /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
-    /// cancel, deadline) cannot cut it short; commits when it returns `Ok`.
+    /// cancel, disconnect) cannot cut it short; commits when it returns `Ok`. Its statements
+    /// are bounded by the caller's deadline, if any: past it, the transaction rolls back.
     fn write<T: Send + 'static>(
         &self,
         body: impl WriteBody<C, T>,

@@ -8,6 +8,7 @@
 //! registry) and its purge after retention. It knows nothing of tonic, HTTP, JSON or SQL.
 
 pub mod companies;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod notes;
@@ -93,12 +94,13 @@ impl CustomerService<PgStore> {
         (state.connections, state.idle_connections)
     }
 
-    /// Whether the database answers (for health checks).
+    /// Whether the database answers (for health checks), asked on a connection user
+    /// traffic cannot hold up (`db::Pool::ping`).
     pub async fn ping(&self) -> Result<()> {
-        self.writer
-            .store
-            .read(async |conn| Ok(db::ping(conn).await?))
-            .await
+        self.pool().ping().await.map_err(|error| {
+            tracing::debug!(%error, "database ping failed");
+            Error::database_unavailable()
+        })
     }
 
     /// Forgets request ids older than `ttl`.

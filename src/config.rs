@@ -112,6 +112,18 @@ fn hide_env_values(command: clap::Command) -> clap::Command {
     })
 }
 
+/// `command` and its subcommands with no argument read from the environment.
+fn without_env(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let command = command.mut_args(|arg| arg.env(None));
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, without_env)
+    })
+}
+
 /// `command` with `value` as the default of every argument read from `variable` (the value of
 /// a `<VAR>_FILE`), hidden from `--help`. A flag on the command line still wins.
 fn with_env_default(command: clap::Command, variable: &str, value: &str) -> clap::Command {
@@ -562,8 +574,13 @@ pub struct TlsSettings {
 
 impl ServeSettings {
     /// Settings for an embedded server (tests, tools): defaults everywhere but the database.
+    /// Built from the defaults alone: no variable of the process environment is read (a
+    /// developer's `PROTECT_DOCS` or `NATS_URL` must not change a test's server).
     pub fn for_database(database_url: impl Into<String>) -> Self {
-        let cli = Cli::parse_from(["customer-api", "serve", "--database-url", "unset"]);
+        let matches = without_env(Cli::command())
+            .try_get_matches_from(["customer-api", "serve", "--database-url", "unset"])
+            .expect("the defaults parse");
+        let cli = Cli::from_arg_matches(&matches).expect("the defaults parse");
         let Command::Serve(mut settings) = cli.command else {
             unreachable!("parsed a serve command line")
         };

@@ -938,3 +938,29 @@ async fn an_unusable_extra_ca_file_stops_start_up_naming_it() {
         )
     );
 }
+
+/// Test servers are built from the defaults, never from the shell: this test binary runs
+/// [`health_reflection_and_openapi_stay_open`] again in a child process whose environment
+/// sets variables a developer might have exported (protected docs, a broker, a tiny pool).
+#[test]
+fn the_developers_environment_does_not_change_the_test_servers() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "auth::health_reflection_and_openapi_stay_open",
+            "--nocapture",
+        ])
+        .env("PROTECT_DOCS", "true")
+        .env("DB_POOL_SIZE", "0")
+        .env("NATS_STREAM", "CUSTOMER_EVENTS_OF_A_DEVELOPER")
+        .env("LISTEN_ADDR", "not an address")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}

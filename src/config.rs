@@ -463,6 +463,11 @@ pub struct EventSettings {
     /// How often expired events are pruned.
     #[arg(long, env, default_value = "1h", value_parser = parse_duration)]
     pub event_prune_interval: Duration,
+
+    /// How long a WatchCustomerEvents stream stays open through a database outage (retrying)
+    /// before it ends with UNAVAILABLE and the resume token to watch again from.
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
+    pub watch_outage_tolerance: Duration,
 }
 
 impl fmt::Debug for EventSettings {
@@ -476,6 +481,7 @@ impl fmt::Debug for EventSettings {
             .field("event_source", &self.event_source)
             .field("event_retention", &self.event_retention)
             .field("event_prune_interval", &self.event_prune_interval)
+            .field("watch_outage_tolerance", &self.watch_outage_tolerance)
             .finish()
     }
 }

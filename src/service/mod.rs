@@ -62,6 +62,12 @@ impl CustomerService<PgStore> {
         Self::over(PgStore::new(pool, events), page_tokens)
     }
 
+    /// How long a watch stays open through a database outage (default 30 s).
+    pub fn with_watch_outage_tolerance(self, tolerance: Duration) -> Self {
+        self.events().set_watch_outage_tolerance(tolerance);
+        self
+    }
+
     /// The event log every change of this service is recorded in.
     pub fn events(&self) -> &EventLog {
         self.writer.store.events()

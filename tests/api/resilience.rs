@@ -451,3 +451,88 @@ async fn a_short_page_token_key_stops_start_up_with_a_clear_error() {
         "invalid configuration: PAGE_TOKEN_KEY must be at least 16 bytes"
     );
 }
+
+/// A server over a private PostgreSQL cluster the test can stop (`customer_api` database).
+async fn app_on_private_cluster(
+    configure: impl FnOnce(&mut customer_api::config::ServeSettings),
+) -> (crate::cluster::Cluster, TestApp) {
+    let cluster = crate::cluster::Cluster::start("", "host all all 127.0.0.1/32 trust\n", &[]);
+    let mut admin = crate::helpers::connect(&cluster.url("postgres", "127.0.0.1", "postgres", ""))
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE customer_api")
+        .await
+        .unwrap();
+    let url = cluster.url("postgres", "127.0.0.1", "customer_api", "");
+    let app = TestApp::spawn_on(url, "customer_api".into(), configure, None).await;
+    (cluster, app)
+}
+
+/// `WatchCustomerEvents` from the start of the log.
+async fn watch_all(app: &TestApp) -> tonic::Streaming<pb::CustomerEvent> {
+    app.client
+        .clone()
+        .watch_customer_events(pb::WatchCustomerEventsRequest {
+            parent: "customers/-".into(),
+            start_after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// `customer_api_events_watch_outage_retries_total` of the server.
+async fn watch_outage_retries(app: &TestApp) -> u64 {
+    let text = crate::metrics::scrape(app).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("customer_api_events_watch_outage_retries_total "))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_stays_open_through_a_short_database_outage() {
+    let (cluster, app) = app_on_private_cluster(|_| {}).await;
+    let before = app.create("Before", "Outage").await;
+    let mut watch = watch_all(&app).await;
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().customer,
+        before.name
+    );
+
+    tokio::task::block_in_place(|| cluster.stop());
+    // The watch reads (at the latest after its 5 s safety net), fails, and waits to retry.
+    until_reached(
+        "the watch retried a read during the outage",
+        3000,
+        || async { watch_outage_retries(&app).await > 0 },
+    )
+    .await;
+    tokio::task::block_in_place(|| cluster.start_again());
+    let after = app.create("After", "Outage").await;
+
+    let event = watch.message().await.unwrap().unwrap();
+    assert_eq!(event.customer, after.name, "the same stream goes on");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_ends_unavailable_with_its_resume_token_once_the_outage_outlasts_the_tolerance() {
+    let (cluster, app) = app_on_private_cluster(|settings| {
+        settings.events.watch_outage_tolerance = Duration::ZERO;
+    })
+    .await;
+    app.create("Before", "Outage").await;
+    let mut watch = watch_all(&app).await;
+    let seen = watch.message().await.unwrap().unwrap();
+
+    tokio::task::block_in_place(|| cluster.stop());
+    let status = watch.message().await.unwrap_err();
+
+    assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(
+        status
+            .message()
+            .contains(&format!("start_after = \"{}\"", seen.resume_token)),
+        "{status:?}"
+    );
+}

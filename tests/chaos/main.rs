@@ -1074,6 +1074,7 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
         .await
         .expect("create company")
         .into_inner();
+    let answered = AtomicU64::new(0);
     let creates = futures_util::future::join_all((0..120).map(|i| {
         let mut body = customer(
             "Member",
@@ -1081,11 +1082,22 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
             &format!("race.company.{i}@chaos.example.com"),
         );
         body.company = company.name.clone();
-        api.create(body, "", timeout).map(|r| r.map(drop))
+        let answered = &answered;
+        api.create(body, "", timeout).map(move |r| {
+            answered.fetch_add(1, Ordering::SeqCst);
+            r.map(drop)
+        })
     }));
     // Forced: the delete detaches the members that committed before it, and a create that
     // commits after it must be refused; none may end up in a deleted company.
+    // Sent once half the creates were answered: the rest race it.
     let delete = async {
+        until(
+            "half the creates are answered",
+            Duration::from_secs(30),
+            || async { (AtomicU64::load(&answered, Ordering::SeqCst) >= 60).then_some(()) },
+        )
+        .await;
         let mut client = api.client.clone();
         client
             .delete_company(api.request(

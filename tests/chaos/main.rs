@@ -53,7 +53,7 @@ use diesel::{
     sql_types::{BigInt, Text},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::{sync::watch, task::JoinHandle};
 use tonic::{
     Code, Request, Status,
@@ -1075,7 +1075,8 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
         .expect("create company")
         .into_inner();
     let answered = AtomicU64::new(0);
-    let creates = futures_util::future::join_all((0..120).map(|i| {
+    // Eight at a time, so the delete gets a pooled connection while creates still come.
+    let creates = futures_util::stream::iter((0..120).map(|i| {
         let mut body = customer(
             "Member",
             "RaceCompany",
@@ -1087,7 +1088,9 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
             answered.fetch_add(1, Ordering::SeqCst);
             r.map(drop)
         })
-    }));
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<_>>();
     // Forced: the delete detaches the members that committed before it, and a create that
     // commits after it must be refused; none may end up in a deleted company.
     // Sent once half the creates were answered: the rest race it.

@@ -210,14 +210,7 @@ impl Pool {
     /// when set (a direct or session-pooled address), so session state (advisory locks,
     /// `LISTEN`) holds even when the pool goes through a transaction pooler.
     pub async fn session(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        self.session_on(&self.sessions).await
-    }
-
-    async fn session_on(
-        &self,
-        connector: &Connector,
-    ) -> Result<AsyncPgConnection, ConnectionError> {
-        let mut conn = connector.connect(false).await?;
+        let mut conn = self.sessions.connect(false).await?;
         conn.batch_execute(&format!(
             "{}; SET application_name = 'customer-api'",
             self.statements.settings("SESSION")
@@ -259,8 +252,9 @@ impl Pool {
         let mut slot = self.probe.lock().await;
         let mut conn = match slot.take() {
             Some(conn) => conn,
-            None => self
-                .session_on(&self.connector)
+            // Set up as pooled connections are (behind a transaction pooler: no session
+            // settings), but never handed to a request.
+            None => setup_session(self.connector.clone(), self.statements)
                 .await
                 .map_err(|e| e.to_string())?,
         };

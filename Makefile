@@ -122,7 +122,7 @@ test: test-tools tools nextest ## Run every test (unit + integration against rea
 	scripts/drop-test-databases.sh; exit $$status
 
 chaos: ## Fault injection (tests/chaos): its own PostgreSQL and NATS, faults, checks, a summary table
-	$(CARGO) test --test chaos -- --ignored --nocapture
+	$(CARGO) test --test chaos -- --nocapture
 
 test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
 	@missing=""; for package in $(TEST_PACKAGES); do \

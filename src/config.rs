@@ -253,6 +253,10 @@ pub struct AuthSettings {
     /// Clock skew tolerated for `exp`/`nbf`.
     #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
+    /// Longest token lifetime accepted: a token whose `exp` lies further than this after its
+    /// `iat` (or after now) is refused. 0 accepts any lifetime.
+    #[arg(long, env, default_value = "24h", value_parser = parse_duration)]
+    pub jwt_max_lifetime: Duration,
     /// Require a `customers.read` credential for server reflection and `/openapi.json`
     /// (open by default, like the health checks, which always stay open).
     #[arg(long, env)]
@@ -276,6 +280,7 @@ impl AuthSettings {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway: self.jwt_leeway,
+            max_lifetime: self.jwt_max_lifetime,
         }
     }
 }

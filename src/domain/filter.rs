@@ -579,6 +579,17 @@ pub fn parse<F: FilterField>(input: &str) -> Result<Option<Expr<F>>, FilterError
             ),
         ));
     }
+    // PostgreSQL stores no NUL in text and no field holds control characters: refused
+    // here, with a position, rather than by the database as an internal error.
+    if let Some(position) = input
+        .chars()
+        .position(|c| c.is_control() && !c.is_whitespace())
+    {
+        return Err(error(
+            position,
+            "control characters (such as NUL) are not allowed in a filter",
+        ));
+    }
     if input.trim().is_empty() {
         return Ok(None);
     }

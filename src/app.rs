@@ -51,6 +51,7 @@ pub use self::supervisor::{Restarts, Supervisor};
 use crate::{
     auth::{Authenticator, jwt::JwtVerifier},
     config::ServeSettings,
+    connections::Connections,
     db,
     grpc::CustomerApi,
     pb::customer_service_server::CustomerServiceServer,
@@ -100,6 +101,8 @@ pub struct App {
     health: HealthReporter,
     ready: Arc<Readiness>,
     router: server::Routes,
+    /// The open connections (capped by `MAX_CONNECTIONS`).
+    connections: Arc<Connections>,
     /// Maintenance tasks, stopped when shutdown begins.
     tasks: Supervisor,
     /// The event sequencer and listener, stopped once in-flight calls have drained.
@@ -195,6 +198,7 @@ impl App {
         let ready = Arc::new(Readiness::default());
         let tasks = Supervisor::new(TASK_STOP_GRACE.min(settings.drain_timeout));
         let event_tasks = tasks.sibling();
+        let connections = Arc::new(Connections::new(settings.limits.max_connections));
         let router = server::router(
             &settings,
             service.clone(),
@@ -202,10 +206,11 @@ impl App {
             health_service,
             ready.clone(),
             relay.as_ref().map(|relay| relay.status()),
-            tasks.restarts(),
+            (tasks.restarts(), connections.clone()),
         )?;
         Ok(Self {
             settings,
+            connections,
             tls,
             service,
             relay,
@@ -269,7 +274,15 @@ impl App {
                 }
             }
         };
-        server::accept(&listener, self.router, self.tls, &graceful, stop_accepting).await;
+        server::accept(
+            &listener,
+            self.router,
+            self.tls,
+            &graceful,
+            (&self.settings.limits, &self.connections),
+            stop_accepting,
+        )
+        .await;
 
         tracing::info!("shutting down: no new connections, draining in-flight calls");
         self.tasks.cancel();
@@ -412,14 +425,15 @@ async fn probe_once(
     ready: &Readiness,
     last: &mut Option<bool>,
 ) {
-    let up = matches!(
+    let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), service.ping()).await,
         Ok(Ok(()))
     );
+    ready.set_database(database);
+    let up = database && !ready.saturated();
     if *last == Some(up) {
         return;
     }
-    ready.set_database(up);
     *last = Some(up);
     if ready.is_stopping() {
         return;
@@ -427,6 +441,9 @@ async fn probe_once(
     if up {
         tracing::info!("database reachable: SERVING");
         report(health, tonic_health::ServingStatus::Serving).await;
+    } else if database {
+        tracing::warn!("every call permit is taken: NOT_SERVING");
+        report(health, tonic_health::ServingStatus::NotServing).await;
     } else {
         tracing::warn!("database unreachable: NOT_SERVING");
         report(health, tonic_health::ServingStatus::NotServing).await;
@@ -451,16 +468,34 @@ async fn report(health: &HealthReporter, status: tonic_health::ServingStatus) {
 /// What `/readyz` reports: the database answered the last probe and shutdown has not begun.
 /// Two flags combined when read, so a probe that finishes after shutdown began can never
 /// make the instance look ready again.
+///
+/// It also turns not ready while the server is saturated (every `MAX_CONCURRENT_REQUESTS`
+/// permit taken): a load balancer then sends new calls to other instances instead of having
+/// them shed. One caller cannot cause that alone: its share
+/// (`MAX_CONCURRENT_REQUESTS_PER_CALLER`) is below the global budget.
 #[derive(Debug, Default)]
 pub struct Readiness {
     database: AtomicBool,
     stopping: AtomicBool,
+    load: std::sync::OnceLock<crate::auth::limits::ConcurrencyLimit>,
 }
 
 impl Readiness {
     /// Whether the instance should receive new calls.
     pub fn is_ready(&self) -> bool {
-        !self.stopping.load(Ordering::SeqCst) && self.database.load(Ordering::SeqCst)
+        !self.stopping.load(Ordering::SeqCst)
+            && self.database.load(Ordering::SeqCst)
+            && !self.saturated()
+    }
+
+    /// Reports saturation of `limit` (the calls in flight) from now on.
+    pub fn watch_saturation(&self, limit: crate::auth::limits::ConcurrencyLimit) {
+        let _ = self.load.set(limit);
+    }
+
+    /// Whether every call permit is taken.
+    pub fn saturated(&self) -> bool {
+        self.load.get().is_some_and(|limit| limit.saturated())
     }
 
     fn set_database(&self, up: bool) {

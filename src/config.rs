@@ -429,6 +429,54 @@ pub struct ServeSettings {
     /// The business registry behind business-info enrichment (optional).
     #[command(flatten)]
     pub registry: RegistrySettings,
+
+    /// Connection, body and per-caller limits against abusive peers.
+    #[command(flatten)]
+    pub limits: LimitSettings,
+}
+
+/// Limits against peers that hold resources without using them (see `docs/operations.md`,
+/// "Abuse limits"): connections, timeouts, and each caller's share of the call budget.
+#[derive(Debug, Clone, Args)]
+pub struct LimitSettings {
+    /// Connections open at once; a connection beyond it is closed at once.
+    #[arg(long, env, default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Time a new connection has to send its first bytes, and an HTTP/1.1 request to send
+    /// its headers; the connection is closed otherwise.
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A connection with no call in flight for this long is closed (HTTP/1.1 and HTTP/2;
+    /// an open watch stream is a call in flight).
+    #[arg(long, env, default_value = "2m", value_parser = parse_duration)]
+    pub connection_idle_timeout: Duration,
+
+    /// Time a request body (a gRPC request message) has to arrive after the request's
+    /// headers: later is DEADLINE_EXCEEDED (gRPC) or 408 (REST).
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
+
+    /// Streams (calls) one HTTP/2 connection may have open at once.
+    #[arg(long, env, default_value_t = 100)]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Calls one caller (token subject or API key) may have in flight at once, its share of
+    /// MAX_CONCURRENT_REQUESTS; beyond it RESOURCE_EXHAUSTED / 429.
+    #[arg(long, env, default_value_t = 128)]
+    pub max_concurrent_requests_per_caller: usize,
+}
+
+impl LimitSettings {
+    /// The timeouts of each connection.
+    pub fn timeouts(&self) -> crate::connections::Timeouts {
+        crate::connections::Timeouts {
+            first_bytes: self.header_read_timeout,
+            idle: self.connection_idle_timeout,
+            request_body: self.request_body_timeout,
+        }
+    }
 }
 
 /// Domain events: how long the change stream keeps them, and where the relay publishes them.

@@ -30,6 +30,8 @@
 //! - [`server`]: the HTTP side: routing of every protocol, health, reflection, metrics, the
 //!   accept loop with optional TLS.
 //! - [`docs`]: the landing page `/` and the API console `/docs` (vendored Swagger UI).
+//! - [`connections`]: the connection cap, idle and first-byte timeouts, request-body
+//!   deadlines.
 //! - [`tls`]: optional TLS and mutual TLS on that listener (rustls).
 //! - [`auth`]: JWT and API-key authentication, the per-RPC scope table and its layer.
 //! - [`registry`]: the business-registry client (cache, retries, circuit breaker) behind
@@ -47,6 +49,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod convert;
 pub mod core;
 pub mod db;

@@ -34,12 +34,14 @@ use crate::{
     auth::{
         Authenticator,
         layer::Auth,
-        limits::{ConcurrencyLimit, RateLimits},
+        limits::{CallerLimits, ConcurrencyLimit, RateLimits},
         scopes,
     },
-    config::ServeSettings,
+    config::{LimitSettings, ServeSettings},
+    connections::{Activity, Connections, IdleIo, Tracked},
     grpc::{
         CustomerApi,
+        body::BodyFirst,
         content_type::GrpcContentType,
         deadline::Deadline,
         middleware::{Inner, Wrapped},
@@ -72,9 +74,11 @@ pub(crate) async fn accept(
     router: Routes,
     tls: Option<TlsAcceptor>,
     graceful: &GracefulShutdown,
+    (limits, connections): (&LimitSettings, &Connections),
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(connection_builder());
+    let builder = Arc::new(connection_builder(limits));
+    let timeouts = limits.timeouts();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -88,23 +92,34 @@ pub(crate) async fn accept(
                         continue;
                     }
                 };
+                // Beyond the cap the peer reads EOF at once instead of waiting in the backlog.
+                let Some(slot) = connections.admit() else {
+                    tracing::debug!(%peer, "connection refused: MAX_CONNECTIONS are open");
+                    continue;
+                };
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "TCP_NODELAY");
                 }
-                let service = TowerToHyperService::new(router.clone());
+                let activity = Activity::new();
+                let service = TowerToHyperService::new(Tracked::new(
+                    router.clone(),
+                    activity.clone(),
+                    timeouts.request_body,
+                ));
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let acceptor = tls.clone();
                 // The TLS handshake runs here, off the accept loop.
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let result = match acceptor {
                         None => {
-                            let io = TokioIo::new(stream);
+                            let io = TokioIo::new(IdleIo::new(stream, activity, timeouts));
                             let connection = builder.serve_connection(io, service);
                             watcher.watch(connection.into_owned()).await
                         }
                         Some(acceptor) => match tls::accept(&acceptor, stream).await {
                             Ok(stream) => {
-                                let io = TokioIo::new(stream);
+                                let io = TokioIo::new(IdleIo::new(stream, activity, timeouts));
                                 let connection =
                                     builder.serve_connection(io, service);
                                 watcher.watch(connection.into_owned()).await
@@ -125,17 +140,18 @@ pub(crate) async fn accept(
     }
 }
 
-/// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 + HTTP/2 (h2c) per connection, with timeouts against idle and slow peers (and
+/// [`IdleIo`] for what hyper does not time out).
+fn connection_builder(limits: &LimitSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .max_header_list_size(64 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
@@ -146,7 +162,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 pub(crate) type Routes = Observe<Router>;
 
 /// Every route of the listener. `ready` is what `/readyz` reports (with a database ping);
-/// `relay` and `restarts` feed `/healthz/events` and `/metrics`.
+/// `relay`, `restarts` and `connections` feed `/healthz/events` and `/metrics`.
 pub(crate) fn router(
     settings: &ServeSettings,
     service: CustomerService,
@@ -154,7 +170,7 @@ pub(crate) fn router(
     health_service: HealthServer<impl Health>,
     ready: Arc<Readiness>,
     relay: Option<Arc<RelayStatus>>,
-    restarts: Restarts,
+    (restarts, connections): (Restarts, Arc<Connections>),
 ) -> Result<Routes, StartError> {
     // Authentication and scopes wrap the service itself, so gRPC, gRPC-web and REST (which
     // calls it in-process with the caller's headers) are checked in exactly one place.
@@ -169,11 +185,16 @@ pub(crate) fn router(
     let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
         .max_decoding_message_size(settings.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    let customers = Wrapped::new(Auth::new(authenticator.clone(), rate_limits), customers);
-    let customers = Wrapped::new(
-        ConcurrencyLimit::new(settings.max_concurrent_requests),
-        customers,
-    );
+    // Each caller's share is checked once it is identified; the global permit is taken once
+    // the request message is read (BodyFirst), so bodies that never come hold no permit.
+    let callers = CallerLimits::new(settings.limits.max_concurrent_requests_per_caller);
+    let auth = Auth::new(authenticator.clone(), rate_limits).with_caller_limits(callers);
+    let customers = Wrapped::new(auth, customers);
+    let concurrency = ConcurrencyLimit::new(settings.max_concurrent_requests);
+    ready.watch_saturation(concurrency.clone());
+    let customers = Wrapped::new(concurrency.clone(), customers);
+    // The largest message and its frame header.
+    let customers = Wrapped::new(BodyFirst::new(settings.max_request_bytes + 5), customers);
     let customers = Wrapped::new(Metered::new(metrics.clone()), customers);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -226,11 +247,14 @@ pub(crate) fn router(
                 let relay = relay.clone();
                 let ready = ready.clone();
                 let pool_max = settings.database.pool_size.max(1);
+                let max_in_flight = settings.max_concurrent_requests;
                 move |headers: http::HeaderMap| {
                     let (service, authenticator) = (service.clone(), authenticator.clone());
                     let (metrics, relay) = (metrics.clone(), relay.clone());
                     let ready = ready.is_ready();
                     let restarts = restarts.clone();
+                    let open_connections = connections.clone();
+                    let concurrency = concurrency.clone();
                     async move {
                         if !docs_allowed(protect_docs, &authenticator, &headers).await {
                             return docs_unauthorized(&headers);
@@ -257,6 +281,24 @@ pub(crate) fn router(
                             process: crate::metrics::process::Process::read(),
                             ready,
                             watch_outage_retries: service.events().watch_outage_retries(),
+                            limit_gauges: vec![
+                                (
+                                    "customer_api_requests_in_flight",
+                                    "Calls holding a permit of MAX_CONCURRENT_REQUESTS",
+                                    i64::try_from(concurrency.in_flight(max_in_flight))
+                                        .unwrap_or(i64::MAX),
+                                ),
+                                (
+                                    "customer_api_connections",
+                                    "Connections open now (at most MAX_CONNECTIONS)",
+                                    i64::try_from(open_connections.open()).unwrap_or(i64::MAX),
+                                ),
+                            ],
+                            limit_counters: vec![(
+                                "customer_api_connections_refused",
+                                "Connections closed at once because MAX_CONNECTIONS were open",
+                                open_connections.refused(),
+                            )],
                         });
                         (
                             StatusCode::OK,
@@ -499,7 +541,8 @@ struct Probe {
     ready: Arc<Readiness>,
 }
 
-/// Ready while the database answers and the server is not shutting down.
+/// Ready while the database answers, the server is not shutting down and not every call
+/// permit is taken (one caller cannot take them all: see `CallerLimits`).
 async fn readyz(
     State(probe): State<Probe>,
 ) -> (
@@ -508,6 +551,9 @@ async fn readyz(
     &'static str,
 ) {
     let text = [(header::CONTENT_TYPE, "text/plain")];
+    if probe.ready.saturated() {
+        return (StatusCode::SERVICE_UNAVAILABLE, text, "overloaded\n");
+    }
     if !probe.ready.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n");
     }

@@ -417,6 +417,11 @@ impl Inner {
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 return Err(too_large(self.max_message_bytes).into());
             }
+            Err(error) if crate::body_timed_out(&*error) => {
+                return Err(
+                    Status::deadline_exceeded("the request body did not arrive in time").into(),
+                );
+            }
             Err(error) => {
                 return Err(Status::invalid_argument(format!(
                     "the request body could not be read: {error}"

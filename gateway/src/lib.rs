@@ -67,6 +67,23 @@ pub use crate::{
     routes::{Route, RouteError},
 };
 
+/// Whether `error` (or an error it was caused by) is a `TimedOut` I/O error: what a server
+/// puts in a request body that did not arrive by its deadline. Such a body is answered 408
+/// on REST and `deadline_exceeded` on Connect.
+pub fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Default largest accepted request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -749,6 +766,12 @@ impl Inner {
         match Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(error) if body_timed_out(&*error) => Err(HttpError::with_status(
+                http::StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            )),
             Err(error) => Err(HttpError::bad_request(
                 "UNREADABLE_BODY",
                 format!("the request body could not be read: {error}"),

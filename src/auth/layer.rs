@@ -9,7 +9,11 @@ use std::sync::Arc;
 use http::Request;
 use tonic::{Status, metadata::MetadataValue};
 
-use super::{AuthError, Authenticator, Principal, limits::RateLimits, scopes};
+use super::{
+    AuthError, Authenticator, Principal,
+    limits::{CallerLimits, RateLimits},
+    scopes,
+};
 use crate::{
     grpc::middleware::{Inner, Middleware, ResponseFuture},
     observe::RequestContext,
@@ -21,6 +25,7 @@ pub struct Auth {
     authenticator: Authenticator,
     rate_limits: Option<Arc<RateLimits>>,
     scope: Option<&'static str>,
+    callers: Option<CallerLimits>,
 }
 
 impl Auth {
@@ -31,7 +36,15 @@ impl Auth {
             authenticator,
             rate_limits: rate_limits.map(Arc::new),
             scope: None,
+            callers: None,
         }
+    }
+
+    /// Also holds each caller to `callers`' share of calls in flight (RESOURCE_EXHAUSTED
+    /// beyond it).
+    pub fn with_caller_limits(mut self, callers: CallerLimits) -> Self {
+        self.callers = Some(callers);
+        self
     }
 
     /// Requires `scope` for every method of the wrapped service (for services outside the
@@ -41,6 +54,7 @@ impl Auth {
             authenticator,
             rate_limits: None,
             scope: Some(scope),
+            callers: None,
         }
     }
 }
@@ -54,6 +68,7 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
             authenticator,
             rate_limits,
             scope: fixed_scope,
+            callers,
         } = self.clone();
         Box::pin(async move {
             let Some(scope) = fixed_scope.or_else(|| scopes::required(request.uri().path())) else {
@@ -77,8 +92,17 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
             {
                 return Ok(RateLimits::exceeded(retry_after).into_http());
             }
+            let permit = match &callers {
+                None => None,
+                Some(callers) => match callers.try_acquire(&principal.subject) {
+                    Some(permit) => Some(permit),
+                    None => return Ok(callers.exceeded("calls").into_http()),
+                },
+            };
             request.extensions_mut().insert(principal);
-            inner.call(request).await
+            let response = inner.call(request).await;
+            drop(permit);
+            response
         })
     }
 }

@@ -5,9 +5,21 @@
 //!   `RetryInfo` detail (429 with `Retry-After` on REST).
 //! - The concurrency limit sheds load instead of queueing: beyond `max` calls in flight, new
 //!   calls answer UNAVAILABLE at once (503), which keeps latency bounded under overload and
-//!   tells clients to back off. Health checks are not behind either limit.
+//!   tells clients to back off. Health checks are not behind either limit. Permits are taken
+//!   only once the request message has been read (`grpc::body::BodyFirst`), so a peer that
+//!   never sends its body holds none.
+//! - [`CallerLimits`] gives each caller a share of that budget: beyond its share of calls in
+//!   flight (`MAX_CONCURRENT_REQUESTS_PER_CALLER`, below the global limit) a caller's new
+//!   calls answer RESOURCE_EXHAUSTED, so one caller cannot take every permit (nor, by
+//!   saturating the server, turn its readiness off). The same type bounds each caller's open
+//!   watches.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use http::Request;
@@ -81,6 +93,88 @@ impl ConcurrencyLimit {
     }
 }
 
+impl ConcurrencyLimit {
+    /// Whether every permit is taken (new calls are being shed).
+    pub fn saturated(&self) -> bool {
+        self.permits.available_permits() == 0
+    }
+
+    /// Calls holding a permit now, out of `max`.
+    pub fn in_flight(&self, max: usize) -> usize {
+        max.max(1).saturating_sub(self.permits.available_permits())
+    }
+}
+
+/// How many things (calls in flight, open watches) each caller holds, capped per caller.
+#[derive(Debug, Clone)]
+pub struct CallerLimits {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    max: usize,
+}
+
+/// One thing a caller holds; dropping it gives it back.
+#[derive(Debug)]
+pub struct CallerPermit {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl CallerLimits {
+    /// At most `max` (at least one) per caller.
+    pub fn new(max: usize) -> Self {
+        Self {
+            held: Arc::default(),
+            max: max.max(1),
+        }
+    }
+
+    /// A permit for `caller`, or `None` when it already holds `max`.
+    pub fn try_acquire(&self, caller: &str) -> Option<CallerPermit> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(caller.to_owned()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(CallerPermit {
+            held: self.held.clone(),
+            caller: caller.to_owned(),
+        })
+    }
+
+    /// What everyone holds now.
+    pub fn total(&self) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.values().sum()
+    }
+
+    /// The RESOURCE_EXHAUSTED answer of a caller over its share of `what`.
+    pub fn exceeded(&self, what: &str) -> Status {
+        transport_status(
+            Code::ResourceExhausted,
+            reason::CALLER_CONCURRENCY_EXCEEDED,
+            format!(
+                "this caller already has {} {what} in flight, its share; retry when one ends",
+                self.max
+            ),
+            Some(Duration::from_secs(1)),
+        )
+    }
+}
+
+impl Drop for CallerPermit {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        // Callers without anything held are forgotten, so the map stays small.
+        if let Some(count) = held.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.caller);
+            }
+        }
+    }
+}
+
 impl<S: Inner<B>, B> Middleware<S, B> for ConcurrencyLimit {
     fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -117,5 +211,19 @@ mod tests {
         );
         assert!(limits.check("b").is_ok());
         assert!(RateLimits::new(0, 10).is_none());
+    }
+
+    #[test]
+    fn each_caller_holds_at_most_its_share_and_gives_it_back() {
+        let limits = CallerLimits::new(2);
+        let first = limits.try_acquire("a").unwrap();
+        let _second = limits.try_acquire("a").unwrap();
+        assert!(limits.try_acquire("a").is_none());
+        let _other = limits.try_acquire("b").unwrap();
+        assert_eq!(limits.total(), 3);
+        drop(first);
+        assert!(limits.try_acquire("a").is_some());
+        drop(_other);
+        assert_eq!(limits.held.lock().unwrap().len(), 1, "b is forgotten");
     }
 }

@@ -6,6 +6,7 @@
 //! the request traits of [`requests`]. No business rule lives here. gRPC-web and the REST gateway reach the same trait
 //! implementation, so this is the only adapter there is.
 
+pub mod body;
 pub mod codec;
 pub mod content_type;
 pub mod deadline;

@@ -116,6 +116,10 @@ pub struct Snapshot {
     pub ready: bool,
     /// Reads that watches retried because the database was unavailable.
     pub watch_outage_retries: u64,
+    /// The abuse limits' gauges (connections, calls, watches): name, help, value.
+    pub limit_gauges: Vec<(&'static str, &'static str, i64)>,
+    /// The abuse limits' counters (refusals): name without `_total`, help, value.
+    pub limit_counters: Vec<(&'static str, &'static str, u64)>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -261,6 +265,12 @@ impl Metrics {
             "The running build: its version and git commit (always 1)",
             build,
         );
+        for (name, help, value) in snapshot.limit_gauges {
+            registry.register(name, help, ConstGauge::new(value));
+        }
+        for (name, help, value) in snapshot.limit_counters {
+            registry.register(name, help, ConstCounter::new(value));
+        }
         register_process(&mut registry, &snapshot.process);
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -461,12 +471,16 @@ mod tests {
                 start_time_seconds: Some(1.7e9),
             },
             ready: true,
+            limit_gauges: vec![("customer_api_connections", "Open connections", 3)],
+            limit_counters: vec![("customer_api_connections_refused", "Refused", 2)],
         });
         for line in [
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="WatchCustomerEvents",grpc_type="server_stream",grpc_code="Canceled"} 1"#,
             r#"grpc_server_started_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary"} 1"#,
             r#"customer_api_db_pool_connections{state="idle"} 1"#,
+            "customer_api_connections 3",
+            "customer_api_connections_refused_total 2",
             r#"customer_api_db_pool_connections{state="in_use"} 2"#,
             "customer_api_db_pool_max_connections 10",
             "customer_api_events_relay_connected 1",

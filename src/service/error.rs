@@ -65,6 +65,8 @@ pub mod reason {
     pub const REGISTRY_NOT_CONFIGURED: &str = "REGISTRY_NOT_CONFIGURED";
     /// The server is shutting down (a watch ends with it); reconnect.
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// The caller already has its share of calls (or watches) in flight.
+    pub const CALLER_CONCURRENCY_EXCEEDED: &str = "CALLER_CONCURRENCY_EXCEEDED";
 }
 
 /// Result of a use case.

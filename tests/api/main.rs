@@ -6,6 +6,7 @@
 // A failed unwrap is a failed test, with the location in the message.
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod access_log;
 mod auth;
 mod business;

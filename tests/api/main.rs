@@ -22,6 +22,7 @@ mod delete;
 mod deploy;
 mod docs;
 mod events;
+mod external_ids;
 mod helpers;
 mod lifecycle;
 mod list;

@@ -32,12 +32,21 @@ pub enum Lock {
 }
 
 /// A unique attribute another live resource already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {
     /// Another live customer uses the email.
     Email,
     /// Another live company has the business id.
     BusinessId,
+    /// Another live customer (`holder`, when known) has the external id `id` of `source`.
+    ExternalId {
+        /// The source system.
+        source: String,
+        /// The id it knows the customer by.
+        id: String,
+        /// The customer holding the pair.
+        holder: Option<Uuid>,
+    },
 }
 
 /// What claiming a request id found.

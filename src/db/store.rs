@@ -125,10 +125,32 @@ fn conflict(error: diesel::result::Error) -> Error {
         match info.constraint_name() {
             Some("customers_live_email_key") => return Conflict::Email.into(),
             Some("companies_live_business_id_key") => return Conflict::BusinessId.into(),
+            Some("customer_external_ids_live_key") => {
+                if let Some(conflict) = info.details().and_then(external_id_conflict) {
+                    return conflict.into();
+                }
+            }
             _ => {}
         }
     }
     error.into()
+}
+
+/// The pair and holder the `customers_claim_external_ids` trigger names in the DETAIL of
+/// its unique violation (JSON: `{"source", "id", "customer"}`).
+fn external_id_conflict(detail: &str) -> Option<Conflict> {
+    #[derive(serde::Deserialize)]
+    struct Taken {
+        source: String,
+        id: String,
+        customer: Option<Uuid>,
+    }
+    let taken: Taken = serde_json::from_str(detail).ok()?;
+    Some(Conflict::ExternalId {
+        source: taken.source,
+        id: taken.id,
+        holder: taken.customer,
+    })
 }
 
 /// The repository of a soft-deleted resource stored one row each in `$table` (the module of

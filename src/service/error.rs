@@ -67,6 +67,8 @@ pub mod reason {
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     /// The caller already has its share of calls (or watches) in flight.
     pub const CALLER_CONCURRENCY_EXCEEDED: &str = "CALLER_CONCURRENCY_EXCEEDED";
+    /// Another live customer has one of the `(source, id)` pairs of `external_ids`.
+    pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
 }
 
 /// Result of a use case.
@@ -260,6 +262,25 @@ impl From<Conflict> for Error {
                 resource_type: crate::domain::names::COMPANY_TYPE,
                 resource_name: String::new(),
             },
+            Conflict::ExternalId { source, id, holder } => {
+                let holder = holder
+                    .map(|id| crate::domain::names::CustomerName(id).to_string())
+                    .unwrap_or_default();
+                Self::AlreadyExists {
+                    message: format!(
+                        "another live customer{} already has external id {source} = {:?}",
+                        if holder.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({holder})")
+                        },
+                        crate::domain::customer::clip(&id),
+                    ),
+                    reason: reason::EXTERNAL_ID_ALREADY_EXISTS,
+                    resource_type: crate::domain::names::CUSTOMER_TYPE,
+                    resource_name: holder,
+                }
+            }
         }
     }
 }

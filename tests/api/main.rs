@@ -24,6 +24,7 @@ mod deploy;
 mod docs;
 mod events;
 mod hardening;
+mod external_ids;
 mod helpers;
 mod lifecycle;
 mod list;

@@ -45,7 +45,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop nextest test test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest test chaos test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -120,6 +120,9 @@ test: test-tools tools nextest ## Run every test (unit + integration against rea
 	status=0; $(NEXTEST) run --workspace --all-targets --test-threads $(TEST_THREADS) || status=$$?; \
 	$(CARGO) test --workspace --doc --quiet || status=$$?; \
 	scripts/drop-test-databases.sh; exit $$status
+
+chaos: ## Fault injection (tests/chaos): its own PostgreSQL and NATS, faults, checks, a summary table
+	$(CARGO) test --test chaos -- --nocapture
 
 test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
 	@missing=""; for package in $(TEST_PACKAGES); do \

@@ -181,6 +181,7 @@ impl App {
         )
         .map_err(|e| StartError::Config(format!("business registry: {e}")))?;
         let service = CustomerService::new(pool.clone(), page_tokens)
+            .with_watch_outage_tolerance(settings.events.watch_outage_tolerance)
             .with_registry(registry)
             .with_purge_after(
                 (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),

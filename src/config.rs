@@ -112,6 +112,18 @@ fn hide_env_values(command: clap::Command) -> clap::Command {
     })
 }
 
+/// `command` and its subcommands with no argument read from the environment.
+fn without_env(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let command = command.mut_args(|arg| arg.env(None));
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, without_env)
+    })
+}
+
 /// `command` with `value` as the default of every argument read from `variable` (the value of
 /// a `<VAR>_FILE`), hidden from `--help`. A flag on the command line still wins.
 fn with_env_default(command: clap::Command, variable: &str, value: &str) -> clap::Command {
@@ -241,6 +253,10 @@ pub struct AuthSettings {
     /// Clock skew tolerated for `exp`/`nbf`.
     #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
+    /// Longest token lifetime accepted: a token whose `exp` lies further than this after its
+    /// `iat` (or after now) is refused. 0 accepts any lifetime.
+    #[arg(long, env, default_value = "24h", value_parser = parse_duration)]
+    pub jwt_max_lifetime: Duration,
     /// Require a `customers.read` credential for server reflection and `/openapi.json`
     /// (open by default, like the health checks, which always stay open).
     #[arg(long, env)]
@@ -264,6 +280,7 @@ impl AuthSettings {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway: self.jwt_leeway,
+            max_lifetime: self.jwt_max_lifetime,
         }
     }
 }
@@ -513,6 +530,11 @@ pub struct EventSettings {
     /// How often expired events are pruned.
     #[arg(long, env, default_value = "1h", value_parser = parse_duration)]
     pub event_prune_interval: Duration,
+
+    /// How long a WatchCustomerEvents stream stays open through a database outage (retrying)
+    /// before it ends with UNAVAILABLE and the resume token to watch again from.
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
+    pub watch_outage_tolerance: Duration,
 }
 
 impl fmt::Debug for EventSettings {
@@ -526,6 +548,7 @@ impl fmt::Debug for EventSettings {
             .field("event_source", &self.event_source)
             .field("event_retention", &self.event_retention)
             .field("event_prune_interval", &self.event_prune_interval)
+            .field("watch_outage_tolerance", &self.watch_outage_tolerance)
             .finish()
     }
 }
@@ -624,8 +647,13 @@ pub struct TlsSettings {
 
 impl ServeSettings {
     /// Settings for an embedded server (tests, tools): defaults everywhere but the database.
+    /// Built from the defaults alone: no variable of the process environment is read (a
+    /// developer's `PROTECT_DOCS` or `NATS_URL` must not change a test's server).
     pub fn for_database(database_url: impl Into<String>) -> Self {
-        let cli = Cli::parse_from(["customer-api", "serve", "--database-url", "unset"]);
+        let matches = without_env(Cli::command())
+            .try_get_matches_from(["customer-api", "serve", "--database-url", "unset"])
+            .expect("the defaults parse");
+        let cli = Cli::from_arg_matches(&matches).expect("the defaults parse");
         let Command::Serve(mut settings) = cli.command else {
             unreachable!("parsed a serve command line")
         };

@@ -106,6 +106,18 @@ pub fn constraints() -> gateway::openapi::Constraints {
     add("Customer.business_id", business_id.clone());
     add("Customer.labels", labels.clone());
     add(
+        "Customer.external_ids",
+        json!({
+            "maxProperties": customer::MAX_EXTERNAL_IDS,
+            "propertyNames": {"pattern": customer::EXTERNAL_SOURCE_PATTERN},
+            "additionalProperties": {
+                "minLength": 1,
+                "maxLength": customer::MAX_EXTERNAL_ID_CHARS,
+                "pattern": NO_CONTROL,
+            },
+        }),
+    );
+    add(
         "PostalAddress.lines",
         json!({
             "maxItems": customer::MAX_ADDRESS_LINES,

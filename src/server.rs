@@ -283,6 +283,7 @@ pub(crate) fn router(
                             registry_requests: service.registry_outcomes(),
                             process: crate::metrics::process::Process::read(),
                             ready,
+                            watch_outage_retries: service.events().watch_outage_retries(),
                             limit_gauges: vec![
                                 (
                                     "customer_api_requests_in_flight",

@@ -16,6 +16,9 @@ use crate::db::{Pool, api_keys as queries};
 
 /// The prefix of every key (recognisable in secret scanners and logs).
 pub const PREFIX: &str = "cak_";
+/// The caller name of a key is this prefix and its id; token subjects never take this form
+/// (see [`super::jwt::token_subject`]).
+pub const SUBJECT_PREFIX: &str = "api-key:";
 
 /// Errors of key management.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +71,7 @@ impl ApiKeys {
         }
         Ok((
             Principal {
-                subject: format!("api-key:{}", info.id),
+                subject: format!("{SUBJECT_PREFIX}{}", info.id),
                 scopes: info.scopes,
             },
             info.expire_time,

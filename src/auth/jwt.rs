@@ -5,8 +5,15 @@
 //!   refused, and the key's type must match the algorithm (jsonwebtoken checks the family).
 //! - Keys come only from configuration: `jku`, `x5u` and embedded keys in the header are
 //!   ignored, never fetched.
-//! - `exp` is required, `nbf` honoured, `iss`/`aud` checked when configured, with a small
-//!   leeway. jsonwebtoken >= 10.3 rejects `exp`/`nbf` given as strings.
+//! - `exp` is required, `nbf` honoured, `iss`/`aud` required and checked when configured
+//!   (RFC 8725 §3.9: a token without the claim is not meant for us), with a small leeway.
+//!   jsonwebtoken >= 10.3 rejects `exp`/`nbf` given as strings.
+//! - A token may live at most `JWT_MAX_LIFETIME` (`exp - iat`, and `exp - now`), so a leaked
+//!   token with `exp` in year 9999 is not a credential for ever.
+//! - A `crit` header names extensions the verifier must understand; this one understands
+//!   none, so any `crit` is refused (RFC 7515 §4.1.11).
+//! - Token subjects live in their own namespace: a `sub` that looks like an API key's
+//!   caller name (`api-key:…`) is not that key ([`token_subject`]).
 //! - An unknown `kid` re-reads the JWKS file, at most once a minute.
 
 use std::{
@@ -49,6 +56,8 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// Clock skew tolerated for `exp` and `nbf`.
     pub leeway: Duration,
+    /// Longest lifetime (`exp - iat`, `exp - now`) accepted; zero accepts any.
+    pub max_lifetime: Duration,
 }
 
 /// Why token verification could not be set up.
@@ -75,6 +84,9 @@ struct Claims {
     /// trusted without verifying it again.
     #[serde(default)]
     exp: Option<u64>,
+    /// Issued-at, for the lifetime check; jsonwebtoken does not check it.
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
 }
@@ -86,6 +98,7 @@ pub struct JwtVerifier {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
+    max_lifetime: u64,
 }
 
 struct Jwks {
@@ -188,6 +201,7 @@ impl JwtVerifier {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway.as_secs(),
+            max_lifetime: settings.max_lifetime.as_secs(),
         }))
     }
 
@@ -205,6 +219,11 @@ impl JwtVerifier {
                 "malformed token or unsupported algorithm (accepted: HS256, RS256, ES256, EdDSA)",
             )
         })?;
+        if header.crit.is_some() {
+            return Err(invalid(
+                "the token names critical header extensions (crit) this service does not understand",
+            ));
+        }
         let key = match header.alg {
             Algorithm::HS256 => self
                 .hs256
@@ -227,7 +246,14 @@ impl JwtVerifier {
         validation.leeway = self.leeway;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        if self.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -242,17 +268,26 @@ impl JwtVerifier {
                 ErrorKind::InvalidIssuer => "wrong issuer (iss)",
                 ErrorKind::InvalidAudience => "wrong audience (aud)",
                 ErrorKind::InvalidSignature => "bad signature",
-                ErrorKind::MissingRequiredClaim(_) => "a required claim is missing (exp)",
+                ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+                    "iss" => "a required claim is missing (iss)",
+                    "aud" => "a required claim is missing (aud)",
+                    _ => "a required claim is missing (exp)",
+                },
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
                     "the key does not match the token's algorithm"
                 }
                 _ => "malformed token",
             })
         })?;
+        if self.max_lifetime > 0 {
+            check_lifetime(&data.claims, now_secs(), self.max_lifetime, self.leeway)
+                .map_err(invalid)?;
+        }
         let subject = data
             .claims
             .sub
             .filter(|s| !s.is_empty())
+            .map(token_subject)
             .ok_or_else(|| invalid("the token has no subject (sub)"))?;
         let scopes = data
             .claims
@@ -264,6 +299,42 @@ impl JwtVerifier {
         Ok((Principal { subject, scopes }, data.claims.exp))
     }
 }
+
+/// Seconds since the Unix epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Refuses a token that lives longer than `max` seconds: from its `iat` to its `exp`, or
+/// (whatever `iat` claims) from now to its `exp`.
+fn check_lifetime(claims: &Claims, now: u64, max: u64, leeway: u64) -> Result<(), &'static str> {
+    let Some(exp) = claims.exp else {
+        return Ok(());
+    };
+    let from_issue = claims.iat.map_or(0, |iat| exp.saturating_sub(iat));
+    let from_now = exp.saturating_sub(now);
+    if from_issue > max.saturating_add(leeway) || from_now > max.saturating_add(leeway) {
+        return Err("the token lives longer than this service accepts (JWT_MAX_LIFETIME)");
+    }
+    Ok(())
+}
+
+/// The caller name of a token's `sub`: the subject itself, except that subjects in the
+/// namespace of API keys (`api-key:…`) or of escaped subjects (`jwt:…`) are prefixed with
+/// `jwt:`. The mapping is one-to-one and never yields an API key's `api-key:{id}`, so a
+/// token cannot share a key's rate limit, stored replays or audit identity.
+pub fn token_subject(sub: String) -> String {
+    if sub.starts_with(super::api_keys::SUBJECT_PREFIX) || sub.starts_with(TOKEN_ESCAPE) {
+        format!("{TOKEN_ESCAPE}{sub}")
+    } else {
+        sub
+    }
+}
+
+/// Prefix of token subjects escaped out of the API keys' namespace.
+const TOKEN_ESCAPE: &str = "jwt:";
 
 impl Jwks {
     async fn key(&self, kid: &str, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError> {
@@ -380,10 +451,7 @@ pub fn mint_hs256(
             "the HS256 secret must be at least {MIN_SECRET_BYTES} bytes"
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
+    let now = now_secs();
     let claims = MintClaims {
         sub: subject,
         scope: scopes.join(" "),
@@ -398,4 +466,31 @@ pub fn mint_hs256(
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_subjects_never_enter_the_api_key_namespace() {
+        assert_eq!(token_subject("alice".into()), "alice");
+        assert_eq!(token_subject("api-key:42".into()), "jwt:api-key:42");
+        assert_eq!(token_subject("jwt:api-key:42".into()), "jwt:jwt:api-key:42");
+    }
+
+    #[test]
+    fn a_lifetime_beyond_the_maximum_is_refused_from_iat_or_from_now() {
+        let claims = |iat, exp| Claims {
+            sub: None,
+            exp: Some(exp),
+            iat,
+            scope: None,
+        };
+        let day = 86_400;
+        assert!(check_lifetime(&claims(Some(1000), 1000 + day), 1000, day, 0).is_ok());
+        assert!(check_lifetime(&claims(Some(1000), 1001 + day), 1000, day, 0).is_err());
+        assert!(check_lifetime(&claims(None, 1001 + day), 1000, day, 0).is_err());
+        assert!(check_lifetime(&claims(Some(5000), 1001 + day), 1000, day, 0).is_err());
+    }
 }

@@ -37,7 +37,8 @@ pub const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Recorded as the actor of writes: the token's `sub`, or `api-key:{id}`.
+    /// Recorded as the actor of writes: the token's `sub` (escaped out of the API keys'
+    /// namespace, see [`jwt::token_subject`]), or `api-key:{id}`.
     pub subject: String,
     /// Granted scopes.
     pub scopes: Vec<String>,

@@ -128,6 +128,7 @@ fn only_fields(data: &CustomerData, paths: &[String]) -> pb::Customer {
             "company" => out.company.clone_from(&full.company),
             "business_id" => out.business_id.clone_from(&full.business_id),
             "labels" => out.labels.clone_from(&full.labels),
+            "external_ids" => out.external_ids.clone_from(&full.external_ids),
             sub => {
                 let (Some(field), Some(from)) = (sub.strip_prefix("address."), &full.address)
                 else {

@@ -117,17 +117,24 @@ impl<F: MaskField> Mask<F> {
     }
 }
 
-/// `labels.<key>`: the key, or the violation of a malformed one; `None` for other paths.
-pub fn label_path(path: &str) -> Option<Result<String, String>> {
-    let key = path.strip_prefix("labels.")?;
-    Some(if crate::domain::customer::is_label_key(key) {
+/// `{map}.<key>` (`labels.tier`, `external_ids.crm`): the key, or the violation of a
+/// malformed one (`what` names the key: `label key`); `None` for other paths.
+pub fn map_path(
+    map: &str,
+    path: &str,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> Option<Result<String, String>> {
+    let key = path.strip_prefix(map)?.strip_prefix('.')?;
+    Some(if valid(key) {
         Ok(key.to_owned())
     } else {
-        Err(format!("`{}`: not a valid label key", clip(path)))
+        Err(format!("`{}`: not a valid {what}", clip(path)))
     })
 }
 
-/// One label of a mask: set it from `source`, or remove it when `source` lacks it.
+/// One entry of a map field (a label, an external id) of a mask: set it from `source`, or
+/// remove it when `source` lacks it.
 pub fn apply_label(
     target: &mut std::collections::BTreeMap<String, String>,
     source: &std::collections::BTreeMap<String, String>,
@@ -146,12 +153,14 @@ pub fn apply_label(
 /// Implements [`MaskField`] for a resource's field enum from one table, so that each field's
 /// path is written once. A row is `Variant = "path" => how`, where `how` is the input member
 /// copied as a whole (`given_name`) or, in parentheses, a closure `|target, source|` copying
-/// the field; `[labels: Label]` adds the `labels.{key}` paths of the variant `Label(key)`.
-/// A variant's version-1 fingerprint name is its Rust name (`GivenName`, `Label("env")`),
-/// frozen by the golden tests.
+/// the field; `[labels: Label by is_label_key as "label key"]` adds the `labels.{key}`
+/// paths of the variant `Label(key)` (keys checked by `is_label_key`), and so on for every
+/// map field listed. A variant's version-1 fingerprint name is its Rust name (`GivenName`,
+/// `Label("env")`), frozen by the golden tests.
 macro_rules! mask_fields {
     (
-        $field:ident for $input:ty $([labels: $label:ident])? {
+        $field:ident for $input:ty
+        $([$($map:ident: $entry:ident by $valid:path as $what:literal),+])? {
             $($variant:ident = $path:literal => $how:tt,)+
         }
     ) => {
@@ -161,32 +170,33 @@ macro_rules! mask_fields {
             fn parse(path: &str) -> Option<Result<Self, String>> {
                 match path {
                     $($path => Some(Ok(Self::$variant)),)+
-                    _ => None $(.or_else(|| {
-                        $crate::core::mask::label_path(path).map(|key| key.map(Self::$label))
-                    }))?,
+                    _ => None $($(.or_else(|| {
+                        $crate::core::mask::map_path(stringify!($map), path, $valid, $what)
+                            .map(|key| key.map(Self::$entry))
+                    }))+)?,
                 }
             }
 
             fn apply(&self, target: &mut $input, source: &$input) {
                 match self {
                     $(Self::$variant => $crate::core::mask::mask_fields!(@copy $how, target, source),)+
-                    $(Self::$label(key) => {
-                        $crate::core::mask::apply_label(&mut target.labels, &source.labels, key)
-                    })?
+                    $($(Self::$entry(key) => {
+                        $crate::core::mask::apply_label(&mut target.$map, &source.$map, key)
+                    })+)?
                 }
             }
 
             fn path(&self) -> String {
                 match self {
                     $(Self::$variant => $path.to_owned(),)+
-                    $(Self::$label(key) => format!("labels.{key}"),)?
+                    $($(Self::$entry(key) => format!("{}.{key}", stringify!($map)),)+)?
                 }
             }
 
             fn legacy_name(&self) -> String {
                 match self {
                     $(Self::$variant => stringify!($variant).to_owned(),)+
-                    $(Self::$label(key) => format!("{}({key:?})", stringify!($label)),)?
+                    $($(Self::$entry(key) => format!("{}({key:?})", stringify!($entry)),)+)?
                 }
             }
         }

@@ -105,10 +105,10 @@ trait Kept: Resource {
     fn created(name: Self::Name, data: &Self::Data, actor: &str, now: DateTime<Utc>) -> Self;
     /// The parts of it a write changes.
     fn stamps(&mut self) -> Stamps<'_, Self::Data>;
-    /// The value of `data` no two live resources may share, and the conflict it makes.
-    fn unique(data: &Self::Data) -> Option<(Conflict, String)> {
+    /// The values of `data` no two live resources may share, each with the conflict it makes.
+    fn unique(data: &Self::Data) -> Vec<(Conflict, String)> {
         let _ = data;
-        None
+        Vec::new()
     }
 }
 
@@ -167,7 +167,7 @@ macro_rules! soft_deleted_kept {
                 }
             }
 
-            fn unique(data: &<$resource as Resource>::Data) -> Option<(Conflict, String)> {
+            fn unique(data: &<$resource as Resource>::Data) -> Vec<(Conflict, String)> {
                 $unique(data)
             }
         }
@@ -176,12 +176,25 @@ macro_rules! soft_deleted_kept {
 
 soft_deleted_kept!(
     Customer in customers { expire_time: None },
-    // Emails are unique case-insensitively.
-    unique: |data: &CustomerData| Some((Conflict::Email, data.email.to_ascii_lowercase()))
+    // Emails are unique case-insensitively; each external id pair is unique.
+    unique: |data: &CustomerData| {
+        let email = (Conflict::Email, format!("email:{}", data.email.to_ascii_lowercase()));
+        let external = data.external_ids.iter().map(|(source, id)| {
+            let conflict = Conflict::ExternalId {
+                source: source.clone(),
+                id: id.clone(),
+                holder: None,
+            };
+            (conflict, format!("external:{source}\u{1f}{id}"))
+        });
+        std::iter::once(email).chain(external).collect()
+    }
 );
 soft_deleted_kept!(
     Company in companies {},
-    unique: |data: &CompanyData| data.business_id.clone().map(|id| (Conflict::BusinessId, id))
+    unique: |data: &CompanyData| {
+        data.business_id.clone().map(|id| (Conflict::BusinessId, id)).into_iter().collect()
+    }
 );
 
 impl Kept for Note {
@@ -217,16 +230,17 @@ impl MemConn {
     /// Refuses `data` for the resource under `key` when another live resource holds its
     /// unique value, as the partial unique indexes do.
     fn check_unique<R: Kept>(&mut self, key: &R::Key, data: &R::Data) -> Result<()> {
-        let Some((conflict, value)) = R::unique(data) else {
-            return Ok(());
-        };
-        let taken = R::map(&mut self.state).iter().any(|(other, resource)| {
-            other != key
-                && !resource.is_deleted()
-                && R::unique(resource.data()).is_some_and(|(_, held)| held == value)
-        });
-        if taken {
-            return Err(conflict.into());
+        for (conflict, value) in R::unique(data) {
+            let taken = R::map(&mut self.state).iter().any(|(other, resource)| {
+                other != key
+                    && !resource.is_deleted()
+                    && R::unique(resource.data())
+                        .iter()
+                        .any(|(_, held)| *held == value)
+            });
+            if taken {
+                return Err(conflict.into());
+            }
         }
         Ok(())
     }

@@ -32,12 +32,21 @@ pub enum Lock {
 }
 
 /// A unique attribute another live resource already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {
     /// Another live customer uses the email.
     Email,
     /// Another live company has the business id.
     BusinessId,
+    /// Another live customer (`holder`, when known) has the external id `id` of `source`.
+    ExternalId {
+        /// The source system.
+        source: String,
+        /// The id it knows the customer by.
+        id: String,
+        /// The customer holding the pair.
+        holder: Option<Uuid>,
+    },
 }
 
 /// What claiming a request id found.
@@ -176,7 +185,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 /// bounds of an implementation's methods.
 pub trait Transact<C>: Store {
     /// Runs `body` in a transaction on a spawned task, so that the caller going away (client
-    /// cancel, deadline) cannot cut it short; commits when it returns `Ok`.
+    /// cancel, disconnect) cannot cut it short; commits when it returns `Ok`. Its statements
+    /// are bounded by the caller's deadline, if any: past it, the transaction rolls back.
     fn write<T: Send + 'static>(
         &self,
         body: impl WriteBody<C, T>,

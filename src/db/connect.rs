@@ -281,6 +281,11 @@ impl Connector {
         format!("{hosts}/{}", self.database().unwrap_or(""))
     }
 
+    /// The TLS connector of its connections (also what a cancel request must use).
+    pub(crate) fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
+    }
+
     /// Opens a connection. With `in_transaction`, a transaction is begun before diesel-async
     /// runs its own set-up statements and left open for the caller to commit: behind a
     /// transaction-pooling PgBouncer, a statement outside a transaction may be parsed on one

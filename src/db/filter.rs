@@ -199,6 +199,14 @@ impl Translate for CustomerField {
                     text.clone()
                 ),
                 CustomerText::Label(key) => compare_label!(customers::labels, key, op, text),
+                // Containment, answered by the external_ids GIN index; the parser allows
+                // `=` and `!=` only.
+                CustomerText::ExternalId(source) => match op {
+                    CmpOp::Ne => Box::new(not(
+                        customers::external_ids.contains(label_object(source, text))
+                    )),
+                    _ => Box::new(customers::external_ids.contains(label_object(source, text))),
+                },
             },
         }
     }
@@ -216,6 +224,10 @@ impl Translate for CustomerField {
                 contains_nullable!(customers::address.retrieve_as_text(part.key()), pattern)
             }
             CustomerText::Label(key) => contains_label!(customers::labels, key, pattern),
+            // Not reached: the parser refuses `:` on external ids (not ordered).
+            CustomerText::ExternalId(source) => {
+                contains_label!(customers::external_ids, source, pattern)
+            }
         }
     }
 

@@ -26,15 +26,22 @@
 //!   its own.
 //! - [`store`]: the core's storage seam over PostgreSQL; [`error`]: database failures
 //!   classified once.
+//! - [`checkout`]: a call abandoned while its statement runs (client deadline, cancel) has
+//!   the statement cancelled and its connection discarded, never pooled as idle;
+//!   [`deadline`]: a transaction's statements are bounded by what is left of the client's
+//!   deadline. [`Pool::ping`] (readiness) runs on a connection of its own, so a slow table
+//!   that holds every pooled connection cannot make an instance look down.
 //! - Traces: a span per pool checkout ([`Pool::get`]) and per statement ([`spans`]), when a
 //!   trace layer is installed.
 //!
 //! No module outside `db` builds SQL: the others call these functions with a connection.
 
 pub mod api_keys;
+pub mod checkout;
 pub mod companies;
 pub mod connect;
 pub mod customers;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod filter;
@@ -62,6 +69,7 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::time::Instant;
 
 pub use self::connect::{ConnectError, Connector, SslMode};
 use crate::config::DatabaseSettings;
@@ -142,6 +150,10 @@ pub struct Pool {
     statements: Statements,
     /// How long each checkout waited (`customer_api_db_pool_wait_seconds`).
     wait: Histogram,
+    /// Opens pooled connections (and cancels their statements, `checkout`).
+    connector: Connector,
+    /// The connection of [`Pool::ping`], outside the pool (taken while a ping runs).
+    probe: std::sync::Arc<tokio::sync::Mutex<Option<AsyncPgConnection>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -155,9 +167,16 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pooled connection, owned. Behind a transaction pooler (prepared statements off) use
-    /// it only through [`Pool::begin`] or [`Pool::run`].
-    pub async fn get(&self) -> Result<Connection, PoolError> {
+    /// A pooled connection, owned, for one unit of work: call [`Checkout::done`] when it
+    /// finished, else the connection is treated as abandoned mid-statement (cancelled and
+    /// discarded, see [`checkout`]). Behind a transaction pooler (prepared statements off)
+    /// use it only through [`Pool::begin`] or [`Pool::run`].
+    pub async fn get(&self) -> Result<checkout::Checkout, PoolError> {
+        let connection = self.checkout().await?;
+        Ok(checkout::Checkout::new(connection, self.connector.tls()))
+    }
+
+    async fn checkout(&self) -> Result<Connection, PoolError> {
         use tracing::Instrument;
         let span = tracing::info_span!(
             target: "customer_api::db",
@@ -202,14 +221,46 @@ impl Pool {
     }
 
     /// Begins a transaction on a pooled connection (with the statement bounds when statements
-    /// are pinned).
-    pub async fn begin(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    /// are pinned), its statements bounded by the call's deadline (`deadline`).
+    pub async fn begin(
+        &self,
+        conn: &mut AsyncPgConnection,
+        deadline: Option<Instant>,
+    ) -> diesel::QueryResult<()> {
+        let bounded = deadline::begin_sql(self.statements.timeout, deadline);
         if self.statements.prepared {
-            AnsiTransactionManager::begin_transaction(conn).await
+            match bounded {
+                None => AnsiTransactionManager::begin_transaction(conn).await,
+                Some(sql) => AnsiTransactionManager::begin_transaction_sql(conn, &sql).await,
+            }
         } else {
-            let sql = format!("BEGIN; {}", self.statements.settings("LOCAL"));
+            // The deadline's SET LOCAL comes after the settings', so it wins.
+            let mut sql = format!("BEGIN; {}", self.statements.settings("LOCAL"));
+            if let Some(bounded) = bounded {
+                sql.push_str(bounded.trim_start_matches("BEGIN"));
+            }
             AnsiTransactionManager::begin_transaction_sql(conn, &sql).await
         }
+    }
+
+    /// Whether the database answers a trivial query, asked on a connection of its own (not
+    /// a pooled one): readiness must not queue behind user traffic, or one slow table and
+    /// short client deadlines would take every replica out of rotation at once. The
+    /// connection is reopened after any failure; a ping dropped half-way (its caller's
+    /// timeout) discards it.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut slot = self.probe.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            // Set up as pooled connections are (behind a transaction pooler: no session
+            // settings), but never handed to a request.
+            None => setup_session(self.connector.clone(), self.statements)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        ping(&mut conn).await.map_err(|e| e.to_string())?;
+        *slot = Some(conn);
+        Ok(())
     }
 
     /// Runs `body` on a pooled connection: as it is, or, when statements are pinned, in a
@@ -221,14 +272,17 @@ impl Pool {
     where
         E: From<PoolError> + From<diesel::result::Error>,
     {
-        let mut conn = self.get().await?;
-        let conn: &mut AsyncPgConnection = &mut conn;
-        if self.statements.prepared {
-            return body(conn).await;
-        }
-        self.begin(conn).await?;
-        let result = body(conn).await;
-        finish(conn, result).await
+        let mut checkout = self.get().await?;
+        let conn: &mut AsyncPgConnection = &mut checkout;
+        let result = if self.statements.prepared {
+            body(conn).await
+        } else {
+            self.begin(conn, None).await?;
+            let result = body(conn).await;
+            finish(conn, result).await
+        };
+        checkout.done();
+        result
     }
 }
 
@@ -266,8 +320,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
         timeout: settings.statement_timeout,
     };
     let mut config = ManagerConfig::default();
-    config.custom_setup =
-        Box::new(move |_| setup_connection(connector.clone(), statements).boxed());
+    let pooled = connector.clone();
+    config.custom_setup = Box::new(move |_| setup_connection(pooled.clone(), statements).boxed());
     // Cheap recycling: no round trip per checkout, only a look at the socket and the
     // transaction state. A closed socket (database restart) fails the check and bb8 opens a
     // fresh connection instead.
@@ -299,6 +353,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
         statements,
         // 50 µs … ~1.6 s in doublings; the checkout timeout (2 s) lands in +Inf.
         wait: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        connector,
+        probe: std::sync::Arc::default(),
     })
 }
 

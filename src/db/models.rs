@@ -180,6 +180,9 @@ pub struct CustomerColumns {
     pub business_id: Option<String>,
     /// Labels as a JSON object.
     pub labels: serde_json::Value,
+    /// External ids as a JSON object (source -> id); the database keeps
+    /// `customer_external_ids` in step with it.
+    pub external_ids: serde_json::Value,
 }
 
 impl Columns for CustomerColumns {
@@ -196,6 +199,7 @@ impl Columns for CustomerColumns {
             company: data.company.clone(),
             business_id: data.business_id.clone(),
             labels: labels_json(&data.labels),
+            external_ids: labels_json(&data.external_ids),
         }
     }
 
@@ -218,6 +222,8 @@ impl Columns for CustomerColumns {
             company: self.company,
             business_id: self.business_id,
             labels: labels_of(id, self.labels)?,
+            external_ids: serde_json::from_value(self.external_ids)
+                .map_err(|e| CorruptRow::new(id, format!("external_ids: {e}")))?,
         })
     }
 }

@@ -20,6 +20,15 @@ diesel::table! {
         delete_time -> Nullable<Timestamptz>,
         created_by -> Nullable<Text>,
         updated_by -> Nullable<Text>,
+        external_ids -> Jsonb,
+    }
+}
+
+diesel::table! {
+    customer_external_ids (source, external_id) {
+        source -> Text,
+        external_id -> Text,
+        customer_id -> Uuid,
     }
 }
 

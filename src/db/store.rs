@@ -73,13 +73,17 @@ impl Transact<AsyncPgConnection> for PgStore {
         // caller goes away, so no connection is left idle in transaction.
         // In the caller's span: its statements belong to the caller's trace.
         let span = tracing::Span::current();
+        // The caller's deadline bounds the transaction's statements: a write its client gave
+        // up on stops waiting (for a lock, a slow table) and rolls back.
+        let deadline = crate::service::deadline::current();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let mut conn = pool.get().await?;
-                let conn: &mut AsyncPgConnection = &mut conn;
-                pool.begin(conn).await?;
+                let mut checkout = pool.get().await?;
+                let conn: &mut AsyncPgConnection = &mut checkout;
+                pool.begin(conn, deadline).await?;
                 let result = body(conn).await;
                 let result = super::finish(conn, result).await;
+                checkout.done();
                 if result.is_ok() {
                     // Committed (perhaps with an event): number it now rather than at the next
                     // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
@@ -93,15 +97,22 @@ impl Transact<AsyncPgConnection> for PgStore {
     }
 
     async fn read<T: Send>(&self, body: impl ReadBody<AsyncPgConnection, T>) -> Result<T> {
-        let mut conn = self.pool.get().await?;
-        let conn: &mut AsyncPgConnection = &mut conn;
-        if !self.pool.pins_statements() {
-            return body(conn).await;
-        }
-        // Behind a transaction pooler a read too must stay on one server connection.
-        self.pool.begin(conn).await?;
-        let result = body(conn).await;
-        super::finish(conn, result).await
+        // Dropped before `done` (the caller's deadline passed, the client went away), the
+        // checkout cancels the running statement and discards the connection.
+        let mut checkout = self.pool.get().await?;
+        let conn: &mut AsyncPgConnection = &mut checkout;
+        let result = if self.pool.pins_statements() {
+            // Behind a transaction pooler a read too must stay on one server connection.
+            self.pool
+                .begin(conn, crate::service::deadline::current())
+                .await?;
+            let result = body(conn).await;
+            super::finish(conn, result).await
+        } else {
+            body(conn).await
+        };
+        checkout.done();
+        result
     }
 }
 
@@ -114,10 +125,32 @@ fn conflict(error: diesel::result::Error) -> Error {
         match info.constraint_name() {
             Some("customers_live_email_key") => return Conflict::Email.into(),
             Some("companies_live_business_id_key") => return Conflict::BusinessId.into(),
+            Some("customer_external_ids_live_key") => {
+                if let Some(conflict) = info.details().and_then(external_id_conflict) {
+                    return conflict.into();
+                }
+            }
             _ => {}
         }
     }
     error.into()
+}
+
+/// The pair and holder the `customers_claim_external_ids` trigger names in the DETAIL of
+/// its unique violation (JSON: `{"source", "id", "customer"}`).
+fn external_id_conflict(detail: &str) -> Option<Conflict> {
+    #[derive(serde::Deserialize)]
+    struct Taken {
+        source: String,
+        id: String,
+        customer: Option<Uuid>,
+    }
+    let taken: Taken = serde_json::from_str(detail).ok()?;
+    Some(Conflict::ExternalId {
+        source: taken.source,
+        id: taken.id,
+        holder: taken.customer,
+    })
 }
 
 /// The repository of a soft-deleted resource stored one row each in `$table` (the module of

@@ -29,6 +29,14 @@ pub const MAX_ADDRESS_LINE_CHARS: usize = 200;
 pub const MAX_ADDRESS_PART_CHARS: usize = 100;
 /// Longest business id, in characters.
 pub const MAX_BUSINESS_ID_CHARS: usize = 64;
+/// Most external ids on one customer.
+pub const MAX_EXTERNAL_IDS: usize = 16;
+/// Longest external id source, in characters.
+pub const MAX_EXTERNAL_SOURCE_CHARS: usize = 64;
+/// Longest external id, in characters.
+pub const MAX_EXTERNAL_ID_CHARS: usize = 256;
+/// What [`is_external_source`] accepts, as a regular expression (for the OpenAPI document).
+pub const EXTERNAL_SOURCE_PATTERN: &str = "^[a-z][a-z0-9_]{0,63}$";
 
 /// Lifecycle state of a customer. The discriminants are the proto enum numbers and the
 /// values stored in the database.
@@ -96,6 +104,8 @@ pub struct CustomerData {
     pub business_id: Option<String>,
     /// User labels.
     pub labels: BTreeMap<String, String>,
+    /// Keys in other systems: source -> id; each pair unique among live customers.
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// A stored customer.
@@ -129,6 +139,7 @@ impl Customer {
                 company: None,
                 business_id: None,
                 labels: BTreeMap::new(),
+                external_ids: BTreeMap::new(),
             },
             expire_time: self.expire_time,
         }
@@ -161,6 +172,10 @@ pub struct CustomerInput {
     pub business_id: String,
     /// Raw labels.
     pub labels: BTreeMap<String, String>,
+    /// Raw external ids (source -> id). Left out of the version-1 fingerprint text when
+    /// empty, so that text stays what the release before external ids wrote.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: BTreeMap<String, String>,
 }
 
 impl From<&CustomerData> for CustomerInput {
@@ -175,6 +190,7 @@ impl From<&CustomerData> for CustomerInput {
             company: data.company.clone().unwrap_or_default(),
             business_id: data.business_id.clone().unwrap_or_default(),
             labels: data.labels.clone(),
+            external_ids: data.external_ids.clone(),
         }
     }
 }
@@ -221,6 +237,7 @@ impl super::Input for CustomerInput {
             });
         let business_id = business_id(v, path("business_id"), &self.business_id);
         labels(v, &path("labels"), &self.labels);
+        external_ids(v, &path("external_ids"), &self.external_ids);
 
         CustomerData {
             given_name,
@@ -232,6 +249,7 @@ impl super::Input for CustomerInput {
             company,
             business_id,
             labels: self.labels.clone(),
+            external_ids: self.external_ids.clone(),
         }
     }
 
@@ -253,6 +271,7 @@ impl super::Input for CustomerInput {
         push(!self.company.is_empty(), CustomerField::Company);
         push(!self.business_id.is_empty(), CustomerField::BusinessId);
         push(!self.labels.is_empty(), CustomerField::Labels);
+        push(!self.external_ids.is_empty(), CustomerField::ExternalIds);
         fields
     }
 }
@@ -290,6 +309,10 @@ pub enum CustomerField {
     Labels,
     /// `labels.<key>` (one label: set it, or remove it when absent from the input)
     Label(String),
+    /// `external_ids` (all of them)
+    ExternalIds,
+    /// `external_ids.<source>` (one source's id: set it, or remove it when absent)
+    ExternalId(String),
 }
 
 /// An optional business-registry id: at most [`MAX_BUSINESS_ID_CHARS`] letters, digits,
@@ -490,6 +513,45 @@ pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String,
     }
 }
 
+/// Checks external ids: count, source pattern, id length and characters. Ids are kept as
+/// sent (not trimmed): another system's key is matched exactly.
+pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<String, String>) {
+    if ids.len() > MAX_EXTERNAL_IDS {
+        v.add(
+            prefix,
+            format!("at most {MAX_EXTERNAL_IDS} external ids, got {}", ids.len()),
+        );
+    }
+    for (source, id) in ids {
+        let at = format!("{prefix}[\"{}\"]", clip(source));
+        if !is_external_source(source) {
+            v.add(
+                at.clone(),
+                "sources must be lowercase identifiers matching [a-z][a-z0-9_]{0,63}",
+            );
+        }
+        let chars = id.chars().count();
+        if chars == 0 || chars > MAX_EXTERNAL_ID_CHARS {
+            v.add(
+                at,
+                format!("ids must be 1 to {MAX_EXTERNAL_ID_CHARS} characters"),
+            );
+        } else if id.chars().any(|c| c.is_control()) {
+            v.add(at, "ids must be printable (no control characters)");
+        }
+    }
+}
+
+/// `[a-z][a-z0-9_]{0,63}`: an external id's source.
+pub fn is_external_source(source: &str) -> bool {
+    let bytes = source.as_bytes();
+    matches!(bytes.first(), Some(b'a'..=b'z'))
+        && bytes.len() <= MAX_EXTERNAL_SOURCE_CHARS
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
 /// What [`is_label_key`] accepts, as a regular expression (for the OpenAPI document).
 pub const LABEL_KEY_PATTERN: &str = "^[a-z][a-z0-9_.-]{0,62}$";
 
@@ -534,6 +596,7 @@ mod tests {
             company: String::new(),
             business_id: "GB-123".into(),
             labels: BTreeMap::from([("tier".into(), "gold".into())]),
+            external_ids: BTreeMap::from([("crm".into(), "4711".into())]),
         }
     }
 
@@ -592,6 +655,10 @@ mod tests {
             company: "acme".into(),
             business_id: "has space".into(),
             labels,
+            external_ids: BTreeMap::from([
+                ("CRM".to_owned(), "1".to_owned()),
+                ("erp".to_owned(), String::new()),
+            ]),
         };
         assert_eq!(
             rejected(&input),
@@ -606,6 +673,8 @@ mod tests {
                 "customer.business_id",
                 "customer.labels[\"Bad Key\"]",
                 "customer.labels[\"ok\"]",
+                "customer.external_ids[\"CRM\"]",
+                "customer.external_ids[\"erp\"]",
             ]
         );
     }
@@ -683,6 +752,35 @@ mod tests {
         let labels = (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         let input = CustomerInput { labels, ..valid() };
         assert_eq!(rejected(&input), ["customer.labels"]);
+    }
+
+    #[test]
+    fn external_ids_are_limited_in_number_source_and_id() {
+        let many = (0..17).map(|i| (format!("s{i}"), "1".to_owned())).collect();
+        assert_eq!(
+            rejected(&CustomerInput {
+                external_ids: many,
+                ..valid()
+            }),
+            ["customer.external_ids"]
+        );
+        for (source, id, ok) in [
+            ("crm", "x".repeat(256), true),
+            ("crm", "x".repeat(257), false),
+            ("crm", "a\nb".to_owned(), false),
+            ("crm", " 47 11 ".to_owned(), true),
+            ("hub_spot2", "1".to_owned(), true),
+            ("2crm", "1".to_owned(), false),
+            ("crm-x", "1".to_owned(), false),
+        ] {
+            let input = CustomerInput {
+                external_ids: BTreeMap::from([(source.to_owned(), id.clone())]),
+                ..valid()
+            };
+            assert_eq!(input.validate("customer").is_ok(), ok, "{source}={id:?}");
+        }
+        assert!(is_external_source(&format!("a{}", "b".repeat(63))));
+        assert!(!is_external_source(&format!("a{}", "b".repeat(64))));
     }
 
     #[test]

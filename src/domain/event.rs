@@ -257,6 +257,7 @@ pub fn changed_fields(before: &CustomerData, after: &CustomerData) -> Vec<String
     check(before.company != after.company, "company");
     check(before.business_id != after.business_id, "business_id");
     check(before.labels != after.labels, "labels");
+    check(before.external_ids != after.external_ids, "external_ids");
     paths
 }
 
@@ -322,6 +323,7 @@ mod tests {
             company: None,
             business_id: None,
             labels: Default::default(),
+            external_ids: Default::default(),
         }
     }
 

@@ -139,6 +139,12 @@ pub trait FilterField: Sized + Clone + PartialEq + fmt::Debug + 'static {
     }
     /// The field `labels.<key>` for a valid label key, if the resource has labels.
     fn label(key: String) -> Option<Self>;
+    /// The field `external_ids.<source>` for a valid source, if the resource has external
+    /// ids (customers).
+    fn external_id(source: String) -> Option<Self> {
+        let _ = source;
+        None
+    }
     /// The field's kind, which types its values.
     fn kind(self) -> FieldKind<Self>;
 
@@ -150,6 +156,9 @@ pub trait FilterField: Sized + Clone + PartialEq + fmt::Debug + 'static {
             .collect();
         if Self::label(String::from("key")).is_some() {
             names.push("labels.<key>".to_owned());
+        }
+        if Self::external_id(String::from("source")).is_some() {
+            names.push("external_ids.<source>".to_owned());
         }
         names.join(", ")
     }
@@ -579,6 +588,17 @@ pub fn parse<F: FilterField>(input: &str) -> Result<Option<Expr<F>>, FilterError
             ),
         ));
     }
+    // PostgreSQL stores no NUL in text and no field holds control characters: refused
+    // here, with a position, rather than by the database as an internal error.
+    if let Some(position) = input
+        .chars()
+        .position(|c| c.is_control() && !c.is_whitespace())
+    {
+        return Err(error(
+            position,
+            "control characters (such as NUL) are not allowed in a filter",
+        ));
+    }
     if input.trim().is_empty() {
         return Ok(None);
     }
@@ -847,6 +867,20 @@ impl<F: FilterField> Parser<F> {
         } else if let Some(key) = word.strip_prefix("labels.") {
             check_label_key(key, start + 7)?;
             F::label(key.to_owned())
+        } else if let Some(source) = word
+            .strip_prefix("external_ids.")
+            .filter(|_| F::external_id(String::new()).is_some())
+        {
+            if !crate::domain::customer::is_external_source(source) {
+                return Err(error(
+                    start + 13,
+                    format!(
+                        "invalid external id source '{}': must match [a-z][a-z0-9_]{{0,63}}",
+                        snippet(source)
+                    ),
+                ));
+            }
+            F::external_id(source.to_owned())
         } else {
             F::parse(&word)
         };
@@ -1565,7 +1599,8 @@ mod tests {
             e.message,
             "unknown field 'foo'; valid fields are name, uid, given_name, family_name, email, \
              phone, status, company, business_id, address.locality, address.region, \
-             address.postal_code, address.country_code, create_time, update_time, labels.<key>"
+             address.postal_code, address.country_code, create_time, update_time, labels.<key>, \
+             external_ids.<source>"
         );
         assert_err("email=a and email=b", 8, "unknown field 'and'");
         assert_err("email=a   Email=b", 10, "unknown field 'Email'");
@@ -1842,7 +1877,30 @@ mod tests {
     #[test]
     fn error_message_snippets_are_bounded() {
         let e = err(&format!("{} = 1", "f".repeat(1000)));
-        assert!(e.message.len() < 300, "{}", e.message);
+        // The snippet of the field plus the fixed list of valid fields.
+        assert!(e.message.len() < 330, "{}", e.message);
+    }
+
+    #[test]
+    fn external_ids_are_compared_by_equality_only() {
+        let external = |op: CmpOp| {
+            Expr::Compare(Compare::Text {
+                field: CustomerText::ExternalId("crm".into()),
+                op,
+                text: "4711".into(),
+            })
+        };
+        assert_eq!(ok(r#"external_ids.crm = "4711""#), external(CmpOp::Eq));
+        assert_eq!(ok("external_ids.crm != 4711"), external(CmpOp::Ne));
+        assert_err("external_ids.crm > 1", 17, "");
+        assert_err("external_ids.crm:47", 16, "");
+        assert_err(
+            "external_ids.CRM = 1",
+            13,
+            "invalid external id source 'CRM': must match [a-z][a-z0-9_]{0,63}",
+        );
+        // Companies have no external ids.
+        assert!(parse::<CompanyField>("external_ids.crm = 1").is_err());
     }
 
     // ---- properties ----------------------------------------------------

@@ -149,6 +149,8 @@ impl LegacyField for CustomerText {
             CustomerText::BusinessId => "BusinessId".to_owned(),
             CustomerText::Address(part) => format!("Address({})", address_part(*part)),
             CustomerText::Label(key) => format!("Label({key:?})"),
+            // Newer than version 1, so no version-1 token can hold it; spelled like the rest.
+            CustomerText::ExternalId(source) => format!("ExternalId({source:?})"),
         }
     }
 }

@@ -226,6 +226,7 @@ fn customer_before(
             "company" => before.company = non_empty(take(&mut previous.company)),
             "business_id" => before.business_id = non_empty(take(&mut previous.business_id)),
             "labels" => before.labels = std::mem::take(&mut previous.labels),
+            "external_ids" => before.external_ids = std::mem::take(&mut previous.external_ids),
             sub => {
                 let (Some(field), Some(from), Some(to)) = (
                     sub.strip_prefix("address."),

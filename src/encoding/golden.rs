@@ -58,6 +58,9 @@ fn customer() -> Customer {
                 ("source".into(), "web".into()),
                 ("tier".into(), "gold".into()),
             ]),
+            // Empty: the pinned bytes predate external ids (an empty map encodes to
+            // nothing); the round-trip properties below cover them.
+            external_ids: BTreeMap::new(),
         },
         expire_time: None,
     }
@@ -641,9 +644,11 @@ mod properties {
             company in optional(),
             business_id in optional(),
             labels in labels(),
+            external_ids in labels(),
         ) -> CustomerData {
             CustomerData {
                 given_name, family_name, email, phone, address, status, company, business_id, labels,
+                external_ids,
             }
         }
     }

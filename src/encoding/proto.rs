@@ -35,6 +35,7 @@ pub fn customer_from_proto(customer: pb::Customer) -> Result<Customer, DecodeErr
             company: non_empty(customer.company),
             business_id: non_empty(customer.business_id),
             labels: customer.labels,
+            external_ids: customer.external_ids,
         },
     })
 }

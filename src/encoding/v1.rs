@@ -257,6 +257,8 @@ impl From<CustomerDataV1> for CustomerData {
             company: v1.company,
             business_id: v1.business_id,
             labels: v1.labels,
+            // Version 1 predates external ids.
+            external_ids: BTreeMap::new(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! handler future is dropped and the client gets DEADLINE_EXCEEDED, the code gRPC clients
 //! expect (tonic's own timeout layer answers CANCELLED). Dropping the handler is safe because
 //! writes run on spawned tasks (see `service`): a transaction already under way completes
-//! or rolls back on its own.
+//! or rolls back on its own. The call runs [`within`](crate::service::deadline::within) its
+//! deadline, so the database bounds its statements by the time left, and a read abandoned at
+//! the deadline has its query cancelled (`db::checkout`).
 
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ impl<S: Inner<B>, B> Middleware<S, B> for Deadline {
             .get("grpc-timeout")
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let call = inner.call(request);
+        let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+        let call = crate::service::deadline::within(deadline, inner.call(request));
         Box::pin(async move {
             match timeout {
                 None => call.await,

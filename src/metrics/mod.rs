@@ -25,7 +25,8 @@
 //! of the oldest event not yet published, 0 when none waits); the business registry's
 //! `customer_api_registry_requests_total{outcome}`;
 //! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]);
-//! `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
+//! `customer_api_events_watch_outage_retries_total` (watch reads retried through a database
+//! outage); `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
 //! and the usual process metrics ([`process`]).
 //! docs/observability.md says what each means.
 
@@ -113,6 +114,8 @@ pub struct Snapshot {
     pub process: process::Process,
     /// What `/readyz` would answer (without its own database ping: the last probe's).
     pub ready: bool,
+    /// Reads that watches retried because the database was unavailable.
+    pub watch_outage_retries: u64,
     /// The abuse limits' gauges (connections, calls, watches): name, help, value.
     pub limit_gauges: Vec<(&'static str, &'static str, i64)>,
     /// The abuse limits' counters (refusals): name without `_total`, help, value.
@@ -238,6 +241,12 @@ impl Metrics {
                 requests,
             );
         }
+        registry.register(
+            "customer_api_events_watch_outage_retries",
+            "Reads of WatchCustomerEvents streams retried because the database was unavailable \
+             (the streams stay open through an outage up to WATCH_OUTAGE_TOLERANCE)",
+            ConstCounter::new(snapshot.watch_outage_retries),
+        );
         registry.register(
             "customer_api_ready",
             "Whether the instance takes calls (1): the database answered the last health \
@@ -452,6 +461,7 @@ mod tests {
             publish_latency: None,
             outbox: Some((4, Some(1.5))),
             registry_requests: Some(registry_requests),
+            watch_outage_retries: 0,
             process: process::Process {
                 cpu_seconds: Some(1.25),
                 resident_memory_bytes: Some(4096),

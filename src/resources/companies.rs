@@ -151,7 +151,9 @@ impl Resource for Company {
 }
 
 mask_fields! {
-    CompanyField for CompanyInput [labels: Label] {
+    CompanyField for CompanyInput [
+        labels: Label by crate::domain::customer::is_label_key as "label key"
+    ] {
         DisplayName = "display_name" => display_name,
         Domain = "domain" => domain,
         BusinessId = "business_id" => business_id,

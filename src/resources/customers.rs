@@ -87,6 +87,7 @@ impl Resource for Customer {
             company: data.company.unwrap_or_default(),
             business_id: data.business_id.unwrap_or_default(),
             labels: data.labels,
+            external_ids: data.external_ids,
             expire_time: self.expire_time.map(timestamp),
             ..stored
         }
@@ -103,6 +104,7 @@ impl Resource for Customer {
             company: customer.company.clone(),
             business_id: customer.business_id.clone(),
             labels: customer.labels.clone(),
+            external_ids: customer.external_ids.clone(),
         }
     }
 
@@ -117,6 +119,7 @@ impl Resource for Customer {
             company: input.company.clone(),
             business_id: input.business_id.clone(),
             labels: input.labels.clone(),
+            external_ids: input.external_ids.clone(),
             ..pb::Customer::default()
         }
     }
@@ -194,7 +197,10 @@ impl Resource for Customer {
 }
 
 mask_fields! {
-    CustomerField for CustomerInput [labels: Label] {
+    CustomerField for CustomerInput [
+        labels: Label by crate::domain::customer::is_label_key as "label key",
+        external_ids: ExternalId by crate::domain::customer::is_external_source as "external id source"
+    ] {
         GivenName = "given_name" => given_name,
         FamilyName = "family_name" => family_name,
         Email = "email" => email,
@@ -209,6 +215,7 @@ mask_fields! {
         Company = "company" => company,
         BusinessId = "business_id" => business_id,
         Labels = "labels" => labels,
+        ExternalIds = "external_ids" => external_ids,
     }
 }
 

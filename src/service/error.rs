@@ -70,6 +70,8 @@ pub mod reason {
     /// A watch was ended because its client did not read; watch again from the resume token
     /// in the status.
     pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
+    /// Another live customer has one of the `(source, id)` pairs of `external_ids`.
+    pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
 }
 
 /// Result of a use case.
@@ -263,6 +265,25 @@ impl From<Conflict> for Error {
                 resource_type: crate::domain::names::COMPANY_TYPE,
                 resource_name: String::new(),
             },
+            Conflict::ExternalId { source, id, holder } => {
+                let holder = holder
+                    .map(|id| crate::domain::names::CustomerName(id).to_string())
+                    .unwrap_or_default();
+                Self::AlreadyExists {
+                    message: format!(
+                        "another live customer{} already has external id {source} = {:?}",
+                        if holder.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({holder})")
+                        },
+                        crate::domain::customer::clip(&id),
+                    ),
+                    reason: reason::EXTERNAL_ID_ALREADY_EXISTS,
+                    resource_type: crate::domain::names::CUSTOMER_TYPE,
+                    resource_name: holder,
+                }
+            }
         }
     }
 }

@@ -65,6 +65,20 @@ const WATCH_SAFETY_NET: Duration = Duration::from_secs(5);
 /// that the sequencer is failing (it retries with backoff) and the read answers UNAVAILABLE
 /// rather than a page that may miss the caller's own write.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a watch stays open through a database outage unless configured
+/// (`WATCH_OUTAGE_TOLERANCE`).
+pub const DEFAULT_WATCH_OUTAGE_TOLERANCE: Duration = Duration::from_secs(30);
+/// The longest pause between two attempts of a watch to read again during an outage.
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A database outage a watch is riding out.
+#[derive(Debug, Default)]
+struct Outage {
+    /// When its first failed read was.
+    began: Option<tokio::time::Instant>,
+    /// The pause before the next attempt.
+    pause: Duration,
+}
 
 /// The event log: numbering, listing and watching.
 #[derive(Debug, Clone)]
@@ -89,6 +103,10 @@ struct Inner {
     closing: watch::Sender<bool>,
     /// What watches may hold (`WatchLimits::default()` until configured).
     watch_limits: std::sync::OnceLock<WatchLimits>,
+    /// How long a watch rides out a database outage, in milliseconds (set once at start-up).
+    watch_tolerance_ms: AtomicU64,
+    /// Reads watches retried during database outages (a metric).
+    watch_retries: AtomicU64,
 }
 
 impl EventLog {
@@ -104,6 +122,10 @@ impl EventLog {
                 positions: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
                 watch_limits: std::sync::OnceLock::new(),
+                watch_retries: AtomicU64::new(0),
+                watch_tolerance_ms: AtomicU64::new(
+                    DEFAULT_WATCH_OUTAGE_TOLERANCE.as_millis() as u64
+                ),
             }),
         }
     }
@@ -116,6 +138,22 @@ impl EventLog {
     /// What watches may hold, and what they hold now.
     pub fn watch_limits(&self) -> &WatchLimits {
         self.inner.watch_limits.get_or_init(WatchLimits::default)
+    }
+
+    /// Sets how long a watch stays open through a database outage before it ends with
+    /// UNAVAILABLE (zero: at the first failure).
+    pub fn set_watch_outage_tolerance(&self, tolerance: Duration) {
+        let ms = u64::try_from(tolerance.as_millis()).unwrap_or(u64::MAX);
+        self.inner.watch_tolerance_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Reads watches retried because the database was unavailable, since start-up.
+    pub fn watch_outage_retries(&self) -> u64 {
+        self.inner.watch_retries.load(Ordering::Relaxed)
+    }
+
+    fn watch_outage_tolerance(&self) -> Duration {
+        Duration::from_millis(self.inner.watch_tolerance_ms.load(Ordering::Relaxed))
     }
 
     /// Tells the sequencer that a transaction with events committed.
@@ -395,18 +433,36 @@ impl EventLog {
         let mut positions = self.positions();
         let mut closing = self.inner.closing.subscribe();
         // Wait until anything committed before the watch started is numbered.
-        if let Err(error) = self.catch_up().await {
-            let _ = sender.send((Err(error), None)).await;
-            return;
+        let mut outage = Outage::default();
+        loop {
+            match self.catch_up().await {
+                Ok(()) => break,
+                Err(error) => {
+                    if !self
+                        .ride_out(&mut outage, error, after, &sender, &mut closing)
+                        .await
+                    {
+                        return;
+                    }
+                }
+            }
         }
         loop {
             // Mark the current position as seen before querying: a numbering that lands
             // after the query wakes the wait below instead of being missed.
             positions.borrow_and_update();
             let rows = match self.read(customer.as_deref(), after).await {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    outage = Outage::default();
+                    rows
+                }
                 Err(error) => {
-                    let _ = sender.send((Err(error), None)).await;
+                    if self
+                        .ride_out(&mut outage, error, after, &sender, &mut closing)
+                        .await
+                    {
+                        continue;
+                    }
                     return;
                 }
             };
@@ -472,6 +528,71 @@ impl EventLog {
                 return;
             }
         }
+    }
+
+    /// A watch's read failed with `error`. A database outage (UNAVAILABLE, a timed-out
+    /// statement) is ridden out: the watch pauses (backing off up to a second) and returns
+    /// `true` to read again, until the outage has lasted the configured tolerance; then, or
+    /// for any other error, the stream ends with the error — an outage's UNAVAILABLE naming
+    /// the resume token to watch again from — and `false` is returned. Shutdown and a
+    /// client that went away end the wait at once.
+    async fn ride_out(
+        &self,
+        outage: &mut Outage,
+        error: Error,
+        after: i64,
+        sender: &mpsc::Sender<(Result<Event>, Option<Held>)>,
+        closing: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let transient = matches!(
+            error,
+            Error::Unavailable { .. } | Error::DeadlineExceeded { .. }
+        );
+        let began = *outage.began.get_or_insert_with(tokio::time::Instant::now);
+        if !transient || began.elapsed() >= self.watch_outage_tolerance() {
+            let error = if transient {
+                tracing::warn!(
+                    tolerance = ?self.watch_outage_tolerance(),
+                    "a watch gave up on the database"
+                );
+                Error::Unavailable {
+                    message: format!(
+                        "the database has been unavailable for {:?}; watch again with \
+                         start_after = \"{}\"",
+                        self.watch_outage_tolerance(),
+                        resume_token(after)
+                    ),
+                    reason: reason::DATABASE_UNAVAILABLE,
+                    retry_after: Duration::from_secs(1),
+                }
+            } else {
+                error
+            };
+            let _ = sender.send((Err(error), None)).await;
+            return false;
+        }
+        self.inner.watch_retries.fetch_add(1, Ordering::Relaxed);
+        outage.pause = (outage.pause * 2).clamp(Duration::from_millis(50), WATCH_RETRY_MAX);
+        let shutting_down = tokio::select! {
+            () = tokio::time::sleep(outage.pause) => return true,
+            () = sender.closed() => return false,
+            _ = closing.wait_for(|closing| *closing) => true,
+        };
+        if shutting_down {
+            let _ = sender
+                .send((
+                    Err(Error::Unavailable {
+                        message: "the server is shutting down; watch again with the last \
+                                  resume_token"
+                            .into(),
+                        reason: super::error::reason::SHUTTING_DOWN,
+                        retry_after: Duration::from_secs(1),
+                    }),
+                    None,
+                ))
+                .await;
+        }
+        false
     }
 
     async fn read(&self, customer: Option<&str>, after: i64) -> Result<Vec<EventRow>> {

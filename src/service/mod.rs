@@ -8,6 +8,7 @@
 //! registry) and its purge after retention. It knows nothing of tonic, HTTP, JSON or SQL.
 
 pub mod companies;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod notes;
@@ -62,6 +63,12 @@ impl CustomerService<PgStore> {
         Self::over(PgStore::new(pool, events), page_tokens)
     }
 
+    /// How long a watch stays open through a database outage (default 30 s).
+    pub fn with_watch_outage_tolerance(self, tolerance: Duration) -> Self {
+        self.events().set_watch_outage_tolerance(tolerance);
+        self
+    }
+
     /// The event log every change of this service is recorded in.
     pub fn events(&self) -> &EventLog {
         self.writer.store.events()
@@ -94,12 +101,13 @@ impl CustomerService<PgStore> {
         (state.connections, state.idle_connections)
     }
 
-    /// Whether the database answers (for health checks).
+    /// Whether the database answers (for health checks), asked on a connection user
+    /// traffic cannot hold up (`db::Pool::ping`).
     pub async fn ping(&self) -> Result<()> {
-        self.writer
-            .store
-            .read(async |conn| Ok(db::ping(conn).await?))
-            .await
+        self.pool().ping().await.map_err(|error| {
+            tracing::debug!(%error, "database ping failed");
+            Error::database_unavailable()
+        })
     }
 
     /// Forgets request ids older than `ttl`.

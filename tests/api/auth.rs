@@ -938,3 +938,132 @@ async fn an_unusable_extra_ca_file_stops_start_up_naming_it() {
         )
     );
 }
+
+/// Test servers are built from the defaults, never from the shell: this test binary runs
+/// [`health_reflection_and_openapi_stay_open`] again in a child process whose environment
+/// sets variables a developer might have exported (protected docs, a broker, a tiny pool).
+#[test]
+fn the_developers_environment_does_not_change_the_test_servers() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "auth::health_reflection_and_openapi_stay_open",
+            "--nocapture",
+        ])
+        .env("PROTECT_DOCS", "true")
+        .env("DB_POOL_SIZE", "0")
+        .env("NATS_STREAM", "CUSTOMER_EVENTS_OF_A_DEVELOPER")
+        .env("LISTEN_ADDR", "not an address")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_claims_are_required_and_crit_and_endless_tokens_are_refused() {
+    let app = strict_app().await;
+    let hs = EncodingKey::from_secret(TEST_SECRET.as_bytes());
+    let without = |claim: &str| {
+        let mut claims = good_claims();
+        claims.as_object_mut().unwrap().remove(claim);
+        sign(Algorithm::HS256, None, &hs, &claims)
+    };
+    let with_crit = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp-extension".into()]);
+        jsonwebtoken::encode(&header, &good_claims(), &hs).unwrap()
+    };
+    let lifetime = |iat: u64, exp: u64| {
+        let mut claims = good_claims();
+        claims["iat"] = json!(iat);
+        claims["exp"] = json!(exp);
+        sign(Algorithm::HS256, None, &hs, &claims)
+    };
+    let cases = [
+        ("missing aud", without("aud")),
+        ("missing iss", without("iss")),
+        ("unknown crit header", with_crit),
+        ("exp in year 9999", lifetime(now(), 253_402_300_799)),
+        (
+            "iat to exp beyond 24h",
+            lifetime(now() - 3600, now() + 24 * 3600),
+        ),
+    ];
+    for (case, token) in &cases {
+        assert_rejected(&app, case, Some(&format!("Bearer {token}")), None).await;
+    }
+    // A day, as the default allows, is accepted.
+    let day = lifetime(now(), now() + 24 * 3600 - 60);
+    assert!(
+        grpc_create(&app, Some(&format!("Bearer {day}")))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_whose_subject_names_an_api_key_is_not_that_key() {
+    let app = TestApp::spawn_with(|s| {
+        s.rate_limit_rps = 1;
+        s.rate_limit_burst = 1;
+    })
+    .await;
+    let settings = ServeSettings::for_database(&app.database_url).database;
+    let pool = db::connect(&settings).await.unwrap();
+    let (info, key) = api_keys::create(
+        &pool,
+        "svc",
+        &["customers.read".into(), "customers.write".into()],
+        None,
+    )
+    .await
+    .unwrap();
+    let impostor = {
+        let mut settings = ServeSettings::for_database("unused");
+        settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+        mint(
+            &settings,
+            &format!("api-key:{}", info.id),
+            &["customers.read", "customers.write"],
+        )
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let create = |api_key: Option<&str>, bearer: Option<&str>| {
+        let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+            customer: Some(new_customer("Name", "Space")),
+            request_id: request_id.clone(),
+        });
+        if let Some(key) = api_key {
+            request
+                .metadata_mut()
+                .insert("x-api-key", key.parse().unwrap());
+        }
+        let mut client = app.client_with(bearer);
+        async move { client.create_customer(request).await }
+    };
+
+    // The key spends its one-call budget and stores its response under the request id.
+    create(Some(&key), None).await.unwrap();
+    // The token has a budget of its own, and the key's stored response is not its to replay.
+    let bearer = format!("Bearer {impostor}");
+    let status = create(None, Some(&bearer)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        crate::helpers::details(&status)
+            .error_info()
+            .unwrap()
+            .reason,
+        "REQUEST_ID_REUSED"
+    );
+    assert_eq!(
+        app.count("customers", &format!("created_by = 'api-key:{}'", info.id))
+            .await,
+        1
+    );
+}

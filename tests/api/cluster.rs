@@ -163,22 +163,7 @@ impl Cluster {
         }
         let log = dir.join("postgres.log");
         let cluster = Self { port, dir, bin };
-        let started = std::panic::catch_unwind(|| {
-            run(
-                as_postgres,
-                &cluster.bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    &data_arg,
-                    "-l",
-                    log.to_str().unwrap(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            );
-        });
+        let started = std::panic::catch_unwind(|| cluster.start_again());
         if started.is_err() {
             panic!(
                 "the private cluster did not start; its log:\n{}",
@@ -186,6 +171,37 @@ impl Cluster {
             );
         }
         cluster
+    }
+
+    /// Starts the server (again, after [`Cluster::stop`]) on the same port and data, and
+    /// waits until it accepts connections.
+    pub fn start_again(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("postgres.log");
+        run(
+            is_root(),
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: the server goes away (its sessions end), the data stays.
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        run(
+            is_root(),
+            &self.bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
     }
 
     /// `postgres://user@host:port/database?params` (host as given: a name to check

@@ -847,9 +847,18 @@ pub(crate) fn assert_exactly_once_in_order(
 
 #[tokio::test]
 async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
+    // The contract's names are the defaults: stream CUSTOMER_EVENTS, subjects
+    // customer.v1.events.<type>. The test publishes to a private stream and prefix of its
+    // own, never into the CUSTOMER_EVENTS of whatever broker it is given.
+    let defaults = customer_api::config::ServeSettings::for_database("unused").events;
+    assert_eq!(defaults.nats_stream, "CUSTOMER_EVENTS");
+    assert_eq!(defaults.nats_subject_prefix, "customer.v1.events");
     let url = nats_url();
+    let (stream_name, prefix) = private_stream();
     let app = TestApp::spawn_with(|settings| {
         settings.events.nats_url = Some(url.clone());
+        settings.events.nats_stream = stream_name.clone();
+        settings.events.nats_subject_prefix = prefix.clone();
     })
     .await;
     let js = jetstream_context(&url).await;
@@ -886,14 +895,13 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
     })
     .await;
 
-    // The contract's names: stream CUSTOMER_EVENTS, subjects customer.v1.events.<type>.
-    let stream = js.get_stream("CUSTOMER_EVENTS").await.unwrap();
+    let stream = js.get_stream(&stream_name).await.unwrap();
     for (event, token) in stored
         .iter()
         .zip(["registered", "updated", "deleted", "undeleted"])
     {
         let message = stream
-            .get_last_raw_message_by_subject(&format!("customer.v1.events.{token}"))
+            .get_last_raw_message_by_subject(&format!("{prefix}.{token}"))
             .await
             .unwrap();
         assert_eq!(header(&message, "ce-specversion"), "1.0");
@@ -938,6 +946,7 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
     assert_eq!(health["unpublished"], 0);
     assert_eq!(health["relay"]["enabled"], true);
     assert_eq!(health["relay"]["connected"], true);
+    js.delete_stream(&stream_name).await.unwrap();
 }
 
 /// GET a plain JSON endpoint.

@@ -597,21 +597,47 @@ pub async fn sessions_in_state(app: &TestApp, state: &str) -> i64 {
     .await
 }
 
-/// Polls `condition` every 10 ms until it holds; panics after 10 s. For waiting on state
-/// another process owns (PostgreSQL sessions), where no event can be awaited.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+/// Polls `condition` every 10 ms until it holds; panics after 1,000 looks. For waiting on
+/// state another process owns (PostgreSQL sessions), where no event can be awaited. Bounded
+/// by a count, not a clock: a loaded machine makes it slower, not a failure.
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
+    until_reached(&format!("waiting until {what}"), 1000, condition).await;
+}
+
+/// Polls `condition` until it holds, at most `attempts` times with a 10 ms pause between
+/// two looks; panics naming `what` after the last. For state another process owns
+/// (PostgreSQL sessions) that the test cannot await: bounded by a count of looks, so a loaded
+/// machine makes it slower, never wrong in another way.
+pub async fn until_reached<F, Fut>(what: &str, attempts: u32, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..attempts {
+        if condition().await {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    panic!("{what}: not reached after {attempts} looks");
+}
+
+/// Sessions of the test database running a statement on `table` (other than the asking
+/// one): `active`, whether executing or waiting for a lock.
+pub async fn active_statements_on(app: &TestApp, table: &str) -> i64 {
+    app.count(
+        "pg_stat_activity",
+        &format!(
+            "datname = '{}' AND pid <> pg_backend_pid() AND state = 'active' \
+             AND query ILIKE '%from \"{table}\"%'",
+            app.database_name
+        ),
+    )
+    .await
 }
 
 /// Sessions of the test database waiting for a lock.

@@ -23,6 +23,8 @@ mod delete;
 mod deploy;
 mod docs;
 mod events;
+mod external_ids;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod list;

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The metrics text, after checking the status and content type.
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let request = http::Request::get(format!("http://{}/metrics", app.addr))
         .body(Full::new(Bytes::new()))

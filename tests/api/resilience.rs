@@ -10,8 +10,8 @@ use tonic_health::pb::{
 };
 
 use crate::helpers::{
-    Proxy, TestApp, assert_reason, eventually, lock_customer, raw_grpc_status, sessions_in_state,
-    sessions_waiting_for_locks,
+    Proxy, TestApp, active_statements_on, assert_reason, eventually, lock_customer,
+    raw_grpc_status, sessions_in_state, sessions_waiting_for_locks, until_reached,
 };
 
 /// These tests hold a row lock while the server waits for it; under a loaded test run that
@@ -39,7 +39,12 @@ async fn assert_the_write_outlived_its_caller(app: &TestApp, name: &str, given_n
         .unwrap()
         .into_inner();
     assert_eq!(stored.given_name, given_name);
-    assert_eq!(sessions_in_state(app, "idle in transaction").await, 0);
+    // Other sessions (the sequencer numbering the write's event) pass through `idle in
+    // transaction` between their statements: look until none is, a bounded number of times.
+    until_reached("no session is idle in a transaction", 500, || async {
+        sessions_in_state(app, "idle in transaction").await == 0
+    })
+    .await;
 }
 
 fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
@@ -56,7 +61,7 @@ fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cleanly() {
+async fn a_write_past_its_client_deadline_is_deadline_exceeded_and_rolls_back() {
     let app = TestApp::spawn_with(patient).await;
     let customer = app.create("Ada", "Lovelace").await;
     let mut lock = lock_customer(&app, &customer.name).await;
@@ -73,9 +78,98 @@ async fn client_deadline_is_deadline_exceeded_and_the_started_write_completes_cl
     .await;
 
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    // The write already waits for the row lock on its own task; release it.
+    // The write's statements are bounded by the client's deadline (300 ms, not the 60 s
+    // statement timeout): it stops waiting for the row lock and rolls back by itself.
+    until_reached(
+        "the write gave up waiting for the row lock",
+        1000,
+        || async { sessions_waiting_for_locks(&app).await == 0 },
+    )
+    .await;
     lock.batch_execute("COMMIT").await.unwrap();
-    assert_the_write_outlived_its_caller(&app, &customer.name, "Late").await;
+    until_reached("no session is idle in a transaction", 500, || async {
+        sessions_in_state(&app, "idle in transaction").await == 0
+    })
+    .await;
+    let stored = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored, customer, "nothing was written");
+    assert_eq!(app.count("events", "").await, 1, "only the registration");
+}
+
+/// GetCustomer of `name` with `timeout` as `grpc-timeout`: the status the server sent.
+async fn get_within(app: &TestApp, name: &str, timeout: &str) -> tonic::Status {
+    let request = pb::GetCustomerRequest {
+        name: name.to_owned(),
+        ..Default::default()
+    };
+    raw_grpc_status(app, "GetCustomer", &request, &[("grpc-timeout", timeout)]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_abandoned_on_a_locked_table_are_cancelled_and_readiness_stays_up() {
+    // A 60 s statement timeout: without the cancel, the abandoned reads would keep their
+    // connections busy for that long. Four pooled connections, all held below.
+    let app = TestApp::spawn_with(|settings| {
+        patient(settings);
+        settings.database.pool_size = 4;
+    })
+    .await;
+    let customer = app.create("Ada", "Lovelace").await;
+    let mut lock = app.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let abandoned =
+        futures_util::future::join_all((0..8).map(|_| get_within(&app, &customer.name, "300m")))
+            .await;
+    for status in &abandoned {
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+    // Each abandoned read's statement was cancelled: none is left waiting for the table.
+    until_reached(
+        "the abandoned reads' statements are cancelled",
+        1000,
+        || async { active_statements_on(&app, "customers").await == 0 },
+    )
+    .await;
+
+    // Patient readers take every pooled connection while the table stays locked...
+    let patient_reads =
+        futures_util::future::join_all((0..4).map(|_| get_within(&app, &customer.name, "60S")));
+    let waiting = async {
+        until_reached("the patient reads wait for the table", 1000, || async {
+            sessions_waiting_for_locks(&app).await == 4
+        })
+        .await;
+        // ...and readiness, asked on a connection of its own, still says ready.
+        let mut health = HealthClient::new(app.channel.clone());
+        let reported = health
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let ready = probe_status(app.addr, "/readyz").await;
+        lock.batch_execute("COMMIT").await.unwrap();
+        (reported.status, ready)
+    };
+    let ((status, ready), answered) = tokio::join!(waiting, patient_reads);
+
+    assert_eq!(status, ServingStatus::Serving as i32);
+    assert_eq!(ready, 200);
+    for status in &answered {
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+    }
+    assert_eq!(active_statements_on(&app, "customers").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -355,5 +449,90 @@ async fn a_short_page_token_key_stops_start_up_with_a_clear_error() {
     assert_eq!(
         error.to_string(),
         "invalid configuration: PAGE_TOKEN_KEY must be at least 16 bytes"
+    );
+}
+
+/// A server over a private PostgreSQL cluster the test can stop (`customer_api` database).
+async fn app_on_private_cluster(
+    configure: impl FnOnce(&mut customer_api::config::ServeSettings),
+) -> (crate::cluster::Cluster, TestApp) {
+    let cluster = crate::cluster::Cluster::start("", "host all all 127.0.0.1/32 trust\n", &[]);
+    let mut admin = crate::helpers::connect(&cluster.url("postgres", "127.0.0.1", "postgres", ""))
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE customer_api")
+        .await
+        .unwrap();
+    let url = cluster.url("postgres", "127.0.0.1", "customer_api", "");
+    let app = TestApp::spawn_on(url, "customer_api".into(), configure, None).await;
+    (cluster, app)
+}
+
+/// `WatchCustomerEvents` from the start of the log.
+async fn watch_all(app: &TestApp) -> tonic::Streaming<pb::CustomerEvent> {
+    app.client
+        .clone()
+        .watch_customer_events(pb::WatchCustomerEventsRequest {
+            parent: "customers/-".into(),
+            start_after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// `customer_api_events_watch_outage_retries_total` of the server.
+async fn watch_outage_retries(app: &TestApp) -> u64 {
+    let text = crate::metrics::scrape(app).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("customer_api_events_watch_outage_retries_total "))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_stays_open_through_a_short_database_outage() {
+    let (cluster, app) = app_on_private_cluster(|_| {}).await;
+    let before = app.create("Before", "Outage").await;
+    let mut watch = watch_all(&app).await;
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().customer,
+        before.name
+    );
+
+    tokio::task::block_in_place(|| cluster.stop());
+    // The watch reads (at the latest after its 5 s safety net), fails, and waits to retry.
+    until_reached(
+        "the watch retried a read during the outage",
+        3000,
+        || async { watch_outage_retries(&app).await > 0 },
+    )
+    .await;
+    tokio::task::block_in_place(|| cluster.start_again());
+    let after = app.create("After", "Outage").await;
+
+    let event = watch.message().await.unwrap().unwrap();
+    assert_eq!(event.customer, after.name, "the same stream goes on");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_ends_unavailable_with_its_resume_token_once_the_outage_outlasts_the_tolerance() {
+    let (cluster, app) = app_on_private_cluster(|settings| {
+        settings.events.watch_outage_tolerance = Duration::ZERO;
+    })
+    .await;
+    app.create("Before", "Outage").await;
+    let mut watch = watch_all(&app).await;
+    let seen = watch.message().await.unwrap().unwrap();
+
+    tokio::task::block_in_place(|| cluster.stop());
+    let status = watch.message().await.unwrap_err();
+
+    assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(
+        status
+            .message()
+            .contains(&format!("start_after = \"{}\"", seen.resume_token)),
+        "{status:?}"
     );
 }

@@ -147,6 +147,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
                 "createTime",
                 "email",
                 "etag",
+                "externalIds",
                 "familyName",
                 "givenName",
                 "labels",

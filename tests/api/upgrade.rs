@@ -128,6 +128,7 @@ fn updated_customer() -> pb::Customer {
         company: COMPANY.into(),
         business_id: "GB-123456".into(),
         labels: labels(&[("tier", "gold")]),
+        external_ids: Default::default(),
         etag: "W/\"2\"".into(),
         create_time: timestamp("2026-01-01T00:00:00Z"),
         update_time: timestamp("2026-01-02T03:04:05.123456Z"),

@@ -44,6 +44,8 @@ pub enum CustomerText {
     Address(AddressPart),
     /// `labels.<key>`; holds the label key (without the `labels.` prefix).
     Label(String),
+    /// `external_ids.<source>`; holds the source (compared with `=` and `!=` only).
+    ExternalId(String),
 }
 
 /// The filterable parts of a customer's postal address.
@@ -100,6 +102,10 @@ impl FilterField for CustomerField {
         Some(Self::Text(CustomerText::Label(key)))
     }
 
+    fn external_id(source: String) -> Option<Self> {
+        Some(Self::Text(CustomerText::ExternalId(source)))
+    }
+
     fn kind(self) -> FieldKind<Self> {
         match self {
             Self::Id(field) => FieldKind::Id(field),
@@ -138,6 +144,9 @@ impl FieldName for CustomerText {
                 return Cow::Owned(format!("address.{}", part.key()));
             }
             CustomerText::Label(key) => return Cow::Owned(format!("labels.{key}")),
+            CustomerText::ExternalId(source) => {
+                return Cow::Owned(format!("external_ids.{source}"));
+            }
         })
     }
 }
@@ -154,6 +163,11 @@ impl TextField for CustomerText {
         }
     }
 
+    /// An external id is a key: matched exactly, never by range or substring.
+    fn ordered(&self) -> bool {
+        !matches!(self, CustomerText::ExternalId(_))
+    }
+
     fn normalise(&self, text: String) -> String {
         match self {
             // Stored in upper case; a lower-case value still matches.
@@ -167,7 +181,8 @@ impl TextField for CustomerText {
             | CustomerText::Address(
                 AddressPart::Locality | AddressPart::Region | AddressPart::PostalCode,
             )
-            | CustomerText::Label(_) => text,
+            | CustomerText::Label(_)
+            | CustomerText::ExternalId(_) => text,
         }
     }
 }

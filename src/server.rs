@@ -185,16 +185,17 @@ pub(crate) fn router(
     let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
         .max_decoding_message_size(settings.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    // Each caller's share is checked once it is identified; the global permit is taken once
-    // the request message is read (BodyFirst), so bodies that never come hold no permit.
-    let callers = CallerLimits::new(settings.limits.max_concurrent_requests_per_caller);
-    let auth = Auth::new(authenticator.clone(), rate_limits).with_caller_limits(callers);
-    let customers = Wrapped::new(auth, customers);
+    // The global permit is taken once the request message is read (BodyFirst), so bodies
+    // that never come hold none; the caller is identified (and held to its share) before its
+    // body is read, so nobody unauthenticated makes the server read or buffer a body.
     let concurrency = ConcurrencyLimit::new(settings.max_concurrent_requests);
     ready.watch_saturation(concurrency.clone());
     let customers = Wrapped::new(concurrency.clone(), customers);
     // The largest message and its frame header.
     let customers = Wrapped::new(BodyFirst::new(settings.max_request_bytes + 5), customers);
+    let callers = CallerLimits::new(settings.limits.max_concurrent_requests_per_caller);
+    let auth = Auth::new(authenticator.clone(), rate_limits).with_caller_limits(callers);
+    let customers = Wrapped::new(auth, customers);
     let customers = Wrapped::new(Metered::new(metrics.clone()), customers);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -1,9 +1,11 @@
-//! The request message is read before a call takes any share of the server's budget.
+//! The request message is read before a call takes a permit of the global budget.
 //!
 //! Every RPC of the service takes one request message (unary or server-streaming), so
-//! [`BodyFirst`] reads the body before the layers behind it (the concurrency limit, the
-//! caller's share) run: a peer that opens streams and never sends their body (or trickles
-//! it) holds no permit, only its stream, which `HTTP2_MAX_CONCURRENT_STREAMS` and
+//! [`BodyFirst`] reads the body before the concurrency limit behind it runs: a peer that
+//! opens streams and never sends their body (or trickles it) holds no global permit, only its
+//! stream and its own share of calls (the authentication layer in front of this one checks
+//! that share, and refuses unauthenticated calls before any body is read), which
+//! `HTTP2_MAX_CONCURRENT_STREAMS`, `MAX_CONCURRENT_REQUESTS_PER_CALLER` and
 //! `REQUEST_BODY_TIMEOUT` bound. A body that misses its deadline
 //! ([`crate::connections::DeadlineBody`]) is DEADLINE_EXCEEDED.
 //!

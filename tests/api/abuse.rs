@@ -3,10 +3,10 @@
 //! call budget, unread watch streams. Each scenario holds the abuse open while another
 //! caller is served, and asserts what the server counts, never how fast it was.
 //!
-//! Timeouts are set small in each test's settings; [`bounded`] only turns a server that never
-//! reacts into a failure instead of a hang (it is not an assertion about time).
+//! Timeouts are set small in each test's settings; a server that never reacts hangs the test
+//! until nextest's `slow-timeout` ends it (no clock in the assertions).
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use customer_api::{auth::scopes, config::ServeSettings, pb};
 use tokio::{
@@ -19,13 +19,6 @@ use crate::helpers::{
     TEST_SECRET, TestApp, assert_reason, eventually, lock_customer, mint,
     sessions_waiting_for_locks,
 };
-
-/// `future`, or a panic naming `what` if it has not finished in 60 s.
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), future)
-        .await
-        .unwrap_or_else(|_| panic!("the server never {what}"))
-}
 
 /// Reads `stream` to its end: the bytes the server sent before closing it.
 async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
@@ -60,7 +53,7 @@ async fn a_socket_that_sends_nothing_is_closed_after_the_header_read_timeout() {
     .await;
 
     let mut silent = TcpStream::connect(app.addr).await.unwrap();
-    let received = bounded("closed a silent socket", read_until_closed(&mut silent)).await;
+    let received = read_until_closed(&mut silent).await;
 
     assert_eq!(received, b"", "closed without a word");
     // Others are served meanwhile and after.
@@ -82,7 +75,7 @@ async fn an_http1_request_whose_headers_never_end_is_closed() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: te")
         .await
         .unwrap();
-    let received = bounded("closed a slow header", read_until_closed(&mut slow)).await;
+    let received = read_until_closed(&mut slow).await;
 
     let text = String::from_utf8_lossy(&received);
     assert!(
@@ -111,7 +104,7 @@ async fn an_idle_http2_connection_is_closed_but_one_with_an_open_watch_is_not() 
     // An HTTP/2 connection that finished its handshake and then makes no call.
     let tcp = TcpStream::connect(app.addr).await.unwrap();
     let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
-    let ended = bounded("closed an idle HTTP/2 connection", connection).await;
+    let ended = connection.await;
     assert!(
         ended.as_ref().is_ok() || ended.as_ref().is_err_and(|e| e.is_io() || e.is_go_away()),
         "{ended:?}"
@@ -120,7 +113,8 @@ async fn an_idle_http2_connection_is_closed_but_one_with_an_open_watch_is_not() 
     // The watch's connection outlived several idle timeouts: it still delivers.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let created = app.create("Ada", "Lovelace").await;
-    let event = bounded("delivered the event", watch.message())
+    let event = watch
+        .message()
         .await
         .expect("the watch is still open")
         .expect("an event");
@@ -143,11 +137,7 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_slots_come_ba
     let _second = TcpStream::connect(app.addr).await.unwrap();
 
     let mut beyond = TcpStream::connect(app.addr).await.unwrap();
-    let received = bounded(
-        "closed a connection beyond the cap",
-        read_until_closed(&mut beyond),
-    )
-    .await;
+    let received = read_until_closed(&mut beyond).await;
     assert_eq!(received, b"");
 
     // The connected client is still served; a freed slot serves a new caller.
@@ -276,7 +266,7 @@ async fn a_request_body_that_does_not_arrive_in_time_is_deadline_exceeded_or_408
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
     let (response, _body) = client.send_request(grpc_headers(&reader), false).unwrap();
-    let response = bounded("answered a missing body", response).await.unwrap();
+    let response = response.await.unwrap();
     assert_eq!(response.headers()["grpc-status"], "4", "{response:?}");
 
     // gRPC-web over HTTP/1.1: 5 of 100 announced bytes.
@@ -287,11 +277,7 @@ async fn a_request_body_that_does_not_arrive_in_time_is_deadline_exceeded_or_408
          authorization: {reader}\r\ncontent-length: 100\r\n\r\n\0\0\0\0\x5f"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = bounded(
-        "answered a short gRPC-web body",
-        read_until_closed(&mut stream),
-    )
-    .await;
+    let answer = read_until_closed(&mut stream).await;
     let answer = String::from_utf8_lossy(&answer).to_lowercase();
     assert!(answer.contains("grpc-status: 4"), "{answer}");
 
@@ -302,7 +288,7 @@ async fn a_request_body_that_does_not_arrive_in_time_is_deadline_exceeded_or_408
          connection: close\r\nauthorization: {reader}\r\ncontent-length: 100\r\n\r\n{{\"given\""
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let answer = bounded("answered a short REST body", read_until_closed(&mut stream)).await;
+    let answer = read_until_closed(&mut stream).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("DEADLINE_EXCEEDED"), "{answer}");
@@ -427,7 +413,7 @@ async fn open_watch(
         true,
     )
     .unwrap();
-    bounded("answered a watch", response).await.unwrap()
+    response.await.unwrap()
 }
 
 /// Reads a watch stream to its end, giving its window back as it goes: the events and the
@@ -481,10 +467,7 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
         .into_inner();
 
     for _ in 0..100 {
-        bounded("delivered to the reading watch", reading.message())
-            .await
-            .unwrap()
-            .expect("an event");
+        reading.message().await.unwrap().expect("an event");
     }
 
     // Each unread watch reads one batch (32 events) and no further: its response took what
@@ -502,10 +485,7 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
         app.create("Grace", &format!("Hopper{n}")).await;
     }
     for _ in 0..50 {
-        bounded("delivered to the reading watch", reading.message())
-            .await
-            .unwrap()
-            .expect("an event");
+        reading.message().await.unwrap().expect("an event");
     }
     let held = metric(app.addr, "customer_api_watch_buffered_events")
         .await
@@ -554,7 +534,7 @@ async fn a_watch_whose_client_does_not_read_is_ended_with_a_resume_token_that_mi
     assert!(held <= 8.0, "{held}");
 
     // Read now: the events it was sent, then UNAVAILABLE with where to resume.
-    let (events, trailers) = bounded("ended the watch", read_watch(unread)).await;
+    let (events, trailers) = read_watch(unread).await;
     assert!(!events.is_empty() && events.len() < 60, "{}", events.len());
     let status = tonic::Status::from_header_map(&trailers).expect("a status");
     assert_reason(&status, Code::Unavailable, "SLOW_CONSUMER");
@@ -574,10 +554,7 @@ async fn a_watch_whose_client_does_not_read_is_ended_with_a_resume_token_that_mi
     let mut bytes = Vec::new();
     let rest = names.len() - seen.len();
     while bytes_events(&bytes) < rest {
-        let data = bounded("delivered the rest", body.data())
-            .await
-            .unwrap()
-            .unwrap();
+        let data = body.data().await.unwrap().unwrap();
         body.flow_control().release_capacity(data.len()).unwrap();
         bytes.extend_from_slice(&data);
     }

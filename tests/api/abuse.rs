@@ -194,6 +194,23 @@ fn grpc_headers(authorization: &str) -> http::Request<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_http2_connection_is_offered_http2_max_concurrent_streams() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.limits.http2_max_concurrent_streams = 7;
+    })
+    .await;
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let client = client.ready().await.unwrap();
+    // The server's SETTINGS arrive on the connection after the handshake.
+    eventually("the server's SETTINGS arrived", || async {
+        client.current_max_send_streams() == 7
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn calls_whose_body_never_arrives_hold_no_permit_so_other_callers_are_served() {
     let app = TestApp::spawn_with(|settings| {
         settings.max_concurrent_requests = 8;

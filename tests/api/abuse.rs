@@ -14,6 +14,9 @@ use tokio::{
     net::TcpStream,
 };
 use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::helpers::{
     TEST_SECRET, TestApp, assert_reason, eventually, lock_customer, mint,
@@ -378,11 +381,32 @@ async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readi
     let saturated = get(app.addr, "/readyz").await;
     assert!(saturated.starts_with("HTTP/1.1 503"), "{saturated}");
     assert!(saturated.ends_with("overloaded\n"), "{saturated}");
+    eventually("gRPC health reports the saturation", || async {
+        health(&app).await == ServingStatus::NotServing
+    })
+    .await;
 
     drop(lock);
     held_a.await.unwrap().expect("A's update");
     held_c.await.unwrap().expect("C's update");
     assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+    eventually("gRPC health serves again", || async {
+        health(&app).await == ServingStatus::Serving
+    })
+    .await;
+}
+
+/// What gRPC health says of the customer service.
+async fn health(app: &TestApp) -> ServingStatus {
+    let mut client = HealthClient::new(app.channel.clone());
+    let response = client
+        .check(HealthCheckRequest {
+            service: "customer.v1.CustomerService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ServingStatus::try_from(response.status).unwrap()
 }
 
 /// A gRPC length-prefixed frame.

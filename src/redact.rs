@@ -285,74 +285,96 @@ fn contains_uuid(token: &[u8]) -> bool {
 }
 
 fn mask_phones(text: &str) -> Cow<'_, str> {
-    let worth = text.bytes().any(|c| c.is_ascii_digit());
-    Rewriter::run(text, worth, |b, out| {
-        let mut i = 0;
-        // End of the last ANSI escape: a boundary, although it ends in a letter (`ESC[0m`).
-        let mut escape_end = 0;
-        while i < b.len() {
-            let plus = plus_sign(b, i);
-            // `+` must start a word (`a+1234567` is not a phone number); `%2B` is an encoded
-            // `+` and follows whatever was encoded before it (`phone%3D%2B49…`).
-            let starts = plus == 3 || i == escape_end || !b[i - 1].is_ascii_alphanumeric();
-            if plus > 0
-                && starts
-                && let Some((end, last)) = plus_phone(b, i + plus)
-            {
-                let replacement = out.replace(i + plus, end);
-                replacement.push_str(PHONE_MASK);
-                replacement.extend(last.map(char::from));
-                i = end;
-                continue;
+    Rewriter::run(text, may_hold_phone(text.as_bytes()), scan_phones)
+}
+
+/// Whether the phone scan can find anything in `b`: it masks only after a `+` (or `%2B`) or
+/// a run of [`MIN_BARE_DIGITS`] digits, so a line with neither (an access line: a time,
+/// short numbers, a request id) is passed on after this one cheap look instead of being
+/// tokenised.
+fn may_hold_phone(b: &[u8]) -> bool {
+    let mut digits = 0;
+    for &c in b {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= MIN_BARE_DIGITS {
+                return true;
             }
-            if b[i] == 0x1b {
-                i = skip_escape(b, i);
-                escape_end = i;
-                continue;
-            }
-            if !is_token_byte(b[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            let mut end = i;
-            while end < b.len() && is_token_byte(b[end]) {
-                end += 1;
-            }
-            i = end;
-            let token = &b[start..end];
-            // Identifiers, hex ids, `123456789ns`, `…T10:00:00.123456789Z`: not phone numbers.
-            if token.iter().any(|&c| c.is_ascii_alphabetic() || c == b'_') || contains_uuid(token) {
-                continue;
-            }
-            let mut run = start;
-            while run < end {
-                if !b[run].is_ascii_digit() {
-                    run += 1;
-                    continue;
-                }
-                let mut run_end = run;
-                while run_end < end && b[run_end].is_ascii_digit() {
-                    run_end += 1;
-                }
-                // A fraction (`0.123456789`, `…:00.123456789+01:00`) or the integer part of a
-                // decimal (`123456789.5`); not digits after any dot (`labels.4930123456`).
-                let fraction = run == start
-                    && start >= 2
-                    && b[start - 1] == b'.'
-                    && b[start - 2].is_ascii_digit();
-                let decimal = run_end == end
-                    && b.get(end) == Some(&b'.')
-                    && b.get(end + 1).is_some_and(u8::is_ascii_digit);
-                if run_end - run >= MIN_BARE_DIGITS && !fraction && !decimal {
-                    let replacement = out.replace(run, run_end);
-                    replacement.push_str(PHONE_MASK);
-                    replacement.push_str(&text[run_end - 2..run_end]);
-                }
-                run = run_end;
-            }
+        } else if c == b'+' || c == b'%' {
+            return true;
+        } else {
+            digits = 0;
         }
-    })
+    }
+    false
+}
+
+/// The phone scan of [`mask_phones`].
+fn scan_phones(b: &[u8], out: &mut Rewriter<'_>) {
+    let text = out.text;
+    let mut i = 0;
+    // End of the last ANSI escape: a boundary, although it ends in a letter (`ESC[0m`).
+    let mut escape_end = 0;
+    while i < b.len() {
+        let plus = plus_sign(b, i);
+        // `+` must start a word (`a+1234567` is not a phone number); `%2B` is an encoded
+        // `+` and follows whatever was encoded before it (`phone%3D%2B49…`).
+        let starts = plus == 3 || i == escape_end || !b[i - 1].is_ascii_alphanumeric();
+        if plus > 0
+            && starts
+            && let Some((end, last)) = plus_phone(b, i + plus)
+        {
+            let replacement = out.replace(i + plus, end);
+            replacement.push_str(PHONE_MASK);
+            replacement.extend(last.map(char::from));
+            i = end;
+            continue;
+        }
+        if b[i] == 0x1b {
+            i = skip_escape(b, i);
+            escape_end = i;
+            continue;
+        }
+        if !is_token_byte(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i;
+        while end < b.len() && is_token_byte(b[end]) {
+            end += 1;
+        }
+        i = end;
+        let token = &b[start..end];
+        // Identifiers, hex ids, `123456789ns`, `…T10:00:00.123456789Z`: not phone numbers.
+        if token.iter().any(|&c| c.is_ascii_alphabetic() || c == b'_') || contains_uuid(token) {
+            continue;
+        }
+        let mut run = start;
+        while run < end {
+            if !b[run].is_ascii_digit() {
+                run += 1;
+                continue;
+            }
+            let mut run_end = run;
+            while run_end < end && b[run_end].is_ascii_digit() {
+                run_end += 1;
+            }
+            // A fraction (`0.123456789`, `…:00.123456789+01:00`) or the integer part of a
+            // decimal (`123456789.5`); not digits after any dot (`labels.4930123456`).
+            let fraction =
+                run == start && start >= 2 && b[start - 1] == b'.' && b[start - 2].is_ascii_digit();
+            let decimal = run_end == end
+                && b.get(end) == Some(&b'.')
+                && b.get(end + 1).is_some_and(u8::is_ascii_digit);
+            if run_end - run >= MIN_BARE_DIGITS && !fraction && !decimal {
+                let replacement = out.replace(run, run_end);
+                replacement.push_str(PHONE_MASK);
+                replacement.push_str(&text[run_end - 2..run_end]);
+            }
+            run = run_end;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +457,28 @@ mod tests {
             "50%4",
         ] {
             untouched(text);
+        }
+    }
+
+    #[test]
+    fn the_phone_scan_is_skipped_only_where_it_could_mask_nothing() {
+        // An access line (times, short numbers, a UUID): passed on after the cheap look.
+        let line = "2026-12-05T10:25:35.069675Z INFO access: transport=\"rest\" http_status=200 \
+                    duration_ms=1.314 request_id=\"0193a0c4-2f4e-7c41-9a51-6f0b8d3e2a10\" \
+                    bytes_in=0 bytes_out=449";
+        assert!(!may_hold_phone(line.as_bytes()));
+        assert!(matches!(mask_phones(line), Cow::Borrowed(_)));
+        // Whatever the scan masks, the look lets through.
+        for text in [
+            "+4930123456",
+            "call +49 30 1234-5678 now",
+            "n=030123456789,",
+            "phone%3D%2B4930123456",
+            "lock 7165064541939392817",
+            "\u{1b}[3mphone\u{1b}[0m=+4930123456",
+        ] {
+            assert!(may_hold_phone(text.as_bytes()), "{text}");
+            assert!(matches!(mask_phones(text), Cow::Owned(_)), "{text}");
         }
     }
 

@@ -43,7 +43,7 @@ use tracing::{Dispatch, Metadata, dispatcher::SetGlobalDefaultError};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer,
-    filter::{FilterExt, filter_fn},
+    filter::{FilterExt, LevelFilter, filter_fn},
     fmt::{self, MakeWriter},
     layer::SubscriberExt,
 };
@@ -105,16 +105,42 @@ impl Telemetry {
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
+        Self::build(format, filter, writer, tracing, None)
+    }
+
+    /// [`Telemetry::new`]; `ansi` colours text lines or not (`None`: `tracing-subscriber`'s
+    /// default, colours unless `NO_COLOR` is set).
+    fn build<W>(
+        format: LogFormat,
+        filter: EnvFilter,
+        writer: W,
+        tracing: &TracingSettings,
+        ansi: Option<bool>,
+    ) -> Result<Self, TelemetryError>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
         let provider = tracing
             .enabled()
             .then(|| tracer_provider(tracing))
             .transpose()?;
         let logs = fmt::layer().with_writer(Redacting::new(writer));
+        let logs = match ansi {
+            Some(ansi) => logs.with_ansi(ansi),
+            None => logs,
+        };
         let logs = match format {
             LogFormat::Text => logs.boxed(),
             LogFormat::Json => logs.json().flatten_event(true).boxed(),
         };
-        let logs = logs.with_filter(filter_fn(|meta| meta.is_event()).and(filter));
+        // The event test carries the filter's level: a per-layer filter without a maximum
+        // level makes the whole subscriber's maximum TRACE, and then every `debug!`/`trace!`
+        // of every dependency (h2 has several per frame) is asked for instead of being
+        // skipped by the one static level comparison.
+        let max = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+        let events =
+            filter_fn(move |meta| meta.is_event() && *meta.level() <= max).with_max_level_hint(max);
+        let logs = logs.with_filter(events.and(filter));
         let logged = tracing_subscriber::registry().with(logs);
         // Two subscriber types rather than an `Option` layer: a `None` layer would still
         // make every span look wanted.
@@ -127,9 +153,15 @@ impl Telemetry {
                         .with_tracked_inactivity(false)
                         .with_threads(false)
                         .with_location(false)
-                        .with_filter(filter_fn(|meta| {
-                            meta.is_span() && meta.target().starts_with("customer_api")
-                        })),
+                        .with_filter(
+                            filter_fn(|meta| {
+                                meta.is_span()
+                                    && *meta.level() <= tracing::Level::INFO
+                                    && meta.target().starts_with("customer_api")
+                            })
+                            // This crate's spans are all INFO (`otel_span!`, `info_span!`).
+                            .with_max_level_hint(LevelFilter::INFO),
+                        ),
                 ),
             ),
         };
@@ -166,10 +198,15 @@ impl Telemetry {
     }
 }
 
-/// Installs the process's subscriber: `RUST_LOG` (default `info`), stderr, and traces per
-/// `tracing`. Returns it for flushing at exit.
+/// Installs the process's subscriber: `RUST_LOG` (default `info`), stderr (text coloured
+/// only on a terminal), and traces per `tracing`. Returns it for flushing at exit.
 pub fn init(format: LogFormat, tracing: &TracingSettings) -> Result<Telemetry, TelemetryError> {
-    let telemetry = Telemetry::new(format, env_filter(), io::stderr, tracing)?;
+    // Colours only for a person at a terminal: escape codes in a file or a log collector's
+    // pipe are noise, and styling every field name was a third of an access line's cost.
+    use std::io::IsTerminal;
+    let ansi =
+        io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let telemetry = Telemetry::build(format, env_filter(), io::stderr, tracing, Some(ansi))?;
     telemetry.install()?;
     Ok(telemetry)
 }

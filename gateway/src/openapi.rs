@@ -2129,7 +2129,8 @@ mod tests {
                 "company",
                 "businessId",
                 "labels",
-                "etag"
+                "etag",
+                "externalIds"
             ])
         );
         let properties = &customer["properties"];
@@ -2203,6 +2204,7 @@ mod tests {
                 "company",
                 "email",
                 "etag",
+                "externalIds",
                 "familyName",
                 "givenName",
                 "labels",

@@ -40,6 +40,10 @@
 # `token`, DATABASE_URL, LISTEN_ADDR …), BENCH_MARKDOWN (BENCHMARKS.md; empty to skip),
 # BENCH_TOLERANCE (0.05), and those of server.sh. An older build runs on the current schema
 # (migrations are backward compatible, so it finds every table and column it knows).
+# BENCH_BASE_ENV and BENCH_SERVER_ENV (`VAR=value …`, split on spaces) are added to that
+# build's server environment only, so one binary can be compared with itself under two
+# settings (BENCH_BASE_BIN = BENCH_SERVER_BIN, e.g. `RUST_LOG=info,access=off`, or tracing on
+# with `OTEL_EXPORTER_OTLP_ENDPOINT=…`); settings for both builds come from the environment.
 set -euo pipefail
 
 for tool in valgrind callgrind_control curl; do
@@ -69,17 +73,22 @@ done
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- . ':!BENCHMARKS.md' 2>/dev/null || commit="$commit (with uncommitted changes)"
-# Builds as label=path, the base first.
+# Builds as label=path, the base first; build_env[i] is build i's own server settings.
 builds=()
+build_env=()
 if [ -n "${BENCH_BASE_BIN:-}" ]; then
     [ -x "$BENCH_BASE_BIN" ] || { echo "BENCH_BASE_BIN=$BENCH_BASE_BIN is not an executable" >&2; exit 1; }
     builds+=("${BENCH_BASE_LABEL:-$(basename "$BENCH_BASE_BIN")}=$BENCH_BASE_BIN")
+    build_env+=("${BENCH_BASE_ENV:-}")
 fi
 if [ -n "${BENCH_SERVER_BIN:-}" ]; then
     builds+=("${BENCH_SERVER_LABEL:-$(basename "$BENCH_SERVER_BIN")}=$BIN")
 else
     builds+=("${BENCH_SERVER_LABEL:-$commit}=$BIN")
 fi
+build_env+=("${BENCH_SERVER_ENV:-}")
+[ "${builds[0]%%=*}" != "${builds[-1]%%=*}" ] || [ "${#builds[@]}" = 1 ] \
+    || { echo "the two builds need different labels (BENCH_BASE_LABEL, BENCH_SERVER_LABEL)" >&2; exit 1; }
 
 CALLGRIND=$OUT/callgrind
 RESULTS=$OUT/instructions.tsv
@@ -112,13 +121,15 @@ SH
 chmod +x "$OUT/callgrind-control"
 control=$OUT/callgrind-control
 
-# measure LABEL BIN REPEAT: one server lifetime under callgrind.
+# measure LABEL BIN REPEAT [VAR=value...]: one server lifetime under callgrind, with the
+# build's own settings.
 measure() {
     local label=$1 repeat=$3 dir
     BIN=$2
+    shift 3
     dir=$CALLGRIND/$repeat-$(printf %s "$label" | tr -c 'A-Za-z0-9._-' _)
     mkdir -p "$dir"
-    start_server env -u NATS_URL HEALTH_PROBE_INTERVAL=1h \
+    start_server env -u NATS_URL HEALTH_PROBE_INTERVAL=1h "$@" \
         valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out.%p"
     for _ in $(seq 1 600); do
         curl -fs "http://$ADDR/readyz" >/dev/null 2>&1 && break
@@ -148,14 +159,15 @@ measure() {
 }
 
 for repeat in $(seq 1 "$REPEATS"); do
-    order=("${builds[@]}")
+    order=("${!builds[@]}")
     # Alternate the order so that nothing about the sequence favours one build.
     if [ $((repeat % 2)) = 0 ]; then
         order=()
-        for ((i = ${#builds[@]} - 1; i >= 0; i--)); do order+=("${builds[i]}"); done
+        for ((i = ${#builds[@]} - 1; i >= 0; i--)); do order+=("$i"); done
     fi
-    for build in "${order[@]}"; do
-        measure "${build%%=*}" "${build#*=}" "$repeat"
+    for i in "${order[@]}"; do
+        # shellcheck disable=SC2086 # the settings are VAR=value words
+        measure "${builds[i]%%=*}" "${builds[i]#*=}" "$repeat" ${build_env[i]}
     done
 done
 
@@ -168,6 +180,8 @@ command="make bench-instructions BENCH_REQUESTS=$REQUESTS BENCH_REPEATS=$REPEATS
 [ -z "${BENCH_BASE_BIN:-}" ] || command="$command BENCH_BASE_BIN=$BENCH_BASE_BIN BENCH_BASE_LABEL='${labels[0]}'"
 [ -z "${BENCH_SERVER_BIN:-}" ] || command="$command BENCH_SERVER_BIN=$BENCH_SERVER_BIN"
 [ -z "${BENCH_SERVER_LABEL:-}" ] || command="$command BENCH_SERVER_LABEL='${labels[-1]}'"
+[ -z "${BENCH_BASE_ENV:-}" ] || command="$command BENCH_BASE_ENV='$BENCH_BASE_ENV'"
+[ -z "${BENCH_SERVER_ENV:-}" ] || command="$command BENCH_SERVER_ENV='$BENCH_SERVER_ENV'"
 pg_version=$(psql_admin -c "SHOW server_version" | cut -d' ' -f1)
 {
     echo
@@ -175,7 +189,9 @@ pg_version=$(psql_admin -c "SHOW server_version" | cut -d' ' -f1)
     for label in "${labels[@]:1}"; do title="$title vs $label"; done
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC') · instructions per request (callgrind) · $title"
     echo
-    for build in "${builds[@]}"; do echo "- Build \`${build%%=*}\`: \`${build#*=}\`"; done
+    for i in "${!builds[@]}"; do
+        echo "- Build \`${builds[i]%%=*}\`: \`${builds[i]#*=}\`${build_env[i]:+ with \`${build_env[i]}\`}"
+    done
     echo "- Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (counts do not depend on it); PostgreSQL $pg_version on the same machine"
     echo "- Parameters: rows $ROWS, $REQUESTS requests per scenario after $WARMUP_REQUESTS of warm-up, $CONCURRENCY in flight over $CONNECTIONS HTTP/2 connections (customer-bench, gRPC, authentication on), $REPEATS runs per build in alternating order, a fresh database copy per run; server without NATS_URL, HEALTH_PROBE_INTERVAL=1h"
     echo "- Command: \`$command\`"

@@ -27,16 +27,14 @@ impl Instrumentation for StatementSpans {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                let span = statement_span();
-                if !span.is_disabled() {
+                let span = if wanted() {
                     // diesel writes the binds after the SQL; they stay out.
                     let text = query.to_string();
                     let sql = text.split(" -- binds: ").next().unwrap_or_default().trim();
-                    let operation = operation(sql);
-                    span.record("otel.name", operation);
-                    span.record("db.operation", operation);
-                    span.record("db.statement", crate::telemetry::masked(sql));
-                }
+                    statement_span(operation(sql), &crate::telemetry::masked(sql))
+                } else {
+                    tracing::Span::none()
+                };
                 self.open.push_back(span);
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
@@ -51,15 +49,18 @@ impl Instrumentation for StatementSpans {
     }
 }
 
-fn statement_span() -> tracing::Span {
-    use tracing::field::Empty;
-    crate::telemetry::otel_span!(
+/// The span of one statement, its attributes given at creation: each later `record` is a
+/// separate trip through the trace layer.
+fn statement_span(operation: &'static str, statement: &str) -> tracing::Span {
+    tracing::info_span!(
         target: "customer_api::db",
         "statement",
-        "client",
+        otel.name = operation,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
         db.system = "postgresql",
-        db.operation = Empty,
-        db.statement = Empty,
+        db.operation = operation,
+        db.statement = statement,
     )
 }
 

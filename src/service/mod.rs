@@ -260,7 +260,9 @@ impl CustomerService<PgStore> {
         let Some(business_id) = customer.data.business_id.clone() else {
             return Ok((customer, None));
         };
-        match self.registry.lookup(&business_id).await {
+        // Boxed: the registry call's future (HTTP client, retries, breaker, span) is large, and
+        // inline it would size every GetCustomer's future, copied on each call whatever the view.
+        match Box::pin(self.registry.lookup(&business_id)).await {
             Ok(info) => Ok((customer, Some(info))),
             Err(crate::registry::RegistryError::NotFound) => Ok((customer, None)),
             Err(error) => Err(error.into_service_error(&business_id)),

@@ -40,6 +40,7 @@ pub mod grpc_call;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+pub mod strict_json;
 pub mod template;
 pub mod transcode;
 pub mod wire;

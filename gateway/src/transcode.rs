@@ -62,7 +62,7 @@ pub fn prepare(
     let mut body_json = None;
     if route.body != BodyTarget::None && !body.is_empty() {
         check_json_content_type(&parts.headers)?;
-        let parsed: Json = serde_json::from_slice(body).map_err(|e| {
+        let parsed: Json = crate::strict_json::from_slice(body).map_err(|e| {
             HttpError::bad_request(
                 "INVALID_JSON",
                 format!("the request body is not valid JSON: {e}"),

@@ -65,6 +65,8 @@ pub mod reason {
     pub const REGISTRY_NOT_CONFIGURED: &str = "REGISTRY_NOT_CONFIGURED";
     /// The server is shutting down (a watch ends with it); reconnect.
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// A request message over the size limit (`MAX_REQUEST_BYTES`).
+    pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
 }
 
 /// Result of a use case.

@@ -81,6 +81,22 @@ pub fn client_faults(code: Code, metadata: &mut HeaderMap) -> Code {
     code
 }
 
+/// Field violations listed in one `BadRequest`; more are counted in `ErrorInfo.metadata`
+/// (`omittedViolations`).
+pub const MAX_VIOLATIONS: usize = 20;
+/// Longest field path or description in a violation, in characters.
+const MAX_VIOLATION_CHARS: usize = 256;
+
+/// `text` cut to [`MAX_VIOLATION_CHARS`] (with `…` when cut).
+fn clip(text: String) -> String {
+    if text.chars().count() <= MAX_VIOLATION_CHARS {
+        return text;
+    }
+    let mut clipped: String = text.chars().take(MAX_VIOLATION_CHARS - 1).collect();
+    clipped.push('…');
+    clipped
+}
+
 /// The `Any` type URL of `google.rpc.ErrorInfo`.
 const ERROR_INFO: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 
@@ -150,9 +166,21 @@ impl From<Error> for Status {
             Error::InvalidArgument {
                 reason, violations, ..
             } => {
-                details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-                for violation in violations {
-                    details.add_bad_request_violation(violation.field, violation.description);
+                // Bounded: 100,000 bad mask paths must not become a 7 MB trailer that
+                // clients refuse as RESOURCE_EXHAUSTED. The first MAX_VIOLATIONS are listed,
+                // the rest counted.
+                let omitted = violations.len().saturating_sub(MAX_VIOLATIONS);
+                let metadata = if omitted > 0 {
+                    HashMap::from([("omittedViolations".to_owned(), omitted.to_string())])
+                } else {
+                    HashMap::new()
+                };
+                details.set_error_info(reason, ERROR_DOMAIN, metadata);
+                for violation in violations.into_iter().take(MAX_VIOLATIONS) {
+                    details.add_bad_request_violation(
+                        clip(violation.field),
+                        clip(violation.description),
+                    );
                 }
                 Code::InvalidArgument
             }

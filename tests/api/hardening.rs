@@ -190,3 +190,25 @@ async fn a_nul_byte_in_any_written_text_is_invalid_argument() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn violations_are_listed_up_to_twenty_and_the_rest_counted() {
+    let app = TestApp::spawn().await;
+    let names: Vec<String> = (0..100).map(|i| format!("customers/bad-{i}")).collect();
+    let status = app
+        .client
+        .clone()
+        .batch_get_customers(pb::BatchGetCustomersRequest { names })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = crate::helpers::details(&status);
+    let violations = details.bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations.len(), 20);
+    assert_eq!(violations[0].field, "names[0]");
+    assert_eq!(
+        details.error_info().unwrap().metadata["omittedViolations"],
+        "80"
+    );
+    assert!(status.details().len() < 4096, "{}", status.details().len());
+}

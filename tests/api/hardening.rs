@@ -212,3 +212,59 @@ async fn violations_are_listed_up_to_twenty_and_the_rest_counted() {
     );
     assert!(status.details().len() < 4096, "{}", status.details().len());
 }
+
+fn error_info(body: &serde_json::Value) -> serde_json::Value {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_carries_error_info_in_the_one_domain() {
+    let app = TestApp::spawn().await;
+    let reader = {
+        let mut settings = customer_api::config::ServeSettings::for_database("unused");
+        settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
+        format!(
+            "Bearer {}",
+            crate::helpers::mint(&settings, "reader", &["customers.read"])
+        )
+    };
+    let body = r#"{"givenName":"A","familyName":"B","email":"a@example.com"}"#;
+    let cases = [
+        ("not JSON", Some("{"), vec![], 400, "INVALID_JSON"),
+        (
+            "unknown field",
+            Some(r#"{"nope":1}"#),
+            vec![],
+            400,
+            "INVALID_BODY",
+        ),
+        (
+            "no credentials",
+            Some(body),
+            vec![("authorization", "Bearer not-a-token")],
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            "missing scope",
+            Some(body),
+            vec![("authorization", reader.as_str())],
+            403,
+            "PERMISSION_DENIED",
+        ),
+    ];
+    for (case, body, headers, status, reason) in cases {
+        let (got, _, json) = call(&app, false, Method::POST, "/v1/customers", body, &headers).await;
+        assert_eq!(got.as_u16(), status, "{case}: {json}");
+        let info = error_info(&json);
+        assert_eq!(info["domain"], "customer.example.com", "{case}: {json}");
+        assert_eq!(info["reason"], reason, "{case}: {json}");
+        assert!(info["metadata"]["requestId"].is_string(), "{case}: {json}");
+    }
+}

@@ -2025,7 +2025,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
         let received = server.library.last::<pb::UpdateBookRequest>("UpdateBook");
         assert_eq!(received.book.unwrap().etag, "W/\"1\"");
 
-        // Stale: 412 with If-Match, 409 when the etag came in the body.
+        // Stale: 412 with If-Match, and the same 412 when the etag came in the body.
         let reply = server
             .send(
                 proto,
@@ -2041,7 +2041,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 req("PATCH", path).json(&json!({"title": "B", "etag": "W/\"1\""})),
             )
             .await;
-        reply.assert(409, &stale(409, "W/\"1\"", "W/\"2\""));
+        reply.assert(412, &stale(412, "W/\"1\"", "W/\"2\""));
         // If-Match overrides the body's etag.
         let reply = server
             .send(
@@ -2088,7 +2088,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 request_id: String::new(),
             }
         );
-        // An ABORTED without If-Match stays 409 (here: a stale etag query parameter).
+        // An ABORTED without If-Match is the same 412 (here: a stale etag query parameter).
         server.create("shelves/1", "dune", &dune()).await;
         let reply = server
             .send(
@@ -2096,7 +2096,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 req("DELETE", &format!("{path}?etag=W/%220%22")).header("authorization", "t"),
             )
             .await;
-        reply.assert(409, &stale(409, "W/\"0\"", "W/\"1\""));
+        reply.assert(412, &stale(412, "W/\"0\"", "W/\"1\""));
     }
 }
 
@@ -2285,7 +2285,7 @@ async fn grpc_codes_map_to_http_statuses() {
         ("PERMISSION_DENIED", 403),
         ("RESOURCE_EXHAUSTED", 429),
         ("FAILED_PRECONDITION", 400),
-        ("ABORTED", 409),
+        ("ABORTED", 412), // a stale etag, however it was sent
         ("OUT_OF_RANGE", 400),
         ("UNIMPLEMENTED", 501),
         ("INTERNAL", 500),

@@ -1605,14 +1605,23 @@ async fn response_body_answers_one_field_and_bare_etags_are_quoted() {
 async fn bodies_that_do_not_fit_are_400() {
     let server = serve().await;
     for proto in PROTOCOLS {
-        // Unknown field, wrong types, wrong shape: BadRequest names the body field.
-        for (body, needle) in [
-            (r#"{"title": "x", "colour": "red"}"#, "colour"),
-            (r#"{"title": 5}"#, ""),
-            (r#"{"pages": "many"}"#, ""),
-            (r#"{"genres": ["NOVEL"]}"#, ""),
-            (r#"{"publishTime": "last tuesday"}"#, ""),
-            (r#"["a list"]"#, ""),
+        // Unknown field, wrong types, wrong shape: BadRequest names the failing field's path
+        // (the body field when no one member fails).
+        for (body, needle, path) in [
+            (
+                r#"{"title": "x", "colour": "red"}"#,
+                "colour",
+                "book.colour",
+            ),
+            (r#"{"title": 5}"#, "", "book.title"),
+            (r#"{"pages": "many"}"#, "", "book.pages"),
+            (r#"{"genres": ["NOVEL"]}"#, "", "book.genres"),
+            (
+                r#"{"publishTime": "last tuesday"}"#,
+                "",
+                "book.publish_time",
+            ),
+            (r#"["a list"]"#, "", "book"),
         ] {
             let reply = server
                 .send(
@@ -1626,7 +1635,7 @@ async fn bodies_that_do_not_fit_are_400() {
             assert_eq!(json["error"]["status"], "INVALID_ARGUMENT");
             let found = violations(&json);
             assert_eq!(found.len(), 1, "{body}");
-            assert_eq!(found[0].0, "book");
+            assert_eq!(found[0].0, path, "{body}");
             assert!(found[0].1.contains(needle), "{found:?}");
             assert!(
                 json["error"]["message"]
@@ -1636,7 +1645,7 @@ async fn bodies_that_do_not_fit_are_400() {
                 "{json}"
             );
         }
-        // With `body: "*"`, the violation is about the whole body.
+        // With `body: "*"`, the unknown member is named itself.
         let reply = server
             .send(
                 proto,
@@ -1646,7 +1655,7 @@ async fn bodies_that_do_not_fit_are_400() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         let found = violations(&reply.json());
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "body");
+        assert_eq!(found[0].0, "nope");
         assert!(found[0].1.contains("nope"), "{found:?}");
 
         // Not JSON at all: no field to blame.

@@ -268,3 +268,28 @@ async fn every_error_carries_error_info_in_the_one_domain() {
         assert!(info["metadata"]["requestId"].is_string(), "{case}: {json}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_json_type_names_the_field_path() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (r#"{"givenName":5,"familyName":"B"}"#, "customer.given_name"),
+        (
+            r#"{"givenName":"A","address":{"lines":"one line"}}"#,
+            "customer.address.lines",
+        ),
+    ];
+    for (body, path) in cases {
+        let (status, _, json) =
+            call(&app, false, Method::POST, "/v1/customers", Some(body), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        let violations = json["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .unwrap()["fieldViolations"]
+            .clone();
+        assert_eq!(violations[0]["field"], path, "{json}");
+    }
+}

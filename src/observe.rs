@@ -56,7 +56,7 @@ use tower::Service;
 use crate::{
     grpc::{
         middleware::{Inner, Middleware, ResponseFuture, call_with_hook},
-        status::add_request_id,
+        status::{add_request_id, client_faults},
     },
     telemetry,
 };
@@ -709,7 +709,11 @@ impl<S: Inner<B>, B> Middleware<S, B> for RpcObserver {
     fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
         let context = RequestContext::of(&request).cloned();
         let hook = context.map(|context| {
-            move |code: Code, metadata: Option<&mut HeaderMap>| {
+            move |code: Code, mut metadata: Option<&mut HeaderMap>| {
+                let code = match metadata.as_deref_mut() {
+                    Some(metadata) if code != Code::Ok => client_faults(code, metadata),
+                    _ => code,
+                };
                 context.set_code(code);
                 if code != Code::Ok
                     && let Some(metadata) = metadata

@@ -416,6 +416,8 @@ fn docs_unauthorized(
 
 /// The REST gateway over this service's descriptors (routes from `google.api.http`).
 fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
+    // One error domain for every error, whichever layer raised it.
+    gateway::error::set_error_domain(crate::service::error::ERROR_DOMAIN);
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
         .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
         // Gateway errors quote paths and bodies, which may hold an email or phone number.

@@ -603,7 +603,7 @@ impl Inner {
         let mut info = details.error_info().cloned().unwrap_or_else(|| {
             tonic_types::ErrorInfo::new(
                 code_name(status.code()),
-                "gateway",
+                crate::error::error_domain(),
                 HashMap::<String, String>::new(),
             )
         });
@@ -954,7 +954,11 @@ pub fn connect_code(code: Code) -> &'static str {
 /// about one field or parameter, a `BadRequest` naming it, as the REST routes answer.
 fn invalid(reason: &str, field: &str, message: String) -> Status {
     let mut details = ErrorDetails::new();
-    details.set_error_info(reason, "gateway", HashMap::<String, String>::new());
+    details.set_error_info(
+        reason,
+        crate::error::error_domain(),
+        HashMap::<String, String>::new(),
+    );
     if !field.is_empty() {
         details.set_bad_request(vec![FieldViolation::new(field, message.clone())]);
     }
@@ -965,7 +969,7 @@ fn too_large(limit: usize) -> Status {
     let mut details = ErrorDetails::new();
     details.set_error_info(
         "MESSAGE_TOO_LARGE",
-        "gateway",
+        crate::error::error_domain(),
         HashMap::<String, String>::new(),
     );
     Status::with_error_details(
@@ -980,7 +984,7 @@ fn compressed(encoding: &[u8], streaming: bool) -> Refusal {
     let mut details = ErrorDetails::new();
     details.set_error_info(
         "UNSUPPORTED_COMPRESSION",
-        "gateway",
+        crate::error::error_domain(),
         HashMap::<String, String>::new(),
     );
     let name = if streaming {
@@ -1027,7 +1031,7 @@ fn unsupported_media_type(
     let mut details = ErrorDetails::new();
     details.set_error_info(
         "UNSUPPORTED_MEDIA_TYPE",
-        "gateway",
+        crate::error::error_domain(),
         HashMap::<String, String>::new(),
     );
     let accepted_list = accepted

@@ -9,6 +9,20 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::{Value as Json, json};
 use tonic::{Code, Status};
 
+static ERROR_DOMAIN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the `ErrorInfo.domain` of the errors the gateway raises itself (unparseable bodies,
+/// unknown parameters, Connect framing), so that a client sees one domain whichever layer
+/// refused its call. The first call wins; unset, the domain is `gateway`.
+pub fn set_error_domain(domain: &'static str) {
+    let _ = ERROR_DOMAIN.set(domain);
+}
+
+/// The `ErrorInfo.domain` of gateway-raised errors (see [`set_error_domain`]).
+pub fn error_domain() -> &'static str {
+    ERROR_DOMAIN.get().copied().unwrap_or("gateway")
+}
+
 /// The HTTP status for a gRPC code (`google/rpc/code.proto`).
 pub fn http_status(code: Code) -> StatusCode {
     match code {
@@ -87,7 +101,7 @@ impl HttpError {
         let mut details = vec![json!({
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": reason,
-            "domain": "gateway",
+            "domain": error_domain(),
             "metadata": {},
         })];
         if !violations.is_empty() {
@@ -123,7 +137,7 @@ impl HttpError {
             details: vec![json!({
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": reason,
-                "domain": "gateway",
+                "domain": error_domain(),
                 "metadata": {},
             })],
             headers: Vec::new(),
@@ -157,7 +171,7 @@ impl HttpError {
                 self.details.push(json!({
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                     "reason": code_name(self.code),
-                    "domain": "gateway",
+                    "domain": error_domain(),
                     "metadata": {},
                 }));
                 let last = self.details.len() - 1;

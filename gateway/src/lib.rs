@@ -40,6 +40,7 @@ pub mod grpc_call;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+pub mod strict_json;
 pub mod template;
 pub mod transcode;
 pub mod wire;
@@ -793,10 +794,12 @@ impl Inner {
         error
     }
 
-    /// A service status as HTTP; a stale etag sent as `If-Match` is 412.
-    fn status_error(&self, status: &tonic::Status, if_match: bool) -> HttpError {
+    /// A service status as HTTP. ABORTED is a stale etag (AIP-154) and answers 412 however
+    /// the etag was sent: in `If-Match`, in the body or in the query — one answer for one
+    /// situation.
+    fn status_error(&self, status: &tonic::Status, _if_match: bool) -> HttpError {
         let mut error = HttpError::from_status(status, &self.pool);
-        if if_match && status.code() == Code::Aborted {
+        if status.code() == Code::Aborted {
             error.status = StatusCode::PRECONDITION_FAILED;
         }
         error

@@ -183,13 +183,10 @@ const ERROR_RESPONSES: [(&str, &str); 9] = [
     ("401", "Unauthorized: `UNAUTHENTICATED`."),
     ("403", "Forbidden: `PERMISSION_DENIED`."),
     ("404", "Not Found: `NOT_FOUND`."),
-    (
-        "409",
-        "Conflict: `ALREADY_EXISTS` or `ABORTED` (e.g. a stale `etag` in the request).",
-    ),
+    ("409", "Conflict: `ALREADY_EXISTS`."),
     (
         "412",
-        "Precondition Failed: the etag sent in `If-Match` is no longer current (`ABORTED`).",
+        "Precondition Failed: the etag sent (in `If-Match` or in the request) is no longer current (`ABORTED`).",
     ),
     ("429", "Too Many Requests: `RESOURCE_EXHAUSTED`."),
     (

@@ -62,7 +62,7 @@ pub fn prepare(
     let mut body_json = None;
     if route.body != BodyTarget::None && !body.is_empty() {
         check_json_content_type(&parts.headers)?;
-        let parsed: Json = serde_json::from_slice(body).map_err(|e| {
+        let parsed: Json = crate::strict_json::from_slice(body).map_err(|e| {
             HttpError::bad_request(
                 "INVALID_JSON",
                 format!("the request body is not valid JSON: {e}"),
@@ -77,8 +77,10 @@ pub fn prepare(
             }
             _ => (parsed.clone(), None),
         };
-        let from_body = parse_message(&input, wrapped).map_err(|e| {
-            let field = field.unwrap_or_else(|| "body".into());
+        let from_body = parse_message(&input, wrapped.clone()).map_err(|e| {
+            let field = failing_path(&input, &wrapped)
+                .or(field)
+                .unwrap_or_else(|| "body".into());
             HttpError::bad_request(
                 "INVALID_BODY",
                 format!("the request body does not fit {}: {e}", input.full_name()),
@@ -263,6 +265,39 @@ fn parse_message(descriptor: &MessageDescriptor, json: Json) -> Result<DynamicMe
         &DeserializeOptions::new().deny_unknown_fields(true),
     )
     .map_err(|e| e.to_string())
+}
+
+/// The proto path of the field that makes `json` fail to parse as `descriptor`
+/// (`customer.given_name` for a number where a name belongs), found by parsing each member
+/// alone and descending into the failing one; `None` when no single member fails.
+fn failing_path(descriptor: &MessageDescriptor, json: &Json) -> Option<String> {
+    let Json::Object(object) = json else {
+        return None;
+    };
+    for (key, value) in object {
+        let mut alone = Map::new();
+        alone.insert(key.clone(), value.clone());
+        if parse_message(descriptor, Json::Object(alone)).is_ok() {
+            continue;
+        }
+        let field = descriptor
+            .get_field_by_json_name(key)
+            .or_else(|| descriptor.get_field_by_name(key));
+        let Some(field) = field else {
+            return Some(key.clone());
+        };
+        let nested = match field.kind() {
+            prost_reflect::Kind::Message(inner) if !field.is_list() && !field.is_map() => {
+                failing_path(&inner, value)
+            }
+            _ => None,
+        };
+        return Some(match nested {
+            Some(rest) => format!("{}.{rest}", field.name()),
+            None => field.name().to_owned(),
+        });
+    }
+    None
 }
 
 /// Proto merge: scalars overwrite, messages merge, repeated fields append.

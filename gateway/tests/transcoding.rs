@@ -1605,14 +1605,23 @@ async fn response_body_answers_one_field_and_bare_etags_are_quoted() {
 async fn bodies_that_do_not_fit_are_400() {
     let server = serve().await;
     for proto in PROTOCOLS {
-        // Unknown field, wrong types, wrong shape: BadRequest names the body field.
-        for (body, needle) in [
-            (r#"{"title": "x", "colour": "red"}"#, "colour"),
-            (r#"{"title": 5}"#, ""),
-            (r#"{"pages": "many"}"#, ""),
-            (r#"{"genres": ["NOVEL"]}"#, ""),
-            (r#"{"publishTime": "last tuesday"}"#, ""),
-            (r#"["a list"]"#, ""),
+        // Unknown field, wrong types, wrong shape: BadRequest names the failing field's path
+        // (the body field when no one member fails).
+        for (body, needle, path) in [
+            (
+                r#"{"title": "x", "colour": "red"}"#,
+                "colour",
+                "book.colour",
+            ),
+            (r#"{"title": 5}"#, "", "book.title"),
+            (r#"{"pages": "many"}"#, "", "book.pages"),
+            (r#"{"genres": ["NOVEL"]}"#, "", "book.genres"),
+            (
+                r#"{"publishTime": "last tuesday"}"#,
+                "",
+                "book.publish_time",
+            ),
+            (r#"["a list"]"#, "", "book"),
         ] {
             let reply = server
                 .send(
@@ -1626,7 +1635,7 @@ async fn bodies_that_do_not_fit_are_400() {
             assert_eq!(json["error"]["status"], "INVALID_ARGUMENT");
             let found = violations(&json);
             assert_eq!(found.len(), 1, "{body}");
-            assert_eq!(found[0].0, "book");
+            assert_eq!(found[0].0, path, "{body}");
             assert!(found[0].1.contains(needle), "{found:?}");
             assert!(
                 json["error"]["message"]
@@ -1636,7 +1645,7 @@ async fn bodies_that_do_not_fit_are_400() {
                 "{json}"
             );
         }
-        // With `body: "*"`, the violation is about the whole body.
+        // With `body: "*"`, the unknown member is named itself.
         let reply = server
             .send(
                 proto,
@@ -1646,7 +1655,7 @@ async fn bodies_that_do_not_fit_are_400() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         let found = violations(&reply.json());
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "body");
+        assert_eq!(found[0].0, "nope");
         assert!(found[0].1.contains("nope"), "{found:?}");
 
         // Not JSON at all: no field to blame.
@@ -2025,7 +2034,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
         let received = server.library.last::<pb::UpdateBookRequest>("UpdateBook");
         assert_eq!(received.book.unwrap().etag, "W/\"1\"");
 
-        // Stale: 412 with If-Match, 409 when the etag came in the body.
+        // Stale: 412 with If-Match, and the same 412 when the etag came in the body.
         let reply = server
             .send(
                 proto,
@@ -2041,7 +2050,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 req("PATCH", path).json(&json!({"title": "B", "etag": "W/\"1\""})),
             )
             .await;
-        reply.assert(409, &stale(409, "W/\"1\"", "W/\"2\""));
+        reply.assert(412, &stale(412, "W/\"1\"", "W/\"2\""));
         // If-Match overrides the body's etag.
         let reply = server
             .send(
@@ -2088,7 +2097,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 request_id: String::new(),
             }
         );
-        // An ABORTED without If-Match stays 409 (here: a stale etag query parameter).
+        // An ABORTED without If-Match is the same 412 (here: a stale etag query parameter).
         server.create("shelves/1", "dune", &dune()).await;
         let reply = server
             .send(
@@ -2096,7 +2105,7 @@ async fn if_match_sets_the_etag_and_a_stale_one_is_412() {
                 req("DELETE", &format!("{path}?etag=W/%220%22")).header("authorization", "t"),
             )
             .await;
-        reply.assert(409, &stale(409, "W/\"0\"", "W/\"1\""));
+        reply.assert(412, &stale(412, "W/\"0\"", "W/\"1\""));
     }
 }
 
@@ -2285,7 +2294,7 @@ async fn grpc_codes_map_to_http_statuses() {
         ("PERMISSION_DENIED", 403),
         ("RESOURCE_EXHAUSTED", 429),
         ("FAILED_PRECONDITION", 400),
-        ("ABORTED", 409),
+        ("ABORTED", 412), // a stale etag, however it was sent
         ("OUT_OF_RANGE", 400),
         ("UNIMPLEMENTED", 501),
         ("INTERNAL", 500),

@@ -71,15 +71,15 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
             callers,
         } = self.clone();
         Box::pin(async move {
-            let Some(scope) = fixed_scope.or_else(|| scopes::required(request.uri().path())) else {
-                return Ok(
-                    Status::permission_denied("this method is not available to any caller")
-                        .into_http(),
-                );
-            };
+            let scope = fixed_scope.or_else(|| scopes::required(request.uri().path()));
+            // Who is calling is settled first: an anonymous caller learns nothing about
+            // which methods exist.
             let principal = match authenticator.authenticate(request.headers()).await {
                 Ok(principal) => principal,
                 Err(error) => return Ok(unauthenticated(&error).into_http()),
+            };
+            let Some(scope) = scope else {
+                return Ok(unimplemented(request.uri().path()).into_http());
             };
             if let Some(context) = RequestContext::of(&request) {
                 context.set_caller(&principal.subject);
@@ -121,6 +121,17 @@ fn unauthenticated(error: &AuthError) -> Status {
         .metadata_mut()
         .insert("www-authenticate", MetadataValue::from_static(challenge));
     status
+}
+
+/// A method no service here has (the scope table denies by default).
+fn unimplemented(path: &str) -> Status {
+    let path: String = path.chars().take(200).collect();
+    crate::grpc::status::transport_status(
+        tonic::Code::Unimplemented,
+        "UNIMPLEMENTED",
+        format!("unknown method {path}"),
+        None,
+    )
 }
 
 fn forbidden(principal: &Principal, scope: &str) -> Status {

@@ -126,6 +126,16 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
+        // prost maps an unknown enum number to the default; a number outside the enum is
+        // refused, as an unknown `status` is.
+        if pb::CustomerView::try_from(request.get_ref().view).is_err() {
+            return Err(crate::service::Error::invalid_field(
+                crate::service::error::reason::INVALID_FIELDS,
+                "view",
+                format!("unknown view {}: use BASIC or FULL", request.get_ref().view),
+            )
+            .into());
+        }
         if request.get_ref().view() != pb::CustomerView::Full {
             return self.get(request).await;
         }

@@ -34,6 +34,69 @@ pub fn transport_status(
     Status::with_error_details(code, message, details)
 }
 
+/// Restates the statuses tonic and tonic-web raise for a client's bad request as the
+/// client's fault, in `metadata` (trailers or trailers-only headers), and returns the code
+/// the call ends with: an undecodable gRPC-web base64 body is INVALID_ARGUMENT (tonic-web
+/// says INTERNAL), a message over `MAX_REQUEST_BYTES` RESOURCE_EXHAUSTED (tonic says
+/// OUT_OF_RANGE, which means a position past the end of something).
+pub fn client_faults(code: Code, metadata: &mut HeaderMap) -> Code {
+    let message = || {
+        metadata
+            .get("grpc-message")
+            .map(|value| {
+                percent_encoding::percent_decode(value.as_bytes())
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default()
+    };
+    let restated = match code {
+        Code::Internal if message().starts_with("tonic-web: ") => transport_status(
+            Code::InvalidArgument,
+            reason::MALFORMED_REQUEST,
+            "the gRPC-web request body is not valid base64",
+            None,
+        ),
+        Code::OutOfRange if message().starts_with("Error, decoded message length too large") => {
+            transport_status(
+                Code::ResourceExhausted,
+                reason::REQUEST_TOO_LARGE,
+                message().replace(
+                    "Error, decoded message length too large",
+                    "the request message is too large",
+                ),
+                None,
+            )
+        }
+        _ => return code,
+    };
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        metadata.remove(name);
+    }
+    let code = restated.code();
+    if restated.add_header(metadata).is_err() {
+        // Unencodable (it never is): state the code alone.
+        metadata.insert("grpc-status", HeaderValue::from(code as i32));
+    }
+    code
+}
+
+/// Field violations listed in one `BadRequest`; more are counted in `ErrorInfo.metadata`
+/// (`omittedViolations`).
+pub const MAX_VIOLATIONS: usize = 20;
+/// Longest field path or description in a violation, in characters.
+const MAX_VIOLATION_CHARS: usize = 256;
+
+/// `text` cut to [`MAX_VIOLATION_CHARS`] (with `…` when cut).
+fn clip(text: String) -> String {
+    if text.chars().count() <= MAX_VIOLATION_CHARS {
+        return text;
+    }
+    let mut clipped: String = text.chars().take(MAX_VIOLATION_CHARS - 1).collect();
+    clipped.push('…');
+    clipped
+}
+
 /// The `Any` type URL of `google.rpc.ErrorInfo`.
 const ERROR_INFO: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 
@@ -103,9 +166,21 @@ impl From<Error> for Status {
             Error::InvalidArgument {
                 reason, violations, ..
             } => {
-                details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-                for violation in violations {
-                    details.add_bad_request_violation(violation.field, violation.description);
+                // Bounded: 100,000 bad mask paths must not become a 7 MB trailer that
+                // clients refuse as RESOURCE_EXHAUSTED. The first MAX_VIOLATIONS are listed,
+                // the rest counted.
+                let omitted = violations.len().saturating_sub(MAX_VIOLATIONS);
+                let metadata = if omitted > 0 {
+                    HashMap::from([("omittedViolations".to_owned(), omitted.to_string())])
+                } else {
+                    HashMap::new()
+                };
+                details.set_error_info(reason, ERROR_DOMAIN, metadata);
+                for violation in violations.into_iter().take(MAX_VIOLATIONS) {
+                    details.add_bad_request_violation(
+                        clip(violation.field),
+                        clip(violation.description),
+                    );
                 }
                 Code::InvalidArgument
             }

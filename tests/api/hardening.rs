@@ -190,3 +190,106 @@ async fn a_nul_byte_in_any_written_text_is_invalid_argument() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn violations_are_listed_up_to_twenty_and_the_rest_counted() {
+    let app = TestApp::spawn().await;
+    let names: Vec<String> = (0..100).map(|i| format!("customers/bad-{i}")).collect();
+    let status = app
+        .client
+        .clone()
+        .batch_get_customers(pb::BatchGetCustomersRequest { names })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = crate::helpers::details(&status);
+    let violations = details.bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations.len(), 20);
+    assert_eq!(violations[0].field, "names[0]");
+    assert_eq!(
+        details.error_info().unwrap().metadata["omittedViolations"],
+        "80"
+    );
+    assert!(status.details().len() < 4096, "{}", status.details().len());
+}
+
+fn error_info(body: &serde_json::Value) -> serde_json::Value {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_carries_error_info_in_the_one_domain() {
+    let app = TestApp::spawn().await;
+    let reader = {
+        let mut settings = customer_api::config::ServeSettings::for_database("unused");
+        settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
+        format!(
+            "Bearer {}",
+            crate::helpers::mint(&settings, "reader", &["customers.read"])
+        )
+    };
+    let body = r#"{"givenName":"A","familyName":"B","email":"a@example.com"}"#;
+    let cases = [
+        ("not JSON", Some("{"), vec![], 400, "INVALID_JSON"),
+        (
+            "unknown field",
+            Some(r#"{"nope":1}"#),
+            vec![],
+            400,
+            "INVALID_BODY",
+        ),
+        (
+            "no credentials",
+            Some(body),
+            vec![("authorization", "Bearer not-a-token")],
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            "missing scope",
+            Some(body),
+            vec![("authorization", reader.as_str())],
+            403,
+            "PERMISSION_DENIED",
+        ),
+    ];
+    for (case, body, headers, status, reason) in cases {
+        let (got, _, json) = call(&app, false, Method::POST, "/v1/customers", body, &headers).await;
+        assert_eq!(got.as_u16(), status, "{case}: {json}");
+        let info = error_info(&json);
+        assert_eq!(info["domain"], "customer.example.com", "{case}: {json}");
+        assert_eq!(info["reason"], reason, "{case}: {json}");
+        assert!(info["metadata"]["requestId"].is_string(), "{case}: {json}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_json_type_names_the_field_path() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (r#"{"givenName":5,"familyName":"B"}"#, "customer.given_name"),
+        (
+            r#"{"givenName":"A","address":{"lines":"one line"}}"#,
+            "customer.address.lines",
+        ),
+    ];
+    for (body, path) in cases {
+        let (status, _, json) =
+            call(&app, false, Method::POST, "/v1/customers", Some(body), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        let violations = json["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .unwrap()["fieldViolations"]
+            .clone();
+        assert_eq!(violations[0]["field"], path, "{json}");
+    }
+}

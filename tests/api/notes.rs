@@ -701,7 +701,7 @@ async fn notes_over_rest() {
     .await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
     assert_eq!(error_reason(&error), "ETAG_MISMATCH");
-    // An etag in the body that is stale is 409 ABORTED.
+    // An etag in the body that is stale is the same 412 (ABORTED).
     let stale = json!({"text": "x", "etag": "W/\"1\""}).to_string();
     let (status, _, error) = call(
         &app,
@@ -712,7 +712,7 @@ async fn notes_over_rest() {
         &[],
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
     assert_eq!(error["error"]["status"], "ABORTED");
 
     // PUT replaces the note, under the same lock: stale is 412, current succeeds; a PUT

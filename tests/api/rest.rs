@@ -355,10 +355,10 @@ async fn patch_derives_the_mask_from_the_body_and_if_match_guards_it() {
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{error}");
     assert_eq!(error_reason(&error), "ETAG_MISMATCH");
 
-    // The same staleness in the body (no If-Match) is the gRPC mapping: 409 ABORTED.
+    // The same staleness in the body (no If-Match) answers the same: 412, status ABORTED.
     let body = json!({"givenName": "Late", "etag": etag}).to_string();
     let (status, _, error) = call(&app, false, Method::PATCH, &path, Some(&body), &[]).await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(error["error"]["status"], "ABORTED");
 
     // A resource read back and sent whole: output-only fields are not part of the derived mask.

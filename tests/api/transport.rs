@@ -565,3 +565,81 @@ async fn grpc_web_clients_can_watch_events_over_http1() {
         Some(pb::customer_event::Kind::Registered(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_faults_are_reported_as_client_faults_on_every_transport() {
+    let app = TestApp::spawn_with(|s| s.max_request_bytes = 64 * 1024).await;
+
+    // gRPC-web text that is not base64: INVALID_ARGUMENT, not INTERNAL.
+    let (parts, body) = grpc_web(
+        &app,
+        "GetCustomer",
+        b"!!!!AAAA".to_vec(),
+        "application/grpc-web-text",
+    )
+    .await;
+    let decoded = STANDARD.decode(&body).unwrap_or_default();
+    let (_, trailers) = unframe(&decoded);
+    assert_eq!(
+        status_field(&parts, &trailers, "grpc-status").as_deref(),
+        Some("3"),
+        "{parts:?} {trailers}"
+    );
+
+    // A message over MAX_REQUEST_BYTES: RESOURCE_EXHAUSTED, not OUT_OF_RANGE.
+    let mut big = new_customer("Big", "Request");
+    big.labels.insert("k".into(), "v".repeat(70 * 1024));
+    let status = crate::helpers::raw_grpc_status(
+        &app,
+        "CreateCustomer",
+        &pb::CreateCustomerRequest {
+            customer: Some(big),
+            request_id: String::new(),
+        },
+        &[],
+    )
+    .await;
+    crate::helpers::assert_reason(&status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
+
+    // A method nobody serves, asked by an authenticated caller: UNIMPLEMENTED.
+    let status = crate::helpers::raw_grpc_status(
+        &app,
+        "DropAllCustomers",
+        &pb::GetCustomerRequest::default(),
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+
+    // An enum number outside the enum is refused, as `status = 99` is.
+    let customer = app.create("View", "Ninety-Nine").await;
+    let status = app
+        .client
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            name: customer.name.clone(),
+            view: 99,
+        })
+        .await
+        .unwrap_err();
+    crate::helpers::assert_invalid(&status, "INVALID_FIELDS", &["view"]);
+
+    // A REST body naming a key twice.
+    let (status, _, body) = crate::rest::call(
+        &app,
+        false,
+        http::Method::PATCH,
+        &format!("/v1/{}", customer.name),
+        Some(r#"{"givenName":"Ann","givenName":"Bob"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`givenName` appears twice"),
+        "{body}"
+    );
+}

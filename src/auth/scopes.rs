@@ -18,6 +18,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/BatchGetCustomers", READ),
     ("/customer.v1.CustomerService/ListCustomers", READ),
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
+    ("/customer.v1.CustomerService/UpsertCustomer", WRITE),
+    ("/customer.v1.CustomerService/LookupCustomer", READ),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),

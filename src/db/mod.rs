@@ -254,6 +254,17 @@ where
     }
 }
 
+/// A transaction-level advisory lock on `key` (hashed to 64 bits), released at COMMIT or
+/// ROLLBACK: writes about a thing without a row yet take turns on it.
+pub(crate) async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> diesel::QueryResult<()> {
+    use diesel_async::RunQueryDsl as _;
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Builds the pool. Fails if the database cannot be reached within the checkout timeout.
 pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, SetupError> {
     let connector = Connector::from_url(&settings.database_url)?;

@@ -21,8 +21,9 @@ use crate::{
     convert::{self, events::event_to_proto, timestamp},
     core::store::{Repository, Restore, Store},
     db::store::PgStore,
+    domain::customer::Customer,
     pb,
-    resources::Resource,
+    resources::{Resource, customers},
     service::CustomerService,
 };
 
@@ -157,6 +158,36 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
         self.update(request).await
+    }
+
+    async fn upsert_customer(
+        &self,
+        request: Request<pb::UpsertCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let upsert = customers::UpsertRequest {
+            input: request
+                .customer
+                .as_ref()
+                .map(Customer::input_from)
+                .unwrap_or_default(),
+            source: request.source,
+            external_id: request.external_id,
+            update_mask: request.update_mask.map(|mask| mask.paths),
+            request_id: request.request_id,
+        };
+        let upserted = customers::upsert(self.service.writer(), upsert, &actor).await?;
+        Ok(Response::new(upserted.to_message()))
+    }
+
+    async fn lookup_customer(
+        &self,
+        request: Request<pb::LookupCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let request = request.get_ref();
+        let found =
+            customers::lookup(self.service.writer(), &request.source, &request.external_id).await?;
+        Ok(Response::new(found.to_message()))
     }
 
     async fn delete_customer(

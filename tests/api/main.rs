@@ -48,3 +48,4 @@ mod traces;
 mod transport;
 mod update;
 mod upgrade;
+mod upsert;

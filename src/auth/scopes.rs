@@ -20,6 +20,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
     ("/customer.v1.CustomerService/UpsertCustomer", WRITE),
     ("/customer.v1.CustomerService/LookupCustomer", READ),
+    ("/customer.v1.CustomerService/ExportCustomers", READ),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),

@@ -212,6 +212,18 @@ impl Pool {
         }
     }
 
+    /// Begins a read-only REPEATABLE READ transaction: every statement in it reads the one
+    /// snapshot taken by its first (exports).
+    pub async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        let sql = if self.statements.prepared {
+            BEGIN.to_owned()
+        } else {
+            format!("{BEGIN}; {}", self.statements.settings("LOCAL"))
+        };
+        AnsiTransactionManager::begin_transaction_sql(conn, &sql).await
+    }
+
     /// Runs `body` on a pooled connection: as it is, or, when statements are pinned, in a
     /// transaction committed when `body` succeeds and rolled back when it fails.
     pub async fn run<T, E>(

@@ -31,6 +31,10 @@ use crate::{
 pub type EventStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::CustomerEvent, Status>> + Send>>;
 
+/// The server-streaming response of ExportCustomers.
+pub type CustomerStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Customer, Status>> + Send>>;
+
 /// The tonic service implementation.
 #[derive(Debug, Clone)]
 pub struct CustomerApi {
@@ -188,6 +192,27 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let found =
             customers::lookup(self.service.writer(), &request.source, &request.external_id).await?;
         Ok(Response::new(found.to_message()))
+    }
+
+    type ExportCustomersStream = CustomerStream;
+
+    async fn export_customers(
+        &self,
+        request: Request<pb::ExportCustomersRequest>,
+    ) -> RpcResult<CustomerStream> {
+        let request = request.get_ref();
+        let receiver = self
+            .service
+            .export(&request.filter, request.show_deleted)
+            .await?;
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let item = receiver.recv().await?;
+            Some((
+                item.map(Resource::to_message).map_err(Status::from),
+                receiver,
+            ))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn delete_customer(

@@ -10,6 +10,7 @@
 pub mod companies;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod notes;
 pub mod page_token;
 

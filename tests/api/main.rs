@@ -22,6 +22,7 @@ mod delete;
 mod deploy;
 mod docs;
 mod events;
+mod export;
 mod external_ids;
 mod helpers;
 mod lifecycle;

@@ -1822,6 +1822,9 @@ mod tests {
                 "UndeleteCustomer",
             ),
             ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
+            ("/v1/customers:export", "get", "ExportCustomers"),
+            ("/v1/customers:lookup", "get", "LookupCustomer"),
+            ("/v1/customers:upsert", "post", "UpsertCustomer"),
             ("/v1/{name}", "get", "GetBusinessInfo"),
         ];
         let expected: Vec<(String, String, String)> = expected
@@ -1899,6 +1902,7 @@ mod tests {
                 "customer",
                 "updateMask",
                 "requestId",
+                "allowMissing",
                 "If-Match",
                 "Idempotency-Key"
             ]
@@ -2129,7 +2133,8 @@ mod tests {
                 "company",
                 "businessId",
                 "labels",
-                "etag"
+                "etag",
+                "externalIds"
             ])
         );
         let properties = &customer["properties"];
@@ -2203,6 +2208,7 @@ mod tests {
                 "company",
                 "email",
                 "etag",
+                "externalIds",
                 "familyName",
                 "givenName",
                 "labels",

@@ -144,3 +144,44 @@ async fn an_invalid_filter_fails_before_anything_is_streamed() {
 
     assert_invalid(&status, "INVALID_FIELDS", &["filter"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_larger_than_a_batch_equals_list_paging() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    // More rows than one batch (500), all with one create_time: the id breaks every tie.
+    diesel::sql_query(
+        "INSERT INTO customers (id, given_name, family_name, email, status) \
+         SELECT gen_random_uuid(), 'G' || i, 'Bulk', 'bulk' || i || '@example.com', 1 \
+         FROM generate_series(1, 1100) AS i",
+    )
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+
+    let exported = export(&app, "family_name = Bulk", false).await.unwrap();
+
+    assert_eq!(exported.len(), 1100);
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .client
+            .clone()
+            .list_customers(pb::ListCustomersRequest {
+                filter: "family_name = Bulk".into(),
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        listed.extend(page.customers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(exported, listed);
+}

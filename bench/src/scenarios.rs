@@ -356,6 +356,7 @@ impl Update {
                 paths: vec!["phone".into()],
             }),
             request_id: uuid::Uuid::new_v4().to_string(),
+            allow_missing: false,
         });
         match self.grpc.client().update_customer(request).await {
             Ok(response) => {

@@ -1819,6 +1819,9 @@ mod tests {
                 "UndeleteCustomer",
             ),
             ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
+            ("/v1/customers:export", "get", "ExportCustomers"),
+            ("/v1/customers:lookup", "get", "LookupCustomer"),
+            ("/v1/customers:upsert", "post", "UpsertCustomer"),
             ("/v1/{name}", "get", "GetBusinessInfo"),
         ];
         let expected: Vec<(String, String, String)> = expected
@@ -1896,6 +1899,7 @@ mod tests {
                 "customer",
                 "updateMask",
                 "requestId",
+                "allowMissing",
                 "If-Match",
                 "Idempotency-Key"
             ]

@@ -40,6 +40,9 @@ pub struct Parts {
     /// DeleteCompany's `force`.
     #[prost(bool, tag = "7")]
     pub force: bool,
+    /// UpdateCustomer's `allow_missing` (unset, and so absent from the bytes, otherwise).
+    #[prost(bool, tag = "8")]
+    pub allow_missing: bool,
 }
 
 /// A request's fingerprint in every version a stored one may have.
@@ -100,6 +103,7 @@ mod tests {
             mask: vec!["given_name".into(), "labels.env".into()],
             input: vec![0x1a, 0x03, b'A', b'd', b'a'],
             force: false,
+            allow_missing: false,
         }
     }
 

@@ -355,6 +355,26 @@ impl Storage for MemConn {
             .filter(|c| !c.is_deleted() && c.data.company == reference)
             .count() as i64)
     }
+
+    /// Transactions already run one at a time.
+    async fn lock_key(&mut self, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn customer_by_external_id(
+        &mut self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<crate::domain::names::CustomerName>> {
+        Ok(self
+            .state
+            .customers
+            .values()
+            .find(|c| {
+                !c.is_deleted() && c.data.external_ids.get(source).map(String::as_str) == Some(id)
+            })
+            .map(Customer::name))
+    }
 }
 
 #[cfg(test)]
@@ -541,6 +561,7 @@ mod tests {
             },
             update_mask: Some(vec!["given_name".into()]),
             request_id: String::new(),
+            allow_missing: false,
         };
         let same = service
             .update::<Customer>(update(customer.etag(), "Ada"), "user:a")

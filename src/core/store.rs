@@ -14,7 +14,12 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::{
-    domain::{company::Company, customer::Customer, names::CompanyName, note::Note},
+    domain::{
+        company::Company,
+        customer::Customer,
+        names::{CompanyName, CustomerName},
+        note::Note,
+    },
     service::Result,
 };
 
@@ -144,6 +149,17 @@ pub trait Storage:
         &mut self,
         company: CompanyName,
     ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Takes a lock on `key` until the end of the transaction, so that writes about a thing
+    /// that has no row yet (a missing name, an external key) take turns.
+    fn lock_key(&mut self, key: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The live customer holding the external id `(source, id)`, if any.
+    fn customer_by_external_id(
+        &mut self,
+        source: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<CustomerName>>> + Send;
 }
 
 /// An async closure over a storage whose future is `Send` (so a write can run on a spawned

@@ -46,6 +46,8 @@ pub struct UpdateRequest<I> {
     pub update_mask: Option<Vec<String>>,
     /// Idempotency key.
     pub request_id: String,
+    /// AIP-134: create the resource under `name` when there is none.
+    pub allow_missing: bool,
 }
 
 /// A delete of a resource.
@@ -122,11 +124,7 @@ where
             request_id,
         };
         self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
-            R::check_parent(conn, name, true).await?;
-            R::check_references(conn, &data, None).await?;
-            let created = Repository::<R>::insert(conn, name, &data, &origin.actor).await?;
-            record(conn, R::EVENTS.created, &created, None, &origin).await?;
-            Ok(created)
+            insert_new(conn, name, &data, &origin).await
         })
         .await
     }
@@ -196,6 +194,7 @@ where
                 etag: request.etag.clone(),
                 mask: mask.canonical_paths(),
                 input: R::canonical_input(&request.input),
+                allow_missing: request.allow_missing,
                 ..call::<R>("Update", actor, &request.name)
             },
             &[
@@ -210,26 +209,30 @@ where
             actor: actor.to_owned(),
             request_id,
         };
-        let UpdateRequest { etag, input, .. } = request;
+        let UpdateRequest {
+            etag,
+            input,
+            allow_missing,
+            ..
+        } = request;
         self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            if allow_missing && etag.is_empty() {
+                // Two creates of one missing name take turns: the second finds the first's.
+                conn.lock_key(&name.to_string()).await?;
+                if Repository::<R>::find(conn, name, Lock::None)
+                    .await?
+                    .is_none()
+                {
+                    let mut fresh = R::Input::default();
+                    mask.apply(&mut fresh, &input);
+                    let data = fresh.validate(R::FIELD)?;
+                    return insert_new(conn, name, &data, &origin).await;
+                }
+            }
             let current = locked_live::<R, _>(conn, name, &etag).await?;
             let mut merged = R::Input::from(current.data());
             mask.apply(&mut merged, &input);
-            let data = merged.validate(R::FIELD)?;
-            if &data == current.data() {
-                return Ok(current);
-            }
-            R::check_references(conn, &data, Some(current.data())).await?;
-            let updated = Repository::<R>::update(conn, &current, &data, &origin.actor).await?;
-            record(
-                conn,
-                R::EVENTS.updated,
-                &updated,
-                Some(current.data()),
-                &origin,
-            )
-            .await?;
-            Ok(updated)
+            change(conn, current, &merged, &origin).await
         })
         .await
     }
@@ -367,6 +370,46 @@ where
     }
 }
 
+/// Inside a write: stores a new resource under `name` (its parent live, its references
+/// checked) and records its created event.
+pub async fn insert_new<R: Resource, C: Storage + Repository<R>>(
+    conn: &mut C,
+    name: R::Name,
+    data: &R::Data,
+    origin: &Origin,
+) -> Result<R> {
+    R::check_parent(conn, name, true).await?;
+    R::check_references(conn, data, None).await?;
+    let created = Repository::<R>::insert(conn, name, data, &origin.actor).await?;
+    record(conn, R::EVENTS.created, &created, None, origin).await?;
+    Ok(created)
+}
+
+/// Inside a write: gives the locked, live `current` the fields `merged` (validated here)
+/// and records its updated event. Nothing changed means nothing written: `current` back.
+pub async fn change<R: Resource, C: Storage + Repository<R>>(
+    conn: &mut C,
+    current: R,
+    merged: &R::Input,
+    origin: &Origin,
+) -> Result<R> {
+    let data = merged.validate(R::FIELD)?;
+    if &data == current.data() {
+        return Ok(current);
+    }
+    R::check_references(conn, &data, Some(current.data())).await?;
+    let updated = Repository::<R>::update(conn, &current, &data, &origin.actor).await?;
+    record(
+        conn,
+        R::EVENTS.updated,
+        &updated,
+        Some(current.data()),
+        origin,
+    )
+    .await?;
+    Ok(updated)
+}
+
 /// The live resource, locked for this transaction (its parent checked and share-locked
 /// first), after checking the etag.
 pub async fn locked_live<R: Resource, C: Storage + Repository<R>>(
@@ -413,7 +456,7 @@ fn parent_name<R: Resource>(
 
 /// The fingerprint parts of every write: the RPC (`{verb}{KIND}`), the caller, and the
 /// resource name (for a create, the parent) as the request spelled it.
-fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
+pub fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
     Parts {
         method: format!("{verb}{}", R::KIND),
         actor: actor.to_owned(),

@@ -17,7 +17,7 @@ pub use super::keyset::{Cursor, KeyValue};
 use super::{
     keyset::{self, sort_keys},
     models::{CustomerChanges, CustomerRow, NewCustomerRow},
-    schema::customers,
+    schema::{customer_external_ids, customers},
     table::{bumped, soft_deleted_statements},
 };
 use crate::domain::{filter::CustomerField, order_by::CustomerOrder};
@@ -89,6 +89,21 @@ pub async fn delete_for_good(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// The live customer holding the external id `(source, id)` (one primary-key probe of
+/// `customer_external_ids`, which holds live customers' pairs only).
+pub async fn by_external_id(
+    conn: &mut AsyncPgConnection,
+    source: &str,
+    id: &str,
+) -> QueryResult<Option<Uuid>> {
+    customer_external_ids::table
+        .find((source, id))
+        .select(customer_external_ids::customer_id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 sort_keys!(CustomerOrder for CustomerRow {

@@ -263,6 +263,18 @@ impl Pool {
         Ok(())
     }
 
+    /// Begins a read-only REPEATABLE READ transaction: every statement in it reads the one
+    /// snapshot taken by its first (exports).
+    pub async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        let sql = if self.statements.prepared {
+            BEGIN.to_owned()
+        } else {
+            format!("{BEGIN}; {}", self.statements.settings("LOCAL"))
+        };
+        AnsiTransactionManager::begin_transaction_sql(conn, &sql).await
+    }
+
     /// Runs `body` on a pooled connection: as it is, or, when statements are pinned, in a
     /// transaction committed when `body` succeeds and rolled back when it fails.
     pub async fn run<T, E>(
@@ -306,6 +318,17 @@ where
             Err(error)
         }
     }
+}
+
+/// A transaction-level advisory lock on `key` (hashed to 64 bits), released at COMMIT or
+/// ROLLBACK: writes about a thing without a row yet take turns on it.
+pub(crate) async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> diesel::QueryResult<()> {
+    use diesel_async::RunQueryDsl as _;
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Builds the pool. Fails if the database cannot be reached within the checkout timeout.

@@ -306,4 +306,17 @@ impl Storage for AsyncPgConnection {
     async fn count_live_in_company(&mut self, company: CompanyName) -> Result<i64> {
         Ok(customers::count_live_in_company(self, &company.to_string()).await?)
     }
+
+    async fn lock_key(&mut self, key: &str) -> Result<()> {
+        Ok(super::lock_key(self, key).await?)
+    }
+
+    async fn customer_by_external_id(
+        &mut self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<crate::domain::names::CustomerName>> {
+        let found = customers::by_external_id(self, source, id).await?;
+        Ok(found.map(crate::domain::names::CustomerName))
+    }
 }

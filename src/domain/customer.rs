@@ -530,15 +530,24 @@ pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<Stri
                 "sources must be lowercase identifiers matching [a-z][a-z0-9_]{0,63}",
             );
         }
-        let chars = id.chars().count();
-        if chars == 0 || chars > MAX_EXTERNAL_ID_CHARS {
-            v.add(
-                at,
-                format!("ids must be 1 to {MAX_EXTERNAL_ID_CHARS} characters"),
-            );
-        } else if id.chars().any(|c| c.is_control()) {
-            v.add(at, "ids must be printable (no control characters)");
+        if let Some(problem) = external_id_problem(id) {
+            v.add(at, problem);
         }
+    }
+}
+
+/// What is wrong with an external id, if anything: 1 to [`MAX_EXTERNAL_ID_CHARS`]
+/// characters, none of them control characters.
+pub fn external_id_problem(id: &str) -> Option<String> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_EXTERNAL_ID_CHARS {
+        Some(format!(
+            "ids must be 1 to {MAX_EXTERNAL_ID_CHARS} characters"
+        ))
+    } else if has_control(id) {
+        Some("ids must be printable (no control characters)".to_owned())
+    } else {
+        None
     }
 }
 

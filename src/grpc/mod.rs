@@ -22,14 +22,19 @@ use crate::{
     convert::{self, events::event_to_proto, timestamp},
     core::store::{Repository, Restore, Store},
     db::store::PgStore,
+    domain::customer::Customer,
     pb,
-    resources::Resource,
+    resources::{Resource, customers},
     service::{CustomerService, events::WatchItem},
 };
 
 /// The server-streaming response of WatchCustomerEvents.
 pub type EventStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::CustomerEvent, Status>> + Send>>;
+
+/// The server-streaming response of ExportCustomers.
+pub type CustomerStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Customer, Status>> + Send>>;
 
 /// The tonic service implementation.
 #[derive(Debug, Clone)]
@@ -168,6 +173,57 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
         self.update(request).await
+    }
+
+    async fn upsert_customer(
+        &self,
+        request: Request<pb::UpsertCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let upsert = customers::UpsertRequest {
+            input: request
+                .customer
+                .as_ref()
+                .map(Customer::input_from)
+                .unwrap_or_default(),
+            source: request.source,
+            external_id: request.external_id,
+            update_mask: request.update_mask.map(|mask| mask.paths),
+            request_id: request.request_id,
+        };
+        let upserted = customers::upsert(self.service.writer(), upsert, &actor).await?;
+        Ok(Response::new(upserted.to_message()))
+    }
+
+    async fn lookup_customer(
+        &self,
+        request: Request<pb::LookupCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        let request = request.get_ref();
+        let found =
+            customers::lookup(self.service.writer(), &request.source, &request.external_id).await?;
+        Ok(Response::new(found.to_message()))
+    }
+
+    type ExportCustomersStream = CustomerStream;
+
+    async fn export_customers(
+        &self,
+        request: Request<pb::ExportCustomersRequest>,
+    ) -> RpcResult<CustomerStream> {
+        let request = request.get_ref();
+        let receiver = self
+            .service
+            .export(&request.filter, request.show_deleted)
+            .await?;
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let item = receiver.recv().await?;
+            Some((
+                item.map(Resource::to_message).map_err(Status::from),
+                receiver,
+            ))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn delete_customer(

@@ -79,7 +79,7 @@ macro_rules! writes {
         $resource:ident in $field:ident:
         create $create:ty $(, parent $parent:ident)?;
         get $get:ty;
-        update $update:ty;
+        update $update:ty $(, allow_missing $allow:ident)?;
         delete $delete:ty $(, force $force:ident)? => $reply:ty = $respond:expr;
         $(undelete $undelete:ty;)?
     ) => {
@@ -121,6 +121,7 @@ macro_rules! writes {
                     input,
                     update_mask: self.update_mask.map(|mask| mask.paths),
                     request_id: self.request_id,
+                    allow_missing: writes!(@or false $(, self.$allow)?),
                 }
             }
         }
@@ -168,7 +169,7 @@ macro_rules! writes {
 writes!(Customer in customer:
     create pb::CreateCustomerRequest;
     get pb::GetCustomerRequest;
-    update pb::UpdateCustomerRequest;
+    update pb::UpdateCustomerRequest, allow_missing allow_missing;
     delete pb::DeleteCustomerRequest => pb::Customer = Resource::to_message;
     undelete pb::UndeleteCustomerRequest;
 );

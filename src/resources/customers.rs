@@ -11,15 +11,21 @@ use std::time::Duration;
 use crate::{
     convert::{self, timestamp},
     core::{
-        mask::mask_fields,
+        fingerprint::{Fingerprint, Parts},
+        mask::{Mask, mask_fields},
         resource::{Events, Reasons, Resource},
-        store::{Lock, Repository, Storage},
+        store::{Lock, Repository, Storage, Store, Transact},
+        write::{Origin, Writer, call, change, collect, insert_new, locked_live},
     },
     domain::{
+        Input as _, Violations,
         company::Company,
-        customer::{Customer, CustomerData, CustomerField, CustomerInput, PostalAddress},
+        customer::{
+            Customer, CustomerData, CustomerField, CustomerInput, PostalAddress, clip,
+            external_id_problem, is_external_source,
+        },
         event::{Change, EventData, EventType, changed_fields},
-        names::{CUSTOMER_TYPE, CompanyName, CustomerName},
+        names::{self, CUSTOMER_TYPE, CompanyName, CustomerName},
         stored::Stored,
     },
     pb,
@@ -264,4 +270,165 @@ async fn check_company_reference<C: Storage>(conn: &mut C, reference: &str) -> R
         "customer.company",
         format!("{name} {problem}; refer to a live company or leave the field empty"),
     ))
+}
+
+/// An upsert by external key (UpsertCustomer).
+#[derive(Debug, Clone, Default)]
+pub struct UpsertRequest {
+    /// The source system of the key.
+    pub source: String,
+    /// The id the source knows the customer by.
+    pub external_id: String,
+    /// The values.
+    pub input: CustomerInput,
+    /// `update_mask.paths`; `None` (or empty): the fields set in `input`.
+    pub update_mask: Option<Vec<String>>,
+    /// Idempotency key.
+    pub request_id: String,
+}
+
+/// Creates or updates the live customer holding `(source, external_id)`, in one transaction
+/// on the core's write path: under a lock on the key (so concurrent upserts of one key take
+/// turns and make one customer), the holder is looked up; none is registered with the key
+/// set (CustomerRegistered), one is changed like an update (CustomerUpdated, or nothing).
+/// A retry with the same request id replays the first answer.
+pub async fn upsert<S>(writer: &Writer<S>, request: UpsertRequest, actor: &str) -> Result<Customer>
+where
+    S: Transact<<S as Store>::Conn>,
+{
+    let mut violations = Violations::new();
+    if !is_external_source(&request.source) {
+        violations.add(
+            "source",
+            "must be a lowercase identifier matching [a-z][a-z0-9_]{0,63}",
+        );
+    }
+    if let Some(problem) = external_id_problem(&request.external_id) {
+        violations.add("external_id", problem);
+    }
+    let key_is_valid = violations.is_empty();
+    let request_id = collect(
+        &mut violations,
+        names::parse_request_id("request_id", &request.request_id),
+    );
+    let key_path = format!("customer.external_ids[\"{}\"]", clip(&request.source));
+    if let Some(other) = request.input.external_ids.get(&request.source)
+        && *other != request.external_id
+    {
+        violations.add(
+            key_path,
+            "must be `external_id` (or left out): an upsert keeps the key it is addressed by",
+        );
+    }
+    let mask = match request.update_mask.as_deref() {
+        Some(paths) if !paths.is_empty() => {
+            let (mask, more) = Mask::parse("update_mask", paths, Customer::PROTO);
+            violations.extend(more);
+            mask
+        }
+        _ => Mask::Fields(request.input.present_fields()),
+    };
+    let (source, external_id) = (request.source, request.external_id);
+    let mut probe = Customer::stand_in();
+    mask.apply(&mut probe, &request.input);
+    if key_is_valid {
+        // Reported above when the key is not: not again as an entry of external_ids.
+        probe = with_key(probe, &source, &external_id);
+    }
+    if let Err(more) = probe.validate(Customer::FIELD) {
+        violations.extend(more);
+    }
+    let Some(request_id) = violations.into_result(request_id)? else {
+        return Err(Error::internal(&crate::service::Unreachable(
+            "validated upsert without parts",
+        )));
+    };
+    let fingerprint = Fingerprint::new(
+        &Parts {
+            mask: mask.canonical_paths(),
+            input: Customer::canonical_input(&request.input),
+            ..call::<Customer>("Upsert", actor, &format!("{source}\u{1f}{external_id}"))
+        },
+        // A new method: no version-1 record can name it.
+        &[],
+    );
+    let origin = Origin {
+        actor: actor.to_owned(),
+        request_id,
+    };
+    let input = request.input;
+    writer
+        .idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            conn.lock_key(&format!("external_id:{source}\u{1f}{external_id}"))
+                .await?;
+            match conn.customer_by_external_id(&source, &external_id).await? {
+                Some(name) => {
+                    let current = locked_live::<Customer, _>(conn, name, "").await?;
+                    let mut merged = CustomerInput::from(current.data());
+                    mask.apply(&mut merged, &input);
+                    change(
+                        conn,
+                        current,
+                        &with_key(merged, &source, &external_id),
+                        &origin,
+                    )
+                    .await
+                }
+                None => {
+                    let mut fresh = CustomerInput::default();
+                    mask.apply(&mut fresh, &input);
+                    let data = with_key(fresh, &source, &external_id).validate(Customer::FIELD)?;
+                    let name = CustomerName(uuid::Uuid::now_v7());
+                    insert_new(conn, name, &data, &origin).await
+                }
+            }
+        })
+        .await
+}
+
+/// The live customer holding `(source, external_id)` (LookupCustomer): NOT_FOUND if none.
+pub async fn lookup<S>(writer: &Writer<S>, source: &str, external_id: &str) -> Result<Customer>
+where
+    S: Transact<<S as Store>::Conn>,
+{
+    let mut violations = Violations::new();
+    if !is_external_source(source) {
+        violations.add(
+            "source",
+            "must be a lowercase identifier matching [a-z][a-z0-9_]{0,63}",
+        );
+    }
+    if let Some(problem) = external_id_problem(external_id) {
+        violations.add("external_id", problem);
+    }
+    violations.into_result(())?;
+    let (source, external_id) = (source.to_owned(), external_id.to_owned());
+    let not_found = Error::NotFound {
+        resource_type: CUSTOMER_TYPE,
+        resource_name: format!(
+            "a live customer with external id {source} = {:?}",
+            clip(&external_id)
+        ),
+    };
+    let found = writer
+        .store
+        .read(async move |conn: &mut S::Conn| {
+            match conn.customer_by_external_id(&source, &external_id).await? {
+                Some(name) => Repository::<Customer>::find(conn, name, Lock::None).await,
+                None => Ok(None),
+            }
+        })
+        .await?;
+    found
+        .filter(|customer| !customer.is_deleted())
+        .map(|customer| customer.with_retention(writer.retention))
+        .ok_or(not_found)
+}
+
+/// `input` with the upserted key among its external ids.
+fn with_key(mut input: CustomerInput, source: &str, external_id: &str) -> CustomerInput {
+    input
+        .external_ids
+        .insert(source.to_owned(), external_id.to_owned());
+    input
 }

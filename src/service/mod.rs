@@ -11,6 +11,7 @@ pub mod companies;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod notes;
 pub mod page_token;
 pub mod watches;

@@ -735,6 +735,7 @@ async fn a_customer_must_refer_to_a_live_company() {
                     paths: vec!["company".into()],
                 }),
                 request_id: String::new(),
+                allow_missing: false,
             })
             .await
             .unwrap_err();
@@ -754,6 +755,7 @@ async fn a_customer_must_refer_to_a_live_company() {
                 paths: vec!["given_name".into(), "company".into()],
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap()

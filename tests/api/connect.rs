@@ -198,6 +198,7 @@ async fn get_is_served_exactly_for_the_methods_the_proto_marks_without_side_effe
             "GetCustomer",
             "BatchGetCustomers",
             "ListCustomers",
+            "LookupCustomer",
             "ListCustomerEvents",
             "GetCompany",
             "ListCompanies",

@@ -75,6 +75,7 @@ async fn update(
                 paths: paths.iter().map(|p| (*p).to_owned()).collect(),
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .map(tonic::Response::into_inner)
@@ -540,6 +541,7 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
                                     paths: vec!["given_name".into()],
                                 }),
                                 request_id: String::new(),
+                                allow_missing: false,
                             })
                             .await
                             .unwrap();
@@ -637,6 +639,7 @@ async fn a_write_that_commits_late_is_not_skipped_by_watchers_or_resumes() {
                         paths: vec!["given_name".into()],
                     }),
                     request_id: String::new(),
+                    allow_missing: false,
                 })
                 .await
                 .unwrap()
@@ -1009,6 +1012,7 @@ async fn a_broker_outage_delays_events_but_loses_none_and_writes_keep_succeeding
                                     paths: vec!["given_name".into()],
                                 }),
                                 request_id: String::new(),
+                                allow_missing: false,
                             })
                             .await
                             .expect("writes succeed while the broker is down");
@@ -1249,6 +1253,7 @@ async fn two_instances_on_one_database_deliver_each_event_once_in_order() {
                                     paths: vec!["given_name".into()],
                                 }),
                                 request_id: String::new(),
+                                allow_missing: false,
                             })
                             .await
                             .unwrap();

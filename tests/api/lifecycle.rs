@@ -90,6 +90,7 @@ async fn reads_of_the_event_log_take_no_lock_and_still_see_a_write_that_returned
                 paths: vec!["given_name".into()],
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap();

@@ -553,6 +553,7 @@ async fn note_changes_are_note_events_in_the_customers_stream() {
             }),
             update_mask: None,
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap()

@@ -209,6 +209,7 @@ async fn roundtrip(apps: &[&TestApp]) {
                         paths: vec!["given_name".into()],
                     }),
                     request_id: String::new(),
+                    allow_missing: false,
                 })
                 .await
                 .unwrap()

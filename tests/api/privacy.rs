@@ -170,6 +170,7 @@ async fn crud_run() -> Vec<String> {
                 paths: vec!["email".into(), "phone".into()],
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap()
@@ -257,6 +258,7 @@ async fn crud_run() -> Vec<String> {
                 paths: vec![format!("labels.{NEW_EMAIL}"), NEW_PHONE.into()],
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap_err();

@@ -57,6 +57,7 @@ fn rename(name: &str, given: &str, etag: &str) -> pb::UpdateCustomerRequest {
         }),
         update_mask: None,
         request_id: String::new(),
+        allow_missing: false,
     }
 }
 

@@ -18,6 +18,7 @@ fn update(customer: pb::Customer, update_mask: Option<FieldMask>) -> pb::UpdateC
         customer: Some(customer),
         update_mask,
         request_id: String::new(),
+        allow_missing: false,
     }
 }
 
@@ -334,6 +335,7 @@ async fn retried_update_request_id_replays_the_first_response() {
         }),
         update_mask: None,
         request_id,
+        allow_missing: false,
     };
 
     let first = app

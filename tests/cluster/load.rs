@@ -194,6 +194,7 @@ impl Transport {
                         paths: vec!["given_name".into()],
                     }),
                     request_id: request_id.into(),
+                    allow_missing: false,
                 };
                 client
                     .clone()

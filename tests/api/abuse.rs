@@ -332,6 +332,7 @@ async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readi
         }),
         update_mask: None,
         request_id: String::new(),
+        allow_missing: false,
     };
     let writer =
         |subject: &str| app.client_with(Some(&token(subject, &[scopes::READ, scopes::WRITE])));

@@ -185,6 +185,7 @@ async fn a_nul_byte_in_any_written_text_is_invalid_argument() {
                 paths: vec![nul("given_name")],
             }),
             request_id: String::new(),
+            allow_missing: false,
         })
         .await
         .unwrap_err();

@@ -1018,6 +1018,7 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
                     paths: vec!["given_name".into()],
                 }),
                 request_id: String::new(),
+                allow_missing: false,
             },
             timeout,
         );
@@ -1244,6 +1245,7 @@ async fn sigterm_drain(run: &mut Run, api: &Api, url: &str, server: &mut Server)
                     paths: vec!["given_name".into()],
                 }),
                 request_id: String::new(),
+                allow_missing: false,
             },
             Duration::from_secs(60),
         );

@@ -33,6 +33,18 @@ ADVISORY_DBS ?= target/advisory-dbs
 # cargo-deny for the dependency policy, pinned and installed under target/tools by make lint.
 CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := target/tools/cargo/bin/cargo-deny
+# make fuzz: cargo-fuzz, pinned, installed under target/tools; each target of fuzz/ runs
+# FUZZ_SECONDS from the committed seeds (fuzz/corpus/<target>) plus what earlier runs found
+# (target/fuzz/corpus/<target>). libFuzzer's instrumentation needs nightly flags:
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take them. No sanitizer by default (the code is
+# safe Rust, and ASan halves the executions); FUZZ_SANITIZER=address turns it on (the stable
+# toolchain ships its runtime).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := target/tools/cargo/bin/cargo-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_SANITIZER ?= none
+FUZZ_TARGETS ?= filter order_by rest_transcoder json_writer page_token resume_token jwt_header
+FUZZ_FLAGS = --fuzz-dir fuzz --target-dir target/fuzz -s $(FUZZ_SANITIZER) --codegen-units 16
 
 # What the bench targets run, as command:Debian-package (scripts/ensure-tools.sh installs the
 # package of any command that is missing).
@@ -45,7 +57,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop nextest test chaos test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest fuzz test chaos test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -56,9 +68,12 @@ TEST_PACKAGES := pgbouncer haproxy chromium
 # grpcio-tools is the protoc (with the Python and gRPC-Python generators built in) behind
 # `make sdk`'s Python SDK; grpcio + grpcio-status (and googleapis-common-protos, for the
 # google.api/google.rpc modules the SDK imports) run it (tests/api/sdk.rs).
+# schemathesis generates requests from the served /openapi.json and checks every response
+# against it (an exploratory run today; a test of make test is still to come, issue 16).
 TOOLS_VENV := target/tools/venv
 PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0 \
-	grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-status==1.85.1 googleapis-common-protos==1.76.0
+	grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-status==1.85.1 googleapis-common-protos==1.76.0 \
+	schemathesis==4.32.5
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | sha256sum | cut -c1-12)
 # Test tools from npm, pinned, in a prefix of their own: openapi-typescript + openapi-fetch are
 # the typed TypeScript client tests/api/clients.rs generates and drives (type-checked by tsc);
@@ -123,6 +138,27 @@ test: test-tools tools nextest ## Run every test (unit + integration against rea
 
 chaos: ## Fault injection (tests/chaos): its own PostgreSQL and NATS, faults, checks, a summary table
 	$(CARGO) test --test chaos -- --nocapture
+
+fuzz: ## Run each fuzz target (fuzz/) for FUZZ_SECONDS (default 30); fails on a crash, kept in target/fuzz/artifacts
+	@[ -x $(CARGO_FUZZ) ] || { \
+		echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) into target/tools (once per checkout)"; \
+		$(CARGO) install --locked --quiet --root target/tools/cargo cargo-fuzz --version $(CARGO_FUZZ_VERSION); }
+	@# `cargo fuzz run` builds each target (a separate `cargo fuzz build` is not reused by it).
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz/corpus/$$t target/fuzz/artifacts/$$t; \
+	  log=target/fuzz/$$t.log; \
+	  if RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run $(FUZZ_FLAGS) $$t target/fuzz/corpus/$$t fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	      -artifact_prefix=target/fuzz/artifacts/$$t/ > $$log 2>&1; then \
+	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	    rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log); \
+	    printf 'fuzz %-16s ok: %s runs in %s s, %s/s\n' $$t "$$runs" $(FUZZ_SECONDS) "$$rate"; \
+	  else \
+	    echo "fuzz $$t FAILED (log: $$log, input: target/fuzz/artifacts/$$t/):"; tail -n 40 $$log; \
+	    failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; exit 1; fi
 
 test-tools: ## Install the Debian packages the tests need (TEST_PACKAGES) when missing
 	@missing=""; for package in $(TEST_PACKAGES); do \

@@ -128,6 +128,22 @@ fn unreadable(error: &(dyn std::error::Error + 'static), late: bool) -> Status {
             None,
         );
     }
+    // tonic-web decodes a gRPC-web-text body as it is read: bad base64 is the client's
+    // fault (INVALID_ARGUMENT, as `status::client_faults` says of it after the read).
+    let malformed = std::iter::successors(Some(error), |error| error.source()).any(|error| {
+        error
+            .downcast_ref::<Status>()
+            .map_or_else(|| error.to_string(), |status| status.message().to_owned())
+            .starts_with("tonic-web: ")
+    });
+    if malformed {
+        return transport_status(
+            Code::InvalidArgument,
+            reason::MALFORMED_REQUEST,
+            "the gRPC-web request body is not valid base64",
+            None,
+        );
+    }
     Status::cancelled("the request body could not be read")
 }
 

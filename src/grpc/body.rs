@@ -25,7 +25,7 @@ use tonic::{Code, Status, body::Body};
 
 use super::{
     middleware::{Inner, Middleware, ResponseFuture},
-    status::transport_status,
+    status::{is_grpc_web_decode_error, transport_status},
 };
 use crate::{connections::BodyDeadline, service::error::reason};
 
@@ -131,10 +131,11 @@ fn unreadable(error: &(dyn std::error::Error + 'static), late: bool) -> Status {
     // tonic-web decodes a gRPC-web-text body as it is read: bad base64 is the client's
     // fault (INVALID_ARGUMENT, as `status::client_faults` says of it after the read).
     let malformed = std::iter::successors(Some(error), |error| error.source()).any(|error| {
-        error
-            .downcast_ref::<Status>()
-            .map_or_else(|| error.to_string(), |status| status.message().to_owned())
-            .starts_with("tonic-web: ")
+        is_grpc_web_decode_error(
+            &error
+                .downcast_ref::<Status>()
+                .map_or_else(|| error.to_string(), |status| status.message().to_owned()),
+        )
     });
     if malformed {
         return transport_status(

@@ -51,7 +51,7 @@ pub fn client_faults(code: Code, metadata: &mut HeaderMap) -> Code {
             .unwrap_or_default()
     };
     let restated = match code {
-        Code::Internal if message().starts_with("tonic-web: ") => transport_status(
+        Code::Internal if is_grpc_web_decode_error(&message()) => transport_status(
             Code::InvalidArgument,
             reason::MALFORMED_REQUEST,
             "the gRPC-web request body is not valid base64",
@@ -95,6 +95,12 @@ fn clip(text: String) -> String {
     let mut clipped: String = text.chars().take(MAX_VIOLATION_CHARS - 1).collect();
     clipped.push('…');
     clipped
+}
+
+/// Whether tonic-web raised `message` decoding a gRPC-web-text body (bad base64): the
+/// client's fault, whether met after the read or while [`super::body::BodyFirst`] reads.
+pub fn is_grpc_web_decode_error(message: &str) -> bool {
+    message.starts_with("tonic-web: ")
 }
 
 /// The `Any` type URL of `google.rpc.ErrorInfo`.

@@ -491,14 +491,7 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
 
 /// Checks user labels: count, key pattern, value length and characters.
 pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
-    if labels.len() > MAX_LABELS {
-        v.add(
-            prefix,
-            format!("at most {MAX_LABELS} labels, got {}", labels.len()),
-        );
-    }
-    for (key, value) in labels {
-        let at = format!("{prefix}[\"{}\"]", clip(key));
+    for (at, key, value) in entries(v, prefix, labels, MAX_LABELS, "labels") {
         if !is_label_key(key) {
             v.add(at.clone(), "label keys must match [a-z][a-z0-9_.-]{0,62}");
         }
@@ -516,14 +509,7 @@ pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String,
 /// Checks external ids: count, source pattern, id length and characters. Ids are kept as
 /// sent (not trimmed): another system's key is matched exactly.
 pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<String, String>) {
-    if ids.len() > MAX_EXTERNAL_IDS {
-        v.add(
-            prefix,
-            format!("at most {MAX_EXTERNAL_IDS} external ids, got {}", ids.len()),
-        );
-    }
-    for (source, id) in ids {
-        let at = format!("{prefix}[\"{}\"]", clip(source));
+    for (at, source, id) in entries(v, prefix, ids, MAX_EXTERNAL_IDS, "external ids") {
         if !is_external_source(source) {
             v.add(
                 at.clone(),
@@ -534,6 +520,27 @@ pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<Stri
             v.add(at, problem);
         }
     }
+}
+
+/// The entries of a map field to check, each with its path (`prefix["key"]`, the key
+/// clipped), once the count is checked: at most `max` (`what` names the entries).
+fn entries<'a>(
+    v: &mut Violations,
+    prefix: &'a str,
+    map: &'a BTreeMap<String, String>,
+    max: usize,
+    what: &str,
+) -> impl Iterator<Item = (String, &'a str, &'a str)> + use<'a> {
+    if map.len() > max {
+        v.add(prefix, format!("at most {max} {what}, got {}", map.len()));
+    }
+    map.iter().map(move |(key, value)| {
+        (
+            format!("{prefix}[\"{}\"]", clip(key)),
+            key.as_str(),
+            value.as_str(),
+        )
+    })
 }
 
 /// What is wrong with an external id, if anything: 1 to [`MAX_EXTERNAL_ID_CHARS`]

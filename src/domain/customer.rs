@@ -178,22 +178,17 @@ pub struct CustomerInput {
     pub external_ids: BTreeMap<String, String>,
 }
 
-impl From<&CustomerData> for CustomerInput {
-    fn from(data: &CustomerData) -> Self {
-        Self {
-            given_name: data.given_name.clone(),
-            family_name: data.family_name.clone(),
-            email: data.email.clone(),
-            phone: data.phone.clone().unwrap_or_default(),
-            address: data.address.clone(),
-            status: i32::from(data.status.number()),
-            company: data.company.clone().unwrap_or_default(),
-            business_id: data.business_id.clone().unwrap_or_default(),
-            labels: data.labels.clone(),
-            external_ids: data.external_ids.clone(),
-        }
+/// The status number.
+impl super::Raw<Status> for i32 {
+    fn raw(status: &Status) -> Self {
+        i32::from(status.number())
     }
 }
+
+super::input_from!(CustomerData => CustomerInput {
+    given_name, family_name, email, phone, address, status, company, business_id, labels,
+    external_ids,
+});
 
 impl super::Input for CustomerInput {
     type Data = CustomerData;
@@ -866,32 +861,27 @@ mod tests {
     #[test]
     fn masked_fields_are_copied_and_others_kept() {
         let mut target = valid();
+        let env = BTreeMap::from([("env".into(), "prod".into())]);
         let source = CustomerInput {
             email: "new@example.com".into(),
             address: None,
-            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            labels: env.clone(),
             ..CustomerInput::default()
         };
-        let (mask, violations) = Mask::<CustomerField>::parse(
-            "update_mask",
-            &[
-                "email".into(),
-                "address.locality".into(),
-                "labels.env".into(),
-                "labels.tier".into(),
-            ],
-            "customer.v1.Customer",
-        );
-        assert!(violations.is_empty());
-        mask.apply(&mut target, &source);
-        assert_eq!(target.email, "new@example.com");
-        assert_eq!(target.given_name, "  Ada ");
-        let address = target.address.as_ref().unwrap();
-        assert_eq!(address.locality, "");
-        assert_eq!(address.postal_code, "SW1Y 4JH");
+        let paths = ["email", "address.locality", "labels.env", "labels.tier"];
+        Mask::<CustomerField>::of(&paths, "customer.v1.Customer").apply(&mut target, &source);
+        // A masked part of an address the source leaves out is cleared; the rest is kept.
+        let mut address = valid().address;
+        address.as_mut().unwrap().locality = String::new();
+        let email = source.email;
         assert_eq!(
-            target.labels,
-            BTreeMap::from([("env".into(), "prod".into())])
+            target,
+            CustomerInput {
+                email,
+                address,
+                labels: env,
+                ..valid()
+            }
         );
     }
 

@@ -252,15 +252,9 @@ async fn calls_whose_body_never_arrives_hold_no_permit_so_other_callers_are_serv
     // While they are held, another caller is served on every transport, and the instance
     // stays ready (no permit is taken).
     let found = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
+        .get_customer(&customer.name)
         .await
-        .expect("another caller is served, not shed")
-        .into_inner();
+        .expect("another caller is served, not shed");
     assert_eq!(found.name, customer.name);
     let rest = get(app.addr, "/readyz").await;
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
@@ -360,12 +354,7 @@ async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readi
         Code::ResourceExhausted,
         "CALLER_CONCURRENCY_EXCEEDED",
     );
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
+    app.get_customer(&customer.name)
         .await
         .expect("caller B is served");
     assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
@@ -540,15 +529,10 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
     assert_eq!(metric(app.addr, "customer_api_watches ").await, Some(5.0));
     let created = app.create("Grace", "Hopper").await;
     let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
+        .get_customer(&created.name)
         .await
         .expect("another caller is served");
-    assert_eq!(fetched.into_inner().name, created.name);
+    assert_eq!(fetched.name, created.name);
     drop(unread);
 }
 

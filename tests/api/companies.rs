@@ -97,15 +97,7 @@ pub(crate) async fn member(
 }
 
 async fn get_customer(app: &TestApp, name: &str) -> pb::Customer {
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.get_customer(name).await.unwrap()
 }
 
 #[tokio::test]

@@ -52,16 +52,7 @@ async fn delete_is_soft_get_still_answers_and_list_hides_it() {
 
     assert!(deleted.delete_time.is_some());
     assert_ne!(deleted.etag, gone.etag);
-    let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: gone.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = app.get_customer(&gone.name).await.unwrap();
     assert_eq!(fetched, deleted);
     assert_eq!(list(&app, false).await, vec![kept.name.clone()]);
     assert_eq!(list(&app, true).await, vec![kept.name, gone.name]);
@@ -206,17 +197,6 @@ async fn undelete_restores_and_undelete_of_a_live_customer_is_already_exists() {
     assert_reason(&status, Code::AlreadyExists, "CUSTOMER_NOT_DELETED");
 }
 
-async fn get(app: &TestApp, name: &str) -> Result<pb::Customer, tonic::Status> {
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// Deletes a customer without conditions; the deleted customer.
 async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
     app.client
@@ -245,7 +225,7 @@ async fn a_deleted_customer_shows_its_expire_time_until_undeleted() {
         (deleted_at + 30 * 86_400, nanos)
     );
     // Every read shows it, and so does the deletion's event.
-    assert_eq!(get(&app, &customer.name).await.unwrap(), deleted);
+    assert_eq!(app.get_customer(&customer.name).await.unwrap(), deleted);
     let listed = app
         .client
         .clone()
@@ -310,7 +290,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
 
     let deleted = soft_delete(&app, &gone.name).await;
     crate::helpers::eventually("the deleted customer is purged", || async {
-        get(&app, &gone.name)
+        app.get_customer(&gone.name)
             .await
             .is_err_and(|status| status.code() == Code::NotFound)
     })
@@ -321,7 +301,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
         0
     );
     // The live customer is untouched.
-    assert_eq!(get(&app, &kept.name).await.unwrap(), kept);
+    assert_eq!(app.get_customer(&kept.name).await.unwrap(), kept);
 
     // The purge is the customer's last event, and it carries no personal data.
     let events = crate::events::list_all(&app, &gone.name, "").await;

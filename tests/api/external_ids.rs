@@ -67,16 +67,7 @@ async fn external_ids_are_stored_and_returned_by_get_and_list() {
         .await
         .unwrap();
 
-    let got = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            view: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = app.get_customer(&created.name).await.unwrap();
 
     assert_eq!(got.external_ids, labels(&[("crm", "4711"), ("erp", "A-1")]));
     assert_eq!(got, created);

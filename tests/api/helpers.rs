@@ -435,6 +435,16 @@ impl TestApp {
         count.n
     }
 
+    /// GetCustomer (the BASIC view) of `name`, over gRPC with the all-scopes token.
+    pub async fn get_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::GetCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().get_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await

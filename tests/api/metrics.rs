@@ -62,19 +62,9 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
 
     // gRPC: one found, one missing, one refused before the service.
     let created = app.create("Ann", "Able").await;
-    let mut client = app.client.clone();
-    client
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let missing = client
-        .get_customer(pb::GetCustomerRequest {
-            name: format!("customers/{}", Uuid::now_v7()),
-            ..Default::default()
-        })
+    app.get_customer(&created.name).await.unwrap();
+    let missing = app
+        .get_customer(&format!("customers/{}", Uuid::now_v7()))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);

@@ -168,16 +168,7 @@ async fn invalid_values_are_rejected_and_nothing_changes() {
         "INVALID_FIELDS",
         &["customer.email", "customer.phone"],
     );
-    let unchanged = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let unchanged = app.get_customer(&created.name).await.unwrap();
     assert_eq!(unchanged.etag, created.etag);
 }
 
@@ -241,16 +232,7 @@ async fn fifty_concurrent_updates_with_one_etag_let_exactly_one_through() {
             assert_reason(status, Code::Aborted, "ETAG_MISMATCH");
         }
     }
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = app.get_customer(&created.name).await.unwrap();
     assert_eq!(&stored, winners[0].get_ref());
 }
 

@@ -93,16 +93,7 @@ async fn an_idle_http2_connection_is_closed_but_one_with_an_open_watch_is_not() 
         settings.limits.connection_idle_timeout = Duration::from_millis(300);
     })
     .await;
-    let mut watch = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = app.watch("customers/-", "").await.unwrap();
 
     // An HTTP/2 connection that finished its handshake and then makes no call.
     let tcp = TcpStream::connect(app.addr).await.unwrap();
@@ -486,16 +477,7 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
     let fifth = open_watch(&stingy, &reader, "").await;
     assert_eq!(fifth.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
     // Another caller watches too, and reads.
-    let mut reading = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut reading = app.watch("customers/-", "").await.unwrap();
 
     for _ in 0..100 {
         reading.message().await.unwrap().expect("an event");

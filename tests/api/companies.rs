@@ -1291,7 +1291,7 @@ async fn company_changes_are_recorded_as_company_events() {
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
-    let mut stream = crate::events::watch(&app, &other.name, "").await.unwrap();
+    let mut stream = app.watch(&other.name, "").await.unwrap();
     let first = stream.message().await.unwrap().unwrap();
     assert_eq!(kind(&first), "company_created");
     update_company(

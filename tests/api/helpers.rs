@@ -445,6 +445,21 @@ impl TestApp {
         response.map(tonic::Response::into_inner)
     }
 
+    /// WatchCustomerEvents of `parent` (`customers/-`: every customer) after the resume token
+    /// `start_after` (empty: from the start of the log).
+    pub async fn watch(
+        &self,
+        parent: &str,
+        start_after: &str,
+    ) -> Result<tonic::Streaming<pb::CustomerEvent>, Status> {
+        let request = pb::WatchCustomerEventsRequest {
+            parent: parent.into(),
+            start_after: start_after.into(),
+        };
+        let response = self.client.clone().watch_customer_events(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await

@@ -162,16 +162,7 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_the_client_drops_counts_as_canceled_when_it_ends() {
     let app = TestApp::spawn().await;
-    let stream = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stream = app.watch("customers/-", "").await.unwrap();
     let started = sample(
         &scrape(&app).await,
         "grpc_server_started_total",

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     companies::{company, create_company, member},
-    events::{kind, list_all, take, watch},
+    events::{kind, list_all, take},
     helpers::{
         TestApp, assert_invalid, assert_reason, details, eventually, lock_customer,
         sessions_waiting_for_locks,
@@ -534,7 +534,7 @@ async fn note_changes_are_note_events_in_the_customers_stream() {
     let app = TestApp::spawn().await;
     let ann = app.create("Ann", "Able").await;
     let bob = app.create("Bob", "Baker").await;
-    let mut stream = watch(&app, &ann.name, "").await.unwrap();
+    let mut stream = app.watch(&ann.name, "").await.unwrap();
     let added = create_note(&app, &ann.name, "Hello").await.unwrap();
     create_note(&app, &bob.name, "Not Ann's").await.unwrap();
     let edited = update_note(&app, &added.name, "", "Hello again")

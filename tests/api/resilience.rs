@@ -427,19 +427,6 @@ async fn app_on_private_cluster(
     (cluster, app)
 }
 
-/// `WatchCustomerEvents` from the start of the log.
-async fn watch_all(app: &TestApp) -> tonic::Streaming<pb::CustomerEvent> {
-    app.client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// `customer_api_events_watch_outage_retries_total` of the server.
 async fn watch_outage_retries(app: &TestApp) -> u64 {
     let text = crate::metrics::scrape(app).await;
@@ -452,7 +439,7 @@ async fn watch_outage_retries(app: &TestApp) -> u64 {
 async fn a_watch_stays_open_through_a_short_database_outage() {
     let (cluster, app) = app_on_private_cluster(|_| {}).await;
     let before = app.create("Before", "Outage").await;
-    let mut watch = watch_all(&app).await;
+    let mut watch = app.watch("customers/-", "").await.unwrap();
     assert_eq!(
         watch.message().await.unwrap().unwrap().customer,
         before.name
@@ -480,7 +467,7 @@ async fn a_watch_ends_unavailable_with_its_resume_token_once_the_outage_outlasts
     })
     .await;
     app.create("Before", "Outage").await;
-    let mut watch = watch_all(&app).await;
+    let mut watch = app.watch("customers/-", "").await.unwrap();
     let seen = watch.message().await.unwrap().unwrap();
 
     tokio::task::block_in_place(|| cluster.stop());

@@ -85,15 +85,7 @@ pub(crate) async fn member(
     let mut customer = new_customer(given, family);
     customer.company = company.into();
     customer.status = status as i32;
-    app.client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.create_customer(customer).await.unwrap()
 }
 
 async fn get_customer(app: &TestApp, name: &str) -> pb::Customer {
@@ -681,15 +673,7 @@ async fn a_customer_must_refer_to_a_live_company() {
     let missing = format!("companies/{}", Uuid::now_v7());
     let mut customer = new_customer("Ann", "Able");
     customer.company = missing.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(customer).await.unwrap_err();
     assert_invalid(&status, "INVALID_FIELDS", &["customer.company"]);
     assert!(status.message().contains("does not exist"), "{status:?}");
 
@@ -697,15 +681,7 @@ async fn a_customer_must_refer_to_a_live_company() {
     delete_company(&app, &gone.name, false).await.unwrap();
     let mut customer = new_customer("Ann", "Able");
     customer.company = gone.name.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(customer).await.unwrap_err();
     assert_invalid(&status, "INVALID_FIELDS", &["customer.company"]);
     assert!(status.message().contains("is deleted"), "{status:?}");
     assert_eq!(app.count("customers", "").await, 0);

@@ -71,16 +71,7 @@ async fn a_deleted_customers_email_is_free_for_a_new_customer() {
     let mut again = new_customer("New", "N");
     again.email = gone.email.clone();
 
-    let created = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(again),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = app.create_customer(again).await.unwrap();
 
     assert_eq!(created.email, gone.email);
     // Now the old one cannot come back with the same email.

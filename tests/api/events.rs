@@ -223,15 +223,7 @@ async fn a_rolled_back_write_leaves_neither_change_nor_event() {
     let first = app.create("Only", "One").await;
     let mut duplicate = new_customer("Other", "Person");
     duplicate.email = first.email.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(duplicate),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(duplicate).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     assert_eq!(app.count("events", "").await, 1);
 }

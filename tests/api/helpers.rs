@@ -467,15 +467,19 @@ impl TestApp {
 
     /// Creates `customer` (which must be valid) and returns it as stored.
     pub async fn register(&self, customer: pb::Customer) -> pb::Customer {
-        self.client
-            .clone()
-            .create_customer(pb::CreateCustomerRequest {
-                customer: Some(customer),
-                request_id: String::new(),
-            })
+        self.create_customer(customer)
             .await
             .expect("create customer")
-            .into_inner()
+    }
+
+    /// CreateCustomer of `customer` (no request id), over gRPC with the all-scopes token.
+    pub async fn create_customer(&self, customer: pb::Customer) -> Result<pb::Customer, Status> {
+        let request = pb::CreateCustomerRequest {
+            customer: Some(customer),
+            request_id: String::new(),
+        };
+        let response = self.client.clone().create_customer(request).await;
+        response.map(tonic::Response::into_inner)
     }
 }
 

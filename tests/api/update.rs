@@ -82,16 +82,7 @@ async fn star_mask_replaces_every_mutable_field() {
     let mut customer = crate::helpers::new_customer("Ada", "Lovelace");
     customer.phone = "+14155550123".into();
     customer.labels = labels(&[("a", "1")]);
-    let created = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = app.create_customer(customer).await.unwrap();
     let replacement = pb::Customer {
         name: created.name.clone(),
         given_name: "Grace".into(),

@@ -21,19 +21,11 @@ fn undelete(name: &str, etag: &str) -> pb::UndeleteCustomerRequest {
 }
 
 async fn list(app: &TestApp, show_deleted: bool) -> Vec<String> {
-    app.client
-        .clone()
-        .list_customers(pb::ListCustomersRequest {
-            show_deleted,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
+    let request = pb::ListCustomersRequest {
+        show_deleted,
+        ..Default::default()
+    };
+    app.customer_names(request).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

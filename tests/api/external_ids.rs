@@ -19,21 +19,13 @@ pub(crate) fn with_ids(given: &str, ids: &[(&str, &str)]) -> pb::Customer {
 }
 
 async fn list(app: &TestApp, filter: &str, show_deleted: bool) -> Vec<String> {
-    app.client
-        .clone()
-        .list_customers(pb::ListCustomersRequest {
-            filter: filter.into(),
-            show_deleted,
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
+    let request = pb::ListCustomersRequest {
+        filter: filter.into(),
+        show_deleted,
+        page_size: 1000,
+        ..Default::default()
+    };
+    app.customer_names(request).await
 }
 
 /// ALREADY_EXISTS naming the pair in the message and its holder in `ResourceInfo`.

@@ -460,6 +460,16 @@ impl TestApp {
         response.map(tonic::Response::into_inner)
     }
 
+    /// The names of the customers ListCustomers answers `request` with (its one page).
+    pub async fn customer_names(&self, request: pb::ListCustomersRequest) -> Vec<String> {
+        let response = self.client.clone().list_customers(request).await;
+        let customers = response.expect("list customers").into_inner().customers;
+        customers
+            .into_iter()
+            .map(|customer| customer.name)
+            .collect()
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await

@@ -175,17 +175,9 @@ async fn walking_by_family_name_descending_with_ties_is_complete() {
 
     // Mixed directions take the expanded keyset form and must agree with the full list.
     let (mixed, _) = walk(&app, "", "family_name desc, given_name", 5).await;
-    let full: Vec<String> = app
-        .client
-        .clone()
-        .list_customers(request("", "family_name desc, given_name", 100, ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let full = app
+        .customer_names(request("", "family_name desc, given_name", 100, ""))
+        .await;
     assert_eq!(mixed, full);
 }
 

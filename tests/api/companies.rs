@@ -641,27 +641,11 @@ async fn only_live_customers_hold_a_company_back() {
     let app = TestApp::spawn().await;
     let acme = create_company(&app, company("Acme")).await.unwrap();
     let ann = member(&app, &acme.name, "Ann", "Able", CustomerStatus::Active).await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: ann.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&ann.name).await.unwrap();
     delete_company(&app, &acme.name, false).await.unwrap();
 
     // Undeleted, the customer comes back without the company that is gone.
-    let back = app
-        .client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: ann.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let back = app.undelete_customer(&ann.name).await.unwrap();
     assert_eq!(back.company, "");
     assert_eq!(back.delete_time, None);
     assert_eq!(back.etag, "W/\"3\"");

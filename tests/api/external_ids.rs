@@ -154,28 +154,13 @@ async fn a_deleted_customer_releases_its_pairs_and_its_undelete_then_conflicts()
         .create_customer(with_ids("Ada", &[("crm", "4711")]))
         .await
         .unwrap();
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: first.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&first.name).await.unwrap();
 
     let second = app
         .create_customer(with_ids("Bob", &[("crm", "4711")]))
         .await
         .unwrap();
-    let status = app
-        .client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: first.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.undelete_customer(&first.name).await.unwrap_err();
 
     assert_taken(&status, "crm", "4711", &second.name);
     // The deleted customer keeps its ids: shown, and found with show_deleted.

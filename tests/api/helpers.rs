@@ -470,6 +470,26 @@ impl TestApp {
             .collect()
     }
 
+    /// DeleteCustomer of `name` (soft, no etag), over gRPC with the all-scopes token.
+    pub async fn delete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::DeleteCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().delete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// UndeleteCustomer of `name` (no etag), over gRPC with the all-scopes token.
+    pub async fn undelete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::UndeleteCustomerRequest {
+            name: name.to_owned(),
+            etag: String::new(),
+        };
+        let response = self.client.clone().undelete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await

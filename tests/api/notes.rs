@@ -370,14 +370,7 @@ async fn notes_are_hidden_with_their_customer_and_return_on_undelete() {
     let ann = app.create("Ann", "Able").await;
     let first = create_note(&app, &ann.name, "First").await.unwrap();
     let second = create_note(&app, &ann.name, "Second").await.unwrap();
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: ann.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&ann.name).await.unwrap();
 
     let hidden = [
         get_note(&app, &first.name).await.map(drop),
@@ -396,14 +389,7 @@ async fn notes_are_hidden_with_their_customer_and_return_on_undelete() {
     // Hidden, not removed.
     assert_eq!(app.count("notes", "").await, 2);
 
-    app.client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: ann.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.undelete_customer(&ann.name).await.unwrap();
     let back = list_notes(&app, &ann.name, 0, "").await.unwrap();
     assert_eq!(back.notes, [second, first.clone()]);
     assert_eq!(get_note(&app, &first.name).await.unwrap(), first);
@@ -986,14 +972,7 @@ async fn customers_dash_lists_every_live_customers_notes_newest_first() {
     ] {
         create_note(&app, &customer.name, text).await.unwrap();
     }
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: cid.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&cid.name).await.unwrap();
 
     // Pages of two across customers; the deleted customer's notes are hidden with it.
     let mut seen = Vec::new();

@@ -248,14 +248,7 @@ async fn update_of_a_missing_customer_is_not_found() {
 async fn update_of_a_deleted_customer_is_failed_precondition() {
     let app = TestApp::spawn().await;
     let created = app.create("Ada", "Lovelace").await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&created.name).await.unwrap();
     let change = pb::Customer {
         name: created.name.clone(),
         given_name: "X".into(),

@@ -38,6 +38,7 @@ use super::{
     watches::{Held, WATCH_BATCH, WATCH_CHANNEL, WatchLimits},
 };
 use crate::{
+    convert::events::event_to_proto,
     core::list::{self, Paging},
     db::{
         Pool,
@@ -355,12 +356,16 @@ impl EventLog {
                 )
             })
             .await?;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.inner.page_tokens, |last| {
-            last.position.unwrap_or_default()
-        });
         let events = rows.into_iter().map(event_of).collect::<Result<_>>()?;
+        let (items, next_page_token) = list::page(
+            events,
+            &paging,
+            &self.inner.page_tokens,
+            |last: &Event| last.position,
+            |event| list::entry_bytes(&event_to_proto(event.clone(), true)),
+        );
         Ok(list::Page {
-            items: events,
+            items,
             next_page_token,
         })
     }

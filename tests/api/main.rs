@@ -34,6 +34,7 @@ mod monitoring;
 mod notes;
 mod openapi;
 mod operations_doc;
+mod page_budget;
 mod page_tokens;
 mod pgbouncer;
 mod privacy;

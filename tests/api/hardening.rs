@@ -224,17 +224,20 @@ fn error_info(body: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no ErrorInfo: {body}"))
 }
 
+/// `authorization` with a token of the test servers granting only `customers.read`.
+fn reader_authorization() -> String {
+    let mut settings = customer_api::config::ServeSettings::for_database("unused");
+    settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
+    format!(
+        "Bearer {}",
+        crate::helpers::mint(&settings, "reader", &["customers.read"])
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_error_carries_error_info_in_the_one_domain() {
     let app = TestApp::spawn().await;
-    let reader = {
-        let mut settings = customer_api::config::ServeSettings::for_database("unused");
-        settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
-        format!(
-            "Bearer {}",
-            crate::helpers::mint(&settings, "reader", &["customers.read"])
-        )
-    };
+    let reader = reader_authorization();
     let body = r#"{"givenName":"A","familyName":"B","email":"a@example.com"}"#;
     let cases = [
         ("not JSON", Some("{"), vec![], 400, "INVALID_JSON"),
@@ -341,14 +344,7 @@ async fn http1_call(
 async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_connect() {
     use prost::Message as _;
     let app = TestApp::spawn().await;
-    let reader = {
-        let mut settings = customer_api::config::ServeSettings::for_database("unused");
-        settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
-        format!(
-            "Bearer {}",
-            crate::helpers::mint(&settings, "reader", &["customers.read"])
-        )
-    };
+    let reader = reader_authorization();
     let cases = [
         (
             "Bearer not-a-token",

@@ -107,7 +107,7 @@ impl CustomerApi {
         let (actor, request) = (actor(&request), request.get_ref());
         let writer = self.service.writer();
         let restored = writer
-            .undelete::<Q::Resource>(request.name(), request.etag(), &actor)
+            .undelete::<Q::Resource>(request.name(), request.etag(), request.request_id(), &actor)
             .await?;
         Ok(Response::new(restored.to_message()))
     }

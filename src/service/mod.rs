@@ -144,8 +144,10 @@ impl CustomerService<PgStore> {
                     db::customers::delete_for_good(conn, row.id).await?;
                     let purged = Customer::try_from(row)?.purged();
                     write::record(conn, EventType::CustomerPurged, &purged, None, &origin).await?;
-                    // Its history keeps what happened, not who it was.
+                    // Its history keeps what happened, not who it was; its stored
+                    // replays keep that a request ran, not what it answered.
                     db::events::scrub_customer(conn, &purged).await?;
+                    db::request_ids::erase_customer(conn, purged.stored.id).await?;
                 }
                 Ok(purged_count)
             })

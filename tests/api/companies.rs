@@ -674,6 +674,7 @@ async fn only_live_customers_hold_a_company_back() {
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: ann.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -1103,6 +1104,7 @@ async fn undelete_company(
         .undelete_company(pb::UndeleteCompanyRequest {
             name: name.into(),
             etag: etag.into(),
+            request_id: String::new(),
         })
         .await
         .map(tonic::Response::into_inner)

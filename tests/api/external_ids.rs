@@ -194,6 +194,7 @@ async fn a_deleted_customer_releases_its_pairs_and_its_undelete_then_conflicts()
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: first.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap_err();

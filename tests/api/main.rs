@@ -42,6 +42,7 @@ mod proto_module;
 mod read;
 mod readme;
 mod relay;
+mod replays;
 mod resilience;
 mod rest;
 mod schema;

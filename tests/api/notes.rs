@@ -405,6 +405,7 @@ async fn notes_are_hidden_with_their_customer_and_return_on_undelete() {
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: ann.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

@@ -57,6 +57,9 @@ pub struct ListRequest {
     pub order_by: String,
     /// Include soft-deleted resources.
     pub show_deleted: bool,
+    /// The caller holds `customers.admin`: the events of soft-deleted customers keep their
+    /// personal data (others see them redacted).
+    pub privileged: bool,
 }
 
 /// One page of a List RPC.

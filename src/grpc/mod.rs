@@ -20,7 +20,10 @@ use self::requests::{Create, Delete, Get, List, Message, Undelete, Update};
 use crate::{
     auth::Principal,
     convert::{self, events::event_to_proto, timestamp},
-    core::store::{Repository, Restore, Store},
+    core::{
+        list::ListRequest,
+        store::{Repository, Restore, Store},
+    },
     db::store::PgStore,
     domain::customer::Customer,
     pb,
@@ -113,7 +116,12 @@ impl CustomerApi {
     }
 
     async fn list<Q: List>(&self, request: Request<Q>) -> RpcResult<Q::Response> {
-        let page = Q::page(&self.service, request.into_inner().into()).await?;
+        let privileged = privileged(&request);
+        let request = ListRequest {
+            privileged,
+            ..request.into_inner().into()
+        };
+        let page = Q::page(&self.service, request).await?;
         Ok(Response::new(Q::respond(page)))
     }
 }
@@ -259,11 +267,12 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .events()
             .watch_limits()
             .admit(&actor(&request))?;
+        let privileged = privileged(&request);
         let request = request.get_ref();
         let watch = self
             .service
             .events()
-            .watch(&request.parent, &request.start_after)
+            .watch(&request.parent, &request.start_after, privileged)
             .await?;
         let stream = futures_util::stream::unfold(Some((watch, permit)), |state| async move {
             let (mut watch, permit) = state?;
@@ -394,6 +403,15 @@ fn slow_consumer(resume_after: i64) -> Status {
          watch again from the resumeToken",
         details,
     )
+}
+
+/// Whether the caller holds `customers.admin`, which shows soft-deleted customers' history
+/// with its personal data.
+fn privileged<T>(request: &Request<T>) -> bool {
+    request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|principal| principal.has(crate::auth::scopes::ADMIN))
 }
 
 fn actor<T>(request: &Request<T>) -> String {

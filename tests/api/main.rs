@@ -20,6 +20,7 @@ mod cors;
 mod create;
 mod database_tls;
 mod delete;
+mod deleted_history;
 mod deploy;
 mod docs;
 mod events;

@@ -160,7 +160,8 @@ impl App {
                     .await?;
                 PageTokens::from_key(&key)
             }
-        };
+        }
+        .with_page_bytes(settings.limits.max_response_page_bytes);
         let authenticator = if settings.auth.auth_disabled {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (--auth-disabled): every caller has every scope. \

@@ -480,6 +480,13 @@ pub struct LimitSettings {
     /// ended with UNAVAILABLE and a resume token.
     #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub watch_slow_consumer_timeout: Duration,
+
+    /// Most bytes of items (their protobuf encoding) in one List page or BatchGet answer: a
+    /// page stops before the row that would pass it, with a next page token (at least one
+    /// row); a BatchGet past it is INVALID_ARGUMENT. Keep it well below the 16 MiB message
+    /// limit (REST's JSON of a page is up to about twice its protobuf).
+    #[arg(long, env, default_value_t = crate::core::list::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_response_page_bytes: usize,
 }
 
 impl LimitSettings {

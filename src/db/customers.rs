@@ -131,3 +131,16 @@ pub async fn list(
         .load(conn)
         .await
 }
+
+/// Which of `ids` are soft-deleted customers now (purged and unknown ids are not).
+pub async fn deleted_among(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    customers::table
+        .filter(customers::id.eq_any(ids))
+        .filter(customers::delete_time.is_not_null())
+        .select(customers::id)
+        .load(conn)
+        .await
+}

@@ -51,6 +51,7 @@ diesel::table! {
         response -> Nullable<Jsonb>,
         create_time -> Timestamptz,
         response_pb -> Nullable<Bytea>,
+        customer_id -> Nullable<Uuid>,
     }
 }
 

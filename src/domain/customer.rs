@@ -124,11 +124,15 @@ impl Customer {
     /// What may be said of this customer once it is purged: its name and times, no
     /// personal data. The version is the one after the last change, as for every event.
     pub fn purged(&self) -> Customer {
+        let mut purged = self.without_personal_data();
+        purged.stored.version += 1;
+        purged
+    }
+
+    /// This customer with every personal field empty: its name, times and status only.
+    pub fn without_personal_data(&self) -> Customer {
         Customer {
-            stored: Stored {
-                version: self.stored.version + 1,
-                ..self.stored
-            },
+            stored: self.stored,
             data: CustomerData {
                 given_name: String::new(),
                 family_name: String::new(),

@@ -20,7 +20,10 @@ use self::requests::{Create, Delete, Get, List, Message, Undelete, Update};
 use crate::{
     auth::Principal,
     convert::{self, events::event_to_proto, timestamp},
-    core::store::{Repository, Restore, Store},
+    core::{
+        list::ListRequest,
+        store::{Repository, Restore, Store},
+    },
     db::store::PgStore,
     domain::customer::Customer,
     pb,
@@ -107,13 +110,18 @@ impl CustomerApi {
         let (actor, request) = (actor(&request), request.get_ref());
         let writer = self.service.writer();
         let restored = writer
-            .undelete::<Q::Resource>(request.name(), request.etag(), &actor)
+            .undelete::<Q::Resource>(request.name(), request.etag(), request.request_id(), &actor)
             .await?;
         Ok(Response::new(restored.to_message()))
     }
 
     async fn list<Q: List>(&self, request: Request<Q>) -> RpcResult<Q::Response> {
-        let page = Q::page(&self.service, request.into_inner().into()).await?;
+        let privileged = privileged(&request);
+        let request = ListRequest {
+            privileged,
+            ..request.into_inner().into()
+        };
+        let page = Q::page(&self.service, request).await?;
         Ok(Response::new(Q::respond(page)))
     }
 }
@@ -263,11 +271,12 @@ impl CustomerApi {
             .events()
             .watch_limits()
             .admit(&actor(&request))?;
+        let privileged = privileged(&request);
         let request = request.get_ref();
         let watch = self
             .service
             .events()
-            .watch(&request.parent, &request.start_after)
+            .watch(&request.parent, &request.start_after, privileged)
             .await?;
         let stream = futures_util::stream::unfold(Some((watch, permit)), |state| async move {
             let (mut watch, permit) = state?;
@@ -336,6 +345,15 @@ fn slow_consumer(resume_after: i64) -> Status {
          watch again from the resumeToken",
         details,
     )
+}
+
+/// Whether the caller holds `customers.admin`, which shows soft-deleted customers' history
+/// with its personal data.
+fn privileged<T>(request: &Request<T>) -> bool {
+    request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|principal| principal.has(crate::auth::scopes::ADMIN))
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.

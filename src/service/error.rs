@@ -74,6 +74,9 @@ pub mod reason {
     pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
     /// A request message over the size limit (`MAX_REQUEST_BYTES`).
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+    /// The resources a BatchGet names are more than one response may hold
+    /// (`MAX_RESPONSE_PAGE_BYTES`).
+    pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
 }
 
 /// Result of a use case.

@@ -65,12 +65,19 @@ impl CustomerService<PgStore> {
                 Ok(db::notes::list(conn, parent.map(|parent| parent.id()), after, limit).await?)
             })
             .await?;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.page_tokens, |last| Cursor {
-            values: vec![KeyValue::Time(last.create_time)],
-            id: last.id,
-        });
+        let notes = rows.into_iter().map(Note::from).collect();
+        let (items, next_page_token) = list::page(
+            notes,
+            &paging,
+            &self.page_tokens,
+            |last: &Note| Cursor {
+                values: vec![KeyValue::Time(last.stored.create_time)],
+                id: last.stored.id,
+            },
+            list::resource_bytes,
+        );
         Ok(super::Page {
-            items: rows.into_iter().map(Note::from).collect(),
+            items,
             next_page_token,
         })
     }

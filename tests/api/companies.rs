@@ -1055,6 +1055,7 @@ async fn undelete_company(
         .undelete_company(pb::UndeleteCompanyRequest {
             name: name.into(),
             etag: etag.into(),
+            request_id: String::new(),
         })
         .await
         .map(tonic::Response::into_inner)

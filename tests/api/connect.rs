@@ -690,3 +690,30 @@ async fn a_request_that_is_not_its_message_in_json_is_invalid_and_quoted_masked(
     assert!(!text.contains("jane.doe"), "{text}");
     assert!(text.contains("j***@example.com"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_request_naming_a_key_twice_is_invalid_argument_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    for body in [
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com","email":"b@example.com"}}"#,
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com"},"customer":{"givenName":"C"}}"#,
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com","labels":{"k":"1","k":"2"}}}"#,
+    ] {
+        let (status, _, answer) = send(
+            &app,
+            Method::POST,
+            &format!("{SERVICE}/CreateCustomer"),
+            &[("content-type", "application/json")],
+            body,
+            true,
+        )
+        .await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error = json_of(&answer);
+        assert_eq!(error["code"], "invalid_argument", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("appears twice"), "{message}");
+    }
+    assert_eq!(app.count("customers", "").await, 0);
+}

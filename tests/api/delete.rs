@@ -17,6 +17,7 @@ fn undelete(name: &str, etag: &str) -> pb::UndeleteCustomerRequest {
     pb::UndeleteCustomerRequest {
         name: name.into(),
         etag: etag.into(),
+        request_id: String::new(),
     }
 }
 

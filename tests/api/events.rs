@@ -139,6 +139,7 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: created.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -871,6 +872,7 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: created.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

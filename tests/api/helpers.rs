@@ -485,6 +485,7 @@ impl TestApp {
         let request = pb::UndeleteCustomerRequest {
             name: name.to_owned(),
             etag: String::new(),
+            request_id: String::new(),
         };
         let response = self.client.clone().undelete_customer(request).await;
         response.map(tonic::Response::into_inner)

@@ -27,7 +27,11 @@ fn note(text: &str) -> pb::Note {
     }
 }
 
-async fn create_note(app: &TestApp, parent: &str, text: &str) -> Result<pb::Note, tonic::Status> {
+pub(crate) async fn create_note(
+    app: &TestApp,
+    parent: &str,
+    text: &str,
+) -> Result<pb::Note, tonic::Status> {
     app.client
         .clone()
         .create_note(pb::CreateNoteRequest {

@@ -44,7 +44,6 @@ use std::{
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 
 pub use self::supervisor::{Restarts, Supervisor};
@@ -53,8 +52,6 @@ use crate::{
     config::ServeSettings,
     connections::Connections,
     db,
-    grpc::CustomerApi,
-    pb::customer_service_server::CustomerServiceServer,
     relay::{Relay, RelayStatus},
     server,
     service::{CustomerService, page_token::PageTokens},
@@ -464,10 +461,7 @@ async fn probe_once(
 
 /// Sets the gRPC health of the service and of the server as a whole.
 async fn report(health: &HealthReporter, status: tonic_health::ServingStatus) {
-    for name in [
-        <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-        "",
-    ] {
+    for name in server::SERVICES.iter().copied().chain([""]) {
         health.set_service_status(name, status).await;
     }
 }

@@ -90,6 +90,14 @@ impl CredentialCache {
         );
     }
 
+    /// Forgets every credential verified as `subject` (an API key revoked or rotated here),
+    /// so its next call is verified afresh.
+    pub fn forget(&self, subject: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, entry| entry.principal.subject != subject);
+        }
+    }
+
     /// Entries held (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
         self.entries.read().map_or(0, |entries| entries.len())
@@ -165,6 +173,18 @@ mod tests {
         cache.insert(key, caller("alice"), at(10), at(10));
         cache.insert(key, caller("alice"), at(9), at(10));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_subject_drops_all_its_credentials_and_nothing_else() {
+        let cache = CredentialCache::new(10);
+        cache.insert(jwt("old"), caller("api-key:1"), at(60), at(0));
+        cache.insert(jwt("new"), caller("api-key:1"), at(60), at(0));
+        cache.insert(jwt("other"), caller("api-key:2"), at(60), at(0));
+        cache.forget("api-key:1");
+        assert_eq!(cache.get(&jwt("old"), at(1)), None);
+        assert_eq!(cache.get(&jwt("new"), at(1)), None);
+        assert_eq!(cache.get(&jwt("other"), at(1)), Some(caller("api-key:2")));
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub enum AuthError {
 ///   cannot be revoked; a JWKS key removed meanwhile stops being trusted for new tokens only);
 /// - an API key is trusted for `API_KEY_CACHE_TTL` (5 s) at most, and never past its expiry:
 ///   a key revoked with `customer-api api-key revoke` (another process, so this one cannot
-///   be told) stops working within that time. 0 asks the database on every call.
+///   be told) or through another instance stops working within that time; one revoked or
+///   rotated through `ApiKeyService` on this instance stops at once ([`Authenticator::forget`]).
+///   0 asks the database on every call.
 #[derive(Clone)]
 pub struct Authenticator {
     jwt: Option<Arc<jwt::JwtVerifier>>,
@@ -127,6 +129,13 @@ impl Authenticator {
             verified: Arc::new(CredentialCache::new(0)),
             api_key_ttl: Duration::ZERO,
         }
+    }
+
+    /// Stops trusting what was verified as `subject` (an API key revoked or rotated through
+    /// this instance): its next call is checked against the database. Other instances
+    /// trust their cached verification for `API_KEY_CACHE_TTL` at most.
+    pub fn forget(&self, subject: &str) {
+        self.verified.forget(subject);
     }
 
     /// The caller of a request with these headers.

@@ -21,6 +21,7 @@
 //!   | `event-pruner` | removes events past retention |
 //!   | `event-lag-reporter` | logs the relay's lag (with a relay only) |
 //!   | `event-relay` | publishes events to NATS JetStream (with `NATS_URL` only) |
+//!   | `api-key-listener` | forgets cached verifications of keys revoked or rotated anywhere (`LISTEN`) |
 //!
 //! - **Shutdown**: readiness and health turn NOT_SERVING at once; the listener keeps serving
 //!   for `shutdown_delay` (load balancers take the instance out meanwhile), then closes, watch
@@ -104,6 +105,8 @@ pub struct App {
     tasks: Supervisor,
     /// The event sequencer and listener, stopped once in-flight calls have drained.
     event_tasks: Supervisor,
+    /// Who is calling (its cache follows key revocations in a background task).
+    authenticator: Authenticator,
 }
 
 impl std::fmt::Debug for App {
@@ -206,7 +209,7 @@ impl App {
         let router = server::router(
             &settings,
             service.clone(),
-            authenticator,
+            authenticator.clone(),
             health_service,
             ready.clone(),
             relay.as_ref().map(|relay| relay.status()),
@@ -223,6 +226,7 @@ impl App {
             router,
             tasks,
             event_tasks,
+            authenticator,
         })
     }
 
@@ -255,6 +259,10 @@ impl App {
             &self.ready,
             last_probe,
         );
+        self.tasks.spawn("api-key-listener", {
+            let authenticator = self.authenticator.clone();
+            move |stop| authenticator.clone().follow_changes(stop)
+        });
 
         tracing::info!(
             address = ?listener.local_addr().ok(),

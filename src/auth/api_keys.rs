@@ -47,6 +47,11 @@ impl ApiKeys {
         Self { pool }
     }
 
+    /// The database the keys are in.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The caller a key belongs to, if it is valid, unrevoked and unexpired, and until when it
     /// is (its expiry, or the end of the grace period of a secret replaced by a rotation).
     pub async fn verify_with_expiry(

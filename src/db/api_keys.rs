@@ -14,6 +14,10 @@ use uuid::Uuid;
 
 use super::schema::{api_key_audit, api_keys};
 
+/// Notification channel announcing keys revoked or rotated (payload: the key id), so every
+/// instance stops trusting what it verified of them (`auth::Authenticator::follow_changes`).
+pub const CHANGED_CHANNEL: &str = "customer_api_key_changes";
+
 /// A stored key, without its secret or its hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
@@ -275,7 +279,8 @@ pub async fn audit_of(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult
         .await
 }
 
-/// `changed` (the key an update changed, if it found one), its change recorded as `what`.
+/// `changed` (the key an update changed, if it found one), its change recorded as `what`
+/// and announced on [`CHANGED_CHANNEL`] (at commit).
 async fn audited(
     conn: &mut AsyncPgConnection,
     changed: Option<KeyInfo>,
@@ -283,6 +288,11 @@ async fn audited(
 ) -> QueryResult<Option<KeyInfo>> {
     if let Some(info) = &changed {
         record(conn, info.id, what).await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(CHANGED_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(info.id.to_string())
+            .execute(conn)
+            .await?;
     }
     Ok(changed)
 }

@@ -815,3 +815,73 @@ fn a_secret_never_appears_in_the_server_log() {
         assert!(!logs.contains(part), "a secret is in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_revoked_anywhere_is_refused_by_an_instance_that_cached_it() {
+    // Cached verifications would be trusted for an hour: only the announcement of the
+    // revocation (LISTEN/NOTIFY) can make the other instance refuse the key.
+    let hour = std::time::Duration::from_secs(3600);
+    let first = TestApp::spawn_with(|s| s.auth.api_key_cache_ttl = hour).await;
+    let second = TestApp::spawn_on(
+        first.database_url.clone(),
+        first.database_name.clone(),
+        |s| s.auth.api_key_cache_ttl = hour,
+        None,
+    )
+    .await;
+    let refused_by_second = |key: String| {
+        let second = &second;
+        move || {
+            let key = key.clone();
+            async move { reads(second, &key).await.is_err() }
+        }
+    };
+
+    let key = create(&first, "through the API", &[scopes::READ]).await;
+    assert_eq!(reads(&second, &key.secret).await, Ok(()));
+    assert_eq!(reads(&second, &key.secret).await, Ok(()), "cached now");
+    revoke(&first, &key.name).await;
+    crate::helpers::eventually(
+        "the other instance refuses the key revoked through the first",
+        refused_by_second(key.secret.clone()),
+    )
+    .await;
+
+    let rotated = create(&first, "rotated", &[scopes::READ]).await;
+    assert_eq!(reads(&second, &rotated.secret).await, Ok(()));
+    rotate(&first, &rotated.name, 0).await.unwrap();
+    crate::helpers::eventually(
+        "the other instance refuses the secret rotated away on the first",
+        refused_by_second(rotated.secret.clone()),
+    )
+    .await;
+
+    // The command line's revocation is announced too.
+    let settings = customer_api::config::ServeSettings::for_database(&first.database_url);
+    let pool = customer_api::db::connect(&settings.database).await.unwrap();
+    let (info, cli_key) =
+        customer_api::auth::api_keys::create(&pool, "cli", &[scopes::READ.into()], None)
+            .await
+            .unwrap();
+    assert_eq!(reads(&second, &cli_key).await, Ok(()));
+    assert!(
+        customer_api::auth::api_keys::revoke(&pool, info.id)
+            .await
+            .unwrap()
+    );
+    crate::helpers::eventually(
+        "the instance refuses the key revoked by the command line",
+        refused_by_second(cli_key),
+    )
+    .await;
+    assert_eq!(
+        first
+            .count(
+                "api_key_audit",
+                &format!("api_key_id = '{}' AND actor = 'cli'", info.id)
+            )
+            .await,
+        2,
+        "created and revoked by `cli`"
+    );
+}

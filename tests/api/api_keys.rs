@@ -130,6 +130,11 @@ async fn reads(app: &TestApp, key: &str) -> Result<(), Code> {
     }
 }
 
+/// The secret of key `cak_<32 hex>_<secret>` (which may itself hold `_`).
+fn secret_part(key: &str) -> &str {
+    &key["cak_".len() + 32 + 1..]
+}
+
 fn actions(key: &pb::ApiKey) -> Vec<(Action, String)> {
     key.audit
         .iter()
@@ -157,7 +162,7 @@ async fn an_admin_creates_a_key_whose_secret_works_for_the_scopes_it_grants() {
     assert_eq!(key.creator, "test-user");
     assert_eq!(actions(&key), [(Action::Created, "test-user".to_owned())]);
     // What is stored is SHA-256 of the secret part, never the secret.
-    let secret = key.secret.rsplit_once('_').unwrap().1;
+    let secret = secret_part(&key.secret);
     assert_eq!(
         app.count(
             "api_keys",
@@ -471,7 +476,7 @@ async fn a_retried_create_or_rotation_returns_the_same_key_without_its_secret() 
     assert_eq!(app.count("api_key_audit", "action = 'ROTATED'").await, 1);
     assert_eq!(reads(&app, &rotated.secret).await, Ok(()), "one rotation");
     // No stored response holds a secret.
-    let secret = rotated.secret.rsplit_once('_').unwrap().1;
+    let secret = secret_part(&rotated.secret);
     assert_eq!(
         app.count(
             "request_ids",
@@ -799,8 +804,27 @@ fn a_secret_never_appears_in_the_server_log() {
         let (status, _, created) =
             rest::call(&app, false, Method::POST, "/v1/apiKeys", Some(&body), &[]).await;
         assert_eq!(status, StatusCode::CREATED);
+        // A key where a name belongs is refused without being logged either.
+        let (status, _, _) = rest::call(
+            &app,
+            false,
+            Method::GET,
+            &format!("/v1/apiKeys/{}", key.secret),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let misplaced = admin(&app)
+            .get_api_key(pb::GetApiKeyRequest {
+                name: format!("apiKeys/{}", rotated.secret),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(misplaced.code(), Code::InvalidArgument);
         // A wrong secret is refused, and is not logged either.
-        let wrong = format!("{}x", &rotated.secret[..rotated.secret.len() - 1]);
+        let (kept, last) = rotated.secret.split_at(rotated.secret.len() - 1);
+        let wrong = format!("{kept}{}", if last == "A" { "B" } else { "A" });
         assert_eq!(reads(&app, &wrong).await, Err(Code::Unauthenticated));
         vec![
             key.secret,
@@ -811,7 +835,7 @@ fn a_secret_never_appears_in_the_server_log() {
     });
     assert!(logs.contains("CreateApiKey"), "the calls were logged");
     for secret in &secrets {
-        let part = secret.rsplit_once('_').unwrap().1;
+        let part = secret_part(secret);
         assert!(!logs.contains(part), "a secret is in the log");
     }
 }

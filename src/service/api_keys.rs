@@ -263,9 +263,7 @@ impl CustomerService {
             names::parse_request_id("request_id", request_id),
         );
         let grace = grace_period.as_ref().and_then(|grace| {
-            let valid = (grace.seconds > 0 || (grace.seconds == 0 && grace.nanos >= 0))
-                && grace.nanos >= 0
-                && grace.nanos < 1_000_000_000;
+            let valid = grace.seconds >= 0 && (0..1_000_000_000).contains(&grace.nanos);
             let duration = Duration::new(grace.seconds.max(0) as u64, grace.nanos.max(0) as u32);
             if !valid {
                 violations.add("grace_period", "must be a non-negative duration");

@@ -413,6 +413,8 @@ async fn rotation_refuses_the_old_secret_at_once_or_after_its_grace_period() {
 
     let too_long = rotate(&app, &key.name, 8 * 24 * 3600).await.unwrap_err();
     assert_invalid(&too_long, "INVALID_FIELDS", &["grace_period"]);
+    let negative = rotate(&app, &key.name, -1).await.unwrap_err();
+    assert_invalid(&negative, "INVALID_FIELDS", &["grace_period"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

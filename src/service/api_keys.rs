@@ -9,7 +9,7 @@
 //! - **Writes** go through the core's idempotent write path ([`Writer::idempotent`]): the
 //!   request-id claim, the change, its audit row and the stored response commit together.
 //! - **Revocation** is a state, not a deletion: a revoked key stays readable with its audit
-//!   trail. Revoking it again changes nothing. Rotating a revoked key is refused.
+//!   trail. Revoking it again changes nothing. Rotating a revoked or expired key is refused.
 //!
 //! The key's contract message doubles as its domain record here: a key has no rules beyond
 //! the validation below, so a separate domain type would only be copied field by field.
@@ -298,10 +298,17 @@ impl CustomerService {
                     return Err(not_found(name));
                 };
                 let now = Utc::now();
-                if found.revoke_time.is_some() {
+                let refused = if found.revoke_time.is_some() {
+                    Some(("revoked", reason::API_KEY_REVOKED))
+                } else if found.expire_time.is_some_and(|expiry| expiry <= now) {
+                    Some(("expired", reason::API_KEY_EXPIRED))
+                } else {
+                    None
+                };
+                if let Some((state, reason)) = refused {
                     return Err(Error::FailedPrecondition {
-                        message: format!("{name} is revoked: a revoked key cannot be rotated"),
-                        reason: reason::API_KEY_REVOKED,
+                        message: format!("{name} is {state}: only an active key can be rotated"),
+                        reason,
                         resource_type: API_KEY_TYPE,
                         resource_name: name.to_string(),
                     });

@@ -74,6 +74,8 @@ pub mod reason {
     pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
     /// RotateApiKey of a revoked key.
     pub const API_KEY_REVOKED: &str = "API_KEY_REVOKED";
+    /// RotateApiKey of a key past its expiry.
+    pub const API_KEY_EXPIRED: &str = "API_KEY_EXPIRED";
     /// A request message over the size limit (`MAX_REQUEST_BYTES`).
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
 }

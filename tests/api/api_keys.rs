@@ -900,6 +900,16 @@ async fn a_key_revoked_anywhere_is_refused_by_an_instance_that_cached_it() {
         refused_by_second(cli_key),
     )
     .await;
+    // An expired key (the command line allows a past expiry) is not rotated.
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let (expired, _) =
+        customer_api::auth::api_keys::create(&pool, "expired", &[scopes::READ.into()], Some(past))
+            .await
+            .unwrap();
+    let refused = rotate(&first, &format!("apiKeys/{}", expired.id), 0)
+        .await
+        .unwrap_err();
+    assert_reason(&refused, Code::FailedPrecondition, "API_KEY_EXPIRED");
     assert_eq!(
         first
             .count(

@@ -25,7 +25,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
-
 use tokio_util::sync::CancellationToken;
 
 use self::cache::CredentialCache;

@@ -169,7 +169,9 @@ pub enum Command {
     Openapi,
     /// Mint an HS256 token with the configured secret (development, tests, grpcurl sessions).
     Token(TokenArgs),
-    /// Manage API keys for service accounts.
+    /// Manage API keys for service accounts with database credentials: the first admin key
+    /// (`create --scopes customers.admin`); after it, `ApiKeyService` (`/v1/apiKeys`) needs
+    /// none. Changes are audited as the caller `cli`.
     ApiKey {
         /// What to do with keys.
         #[command(subcommand)]

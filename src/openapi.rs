@@ -28,8 +28,9 @@ pub fn info() -> gateway::openapi::Info {
         title: "customer-api".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: Some(
-            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
-             google.api.http annotations. Errors follow AIP-193.\n\n\
+            "customer.v1.CustomerService and customer.v1.ApiKeyService as REST/JSON, \
+             transcoded from the gRPC API by their google.api.http annotations. Errors follow \
+             AIP-193.\n\n\
              JSON: fields that can be unset (messages such as `address` or `deleteTime`) are \
              left out of responses when unset, never `null`; every other field is always \
              present. Authenticate with `authorization: Bearer <JWT>` or `x-api-key: <key>`; \
@@ -213,8 +214,8 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
             "type": "apiKey",
             "in": "header",
             "name": "x-api-key",
-            "description": "An API key (`customer-api api-key create`) with the scope an \
-                operation names.",
+            "description": "An API key (`POST /v1/apiKeys` with `customers.admin`, or \
+                `customer-api api-key create` for the first) with the scope an operation names.",
         },
     });
     document["security"] = json!([{"bearerAuth": []}, {"apiKey": []}]);

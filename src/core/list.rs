@@ -7,8 +7,11 @@
 //! with a next page token, as AIP-158 allows a short page. It always holds at least one row,
 //! so paging always advances.
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::{
-    db::customers::Cursor,
+    db::customers::{Cursor, KeyValue},
     domain::{
         Violations,
         filter::{self, Expr, FilterField},
@@ -164,6 +167,22 @@ pub fn paging<K: PageKey>(
         })?),
     };
     Ok(Paging { size, after, query })
+}
+
+/// The `(create_time, id)` a page starts after, for lists ordered by creation time alone
+/// (notes, API keys); a cursor of any other shape is not a token of theirs.
+pub fn time_and_id(after: Option<&Cursor>) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+    match after {
+        None => Ok(None),
+        Some(Cursor { values, id }) => match values.as_slice() {
+            [KeyValue::Time(time)] => Ok(Some((*time, *id))),
+            _ => Err(Error::invalid_field(
+                reason::INVALID_PAGE_TOKEN,
+                "page_token",
+                "is not a valid page token",
+            )),
+        },
+    }
 }
 
 /// A List request over a keyset-paged table (customers, companies), validated: its filter,

@@ -379,7 +379,7 @@ pub(super) fn has_control(text: &str) -> bool {
 
 /// Trimmed text of at most `max` characters without control characters; `required` makes
 /// an empty value a violation.
-pub(super) fn bounded_text(
+pub(crate) fn bounded_text(
     v: &mut Violations,
     field: String,
     text: &str,

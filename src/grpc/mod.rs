@@ -1,4 +1,5 @@
-//! The gRPC adapter: `customer.v1.CustomerService` over the service layer.
+//! The gRPC adapter: `customer.v1.CustomerService` over the service layer (and, in
+//! [`api_keys`], `customer.v1.ApiKeyService`).
 //!
 //! Each RPC takes its request apart, calls one use case and answers with the resource's
 //! contract message ([`Resource::to_message`]); errors become statuses through [`status`].
@@ -6,6 +7,7 @@
 //! the request traits of [`requests`]. No business rule lives here. gRPC-web and the REST gateway reach the same trait
 //! implementation, so this is the only adapter there is.
 
+pub mod api_keys;
 pub mod body;
 pub mod codec;
 pub mod content_type;

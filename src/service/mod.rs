@@ -7,6 +7,7 @@
 //! what only one resource does: the customer's batch get, its FULL view (the business
 //! registry) and its purge after retention. It knows nothing of tonic, HTTP, JSON or SQL.
 
+pub mod api_keys;
 pub mod companies;
 pub mod deadline;
 pub mod error;

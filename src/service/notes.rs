@@ -41,19 +41,7 @@ impl CustomerService<PgStore> {
         let query = super::PageTokens::query_fingerprint(&["notes", &request.parent]);
         let paging: Paging<Cursor> =
             list::paging(&self.page_tokens, size, &request.page_token, query)?;
-        let after = match &paging.after {
-            None => None,
-            Some(Cursor { values, id }) => match values.as_slice() {
-                [KeyValue::Time(time)] => Some((*time, *id)),
-                _ => {
-                    return Err(Error::invalid_field(
-                        super::reason::INVALID_PAGE_TOKEN,
-                        "page_token",
-                        "is not a valid page token",
-                    ));
-                }
-            },
-        };
+        let after = list::time_and_id(paging.after.as_ref())?;
         let limit = paging.limit();
         let rows = self
             .writer

@@ -8,6 +8,7 @@
 
 mod abuse;
 mod access_log;
+mod api_keys;
 mod auth;
 mod business;
 mod capture;

@@ -10,6 +10,13 @@ pub const READ: &str = "customers.read";
 pub const WRITE: &str = "customers.write";
 /// Manage API keys and run destructive administrative operations.
 pub const ADMIN: &str = "customers.admin";
+/// Bulk-read every customer of a filter in one call (ExportCustomers). A grant of its own,
+/// not implied by [`READ`]: a reader sees what a screen pages through, an exporter takes the
+/// whole base as one file (docs/operations.md, "Bulk export and external ids").
+pub const EXPORT: &str = "customers.export";
+
+/// Every scope there is (what `--auth-disabled` grants, what API keys may hold).
+pub const ALL: [&str; 4] = [READ, WRITE, ADMIN, EXPORT];
 
 /// Every protected method and the scope it needs.
 pub const TABLE: &[(&str, &str)] = &[
@@ -20,7 +27,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
     ("/customer.v1.CustomerService/UpsertCustomer", WRITE),
     ("/customer.v1.CustomerService/LookupCustomer", READ),
-    ("/customer.v1.CustomerService/ExportCustomers", READ),
+    ("/customer.v1.CustomerService/ExportCustomers", EXPORT),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),

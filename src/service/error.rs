@@ -74,6 +74,8 @@ pub mod reason {
     pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
     /// A request message over the size limit (`MAX_REQUEST_BYTES`).
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+    /// An export's snapshot holds more external id sources than an export has columns for.
+    pub const TOO_MANY_EXTERNAL_ID_SOURCES: &str = "TOO_MANY_EXTERNAL_ID_SOURCES";
 }
 
 /// Result of a use case.

@@ -240,11 +240,39 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
                 }
             }
         }
+        if let Some(export) = paths.get_mut(crate::export_formats::PATH) {
+            export_formats(&mut export["get"]);
+        }
         for (path, item) in open_routes() {
             paths.insert(path.to_owned(), item);
         }
     }
     Ok(document)
+}
+
+/// The export route's `format` parameter and its CSV representation
+/// ([`crate::export_formats`], which serves them in front of the gateway).
+fn export_formats(operation: &mut Value) {
+    if let Some(parameters) = operation["parameters"].as_array_mut() {
+        parameters.push(json!({
+            "name": "format",
+            "in": "query",
+            "description": "`ndjson` (the default): one JSON customer per line; `csv`: RFC 4180 \
+                with a header row, one column per field (`address.locality`, `labels` as a \
+                JSON object, one `external_ids.<source>` column per source), cells starting \
+                with `=`, `+`, `-`, `@`, a tab or CR prefixed with `'` against formula \
+                injection. Any other value is 400 `INVALID_ARGUMENT` (`format`).",
+            "schema": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"},
+        }));
+    }
+    operation["responses"]["200"]["content"]["text/csv"] = json!({
+        "schema": {"type": "string", "description": "CSV with a header row (`format=csv`)."},
+    });
+    operation["responses"]["200"]["headers"][crate::grpc::EXTERNAL_ID_SOURCES_HEADER] = json!({
+        "description": "The external id sources of the export's snapshot, comma-separated: \
+            the `external_ids.<source>` columns of its CSV.",
+        "schema": {"type": "string"},
+    });
 }
 
 /// The plain HTTP routes beside the gateway that need no credential.

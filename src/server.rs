@@ -366,7 +366,7 @@ pub(crate) fn router(
     let router = grpc
         .merge(probes)
         .merge(crate::docs::routes())
-        .fallback_service(rest);
+        .fallback_service(crate::export_formats::ExportFormats::new(rest));
     let router = match cors(&settings.cors_allowed_origins) {
         Some(cors) => router
             .layer(cors)

@@ -25,7 +25,9 @@ pub const SUBJECT_PREFIX: &str = "api-key:";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A scope that does not exist.
-    #[error("unknown scope `{0}` (known: customers.read, customers.write, customers.admin)")]
+    #[error(
+        "unknown scope `{0}` (known: customers.read, customers.write, customers.admin, customers.export)"
+    )]
     UnknownScope(String),
     /// No scopes given.
     #[error("a key needs at least one scope")]
@@ -114,7 +116,7 @@ pub fn subject(id: Uuid) -> String {
 pub fn unknown_scope(granted: &[String]) -> Option<&String> {
     granted
         .iter()
-        .find(|s| ![scopes::READ, scopes::WRITE, scopes::ADMIN].contains(&s.as_str()))
+        .find(|s| !scopes::ALL.contains(&s.as_str()))
 }
 
 /// A new secret for key `id`: the full key, shown once, and the hash stored.

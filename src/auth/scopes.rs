@@ -11,6 +11,13 @@ pub const WRITE: &str = "customers.write";
 /// Manage API keys (every `ApiKeyService` RPC), and nothing else: an admin key that should
 /// also read or change customers is granted those scopes too.
 pub const ADMIN: &str = "customers.admin";
+/// Bulk-read every customer of a filter in one call (ExportCustomers). A grant of its own,
+/// not implied by [`READ`]: a reader sees what a screen pages through, an exporter takes the
+/// whole base as one file (docs/operations.md, "Bulk export and external ids").
+pub const EXPORT: &str = "customers.export";
+
+/// Every scope there is (what `--auth-disabled` grants, what API keys may hold).
+pub const ALL: [&str; 4] = [READ, WRITE, ADMIN, EXPORT];
 
 /// Every protected method and the scope it needs.
 pub const TABLE: &[(&str, &str)] = &[
@@ -21,7 +28,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
     ("/customer.v1.CustomerService/UpsertCustomer", WRITE),
     ("/customer.v1.CustomerService/LookupCustomer", READ),
-    ("/customer.v1.CustomerService/ExportCustomers", READ),
+    ("/customer.v1.CustomerService/ExportCustomers", EXPORT),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),

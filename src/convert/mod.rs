@@ -2,6 +2,7 @@
 //! adapter, the relay and the core's canonical encodings (no adapter imports another).
 
 pub mod api_keys;
+pub mod csv;
 pub mod events;
 
 use chrono::{DateTime, Utc};

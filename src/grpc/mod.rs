@@ -41,6 +41,11 @@ pub type EventStream =
 pub type CustomerStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Customer, Status>> + Send>>;
 
+/// Response metadata of ExportCustomers (and header of its REST form): the sources of the
+/// external ids in the export's snapshot, comma-separated and sorted — the
+/// `external_ids.<source>` columns of a CSV export ([`crate::convert::csv`]).
+pub const EXTERNAL_ID_SOURCES_HEADER: &str = "export-external-id-sources";
+
 /// The tonic service implementation.
 #[derive(Debug, Clone)]
 pub struct CustomerApi {
@@ -248,18 +253,25 @@ impl CustomerApi {
         request: Request<pb::ExportCustomersRequest>,
     ) -> RpcResult<CustomerStream> {
         let request = request.get_ref();
-        let receiver = self
+        let export = self
             .service
             .export(&request.filter, request.show_deleted)
             .await?;
-        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let stream = futures_util::stream::unfold(export.customers, |mut receiver| async move {
             let item = receiver.recv().await?;
             Some((
                 item.map(Resource::to_message).map_err(Status::from),
                 receiver,
             ))
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as CustomerStream);
+        // Sources match `[a-z][a-z0-9_]*`, so the comma-separated list is a valid value.
+        if let Ok(sources) = export.external_id_sources.join(",").parse() {
+            response
+                .metadata_mut()
+                .insert(EXTERNAL_ID_SOURCES_HEADER, sources);
+        }
+        Ok(response)
     }
 
     /// WatchCustomerEvents: the change stream from a resume token.

@@ -71,6 +71,11 @@ impl Replayable for Answer {
         // API keys came after version 2: no version 1 response of theirs exists.
         Err(DecodeError::UnknownVersion(1))
     }
+
+    fn personal_data_of(&self) -> Option<Uuid> {
+        // A key's answer names no customer.
+        None
+    }
 }
 
 /// What CreateApiKey asks for.
@@ -202,10 +207,17 @@ impl CustomerService {
                 Ok((rows, audit))
             })
             .await?;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.page_tokens, |last| Cursor {
-            values: vec![crate::db::customers::KeyValue::Time(last.create_time)],
-            id: last.id,
-        });
+        let (rows, next_page_token) = list::page(
+            rows,
+            &paging,
+            &self.page_tokens,
+            |last| Cursor {
+                values: vec![crate::db::customers::KeyValue::Time(last.create_time)],
+                id: last.id,
+            },
+            // A key is a few hundred bytes; its label is the only part that varies.
+            |info| 256 + info.name.len() + info.scopes.iter().map(String::len).sum::<usize>(),
+        );
         let now = Utc::now();
         Ok(super::Page {
             items: rows
@@ -335,7 +347,7 @@ impl CustomerService {
 }
 
 /// The answer about key `info`: its message with its audit trail, as it stands now.
-async fn answer(conn: &mut diesel_async::AsyncPgConnection, info: KeyInfo) -> Result<Answer> {
+async fn answer(conn: &mut crate::db::Conn, info: KeyInfo) -> Result<Answer> {
     let audit = queries::audit_of(conn, &[info.id]).await?;
     Ok(Answer(api_key_to_proto(info, &audit, Utc::now())))
 }

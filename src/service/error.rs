@@ -81,6 +81,8 @@ pub mod reason {
     /// The resources a BatchGet names are more than one response may hold
     /// (`MAX_RESPONSE_PAGE_BYTES`).
     pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
+    /// An export's snapshot holds more external id sources than an export has columns for.
+    pub const TOO_MANY_EXTERNAL_ID_SOURCES: &str = "TOO_MANY_EXTERNAL_ID_SOURCES";
 }
 
 /// Result of a use case.

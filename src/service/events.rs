@@ -681,7 +681,7 @@ async fn say_shutting_down(sender: &mpsc::Sender<(Result<Event>, Option<Held>)>)
 /// `customers.admin` (`privileged`) sees without personal data (docs/operations.md,
 /// "Security"); none for a privileged caller.
 async fn deleted_customers(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &mut crate::db::Conn,
     rows: &[EventRow],
     privileged: bool,
 ) -> Result<HashSet<String>> {

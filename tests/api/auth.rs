@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value as Json, json};
 use tonic::Code;
 
-use crate::helpers::{TEST_SECRET, TestApp, eventually, fixture, mint, new_customer};
+use crate::helpers::{TEST_SECRET, TestApp, eventually, fixture, mint, new_customer, scoped};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "customer-api";
@@ -327,13 +327,6 @@ async fn tokens_from_the_jwks_verify_by_kid_for_each_algorithm() {
             .is_ok()
     );
     assert_eq!(app.count("customers", "created_by = 'svc'").await, 4);
-}
-
-/// A bearer token with exactly `granted` scopes, for the default test server.
-fn scoped(granted: &[&str]) -> String {
-    let mut settings = ServeSettings::for_database("unused");
-    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
-    format!("Bearer {}", mint(&settings, "scoped", granted))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,26 +34,13 @@ async fn send(
     body: impl Into<Bytes>,
     authorized: bool,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path_and_query}", app.addr));
+    let bearer = app.bearer();
+    let mut all = Vec::with_capacity(headers.len() + 1);
     if authorized {
-        request = request.header("authorization", app.bearer());
+        all.push(("authorization", bearer.as_str()));
     }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(request.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    all.extend_from_slice(headers);
+    crate::helpers::http_request(app, method, path_and_query, &all, body.into()).await
 }
 
 fn json_of(body: &[u8]) -> Json {

@@ -361,11 +361,7 @@ impl TestApp {
         database_name: String,
         client_tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let token = mint(
-            &settings,
-            "test-user",
-            &[scopes::READ, scopes::WRITE, scopes::ADMIN],
-        );
+        let token = mint(&settings, "test-user", &scopes::ALL);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -540,6 +536,52 @@ pub fn nats_url() -> String {
 
 /// HS256 secret of the test servers.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A bearer token (`Bearer …`) with exactly `granted` scopes, for the default test server.
+pub fn scoped(granted: &[&str]) -> String {
+    let mut settings = ServeSettings::for_database("unused");
+    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+    format!("Bearer {}", mint(&settings, "scoped", granted))
+}
+
+/// `GET http://{app}{path}` over HTTP/1.1 with `headers`: status, headers and whole body.
+pub async fn http_get(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    http_request(app, http::Method::GET, path, headers, bytes::Bytes::new()).await
+}
+
+/// A request to `http://{app}{path}` over HTTP/1.1 with `headers` and `body`: status,
+/// headers and whole body of the answer.
+pub async fn http_request(
+    app: &TestApp,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", app.addr));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
 
 /// A file under `tests/fixtures`.
 pub fn fixture(path: &str) -> String {

@@ -24,7 +24,9 @@ pub const SUBJECT_PREFIX: &str = "api-key:";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A scope that does not exist.
-    #[error("unknown scope `{0}` (known: customers.read, customers.write, customers.admin)")]
+    #[error(
+        "unknown scope `{0}` (known: customers.read, customers.write, customers.admin, customers.privacy)"
+    )]
     UnknownScope(String),
     /// No scopes given.
     #[error("a key needs at least one scope")]
@@ -89,10 +91,7 @@ pub async fn create(
     if granted.is_empty() {
         return Err(KeyError::NoScopes);
     }
-    if let Some(unknown) = granted
-        .iter()
-        .find(|s| ![scopes::READ, scopes::WRITE, scopes::ADMIN].contains(&s.as_str()))
-    {
+    if let Some(unknown) = granted.iter().find(|s| !scopes::ALL.contains(&s.as_str())) {
         return Err(KeyError::UnknownScope(unknown.clone()));
     }
     let id = Uuid::new_v4();

@@ -47,7 +47,9 @@ pub struct Principal {
 impl Principal {
     /// Whether the caller holds `scope`.
     pub fn has(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|granted| granted == scope)
+        self.scopes
+            .iter()
+            .any(|granted| scopes::grants(granted, scope))
     }
 }
 
@@ -134,11 +136,7 @@ impl Authenticator {
         if self.disabled {
             return Ok(Principal {
                 subject: "anonymous".into(),
-                scopes: vec![
-                    scopes::READ.into(),
-                    scopes::WRITE.into(),
-                    scopes::ADMIN.into(),
-                ],
+                scopes: scopes::ALL.iter().map(|&scope| scope.into()).collect(),
             });
         }
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {

@@ -10,6 +10,18 @@ pub const READ: &str = "customers.read";
 pub const WRITE: &str = "customers.write";
 /// Manage API keys and run destructive administrative operations.
 pub const ADMIN: &str = "customers.admin";
+/// Data-subject rights (issue 19): export everything held about a person, erase a person.
+/// Granted on its own to a privacy team; [`ADMIN`] includes it ([`grants`]).
+pub const PRIVACY: &str = "customers.privacy";
+
+/// Every scope a credential may hold.
+pub const ALL: [&str; 4] = [READ, WRITE, ADMIN, PRIVACY];
+
+/// Whether holding `granted` satisfies a method that needs `required`: the scope itself, or
+/// [`ADMIN`] for [`PRIVACY`] (administrators may also act on data-subject requests).
+pub fn grants(granted: &str, required: &str) -> bool {
+    granted == required || (required == PRIVACY && granted == ADMIN)
+}
 
 /// Every protected method and the scope it needs.
 pub const TABLE: &[(&str, &str)] = &[
@@ -37,6 +49,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/ListNotes", READ),
     ("/customer.v1.CustomerService/UpdateNote", WRITE),
     ("/customer.v1.CustomerService/DeleteNote", WRITE),
+    ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
 ];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).
@@ -74,6 +87,16 @@ mod tests {
             methods.len(),
             "the table lists methods the service lacks"
         );
+    }
+
+    #[test]
+    fn admin_grants_privacy_and_nothing_grants_admin() {
+        assert!(grants(PRIVACY, PRIVACY));
+        assert!(grants(ADMIN, PRIVACY));
+        assert!(!grants(PRIVACY, ADMIN));
+        assert!(!grants(WRITE, PRIVACY));
+        assert!(!grants(READ, PRIVACY));
+        assert!(grants(ADMIN, ADMIN));
     }
 
     #[test]

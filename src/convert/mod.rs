@@ -2,6 +2,7 @@
 //! adapter, the relay and the core's canonical encodings (no adapter imports another).
 
 pub mod events;
+pub mod privacy;
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;

@@ -349,6 +349,26 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let info = self.service.business_info(&request.get_ref().name).await?;
         Ok(Response::new(business_to_proto(info)))
     }
+
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> RpcResult<pb::CustomerErasure> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let erasure = self
+            .service
+            .erase(
+                crate::service::privacy::EraseRequest {
+                    name: request.name,
+                    reason: request.reason,
+                    reference: request.reference,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::privacy::erasure_to_proto(erasure)))
+    }
 }
 
 /// A registry answer as its proto message.

@@ -74,6 +74,9 @@ pub mod reason {
     pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
     /// A request message over the size limit (`MAX_REQUEST_BYTES`).
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+    /// A retry of a request whose first response was erased with the customer it was about
+    /// (EraseCustomer): it is not run again, which could bring the erased data back.
+    pub const REQUEST_ERASED: &str = "REQUEST_ERASED";
 }
 
 /// Result of a use case.

@@ -330,7 +330,7 @@ async fn tokens_from_the_jwks_verify_by_kid_for_each_algorithm() {
 }
 
 /// A bearer token with exactly `granted` scopes, for the default test server.
-fn scoped(granted: &[&str]) -> String {
+pub(crate) fn scoped(granted: &[&str]) -> String {
     let mut settings = ServeSettings::for_database("unused");
     settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
     format!("Bearer {}", mint(&settings, "scoped", granted))

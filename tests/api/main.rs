@@ -22,6 +22,7 @@ mod database_tls;
 mod delete;
 mod deploy;
 mod docs;
+mod erasure;
 mod events;
 mod export;
 mod external_ids;

@@ -67,6 +67,7 @@ fn the_document_describes_exactly_the_served_routes() {
             ("POST", "/v1/companies/{company}:undelete"),
             ("POST", "/v1/customers"),
             ("POST", "/v1/customers/{customer}/notes"),
+            ("POST", "/v1/customers/{customer}:erase"),
             ("POST", "/v1/customers/{customer}:undelete"),
             ("POST", "/v1/customers:upsert"),
             ("PUT", "/v1/companies/{company}"),

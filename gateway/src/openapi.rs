@@ -1815,6 +1815,11 @@ mod tests {
             ),
             ("/v1/customers/{customer}:erase", "post", "EraseCustomer"),
             (
+                "/v1/customers/{customer}:exportData",
+                "get",
+                "ExportCustomerData",
+            ),
+            (
                 "/v1/customers/{customer}:undelete",
                 "post",
                 "UndeleteCustomer",
@@ -2090,6 +2095,7 @@ mod tests {
                 "customer.v1.CompanyUpdated",
                 "customer.v1.Customer",
                 "customer.v1.Customer.Status",
+                "customer.v1.CustomerDataExport",
                 "customer.v1.CustomerDeleted",
                 "customer.v1.CustomerErased",
                 "customer.v1.CustomerErasure",

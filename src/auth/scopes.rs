@@ -10,7 +10,8 @@ pub const READ: &str = "customers.read";
 pub const WRITE: &str = "customers.write";
 /// Manage API keys and run destructive administrative operations.
 pub const ADMIN: &str = "customers.admin";
-/// Data-subject rights (issue 19): export everything held about a person, erase a person.
+/// Data-subject rights (issue 19): export everything held about a person (ExportCustomerData),
+/// erase a person (EraseCustomer).
 /// Granted on its own to a privacy team; [`ADMIN`] includes it ([`grants`]).
 pub const PRIVACY: &str = "customers.privacy";
 
@@ -50,6 +51,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateNote", WRITE),
     ("/customer.v1.CustomerService/DeleteNote", WRITE),
     ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
+    ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
 ];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).

@@ -369,6 +369,35 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .await?;
         Ok(Response::new(convert::privacy::erasure_to_proto(erasure)))
     }
+
+    async fn export_customer_data(
+        &self,
+        request: Request<pb::ExportCustomerDataRequest>,
+    ) -> RpcResult<pb::CustomerDataExport> {
+        let export = self.service.export_data(&request.get_ref().name).await?;
+        // REST passes response metadata on as headers: the document is a download.
+        let disposition = format!(
+            "attachment; filename=\"customer-{}.json\"",
+            export.customer.stored.id
+        );
+        let mut response = Response::new(pb::CustomerDataExport {
+            customer: Some(pb::Customer {
+                business_info: export.business.map(business_to_proto),
+                ..export.customer.to_message()
+            }),
+            notes: export.notes.into_iter().map(Resource::to_message).collect(),
+            events: export
+                .events
+                .into_iter()
+                .map(|event| event_to_proto(event, false))
+                .collect(),
+            export_time: Some(timestamp(export.export_time)),
+        });
+        if let Ok(value) = disposition.parse() {
+            response.metadata_mut().insert("content-disposition", value);
+        }
+        Ok(response)
+    }
 }
 
 /// A registry answer as its proto message.

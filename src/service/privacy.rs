@@ -1,4 +1,5 @@
-//! Data-subject rights (issue 19): erasure of one customer at once (EraseCustomer).
+//! Data-subject rights (issue 19): erasure of one customer at once (EraseCustomer), and
+//! everything held about one customer in one document (ExportCustomerData).
 //!
 //! An erasure is the purge's work ([`CustomerService::purge_expired`]) for one customer,
 //! live or soft-deleted, without waiting for retention, on the core's idempotent write path
@@ -14,7 +15,7 @@ use crate::{
     core::{
         fingerprint::{Fingerprint, Parts},
         resource::Resource,
-        store::{Lock, Repository},
+        store::{Lock, Repository, Transact as _},
         write::{self, Origin, collect},
     },
     db::{self, store::PgStore},
@@ -24,8 +25,27 @@ use crate::{
         erasure::{Erasure, ErasureReason, parse_reference},
         event::EventType,
         names::{self, CustomerName},
+        note::Note,
     },
 };
+
+/// Rows read per statement while a data export collects notes and events.
+const EXPORT_BATCH: i32 = 1000;
+
+/// Everything held about one customer (ExportCustomerData).
+#[derive(Debug, Clone)]
+pub struct DataExport {
+    /// The customer.
+    pub customer: Customer,
+    /// Its business as the registry reports it, when it has a business id the registry knows.
+    pub business: Option<crate::registry::BusinessInfo>,
+    /// Its notes, newest first.
+    pub notes: Vec<Note>,
+    /// Its events and its notes', oldest first.
+    pub events: Vec<crate::domain::event::Event>,
+    /// When the export was put together.
+    pub export_time: chrono::DateTime<chrono::Utc>,
+}
 
 /// An EraseCustomer request.
 #[derive(Debug, Clone, Default)]
@@ -127,4 +147,74 @@ impl CustomerService<PgStore> {
 /// A row count as stored.
 fn count(rows: usize) -> i64 {
     i64::try_from(rows).unwrap_or(i64::MAX)
+}
+
+impl CustomerService<PgStore> {
+    /// Everything held about a customer, live or soft-deleted: the customer, its notes, its
+    /// events and its notes' (the audit trail), and its business as the registry reports it.
+    /// A registry that cannot answer leaves `business` out (logged) rather than failing the
+    /// export: it is the registry's data, cached, not the person's.
+    pub async fn export_data(&self, name: &str) -> Result<DataExport> {
+        let name = CustomerName::parse("name", name)?;
+        let export_time = chrono::Utc::now();
+        let (customer, notes) = self
+            .writer()
+            .store
+            .read(async move |conn| {
+                let customer = Repository::<Customer>::find(conn, name, Lock::None)
+                    .await?
+                    .ok_or_else(|| Customer::not_found(name))?;
+                let mut notes: Vec<Note> = Vec::new();
+                loop {
+                    let after = notes
+                        .last()
+                        .map(|note| (note.stored.create_time, note.stored.id));
+                    let batch =
+                        db::notes::list(conn, Some(name.id()), after, EXPORT_BATCH.into()).await?;
+                    let done = batch.len() < EXPORT_BATCH as usize;
+                    notes.extend(batch.into_iter().map(Note::from));
+                    if done {
+                        return Ok((customer, notes));
+                    }
+                }
+            })
+            .await?;
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .events()
+                .list(&super::ListRequest {
+                    parent: name.to_string(),
+                    page_size: EXPORT_BATCH,
+                    page_token,
+                    ..super::ListRequest::default()
+                })
+                .await?;
+            events.extend(page.items);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let business = match &customer.data.business_id {
+            None => None,
+            Some(business_id) => match Box::pin(self.registry.lookup(business_id)).await {
+                Ok(info) => Some(info),
+                Err(crate::registry::RegistryError::NotFound) => None,
+                Err(error) => {
+                    tracing::warn!(%error, customer = %name, "data export without business info");
+                    None
+                }
+            },
+        };
+        tracing::info!(customer = %name, notes = notes.len(), events = events.len(), "exported customer data");
+        Ok(DataExport {
+            customer: customer.with_retention(self.writer().retention),
+            business,
+            notes,
+            events,
+            export_time,
+        })
+    }
 }

@@ -18,6 +18,7 @@ mod connect;
 mod contract;
 mod cors;
 mod create;
+mod data_export;
 mod database_tls;
 mod delete;
 mod deploy;

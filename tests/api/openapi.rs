@@ -56,6 +56,7 @@ fn the_document_describes_exactly_the_served_routes() {
             ("GET", "/v1/customers/{customer}/events:watch"),
             ("GET", "/v1/customers/{customer}/notes"),
             ("GET", "/v1/customers/{customer}/notes/{note}"),
+            ("GET", "/v1/customers/{customer}:exportData"),
             ("GET", "/v1/customers:batchGet"),
             ("GET", "/v1/customers:export"),
             ("GET", "/v1/customers:lookup"),

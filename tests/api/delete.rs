@@ -219,7 +219,7 @@ async fn get(app: &TestApp, name: &str) -> Result<pb::Customer, tonic::Status> {
 }
 
 /// Deletes a customer without conditions; the deleted customer.
-async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
+pub(crate) async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
     app.client
         .clone()
         .delete_customer(delete(name, ""))

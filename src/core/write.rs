@@ -166,18 +166,14 @@ where
             &mut violations,
             names::parse_request_id("request_id", &request.request_id),
         );
-        let mask = match request.update_mask.as_deref() {
-            Some(paths) if !paths.is_empty() => {
-                let (mask, more) = Mask::parse("update_mask", paths, R::PROTO);
-                violations.extend(more);
-                mask
-            }
-            _ => Mask::Fields(request.input.present_fields()),
-        };
+        let mask = update_mask::<R>(
+            &mut violations,
+            request.update_mask.as_deref(),
+            &request.input,
+        );
         // Check the masked values before touching the database, against a valid stand-in
         // for the stored fields; the merged result is checked again under the lock.
-        let mut probe = R::stand_in();
-        mask.apply(&mut probe, &request.input);
+        let probe = masked_stand_in::<R>(&mask, &request.input);
         if let Err(more) = probe.validate(R::FIELD) {
             violations.extend(more);
         }
@@ -486,6 +482,31 @@ pub fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
         name: name.to_owned(),
         ..Parts::default()
     }
+}
+
+/// The mask of an update: `paths` when it names any (its violations added to `violations`),
+/// else the fields `input` sets (AIP-134's implied mask).
+pub fn update_mask<R: Resource>(
+    violations: &mut Violations,
+    paths: Option<&[String]>,
+    input: &R::Input,
+) -> Mask<R::Field> {
+    match paths {
+        Some(paths) if !paths.is_empty() => {
+            let (mask, more) = Mask::parse("update_mask", paths, R::PROTO);
+            violations.extend(more);
+            mask
+        }
+        _ => Mask::Fields(input.present_fields()),
+    }
+}
+
+/// A valid stand-in for the stored fields with the masked fields of `input`: what an
+/// update's values are checked as before the stored row is read.
+pub fn masked_stand_in<R: Resource>(mask: &Mask<R::Field>, input: &R::Input) -> R::Input {
+    let mut probe = R::stand_in();
+    mask.apply(&mut probe, input);
+    probe
 }
 
 /// Moves a violation into `violations`, keeping the value when there is none.

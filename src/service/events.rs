@@ -528,18 +528,7 @@ impl EventLog {
                 _ = closing.wait_for(|closing| *closing) => true,
             };
             if shutting_down {
-                let _ = sender
-                    .send((
-                        Err(Error::Unavailable {
-                            message: "the server is shutting down; watch again with the last \
-                                  resume_token"
-                                .into(),
-                            reason: super::error::reason::SHUTTING_DOWN,
-                            retry_after: Duration::from_secs(1),
-                        }),
-                        None,
-                    ))
-                    .await;
+                say_shutting_down(&sender).await;
                 return;
             }
         }
@@ -594,18 +583,7 @@ impl EventLog {
             _ = closing.wait_for(|closing| *closing) => true,
         };
         if shutting_down {
-            let _ = sender
-                .send((
-                    Err(Error::Unavailable {
-                        message: "the server is shutting down; watch again with the last \
-                                  resume_token"
-                            .into(),
-                        reason: super::error::reason::SHUTTING_DOWN,
-                        retry_after: Duration::from_secs(1),
-                    }),
-                    None,
-                ))
-                .await;
+            say_shutting_down(sender).await;
         }
         false
     }
@@ -715,6 +693,22 @@ fn redact_if_deleted(mut event: Event, deleted: &HashSet<String>) -> Event {
         event.recorded.data = event.recorded.data.redacted();
     }
     event
+}
+
+/// Ends a watch because the server is shutting down: the client watches again (elsewhere)
+/// from the last resume token it was sent.
+async fn say_shutting_down(sender: &mpsc::Sender<(Result<Event>, Option<Held>)>) {
+    let _ = sender
+        .send((
+            Err(Error::Unavailable {
+                message: "the server is shutting down; watch again with the last resume_token"
+                    .into(),
+                reason: super::error::reason::SHUTTING_DOWN,
+                retry_after: Duration::from_secs(1),
+            }),
+            None,
+        ))
+        .await;
 }
 
 /// Converts a stored row into a domain event; a row this service could not have written is

@@ -633,15 +633,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     })
     .await;
 
-    let shed = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let shed = app.get_customer(&customer.name).await.unwrap_err();
     assert_eq!(shed.code(), Code::Unavailable);
     assert_eq!(
         crate::helpers::details(&shed).error_info().unwrap().reason,
@@ -652,16 +644,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
 
     lock.batch_execute("COMMIT").await.unwrap();
     assert!(holder.await.unwrap().is_ok());
-    assert!(
-        app.client
-            .clone()
-            .get_customer(pb::GetCustomerRequest {
-                name: customer.name,
-                ..Default::default()
-            })
-            .await
-            .is_ok()
-    );
+    assert!(app.get_customer(&customer.name).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -66,14 +66,7 @@ async fn seed(app: &TestApp) {
             })
             .await;
         if i == 4 || i == 5 {
-            app.client
-                .clone()
-                .delete_customer(pb::DeleteCustomerRequest {
-                    name: customer.name,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            app.delete_customer(&customer.name).await.unwrap();
         }
     }
 }

@@ -435,6 +435,61 @@ impl TestApp {
         count.n
     }
 
+    /// GetCustomer (the BASIC view) of `name`, over gRPC with the all-scopes token.
+    pub async fn get_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::GetCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().get_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// WatchCustomerEvents of `parent` (`customers/-`: every customer) after the resume token
+    /// `start_after` (empty: from the start of the log).
+    pub async fn watch(
+        &self,
+        parent: &str,
+        start_after: &str,
+    ) -> Result<tonic::Streaming<pb::CustomerEvent>, Status> {
+        let request = pb::WatchCustomerEventsRequest {
+            parent: parent.into(),
+            start_after: start_after.into(),
+        };
+        let response = self.client.clone().watch_customer_events(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// The names of the customers ListCustomers answers `request` with (its one page).
+    pub async fn customer_names(&self, request: pb::ListCustomersRequest) -> Vec<String> {
+        let response = self.client.clone().list_customers(request).await;
+        let customers = response.expect("list customers").into_inner().customers;
+        customers
+            .into_iter()
+            .map(|customer| customer.name)
+            .collect()
+    }
+
+    /// DeleteCustomer of `name` (soft, no etag), over gRPC with the all-scopes token.
+    pub async fn delete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::DeleteCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().delete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// UndeleteCustomer of `name` (no etag), over gRPC with the all-scopes token.
+    pub async fn undelete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::UndeleteCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().undelete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await
@@ -442,15 +497,19 @@ impl TestApp {
 
     /// Creates `customer` (which must be valid) and returns it as stored.
     pub async fn register(&self, customer: pb::Customer) -> pb::Customer {
-        self.client
-            .clone()
-            .create_customer(pb::CreateCustomerRequest {
-                customer: Some(customer),
-                request_id: String::new(),
-            })
+        self.create_customer(customer)
             .await
             .expect("create customer")
-            .into_inner()
+    }
+
+    /// CreateCustomer of `customer` (no request id), over gRPC with the all-scopes token.
+    pub async fn create_customer(&self, customer: pb::Customer) -> Result<pb::Customer, Status> {
+        let request = pb::CreateCustomerRequest {
+            customer: Some(customer),
+            request_id: String::new(),
+        };
+        let response = self.client.clone().create_customer(request).await;
+        response.map(tonic::Response::into_inner)
     }
 }
 

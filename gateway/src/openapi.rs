@@ -2048,7 +2048,7 @@ mod tests {
                 .unwrap()
                 .keys()
                 .collect::<Vec<_>>(),
-            ["etag"]
+            ["etag", "requestId"]
         );
         assert!(schema.get("required").is_none());
         assert_eq!(undelete["requestBody"]["required"], false);

@@ -239,17 +239,7 @@ where
     where
         S::Conn: Repository<R>,
     {
-        let mut violations = Violations::new();
-        let name = collect(&mut violations, R::Name::parse("name", &request.name));
-        let request_id = collect(
-            &mut violations,
-            names::parse_request_id("request_id", &request.request_id),
-        );
-        let (Some(name), Some(request_id)) = violations.into_result((name, request_id))? else {
-            return Err(Error::internal(&Unreachable(
-                "validated delete without parts",
-            )));
-        };
+        let (name, request_id) = named_request::<R>(&request.name, &request.request_id)?;
         tracing::debug!(resource = %name, "deleting {}", R::FIELD);
         let mut legacy = vec![actor, request.name.as_str(), request.etag.as_str()];
         if R::HAS_FORCE {
@@ -292,17 +282,7 @@ where
     where
         S::Conn: Restore<R>,
     {
-        let mut violations = Violations::new();
-        let parsed = collect(&mut violations, R::Name::parse("name", name));
-        let request_id = collect(
-            &mut violations,
-            names::parse_request_id("request_id", request_id),
-        );
-        let (Some(parsed), Some(request_id)) = violations.into_result((parsed, request_id))? else {
-            return Err(Error::internal(&Unreachable(
-                "validated undelete without parts",
-            )));
-        };
+        let (parsed, request_id) = named_request::<R>(name, request_id)?;
         tracing::debug!(resource = %parsed, "undeleting {}", R::FIELD);
         let fingerprint = Fingerprint::new(
             &Parts {
@@ -397,6 +377,23 @@ where
                 Ok(response)
             })
             .await
+    }
+}
+
+/// The `name` and `request_id` of a request about one resource (delete, undelete), both
+/// checked: every problem of the two is reported at once.
+fn named_request<R: Resource>(name: &str, request_id: &str) -> Result<(R::Name, Option<Uuid>)> {
+    let mut violations = Violations::new();
+    let name = collect(&mut violations, R::Name::parse("name", name));
+    let request_id = collect(
+        &mut violations,
+        names::parse_request_id("request_id", request_id),
+    );
+    match violations.into_result((name, request_id))? {
+        (Some(name), Some(request_id)) => Ok((name, request_id)),
+        _ => Err(Error::internal(&Unreachable(
+            "validated request without a name",
+        ))),
     }
 }
 

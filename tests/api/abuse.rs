@@ -466,6 +466,10 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
         app.create("Ada", &format!("Lovelace{n}")).await;
     }
 
+    let rss_before = metric(app.addr, "process_resident_memory_bytes")
+        .await
+        .expect("process_resident_memory_bytes");
+
     // Four watches on a connection whose streams take no data until read; a fifth is refused.
     let stingy = stingy_connection(app.addr, 0).await;
     let mut unread = Vec::new();
@@ -515,6 +519,15 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
         .await
         .expect("another caller is served");
     assert_eq!(fetched.name, created.name);
+    // The stated bound: the attack costs the process (server and test client) less than
+    // 64 MiB of resident memory.
+    let rss_after = metric(app.addr, "process_resident_memory_bytes")
+        .await
+        .unwrap();
+    assert!(
+        rss_after - rss_before < 64.0 * 1024.0 * 1024.0,
+        "{rss_before} -> {rss_after}"
+    );
     drop(unread);
 }
 

@@ -182,7 +182,7 @@ async fn undelete_restores_and_undelete_of_a_live_customer_is_already_exists() {
 }
 
 /// Deletes a customer without conditions; the deleted customer.
-async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
+pub(crate) async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
     app.client
         .clone()
         .delete_customer(delete(name, ""))

@@ -8,7 +8,9 @@ use http::{Method, StatusCode};
 use prost::Message as _;
 
 use crate::{
+    delete::soft_delete,
     helpers::{TEST_SECRET, TestApp, mint, new_customer},
+    notes::create_note,
     rest::call,
 };
 
@@ -69,15 +71,7 @@ async fn a_deleted_customers_history_shows_personal_data_only_to_admins_on_every
     gone.email = "gone.first@example.com".into();
     gone.phone = "+14155550123".into();
     let gone = app.register(gone).await;
-    admin
-        .create_note(pb::CreateNoteRequest {
-            parent: gone.name.clone(),
-            note: Some(pb::Note {
-                text: "Asked to be forgotten.".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
+    create_note(&app, &gone.name, "Asked to be forgotten.")
         .await
         .unwrap();
     admin
@@ -100,14 +94,7 @@ async fn a_deleted_customers_history_shows_personal_data_only_to_admins_on_every
     let live = events(&mut reader, &gone.name).await;
     assert_eq!(secrets_in(&bytes_of(&live, &gone.name)), SECRETS);
 
-    admin
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: gone.name.clone(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    soft_delete(&app, &gone.name).await;
 
     // The customer's own events: all of them, what happened and when, without its data.
     let redacted = events(&mut reader, &gone.name).await;

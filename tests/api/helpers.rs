@@ -480,8 +480,7 @@ impl TestApp {
     pub async fn undelete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
         let request = pb::UndeleteCustomerRequest {
             name: name.to_owned(),
-            etag: String::new(),
-            request_id: String::new(),
+            ..Default::default()
         };
         let response = self.client.clone().undelete_customer(request).await;
         response.map(tonic::Response::into_inner)

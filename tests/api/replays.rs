@@ -8,6 +8,7 @@ use tonic::Code;
 
 use crate::{
     companies::create_company,
+    delete::soft_delete,
     helpers::{TestApp, assert_reason, eventually, new_customer},
     rest::call,
 };
@@ -113,14 +114,7 @@ async fn a_retried_undelete_with_its_request_id_replays_the_first_answer_on_grpc
     let app = TestApp::spawn().await;
     let mut client = app.client.clone();
     let customer = app.create("Back", "Again").await;
-    client
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: customer.name.clone(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    soft_delete(&app, &customer.name).await;
     let undelete = pb::UndeleteCustomerRequest {
         name: customer.name.clone(),
         etag: String::new(),
@@ -162,14 +156,7 @@ async fn a_retried_undelete_with_its_request_id_replays_the_first_answer_on_grpc
 
     // REST: Idempotency-Key.
     let customer = app.create("Rest", "Again").await;
-    client
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: customer.name.clone(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    soft_delete(&app, &customer.name).await;
     let path = format!("/v1/{}:undelete", customer.name);
     let key = request_id();
     let headers = [("idempotency-key", key.as_str())];

@@ -114,9 +114,7 @@ pub fn subject(id: Uuid) -> String {
 
 /// The first of `granted` that is not a scope, if any.
 pub fn unknown_scope(granted: &[String]) -> Option<&String> {
-    granted
-        .iter()
-        .find(|s| !scopes::ALL.contains(&s.as_str()))
+    granted.iter().find(|s| !scopes::ALL.contains(&s.as_str()))
 }
 
 /// A new secret for key `id`: the full key, shown once, and the hash stored.

@@ -26,7 +26,7 @@ pub const SUBJECT_PREFIX: &str = "api-key:";
 pub enum KeyError {
     /// A scope that does not exist.
     #[error(
-        "unknown scope `{0}` (known: customers.read, customers.write, customers.admin, customers.export)"
+        "unknown scope `{0}` (known: customers.read, customers.write, customers.admin, customers.export, customers.privacy)"
     )]
     UnknownScope(String),
     /// No scopes given.

@@ -48,7 +48,9 @@ pub struct Principal {
 impl Principal {
     /// Whether the caller holds `scope`.
     pub fn has(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|granted| granted == scope)
+        self.scopes
+            .iter()
+            .any(|granted| scopes::grants(granted, scope))
     }
 }
 

@@ -8,8 +8,9 @@
 pub const READ: &str = "customers.read";
 /// Change customers, companies and notes (Create, Update, Delete, Undelete).
 pub const WRITE: &str = "customers.write";
-/// Manage API keys (every `ApiKeyService` RPC), and nothing else: an admin key that should
-/// also read or change customers is granted those scopes too.
+/// Manage API keys (every `ApiKeyService` RPC) and act on data-subject requests ([`PRIVACY`]);
+/// nothing else: an admin key that should also read or change customers is granted those
+/// scopes too.
 pub const ADMIN: &str = "customers.admin";
 /// Bulk-read every customer of a filter in one call (ExportCustomers). A grant of its own,
 /// not implied by [`READ`]: a reader sees what a screen pages through, an exporter takes the
@@ -17,7 +18,18 @@ pub const ADMIN: &str = "customers.admin";
 pub const EXPORT: &str = "customers.export";
 
 /// Every scope there is (what `--auth-disabled` grants, what API keys may hold).
-pub const ALL: [&str; 4] = [READ, WRITE, ADMIN, EXPORT];
+pub const ALL: [&str; 5] = [READ, WRITE, ADMIN, EXPORT, PRIVACY];
+
+/// Data-subject rights (issue 19): export everything held about a person (ExportCustomerData),
+/// erase a person (EraseCustomer).
+/// Granted on its own to a privacy team; [`ADMIN`] includes it ([`grants`]).
+pub const PRIVACY: &str = "customers.privacy";
+
+/// Whether holding `granted` satisfies a method that needs `required`: the scope itself, or
+/// [`ADMIN`] for [`PRIVACY`] (administrators may also act on data-subject requests).
+pub fn grants(granted: &str, required: &str) -> bool {
+    granted == required || (required == PRIVACY && granted == ADMIN)
+}
 
 /// Every protected method and the scope it needs.
 pub const TABLE: &[(&str, &str)] = &[
@@ -50,6 +62,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.ApiKeyService/ListApiKeys", ADMIN),
     ("/customer.v1.ApiKeyService/RevokeApiKey", ADMIN),
     ("/customer.v1.ApiKeyService/RotateApiKey", ADMIN),
+    ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
+    ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
 ];
 
 /// The services whose every method is in [`TABLE`].
@@ -99,6 +113,16 @@ mod tests {
                 .all(|m| required(m) == Some(ADMIN)),
             "every API key RPC needs the admin scope"
         );
+    }
+
+    #[test]
+    fn admin_grants_privacy_and_nothing_grants_admin() {
+        assert!(grants(PRIVACY, PRIVACY));
+        assert!(grants(ADMIN, PRIVACY));
+        assert!(!grants(PRIVACY, ADMIN));
+        assert!(!grants(WRITE, PRIVACY));
+        assert!(!grants(READ, PRIVACY));
+        assert!(grants(ADMIN, ADMIN));
     }
 
     #[test]

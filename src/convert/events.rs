@@ -69,6 +69,7 @@ pub fn content_to_proto(
                 EventType::CustomerDeleted => Kind::Deleted(pb::CustomerDeleted {}),
                 EventType::CustomerUndeleted => Kind::Undeleted(pb::CustomerUndeleted {}),
                 EventType::CustomerPurged => Kind::Purged(pb::CustomerPurged {}),
+                EventType::CustomerErased => Kind::Erased(pb::CustomerErased {}),
                 // Registration, and (for data the service cannot have written) anything else.
                 _ => Kind::Registered(pb::CustomerRegistered {}),
             };

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod csv;
 pub mod events;
+pub mod privacy;
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;

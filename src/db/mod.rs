@@ -16,7 +16,8 @@
 //!   `DATABASE_SESSION_URL` when set.
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
-//! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`] and [`api_keys`]:
+//! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`], [`api_keys`] and
+//!   [`erasure`] (data-subject rights):
 //!   the queries, one function per statement. The statements every resource table has alike
 //!   are declared once in [`table`], its row types in [`models`].
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
@@ -42,6 +43,7 @@ pub mod companies;
 pub mod connect;
 pub mod customers;
 pub mod deadline;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod filter;

@@ -132,3 +132,17 @@ diesel::table! {
         create_time -> Timestamptz,
     }
 }
+
+diesel::table! {
+    erasure_log (customer_id) {
+        customer_id -> Uuid,
+        reason -> Text,
+        reference -> Nullable<Text>,
+        actor -> Text,
+        request_id -> Nullable<Uuid>,
+        erase_time -> Timestamptz,
+        notes_erased -> BigInt,
+        events_scrubbed -> BigInt,
+        replays_erased -> BigInt,
+    }
+}

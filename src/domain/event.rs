@@ -34,6 +34,8 @@ pub enum EventType {
     CustomerUndeleted,
     /// A soft-deleted customer was removed for good after its retention.
     CustomerPurged,
+    /// A customer was erased at once (EraseCustomer).
+    CustomerErased,
     /// A company was created.
     CompanyCreated,
     /// Fields of a company changed.
@@ -63,12 +65,13 @@ pub enum ResourceKind {
 
 impl EventType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::CustomerRegistered,
         Self::CustomerUpdated,
         Self::CustomerDeleted,
         Self::CustomerUndeleted,
         Self::CustomerPurged,
+        Self::CustomerErased,
         Self::CompanyCreated,
         Self::CompanyUpdated,
         Self::CompanyDeleted,
@@ -87,6 +90,7 @@ impl EventType {
             Self::CustomerDeleted => "CustomerDeleted",
             Self::CustomerUndeleted => "CustomerUndeleted",
             Self::CustomerPurged => "CustomerPurged",
+            Self::CustomerErased => "CustomerErased",
             Self::CompanyCreated => "CompanyCreated",
             Self::CompanyUpdated => "CompanyUpdated",
             Self::CompanyDeleted => "CompanyDeleted",
@@ -107,6 +111,7 @@ impl EventType {
             Self::CustomerDeleted => "deleted",
             Self::CustomerUndeleted => "undeleted",
             Self::CustomerPurged => "purged",
+            Self::CustomerErased => "erased",
             Self::CompanyCreated => "company_created",
             Self::CompanyUpdated => "company_updated",
             Self::CompanyDeleted => "company_deleted",
@@ -124,7 +129,8 @@ impl EventType {
             | Self::CustomerUpdated
             | Self::CustomerDeleted
             | Self::CustomerUndeleted
-            | Self::CustomerPurged => ResourceKind::Customer,
+            | Self::CustomerPurged
+            | Self::CustomerErased => ResourceKind::Customer,
             Self::CompanyCreated
             | Self::CompanyUpdated
             | Self::CompanyDeleted

@@ -252,6 +252,7 @@ fn event_type(kind: EventType) -> &'static str {
         EventType::CustomerDeleted => "CustomerDeleted",
         EventType::CustomerUndeleted => "CustomerUndeleted",
         EventType::CustomerPurged => "CustomerPurged",
+        EventType::CustomerErased => "CustomerErased",
         EventType::CompanyCreated => "CompanyCreated",
         EventType::CompanyUpdated => "CompanyUpdated",
         EventType::CompanyDeleted => "CompanyDeleted",

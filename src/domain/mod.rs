@@ -9,6 +9,7 @@
 //! - [`company`]: the company model (`companies/{uuid}`) and its rules.
 //! - [`note`]: the note model (`customers/{uuid}/notes/{uuid}`) and its rules.
 //! - [`event`]: domain events, the diff of an update, the parent of an events listing.
+//! - [`erasure`]: why a customer is erased and the record kept of it (no personal data).
 //! - [`names`]: resource names (`customers/{uuid}`, `companies/{uuid}`, notes) and request
 //!   ids.
 //! - [`filter`] / [`order_by`]: the AIP-160 filter and AIP-132 order_by languages, generic
@@ -21,6 +22,7 @@
 pub mod company;
 pub mod country;
 pub mod customer;
+pub mod erasure;
 pub mod event;
 pub mod filter;
 pub mod legacy;

@@ -57,9 +57,11 @@ pub fn decode(event_type: EventType, payload: &[u8]) -> Result<EventData, Decode
     }
     let snapshot = event.snapshot;
     Ok(match kind {
-        Kind::Registered(_) | Kind::Deleted(_) | Kind::Undeleted(_) | Kind::Purged(_) => {
-            customer_change(customer_snapshot(snapshot)?, Vec::new(), None)?
-        }
+        Kind::Registered(_)
+        | Kind::Deleted(_)
+        | Kind::Undeleted(_)
+        | Kind::Purged(_)
+        | Kind::Erased(_) => customer_change(customer_snapshot(snapshot)?, Vec::new(), None)?,
         Kind::Updated(updated) => customer_change(
             customer_snapshot(snapshot)?,
             paths(updated.changed_fields),
@@ -131,6 +133,7 @@ fn type_of(kind: &Kind) -> EventType {
         Kind::Deleted(_) => EventType::CustomerDeleted,
         Kind::Undeleted(_) => EventType::CustomerUndeleted,
         Kind::Purged(_) => EventType::CustomerPurged,
+        Kind::Erased(_) => EventType::CustomerErased,
         Kind::CompanyCreated(_) => EventType::CompanyCreated,
         Kind::CompanyUpdated(_) => EventType::CompanyUpdated,
         Kind::CompanyDeleted(_) => EventType::CompanyDeleted,

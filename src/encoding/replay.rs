@@ -71,3 +71,29 @@ replayable!(Customer as pb::Customer: customer_from_proto, v1::customer,
     |customer: &Customer| Some(customer.stored.id));
 replayable!(Company as pb::Company: company_from_proto, v1::company, |_: &Company| None);
 replayable!(Note as pb::Note: note_from_proto, v1::note, |note: &Note| Some(note.customer_id));
+
+/// EraseCustomer's answer: `0x02 ||` a `customer.v1.CustomerErasure` (a new method: no
+/// version 1 was ever written).
+impl Replayable for crate::domain::erasure::Erasure {
+    fn encode_replay(&self) -> Vec<u8> {
+        versioned(&crate::convert::privacy::erasure_to_proto(self.clone()))
+    }
+
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+        crate::convert::privacy::erasure_from_proto(pb::CustomerErasure::decode(unversioned(
+            bytes,
+        )?)?)
+    }
+
+    fn decode_replay_v1(_: serde_json::Value) -> Result<Self, DecodeError> {
+        Err(DecodeError::invalid(
+            "response",
+            "erasures were never stored as version 1",
+        ))
+    }
+
+    fn personal_data_of(&self) -> Option<uuid::Uuid> {
+        // An erasure's answer holds no personal data: nothing to forget with the customer.
+        None
+    }
+}

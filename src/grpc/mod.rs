@@ -181,6 +181,8 @@ customer_service! {
     export_customers(pb::ExportCustomersRequest) -> CustomerStream = export;
     watch_customer_events(pb::WatchCustomerEventsRequest) -> EventStream = watch;
     get_business_info(pb::GetBusinessInfoRequest) -> pb::BusinessInfo = business_info;
+    erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
+    export_customer_data(pb::ExportCustomerDataRequest) -> pb::CustomerDataExport = export_data;
 }
 
 /// The RPCs only one resource has.
@@ -314,6 +316,57 @@ impl CustomerApi {
     ) -> RpcResult<pb::BusinessInfo> {
         let info = self.service.business_info(&request.get_ref().name).await?;
         Ok(Response::new(business_to_proto(info)))
+    }
+
+    /// EraseCustomer: the customer and its personal data gone at once, for good.
+    async fn erase(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> RpcResult<pb::CustomerErasure> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let erasure = self
+            .service
+            .erase(
+                crate::service::privacy::EraseRequest {
+                    name: request.name,
+                    reason: request.reason,
+                    reference: request.reference,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::privacy::erasure_to_proto(erasure)))
+    }
+
+    /// ExportCustomerData: everything held about one person, as one document.
+    async fn export_data(
+        &self,
+        request: Request<pb::ExportCustomerDataRequest>,
+    ) -> RpcResult<pb::CustomerDataExport> {
+        let export = self.service.export_data(&request.get_ref().name).await?;
+        // REST passes response metadata on as headers: the document is a download.
+        let disposition = format!(
+            "attachment; filename=\"customer-{}.json\"",
+            export.customer.stored.id
+        );
+        let mut response = Response::new(pb::CustomerDataExport {
+            customer: Some(pb::Customer {
+                business_info: export.business.map(business_to_proto),
+                ..export.customer.to_message()
+            }),
+            notes: export.notes.into_iter().map(Resource::to_message).collect(),
+            events: export
+                .events
+                .into_iter()
+                .map(|event| event_to_proto(event, false))
+                .collect(),
+            export_time: Some(timestamp(export.export_time)),
+        });
+        if let Ok(value) = disposition.parse() {
+            response.metadata_mut().insert("content-disposition", value);
+        }
+        Ok(response)
     }
 }
 

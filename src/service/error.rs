@@ -83,6 +83,9 @@ pub mod reason {
     pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
     /// An export's snapshot holds more external id sources than an export has columns for.
     pub const TOO_MANY_EXTERNAL_ID_SOURCES: &str = "TOO_MANY_EXTERNAL_ID_SOURCES";
+    /// A retry of a request whose first response was erased with the customer it was about
+    /// (EraseCustomer): it is not run again, which could bring the erased data back.
+    pub const REQUEST_ERASED: &str = "REQUEST_ERASED";
 }
 
 /// Result of a use case.

@@ -5,7 +5,8 @@
 //! core's generic write path ([`crate::core::write`]) applied to the resource declarations
 //! in [`crate::resources`]; lists page through [`crate::core::list`]. What is left here is
 //! what only one resource does: the customer's batch get, its FULL view (the business
-//! registry) and its purge after retention. It knows nothing of tonic, HTTP, JSON or SQL.
+//! registry) and its purge after retention; [`privacy`], the data-subject rights (erasure).
+//! It knows nothing of tonic, HTTP, JSON or SQL.
 
 pub mod api_keys;
 pub mod companies;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod export;
 pub mod notes;
 pub mod page_token;
+pub mod privacy;
 pub mod watches;
 
 use crate::domain::names::ResourceName as _;

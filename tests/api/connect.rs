@@ -191,7 +191,8 @@ async fn get_is_served_exactly_for_the_methods_the_proto_marks_without_side_effe
             "ListCompanies",
             "GetNote",
             "ListNotes",
-            "GetBusinessInfo"
+            "GetBusinessInfo",
+            "ExportCustomerData"
         ]
     );
 }

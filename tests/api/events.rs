@@ -51,6 +51,7 @@ pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
         Some(Kind::Deleted(_)) => "deleted",
         Some(Kind::Undeleted(_)) => "undeleted",
         Some(Kind::Purged(_)) => "purged",
+        Some(Kind::Erased(_)) => "erased",
         Some(Kind::CompanyCreated(_)) => "company_created",
         Some(Kind::CompanyUpdated(_)) => "company_updated",
         Some(Kind::CompanyDeleted(_)) => "company_deleted",

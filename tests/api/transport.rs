@@ -28,7 +28,7 @@ fn http2() -> HttpClient {
 }
 
 /// A gRPC length-prefixed frame.
-fn frame(message: &impl Message) -> Vec<u8> {
+pub(crate) fn frame(message: &impl Message) -> Vec<u8> {
     let body = message.encode_to_vec();
     let mut framed = vec![0_u8];
     framed.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
@@ -37,7 +37,7 @@ fn frame(message: &impl Message) -> Vec<u8> {
 }
 
 /// Splits a gRPC-web response body into (data frames, trailer block).
-fn unframe(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
+pub(crate) fn unframe(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
     let mut data = Vec::new();
     let mut trailers = String::new();
     while body.len() >= 5 {
@@ -66,7 +66,7 @@ fn status_field(parts: &http::response::Parts, trailers: &str, name: &str) -> Op
     })
 }
 
-fn trailer<'a>(trailers: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn trailer<'a>(trailers: &'a str, name: &str) -> Option<&'a str> {
     trailers
         .split("\r\n")
         .filter_map(|line| line.split_once(':'))
@@ -74,7 +74,7 @@ fn trailer<'a>(trailers: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.trim())
 }
 
-async fn grpc_web(
+pub(crate) async fn grpc_web(
     app: &TestApp,
     method: &str,
     body: Vec<u8>,

@@ -180,7 +180,7 @@ mod tests {
                 "type = Nope",
                 7,
                 "invalid type 'Nope'; expected one of CustomerRegistered, CustomerUpdated, \
-                 CustomerDeleted, CustomerUndeleted, CustomerPurged, CompanyCreated, \
+                 CustomerDeleted, CustomerUndeleted, CustomerPurged, CustomerErased, CompanyCreated, \
                  CompanyUpdated, CompanyDeleted, CompanyUndeleted, NoteAdded, NoteUpdated, \
                  NoteDeleted",
             ),

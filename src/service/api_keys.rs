@@ -385,25 +385,20 @@ fn name_and_request_id(name: &str, request_id: &str) -> Result<(ApiKeyName, Opti
     }
 }
 
-/// `scopes`: at least one, each a known scope, none twice.
+/// `scopes`: at least one, each a known scope ([`crate::auth::scopes::ALL`]), none twice.
 fn check_scopes(violations: &mut Violations, scopes: &[String]) {
+    let known = crate::auth::scopes::ALL.join(", ");
     if scopes.is_empty() {
         violations.add(
             "api_key.scopes",
-            "is required: at least one of customers.read, customers.write, customers.admin",
+            format!("is required: at least one of {known}"),
         );
     }
     for (i, scope) in scopes.iter().enumerate() {
         let field = format!("api_key.scopes[{i}]");
         if keys::unknown_scope(std::slice::from_ref(scope)).is_some() {
             let shown: String = scope.chars().take(64).collect();
-            violations.add(
-                field,
-                format!(
-                    "unknown scope `{shown}` (known: customers.read, customers.write, \
-                     customers.admin)"
-                ),
-            );
+            violations.add(field, format!("unknown scope `{shown}` (known: {known})"));
         } else if scopes[..i].contains(scope) {
             violations.add(field, format!("repeats `{scope}`"));
         }

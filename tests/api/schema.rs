@@ -269,3 +269,19 @@ async fn schema_rs_matches_the_migrated_database() {
         Err("line 3: `#[sql_name = \"x\"]` is not `column -> Type,` (extend this parser)".into())
     );
 }
+
+#[test]
+fn every_migration_has_a_version_of_its_own() {
+    // Diesel keys applied migrations by the version before the first `_`: two directories
+    // with one version (branches merged the same day) would leave one of them unapplied.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut versions: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| name.split_once('_').map(|(version, _)| version.to_owned()))
+        .collect();
+    let count = versions.len();
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), count, "a migration version is used twice");
+}

@@ -52,6 +52,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/DeleteNote", WRITE),
     ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
     ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
+    ("/customer.v1.CustomerService/FindDuplicateCustomers", READ),
 ];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).

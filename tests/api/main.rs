@@ -23,6 +23,7 @@ mod database_tls;
 mod delete;
 mod deploy;
 mod docs;
+mod duplicates;
 mod erasure;
 mod events;
 mod export;

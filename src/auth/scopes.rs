@@ -64,6 +64,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.ApiKeyService/RotateApiKey", ADMIN),
     ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
     ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
+    ("/customer.v1.CustomerService/FindDuplicateCustomers", READ),
 ];
 
 /// The services whose every method is in [`TABLE`].

@@ -17,7 +17,7 @@
 //! - Migrations: `migrations/` is embedded in the binary and applied under an advisory lock,
 //!   so several instances starting at once migrate exactly once.
 //! - [`customers`], [`companies`], [`notes`], [`events`], [`request_ids`], [`api_keys`] and
-//!   [`erasure`] (data-subject rights):
+//!   [`erasure`] (data-subject rights), [`duplicates`] (duplicate detection):
 //!   the queries, one function per statement. The statements every resource table has alike
 //!   are declared once in [`table`], its row types in [`models`].
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
@@ -43,6 +43,7 @@ pub mod companies;
 pub mod connect;
 pub mod customers;
 pub mod deadline;
+pub mod duplicates;
 pub mod erasure;
 pub mod error;
 pub mod events;

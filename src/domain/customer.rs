@@ -433,7 +433,7 @@ fn is_email(text: &str) -> bool {
 }
 
 /// E.164: `+`, a non-zero leading digit, at most 15 digits in total.
-fn is_e164(text: &str) -> bool {
+pub(crate) fn is_e164(text: &str) -> bool {
     let Some(digits) = text.strip_prefix('+') else {
         return false;
     };

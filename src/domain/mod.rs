@@ -10,6 +10,7 @@
 //! - [`note`]: the note model (`customers/{uuid}/notes/{uuid}`) and its rules.
 //! - [`event`]: domain events, the diff of an update, the parent of an events listing.
 //! - [`erasure`]: why a customer is erased and the record kept of it (no personal data).
+//! - [`duplicates`]: what a duplicate probe compares, in normal form, and why a candidate matched.
 //! - [`names`]: resource names (`customers/{uuid}`, `companies/{uuid}`, notes) and request
 //!   ids.
 //! - [`filter`] / [`order_by`]: the AIP-160 filter and AIP-132 order_by languages, generic
@@ -22,6 +23,7 @@
 pub mod company;
 pub mod country;
 pub mod customer;
+pub mod duplicates;
 pub mod erasure;
 pub mod event;
 pub mod filter;

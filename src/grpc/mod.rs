@@ -368,6 +368,34 @@ impl CustomerApi {
         }
         Ok(response)
     }
+
+    async fn find_duplicate_customers(
+        &self,
+        request: Request<pb::FindDuplicateCustomersRequest>,
+    ) -> RpcResult<pb::FindDuplicateCustomersResponse> {
+        let request = request.into_inner();
+        let page = self
+            .service
+            .find_duplicates(crate::service::duplicates::DuplicatesRequest {
+                name: request.name,
+                customer: request.customer.as_ref().map(Customer::input_from),
+                page_size: request.page_size,
+                page_token: request.page_token,
+            })
+            .await?;
+        Ok(Response::new(pb::FindDuplicateCustomersResponse {
+            candidates: page
+                .items
+                .into_iter()
+                .map(|candidate| pb::DuplicateCandidate {
+                    customer: Some(candidate.customer.to_message()),
+                    score: candidate.score,
+                    reasons: candidate.reasons.iter().map(|r| r.number()).collect(),
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
 }
 
 /// A registry answer as its proto message.

@@ -5,12 +5,14 @@
 //! core's generic write path ([`crate::core::write`]) applied to the resource declarations
 //! in [`crate::resources`]; lists page through [`crate::core::list`]. What is left here is
 //! what only one resource does: the customer's batch get, its FULL view (the business
-//! registry) and its purge after retention; [`privacy`], the data-subject rights (erasure).
+//! registry) and its purge after retention; [`privacy`], the data-subject rights (erasure,
+//! export); [`duplicates`], duplicate detection.
 //! It knows nothing of tonic, HTTP, JSON or SQL.
 
 pub mod api_keys;
 pub mod companies;
 pub mod deadline;
+pub mod duplicates;
 pub mod error;
 pub mod events;
 pub mod export;

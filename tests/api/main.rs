@@ -25,6 +25,7 @@ mod delete;
 mod deleted_history;
 mod deploy;
 mod docs;
+mod duplicates;
 mod erasure;
 mod events;
 mod export;

@@ -1,0 +1,3 @@
+DROP INDEX customers_dup_full_name_trgm_idx;
+DROP INDEX customers_dup_email_local_idx;
+DROP INDEX customers_dup_email_idx;

@@ -282,3 +282,123 @@ impl QueryFragment<Pg> for KeysetAfter {
         Ok(())
     }
 }
+
+/// Rows a substring search first examines in order before it decides how to go on.
+pub const PROBE_ROWS: i64 = 1000;
+
+/// Matches among the [`PROBE_ROWS`] from which walking on in order beats the trigram index.
+/// The walk costs about `page / density` rows, each tested with `ILIKE`; the index costs a
+/// heap fetch per match anywhere in the table: at a million rows the two meet near 0.5%
+/// density (BENCHMARKS.md, "contains-search").
+pub const DENSE_MATCHES: usize = 5;
+
+/// Whether `filter` has a substring match (`field:"text"`), the condition the planner
+/// misjudges: it cannot tell from its statistics how rare a substring is, so it walks the
+/// ordering index and tests every row, however few match.
+pub fn searches_text<F: FilterField>(filter: &Expr<F>) -> bool {
+    match filter {
+        Expr::And(left, right) | Expr::Or(left, right) => {
+            searches_text(left) || searches_text(right)
+        }
+        Expr::Not(inner) => searches_text(inner),
+        Expr::Contains { .. } => true,
+        Expr::Compare(_) | Expr::Present { .. } => false,
+    }
+}
+
+/// The page of `filter` among only the first [`PROBE_ROWS`] rows after `after` in `order`:
+/// `SELECT … FROM (the next PROBE_ROWS rows, in order) AS <table> WHERE filter ORDER BY …
+/// LIMIT limit`. The inner walk is bounded, so this costs the same for any filter; when it
+/// fills the page, the page is the query's (every earlier match is among the rows probed).
+pub(super) fn probe<'a, F, K>(
+    rows: Rows<'a, K::Row, F::Table>,
+    table: &'static str,
+    filter: &Expr<F>,
+    order: &[OrderKey<K>],
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Probe<'a, K::Row, F::Table>
+where
+    F: Translate,
+    F::Table: QuerySource,
+    K: SortKey,
+    K::Row: Selectable<Pg>,
+{
+    Probe {
+        select: K::Row::construct_selection(),
+        inner: page::<F, K>(rows, None, order, after, PROBE_ROWS),
+        table,
+        filter: condition(filter),
+        keys: Keys::new(order),
+        limit,
+    }
+}
+
+/// The statement of [`probe`].
+pub(super) struct Probe<'a, R: Selectable<Pg>, T: QuerySource + 'static> {
+    select: R::SelectExpression,
+    inner: Rows<'a, R, T>,
+    table: &'static str,
+    filter: super::filter::Condition<T>,
+    keys: Keys,
+    limit: i64,
+}
+
+impl<R: Selectable<Pg>, T: QuerySource> QueryId for Probe<'_, R, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<'a, R: Selectable<Pg>, T: QuerySource> diesel::query_builder::Query for Probe<'a, R, T>
+where
+    Rows<'a, R, T>: diesel::query_builder::Query,
+{
+    type SqlType = <Rows<'a, R, T> as diesel::query_builder::Query>::SqlType;
+}
+
+impl<'a, R: Selectable<Pg>, T: QuerySource> QueryFragment<Pg> for Probe<'a, R, T>
+where
+    R::SelectExpression: QueryFragment<Pg>,
+    Rows<'a, R, T>: QueryFragment<Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        self.select.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM (");
+        self.inner.walk_ast(out.reborrow())?;
+        // Named as the table, so the filter's qualified columns read the probed rows.
+        out.push_sql(") AS ");
+        out.push_identifier(self.table)?;
+        out.push_sql(" WHERE ");
+        self.filter.walk_ast(out.reborrow())?;
+        out.push_sql(" ORDER BY ");
+        self.keys.walk_ast(out.reborrow())?;
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)
+    }
+}
+
+/// Runs `body` with the planner's index and sequential scans priced out, leaving it bitmap
+/// scans: a sparse substring search then starts from the trigram index instead of walking
+/// the ordering index (and sorts the few matches). Inside a transaction the settings are
+/// reset afterwards; outside, a transaction of its own scopes them.
+pub(super) async fn from_text_index<T>(
+    conn: &mut diesel_async::AsyncPgConnection,
+    body: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection, TransactionManager};
+    const OFF: &str = "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off";
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .map_err(diesel::result::Error::from)?;
+    if depth.is_some() {
+        conn.batch_execute(OFF).await?;
+        let result = body(conn).await;
+        conn.batch_execute("RESET enable_indexscan; RESET enable_seqscan")
+            .await?;
+        return result;
+    }
+    AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN READ ONLY; {OFF}")).await?;
+    let result = body(conn).await;
+    super::finish(conn, result).await
+}

@@ -151,7 +151,8 @@ pub async fn list(
     } else if probed.len() >= keyset::DENSE_MATCHES {
         page().load(conn).await
     } else {
-        keyset::from_text_index(conn, async |conn| page().load(conn).await).await
+        let conn: &AsyncPgConnection = conn;
+        keyset::from_text_index(conn, page().load(&mut &*conn)).await
     }
 }
 

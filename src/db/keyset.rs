@@ -284,13 +284,13 @@ impl QueryFragment<Pg> for KeysetAfter {
 }
 
 /// Rows a substring search first examines in order before it decides how to go on.
-pub const PROBE_ROWS: i64 = 1000;
+pub const PROBE_ROWS: i64 = 500;
 
 /// Matches among the [`PROBE_ROWS`] from which walking on in order beats the trigram index.
 /// The walk costs about `page / density` rows, each tested with `ILIKE`; the index costs a
 /// heap fetch per match anywhere in the table: at a million rows the two meet near 0.5%
 /// density (BENCHMARKS.md, "contains-search").
-pub const DENSE_MATCHES: usize = 5;
+pub const DENSE_MATCHES: usize = 3;
 
 /// Whether `filter` has a substring match (`field:"text"`), the condition the planner
 /// misjudges: it cannot tell from its statistics how rare a substring is, so it walks the
@@ -378,27 +378,29 @@ where
     }
 }
 
-/// Runs `body` with the planner's index and sequential scans priced out, leaving it bitmap
-/// scans: a sparse substring search then starts from the trigram index instead of walking
-/// the ordering index (and sorts the few matches). Inside a transaction the settings are
-/// reset afterwards; outside, a transaction of its own scopes them.
+/// Awaits `page`, a statement on `conn`, with the planner's index and sequential scans
+/// priced out, leaving it bitmap scans: a sparse substring search then starts from the
+/// trigram index instead of walking the ordering index (and sorts the few matches).
+///
+/// The settings are switched off just before and reset just after, in statements pipelined
+/// with `page` (one round trip for the four). All four are sent on the first poll, so the
+/// resets run whatever `page` answers; a call abandoned midway discards its connection
+/// (`db::checkout`), settings and all. Inside a transaction they are its settings too.
 pub(super) async fn from_text_index<T>(
-    conn: &mut diesel_async::AsyncPgConnection,
-    body: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> QueryResult<T>,
+    conn: &diesel_async::AsyncPgConnection,
+    page: impl Future<Output = QueryResult<T>>,
 ) -> QueryResult<T> {
-    use diesel_async::{AnsiTransactionManager, SimpleAsyncConnection, TransactionManager};
-    const OFF: &str = "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off";
-    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn)
-        .transaction_depth()
-        .map_err(diesel::result::Error::from)?;
-    if depth.is_some() {
-        conn.batch_execute(OFF).await?;
-        let result = body(conn).await;
-        conn.batch_execute("RESET enable_indexscan; RESET enable_seqscan")
-            .await?;
-        return result;
-    }
-    AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN READ ONLY; {OFF}")).await?;
-    let result = body(conn).await;
-    super::finish(conn, result).await
+    // Both diesel's and diesel-async's `RunQueryDsl` apply to a `sql_query`: say which.
+    let run = |sql| diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut &*conn);
+    let off = run("SELECT set_config('enable_indexscan', 'off', false), \
+                   set_config('enable_seqscan', 'off', false)");
+    let reset_index = run("RESET enable_indexscan");
+    let reset_seq = run("RESET enable_seqscan");
+    // Joined futures are first polled in order, so the four are sent in this order.
+    let (off, rows, reset_index, reset_seq) =
+        futures_util::future::join4(off, page, reset_index, reset_seq).await;
+    off?;
+    reset_index?;
+    reset_seq?;
+    rows
 }

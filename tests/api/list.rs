@@ -534,8 +534,8 @@ async fn substring_searches_page_alike_whether_their_matches_are_dense_or_rare()
     use diesel_async::SimpleAsyncConnection;
     let app = TestApp::spawn().await;
     // 3000 customers, one create_time for all (the id breaks every tie): every other one a
-    // "Common…" (dense), every 150th a "Medium…" (6 among the first 1000 probed rows), and
-    // the 1200th, 2400th and 2999th a "Rare…" (none among the first 1000).
+    // "Common…" (dense), every 150th a "Medium…" (3 among the first 500 probed rows), and
+    // the 1200th, 2400th and 2999th a "Rare…" (none among the first 500).
     app.db()
         .await
         .batch_execute(

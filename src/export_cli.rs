@@ -126,17 +126,11 @@ pub async fn run(args: &ExportArgs) -> Result<u64, ExportError> {
         .export_customers(request)
         .await
         .map_err(|status| failed(0, status))?;
-    let sources: Vec<String> = response
+    let sources = response
         .metadata()
         .get(EXTERNAL_ID_SOURCES_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(|list| {
-            list.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+        .and_then(|value| value.to_str().ok());
+    let mut rows = Rows::new(args.format, CsvWriter::sources(sources))?;
     let mut stream = response.into_inner();
 
     let out: Box<dyn Write> = match &args.output {
@@ -144,7 +138,6 @@ pub async fn run(args: &ExportArgs) -> Result<u64, ExportError> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut rows = Rows::new(args.format, sources)?;
     let progress = progress_bar(args.quiet);
     let mut line = Vec::with_capacity(4096);
     rows.header(&mut line);

@@ -180,6 +180,9 @@ pub enum Command {
     /// Probe a running server's /readyz on LISTEN_ADDR; exit 0 when it answers 200 (the
     /// container image's HEALTHCHECK: the image has no shell or curl).
     Healthcheck(crate::healthcheck::HealthcheckArgs),
+    /// Export customers from a running server (ExportCustomers over gRPC) as NDJSON or CSV,
+    /// with a progress bar.
+    Export(crate::export_cli::ExportArgs),
 }
 
 /// `customer-api token`.

@@ -168,16 +168,9 @@ fn csv(call: Call) -> Response<Body> {
     let sources = call
         .headers
         .get(EXTERNAL_ID_SOURCES_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(|list| {
-            list.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+        .and_then(|value| value.to_str().ok());
     let headers = metadata_headers(&call.headers);
-    let writer = CsvWriter::new(sources);
+    let writer = CsvWriter::new(CsvWriter::sources(sources));
     let mut first = Vec::with_capacity(CHUNK_BYTES + 1024);
     writer.header(&mut first);
     let chunks = futures_util::stream::unfold(Some((call, writer, first)), |state| async move {

@@ -16,6 +16,7 @@
 //! | `create` | CreateCustomer with a request id | insert |
 //! | `update` | UpdateCustomer (phone) with the etag and a request id | insert |
 //! | `mixed` | 80% GetCustomer, 10% Create, 10% Update | 80/20 blend |
+//! | `export` | ExportCustomers of every live customer (gRPC, REST CSV), one at a time | `COPY (SELECT …) TO STDOUT` |
 //!
 //! With `--requests N` every scenario instead sends exactly N requests after a warm-up of
 //! `--warmup-requests`, with optional shell commands right before and after each measured
@@ -27,6 +28,7 @@
 //! of the server), [`report`] (markdown, JSON, targets).
 
 mod clients;
+mod export;
 mod load;
 mod pgbench;
 mod procfs;
@@ -58,7 +60,7 @@ use crate::{
 };
 
 /// Every scenario, in run order.
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "pgbench-select",
     "get-grpc",
     "get-grpc-web",
@@ -72,6 +74,7 @@ const SCENARIOS: [&str; 13] = [
     "create",
     "update",
     "mixed",
+    "export",
 ];
 
 /// Pages walked by token to reach the deep page.
@@ -86,7 +89,7 @@ struct Args {
     /// Address of the running server.
     #[arg(long, default_value = "127.0.0.1:18080")]
     addr: SocketAddr,
-    /// Bearer token with customers.read and customers.write.
+    /// Bearer token with customers.read, customers.write and customers.export.
     #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
     token: String,
     /// Seeded customers (ids 1..=rows, see scripts/bench/seed.sql).
@@ -122,6 +125,9 @@ struct Args {
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pgbench: PathBuf,
+    /// The psql executable (the export scenario's COPY baseline).
+    #[arg(long, default_value = "psql")]
+    psql: PathBuf,
     /// Where pgbench scripts and logs go.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
@@ -506,6 +512,18 @@ async fn run(args: Args) -> Result<(), String> {
                     m,
                 )
             }
+            "export" => {
+                if matches!(mode, Mode::Counted { .. }) {
+                    eprintln!("  skipped: an export is one call, not a count of requests");
+                    continue;
+                }
+                let Some(url) = &args.database_url else {
+                    eprintln!("  skipped: no --database-url for the COPY baseline");
+                    continue;
+                };
+                facts.push(export_facts(&args.psql, url, &mut client(0), &target, pid).await?);
+                continue;
+            }
             other => return Err(format!("no driver for {other}")),
         };
         match outcome {
@@ -544,6 +562,49 @@ async fn run(args: Args) -> Result<(), String> {
         rows,
     };
     finish(&args, &report, started.elapsed())
+}
+
+/// The export scenario: COPY, then the gRPC and REST CSV exports, as one line of facts.
+async fn export_facts(
+    psql: &std::path::Path,
+    database_url: &str,
+    grpc: &mut Grpc,
+    target: &Target,
+    server: Option<u32>,
+) -> Result<String, String> {
+    let copy = export::copy(psql, database_url).await?;
+    let over_grpc = export::grpc(grpc, server).await?;
+    let csv = export::rest_csv(target, server).await?;
+    for pass in [&over_grpc, &csv] {
+        if pass.rows != copy.rows {
+            return Err(format!(
+                "export: {} customers exported, COPY read {}",
+                pass.rows, copy.rows
+            ));
+        }
+    }
+    let describe = |name: &str, pass: &export::Pass| {
+        format!(
+            "{name} {:.2} s = {:.0} rows/s, {:.0}% of COPY, server peak RSS {}",
+            pass.elapsed.as_secs_f64(),
+            pass.rate(),
+            100.0 * pass.rate() / copy.rate(),
+            pass.peak_rss_kib
+                .map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
+        )
+    };
+    let line = format!(
+        "Export of {} customers: `COPY (SELECT …) TO STDOUT` {:.2} s = {:.0} rows/s ({:.0} MiB); {}; {} ({:.0} MiB)",
+        copy.rows,
+        copy.elapsed.as_secs_f64(),
+        copy.rate(),
+        copy.bytes as f64 / 1048576.0,
+        describe("gRPC", &over_grpc),
+        describe("REST CSV", &csv),
+        csv.bytes as f64 / 1048576.0,
+    );
+    eprintln!("  {line}");
+    Ok(line)
 }
 
 /// One line per finished scenario, so progress shows results as they come.

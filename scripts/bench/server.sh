@@ -2,7 +2,7 @@
 # every measurement runs against: PostgreSQL (scripts/ensure-postgres.sh), a fresh copy of a
 # seeded template database (`customer_api_bench`), and the release server on BENCH_ADDR with
 # authentication on and rate limits far above the load. It leaves behind ADDR, TOKEN (a
-# bearer token with read and write scopes), SERVER_PID, BENCH_URL, OUT and ROWS, and a trap
+# bearer token with read, write and export scopes), SERVER_PID, BENCH_URL, OUT and ROWS, and a trap
 # that stops the server on every exit path.
 #
 # A script that sets SERVER_START=manual before sourcing gets the database template and the
@@ -89,7 +89,7 @@ esac
 
 # --- the server ---------------------------------------------------------------------
 export JWT_HS256_SECRET=${JWT_HS256_SECRET:-bench-only-secret-0123456789abcdef0123456789}
-TOKEN=$("$BIN" token --scopes "customers.read customers.write" --ttl 2h --sub bench)
+TOKEN=$("$BIN" token --scopes "customers.read customers.write customers.export" --ttl 2h --sub bench)
 SERVER_PID=
 stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -63,6 +63,15 @@ impl CsvWriter {
         }
     }
 
+    /// The sources listed in an `export-external-id-sources` value (comma-separated).
+    pub fn sources(list: Option<&str>) -> Vec<String> {
+        list.unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Appends the header row to `out`.
     pub fn header(&self, out: &mut Vec<u8>) {
         let columns = COLUMNS.iter().map(|c| (*c).to_owned());

@@ -123,13 +123,37 @@ pub async fn list(
     query: &ListQuery<'_>,
     company: Option<&str>,
 ) -> QueryResult<Vec<CustomerRow>> {
-    let mut rows = rows(query.show_deleted);
-    if let Some(company) = company {
-        rows = rows.filter(customers::company.eq(company.to_owned()));
+    let rows = || {
+        let rows = rows(query.show_deleted);
+        match company {
+            Some(company) => rows.filter(customers::company.eq(company.to_owned())),
+            None => rows,
+        }
+    };
+    let page = || keyset::page(rows(), query.filter, query.order, query.after, query.limit);
+    let Some(search) = query.filter.filter(|filter| keyset::searches_text(filter)) else {
+        return page().load(conn).await;
+    };
+    // A substring search: the planner cannot tell a rare substring from a common one, so
+    // look at the density among the next rows in order first (keyset::probe).
+    let probed: Vec<CustomerRow> = keyset::probe(
+        rows(),
+        "customers",
+        search,
+        query.order,
+        query.after,
+        query.limit,
+    )
+    .load(conn)
+    .await?;
+    if probed.len() as i64 >= query.limit {
+        Ok(probed)
+    } else if probed.len() >= keyset::DENSE_MATCHES {
+        page().load(conn).await
+    } else {
+        let conn: &AsyncPgConnection = conn;
+        keyset::from_text_index(conn, page().load(&mut &*conn)).await
     }
-    keyset::page(rows, query.filter, query.order, query.after, query.limit)
-        .load(conn)
-        .await
 }
 
 /// Which of `ids` are soft-deleted customers now (purged and unknown ids are not).

@@ -298,3 +298,125 @@ pub(crate) fn created_before<QS>(
             .sql(")"),
     )
 }
+
+/// Rows a substring search first examines in order before it decides how to go on.
+pub const PROBE_ROWS: i64 = 500;
+
+/// Matches among the [`PROBE_ROWS`] from which walking on in order beats the trigram index.
+/// The walk costs about `page / density` rows, each tested with `ILIKE`; the index costs a
+/// heap fetch per match anywhere in the table: at a million rows the two meet near 0.5%
+/// density (BENCHMARKS.md, "contains-search").
+pub const DENSE_MATCHES: usize = 3;
+
+/// Whether `filter` has a substring match (`field:"text"`), the condition the planner
+/// misjudges: it cannot tell from its statistics how rare a substring is, so it walks the
+/// ordering index and tests every row, however few match.
+pub fn searches_text<F: FilterField>(filter: &Expr<F>) -> bool {
+    match filter {
+        Expr::And(left, right) | Expr::Or(left, right) => {
+            searches_text(left) || searches_text(right)
+        }
+        Expr::Not(inner) => searches_text(inner),
+        Expr::Contains { .. } => true,
+        Expr::Compare(_) | Expr::Present { .. } => false,
+    }
+}
+
+/// The page of `filter` among only the first [`PROBE_ROWS`] rows after `after` in `order`:
+/// `SELECT … FROM (the next PROBE_ROWS rows, in order) AS <table> WHERE filter ORDER BY …
+/// LIMIT limit`. The inner walk is bounded, so this costs the same for any filter; when it
+/// fills the page, the page is the query's (every earlier match is among the rows probed).
+pub(super) fn probe<'a, F, K>(
+    rows: Rows<'a, K::Row, F::Table>,
+    table: &'static str,
+    filter: &Expr<F>,
+    order: &[OrderKey<K>],
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Probe<'a, K::Row, F::Table>
+where
+    F: Translate,
+    F::Table: QuerySource,
+    K: SortKey,
+    K::Row: Selectable<Pg>,
+{
+    Probe {
+        select: K::Row::construct_selection(),
+        inner: page::<F, K>(rows, None, order, after, PROBE_ROWS),
+        table,
+        filter: condition(filter),
+        keys: Keys::new(order),
+        limit,
+    }
+}
+
+/// The statement of [`probe`].
+pub(super) struct Probe<'a, R: Selectable<Pg>, T: QuerySource + 'static> {
+    select: R::SelectExpression,
+    inner: Rows<'a, R, T>,
+    table: &'static str,
+    filter: super::filter::Condition<T>,
+    keys: Keys,
+    limit: i64,
+}
+
+impl<R: Selectable<Pg>, T: QuerySource> QueryId for Probe<'_, R, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<'a, R: Selectable<Pg>, T: QuerySource> diesel::query_builder::Query for Probe<'a, R, T>
+where
+    Rows<'a, R, T>: diesel::query_builder::Query,
+{
+    type SqlType = <Rows<'a, R, T> as diesel::query_builder::Query>::SqlType;
+}
+
+impl<'a, R: Selectable<Pg>, T: QuerySource> QueryFragment<Pg> for Probe<'a, R, T>
+where
+    R::SelectExpression: QueryFragment<Pg>,
+    Rows<'a, R, T>: QueryFragment<Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        self.select.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM (");
+        self.inner.walk_ast(out.reborrow())?;
+        // Named as the table, so the filter's qualified columns read the probed rows.
+        out.push_sql(") AS ");
+        out.push_identifier(self.table)?;
+        out.push_sql(" WHERE ");
+        self.filter.walk_ast(out.reborrow())?;
+        out.push_sql(" ORDER BY ");
+        self.keys.walk_ast(out.reborrow())?;
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)
+    }
+}
+
+/// Awaits `page`, a statement on `conn`, with the planner's index and sequential scans
+/// priced out, leaving it bitmap scans: a sparse substring search then starts from the
+/// trigram index instead of walking the ordering index (and sorts the few matches).
+///
+/// The settings are switched off just before and reset just after, in statements pipelined
+/// with `page` (one round trip for the four). All four are sent on the first poll, so the
+/// resets run whatever `page` answers; a call abandoned midway discards its connection
+/// (`db::checkout`), settings and all. Inside a transaction they are its settings too.
+pub(super) async fn from_text_index<T>(
+    conn: &diesel_async::AsyncPgConnection,
+    page: impl Future<Output = QueryResult<T>>,
+) -> QueryResult<T> {
+    // Both diesel's and diesel-async's `RunQueryDsl` apply to a `sql_query`: say which.
+    let run = |sql| diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut &*conn);
+    let off = run("SELECT set_config('enable_indexscan', 'off', false), \
+                   set_config('enable_seqscan', 'off', false)");
+    let reset_index = run("RESET enable_indexscan");
+    let reset_seq = run("RESET enable_seqscan");
+    // Joined futures are first polled in order, so the four are sent in this order.
+    let (off, rows, reset_index, reset_seq) =
+        futures_util::future::join4(off, page, reset_index, reset_seq).await;
+    off?;
+    reset_index?;
+    reset_seq?;
+    rows
+}

@@ -8,6 +8,10 @@
 //! of the export. Every batch reads the same snapshot, so a customer written during the
 //! export is seen as it was when the export began (or not at all), never twice. A reader
 //! that goes away ends the walk at the next send, and the transaction with it.
+//!
+//! Before the first row, the same snapshot gives the sources of the external ids its
+//! customers hold ([`Export::external_id_sources`]): a CSV export's header names a column per
+//! source, so it must know them all before the first row (`convert::csv`).
 
 use tokio::sync::mpsc;
 

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::helpers::{TestApp, assert_invalid, http_get, labels, new_customer, scoped};
+use crate::helpers::{Scratch, TestApp, assert_invalid, http_get, labels, new_customer, scoped};
 
 /// Every customer of `filter` through ListCustomers, in pages of 4.
 async fn list_all(app: &TestApp, filter: &str, show_deleted: bool) -> Vec<pb::Customer> {
@@ -441,4 +441,86 @@ async fn export_needs_the_export_scope_which_read_does_not_grant() {
         .into_inner();
     assert_eq!(stream.next().await.unwrap().unwrap().given_name, "Scoped");
     assert!(stream.next().await.is_none());
+}
+
+/// `customer-api export ARGS` against `app` (its all-scopes token), with no environment.
+async fn cli_export(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_customer-api"))
+        .env_clear()
+        .arg("export")
+        .args(["--server", &format!("http://{}", app.addr)])
+        .args(["--token", &app.token])
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_writes_the_same_csv_and_ndjson_as_the_rest_export() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let dir = Scratch::new("cli-export");
+
+    for (format, query) in [
+        (
+            "csv",
+            "format=csv&filter=labels.tier%20%3D%20gold&showDeleted=true",
+        ),
+        (
+            "ndjson",
+            "format=ndjson&filter=labels.tier%20%3D%20gold&showDeleted=true",
+        ),
+    ] {
+        let file = dir.0.join(format!("gold.{format}"));
+        let file_arg = file.to_str().unwrap();
+
+        let output = cli_export(
+            &app,
+            &[
+                "--filter",
+                "labels.tier = gold",
+                "--show-deleted",
+                "--format",
+                format,
+                "-o",
+                file_arg,
+            ],
+        )
+        .await;
+
+        assert!(output.status.success(), "{output:?}");
+        let written = std::fs::read(&file).unwrap();
+        let (status, _, served) = rest_export(&app, query, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            std::str::from_utf8(&served).unwrap()
+        );
+    }
+    let csv = std::fs::read_to_string(dir.0.join("gold.csv")).unwrap();
+    assert_eq!(parse_csv(&csv).len(), 1 + 6);
+    let ndjson = std::fs::read_to_string(dir.0.join("gold.ndjson")).unwrap();
+    assert_eq!(ndjson.lines().count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_fails_with_the_servers_reason_and_writes_to_stdout_by_default() {
+    let app = TestApp::spawn().await;
+    app.create("Only", "One").await;
+
+    let bad = cli_export(&app, &["--filter", "nickname = x"]).await;
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("the export failed after 0 customer(s)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nickname"), "{stderr}");
+
+    let ok = cli_export(&app, &["--format", "csv"]).await;
+    assert!(ok.status.success(), "{ok:?}");
+    let rows = parse_csv(std::str::from_utf8(&ok.stdout).unwrap());
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][2], "Only");
 }

@@ -516,3 +516,56 @@ async fn deep_pages_are_index_range_scans_not_offsets() {
     );
     assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn substring_searches_page_alike_whether_their_matches_are_dense_or_rare() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    // 3000 customers, one create_time for all (the id breaks every tie): every other one a
+    // "Common…" (dense), every 150th a "Medium…" (3 among the first 500 probed rows), and
+    // the 1200th, 2400th and 2999th a "Rare…" (none among the first 500).
+    app.db()
+        .await
+        .batch_execute(
+            "INSERT INTO customers (id, given_name, family_name, email, status, create_time) \
+             SELECT gen_random_uuid(), 'G' || i, \
+                    CASE WHEN i IN (1200, 2400, 2999) THEN 'Rarefield' \
+                         WHEN i % 150 = 0 THEN 'Mediumson' \
+                         WHEN i % 2 = 0 THEN 'Commonley' ELSE 'Other' END, \
+                    's' || i || '@example.com', 1, '2026-01-01T00:00:00Z' \
+             FROM generate_series(1, 3000) AS i; ANALYZE customers",
+        )
+        .await
+        .unwrap();
+
+    for (term, expected) in [("ommonl", 1480), ("mediums", 18), ("AREFIEL", 3)] {
+        let filter = format!("family_name:\"{term}\"");
+        // Every customer of the term, in list order, from PostgreSQL itself.
+        let mut conn = app.db().await;
+        #[derive(diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
+        let expected_names: Vec<String> = diesel_async::RunQueryDsl::load::<Name>(
+            diesel::sql_query(
+                "SELECT id FROM customers WHERE family_name ILIKE $1 ORDER BY create_time, id",
+            )
+            .bind::<diesel::sql_types::Text, _>(format!("%{term}%")),
+            &mut conn,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| format!("customers/{}", row.id))
+        .collect();
+        assert_eq!(expected_names.len(), expected, "{term}");
+
+        for page_size in [2, 50, 1000] {
+            let (names, _) = walk(&app, &filter, "", page_size).await;
+            assert_eq!(names, expected_names, "{term}, pages of {page_size}");
+        }
+        let (names, _) = walk(&app, &format!("{filter} OR given_name = G1"), "", 9).await;
+        assert_eq!(names.len(), expected + 1, "{term} OR");
+    }
+}

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::auth::scopes;
 use crate::core::list::MAX_PAGE_SIZE;
-use crate::domain::{company, customer, names, note};
+use crate::domain::{company, country, customer, names, note};
 use crate::service::MAX_BATCH_GET;
 
 /// Title, version, description and constraints of the document.
@@ -48,8 +48,8 @@ const NOT_BLANK: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F
 const NOTE_TEXT: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
 /// E.164: `+`, a non-zero digit, at most 15 digits (or empty: no phone).
 const PHONE: &str = r"^(\+[1-9][0-9]{1,14})?$";
-/// ISO 3166-1 alpha-2 (the assigned codes are checked by the service).
-const COUNTRY_CODE: &str = "^[A-Za-z]{2}$";
+/// What Rust's `str::trim` removes (Unicode `White_Space`), as a character class.
+const WHITE_SPACE: &str = r"[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
 
 /// The domain's limits on request values, by proto field, as JSON Schema keywords.
 pub fn constraints() -> gateway::openapi::Constraints {
@@ -79,7 +79,18 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "pattern": format!(r"^(({label}\.)+[A-Za-z]([A-Za-z0-9-]{{0,{}}}[A-Za-z0-9])?)?$",
             company::MAX_DOMAIN_LABEL_CHARS - 2),
     });
-    let page_size = json!({"minimum": 0, "maximum": MAX_PAGE_SIZE});
+    // AIP-158: a larger page size is coerced to the maximum, not refused.
+    let page_size = json!({
+        "minimum": 0,
+        "description": format!("At most {MAX_PAGE_SIZE} items are returned; a larger value \
+            counts as {MAX_PAGE_SIZE}. 0 (or absent) picks the default."),
+    });
+    let source = json!({"pattern": customer::EXTERNAL_SOURCE_PATTERN});
+    let external_id = json!({
+        "minLength": 1,
+        "maxLength": customer::MAX_EXTERNAL_ID_CHARS,
+        "pattern": NO_CONTROL,
+    });
     let request_id = json!({"pattern": format!("^({uuid})?$")});
 
     let mut fields = BTreeMap::new();
@@ -110,11 +121,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
         json!({
             "maxProperties": customer::MAX_EXTERNAL_IDS,
             "propertyNames": {"pattern": customer::EXTERNAL_SOURCE_PATTERN},
-            "additionalProperties": {
-                "minLength": 1,
-                "maxLength": customer::MAX_EXTERNAL_ID_CHARS,
-                "pattern": NO_CONTROL,
-            },
+            "additionalProperties": external_id.clone(),
         }),
     );
     add(
@@ -132,7 +139,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
     }
     add(
         "PostalAddress.country_code",
-        json!({"pattern": COUNTRY_CODE}),
+        json!({"pattern": country_code_pattern()}),
     );
     add(
         "Company.display_name",
@@ -163,7 +170,20 @@ pub fn constraints() -> gateway::openapi::Constraints {
             "minItems": 1,
             "maxItems": MAX_BATCH_GET,
             "items": {"pattern": format!("^customers/{uuid}$")},
+            // A name listed twice is refused (it would only repeat a customer).
+            "uniqueItems": true,
         }),
+    );
+    for request in ["UpsertCustomerRequest", "LookupCustomerRequest"] {
+        add(&format!("{request}.source"), source.clone());
+        add(&format!("{request}.external_id"), external_id.clone());
+    }
+    add(
+        "GetBusinessInfoRequest.name",
+        json!({"pattern": format!(
+            "^businesses/[A-Za-z0-9._/-]{{1,{}}}$",
+            customer::MAX_BUSINESS_ID_CHARS
+        )}),
     );
     for request in [
         "CreateCustomerRequest",
@@ -191,6 +211,25 @@ pub fn constraints() -> gateway::openapi::Constraints {
         );
     }
     gateway::openapi::Constraints { fields, ids }
+}
+
+/// An assigned ISO 3166-1 alpha-2 code in either case, with white space around it: what the
+/// service accepts (it trims and upper-cases before looking the code up).
+fn country_code_pattern() -> String {
+    let mut by_first: BTreeMap<char, String> = BTreeMap::new();
+    for code in country::CODES {
+        let mut letters = code.chars();
+        if let (Some(first), Some(second)) = (letters.next(), letters.next()) {
+            let seconds = by_first.entry(first).or_default();
+            seconds.push(second);
+            seconds.push(second.to_ascii_lowercase());
+        }
+    }
+    let alternatives: Vec<String> = by_first
+        .iter()
+        .map(|(first, seconds)| format!("[{first}{}][{seconds}]", first.to_ascii_lowercase()))
+        .collect();
+    format!("^{WHITE_SPACE}*({}){WHITE_SPACE}*$", alternatives.join("|"))
 }
 
 /// The gateway's document completed with authentication, servers and the open routes.

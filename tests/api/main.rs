@@ -44,6 +44,7 @@ mod relay;
 mod resilience;
 mod rest;
 mod schema;
+mod schemathesis;
 mod sdk;
 mod secrets;
 mod tls;

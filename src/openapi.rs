@@ -152,14 +152,6 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "Note.text",
         json!({"maxLength": note::MAX_TEXT_CHARS, "pattern": NOTE_TEXT}),
     );
-    for list in [
-        "ListCustomersRequest",
-        "ListCompaniesRequest",
-        "ListNotesRequest",
-        "ListCustomerEventsRequest",
-    ] {
-        add(&format!("{list}.page_size"), page_size.clone());
-    }
     add(
         "ListCustomersRequest.parent",
         json!({"pattern": optional_name("companies")}),
@@ -185,21 +177,18 @@ pub fn constraints() -> gateway::openapi::Constraints {
             customer::MAX_BUSINESS_ID_CHARS
         )}),
     );
-    for request in [
-        "CreateCustomerRequest",
-        "UpdateCustomerRequest",
-        "DeleteCustomerRequest",
-        "CreateCompanyRequest",
-        "UpdateCompanyRequest",
-        "DeleteCompanyRequest",
-        "CreateNoteRequest",
-        "UpdateNoteRequest",
-        "DeleteNoteRequest",
-    ] {
-        add(&format!("{request}.request_id"), request_id.clone());
+    // Every request's page size and request id go through one parser each
+    // (`list::page_size`, `names::parse_request_id`): every such field gets their limits.
+    for (request, field) in request_fields(&["page_size", "request_id"]) {
+        let keywords = if field == "page_size" {
+            page_size.clone()
+        } else {
+            request_id.clone()
+        };
+        add(&format!("{request}.{field}"), keywords);
     }
 
-    let mut ids: BTreeMap<String, String> = ["customer", "company", "note"]
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key"]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();
@@ -211,6 +200,26 @@ pub fn constraints() -> gateway::openapi::Constraints {
         );
     }
     gateway::openapi::Constraints { fields, ids }
+}
+
+/// `(request, field)` for each `customer.v1` request message with a field of one of these
+/// names, the request named relative to the package.
+fn request_fields(names: &[&str]) -> Vec<(String, String)> {
+    let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    pool.all_messages()
+        .filter_map(|message| {
+            let request = message.full_name().strip_prefix("customer.v1.")?.to_owned();
+            request.ends_with("Request").then_some((message, request))
+        })
+        .flat_map(|(message, request)| {
+            names
+                .iter()
+                .filter(move |name| message.get_field_by_name(name).is_some())
+                .map(move |name| (request.clone(), (*name).to_owned()))
+        })
+        .collect()
 }
 
 /// An assigned ISO 3166-1 alpha-2 code in either case, with white space around it: what the

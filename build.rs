@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/customer/v1/events.proto",
     "proto/customer/v1/company.proto",
     "proto/customer/v1/note.proto",
+    "proto/customer/v1/api_keys.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,6 +21,7 @@
 //!   | `event-pruner` | removes events past retention |
 //!   | `event-lag-reporter` | logs the relay's lag (with a relay only) |
 //!   | `event-relay` | publishes events to NATS JetStream (with `NATS_URL` only) |
+//!   | `api-key-listener` | forgets cached verifications of keys revoked or rotated anywhere (`LISTEN`) |
 //!
 //! - **Shutdown**: readiness and health turn NOT_SERVING at once; the listener keeps serving
 //!   for `shutdown_delay` (load balancers take the instance out meanwhile), then closes, watch
@@ -44,7 +45,6 @@ use std::{
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 
 pub use self::supervisor::{Restarts, Supervisor};
@@ -53,8 +53,6 @@ use crate::{
     config::ServeSettings,
     connections::Connections,
     db,
-    grpc::CustomerApi,
-    pb::customer_service_server::CustomerServiceServer,
     relay::{Relay, RelayStatus},
     server,
     service::{CustomerService, page_token::PageTokens},
@@ -107,6 +105,8 @@ pub struct App {
     tasks: Supervisor,
     /// The event sequencer and listener, stopped once in-flight calls have drained.
     event_tasks: Supervisor,
+    /// Who is calling (its cache follows key revocations in a background task).
+    authenticator: Authenticator,
 }
 
 impl std::fmt::Debug for App {
@@ -160,7 +160,8 @@ impl App {
                     .await?;
                 PageTokens::from_key(&key)
             }
-        };
+        }
+        .with_page_bytes(settings.limits.max_response_page_bytes);
         let authenticator = if settings.auth.auth_disabled {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (--auth-disabled): every caller has every scope. \
@@ -209,7 +210,7 @@ impl App {
         let router = server::router(
             &settings,
             service.clone(),
-            authenticator,
+            authenticator.clone(),
             health_service,
             ready.clone(),
             relay.as_ref().map(|relay| relay.status()),
@@ -226,6 +227,7 @@ impl App {
             router,
             tasks,
             event_tasks,
+            authenticator,
         })
     }
 
@@ -258,6 +260,10 @@ impl App {
             &self.ready,
             last_probe,
         );
+        self.tasks.spawn("api-key-listener", {
+            let authenticator = self.authenticator.clone();
+            move |stop| authenticator.clone().follow_changes(stop)
+        });
 
         tracing::info!(
             address = ?listener.local_addr().ok(),
@@ -464,10 +470,7 @@ async fn probe_once(
 
 /// Sets the gRPC health of the service and of the server as a whole.
 async fn report(health: &HealthReporter, status: tonic_health::ServingStatus) {
-    for name in [
-        <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
-        "",
-    ] {
+    for name in server::SERVICES.iter().copied().chain([""]) {
         health.set_service_status(name, status).await;
     }
 }

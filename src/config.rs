@@ -169,7 +169,9 @@ pub enum Command {
     Openapi,
     /// Mint an HS256 token with the configured secret (development, tests, grpcurl sessions).
     Token(TokenArgs),
-    /// Manage API keys for service accounts.
+    /// Manage API keys for service accounts with database credentials: the first admin key
+    /// (`create --scopes customers.admin`); after it, `ApiKeyService` (`/v1/apiKeys`) needs
+    /// none. Changes are audited as the caller `cli`.
     ApiKey {
         /// What to do with keys.
         #[command(subcommand)]
@@ -480,6 +482,13 @@ pub struct LimitSettings {
     /// ended with UNAVAILABLE and a resume token.
     #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub watch_slow_consumer_timeout: Duration,
+
+    /// Most bytes of items (their protobuf encoding) in one List page or BatchGet answer: a
+    /// page stops before the row that would pass it, with a next page token (at least one
+    /// row); a BatchGet past it is INVALID_ARGUMENT. Keep it well below the 16 MiB message
+    /// limit (REST's JSON of a page is up to about twice its protobuf).
+    #[arg(long, env, default_value_t = crate::core::list::DEFAULT_MAX_PAGE_BYTES)]
+    pub max_response_page_bytes: usize,
 }
 
 impl LimitSettings {

@@ -56,6 +56,7 @@ pub mod db;
 pub mod docs;
 pub mod domain;
 pub mod encoding;
+pub mod export_formats;
 pub mod grpc;
 pub mod healthcheck;
 pub mod http_client;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::auth::scopes;
 use crate::core::list::MAX_PAGE_SIZE;
 use crate::domain::{company, country, customer, names, note};
-use crate::service::MAX_BATCH_GET;
+use crate::service::{MAX_BATCH_GET, api_keys};
 
 /// Title, version, description and constraints of the document.
 pub fn info() -> gateway::openapi::Info {
@@ -28,8 +28,9 @@ pub fn info() -> gateway::openapi::Info {
         title: "customer-api".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: Some(
-            "customer.v1.CustomerService as REST/JSON, transcoded from the gRPC API by its \
-             google.api.http annotations. Errors follow AIP-193.\n\n\
+            "customer.v1.CustomerService and customer.v1.ApiKeyService as REST/JSON, \
+             transcoded from the gRPC API by their google.api.http annotations. Errors follow \
+             AIP-193.\n\n\
              JSON: fields that can be unset (messages such as `address` or `deleteTime`) are \
              left out of responses when unset, never `null`; every other field is always \
              present. Authenticate with `authorization: Bearer <JWT>` or `x-api-key: <key>`; \
@@ -177,6 +178,24 @@ pub fn constraints() -> gateway::openapi::Constraints {
             customer::MAX_BUSINESS_ID_CHARS
         )}),
     );
+    add(
+        "ApiKey.display_name",
+        required_text(api_keys::MAX_DISPLAY_NAME_CHARS),
+    );
+    add(
+        "ApiKey.scopes",
+        json!({
+            "minItems": 1,
+            "uniqueItems": true,
+            "items": {"enum": scopes::ALL},
+        }),
+    );
+    // A rotation's grace period: a JSON Duration from 0 to MAX_ROTATION_GRACE (7 days).
+    const _: () = assert!(api_keys::MAX_ROTATION_GRACE.as_secs() == 604_800);
+    add(
+        "RotateApiKeyRequest.grace_period",
+        json!({"pattern": r"^(0*([0-9]{1,5}|[1-5][0-9]{5}|60[0-3][0-9]{3}|604[0-7][0-9]{2})(\.[0-9]+)?|0*604800(\.0+)?)s$"}),
+    );
     // Every request's page size and request id go through one parser each
     // (`list::page_size`, `names::parse_request_id`): every such field gets their limits.
     for (request, field) in request_fields(&["page_size", "request_id"]) {
@@ -261,8 +280,8 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
             "type": "apiKey",
             "in": "header",
             "name": "x-api-key",
-            "description": "An API key (`customer-api api-key create`) with the scope an \
-                operation names.",
+            "description": "An API key (`POST /v1/apiKeys` with `customers.admin`, or \
+                `customer-api api-key create` for the first) with the scope an operation names.",
         },
     });
     document["security"] = json!([{"bearerAuth": []}, {"apiKey": []}]);
@@ -287,11 +306,39 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
                 }
             }
         }
+        if let Some(export) = paths.get_mut(crate::export_formats::PATH) {
+            export_formats(&mut export["get"]);
+        }
         for (path, item) in open_routes() {
             paths.insert(path.to_owned(), item);
         }
     }
     Ok(document)
+}
+
+/// The export route's `format` parameter and its CSV representation
+/// ([`crate::export_formats`], which serves them in front of the gateway).
+fn export_formats(operation: &mut Value) {
+    if let Some(parameters) = operation["parameters"].as_array_mut() {
+        parameters.push(json!({
+            "name": "format",
+            "in": "query",
+            "description": "`ndjson` (the default): one JSON customer per line; `csv`: RFC 4180 \
+                with a header row, one column per field (`address.locality`, `labels` as a \
+                JSON object, one `external_ids.<source>` column per source), cells starting \
+                with `=`, `+`, `-`, `@`, a tab or CR prefixed with `'` against formula \
+                injection. Any other value is 400 `INVALID_ARGUMENT` (`format`).",
+            "schema": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"},
+        }));
+    }
+    operation["responses"]["200"]["content"]["text/csv"] = json!({
+        "schema": {"type": "string", "description": "CSV with a header row (`format=csv`)."},
+    });
+    operation["responses"]["200"]["headers"][crate::grpc::EXTERNAL_ID_SOURCES_HEADER] = json!({
+        "description": "The external id sources of the export's snapshot, comma-separated: \
+            the `external_ids.<source>` columns of its CSV.",
+        "schema": {"type": "string"},
+    });
 }
 
 /// The plain HTTP routes beside the gateway that need no credential.

@@ -13,6 +13,9 @@
 //!   single spaces or dashes, and bare runs of 9 or more digits. Only the last two digits are kept,
 //!   behind a fixed-width mask that does not reveal the length (`+49 30 123456` →
 //!   `+*******56`, `4930123456` → `*******56`).
+//! - **API keys** (`cak_<id>_<secret>`): the secret becomes `***`, the id stays. Keys are never
+//!   logged on purpose; this catches one a client put where it does not belong (a path, a
+//!   field) before it reaches a log line or an error message.
 //!
 //! What is deliberately left alone, so that logs stay useful: UUIDs and resource names
 //! (`customers/0190a7b2-…`), hex ids and any other token that mixes digits with letters,
@@ -56,15 +59,55 @@ const MIN_BARE_DIGITS: usize = 9;
 /// assert!(matches!(mask_pii(id), std::borrow::Cow::Borrowed(_)));
 /// ```
 pub fn mask_pii(text: &str) -> Cow<'_, str> {
-    match mask_emails(text) {
-        Cow::Borrowed(text) => mask_phones(text),
+    // Keys first: a secret's digits could otherwise be taken for a phone number, and the key
+    // would no longer be recognised.
+    let keys = mask_api_keys(text);
+    let emails = and_then(keys, mask_emails);
+    and_then(emails, mask_phones)
+}
+
+/// `text` masked by `mask`, still borrowed if neither masked anything.
+fn and_then<'a>(text: Cow<'a, str>, mask: fn(&str) -> Cow<'_, str>) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(text) => mask(text),
         Cow::Owned(masked) => {
-            if let Cow::Owned(both) = mask_phones(&masked) {
+            if let Cow::Owned(both) = mask(&masked) {
                 return Cow::Owned(both);
             }
             Cow::Owned(masked)
         }
     }
+}
+
+/// The prefix of a service-account API key, `cak_<32 hex id>_<secret>`
+/// ([`crate::auth::api_keys`]).
+const API_KEY_PREFIX: &str = "cak_";
+
+/// API keys: the secret after `cak_<id>_` becomes `***`; the id stays (it names the key, as
+/// the caller `api-key:<id>` of the access log does).
+fn mask_api_keys(text: &str) -> Cow<'_, str> {
+    Rewriter::run(text, text.contains(API_KEY_PREFIX), |b, out| {
+        let mut from = 0;
+        while let Some(found) = out.text[from..].find(API_KEY_PREFIX) {
+            let id_start = from + found + API_KEY_PREFIX.len();
+            let id_end = id_start + 32;
+            from = id_start;
+            if b.len() <= id_end
+                || b[id_end] != b'_'
+                || !b[id_start..id_end].iter().all(u8::is_ascii_hexdigit)
+            {
+                continue;
+            }
+            let secret_end = b[id_end + 1..]
+                .iter()
+                .position(|&byte| !(byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'))
+                .map_or(b.len(), |length| id_end + 1 + length);
+            if secret_end > id_end + 1 {
+                out.replace(id_end + 1, secret_end).push_str("***");
+                from = secret_end;
+            }
+        }
+    })
 }
 
 /// [`mask_pii`] for an owned string: returns it as is (no copy) when nothing is masked.
@@ -382,6 +425,30 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn api_key_secrets_are_masked_and_their_ids_kept() {
+        let id = "0190a7b28c1e7c1a9d2e1f2a3b4c5d6e";
+        let key = format!("cak_{id}_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MDEyMzQ1Njc4OTAx");
+        assert_eq!(
+            mask_pii(&format!("x-api-key: {key}, again {key}.")),
+            format!("x-api-key: cak_{id}_***, again cak_{id}_***.")
+        );
+        // Digits in a secret are not taken for a phone number first.
+        let digits = format!("cak_{id}_1234567890123456789012345678901234567890123");
+        assert_eq!(mask_pii(&digits), format!("cak_{id}_***"));
+        for not_a_key in [
+            "cak_",
+            "cak_short_secret",
+            "a cak_ in prose",
+            &format!("cak_{id}"),
+        ] {
+            assert!(
+                matches!(mask_pii(not_a_key), Cow::Borrowed(_)),
+                "{not_a_key}"
+            );
+        }
+    }
 
     fn masked(text: &str) -> String {
         mask_pii(text).into_owned()

@@ -41,14 +41,17 @@ use crate::{
     connections::{Activity, Connections, IdleIo, Tracked},
     grpc::{
         CustomerApi,
+        api_keys::ApiKeyApi,
         body::BodyFirst,
         content_type::GrpcContentType,
         deadline::Deadline,
-        middleware::{Inner, Wrapped},
+        middleware::{Also, Inner, Wrapped},
     },
     metrics::{Metered, Metrics, Snapshot},
     observe::{Observe, REQUEST_ID, RpcObserver},
-    pb::customer_service_server::CustomerServiceServer,
+    pb::{
+        api_key_service_server::ApiKeyServiceServer, customer_service_server::CustomerServiceServer,
+    },
     relay::RelayStatus,
     service::CustomerService,
     tls::{self, TlsAcceptor},
@@ -178,13 +181,16 @@ pub(crate) fn router(
     // limited.
     let rate_limits = RateLimits::new(settings.rate_limit_rps, settings.rate_limit_burst);
     // Metrics outermost: shed and refused calls count too.
-    let metrics = Arc::new(Metrics::new(
-        FILE_DESCRIPTOR_SET,
-        &[<CustomerServiceServer<CustomerApi> as NamedService>::NAME],
-    ));
+    let metrics = Arc::new(Metrics::new(FILE_DESCRIPTOR_SET, SERVICES));
     let customers = CustomerServiceServer::new(CustomerApi::new(service.clone()))
         .max_decoding_message_size(settings.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    // ApiKeyService shares the whole stack below (and the entry of REST and Connect): its
+    // calls are limited, authenticated, scoped and metered as the customer service's are.
+    let api_keys = ApiKeyServiceServer::new(ApiKeyApi::new(service.clone(), authenticator.clone()))
+        .max_decoding_message_size(settings.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let customers = Wrapped::new(Also::new(api_keys), customers);
     // The global permit is taken once the request message is read (BodyFirst), so bodies
     // that never come hold none; the caller is identified (and held to its share) before its
     // body is read, so nobody unauthenticated makes the server read or buffer a body.
@@ -212,7 +218,7 @@ pub(crate) fn router(
     // calling the same gRPC services in-process; Connect on the gRPC paths, likewise.
     let rest = rest_gateway()?.max_body_bytes(settings.max_rest_body_bytes);
     let connect = rest.connect(entry(customers.clone()), settings.max_request_bytes)?;
-    let grpc = add_grpc_and_connect(Router::new(), customers.clone(), connect);
+    let grpc = add_grpc_and_connect(Router::new(), customers.clone(), connect, SERVICES);
     let grpc = add_grpc(grpc, health_service);
     let protect_docs = settings.auth.protect_docs;
     let grpc = if protect_docs {
@@ -360,7 +366,7 @@ pub(crate) fn router(
     let router = grpc
         .merge(probes)
         .merge(crate::docs::routes())
-        .fallback_service(rest);
+        .fallback_service(crate::export_formats::ExportFormats::new(rest));
     let router = match cors(&settings.cors_allowed_origins) {
         Some(cors) => router
             .layer(cors)
@@ -420,6 +426,7 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
     gateway::error::set_error_domain(crate::service::error::ERROR_DOMAIN);
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
         .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
+        .service(<ApiKeyServiceServer<ApiKeyApi> as NamedService>::NAME)
         // Gateway errors quote paths and bodies, which may hold an email or phone number.
         .redact_errors(crate::redact::mask_pii)
         .request_id_header(REQUEST_ID))
@@ -442,15 +449,26 @@ where
 }
 
 /// [`add_grpc`] for a service also served over the Connect protocol by `connect` (which calls
-/// it in-process, as the REST gateway does).
-fn add_grpc_and_connect<S>(router: Router, service: S, connect: Connect) -> Router
+/// it in-process, as the REST gateway does), mounted at the path of each of `names` (the
+/// services it serves).
+fn add_grpc_and_connect<S>(router: Router, service: S, connect: Connect, names: &[&str]) -> Router
 where
     S: Inner<tonic::body::Body, Error = Infallible> + NamedService + Sync,
 {
-    let path = format!("/{}/{{*method}}", S::NAME);
     let stack = tonic_web::GrpcWebLayer::new().layer(entry(service));
-    router.route_service(&path, GrpcContentType::with_connect(stack, connect))
+    names.iter().fold(router, |router, name| {
+        router.route_service(
+            &format!("/{name}/{{*method}}"),
+            GrpcContentType::with_connect(stack.clone(), connect.clone()),
+        )
+    })
 }
+
+/// The services every transport serves (gRPC, gRPC-web, Connect, REST), behind one stack.
+pub const SERVICES: &[&str] = &[
+    <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
+    <ApiKeyServiceServer<ApiKeyApi> as NamedService>::NAME,
+];
 
 /// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline
 /// enforced, the call's status recorded for the access log.

@@ -541,13 +541,17 @@ impl Inner {
                 } else {
                     message
                 };
-                let mut deserializer = serde_json::Deserializer::from_slice(text);
-                let parsed = DynamicMessage::deserialize_with_options(
-                    rpc.descriptor.input(),
-                    &mut deserializer,
-                    &DeserializeOptions::new().deny_unknown_fields(true),
-                )
-                .and_then(|message| deserializer.end().map(|()| message));
+                // A key named twice is refused, as on the REST routes: the message parser
+                // would keep the last.
+                let parsed = crate::strict_json::from_slice(text).and_then(|_| {
+                    let mut deserializer = serde_json::Deserializer::from_slice(text);
+                    DynamicMessage::deserialize_with_options(
+                        rpc.descriptor.input(),
+                        &mut deserializer,
+                        &DeserializeOptions::new().deny_unknown_fields(true),
+                    )
+                    .and_then(|message| deserializer.end().map(|()| message))
+                });
                 let parsed = parsed.map_err(|e| {
                     let text = e.to_string();
                     let description = self.redact(&text);

@@ -177,6 +177,12 @@ impl Frames {
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
                             self.trailers = Some(trailers);
+                            // Trailers end an HTTP body: what a body yields after them is
+                            // not part of the response. tonic's encoder does yield more when
+                            // a message exceeds its encoding limit (the trailers carry
+                            // OUT_OF_RANGE, then the unsent message follows), and reading
+                            // on would report that status as a broken frame (a 500).
+                            self.done = true;
                         }
                     }
                 },
@@ -255,6 +261,15 @@ mod tests {
 
     fn data(bytes: &[u8]) -> Part {
         Ok(Bytes::copy_from_slice(bytes))
+    }
+
+    /// A call to a service answering with `parts` and no headers.
+    async fn answered(parts: Vec<Part>) -> Call {
+        let grpc = service(&[], parts, Arc::default());
+        let path = "/p.S/M".parse().unwrap();
+        start(&grpc, &path, Vec::new(), HeaderMap::new())
+            .await
+            .unwrap()
     }
 
     fn framed(messages: &[&[u8]]) -> Vec<u8> {
@@ -336,19 +351,7 @@ mod tests {
         let wire = framed(&[b"one", b"two", b"a longer third"]);
         // The first chunk holds two whole frames and the start of the third.
         let (a, b) = wire.split_at(20);
-        let grpc = service(
-            &[],
-            vec![data(a), data(b), trailers(&[("grpc-status", "0")])],
-            Arc::default(),
-        );
-        let mut call = start(
-            &grpc,
-            &"/p.S/M".parse().unwrap(),
-            Vec::new(),
-            HeaderMap::new(),
-        )
-        .await
-        .unwrap();
+        let mut call = answered(vec![data(a), data(b), trailers(&[("grpc-status", "0")])]).await;
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"one");
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"two");
         assert_eq!(
@@ -396,26 +399,31 @@ mod tests {
 
     #[tokio::test]
     async fn errors_after_messages_come_from_the_trailers() {
-        let grpc = service(
-            &[],
-            vec![
-                data(&framed(&[b"one"])),
-                trailers(&[("grpc-status", "14"), ("grpc-message", "later")]),
-            ],
-            Arc::default(),
-        );
-        let mut call = start(
-            &grpc,
-            &"/p.S/M".parse().unwrap(),
-            Vec::new(),
-            HeaderMap::new(),
-        )
-        .await
-        .unwrap();
+        let mut call = answered(vec![
+            data(&framed(&[b"one"])),
+            trailers(&[("grpc-status", "14"), ("grpc-message", "later")]),
+        ])
+        .await;
         assert_eq!(call.next().await.unwrap().unwrap().as_ref(), b"one");
         let status = call.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert_eq!(status.message(), "later");
+    }
+
+    #[tokio::test]
+    async fn nothing_after_the_trailers_is_read() {
+        // What tonic sends for a message over its encoding limit: the status, then the
+        // message it did not frame (five zero bytes, then the message itself).
+        let mut unsent = vec![0_u8; FRAME_HEADER];
+        unsent.extend_from_slice(b"\x0a\x03abc");
+        let mut call = answered(vec![
+            trailers(&[("grpc-status", "11"), ("grpc-message", "too large")]),
+            data(&unsent),
+        ])
+        .await;
+        let status = call.next().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert_eq!(status.message(), "too large");
     }
 
     #[tokio::test]
@@ -437,15 +445,7 @@ mod tests {
                 "the gRPC response ended without a status",
             ),
         ] {
-            let grpc = service(&[], frames, Arc::default());
-            let mut call = start(
-                &grpc,
-                &"/p.S/M".parse().unwrap(),
-                Vec::new(),
-                HeaderMap::new(),
-            )
-            .await
-            .unwrap();
+            let mut call = answered(frames).await;
             let mut result = call.next().await;
             if matches!(result, Ok(Some(_))) {
                 result = call.next().await;

@@ -416,6 +416,57 @@ impl Gateway {
     pub fn pool(&self) -> &DescriptorPool {
         &self.inner.pool
     }
+
+    /// Transcodes `request` as serving it would and starts its gRPC call, for a caller that
+    /// writes the response itself in a representation the gateway does not (e.g. CSV rows
+    /// of a server stream). The route is returned for the response's [`Outcome`]; a failure
+    /// comes as the response the gateway would have sent (with its [`Outcome`]).
+    pub async fn start_call<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<(Arc<MatchedRoute>, grpc_call::Call), http::Response<axum::body::Body>>
+    where
+        B: BytesBody,
+    {
+        let inner = &self.inner;
+        let (mut parts, body) = request.into_parts();
+        let request_id = header_text(inner.request_id.as_ref(), &parts.headers);
+        let fail = |route: Option<Arc<MatchedRoute>>, error: HttpError| {
+            let mut error = inner.redacted(error);
+            if let Some(id) = request_id.clone() {
+                error.add_error_metadata("requestId", id);
+            }
+            let code = error.code;
+            let mut response = error.into_response();
+            response.extensions_mut().insert(Outcome { route, code });
+            response
+        };
+        let (index, captures) = inner
+            .route(&parts.method, parts.uri.path())
+            .map_err(|error| fail(None, error))?;
+        let (route, matched) = (&inner.routes[index], &inner.route_plans[index].matched);
+        let started = async {
+            let body = inner.read_body(&parts, body).await?;
+            let prepared = transcode::prepare(route, &parts, captures, &body)?;
+            let mut framed = grpc_call::frame_buffer(prepared.message.encoded_len());
+            // Encoding into a Vec cannot run out of room.
+            let _ = prepared.message.encode(&mut framed);
+            let extensions = std::mem::take(&mut parts.extensions);
+            grpc_call::start_framed(
+                &inner.grpc,
+                &route.grpc_uri,
+                framed,
+                prepared.metadata,
+                extensions,
+            )
+            .await
+            .map_err(|status| inner.status_error(&status, prepared.if_match))
+        };
+        match started.await {
+            Ok(call) => Ok((matched.clone(), call)),
+            Err(error) => Err(fail(Some(matched.clone()), error)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Gateway {

@@ -17,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    sync::RwLock,
+    sync::{Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -33,7 +33,14 @@ pub type Key = [u8; 32];
 pub struct CredentialCache {
     entries: RwLock<HashMap<Key, Entry>>,
     capacity: usize,
+    /// Subjects forgotten lately and when: a verification that began before then (and so
+    /// may have read the key before its revocation) is not remembered when it ends.
+    forgotten: Mutex<Vec<(String, SystemTime)>>,
 }
+
+/// How long a forgotten subject refuses verifications begun before it was forgotten: far
+/// longer than a verification takes (a database lookup under the call's deadline).
+const FORGET_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -47,6 +54,7 @@ impl CredentialCache {
         Self {
             entries: RwLock::new(HashMap::new()),
             capacity,
+            forgotten: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,7 +77,7 @@ impl CredentialCache {
     /// Remembers a verified credential until `valid_until` (nothing if that is not after
     /// `now`).
     pub fn insert(&self, key: Key, principal: Principal, valid_until: SystemTime, now: SystemTime) {
-        if self.capacity == 0 || valid_until <= now {
+        if self.capacity == 0 || valid_until <= now || self.was_forgotten(&principal.subject, now) {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -88,6 +96,35 @@ impl CredentialCache {
                 valid_until,
             },
         );
+    }
+
+    /// Forgets every credential verified as `subject` (an API key revoked or rotated), so its
+    /// next call is verified afresh, and refuses to remember a verification of it that began
+    /// before this call (one in flight meanwhile).
+    pub fn forget(&self, subject: &str) {
+        let now = SystemTime::now();
+        if let Ok(mut forgotten) = self.forgotten.lock() {
+            forgotten
+                .retain(|(_, at)| now.duration_since(*at).is_ok_and(|age| age < FORGET_WINDOW));
+            forgotten.push((subject.to_owned(), now));
+        }
+        self.forget_where(|forgotten| forgotten == subject);
+    }
+
+    /// Forgets every credential verified as a subject `matches` accepts.
+    pub fn forget_where(&self, matches: impl Fn(&str) -> bool) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, entry| !matches(&entry.principal.subject));
+        }
+    }
+
+    /// Whether `subject` was forgotten at or after `began`.
+    fn was_forgotten(&self, subject: &str, began: SystemTime) -> bool {
+        self.forgotten.lock().is_ok_and(|forgotten| {
+            forgotten
+                .iter()
+                .any(|(forgotten, at)| forgotten == subject && *at >= began)
+        })
     }
 
     /// Entries held (expired ones included until they are evicted).
@@ -165,6 +202,37 @@ mod tests {
         cache.insert(key, caller("alice"), at(10), at(10));
         cache.insert(key, caller("alice"), at(9), at(10));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_subject_drops_all_its_credentials_and_nothing_else() {
+        let cache = CredentialCache::new(10);
+        cache.insert(jwt("old"), caller("api-key:1"), at(60), at(0));
+        cache.insert(jwt("new"), caller("api-key:1"), at(60), at(0));
+        cache.insert(jwt("other"), caller("api-key:2"), at(60), at(0));
+        cache.forget("api-key:1");
+        assert_eq!(cache.get(&jwt("old"), at(1)), None);
+        assert_eq!(cache.get(&jwt("new"), at(1)), None);
+        assert_eq!(cache.get(&jwt("other"), at(1)), Some(caller("api-key:2")));
+        // A verification of the forgotten subject that began before it was forgotten (and
+        // may have read the key before its revocation) is not remembered.
+        let began = SystemTime::now() - Duration::from_secs(1);
+        cache.forget("api-key:3");
+        cache.insert(
+            jwt("in flight"),
+            caller("api-key:3"),
+            began + Duration::from_secs(60),
+            began,
+        );
+        assert_eq!(cache.get(&jwt("in flight"), began), None);
+        let later = SystemTime::now() + Duration::from_secs(1);
+        cache.insert(
+            jwt("after"),
+            caller("api-key:3"),
+            later + Duration::from_secs(60),
+            later,
+        );
+        assert_eq!(cache.get(&jwt("after"), later), Some(caller("api-key:3")));
     }
 
     #[test]

@@ -25,9 +25,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
+use tokio_util::sync::CancellationToken;
 
 use self::cache::CredentialCache;
-use crate::db::Pool;
+use crate::db::{Pool, api_keys::CHANGED_CHANNEL, events::Listener};
 
 /// Verified credentials remembered at most (tokens and API keys together).
 pub const CACHE_CAPACITY: usize = 10_000;
@@ -77,8 +78,10 @@ pub enum AuthError {
 /// - a bearer token is trusted until its `exp`, exactly as long as it would verify (tokens
 ///   cannot be revoked; a JWKS key removed meanwhile stops being trusted for new tokens only);
 /// - an API key is trusted for `API_KEY_CACHE_TTL` (5 s) at most, and never past its expiry:
-///   a key revoked with `customer-api api-key revoke` (another process, so this one cannot
-///   be told) stops working within that time. 0 asks the database on every call.
+///   a key revoked or rotated — through `ApiKeyService` on any instance, or with
+///   `customer-api api-key revoke` — is forgotten as soon as the database announces it
+///   ([`Authenticator::follow_changes`]; at once on the instance that did it), the TTL
+///   bounding only what a lost announcement could leave. 0 asks the database on every call.
 #[derive(Clone)]
 pub struct Authenticator {
     jwt: Option<Arc<jwt::JwtVerifier>>,
@@ -129,16 +132,65 @@ impl Authenticator {
         }
     }
 
+    /// Stops trusting what was verified as `subject` (an API key revoked or rotated): its
+    /// next call is checked against the database.
+    pub fn forget(&self, subject: &str) {
+        self.verified.forget(subject);
+    }
+
+    /// Follows the keys revoked or rotated anywhere — through any instance, or by the
+    /// `api-key revoke` command — as the database announces them (`LISTEN`), forgetting what
+    /// this instance verified of each, until `stop` is cancelled; reconnects with backoff.
+    /// Each (re)subscription first forgets every cached API key: announcements made while
+    /// it was not listening are lost.
+    pub async fn follow_changes(self, stop: CancellationToken) {
+        let Some(keys) = self.keys.clone() else {
+            return stop.cancelled().await;
+        };
+        let mut failures = 0_u32;
+        loop {
+            match stop.run_until_cancelled(self.follow(keys.pool())).await {
+                None => return,
+                Some(Ok(())) => failures = 0,
+                Some(Err(error)) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, failures, "API key change notifications lost; reconnecting");
+                }
+            }
+            let pause = crate::service::events::backoff(failures);
+            if stop
+                .run_until_cancelled(tokio::time::sleep(pause))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn follow(&self, pool: &Pool) -> Result<(), String> {
+        use futures_util::StreamExt;
+        let mut listener = Listener::subscribe(pool, CHANGED_CHANNEL)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.verified
+            .forget_where(|subject| subject.starts_with(api_keys::SUBJECT_PREFIX));
+        let mut payloads = std::pin::pin!(listener.payloads());
+        while let Some(payload) = payloads.next().await {
+            let payload = payload.map_err(|e| e.to_string())?;
+            if let Ok(id) = uuid::Uuid::parse_str(&payload) {
+                self.forget(&api_keys::subject(id));
+            }
+        }
+        Ok(())
+    }
+
     /// The caller of a request with these headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         if self.disabled {
             return Ok(Principal {
                 subject: "anonymous".into(),
-                scopes: vec![
-                    scopes::READ.into(),
-                    scopes::WRITE.into(),
-                    scopes::ADMIN.into(),
-                ],
+                scopes: scopes::ALL.map(String::from).to_vec(),
             });
         }
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {

@@ -8,8 +8,16 @@
 pub const READ: &str = "customers.read";
 /// Change customers, companies and notes (Create, Update, Delete, Undelete).
 pub const WRITE: &str = "customers.write";
-/// Manage API keys and run destructive administrative operations.
+/// Manage API keys (every `ApiKeyService` RPC), and nothing else: an admin key that should
+/// also read or change customers is granted those scopes too.
 pub const ADMIN: &str = "customers.admin";
+/// Bulk-read every customer of a filter in one call (ExportCustomers). A grant of its own,
+/// not implied by [`READ`]: a reader sees what a screen pages through, an exporter takes the
+/// whole base as one file (docs/operations.md, "Bulk export and external ids").
+pub const EXPORT: &str = "customers.export";
+
+/// Every scope there is (what `--auth-disabled` grants, what API keys may hold).
+pub const ALL: [&str; 4] = [READ, WRITE, ADMIN, EXPORT];
 
 /// Every protected method and the scope it needs.
 pub const TABLE: &[(&str, &str)] = &[
@@ -20,7 +28,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/UpdateCustomer", WRITE),
     ("/customer.v1.CustomerService/UpsertCustomer", WRITE),
     ("/customer.v1.CustomerService/LookupCustomer", READ),
-    ("/customer.v1.CustomerService/ExportCustomers", READ),
+    ("/customer.v1.CustomerService/ExportCustomers", EXPORT),
     ("/customer.v1.CustomerService/DeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/UndeleteCustomer", WRITE),
     ("/customer.v1.CustomerService/ListCustomerEvents", READ),
@@ -37,7 +45,15 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/ListNotes", READ),
     ("/customer.v1.CustomerService/UpdateNote", WRITE),
     ("/customer.v1.CustomerService/DeleteNote", WRITE),
+    ("/customer.v1.ApiKeyService/CreateApiKey", ADMIN),
+    ("/customer.v1.ApiKeyService/GetApiKey", ADMIN),
+    ("/customer.v1.ApiKeyService/ListApiKeys", ADMIN),
+    ("/customer.v1.ApiKeyService/RevokeApiKey", ADMIN),
+    ("/customer.v1.ApiKeyService/RotateApiKey", ADMIN),
 ];
+
+/// The services whose every method is in [`TABLE`].
+pub const SERVICES: &[&str] = &["customer.v1.CustomerService", "customer.v1.ApiKeyService"];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).
 pub fn required(path: &str) -> Option<&'static str> {
@@ -54,15 +70,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_rpc_of_the_service_has_a_scope() {
+    fn every_rpc_of_the_services_has_a_scope() {
         let pool = DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
-        let service = pool
-            .get_service_by_name("customer.v1.CustomerService")
-            .unwrap();
-        let methods: Vec<String> = service
-            .methods()
-            .map(|m| format!("/{}/{}", service.full_name(), m.name()))
-            .collect();
+        let mut methods = Vec::new();
+        for name in SERVICES {
+            let service = pool.get_service_by_name(name).unwrap();
+            methods.extend(
+                service
+                    .methods()
+                    .map(|m| format!("/{}/{}", service.full_name(), m.name())),
+            );
+        }
         for method in &methods {
             assert!(
                 required(method).is_some(),
@@ -72,7 +90,14 @@ mod tests {
         assert_eq!(
             TABLE.len(),
             methods.len(),
-            "the table lists methods the service lacks"
+            "the table lists methods the services lack"
+        );
+        assert!(
+            methods
+                .iter()
+                .filter(|m| m.starts_with("/customer.v1.ApiKeyService/"))
+                .all(|m| required(m) == Some(ADMIN)),
+            "every API key RPC needs the admin scope"
         );
     }
 

@@ -1,6 +1,8 @@
 //! Conversions between the domain and the contract's protobuf messages, shared by the gRPC
 //! adapter, the relay and the core's canonical encodings (no adapter imports another).
 
+pub mod api_keys;
+pub mod csv;
 pub mod events;
 
 use chrono::{DateTime, Utc};

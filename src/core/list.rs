@@ -1,9 +1,17 @@
 //! The one list path: page size → page token → a keyset page of `size + 1` rows → the next
 //! token. Every List RPC (customers, companies, notes, events) pages through here; what a
 //! resource adds is its filter, its order and its query.
+//!
+//! A page is bounded by bytes as well as rows: it ends before the row that would take its
+//! encoded items past the budget ([`PageTokens::page_bytes`], `MAX_RESPONSE_PAGE_BYTES`),
+//! with a next page token, as AIP-158 allows a short page. It always holds at least one row,
+//! so paging always advances.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::{
-    db::customers::Cursor,
+    db::customers::{Cursor, KeyValue},
     domain::{
         Violations,
         filter::{self, Expr, FilterField},
@@ -21,6 +29,20 @@ use crate::{
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
 /// Largest `page_size`; larger requests are lowered to it.
 pub const MAX_PAGE_SIZE: i32 = 1000;
+/// Default byte budget of a page's items (`MAX_RESPONSE_PAGE_BYTES`): 2 MiB of protobuf.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The bytes `message` takes as one element of a response's repeated field: its encoding,
+/// its length prefix and its field tag.
+pub fn entry_bytes(message: &impl prost::Message) -> usize {
+    let length = message.encoded_len();
+    1 + prost::encoding::encoded_len_varint(length as u64) + length
+}
+
+/// [`entry_bytes`] of a resource's contract message.
+pub fn resource_bytes<R: crate::core::resource::Resource>(item: &R) -> usize {
+    entry_bytes(&item.clone().to_message())
+}
 
 /// A List RPC's request; each resource reads the fields its RPC has (the others are empty).
 #[derive(Debug, Clone, Default)]
@@ -38,6 +60,9 @@ pub struct ListRequest {
     pub order_by: String,
     /// Include soft-deleted resources.
     pub show_deleted: bool,
+    /// The caller holds `customers.admin`: the events of soft-deleted customers keep their
+    /// personal data (others see them redacted).
+    pub privileged: bool,
 }
 
 /// One page of a List RPC.
@@ -144,6 +169,22 @@ pub fn paging<K: PageKey>(
     Ok(Paging { size, after, query })
 }
 
+/// The `(create_time, id)` a page starts after, for lists ordered by creation time alone
+/// (notes, API keys); a cursor of any other shape is not a token of theirs.
+pub fn time_and_id(after: Option<&Cursor>) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+    match after {
+        None => Ok(None),
+        Some(Cursor { values, id }) => match values.as_slice() {
+            [KeyValue::Time(time)] => Ok(Some((*time, *id))),
+            _ => Err(Error::invalid_field(
+                reason::INVALID_PAGE_TOKEN,
+                "page_token",
+                "is not a valid page token",
+            )),
+        },
+    }
+}
+
 /// A List request over a keyset-paged table (customers, companies), validated: its filter,
 /// its order and where its page starts.
 #[derive(Debug)]
@@ -172,17 +213,26 @@ impl<F: FilterField, K> Plan<F, K> {
 
     /// The fetched `rows` as a page of items: one page of them, each made an item by `item`,
     /// and the token of the next page, where `cursor` says where a row stands in the order.
-    pub fn finish<R, T>(
+    pub fn finish<R, T: crate::core::resource::Resource>(
         &self,
         rows: Vec<R>,
         tokens: &PageTokens,
         cursor: impl Fn(&R, &[OrderKey<K>]) -> Cursor,
-        item: impl FnMut(R) -> Result<T>,
+        mut item: impl FnMut(R) -> Result<T>,
     ) -> Result<Page<T>> {
-        let (rows, next_page_token) =
-            page(rows, &self.paging, tokens, |row| cursor(row, &self.order));
+        let items = rows
+            .into_iter()
+            .map(|row| Ok((cursor(&row, &self.order), item(row)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let (items, next_page_token) = page(
+            items,
+            &self.paging,
+            tokens,
+            |(cursor, _)| cursor.clone(),
+            |(_, item)| resource_bytes(item),
+        );
         Ok(Page {
-            items: rows.into_iter().map(item).collect::<Result<_>>()?,
+            items: items.into_iter().map(|(_, item)| item).collect(),
             next_page_token,
         })
     }
@@ -216,15 +266,27 @@ pub fn plan<F: FilterField, K: OrderField>(
 }
 
 /// One page of `rows` (fetched with [`Paging::limit`]) and the token of the next, empty on
-/// the last page.
+/// the last page: at most `paging.size` rows, and no more than fit in the byte budget of
+/// `tokens` by `bytes` (but always the first).
 pub fn page<T, K: PageKey>(
     mut rows: Vec<T>,
     paging: &Paging<K>,
     tokens: &PageTokens,
     key: impl Fn(&T) -> K,
+    bytes: impl Fn(&T) -> usize,
 ) -> (Vec<T>, String) {
-    let more = rows.len() > paging.size;
-    rows.truncate(paging.size);
+    let budget = tokens.page_bytes();
+    let mut used = 0_usize;
+    let fit = rows
+        .iter()
+        .take(paging.size)
+        .position(|row| {
+            used = used.saturating_add(bytes(row));
+            used > budget
+        })
+        .map_or(paging.size, |over| over.max(1));
+    let more = rows.len() > fit;
+    rows.truncate(fit);
     let next = match rows.last() {
         Some(last) if more => key(last).encode(tokens, &paging.query),
         _ => String::new(),
@@ -256,19 +318,37 @@ mod tests {
         let tokens = tokens();
         let first: Paging<i64> = paging(&tokens, 2, "", b"q".to_vec()).unwrap();
         assert_eq!(first.limit(), 3);
-        let (rows, next) = page(vec![10_i64, 11, 12], &first, &tokens, |row| *row);
+        let (rows, next) = page(vec![10_i64, 11, 12], &first, &tokens, |row| *row, |_| 1);
         assert_eq!(rows, [10, 11]);
         let second: Paging<i64> = paging(&tokens, 2, &next, b"q".to_vec()).unwrap();
         assert_eq!(second.after, Some(11));
-        let (rows, next) = page(vec![12_i64], &second, &tokens, |row| *row);
+        let (rows, next) = page(vec![12_i64], &second, &tokens, |row| *row, |_| 1);
         assert_eq!((rows, next), (vec![12], String::new()));
+    }
+
+    #[test]
+    fn a_page_ends_before_the_row_that_would_pass_the_byte_budget() {
+        let tokens = tokens().with_page_bytes(100);
+        let first: Paging<i64> = paging(&tokens, 10, "", b"q".to_vec()).unwrap();
+        // Rows of 40 bytes: two fit in 100, the third would pass it.
+        let (rows, next) = page(vec![1_i64, 2, 3, 4], &first, &tokens, |row| *row, |_| 40);
+        assert_eq!(rows, [1, 2]);
+        let second: Paging<i64> = paging(&tokens, 10, &next, b"q".to_vec()).unwrap();
+        assert_eq!(second.after, Some(2));
+        // A row larger than the whole budget still makes a page of its own.
+        let (rows, next) = page(vec![3_i64, 4], &second, &tokens, |row| *row, |_| 500);
+        assert_eq!(rows, [3]);
+        assert!(!next.is_empty());
+        // Rows that fit exactly end the list without a token.
+        let (rows, next) = page(vec![3_i64, 4], &second, &tokens, |row| *row, |_| 50);
+        assert_eq!((rows, next), (vec![3, 4], String::new()));
     }
 
     #[test]
     fn a_token_of_another_query_or_a_forged_one_is_invalid_argument() {
         let tokens = tokens();
         let first: Paging<i64> = paging(&tokens, 1, "", b"q".to_vec()).unwrap();
-        let (_, next) = page(vec![1_i64, 2], &first, &tokens, |row| *row);
+        let (_, next) = page(vec![1_i64, 2], &first, &tokens, |row| *row, |_| 1);
         for (token, query) in [
             (next.as_str(), b"other".to_vec()),
             ("garbage", b"q".to_vec()),

@@ -117,6 +117,17 @@ impl<F: MaskField> Mask<F> {
     }
 }
 
+#[cfg(test)]
+impl<F: MaskField> Mask<F> {
+    /// The mask of `paths` of the message `message`, every path valid (tests).
+    pub fn of(paths: &[&str], message: &str) -> Self {
+        let paths: Vec<String> = paths.iter().map(|&path| path.to_owned()).collect();
+        let (mask, violations) = Self::parse("update_mask", &paths, message);
+        assert!(violations.is_empty(), "{violations:?}");
+        mask
+    }
+}
+
 /// `{map}.<key>` (`labels.tier`, `external_ids.crm`): the key, or the violation of a
 /// malformed one (`what` names the key: `label key`); `None` for other paths.
 pub fn map_path(

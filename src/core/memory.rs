@@ -320,7 +320,12 @@ impl Storage for MemConn {
         })
     }
 
-    async fn complete(&mut self, request_id: Uuid, response: StoredReplay) -> Result<()> {
+    async fn complete(
+        &mut self,
+        request_id: Uuid,
+        response: StoredReplay,
+        _: Option<Uuid>,
+    ) -> Result<()> {
         if let Some(record) = self.state.request_ids.get_mut(&request_id) {
             record.1 = Some(response);
         }
@@ -643,7 +648,7 @@ mod tests {
             .unwrap();
         let name = customer.name().to_string();
         let live = service
-            .undelete::<Customer>(&name, "", "user:a")
+            .undelete::<Customer>(&name, "", "", "user:a")
             .await
             .unwrap_err();
         assert_eq!(reason_of(&live), reason::NOT_DELETED);
@@ -656,7 +661,7 @@ mod tests {
             .await
             .unwrap();
         let restored = service
-            .undelete::<Customer>(&name, "", "user:a")
+            .undelete::<Customer>(&name, "", "", "user:a")
             .await
             .unwrap();
         assert_eq!(restored.data.company, None);

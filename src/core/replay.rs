@@ -16,6 +16,12 @@ pub enum StoredReplay {
     Json(serde_json::Value),
     /// Version 2 and later: a version byte and the encoding of that version.
     Bytes(Vec<u8>),
+    /// None: it held the data of `customer`, which was purged since (issue 16). A retry is
+    /// answered NOT_FOUND for that customer, not with its data and not with a second write.
+    Erased {
+        /// The purged customer.
+        customer: uuid::Uuid,
+    },
 }
 
 /// A resource whose write responses can be stored and replayed.
@@ -25,6 +31,9 @@ pub trait Replayable: Sized {
 
     /// Reads a stored response back, whichever version wrote it.
     fn load_replay(stored: StoredReplay) -> Result<Self>;
+
+    /// The customer whose personal data the stored form holds, if any.
+    fn personal_data_of(&self) -> Option<uuid::Uuid>;
 }
 
 impl<T: Encoding> Replayable for T {
@@ -36,7 +45,14 @@ impl<T: Encoding> Replayable for T {
         match stored {
             StoredReplay::Bytes(bytes) => T::decode_replay(&bytes),
             StoredReplay::Json(json) => T::decode_replay_v1(json),
+            StoredReplay::Erased { customer } => {
+                return Err(Error::customer_not_found(format!("customers/{customer}")));
+            }
         }
         .map_err(|e| Error::internal(&e))
+    }
+
+    fn personal_data_of(&self) -> Option<uuid::Uuid> {
+        Encoding::personal_data_of(self)
     }
 }

@@ -126,11 +126,13 @@ pub trait Storage:
         fingerprint: &[u8],
     ) -> impl Future<Output = Result<Claim>> + Send;
 
-    /// Records the response of the write that claimed `request_id`.
+    /// Records the response of the write that claimed `request_id`, and the customer whose
+    /// personal data it holds (erased when that customer is purged).
     fn complete(
         &mut self,
         request_id: Uuid,
         response: super::replay::StoredReplay,
+        customer: Option<Uuid>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Records an event in the outbox.

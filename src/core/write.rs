@@ -166,18 +166,14 @@ where
             &mut violations,
             names::parse_request_id("request_id", &request.request_id),
         );
-        let mask = match request.update_mask.as_deref() {
-            Some(paths) if !paths.is_empty() => {
-                let (mask, more) = Mask::parse("update_mask", paths, R::PROTO);
-                violations.extend(more);
-                mask
-            }
-            _ => Mask::Fields(request.input.present_fields()),
-        };
+        let mask = update_mask::<R>(
+            &mut violations,
+            request.update_mask.as_deref(),
+            &request.input,
+        );
         // Check the masked values before touching the database, against a valid stand-in
         // for the stored fields; the merged result is checked again under the lock.
-        let mut probe = R::stand_in();
-        mask.apply(&mut probe, &request.input);
+        let probe = masked_stand_in::<R>(&mask, &request.input);
         if let Err(more) = probe.validate(R::FIELD) {
             violations.extend(more);
         }
@@ -284,43 +280,67 @@ where
         .await
     }
 
-    /// Restores a soft-deleted resource (AIP-164), checking the etag.
-    pub async fn undelete<R: Resource>(&self, name: &str, etag: &str, actor: &str) -> Result<R>
+    /// Restores a soft-deleted resource (AIP-164), checking the etag; under a request id, a
+    /// retry gets the first answer (AIP-155).
+    pub async fn undelete<R: Resource>(
+        &self,
+        name: &str,
+        etag: &str,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<R>
     where
         S::Conn: Restore<R>,
     {
-        let name = R::Name::parse("name", name)?;
-        tracing::debug!(resource = %name, "undeleting {}", R::FIELD);
+        let mut violations = Violations::new();
+        let parsed = collect(&mut violations, R::Name::parse("name", name));
+        let request_id = collect(
+            &mut violations,
+            names::parse_request_id("request_id", request_id),
+        );
+        let (Some(parsed), Some(request_id)) = violations.into_result((parsed, request_id))? else {
+            return Err(Error::internal(&Unreachable(
+                "validated undelete without parts",
+            )));
+        };
+        tracing::debug!(resource = %parsed, "undeleting {}", R::FIELD);
+        let fingerprint = Fingerprint::new(
+            &Parts {
+                etag: etag.to_owned(),
+                ..call::<R>("Undelete", actor, name)
+            },
+            &[actor, name, etag],
+        );
         let etag = etag.to_owned();
         let origin = Origin {
             actor: actor.to_owned(),
-            request_id: None,
+            request_id,
         };
         let Some(undeleted) = R::EVENTS.undeleted else {
             return Err(Error::internal(&Unreachable(
                 "undelete of a hard-deleted resource",
             )));
         };
-        self.store
-            .write(async move |conn: &mut S::Conn| {
-                let current = Repository::<R>::find(conn, name, Lock::Update)
-                    .await?
-                    .ok_or_else(|| R::not_found(name))?;
-                if !current.is_deleted() {
-                    return Err(Error::AlreadyExists {
-                        message: format!("{name} is not deleted"),
-                        reason: R::REASONS.not_deleted,
-                        resource_type: R::TYPE,
-                        resource_name: name.to_string(),
-                    });
-                }
-                check_etag(&current, &etag)?;
-                let data = R::restored_data(conn, &current).await?;
-                let restored = conn.restore(&current, data.as_ref(), &origin.actor).await?;
-                record(conn, undeleted, &restored, None, &origin).await?;
-                Ok(restored)
-            })
-            .await
+        let name = parsed;
+        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            let current = Repository::<R>::find(conn, name, Lock::Update)
+                .await?
+                .ok_or_else(|| R::not_found(name))?;
+            if !current.is_deleted() {
+                return Err(Error::AlreadyExists {
+                    message: format!("{name} is not deleted"),
+                    reason: R::REASONS.not_deleted,
+                    resource_type: R::TYPE,
+                    resource_name: name.to_string(),
+                });
+            }
+            check_etag(&current, &etag)?;
+            let data = R::restored_data(conn, &current).await?;
+            let restored = conn.restore(&current, data.as_ref(), &origin.actor).await?;
+            record(conn, undeleted, &restored, None, &origin).await?;
+            Ok(restored)
+        })
+        .await
     }
 
     /// Runs `body` in a write transaction under a request id: a retry of the same request
@@ -362,7 +382,9 @@ where
                 }
                 let response = body(conn).await?;
                 if let Some(request_id) = request_id {
-                    conn.complete(request_id, response.store_replay()).await?;
+                    let owner = response.personal_data_of();
+                    conn.complete(request_id, response.store_replay(), owner)
+                        .await?;
                 }
                 Ok(response)
             })
@@ -463,6 +485,31 @@ pub fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
         name: name.to_owned(),
         ..Parts::default()
     }
+}
+
+/// The mask of an update: `paths` when it names any (its violations added to `violations`),
+/// else the fields `input` sets (AIP-134's implied mask).
+pub fn update_mask<R: Resource>(
+    violations: &mut Violations,
+    paths: Option<&[String]>,
+    input: &R::Input,
+) -> Mask<R::Field> {
+    match paths {
+        Some(paths) if !paths.is_empty() => {
+            let (mask, more) = Mask::parse("update_mask", paths, R::PROTO);
+            violations.extend(more);
+            mask
+        }
+        _ => Mask::Fields(input.present_fields()),
+    }
+}
+
+/// A valid stand-in for the stored fields with the masked fields of `input`: what an
+/// update's values are checked as before the stored row is read.
+pub fn masked_stand_in<R: Resource>(mask: &Mask<R::Field>, input: &R::Input) -> R::Input {
+    let mut probe = R::stand_in();
+    mask.apply(&mut probe, input);
+    probe
 }
 
 /// Moves a violation into `violations`, keeping the value when there is none.

@@ -131,3 +131,50 @@ pub async fn list(
         .load(conn)
         .await
 }
+
+/// Which of `ids` are soft-deleted customers now (purged and unknown ids are not).
+pub async fn deleted_among(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    customers::table
+        .filter(customers::id.eq_any(ids))
+        .filter(customers::delete_time.is_not_null())
+        .select(customers::id)
+        .load(conn)
+        .await
+}
+
+/// The sources of the external ids the customers of this snapshot hold, sorted, at most
+/// `limit` of them (the CSV columns of an export). Live customers' pairs are read from the
+/// primary key of `customer_external_ids`, skipping from one source to the next (one index
+/// probe per source, however many pairs); deleted customers' maps only with `show_deleted`.
+pub async fn external_id_sources(
+    conn: &mut AsyncPgConnection,
+    show_deleted: bool,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Source {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        source: String,
+    }
+    const LIVE: &str = "WITH RECURSIVE walk AS ( \
+           (SELECT source FROM customer_external_ids ORDER BY source LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT e.source FROM customer_external_ids e \
+                   WHERE e.source > walk.source ORDER BY e.source LIMIT 1) \
+           FROM walk WHERE walk.source IS NOT NULL) \
+         SELECT source FROM walk WHERE source IS NOT NULL";
+    const DELETED: &str = " UNION SELECT jsonb_object_keys(external_ids) FROM customers \
+         WHERE delete_time IS NOT NULL AND external_ids <> '{}'::jsonb";
+    let sql = format!(
+        "SELECT source FROM ({LIVE}{}) AS sources ORDER BY source LIMIT $1",
+        if show_deleted { DELETED } else { "" }
+    );
+    let rows: Vec<Source> = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|row| row.source).collect())
+}

@@ -172,8 +172,9 @@ pub async fn has_unsequenced(conn: &mut AsyncPgConnection) -> QueryResult<bool> 
     .await
 }
 
-/// A connection of its own subscribed to [`SEQUENCED_CHANNEL`]: positions assigned by any
-/// instance, as they are announced.
+/// A connection of its own subscribed to a notification channel: [`SEQUENCED_CHANNEL`]
+/// (positions assigned by any instance, as they are announced), or another one
+/// ([`Listener::subscribe`]).
 pub struct Listener {
     conn: AsyncPgConnection,
 }
@@ -189,23 +190,37 @@ impl Listener {
     /// the listener), subscribes, then reads the last position handed out, so that nothing
     /// numbered before the subscription is missed. Returns the listener and that position.
     pub async fn start(pool: &Pool) -> Result<(Self, i64), ListenError> {
+        let mut listener = Self::subscribe(pool, SEQUENCED_CHANNEL).await?;
+        let (last, _) = log_state(&mut listener.conn).await?;
+        Ok((listener, last))
+    }
+
+    /// A dedicated connection (outside the pool) subscribed to `channel`, an identifier.
+    pub async fn subscribe(pool: &Pool, channel: &str) -> Result<Self, ListenError> {
         let mut conn = super::dedicated_connection(pool)
             .await
             .map_err(ListenError::Connect)?;
-        diesel::sql_query(format!("LISTEN {SEQUENCED_CHANNEL}"))
+        diesel::sql_query(format!("LISTEN {channel}"))
             .execute(&mut conn)
             .await?;
-        let (last, _) = log_state(&mut conn).await?;
-        Ok((Self { conn }, last))
+        Ok(Self { conn })
+    }
+
+    /// The payloads announced from now on; ends, or yields an error, when the connection is
+    /// lost.
+    pub fn payloads(&mut self) -> impl futures_util::Stream<Item = QueryResult<String>> + '_ {
+        use futures_util::StreamExt;
+        self.conn
+            .notifications_stream()
+            .map(|notification| notification.map(|n| n.payload))
     }
 
     /// The positions announced from now on (`None` for a payload that is not a position);
     /// ends, or yields an error, when the connection is lost.
     pub fn positions(&mut self) -> impl futures_util::Stream<Item = QueryResult<Option<i64>>> + '_ {
         use futures_util::StreamExt;
-        self.conn
-            .notifications_stream()
-            .map(|notification| notification.map(|n| n.payload.parse::<i64>().ok()))
+        self.payloads()
+            .map(|payload| payload.map(|payload| payload.parse::<i64>().ok()))
     }
 }
 

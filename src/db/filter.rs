@@ -56,28 +56,34 @@ pub fn condition<F: Translate>(expr: &Expr<F>) -> Condition<F::Table> {
     }
 }
 
+/// The condition of the comparison `op`: `$eq` or `$ne` for equality, `$ordered op $value`
+/// for the orderings. One arm runs, so each may move what the others use.
+macro_rules! by_op {
+    ($op:expr, eq: $eq:expr, ne: $ne:expr, ordered: $ordered:expr, $value:expr) => {{
+        let condition: Condition<_> = match $op {
+            CmpOp::Eq => Box::new($eq),
+            CmpOp::Ne => Box::new($ne),
+            CmpOp::Lt => Box::new($ordered.lt($value)),
+            CmpOp::Le => Box::new($ordered.le($value)),
+            CmpOp::Gt => Box::new($ordered.gt($value)),
+            CmpOp::Ge => Box::new($ordered.ge($value)),
+        };
+        condition
+    }};
+}
+
 /// `column op value` for each comparison, over any column type.
 macro_rules! compare_with {
     ($column:expr, $op:expr, $value:expr) => {{
-        let column = $column;
-        let value = $value;
-        let condition: Condition<_> = match $op {
-            CmpOp::Eq => Box::new(column.eq(value)),
-            CmpOp::Ne => Box::new(column.ne(value)),
-            CmpOp::Lt => Box::new(column.lt(value)),
-            CmpOp::Le => Box::new(column.le(value)),
-            CmpOp::Gt => Box::new(column.gt(value)),
-            CmpOp::Ge => Box::new(column.ge(value)),
-        };
-        condition
+        let (column, value) = ($column, $value);
+        by_op!($op, eq: column.eq(value), ne: column.ne(value), ordered: column, value)
     }};
 }
 
 /// `column = value` or `column != value`.
 macro_rules! equality {
     ($column:expr, $op:expr, $value:expr) => {{
-        let column = $column;
-        let value = $value;
+        let (column, value) = ($column, $value);
         let condition: Condition<_> = match $op {
             EqOp::Eq => Box::new(column.eq(value)),
             EqOp::Ne => Box::new(column.ne(value)),
@@ -90,16 +96,14 @@ macro_rules! equality {
 /// satisfies `phone != "+1…"`); ordering comparisons never match NULL.
 macro_rules! compare_nullable {
     ($column:expr, $op:expr, $value:expr) => {{
-        let column = $column;
-        let value: String = $value;
-        let condition: Condition<_> = match $op {
-            CmpOp::Eq => Box::new(column.is_not_distinct_from(value)),
-            CmpOp::Ne => Box::new(column.is_distinct_from(value)),
-            op @ (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) => {
-                compare_with!(column.assume_not_null(), op, value)
-            }
-        };
-        condition
+        let (column, value): (_, String) = ($column, $value);
+        by_op!(
+            $op,
+            eq: column.is_not_distinct_from(value),
+            ne: column.is_distinct_from(value),
+            ordered: column.assume_not_null(),
+            value
+        )
     }};
 }
 
@@ -108,16 +112,13 @@ macro_rules! compare_nullable {
 macro_rules! compare_label {
     ($labels:expr, $key:expr, $op:expr, $value:expr) => {{
         let (key, value): (&String, &String) = ($key, $value);
-        let condition: Condition<_> = match $op {
-            CmpOp::Eq => Box::new($labels.contains(label_object(key, value))),
-            CmpOp::Ne => Box::new(not($labels.contains(label_object(key, value)))),
-            op @ (CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) => compare_with!(
-                $labels.retrieve_as_text(key.clone()).assume_not_null(),
-                op,
-                value.clone()
-            ),
-        };
-        condition
+        by_op!(
+            $op,
+            eq: $labels.contains(label_object(key, value)),
+            ne: not($labels.contains(label_object(key, value))),
+            ordered: $labels.retrieve_as_text(key.clone()).assume_not_null(),
+            value.clone()
+        )
     }};
 }
 

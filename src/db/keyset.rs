@@ -282,3 +282,19 @@ impl QueryFragment<Pg> for KeysetAfter {
         Ok(())
     }
 }
+
+/// `({table}.create_time, {table}.id) < (time, id)`: the rows after `(time, id)` of a
+/// listing ordered newest first (notes, API keys), as one row comparison (one index range
+/// condition).
+pub(crate) fn created_before<QS>(
+    table: &str,
+    (time, id): (DateTime<Utc>, Uuid),
+) -> Box<dyn diesel::BoxableExpression<QS, Pg, SqlType = Bool>> {
+    Box::new(
+        diesel::dsl::sql::<Bool>(&format!("({table}.create_time, {table}.id) < ("))
+            .bind::<diesel::sql_types::Timestamptz, _>(time)
+            .sql(", ")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .sql(")"),
+    )
+}

@@ -81,6 +81,9 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 const MIGRATION_LOCK: i64 = 0x6375_7374_6170_6931;
 
 type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
+/// The connection every query of this module takes: other modules name it only through
+/// this alias, so the driver stays this module's business.
+pub type Conn = AsyncPgConnection;
 /// A connection checked out of the pool, owned (can move into a spawned task).
 pub type Connection = bb8::PooledConnection<'static, Manager>;
 /// A pool checkout failure.

@@ -33,6 +33,45 @@ pub trait Columns: Sized {
     fn into_data(self, id: Uuid) -> Result<Self::Data, CorruptRow>;
 }
 
+/// Declares `$columns`, the columns of `$table` a client chooses, each holding the field of
+/// its name of `$data` ([`Column`]), and implements [`Columns`] for it.
+macro_rules! columns {
+    (
+        $(#[$doc:meta])*
+        $table:ident: $columns:ident => $data:ident {
+            $($(#[$field_doc:meta])* $field:ident: $column:ty,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Queryable, Selectable, AsChangeset, Insertable)]
+        #[diesel(
+            table_name = $table,
+            check_for_backend(diesel::pg::Pg),
+            treat_none_as_null = true,
+            treat_none_as_default_value = false
+        )]
+        pub struct $columns {
+            $($(#[$field_doc])* pub $field: $column,)*
+        }
+
+        impl Columns for $columns {
+            type Data = $data;
+
+            fn new(data: &$data) -> Self {
+                Self {
+                    $($field: Column::encode(&data.$field),)*
+                }
+            }
+
+            fn into_data(self, id: Uuid) -> Result<$data, CorruptRow> {
+                Ok($data {
+                    $($field: Column::decode(self.$field, id, stringify!($field))?,)*
+                })
+            }
+        }
+    };
+}
+
 /// Declares the rows of a soft-deleted resource table `$table` around its [`Columns`]: the
 /// stored row (`$row`), the changeset of a write (`$changes`: the columns and who wrote
 /// them) and the new row (`$new`: the id, who created it, and a changeset); and the
@@ -153,141 +192,107 @@ resource_rows! {
     resource: Company {},
 }
 
-/// The columns of a customer its client chooses.
-#[derive(Debug, Clone, Queryable, Selectable, AsChangeset, Insertable)]
-#[diesel(
-    table_name = customers,
-    check_for_backend(diesel::pg::Pg),
-    treat_none_as_null = true,
-    treat_none_as_default_value = false
-)]
-pub struct CustomerColumns {
-    /// Given name.
-    pub given_name: String,
-    /// Family name.
-    pub family_name: String,
-    /// Email.
-    pub email: String,
-    /// Phone.
-    pub phone: Option<String>,
-    /// Address as JSON.
-    pub address: Option<serde_json::Value>,
-    /// Status number.
-    pub status: i16,
-    /// Company reference.
-    pub company: Option<String>,
-    /// Business id.
-    pub business_id: Option<String>,
-    /// Labels as a JSON object.
-    pub labels: serde_json::Value,
-    /// External ids as a JSON object (source -> id); the database keeps
-    /// `customer_external_ids` in step with it.
-    pub external_ids: serde_json::Value,
-}
-
-impl Columns for CustomerColumns {
-    type Data = CustomerData;
-
-    fn new(data: &CustomerData) -> Self {
-        Self {
-            given_name: data.given_name.clone(),
-            family_name: data.family_name.clone(),
-            email: data.email.clone(),
-            phone: data.phone.clone(),
-            address: data.address.as_ref().map(address_json),
-            status: data.status.number(),
-            company: data.company.clone(),
-            business_id: data.business_id.clone(),
-            labels: labels_json(&data.labels),
-            external_ids: labels_json(&data.external_ids),
-        }
-    }
-
-    fn into_data(self, id: Uuid) -> Result<CustomerData, CorruptRow> {
-        let status = Status::from_number(i32::from(self.status))
-            .ok_or_else(|| CorruptRow::new(id, format!("unknown status {}", self.status)))?;
-        let address = self
-            .address
-            .map(serde_json::from_value::<AddressJson>)
-            .transpose()
-            .map_err(|e| CorruptRow::new(id, format!("address: {e}")))?
-            .map(PostalAddress::from);
-        Ok(CustomerData {
-            given_name: self.given_name,
-            family_name: self.family_name,
-            email: self.email,
-            phone: self.phone,
-            address,
-            status,
-            company: self.company,
-            business_id: self.business_id,
-            labels: labels_of(id, self.labels)?,
-            external_ids: serde_json::from_value(self.external_ids)
-                .map_err(|e| CorruptRow::new(id, format!("external_ids: {e}")))?,
-        })
+columns! {
+    /// The columns of a customer its client chooses.
+    customers: CustomerColumns => CustomerData {
+        /// Given name.
+        given_name: String,
+        /// Family name.
+        family_name: String,
+        /// Email.
+        email: String,
+        /// Phone.
+        phone: Option<String>,
+        /// Address as JSON.
+        address: Option<serde_json::Value>,
+        /// Status number.
+        status: i16,
+        /// Company reference.
+        company: Option<String>,
+        /// Business id.
+        business_id: Option<String>,
+        /// Labels as a JSON object.
+        labels: serde_json::Value,
+        /// External ids as a JSON object (source -> id); the database keeps
+        /// `customer_external_ids` in step with it.
+        external_ids: serde_json::Value,
     }
 }
 
-/// The columns of a company its client chooses.
-#[derive(Debug, Clone, Queryable, Selectable, AsChangeset, Insertable)]
-#[diesel(
-    table_name = companies,
-    check_for_backend(diesel::pg::Pg),
-    treat_none_as_null = true,
-    treat_none_as_default_value = false
-)]
-pub struct CompanyColumns {
-    /// Display name.
-    pub display_name: String,
-    /// DNS name.
-    pub domain: Option<String>,
-    /// Business id.
-    pub business_id: Option<String>,
-    /// Labels as a JSON object.
-    pub labels: serde_json::Value,
+columns! {
+    /// The columns of a company its client chooses.
+    companies: CompanyColumns => CompanyData {
+        /// Display name.
+        display_name: String,
+        /// DNS name.
+        domain: Option<String>,
+        /// Business id.
+        business_id: Option<String>,
+        /// Labels as a JSON object.
+        labels: serde_json::Value,
+    }
 }
 
-impl Columns for CompanyColumns {
-    type Data = CompanyData;
+/// How a domain field is stored in its column: most as they are; JSON columns (`address`,
+/// `labels`, `external_ids`) and the status number are encoded explicitly here.
+trait Column<T>: Sized {
+    /// The column's value for `value`.
+    fn encode(value: &T) -> Self;
+    /// The field in the column `name` of row `id`.
+    fn decode(self, id: Uuid, name: &str) -> Result<T, CorruptRow>;
+}
 
-    fn new(data: &CompanyData) -> Self {
-        Self {
-            display_name: data.display_name.clone(),
-            domain: data.domain.clone(),
-            business_id: data.business_id.clone(),
-            labels: labels_json(&data.labels),
-        }
+impl<T: Clone> Column<T> for T {
+    fn encode(value: &T) -> Self {
+        value.clone()
     }
 
-    fn into_data(self, id: Uuid) -> Result<CompanyData, CorruptRow> {
-        Ok(CompanyData {
-            display_name: self.display_name,
-            domain: self.domain,
-            business_id: self.business_id,
-            labels: labels_of(id, self.labels)?,
-        })
+    fn decode(self, _: Uuid, _: &str) -> Result<T, CorruptRow> {
+        Ok(self)
+    }
+}
+
+impl Column<Status> for i16 {
+    fn encode(status: &Status) -> Self {
+        status.number()
+    }
+
+    fn decode(self, id: Uuid, _: &str) -> Result<Status, CorruptRow> {
+        Status::from_number(i32::from(self))
+            .ok_or_else(|| CorruptRow::new(id, format!("unknown status {self}")))
     }
 }
 
 /// The `address` column: [`AddressJson`], spelled out apart from the domain type so that
 /// its shape is not the column's.
-fn address_json(address: &PostalAddress) -> serde_json::Value {
-    // A struct of strings always serialises.
-    serde_json::to_value(AddressJson::from(address)).unwrap_or_default()
+impl Column<Option<PostalAddress>> for Option<serde_json::Value> {
+    fn encode(address: &Option<PostalAddress>) -> Self {
+        // A struct of strings always serialises.
+        let json = |address| serde_json::to_value(AddressJson::from(address)).unwrap_or_default();
+        address.as_ref().map(json)
+    }
+
+    fn decode(self, id: Uuid, name: &str) -> Result<Option<PostalAddress>, CorruptRow> {
+        self.map(serde_json::from_value::<AddressJson>)
+            .transpose()
+            .map(|address| address.map(PostalAddress::from))
+            .map_err(|e| CorruptRow::new(id, format!("{name}: {e}")))
+    }
 }
 
-fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
-    serde_json::Value::Object(
-        labels
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
-    )
-}
+/// A string map (`labels`, `external_ids`) as a JSON object of strings.
+impl Column<BTreeMap<String, String>> for serde_json::Value {
+    fn encode(map: &BTreeMap<String, String>) -> Self {
+        serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )
+    }
 
-/// The `labels` column of row `id` as [`labels_json`] writes it.
-fn labels_of(id: Uuid, json: serde_json::Value) -> Result<BTreeMap<String, String>, CorruptRow> {
-    serde_json::from_value(json).map_err(|e| CorruptRow::new(id, format!("labels: {e}")))
+    fn decode(self, id: Uuid, name: &str) -> Result<BTreeMap<String, String>, CorruptRow> {
+        serde_json::from_value(self).map_err(|e| CorruptRow::new(id, format!("{name}: {e}")))
+    }
 }
 
 /// A stored row that does not satisfy the domain's invariants.

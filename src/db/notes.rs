@@ -64,15 +64,8 @@ pub async fn list(
             "notes.customer_id IN (SELECT id FROM customers WHERE delete_time IS NULL)",
         )),
     };
-    if let Some((time, id)) = after {
-        // `(create_time, id) < (t, id)` as a row comparison: one index range condition.
-        query = query.filter(
-            diesel::dsl::sql::<diesel::sql_types::Bool>("(notes.create_time, notes.id) < (")
-                .bind::<diesel::sql_types::Timestamptz, _>(time)
-                .sql(", ")
-                .bind::<diesel::sql_types::Uuid, _>(id)
-                .sql(")"),
-        );
+    if let Some(after) = after {
+        query = query.filter(super::keyset::created_before("notes", after));
     }
     query.load(conn).await
 }

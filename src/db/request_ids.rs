@@ -33,6 +33,9 @@ pub enum Claim {
         response: Option<Vec<u8>>,
         /// The first response as version 1 JSON (`response`), stored before version 2.
         response_v1: Option<serde_json::Value>,
+        /// The customer whose data the response held; with neither response, that
+        /// customer was purged and the response erased ([`erase_customer`]).
+        customer_id: Option<Uuid>,
     },
 }
 
@@ -55,39 +58,48 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (fingerprint, response, response_v1) = request_ids::table
+    let (fingerprint, response, response_v1, customer_id) = request_ids::table
         .find(request_id)
         .select((
             request_ids::fingerprint,
             request_ids::response_pb,
             request_ids::response,
+            request_ids::customer_id,
         ))
-        .first::<(Vec<u8>, Option<Vec<u8>>, Option<serde_json::Value>)>(conn)
+        .first::<(
+            Vec<u8>,
+            Option<Vec<u8>>,
+            Option<serde_json::Value>,
+            Option<Uuid>,
+        )>(conn)
         .await?;
     Ok(Claim::Used {
         fingerprint,
         response,
         response_v1,
+        customer_id,
     })
 }
 
 /// Stores the response of the write that claimed `request_id`, in the current version of
-/// `crate::encoding::replay`.
+/// `crate::encoding::replay`, with the customer whose personal data it holds.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     request_id: Uuid,
     response: &[u8],
+    customer_id: Option<Uuid>,
 ) -> QueryResult<()> {
     Complete {
         request_id,
         response,
+        customer_id,
     }
     .execute(conn)
     .await
     .map(drop)
 }
 
-/// `UPDATE request_ids SET response_pb = $1 WHERE request_id = $2`, spelled out as a query
+/// `UPDATE request_ids SET response_pb = $1, customer_id = $2 WHERE request_id = $3`, spelled out as a query
 /// with a static id so that it is prepared once per connection: diesel never caches an
 /// `UPDATE` (a changeset may skip fields, changing the SQL), so `diesel::update` cost a
 /// Parse round trip and a fresh plan on every write that carried a request id.
@@ -95,6 +107,7 @@ pub async fn complete(
 struct Complete<'a> {
     request_id: Uuid,
     response: &'a [u8],
+    customer_id: Option<Uuid>,
 }
 
 impl QueryId for Complete<'_> {
@@ -106,10 +119,27 @@ impl QueryFragment<Pg> for Complete<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("UPDATE request_ids SET response_pb = ");
         out.push_bind_param::<Bytea, _>(self.response)?;
+        out.push_sql(", customer_id = ");
+        out.push_bind_param::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(
+            &self.customer_id,
+        )?;
         out.push_sql(" WHERE request_id = ");
         out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.request_id)?;
         Ok(())
     }
+}
+
+/// Erases the stored responses that hold the data of customer `customer_id` (being purged):
+/// the claims stay, so a retry is still not a second write, but it finds no response to
+/// replay. Returns how many.
+pub async fn erase_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<usize> {
+    diesel::update(request_ids::table.filter(request_ids::customer_id.eq(customer_id)))
+        .set((
+            request_ids::response_pb.eq(None::<Vec<u8>>),
+            request_ids::response.eq(None::<serde_json::Value>),
+        ))
+        .execute(conn)
+        .await
 }
 
 /// Forgets request ids older than `ttl`; returns how many.

@@ -41,6 +41,21 @@ diesel::table! {
         create_time -> Timestamptz,
         expire_time -> Nullable<Timestamptz>,
         revoke_time -> Nullable<Timestamptz>,
+        creator -> Nullable<Text>,
+        rotate_time -> Nullable<Timestamptz>,
+        previous_secret_hash -> Nullable<Bytea>,
+        previous_secret_expire_time -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    api_key_audit (id) {
+        id -> BigInt,
+        api_key_id -> Uuid,
+        action -> Text,
+        actor -> Text,
+        request_id -> Nullable<Uuid>,
+        occur_time -> Timestamptz,
     }
 }
 
@@ -51,6 +66,7 @@ diesel::table! {
         response -> Nullable<Jsonb>,
         create_time -> Timestamptz,
         response_pb -> Nullable<Bytea>,
+        customer_id -> Nullable<Uuid>,
     }
 }
 

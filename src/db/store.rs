@@ -258,25 +258,32 @@ impl Storage for AsyncPgConnection {
                     fingerprint,
                     response,
                     response_v1,
+                    customer_id,
                 } => Claim::Used {
                     fingerprint,
                     response: response
                         .map(StoredReplay::Bytes)
-                        .or(response_v1.map(StoredReplay::Json)),
+                        .or(response_v1.map(StoredReplay::Json))
+                        .or(customer_id.map(|customer| StoredReplay::Erased { customer })),
                 },
             },
         )
     }
 
-    async fn complete(&mut self, request_id: Uuid, response: StoredReplay) -> Result<()> {
+    async fn complete(
+        &mut self,
+        request_id: Uuid,
+        response: StoredReplay,
+        customer: Option<Uuid>,
+    ) -> Result<()> {
         match response {
             StoredReplay::Bytes(bytes) => {
-                request_ids::complete(self, request_id, &bytes).await?;
+                request_ids::complete(self, request_id, &bytes, customer).await?;
                 Ok(())
             }
-            StoredReplay::Json(_) => Err(Error::internal(&Unreachable(
-                "version 1 replays are read, never written",
-            ))),
+            StoredReplay::Json(_) | StoredReplay::Erased { .. } => Err(Error::internal(
+                &Unreachable("only current replays are written"),
+            )),
         }
     }
 

@@ -66,16 +66,7 @@ pub struct CompanyInput {
     pub labels: BTreeMap<String, String>,
 }
 
-impl From<&CompanyData> for CompanyInput {
-    fn from(data: &CompanyData) -> Self {
-        Self {
-            display_name: data.display_name.clone(),
-            domain: data.domain.clone().unwrap_or_default(),
-            business_id: data.business_id.clone().unwrap_or_default(),
-            labels: data.labels.clone(),
-        }
-    }
-}
+super::input_from!(CompanyData => CompanyInput { display_name, domain, business_id, labels });
 
 impl super::Input for CompanyInput {
     type Data = CompanyData;
@@ -291,23 +282,22 @@ mod tests {
     #[test]
     fn masked_fields_are_copied_and_others_kept() {
         let mut target = valid();
+        let env = BTreeMap::from([("env".into(), "prod".into())]);
         let source = CompanyInput {
             domain: String::new(),
-            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            labels: env.clone(),
             ..CompanyInput::default()
         };
-        let (mask, violations) = Mask::<CompanyField>::parse(
-            "update_mask",
-            &["domain".into(), "labels.env".into(), "labels.tier".into()],
-            "customer.v1.Company",
-        );
-        assert!(violations.is_empty());
-        mask.apply(&mut target, &source);
-        assert_eq!(target.domain, "");
-        assert_eq!(target.display_name, "  Acme Ltd ");
+        let paths = ["domain", "labels.env", "labels.tier"];
+        Mask::<CompanyField>::of(&paths, "customer.v1.Company").apply(&mut target, &source);
+        let domain = String::new();
         assert_eq!(
-            target.labels,
-            BTreeMap::from([("env".into(), "prod".into())])
+            target,
+            CompanyInput {
+                domain,
+                labels: env,
+                ..valid()
+            }
         );
     }
 

@@ -124,11 +124,15 @@ impl Customer {
     /// What may be said of this customer once it is purged: its name and times, no
     /// personal data. The version is the one after the last change, as for every event.
     pub fn purged(&self) -> Customer {
+        let mut purged = self.without_personal_data();
+        purged.stored.version += 1;
+        purged
+    }
+
+    /// This customer with every personal field empty: its name, times and status only.
+    pub fn without_personal_data(&self) -> Customer {
         Customer {
-            stored: Stored {
-                version: self.stored.version + 1,
-                ..self.stored
-            },
+            stored: self.stored,
             data: CustomerData {
                 given_name: String::new(),
                 family_name: String::new(),
@@ -178,22 +182,17 @@ pub struct CustomerInput {
     pub external_ids: BTreeMap<String, String>,
 }
 
-impl From<&CustomerData> for CustomerInput {
-    fn from(data: &CustomerData) -> Self {
-        Self {
-            given_name: data.given_name.clone(),
-            family_name: data.family_name.clone(),
-            email: data.email.clone(),
-            phone: data.phone.clone().unwrap_or_default(),
-            address: data.address.clone(),
-            status: i32::from(data.status.number()),
-            company: data.company.clone().unwrap_or_default(),
-            business_id: data.business_id.clone().unwrap_or_default(),
-            labels: data.labels.clone(),
-            external_ids: data.external_ids.clone(),
-        }
+/// The status number.
+impl super::Raw<Status> for i32 {
+    fn raw(status: &Status) -> Self {
+        i32::from(status.number())
     }
 }
+
+super::input_from!(CustomerData => CustomerInput {
+    given_name, family_name, email, phone, address, status, company, business_id, labels,
+    external_ids,
+});
 
 impl super::Input for CustomerInput {
     type Data = CustomerData;
@@ -380,7 +379,7 @@ pub(super) fn has_control(text: &str) -> bool {
 
 /// Trimmed text of at most `max` characters without control characters; `required` makes
 /// an empty value a violation.
-pub(super) fn bounded_text(
+pub(crate) fn bounded_text(
     v: &mut Violations,
     field: String,
     text: &str,
@@ -491,14 +490,7 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
 
 /// Checks user labels: count, key pattern, value length and characters.
 pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
-    if labels.len() > MAX_LABELS {
-        v.add(
-            prefix,
-            format!("at most {MAX_LABELS} labels, got {}", labels.len()),
-        );
-    }
-    for (key, value) in labels {
-        let at = format!("{prefix}[\"{}\"]", clip(key));
+    for (at, key, value) in entries(v, prefix, labels, MAX_LABELS, "labels") {
         if !is_label_key(key) {
             v.add(at.clone(), "label keys must match [a-z][a-z0-9_.-]{0,62}");
         }
@@ -516,14 +508,7 @@ pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String,
 /// Checks external ids: count, source pattern, id length and characters. Ids are kept as
 /// sent (not trimmed): another system's key is matched exactly.
 pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<String, String>) {
-    if ids.len() > MAX_EXTERNAL_IDS {
-        v.add(
-            prefix,
-            format!("at most {MAX_EXTERNAL_IDS} external ids, got {}", ids.len()),
-        );
-    }
-    for (source, id) in ids {
-        let at = format!("{prefix}[\"{}\"]", clip(source));
+    for (at, source, id) in entries(v, prefix, ids, MAX_EXTERNAL_IDS, "external ids") {
         if !is_external_source(source) {
             v.add(
                 at.clone(),
@@ -534,6 +519,27 @@ pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<Stri
             v.add(at, problem);
         }
     }
+}
+
+/// The entries of a map field to check, each with its path (`prefix["key"]`, the key
+/// clipped), once the count is checked: at most `max` (`what` names the entries).
+fn entries<'a>(
+    v: &mut Violations,
+    prefix: &'a str,
+    map: &'a BTreeMap<String, String>,
+    max: usize,
+    what: &str,
+) -> impl Iterator<Item = (String, &'a str, &'a str)> + use<'a> {
+    if map.len() > max {
+        v.add(prefix, format!("at most {max} {what}, got {}", map.len()));
+    }
+    map.iter().map(move |(key, value)| {
+        (
+            format!("{prefix}[\"{}\"]", clip(key)),
+            key.as_str(),
+            value.as_str(),
+        )
+    })
 }
 
 /// What is wrong with an external id, if anything: 1 to [`MAX_EXTERNAL_ID_CHARS`]
@@ -859,32 +865,27 @@ mod tests {
     #[test]
     fn masked_fields_are_copied_and_others_kept() {
         let mut target = valid();
+        let env = BTreeMap::from([("env".into(), "prod".into())]);
         let source = CustomerInput {
             email: "new@example.com".into(),
             address: None,
-            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            labels: env.clone(),
             ..CustomerInput::default()
         };
-        let (mask, violations) = Mask::<CustomerField>::parse(
-            "update_mask",
-            &[
-                "email".into(),
-                "address.locality".into(),
-                "labels.env".into(),
-                "labels.tier".into(),
-            ],
-            "customer.v1.Customer",
-        );
-        assert!(violations.is_empty());
-        mask.apply(&mut target, &source);
-        assert_eq!(target.email, "new@example.com");
-        assert_eq!(target.given_name, "  Ada ");
-        let address = target.address.as_ref().unwrap();
-        assert_eq!(address.locality, "");
-        assert_eq!(address.postal_code, "SW1Y 4JH");
+        let paths = ["email", "address.locality", "labels.env", "labels.tier"];
+        Mask::<CustomerField>::of(&paths, "customer.v1.Customer").apply(&mut target, &source);
+        // A masked part of an address the source leaves out is cleared; the rest is kept.
+        let mut address = valid().address;
+        address.as_mut().unwrap().locality = String::new();
+        let email = source.email;
         assert_eq!(
-            target.labels,
-            BTreeMap::from([("env".into(), "prod".into())])
+            target,
+            CustomerInput {
+                email,
+                address,
+                labels: env,
+                ..valid()
+            }
         );
     }
 

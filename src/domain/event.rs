@@ -172,9 +172,22 @@ impl EventData {
     /// neither keeps `previous`. What happened stays: types, sequences and changed field
     /// names are untouched. Company events hold no customer's data and stay as they are.
     pub fn forget(self, purged: &Customer) -> Self {
+        self.erase(|_| purged.clone())
+    }
+
+    /// This event as a caller without `customers.admin` sees it while its customer is
+    /// soft-deleted: as [`EventData::forget`] makes it, except that a customer event keeps its
+    /// own snapshot's name, version, times and status.
+    pub fn redacted(self) -> Self {
+        self.erase(Customer::without_personal_data)
+    }
+
+    /// The event without `previous`, a note's text or the customer data `snapshot` leaves
+    /// of a customer event's snapshot.
+    fn erase(self, snapshot: impl FnOnce(&Customer) -> Customer) -> Self {
         match self {
             Self::Customer(change) => Self::Customer(Box::new(Change {
-                snapshot: purged.clone(),
+                snapshot: snapshot(&change.snapshot),
                 changed_fields: change.changed_fields,
                 previous: None,
             })),

@@ -1717,24 +1717,52 @@ mod tests {
         assert_err("address = x", 0, "unknown field 'address'");
     }
 
-    #[test]
-    fn error_trailing_garbage() {
-        let no_restriction = "unexpected '=', expected a restriction or '('";
-        assert_err("email = x)", 9, "unexpected ')' without a matching '('");
-        assert_err("email = x = y", 10, no_restriction);
-        assert_err("= x", 0, no_restriction);
-    }
+    /// Filters that fail, where and why: (filter, position, the start of the message).
+    #[rustfmt::skip]
+    const ERRORS: &[(&str, usize, &str)] = &[
+        // Trailing garbage.
+        ("email = x)", 9, "unexpected ')' without a matching '('"),
+        ("email = x = y", 10, "unexpected '=', expected a restriction or '('"),
+        ("= x", 0, "unexpected '=', expected a restriction or '('"),
+        // Unterminated strings and bad escapes.
+        ("email = \"abc", 8, "unterminated string"),
+        ("email = 'abc\\'", 8, "unterminated string"),
+        ("labels.\"abc = x", 7, "unterminated string"),
+        (r#"email = "a\nb""#, 10, "invalid escape sequence '\\n'"),
+        // Operators and values the status field does not take.
+        ("status < ACTIVE", 7, "operator '<' is not supported for field 'status'"),
+        ("status:ACTIVE", 6, "operator ':' is not supported for field 'status'"),
+        ("status = active", 9, "invalid status 'active'; expected one of ACTIVE, PROSPECTIVE, INACTIVE"),
+        // Operators and values the time fields do not take.
+        ("create_time : 2024", 12, "operator ':' is not supported for field 'create_time'"),
+        ("update_time > yesterday", 14, "invalid timestamp 'yesterday'"),
+        ("update_time > 2024-01-01", 14, "invalid timestamp '2024-01-01'"),
+        // A comparator or a value missing.
+        ("given_name = ", 13, "expected a value after '='"),
+        ("(given_name : )", 14, "expected a value after ':'"),
+        ("given_name ! x", 11, "expected a comparator"),
+        ("(email)", 6, "expected a comparator"),
+        ("given_name", 10, "expected a comparator (=, !=, <, <=, >, >=, :) after field 'given_name'"),
+        // Keywords out of place.
+        ("email=x AND", 11, "unexpected end of filter, expected a restriction or '('"),
+        ("email=x OR OR email=y", 11, "unexpected keyword 'OR'"),
+        ("AND email=x", 0, "unexpected keyword 'AND'"),
+        ("NOT NOT email=x", 4, "unexpected keyword 'NOT'"),
+        ("NOT", 3, "unexpected end of filter"),
+        ("--email=x", 1, "unexpected '-'"),
+        ("email = AND", 8, "expected a value after '=', found keyword 'AND'"),
+        ("email == x", 7, "unexpected '=', expected a value after '='"),
+        ("()", 1, "unexpected ')', expected a restriction or '('"),
+        // Positions count characters, not bytes.
+        ("company = \"äöü\" foo = 1", 16, "unknown field 'foo'"),
+        ("company = 🎉🎉)", 12, "unexpected ')'"),
+    ];
 
     #[test]
-    fn error_unterminated_string() {
-        assert_err("email = \"abc", 8, "unterminated string");
-        assert_err("email = 'abc\\'", 8, "unterminated string");
-        assert_err("labels.\"abc = x", 7, "unterminated string");
-    }
-
-    #[test]
-    fn error_invalid_escape() {
-        assert_err(r#"email = "a\nb""#, 10, "invalid escape sequence '\\n'");
+    fn errors_name_their_position_and_cause() {
+        for &(input, position, message) in ERRORS {
+            assert_err(input, position, message);
+        }
     }
 
     #[test]
@@ -1758,44 +1786,6 @@ mod tests {
         assert_err(&input, 16 * 5, "filter is nested too deeply");
         let input = "(".repeat(MAX_FILTER_LEN);
         assert_err(&input, MAX_DEPTH, "filter is nested too deeply");
-    }
-
-    #[test]
-    fn error_status_typing() {
-        assert_err(
-            "status < ACTIVE",
-            7,
-            "operator '<' is not supported for field 'status'",
-        );
-        assert_err(
-            "status:ACTIVE",
-            6,
-            "operator ':' is not supported for field 'status'",
-        );
-        assert_err(
-            "status = active",
-            9,
-            "invalid status 'active'; expected one of ACTIVE, PROSPECTIVE, INACTIVE",
-        );
-    }
-
-    #[test]
-    fn error_time_typing() {
-        assert_err(
-            "create_time : 2024",
-            12,
-            "operator ':' is not supported for field 'create_time'",
-        );
-        assert_err(
-            "update_time > yesterday",
-            14,
-            "invalid timestamp 'yesterday'",
-        );
-        assert_err(
-            "update_time > 2024-01-01",
-            14,
-            "invalid timestamp '2024-01-01'",
-        );
     }
 
     #[test]
@@ -1828,50 +1818,6 @@ mod tests {
         let too_long = format!("k{}", "x".repeat(63));
         assert_err(&format!("labels.{too_long}=v"), 7, "invalid label key");
         assert_err("labels.\"A\" = x", 7, "invalid label key 'A'");
-    }
-
-    #[test]
-    fn error_missing_comparator_or_value() {
-        assert_err("given_name = ", 13, "expected a value after '='");
-        assert_err("(given_name : )", 14, "expected a value after ':'");
-        assert_err("given_name ! x", 11, "expected a comparator");
-        assert_err("(email)", 6, "expected a comparator");
-        assert_err(
-            "given_name",
-            10,
-            "expected a comparator (=, !=, <, <=, >, >=, :) after field 'given_name'",
-        );
-    }
-
-    #[test]
-    fn error_keywords_out_of_place() {
-        assert_err(
-            "email=x AND",
-            11,
-            "unexpected end of filter, expected a restriction or '('",
-        );
-        assert_err("email=x OR OR email=y", 11, "unexpected keyword 'OR'");
-        assert_err("AND email=x", 0, "unexpected keyword 'AND'");
-        assert_err("NOT NOT email=x", 4, "unexpected keyword 'NOT'");
-        assert_err("NOT", 3, "unexpected end of filter");
-        assert_err("--email=x", 1, "unexpected '-'");
-        assert_err(
-            "email = AND",
-            8,
-            "expected a value after '=', found keyword 'AND'",
-        );
-        assert_err(
-            "email == x",
-            7,
-            "unexpected '=', expected a value after '='",
-        );
-        assert_err("()", 1, "unexpected ')', expected a restriction or '('");
-    }
-
-    #[test]
-    fn error_positions_count_characters_not_bytes() {
-        assert_err("company = \"äöü\" foo = 1", 16, "unknown field 'foo'");
-        assert_err("company = 🎉🎉)", 12, "unexpected ')'");
     }
 
     #[test]

@@ -52,6 +52,41 @@ pub trait Input: Clone + Default + Send + Sync + 'static + for<'a> From<&'a Self
     fn present_fields(&self) -> Vec<Self::Field>;
 }
 
+/// A validated field as a client would send it: the pieces of an input read back from its
+/// data (`From<&Data>`, declared by [`input_from!`]).
+pub trait Raw<T> {
+    /// The raw form of `value`.
+    fn raw(value: &T) -> Self;
+}
+
+impl<T: Clone> Raw<T> for T {
+    fn raw(value: &T) -> Self {
+        value.clone()
+    }
+}
+
+/// An optional text: empty when there is none.
+impl Raw<Option<String>> for String {
+    fn raw(value: &Option<String>) -> Self {
+        value.clone().unwrap_or_default()
+    }
+}
+
+/// `impl From<&$data> for $input`, each listed field of the input the [`Raw`] form of the
+/// data's field of that name.
+macro_rules! input_from {
+    ($data:ident => $input:ident { $($field:ident),* $(,)? }) => {
+        impl From<&$data> for $input {
+            fn from(data: &$data) -> Self {
+                Self {
+                    $($field: $crate::domain::Raw::raw(&data.$field),)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use input_from;
+
 /// One invalid field of a request: its proto field path (e.g. `customer.address.country_code`,
 /// `customer.labels["Env"]`, `update_mask.paths[1]`) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

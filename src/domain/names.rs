@@ -22,6 +22,10 @@ pub const NOTE_TYPE: &str = "customer.example.com/Note";
 const COMPANIES: &str = "companies/";
 /// The collection segment of note names under their customer.
 const NOTES: &str = "/notes/";
+/// The resource type of API keys.
+pub const API_KEY_TYPE: &str = "customer.example.com/ApiKey";
+/// The collection prefix of API key names.
+const API_KEYS: &str = "apiKeys/";
 
 /// A parsed resource name (AIP-122): how it is read, and how a new resource's name is made
 /// from its parent's and its id.
@@ -135,16 +139,26 @@ fn customer_id(text: &str) -> Result<Uuid, String> {
     })
 }
 
+top_level_name!(
+    /// A parsed `apiKeys/{uuid}` name.
+    ApiKeyName(API_KEYS, api_key_id)
+);
+
 /// The id of `companies/{id}`.
 fn company_id(text: &str) -> Result<Uuid, String> {
-    text.strip_prefix(COMPANIES)
+    collection_id(text, COMPANIES, "a company name `companies/{company}`")
+}
+
+/// The id of `apiKeys/{id}`.
+fn api_key_id(text: &str) -> Result<Uuid, String> {
+    collection_id(text, API_KEYS, "an API key name `apiKeys/{api_key}`")
+}
+
+/// The UUID after `prefix` in `text`, or what is wrong with it (`what` it must be).
+fn collection_id(text: &str, prefix: &str, what: &str) -> Result<Uuid, String> {
+    text.strip_prefix(prefix)
         .and_then(parse_uuid)
-        .ok_or_else(|| {
-            format!(
-                "must be a company name `companies/{{company}}` with a UUID id, got `{}`",
-                truncate(text)
-            )
-        })
+        .ok_or_else(|| format!("must be {what} with a UUID id, got `{}`", truncate(text)))
 }
 
 /// Checks a company reference `companies/{company}` (a UUID, like customer ids).

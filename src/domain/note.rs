@@ -54,13 +54,7 @@ pub struct NoteInput {
     pub text: String,
 }
 
-impl From<&NoteData> for NoteInput {
-    fn from(data: &NoteData) -> Self {
-        Self {
-            text: data.text.clone(),
-        }
-    }
-}
+super::input_from!(NoteData => NoteInput { text });
 
 impl super::Input for NoteInput {
     type Data = NoteData;

@@ -24,6 +24,9 @@ pub trait Replayable: Sized {
     fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError>;
     /// Reads a version 1 (JSON) response.
     fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError>;
+    /// The customer whose personal data this response holds: the customer itself, a note's
+    /// customer; none for a company.
+    fn personal_data_of(&self) -> Option<uuid::Uuid>;
 }
 
 /// A stored response whichever version it was written in: the version 2 bytes when there are
@@ -43,7 +46,7 @@ pub fn decode_stored<T: Replayable>(
 /// `Resource::to_message` writes), read back by `$from_proto`, or from version 1 JSON by
 /// `$from_v1`.
 macro_rules! replayable {
-    ($resource:ty as $message:ty: $from_proto:path, $from_v1:path) => {
+    ($resource:ty as $message:ty: $from_proto:path, $from_v1:path, $owner:expr) => {
         impl Replayable for $resource {
             fn encode_replay(&self) -> Vec<u8> {
                 versioned(&self.clone().to_message())
@@ -56,10 +59,15 @@ macro_rules! replayable {
             fn decode_replay_v1(json: serde_json::Value) -> Result<Self, DecodeError> {
                 $from_v1(json)
             }
+
+            fn personal_data_of(&self) -> Option<uuid::Uuid> {
+                $owner(self)
+            }
         }
     };
 }
 
-replayable!(Customer as pb::Customer: customer_from_proto, v1::customer);
-replayable!(Company as pb::Company: company_from_proto, v1::company);
-replayable!(Note as pb::Note: note_from_proto, v1::note);
+replayable!(Customer as pb::Customer: customer_from_proto, v1::customer,
+    |customer: &Customer| Some(customer.stored.id));
+replayable!(Company as pb::Company: company_from_proto, v1::company, |_: &Company| None);
+replayable!(Note as pb::Note: note_from_proto, v1::note, |note: &Note| Some(note.customer_id));

@@ -180,3 +180,43 @@ impl<H: StatusHook> http_body::Body for StatusBody<H> {
         self.inner.size_hint()
     }
 }
+
+/// Serves the calls of a second gRPC service, `T` (those whose path is under `/{T::NAME}/`),
+/// in front of the wrapped one: two services then share one stack of middleware (limits,
+/// authentication, metrics) and one in-process entry for the gateway and Connect.
+#[derive(Debug, Clone)]
+pub struct Also<T> {
+    service: T,
+}
+
+impl<T: NamedService> Also<T> {
+    /// Routes `T::NAME`'s calls to `service`.
+    pub fn new(service: T) -> Self {
+        Self { service }
+    }
+}
+
+impl<T, S, B> Middleware<S, B> for Also<T>
+where
+    T: Inner<B, Error = S::Error> + NamedService,
+    S: Inner<B>,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
+        let ours = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(T::NAME))
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !ours {
+            return Box::pin(inner.call(request));
+        }
+        let mut service = self.service.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(request).await
+        })
+    }
+}

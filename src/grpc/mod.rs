@@ -1,4 +1,5 @@
-//! The gRPC adapter: `customer.v1.CustomerService` over the service layer.
+//! The gRPC adapter: `customer.v1.CustomerService` over the service layer (and, in
+//! [`api_keys`], `customer.v1.ApiKeyService`).
 //!
 //! Each RPC takes its request apart, calls one use case and answers with the resource's
 //! contract message ([`Resource::to_message`]); errors become statuses through [`status`].
@@ -6,6 +7,7 @@
 //! the request traits of [`requests`]. No business rule lives here. gRPC-web and the REST gateway reach the same trait
 //! implementation, so this is the only adapter there is.
 
+pub mod api_keys;
 pub mod body;
 pub mod codec;
 pub mod content_type;
@@ -20,7 +22,10 @@ use self::requests::{Create, Delete, Get, List, Message, Undelete, Update};
 use crate::{
     auth::Principal,
     convert::{self, events::event_to_proto, timestamp},
-    core::store::{Repository, Restore, Store},
+    core::{
+        list::ListRequest,
+        store::{Repository, Restore, Store},
+    },
     db::store::PgStore,
     domain::customer::Customer,
     pb,
@@ -35,6 +40,11 @@ pub type EventStream =
 /// The server-streaming response of ExportCustomers.
 pub type CustomerStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Customer, Status>> + Send>>;
+
+/// Response metadata of ExportCustomers (and header of its REST form): the sources of the
+/// external ids in the export's snapshot, comma-separated and sorted — the
+/// `external_ids.<source>` columns of a CSV export ([`crate::convert::csv`]).
+pub const EXTERNAL_ID_SOURCES_HEADER: &str = "export-external-id-sources";
 
 /// The tonic service implementation.
 #[derive(Debug, Clone)]
@@ -107,27 +117,76 @@ impl CustomerApi {
         let (actor, request) = (actor(&request), request.get_ref());
         let writer = self.service.writer();
         let restored = writer
-            .undelete::<Q::Resource>(request.name(), request.etag(), &actor)
+            .undelete::<Q::Resource>(request.name(), request.etag(), request.request_id(), &actor)
             .await?;
         Ok(Response::new(restored.to_message()))
     }
 
     async fn list<Q: List>(&self, request: Request<Q>) -> RpcResult<Q::Response> {
-        let page = Q::page(&self.service, request.into_inner().into()).await?;
+        let privileged = privileged(&request);
+        let request = ListRequest {
+            privileged,
+            ..request.into_inner().into()
+        };
+        let page = Q::page(&self.service, request).await?;
         Ok(Response::new(Q::respond(page)))
     }
 }
 
-#[tonic::async_trait]
-impl pb::customer_service_server::CustomerService for CustomerApi {
-    async fn create_customer(
-        &self,
-        request: Request<pb::CreateCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
-        self.create(request).await
-    }
+/// The service trait, each RPC one call: `rpc(Request) -> Response = method;` answers
+/// `rpc` with `self.method(request)` — a generic write or list above, or one of the RPCs
+/// only one resource has below; `streams` names the types of the streaming responses.
+macro_rules! customer_service {
+    (streams { $($stream:ident = $item:ty;)* } $($rpc:ident($request:ty) -> $response:ty = $method:ident;)*) => {
+        #[tonic::async_trait]
+        impl pb::customer_service_server::CustomerService for CustomerApi {
+            $(type $stream = $item;)*
+            $(
+                async fn $rpc(&self, request: Request<$request>) -> RpcResult<$response> {
+                    self.$method(request).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn get_customer(
+customer_service! {
+    streams {
+        ExportCustomersStream = CustomerStream;
+        WatchCustomerEventsStream = EventStream;
+    }
+    // The writes and lists, one generic call each.
+    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create;
+    list_customers(pb::ListCustomersRequest) -> pb::ListCustomersResponse = list;
+    update_customer(pb::UpdateCustomerRequest) -> pb::Customer = update;
+    delete_customer(pb::DeleteCustomerRequest) -> pb::Customer = delete;
+    undelete_customer(pb::UndeleteCustomerRequest) -> pb::Customer = undelete;
+    list_customer_events(pb::ListCustomerEventsRequest) -> pb::ListCustomerEventsResponse = list;
+    create_company(pb::CreateCompanyRequest) -> pb::Company = create;
+    get_company(pb::GetCompanyRequest) -> pb::Company = get;
+    list_companies(pb::ListCompaniesRequest) -> pb::ListCompaniesResponse = list;
+    update_company(pb::UpdateCompanyRequest) -> pb::Company = update;
+    delete_company(pb::DeleteCompanyRequest) -> pb::Company = delete;
+    undelete_company(pb::UndeleteCompanyRequest) -> pb::Company = undelete;
+    create_note(pb::CreateNoteRequest) -> pb::Note = create;
+    get_note(pb::GetNoteRequest) -> pb::Note = get;
+    list_notes(pb::ListNotesRequest) -> pb::ListNotesResponse = list;
+    update_note(pb::UpdateNoteRequest) -> pb::Note = update;
+    delete_note(pb::DeleteNoteRequest) -> () = delete;
+    // What only customers have.
+    get_customer(pb::GetCustomerRequest) -> pb::Customer = get_customer_in_view;
+    batch_get_customers(pb::BatchGetCustomersRequest) -> pb::BatchGetCustomersResponse = batch_get;
+    upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
+    lookup_customer(pb::LookupCustomerRequest) -> pb::Customer = lookup;
+    export_customers(pb::ExportCustomersRequest) -> CustomerStream = export;
+    watch_customer_events(pb::WatchCustomerEventsRequest) -> EventStream = watch;
+    get_business_info(pb::GetBusinessInfoRequest) -> pb::BusinessInfo = business_info;
+}
+
+/// The RPCs only one resource has.
+impl CustomerApi {
+    /// GetCustomer: the BASIC view is the generic get; FULL adds the registry's answer.
+    async fn get_customer_in_view(
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> RpcResult<pb::Customer> {
@@ -151,7 +210,8 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         }))
     }
 
-    async fn batch_get_customers(
+    /// BatchGetCustomers: all or nothing, in the order asked.
+    async fn batch_get(
         &self,
         request: Request<pb::BatchGetCustomersRequest>,
     ) -> RpcResult<pb::BatchGetCustomersResponse> {
@@ -161,24 +221,8 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         }))
     }
 
-    async fn list_customers(
-        &self,
-        request: Request<pb::ListCustomersRequest>,
-    ) -> RpcResult<pb::ListCustomersResponse> {
-        self.list(request).await
-    }
-
-    async fn update_customer(
-        &self,
-        request: Request<pb::UpdateCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
-        self.update(request).await
-    }
-
-    async fn upsert_customer(
-        &self,
-        request: Request<pb::UpsertCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
+    /// UpsertCustomer: a create or an update addressed by an external key.
+    async fn upsert(&self, request: Request<pb::UpsertCustomerRequest>) -> RpcResult<pb::Customer> {
         let (actor, request) = (actor(&request), request.into_inner());
         let upsert = customers::UpsertRequest {
             input: request
@@ -195,61 +239,43 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         Ok(Response::new(upserted.to_message()))
     }
 
-    async fn lookup_customer(
-        &self,
-        request: Request<pb::LookupCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
+    /// LookupCustomer: the customer an external key names.
+    async fn lookup(&self, request: Request<pb::LookupCustomerRequest>) -> RpcResult<pb::Customer> {
         let request = request.get_ref();
         let found =
             customers::lookup(self.service.writer(), &request.source, &request.external_id).await?;
         Ok(Response::new(found.to_message()))
     }
 
-    type ExportCustomersStream = CustomerStream;
-
-    async fn export_customers(
+    /// ExportCustomers: every matching customer, streamed.
+    async fn export(
         &self,
         request: Request<pb::ExportCustomersRequest>,
     ) -> RpcResult<CustomerStream> {
         let request = request.get_ref();
-        let receiver = self
+        let export = self
             .service
             .export(&request.filter, request.show_deleted)
             .await?;
-        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let stream = futures_util::stream::unfold(export.customers, |mut receiver| async move {
             let item = receiver.recv().await?;
             Some((
                 item.map(Resource::to_message).map_err(Status::from),
                 receiver,
             ))
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as CustomerStream);
+        // Sources match `[a-z][a-z0-9_]*`, so the comma-separated list is a valid value.
+        if let Ok(sources) = export.external_id_sources.join(",").parse() {
+            response
+                .metadata_mut()
+                .insert(EXTERNAL_ID_SOURCES_HEADER, sources);
+        }
+        Ok(response)
     }
 
-    async fn delete_customer(
-        &self,
-        request: Request<pb::DeleteCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
-        self.delete(request).await
-    }
-
-    async fn undelete_customer(
-        &self,
-        request: Request<pb::UndeleteCustomerRequest>,
-    ) -> RpcResult<pb::Customer> {
-        self.undelete(request).await
-    }
-
-    async fn list_customer_events(
-        &self,
-        request: Request<pb::ListCustomerEventsRequest>,
-    ) -> RpcResult<pb::ListCustomerEventsResponse> {
-        self.list(request).await
-    }
-
-    type WatchCustomerEventsStream = EventStream;
-
-    async fn watch_customer_events(
+    /// WatchCustomerEvents: the change stream from a resume token.
+    async fn watch(
         &self,
         request: Request<pb::WatchCustomerEventsRequest>,
     ) -> RpcResult<EventStream> {
@@ -259,11 +285,12 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             .events()
             .watch_limits()
             .admit(&actor(&request))?;
+        let privileged = privileged(&request);
         let request = request.get_ref();
         let watch = self
             .service
             .events()
-            .watch(&request.parent, &request.start_after)
+            .watch(&request.parent, &request.start_after, privileged)
             .await?;
         let stream = futures_util::stream::unfold(Some((watch, permit)), |state| async move {
             let (mut watch, permit) = state?;
@@ -280,69 +307,8 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn create_company(
-        &self,
-        request: Request<pb::CreateCompanyRequest>,
-    ) -> RpcResult<pb::Company> {
-        self.create(request).await
-    }
-
-    async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> RpcResult<pb::Company> {
-        self.get(request).await
-    }
-
-    async fn list_companies(
-        &self,
-        request: Request<pb::ListCompaniesRequest>,
-    ) -> RpcResult<pb::ListCompaniesResponse> {
-        self.list(request).await
-    }
-
-    async fn update_company(
-        &self,
-        request: Request<pb::UpdateCompanyRequest>,
-    ) -> RpcResult<pb::Company> {
-        self.update(request).await
-    }
-
-    async fn delete_company(
-        &self,
-        request: Request<pb::DeleteCompanyRequest>,
-    ) -> RpcResult<pb::Company> {
-        self.delete(request).await
-    }
-
-    async fn undelete_company(
-        &self,
-        request: Request<pb::UndeleteCompanyRequest>,
-    ) -> RpcResult<pb::Company> {
-        self.undelete(request).await
-    }
-
-    async fn create_note(&self, request: Request<pb::CreateNoteRequest>) -> RpcResult<pb::Note> {
-        self.create(request).await
-    }
-
-    async fn get_note(&self, request: Request<pb::GetNoteRequest>) -> RpcResult<pb::Note> {
-        self.get(request).await
-    }
-
-    async fn list_notes(
-        &self,
-        request: Request<pb::ListNotesRequest>,
-    ) -> RpcResult<pb::ListNotesResponse> {
-        self.list(request).await
-    }
-
-    async fn update_note(&self, request: Request<pb::UpdateNoteRequest>) -> RpcResult<pb::Note> {
-        self.update(request).await
-    }
-
-    async fn delete_note(&self, request: Request<pb::DeleteNoteRequest>) -> RpcResult<()> {
-        self.delete(request).await
-    }
-
-    async fn get_business_info(
+    /// GetBusinessInfo: the registry's answer for a business id.
+    async fn business_info(
         &self,
         request: Request<pb::GetBusinessInfoRequest>,
     ) -> RpcResult<pb::BusinessInfo> {
@@ -373,7 +339,6 @@ fn business_to_proto(info: crate::registry::BusinessInfo) -> pb::BusinessInfo {
     }
 }
 
-/// Who is calling: set by the auth layer, which runs before every protected method.
 /// The status ending a watch whose client did not read: UNAVAILABLE, retry, with the resume
 /// token of the last event it was sent in `ErrorInfo.metadata.resumeToken`.
 fn slow_consumer(resume_after: i64) -> Status {
@@ -396,6 +361,16 @@ fn slow_consumer(resume_after: i64) -> Status {
     )
 }
 
+/// Whether the caller holds `customers.admin`, which shows soft-deleted customers' history
+/// with its personal data.
+fn privileged<T>(request: &Request<T>) -> bool {
+    request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|principal| principal.has(crate::auth::scopes::ADMIN))
+}
+
+/// Who is calling: set by the auth layer, which runs before every protected method.
 fn actor<T>(request: &Request<T>) -> String {
     request.extensions().get::<Principal>().map_or_else(
         || "unknown".to_owned(),

@@ -69,6 +69,8 @@ pub(super) trait Undelete {
     fn name(&self) -> &str;
     /// The etag the client read, or empty.
     fn etag(&self) -> &str;
+    /// The idempotency key.
+    fn request_id(&self) -> &str;
 }
 
 /// Implements the request traits for the messages of the write RPCs of `$resource`, held
@@ -154,6 +156,10 @@ macro_rules! writes {
 
                 fn etag(&self) -> &str {
                     &self.etag
+                }
+
+                fn request_id(&self) -> &str {
+                    &self.request_id
                 }
             }
         )?

@@ -12,10 +12,13 @@ use crate::{
     convert::{self, timestamp},
     core::{
         fingerprint::{Fingerprint, Parts},
-        mask::{Mask, mask_fields},
+        mask::mask_fields,
         resource::{Events, Reasons, Resource},
         store::{Lock, Repository, Storage, Store, Transact},
-        write::{Origin, Writer, call, change, collect, insert_new, locked_live},
+        write::{
+            Origin, Writer, call, change, collect, insert_new, locked_live, masked_stand_in,
+            update_mask,
+        },
     },
     domain::{
         Input as _, Violations,
@@ -320,17 +323,13 @@ where
             "must be `external_id` (or left out): an upsert keeps the key it is addressed by",
         );
     }
-    let mask = match request.update_mask.as_deref() {
-        Some(paths) if !paths.is_empty() => {
-            let (mask, more) = Mask::parse("update_mask", paths, Customer::PROTO);
-            violations.extend(more);
-            mask
-        }
-        _ => Mask::Fields(request.input.present_fields()),
-    };
+    let mask = update_mask::<Customer>(
+        &mut violations,
+        request.update_mask.as_deref(),
+        &request.input,
+    );
     let (source, external_id) = (request.source, request.external_id);
-    let mut probe = Customer::stand_in();
-    mask.apply(&mut probe, &request.input);
+    let mut probe = masked_stand_in::<Customer>(&mask, &request.input);
     if key_is_valid {
         // Reported above when the key is not: not again as an entry of external_ids.
         probe = with_key(probe, &source, &external_id);

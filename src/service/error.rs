@@ -72,8 +72,17 @@ pub mod reason {
     pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
     /// Another live customer has one of the `(source, id)` pairs of `external_ids`.
     pub const EXTERNAL_ID_ALREADY_EXISTS: &str = "EXTERNAL_ID_ALREADY_EXISTS";
+    /// RotateApiKey of a revoked key.
+    pub const API_KEY_REVOKED: &str = "API_KEY_REVOKED";
+    /// RotateApiKey of a key past its expiry.
+    pub const API_KEY_EXPIRED: &str = "API_KEY_EXPIRED";
     /// A request message over the size limit (`MAX_REQUEST_BYTES`).
     pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+    /// The resources a BatchGet names are more than one response may hold
+    /// (`MAX_RESPONSE_PAGE_BYTES`).
+    pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
+    /// An export's snapshot holds more external id sources than an export has columns for.
+    pub const TOO_MANY_EXTERNAL_ID_SOURCES: &str = "TOO_MANY_EXTERNAL_ID_SOURCES";
 }
 
 /// Result of a use case.

@@ -18,6 +18,7 @@
 //! after position p" is exact even when transactions commit out of their start order.
 
 use std::{
+    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -38,6 +39,7 @@ use super::{
     watches::{Held, WATCH_BATCH, WATCH_CHANNEL, WatchLimits},
 };
 use crate::{
+    convert::events::event_to_proto,
     core::list::{self, Paging},
     db::{
         Pool,
@@ -48,7 +50,7 @@ use crate::{
         event::{Event, EventParent, EventType, NewEvent},
         filter::EventField,
         legacy,
-        names::owning_customer,
+        names::{CustomerName, ResourceName as _, owning_customer},
     },
     encoding::event_payload,
 };
@@ -346,21 +348,30 @@ impl EventLog {
         self.catch_up().await?;
         let customer = parent.resource();
         let (after, limit) = (paging.after.unwrap_or(0), paging.limit());
-        let rows = self
+        let privileged = request.privileged;
+        let (rows, deleted) = self
             .inner
             .pool
             .run(async |conn| {
-                Ok::<_, Error>(
-                    queries::list(conn, customer.as_deref(), filter.as_ref(), after, limit).await?,
-                )
+                let rows =
+                    queries::list(conn, customer.as_deref(), filter.as_ref(), after, limit).await?;
+                let deleted = deleted_customers(conn, &rows, privileged).await?;
+                Ok::<_, Error>((rows, deleted))
             })
             .await?;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.inner.page_tokens, |last| {
-            last.position.unwrap_or_default()
-        });
-        let events = rows.into_iter().map(event_of).collect::<Result<_>>()?;
+        let events = rows
+            .into_iter()
+            .map(|row| event_of(row).map(|event| redact_if_deleted(event, &deleted)))
+            .collect::<Result<_>>()?;
+        let (items, next_page_token) = list::page(
+            events,
+            &paging,
+            &self.inner.page_tokens,
+            |last: &Event| last.position,
+            |event| list::entry_bytes(&event_to_proto(event.clone(), true)),
+        );
         Ok(list::Page {
-            items: events,
+            items,
             next_page_token,
         })
     }
@@ -368,7 +379,7 @@ impl EventLog {
     /// Streams the events of `parent` after `start_after`: first what is stored, then new
     /// events as they are numbered. Invalid input fails before the stream starts; a token
     /// whose successors were removed by retention is OUT_OF_RANGE.
-    pub async fn watch(&self, parent: &str, start_after: &str) -> Result<Watch> {
+    pub async fn watch(&self, parent: &str, start_after: &str, privileged: bool) -> Result<Watch> {
         let mut violations = Violations::new();
         let parent = match EventParent::parse("parent", parent) {
             Ok(parent) => Some(parent),
@@ -413,10 +424,13 @@ impl EventLog {
         }
         let (sender, receiver) = mpsc::channel(WATCH_CHANNEL);
         let slow = Arc::new(std::sync::Mutex::new(None));
-        tokio::spawn(
-            self.clone()
-                .follow(parent.resource(), after, sender, slow.clone()),
-        );
+        tokio::spawn(self.clone().follow(
+            parent.resource(),
+            after,
+            privileged,
+            sender,
+            slow.clone(),
+        ));
         Ok(Watch { receiver, slow })
     }
 
@@ -424,6 +438,7 @@ impl EventLog {
         self,
         customer: Option<String>,
         mut after: i64,
+        privileged: bool,
         sender: mpsc::Sender<(Result<Event>, Option<Held>)>,
         slow: Arc<std::sync::Mutex<Option<i64>>>,
     ) {
@@ -451,10 +466,10 @@ impl EventLog {
             // Mark the current position as seen before querying: a numbering that lands
             // after the query wakes the wait below instead of being missed.
             positions.borrow_and_update();
-            let rows = match self.read(customer.as_deref(), after).await {
-                Ok(rows) => {
+            let (rows, deleted) = match self.read(customer.as_deref(), after, privileged).await {
+                Ok(read) => {
                     outage = Outage::default();
-                    rows
+                    read
                 }
                 Err(error) => {
                     if self
@@ -477,7 +492,7 @@ impl EventLog {
                 .collect();
             for (row, held) in rows {
                 after = row.position.unwrap_or(after);
-                let event = event_of(row);
+                let event = event_of(row).map(|event| redact_if_deleted(event, &deleted));
                 let failed = event.is_err();
                 match sender
                     .send_timeout((event, Some(held)), limits.slow_consumer_timeout)
@@ -513,18 +528,7 @@ impl EventLog {
                 _ = closing.wait_for(|closing| *closing) => true,
             };
             if shutting_down {
-                let _ = sender
-                    .send((
-                        Err(Error::Unavailable {
-                            message: "the server is shutting down; watch again with the last \
-                                  resume_token"
-                                .into(),
-                            reason: super::error::reason::SHUTTING_DOWN,
-                            retry_after: Duration::from_secs(1),
-                        }),
-                        None,
-                    ))
-                    .await;
+                say_shutting_down(&sender).await;
                 return;
             }
         }
@@ -579,26 +583,25 @@ impl EventLog {
             _ = closing.wait_for(|closing| *closing) => true,
         };
         if shutting_down {
-            let _ = sender
-                .send((
-                    Err(Error::Unavailable {
-                        message: "the server is shutting down; watch again with the last \
-                                  resume_token"
-                            .into(),
-                        reason: super::error::reason::SHUTTING_DOWN,
-                        retry_after: Duration::from_secs(1),
-                    }),
-                    None,
-                ))
-                .await;
+            say_shutting_down(sender).await;
         }
         false
     }
 
-    async fn read(&self, customer: Option<&str>, after: i64) -> Result<Vec<EventRow>> {
+    /// The next batch of a watch, and which of its customers the caller sees redacted.
+    async fn read(
+        &self,
+        customer: Option<&str>,
+        after: i64,
+        privileged: bool,
+    ) -> Result<(Vec<EventRow>, HashSet<String>)> {
         self.inner
             .pool
-            .run(async |conn| Ok(queries::list(conn, customer, None, after, WATCH_BATCH).await?))
+            .run(async |conn| {
+                let rows = queries::list(conn, customer, None, after, WATCH_BATCH).await?;
+                let deleted = deleted_customers(conn, &rows, privileged).await?;
+                Ok((rows, deleted))
+            })
             .await
     }
 
@@ -656,6 +659,56 @@ impl Watch {
                 .map(|resume_after| WatchItem::SlowConsumer { resume_after }),
         }
     }
+}
+
+/// Ends a watch because the server is shutting down: the client watches again (elsewhere)
+/// from the last resume token it was sent.
+async fn say_shutting_down(sender: &mpsc::Sender<(Result<Event>, Option<Held>)>) {
+    let _ = sender
+        .send((
+            Err(Error::Unavailable {
+                message: "the server is shutting down; watch again with the last resume_token"
+                    .into(),
+                reason: super::error::reason::SHUTTING_DOWN,
+                retry_after: Duration::from_secs(1),
+            }),
+            None,
+        ))
+        .await;
+}
+
+/// The customers of `rows` that are soft-deleted now, whose history a caller without
+/// `customers.admin` (`privileged`) sees without personal data (docs/operations.md,
+/// "Security"); none for a privileged caller.
+async fn deleted_customers(
+    conn: &mut crate::db::Conn,
+    rows: &[EventRow],
+    privileged: bool,
+) -> Result<HashSet<String>> {
+    if privileged {
+        return Ok(HashSet::new());
+    }
+    let mut ids: Vec<uuid::Uuid> = rows
+        .iter()
+        .filter_map(|row| owning_customer(&row.aggregate))
+        .filter_map(|customer| CustomerName::parse("customer", customer).ok())
+        .map(|name| name.id())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let deleted = crate::db::customers::deleted_among(conn, &ids).await?;
+    Ok(deleted
+        .into_iter()
+        .map(|id| CustomerName(id).to_string())
+        .collect())
+}
+
+/// `event`, without personal data when its customer is among `deleted`.
+fn redact_if_deleted(mut event: Event, deleted: &HashSet<String>) -> Event {
+    if deleted.contains(&event.customer) {
+        event.recorded.data = event.recorded.data.redacted();
+    }
+    event
 }
 
 /// Converts a stored row into a domain event; a row this service could not have written is

@@ -7,6 +7,7 @@
 //! what only one resource does: the customer's batch get, its FULL view (the business
 //! registry) and its purge after retention. It knows nothing of tonic, HTTP, JSON or SQL.
 
+pub mod api_keys;
 pub mod companies;
 pub mod deadline;
 pub mod error;
@@ -48,6 +49,8 @@ const PURGE_ACTOR: &str = "system:retention";
 pub use crate::core::list::{DEFAULT_PAGE_SIZE, ListRequest, MAX_PAGE_SIZE, Page};
 /// Most names in one BatchGetCustomers.
 pub const MAX_BATCH_GET: usize = 1000;
+/// Customers BatchGetCustomers reads per statement.
+const BATCH_GET_CHUNK: usize = 100;
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -142,8 +145,10 @@ impl CustomerService<PgStore> {
                     db::customers::delete_for_good(conn, row.id).await?;
                     let purged = Customer::try_from(row)?.purged();
                     write::record(conn, EventType::CustomerPurged, &purged, None, &origin).await?;
-                    // Its history keeps what happened, not who it was.
+                    // Its history keeps what happened, not who it was; its stored
+                    // replays keep that a request ran, not what it answered.
                     db::events::scrub_customer(conn, &purged).await?;
+                    db::request_ids::erase_customer(conn, purged.stored.id).await?;
                 }
                 Ok(purged_count)
             })
@@ -189,25 +194,41 @@ impl CustomerService<PgStore> {
             }
         }
         let parsed = violations.into_result(parsed)?;
-        let ids: Vec<Uuid> = parsed.iter().map(CustomerName::id).collect();
-        let rows = self
-            .writer
-            .store
-            .read(async move |conn| Ok(db::customers::find_many(conn, &ids).await?))
-            .await?;
-        let mut by_id = std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
-            by_id.insert(row.id, Customer::try_from(row)?);
+        // Read in chunks, counting the answer's bytes as it grows: a batch of large customers
+        // is refused once it passes the page budget, before the rest is read or encoded.
+        let budget = self.page_tokens.page_bytes();
+        let mut by_id = std::collections::HashMap::with_capacity(parsed.len());
+        let mut bytes = 0_usize;
+        for chunk in parsed.chunks(BATCH_GET_CHUNK) {
+            let ids: Vec<Uuid> = chunk.iter().map(CustomerName::id).collect();
+            let rows = self
+                .writer
+                .store
+                .read(async move |conn| Ok(db::customers::find_many(conn, &ids).await?))
+                .await?;
+            for row in rows {
+                let customer = Customer::try_from(row)?.with_retention(self.writer.retention);
+                bytes = bytes.saturating_add(list::resource_bytes(&customer));
+                if bytes > budget {
+                    return Err(Error::invalid_field(
+                        reason::RESPONSE_TOO_LARGE,
+                        "names",
+                        format!(
+                            "the customers named are more than one response holds \
+                             ({budget} bytes, MAX_RESPONSE_PAGE_BYTES): ask for fewer at a time"
+                        ),
+                    ));
+                }
+                by_id.insert(customer.stored.id, customer);
+            }
         }
         // Request order, as AIP-231 asks.
         parsed
             .iter()
             .map(|name| {
-                let customer = by_id
-                    .get(&name.id())
-                    .cloned()
-                    .ok_or_else(|| Error::customer_not_found(name))?;
-                Ok(customer.with_retention(self.writer.retention))
+                by_id
+                    .remove(&name.id())
+                    .ok_or_else(|| Error::customer_not_found(name))
             })
             .collect()
     }

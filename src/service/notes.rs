@@ -41,19 +41,7 @@ impl CustomerService<PgStore> {
         let query = super::PageTokens::query_fingerprint(&["notes", &request.parent]);
         let paging: Paging<Cursor> =
             list::paging(&self.page_tokens, size, &request.page_token, query)?;
-        let after = match &paging.after {
-            None => None,
-            Some(Cursor { values, id }) => match values.as_slice() {
-                [KeyValue::Time(time)] => Some((*time, *id)),
-                _ => {
-                    return Err(Error::invalid_field(
-                        super::reason::INVALID_PAGE_TOKEN,
-                        "page_token",
-                        "is not a valid page token",
-                    ));
-                }
-            },
-        };
+        let after = list::time_and_id(paging.after.as_ref())?;
         let limit = paging.limit();
         let rows = self
             .writer
@@ -65,12 +53,19 @@ impl CustomerService<PgStore> {
                 Ok(db::notes::list(conn, parent.map(|parent| parent.id()), after, limit).await?)
             })
             .await?;
-        let (rows, next_page_token) = list::page(rows, &paging, &self.page_tokens, |last| Cursor {
-            values: vec![KeyValue::Time(last.create_time)],
-            id: last.id,
-        });
+        let notes = rows.into_iter().map(Note::from).collect();
+        let (items, next_page_token) = list::page(
+            notes,
+            &paging,
+            &self.page_tokens,
+            |last: &Note| Cursor {
+                values: vec![KeyValue::Time(last.stored.create_time)],
+                id: last.stored.id,
+            },
+            list::resource_bytes,
+        );
         Ok(super::Page {
-            items: rows.into_iter().map(Note::from).collect(),
+            items,
             next_page_token,
         })
     }

@@ -57,12 +57,15 @@ const V1_MAC_LEN: usize = 16;
 /// Tokens longer than this are rejected before any decoding.
 const MAX_TOKEN_LEN: usize = 2048;
 
-/// Encrypts and decrypts page tokens.
+/// Encrypts and decrypts page tokens, and knows how many bytes of items a page may hold
+/// (the byte budget every page is issued under, see [`crate::core::list::page`]).
 #[derive(Clone)]
 pub struct PageTokens {
     cipher: XChaCha20Poly1305,
     /// Verifies version 1 tokens; only known when the key comes from a configured secret.
     v1_key: Option<[u8; 32]>,
+    /// Most bytes of encoded items in one page (`MAX_RESPONSE_PAGE_BYTES`).
+    page_bytes: usize,
 }
 
 impl std::fmt::Debug for PageTokens {
@@ -131,6 +134,7 @@ impl PageTokens {
         Self {
             cipher: cipher_from(secret.as_bytes()),
             v1_key: Some(Sha256::digest(secret.as_bytes()).into()),
+            page_bytes: crate::core::list::DEFAULT_MAX_PAGE_BYTES,
         }
     }
 
@@ -141,7 +145,19 @@ impl PageTokens {
         Self {
             cipher: cipher_from(key),
             v1_key: None,
+            page_bytes: crate::core::list::DEFAULT_MAX_PAGE_BYTES,
         }
+    }
+
+    /// The same tokens, for pages of at most `bytes` bytes of items (at least one item).
+    pub fn with_page_bytes(mut self, bytes: usize) -> Self {
+        self.page_bytes = bytes;
+        self
+    }
+
+    /// Most bytes of encoded items one page holds (`MAX_RESPONSE_PAGE_BYTES`).
+    pub fn page_bytes(&self) -> usize {
+        self.page_bytes
     }
 
     /// A fingerprint of the query parameters a token is bound to.

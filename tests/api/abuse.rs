@@ -93,16 +93,7 @@ async fn an_idle_http2_connection_is_closed_but_one_with_an_open_watch_is_not() 
         settings.limits.connection_idle_timeout = Duration::from_millis(300);
     })
     .await;
-    let mut watch = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = app.watch("customers/-", "").await.unwrap();
 
     // An HTTP/2 connection that finished its handshake and then makes no call.
     let tcp = TcpStream::connect(app.addr).await.unwrap();
@@ -252,15 +243,9 @@ async fn calls_whose_body_never_arrives_hold_no_permit_so_other_callers_are_serv
     // While they are held, another caller is served on every transport, and the instance
     // stays ready (no permit is taken).
     let found = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
+        .get_customer(&customer.name)
         .await
-        .expect("another caller is served, not shed")
-        .into_inner();
+        .expect("another caller is served, not shed");
     assert_eq!(found.name, customer.name);
     let rest = get(app.addr, "/readyz").await;
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
@@ -360,12 +345,7 @@ async fn one_caller_gets_its_share_of_the_budget_and_only_saturation_turns_readi
         Code::ResourceExhausted,
         "CALLER_CONCURRENCY_EXCEEDED",
     );
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
+    app.get_customer(&customer.name)
         .await
         .expect("caller B is served");
     assert!(get(app.addr, "/readyz").await.starts_with("HTTP/1.1 200"));
@@ -497,16 +477,7 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
     let fifth = open_watch(&stingy, &reader, "").await;
     assert_eq!(fifth.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
     // Another caller watches too, and reads.
-    let mut reading = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut reading = app.watch("customers/-", "").await.unwrap();
 
     for _ in 0..100 {
         reading.message().await.unwrap().expect("an event");
@@ -540,15 +511,10 @@ async fn unread_watches_hold_a_bounded_number_of_events_while_other_callers_are_
     assert_eq!(metric(app.addr, "customer_api_watches ").await, Some(5.0));
     let created = app.create("Grace", "Hopper").await;
     let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
+        .get_customer(&created.name)
         .await
         .expect("another caller is served");
-    assert_eq!(fetched.into_inner().name, created.name);
+    assert_eq!(fetched.name, created.name);
     drop(unread);
 }
 

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value as Json, json};
 use tonic::Code;
 
-use crate::helpers::{TEST_SECRET, TestApp, eventually, fixture, mint, new_customer};
+use crate::helpers::{TEST_SECRET, TestApp, eventually, fixture, mint, new_customer, scoped};
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "customer-api";
@@ -329,13 +329,6 @@ async fn tokens_from_the_jwks_verify_by_kid_for_each_algorithm() {
     assert_eq!(app.count("customers", "created_by = 'svc'").await, 4);
 }
 
-/// A bearer token with exactly `granted` scopes, for the default test server.
-fn scoped(granted: &[&str]) -> String {
-    let mut settings = ServeSettings::for_database("unused");
-    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
-    format!("Bearer {}", mint(&settings, "scoped", granted))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn scopes_gate_each_rpc_with_permission_denied() {
     let app = TestApp::spawn().await;
@@ -633,15 +626,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
     })
     .await;
 
-    let shed = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let shed = app.get_customer(&customer.name).await.unwrap_err();
     assert_eq!(shed.code(), Code::Unavailable);
     assert_eq!(
         crate::helpers::details(&shed).error_info().unwrap().reason,
@@ -652,16 +637,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
 
     lock.batch_execute("COMMIT").await.unwrap();
     assert!(holder.await.unwrap().is_ok());
-    assert!(
-        app.client
-            .clone()
-            .get_customer(pb::GetCustomerRequest {
-                name: customer.name,
-                ..Default::default()
-            })
-            .await
-            .is_ok()
-    );
+    assert!(app.get_customer(&customer.name).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

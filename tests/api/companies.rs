@@ -85,27 +85,11 @@ pub(crate) async fn member(
     let mut customer = new_customer(given, family);
     customer.company = company.into();
     customer.status = status as i32;
-    app.client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.create_customer(customer).await.unwrap()
 }
 
 async fn get_customer(app: &TestApp, name: &str) -> pb::Customer {
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    app.get_customer(name).await.unwrap()
 }
 
 #[tokio::test]
@@ -657,27 +641,11 @@ async fn only_live_customers_hold_a_company_back() {
     let app = TestApp::spawn().await;
     let acme = create_company(&app, company("Acme")).await.unwrap();
     let ann = member(&app, &acme.name, "Ann", "Able", CustomerStatus::Active).await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: ann.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&ann.name).await.unwrap();
     delete_company(&app, &acme.name, false).await.unwrap();
 
     // Undeleted, the customer comes back without the company that is gone.
-    let back = app
-        .client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: ann.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let back = app.undelete_customer(&ann.name).await.unwrap();
     assert_eq!(back.company, "");
     assert_eq!(back.delete_time, None);
     assert_eq!(back.etag, "W/\"3\"");
@@ -689,15 +657,7 @@ async fn a_customer_must_refer_to_a_live_company() {
     let missing = format!("companies/{}", Uuid::now_v7());
     let mut customer = new_customer("Ann", "Able");
     customer.company = missing.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(customer).await.unwrap_err();
     assert_invalid(&status, "INVALID_FIELDS", &["customer.company"]);
     assert!(status.message().contains("does not exist"), "{status:?}");
 
@@ -705,15 +665,7 @@ async fn a_customer_must_refer_to_a_live_company() {
     delete_company(&app, &gone.name, false).await.unwrap();
     let mut customer = new_customer("Ann", "Able");
     customer.company = gone.name.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(customer).await.unwrap_err();
     assert_invalid(&status, "INVALID_FIELDS", &["customer.company"]);
     assert!(status.message().contains("is deleted"), "{status:?}");
     assert_eq!(app.count("customers", "").await, 0);
@@ -1103,6 +1055,7 @@ async fn undelete_company(
         .undelete_company(pb::UndeleteCompanyRequest {
             name: name.into(),
             etag: etag.into(),
+            request_id: String::new(),
         })
         .await
         .map(tonic::Response::into_inner)
@@ -1299,7 +1252,7 @@ async fn company_changes_are_recorded_as_company_events() {
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
-    let mut stream = crate::events::watch(&app, &other.name, "").await.unwrap();
+    let mut stream = app.watch(&other.name, "").await.unwrap();
     let first = stream.message().await.unwrap().unwrap();
     assert_eq!(kind(&first), "company_created");
     update_company(

@@ -34,26 +34,13 @@ async fn send(
     body: impl Into<Bytes>,
     authorized: bool,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path_and_query}", app.addr));
+    let bearer = app.bearer();
+    let mut all = Vec::with_capacity(headers.len() + 1);
     if authorized {
-        request = request.header("authorization", app.bearer());
+        all.push(("authorization", bearer.as_str()));
     }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(request.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    all.extend_from_slice(headers);
+    crate::helpers::http_request(app, method, path_and_query, &all, body.into()).await
 }
 
 fn json_of(body: &[u8]) -> Json {
@@ -689,4 +676,31 @@ async fn a_request_that_is_not_its_message_in_json_is_invalid_and_quoted_masked(
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains("jane.doe"), "{text}");
     assert!(text.contains("j***@example.com"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_request_naming_a_key_twice_is_invalid_argument_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    for body in [
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com","email":"b@example.com"}}"#,
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com"},"customer":{"givenName":"C"}}"#,
+        r#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com","labels":{"k":"1","k":"2"}}}"#,
+    ] {
+        let (status, _, answer) = send(
+            &app,
+            Method::POST,
+            &format!("{SERVICE}/CreateCustomer"),
+            &[("content-type", "application/json")],
+            body,
+            true,
+        )
+        .await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error = json_of(&answer);
+        assert_eq!(error["code"], "invalid_argument", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("appears twice"), "{message}");
+    }
+    assert_eq!(app.count("customers", "").await, 0);
 }

@@ -703,3 +703,85 @@ async fn every_rest_response_of_a_full_scenario_follows_the_served_document() {
     let calls = 40;
     assert_eq!(c.checked, calls + events);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rest_response_of_the_api_key_routes_follows_the_served_document() {
+    use Request::{Invalid, Valid};
+    let mut c = Contract::new().await;
+
+    let (status, _, created) = c
+        .call(
+            "CreateApiKey",
+            Valid,
+            "/v1/apiKeys",
+            Some(json!({
+                "displayName": "contract",
+                "scopes": ["customers.read"],
+                "expireTime": "2999-01-01T00:00:00Z",
+            })),
+            &[("idempotency-key", "5b0c3c8e-8c37-4f0e-9f51-0d6b1a2c3d4e")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let name = created["name"].as_str().unwrap().to_owned();
+    let id = name_id(&created);
+    let (status, _, _) = c
+        .call("GetApiKey", Valid, &format!("/v1/apiKeys/{id}"), None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, rotated) = c
+        .call(
+            "RotateApiKey",
+            Valid,
+            &format!("/v1/apiKeys/{id}:rotate"),
+            Some(json!({"gracePeriod": "30s"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (status, _, revoked) = c
+        .call(
+            "RevokeApiKey",
+            Valid,
+            &format!("/v1/apiKeys/{id}:revoke"),
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    let (status, _, listed) = c
+        .call(
+            "ListApiKeys",
+            Valid,
+            "/v1/apiKeys?showRevoked=true&pageSize=10",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["apiKeys"][0]["name"], name.as_str());
+
+    // Refused requests and errors are documented too.
+    let (status, _, _) = c
+        .call(
+            "CreateApiKey",
+            Invalid,
+            "/v1/apiKeys",
+            Some(json!({"displayName": 7, "scopes": "customers.read"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = c
+        .call(
+            "RotateApiKey",
+            Valid,
+            &format!("/v1/apiKeys/{id}:rotate"),
+            Some(json!({})),
+            &[],
+        )
+        .await;
+    // A revoked key cannot be rotated: FAILED_PRECONDITION, 400.
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(c.checked, 7);
+}

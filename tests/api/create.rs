@@ -58,16 +58,7 @@ async fn create_returns_the_stored_customer_with_server_fields() {
     assert_eq!(created.delete_time, None);
     assert_eq!(app.count("customers", "").await, 1);
 
-    let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = app.get_customer(&created.name).await.unwrap();
     assert_eq!(fetched, created);
 }
 

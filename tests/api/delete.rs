@@ -17,23 +17,16 @@ fn undelete(name: &str, etag: &str) -> pb::UndeleteCustomerRequest {
     pb::UndeleteCustomerRequest {
         name: name.into(),
         etag: etag.into(),
+        request_id: String::new(),
     }
 }
 
 async fn list(app: &TestApp, show_deleted: bool) -> Vec<String> {
-    app.client
-        .clone()
-        .list_customers(pb::ListCustomersRequest {
-            show_deleted,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
+    let request = pb::ListCustomersRequest {
+        show_deleted,
+        ..Default::default()
+    };
+    app.customer_names(request).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,16 +45,7 @@ async fn delete_is_soft_get_still_answers_and_list_hides_it() {
 
     assert!(deleted.delete_time.is_some());
     assert_ne!(deleted.etag, gone.etag);
-    let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: gone.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = app.get_customer(&gone.name).await.unwrap();
     assert_eq!(fetched, deleted);
     assert_eq!(list(&app, false).await, vec![kept.name.clone()]);
     assert_eq!(list(&app, true).await, vec![kept.name, gone.name]);
@@ -80,16 +64,7 @@ async fn a_deleted_customers_email_is_free_for_a_new_customer() {
     let mut again = new_customer("New", "N");
     again.email = gone.email.clone();
 
-    let created = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(again),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = app.create_customer(again).await.unwrap();
 
     assert_eq!(created.email, gone.email);
     // Now the old one cannot come back with the same email.
@@ -206,17 +181,6 @@ async fn undelete_restores_and_undelete_of_a_live_customer_is_already_exists() {
     assert_reason(&status, Code::AlreadyExists, "CUSTOMER_NOT_DELETED");
 }
 
-async fn get(app: &TestApp, name: &str) -> Result<pb::Customer, tonic::Status> {
-    app.client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// Deletes a customer without conditions; the deleted customer.
 async fn soft_delete(app: &TestApp, name: &str) -> pb::Customer {
     app.client
@@ -245,7 +209,7 @@ async fn a_deleted_customer_shows_its_expire_time_until_undeleted() {
         (deleted_at + 30 * 86_400, nanos)
     );
     // Every read shows it, and so does the deletion's event.
-    assert_eq!(get(&app, &customer.name).await.unwrap(), deleted);
+    assert_eq!(app.get_customer(&customer.name).await.unwrap(), deleted);
     let listed = app
         .client
         .clone()
@@ -310,7 +274,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
 
     let deleted = soft_delete(&app, &gone.name).await;
     crate::helpers::eventually("the deleted customer is purged", || async {
-        get(&app, &gone.name)
+        app.get_customer(&gone.name)
             .await
             .is_err_and(|status| status.code() == Code::NotFound)
     })
@@ -321,7 +285,7 @@ async fn a_customer_past_its_retention_is_purged_with_its_notes() {
         0
     );
     // The live customer is untouched.
-    assert_eq!(get(&app, &kept.name).await.unwrap(), kept);
+    assert_eq!(app.get_customer(&kept.name).await.unwrap(), kept);
 
     // The purge is the customer's last event, and it carries no personal data.
     let events = crate::events::list_all(&app, &gone.name, "").await;

@@ -5,8 +5,6 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::json;
 
 use crate::helpers::{Scratch, TestApp, tool};
@@ -39,17 +37,7 @@ pub(crate) async fn in_chromium(script: &str, args: &[&str]) -> serde_json::Valu
 }
 
 async fn fetch(app: &TestApp, path: &str) -> (http::StatusCode, http::HeaderMap, Bytes) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = http::Request::get(format!("http://{}{path}", app.addr))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    crate::helpers::http_get(app, path, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -139,6 +139,7 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: created.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -223,15 +224,7 @@ async fn a_rolled_back_write_leaves_neither_change_nor_event() {
     let first = app.create("Only", "One").await;
     let mut duplicate = new_customer("Other", "Person");
     duplicate.email = first.email.clone();
-    let status = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(duplicate),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.create_customer(duplicate).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     assert_eq!(app.count("events", "").await, 1);
 }
@@ -491,21 +484,6 @@ pub(crate) async fn take(
     events
 }
 
-pub(crate) async fn watch(
-    app: &TestApp,
-    parent: &str,
-    start_after: &str,
-) -> Result<tonic::Streaming<pb::CustomerEvent>, tonic::Status> {
-    app.client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: parent.into(),
-            start_after: start_after.into(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 #[tokio::test]
 async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_concurrent_writers() {
     const TASKS: usize = 4;
@@ -513,7 +491,7 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
     const UPDATES: usize = 4;
     const TOTAL: usize = TASKS * CUSTOMERS * (1 + UPDATES);
     let app = TestApp::spawn().await;
-    let mut stream = watch(&app, "customers/-", "").await.unwrap();
+    let mut stream = app.watch("customers/-", "").await.unwrap();
 
     let writers: Vec<_> = (0..TASKS)
         .map(|task| {
@@ -554,7 +532,8 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
     // Disconnect part-way and resume with the last token, while the writers run.
     let mut seen = take(&mut stream, TOTAL / 3).await;
     drop(stream);
-    let mut stream = watch(&app, "customers/-", &seen.last().unwrap().resume_token)
+    let mut stream = app
+        .watch("customers/-", &seen.last().unwrap().resume_token)
         .await
         .unwrap();
     seen.extend(take(&mut stream, TOTAL - seen.len()).await);
@@ -588,7 +567,8 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
     }
     // Resuming from any token yields exactly the rest of the log.
     for k in [0, 7, TOTAL / 2, TOTAL - 2] {
-        let mut resumed = watch(&app, "customers/-", &seen[k].resume_token)
+        let mut resumed = app
+            .watch("customers/-", &seen[k].resume_token)
             .await
             .unwrap();
         let rest = take(&mut resumed, TOTAL - k - 1).await;
@@ -599,7 +579,7 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
     }
     // One customer's stream holds only that customer's events.
     let one = &seen[0].customer;
-    let mut mine = watch(&app, one, "").await.unwrap();
+    let mut mine = app.watch(one, "").await.unwrap();
     let events = take(&mut mine, 1 + UPDATES).await;
     assert!(events.iter().all(|e| &e.customer == one));
 }
@@ -608,7 +588,7 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
 async fn a_write_that_commits_late_is_not_skipped_by_watchers_or_resumes() {
     let app = TestApp::spawn().await;
     let slow = app.create("Slow", "Writer").await;
-    let mut stream = watch(&app, "customers/-", "").await.unwrap();
+    let mut stream = app.watch("customers/-", "").await.unwrap();
     let registered = take(&mut stream, 1).await;
 
     // Hold the slow customer's update right after its event row is inserted (its insertion
@@ -666,7 +646,8 @@ async fn a_write_that_commits_late_is_not_skipped_by_watchers_or_resumes() {
     assert_eq!(kind(&late[0]), "updated");
     assert_eq!(late[0].sequence, 2);
     // A consumer that stopped just before the late commit finds it on resume.
-    let mut resumed = watch(&app, "customers/-", &token_before_late_commit)
+    let mut resumed = app
+        .watch("customers/-", &token_before_late_commit)
         .await
         .unwrap();
     assert_eq!(take(&mut resumed, 1).await[0].event_id, late[0].event_id);
@@ -696,7 +677,7 @@ async fn watch_refuses_bad_input_and_tokens_older_than_retention() {
     let events = list_all(&app, &customer.name, "").await;
     assert_eq!(events.len(), 3);
 
-    let status = watch(&app, "customers/nope", "garbage").await.unwrap_err();
+    let status = app.watch("customers/nope", "garbage").await.unwrap_err();
     assert_invalid(&status, "INVALID_FIELDS", &["parent", "start_after"]);
 
     // Age the first two events past the 30-day retention; the pruner removes them.
@@ -712,17 +693,19 @@ async fn watch_refuses_bad_input_and_tokens_older_than_retention() {
     })
     .await;
     // The first token's successor is gone: resuming from it would skip an event.
-    let status = watch(&app, "customers/-", &events[0].resume_token)
+    let status = app
+        .watch("customers/-", &events[0].resume_token)
         .await
         .unwrap_err();
     assert_reason(&status, Code::OutOfRange, "RESUME_TOKEN_EXPIRED");
     // The token of the last pruned event still resumes (nothing after it is missing); an
     // empty one starts with the oldest retained event.
-    let mut resumed = watch(&app, "customers/-", &events[1].resume_token)
+    let mut resumed = app
+        .watch("customers/-", &events[1].resume_token)
         .await
         .unwrap();
     assert_eq!(take(&mut resumed, 1).await[0].event_id, events[2].event_id);
-    let mut from_start = watch(&app, "customers/-", "").await.unwrap();
+    let mut from_start = app.watch("customers/-", "").await.unwrap();
     assert_eq!(
         take(&mut from_start, 1).await[0].event_id,
         events[2].event_id
@@ -889,6 +872,7 @@ async fn the_relay_publishes_cloudevents_to_the_customer_events_stream() {
         .undelete_customer(pb::UndeleteCustomerRequest {
             name: created.name.clone(),
             etag: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

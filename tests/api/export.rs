@@ -1,12 +1,13 @@
 //! ExportCustomers (issue 18): the customers of a filter from one snapshot, over gRPC (a
-//! server stream) and REST (newline-delimited JSON), equal to paging ListCustomers.
+//! server stream) and REST (newline-delimited JSON or CSV), equal to paging ListCustomers;
+//! the scope `customers.export` it needs.
 
 use customer_api::pb;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::helpers::{TestApp, assert_invalid, labels, new_customer};
+use crate::helpers::{TestApp, assert_invalid, http_get, labels, new_customer, scoped};
 
 /// Every customer of `filter` through ListCustomers, in pages of 4.
 async fn list_all(app: &TestApp, filter: &str, show_deleted: bool) -> Vec<pb::Customer> {
@@ -66,14 +67,7 @@ async fn seed(app: &TestApp) {
             })
             .await;
         if i == 4 || i == 5 {
-            app.client
-                .clone()
-                .delete_customer(pb::DeleteCustomerRequest {
-                    name: customer.name,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            app.delete_customer(&customer.name).await.unwrap();
         }
     }
 }
@@ -184,4 +178,267 @@ async fn an_export_larger_than_a_batch_equals_list_paging() {
         page_token = page.next_page_token;
     }
     assert_eq!(exported, listed);
+}
+
+/// `GET /v1/customers:export?{query}` with `authorization` (the app's all-scopes token when
+/// `None`): status, headers and body.
+async fn rest_export(
+    app: &TestApp,
+    query: &str,
+    authorization: Option<&str>,
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    let authorization = authorization.map_or_else(|| app.bearer(), str::to_owned);
+    let path = format!("/v1/customers:export?{query}");
+    http_get(app, &path, &[("authorization", &authorization)]).await
+}
+
+/// The records of an RFC 4180 document (quoted cells may hold commas, CRLF and `""`).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut cell) = (Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut cell)),
+            (false, '\r') => assert_eq!(chars.next(), Some('\n'), "CR without LF"),
+            (false, '\n') => panic!("a row ended with LF alone"),
+            (false, c) => cell.push(c),
+        }
+        if !quoted && c == '\r' {
+            record.push(std::mem::take(&mut cell));
+            records.push(std::mem::take(&mut record));
+        }
+    }
+    assert!(
+        cell.is_empty() && record.is_empty(),
+        "the last row has no CRLF"
+    );
+    records
+}
+
+/// The CSV export of `query`: its header and rows, each row a map of column to cell.
+async fn csv_export(
+    app: &TestApp,
+    query: &str,
+) -> (Vec<String>, Vec<std::collections::BTreeMap<String, String>>) {
+    let (status, headers, body) = rest_export(app, &format!("format=csv&{query}"), None).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(
+        headers["content-type"],
+        "text/csv; charset=utf-8; header=present"
+    );
+    let mut records = parse_csv(std::str::from_utf8(&body).unwrap()).into_iter();
+    let header = records.next().expect("a header row");
+    let rows = records
+        .map(|record| {
+            assert_eq!(record.len(), header.len(), "{record:?}");
+            header.iter().cloned().zip(record).collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_export_of_a_filtered_set_equals_list_paging_and_honours_show_deleted() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+
+    for (query, filter, show_deleted, expected) in [
+        (
+            "filter=labels.tier%20%3D%20gold",
+            r#"labels.tier = "gold""#,
+            false,
+            5,
+        ),
+        (
+            "filter=labels.tier%20%3D%20gold&showDeleted=true",
+            r#"labels.tier = "gold""#,
+            true,
+            6,
+        ),
+        ("", "", false, 9),
+        ("showDeleted=true", "", true, 11),
+        (
+            "filter=given_name%20%3D%20nobody",
+            "given_name = nobody",
+            false,
+            0,
+        ),
+    ] {
+        let (_, rows) = csv_export(&app, query).await;
+
+        let listed = list_all(&app, filter, show_deleted).await;
+        let names: Vec<&str> = rows.iter().map(|row| row["name"].as_str()).collect();
+        let listed_names: Vec<&str> = listed.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, listed_names, "{query}");
+        assert_eq!(names.len(), expected, "{query}");
+        for (row, customer) in rows.iter().zip(&listed) {
+            assert_eq!(row["given_name"], customer.given_name);
+            assert_eq!(row["email"], customer.email);
+            assert_eq!(row["etag"], customer.etag);
+            assert_eq!(row["status"], "ACTIVE");
+            assert_eq!(
+                row["labels"],
+                format!(r#"{{"tier":"{}"}}"#, customer.labels["tier"])
+            );
+            assert_eq!(
+                row["delete_time"].is_empty(),
+                customer.delete_time.is_none()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_cells_are_quoted_guarded_against_formulas_and_name_every_field() {
+    let app = TestApp::spawn().await;
+    let customer = app
+        .register(pb::Customer {
+            phone: "+358401234567".into(),
+            address: Some(pb::PostalAddress {
+                lines: vec!["1 \"Main\" Street, Flat 2".into(), "Back door".into()],
+                locality: "Helsinki".into(),
+                postal_code: "00100".into(),
+                country_code: "FI".into(),
+                ..Default::default()
+            }),
+            labels: labels(&[("tier", "gold"), ("team", "b2b")]),
+            external_ids: labels(&[("crm", "4711")]),
+            email: "formula.export@example.com".into(),
+            ..new_customer("=cmd", "Smith, \"Jr\"")
+        })
+        .await;
+    app.register(pb::Customer {
+        external_ids: labels(&[("erp", "-9")]),
+        ..new_customer("Plain", "Row")
+    })
+    .await;
+
+    let (status, headers, body) = rest_export(&app, "format=csv", None).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(headers["export-external-id-sources"], "crm,erp");
+    let text = std::str::from_utf8(&body).unwrap();
+    let header_row = "name,uid,given_name,family_name,email,phone,address.lines,\
+        address.locality,address.region,address.postal_code,address.country_code,status,\
+        company,business_id,labels,etag,create_time,update_time,delete_time,expire_time,\
+        external_ids.crm,external_ids.erp\r\n";
+    assert!(text.starts_with(header_row), "{text}");
+    let first_row = text[header_row.len()..].split("\r\n").next().unwrap();
+    assert_eq!(
+        first_row,
+        format!(
+            "{name},{uid},'=cmd,\"Smith, \"\"Jr\"\"\",{email},'+358401234567,\
+             \"1 \"\"Main\"\" Street, Flat 2\nBack door\",Helsinki,,00100,FI,ACTIVE,,,\
+             \"{{\"\"team\"\":\"\"b2b\"\",\"\"tier\"\":\"\"gold\"\"}}\",{etag},{created},{updated},,,4711,",
+            name = customer.name,
+            uid = customer.uid,
+            email = customer.email,
+            // An etag (`W/"1"`) holds quotes.
+            etag = format!("\"{}\"", customer.etag.replace('"', "\"\"")),
+            created = rfc3339(customer.create_time.as_ref().unwrap()),
+            updated = rfc3339(customer.update_time.as_ref().unwrap()),
+        )
+    );
+    let (_, rows) = csv_export(&app, "").await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["family_name"], "Smith, \"Jr\"");
+    assert_eq!(
+        rows[0]["address.lines"],
+        "1 \"Main\" Street, Flat 2\nBack door"
+    );
+    assert_eq!(rows[1]["external_ids.erp"], "'-9");
+    assert_eq!(rows[1]["external_ids.crm"], "");
+}
+
+/// A timestamp as the CSV writes it (RFC 3339, UTC, `Z`).
+fn rfc3339(time: &prost_types::Timestamp) -> String {
+    chrono::DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).unwrap())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_export_format_is_invalid_argument_naming_format() {
+    let app = TestApp::spawn().await;
+
+    for query in ["format=xml", "format=csv&format=ndjson", "format="] {
+        let (status, _, body) = rest_export(&app, query, None).await;
+
+        assert_eq!(status, 400, "{query}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["status"], "INVALID_ARGUMENT", "{query}");
+        let violations = json["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .expect("BadRequest")["fieldViolations"]
+            .clone();
+        assert_eq!(violations.as_array().unwrap().len(), 1, "{query}");
+        assert_eq!(violations[0]["field"], "format", "{query}");
+    }
+    let (status, headers, _) = rest_export(&app, "format=ndjson", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_filter_of_a_csv_export_is_a_400_before_any_row() {
+    let app = TestApp::spawn().await;
+
+    let (status, headers, body) =
+        rest_export(&app, "format=csv&filter=nickname%20%3D%20x", None).await;
+
+    assert_eq!(status, 400);
+    assert_eq!(headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["status"], "INVALID_ARGUMENT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_needs_the_export_scope_which_read_does_not_grant() {
+    let app = TestApp::spawn().await;
+    app.create("Scoped", "Export").await;
+    let reader = scoped(&["customers.read", "customers.write"]);
+    let exporter = scoped(&["customers.export"]);
+
+    for format in ["csv", "ndjson"] {
+        let (status, _, body) = rest_export(&app, &format!("format={format}"), Some(&reader)).await;
+        assert_eq!(status, 403, "{format}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["status"], "PERMISSION_DENIED");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("customers.export"),
+            "{json}"
+        );
+    }
+    let denied = app
+        .client_with(Some(&reader))
+        .export_customers(pb::ExportCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    let (status, _, body) = rest_export(&app, "format=csv", Some(&exporter)).await;
+    assert_eq!(status, 200);
+    assert_eq!(parse_csv(std::str::from_utf8(&body).unwrap()).len(), 2);
+    let mut stream = app
+        .client_with(Some(&exporter))
+        .export_customers(pb::ExportCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.next().await.unwrap().unwrap().given_name, "Scoped");
+    assert!(stream.next().await.is_none());
 }

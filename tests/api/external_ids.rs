@@ -18,33 +18,14 @@ pub(crate) fn with_ids(given: &str, ids: &[(&str, &str)]) -> pb::Customer {
     }
 }
 
-async fn create(app: &TestApp, customer: pb::Customer) -> Result<pb::Customer, tonic::Status> {
-    app.client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 async fn list(app: &TestApp, filter: &str, show_deleted: bool) -> Vec<String> {
-    app.client
-        .clone()
-        .list_customers(pb::ListCustomersRequest {
-            filter: filter.into(),
-            show_deleted,
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
+    let request = pb::ListCustomersRequest {
+        filter: filter.into(),
+        show_deleted,
+        page_size: 1000,
+        ..Default::default()
+    };
+    app.customer_names(request).await
 }
 
 /// ALREADY_EXISTS naming the pair in the message and its holder in `ResourceInfo`.
@@ -63,20 +44,12 @@ pub(crate) fn assert_taken(status: &tonic::Status, source: &str, id: &str, holde
 #[tokio::test(flavor = "multi_thread")]
 async fn external_ids_are_stored_and_returned_by_get_and_list() {
     let app = TestApp::spawn().await;
-    let created = create(&app, with_ids("Ada", &[("crm", "4711"), ("erp", "A-1")]))
+    let created = app
+        .create_customer(with_ids("Ada", &[("crm", "4711"), ("erp", "A-1")]))
         .await
         .unwrap();
 
-    let got = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            view: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = app.get_customer(&created.name).await.unwrap();
 
     assert_eq!(got.external_ids, labels(&[("crm", "4711"), ("erp", "A-1")]));
     assert_eq!(got, created);
@@ -90,15 +63,17 @@ async fn external_ids_are_stored_and_returned_by_get_and_list() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_another_live_customer_holds_is_already_exists_naming_it() {
     let app = TestApp::spawn().await;
-    let holder = create(&app, with_ids("Ada", &[("crm", "4711")]))
+    let holder = app
+        .create_customer(with_ids("Ada", &[("crm", "4711")]))
         .await
         .unwrap();
     // Another source with the same id, and the same source with another id, are free.
-    create(&app, with_ids("Bob", &[("erp", "4711"), ("crm", "4712")]))
+    app.create_customer(with_ids("Bob", &[("erp", "4711"), ("crm", "4712")]))
         .await
         .unwrap();
 
-    let status = create(&app, with_ids("Cy", &[("crm", "4711"), ("zzz", "1")]))
+    let status = app
+        .create_customer(with_ids("Cy", &[("crm", "4711"), ("zzz", "1")]))
         .await
         .unwrap_err();
 
@@ -129,10 +104,12 @@ async fn a_pair_another_live_customer_holds_is_already_exists_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn filter_by_external_id_finds_exactly_its_holder() {
     let app = TestApp::spawn().await;
-    let ada = create(&app, with_ids("Ada", &[("crm", "4711")]))
+    let ada = app
+        .create_customer(with_ids("Ada", &[("crm", "4711")]))
         .await
         .unwrap();
-    let bob = create(&app, with_ids("Bob", &[("crm", "4712"), ("erp", "4711")]))
+    let bob = app
+        .create_customer(with_ids("Bob", &[("crm", "4712"), ("erp", "4711")]))
         .await
         .unwrap();
     let cy = app.create("Cy", "Plain").await;
@@ -173,30 +150,17 @@ async fn filter_by_external_id_finds_exactly_its_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_customer_releases_its_pairs_and_its_undelete_then_conflicts() {
     let app = TestApp::spawn().await;
-    let first = create(&app, with_ids("Ada", &[("crm", "4711")]))
+    let first = app
+        .create_customer(with_ids("Ada", &[("crm", "4711")]))
         .await
         .unwrap();
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: first.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&first.name).await.unwrap();
 
-    let second = create(&app, with_ids("Bob", &[("crm", "4711")]))
+    let second = app
+        .create_customer(with_ids("Bob", &[("crm", "4711")]))
         .await
         .unwrap();
-    let status = app
-        .client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: first.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let status = app.undelete_customer(&first.name).await.unwrap_err();
 
     assert_taken(&status, "crm", "4711", &second.name);
     // The deleted customer keeps its ids: shown, and found with show_deleted.
@@ -213,7 +177,8 @@ async fn a_deleted_customer_releases_its_pairs_and_its_undelete_then_conflicts()
 #[tokio::test(flavor = "multi_thread")]
 async fn one_source_is_set_and_removed_by_its_mask_path_with_an_updated_event() {
     let app = TestApp::spawn().await;
-    let created = create(&app, with_ids("Ada", &[("crm", "4711"), ("erp", "A-1")]))
+    let created = app
+        .create_customer(with_ids("Ada", &[("crm", "4711"), ("erp", "A-1")]))
         .await
         .unwrap();
     let patch = |ids: &[(&str, &str)], paths: &[&str]| pb::UpdateCustomerRequest {
@@ -261,10 +226,11 @@ async fn one_source_is_set_and_removed_by_its_mask_path_with_an_updated_event() 
         labels(&[("crm", "4711"), ("erp", "A-1")])
     );
     // The old pair is free again, the new one taken.
-    create(&app, with_ids("Bob", &[("crm", "4711"), ("erp", "A-1")]))
+    app.create_customer(with_ids("Bob", &[("crm", "4711"), ("erp", "A-1")]))
         .await
         .unwrap();
-    let status = create(&app, with_ids("Cy", &[("crm", "9")]))
+    let status = app
+        .create_customer(with_ids("Cy", &[("crm", "9")]))
         .await
         .unwrap_err();
     assert_taken(&status, "crm", "9", &created.name);
@@ -273,12 +239,13 @@ async fn one_source_is_set_and_removed_by_its_mask_path_with_an_updated_event() 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_external_ids_are_every_violation_named() {
     let app = TestApp::spawn().await;
-    let status = create(
-        &app,
-        with_ids("Ada", &[("CRM", "1"), ("erp", ""), ("ok", "a\u{7}b")]),
-    )
-    .await
-    .unwrap_err();
+    let status = app
+        .create_customer(with_ids(
+            "Ada",
+            &[("CRM", "1"), ("erp", ""), ("ok", "a\u{7}b")],
+        ))
+        .await
+        .unwrap_err();
 
     assert_invalid(
         &status,

@@ -224,17 +224,20 @@ fn error_info(body: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no ErrorInfo: {body}"))
 }
 
+/// `authorization` with a token of the test servers granting only `customers.read`.
+fn reader_authorization() -> String {
+    let mut settings = customer_api::config::ServeSettings::for_database("unused");
+    settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
+    format!(
+        "Bearer {}",
+        crate::helpers::mint(&settings, "reader", &["customers.read"])
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_error_carries_error_info_in_the_one_domain() {
     let app = TestApp::spawn().await;
-    let reader = {
-        let mut settings = customer_api::config::ServeSettings::for_database("unused");
-        settings.auth.jwt_hs256_secret = Some(crate::helpers::TEST_SECRET.into());
-        format!(
-            "Bearer {}",
-            crate::helpers::mint(&settings, "reader", &["customers.read"])
-        )
-    };
+    let reader = reader_authorization();
     let body = r#"{"givenName":"A","familyName":"B","email":"a@example.com"}"#;
     let cases = [
         ("not JSON", Some("{"), vec![], 400, "INVALID_JSON"),
@@ -292,5 +295,130 @@ async fn a_wrong_json_type_names_the_field_path() {
             .unwrap()["fieldViolations"]
             .clone();
         assert_eq!(violations[0]["field"], path, "{json}");
+    }
+}
+
+/// The `ErrorInfo` of an encoded `google.rpc.Status` (a `grpc-status-details-bin` value).
+fn status_error_info(details_bin: &str) -> tonic_types::ErrorInfo {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(details_bin.trim_end_matches('='))
+        .unwrap();
+    let status = tonic::Status::with_details(Code::Unknown, "", bytes.into());
+    tonic_types::StatusExt::get_error_details(&status)
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {details_bin}"))
+}
+
+/// A unary call over HTTP/1.1 (gRPC-web binary or Connect JSON) to `method` with
+/// `authorization`: the status, headers and body.
+async fn http1_call(
+    app: &TestApp,
+    method: &str,
+    content_type: &str,
+    authorization: &str,
+    body: Vec<u8>,
+) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(format!(
+        "http://{}/customer.v1.CustomerService/{method}",
+        app.addr
+    ))
+    .header("content-type", content_type)
+    .header("authorization", authorization)
+    .header("x-grpc-web", "1")
+    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+    .unwrap();
+    let (parts, body) = client.request(request).await.unwrap().into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_connect() {
+    use prost::Message as _;
+    let app = TestApp::spawn().await;
+    let reader = reader_authorization();
+    let cases = [
+        (
+            "Bearer not-a-token",
+            Code::Unauthenticated,
+            "UNAUTHENTICATED",
+            401,
+        ),
+        (
+            reader.as_str(),
+            Code::PermissionDenied,
+            "PERMISSION_DENIED",
+            403,
+        ),
+    ];
+    for (authorization, code, reason, http) in cases {
+        // gRPC.
+        let status = app
+            .client_with(Some(authorization))
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(new_customer("A", "B")),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_reason(&status, code, reason);
+
+        // gRPC-web: a trailers-only answer, the status in the headers.
+        let mut framed = vec![0_u8, 0, 0, 0, 0];
+        pb::CreateCustomerRequest {
+            customer: Some(new_customer("A", "B")),
+            request_id: String::new(),
+        }
+        .encode(&mut framed)
+        .unwrap();
+        let length = u32::try_from(framed.len() - 5).unwrap().to_be_bytes();
+        framed[1..5].copy_from_slice(&length);
+        let (_, headers, _) = http1_call(
+            &app,
+            "CreateCustomer",
+            "application/grpc-web+proto",
+            authorization,
+            framed,
+        )
+        .await;
+        assert_eq!(
+            headers["grpc-status"],
+            (code as i32).to_string(),
+            "{headers:?}"
+        );
+        let info = status_error_info(headers["grpc-status-details-bin"].to_str().unwrap());
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            (reason, "customer.example.com")
+        );
+
+        // Connect.
+        let body = br#"{"customer":{"givenName":"A","familyName":"B","email":"a@example.com"}}"#;
+        let (status, _, body) = http1_call(
+            &app,
+            "CreateCustomer",
+            "application/json",
+            authorization,
+            body.to_vec(),
+        )
+        .await;
+        assert_eq!(status.as_u16(), http);
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let info = error["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|detail| detail["type"] == "google.rpc.ErrorInfo")
+            .unwrap_or_else(|| panic!("no ErrorInfo: {error}"));
+        assert_eq!(info["debug"]["reason"], reason, "{error}");
+        assert_eq!(info["debug"]["domain"], "customer.example.com", "{error}");
     }
 }

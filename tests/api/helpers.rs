@@ -361,11 +361,7 @@ impl TestApp {
         database_name: String,
         client_tls: Option<ClientTlsConfig>,
     ) -> Self {
-        let token = mint(
-            &settings,
-            "test-user",
-            &[scopes::READ, scopes::WRITE, scopes::ADMIN],
-        );
+        let token = mint(&settings, "test-user", &scopes::ALL);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -435,6 +431,62 @@ impl TestApp {
         count.n
     }
 
+    /// GetCustomer (the BASIC view) of `name`, over gRPC with the all-scopes token.
+    pub async fn get_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::GetCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().get_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// WatchCustomerEvents of `parent` (`customers/-`: every customer) after the resume token
+    /// `start_after` (empty: from the start of the log).
+    pub async fn watch(
+        &self,
+        parent: &str,
+        start_after: &str,
+    ) -> Result<tonic::Streaming<pb::CustomerEvent>, Status> {
+        let request = pb::WatchCustomerEventsRequest {
+            parent: parent.into(),
+            start_after: start_after.into(),
+        };
+        let response = self.client.clone().watch_customer_events(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// The names of the customers ListCustomers answers `request` with (its one page).
+    pub async fn customer_names(&self, request: pb::ListCustomersRequest) -> Vec<String> {
+        let response = self.client.clone().list_customers(request).await;
+        let customers = response.expect("list customers").into_inner().customers;
+        customers
+            .into_iter()
+            .map(|customer| customer.name)
+            .collect()
+    }
+
+    /// DeleteCustomer of `name` (soft, no etag), over gRPC with the all-scopes token.
+    pub async fn delete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::DeleteCustomerRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let response = self.client.clone().delete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
+    /// UndeleteCustomer of `name` (no etag), over gRPC with the all-scopes token.
+    pub async fn undelete_customer(&self, name: &str) -> Result<pb::Customer, Status> {
+        let request = pb::UndeleteCustomerRequest {
+            name: name.to_owned(),
+            etag: String::new(),
+            request_id: String::new(),
+        };
+        let response = self.client.clone().undelete_customer(request).await;
+        response.map(tonic::Response::into_inner)
+    }
+
     /// Creates a customer with a unique email and returns it.
     pub async fn create(&self, given: &str, family: &str) -> pb::Customer {
         self.register(new_customer(given, family)).await
@@ -442,15 +494,19 @@ impl TestApp {
 
     /// Creates `customer` (which must be valid) and returns it as stored.
     pub async fn register(&self, customer: pb::Customer) -> pb::Customer {
-        self.client
-            .clone()
-            .create_customer(pb::CreateCustomerRequest {
-                customer: Some(customer),
-                request_id: String::new(),
-            })
+        self.create_customer(customer)
             .await
             .expect("create customer")
-            .into_inner()
+    }
+
+    /// CreateCustomer of `customer` (no request id), over gRPC with the all-scopes token.
+    pub async fn create_customer(&self, customer: pb::Customer) -> Result<pb::Customer, Status> {
+        let request = pb::CreateCustomerRequest {
+            customer: Some(customer),
+            request_id: String::new(),
+        };
+        let response = self.client.clone().create_customer(request).await;
+        response.map(tonic::Response::into_inner)
     }
 }
 
@@ -480,6 +536,52 @@ pub fn nats_url() -> String {
 
 /// HS256 secret of the test servers.
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A bearer token (`Bearer …`) with exactly `granted` scopes, for the default test server.
+pub fn scoped(granted: &[&str]) -> String {
+    let mut settings = ServeSettings::for_database("unused");
+    settings.auth.jwt_hs256_secret = Some(TEST_SECRET.into());
+    format!("Bearer {}", mint(&settings, "scoped", granted))
+}
+
+/// `GET http://{app}{path}` over HTTP/1.1 with `headers`: status, headers and whole body.
+pub async fn http_get(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    http_request(app, http::Method::GET, path, headers, bytes::Bytes::new()).await
+}
+
+/// A request to `http://{app}{path}` over HTTP/1.1 with `headers` and `body`: status,
+/// headers and whole body of the answer.
+pub async fn http_request(
+    app: &TestApp,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: bytes::Bytes,
+) -> (http::StatusCode, http::HeaderMap, bytes::Bytes) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", app.addr));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
 
 /// A file under `tests/fixtures`.
 pub fn fixture(path: &str) -> String {

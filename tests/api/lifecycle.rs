@@ -41,6 +41,7 @@ async fn every_background_task_is_supervised_and_a_healthy_server_restarts_none(
     assert_eq!(
         restarts,
         [
+            r#"customer_api_background_task_restarts_total{task="api-key-listener"} 0"#,
             r#"customer_api_background_task_restarts_total{task="customer-purger"} 0"#,
             r#"customer_api_background_task_restarts_total{task="event-listener"} 0"#,
             r#"customer_api_background_task_restarts_total{task="event-pruner"} 0"#,

@@ -36,10 +36,6 @@ async fn names(app: &TestApp, filter: &str, order_by: &str) -> Vec<String> {
         .collect()
 }
 
-async fn create(app: &TestApp, customer: pb::Customer) -> pb::Customer {
-    app.register(customer).await
-}
-
 /// Walks every page and returns the names in order.
 async fn walk(app: &TestApp, filter: &str, order_by: &str, page_size: i32) -> (Vec<String>, usize) {
     let mut token = String::new();
@@ -179,17 +175,9 @@ async fn walking_by_family_name_descending_with_ties_is_complete() {
 
     // Mixed directions take the expanded keyset form and must agree with the full list.
     let (mixed, _) = walk(&app, "", "family_name desc, given_name", 5).await;
-    let full: Vec<String> = app
-        .client
-        .clone()
-        .list_customers(request("", "family_name desc, given_name", 100, ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let full = app
+        .customer_names(request("", "family_name desc, given_name", 100, ""))
+        .await;
     assert_eq!(mixed, full);
 }
 
@@ -296,11 +284,11 @@ async fn filters_select_by_every_field_kind() {
     ann.phone = "+4930123456".into();
     ann.labels = labels(&[("env", "prod"), ("team", "a")]);
     ann.business_id = "DE-1".into();
-    create(&app, ann).await;
+    app.register(ann).await;
     let mut bob = new_customer("Bob", "Smithers");
     bob.status = CustomerStatus::Prospective as i32;
     bob.labels = labels(&[("env", "dev")]);
-    create(&app, bob).await;
+    app.register(bob).await;
     // A customer's company must exist.
     let company = app
         .client
@@ -318,7 +306,7 @@ async fn filters_select_by_every_field_kind() {
     let mut cid = new_customer("Cid", "Jones");
     cid.status = CustomerStatus::Inactive as i32;
     cid.company = company.name.clone();
-    create(&app, cid).await;
+    app.register(cid).await;
     let by_company = format!("company = \"{}\"", company.name);
 
     let cases: &[(&str, &[&str])] = &[
@@ -381,15 +369,15 @@ async fn filters_select_by_name_uid_and_address() {
     };
     let mut ann = new_customer("Ann", "Berlin");
     ann.address = address("Berlin", "", "10115", "de");
-    let ann = create(&app, ann).await;
+    let ann = app.register(ann).await;
     let mut bob = new_customer("Bob", "Francisco");
     bob.address = address("San Francisco", "CA", "94103", "US");
-    let bob = create(&app, bob).await;
+    let bob = app.register(bob).await;
     let mut cid = new_customer("Cid", "Oakland");
     cid.address = address("Oakland", "CA", "94607", "US");
-    let cid = create(&app, cid).await;
+    let cid = app.register(cid).await;
     // No address at all.
-    create(&app, new_customer("Dee", "Nowhere")).await;
+    app.register(new_customer("Dee", "Nowhere")).await;
 
     let bob_or_cid = format!(r#"name = "{}" OR name = "{}""#, bob.name, cid.name);
     let not_ann = format!("uid != {}", ann.uid);

@@ -62,19 +62,9 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
 
     // gRPC: one found, one missing, one refused before the service.
     let created = app.create("Ann", "Able").await;
-    let mut client = app.client.clone();
-    client
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let missing = client
-        .get_customer(pb::GetCustomerRequest {
-            name: format!("customers/{}", Uuid::now_v7()),
-            ..Default::default()
-        })
+    app.get_customer(&created.name).await.unwrap();
+    let missing = app
+        .get_customer(&format!("customers/{}", Uuid::now_v7()))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -172,16 +162,7 @@ async fn every_call_is_counted_once_by_method_and_code_over_every_transport() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_the_client_drops_counts_as_canceled_when_it_ends() {
     let app = TestApp::spawn().await;
-    let stream = app
-        .client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stream = app.watch("customers/-", "").await.unwrap();
     let started = sample(
         &scrape(&app).await,
         "grpc_server_started_total",

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     companies::{company, create_company, member},
-    events::{kind, list_all, take, watch},
+    events::{kind, list_all, take},
     helpers::{
         TestApp, assert_invalid, assert_reason, details, eventually, lock_customer,
         sessions_waiting_for_locks,
@@ -27,7 +27,11 @@ fn note(text: &str) -> pb::Note {
     }
 }
 
-async fn create_note(app: &TestApp, parent: &str, text: &str) -> Result<pb::Note, tonic::Status> {
+pub(crate) async fn create_note(
+    app: &TestApp,
+    parent: &str,
+    text: &str,
+) -> Result<pb::Note, tonic::Status> {
     app.client
         .clone()
         .create_note(pb::CreateNoteRequest {
@@ -370,14 +374,7 @@ async fn notes_are_hidden_with_their_customer_and_return_on_undelete() {
     let ann = app.create("Ann", "Able").await;
     let first = create_note(&app, &ann.name, "First").await.unwrap();
     let second = create_note(&app, &ann.name, "Second").await.unwrap();
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: ann.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&ann.name).await.unwrap();
 
     let hidden = [
         get_note(&app, &first.name).await.map(drop),
@@ -396,14 +393,7 @@ async fn notes_are_hidden_with_their_customer_and_return_on_undelete() {
     // Hidden, not removed.
     assert_eq!(app.count("notes", "").await, 2);
 
-    app.client
-        .clone()
-        .undelete_customer(pb::UndeleteCustomerRequest {
-            name: ann.name.clone(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
+    app.undelete_customer(&ann.name).await.unwrap();
     let back = list_notes(&app, &ann.name, 0, "").await.unwrap();
     assert_eq!(back.notes, [second, first.clone()]);
     assert_eq!(get_note(&app, &first.name).await.unwrap(), first);
@@ -534,7 +524,7 @@ async fn note_changes_are_note_events_in_the_customers_stream() {
     let app = TestApp::spawn().await;
     let ann = app.create("Ann", "Able").await;
     let bob = app.create("Bob", "Baker").await;
-    let mut stream = watch(&app, &ann.name, "").await.unwrap();
+    let mut stream = app.watch(&ann.name, "").await.unwrap();
     let added = create_note(&app, &ann.name, "Hello").await.unwrap();
     create_note(&app, &bob.name, "Not Ann's").await.unwrap();
     let edited = update_note(&app, &added.name, "", "Hello again")
@@ -986,14 +976,7 @@ async fn customers_dash_lists_every_live_customers_notes_newest_first() {
     ] {
         create_note(&app, &customer.name, text).await.unwrap();
     }
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: cid.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&cid.name).await.unwrap();
 
     // Pages of two across customers; the deleted customer's notes are hidden with it.
     let mut seen = Vec::new();

@@ -45,6 +45,8 @@ fn the_document_describes_exactly_the_served_routes() {
             ("GET", "/healthz"),
             ("GET", "/openapi.json"),
             ("GET", "/readyz"),
+            ("GET", "/v1/apiKeys"),
+            ("GET", "/v1/apiKeys/{api_key}"),
             ("GET", "/v1/companies"),
             ("GET", "/v1/companies/{company}"),
             ("GET", "/v1/companies/{company}/customers"),
@@ -63,6 +65,9 @@ fn the_document_describes_exactly_the_served_routes() {
             ("PATCH", "/v1/companies/{company}"),
             ("PATCH", "/v1/customers/{customer}"),
             ("PATCH", "/v1/customers/{customer}/notes/{note}"),
+            ("POST", "/v1/apiKeys"),
+            ("POST", "/v1/apiKeys/{api_key}:revoke"),
+            ("POST", "/v1/apiKeys/{api_key}:rotate"),
             ("POST", "/v1/companies"),
             ("POST", "/v1/companies/{company}:undelete"),
             ("POST", "/v1/customers"),
@@ -115,6 +120,10 @@ fn the_document_describes_exactly_the_served_routes() {
             assert_eq!(operation["security"], expected, "{path}");
         }
     }
+    assert_eq!(
+        document["paths"]["/v1/apiKeys"]["post"]["security"],
+        serde_json::json!([{"bearerAuth": ["customers.admin"]}, {"apiKey": ["customers.admin"]}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -221,16 +221,7 @@ async fn roundtrip(apps: &[&TestApp]) {
         assert_eq!(after.given_name, format!("Updated{i:02}"));
         assert_eq!(after.email, before.email);
         assert_ne!(after.etag, before.etag);
-        let again = replica(i)
-            .client
-            .clone()
-            .get_customer(pb::GetCustomerRequest {
-                name: before.name.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let again = replica(i).get_customer(&before.name).await.unwrap();
         assert_eq!(&again, after);
     }
 }

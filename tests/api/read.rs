@@ -10,15 +10,7 @@ async fn get_of_a_missing_customer_is_not_found_with_resource_info() {
     let app = TestApp::spawn().await;
     let name = format!("customers/{}", uuid::Uuid::now_v7());
 
-    let status = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = app.get_customer(&name).await.unwrap_err();
 
     assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
     let details = details(&status);
@@ -35,15 +27,7 @@ async fn get_with_a_malformed_name_is_invalid_argument() {
         "customers/42",
         "users/0190a7b2-8c1e-7c1a-9d2e-1f2a3b4c5d6e",
     ] {
-        let status = app
-            .client
-            .clone()
-            .get_customer(pb::GetCustomerRequest {
-                name: name.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+        let status = app.get_customer(name).await.unwrap_err();
         assert_invalid(&status, "INVALID_FIELDS", &["name"]);
     }
 }
@@ -184,15 +168,7 @@ async fn a_corrupt_row_is_internal_with_a_reference_and_no_detail() {
     .await
     .unwrap();
 
-    let status = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = app.get_customer(&customer.name).await.unwrap_err();
 
     assert_reason(&status, Code::Internal, "INTERNAL");
     let reference = details(&status).error_info().unwrap().metadata["reference"].clone();

@@ -28,16 +28,7 @@ async fn assert_the_write_outlived_its_caller(app: &TestApp, name: &str, given_n
         crate::helpers::busy_sessions(app).await == 0
     })
     .await;
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: name.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = app.get_customer(name).await.unwrap();
     assert_eq!(stored.given_name, given_name);
     // Other sessions (the sequencer numbering the write's event) pass through `idle in
     // transaction` between their statements: look until none is, a bounded number of times.
@@ -92,16 +83,7 @@ async fn a_write_past_its_client_deadline_is_deadline_exceeded_and_rolls_back() 
         sessions_in_state(&app, "idle in transaction").await == 0
     })
     .await;
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = app.get_customer(&customer.name).await.unwrap();
     assert_eq!(stored, customer, "nothing was written");
     assert_eq!(app.count("events", "").await, 1, "only the registration");
 }
@@ -218,15 +200,7 @@ async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
 
     let (addr, upstream) = proxy.cut().await;
     let started = Instant::now();
-    let status = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = app.get_customer(&customer.name).await.unwrap_err();
     let waited = started.elapsed();
 
     assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
@@ -238,16 +212,7 @@ async fn database_outage_answers_unavailable_fast_then_recovers_by_itself() {
 
     // The database comes back on the same address: no restart, no manual step.
     let _proxy = Proxy::start_at(addr, &upstream).await;
-    let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = app.get_customer(&customer.name).await.unwrap();
     assert_eq!(fetched, customer);
     assert_eq!(
         watch.message().await.unwrap().unwrap().status,
@@ -277,15 +242,7 @@ async fn an_exhausted_pool_answers_unavailable_after_the_checkout_timeout() {
     .await;
 
     let started = Instant::now();
-    let status = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = app.get_customer(&customer.name).await.unwrap_err();
 
     assert_reason(&status, Code::Unavailable, "DATABASE_UNAVAILABLE");
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -470,19 +427,6 @@ async fn app_on_private_cluster(
     (cluster, app)
 }
 
-/// `WatchCustomerEvents` from the start of the log.
-async fn watch_all(app: &TestApp) -> tonic::Streaming<pb::CustomerEvent> {
-    app.client
-        .clone()
-        .watch_customer_events(pb::WatchCustomerEventsRequest {
-            parent: "customers/-".into(),
-            start_after: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// `customer_api_events_watch_outage_retries_total` of the server.
 async fn watch_outage_retries(app: &TestApp) -> u64 {
     let text = crate::metrics::scrape(app).await;
@@ -495,7 +439,7 @@ async fn watch_outage_retries(app: &TestApp) -> u64 {
 async fn a_watch_stays_open_through_a_short_database_outage() {
     let (cluster, app) = app_on_private_cluster(|_| {}).await;
     let before = app.create("Before", "Outage").await;
-    let mut watch = watch_all(&app).await;
+    let mut watch = app.watch("customers/-", "").await.unwrap();
     assert_eq!(
         watch.message().await.unwrap().unwrap().customer,
         before.name
@@ -523,7 +467,7 @@ async fn a_watch_ends_unavailable_with_its_resume_token_once_the_outage_outlasts
     })
     .await;
     app.create("Before", "Outage").await;
-    let mut watch = watch_all(&app).await;
+    let mut watch = app.watch("customers/-", "").await.unwrap();
     let seen = watch.message().await.unwrap().unwrap();
 
     tokio::task::block_in_place(|| cluster.stop());

@@ -43,6 +43,7 @@ struct Seeded {
     company: String,
     customer: String,
     note: String,
+    api_key: String,
 }
 
 /// Creates a resource over REST and returns its id.
@@ -79,10 +80,17 @@ async fn seed(app: &TestApp) -> Seeded {
         json!({"text": "First call."}),
     )
     .await;
+    let api_key = create(
+        app,
+        "/v1/apiKeys",
+        json!({"displayName": "Schemathesis", "scopes": ["customers.read"]}),
+    )
+    .await;
     Seeded {
         company,
         customer,
         note,
+        api_key,
     }
 }
 
@@ -206,6 +214,20 @@ fn all_checks_config(app: &TestApp, seeded: &Seeded) -> String {
             parameters.join(", ")
         ));
     }
+    // The seeded key is read and rotated, never revoked (a revoked key cannot rotate).
+    config.push_str(&format!(
+        "[[operations]]\ninclude-name = [\"GET /v1/apiKeys/{{api_key}}\", \
+         \"POST /v1/apiKeys/{{api_key}}:rotate\"]\n\
+         parameters = {{ \"path.api_key\" = {} }}\n\n",
+        toml(&seeded.api_key)
+    ));
+    // A key's expiry must lie ahead, which no schema says: pinned, and the coverage phase,
+    // which does not apply pinned body values, left out.
+    config.push_str(
+        "[[operations]]\ninclude-name = [\"POST /v1/apiKeys\"]\n\
+         parameters = { \"body.expireTime\" = \"2099-01-01T00:00:00Z\" }\n\
+         phases.coverage.enabled = false\n\n",
+    );
     // The source is pinned to a key no generated customer holds; the coverage phase, which
     // does not apply pinned body values, would send the same minimal key twice.
     config.push_str(&format!(

@@ -296,16 +296,7 @@ async fn grpc_and_rest_are_served_over_tls() {
 
     // gRPC over TLS (tonic requires ALPN h2).
     let created = app.create("Ada", "Lovelace").await;
-    let fetched = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = app.get_customer(&created.name).await.unwrap();
     assert_eq!(fetched.name, created.name);
     assert_eq!(fetched.email, created.email);
 

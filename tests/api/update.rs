@@ -82,16 +82,7 @@ async fn star_mask_replaces_every_mutable_field() {
     let mut customer = crate::helpers::new_customer("Ada", "Lovelace");
     customer.phone = "+14155550123".into();
     customer.labels = labels(&[("a", "1")]);
-    let created = app
-        .client
-        .clone()
-        .create_customer(pb::CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = app.create_customer(customer).await.unwrap();
     let replacement = pb::Customer {
         name: created.name.clone(),
         given_name: "Grace".into(),
@@ -168,16 +159,7 @@ async fn invalid_values_are_rejected_and_nothing_changes() {
         "INVALID_FIELDS",
         &["customer.email", "customer.phone"],
     );
-    let unchanged = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let unchanged = app.get_customer(&created.name).await.unwrap();
     assert_eq!(unchanged.etag, created.etag);
 }
 
@@ -241,16 +223,7 @@ async fn fifty_concurrent_updates_with_one_etag_let_exactly_one_through() {
             assert_reason(status, Code::Aborted, "ETAG_MISMATCH");
         }
     }
-    let stored = app
-        .client
-        .clone()
-        .get_customer(pb::GetCustomerRequest {
-            name: created.name,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stored = app.get_customer(&created.name).await.unwrap();
     assert_eq!(&stored, winners[0].get_ref());
 }
 
@@ -275,14 +248,7 @@ async fn update_of_a_missing_customer_is_not_found() {
 async fn update_of_a_deleted_customer_is_failed_precondition() {
     let app = TestApp::spawn().await;
     let created = app.create("Ada", "Lovelace").await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: created.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&created.name).await.unwrap();
     let change = pb::Customer {
         name: created.name.clone(),
         given_name: "X".into(),

@@ -497,14 +497,7 @@ async fn a_purge_scrubs_the_history_in_both_encodings_and_keeps_each_in_its_own(
     // A control: before the purge the query finds each of the four events.
     assert_eq!(app.count("events", &personal).await, 4);
 
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: gone.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&gone.name).await.unwrap();
     eventually("the deleted customer is purged", || async {
         app.count("events", "event_type = 'CustomerPurged'").await == 1
     })

@@ -214,14 +214,7 @@ async fn lookup_finds_the_live_holder_only() {
 
     let status = lookup(&app, "crm", "4712").await.unwrap_err();
     assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: ada.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&ada.name).await.unwrap();
     let status = lookup(&app, "crm", "4711").await.unwrap_err();
     assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
     let status = lookup(&app, "Crm", "4711").await.unwrap_err();

@@ -62,7 +62,7 @@ use tonic::{
 };
 use uuid::Uuid;
 
-use crate::procs::{Nats, Postgres, Server, until};
+use crate::procs::{Nats, Postgres, Server, http_get, until};
 
 /// Writers of the load.
 const WRITERS: usize = 4;
@@ -70,24 +70,6 @@ const WRITERS: usize = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts of one write before the run fails (with 50 ms pauses: outlasts every outage here).
 const MAX_ATTEMPTS: u32 = 400;
-
-/// `GET http://{addr}{path}`: status and body, or `None` when nothing answers within 2 s.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let uri = format!("http://{addr}{path}").parse().expect("uri");
-    let call = async {
-        let response = client.get(uri).await.ok()?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(2), call)
-        .await
-        .ok()
-        .flatten()
-}
 
 /// A client of the service with the run's token.
 #[derive(Clone)]
@@ -603,7 +585,7 @@ async fn scenarios(run: &mut Run) {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let mut server = Server::new(&run.dir, env);
+    let mut server = Server::new("the server", run.dir.join("server.log"), env);
     server.run(&["migrate"]);
     let token = server.run(&[
         "token",

@@ -7,41 +7,15 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command as StdCommand, ExitStatus, Stdio},
+    process::{Command as StdCommand, Stdio},
     time::Duration,
 };
 
 use tokio::process::{Child, Command};
 
-/// The binary under test, built by cargo for this test target.
-pub const BIN: &str = env!("CARGO_BIN_EXE_customer-api");
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Polls `probe` every 20 ms until it yields a value; panics after `limit` naming `what`.
-pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+#[path = "../support/procs.rs"]
+mod support;
+pub use support::{Server, free_port, http_get, spawn_logged, until};
 
 fn is_root() -> bool {
     StdCommand::new("id")
@@ -250,12 +224,8 @@ impl Nats {
         .unwrap_or_else(|| {
             panic!("nats-server is not installed (Debian: apt-get install nats-server)")
         });
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("nats log");
-        let child = Command::new(executable)
+        let mut command = Command::new(executable);
+        command
             .args([
                 "-js",
                 "-a",
@@ -265,14 +235,8 @@ impl Nats {
                 "-sd",
             ])
             .arg(&self.store)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
+            .env_clear();
+        self.child = Some(spawn_logged(&mut command, &self.log));
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
         until(
             "nats-server accepts connections",
@@ -287,117 +251,5 @@ impl Nats {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("SIGKILL nats-server");
         }
-    }
-}
-
-/// The service: `customer-api serve` on a fixed port, logging to its own file.
-pub struct Server {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    /// A server (not started) with `env` as its whole environment.
-    pub fn new(dir: &Path, mut env: Vec<(String, String)>) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        env.push(("LISTEN_ADDR".into(), addr.to_string()));
-        Self {
-            addr,
-            env,
-            log: dir.join("server.log"),
-            child: None,
-        }
-    }
-
-    /// Starts `customer-api serve`.
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "the server is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("server log");
-        let child = Command::new(BIN)
-            .arg("serve")
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start customer-api serve");
-        self.child = Some(child);
-    }
-
-    /// Waits until `/readyz` answers 200.
-    pub async fn wait_ready(&self) {
-        until("the server is ready", Duration::from_secs(60), || async {
-            (crate::http_get(self.addr, "/readyz")
-                .await
-                .map(|(status, _)| status)
-                == Some(200))
-            .then_some(())
-        })
-        .await;
-    }
-
-    /// `kill -9`: the process dies at once, mid-request.
-    pub async fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().await.expect("SIGKILL");
-    }
-
-    /// `kill -TERM`: graceful shutdown begins.
-    pub fn terminate(&self) {
-        let pid = self.child.as_ref().and_then(Child::id).expect("running");
-        // std has no signal API and unsafe code is forbidden: the shell's `kill`.
-        let status = StdCommand::new("sh")
-            .args(["-c", &format!("kill -TERM {pid}")])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-    }
-
-    /// Waits (at most `limit`) for the process to exit.
-    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let status = tokio::time::timeout(limit, child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("the server did not exit within {limit:?}"))
-            .expect("wait");
-        self.child = None;
-        status
-    }
-
-    /// Kills the process if it runs (cleanup).
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    /// Runs a subcommand of the binary (`migrate`, `token`) with this server's environment.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = StdCommand::new(BIN)
-            .args(args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run customer-api");
-        assert!(
-            out.status.success(),
-            "customer-api {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// The log file.
-    pub fn log(&self) -> &Path {
-        &self.log
     }
 }

@@ -49,7 +49,7 @@ use uuid::Uuid;
 
 use crate::{
     load::{Counters, Protocol},
-    procs::{BIN, HaProxy, Replica, http_get, until},
+    procs::{BIN, HaProxy, Replica, http_get, replica, until},
 };
 
 /// How long the whole scenario may take before it is declared stuck.
@@ -274,7 +274,7 @@ async fn scenario(cluster: &mut Cluster) {
 
     let env = cluster.replica_env(&jwt_secret);
     for index in 0..3 {
-        let mut replica = Replica::new(index, &cluster.dir, env.clone());
+        let mut replica = replica(index, &cluster.dir, env.clone());
         replica.start();
         cluster.replicas.push(replica);
     }

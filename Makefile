@@ -69,7 +69,7 @@ TEST_PACKAGES := pgbouncer haproxy chromium
 # `make sdk`'s Python SDK; grpcio + grpcio-status (and googleapis-common-protos, for the
 # google.api/google.rpc modules the SDK imports) run it (tests/api/sdk.rs).
 # schemathesis generates requests from the served /openapi.json and checks every response
-# against it (an exploratory run today; a test of make test is still to come, issue 16).
+# against it (tests/api/schemathesis.rs).
 TOOLS_VENV := target/tools/venv
 PY_TOOLS := check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-python-client==0.29.1 openapi-spec-validator==0.9.0 \
 	grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-status==1.85.1 googleapis-common-protos==1.76.0 \

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use crate::auth::scopes;
 use crate::core::list::MAX_PAGE_SIZE;
-use crate::domain::{company, customer, names, note};
-use crate::service::MAX_BATCH_GET;
+use crate::domain::{company, country, customer, names, note};
+use crate::service::{MAX_BATCH_GET, api_keys};
 
 /// Title, version, description and constraints of the document.
 pub fn info() -> gateway::openapi::Info {
@@ -49,8 +49,8 @@ const NOT_BLANK: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F
 const NOTE_TEXT: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
 /// E.164: `+`, a non-zero digit, at most 15 digits (or empty: no phone).
 const PHONE: &str = r"^(\+[1-9][0-9]{1,14})?$";
-/// ISO 3166-1 alpha-2 (the assigned codes are checked by the service).
-const COUNTRY_CODE: &str = "^[A-Za-z]{2}$";
+/// What Rust's `str::trim` removes (Unicode `White_Space`), as a character class.
+const WHITE_SPACE: &str = r"[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
 
 /// The domain's limits on request values, by proto field, as JSON Schema keywords.
 pub fn constraints() -> gateway::openapi::Constraints {
@@ -80,7 +80,18 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "pattern": format!(r"^(({label}\.)+[A-Za-z]([A-Za-z0-9-]{{0,{}}}[A-Za-z0-9])?)?$",
             company::MAX_DOMAIN_LABEL_CHARS - 2),
     });
-    let page_size = json!({"minimum": 0, "maximum": MAX_PAGE_SIZE});
+    // AIP-158: a larger page size is coerced to the maximum, not refused.
+    let page_size = json!({
+        "minimum": 0,
+        "description": format!("At most {MAX_PAGE_SIZE} items are returned; a larger value \
+            counts as {MAX_PAGE_SIZE}. 0 (or absent) picks the default."),
+    });
+    let source = json!({"pattern": customer::EXTERNAL_SOURCE_PATTERN});
+    let external_id = json!({
+        "minLength": 1,
+        "maxLength": customer::MAX_EXTERNAL_ID_CHARS,
+        "pattern": NO_CONTROL,
+    });
     let request_id = json!({"pattern": format!("^({uuid})?$")});
 
     let mut fields = BTreeMap::new();
@@ -111,11 +122,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
         json!({
             "maxProperties": customer::MAX_EXTERNAL_IDS,
             "propertyNames": {"pattern": customer::EXTERNAL_SOURCE_PATTERN},
-            "additionalProperties": {
-                "minLength": 1,
-                "maxLength": customer::MAX_EXTERNAL_ID_CHARS,
-                "pattern": NO_CONTROL,
-            },
+            "additionalProperties": external_id.clone(),
         }),
     );
     add(
@@ -133,7 +140,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
     }
     add(
         "PostalAddress.country_code",
-        json!({"pattern": COUNTRY_CODE}),
+        json!({"pattern": country_code_pattern()}),
     );
     add(
         "Company.display_name",
@@ -146,14 +153,6 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "Note.text",
         json!({"maxLength": note::MAX_TEXT_CHARS, "pattern": NOTE_TEXT}),
     );
-    for list in [
-        "ListCustomersRequest",
-        "ListCompaniesRequest",
-        "ListNotesRequest",
-        "ListCustomerEventsRequest",
-    ] {
-        add(&format!("{list}.page_size"), page_size.clone());
-    }
     add(
         "ListCustomersRequest.parent",
         json!({"pattern": optional_name("companies")}),
@@ -164,23 +163,51 @@ pub fn constraints() -> gateway::openapi::Constraints {
             "minItems": 1,
             "maxItems": MAX_BATCH_GET,
             "items": {"pattern": format!("^customers/{uuid}$")},
+            // A name listed twice is refused (it would only repeat a customer).
+            "uniqueItems": true,
         }),
     );
-    for request in [
-        "CreateCustomerRequest",
-        "UpdateCustomerRequest",
-        "DeleteCustomerRequest",
-        "CreateCompanyRequest",
-        "UpdateCompanyRequest",
-        "DeleteCompanyRequest",
-        "CreateNoteRequest",
-        "UpdateNoteRequest",
-        "DeleteNoteRequest",
-    ] {
-        add(&format!("{request}.request_id"), request_id.clone());
+    for request in ["UpsertCustomerRequest", "LookupCustomerRequest"] {
+        add(&format!("{request}.source"), source.clone());
+        add(&format!("{request}.external_id"), external_id.clone());
+    }
+    add(
+        "GetBusinessInfoRequest.name",
+        json!({"pattern": format!(
+            "^businesses/[A-Za-z0-9._/-]{{1,{}}}$",
+            customer::MAX_BUSINESS_ID_CHARS
+        )}),
+    );
+    add(
+        "ApiKey.display_name",
+        required_text(api_keys::MAX_DISPLAY_NAME_CHARS),
+    );
+    add(
+        "ApiKey.scopes",
+        json!({
+            "minItems": 1,
+            "uniqueItems": true,
+            "items": {"enum": scopes::ALL},
+        }),
+    );
+    // A rotation's grace period: a JSON Duration from 0 to MAX_ROTATION_GRACE (7 days).
+    const _: () = assert!(api_keys::MAX_ROTATION_GRACE.as_secs() == 604_800);
+    add(
+        "RotateApiKeyRequest.grace_period",
+        json!({"pattern": r"^(0*([0-9]{1,5}|[1-5][0-9]{5}|60[0-3][0-9]{3}|604[0-7][0-9]{2})(\.[0-9]+)?|0*604800(\.0+)?)s$"}),
+    );
+    // Every request's page size and request id go through one parser each
+    // (`list::page_size`, `names::parse_request_id`): every such field gets their limits.
+    for (request, field) in request_fields(&["page_size", "request_id"]) {
+        let keywords = if field == "page_size" {
+            page_size.clone()
+        } else {
+            request_id.clone()
+        };
+        add(&format!("{request}.{field}"), keywords);
     }
 
-    let mut ids: BTreeMap<String, String> = ["customer", "company", "note"]
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key"]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();
@@ -192,6 +219,45 @@ pub fn constraints() -> gateway::openapi::Constraints {
         );
     }
     gateway::openapi::Constraints { fields, ids }
+}
+
+/// `(request, field)` for each `customer.v1` request message with a field of one of these
+/// names, the request named relative to the package.
+fn request_fields(names: &[&str]) -> Vec<(String, String)> {
+    let Ok(pool) = prost_reflect::DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    pool.all_messages()
+        .filter_map(|message| {
+            let request = message.full_name().strip_prefix("customer.v1.")?.to_owned();
+            request.ends_with("Request").then_some((message, request))
+        })
+        .flat_map(|(message, request)| {
+            names
+                .iter()
+                .filter(move |name| message.get_field_by_name(name).is_some())
+                .map(move |name| (request.clone(), (*name).to_owned()))
+        })
+        .collect()
+}
+
+/// An assigned ISO 3166-1 alpha-2 code in either case, with white space around it: what the
+/// service accepts (it trims and upper-cases before looking the code up).
+fn country_code_pattern() -> String {
+    let mut by_first: BTreeMap<char, String> = BTreeMap::new();
+    for code in country::CODES {
+        let mut letters = code.chars();
+        if let (Some(first), Some(second)) = (letters.next(), letters.next()) {
+            let seconds = by_first.entry(first).or_default();
+            seconds.push(second);
+            seconds.push(second.to_ascii_lowercase());
+        }
+    }
+    let alternatives: Vec<String> = by_first
+        .iter()
+        .map(|(first, seconds)| format!("[{first}{}][{seconds}]", first.to_ascii_lowercase()))
+        .collect();
+    format!("^{WHITE_SPACE}*({}){WHITE_SPACE}*$", alternatives.join("|"))
 }
 
 /// The gateway's document completed with authentication, servers and the open routes.

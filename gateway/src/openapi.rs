@@ -196,6 +196,19 @@ const ERROR_RESPONSES: [(&str, &str); 9] = [
     ("503", "Service Unavailable: `UNAVAILABLE`."),
 ];
 
+/// The error responses of the operations that take a request body: the gateway's answers
+/// before the body reaches the RPC.
+const BODY_ERROR_RESPONSES: [(&str, &str); 2] = [
+    (
+        "413",
+        "Content Too Large: the body exceeds the server's limit (`INVALID_ARGUMENT`, reason `BODY_TOO_LARGE`).",
+    ),
+    (
+        "415",
+        "Unsupported Media Type: the body is not `application/json` (`INVALID_ARGUMENT`).",
+    ),
+];
+
 /// The key of an OpenAPI operation for an HTTP method, if OpenAPI 3.1 has one.
 fn openapi_method(method: &Method) -> Option<&'static str> {
     Some(match *method {
@@ -469,8 +482,26 @@ impl<'a> Generator<'a> {
                 continue;
             }
             let mut schema = self.field_value_schema(&field, variant);
+            // A nested `{}` in a PATCH replaces the stored message with an empty one (the
+            // implied mask names the field itself), never valid when it has required
+            // fields; a non-empty one is merged field by field.
+            if let Kind::Message(inner) = field.kind()
+                && variant == Variant::Patch
+                && !field.is_list()
+                && !field.is_map()
+                && inner
+                    .fields()
+                    .any(|f| self.behaviors(&f).contains(&REQUIRED))
+            {
+                schema["minProperties"] = json!(1);
+            }
             if variant != Variant::Output {
                 self.constrain(&field, &mut schema);
+                // The JSON parser takes `null` as "unset" (proto3 JSON); for a required
+                // field that is a missing value, refused like an absent one.
+                if !behaviors.contains(&REQUIRED) {
+                    allow_null(&mut schema);
+                }
             }
             let description = self.field_description(&field, &behaviors);
             add_description(&mut schema, description);
@@ -510,6 +541,11 @@ impl<'a> Generator<'a> {
         let mut schema = json!({"type": "object", "properties": properties});
         if !required.is_empty() {
             schema["required"] = Value::Array(required);
+        }
+        if variant != Variant::Output {
+            // The gateway refuses a request member that is not a field ("unrecognized field
+            // name"); responses stay open, so clients accept fields added later.
+            schema["additionalProperties"] = json!(false);
         }
         add_description(&mut schema, join_paragraphs(parts));
         schema
@@ -721,7 +757,12 @@ impl<'a> Generator<'a> {
                 example = example_value(pattern),
                 encoded = example_value(pattern).replace('/', "%2F"),
             );
-            let schema = json!({"type": "string", "pattern": pattern_regex(pattern)});
+            let mut schema = json!({"type": "string", "pattern": pattern_regex(pattern)});
+            if let Some(field) = &field {
+                // The field's own constraints narrow the template's shape: a pattern there
+                // replaces the template's (one pattern generates and validates easily).
+                self.constrain(field, &mut schema);
+            }
             (
                 schema,
                 join_paragraphs(comment.into_iter().chain([note]).collect()),
@@ -1106,10 +1147,12 @@ impl<'a> Generator<'a> {
                 let behaviors = self.behaviors(field);
                 let comment = self.field_comment(field);
                 let schema = self.field_value_schema(field, variant);
+                // A PATCH without a body changes nothing (no field is present, AIP-134).
+                let required = behaviors.contains(&REQUIRED) && variant != Variant::Patch;
                 (
                     schema,
                     join_paragraphs(comment.into_iter().chain(from_path).collect()),
-                    behaviors.contains(&REQUIRED),
+                    required,
                 )
             }
         };
@@ -1210,9 +1253,13 @@ impl<'a> Generator<'a> {
             if created { "201" } else { "200" }.into(),
             Value::Object(success),
         );
-        for (code, description) in ERROR_RESPONSES {
+        let body_errors = match route.body {
+            BodyTarget::None => &[][..],
+            _ => &BODY_ERROR_RESPONSES[..],
+        };
+        for (code, description) in ERROR_RESPONSES.iter().chain(body_errors) {
             responses.insert(
-                code.into(),
+                (*code).into(),
                 json!({"$ref": "#/components/responses/Error", "description": description}),
             );
         }
@@ -1517,6 +1564,23 @@ fn merge_keywords(schema: &mut Value, keywords: &Value) {
                 schema.insert(key.clone(), value.clone());
             }
         }
+    }
+}
+
+/// Lets a request value also be `null`: a type gains `"null"`, a reference becomes `anyOf`
+/// the reference and `null`; the other keywords (descriptions, limits) stay beside.
+fn allow_null(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(reference) = object.remove("$ref") {
+        object.insert(
+            "anyOf".into(),
+            json!([{"$ref": reference}, {"type": "null"}]),
+        );
+    } else if let Some(Value::String(kind)) = object.get("type") {
+        let kind = kind.clone();
+        object.insert("type".into(), json!([kind, "null"]));
     }
 }
 
@@ -2017,6 +2081,10 @@ mod tests {
             body_ref("put"),
             "#/components/schemas/customer.v1.CustomerInput"
         );
+        // A PATCH without a body changes nothing; a PUT without one replaces with nothing.
+        let item = &doc["paths"]["/v1/customers/{customer}"];
+        assert_eq!(item["patch"]["requestBody"]["required"], false);
+        assert_eq!(item["put"]["requestBody"]["required"], true);
         assert_eq!(parameter(create, "requestId")["in"], "query");
         let created = &create["responses"]["201"];
         assert!(create["responses"].get("200").is_none());
@@ -2070,11 +2138,26 @@ mod tests {
             "#/components/schemas/customer.v1.ListCustomersResponse"
         );
         assert!(list["200"].get("headers").is_none());
-        for code in [
-            "400", "401", "403", "404", "409", "412", "429", "500", "503", "default",
-        ] {
+        let codes = |responses: &Value| -> Vec<String> {
+            responses.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(
+            codes(list),
+            [
+                "200", "400", "401", "403", "404", "409", "412", "429", "500", "503", "default"
+            ]
+        );
+        for code in codes(list).iter().filter(|code| *code != "200") {
             assert_eq!(list[code]["$ref"], "#/components/responses/Error", "{code}");
         }
+        // An operation with a body also answers 413 (too large) and 415 (not JSON).
+        assert_eq!(
+            codes(&undelete["responses"]),
+            [
+                "200", "400", "401", "403", "404", "409", "412", "413", "415", "429", "500", "503",
+                "default"
+            ]
+        );
         let error = &doc["components"]["schemas"]["Error"]["properties"]["error"];
         assert_eq!(error["properties"]["code"]["type"], "integer");
         assert_eq!(
@@ -2236,21 +2319,41 @@ mod tests {
                 "status"
             ]
         );
+        // `null` is "unset" to the parser: allowed where a field may be unset.
+        let address_input = json!([
+            {"$ref": "#/components/schemas/customer.v1.PostalAddressInput"},
+            {"type": "null"}
+        ]);
+        assert_eq!(input["properties"]["address"]["anyOf"], address_input);
         assert_eq!(
-            input["properties"]["address"]["$ref"],
-            "#/components/schemas/customer.v1.PostalAddressInput"
+            input["properties"]["phone"]["type"],
+            json!(["string", "null"])
         );
+        assert_eq!(input["properties"]["givenName"]["type"], "string");
         assert_eq!(
             schemas["customer.v1.PostalAddressInput"]["required"],
             json!(["countryCode"])
         );
+        // The gateway refuses unknown members of a request; responses stay open.
+        assert_eq!(input["additionalProperties"], false);
+        assert_eq!(
+            schemas["customer.v1.PostalAddressInput"]["additionalProperties"],
+            false
+        );
+        assert!(customer.get("additionalProperties").is_none());
         let patch = &schemas["customer.v1.CustomerPatch"];
         assert!(patch.get("required").is_none());
+        assert_eq!(patch["additionalProperties"], false);
         assert_eq!(patch["properties"].as_object().unwrap().len(), sent.len());
+        assert_eq!(patch["properties"]["givenName"]["type"], "string");
+        // A nested message is merged field by field, but `{}` would clear one whose fields
+        // are required.
+        let address = &patch["properties"]["address"];
         assert_eq!(
-            patch["properties"]["address"]["$ref"],
+            address["anyOf"][0]["$ref"],
             "#/components/schemas/customer.v1.PostalAddressPatch"
         );
+        assert_eq!(address["minProperties"], 1);
         assert!(
             schemas["customer.v1.PostalAddressPatch"]
                 .get("required")
@@ -2276,9 +2379,16 @@ mod tests {
                 );
             }
         }
-        // No schema of a message field allows `null`.
-        let text = doc.to_string();
-        assert!(!text.contains(r#""null""#), "a schema allows null");
+        // No response schema allows `null` (request schemas do, for unset fields).
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            if name.ends_with("Input") || name.ends_with("Patch") {
+                continue;
+            }
+            assert!(
+                !schema.to_string().contains(r#""null""#),
+                "{name} allows null"
+            );
+        }
     }
 
     #[test]
@@ -2321,7 +2431,7 @@ mod tests {
         assert_eq!(
             schemas["customer.v1.PostalAddressInput"]["properties"]["lines"],
             json!({
-                "type": "array",
+                "type": ["array", "null"],
                 "items": {"type": "string", "maxLength": 200},
                 "maxItems": 5,
                 "description": "Street address lines: at most 5, each at most 200 characters.",

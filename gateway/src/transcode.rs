@@ -69,6 +69,20 @@ pub fn prepare(
                 Vec::new(),
             )
         })?;
+        let null_is_a_value = matches!(&route.body, BodyTarget::Field(field)
+            if matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.Value"));
+        if parsed.is_null() && !null_is_a_value {
+            // `null` would unset the body's message, making the request one without a body:
+            // a client that means that sends none.
+            return Err(HttpError::bad_request(
+                "INVALID_BODY",
+                "the request body is `null`; send a JSON object, or no body",
+                vec![Violation {
+                    field: "body".into(),
+                    description: "must not be null".into(),
+                }],
+            ));
+        }
         let (wrapped, field) = match &route.body {
             BodyTarget::Field(field) => {
                 let mut object = Map::new();
@@ -121,9 +135,12 @@ pub fn prepare(
                         let json = nest(&fields, value);
                         match parse_message(&input, json) {
                             Ok(parsed) => {
+                                // An empty `updateMask=` is no mask (proto3: an empty
+                                // FieldMask is unset): PUT still replaces everything.
                                 if fields.len() == 1
                                     && fields[0].name() == "update_mask"
                                     && is_field_mask(&fields[0])
+                                    && values.iter().any(|value| !value.is_empty())
                                 {
                                     explicit_mask = true;
                                 }
@@ -212,12 +229,12 @@ pub fn prepare(
 
     // HTTP-native conveniences.
     let mut if_match = false;
-    if let Some(etag) = header_text(&parts.headers, header::IF_MATCH)
+    if let Some(etag) = header_text(&parts.headers, header::IF_MATCH)?
         && etag != "*"
     {
         if_match = set_string(&mut message, &route.body, "etag", etag);
     }
-    if let Some(key) = header_text(&parts.headers, HeaderName::from_static("idempotency-key")) {
+    if let Some(key) = header_text(&parts.headers, HeaderName::from_static("idempotency-key"))? {
         set_string(&mut message, &BodyTarget::None, "request_id", key);
     }
 
@@ -505,12 +522,26 @@ fn mask_paths(
     paths
 }
 
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// A header copied into the request, trimmed; `None` when absent or blank. A value that is
+/// not visible ASCII is refused, not skipped: an `Idempotency-Key` or `If-Match` the gateway
+/// cannot read must not turn the request into an unconditional, non-idempotent one.
+fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, HttpError> {
+    let Some(value) = headers.get(&name) else {
+        return Ok(None);
+    };
+    let Ok(text) = value.to_str() else {
+        let description = "must be visible ASCII".to_owned();
+        return Err(HttpError::bad_request(
+            "INVALID_HEADER",
+            format!("the `{name}` header {description}"),
+            vec![Violation {
+                field: name.to_string(),
+                description,
+            }],
+        ));
+    };
+    let text = text.trim();
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 /// Sets a top-level string field, or the same field of the body message. Returns whether a
@@ -700,7 +731,10 @@ impl SimpleRequest {
         {
             return None;
         }
-        let if_match = header_text(&parts.headers, header::IF_MATCH).filter(|etag| etag != "*");
+        // An unreadable header is refused by the general path.
+        let if_match = header_text(&parts.headers, header::IF_MATCH)
+            .ok()?
+            .filter(|etag| etag != "*");
         if if_match.is_some() && matches!(self.etag, EtagTarget::General) {
             return None;
         }
@@ -719,7 +753,7 @@ impl SimpleRequest {
         }
         if let (Some(number), Some(key)) = (
             self.request_id,
-            header_text(&parts.headers, HeaderName::from_static("idempotency-key")),
+            header_text(&parts.headers, HeaderName::from_static("idempotency-key")).ok()?,
         ) {
             crate::wire::put_string(&[number], key.as_bytes(), out);
         }

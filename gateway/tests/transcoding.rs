@@ -2807,3 +2807,56 @@ async fn openapi_query_parameters_are_accepted_by_the_gateway() {
         ]
     );
 }
+
+#[tokio::test]
+async fn unreadable_headers_and_null_bodies_are_refused_and_an_empty_update_mask_is_none() {
+    for proto in PROTOCOLS {
+        let server = serve().await;
+        server.create("shelves/1", "dune", &dune()).await;
+        // Skipping a header the gateway cannot read would turn the write into one the
+        // client did not ask for: unconditional, or not idempotent.
+        for header in ["idempotency-key", "if-match"] {
+            let reply = server
+                .send(
+                    proto,
+                    req("DELETE", "/v1/shelves/1/books/dune").header(header, "k\u{e9}"),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+            assert_eq!(
+                violations(&reply.json()),
+                [(header.to_owned(), "must be visible ASCII".to_owned())]
+            );
+        }
+        assert!(!server.library.called("DeleteBook"));
+        // `null` would unset the body's message, as no body does.
+        let reply = server
+            .send(
+                proto,
+                req("PATCH", "/v1/shelves/1/books/dune").body("application/json", "null"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        assert_eq!(
+            violations(&reply.json()),
+            [("body".to_owned(), "must not be null".to_owned())]
+        );
+        assert!(!server.library.called("UpdateBook"));
+        // An empty `updateMask=` is no mask: PUT still replaces everything.
+        let reply = server
+            .send(
+                proto,
+                req("PUT", "/v1/shelves/1/books/dune?updateMask=")
+                    .json(&json!({"title": "Replaced"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(
+            server
+                .library
+                .last::<pb::UpdateBookRequest>("UpdateBook")
+                .update_mask,
+            mask(&["*"])
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! kept sorted so lookups are a binary search. A crate would add a dependency for one table.
 
 /// Officially assigned ISO 3166-1 alpha-2 codes, sorted.
-const CODES: [&str; 249] = [
+pub const CODES: [&str; 249] = [
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
     "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
     "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",

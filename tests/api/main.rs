@@ -51,6 +51,7 @@ mod replays;
 mod resilience;
 mod rest;
 mod schema;
+mod schemathesis;
 mod sdk;
 mod secrets;
 mod tls;

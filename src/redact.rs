@@ -56,6 +56,11 @@ const MIN_BARE_DIGITS: usize = 9;
 /// assert!(matches!(mask_pii(id), std::borrow::Cow::Borrowed(_)));
 /// ```
 pub fn mask_pii(text: &str) -> Cow<'_, str> {
+    // One look settles most text (ids, names of things, numbers): both scans start only
+    // from an `@`, a `+`, a `%` or a long run of digits.
+    if !text.contains('@') && !may_hold_phone(text.as_bytes()) {
+        return Cow::Borrowed(text);
+    }
     match mask_emails(text) {
         Cow::Borrowed(text) => mask_phones(text),
         Cow::Owned(masked) => {

@@ -325,7 +325,8 @@ fn push_json_str(line: &mut String, value: &str) {
 fn push_timestamp(line: &mut String, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs();
-    let (year, month, day) = civil_from_days(seconds / 86_400);
+    let days = i64::try_from(seconds / 86_400).unwrap_or_default();
+    let (year, month, day) = gateway::json::civil_from_days(days);
     let of_day = seconds % 86_400;
     let mut text = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut value: u64| {
@@ -334,34 +335,14 @@ fn push_timestamp(line: &mut String, now: SystemTime) {
             value /= 10;
         }
     };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
+    for (at, width, value) in [(0, 4, year), (5, 2, month), (8, 2, day)] {
+        put(at, width, u64::try_from(value).unwrap_or_default());
+    }
     put(11, 2, of_day / 3600);
     put(14, 2, of_day / 60 % 60);
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(since.subsec_micros()));
     line.push_str(std::str::from_utf8(&text).unwrap_or_default());
-}
-
-/// The (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, for dates from 1970 on).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -289,11 +289,11 @@ where
         }
         .then(|| request.uri().path_and_query().cloned())
         .flatten();
-        let span = server_span();
+        let span = server_span(&request, transport, path.as_ref(), &context);
         let trace_id = if span.is_disabled() {
             trace_id(request.headers())
         } else {
-            start_span(&span, &request, transport, path.as_ref(), &context)
+            start_span(&span, &request)
         };
         let record = Record {
             sampler: self.sampler.clone(),
@@ -320,73 +320,91 @@ where
     }
 }
 
-/// The server span of a request, its attributes recorded as they become known (disabled,
-/// at the cost of one interest check, without a trace layer).
-fn server_span() -> tracing::Span {
-    use tracing::field::Empty;
-    crate::telemetry::otel_span!(
-        target: "customer_api::observe",
-        "request",
-        "server",
-        rpc.system = Empty,
-        rpc.service = Empty,
-        rpc.method = Empty,
-        rpc.grpc.status_code = Empty,
-        http.request.method = Empty,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        network.protocol.name = Empty,
-        request.id = Empty,
-        enduser.id = Empty,
-    )
-}
-
-/// Continues the caller's trace (W3C trace context) in `span` and records what the request
-/// tells at once; returns the trace id.
-fn start_span<B>(
-    span: &tracing::Span,
+/// The server span of a request with what the request tells at once, given at creation
+/// (one trip through the trace layer; each later `record` is another); the rest is recorded
+/// as it becomes known. Disabled, at the cost of one interest check, without a trace layer:
+/// the values are then not even computed.
+fn server_span<B>(
     request: &Request<B>,
     transport: Transport,
     path: Option<&http::uri::PathAndQuery>,
     context: &RequestContext,
-) -> Option<Box<str>> {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let _ = span.set_parent(telemetry::extract(request.headers()));
+) -> tracing::Span {
+    use tracing::field::Empty;
     let method = request.method().as_str();
-    span.record("http.request.method", method);
-    span.record("request.id", telemetry::masked(context.request_id()));
-    match (transport, path) {
+    let rpc = match (transport, path) {
         (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) => {
             let system = if transport == Transport::Connect {
                 "connect_rpc"
             } else {
                 "grpc"
             };
-            record_rpc(span, system, path.path());
-            span.record("otel.name", path.path().trim_start_matches('/'));
+            rpc_parts(path.path()).map(|(service, method)| (system, service, method))
         }
-        (Transport::Http, Some(path)) => {
-            span.record("http.route", path.path());
-            span.record("otel.name", format!("{method} {}", path.path()));
-        }
-        _ => {
-            span.record("otel.name", method);
-        }
-    }
-    span.record(
-        "network.protocol.name",
-        match transport {
+        _ => None,
+    };
+    let probe = match (transport, path) {
+        (Transport::Http, Some(path)) => Some(path.path()),
+        _ => None,
+    };
+    tracing::info_span!(
+        target: "customer_api::observe",
+        "request",
+        otel.name = %ServerSpanName { method, transport, path },
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system = rpc.map(|(system, ..)| system),
+        rpc.service = rpc.map(|(_, service, _)| service),
+        rpc.method = rpc.map(|(.., method)| method),
+        rpc.grpc.status_code = Empty,
+        http.request.method = method,
+        http.route = probe,
+        http.response.status_code = Empty,
+        network.protocol.name = match transport {
             Transport::Rest | Transport::Http | Transport::Connect => "http",
             Transport::Grpc | Transport::GrpcWeb => "grpc",
         },
-    );
+        request.id = &*crate::redact::mask_pii(context.request_id()),
+        enduser.id = Empty,
+    )
+}
+
+/// The server span's first name: the gRPC method (`package.Service/Method`), `GET /readyz`
+/// for a probe, the HTTP method otherwise (renamed once the REST route is known).
+struct ServerSpanName<'a> {
+    method: &'a str,
+    transport: Transport,
+    path: Option<&'a http::uri::PathAndQuery>,
+}
+
+impl std::fmt::Display for ServerSpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.transport, self.path) {
+            (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) => {
+                f.write_str(path.path().trim_start_matches('/'))
+            }
+            (Transport::Http, Some(path)) => write!(f, "{} {}", self.method, path.path()),
+            _ => f.write_str(self.method),
+        }
+    }
+}
+
+/// Continues the caller's trace (W3C trace context) in `span`; returns the trace id.
+fn start_span<B>(span: &tracing::Span, request: &Request<B>) -> Option<Box<str>> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let _ = span.set_parent(telemetry::extract(request.headers()));
     telemetry::trace_id(span).map(String::into_boxed_str)
+}
+
+/// The service and method of a `/package.Service/Method` path.
+fn rpc_parts(path: &str) -> Option<(&str, &str)> {
+    path.trim_start_matches('/').split_once('/')
 }
 
 /// `rpc.system` (`grpc`, or `connect_rpc` for the Connect protocol), `rpc.service` and
 /// `rpc.method` of a `/package.Service/Method` path.
 fn record_rpc(span: &tracing::Span, system: &'static str, path: &str) {
-    if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
+    if let Some((service, method)) = rpc_parts(path) {
         span.record("rpc.system", system);
         span.record("rpc.service", service);
         span.record("rpc.method", method);
@@ -400,20 +418,34 @@ fn is_grpc_path(path: &str) -> bool {
     else {
         return false;
     };
+    // A table lookup per byte: this runs on every gRPC request.
+    /// Bit 1: a byte of a method name (letters, digits, `_`); bit 2: of a service name (also `.`).
+    const NAME_BYTES: [u8; 256] = {
+        let mut table = [0_u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            let b = i as u8;
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                table[i] = 3;
+            } else if b == b'.' {
+                table[i] = 2;
+            }
+            i += 1;
+        }
+        table
+    };
     path.len() <= 256
         && !service.is_empty()
         && !method.is_empty()
-        && service
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && service.bytes().all(|b| NAME_BYTES[usize::from(b)] & 2 != 0)
+        && method.bytes().all(|b| NAME_BYTES[usize::from(b)] & 1 != 0)
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
 fn trace_id(headers: &HeaderMap) -> Option<Box<str>> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
+    // A constant name: looking a header up by a `&str` parses the name first.
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
     let mut parts = value.split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -556,7 +588,9 @@ impl Watch for Access {
 
 /// The `grpc-status` in `headers`, if there is one.
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?;
+    // A constant name: looking a header up by a `&str` parses the name first.
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    let value = headers.get(GRPC_STATUS)?;
     let number = value.to_str().ok()?.parse::<i32>().ok()?;
     Some(Code::from_i32(number))
 }
@@ -598,29 +632,45 @@ impl Record {
         if let Some(code) = status_code(response.headers()) {
             self.code = Some(code);
         }
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, self.context.request_id.clone());
+        // Marked sensitive: HPACK then sends it as a literal never indexed instead of adding
+        // each new id to the connection's header table, which filled up with ids (evicting
+        // the repeated headers) and made every response's encoding compare its id with each
+        // of them.
+        let mut request_id = self.context.request_id.clone();
+        request_id.set_sensitive(true);
+        response.headers_mut().insert(REQUEST_ID, request_id);
     }
 
-    /// Records how the request ended on its span (which ends when the record is dropped).
+    /// Records how the request ended on its span (which ends when the record is dropped), in
+    /// one trip through the trace layer.
     fn end_span(&self, code: Option<Code>, server_error: bool) {
+        use tracing::Value;
         let span = &self.span;
-        if let Some(status) = self.status {
-            span.record("http.response.status_code", status.as_u16());
-        }
-        if let Some(code) = code
-            && self.transport != Transport::Http
-        {
-            span.record("rpc.grpc.status_code", code as i64);
-        }
-        if let Some(caller) = self.context.caller() {
-            span.record("enduser.id", telemetry::masked(caller));
-        }
+        let Some(fields) = span.metadata().map(|meta| meta.fields()) else {
+            return;
+        };
+        let status = self.status.map(|status| status.as_u16());
+        let code = code
+            .filter(|_| self.transport != Transport::Http)
+            .map(|code| code as i64);
+        let caller = self.context.caller().map(crate::redact::mask_pii);
+        let caller = caller.as_deref();
         // Only failures of the server make a server span an error (semantic conventions).
-        if server_error {
-            span.record("otel.status_code", "error");
-        }
+        let error = server_error.then_some("error");
+        let (Some(status_field), Some(code_field), Some(caller_field), Some(error_field)) = (
+            fields.field("http.response.status_code"),
+            fields.field("rpc.grpc.status_code"),
+            fields.field("enduser.id"),
+            fields.field("otel.status_code"),
+        ) else {
+            return;
+        };
+        span.record_all(&fields.value_set(&[
+            (&status_field, status.as_ref().map(|v| v as &dyn Value)),
+            (&code_field, code.as_ref().map(|v| v as &dyn Value)),
+            (&caller_field, caller.as_ref().map(|v| v as &dyn Value)),
+            (&error_field, error.as_ref().map(|v| v as &dyn Value)),
+        ]));
     }
 
     fn level(&self, code: Option<Code>) -> tracing::Level {

@@ -5,7 +5,9 @@
 //! Every formatted line passes through [`mask_pii`] on its way out ([`Redacting`] wraps the
 //! writer), so an email address or phone number that reaches a log line — as a field, inside
 //! an error's text, in a filter a client sent — is written masked, whatever the format and
-//! whoever logged it (this crate, the gateway, a dependency).
+//! whoever logged it (this crate, the gateway, a dependency). The access line, one per
+//! request, has a formatter of its own that masks each of its string values as it writes
+//! them instead (`access`: the same result, at a fraction of the cost).
 //!
 //! **Two layers, each with its own filter.** The log layer takes events only (`RUST_LOG`);
 //! the trace layer ([`tracing_opentelemetry`]) takes this crate's spans only, never events
@@ -52,6 +54,9 @@ use crate::{
     config::{LogFormat, OtlpProtocol, TracesSampler, TracingSettings},
     redact::mask_pii,
 };
+
+mod access;
+use access::AccessLines;
 
 /// A span exported as an OpenTelemetry span of `kind` (`"server"`, `"client"`,
 /// `"producer"`): `otel.name` and `otel.status_code` are recorded once known, then come the
@@ -129,9 +134,14 @@ impl Telemetry {
             Some(ansi) => logs.with_ansi(ansi),
             None => logs,
         };
+        // Access lines by their own formatter (`access`), every other event as
+        // `tracing-subscriber` formats it.
         let logs = match format {
-            LogFormat::Text => logs.boxed(),
-            LogFormat::Json => logs.json().flatten_event(true).boxed(),
+            LogFormat::Text => logs.event_format(AccessLines::text(fmt::format())).boxed(),
+            LogFormat::Json => logs
+                .json()
+                .event_format(AccessLines::json(fmt::format().json().flatten_event(true)))
+                .boxed(),
         };
         // The event test carries the filter's level: a per-layer filter without a maximum
         // level makes the whole subscriber's maximum TRACE, and then every `debug!`/`trace!`
@@ -153,6 +163,12 @@ impl Telemetry {
                         .with_tracked_inactivity(false)
                         .with_threads(false)
                         .with_location(false)
+                        // Neither is read: parents are found through the span tree
+                        // (`span.context()` where a context is needed), so entering and
+                        // leaving a span need not attach an OpenTelemetry context each time;
+                        // the tracing target is no OpenTelemetry attribute.
+                        .with_context_activation(false)
+                        .with_target(false)
                         .with_filter(
                             filter_fn(|meta| {
                                 meta.is_span()
@@ -392,16 +408,22 @@ pub fn traceparent() -> Option<String> {
     })
 }
 
-/// The trace id of `span`, when it is recorded.
+/// The trace id of `span`, when it is recorded (32 lower-case hex digits).
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     if span.is_disabled() {
         return None;
     }
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(32);
+        for byte in span_context.trace_id().to_bytes() {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        text
+    })
 }
 
 /// Renames `span` once it is started (recording `otel.name` works only before).
@@ -486,7 +508,12 @@ impl<W: Write> RedactingWriter<W> {
 impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.pending.is_empty() && buf.ends_with(b"\n") {
-            self.emit(buf)?;
+            if access::is_masked_line(buf) {
+                // An access line, its values masked as it was formatted.
+                self.inner.write_all(buf)?;
+            } else {
+                self.emit(buf)?;
+            }
         } else {
             self.pending.extend_from_slice(buf);
             if self.pending.ends_with(b"\n") {

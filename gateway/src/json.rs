@@ -238,8 +238,8 @@ fn put_digits(into: &mut [u8], mut value: i64) {
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (non-negative): Howard Hinnant's
-/// `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// `civil_from_days`. Also the date of the service's access lines.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z - era * 146_097;

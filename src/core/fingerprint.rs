@@ -50,8 +50,9 @@ pub struct Parts {
 pub struct Fingerprint {
     /// Version 2: what new request-id records store.
     pub current: Vec<u8>,
-    /// Version 1, for records written by earlier releases.
-    pub legacy: Vec<u8>,
+    /// The text parts of version 1, for records written by earlier releases: hashed only
+    /// when such a record turns up ([`Fingerprint::legacy`]), not on every write.
+    legacy_parts: Vec<String>,
 }
 
 impl Fingerprint {
@@ -62,7 +63,18 @@ impl Fingerprint {
         current.extend_from_slice(&Sha256::digest(parts.encode_to_vec()));
         Self {
             current,
-            legacy: legacy(&parts.method, legacy_parts),
+            legacy_parts: std::iter::once(parts.method.as_str())
+                .chain(legacy_parts.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// Version 1 of this fingerprint.
+    pub fn legacy(&self) -> Vec<u8> {
+        match self.legacy_parts.split_first() {
+            Some((method, parts)) => legacy(method, parts),
+            None => legacy("", &[] as &[&str]),
         }
     }
 
@@ -70,16 +82,17 @@ impl Fingerprint {
     pub fn matches(&self, stored: &[u8]) -> bool {
         match stored.first() {
             Some(&VERSION) if stored.len() == self.current.len() => stored == self.current,
-            _ => stored == self.legacy,
+            _ => stored == self.legacy(),
         }
     }
 }
 
 /// Version 1: SHA-256 over the method and length-prefixed parts.
-fn legacy(method: &str, parts: &[&str]) -> Vec<u8> {
+fn legacy(method: &str, parts: &[impl AsRef<str>]) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());
     for part in parts {
+        let part = part.as_ref();
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
@@ -134,10 +147,10 @@ mod tests {
             &["user:ada", "customers/x", ""],
         );
         assert_eq!(
-            hex(&fingerprint.legacy),
+            hex(&fingerprint.legacy()),
             "2ad32162f69a2cb4cce63a85165dadbae484817346b384071206baed91cc6d6f"
         );
-        assert!(fingerprint.matches(&fingerprint.legacy));
+        assert!(fingerprint.matches(&fingerprint.legacy()));
         assert!(fingerprint.matches(&fingerprint.current));
         assert!(!fingerprint.matches(&[2; 33]));
         assert!(!fingerprint.matches(&[]));

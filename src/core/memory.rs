@@ -519,7 +519,7 @@ mod tests {
             ..Default::default()
         };
         let input_json = serde_json::to_string(&ada()).unwrap();
-        let legacy = Fingerprint::new(&parts, &["user:a", &input_json]).legacy;
+        let legacy = Fingerprint::new(&parts, &["user:a", &input_json]).legacy();
         let replay = first.store_replay();
         store
             .edit(|state| {

@@ -131,7 +131,8 @@ enum Roots {
 /// once. Cheap to clone.
 #[derive(Clone)]
 pub struct Connector {
-    config: tokio_postgres::Config,
+    /// Shared: the pool, and every service holding it, is cloned per request.
+    config: Arc<tokio_postgres::Config>,
     mode: SslMode,
     tls: MakeRustlsConnect,
     /// Whether `sslrootcert` was given (for the hints of certificate errors).
@@ -233,7 +234,7 @@ impl Connector {
         };
         let tls = client_config(mode, roots.as_ref(), client_identity)?;
         Ok(Self {
-            config,
+            config: Arc::new(config),
             mode,
             tls: MakeRustlsConnect::new(tls),
             has_roots,
@@ -243,7 +244,7 @@ impl Connector {
     /// The same server and settings, another database (e.g. `postgres`, to create ours).
     pub fn with_database(&self, database: &str) -> Self {
         let mut other = self.clone();
-        other.config.dbname(database);
+        Arc::make_mut(&mut other.config).dbname(database);
         other
     }
 

@@ -263,9 +263,28 @@ impl Pool {
         Ok(())
     }
 
+    /// Runs `body` on a pooled connection in a read-only REPEATABLE READ transaction, so that
+    /// every statement of it reads the one snapshot taken by its first (exports); the
+    /// transaction ends when `body` does (COMMIT, or ROLLBACK when it fails).
+    pub async fn snapshot<T, E>(
+        &self,
+        body: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<PoolError> + From<diesel::result::Error>,
+    {
+        let mut checkout = self.get().await?;
+        let conn: &mut AsyncPgConnection = &mut checkout;
+        self.begin_snapshot(conn).await?;
+        let result = body(conn).await;
+        let result = finish(conn, result).await;
+        checkout.done();
+        result
+    }
+
     /// Begins a read-only REPEATABLE READ transaction: every statement in it reads the one
-    /// snapshot taken by its first (exports).
-    pub async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    /// snapshot taken by its first.
+    async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         let sql = if self.statements.prepared {
             BEGIN.to_owned()

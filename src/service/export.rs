@@ -47,37 +47,30 @@ impl CustomerService<PgStore> {
         let (sender, receiver) = mpsc::channel(AHEAD);
         tracing::debug!(show_deleted, "exporting customers");
         tokio::spawn(async move {
-            let walk = async {
-                let mut conn = pool.get().await?;
-                let conn: &mut diesel_async::AsyncPgConnection = &mut conn;
-                pool.begin_snapshot(conn).await?;
-                let result = async {
-                    let mut after: Option<Cursor> = None;
-                    loop {
-                        let query = ListQuery {
-                            filter: filter.as_ref(),
-                            order: &order,
-                            show_deleted,
-                            after: after.as_ref(),
-                            limit: BATCH,
-                        };
-                        let rows = db::customers::list(conn, &query, None).await?;
-                        let last_batch = (rows.len() as i64) < BATCH;
-                        for row in rows {
-                            after = Some(Cursor::after(&row, &order));
-                            let customer = Customer::try_from(row)?.with_retention(retention);
-                            if sender.send(Ok(customer)).await.is_err() {
-                                return Ok::<_, Error>(());
-                            }
-                        }
-                        if last_batch {
-                            return Ok(());
+            let walk = pool.snapshot(async |conn| {
+                let mut after: Option<Cursor> = None;
+                loop {
+                    let query = ListQuery {
+                        filter: filter.as_ref(),
+                        order: &order,
+                        show_deleted,
+                        after: after.as_ref(),
+                        limit: BATCH,
+                    };
+                    let rows = db::customers::list(conn, &query, None).await?;
+                    let last_batch = (rows.len() as i64) < BATCH;
+                    for row in rows {
+                        after = Some(Cursor::after(&row, &order));
+                        let customer = Customer::try_from(row)?.with_retention(retention);
+                        if sender.send(Ok(customer)).await.is_err() {
+                            return Ok::<_, Error>(());
                         }
                     }
+                    if last_batch {
+                        return Ok(());
+                    }
                 }
-                .await;
-                db::finish(conn, result).await
-            };
+            });
             if let Err(error) = walk.await {
                 let _ = sender.send(Err(error)).await;
             }

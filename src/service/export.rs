@@ -47,7 +47,7 @@ impl CustomerService<PgStore> {
         let (sender, receiver) = mpsc::channel(AHEAD);
         tracing::debug!(show_deleted, "exporting customers");
         tokio::spawn(async move {
-            let walk = pool.snapshot(async |conn| {
+            let walk = pool.run_in(db::Transaction::Snapshot, async |conn| {
                 let mut after: Option<Cursor> = None;
                 loop {
                     let query = ListQuery {

@@ -273,7 +273,7 @@ impl Pool {
     }
 
     /// Begins a read-only REPEATABLE READ transaction: every statement in it reads the one
-    /// snapshot taken by its first (exports).
+    /// snapshot taken by its first.
     pub async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         let sql = if self.statements.prepared {
@@ -293,18 +293,60 @@ impl Pool {
     where
         E: From<PoolError> + From<diesel::result::Error>,
     {
+        let transaction = if self.statements.prepared {
+            Transaction::Autocommit
+        } else {
+            Transaction::Pinned
+        };
+        self.run_in(transaction, body).await
+    }
+
+    /// Runs `body` on a pooled connection in `transaction`, which ends as `body` does
+    /// (COMMIT, or ROLLBACK when it fails). The connection goes back to the pool once `body`
+    /// has finished; a failed BEGIN discards it.
+    pub async fn run_in<T, E>(
+        &self,
+        transaction: Transaction,
+        body: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<PoolError> + From<diesel::result::Error>,
+    {
         let mut checkout = self.get().await?;
         let conn: &mut AsyncPgConnection = &mut checkout;
-        let result = if self.statements.prepared {
-            body(conn).await
-        } else {
-            self.begin(conn, None).await?;
-            let result = body(conn).await;
+        let begun = match transaction {
+            Transaction::Autocommit => false,
+            Transaction::Pinned => {
+                self.begin(conn, None).await?;
+                true
+            }
+            Transaction::Snapshot => {
+                self.begin_snapshot(conn).await?;
+                true
+            }
+        };
+        let result = body(conn).await;
+        let result = if begun {
             finish(conn, result).await
+        } else {
+            result
         };
         checkout.done();
         result
     }
+}
+
+/// What [`Pool::run_in`] runs its body in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transaction {
+    /// No transaction: each statement commits on its own.
+    Autocommit,
+    /// [`Pool::begin`] without a deadline: what pins the session settings behind a
+    /// transaction pooler.
+    Pinned,
+    /// A read-only REPEATABLE READ transaction: every statement reads the one snapshot taken
+    /// by the first (exports).
+    Snapshot,
 }
 
 /// Ends the transaction that produced `result`: COMMIT when it is `Ok`, ROLLBACK when not. A

@@ -183,6 +183,7 @@ customer_service! {
     get_business_info(pb::GetBusinessInfoRequest) -> pb::BusinessInfo = business_info;
     erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
     export_customer_data(pb::ExportCustomerDataRequest) -> pb::CustomerDataExport = export_data;
+    find_duplicate_customers(pb::FindDuplicateCustomersRequest) -> pb::FindDuplicateCustomersResponse = find_duplicates;
 }
 
 /// The RPCs only one resource has.
@@ -369,7 +370,8 @@ impl CustomerApi {
         Ok(response)
     }
 
-    async fn find_duplicate_customers(
+    /// FindDuplicateCustomers: the live customers most like a probe, best first.
+    async fn find_duplicates(
         &self,
         request: Request<pb::FindDuplicateCustomersRequest>,
     ) -> RpcResult<pb::FindDuplicateCustomersResponse> {

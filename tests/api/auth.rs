@@ -533,13 +533,7 @@ async fn cached_tokens_expire_at_exp_and_are_never_confused_with_each_other() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reflection_and_openapi_stay_open() {
     let app = TestApp::spawn().await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    assert!(
-        health
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .is_ok()
-    );
+    assert!(crate::helpers::health_status(&app.channel).await.is_ok());
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     for path in ["/openapi.json", "/healthz"] {
         let response = client
@@ -787,13 +781,7 @@ async fn reflection_and_openapi_can_be_put_behind_authentication() {
     }
 
     // Health checks stay open whatever the setting.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    assert!(
-        health
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .is_ok()
-    );
+    assert!(crate::helpers::health_status(&app.channel).await.is_ok());
 }
 
 /// Serves `body` over HTTPS on 127.0.0.1 with a certificate for `localhost` issued by a CA

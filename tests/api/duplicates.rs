@@ -9,7 +9,7 @@ use serde_json::json;
 use tonic::Code;
 
 use crate::{
-    auth::scoped,
+    helpers::scoped,
     helpers::{TestApp, assert_invalid, assert_reason, labels},
     rest, transport,
 };

@@ -881,6 +881,15 @@ pub async fn raw_grpc_status(
     Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""))
 }
 
+/// The overall status (`ServingStatus` as a number) the gRPC health service reports over
+/// `channel`.
+pub async fn health_status(channel: &Channel) -> Result<i32, Status> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut health = HealthClient::new(channel.clone());
+    let response = health.check(HealthCheckRequest::default()).await;
+    response.map(|response| response.into_inner().status)
+}
+
 /// Sessions of the test database (other than the one asking) that are running a statement
 /// or waiting for a lock.
 pub async fn busy_sessions(app: &TestApp) -> i64 {

@@ -10,7 +10,7 @@ use tonic_health::pb::{
 };
 
 use crate::helpers::{
-    Proxy, TestApp, active_statements_on, assert_reason, eventually, lock_customer,
+    Proxy, TestApp, active_statements_on, assert_reason, eventually, health_status, lock_customer,
     raw_grpc_status, sessions_in_state, sessions_waiting_for_locks, until_reached,
 };
 
@@ -135,15 +135,10 @@ async fn reads_abandoned_on_a_locked_table_are_cancelled_and_readiness_stays_up(
         })
         .await;
         // ...and readiness, asked on a connection of its own, still says ready.
-        let mut health = HealthClient::new(app.channel.clone());
-        let reported = health
-            .check(HealthCheckRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
+        let reported = health_status(&app.channel).await.unwrap();
         let ready = probe_status(app.addr, "/readyz").await;
         lock.batch_execute("COMMIT").await.unwrap();
-        (reported.status, ready)
+        (reported, ready)
     };
     let ((status, ready), answered) = tokio::join!(waiting, patient_reads);
 
@@ -269,13 +264,8 @@ async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
     })
     .await;
 
-    let mut health = HealthClient::new(app.channel.clone());
-    let serving = health
-        .check(HealthCheckRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(serving.status, ServingStatus::Serving as i32);
+    let serving = health_status(&app.channel).await.unwrap();
+    assert_eq!(serving, ServingStatus::Serving as i32);
     let stopping = {
         let addr = app.addr;
         let stop = async move {
@@ -314,7 +304,8 @@ async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_s
     let mut app =
         TestApp::spawn_with(|settings| settings.shutdown_delay = Duration::from_secs(3)).await;
     let (addr, bearer) = (app.addr, app.bearer());
-    let mut health = HealthClient::new(app.channel.clone());
+    // The health service is asked on this connection while the server shuts down.
+    let connection = app.channel.clone();
     assert_eq!(probe_status(addr, "/readyz").await, 200);
 
     let stop = tokio::spawn(async move {
@@ -325,11 +316,7 @@ async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_s
         probe_status(addr, "/readyz").await == 503
     })
     .await;
-    let reported = health
-        .check(HealthCheckRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let reported = health_status(&connection).await.unwrap();
     // Still serving: a new connection is accepted and a write through it succeeds.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -348,7 +335,7 @@ async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_s
         .await;
     let _app = stop.await.unwrap();
 
-    assert_eq!(reported.status, ServingStatus::NotServing as i32);
+    assert_eq!(reported, ServingStatus::NotServing as i32);
     assert_eq!(created.unwrap().into_inner().family_name, "Caller");
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),

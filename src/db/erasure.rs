@@ -21,7 +21,8 @@ use crate::domain::{
 /// response names it (a write that changed nothing records no event). The claims stay, with
 /// their fingerprints (hashes), so that a retry of such a request is recognised and refused
 /// rather than run again, which could bring the erased data back. `except`: the erasure's
-/// own request id. The number of responses cleared.
+/// own request id. The owner is cleared too, so a retry is told the request was erased
+/// (`REQUEST_ERASED`), not that a purged customer is gone. The number of responses cleared.
 ///
 /// One scan of `request_ids`, which holds one day of requests (`REQUEST_ID_TTL`); erasures
 /// are rare.
@@ -33,7 +34,7 @@ pub async fn forget_replays(
     // A UUID holds no LIKE metacharacter.
     let notes = format!("{customer}/notes/%");
     diesel::sql_query(
-        "UPDATE request_ids SET response = NULL, response_pb = NULL \
+        "UPDATE request_ids SET response = NULL, response_pb = NULL, customer_id = NULL \
          WHERE request_id IS DISTINCT FROM $3 \
            AND (response IS NOT NULL OR response_pb IS NOT NULL) \
            AND (request_id IN (SELECT request_id FROM events \

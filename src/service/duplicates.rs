@@ -163,15 +163,14 @@ impl CustomerService<PgStore> {
                 },
             ));
         }
-        let (page, next_page_token) =
-            list::page(
-                candidates,
-                &paging,
-                &self.page_tokens,
-                |last| last.0,
-                // A candidate is its customer plus a score and a few reasons.
-                |(_, candidate)| list::resource_bytes(&candidate.customer) + 64,
-            );
+        let (page, next_page_token) = list::page(
+            candidates,
+            &paging,
+            &self.page_tokens,
+            |last| last.0,
+            // A candidate is its customer plus a score and a few reasons.
+            |(_, candidate)| list::resource_bytes(&candidate.customer) + 64,
+        );
         // The ranking goes no deeper than MAX_CANDIDATES.
         let at_end = page.last().is_some_and(|last| last.0 >= MAX_CANDIDATES);
         Ok(Page {

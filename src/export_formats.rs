@@ -91,7 +91,7 @@ impl Service<Request<Body>> for ExportFormats {
                     }
                     Err(response) => response,
                 }),
-                Err(response) => Ok(response),
+                Err(response) => Ok(*response),
             }
         })
     }
@@ -99,7 +99,7 @@ impl Service<Request<Body>> for ExportFormats {
 
 /// The request's format, and the request without the `format` parameter (which is no field
 /// of the RPC's request message); a bad format is answered at once.
-fn take_format(request: Request<Body>) -> Result<(Format, Request<Body>), Response<Body>> {
+fn take_format(request: Request<Body>) -> Result<(Format, Request<Body>), Box<Response<Body>>> {
     let (mut parts, body) = request.into_parts();
     let query = parts.uri.query().unwrap_or_default();
     let mut formats = Vec::new();
@@ -123,11 +123,11 @@ fn take_format(request: Request<Body>) -> Result<(Format, Request<Body>), Respon
         [format] if format == "csv" => Format::Csv,
         [format] => {
             let description = format!("`{format}` is not an export format; use ndjson or csv");
-            return Err(bad_format(&parts.headers, description));
+            return Err(Box::new(bad_format(&parts.headers, description)));
         }
         _ => {
             let description = "give format once".to_owned();
-            return Err(bad_format(&parts.headers, description));
+            return Err(Box::new(bad_format(&parts.headers, description)));
         }
     };
     let uri = if kept.is_empty() {

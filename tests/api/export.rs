@@ -332,21 +332,20 @@ async fn csv_cells_are_quoted_guarded_against_formulas_and_name_every_field() {
         external_ids.crm,external_ids.erp\r\n";
     assert!(text.starts_with(header_row), "{text}");
     let first_row = text[header_row.len()..].split("\r\n").next().unwrap();
-    assert_eq!(
-        first_row,
-        format!(
-            "{name},{uid},'=cmd,\"Smith, \"\"Jr\"\"\",{email},'+358401234567,\
-             \"1 \"\"Main\"\" Street, Flat 2\nBack door\",Helsinki,,00100,FI,ACTIVE,,,\
-             \"{{\"\"team\"\":\"\"b2b\"\",\"\"tier\"\":\"\"gold\"\"}}\",{etag},{created},{updated},,,4711,",
-            name = customer.name,
-            uid = customer.uid,
-            email = customer.email,
-            // An etag (`W/"1"`) holds quotes.
-            etag = format!("\"{}\"", customer.etag.replace('"', "\"\"")),
-            created = rfc3339(customer.create_time.as_ref().unwrap()),
-            updated = rfc3339(customer.update_time.as_ref().unwrap()),
-        )
+    // An etag (`W/"1"`) holds quotes.
+    let quoted_etag = ["\"", &customer.etag.replace('"', "\"\""), "\""].concat();
+    let expected = format!(
+        "{name},{uid},'=cmd,\"Smith, \"\"Jr\"\"\",{email},'+358401234567,\
+         \"1 \"\"Main\"\" Street, Flat 2\nBack door\",Helsinki,,00100,FI,ACTIVE,,,\
+         \"{{\"\"team\"\":\"\"b2b\"\",\"\"tier\"\":\"\"gold\"\"}}\",{etag},{created},{updated},,,4711,",
+        name = customer.name,
+        uid = customer.uid,
+        email = customer.email,
+        etag = quoted_etag,
+        created = rfc3339(customer.create_time.as_ref().unwrap()),
+        updated = rfc3339(customer.update_time.as_ref().unwrap()),
     );
+    assert_eq!(first_row, expected);
     let (_, rows) = csv_export(&app, "").await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["family_name"], "Smith, \"Jr\"");

@@ -383,8 +383,17 @@ where
 /// The `name` and `request_id` of a request about one resource (delete, undelete), both
 /// checked: every problem of the two is reported at once.
 fn named_request<R: Resource>(name: &str, request_id: &str) -> Result<(R::Name, Option<Uuid>)> {
+    name_and_request_id::<R::Name>(name, request_id)
+}
+
+/// The `name` (of any resource type `N`) and `request_id` of a write, both checked: every
+/// problem of the two is reported at once.
+pub(crate) fn name_and_request_id<N: ResourceName>(
+    name: &str,
+    request_id: &str,
+) -> Result<(N, Option<Uuid>)> {
     let mut violations = Violations::new();
-    let name = collect(&mut violations, R::Name::parse("name", name));
+    let name = collect(&mut violations, N::parse("name", name));
     let request_id = collect(
         &mut violations,
         names::parse_request_id("request_id", request_id),

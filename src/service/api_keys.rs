@@ -371,18 +371,7 @@ fn fingerprint(method: &str, actor: &str, name: &str, input: Vec<u8>) -> Fingerp
 
 /// A write's `name` and `request_id`, both checked.
 fn name_and_request_id(name: &str, request_id: &str) -> Result<(ApiKeyName, Option<Uuid>)> {
-    let mut violations = Violations::new();
-    let name = collect(&mut violations, ApiKeyName::parse("name", name));
-    let request_id = collect(
-        &mut violations,
-        names::parse_request_id("request_id", request_id),
-    );
-    match violations.into_result((name, request_id))? {
-        (Some(name), Some(request_id)) => Ok((name, request_id)),
-        _ => Err(Error::internal(&Unreachable(
-            "validated write without parts",
-        ))),
-    }
+    crate::core::write::name_and_request_id(name, request_id)
 }
 
 /// `scopes`: at least one, each a known scope ([`crate::auth::scopes::ALL`]), none twice.

@@ -56,6 +56,7 @@ pub mod relay;
 pub mod request_ids;
 pub mod schema;
 pub mod spans;
+pub mod statement;
 pub mod store;
 pub mod table;
 

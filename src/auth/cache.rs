@@ -1,9 +1,12 @@
 //! A bounded cache of verified credentials, so a caller presenting the same token or API key
 //! on every call is verified once, not on every call.
 //!
-//! - Keyed by SHA-256 of the credential: the cache holds no secret, and a different
-//!   credential (even one differing in a single character) is a different key; a collision
-//!   would need a SHA-256 collision.
+//! - Keyed by a 128-bit SipHash-2-4 of the credential under a random key drawn once per
+//!   process: the cache holds no secret, and a different credential (even one differing in a
+//!   single character) is a different key. SipHash is a pseudorandom function: without the
+//!   process's key nobody can compute a credential's cache key, let alone find another
+//!   credential with the same one (a chance of 2^-128 per pair). A SHA-256 per call did
+//!   the same at ~14k instructions under callgrind (software rounds); SipHash takes ~2k.
 //! - Only successes are cached, each with the instant it stops being valid, and an entry is
 //!   never used at or after that instant: a bearer token's entry ends at its `exp`; an API
 //!   key's ends after a short time-to-live (or at its expiry, if sooner), which bounds how
@@ -17,16 +20,25 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    hash::Hasher as _,
+    sync::{LazyLock, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
-use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::Principal;
 
 /// The cache key of a credential.
-pub type Key = [u8; 32];
+pub type Key = [u8; 16];
+
+/// The SipHash key of this process's cache keys: random, drawn once. Without a random
+/// source the process cannot run safely at all (page tokens and API keys need one too).
+static SIP_KEY: LazyLock<[u8; 16]> = LazyLock::new(|| {
+    let mut key = [0; 16];
+    getrandom::fill(&mut key).expect("the operating system's random source");
+    key
+});
 
 /// Verified credentials and until when they may be trusted without verifying again.
 #[derive(Debug)]
@@ -60,11 +72,11 @@ impl CredentialCache {
 
     /// The key of `credential`. `kind` separates credential types that share a cache.
     pub fn key(kind: &str, credential: &str) -> Key {
-        let mut hasher = Sha256::new();
-        hasher.update(kind.as_bytes());
-        hasher.update([0]);
-        hasher.update(credential.as_bytes());
-        hasher.finalize().into()
+        let mut hasher = SipHasher24::new_with_key(&SIP_KEY);
+        hasher.write(kind.as_bytes());
+        hasher.write(&[0]);
+        hasher.write(credential.as_bytes());
+        hasher.finish128().as_bytes()
     }
 
     /// The caller of a credential verified earlier, if its entry is still valid at `now`.

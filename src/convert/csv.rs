@@ -213,34 +213,45 @@ fn cell(out: &mut Vec<u8>, text: &[u8]) {
 mod tests {
     use super::*;
 
-    fn text(value: &str) -> String {
-        let mut out = Vec::new();
-        cell(&mut out, value.as_bytes());
-        String::from_utf8(out).unwrap()
+    /// Each `(value, cell)`: `value` written as one cell reads `cell`.
+    fn assert_cells(cases: &[(&str, &str)]) {
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            cell(&mut out, value.as_bytes());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                *expected,
+                "cell of {value:?}"
+            );
+        }
     }
 
     #[test]
     fn cells_are_quoted_only_when_they_must_be_with_quotes_doubled() {
-        assert_eq!(text("plain text"), "plain text");
-        assert_eq!(text("a,b"), "\"a,b\"");
-        assert_eq!(text("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(text("two\nlines"), "\"two\nlines\"");
-        assert_eq!(text("cr\rhere"), "\"cr\rhere\"");
-        assert_eq!(text(""), "");
+        assert_cells(&[
+            ("plain text", "plain text"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+            ("cr\rhere", "\"cr\rhere\""),
+            ("", ""),
+        ]);
     }
 
     #[test]
     fn cells_that_a_spreadsheet_would_run_as_formulas_get_a_leading_quote() {
-        assert_eq!(text("=1+2"), "'=1+2");
-        assert_eq!(text("+358401234567"), "'+358401234567");
-        assert_eq!(text("-5"), "'-5");
-        assert_eq!(text("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(text("\tx"), "'\tx");
-        assert_eq!(
-            text("=HYPERLINK(\"x\",\"y\")"),
-            "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
-        );
-        assert_eq!(text("a=b"), "a=b");
+        assert_cells(&[
+            ("=1+2", "'=1+2"),
+            ("+358401234567", "'+358401234567"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            (
+                "=HYPERLINK(\"x\",\"y\")",
+                "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"",
+            ),
+            ("a=b", "a=b"),
+        ]);
     }
 
     #[test]

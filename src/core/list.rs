@@ -39,9 +39,29 @@ pub fn entry_bytes(message: &impl prost::Message) -> usize {
     1 + prost::encoding::encoded_len_varint(length as u64) + length
 }
 
-/// [`entry_bytes`] of a resource's contract message.
-pub fn resource_bytes<R: crate::core::resource::Resource>(item: &R) -> usize {
-    entry_bytes(&item.clone().to_message())
+/// One page of resources, each with where it stands in the order, as their contract
+/// messages: each message is built once, and its encoded length is what the page's byte
+/// budget counts ([`page`]).
+pub fn message_page<R: crate::core::resource::Resource, K: PageKey + Clone>(
+    items: impl IntoIterator<Item = (K, R)>,
+    paging: &Paging<K>,
+    tokens: &PageTokens,
+) -> Page<R::Message> {
+    let items = items
+        .into_iter()
+        .map(|(key, item)| (key, item.to_message()))
+        .collect();
+    let (items, next_page_token) = page(
+        items,
+        paging,
+        tokens,
+        |(key, _)| key.clone(),
+        |(_, message)| entry_bytes(message),
+    );
+    Page {
+        items: items.into_iter().map(|(_, message)| message).collect(),
+        next_page_token,
+    }
 }
 
 /// A List RPC's request; each resource reads the fields its RPC has (the others are empty).
@@ -211,30 +231,21 @@ impl<F: FilterField, K> Plan<F, K> {
         }
     }
 
-    /// The fetched `rows` as a page of items: one page of them, each made an item by `item`,
-    /// and the token of the next page, where `cursor` says where a row stands in the order.
+    /// The fetched `rows` as a page of items: one page of them, each made an item by `item`
+    /// and answered as its contract message, and the token of the next page, where `cursor`
+    /// says where a row stands in the order.
     pub fn finish<R, T: crate::core::resource::Resource>(
         &self,
         rows: Vec<R>,
         tokens: &PageTokens,
         cursor: impl Fn(&R, &[OrderKey<K>]) -> Cursor,
         mut item: impl FnMut(R) -> Result<T>,
-    ) -> Result<Page<T>> {
+    ) -> Result<Page<T::Message>> {
         let items = rows
             .into_iter()
             .map(|row| Ok((cursor(&row, &self.order), item(row)?)))
             .collect::<Result<Vec<_>>>()?;
-        let (items, next_page_token) = page(
-            items,
-            &self.paging,
-            tokens,
-            |(cursor, _)| cursor.clone(),
-            |(_, item)| resource_bytes(item),
-        );
-        Ok(Page {
-            items: items.into_iter().map(|(_, item)| item).collect(),
-            next_page_token,
-        })
+        Ok(message_page(items, &self.paging, tokens))
     }
 }
 

@@ -41,8 +41,5 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     query: &ListQuery<'_>,
 ) -> QueryResult<Vec<CompanyRow>> {
-    let rows = rows(query.show_deleted);
-    keyset::page(rows, query.filter, query.order, query.after, query.limit)
-        .load(conn)
-        .await
+    query.page(rows(query.show_deleted)).load(conn).await
 }

@@ -130,22 +130,13 @@ pub async fn list(
             None => rows,
         }
     };
-    let page = || keyset::page(rows(), query.filter, query.order, query.after, query.limit);
+    let page = || query.page(rows());
     let Some(search) = query.filter.filter(|filter| keyset::searches_text(filter)) else {
         return page().load(conn).await;
     };
     // A substring search: the planner cannot tell a rare substring from a common one, so
-    // look at the density among the next rows in order first (keyset::probe).
-    let probed: Vec<CustomerRow> = keyset::probe(
-        rows(),
-        "customers",
-        search,
-        query.order,
-        query.after,
-        query.limit,
-    )
-    .load(conn)
-    .await?;
+    // look at the density among the next rows in order first (ListQuery::probe).
+    let probed: Vec<CustomerRow> = query.probe(rows(), "customers", search).load(conn).await?;
     if probed.len() as i64 >= query.limit {
         Ok(probed)
     } else if probed.len() >= keyset::DENSE_MATCHES {

@@ -93,8 +93,7 @@ pub struct EventRow {
 
 /// Records an event in the current transaction.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &NewEventRow) -> QueryResult<()> {
-    diesel::insert_into(events::table)
-        .values(row)
+    super::statement::rendered_once!(diesel::insert_into(events::table).values(row))
         .execute(conn)
         .await
         .map(drop)

@@ -117,33 +117,61 @@ pub struct ListQuery<'a, F: FilterField, K> {
 /// A boxed `SELECT` of rows `R` of table `T`, as listings build them.
 pub(super) type Rows<'a, R, T> = BoxedSelectStatement<'a, AsSelect<R, Pg>, FromClause<T>, Pg>;
 
-/// Narrows `rows` to one page: matching `filter`, strictly after `after` in `order`, ordered
-/// so (the id breaking ties), at most `limit` rows.
-pub(super) fn page<'a, F, K>(
-    mut rows: Rows<'a, K::Row, F::Table>,
-    filter: Option<&Expr<F>>,
-    order: &[OrderKey<K>],
-    after: Option<&Cursor>,
-    limit: i64,
-) -> Rows<'a, K::Row, F::Table>
+impl<F, K> ListQuery<'_, F, K>
 where
     F: Translate,
     F::Table: QuerySource,
     K: SortKey,
     K::Row: Selectable<Pg>,
 {
-    if let Some(filter) = filter {
-        rows = rows.filter(condition(filter));
+    /// Narrows `rows` to this page: matching the filter, strictly after the cursor in the
+    /// order, ordered so (the id breaking ties), at most `limit` rows.
+    pub(super) fn page<'a>(&self, rows: Rows<'a, K::Row, F::Table>) -> Rows<'a, K::Row, F::Table> {
+        self.window(rows, self.filter, self.limit)
     }
-    let keys = Keys::new(order);
-    if let Some(cursor) = after {
-        rows = rows.filter(KeysetAfter {
-            keys: keys.clone(),
-            values: cursor.values.clone(),
-            id: cursor.id,
-        });
+
+    /// This page's rows among only the first [`PROBE_ROWS`] rows after the cursor in the
+    /// order, filtered by `search` (the filter): `SELECT … FROM (the next PROBE_ROWS rows, in
+    /// order) AS <table> WHERE filter ORDER BY … LIMIT limit`. The inner walk is bounded, so
+    /// this costs the same for any filter; when it fills the page, the page is the query's
+    /// (every earlier match is among the rows probed).
+    pub(super) fn probe<'a>(
+        &self,
+        rows: Rows<'a, K::Row, F::Table>,
+        table: &'static str,
+        search: &Expr<F>,
+    ) -> Probe<'a, K::Row, F::Table> {
+        Probe {
+            select: K::Row::construct_selection(),
+            inner: self.window(rows, None, PROBE_ROWS),
+            table,
+            filter: condition(search),
+            keys: Keys::new(self.order),
+            limit: self.limit,
+        }
     }
-    rows.order(keys).limit(limit)
+
+    /// `rows` matching `filter`, strictly after the cursor in the order, ordered so, at most
+    /// `limit`.
+    fn window<'a>(
+        &self,
+        mut rows: Rows<'a, K::Row, F::Table>,
+        filter: Option<&Expr<F>>,
+        limit: i64,
+    ) -> Rows<'a, K::Row, F::Table> {
+        if let Some(filter) = filter {
+            rows = rows.filter(condition(filter));
+        }
+        let keys = Keys::new(self.order);
+        if let Some(cursor) = self.after {
+            rows = rows.filter(KeysetAfter {
+                keys: keys.clone(),
+                values: cursor.values.clone(),
+                id: cursor.id,
+            });
+        }
+        rows.order(keys).limit(limit)
+    }
 }
 
 /// The id tie-breaker runs in the direction of the last key, so that with a single key the
@@ -322,35 +350,7 @@ pub fn searches_text<F: FilterField>(filter: &Expr<F>) -> bool {
     }
 }
 
-/// The page of `filter` among only the first [`PROBE_ROWS`] rows after `after` in `order`:
-/// `SELECT … FROM (the next PROBE_ROWS rows, in order) AS <table> WHERE filter ORDER BY …
-/// LIMIT limit`. The inner walk is bounded, so this costs the same for any filter; when it
-/// fills the page, the page is the query's (every earlier match is among the rows probed).
-pub(super) fn probe<'a, F, K>(
-    rows: Rows<'a, K::Row, F::Table>,
-    table: &'static str,
-    filter: &Expr<F>,
-    order: &[OrderKey<K>],
-    after: Option<&Cursor>,
-    limit: i64,
-) -> Probe<'a, K::Row, F::Table>
-where
-    F: Translate,
-    F::Table: QuerySource,
-    K: SortKey,
-    K::Row: Selectable<Pg>,
-{
-    Probe {
-        select: K::Row::construct_selection(),
-        inner: page::<F, K>(rows, None, order, after, PROBE_ROWS),
-        table,
-        filter: condition(filter),
-        keys: Keys::new(order),
-        limit,
-    }
-}
-
-/// The statement of [`probe`].
+/// The statement of [`ListQuery::probe`].
 pub(super) struct Probe<'a, R: Selectable<Pg>, T: QuerySource + 'static> {
     select: R::SelectExpression,
     inner: Rows<'a, R, T>,

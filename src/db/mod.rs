@@ -34,6 +34,8 @@
 //!   that holds every pooled connection cannot make an instance look down.
 //! - Traces: a span per pool checkout ([`Pool::get`]) and per statement ([`spans`]), when a
 //!   trace layer is installed.
+//! - [`statement`]: statements of a fixed shape (reads by id, inserts, updates) render their
+//!   SQL once per call site instead of on every call.
 //!
 //! No module outside `db` builds SQL: the others call these functions with a connection.
 
@@ -56,6 +58,7 @@ pub mod relay;
 pub mod request_ids;
 pub mod schema;
 pub mod spans;
+pub mod statement;
 pub mod store;
 pub mod table;
 

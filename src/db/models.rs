@@ -204,7 +204,7 @@ columns! {
         /// Phone.
         phone: Option<String>,
         /// Address as JSON.
-        address: Option<serde_json::Value>,
+        address: Option<JsonText>,
         /// Status number.
         status: i16,
         /// Company reference.
@@ -212,10 +212,10 @@ columns! {
         /// Business id.
         business_id: Option<String>,
         /// Labels as a JSON object.
-        labels: serde_json::Value,
+        labels: JsonText,
         /// External ids as a JSON object (source -> id); the database keeps
         /// `customer_external_ids` in step with it.
-        external_ids: serde_json::Value,
+        external_ids: JsonText,
     }
 }
 
@@ -229,7 +229,7 @@ columns! {
         /// Business id.
         business_id: Option<String>,
         /// Labels as a JSON object.
-        labels: serde_json::Value,
+        labels: JsonText,
     }
 }
 
@@ -265,15 +265,15 @@ impl Column<Status> for i16 {
 
 /// The `address` column: [`AddressJson`], spelled out apart from the domain type so that
 /// its shape is not the column's.
-impl Column<Option<PostalAddress>> for Option<serde_json::Value> {
+impl Column<Option<PostalAddress>> for Option<JsonText> {
     fn encode(address: &Option<PostalAddress>) -> Self {
-        // A struct of strings always serialises.
-        let json = |address| serde_json::to_value(AddressJson::from(address)).unwrap_or_default();
-        address.as_ref().map(json)
+        address
+            .as_ref()
+            .map(|address| JsonText::of(&AddressJson::from(address)))
     }
 
     fn decode(self, id: Uuid, name: &str) -> Result<Option<PostalAddress>, CorruptRow> {
-        self.map(serde_json::from_value::<AddressJson>)
+        self.map(|json| json.read::<AddressJson>())
             .transpose()
             .map(|address| address.map(PostalAddress::from))
             .map_err(|e| CorruptRow::new(id, format!("{name}: {e}")))
@@ -281,17 +281,61 @@ impl Column<Option<PostalAddress>> for Option<serde_json::Value> {
 }
 
 /// A string map (`labels`, `external_ids`) as a JSON object of strings.
-impl Column<BTreeMap<String, String>> for serde_json::Value {
+impl Column<BTreeMap<String, String>> for JsonText {
     fn encode(map: &BTreeMap<String, String>) -> Self {
-        serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-        )
+        JsonText::of(map)
     }
 
     fn decode(self, id: Uuid, name: &str) -> Result<BTreeMap<String, String>, CorruptRow> {
-        serde_json::from_value(self).map_err(|e| CorruptRow::new(id, format!("{name}: {e}")))
+        self.read()
+            .map_err(|e| CorruptRow::new(id, format!("{name}: {e}")))
+    }
+}
+
+/// A `jsonb` column's value as JSON text, read into and written from the domain's types
+/// directly: no `serde_json::Value` tree is built in between (per customer read, a tree of
+/// every label, id and address line, then taken apart again). PostgreSQL's binary `jsonb`
+/// is a version byte (1) and the text, as diesel's own `serde_json::Value` impls read and
+/// write it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, diesel::deserialize::FromSqlRow, diesel::expression::AsExpression,
+)]
+#[diesel(sql_type = diesel::sql_types::Jsonb)]
+pub struct JsonText(Vec<u8>);
+
+/// The `jsonb` binary format's version byte.
+const JSONB_VERSION: u8 = 1;
+
+impl JsonText {
+    /// `value` as JSON text (`null` if it cannot be: a map or struct of strings always can).
+    fn of(value: &impl serde::Serialize) -> Self {
+        Self(serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec()))
+    }
+
+    /// The text read as a `T`.
+    fn read<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonText {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        match value.as_bytes() {
+            [JSONB_VERSION, text @ ..] => Ok(Self(text.to_vec())),
+            _ => Err("Unsupported JSONB encoding version".into()),
+        }
+    }
+}
+
+impl diesel::serialize::ToSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonText {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        use std::io::Write as _;
+        out.write_all(&[JSONB_VERSION])?;
+        out.write_all(&self.0)?;
+        Ok(diesel::serialize::IsNull::No)
     }
 }
 
@@ -380,5 +424,36 @@ impl From<NoteRow> for Note {
             author: row.author,
             data: NoteData { text: row.text },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_maps_are_stored_as_json_objects_and_read_back() {
+        let map = BTreeMap::from([
+            ("crm".to_owned(), "c-1".to_owned()),
+            ("tier".to_owned(), "gold \"vip\"".to_owned()),
+        ]);
+        let json = <JsonText as Column<BTreeMap<String, String>>>::encode(&map);
+        assert_eq!(json.0, br#"{"crm":"c-1","tier":"gold \"vip\""}"#);
+        let read: BTreeMap<String, String> = json.decode(Uuid::nil(), "labels").unwrap();
+        assert_eq!(read, map);
+    }
+
+    #[test]
+    fn a_json_column_that_is_not_the_domain_shape_is_a_corrupt_row() {
+        let error = <JsonText as Column<BTreeMap<String, String>>>::decode(
+            JsonText(br#"{"crm":1}"#.to_vec()),
+            Uuid::nil(),
+            "labels",
+        )
+        .unwrap_err();
+        assert!(
+            error.problem.starts_with("labels: invalid type: integer"),
+            "{error}"
+        );
     }
 }

@@ -56,15 +56,17 @@ pub async fn claim(
     request_id: Uuid,
     fingerprint: &[u8],
 ) -> QueryResult<Claim> {
-    let inserted = diesel::insert_into(request_ids::table)
-        .values((
-            request_ids::request_id.eq(request_id),
-            request_ids::fingerprint.eq(fingerprint),
-        ))
-        .on_conflict(request_ids::request_id)
-        .do_nothing()
-        .execute(conn)
-        .await?;
+    let inserted = super::statement::rendered_once!(
+        diesel::insert_into(request_ids::table)
+            .values((
+                request_ids::request_id.eq(request_id),
+                request_ids::fingerprint.eq(fingerprint),
+            ))
+            .on_conflict(request_ids::request_id)
+            .do_nothing()
+    )
+    .execute(conn)
+    .await?;
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }

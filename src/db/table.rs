@@ -28,14 +28,20 @@ pub(crate) type NowIf = SqlLiteral<
 >;
 
 /// `query.first(conn)` under `lock`, as an `Option`: `FOR SHARE` or `FOR UPDATE` until the
-/// end of the transaction, or a plain read.
+/// end of the transaction, or a plain read. `query` has a fixed shape: its SQL is rendered
+/// once ([`rendered_once!`](crate::db::statement::rendered_once)).
 macro_rules! first_under {
     ($conn:expr, $query:expr, $lock:expr) => {{
-        let query = $query;
+        use $crate::db::statement::rendered_once;
+        let query = $query.limit(1);
         match $lock {
-            $crate::core::store::Lock::None => query.first($conn).await,
-            $crate::core::store::Lock::Share => query.for_share().first($conn).await,
-            $crate::core::store::Lock::Update => query.for_update().first($conn).await,
+            $crate::core::store::Lock::None => rendered_once!(query).get_result($conn).await,
+            $crate::core::store::Lock::Share => {
+                rendered_once!(query.for_share()).get_result($conn).await
+            }
+            $crate::core::store::Lock::Update => {
+                rendered_once!(query.for_update()).get_result($conn).await
+            }
         }
         .optional()
     }};
@@ -59,11 +65,13 @@ macro_rules! versioned_statements {
     ($table:ident: $row:ident, $new:ident, $changes:ident $(, also $also:expr)?) => {
         /// Inserts a new row and returns it as stored.
         pub async fn insert(conn: &mut AsyncPgConnection, row: &$new) -> QueryResult<$row> {
-            diesel::insert_into($table::table)
-                .values(row)
-                .returning($row::as_returning())
-                .get_result(conn)
-                .await
+            $crate::db::statement::rendered_once!(
+                diesel::insert_into($table::table)
+                    .values(row)
+                    .returning($row::as_returning())
+            )
+            .get_result(conn)
+            .await
         }
 
         /// Writes new column values, bumping the version and update time.
@@ -72,11 +80,13 @@ macro_rules! versioned_statements {
             id: Uuid,
             changes: &$changes,
         ) -> QueryResult<$row> {
-            diesel::update($table::table.find(id))
-                .set((changes, $crate::db::table::bumped!($table) $(, $also)?))
-                .returning($row::as_returning())
-                .get_result(conn)
-                .await
+            $crate::db::statement::rendered_once!(
+                diesel::update($table::table.find(id))
+                    .set((changes, $crate::db::table::bumped!($table) $(, $also)?))
+                    .returning($row::as_returning())
+            )
+            .get_result(conn)
+            .await
         }
     };
 }

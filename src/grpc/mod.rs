@@ -219,9 +219,7 @@ impl CustomerApi {
         request: Request<pb::BatchGetCustomersRequest>,
     ) -> RpcResult<pb::BatchGetCustomersResponse> {
         let customers = self.service.batch_get(&request.get_ref().names).await?;
-        Ok(Response::new(pb::BatchGetCustomersResponse {
-            customers: customers.into_iter().map(Resource::to_message).collect(),
-        }))
+        Ok(Response::new(pb::BatchGetCustomersResponse { customers }))
     }
 
     /// UpsertCustomer: a create or an update addressed by an external key.
@@ -390,7 +388,7 @@ impl CustomerApi {
                 .items
                 .into_iter()
                 .map(|candidate| pb::DuplicateCandidate {
-                    customer: Some(candidate.customer.to_message()),
+                    customer: Some(candidate.customer),
                     score: candidate.score,
                     reasons: candidate.reasons.iter().map(|r| r.number()).collect(),
                 })

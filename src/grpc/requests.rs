@@ -254,18 +254,18 @@ macro_rules! lists {
 lists!(
     pb::ListCustomersRequest { page_size, page_token, filter, order_by, show_deleted, parent }
         => CustomerService::list,
-    ListCustomersResponse { customers: Customer = Resource::to_message }
+    ListCustomersResponse { customers: pb::Customer = std::convert::identity }
 );
 
 lists!(
     pb::ListCompaniesRequest { page_size, page_token, filter, order_by, show_deleted }
         => CustomerService::list_companies,
-    ListCompaniesResponse { companies: Company = Resource::to_message }
+    ListCompaniesResponse { companies: pb::Company = std::convert::identity }
 );
 
 lists!(
     pb::ListNotesRequest { parent, page_size, page_token } => CustomerService::list_notes,
-    ListNotesResponse { notes: Note = Resource::to_message }
+    ListNotesResponse { notes: pb::Note = std::convert::identity }
 );
 
 lists!(

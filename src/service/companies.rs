@@ -13,7 +13,7 @@ impl CustomerService<PgStore> {
     pub async fn list_companies(
         &self,
         request: &super::ListRequest,
-    ) -> Result<super::Page<Company>> {
+    ) -> Result<super::Page<crate::pb::Company>> {
         let plan = list::plan::<CompanyField, CompanyOrder>(
             &self.page_tokens,
             request,

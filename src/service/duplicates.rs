@@ -41,8 +41,8 @@ pub struct DuplicatesRequest {
 /// One possible duplicate.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    /// The candidate, live.
-    pub customer: Customer,
+    /// The candidate, live, as its contract message.
+    pub customer: crate::pb::Customer,
     /// 0..1, higher is likelier.
     pub score: f64,
     /// What matched, strongest first.
@@ -177,7 +177,9 @@ impl CustomerService<PgStore> {
             candidates.push((
                 offset + index as i64 + 1,
                 Candidate {
-                    customer: customer.with_retention(self.writer().retention),
+                    customer: customer
+                        .with_retention(self.writer().retention)
+                        .to_message(),
                     score: (hit.score * 1000.0).round() / 1000.0,
                     reasons: reasons(&hit),
                 },
@@ -189,7 +191,7 @@ impl CustomerService<PgStore> {
             &self.page_tokens,
             |last| last.0,
             // A candidate is its customer plus a score and a few reasons.
-            |(_, candidate)| list::resource_bytes(&candidate.customer) + 64,
+            |(_, candidate)| list::entry_bytes(&candidate.customer) + 64,
         );
         // The ranking goes no deeper than MAX_CANDIDATES.
         let at_end = page.last().is_some_and(|last| last.0 >= MAX_CANDIDATES);

@@ -160,7 +160,7 @@ impl CustomerService<PgStore> {
     }
 
     /// Returns the named customers in request order; NOT_FOUND if any is missing.
-    pub async fn batch_get(&self, names: &[String]) -> Result<Vec<Customer>> {
+    pub async fn batch_get(&self, names: &[String]) -> Result<Vec<crate::pb::Customer>> {
         let mut violations = Violations::new();
         if names.is_empty() {
             violations.add("names", "is required: list at least one customer name");
@@ -212,7 +212,9 @@ impl CustomerService<PgStore> {
                 .await?;
             for row in rows {
                 let customer = Customer::try_from(row)?.with_retention(self.writer.retention);
-                bytes = bytes.saturating_add(list::resource_bytes(&customer));
+                let id = customer.stored.id;
+                let customer = customer.to_message();
+                bytes = bytes.saturating_add(list::entry_bytes(&customer));
                 if bytes > budget {
                     return Err(Error::invalid_field(
                         reason::RESPONSE_TOO_LARGE,
@@ -223,7 +225,7 @@ impl CustomerService<PgStore> {
                         ),
                     ));
                 }
-                by_id.insert(customer.stored.id, customer);
+                by_id.insert(id, customer);
             }
         }
         // Request order, as AIP-231 asks.
@@ -247,7 +249,7 @@ impl CustomerService<PgStore> {
 
     /// One page of customers matching the filter, in the requested order; `parent`
     /// (`companies/{id}`) keeps that company's customers only.
-    pub async fn list(&self, request: &ListRequest) -> Result<Page<Customer>> {
+    pub async fn list(&self, request: &ListRequest) -> Result<Page<crate::pb::Customer>> {
         tracing::debug!(filter = %request.filter, order_by = %request.order_by, "listing customers");
         let mut violations = Violations::new();
         let parent = match request.parent.as_str() {

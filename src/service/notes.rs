@@ -15,13 +15,14 @@ use crate::{
         store::PgStore,
     },
     domain::{Violations, names::CustomerName, note::Note},
+    pb,
     resources::notes::live_customer,
 };
 
 impl CustomerService<PgStore> {
     /// One page of a live customer's notes (or, for `customers/-`, every live customer's
     /// (AIP-159)), newest first.
-    pub async fn list_notes(&self, request: &super::ListRequest) -> Result<super::Page<Note>> {
+    pub async fn list_notes(&self, request: &super::ListRequest) -> Result<super::Page<pb::Note>> {
         let mut violations = Violations::new();
         let parent = if request.parent == "customers/-" {
             Some(None)
@@ -53,20 +54,14 @@ impl CustomerService<PgStore> {
                 Ok(db::notes::list(conn, parent.map(|parent| parent.id()), after, limit).await?)
             })
             .await?;
-        let notes = rows.into_iter().map(Note::from).collect();
-        let (items, next_page_token) = list::page(
-            notes,
-            &paging,
-            &self.page_tokens,
-            |last: &Note| Cursor {
-                values: vec![KeyValue::Time(last.stored.create_time)],
-                id: last.stored.id,
-            },
-            list::resource_bytes,
-        );
-        Ok(super::Page {
-            items,
-            next_page_token,
-        })
+        let notes = rows.into_iter().map(|row| {
+            let note = Note::from(row);
+            let cursor = Cursor {
+                values: vec![KeyValue::Time(note.stored.create_time)],
+                id: note.stored.id,
+            };
+            (cursor, note)
+        });
+        Ok(list::message_page(notes, &paging, &self.page_tokens))
     }
 }

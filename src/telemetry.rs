@@ -225,8 +225,7 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
     let transport = match settings.otlp_protocol {
         OtlpProtocol::Grpc => {
             let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-                .map_err(|e| invalid(&e))?
-                .timeout(otlp::TIMEOUT);
+                .map_err(|e| invalid(&e))?;
             if https {
                 channel = channel
                     .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
@@ -242,7 +241,9 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
                 .map_err(|e| invalid(&e))?,
         },
     };
-    let exporter = otlp::OtlpExporter::new(transport, runtime);
+    let exporter = otlp::OtlpExporter::new(transport, runtime)
+        .with_headers(otlp_headers()?)
+        .with_timeout(otlp_timeout()?);
     let ratio = settings.traces_sampler_arg.unwrap_or(1.0);
     let sampler = match settings.traces_sampler {
         TracesSampler::AlwaysOn => Sampler::AlwaysOn,
@@ -255,19 +256,67 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
         }
     };
     Ok(SdkTracerProvider::builder()
-        .with_span_processor(
-            opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-                .with_batch_config(
-                    opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                        .with_max_queue_size(8192)
-                        .with_max_export_batch_size(1024)
-                        .build(),
-                )
-                .build(),
-        )
+        // The SDK's batch defaults (512 spans per export, a 2048-span queue, every 5 s),
+        // or the `OTEL_BSP_*` variables: an export costs about as much as two spans' encoding,
+        // so larger batches would save nothing measurable.
+        .with_batch_exporter(exporter)
         .with_sampler(sampler)
         .with_resource(resource(settings)?)
         .build())
+}
+
+/// The headers sent with every export (a collector's API key, a tenant):
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`, as the OTLP
+/// exporter specification has them (`key=value,…`, values percent-decoded). Read from the
+/// environment like the SDK's own variables, never logged.
+fn otlp_headers() -> Result<http::HeaderMap, TelemetryError> {
+    let text = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+        .unwrap_or_default();
+    parse_otlp_headers(&text)
+}
+
+fn parse_otlp_headers(text: &str) -> Result<http::HeaderMap, TelemetryError> {
+    let mut headers = http::HeaderMap::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let invalid = || {
+            // The value may be a secret: only the key is named.
+            let key = pair.split_once('=').map_or("", |(key, _)| key.trim());
+            TelemetryError::Config(format!(
+                "OTEL_EXPORTER_OTLP_HEADERS: `{key}` is not a valid key=value header"
+            ))
+        };
+        let (key, value) = pair.split_once('=').ok_or_else(invalid)?;
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+        let name = http::HeaderName::from_bytes(key.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| invalid())?;
+        let mut value = http::HeaderValue::from_str(&value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The time allowed for one export: `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else 10 s.
+fn otlp_timeout() -> Result<Duration, TelemetryError> {
+    let Ok(text) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT"))
+    else {
+        return Ok(otlp::TIMEOUT);
+    };
+    text.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| {
+            TelemetryError::Config(format!(
+                "OTEL_EXPORTER_OTLP_TIMEOUT: `{text}` is not a number of milliseconds"
+            ))
+        })
 }
 
 /// `service.name` and `service.version`, and `OTEL_RESOURCE_ATTRIBUTES` (built here, not by
@@ -544,6 +593,21 @@ mod tests {
         for line in log_with(LogFormat::Json, false).lines() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
             assert!(value.get("level").is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn otlp_headers_are_key_value_pairs_with_percent_encoded_values() {
+        let headers =
+            parse_otlp_headers(" api-key = secret%20one ,X-Tenant=acme,x-tenant=b%2Cc ").unwrap();
+        assert_eq!(headers["api-key"], "secret one");
+        assert!(headers["api-key"].is_sensitive());
+        let tenants: Vec<_> = headers.get_all("x-tenant").iter().collect();
+        assert_eq!(tenants, ["acme", "b,c"]);
+        assert!(parse_otlp_headers("").unwrap().is_empty());
+        for bad in ["novalue", "bad key=x", "k=line%0Abreak"] {
+            let error = parse_otlp_headers(bad).unwrap_err().to_string();
+            assert!(!error.contains("break"), "{error}");
         }
     }
 

@@ -26,7 +26,7 @@ use opentelemetry_sdk::{
 };
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-/// Time allowed for one export request.
+/// Time allowed for one export request, unless configured.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest collector answer read (OTLP/HTTP).
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -53,6 +53,10 @@ pub(super) struct OtlpExporter {
     runtime: tokio::runtime::Handle,
     /// The encoded `Resource` message (field 1 of `ResourceSpans`).
     resource: Vec<u8>,
+    /// Sent with every request (gRPC metadata or HTTP headers).
+    headers: http::HeaderMap,
+    /// Time allowed for one export request.
+    timeout: Duration,
 }
 
 impl fmt::Debug for OtlpExporter {
@@ -70,7 +74,21 @@ impl OtlpExporter {
             transport,
             runtime,
             resource: Vec::new(),
+            headers: http::HeaderMap::new(),
+            timeout: TIMEOUT,
         }
+    }
+
+    /// Sends `headers` with every export.
+    pub(super) fn with_headers(mut self, headers: http::HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Gives up on an export after `timeout`.
+    pub(super) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -82,10 +100,12 @@ impl SpanExporter for OtlpExporter {
         let body = Bytes::from(encode_request(&self.resource, &batch));
         drop(batch);
         let transport = self.transport.clone();
+        let headers = self.headers.clone();
+        let timeout = self.timeout;
         let sent = self.runtime.spawn(async move {
-            match tokio::time::timeout(TIMEOUT, send(transport, body)).await {
+            match tokio::time::timeout(timeout, send(transport, headers, body)).await {
                 Ok(result) => result,
-                Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
             }
         });
         match sent.await {
@@ -107,13 +127,19 @@ impl SpanExporter for OtlpExporter {
 }
 
 /// Sends one encoded `ExportTraceServiceRequest`.
-async fn send(transport: Transport, body: Bytes) -> Result<(), String> {
+async fn send(
+    transport: Transport,
+    mut headers: http::HeaderMap,
+    body: Bytes,
+) -> Result<(), String> {
     match transport {
         Transport::Grpc(channel) => {
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.map_err(|e| e.to_string())?;
+            let mut request = tonic::Request::new(body);
+            *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
             grpc.unary(
-                tonic::Request::new(body),
+                request,
                 http::uri::PathAndQuery::from_static(EXPORT_PATH),
                 RawCodec,
             )
@@ -122,7 +148,6 @@ async fn send(transport: Transport, body: Bytes) -> Result<(), String> {
             .map_err(|status| format!("{}: {}", status.code(), status.message()))
         }
         Transport::Http { client, url } => {
-            let mut headers = http::HeaderMap::new();
             headers.insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/x-protobuf"),

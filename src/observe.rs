@@ -19,9 +19,10 @@
 //! (OpenTelemetry RPC and HTTP conventions: `rpc.system`, `rpc.service`, `rpc.method`,
 //! `rpc.grpc.status_code`, `http.request.method`, `http.route` — the template —,
 //! `http.response.status_code`, plus `request.id` and `enduser.id`, masked), continuing the
-//! caller's W3C trace context; the span ends with the access line, and the line's `trace_id`
-//! is the span's. Without tracing the span is disabled and only the caller's `traceparent`
-//! is read, for the log.
+//! caller's W3C trace context, and runs the request in its context (the parent of the spans
+//! below it); the span ends with the access line, and the line's `trace_id` is the span's.
+//! Without tracing there is no span and only the caller's `traceparent` is read, for the
+//! log.
 //!
 //! They share a [`RequestContext`] carried in the request's extensions (the gateway passes
 //! extensions on to its in-process call); the auth layer adds the caller to it.
@@ -289,11 +290,13 @@ where
         }
         .then(|| request.uri().path_and_query().cloned())
         .flatten();
-        let span = server_span(&request, transport, path.as_ref(), &context);
-        let trace_id = if span.is_disabled() {
-            trace_id(request.headers())
-        } else {
-            start_span(&span, &request)
+        let (cx, trace_id) = match telemetry::span::tracer() {
+            None => (None, trace_id(request.headers())),
+            Some(tracer) => {
+                let cx = server_span(tracer, &request, transport, path.as_ref(), &context);
+                let trace_id = telemetry::span::trace_id(&cx);
+                (Some(cx), trace_id)
+            }
         };
         let record = Record {
             sampler: self.sampler.clone(),
@@ -307,7 +310,7 @@ where
             code: None,
             bytes_out: 0,
             trace_id,
-            span,
+            cx,
         };
         let request = request.map(|inner| Watched {
             inner,
@@ -320,53 +323,77 @@ where
     }
 }
 
-/// The server span of a request with what the request tells at once, given at creation
-/// (one trip through the trace layer; each later `record` is another); the rest is recorded
-/// as it becomes known. Disabled, at the cost of one interest check, without a trace layer:
-/// the values are then not even computed.
+/// Starts the server span of a request, with what the request tells at once, continuing the
+/// caller's trace: the context the request runs in. Only called with tracing on.
 fn server_span<B>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
     request: &Request<B>,
     transport: Transport,
     path: Option<&http::uri::PathAndQuery>,
     context: &RequestContext,
-) -> tracing::Span {
-    use tracing::field::Empty;
-    let method = request.method().as_str();
-    let rpc = match (transport, path) {
-        (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) => {
-            let system = if transport == Transport::Connect {
-                "connect_rpc"
-            } else {
-                "grpc"
-            };
-            rpc_parts(path.path()).map(|(service, method)| (system, service, method))
-        }
-        _ => None,
-    };
-    let probe = match (transport, path) {
-        (Transport::Http, Some(path)) => Some(path.path()),
-        _ => None,
-    };
-    tracing::info_span!(
-        target: "customer_api::observe",
-        "request",
-        otel.name = %ServerSpanName { method, transport, path },
-        otel.kind = "server",
-        otel.status_code = Empty,
-        rpc.system = rpc.map(|(system, ..)| system),
-        rpc.service = rpc.map(|(_, service, _)| service),
-        rpc.method = rpc.map(|(.., method)| method),
-        rpc.grpc.status_code = Empty,
-        http.request.method = method,
-        http.route = probe,
-        http.response.status_code = Empty,
-        network.protocol.name = match transport {
-            Transport::Rest | Transport::Http | Transport::Connect => "http",
-            Transport::Grpc | Transport::GrpcWeb => "grpc",
-        },
-        request.id = &*crate::redact::mask_pii(context.request_id()),
-        enduser.id = Empty,
+) -> opentelemetry::Context {
+    use opentelemetry::KeyValue;
+    let method = request.method();
+    let mut attributes = Vec::with_capacity(7);
+    if let (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) =
+        (transport, path)
+        && let Some((service, rpc_method)) = rpc_parts(path.path())
+    {
+        let system = if transport == Transport::Connect {
+            "connect_rpc"
+        } else {
+            "grpc"
+        };
+        attributes.extend([
+            KeyValue::new("rpc.system", system),
+            KeyValue::new("rpc.service", service.to_owned()),
+            KeyValue::new("rpc.method", rpc_method.to_owned()),
+        ]);
+    }
+    attributes.push(KeyValue::new("http.request.method", method_name(method)));
+    if let (Transport::Http, Some(path)) = (transport, path) {
+        attributes.push(KeyValue::new("http.route", path.path().to_owned()));
+    }
+    attributes.extend([
+        KeyValue::new(
+            "network.protocol.name",
+            match transport {
+                Transport::Rest | Transport::Http | Transport::Connect => "http",
+                Transport::Grpc | Transport::GrpcWeb => "grpc",
+            },
+        ),
+        KeyValue::new(
+            "request.id",
+            crate::redact::mask_pii(context.request_id()).into_owned(),
+        ),
+    ]);
+    let name = ServerSpanName {
+        method: method.as_str(),
+        transport,
+        path,
+    }
+    .to_string();
+    telemetry::span::start_server(
+        tracer,
+        &telemetry::extract(request.headers()),
+        name.into(),
+        attributes,
     )
+}
+
+/// `http.request.method`: the standard methods without allocating.
+fn method_name(method: &Method) -> opentelemetry::Value {
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return method.as_str().to_owned().into(),
+    };
+    name.into()
 }
 
 /// The server span's first name: the gRPC method (`package.Service/Method`), `GET /readyz`
@@ -389,13 +416,6 @@ impl std::fmt::Display for ServerSpanName<'_> {
     }
 }
 
-/// Continues the caller's trace (W3C trace context) in `span`; returns the trace id.
-fn start_span<B>(span: &tracing::Span, request: &Request<B>) -> Option<Box<str>> {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let _ = span.set_parent(telemetry::extract(request.headers()));
-    telemetry::trace_id(span).map(String::into_boxed_str)
-}
-
 /// The service and method of a `/package.Service/Method` path.
 fn rpc_parts(path: &str) -> Option<(&str, &str)> {
     path.trim_start_matches('/').split_once('/')
@@ -403,11 +423,14 @@ fn rpc_parts(path: &str) -> Option<(&str, &str)> {
 
 /// `rpc.system` (`grpc`, or `connect_rpc` for the Connect protocol), `rpc.service` and
 /// `rpc.method` of a `/package.Service/Method` path.
-fn record_rpc(span: &tracing::Span, system: &'static str, path: &str) {
+fn record_rpc(span: &opentelemetry::trace::SpanRef<'_>, system: &'static str, path: &str) {
+    use opentelemetry::KeyValue;
     if let Some((service, method)) = rpc_parts(path) {
-        span.record("rpc.system", system);
-        span.record("rpc.service", service);
-        span.record("rpc.method", method);
+        span.set_attributes([
+            KeyValue::new("rpc.system", system),
+            KeyValue::new("rpc.service", service.to_owned()),
+            KeyValue::new("rpc.method", method.to_owned()),
+        ]);
     }
 }
 
@@ -481,7 +504,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let entered = this.record.as_ref().map(|record| record.span.enter());
+        // The request runs in its server span's context (the parent of what it traces).
+        let entered = this
+            .record
+            .as_ref()
+            .and_then(|record| record.cx.clone())
+            .map(opentelemetry::Context::attach);
         let result = ready!(this.inner.poll(cx));
         drop(entered);
         let mut record = this.record.take();
@@ -610,8 +638,8 @@ struct Record {
     code: Option<Code>,
     bytes_out: u64,
     trace_id: Option<Box<str>>,
-    /// The server span, ended with the record.
-    span: tracing::Span,
+    /// The context of the server span (tracing on), ended with the record.
+    cx: Option<opentelemetry::Context>,
 }
 
 impl Record {
@@ -622,11 +650,16 @@ impl Record {
             self.route = outcome.route.clone();
             self.code = Some(outcome.code);
             if let Some(route) = &outcome.route
-                && !self.span.is_disabled()
+                && let Some(cx) = &self.cx
             {
-                self.span.record("http.route", route.template.as_str());
-                telemetry::rename(&self.span, format!("{} {}", route.method, route.template));
-                record_rpc(&self.span, "grpc", &route.grpc_path);
+                use opentelemetry::trace::TraceContextExt;
+                let span = cx.span();
+                span.set_attribute(opentelemetry::KeyValue::new(
+                    "http.route",
+                    route.template.clone(),
+                ));
+                span.update_name(format!("{} {}", route.method, route.template));
+                record_rpc(&span, "grpc", &route.grpc_path);
             }
         }
         if let Some(code) = status_code(response.headers()) {
@@ -641,36 +674,27 @@ impl Record {
         response.headers_mut().insert(REQUEST_ID, request_id);
     }
 
-    /// Records how the request ended on its span (which ends when the record is dropped), in
-    /// one trip through the trace layer.
-    fn end_span(&self, code: Option<Code>, server_error: bool) {
-        use tracing::Value;
-        let span = &self.span;
-        let Some(fields) = span.metadata().map(|meta| meta.fields()) else {
-            return;
-        };
-        let status = self.status.map(|status| status.as_u16());
-        let code = code
-            .filter(|_| self.transport != Transport::Http)
-            .map(|code| code as i64);
-        let caller = self.context.caller().map(crate::redact::mask_pii);
-        let caller = caller.as_deref();
+    /// Records how the request ended on its span, and ends it.
+    fn end_span(&self, cx: &opentelemetry::Context, code: Option<Code>, server_error: bool) {
+        use opentelemetry::KeyValue;
+        let mut attributes = Vec::with_capacity(3);
+        if let Some(status) = self.status {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+        }
+        if let Some(code) = code.filter(|_| self.transport != Transport::Http) {
+            attributes.push(KeyValue::new("rpc.grpc.status_code", code as i64));
+        }
+        if let Some(caller) = self.context.caller() {
+            attributes.push(KeyValue::new(
+                "enduser.id",
+                crate::redact::mask_pii(caller).into_owned(),
+            ));
+        }
         // Only failures of the server make a server span an error (semantic conventions).
-        let error = server_error.then_some("error");
-        let (Some(status_field), Some(code_field), Some(caller_field), Some(error_field)) = (
-            fields.field("http.response.status_code"),
-            fields.field("rpc.grpc.status_code"),
-            fields.field("enduser.id"),
-            fields.field("otel.status_code"),
-        ) else {
-            return;
-        };
-        span.record_all(&fields.value_set(&[
-            (&status_field, status.as_ref().map(|v| v as &dyn Value)),
-            (&code_field, code.as_ref().map(|v| v as &dyn Value)),
-            (&caller_field, caller.as_ref().map(|v| v as &dyn Value)),
-            (&error_field, error.as_ref().map(|v| v as &dyn Value)),
-        ]));
+        telemetry::span::end(cx, attributes, server_error);
     }
 
     fn level(&self, code: Option<Code>) -> tracing::Level {
@@ -707,8 +731,8 @@ impl Drop for Record {
             .or(self.code)
             .or(self.status.is_none().then_some(Code::Cancelled));
         let level = self.level(code);
-        if !self.span.is_disabled() {
-            self.end_span(code, level == tracing::Level::WARN);
+        if let Some(cx) = &self.cx {
+            self.end_span(cx, code, level == tracing::Level::WARN);
         }
         let succeeded = code.is_none_or(|code| code == Code::Ok)
             && self

@@ -342,23 +342,27 @@ impl Relay {
         let traceparent = row.traceparent.clone();
         let event = event_of(row)?;
         let (subject, message) = cloud_event(&self.settings, event, traceparent.as_deref());
-        let span = publish_span(&subject, traceparent.as_deref());
+        let mut span = publish_span(&subject, traceparent.as_deref());
         let sent = Instant::now();
-        let ack = tracing::Instrument::instrument(
-            async {
-                jetstream
-                    .send_publish(subject, message)
-                    .await
-                    .map_err(|e| RelayError::Broker(e.to_string()))?
-                    .await
-                    .map_err(|e| RelayError::Broker(e.to_string()))
-            },
-            span.clone(),
-        )
+        let ack = async {
+            jetstream
+                .send_publish(subject, message)
+                .await
+                .map_err(|e| RelayError::Broker(e.to_string()))?
+                .await
+                .map_err(|e| RelayError::Broker(e.to_string()))
+        }
         .await
         .inspect_err(|_| {
-            span.record("otel.status_code", "error");
+            if let Some(span) = &mut span {
+                opentelemetry::trace::Span::set_status(
+                    span,
+                    opentelemetry::trace::Status::error(""),
+                );
+            }
         })?;
+        // The span ends here, when dropped (or above, with the error).
+        drop(span);
         self.status
             .publish_seconds
             .observe(sent.elapsed().as_secs_f64());
@@ -386,24 +390,15 @@ fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -
 }
 
 /// The producer span of one publish to `subject`, linked to the request that wrote the
-/// event (`traceparent`).
-fn publish_span(subject: &str, traceparent: Option<&str>) -> tracing::Span {
-    use tracing::field::Empty;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = crate::telemetry::otel_span!(
-        target: "customer_api::relay",
-        parent: None,
-        "publish",
-        "producer",
-        messaging.system = "nats",
-        messaging.operation.type = "send",
-        messaging.destination.name = Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
-    span.record("otel.name", format!("send {subject}"));
-    span.record("messaging.destination.name", subject);
+/// event (`traceparent`): a trace of its own (the relay publishes long after the request),
+/// when traces are exported.
+fn publish_span(
+    subject: &str,
+    traceparent: Option<&str>,
+) -> Option<opentelemetry_sdk::trace::Span> {
+    use opentelemetry::KeyValue;
+    let tracer = crate::telemetry::span::tracer()?;
+    let mut links = Vec::new();
     if let Some(traceparent) = traceparent {
         let mut headers = http::HeaderMap::new();
         if let Ok(value) = http::HeaderValue::from_str(traceparent) {
@@ -414,10 +409,20 @@ fn publish_span(subject: &str, traceparent: Option<&str>) -> tracing::Span {
             .span_context()
             .clone();
         if cause.is_valid() {
-            span.add_link(cause);
+            links.push(opentelemetry::trace::Link::with_context(cause));
         }
     }
-    span
+    Some(crate::telemetry::span::root(
+        &tracer,
+        format!("send {subject}"),
+        opentelemetry::trace::SpanKind::Producer,
+        vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.destination.name", subject.to_owned()),
+        ],
+        links,
+    ))
 }
 
 /// The subject and CloudEvents message of an event written by a request with trace context

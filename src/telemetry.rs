@@ -9,17 +9,17 @@
 //! request, has a formatter of its own that masks each of its string values as it writes
 //! them instead (`access`: the same result, at a fraction of the cost).
 //!
-//! **Two layers, each with its own filter.** The log layer takes events only (`RUST_LOG`);
-//! the trace layer ([`tracing_opentelemetry`]) takes this crate's spans only, never events
-//! (which may quote request data) nor dependencies' spans. Without an endpoint there is no
-//! trace layer at all: no layer wants a span, so every span macro of this crate costs one
-//! cached interest check, and the code that would prepare a span's attributes checks
-//! [`tracing::Span::is_disabled`] first. Span attributes that carry client text (the request
-//! id, the caller) go through [`mask_pii`] like log lines ([`masked`]).
+//! **Logs are `tracing` events, spans are OpenTelemetry's.** The log layer takes events only
+//! (`RUST_LOG`). Spans are built with the OpenTelemetry API directly ([`span`]), exported by
+//! a batch processor and this crate's own OTLP encoder ([`otlp`]); the subscriber only
+//! carries the tracer ([`span::TracerLayer`], a layer that takes nothing). Without an
+//! endpoint there is no tracer: a request pays one look for it, and no span, attribute or
+//! context is made. Span attributes that carry client text (the request id, the caller, SQL)
+//! go through [`mask_pii`] like log lines ([`masked`]).
 //!
 //! Trace context is W3C (`traceparent`, `tracestate`): [`extract`] reads it from incoming
-//! headers, [`inject`] writes the current span's into outgoing ones, [`traceparent`] gives it
-//! as text (the outbox stores it with each event).
+//! headers, [`inject`] writes a span's into outgoing ones, [`traceparent`] gives the current
+//! operation's as text (the outbox stores it with each event).
 //!
 //! [`Telemetry`] builds the subscriber over any writer, so tests can capture exactly what
 //! production would write and export.
@@ -30,19 +30,15 @@ use std::{
 };
 
 use opentelemetry::{
-    Context, KeyValue,
-    propagation::TextMapPropagator,
-    trace::{TraceContextExt, TracerProvider as _},
+    Context, KeyValue, propagation::TextMapPropagator, trace::TracerProvider as _,
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
     trace::{Sampler, SdkTracerProvider},
 };
 use tracing::{Dispatch, Metadata, dispatcher::SetGlobalDefaultError};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer,
     filter::{FilterExt, LevelFilter, filter_fn},
@@ -56,25 +52,9 @@ use crate::{
 };
 
 mod access;
+mod otlp;
+pub mod span;
 use access::AccessLines;
-
-/// A span exported as an OpenTelemetry span of `kind` (`"server"`, `"client"`,
-/// `"producer"`): `otel.name` and `otel.status_code` are recorded once known, then come the
-/// span's own attributes. Disabled (one interest check) when no trace layer is installed.
-macro_rules! otel_span {
-    (target: $target:literal, $(parent: $parent:expr,)? $name:literal, $kind:literal, $($fields:tt)*) => {
-        tracing::info_span!(
-            target: $target,
-            $(parent: $parent,)?
-            $name,
-            otel.name = tracing::field::Empty,
-            otel.kind = $kind,
-            otel.status_code = tracing::field::Empty,
-            $($fields)*
-        )
-    };
-}
-pub(crate) use otel_span;
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +62,6 @@ pub enum TelemetryError {
     /// A setting is unusable.
     #[error("tracing: {0}")]
     Config(String),
-    /// The exporter could not be built.
-    #[error("tracing: OTLP exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     /// A global subscriber is already installed.
     #[error(transparent)]
     Installed(#[from] SetGlobalDefaultError),
@@ -153,31 +130,16 @@ impl Telemetry {
         let logs = logs.with_filter(events.and(filter));
         let logged = tracing_subscriber::registry().with(logs);
         // Two subscriber types rather than an `Option` layer: a `None` layer would still
-        // make every span look wanted.
+        // make every span look wanted. The tracer's layer wants nothing (its filter says no
+        // to every span and event): it is there to be found (`span::tracer`).
         let dispatch = match &provider {
             None => Dispatch::new(logged),
             Some(provider) => Dispatch::new(
                 logged.with(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(provider.tracer("customer-api"))
-                        .with_tracked_inactivity(false)
-                        .with_threads(false)
-                        .with_location(false)
-                        // Neither is read: parents are found through the span tree
-                        // (`span.context()` where a context is needed), so entering and
-                        // leaving a span need not attach an OpenTelemetry context each time;
-                        // the tracing target is no OpenTelemetry attribute.
-                        .with_context_activation(false)
-                        .with_target(false)
-                        .with_filter(
-                            filter_fn(|meta| {
-                                meta.is_span()
-                                    && *meta.level() <= tracing::Level::INFO
-                                    && meta.target().starts_with("customer_api")
-                            })
-                            // This crate's spans are all INFO (`otel_span!`, `info_span!`).
-                            .with_max_level_hint(LevelFilter::INFO),
-                        ),
+                    span::TracerLayer {
+                        tracer: provider.tracer("customer-api"),
+                    }
+                    .with_filter(filter_fn(|_| false)),
                 ),
             ),
         };
@@ -245,7 +207,8 @@ where
     }
 }
 
-/// The tracer provider: the sampler, the resource and a batching OTLP exporter.
+/// The tracer provider: the sampler, the resource and a batching OTLP exporter
+/// ([`otlp::OtlpExporter`]; its requests run on the current Tokio runtime).
 fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, TelemetryError> {
     let endpoint = settings.otlp_endpoint.as_deref().unwrap_or_default().trim();
     let https = endpoint.starts_with("https://");
@@ -254,29 +217,33 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
             "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL, not `{endpoint}`"
         )));
     }
-    let exporter = match settings.otlp_protocol {
-        OtlpProtocol::Grpc => {
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint);
-            if https {
-                builder = builder.with_tls_config(
-                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                        .with_webpki_roots(),
-                );
-            }
-            builder.build()?
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let client = OtlpHttpClient::new()?;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(client)
-                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-                .build()?
-        }
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| TelemetryError::Config("the OTLP exporter needs a Tokio runtime".into()))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        TelemetryError::Config(format!("OTEL_EXPORTER_OTLP_ENDPOINT `{endpoint}`: {e}"))
     };
+    let transport = match settings.otlp_protocol {
+        OtlpProtocol::Grpc => {
+            let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+                .map_err(|e| invalid(&e))?;
+            if https {
+                channel = channel
+                    .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                    .map_err(|e| invalid(&e))?;
+            }
+            otlp::Transport::Grpc(channel.connect_lazy())
+        }
+        OtlpProtocol::HttpProtobuf => otlp::Transport::Http {
+            client: crate::http_client::HttpClient::new()
+                .map_err(|e| TelemetryError::Config(e.to_string()))?,
+            url: format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                .parse()
+                .map_err(|e| invalid(&e))?,
+        },
+    };
+    let exporter = otlp::OtlpExporter::new(transport, runtime)
+        .with_headers(otlp_headers()?)
+        .with_timeout(otlp_timeout()?);
     let ratio = settings.traces_sampler_arg.unwrap_or(1.0);
     let sampler = match settings.traces_sampler {
         TracesSampler::AlwaysOn => Sampler::AlwaysOn,
@@ -289,10 +256,67 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
         }
     };
     Ok(SdkTracerProvider::builder()
+        // The SDK's batch defaults (512 spans per export, a 2048-span queue, every 5 s),
+        // or the `OTEL_BSP_*` variables: an export costs about as much as two spans' encoding,
+        // so larger batches would save nothing measurable.
         .with_batch_exporter(exporter)
         .with_sampler(sampler)
         .with_resource(resource(settings)?)
         .build())
+}
+
+/// The headers sent with every export (a collector's API key, a tenant):
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`, as the OTLP
+/// exporter specification has them (`key=value,…`, values percent-decoded). Read from the
+/// environment like the SDK's own variables, never logged.
+fn otlp_headers() -> Result<http::HeaderMap, TelemetryError> {
+    let text = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+        .unwrap_or_default();
+    parse_otlp_headers(&text)
+}
+
+fn parse_otlp_headers(text: &str) -> Result<http::HeaderMap, TelemetryError> {
+    let mut headers = http::HeaderMap::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let invalid = || {
+            // The value may be a secret: only the key is named.
+            let key = pair.split_once('=').map_or("", |(key, _)| key.trim());
+            TelemetryError::Config(format!(
+                "OTEL_EXPORTER_OTLP_HEADERS: `{key}` is not a valid key=value header"
+            ))
+        };
+        let (key, value) = pair.split_once('=').ok_or_else(invalid)?;
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
+        let name = http::HeaderName::from_bytes(key.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| invalid())?;
+        let mut value = http::HeaderValue::from_str(&value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The time allowed for one export: `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else 10 s.
+fn otlp_timeout() -> Result<Duration, TelemetryError> {
+    let Ok(text) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT"))
+    else {
+        return Ok(otlp::TIMEOUT);
+    };
+    text.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| {
+            TelemetryError::Config(format!(
+                "OTEL_EXPORTER_OTLP_TIMEOUT: `{text}` is not a number of milliseconds"
+            ))
+        })
 }
 
 /// `service.name` and `service.version`, and `OTEL_RESOURCE_ATTRIBUTES` (built here, not by
@@ -324,113 +348,20 @@ fn resource(settings: &TracingSettings) -> Result<Resource, TelemetryError> {
         .build())
 }
 
-/// OTLP/HTTP over [`crate::http_client::HttpClient`] (TLS with Mozilla's roots). The batch
-/// exporter runs on a thread of its own, outside the runtime; each request is run on the
-/// runtime that built the client.
-#[derive(Debug, Clone)]
-struct OtlpHttpClient {
-    http: crate::http_client::HttpClient,
-    runtime: tokio::runtime::Handle,
-}
-
-/// Largest collector answer read.
-const MAX_OTLP_RESPONSE_BYTES: usize = 1024 * 1024;
-/// Time allowed for one export request.
-const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl OtlpHttpClient {
-    fn new() -> Result<Self, TelemetryError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            TelemetryError::Config("the OTLP/HTTP exporter needs a Tokio runtime".into())
-        })?;
-        let http = crate::http_client::HttpClient::new()
-            .map_err(|e| TelemetryError::Config(e.to_string()))?;
-        Ok(Self { http, runtime })
-    }
-}
-
-#[tonic::async_trait]
-impl opentelemetry_http::HttpClient for OtlpHttpClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let http = self.http.clone();
-        let (parts, body) = request.into_parts();
-        let sent = self.runtime.spawn(async move {
-            tokio::time::timeout(
-                OTLP_TIMEOUT,
-                http.send(
-                    parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    body,
-                    MAX_OTLP_RESPONSE_BYTES,
-                ),
-            )
-            .await
-        });
-        let response = sent
-            .await?
-            .map_err(|_| format!("no answer within {OTLP_TIMEOUT:?}"))??;
-        let mut answer = http::Response::new(response.body);
-        *answer.status_mut() = response.status;
-        Ok(answer)
-    }
-}
-
 /// The W3C trace context of `headers` (`traceparent`, `tracestate`): the caller's span,
 /// to continue its trace.
 pub fn extract(headers: &http::HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
-/// Writes the trace context of `span` into `headers` (`traceparent`, `tracestate`).
-pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+/// Writes the trace context of `cx` into `headers` (`traceparent`, `tracestate`).
+pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
 }
 
-/// The current span's `traceparent`, when it is being recorded.
+/// The `traceparent` of the current traced operation (a request's server span), if any.
 pub fn traceparent() -> Option<String> {
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return None;
-    }
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        )
-    })
-}
-
-/// The trace id of `span`, when it is recorded (32 lower-case hex digits).
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    if span.is_disabled() {
-        return None;
-    }
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut text = String::with_capacity(32);
-        for byte in span_context.trace_id().to_bytes() {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        text
-    })
-}
-
-/// Renames `span` once it is started (recording `otel.name` works only before).
-pub fn rename(span: &tracing::Span, name: String) {
-    if !span.is_disabled() {
-        span.context().span().update_name(name);
-    }
+    span::traceparent()
 }
 
 /// Client text as a span attribute: masked like log lines.
@@ -648,6 +579,9 @@ mod tests {
         tracing::dispatcher::with_default(&dispatch, || {
             let span = tracing::info_span!(target: "customer_api::observe", "request");
             assert!(span.is_disabled());
+            assert!(span::tracer().is_none());
+            assert!(!span::active());
+            assert!(span::child("x", opentelemetry::trace::SpanKind::Internal, Vec::new).is_none());
             assert_eq!(traceparent(), None);
             // Logs still flow.
             assert!(tracing::event_enabled!(target: "customer_api", tracing::Level::INFO));
@@ -659,6 +593,21 @@ mod tests {
         for line in log_with(LogFormat::Json, false).lines() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
             assert!(value.get("level").is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn otlp_headers_are_key_value_pairs_with_percent_encoded_values() {
+        let headers =
+            parse_otlp_headers(" api-key = secret%20one ,X-Tenant=acme,x-tenant=b%2Cc ").unwrap();
+        assert_eq!(headers["api-key"], "secret one");
+        assert!(headers["api-key"].is_sensitive());
+        let tenants: Vec<_> = headers.get_all("x-tenant").iter().collect();
+        assert_eq!(tenants, ["acme", "b,c"]);
+        assert!(parse_otlp_headers("").unwrap().is_empty());
+        for bad in ["novalue", "bad key=x", "k=line%0Abreak"] {
+            let error = parse_otlp_headers(bad).unwrap_err().to_string();
+            assert!(!error.contains("break"), "{error}");
         }
     }
 

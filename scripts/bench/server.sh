@@ -10,7 +10,8 @@
 # then $BIN under WRAPPER, e.g. valgrind) and `stop_server` itself, as often as it needs.
 #
 # Settings (environment): BENCH_ROWS (100000), BENCH_ADDR (127.0.0.1:18080),
-# BENCH_SERVER_BIN (another server build, for A/B runs), BENCH_DB_SSLMODE (the server's
+# BENCH_SERVER_BIN (another server build, for A/B runs), BENCH_DB_NAME (the database copy,
+# default customer_api_bench), BENCH_DB_SSLMODE (the server's
 # sslmode to PostgreSQL, default disable), DB_POOL_SIZE and any other server setting.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -44,7 +45,9 @@ psql_admin() { psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -qAt "$@"; }
 # The template is named after what it is made of: the schema and the seed script.
 migrations_hash=$( (find migrations -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum scripts/bench/seed.sql) | sha256sum | cut -c1-10)
 TEMPLATE=customer_api_bench_tpl_${ROWS}_${migrations_hash}
-BENCH_DB=customer_api_bench
+# BENCH_DB_NAME: another name for the copy, so that two sessions on one machine can measure
+# at the same time (each with its own BENCH_ADDR) without dropping each other's database.
+BENCH_DB=${BENCH_DB_NAME:-customer_api_bench}
 exists() { [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]; }
 drop_db() {
     psql_admin -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$1'" >/dev/null

@@ -186,14 +186,13 @@ impl Pool {
     }
 
     async fn checkout(&self) -> Result<Connection, PoolError> {
-        // Not entered: nothing runs inside it that records spans of its own (connections are
-        // opened by the pool's tasks), and entering it at each poll is a trip through the
-        // subscriber. It ends when dropped, once the checkout is done.
-        let span = tracing::info_span!(
-            target: "customer_api::db",
+        // A child of the traced operation, if any (nothing runs inside it that records spans
+        // of its own: connections are opened by the pool's tasks). It ends when dropped, once
+        // the checkout is done.
+        let span = crate::telemetry::span::child(
             "pool checkout",
-            otel.kind = "internal",
-            db.system = "postgresql",
+            opentelemetry::trace::SpanKind::Internal,
+            || vec![opentelemetry::KeyValue::new("db.system", "postgresql")],
         );
         let start = std::time::Instant::now();
         let connection = self.connections.get_owned().await;

@@ -1,48 +1,59 @@
 //! A span per SQL statement (OpenTelemetry database conventions: `db.system`,
-//! `db.operation`, `db.statement`), child of whatever span runs the statement.
+//! `db.operation`, `db.statement`), child of the traced operation (a request) that runs it.
 //!
-//! diesel reports each statement to the connection's [`Instrumentation`]: a span opens when
-//! the statement starts and ends when it finishes. The statement is the SQL text with its
-//! `$n` placeholders: the bound values (customer data) are not even formatted, and never reach
-//! the span; each distinct text is masked and classified once per thread. Connections get
-//! this instrumentation only when spans are recorded at all ([`wanted`]), so without a trace
-//! layer no statement pays for it.
+//! diesel reports each statement to the connection's [`Instrumentation`]: the span's start
+//! and parent are taken when the statement starts, and the span is recorded when it
+//! finishes. The statement is the SQL text with its `$n` placeholders, taken from the
+//! *finish* event: there diesel-async hands over the SQL it built to run the statement (a
+//! plain string), whereas the start event's query renders the whole query again when
+//! displayed (diesel's `DebugQuery`: a walk of the query's AST, ~17k instructions per
+//! statement). So the bound values (customer data) are never formatted and never reach the
+//! span, and nothing is rendered for the span alone; each distinct text is masked and
+//! classified once per thread, and kept as a shared string the span's attribute points to.
+//! Connections get this instrumentation only when traces are exported at all ([`wanted`]),
+//! so without a tracer no statement pays for it; statements run outside a traced operation
+//! (background tasks) make no span.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
+use opentelemetry::{KeyValue, StringValue, trace::SpanKind};
 
-/// Whether statement spans would be recorded (a trace layer takes this crate's spans).
+use crate::telemetry::span::ChildStart;
+
+/// Whether statement spans would be recorded (traces are exported).
 pub fn wanted() -> bool {
-    tracing::span_enabled!(target: "customer_api::db", tracing::Level::INFO)
+    crate::telemetry::span::tracer().is_some()
 }
 
-/// The open statement spans of one connection, oldest first (pipelined statements finish in
-/// order).
+/// The open statements of one connection, oldest first (pipelined statements finish in
+/// order): each one's span start, when it runs in a traced operation.
 #[derive(Debug, Default)]
 pub struct StatementSpans {
-    open: VecDeque<tracing::Span>,
+    open: VecDeque<Option<ChildStart>>,
 }
 
 impl Instrumentation for StatementSpans {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { query, .. } => {
-                let span = if wanted() {
-                    STATEMENTS.with_borrow_mut(|statements| {
-                        let (operation, masked) = statements.of(&query);
-                        statement_span(operation, masked)
-                    })
-                } else {
-                    tracing::Span::none()
-                };
-                self.open.push_back(span);
+            InstrumentationEvent::StartQuery { .. } => {
+                // The query is not looked at here (see the module docs).
+                self.open.push_back(ChildStart::now());
             }
-            InstrumentationEvent::FinishQuery { error, .. } => {
-                if let Some(span) = self.open.pop_front()
-                    && error.is_some()
-                {
-                    span.record("otel.status_code", "error");
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if let Some(Some(start)) = self.open.pop_front() {
+                    let (operation, statement) =
+                        STATEMENTS.with_borrow_mut(|statements| statements.of(&query));
+                    start.finish(
+                        operation,
+                        SpanKind::Client,
+                        vec![
+                            KeyValue::new("db.system", "postgresql"),
+                            KeyValue::new("db.operation", operation),
+                            KeyValue::new("db.statement", statement),
+                        ],
+                        error.is_some(),
+                    );
                 }
             }
             _ => {}
@@ -67,12 +78,12 @@ thread_local! {
 struct Statements {
     /// Rendered SQL (reused buffer).
     sql: String,
-    known: Vec<(Box<str>, &'static str, Box<str>)>,
+    known: Vec<(Box<str>, &'static str, StringValue)>,
 }
 
 impl Statements {
     /// The operation and masked text of `query`.
-    fn of(&mut self, query: &dyn std::fmt::Display) -> (&'static str, &str) {
+    fn of(&mut self, query: &dyn std::fmt::Display) -> (&'static str, StringValue) {
         render_sql(query, &mut self.sql);
         let sql = self.sql.trim();
         let found = self.known.iter().position(|(known, ..)| **known == *sql);
@@ -85,13 +96,13 @@ impl Statements {
                 self.known.push((
                     sql.into(),
                     operation(sql),
-                    crate::telemetry::masked(sql).into(),
+                    Arc::<str>::from(crate::telemetry::masked(sql)).into(),
                 ));
                 self.known.len() - 1
             }
         };
         let (_, operation, masked) = &self.known[index];
-        (operation, masked)
+        (operation, masked.clone())
     }
 }
 
@@ -116,21 +127,6 @@ fn render_sql(query: &dyn std::fmt::Display, sql: &mut String) {
     if let Some(at) = sql.find(BINDS) {
         sql.truncate(at);
     }
-}
-
-/// The span of one statement, its attributes given at creation: each later `record` is a
-/// separate trip through the trace layer.
-fn statement_span(operation: &'static str, statement: &str) -> tracing::Span {
-    tracing::info_span!(
-        target: "customer_api::db",
-        "statement",
-        otel.name = operation,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        db.system = "postgresql",
-        db.operation = operation,
-        db.statement = statement,
-    )
 }
 
 /// The statement's first keyword (`SELECT`, `INSERT`, `WITH` …), upper case.
@@ -182,15 +178,19 @@ mod tests {
     fn statements_are_rendered_without_their_binds_and_masked_once() {
         let mut statements = Statements::default();
         let select = "SELECT \"customers\".\"id\" FROM \"customers\" WHERE \"id\" = $1";
-        assert_eq!(statements.of(&Query(select)), ("SELECT", select));
-        assert_eq!(statements.of(&Query(" BEGIN ")), ("BEGIN", "BEGIN"));
-        assert_eq!(statements.of(&Query(select)), ("SELECT", select));
-        assert_eq!(statements.known.len(), 2);
+        let mut of = |query| {
+            let (operation, text) = statements.of(&Query(query));
+            (operation, text.as_str().to_owned())
+        };
+        assert_eq!(of(select), ("SELECT", select.to_owned()));
+        assert_eq!(of(" BEGIN "), ("BEGIN", "BEGIN".to_owned()));
+        assert_eq!(of(select), ("SELECT", select.to_owned()));
         // Text in the SQL itself is masked.
         assert_eq!(
-            statements.of(&Query("SELECT 'jane.doe@example.com'")),
-            ("SELECT", "SELECT 'j***@example.com'")
+            of("SELECT 'jane.doe@example.com'"),
+            ("SELECT", "SELECT 'j***@example.com'".to_owned())
         );
+        assert_eq!(statements.known.len(), 3);
         for n in 0..KNOWN_STATEMENTS {
             statements.of(&Query(Box::leak(format!("SELECT {n}").into_boxed_str())));
         }

@@ -71,29 +71,25 @@ impl Transact<AsyncPgConnection> for PgStore {
         let events = self.events.clone();
         // A spawned task: once started, the transaction finishes (or rolls back) even if the
         // caller goes away, so no connection is left idle in transaction.
-        // In the caller's span: its statements belong to the caller's trace.
-        let span = tracing::Span::current();
+        // In the caller's trace context: its statements belong to the caller's trace.
         // The caller's deadline bounds the transaction's statements: a write its client gave
         // up on stops waiting (for a lock, a slow table) and rolls back.
         let deadline = crate::service::deadline::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let mut checkout = pool.get().await?;
-                let conn: &mut AsyncPgConnection = &mut checkout;
-                pool.begin(conn, deadline).await?;
-                let result = body(conn).await;
-                let result = super::finish(conn, result).await;
-                checkout.done();
-                if result.is_ok() {
-                    // Committed (perhaps with an event): number it now rather than at the next
-                    // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
-                    events.committed();
-                }
-                result
-            },
-            span,
-        ))
-        .await?
+        let transaction = async move {
+            let mut checkout = pool.get().await?;
+            let conn: &mut AsyncPgConnection = &mut checkout;
+            pool.begin(conn, deadline).await?;
+            let result = body(conn).await;
+            let result = super::finish(conn, result).await;
+            checkout.done();
+            if result.is_ok() {
+                // Committed (perhaps with an event): number it now rather than at the next
+                // sweep. A replayed request id wakes the sequencer for nothing, cheaply.
+                events.committed();
+            }
+            result
+        };
+        tokio::spawn(crate::telemetry::span::in_current(transaction)).await?
     }
 
     async fn read<T: Send>(&self, body: impl ReadBody<AsyncPgConnection, T>) -> Result<T> {

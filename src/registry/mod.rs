@@ -326,23 +326,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The client span of one registry request (HTTP client conventions; the URL as its
-/// template, without the business id).
-fn request_span() -> tracing::Span {
-    use tracing::field::Empty;
-    tracing::info_span!(
-        target: "customer_api::registry",
-        "registry request",
-        otel.name = "GET",
-        otel.kind = "client",
-        otel.status_code = Empty,
-        http.request.method = "GET",
-        url.template = Empty,
-        server.address = Empty,
-        server.port = Empty,
-        http.response.status_code = Empty,
-        error.type = Empty,
-    )
+/// The client span of one registry request to `uri` (HTTP client conventions; the URL as
+/// its template, without the business id), inside the traced operation if there is one.
+fn request_span(template: &UrlTemplate, uri: &Uri) -> Option<opentelemetry_sdk::trace::Span> {
+    use opentelemetry::KeyValue;
+    crate::telemetry::span::child("GET", opentelemetry::trace::SpanKind::Client, || {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.template", template.to_string()),
+        ];
+        if let Some(host) = uri.host() {
+            attributes.push(KeyValue::new("server.address", host.to_owned()));
+        }
+        if let Some(port) = uri.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        attributes
+    })
 }
 
 /// The label of the registry request counter.
@@ -434,37 +434,34 @@ impl Inner {
 
     /// One request, bounded by the per-attempt timeout.
     async fn attempt(&self, uri: &Uri, business_id: &str) -> Result<BusinessInfo, RegistryError> {
-        let span = request_span();
+        let span = request_span(&self.config.url, uri);
         let traced;
-        let headers = if span.is_disabled() {
-            &self.headers
-        } else {
-            span.record("url.template", self.config.url.to_string());
-            if let Some(host) = uri.host() {
-                span.record("server.address", host);
+        let headers = match &span {
+            None => &self.headers,
+            Some(span) => {
+                // The registry continues the trace of the call that asked.
+                let mut headers = self.headers.clone();
+                crate::telemetry::inject(&crate::telemetry::span::context_of(span), &mut headers);
+                traced = headers;
+                &traced
             }
-            if let Some(port) = uri.port_u16() {
-                span.record("server.port", port);
-            }
-            // The registry continues the trace of the call that asked.
-            let mut headers = self.headers.clone();
-            crate::telemetry::inject(&span, &mut headers);
-            traced = headers;
-            &traced
         };
-        let outcome =
-            tracing::Instrument::instrument(self.exchange(uri, headers, business_id), span.clone())
-                .await;
-        if !span.is_disabled() {
+        let outcome = self.exchange(uri, headers, business_id).await;
+        if let Some(mut span) = span {
+            use opentelemetry::{KeyValue, trace::Span as _};
             if let Some(status) = outcome.1 {
-                span.record("http.response.status_code", status);
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
             }
             if let Err(error) = &outcome.0
                 && error.is_registry_failure()
             {
-                span.record("otel.status_code", "error");
-                span.record("error.type", error.kind());
+                span.set_status(opentelemetry::trace::Status::error(""));
+                span.set_attribute(KeyValue::new("error.type", error.kind()));
             }
+            span.end();
         }
         outcome.0
     }

@@ -197,7 +197,7 @@ async fn a_streamed_import_commits_valid_rows_and_reports_each_invalid_one_with_
         app.count(
             "events",
             &format!(
-                "event_type = 'customer.registered' AND request_id = '{request_id}'"
+                "event_type = 'CustomerRegistered' AND request_id = '{request_id}'"
             )
         )
         .await,
@@ -368,12 +368,12 @@ async fn upsert_mode_creates_then_updates_by_external_id_with_customer_updated_e
     assert_eq!(
         app.count(
             "events",
-            &format!("event_type = 'customer.updated' AND aggregate = '{}'", one.name)
+            &format!("event_type = 'CustomerUpdated' AND aggregate = '{}'", one.name)
         )
         .await,
         1
     );
-    assert_eq!(app.count("events", "event_type = 'customer.registered'").await, 3);
+    assert_eq!(app.count("events", "event_type = 'CustomerRegistered'").await, 3);
     assert_eq!(app.count("customers", "").await, 3);
 }
 
@@ -458,7 +458,7 @@ async fn a_batch_failing_midway_leaves_nothing_of_itself_and_a_resend_resumes_af
     assert_eq!(response(&resumed).created, 2500);
     assert_eq!(metadata(&resumed).rows_read, 2500);
     assert_eq!(app.count("customers", "").await, 2500);
-    assert_eq!(app.count("events", "event_type = 'customer.registered'").await, 2500);
+    assert_eq!(app.count("events", "event_type = 'CustomerRegistered'").await, 2500);
 }
 
 #[tokio::test(flavor = "multi_thread")]

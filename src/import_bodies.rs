@@ -96,7 +96,10 @@ impl<S> ImportBodies<S> {
 
 impl<S> Service<Request<Body>> for ImportBodies<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
@@ -141,12 +144,14 @@ impl Shared {
                 ..Default::default()
             }
             .encode(&mut first)
-            .map_err(|e| HttpError::with_status(
+            .map_err(|e| {
+                HttpError::with_status(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Code::Internal,
                     "INTERNAL",
                     e.to_string(),
-                ))?;
+                )
+            })?;
             set_frame_length(&mut first);
             let chunks = body.into_data_stream().flat_map(|part| {
                 futures_util::stream::iter(match part {
@@ -161,10 +166,9 @@ impl Shared {
             let metadata = transcode::metadata(&parts.headers);
             let extensions = std::mem::take(&mut parts.extensions);
             let uri = http::Uri::from_static(GRPC_PATH);
-            let mut call =
-                grpc_call::start_streaming(&self.grpc, &uri, body, metadata, extensions)
-                    .await
-                    .map_err(|status| HttpError::from_status(&status, &self.pool))?;
+            let mut call = grpc_call::start_streaming(&self.grpc, &uri, body, metadata, extensions)
+                .await
+                .map_err(|status| HttpError::from_status(&status, &self.pool))?;
             let message = call
                 .next()
                 .await

@@ -176,9 +176,10 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ExportError> {
     let poll = async {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let request = with_credential_poll(tonic::Request::new(longrunning::GetOperationRequest {
-                name: operation.clone(),
-            }));
+            let request =
+                with_credential_poll(tonic::Request::new(longrunning::GetOperationRequest {
+                    name: operation.clone(),
+                }));
             if let Ok(found) = operations.get_operation(request).await
                 && let Some(metadata) = found.into_inner().metadata
                 && let Ok(metadata) = pb::ImportCustomersMetadata::decode(metadata.value.as_slice())
@@ -228,7 +229,10 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ExportError> {
 /// `request` with the credential, if any.
 fn authorized<T>(
     mut request: tonic::Request<T>,
-    credential: Option<&(&'static str, tonic::metadata::MetadataValue<tonic::metadata::Ascii>)>,
+    credential: Option<&(
+        &'static str,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    )>,
 ) -> tonic::Request<T> {
     if let Some((name, value)) = credential {
         request.metadata_mut().insert(*name, value.clone());

@@ -345,10 +345,13 @@ fn export_formats(operation: &mut Value) {
 /// `POST /v1/customers:import` ([`crate::import_bodies`], served in front of the gateway:
 /// ImportCustomers is a client stream, which the gateway does not transcode).
 fn import_route() -> Value {
-    let error = |description: &str| {
-        json!({"$ref": "#/components/responses/Error", "description": description})
-    };
-    let uuid = format!("^({})?$", names::UUID_PATTERN.trim_start_matches('^').trim_end_matches('$'));
+    let error = |description: &str| json!({"$ref": "#/components/responses/Error", "description": description});
+    let uuid = format!(
+        "^({})?$",
+        names::UUID_PATTERN
+            .trim_start_matches('^')
+            .trim_end_matches('$')
+    );
     json!({"post": {
         "operationId": "ImportCustomers",
         "summary": "Imports customers from an NDJSON or CSV file, streamed.",

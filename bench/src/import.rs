@@ -73,7 +73,12 @@ fn chunks(nonce: String, rows: u64) -> impl futures_util::Stream<Item = Vec<u8>>
 }
 
 /// ImportCustomers of `rows` customers over gRPC.
-pub async fn grpc(grpc: &mut Grpc, server: Option<u32>, rows: u64, nonce: &str) -> Result<Pass, String> {
+pub async fn grpc(
+    grpc: &mut Grpc,
+    server: Option<u32>,
+    rows: u64,
+    nonce: &str,
+) -> Result<Pass, String> {
     use futures_util::StreamExt as _;
     let _ = procfs::sample(server, true);
     let first = pb::ImportCustomersRequest {
@@ -85,12 +90,13 @@ pub async fn grpc(grpc: &mut Grpc, server: Option<u32>, rows: u64, nonce: &str) 
         }),
         ..Default::default()
     };
-    let messages = futures_util::stream::iter([first]).chain(chunks(nonce.to_owned(), rows).map(
-        |chunk| pb::ImportCustomersRequest {
-            chunk,
-            ..Default::default()
-        },
-    ));
+    let messages =
+        futures_util::stream::iter([first]).chain(chunks(nonce.to_owned(), rows).map(|chunk| {
+            pb::ImportCustomersRequest {
+                chunk,
+                ..Default::default()
+            }
+        }));
     let started = Instant::now();
     let mut request = grpc.request(messages);
     request.set_timeout(Duration::from_secs(3600));
@@ -118,9 +124,20 @@ pub async fn grpc(grpc: &mut Grpc, server: Option<u32>, rows: u64, nonce: &str) 
 }
 
 /// `COPY … FROM STDIN` of the same rows into a temporary table shaped like `customers`.
-pub async fn copy(psql: &Path, database_url: &str, rows: u64, nonce: &str) -> Result<Duration, String> {
+pub async fn copy(
+    psql: &Path,
+    database_url: &str,
+    rows: u64,
+    nonce: &str,
+) -> Result<Duration, String> {
     let mut child = tokio::process::Command::new(psql)
-        .args(["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", database_url])
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "-v",
+            "ON_ERROR_STOP=1",
+            database_url,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -144,12 +161,18 @@ pub async fn copy(psql: &Path, database_url: &str, rows: u64, nonce: &str) -> Re
             i % 100_000
         );
         if out.len() >= CHUNK_BYTES {
-            stdin.write_all(&out).await.map_err(|e| format!("psql: {e}"))?;
+            stdin
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("psql: {e}"))?;
             out.clear();
         }
     }
     out.extend_from_slice(b"\\.\n");
-    stdin.write_all(&out).await.map_err(|e| format!("psql: {e}"))?;
+    stdin
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("psql: {e}"))?;
     drop(stdin);
     let status = child.wait().await.map_err(|e| format!("psql: {e}"))?;
     if !status.success() {

@@ -547,8 +547,15 @@ async fn run(args: Args) -> Result<(), String> {
                 };
                 let nonce = format!("{nonce}i");
                 facts.push(
-                    import_facts(&args.psql, url, &mut client(0), pid, args.import_rows, &nonce)
-                        .await?,
+                    import_facts(
+                        &args.psql,
+                        url,
+                        &mut client(0),
+                        pid,
+                        args.import_rows,
+                        &nonce,
+                    )
+                    .await?,
                 );
                 continue;
             }
@@ -605,7 +612,10 @@ async fn import_facts(
     let copy = import::copy(psql, database_url, rows, nonce).await?;
     let pass = import::grpc(grpc, server, rows, nonce).await?;
     if u64::try_from(pass.created).ok() != Some(rows) {
-        return Err(format!("import: {} of {rows} customers created", pass.created));
+        return Err(format!(
+            "import: {} of {rows} customers created",
+            pass.created
+        ));
     }
     let copy_rate = rows as f64 / copy.as_secs_f64().max(1e-9);
     let line = format!(

@@ -149,7 +149,9 @@ impl RowReader {
                         self.row_line
                     )));
                 }
-                if !self.pending.is_empty() || !self.csv.cells.is_empty() || self.csv.cell_was_quoted
+                if !self.pending.is_empty()
+                    || !self.csv.cells.is_empty()
+                    || self.csv.cell_was_quoted
                 {
                     self.end_record(out)?;
                 }
@@ -240,7 +242,8 @@ impl RowReader {
     }
 
     fn end_record(&mut self, out: &mut Vec<ParsedRow>) -> Result<(), FileError> {
-        let blank = self.pending.is_empty() && self.csv.cells.is_empty() && !self.csv.cell_was_quoted;
+        let blank =
+            self.pending.is_empty() && self.csv.cells.is_empty() && !self.csv.cell_was_quoted;
         if blank {
             return Ok(());
         }

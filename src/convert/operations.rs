@@ -120,11 +120,13 @@ pub fn operation_to_proto(operation: &ImportOperation) -> longrunning::Operation
         ))),
         (State::Failed | State::Cancelled, error) => {
             let (code, message) = error.clone().unwrap_or((2, "the import failed".to_owned()));
-            Some(longrunning::operation::Result::Error(tonic_types::pb::Status {
-                code,
-                message,
-                details: Vec::new(),
-            }))
+            Some(longrunning::operation::Result::Error(
+                tonic_types::pb::Status {
+                    code,
+                    message,
+                    details: Vec::new(),
+                },
+            ))
         }
         (State::Running | State::Interrupted, _) => None,
     };

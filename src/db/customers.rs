@@ -220,8 +220,11 @@ pub async fn insert_many(
         .await?;
     // RETURNING follows the VALUES order in practice; an import's events must, so it is
     // made certain.
-    let order: std::collections::HashMap<Uuid, usize> =
-        rows.iter().enumerate().map(|(i, row)| (row.id, i)).collect();
+    let order: std::collections::HashMap<Uuid, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (row.id, i))
+        .collect();
     stored.sort_by_key(|row| order.get(&row.id).copied().unwrap_or(usize::MAX));
     Ok(stored)
 }
@@ -237,8 +240,15 @@ pub async fn live_emails_among(
     }
     customers::table
         .filter(customers::delete_time.is_null())
-        .filter(sql::<diesel::sql_types::Bool>("lower(email) = ANY(").bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(emails).sql(")"))
-        .select((sql::<diesel::sql_types::Text>("lower(email)"), customers::id))
+        .filter(
+            sql::<diesel::sql_types::Bool>("lower(email) = ANY(")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(emails)
+                .sql(")"),
+        )
+        .select((
+            sql::<diesel::sql_types::Text>("lower(email)"),
+            customers::id,
+        ))
         .load(conn)
         .await
 }

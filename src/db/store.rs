@@ -20,8 +20,8 @@ use crate::{
         replay::StoredReplay,
         resource::Resource,
         store::{
-            Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage,
-            Store, Transact, WriteBody,
+            Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
+            Transact, WriteBody,
         },
     },
     domain::{
@@ -335,7 +335,10 @@ fn event_row(event: NewEvent, traceparent: Option<String>) -> NewEventRow {
 impl Bulk for AsyncPgConnection {
     async fn insert_customers(
         &mut self,
-        rows: &[(crate::domain::names::CustomerName, crate::domain::customer::CustomerData)],
+        rows: &[(
+            crate::domain::names::CustomerName,
+            crate::domain::customer::CustomerData,
+        )],
         actor: &str,
     ) -> Result<Vec<Customer>> {
         let new: Vec<NewCustomerRow> = rows

@@ -290,8 +290,9 @@ impl CustomerApi {
         let mut stream = request.into_inner();
         let (settings, first) = operations::first_message(stream.message().await?)?;
         let rest = stream.map(operations::later_message);
-        let parts = futures_util::stream::iter(first.into_iter().map(Ok::<_, crate::service::Error>))
-            .chain(rest.flat_map(futures_util::stream::iter));
+        let parts =
+            futures_util::stream::iter(first.into_iter().map(Ok::<_, crate::service::Error>))
+                .chain(rest.flat_map(futures_util::stream::iter));
         let operation = self
             .service
             .import(settings, &actor, Box::pin(parts))

@@ -208,7 +208,9 @@ impl ImportOperation {
             updated: row.updated,
             unchanged: row.unchanged,
             report,
-            error: row.error_code.map(|code| (code, row.error_message.unwrap_or_default())),
+            error: row
+                .error_code
+                .map(|code| (code, row.error_message.unwrap_or_default())),
             create_time: row.create_time,
             update_time: row.update_time,
         }
@@ -670,7 +672,12 @@ impl Run {
 
     /// Commits `batch` (and, when `last`, ends the operation): retried when it lost a race
     /// on a unique value to a concurrent writer.
-    async fn commit(&mut self, batch: Batch, rows_read: i64, last: bool) -> Result<OperationRow, Stop> {
+    async fn commit(
+        &mut self,
+        batch: Batch,
+        rows_read: i64,
+        last: bool,
+    ) -> Result<OperationRow, Stop> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -700,63 +707,73 @@ impl Run {
         let rows = batch.rows.clone();
         let invalid = batch.invalid.clone();
         let count = batch.count;
-        let committed = self
-            .service
-            .writer()
-            .store
-            .write(async move |conn| {
-                let Some(row) = db::operations::lock(conn, id).await? else {
-                    return Err(Error::internal(&super::Unreachable("an import without its operation")));
-                };
-                if row.rows_consumed != totals.rows_consumed {
-                    return Err(Error::Aborted {
-                        message: "another run of this import (same request_id) is committing \
+        let committed =
+            self.service
+                .writer()
+                .store
+                .write(async move |conn| {
+                    let Some(row) = db::operations::lock(conn, id).await? else {
+                        return Err(Error::internal(&super::Unreachable(
+                            "an import without its operation",
+                        )));
+                    };
+                    if row.rows_consumed != totals.rows_consumed {
+                        return Err(Error::Aborted {
+                            message: "another run of this import (same request_id) is committing \
                                   its rows; poll the operation, or retry once it stopped"
-                            .into(),
-                        reason: reason::IMPORT_RUNNING,
-                        resource_type: "longrunning.googleapis.com/Operation",
-                        resource_name: format!("operations/{id}"),
-                    });
-                }
-                if row.cancel_requested {
-                    let progress = totals.progress(
-                        State::Cancelled,
-                        Some((
-                            code::CANCELLED,
-                            format!(
-                                "cancelled by CancelOperation after {} rows; the batches \
+                                .into(),
+                            reason: reason::IMPORT_RUNNING,
+                            resource_type: "longrunning.googleapis.com/Operation",
+                            resource_name: format!("operations/{id}"),
+                        });
+                    }
+                    if row.cancel_requested {
+                        let progress = totals.progress(
+                            State::Cancelled,
+                            Some((
+                                code::CANCELLED,
+                                format!(
+                                    "cancelled by CancelOperation after {} rows; the batches \
                                  committed before stay committed",
-                                totals.rows_consumed
-                            ),
-                        )),
-                    );
-                    let row = db::operations::advance(conn, id, &progress).await?;
-                    return Ok(Committed::Cancelled(Box::new(row)));
-                }
-                let outcome =
-                    customer_import::commit_batch(conn, rows, mode, dry_run, &origin).await?;
-                let mut rejected: Vec<RowError> = invalid;
-                rejected.extend(outcome.rejected.into_iter().map(|(line, violations)| RowError {
-                    line,
-                    violations: violations.into_vec(),
-                }));
-                rejected.sort_by_key(|error| error.line);
-                for error in rejected {
-                    totals.reject(error.line, error.violations);
-                }
-                totals.created += outcome.created;
-                totals.updated += outcome.updated;
-                totals.unchanged += outcome.unchanged;
-                if !dry_run {
-                    totals.rows_committed += outcome.created + outcome.updated + outcome.unchanged;
-                }
-                totals.rows_consumed += count;
-                totals.rows_read = rows_read.max(totals.rows_consumed);
-                let state = if last { State::Succeeded } else { State::Running };
-                let row = db::operations::advance(conn, id, &totals.progress(state, None)).await?;
-                Ok(Committed::Done(Box::new(row)))
-            })
-            .await?;
+                                    totals.rows_consumed
+                                ),
+                            )),
+                        );
+                        let row = db::operations::advance(conn, id, &progress).await?;
+                        return Ok(Committed::Cancelled(Box::new(row)));
+                    }
+                    let outcome =
+                        customer_import::commit_batch(conn, rows, mode, dry_run, &origin).await?;
+                    let mut rejected: Vec<RowError> = invalid;
+                    rejected.extend(outcome.rejected.into_iter().map(|(line, violations)| {
+                        RowError {
+                            line,
+                            violations: violations.into_vec(),
+                        }
+                    }));
+                    rejected.sort_by_key(|error| error.line);
+                    for error in rejected {
+                        totals.reject(error.line, error.violations);
+                    }
+                    totals.created += outcome.created;
+                    totals.updated += outcome.updated;
+                    totals.unchanged += outcome.unchanged;
+                    if !dry_run {
+                        totals.rows_committed +=
+                            outcome.created + outcome.updated + outcome.unchanged;
+                    }
+                    totals.rows_consumed += count;
+                    totals.rows_read = rows_read.max(totals.rows_consumed);
+                    let state = if last {
+                        State::Succeeded
+                    } else {
+                        State::Running
+                    };
+                    let row =
+                        db::operations::advance(conn, id, &totals.progress(state, None)).await?;
+                    Ok(Committed::Done(Box::new(row)))
+                })
+                .await?;
         Ok(committed)
     }
 }
@@ -770,5 +787,9 @@ fn mixed() -> Error {
 }
 
 fn file_error(error: crate::convert::import_rows::FileError) -> Stop {
-    Stop::Failed(Error::invalid_field(reason::INVALID_FIELDS, "chunk", error.0))
+    Stop::Failed(Error::invalid_field(
+        reason::INVALID_FIELDS,
+        "chunk",
+        error.0,
+    ))
 }

@@ -16,12 +16,14 @@ use prost::Message;
 use serde_json::Value;
 use tonic::{Code, transport::Channel};
 
-use crate::helpers::{
-    Scratch, TestApp, eventually, http_request, labels, new_customer, scoped,
-};
+use crate::helpers::{Scratch, TestApp, eventually, http_request, labels, new_customer, scoped};
 
 /// The first message of an import.
-fn settings(mode: pb::ImportMode, request_id: &str, format: pb::ImportFormat) -> pb::ImportCustomersRequest {
+fn settings(
+    mode: pb::ImportMode,
+    request_id: &str,
+    format: pb::ImportFormat,
+) -> pb::ImportCustomersRequest {
     pb::ImportCustomersRequest {
         settings: Some(pb::ImportSettings {
             mode: mode as i32,
@@ -62,7 +64,10 @@ async fn import(
 fn response(operation: &longrunning::Operation) -> pb::ImportCustomersResponse {
     match &operation.result {
         Some(longrunning::operation::Result::Response(any)) => {
-            assert_eq!(any.type_url, "type.googleapis.com/customer.v1.ImportCustomersResponse");
+            assert_eq!(
+                any.type_url,
+                "type.googleapis.com/customer.v1.ImportCustomersResponse"
+            );
             pb::ImportCustomersResponse::decode(any.value.as_slice()).unwrap()
         }
         other => panic!("no response: {other:?}"),
@@ -71,7 +76,10 @@ fn response(operation: &longrunning::Operation) -> pb::ImportCustomersResponse {
 
 fn metadata(operation: &longrunning::Operation) -> pb::ImportCustomersMetadata {
     let any = operation.metadata.as_ref().unwrap();
-    assert_eq!(any.type_url, "type.googleapis.com/customer.v1.ImportCustomersMetadata");
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/customer.v1.ImportCustomersMetadata"
+    );
     pb::ImportCustomersMetadata::decode(any.value.as_slice()).unwrap()
 }
 
@@ -148,7 +156,11 @@ async fn a_streamed_import_commits_valid_rows_and_reports_each_invalid_one_with_
     let operation = import(
         &app,
         vec![
-            settings(pb::ImportMode::Unspecified, &request_id, pb::ImportFormat::Unspecified),
+            settings(
+                pb::ImportMode::Unspecified,
+                &request_id,
+                pb::ImportFormat::Unspecified,
+            ),
             customers(rows[..5].to_vec()),
             customers(rows[5..].to_vec()),
         ],
@@ -160,7 +172,12 @@ async fn a_streamed_import_commits_valid_rows_and_reports_each_invalid_one_with_
     assert!(operation.done);
     let response = response(&operation);
     assert_eq!(
-        (response.created, response.updated, response.unchanged, response.rejected),
+        (
+            response.created,
+            response.updated,
+            response.unchanged,
+            response.rejected
+        ),
         (8, 0, 0, 4)
     );
     assert_eq!(
@@ -189,16 +206,18 @@ async fn a_streamed_import_commits_valid_rows_and_reports_each_invalid_one_with_
     assert!(!response.errors_truncated);
     let progress = metadata(&operation);
     assert_eq!(
-        (progress.rows_read, progress.rows_committed, progress.rows_rejected),
+        (
+            progress.rows_read,
+            progress.rows_committed,
+            progress.rows_rejected
+        ),
         (12, 8, 4)
     );
     assert_eq!(app.count("customers", "family_name = 'Import'").await, 8);
     assert_eq!(
         app.count(
             "events",
-            &format!(
-                "event_type = 'CustomerRegistered' AND request_id = '{request_id}'"
-            )
+            &format!("event_type = 'CustomerRegistered' AND request_id = '{request_id}'")
         )
         .await,
         8
@@ -282,7 +301,10 @@ async fn rest_imports_stream_ndjson_and_csv_files() {
         &app,
         Method::POST,
         "/v1/customers:import",
-        &[("authorization", &bearer), ("content-type", "application/json")],
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
         Bytes::from("{}"),
     )
     .await;
@@ -308,7 +330,10 @@ async fn validate_only_checks_every_row_and_commits_nothing() {
 
     let response = response(&operation);
     assert_eq!((response.created, response.rejected), (1, 1));
-    assert_eq!(rejected(&response), [(2, vec!["customer.email".to_owned()])]);
+    assert_eq!(
+        rejected(&response),
+        [(2, vec!["customer.email".to_owned()])]
+    );
     let progress = metadata(&operation);
     assert!(progress.validate_only);
     assert_eq!((progress.rows_read, progress.rows_committed), (2, 0));
@@ -329,21 +354,40 @@ async fn upsert_mode_creates_then_updates_by_external_id_with_customer_updated_e
     let first = import(
         &app,
         vec![
-            settings(pb::ImportMode::UpsertByExternalId, "", pb::ImportFormat::Unspecified),
-            customers(vec![keyed("1", "First"), keyed("2", "First"), new_customer("No", "Key")]),
+            settings(
+                pb::ImportMode::UpsertByExternalId,
+                "",
+                pb::ImportFormat::Unspecified,
+            ),
+            customers(vec![
+                keyed("1", "First"),
+                keyed("2", "First"),
+                new_customer("No", "Key"),
+            ]),
         ],
     )
     .await
     .unwrap();
     let first = response(&first);
     assert_eq!((first.created, first.updated, first.rejected), (2, 0, 1));
-    assert_eq!(rejected(&first), [(3, vec!["customer.external_ids".to_owned()])]);
+    assert_eq!(
+        rejected(&first),
+        [(3, vec!["customer.external_ids".to_owned()])]
+    );
 
     let second = import(
         &app,
         vec![
-            settings(pb::ImportMode::UpsertByExternalId, "", pb::ImportFormat::Unspecified),
-            customers(vec![keyed("1", "Second"), keyed("2", "First"), keyed("3", "New")]),
+            settings(
+                pb::ImportMode::UpsertByExternalId,
+                "",
+                pb::ImportFormat::Unspecified,
+            ),
+            customers(vec![
+                keyed("1", "Second"),
+                keyed("2", "First"),
+                keyed("3", "New"),
+            ]),
         ],
     )
     .await
@@ -351,7 +395,12 @@ async fn upsert_mode_creates_then_updates_by_external_id_with_customer_updated_e
 
     let second = response(&second);
     assert_eq!(
-        (second.created, second.updated, second.unchanged, second.rejected),
+        (
+            second.created,
+            second.updated,
+            second.unchanged,
+            second.rejected
+        ),
         (1, 1, 1, 0)
     );
     let one = app
@@ -368,12 +417,19 @@ async fn upsert_mode_creates_then_updates_by_external_id_with_customer_updated_e
     assert_eq!(
         app.count(
             "events",
-            &format!("event_type = 'CustomerUpdated' AND aggregate = '{}'", one.name)
+            &format!(
+                "event_type = 'CustomerUpdated' AND aggregate = '{}'",
+                one.name
+            )
         )
         .await,
         1
     );
-    assert_eq!(app.count("events", "event_type = 'CustomerRegistered'").await, 3);
+    assert_eq!(
+        app.count("events", "event_type = 'CustomerRegistered'")
+            .await,
+        3
+    );
     assert_eq!(app.count("customers", "").await, 3);
 }
 
@@ -383,7 +439,11 @@ async fn a_resent_import_with_the_same_request_id_duplicates_nothing() {
     let request_id = uuid::Uuid::new_v4().to_string();
     let messages = || {
         vec![
-            settings(pb::ImportMode::CreateOnly, &request_id, pb::ImportFormat::Unspecified),
+            settings(
+                pb::ImportMode::CreateOnly,
+                &request_id,
+                pb::ImportFormat::Unspecified,
+            ),
             customers(numbered(5, "again")),
         ]
     };
@@ -401,12 +461,15 @@ async fn a_resent_import_with_the_same_request_id_duplicates_nothing() {
     other[0].settings.as_mut().unwrap().mode = pb::ImportMode::UpsertByExternalId as i32;
     let status = import(&app, other).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("settings.request_id"), "{status:?}");
+    assert!(
+        status.message().contains("settings.request_id"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_batch_failing_midway_leaves_nothing_of_itself_and_a_resend_resumes_after_the_committed_ones(
-) {
+async fn a_batch_failing_midway_leaves_nothing_of_itself_and_a_resend_resumes_after_the_committed_ones()
+ {
     let app = TestApp::spawn().await;
     let mut conn = app.db().await;
     // A failure only the database knows of, in the second batch's row 1,500.
@@ -458,7 +521,11 @@ async fn a_batch_failing_midway_leaves_nothing_of_itself_and_a_resend_resumes_af
     assert_eq!(response(&resumed).created, 2500);
     assert_eq!(metadata(&resumed).rows_read, 2500);
     assert_eq!(app.count("customers", "").await, 2500);
-    assert_eq!(app.count("events", "event_type = 'CustomerRegistered'").await, 2500);
+    assert_eq!(
+        app.count("events", "event_type = 'CustomerRegistered'")
+            .await,
+        2500
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -474,10 +541,17 @@ async fn operations_are_read_listed_and_cancelled_over_grpc_grpc_web_and_rest() 
     let mut client = app.client.clone();
     let running = tokio::spawn(async move { client.import_customers(stream).await });
     sender
-        .send(settings(pb::ImportMode::CreateOnly, &request_id, pb::ImportFormat::Unspecified))
+        .send(settings(
+            pb::ImportMode::CreateOnly,
+            &request_id,
+            pb::ImportFormat::Unspecified,
+        ))
         .await
         .unwrap();
-    sender.send(customers(numbered(1000, "first"))).await.unwrap();
+    sender
+        .send(customers(numbered(1000, "first")))
+        .await
+        .unwrap();
     eventually("the first batch commits", || async {
         get_operation(&app, &name, &app.bearer())
             .await
@@ -503,22 +577,26 @@ async fn operations_are_read_listed_and_cancelled_over_grpc_grpc_web_and_rest() 
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        listed.operations.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
-        [name.clone()]
-    );
+    let listed: Vec<&str> = listed.operations.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(listed, [name.as_str()]);
 
     // REST: cancel; the import stops after the batch under way.
     let (status, _, body) = http_request(
         &app,
         Method::POST,
         &format!("/v1/{name}:cancel"),
-        &[("authorization", &bearer), ("content-type", "application/json")],
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
         Bytes::from("{}"),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body:?}");
-    sender.send(customers(numbered(500, "second"))).await.unwrap();
+    sender
+        .send(customers(numbered(500, "second")))
+        .await
+        .unwrap();
     drop(sender);
     let cancelled = running.await.unwrap().unwrap().into_inner();
 
@@ -531,16 +609,28 @@ async fn operations_are_read_listed_and_cancelled_over_grpc_grpc_web_and_rest() 
     assert!(metadata(&cancelled).cancel_requested);
     assert_eq!(app.count("customers", "").await, 1000);
 
-    let (status, _, body) =
-        http_request(&app, Method::GET, &format!("/v1/{name}"), &[("authorization", &bearer)], Bytes::new()).await;
+    let (status, _, body) = http_request(
+        &app,
+        Method::GET,
+        &format!("/v1/{name}"),
+        &[("authorization", &bearer)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["name"], name);
     assert_eq!(json["done"], true);
     assert_eq!(json["error"]["code"], 1);
     assert_eq!(json["metadata"]["rowsCommitted"], "1000");
-    let (status, _, body) =
-        http_request(&app, Method::GET, "/v1/operations?filter=done%20%3D%20true", &[("authorization", &bearer)], Bytes::new()).await;
+    let (status, _, body) = http_request(
+        &app,
+        Method::GET,
+        "/v1/operations?filter=done%20%3D%20true",
+        &[("authorization", &bearer)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["operations"][0]["name"], name);
@@ -593,13 +683,21 @@ async fn imports_need_customers_write_and_operations_their_creator() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let status = get_operation(&app, "operations/0190b2a4-0000-7000-8000-000000000000", &reader)
-        .await
-        .unwrap_err();
+    let status = get_operation(
+        &app,
+        "operations/0190b2a4-0000-7000-8000-000000000000",
+        &reader,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    let status = get_operation(&app, "operations/0190b2a4-0000-7000-8000-000000000000", &app.bearer())
-        .await
-        .unwrap_err();
+    let status = get_operation(
+        &app,
+        "operations/0190b2a4-0000-7000-8000-000000000000",
+        &app.bearer(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(app.count("customers", "").await, 0);
 }
@@ -636,5 +734,9 @@ async fn the_cli_imports_a_csv_file_and_prints_the_rejected_rows() {
     );
     assert!(lines[1].starts_with("line 3: customer.email: "), "{stdout}");
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert_eq!(app.count("customers", "family_name IN ('One', 'Three')").await, 2);
+    assert_eq!(
+        app.count("customers", "family_name IN ('One', 'Three')")
+            .await,
+        2
+    );
 }

@@ -1,9 +1,10 @@
 //! The `import` scenario (issue 18): ImportCustomers of `--import-rows` new customers (100k
 //! by default) as an NDJSON file streamed in 256 KiB chunks over gRPC, timed from the first
 //! message to the finished operation, with the server's peak resident set during it; and
-//! the floor PostgreSQL sets for the same rows, `COPY … FROM STDIN` (psql, text format) into
-//! a table of the same shape (`CREATE TEMP TABLE … (LIKE customers INCLUDING DEFAULTS)`:
-//! no indexes, no trigger, no events), as a ratio. The file is generated as it is sent
+//! the floors PostgreSQL sets for the same rows, `COPY … FROM STDIN` (psql, text format) into
+//! a table of the same shape (`CREATE TEMP TABLE … (LIKE customers INCLUDING ALL)`: its
+//! indexes and constraints, no trigger, no events) and into a bare one (defaults only), as
+//! ratios. The file is generated as it is sent
 //! (constant memory on the generator's side too).
 //!
 //! The imported customers stay (their emails and external ids carry the run's nonce): the
@@ -123,12 +124,15 @@ pub async fn grpc(
     })
 }
 
-/// `COPY … FROM STDIN` of the same rows into a temporary table shaped like `customers`.
+/// `COPY … FROM STDIN` of the same rows into a temporary table shaped like `customers`:
+/// with its indexes and constraints (`indexed`: `LIKE customers INCLUDING ALL`, no trigger,
+/// no events), or bare (defaults only).
 pub async fn copy(
     psql: &Path,
     database_url: &str,
     rows: u64,
     nonce: &str,
+    indexed: bool,
 ) -> Result<Duration, String> {
     let mut child = tokio::process::Command::new(psql)
         .args([
@@ -145,10 +149,15 @@ pub async fn copy(
         .map_err(|e| format!("{}: {e}", psql.display()))?;
     let mut stdin = child.stdin.take().ok_or("psql: no stdin")?;
     let started = Instant::now();
+    let like = if indexed { "ALL" } else { "DEFAULTS" };
     stdin
         .write_all(
-            b"CREATE TEMP TABLE import_floor (LIKE customers INCLUDING DEFAULTS);\n\
-              COPY import_floor (id, given_name, family_name, email, phone, labels, external_ids) FROM STDIN;\n",
+            format!(
+                "CREATE TEMP TABLE import_floor (LIKE customers INCLUDING {like});\n\
+                 COPY import_floor (id, given_name, family_name, email, phone, status, labels, \
+                 external_ids) FROM STDIN;\n"
+            )
+            .as_bytes(),
         )
         .await
         .map_err(|e| format!("psql: {e}"))?;
@@ -156,7 +165,7 @@ pub async fn copy(
     for i in 0..rows {
         let _ = writeln!(
             out,
-            "{}\tBench\tImport {i}\timport-copy-{nonce}-{i}@example.com\t+3584012{:05}\t{{\"source\": \"bench\"}}\t{{\"bench\": \"copy-{nonce}-{i}\"}}",
+            "{}\tBench\tImport {i}\timport-copy-{nonce}-{i}@example.com\t+3584012{:05}\t1\t{{\"source\": \"bench\"}}\t{{\"bench\": \"copy-{nonce}-{i}\"}}",
             uuid::Uuid::new_v4(),
             i % 100_000
         );

@@ -613,7 +613,10 @@ async fn import_facts(
     let shaped = import::copy(psql, database_url, rows, &format!("{nonce}s"), true).await?;
     let pass = import::grpc(grpc, server, rows, nonce).await?;
     if u64::try_from(pass.created).ok() != Some(rows) {
-        return Err(format!("import: {} of {rows} customers created", pass.created));
+        return Err(format!(
+            "import: {} of {rows} customers created",
+            pass.created
+        ));
     }
     let rate = |took: std::time::Duration| rows as f64 / took.as_secs_f64().max(1e-9);
     let line = format!(

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::auth::scopes;
 use crate::core::list::MAX_PAGE_SIZE;
-use crate::domain::{company, country, customer, names, note};
+use crate::domain::{company, country, customer, erasure, names, note};
 use crate::service::{MAX_BATCH_GET, api_keys};
 
 /// Title, version, description and constraints of the document.
@@ -196,6 +196,17 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "RotateApiKeyRequest.grace_period",
         json!({"pattern": r"^(0*([0-9]{1,5}|[1-5][0-9]{5}|60[0-3][0-9]{3}|604[0-7][0-9]{2})(\.[0-9]+)?|0*604800(\.0+)?)s$"}),
     );
+    add(
+        "EraseCustomerRequest.reference",
+        json!({"pattern": format!(
+            "^([A-Za-z0-9._:-]{{1,{}}})?$",
+            erasure::MAX_REFERENCE_LEN
+        )}),
+    );
+    add(
+        "FindDuplicateCustomersRequest.name",
+        json!({"pattern": format!("^(customers/{uuid})?$")}),
+    );
     // Every request's page size and request id go through one parser each
     // (`list::page_size`, `names::parse_request_id`): every such field gets their limits.
     for (request, field) in request_fields(&["page_size", "request_id"]) {
@@ -314,7 +325,107 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
             paths.insert(path.to_owned(), item);
         }
     }
+    let probe = duplicate_probe_schema(&document["components"]["schemas"]);
+    if let Some(paths) = document["paths"].as_object_mut() {
+        duplicate_probe(paths);
+    }
+    document["components"]["schemas"][PROBE_SCHEMA] = probe;
     Ok(document)
+}
+
+/// The schema of a FindDuplicateCustomers probe (`customer`).
+const PROBE_SCHEMA: &str = "customer.v1.DuplicateProbe";
+
+/// The fields a probe compares, by JSON name: at least one must be set
+/// (`duplicates::Probe::new`), and a string or map left empty is not set.
+const PROBE_COMPARES: [(&str, &str); 5] = [
+    ("givenName", "string"),
+    ("familyName", "string"),
+    ("email", "string"),
+    ("phone", "string"),
+    ("externalIds", "object"),
+];
+
+/// What FindDuplicateCustomers accepts as its probe (`service::duplicates::requested_probe`):
+/// a customer's values, each valid as a customer's (`CustomerInput`), none required (the
+/// given and family names and the email a customer requires may be empty, i.e. not given),
+/// and at least one of [`PROBE_COMPARES`] set.
+fn duplicate_probe_schema(schemas: &Value) -> Value {
+    let mut probe = schemas["customer.v1.CustomerInput"].clone();
+    let Some(object) = probe.as_object_mut() else {
+        return probe;
+    };
+    let required = object.remove("required");
+    for field in required
+        .iter()
+        .flat_map(|r| r.as_array().into_iter().flatten())
+    {
+        let Some(field) = field.as_str() else {
+            continue;
+        };
+        let property = &mut object["properties"][field];
+        let description = property
+            .as_object_mut()
+            .and_then(|p| p.remove("description"));
+        let valid = property.take();
+        *property = json!({"anyOf": [{"type": ["string", "null"], "maxLength": 0}, valid]});
+        if let Some(description) = description {
+            property["description"] = description;
+        }
+    }
+    let set: Vec<Value> = PROBE_COMPARES
+        .iter()
+        .map(|(field, kind)| {
+            let value = if *kind == "string" {
+                json!({"type": "string", "minLength": 1})
+            } else {
+                json!({"type": "object", "minProperties": 1})
+            };
+            json!({"required": [field], "properties": {*field: value}})
+        })
+        .collect();
+    object.insert("anyOf".into(), Value::Array(set));
+    object.insert(
+        "description".into(),
+        json!(
+            "Values to compare with: each one given is checked as a customer's, none is \
+            required (an empty name or email is not given), and at least one of `givenName`, \
+            `familyName`, `email`, `phone` and `externalIds` is set."
+        ),
+    );
+    probe
+}
+
+/// FindDuplicateCustomers takes exactly one of `name` and `customer` (a probe,
+/// [`duplicate_probe_schema`]): the POST body says so with `oneOf` (an empty `name` and a
+/// `null` are unset, as in proto3 JSON), and the GET route, whose path sets `name`, takes
+/// no `customer`.
+fn duplicate_probe(paths: &mut serde_json::Map<String, Value>) {
+    let probe_ref = json!({"$ref": format!("#/components/schemas/{PROBE_SCHEMA}")});
+    if let Some(body) = paths
+        .get_mut("/v1/customers:findDuplicates")
+        .map(|item| &mut item["post"]["requestBody"]["content"]["application/json"]["schema"])
+    {
+        if let Some(customer) = body["properties"]["customer"]["anyOf"].as_array_mut()
+            && let Some(first) = customer.first_mut()
+        {
+            *first = probe_ref;
+        }
+        body["oneOf"] = json!([
+            {"required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}},
+            {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
+        ]);
+    }
+    if let Some(parameters) = paths
+        .get_mut("/v1/customers/{customer}:findDuplicates")
+        .and_then(|item| item["get"]["parameters"].as_array_mut())
+    {
+        parameters.retain(|parameter| {
+            !parameter["name"]
+                .as_str()
+                .is_some_and(|name| name.starts_with("customer."))
+        });
+    }
 }
 
 /// The export route's `format` parameter and its CSV representation

@@ -496,6 +496,13 @@ impl<'a> Generator<'a> {
                 schema["minProperties"] = json!(1);
             }
             if variant != Variant::Output {
+                if let Kind::Enum(enumeration) = field.kind()
+                    && behaviors.contains(&REQUIRED)
+                    && !field.is_list()
+                    && !field.is_map()
+                {
+                    schema = required_enum_schema(&enumeration);
+                }
                 self.constrain(&field, &mut schema);
                 // The JSON parser takes `null` as "unset" (proto3 JSON); for a required
                 // field that is a missing value, refused like an absent one.
@@ -954,7 +961,12 @@ impl<'a> Generator<'a> {
                         }
                     }
                     kind => {
-                        let value = query_value_schema(&kind);
+                        let value = match &kind {
+                            Kind::Enum(enumeration) if required && !field.is_list() => {
+                                required_enum_schema(enumeration)
+                            }
+                            kind => query_value_schema(kind),
+                        };
                         let mut parameter = json!({"name": name, "in": "query"});
                         if field.is_list() {
                             parameter["schema"] = json!({"type": "array", "items": value});
@@ -1502,6 +1514,19 @@ fn is_scalar_well_known(full_name: &str) -> bool {
             | "google.protobuf.StringValue"
             | "google.protobuf.BytesValue"
     )
+}
+
+/// The value of a `REQUIRED` enum field in a request: its values but the zero one, inline.
+/// The zero value (`…_UNSPECIFIED`, AIP-126) is what an unset field holds (proto3), so a
+/// required field that holds it is missing and refused; the enum's component keeps every
+/// value, since responses may carry any.
+fn required_enum_schema(enumeration: &EnumDescriptor) -> Value {
+    let names: Vec<String> = enumeration
+        .values()
+        .filter(|value| value.number() != 0)
+        .map(|value| value.name().to_owned())
+        .collect();
+    json!({"type": "string", "enum": names})
 }
 
 /// The schema of a single value in a query string or path segment: scalars, inline enums,
@@ -2055,6 +2080,36 @@ mod tests {
             parameter(get, "view")["schema"]["enum"],
             json!(["CUSTOMER_VIEW_UNSPECIFIED", "BASIC", "FULL"])
         );
+    }
+
+    #[test]
+    fn a_required_enum_takes_no_unspecified_value_in_requests() {
+        let doc = customer_document();
+        let erase = &doc["paths"]["/v1/customers/{customer}:erase"]["post"];
+        let body = &erase["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["required"], json!(["reason"]));
+        // UNSPECIFIED is an unset field, refused where the field is required.
+        assert_eq!(body["properties"]["reason"]["type"], "string");
+        assert_eq!(
+            body["properties"]["reason"]["enum"],
+            json!([
+                "DATA_SUBJECT_REQUEST",
+                "CONSENT_WITHDRAWN",
+                "NO_LONGER_NEEDED",
+                "UNLAWFUL_PROCESSING",
+                "LEGAL_OBLIGATION"
+            ])
+        );
+        assert!(
+            body["properties"]["reason"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Why the customer is erased")
+        );
+        // Responses may carry any value: the component keeps them all.
+        let component = &doc["components"]["schemas"]["customer.v1.ErasureReason"];
+        assert_eq!(component["enum"][0], "ERASURE_REASON_UNSPECIFIED");
+        assert_eq!(component["enum"].as_array().unwrap().len(), 6);
     }
 
     #[test]

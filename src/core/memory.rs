@@ -307,10 +307,16 @@ impl<R: Kept> Restore<R> for MemConn {
 impl Storage for MemConn {
     async fn claim(&mut self, request_id: Uuid, fingerprint: &[u8]) -> Result<Claim> {
         Ok(match self.state.request_ids.get(&request_id) {
-            Some((first, response)) => Claim::Used {
+            Some((first, Some(response))) => Claim::Used {
                 fingerprint: first.clone(),
                 response: response.clone(),
             },
+            // A claim is committed with its response (the state is only seen whole).
+            Some((_, None)) => {
+                return Err(crate::service::Error::internal(
+                    &crate::service::Unreachable("a committed claim without a response"),
+                ));
+            }
             None => {
                 self.state
                     .request_ids

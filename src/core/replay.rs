@@ -6,7 +6,7 @@
 
 use crate::{
     encoding::replay::Replayable as Encoding,
-    service::{Error, Result},
+    service::{Error, Result, error::reason},
 };
 
 /// A stored response as the database holds it.
@@ -16,12 +16,44 @@ pub enum StoredReplay {
     Json(serde_json::Value),
     /// Version 2 and later: a version byte and the encoding of that version.
     Bytes(Vec<u8>),
-    /// None: it held the data of `customer`, which was purged since (issue 16). A retry is
-    /// answered NOT_FOUND for that customer, not with its data and not with a second write.
-    Erased {
+    /// None any more: it was forgotten with the customer it held, for the stored reason
+    /// (issue 16). The claim stays, so a retry is recognised and answered by
+    /// [`Forgotten::answer`], never with the data and never with a second write.
+    Forgotten(Forgotten),
+}
+
+/// Why a stored response was forgotten (`request_ids.forgotten_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// The customer it held was purged at the end of its retention.
+    Purged {
         /// The purged customer.
         customer: uuid::Uuid,
     },
+    /// The customer it was about was erased (EraseCustomer).
+    Erased,
+}
+
+impl Forgotten {
+    /// What a retry of a request whose response was forgotten is answered, by the stored
+    /// reason: NOT_FOUND for a purged customer (as a read of it would be), and
+    /// FAILED_PRECONDITION `REQUEST_ERASED` for an erased one (running the request again
+    /// could bring the erased data back).
+    pub fn answer(self) -> Error {
+        match self {
+            Forgotten::Purged { customer } => {
+                Error::customer_not_found(format!("customers/{customer}"))
+            }
+            Forgotten::Erased => Error::FailedPrecondition {
+                message: "the first response to this request id was erased with the customer \
+                          it was about (EraseCustomer); the request is not run again"
+                    .to_owned(),
+                reason: reason::REQUEST_ERASED,
+                resource_type: crate::domain::names::CUSTOMER_TYPE,
+                resource_name: String::new(),
+            },
+        }
+    }
 }
 
 /// A resource whose write responses can be stored and replayed.
@@ -45,9 +77,7 @@ impl<T: Encoding> Replayable for T {
         match stored {
             StoredReplay::Bytes(bytes) => T::decode_replay(&bytes),
             StoredReplay::Json(json) => T::decode_replay_v1(json),
-            StoredReplay::Erased { customer } => {
-                return Err(Error::customer_not_found(format!("customers/{customer}")));
-            }
+            StoredReplay::Forgotten(forgotten) => return Err(forgotten.answer()),
         }
         .map_err(|e| Error::internal(&e))
     }

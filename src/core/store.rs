@@ -63,8 +63,8 @@ pub enum Claim {
     Used {
         /// Fingerprint of the first request.
         fingerprint: Vec<u8>,
-        /// Its stored response.
-        response: Option<super::replay::StoredReplay>,
+        /// Its stored response, or why it was forgotten.
+        response: super::replay::StoredReplay,
     },
 }
 

@@ -353,17 +353,8 @@ where
                                      per request",
                                 ));
                             }
-                            // A committed claim always has its response, unless an
-                            // erasure cleared it with the customer it was about.
-                            let response = response.ok_or_else(|| Error::FailedPrecondition {
-                                message: "the first response to this request id was erased \
-                                          with the customer it was about (EraseCustomer); \
-                                          the request is not run again"
-                                    .to_owned(),
-                                reason: reason::REQUEST_ERASED,
-                                resource_type: crate::domain::names::CUSTOMER_TYPE,
-                                resource_name: String::new(),
-                            })?;
+                            // The stored response, or the answer to a retry of a
+                            // request whose response was forgotten (`Forgotten::answer`).
                             return R::load_replay(response);
                         }
                     }

@@ -10,7 +10,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::erasure_log;
+use super::{request_ids, schema::erasure_log};
 use crate::domain::{
     erasure::{Erasure, ErasureReason},
     names::{CustomerName, ResourceName as _},
@@ -21,8 +21,10 @@ use crate::domain::{
 /// response names it (a write that changed nothing records no event). The claims stay, with
 /// their fingerprints (hashes), so that a retry of such a request is recognised and refused
 /// rather than run again, which could bring the erased data back. `except`: the erasure's
-/// own request id. The owner is cleared too, so a retry is told the request was erased
-/// (`REQUEST_ERASED`), not that a purged customer is gone. The number of responses cleared.
+/// own request id. The reason is stored (`erased`), so a retry is told the
+/// request was erased (`REQUEST_ERASED`), not that a purged customer is gone; the owner is
+/// cleared as well, which is how a release before that column tells the two apart. The
+/// number of responses cleared.
 ///
 /// One scan of `request_ids`, which holds one day of requests (`REQUEST_ID_TTL`); erasures
 /// are rare.
@@ -34,7 +36,8 @@ pub async fn forget_replays(
     // A UUID holds no LIKE metacharacter.
     let notes = format!("{customer}/notes/%");
     diesel::sql_query(
-        "UPDATE request_ids SET response = NULL, response_pb = NULL, customer_id = NULL \
+        "UPDATE request_ids SET response = NULL, response_pb = NULL, customer_id = NULL, \
+                forgotten_reason = $4 \
          WHERE request_id IS DISTINCT FROM $3 \
            AND (response IS NOT NULL OR response_pb IS NOT NULL) \
            AND (request_id IN (SELECT request_id FROM events \
@@ -46,6 +49,7 @@ pub async fn forget_replays(
     .bind::<Text, _>(customer)
     .bind::<Text, _>(&notes)
     .bind::<Nullable<diesel::sql_types::Uuid>, _>(except)
+    .bind::<Text, _>(request_ids::ERASED)
     .execute(conn)
     .await
 }

@@ -275,8 +275,9 @@ impl Pool {
     }
 
     /// Begins a read-only REPEATABLE READ transaction: every statement in it reads the one
-    /// snapshot taken by its first.
-    pub async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    /// snapshot taken by its first. Private: snapshots are run by [`Pool::run_in`]
+    /// (`Transaction::Snapshot`), which also ends them.
+    async fn begin_snapshot(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         let sql = if self.statements.prepared {
             BEGIN.to_owned()

@@ -33,11 +33,21 @@ pub enum Claim {
         response: Option<Vec<u8>>,
         /// The first response as version 1 JSON (`response`), stored before version 2.
         response_v1: Option<serde_json::Value>,
-        /// The customer whose data the response held; with neither response, that
-        /// customer was purged and the response erased ([`erase_customer`]).
+        /// The customer whose data the response held.
         customer_id: Option<Uuid>,
+        /// Why neither response is stored any more ([`PURGED`], [`ERASED`]); `None` while
+        /// one is, and on rows an older release forgot (its purge kept `customer_id`, its
+        /// erasure cleared it).
+        forgotten_reason: Option<String>,
     },
 }
+
+/// `request_ids.forgotten_reason` of a response erased with its purged customer
+/// ([`erase_customer`]).
+pub const PURGED: &str = "purged";
+/// `request_ids.forgotten_reason` of a response erased with its erased customer
+/// (`db::erasure::forget_replays`).
+pub const ERASED: &str = "erased";
 
 /// Claims `request_id` for a request with `fingerprint`. Must run inside the write's
 /// transaction so that the claim and the write commit or roll back together.
@@ -58,19 +68,21 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (fingerprint, response, response_v1, customer_id) = request_ids::table
+    let (fingerprint, response, response_v1, customer_id, forgotten_reason) = request_ids::table
         .find(request_id)
         .select((
             request_ids::fingerprint,
             request_ids::response_pb,
             request_ids::response,
             request_ids::customer_id,
+            request_ids::forgotten_reason,
         ))
         .first::<(
             Vec<u8>,
             Option<Vec<u8>>,
             Option<serde_json::Value>,
             Option<Uuid>,
+            Option<String>,
         )>(conn)
         .await?;
     Ok(Claim::Used {
@@ -78,6 +90,7 @@ pub async fn claim(
         response,
         response_v1,
         customer_id,
+        forgotten_reason,
     })
 }
 
@@ -129,14 +142,15 @@ impl QueryFragment<Pg> for Complete<'_> {
     }
 }
 
-/// Erases the stored responses that hold the data of customer `customer_id` (being purged):
-/// the claims stay, so a retry is still not a second write, but it finds no response to
-/// replay. Returns how many.
+/// Erases the stored responses that hold the data of customer `customer_id` (being purged),
+/// recording why ([`PURGED`]): the claims stay, so a retry is still not a second
+/// write, but it finds no response to replay. Returns how many.
 pub async fn erase_customer(conn: &mut AsyncPgConnection, customer_id: Uuid) -> QueryResult<usize> {
     diesel::update(request_ids::table.filter(request_ids::customer_id.eq(customer_id)))
         .set((
             request_ids::response_pb.eq(None::<Vec<u8>>),
             request_ids::response.eq(None::<serde_json::Value>),
+            request_ids::forgotten_reason.eq(PURGED),
         ))
         .execute(conn)
         .await

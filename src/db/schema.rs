@@ -67,6 +67,7 @@ diesel::table! {
         create_time -> Timestamptz,
         response_pb -> Nullable<Bytea>,
         customer_id -> Nullable<Uuid>,
+        forgotten_reason -> Nullable<Text>,
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     core::{
-        replay::StoredReplay,
+        replay::{Forgotten, StoredReplay},
         resource::Resource,
         store::{
             Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
@@ -259,12 +259,23 @@ impl Storage for AsyncPgConnection {
                     response,
                     response_v1,
                     customer_id,
+                    forgotten_reason,
                 } => Claim::Used {
                     fingerprint,
-                    response: response
-                        .map(StoredReplay::Bytes)
-                        .or(response_v1.map(StoredReplay::Json))
-                        .or(customer_id.map(|customer| StoredReplay::Erased { customer })),
+                    response: match (response, response_v1) {
+                        (Some(bytes), _) => StoredReplay::Bytes(bytes),
+                        (None, Some(json)) => StoredReplay::Json(json),
+                        // The stored reason; a row an older release forgot has none:
+                        // its purge kept the owner, its erasure cleared it.
+                        (None, None) => StoredReplay::Forgotten(
+                            match (forgotten_reason.as_deref(), customer_id) {
+                                (Some(request_ids::PURGED) | None, Some(customer)) => {
+                                    Forgotten::Purged { customer }
+                                }
+                                _ => Forgotten::Erased,
+                            },
+                        ),
+                    },
                 },
             },
         )
@@ -281,7 +292,7 @@ impl Storage for AsyncPgConnection {
                 request_ids::complete(self, request_id, &bytes, customer).await?;
                 Ok(())
             }
-            StoredReplay::Json(_) | StoredReplay::Erased { .. } => Err(Error::internal(
+            StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(
                 &Unreachable("only current replays are written"),
             )),
         }

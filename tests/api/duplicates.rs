@@ -252,6 +252,14 @@ async fn a_probe_is_a_name_or_values_never_both_nor_neither() {
             vec!["page_size", "customer.phone"],
         ),
         (by_name("customers/nope", 0, ""), vec!["name"]),
+        // Each value given is checked as a customer's.
+        (
+            values(pb::Customer {
+                company: "acme".into(),
+                ..person("", "", "not-an-email", "")
+            }),
+            vec!["customer.email", "customer.company"],
+        ),
     ] {
         let status = client.find_duplicate_customers(request).await.unwrap_err();
         assert_invalid(&status, "INVALID_FIELDS", &fields);
@@ -272,6 +280,18 @@ async fn a_probe_is_a_name_or_values_never_both_nor_neither() {
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
     assert!(denied.message().contains("customers.read"), "{denied:?}");
+    // None is required: an email alone is a probe.
+    let by_email = client
+        .find_duplicate_customers(values(person("", "", "Probe.Errors@example.org", "")))
+        .await
+        .unwrap()
+        .into_inner();
+    let found: Vec<&str> = by_email
+        .candidates
+        .iter()
+        .map(|candidate| candidate.customer.as_ref().unwrap().name.as_str())
+        .collect();
+    assert_eq!(found, [customer.name.as_str()]);
     let none = client
         .find_duplicate_customers(by_name(&customer.name, 0, ""))
         .await

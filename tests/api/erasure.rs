@@ -267,6 +267,18 @@ async fn life_and_erasure() -> Traces {
     let replay = client.create_customer(create).await.unwrap_err();
     assert_reason(&replay, Code::FailedPrecondition, "REQUEST_ERASED");
     assert_eq!(app.count("customers", "").await, 1);
+    assert_eq!(
+        app.count(
+            "request_ids",
+            &format!(
+                "request_id = '{}' AND forgotten_reason = 'erased' AND response IS NULL \
+                 AND response_pb IS NULL",
+                create_id
+            )
+        )
+        .await,
+        1
+    );
     // The history keeps what happened, in order, and not who it was.
     let history = crate::events::list_all(&app, &name, "").await;
     let kinds: Vec<&str> = history.iter().map(crate::events::kind).collect();

@@ -523,3 +523,90 @@ async fn the_cli_fails_with_the_servers_reason_and_writes_to_stdout_by_default()
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1][2], "Only");
 }
+
+/// Sessions of the test database inside a transaction that waits for its client.
+async fn idle_in_transaction(app: &TestApp) -> i64 {
+    app.count(
+        "pg_stat_activity",
+        "datname = current_database() AND state = 'idle in transaction'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_external_id_sources_fail_the_export_before_any_row_and_end_its_snapshot() {
+    use diesel_async::RunQueryDsl as _;
+
+    let app = TestApp::spawn().await;
+    let customer = app.create("Many", "Sources").await;
+    // More sources than a CSV header may name (written behind the API's back: a customer
+    // holds at most 16).
+    let inserted = diesel::sql_query(format!(
+        "INSERT INTO customer_external_ids (source, external_id, customer_id) \
+         SELECT 'source_' || g, 'id', '{}' FROM generate_series(1, {}) AS g",
+        customer.uid,
+        customer_api::service::export::MAX_EXTERNAL_ID_SOURCES + 1
+    ))
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(inserted, 1001);
+
+    let status = export(&app, "", false).await.unwrap_err();
+
+    crate::helpers::assert_reason(
+        &status,
+        tonic::Code::FailedPrecondition,
+        "TOO_MANY_EXTERNAL_ID_SOURCES",
+    );
+    // The runner ended the snapshot before the answer left.
+    assert_eq!(idle_in_transaction(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_goes_away_ends_the_export_and_its_snapshot() {
+    use diesel_async::RunQueryDsl as _;
+
+    let app = TestApp::spawn().await;
+    // Far more than the channel and the stream's windows hold, so the walk waits on the
+    // reader.
+    let inserted = diesel::sql_query(
+        "INSERT INTO customers (id, given_name, family_name, email, status, labels, version, \
+         create_time, update_time, external_ids) \
+         SELECT gen_random_uuid(), 'Reader' || g, 'Gone', 'reader' || g || '@gone.example', 1, \
+         '{}', 1, now(), now(), '{}' FROM generate_series(1, 5000) AS g",
+    )
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(inserted, 5000);
+    let mut stream = app
+        .client
+        .clone()
+        .export_customers(pb::ExportCustomersRequest {
+            filter: String::new(),
+            show_deleted: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.given_name.starts_with("Reader"), "{first:?}");
+    crate::helpers::eventually("the walk waits for the reader in its snapshot", || async {
+        idle_in_transaction(&app).await == 1
+    })
+    .await;
+
+    drop(stream);
+
+    crate::helpers::eventually("the export's snapshot has ended", || async {
+        idle_in_transaction(&app).await == 0
+    })
+    .await;
+    // The connection went back to the pool, usable.
+    let page = pb::ListCustomersRequest {
+        page_size: 10,
+        ..Default::default()
+    };
+    assert_eq!(app.customer_names(page).await.len(), 10);
+}

@@ -175,3 +175,55 @@ async fn the_document_is_valid_openapi_3_1() {
     );
     assert_eq!(stdout.trim(), format!("{document}: OK"));
 }
+
+/// What FindDuplicateCustomers and EraseCustomer accept, as the document says it: exactly one
+/// of `name` and a probe, a probe of partial values, no `customer` beside a `name` in the
+/// path, and no UNSPECIFIED erasure reason.
+#[test]
+fn the_document_says_what_find_duplicates_and_erase_accept() {
+    let document = committed();
+    let body = &document["paths"]["/v1/customers:findDuplicates"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(
+        body["oneOf"],
+        serde_json::json!([
+            {"required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}},
+            {"required": ["customer"], "properties": {"customer": {"type": "object"}}},
+        ])
+    );
+    assert_eq!(
+        body["properties"]["customer"]["anyOf"][0]["$ref"],
+        "#/components/schemas/customer.v1.DuplicateProbe"
+    );
+    let probe = &document["components"]["schemas"]["customer.v1.DuplicateProbe"];
+    assert!(probe.get("required").is_none(), "{probe}");
+    let compared: Vec<&str> = probe["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|branch| branch["required"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        compared,
+        ["givenName", "familyName", "email", "phone", "externalIds"]
+    );
+    assert_eq!(
+        probe["properties"]["email"]["anyOf"][0],
+        serde_json::json!({"type": ["string", "null"], "maxLength": 0})
+    );
+    let by_name = document["paths"]["/v1/customers/{customer}:findDuplicates"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = by_name
+        .iter()
+        .map(|parameter| parameter["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["customer", "pageSize", "pageToken"]);
+
+    let erase = &document["paths"]["/v1/customers/{customer}:erase"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(erase["required"], serde_json::json!(["reason"]));
+    let reasons = erase["properties"]["reason"]["enum"].as_array().unwrap();
+    assert_eq!(reasons.len(), 5);
+    assert!(!reasons.contains(&serde_json::json!("ERASURE_REASON_UNSPECIFIED")));
+}

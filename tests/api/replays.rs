@@ -80,8 +80,18 @@ async fn a_purged_customer_leaves_no_data_in_stored_replays_and_a_retry_is_not_f
         );
         assert_eq!(app.count("request_ids", &holding).await, 0, "{text}");
     }
-    // …but the claims stay: a retry is not a second write, and it is told the customer is
-    // gone instead of being given it.
+    // …but the claims stay, with why their responses went: a retry is not a second write,
+    // and it is told the customer is gone instead of being given it.
+    let owned = format!("customer_id = '{}'", gone.uid);
+    assert_eq!(app.count("request_ids", &owned).await, 3);
+    assert_eq!(
+        app.count(
+            "request_ids",
+            &format!("{owned} AND forgotten_reason = 'purged'")
+        )
+        .await,
+        3
+    );
     for status in [
         client.create_customer(create).await.unwrap_err(),
         client.create_note(note).await.unwrap_err(),
@@ -107,6 +117,53 @@ async fn a_purged_customer_leaves_no_data_in_stored_replays_and_a_retry_is_not_f
         .unwrap()
         .into_inner();
     assert_eq!(replayed, kept);
+}
+
+/// Rows an older release forgot carry no reason: its purge kept the owner, its erasure
+/// cleared it. The reader answers them as that release did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_of_a_request_an_older_release_forgot_is_answered_by_what_it_left() {
+    use diesel_async::RunQueryDsl as _;
+
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let create = |given: &str| pb::CreateCustomerRequest {
+        customer: Some(new_customer(given, "Older")),
+        request_id: request_id(),
+    };
+    let (purged, erased) = (create("Purged"), create("Erased"));
+    let purged_customer = client
+        .create_customer(purged.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    client.create_customer(erased.clone()).await.unwrap();
+    // What the older purge and erasure left of the two replays.
+    let mut conn = app.db().await;
+    for (request, owner) in [
+        (&purged.request_id, "customer_id"),
+        (&erased.request_id, "NULL"),
+    ] {
+        let changed = diesel::sql_query(format!(
+            "UPDATE request_ids SET response = NULL, response_pb = NULL, \
+             customer_id = {owner}, forgotten_reason = NULL WHERE request_id = '{request}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(changed, 1);
+    }
+
+    let status = client.create_customer(purged).await.unwrap_err();
+    assert_reason(&status, Code::NotFound, "RESOURCE_NOT_FOUND");
+    let info = crate::helpers::details(&status)
+        .resource_info()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.resource_name, purged_customer.name);
+    let status = client.create_customer(erased).await.unwrap_err();
+    assert_reason(&status, Code::FailedPrecondition, "REQUEST_ERASED");
+    assert_eq!(app.count("customers", "").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

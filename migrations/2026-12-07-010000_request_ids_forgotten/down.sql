@@ -1,0 +1,1 @@
+ALTER TABLE request_ids DROP COLUMN IF EXISTS forgotten_reason;

@@ -43,3 +43,18 @@ pub async fn list(
 ) -> QueryResult<Vec<CompanyRow>> {
     query.page(rows(query.show_deleted)).load(conn).await
 }
+
+/// Which of `ids` are live companies, share-locked for this transaction (customers written
+/// in it refer to them, so a concurrent DeleteCompany waits): one statement for a batch.
+pub async fn live_among(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    companies::table
+        .filter(companies::id.eq_any(ids))
+        .filter(companies::delete_time.is_null())
+        .select(companies::id)
+        .for_share()
+        .load(conn)
+        .await
+}

@@ -147,3 +147,28 @@ diesel::table! {
         replays_erased -> BigInt,
     }
 }
+
+diesel::table! {
+    operations (id) {
+        id -> Uuid,
+        kind -> Text,
+        creator -> Text,
+        fingerprint -> Bytea,
+        state -> SmallInt,
+        cancel_requested -> Bool,
+        mode -> SmallInt,
+        validate_only -> Bool,
+        rows_read -> BigInt,
+        rows_consumed -> BigInt,
+        rows_committed -> BigInt,
+        rows_rejected -> BigInt,
+        created -> BigInt,
+        updated -> BigInt,
+        unchanged -> BigInt,
+        report -> Nullable<Bytea>,
+        error_code -> Nullable<Integer>,
+        error_message -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}

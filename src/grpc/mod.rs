@@ -13,9 +13,11 @@ pub mod codec;
 pub mod content_type;
 pub mod deadline;
 pub mod middleware;
+pub mod operations;
 mod requests;
 pub mod status;
 
+use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use self::requests::{Create, Delete, Get, List, Message, Undelete, Update};
@@ -179,6 +181,7 @@ customer_service! {
     upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
     lookup_customer(pb::LookupCustomerRequest) -> pb::Customer = lookup;
     export_customers(pb::ExportCustomersRequest) -> CustomerStream = export;
+    import_customers(tonic::Streaming<pb::ImportCustomersRequest>) -> crate::longrunning::Operation = import;
     watch_customer_events(pb::WatchCustomerEventsRequest) -> EventStream = watch;
     get_business_info(pb::GetBusinessInfoRequest) -> pb::BusinessInfo = business_info;
     erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
@@ -273,6 +276,28 @@ impl CustomerApi {
                 .insert(EXTERNAL_ID_SOURCES_HEADER, sources);
         }
         Ok(response)
+    }
+
+    /// ImportCustomers: the settings from the first message, the rest streamed into the
+    /// import; the operation as it ended.
+    async fn import(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
+    ) -> RpcResult<crate::longrunning::Operation> {
+        let actor = actor(&request);
+        let mut stream = request.into_inner();
+        let (settings, first) = operations::first_message(stream.message().await?)?;
+        let rest = stream.map(operations::later_message);
+        let parts =
+            futures_util::stream::iter(first.into_iter().map(Ok::<_, crate::service::Error>))
+                .chain(rest.flat_map(futures_util::stream::iter));
+        let operation = self
+            .service
+            .import(settings, &actor, Box::pin(parts))
+            .await?;
+        Ok(Response::new(convert::operations::operation_to_proto(
+            &operation,
+        )))
     }
 
     /// WatchCustomerEvents: the change stream from a resume token.
@@ -444,7 +469,7 @@ fn slow_consumer(resume_after: i64) -> Status {
 
 /// Whether the caller holds `customers.admin`, which shows soft-deleted customers' history
 /// with its personal data.
-fn privileged<T>(request: &Request<T>) -> bool {
+pub(crate) fn privileged<T>(request: &Request<T>) -> bool {
     request
         .extensions()
         .get::<Principal>()
@@ -452,7 +477,7 @@ fn privileged<T>(request: &Request<T>) -> bool {
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
-fn actor<T>(request: &Request<T>) -> String {
+pub(crate) fn actor<T>(request: &Request<T>) -> String {
     request.extensions().get::<Principal>().map_or_else(
         || "unknown".to_owned(),
         |principal| principal.subject.clone(),

@@ -86,6 +86,10 @@ pub mod reason {
     /// A retry of a request whose first response was erased with the customer it was about
     /// (EraseCustomer): it is not run again, which could bring the erased data back.
     pub const REQUEST_ERASED: &str = "REQUEST_ERASED";
+    /// Another run of the same import (same request id) is committing its rows.
+    pub const IMPORT_RUNNING: &str = "IMPORT_RUNNING";
+    /// An import's stream broke off; re-sending it with the same request id resumes it.
+    pub const IMPORT_INTERRUPTED: &str = "IMPORT_INTERRUPTED";
 }
 
 /// Result of a use case.

@@ -16,6 +16,7 @@ pub mod duplicates;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod import;
 pub mod notes;
 pub mod page_token;
 pub mod privacy;

@@ -32,6 +32,7 @@ mod export;
 mod external_ids;
 mod hardening;
 mod helpers;
+mod import;
 mod lifecycle;
 mod list;
 mod metrics;

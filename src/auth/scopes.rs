@@ -65,6 +65,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
     ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
     ("/customer.v1.CustomerService/FindDuplicateCustomers", READ),
+    ("/customer.v1.CustomerService/MergeCustomers", WRITE),
+    ("/customer.v1.CustomerService/UnmergeCustomers", WRITE),
 ];
 
 /// The services whose every method is in [`TABLE`].

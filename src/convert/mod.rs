@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod csv;
 pub mod events;
+pub mod merge;
 pub mod privacy;
 
 use chrono::{DateTime, Utc};

@@ -50,6 +50,7 @@ pub mod events;
 pub mod filter;
 pub mod keys;
 pub mod keyset;
+pub mod merges;
 pub mod models;
 pub mod notes;
 pub mod relay;

@@ -156,7 +156,6 @@ customer_service! {
         WatchCustomerEventsStream = EventStream;
     }
     // The writes and lists, one generic call each.
-    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create;
     list_customers(pb::ListCustomersRequest) -> pb::ListCustomersResponse = list;
     update_customer(pb::UpdateCustomerRequest) -> pb::Customer = update;
     delete_customer(pb::DeleteCustomerRequest) -> pb::Customer = delete;
@@ -174,6 +173,7 @@ customer_service! {
     update_note(pb::UpdateNoteRequest) -> pb::Note = update;
     delete_note(pb::DeleteNoteRequest) -> () = delete;
     // What only customers have.
+    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create_customer;
     get_customer(pb::GetCustomerRequest) -> pb::Customer = get_customer_in_view;
     batch_get_customers(pb::BatchGetCustomersRequest) -> pb::BatchGetCustomersResponse = batch_get;
     upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
@@ -184,10 +184,88 @@ customer_service! {
     erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
     export_customer_data(pb::ExportCustomerDataRequest) -> pb::CustomerDataExport = export_data;
     find_duplicate_customers(pb::FindDuplicateCustomersRequest) -> pb::FindDuplicateCustomersResponse = find_duplicates;
+    merge_customers(pb::MergeCustomersRequest) -> pb::MergeCustomersResponse = merge;
+    unmerge_customers(pb::UnmergeCustomersRequest) -> pb::UnmergeCustomersResponse = unmerge;
 }
 
 /// The RPCs only one resource has.
 impl CustomerApi {
+    /// CreateCustomer: the generic create, or under a duplicate policy (WARN names the
+    /// likely duplicates in response metadata, REJECT refuses while there are any).
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
+        }
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .customer
+            .as_ref()
+            .map(Customer::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_customer(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        let mut response = Response::new(created.to_message());
+        // Customer names are ASCII: always a valid value.
+        if !candidates.is_empty()
+            && let Ok(value) = candidates.join(",").parse()
+        {
+            response.metadata_mut().insert(
+                crate::service::duplicates::DUPLICATE_CANDIDATES_HEADER,
+                value,
+            );
+        }
+        Ok(response)
+    }
+
+    /// MergeCustomers: duplicates merged into one customer, in one transaction.
+    async fn merge(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> RpcResult<pb::MergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .merge(
+                crate::service::merge::MergeRequest {
+                    target: request.target,
+                    sources: request.sources,
+                    choices: request
+                        .field_policy
+                        .map(|policy| policy.choices.into_iter().collect())
+                        .unwrap_or_default(),
+                    etag: request.etag,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::outcome_to_proto(outcome)))
+    }
+
+    /// UnmergeCustomers: a merge undone from its record.
+    async fn unmerge(
+        &self,
+        request: Request<pb::UnmergeCustomersRequest>,
+    ) -> RpcResult<pb::UnmergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .unmerge(
+                crate::service::merge::UnmergeRequest {
+                    name: request.name,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::unmerge_to_proto(outcome)))
+    }
+
     /// GetCustomer: the BASIC view is the generic get; FULL adds the registry's answer.
     async fn get_customer_in_view(
         &self,

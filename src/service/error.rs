@@ -86,6 +86,15 @@ pub mod reason {
     /// A retry of a request whose first response was erased with the customer it was about
     /// (EraseCustomer): it is not run again, which could bring the erased data back.
     pub const REQUEST_ERASED: &str = "REQUEST_ERASED";
+    /// A merge source, or an undelete, of a customer merged into another already.
+    pub const CUSTOMER_MERGED: &str = "CUSTOMER_MERGED";
+    /// UnmergeCustomers of a merge undone already.
+    pub const MERGE_ALREADY_UNDONE: &str = "MERGE_ALREADY_UNDONE";
+    /// UnmergeCustomers of a merge whose source was purged, erased, undeleted or merged
+    /// elsewhere since: it cannot be restored as it was.
+    pub const MERGE_SOURCE_CHANGED: &str = "MERGE_SOURCE_CHANGED";
+    /// CreateCustomer with `duplicate_policy = REJECT` found likely duplicates.
+    pub const DUPLICATE_CUSTOMER: &str = "DUPLICATE_CUSTOMER";
 }
 
 /// Result of a use case.
@@ -123,6 +132,15 @@ pub enum Error {
         resource_type: &'static str,
         /// The conflicting resource, when it may be disclosed.
         resource_name: String,
+    },
+    /// CreateCustomer with `duplicate_policy = REJECT` found live customers that are likely
+    /// the same person (ALREADY_EXISTS, reason DUPLICATE_CUSTOMER).
+    #[error("{message}")]
+    Duplicates {
+        /// Summary for humans.
+        message: String,
+        /// The candidates' names, best first.
+        candidates: Vec<String>,
     },
     /// Optimistic concurrency: the supplied etag is stale. Re-read and retry.
     #[error("{message}")]

@@ -782,6 +782,7 @@ async fn a_customer_write_waits_for_a_delete_of_its_company_and_sees_it() {
             client
                 .clone()
                 .create_customer(pb::CreateCustomerRequest {
+                    duplicate_policy: 0,
                     customer: Some(customer),
                     request_id: String::new(),
                 })

@@ -362,6 +362,7 @@ async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_con
         let status = app
             .client_with(Some(authorization))
             .create_customer(pb::CreateCustomerRequest {
+                duplicate_policy: 0,
                 customer: Some(new_customer("A", "B")),
                 request_id: String::new(),
             })
@@ -372,6 +373,7 @@ async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_con
         // gRPC-web: a trailers-only answer, the status in the headers.
         let mut framed = vec![0_u8, 0, 0, 0, 0];
         pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("A", "B")),
             request_id: String::new(),
         }

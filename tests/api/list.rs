@@ -194,6 +194,7 @@ async fn a_walk_during_concurrent_inserts_never_repeats_a_customer() {
                 let mut client = client.clone();
                 client
                     .create_customer(pb::CreateCustomerRequest {
+                        duplicate_policy: 0,
                         customer: Some(new_customer(&format!("During{i}"), "Walk")),
                         request_id: String::new(),
                     })

@@ -108,6 +108,7 @@ impl Api {
     ) -> Result<pb::Customer, Status> {
         let request = self.request(
             pb::CreateCustomerRequest {
+                duplicate_policy: 0,
                 customer: Some(customer),
                 request_id: request_id.to_owned(),
             },

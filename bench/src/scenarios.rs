@@ -294,6 +294,7 @@ impl Create {
         let request = self.grpc.request(pb::CreateCustomerRequest {
             customer: Some(customer),
             request_id: uuid::Uuid::new_v4().to_string(),
+            duplicate_policy: 0,
         });
         self.grpc
             .client()

@@ -34,6 +34,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod list;
+mod merge;
 mod metrics;
 mod monitoring;
 mod notes;

@@ -43,7 +43,7 @@ pub const NAME_SIMILARITY: f64 = 0.5;
 pub const MAX_CANDIDATES: i64 = 100;
 
 /// The score from which CreateCustomer's `duplicate_policy` counts a candidate as a likely
-/// duplicate: a phone, an email or an external id alone, or a name at least 0.84 alike.
+/// duplicate: a phone, an email or an external id alone, or a name at least 0.83 alike.
 pub const LIKELY_DUPLICATE: f64 = 0.5;
 /// Most likely duplicates CreateCustomer names.
 pub const MAX_CREATE_CANDIDATES: i64 = 10;

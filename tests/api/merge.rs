@@ -269,14 +269,22 @@ async fn an_unmerge_restores_the_sources_the_target_and_the_notes_exactly() {
         notes_of(&app, &people.first.name).await,
         notes_of(&app, &people.second.name).await,
     ];
+    // The target takes the second's email: the unmerge must give it back before the second
+    // can have it again.
     let merged = client
-        .merge_customers(merge_request(
-            &people.target.name,
-            &[&people.first.name, &people.second.name],
-        ))
+        .merge_customers(pb::MergeCustomersRequest {
+            field_policy: Some(pb::FieldPolicy {
+                choices: labels(&[("email", &people.second.name)]),
+            }),
+            ..merge_request(
+                &people.target.name,
+                &[&people.first.name, &people.second.name],
+            )
+        })
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(merged.customer.unwrap().email, people.second.email);
     let merge_name = merged.merge.unwrap().name;
 
     let unmerged = client
@@ -848,5 +856,44 @@ async fn duplicate_policy_warn_names_the_candidates_and_reject_refuses_with_them
     assert_eq!(
         error["error"]["details"][0]["metadata"]["candidates"],
         format!("{},{candidates}", created["name"].as_str().unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erasing_a_merged_source_forgets_the_merge_record_and_its_undo() {
+    let app = TestApp::spawn().await;
+    let people = family(&app).await;
+    let mut client = app.client.clone();
+    client
+        .merge_customers(merge_request(&people.target.name, &[&people.first.name]))
+        .await
+        .unwrap();
+    assert_eq!(app.count("customer_merges", "").await, 1);
+
+    client
+        .erase_customer(pb::EraseCustomerRequest {
+            name: people.first.name.clone(),
+            reason: pb::ErasureReason::DataSubjectRequest as i32,
+            reference: "DSR-1".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+
+    // The record held the source's data: gone with it, and with it the undo.
+    assert_eq!(app.count("customer_merges", "").await, 0);
+    let undo = client
+        .unmerge_customers(pb::UnmergeCustomersRequest {
+            name: people.target.name.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_reason(&undo, Code::NotFound, "RESOURCE_NOT_FOUND");
+    // The target keeps what the merge gave it.
+    let target = app.get_customer(&people.target.name).await.unwrap();
+    assert_eq!(
+        target.external_ids,
+        labels(&[("crm", "c-1"), ("shop", "s-1")])
     );
 }

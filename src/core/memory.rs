@@ -457,7 +457,7 @@ mod tests {
             | Error::OutOfRange { reason, .. }
             | Error::Unavailable { reason, .. } => reason,
             Error::NotFound { .. } => reason::NOT_FOUND,
-            Error::Duplicates { .. } => reason::DUPLICATE_CUSTOMER,
+            Error::Duplicates { reason, .. } => reason,
             Error::DeadlineExceeded { .. } => reason::DEADLINE_EXCEEDED,
             Error::Internal { .. } => reason::INTERNAL,
         }

@@ -161,7 +161,6 @@ customer_service! {
     delete_customer(pb::DeleteCustomerRequest) -> pb::Customer = delete;
     undelete_customer(pb::UndeleteCustomerRequest) -> pb::Customer = undelete;
     list_customer_events(pb::ListCustomerEventsRequest) -> pb::ListCustomerEventsResponse = list;
-    create_company(pb::CreateCompanyRequest) -> pb::Company = create;
     get_company(pb::GetCompanyRequest) -> pb::Company = get;
     list_companies(pb::ListCompaniesRequest) -> pb::ListCompaniesResponse = list;
     update_company(pb::UpdateCompanyRequest) -> pb::Company = update;
@@ -174,6 +173,7 @@ customer_service! {
     delete_note(pb::DeleteNoteRequest) -> () = delete;
     // What only customers have.
     create_customer(pb::CreateCustomerRequest) -> pb::Customer = create_customer;
+    create_company(pb::CreateCompanyRequest) -> pb::Company = create_company;
     get_customer(pb::GetCustomerRequest) -> pb::Customer = get_customer_in_view;
     batch_get_customers(pb::BatchGetCustomersRequest) -> pb::BatchGetCustomersResponse = batch_get;
     upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
@@ -209,17 +209,35 @@ impl CustomerApi {
             .service
             .create_customer(input, &request.request_id, request.duplicate_policy, &actor)
             .await?;
-        let mut response = Response::new(created.to_message());
-        // Customer names are ASCII: always a valid value.
-        if !candidates.is_empty()
-            && let Ok(value) = candidates.join(",").parse()
-        {
-            response.metadata_mut().insert(
-                crate::service::duplicates::DUPLICATE_CANDIDATES_HEADER,
-                value,
-            );
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
+    }
+
+    /// CreateCompany: the generic create, or under a duplicate policy (live companies with
+    /// the same domain).
+    async fn create_company(
+        &self,
+        request: Request<pb::CreateCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
         }
-        Ok(response)
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .company
+            .as_ref()
+            .map(crate::domain::company::Company::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_company(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
     }
 
     /// MergeCustomers: duplicates merged into one customer, in one transaction.
@@ -476,6 +494,21 @@ impl CustomerApi {
             next_page_token: page.next_page_token,
         }))
     }
+}
+
+/// `response` naming the likely duplicates, when there are any, in its metadata (REST: a
+/// header) `duplicate-candidates`, comma-separated.
+fn with_candidates<T>(mut response: Response<T>, candidates: &[String]) -> Response<T> {
+    // Resource names are ASCII: always a valid value.
+    if !candidates.is_empty()
+        && let Ok(value) = candidates.join(",").parse()
+    {
+        response.metadata_mut().insert(
+            crate::service::duplicates::DUPLICATE_CANDIDATES_HEADER,
+            value,
+        );
+    }
+    response
 }
 
 /// A registry answer as its proto message.

@@ -214,21 +214,26 @@ impl From<Error> for Status {
                 }
                 Code::AlreadyExists
             }
-            Error::Duplicates { candidates, .. } => {
+            Error::Duplicates {
+                reason,
+                resource_type,
+                candidates,
+                ..
+            } => {
                 // ErrorInfo first, then one ResourceInfo per candidate (AIP-193): ErrorDetails
                 // holds a single ResourceInfo, so these statuses are built from the list.
                 let mut list = vec![tonic_types::ErrorDetail::from(tonic_types::ErrorInfo::new(
-                    reason::DUPLICATE_CUSTOMER,
+                    reason,
                     ERROR_DOMAIN,
                     HashMap::from([("candidates".to_owned(), candidates.join(","))]),
                 ))];
                 for candidate in candidates {
                     list.push(
                         tonic_types::ResourceInfo::new(
-                            crate::domain::names::CUSTOMER_TYPE,
+                            resource_type,
                             candidate,
                             "",
-                            "is likely the same person",
+                            "is likely a duplicate",
                         )
                         .into(),
                     );

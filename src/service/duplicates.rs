@@ -294,6 +294,8 @@ impl CustomerService<PgStore> {
                                 },
                                 candidates.join(", ")
                             ),
+                            reason: super::error::reason::DUPLICATE_CUSTOMER,
+                            resource_type: crate::domain::names::CUSTOMER_TYPE,
                             candidates,
                         });
                     }

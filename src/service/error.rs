@@ -95,6 +95,8 @@ pub mod reason {
     pub const MERGE_SOURCE_CHANGED: &str = "MERGE_SOURCE_CHANGED";
     /// CreateCustomer with `duplicate_policy = REJECT` found likely duplicates.
     pub const DUPLICATE_CUSTOMER: &str = "DUPLICATE_CUSTOMER";
+    /// CreateCompany with `duplicate_policy = REJECT`: live companies have the domain.
+    pub const DUPLICATE_COMPANY: &str = "DUPLICATE_COMPANY";
 }
 
 /// Result of a use case.
@@ -133,12 +135,16 @@ pub enum Error {
         /// The conflicting resource, when it may be disclosed.
         resource_name: String,
     },
-    /// CreateCustomer with `duplicate_policy = REJECT` found live customers that are likely
-    /// the same person (ALREADY_EXISTS, reason DUPLICATE_CUSTOMER).
+    /// A create with `duplicate_policy = REJECT` found live look-alikes: customers likely the
+    /// same person, companies with the same domain (ALREADY_EXISTS).
     #[error("{message}")]
     Duplicates {
         /// Summary for humans.
         message: String,
+        /// `ErrorInfo.reason`: DUPLICATE_CUSTOMER or DUPLICATE_COMPANY.
+        reason: &'static str,
+        /// The candidates' resource type.
+        resource_type: &'static str,
         /// The candidates' names, best first.
         candidates: Vec<String>,
     },

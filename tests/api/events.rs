@@ -1126,6 +1126,7 @@ async fn company_and_note_events_are_published_with_their_own_types_and_subjects
     let mut client = app.client.clone();
     let company = client
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 display_name: "Acme".into(),
                 ..Default::default()

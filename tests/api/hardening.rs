@@ -119,6 +119,7 @@ async fn a_nul_byte_in_any_written_text_is_invalid_argument() {
     }
     let status = client
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 display_name: nul("Acme"),
                 domain: nul("acme.example"),

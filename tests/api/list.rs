@@ -295,6 +295,7 @@ async fn filters_select_by_every_field_kind() {
         .client
         .clone()
         .create_company(customer_api::pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(customer_api::pb::Company {
                 display_name: "Jones & Co".into(),
                 ..Default::default()

@@ -897,3 +897,74 @@ async fn erasing_a_merged_source_forgets_the_merge_record_and_its_undo() {
         labels(&[("crm", "c-1"), ("shop", "s-1")])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_policy_on_companies_looks_for_live_companies_with_the_domain() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let company = |name: &str, domain: &str| pb::Company {
+        display_name: name.to_owned(),
+        domain: domain.to_owned(),
+        ..Default::default()
+    };
+    let create = |policy: pb::DuplicatePolicy, company: pb::Company| pb::CreateCompanyRequest {
+        company: Some(company),
+        request_id: String::new(),
+        duplicate_policy: policy as i32,
+    };
+    let acme = client
+        .create_company(create(
+            pb::DuplicatePolicy::Allow,
+            company("Acme", "acme.example"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let refused = client
+        .create_company(create(
+            pb::DuplicatePolicy::Reject,
+            company("ACME Inc", "ACME.example"),
+        ))
+        .await
+        .unwrap_err();
+    assert_reason(&refused, Code::AlreadyExists, "DUPLICATE_COMPANY");
+    let details = refused.get_error_details_vec();
+    let [
+        ErrorDetail::ErrorInfo(info),
+        ErrorDetail::ResourceInfo(resource),
+    ] = details.as_slice()
+    else {
+        panic!("ErrorInfo and one ResourceInfo: {details:?}");
+    };
+    assert_eq!(info.metadata["candidates"], acme.name);
+    assert_eq!(
+        (
+            resource.resource_type.as_str(),
+            resource.resource_name.as_str()
+        ),
+        ("customer.example.com/Company", acme.name.as_str())
+    );
+    assert_eq!(app.count("companies", "").await, 1);
+
+    let warned = client
+        .create_company(create(
+            pb::DuplicatePolicy::Warn,
+            company("Acme GmbH", "acme.example"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        warned.metadata().get("duplicate-candidates").unwrap(),
+        acme.name.as_str()
+    );
+    let other = client
+        .create_company(create(
+            pb::DuplicatePolicy::Reject,
+            company("Other", "other.example"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(other.metadata().get("duplicate-candidates"), None);
+    assert_eq!(app.count("companies", "").await, 3);
+}

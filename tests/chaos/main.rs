@@ -1049,6 +1049,7 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
     let company = company_client
         .create_company(api.request(
             pb::CreateCompanyRequest {
+                duplicate_policy: 0,
                 company: Some(pb::Company {
                     display_name: "Race Ltd".into(),
                     ..Default::default()

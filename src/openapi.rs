@@ -167,6 +167,23 @@ pub fn constraints() -> gateway::openapi::Constraints {
             "uniqueItems": true,
         }),
     );
+    add(
+        "MergeCustomersRequest.sources",
+        json!({
+            "minItems": 1,
+            "maxItems": crate::domain::merge::MAX_SOURCES,
+            "items": {"pattern": format!("^customers/{uuid}$")},
+            // A source named twice is refused.
+            "uniqueItems": true,
+        }),
+    );
+    add(
+        "FieldPolicy.choices",
+        json!({
+            "propertyNames": {"enum": crate::domain::merge::CHOOSABLE_FIELDS},
+            "additionalProperties": {"pattern": format!("^customers/{uuid}$")},
+        }),
+    );
     for request in ["UpsertCustomerRequest", "LookupCustomerRequest"] {
         add(&format!("{request}.source"), source.clone());
         add(&format!("{request}.external_id"), external_id.clone());
@@ -218,7 +235,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
         add(&format!("{request}.{field}"), keywords);
     }
 
-    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key"]
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key", "merge"]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();

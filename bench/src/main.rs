@@ -12,6 +12,7 @@
 //! | `list-first`, `list-deep` | ListCustomers page 1 / page 1,000 (by page token) | select |
 //! | `search` | ListCustomers with `family_name:"…"` | select |
 //! | `search-1` | the same searches one at a time (the query's own latency, no queueing) | select |
+//! | `duplicates-1` | FindDuplicateCustomers of a random customer, one at a time | select |
 //! | `pgbench-insert` | single-row INSERT, one commit each | – |
 //! | `create` | CreateCustomer with a request id | insert |
 //! | `update` | UpdateCustomer (phone) with the etag and a request id | insert |
@@ -68,7 +69,7 @@ use crate::{
 };
 
 /// Every scenario, in run order.
-const SCENARIOS: [&str; 15] = [
+const SCENARIOS: [&str; 16] = [
     "pgbench-select",
     "get-grpc",
     "get-grpc-web",
@@ -78,6 +79,7 @@ const SCENARIOS: [&str; 15] = [
     "list-deep",
     "search",
     "search-1",
+    "duplicates-1",
     "pgbench-insert",
     "create",
     "update",
@@ -469,6 +471,20 @@ async fn run(args: Args) -> Result<(), String> {
                         "ListCustomers `family_name:\"…\"` ({} names, 0.1% each), {c} in flight",
                         SEARCH_TERMS.len()
                     ),
+                    Compare::Select,
+                    m,
+                )
+            }
+            "duplicates-1" => {
+                // One probe at a time: the target is one probe's latency.
+                let workers = vec![scenarios::Duplicates {
+                    grpc: client(0),
+                    rng: Rng::new(9, 0),
+                    rows: rows_n,
+                }];
+                let m = mode.run(name, workers, pid).await?;
+                (
+                    "FindDuplicateCustomers of a random customer, 1 in flight".to_owned(),
                     Compare::Select,
                     m,
                 )

@@ -73,6 +73,8 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/google.longrunning.Operations/GetOperation", WRITE),
     ("/google.longrunning.Operations/ListOperations", WRITE),
     ("/google.longrunning.Operations/CancelOperation", WRITE),
+    ("/customer.v1.CustomerService/MergeCustomers", WRITE),
+    ("/customer.v1.CustomerService/UnmergeCustomers", WRITE),
 ];
 
 /// The services whose every method is in [`TABLE`].

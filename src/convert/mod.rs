@@ -6,6 +6,8 @@ pub mod csv;
 pub mod events;
 pub mod import_rows;
 pub mod operations;
+
+pub mod merge;
 pub mod privacy;
 
 use chrono::{DateTime, Utc};

@@ -58,3 +58,23 @@ pub async fn live_among(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResu
         .load(conn)
         .await
 }
+
+/// Up to `limit` live companies with `domain` other than `except`, oldest first.
+pub async fn live_with_domain(
+    conn: &mut AsyncPgConnection,
+    domain: &str,
+    except: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<Uuid>> {
+    let mut query = companies::table
+        .filter(companies::domain.eq(domain))
+        .filter(companies::delete_time.is_null())
+        .order(companies::id.asc())
+        .limit(limit)
+        .select(companies::id)
+        .into_boxed();
+    if let Some(except) = except {
+        query = query.filter(companies::id.ne(except));
+    }
+    query.load(conn).await
+}

@@ -53,6 +53,7 @@ pub mod events;
 pub mod filter;
 pub mod keys;
 pub mod keyset;
+pub mod merges;
 pub mod models;
 pub mod notes;
 pub mod operations;

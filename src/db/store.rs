@@ -115,7 +115,7 @@ impl Transact<AsyncPgConnection> for PgStore {
 /// Unique violations of the constraints that mean "another live resource has this value"
 /// become typed conflicts (by SQLSTATE class and constraint name); anything else is
 /// classified as usual.
-fn conflict(error: diesel::result::Error) -> Error {
+pub(crate) fn conflict(error: diesel::result::Error) -> Error {
     use diesel::result::{DatabaseErrorKind, Error as E};
     if let E::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &error {
         match info.constraint_name() {

@@ -158,13 +158,11 @@ customer_service! {
         WatchCustomerEventsStream = EventStream;
     }
     // The writes and lists, one generic call each.
-    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create;
     list_customers(pb::ListCustomersRequest) -> pb::ListCustomersResponse = list;
     update_customer(pb::UpdateCustomerRequest) -> pb::Customer = update;
     delete_customer(pb::DeleteCustomerRequest) -> pb::Customer = delete;
     undelete_customer(pb::UndeleteCustomerRequest) -> pb::Customer = undelete;
     list_customer_events(pb::ListCustomerEventsRequest) -> pb::ListCustomerEventsResponse = list;
-    create_company(pb::CreateCompanyRequest) -> pb::Company = create;
     get_company(pb::GetCompanyRequest) -> pb::Company = get;
     list_companies(pb::ListCompaniesRequest) -> pb::ListCompaniesResponse = list;
     update_company(pb::UpdateCompanyRequest) -> pb::Company = update;
@@ -176,6 +174,8 @@ customer_service! {
     update_note(pb::UpdateNoteRequest) -> pb::Note = update;
     delete_note(pb::DeleteNoteRequest) -> () = delete;
     // What only customers have.
+    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create_customer;
+    create_company(pb::CreateCompanyRequest) -> pb::Company = create_company;
     get_customer(pb::GetCustomerRequest) -> pb::Customer = get_customer_in_view;
     batch_get_customers(pb::BatchGetCustomersRequest) -> pb::BatchGetCustomersResponse = batch_get;
     upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
@@ -187,10 +187,106 @@ customer_service! {
     erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
     export_customer_data(pb::ExportCustomerDataRequest) -> pb::CustomerDataExport = export_data;
     find_duplicate_customers(pb::FindDuplicateCustomersRequest) -> pb::FindDuplicateCustomersResponse = find_duplicates;
+    merge_customers(pb::MergeCustomersRequest) -> pb::MergeCustomersResponse = merge;
+    unmerge_customers(pb::UnmergeCustomersRequest) -> pb::UnmergeCustomersResponse = unmerge;
 }
 
 /// The RPCs only one resource has.
 impl CustomerApi {
+    /// CreateCustomer: the generic create, or under a duplicate policy (WARN names the
+    /// likely duplicates in response metadata, REJECT refuses while there are any).
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
+        }
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .customer
+            .as_ref()
+            .map(Customer::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_customer(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
+    }
+
+    /// CreateCompany: the generic create, or under a duplicate policy (live companies with
+    /// the same domain).
+    async fn create_company(
+        &self,
+        request: Request<pb::CreateCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
+        }
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .company
+            .as_ref()
+            .map(crate::domain::company::Company::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_company(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
+    }
+
+    /// MergeCustomers: duplicates merged into one customer, in one transaction.
+    async fn merge(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> RpcResult<pb::MergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .merge(
+                crate::service::merge::MergeRequest {
+                    target: request.target,
+                    sources: request.sources,
+                    choices: request
+                        .field_policy
+                        .map(|policy| policy.choices.into_iter().collect())
+                        .unwrap_or_default(),
+                    etag: request.etag,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::outcome_to_proto(outcome)))
+    }
+
+    /// UnmergeCustomers: a merge undone from its record.
+    async fn unmerge(
+        &self,
+        request: Request<pb::UnmergeCustomersRequest>,
+    ) -> RpcResult<pb::UnmergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .unmerge(
+                crate::service::merge::UnmergeRequest {
+                    name: request.name,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::unmerge_to_proto(outcome)))
+    }
+
     /// GetCustomer: the BASIC view is the generic get; FULL adds the registry's answer.
     async fn get_customer_in_view(
         &self,
@@ -421,6 +517,21 @@ impl CustomerApi {
             next_page_token: page.next_page_token,
         }))
     }
+}
+
+/// `response` naming the likely duplicates, when there are any, in its metadata (REST: a
+/// header) `duplicate-candidates`, comma-separated.
+fn with_candidates<T>(mut response: Response<T>, candidates: &[String]) -> Response<T> {
+    // Resource names are ASCII: always a valid value.
+    if !candidates.is_empty()
+        && let Ok(value) = candidates.join(",").parse()
+    {
+        response.metadata_mut().insert(
+            crate::service::duplicates::DUPLICATE_CANDIDATES_HEADER,
+            value,
+        );
+    }
+    response
 }
 
 /// A registry answer as its proto message.

@@ -35,6 +35,7 @@ mod helpers;
 mod import;
 mod lifecycle;
 mod list;
+mod merge;
 mod metrics;
 mod monitoring;
 mod notes;

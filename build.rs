@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/customer/v1/company.proto",
     "proto/customer/v1/note.proto",
     "proto/customer/v1/api_keys.proto",
+    "proto/google/longrunning/operations.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +37,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         // Deterministic label order on the wire and in JSON.
         .btree_map(".")
+        // google.rpc (Status, BadRequest) as tonic's: one type for error details and for
+        // the per-row violations of an import.
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        .extern_path(".google.longrunning", "crate::longrunning")
         .compile_fds(fds)?;
+
+    // google.longrunning on its own (`crate::longrunning`), which the customer.v1 code refers
+    // to there: generated code names another package's types by a relative path
+    // (`super::super::google::…`), which the flat `crate::pb` module cannot follow. Last, so
+    // its file replaces the services-only one the pass above wrote for the extern package.
+    let mut longrunning = protox::Compiler::new(["proto"])?;
+    longrunning.include_imports(true);
+    longrunning.open_files(["proto/google/longrunning/operations.proto"])?;
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::Codec")
+        .build_transport(false)
+        .btree_map(".")
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        .compile_fds(longrunning.file_descriptor_set())?;
+
     Ok(())
 }
 

@@ -16,6 +16,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .build_transport(false)
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        .extern_path(".google.longrunning", "crate::longrunning")
         .compile_fds(compiler.file_descriptor_set())?;
+    // google.longrunning on its own (`crate::longrunning`), for ImportCustomers; last, so its
+    // file replaces the services-only one the pass above wrote.
+    let mut longrunning = protox::Compiler::new([&proto])?;
+    longrunning.include_imports(true);
+    longrunning.open_files(["google/longrunning/operations.proto"])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_transport(false)
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        .compile_fds(longrunning.file_descriptor_set())?;
     Ok(())
 }

@@ -128,6 +128,7 @@ async fn customer(addr: &str, token: &str, n: usize) -> String {
         });
     let customer = client
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(pb::Customer {
                 given_name: "Dos".into(),
                 family_name: "Target".into(),

@@ -183,6 +183,9 @@ pub enum Command {
     /// Export customers from a running server (ExportCustomers over gRPC) as NDJSON or CSV,
     /// with a progress bar.
     Export(crate::export_cli::ExportArgs),
+    /// Import customers from an NDJSON or CSV file into a running server (ImportCustomers
+    /// over gRPC), with a progress bar; re-run with the same --request-id to resume.
+    Import(crate::import_cli::ImportArgs),
 }
 
 /// `customer-api token`.

@@ -13,7 +13,10 @@
 //!   [`IdleIo`] (from the request until its response body is dropped) and giving each
 //!   request body a deadline ([`DeadlineBody`]): a body still incomplete
 //!   `REQUEST_BODY_TIMEOUT` after its headers fails with a `TimedOut` I/O error, which the
-//!   gRPC stack answers DEADLINE_EXCEEDED and the REST gateway 408.
+//!   gRPC stack answers DEADLINE_EXCEEDED and the REST gateway 408. The bodies of the
+//!   streaming uploads ([`STREAMED_UPLOADS`]: ImportCustomers over gRPC, gRPC-web and REST)
+//!   may take as long as their file takes: for them the deadline is per part, each due
+//!   `REQUEST_BODY_TIMEOUT` after the one before.
 
 use std::{
     future::Future,
@@ -279,6 +282,12 @@ impl<S> Tracked<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The request paths whose bodies are uploads of any length: their deadline is per part.
+pub const STREAMED_UPLOADS: &[&str] = &[
+    "/customer.v1.CustomerService/ImportCustomers",
+    "/v1/customers:import",
+];
+
 impl<S, B, RB> Service<Request<B>> for Tracked<S>
 where
     S: Service<Request<DeadlineBody<B>>, Response = Response<RB>>,
@@ -296,7 +305,8 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let guard = self.activity.begin();
         let timeout = self.body_timeout;
-        let mut request = request.map(|body| DeadlineBody::new(body, timeout));
+        let per_part = STREAMED_UPLOADS.contains(&request.uri().path());
+        let mut request = request.map(|body| DeadlineBody::new(body, timeout).per_part(per_part));
         // For layers that see the body through others that lose the error's cause.
         request
             .extensions_mut()
@@ -351,6 +361,7 @@ pin_project_lite::pin_project! {
         deadline: Sleep,
         timeout: Duration,
         expired: bool,
+        per_part: bool,
     }
 }
 
@@ -362,7 +373,15 @@ impl<B> DeadlineBody<B> {
             deadline: tokio::time::sleep(timeout),
             timeout,
             expired: false,
+            per_part: false,
         }
+    }
+
+    /// With `per_part`, each part of the body is due within the timeout of the one before
+    /// (an upload of any length), rather than the whole body within the timeout.
+    pub fn per_part(mut self, per_part: bool) -> Self {
+        self.per_part = per_part;
+        self
     }
 }
 
@@ -392,6 +411,9 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            if *this.per_part {
+                this.deadline.reset(Instant::now() + *this.timeout);
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         if this.deadline.poll(cx).is_ready() {

@@ -231,7 +231,7 @@ impl Rows {
 }
 
 /// An HTTP/2 connection to `server`, as the tower service tonic's client calls.
-async fn connect(server: &http::Uri) -> Result<H2, ExportError> {
+pub(crate) async fn connect(server: &http::Uri) -> Result<H2, ExportError> {
     let fail = |e: &dyn std::fmt::Display| ExportError::Connect(server.to_string(), e.to_string());
     if server.scheme_str() != Some("http") {
         return Err(ExportError::Usage(format!(
@@ -260,7 +260,7 @@ async fn connect(server: &http::Uri) -> Result<H2, ExportError> {
 
 /// One HTTP/2 connection as a tower service.
 #[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+pub(crate) struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
 
 impl tower::Service<Request<tonic::body::Body>> for H2 {
     type Response = Response<Incoming>;

@@ -29,6 +29,8 @@
 //!   then drain), with the background tasks in one supervised, restartable set.
 //! - [`server`]: the HTTP side: routing of every protocol, health, reflection, metrics, the
 //!   accept loop with optional TLS.
+//! - [`import_bodies`]: `POST /v1/customers:import`, an NDJSON or CSV upload streamed into
+//!   ImportCustomers in front of the gateway.
 //! - [`docs`]: the landing page `/` and the API console `/docs` (vendored Swagger UI).
 //! - [`connections`]: the connection cap, idle and first-byte timeouts, request-body
 //!   deadlines.
@@ -61,6 +63,8 @@ pub mod export_formats;
 pub mod grpc;
 pub mod healthcheck;
 pub mod http_client;
+pub mod import_bodies;
+pub mod import_cli;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
@@ -77,6 +81,13 @@ pub mod pb {
     //! Types and services generated from `proto/customer/v1`.
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("customer.v1");
+}
+
+pub mod longrunning {
+    //! `google.longrunning` (the subset in `proto/google/longrunning`): long-running
+    //! operations (AIP-151), the answer of ImportCustomers.
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("google.longrunning");
 }
 
 /// The encoded `FileDescriptorSet` of `proto/` (with imports), for reflection and the

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use customer_api::{
     app::App,
     config::{ApiKeyCommand, Cli, Command, TracingSettings, redact_url},
-    db, export_cli, healthcheck, server, telemetry,
+    db, export_cli, healthcheck, import_cli, server, telemetry,
 };
 
 #[global_allocator]
@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
         Command::ApiKey { action } => api_key(action).await,
         Command::Healthcheck(args) => healthcheck::run(&args).await.map_err(Into::into),
         Command::Export(args) => export_cli::run(&args).await.map(drop).map_err(Into::into),
+        Command::Import(args) => import_cli::run(&args).await.map(drop).map_err(Into::into),
         Command::Openapi => server::openapi_document()
             .map_err(Into::into)
             .and_then(|document| Ok(serde_json::to_string_pretty(&document)?))

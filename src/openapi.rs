@@ -167,6 +167,23 @@ pub fn constraints() -> gateway::openapi::Constraints {
             "uniqueItems": true,
         }),
     );
+    add(
+        "MergeCustomersRequest.sources",
+        json!({
+            "minItems": 1,
+            "maxItems": crate::domain::merge::MAX_SOURCES,
+            "items": {"pattern": format!("^customers/{uuid}$")},
+            // A source named twice is refused.
+            "uniqueItems": true,
+        }),
+    );
+    add(
+        "FieldPolicy.choices",
+        json!({
+            "propertyNames": {"enum": crate::domain::merge::CHOOSABLE_FIELDS},
+            "additionalProperties": {"pattern": format!("^customers/{uuid}$")},
+        }),
+    );
     for request in ["UpsertCustomerRequest", "LookupCustomerRequest"] {
         add(&format!("{request}.source"), source.clone());
         add(&format!("{request}.external_id"), external_id.clone());
@@ -218,7 +235,7 @@ pub fn constraints() -> gateway::openapi::Constraints {
         add(&format!("{request}.{field}"), keywords);
     }
 
-    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key"]
+    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key", "merge"]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();
@@ -320,6 +337,7 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
         if let Some(export) = paths.get_mut(crate::export_formats::PATH) {
             export_formats(&mut export["get"]);
         }
+        paths.insert(crate::import_bodies::PATH.to_owned(), import_route());
         for (path, item) in open_routes() {
             paths.insert(path.to_owned(), item);
         }
@@ -450,6 +468,80 @@ fn export_formats(operation: &mut Value) {
             the `external_ids.<source>` columns of its CSV.",
         "schema": {"type": "string"},
     });
+}
+
+/// `POST /v1/customers:import` ([`crate::import_bodies`], served in front of the gateway:
+/// ImportCustomers is a client stream, which the gateway does not transcode).
+fn import_route() -> Value {
+    let error = |description: &str| json!({"$ref": "#/components/responses/Error", "description": description});
+    let uuid = format!(
+        "^({})?$",
+        names::UUID_PATTERN
+            .trim_start_matches('^')
+            .trim_end_matches('$')
+    );
+    json!({"post": {
+        "operationId": "ImportCustomers",
+        "summary": "Imports customers from an NDJSON or CSV file, streamed.",
+        "description": "The body is a file, read as it arrives (never held whole): \
+            `application/x-ndjson`, one customer per line in the JSON of `Customer` (what \
+            `GET /v1/customers:export` writes), or `text/csv` with a header row naming the \
+            columns of the CSV export (`given_name`, `email`, `address.locality`, `labels` as a \
+            JSON object, `external_ids.<source>`, ...; output-only columns are ignored). Each \
+            row is validated as CreateCustomer validates; valid rows commit in batches of \
+            1,000, each one transaction with one event per customer. The answer is the \
+            finished `google.longrunning.Operation`: `response` an ImportCustomersResponse \
+            (`created`, `updated`, `unchanged`, `rejected`, and `errors`: each rejected row's \
+            `line` and `fieldViolations`, at most 1,000), `metadata` an \
+            ImportCustomersMetadata (`rowsRead`, `rowsCommitted`, `rowsRejected`). Poll \
+            `GET /v1/operations/{requestId}` for progress while uploading. Re-sending with \
+            the same request id resumes an import that broke off, skipping what was \
+            committed, and answers a finished one as it ended.\n\n\
+            gRPC: `/customer.v1.CustomerService/ImportCustomers` (a client stream).",
+        "x-grpc-method": crate::import_bodies::GRPC_PATH,
+        "parameters": [
+            {"name": "mode", "in": "query", "description": "`create-only` (the default): every \
+                row registers a customer; `upsert`: a row updates the live customer holding its \
+                external ids (required), or registers one.",
+             "schema": {"type": "string", "enum": ["create-only", "upsert"], "default": "create-only"}},
+            {"name": "validateOnly", "in": "query", "description": "Validate every row (against \
+                the stored customers too) and write nothing.",
+             "schema": {"type": "boolean", "default": false}},
+            {"name": "requestId", "in": "query", "description": "A UUID identifying the import \
+                (the operation is `operations/{requestId}`); re-sending resumes it.",
+             "schema": {"type": "string", "pattern": uuid}},
+            {"name": "Idempotency-Key", "in": "header", "description": "The request id, when \
+                `requestId` is not given.",
+             "schema": {"type": "string", "pattern": uuid}},
+        ],
+        "requestBody": {
+            "required": true,
+            "description": "The file.",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The import's operation, done.",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/google.longrunning.Operation",
+                }}},
+            },
+            "400": error("Bad Request: `INVALID_ARGUMENT` (settings, or a request id used for another import)."),
+            "401": error("Unauthorized: `UNAUTHENTICATED`."),
+            "403": error("Forbidden: `PERMISSION_DENIED`."),
+            "408": error("Request Timeout: a part of the body did not arrive within REQUEST_BODY_TIMEOUT of the one before (`DEADLINE_EXCEEDED`); re-send to resume."),
+            "409": error("Conflict: `ABORTED`, another run of the same import is committing."),
+            "415": error("Unsupported Media Type: the body is neither `application/x-ndjson` nor `text/csv`."),
+            "429": error("Too Many Requests: `RESOURCE_EXHAUSTED`."),
+            "500": error("Internal Server Error: `INTERNAL`; re-send to resume."),
+            "503": error("Service Unavailable: `UNAVAILABLE`; re-send to resume."),
+            "default": error("Any other error."),
+        },
+        "security": [{"bearerAuth": [scopes::WRITE]}, {"apiKey": [scopes::WRITE]}],
+    }})
 }
 
 /// The plain HTTP routes beside the gateway that need no credential.

@@ -46,7 +46,9 @@ use crate::{
         content_type::GrpcContentType,
         deadline::Deadline,
         middleware::{Also, Inner, Wrapped},
+        operations::OperationsApi,
     },
+    longrunning::operations_server::OperationsServer,
     metrics::{Metered, Metrics, Snapshot},
     observe::{Observe, REQUEST_ID, RpcObserver},
     pb::{
@@ -191,6 +193,11 @@ pub(crate) fn router(
         .max_decoding_message_size(settings.max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let customers = Wrapped::new(Also::new(api_keys), customers);
+    // google.longrunning.Operations (the imports' operations) likewise.
+    let operations = OperationsServer::new(OperationsApi::new(service.clone()))
+        .max_decoding_message_size(settings.max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let customers = Wrapped::new(Also::new(operations), customers);
     // The global permit is taken once the request message is read (BodyFirst), so bodies
     // that never come hold none; the caller is identified (and held to its share) before its
     // body is read, so nobody unauthenticated makes the server read or buffer a body.
@@ -234,6 +241,8 @@ pub(crate) fn router(
     );
     // The gateway calls the tonic service directly (with deadlines): an in-process call needs
     // neither the router's path matching nor the gRPC-web layer a second time.
+    // The import route's upload goes to the same entry, as a client stream.
+    let grpc_upstream = boxed_upstream(entry(customers.clone()));
     let rest = rest.build(entry(customers))?;
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -366,7 +375,10 @@ pub(crate) fn router(
     let router = grpc
         .merge(probes)
         .merge(crate::docs::routes())
-        .fallback_service(crate::export_formats::ExportFormats::new(rest));
+        .fallback_service(crate::import_bodies::ImportBodies::new(
+            crate::export_formats::ExportFormats::new(rest),
+            grpc_upstream,
+        )?);
     let router = match cors(&settings.cors_allowed_origins) {
         Some(cors) => router
             .layer(cors)
@@ -427,6 +439,7 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
     Ok(gateway::Gateway::builder(FILE_DESCRIPTOR_SET)?
         .service(<CustomerServiceServer<CustomerApi> as NamedService>::NAME)
         .service(<ApiKeyServiceServer<ApiKeyApi> as NamedService>::NAME)
+        .service(<OperationsServer<OperationsApi> as NamedService>::NAME)
         // Gateway errors quote paths and bodies, which may hold an email or phone number.
         .redact_errors(crate::redact::mask_pii)
         .request_id_header(REQUEST_ID))
@@ -435,6 +448,18 @@ fn rest_gateway() -> Result<gateway::Builder, gateway::BuildError> {
 /// The OpenAPI 3.1 document of the REST routes (what `GET /openapi.json` serves).
 pub fn openapi_document() -> Result<serde_json::Value, StartError> {
     Ok(crate::openapi::document(&rest_gateway()?)?)
+}
+
+/// `grpc` as the boxed in-process service the gateway's calls go to.
+fn boxed_upstream<S, B>(grpc: S) -> gateway::grpc_call::GrpcService
+where
+    S: gateway::Upstream<B>,
+    B: gateway::BytesBody,
+{
+    tower::util::BoxCloneSyncService::new(tower::ServiceExt::map_response(
+        grpc,
+        |response: http::Response<B>| response.map(axum::body::Body::new),
+    ))
 }
 
 /// Mounts `service` at `/{package.Service}/*`, speaking gRPC and gRPC-web (other content
@@ -468,6 +493,7 @@ where
 pub const SERVICES: &[&str] = &[
     <CustomerServiceServer<CustomerApi> as NamedService>::NAME,
     <ApiKeyServiceServer<ApiKeyApi> as NamedService>::NAME,
+    <OperationsServer<OperationsApi> as NamedService>::NAME,
 ];
 
 /// Where calls enter a gRPC service, from the listener or the gateway: the client's deadline

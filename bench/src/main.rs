@@ -12,11 +12,13 @@
 //! | `list-first`, `list-deep` | ListCustomers page 1 / page 1,000 (by page token) | select |
 //! | `search` | ListCustomers with `family_name:"…"` | select |
 //! | `search-1` | the same searches one at a time (the query's own latency, no queueing) | select |
+//! | `duplicates-1` | FindDuplicateCustomers of a random customer, one at a time | select |
 //! | `pgbench-insert` | single-row INSERT, one commit each | – |
 //! | `create` | CreateCustomer with a request id | insert |
 //! | `update` | UpdateCustomer (phone) with the etag and a request id | insert |
 //! | `mixed` | 80% GetCustomer, 10% Create, 10% Update | 80/20 blend |
 //! | `export` | ExportCustomers of every live customer (gRPC, REST CSV), one at a time | `COPY (SELECT …) TO STDOUT` |
+//! | `import` | ImportCustomers of `--import-rows` new customers as a streamed NDJSON file (gRPC) | `COPY … FROM STDIN` into a table of the same shape |
 //!
 //! With `--requests N` every scenario instead sends exactly N requests after a warm-up of
 //! `--warmup-requests`, with optional shell commands right before and after each measured
@@ -29,6 +31,7 @@
 
 mod clients;
 mod export;
+mod import;
 mod load;
 mod pgbench;
 mod procfs;
@@ -39,6 +42,12 @@ mod pb {
     //! Client stubs generated from `proto/customer/v1` by `build.rs`.
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("customer.v1");
+}
+
+mod longrunning {
+    //! `google.longrunning` (ImportCustomers' answer).
+    #![allow(missing_docs, clippy::all, clippy::pedantic, dead_code)]
+    tonic::include_proto!("google.longrunning");
 }
 
 use std::{
@@ -60,7 +69,7 @@ use crate::{
 };
 
 /// Every scenario, in run order.
-const SCENARIOS: [&str; 14] = [
+const SCENARIOS: [&str; 16] = [
     "pgbench-select",
     "get-grpc",
     "get-grpc-web",
@@ -70,11 +79,13 @@ const SCENARIOS: [&str; 14] = [
     "list-deep",
     "search",
     "search-1",
+    "duplicates-1",
     "pgbench-insert",
     "create",
     "update",
     "mixed",
     "export",
+    "import",
 ];
 
 /// Pages walked by token to reach the deep page.
@@ -128,6 +139,9 @@ struct Args {
     /// The psql executable (the export scenario's COPY baseline).
     #[arg(long, default_value = "psql")]
     psql: PathBuf,
+    /// Customers the import scenario imports.
+    #[arg(long, env = "BENCH_IMPORT_ROWS", default_value_t = 100_000)]
+    import_rows: u64,
     /// Where pgbench scripts and logs go.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
@@ -461,6 +475,20 @@ async fn run(args: Args) -> Result<(), String> {
                     m,
                 )
             }
+            "duplicates-1" => {
+                // One probe at a time: the issue's target is one probe's latency.
+                let workers = vec![scenarios::Duplicates {
+                    grpc: client(0),
+                    rng: Rng::new(9, 0),
+                    rows: rows_n,
+                }];
+                let m = mode.run(name, workers, pid).await?;
+                (
+                    "FindDuplicateCustomers of a random customer, 1 in flight".to_owned(),
+                    Compare::Select,
+                    m,
+                )
+            }
             "create" => {
                 let workers = (0..c)
                     .map(|i| scenarios::Create {
@@ -524,6 +552,29 @@ async fn run(args: Args) -> Result<(), String> {
                 facts.push(export_facts(&args.psql, url, &mut client(0), &target, pid).await?);
                 continue;
             }
+            "import" => {
+                if matches!(mode, Mode::Counted { .. }) {
+                    eprintln!("  skipped: an import is one call, not a count of requests");
+                    continue;
+                }
+                let Some(url) = &args.database_url else {
+                    eprintln!("  skipped: no --database-url for the COPY baseline");
+                    continue;
+                };
+                let nonce = format!("{nonce}i");
+                facts.push(
+                    import_facts(
+                        &args.psql,
+                        url,
+                        &mut client(0),
+                        pid,
+                        args.import_rows,
+                        &nonce,
+                    )
+                    .await?,
+                );
+                continue;
+            }
             other => return Err(format!("no driver for {other}")),
         };
         match outcome {
@@ -562,6 +613,46 @@ async fn run(args: Args) -> Result<(), String> {
         rows,
     };
     finish(&args, &report, started.elapsed())
+}
+
+/// The import scenario: COPY FROM of the rows into a bare table, then ImportCustomers of
+/// them, as one line of facts.
+async fn import_facts(
+    psql: &std::path::Path,
+    database_url: &str,
+    grpc: &mut Grpc,
+    server: Option<u32>,
+    rows: u64,
+    nonce: &str,
+) -> Result<String, String> {
+    let bare = import::copy(psql, database_url, rows, &format!("{nonce}b"), false).await?;
+    let shaped = import::copy(psql, database_url, rows, &format!("{nonce}s"), true).await?;
+    let pass = import::grpc(grpc, server, rows, nonce).await?;
+    if u64::try_from(pass.created).ok() != Some(rows) {
+        return Err(format!(
+            "import: {} of {rows} customers created",
+            pass.created
+        ));
+    }
+    let rate = |took: std::time::Duration| rows as f64 / took.as_secs_f64().max(1e-9);
+    let line = format!(
+        "Import of {rows} customers (NDJSON over gRPC, batches of 1,000 with one event each): \
+         {:.2} s = {:.0} rows/s, {:.0}% of `COPY … FROM STDIN` into a table of the same shape \
+         (`LIKE customers INCLUDING ALL`: its indexes, no trigger, no events; {:.2} s = {:.0} \
+         rows/s), {:.0}% of COPY into a bare one ({:.2} s = {:.0} rows/s); server peak RSS {}",
+        pass.elapsed.as_secs_f64(),
+        pass.rate(),
+        100.0 * pass.rate() / rate(shaped),
+        shaped.as_secs_f64(),
+        rate(shaped),
+        100.0 * pass.rate() / rate(bare),
+        bare.as_secs_f64(),
+        rate(bare),
+        pass.peak_rss_kib
+            .map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
+    );
+    eprintln!("  {line}");
+    Ok(line)
 }
 
 /// The export scenario: COPY, then the gRPC and REST CSV exports, as one line of facts.

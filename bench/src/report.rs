@@ -212,6 +212,20 @@ impl Report {
             },
             pass: search.filter(|_| at_scale).map(|v| v <= 20.0),
         });
+        let probe = self.find("duplicates-1").map(|row| row.p(0.5));
+        targets.push(Target {
+            measure: "FindDuplicateCustomers at 1,000,000 customers, one probe, p50".into(),
+            goal: "<= 50 ms",
+            value: match probe {
+                Some(v) if at_scale => format!("{v:.2} ms"),
+                Some(v) => format!(
+                    "{v:.2} ms, at {} customers (BENCH_ROWS=1000000 to judge)",
+                    self.context.rows
+                ),
+                None => "not measured".into(),
+            },
+            pass: probe.filter(|_| at_scale).map(|v| v <= 50.0),
+        });
         let rss = self
             .rows
             .iter()

@@ -99,6 +99,28 @@ impl Worker for GetGrpc {
     }
 }
 
+/// FindDuplicateCustomers of a random seeded customer over gRPC (issue 19's probe).
+pub struct Duplicates {
+    pub grpc: Grpc,
+    pub rng: Rng,
+    pub rows: u64,
+}
+
+impl Worker for Duplicates {
+    async fn call(&mut self) -> Result<(), String> {
+        let request = self.grpc.request(pb::FindDuplicateCustomersRequest {
+            name: seeded_name(self.rng.row(self.rows)),
+            ..Default::default()
+        });
+        self.grpc
+            .client()
+            .find_duplicate_customers(request)
+            .await
+            .map(drop)
+            .map_err(|status| grpc_error(&status))
+    }
+}
+
 /// GetCustomer of a random seeded customer over gRPC-web (HTTP/1.1).
 pub struct GetGrpcWeb {
     pub http: Http1,
@@ -294,6 +316,7 @@ impl Create {
         let request = self.grpc.request(pb::CreateCustomerRequest {
             customer: Some(customer),
             request_id: uuid::Uuid::new_v4().to_string(),
+            duplicate_policy: 0,
         });
         self.grpc
             .client()

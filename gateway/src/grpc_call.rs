@@ -63,9 +63,29 @@ pub async fn start_framed(
         u32::try_from(length).map_err(|_| Status::resource_exhausted("request too large"))?;
     framed[0] = 0;
     framed[1..FRAME_HEADER].copy_from_slice(&length.to_be_bytes());
+    start_streaming(
+        service,
+        path,
+        axum::body::Body::from(framed),
+        metadata,
+        extensions,
+    )
+    .await
+}
+
+/// Calls `path` with `body`, gRPC message frames the caller produces as they come (a
+/// client stream, e.g. an upload transcoded part by part), with the request `metadata` and
+/// `extensions`. The answer as for [`start_framed`].
+pub async fn start_streaming(
+    service: &GrpcService,
+    path: &http::Uri,
+    body: axum::body::Body,
+    metadata: HeaderMap,
+    extensions: http::Extensions,
+) -> Result<Call, Status> {
     let mut request = Request::post(path.clone())
         .version(Version::HTTP_2)
-        .body(axum::body::Body::from(framed))
+        .body(body)
         .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
     *request.extensions_mut() = extensions;
     let headers = request.headers_mut();

@@ -308,6 +308,20 @@ fn add_files(pool: &mut DescriptorPool, encoded: &[u8]) -> Result<(), BuildError
         if pool.get_file_by_name(file.name()).is_some() {
             continue;
         }
+        // The same types under another file name (a vendored copy of the file that another
+        // set, e.g. tonic-types', names differently): the first definition is kept.
+        let package = file.package();
+        let defined = file.message_type.iter().any(|message| {
+            let name = if package.is_empty() {
+                message.name().to_owned()
+            } else {
+                format!("{package}.{}", message.name())
+            };
+            pool.get_message_by_name(&name).is_some()
+        });
+        if defined {
+            continue;
+        }
         pool.decode_file_descriptor_proto(raw.as_slice())
             .map_err(|e| BuildError::Descriptors(e.to_string()))?;
     }

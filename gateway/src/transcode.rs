@@ -568,7 +568,7 @@ fn set_string(message: &mut DynamicMessage, body: &BodyTarget, name: &str, value
 }
 
 /// Request headers that become gRPC metadata.
-pub(crate) fn metadata(headers: &HeaderMap) -> HeaderMap {
+pub fn metadata(headers: &HeaderMap) -> HeaderMap {
     let mut metadata = HeaderMap::new();
     for (name, value) in headers {
         let text = name.as_str();

@@ -65,10 +65,24 @@ pub const TABLE: &[(&str, &str)] = &[
     ("/customer.v1.CustomerService/EraseCustomer", PRIVACY),
     ("/customer.v1.CustomerService/ExportCustomerData", PRIVACY),
     ("/customer.v1.CustomerService/FindDuplicateCustomers", READ),
+    // An import writes what CreateCustomer and UpsertCustomer write, row by row, with the
+    // same validation, events and idempotency: the same grant (no scope of its own).
+    ("/customer.v1.CustomerService/ImportCustomers", WRITE),
+    // Operations are what writes (imports) leave running: readable with the grant that
+    // started them, and only by their creator (or a caller also holding `customers.admin`).
+    ("/google.longrunning.Operations/GetOperation", WRITE),
+    ("/google.longrunning.Operations/ListOperations", WRITE),
+    ("/google.longrunning.Operations/CancelOperation", WRITE),
+    ("/customer.v1.CustomerService/MergeCustomers", WRITE),
+    ("/customer.v1.CustomerService/UnmergeCustomers", WRITE),
 ];
 
 /// The services whose every method is in [`TABLE`].
-pub const SERVICES: &[&str] = &["customer.v1.CustomerService", "customer.v1.ApiKeyService"];
+pub const SERVICES: &[&str] = &[
+    "customer.v1.CustomerService",
+    "customer.v1.ApiKeyService",
+    "google.longrunning.Operations",
+];
 
 /// The scope a method path needs; `None` means the method is not in the table (deny).
 pub fn required(path: &str) -> Option<&'static str> {

@@ -75,6 +75,43 @@ pub fn content_to_proto(
             };
             (Some(change.snapshot.to_message()), kind)
         }
+        EventData::Merge(merge) => {
+            let crate::domain::event::MergeChange {
+                change,
+                merge,
+                sources,
+                moved_notes,
+            } = *merge;
+            let previous = change
+                .previous
+                .as_ref()
+                .map(|previous| only_fields(previous, &change.changed_fields));
+            let changed_fields = mask(&change.changed_fields);
+            let moved_notes = moved_notes
+                .into_iter()
+                .map(|(previous_name, name)| pb::MovedNote {
+                    previous_name,
+                    name,
+                })
+                .collect();
+            let kind = match event_type {
+                EventType::CustomersUnmerged => Kind::Unmerged(pb::CustomersUnmerged {
+                    merge,
+                    sources,
+                    changed_fields,
+                    previous,
+                    moved_notes,
+                }),
+                _ => Kind::Merged(pb::CustomersMerged {
+                    merge,
+                    sources,
+                    changed_fields,
+                    previous,
+                    moved_notes,
+                }),
+            };
+            (Some(change.snapshot.to_message()), kind)
+        }
         EventData::Company(change) => {
             let company = Some(change.snapshot.to_message());
             let kind = match event_type {

@@ -4,6 +4,10 @@
 pub mod api_keys;
 pub mod csv;
 pub mod events;
+pub mod import_rows;
+pub mod operations;
+
+pub mod merge;
 pub mod privacy;
 
 use chrono::{DateTime, Utc};

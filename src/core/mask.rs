@@ -277,7 +277,8 @@ mod tests {
                 "update_time",
                 "delete_time",
                 "business_info",
-                "expire_time"
+                "expire_time",
+                "merged_into"
             ]
         );
         assert_eq!(

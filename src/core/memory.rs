@@ -175,7 +175,7 @@ macro_rules! soft_deleted_kept {
 }
 
 soft_deleted_kept!(
-    Customer in customers { expire_time: None },
+    Customer in customers { expire_time: None, merged_into: None },
     // Emails are unique case-insensitively; each external id pair is unique.
     unique: |data: &CustomerData| {
         let email = (Conflict::Email, format!("email:{}", data.email.to_ascii_lowercase()));
@@ -463,6 +463,7 @@ mod tests {
             | Error::OutOfRange { reason, .. }
             | Error::Unavailable { reason, .. } => reason,
             Error::NotFound { .. } => reason::NOT_FOUND,
+            Error::Duplicates { reason, .. } => reason,
             Error::DeadlineExceeded { .. } => reason::DEADLINE_EXCEEDED,
             Error::Internal { .. } => reason::INTERNAL,
         }

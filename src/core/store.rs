@@ -213,3 +213,39 @@ pub trait Transact<C>: Store {
     /// Runs `body` on a connection, outside any transaction.
     fn read<T: Send>(&self, body: impl ReadBody<C, T>) -> impl Future<Output = Result<T>> + Send;
 }
+
+/// What a bulk write (an import's batch) asks of a database beyond the single-row writes:
+/// set-based probes for a whole batch and multi-row inserts, so a batch of a thousand rows
+/// costs a handful of statements rather than thousands. Used inside a [`Transact::write`]
+/// like the rest of [`Storage`].
+pub trait Bulk: Storage {
+    /// Stores new customers (each under its name), in one statement; them as stored, in
+    /// the order given. A taken email or external id fails the whole call (a typed
+    /// [`Conflict`]).
+    fn insert_customers(
+        &mut self,
+        rows: &[(CustomerName, crate::domain::customer::CustomerData)],
+        actor: &str,
+    ) -> impl Future<Output = Result<Vec<Customer>>> + Send;
+
+    /// Which of `emails` (lowercased) live customers hold, and who.
+    fn live_emails(
+        &mut self,
+        emails: &[String],
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, Uuid>>> + Send;
+
+    /// Which of the external ids `pairs` (source, id) live customers hold, and who.
+    fn external_id_holders(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> impl Future<Output = Result<std::collections::HashMap<(String, String), Uuid>>> + Send;
+
+    /// Which of `companies` are live, share-locked for this transaction.
+    fn live_companies(
+        &mut self,
+        companies: &[CompanyName],
+    ) -> impl Future<Output = Result<std::collections::HashSet<CompanyName>>> + Send;
+
+    /// Records many events in the outbox, in order.
+    fn record_many(&mut self, events: Vec<NewEvent>) -> impl Future<Output = Result<()>> + Send;
+}

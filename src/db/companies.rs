@@ -43,3 +43,38 @@ pub async fn list(
 ) -> QueryResult<Vec<CompanyRow>> {
     query.page(rows(query.show_deleted)).load(conn).await
 }
+
+/// Which of `ids` are live companies, share-locked for this transaction (customers written
+/// in it refer to them, so a concurrent DeleteCompany waits): one statement for a batch.
+pub async fn live_among(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    companies::table
+        .filter(companies::id.eq_any(ids))
+        .filter(companies::delete_time.is_null())
+        .select(companies::id)
+        .for_share()
+        .load(conn)
+        .await
+}
+
+/// Up to `limit` live companies with `domain` other than `except`, oldest first.
+pub async fn live_with_domain(
+    conn: &mut AsyncPgConnection,
+    domain: &str,
+    except: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<Uuid>> {
+    let mut query = companies::table
+        .filter(companies::domain.eq(domain))
+        .filter(companies::delete_time.is_null())
+        .order(companies::id.asc())
+        .limit(limit)
+        .select(companies::id)
+        .into_boxed();
+    if let Some(except) = except {
+        query = query.filter(companies::id.ne(except));
+    }
+    query.load(conn).await
+}

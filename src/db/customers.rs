@@ -193,3 +193,80 @@ pub async fn external_id_sources(
         .await?;
     Ok(rows.into_iter().map(|row| row.source).collect())
 }
+
+/// Inserts a batch of new customers in one statement (an import's batch) and returns them
+/// as stored, in the order given. The external-id trigger claims each row's pairs as for a
+/// single insert; a taken email or pair fails the whole statement.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewCustomerRow],
+) -> QueryResult<Vec<CustomerRow>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stored: Vec<CustomerRow> = diesel::insert_into(customers::table)
+        .values(rows)
+        .returning(CustomerRow::as_returning())
+        .get_results(conn)
+        .await?;
+    // RETURNING follows the VALUES order in practice; an import's events must, so it is
+    // made certain.
+    let order: std::collections::HashMap<Uuid, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (row.id, i))
+        .collect();
+    stored.sort_by_key(|row| order.get(&row.id).copied().unwrap_or(usize::MAX));
+    Ok(stored)
+}
+
+/// Which of `emails` (lowercased) live customers hold, and who: one set-based probe of the
+/// live-email index for a whole batch.
+pub async fn live_emails_among(
+    conn: &mut AsyncPgConnection,
+    emails: &[String],
+) -> QueryResult<Vec<(String, Uuid)>> {
+    if emails.is_empty() {
+        return Ok(Vec::new());
+    }
+    customers::table
+        .filter(customers::delete_time.is_null())
+        .filter(
+            sql::<diesel::sql_types::Bool>("lower(email) = ANY(")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(emails)
+                .sql(")"),
+        )
+        .select((
+            sql::<diesel::sql_types::Text>("lower(email)"),
+            customers::id,
+        ))
+        .load(conn)
+        .await
+}
+
+/// The live customers holding any of the external ids `(sources[i], ids[i])`: one
+/// set-based probe for a whole batch.
+pub async fn external_id_holders(
+    conn: &mut AsyncPgConnection,
+    sources: &[String],
+    ids: &[String],
+) -> QueryResult<Vec<(String, String, Uuid)>> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    customer_external_ids::table
+        .filter(
+            sql::<diesel::sql_types::Bool>("(source, external_id) IN (SELECT * FROM unnest(")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(sources)
+                .sql(", ")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+                .sql("))"),
+        )
+        .select((
+            customer_external_ids::source,
+            customer_external_ids::external_id,
+            customer_external_ids::customer_id,
+        ))
+        .load(conn)
+        .await
+}

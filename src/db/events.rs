@@ -99,6 +99,18 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewEventRow) -> QueryRes
         .map(drop)
 }
 
+/// Records many events in the current transaction, in one statement per thousand (an
+/// import's batch).
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewEventRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(1000) {
+        diesel::insert_into(events::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Notification channel announcing newly positioned events (payload: the last position).
 pub const SEQUENCED_CHANNEL: &str = "customer_api_events";
 

@@ -20,6 +20,7 @@
 //!   [`erasure`] (data-subject rights), [`duplicates`] (duplicate detection):
 //!   the queries, one function per statement. The statements every resource table has alike
 //!   are declared once in [`table`], its row types in [`models`].
+//! - [`operations`]: long-running operations (imports), each row its import's resume point.
 //! - [`keys`]: secrets generated once and shared by every replica (the page-token key).
 //! - [`filter`]: the typed filter of each listing as a SQL condition; [`keyset`]: the keyset
 //!   pagination every listing shares.
@@ -52,8 +53,10 @@ pub mod events;
 pub mod filter;
 pub mod keys;
 pub mod keyset;
+pub mod merges;
 pub mod models;
 pub mod notes;
+pub mod operations;
 pub mod relay;
 pub mod request_ids;
 pub mod schema;

@@ -87,7 +87,8 @@ macro_rules! resource_rows {
         table: $table:ident,
         columns: $columns:ident,
         rows: $row:ident, $new:ident, $changes:ident,
-        resource: $resource:ident { $($field:ident: $value:expr),* $(,)? },
+        $(kept: { $($(#[$kept_doc:meta])* $kept:ident: $kept_ty:ty,)* },)?
+        resource: $resource:ident |$r:ident| { $($field:ident: $value:expr),* $(,)? },
     ) => {
         #[doc = concat!("A `", stringify!($table), "` row.")]
         #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -106,6 +107,7 @@ macro_rules! resource_rows {
             pub update_time: DateTime<Utc>,
             /// Soft-deletion time.
             pub delete_time: Option<DateTime<Utc>>,
+            $($($(#[$kept_doc])* pub $kept: $kept_ty,)*)?
         }
 
         #[doc = concat!("A new `", stringify!($table), "` row.")]
@@ -161,6 +163,8 @@ macro_rules! resource_rows {
             type Error = CorruptRow;
 
             fn try_from(row: $row) -> Result<Self, CorruptRow> {
+                let $r = &row;
+                $(let $field = $value;)*
                 Ok($resource {
                     data: row.columns.into_data(row.id)?,
                     stored: Stored {
@@ -170,7 +174,7 @@ macro_rules! resource_rows {
                         update_time: row.update_time,
                         delete_time: row.delete_time,
                     },
-                    $($field: $value,)*
+                    $($field,)*
                 })
             }
         }
@@ -181,15 +185,22 @@ resource_rows! {
     table: customers,
     columns: CustomerColumns,
     rows: CustomerRow, NewCustomerRow, CustomerChanges,
-    // The service sets it from the deletion time and its retention setting.
-    resource: Customer { expire_time: None },
+    kept: {
+        /// The customer this one was merged into (MergeCustomers); written only by merges.
+        merged_into: Option<Uuid>,
+    },
+    // The service sets `expire_time` from the deletion time and its retention setting.
+    resource: Customer |row| {
+        expire_time: None,
+        merged_into: row.merged_into.map(crate::domain::names::CustomerName),
+    },
 }
 
 resource_rows! {
     table: companies,
     columns: CompanyColumns,
     rows: CompanyRow, NewCompanyRow, CompanyChanges,
-    resource: Company {},
+    resource: Company |_row| {},
 }
 
 columns! {

@@ -21,6 +21,7 @@ diesel::table! {
         created_by -> Nullable<Text>,
         updated_by -> Nullable<Text>,
         external_ids -> Jsonb,
+        merged_into -> Nullable<Uuid>,
     }
 }
 
@@ -145,5 +146,49 @@ diesel::table! {
         notes_erased -> BigInt,
         events_scrubbed -> BigInt,
         replays_erased -> BigInt,
+    }
+}
+
+diesel::table! {
+    operations (id) {
+        id -> Uuid,
+        kind -> Text,
+        creator -> Text,
+        fingerprint -> Bytea,
+        state -> SmallInt,
+        cancel_requested -> Bool,
+        mode -> SmallInt,
+        validate_only -> Bool,
+        rows_read -> BigInt,
+        rows_consumed -> BigInt,
+        rows_committed -> BigInt,
+        rows_rejected -> BigInt,
+        created -> BigInt,
+        updated -> BigInt,
+        unchanged -> BigInt,
+        report -> Nullable<Bytea>,
+        error_code -> Nullable<Integer>,
+        error_message -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customer_merges (id) {
+        id -> Uuid,
+        target_id -> Uuid,
+        source_ids -> Array<Uuid>,
+        actor -> Text,
+        request_id -> Nullable<Uuid>,
+        merge_time -> Timestamptz,
+        changed_fields -> Array<Text>,
+        target_before -> Bytea,
+        target_after -> Bytea,
+        sources_before -> Array<Bytea>,
+        moved_note_ids -> Array<Uuid>,
+        moved_note_sources -> Array<Uuid>,
+        unmerge_time -> Nullable<Timestamptz>,
+        unmerged_by -> Nullable<Text>,
     }
 }

@@ -20,7 +20,7 @@ use crate::{
         replay::{Forgotten, StoredReplay},
         resource::Resource,
         store::{
-            Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
+            Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
             Transact, WriteBody,
         },
     },
@@ -115,7 +115,7 @@ impl Transact<AsyncPgConnection> for PgStore {
 /// Unique violations of the constraints that mean "another live resource has this value"
 /// become typed conflicts (by SQLSTATE class and constraint name); anything else is
 /// classified as usual.
-fn conflict(error: diesel::result::Error) -> Error {
+pub(crate) fn conflict(error: diesel::result::Error) -> Error {
     use diesel::result::{DatabaseErrorKind, Error as E};
     if let E::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &error {
         match info.constraint_name() {
@@ -295,17 +295,7 @@ impl Storage for AsyncPgConnection {
     }
 
     async fn record(&mut self, event: NewEvent) -> Result<()> {
-        let row = NewEventRow {
-            event_id: Uuid::now_v7(),
-            aggregate: event.resource,
-            sequence: event.sequence,
-            event_type: event.event_type.as_str().to_owned(),
-            payload: event_payload::encode(event.event_type, &event.data),
-            actor: event.actor,
-            request_id: event.request_id,
-            traceparent: crate::telemetry::traceparent(),
-        };
-        events::insert(self, &row).await?;
+        events::insert(self, &event_row(event, crate::telemetry::traceparent())).await?;
         Ok(())
     }
 
@@ -332,5 +322,85 @@ impl Storage for AsyncPgConnection {
     ) -> Result<Option<crate::domain::names::CustomerName>> {
         let found = customers::by_external_id(self, source, id).await?;
         Ok(found.map(crate::domain::names::CustomerName))
+    }
+}
+
+/// The outbox row of `event`.
+fn event_row(event: NewEvent, traceparent: Option<String>) -> NewEventRow {
+    NewEventRow {
+        event_id: Uuid::now_v7(),
+        aggregate: event.resource,
+        sequence: event.sequence,
+        event_type: event.event_type.as_str().to_owned(),
+        payload: event_payload::encode(event.event_type, &event.data),
+        actor: event.actor,
+        request_id: event.request_id,
+        traceparent,
+    }
+}
+
+impl Bulk for AsyncPgConnection {
+    async fn insert_customers(
+        &mut self,
+        rows: &[(
+            crate::domain::names::CustomerName,
+            crate::domain::customer::CustomerData,
+        )],
+        actor: &str,
+    ) -> Result<Vec<Customer>> {
+        let new: Vec<NewCustomerRow> = rows
+            .iter()
+            .map(|(name, data)| NewCustomerRow::new(name.id(), data, actor))
+            .collect();
+        let stored = customers::insert_many(self, &new).await.map_err(conflict)?;
+        Ok(stored
+            .into_iter()
+            .map(Customer::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn live_emails(
+        &mut self,
+        emails: &[String],
+    ) -> Result<std::collections::HashMap<String, Uuid>> {
+        Ok(customers::live_emails_among(self, emails)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    async fn external_id_holders(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<std::collections::HashMap<(String, String), Uuid>> {
+        let (sources, ids): (Vec<String>, Vec<String>) = pairs.iter().cloned().unzip();
+        Ok(customers::external_id_holders(self, &sources, &ids)
+            .await?
+            .into_iter()
+            .map(|(source, id, holder)| ((source, id), holder))
+            .collect())
+    }
+
+    async fn live_companies(
+        &mut self,
+        names: &[CompanyName],
+    ) -> Result<std::collections::HashSet<CompanyName>> {
+        let ids: Vec<Uuid> = names.iter().map(CompanyName::id).collect();
+        Ok(companies::live_among(self, &ids)
+            .await?
+            .into_iter()
+            .map(CompanyName)
+            .collect())
+    }
+
+    async fn record_many(&mut self, events: Vec<NewEvent>) -> Result<()> {
+        // One traceparent for the batch: the request's.
+        let traceparent = crate::telemetry::traceparent();
+        let rows: Vec<NewEventRow> = events
+            .into_iter()
+            .map(|event| event_row(event, traceparent.clone()))
+            .collect();
+        events::insert_many(self, &rows).await?;
+        Ok(())
     }
 }

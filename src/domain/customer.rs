@@ -118,6 +118,9 @@ pub struct Customer {
     /// When a soft-deleted customer is purged for good (AIP-164); `None` while live, or when
     /// purging is off.
     pub expire_time: Option<DateTime<Utc>>,
+    /// The customer this one was merged into (MergeCustomers): set on a soft-deleted source
+    /// while the merge stands.
+    pub merged_into: Option<names::CustomerName>,
 }
 
 impl Customer {
@@ -146,6 +149,7 @@ impl Customer {
                 external_ids: BTreeMap::new(),
             },
             expire_time: self.expire_time,
+            merged_into: self.merged_into,
         }
     }
 

@@ -42,6 +42,39 @@ pub const NAME_SIMILARITY: f64 = 0.5;
 /// Most candidates one probe can page through: duplicates are a short list or a bad probe.
 pub const MAX_CANDIDATES: i64 = 100;
 
+/// The score from which CreateCustomer's `duplicate_policy` counts a candidate as a likely
+/// duplicate: a phone, an email or an external id alone, or a name at least 0.83 alike.
+pub const LIKELY_DUPLICATE: f64 = 0.5;
+/// Most likely duplicates CreateCustomer names.
+pub const MAX_CREATE_CANDIDATES: i64 = 10;
+
+/// What CreateCustomer does about likely duplicates (`customer.v1.DuplicatePolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicatePolicy {
+    /// Register without looking (the default).
+    Allow,
+    /// Register, and name the likely duplicates.
+    Warn,
+    /// Refuse while there are likely duplicates.
+    Reject,
+}
+
+impl DuplicatePolicy {
+    /// The policy of proto number `number` in request field `field`: 0 (unset) is ALLOW,
+    /// unknown numbers are refused.
+    pub fn from_number(field: &str, number: i32) -> Result<Self, FieldViolation> {
+        match number {
+            0 | 1 => Ok(Self::Allow),
+            2 => Ok(Self::Warn),
+            3 => Ok(Self::Reject),
+            _ => Err(FieldViolation {
+                field: field.to_owned(),
+                description: format!("unknown policy {number}: use ALLOW, WARN or REJECT"),
+            }),
+        }
+    }
+}
+
 /// What a probe compares, in normal form; empty strings compare with nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {

@@ -36,6 +36,10 @@ pub enum EventType {
     CustomerPurged,
     /// A customer was erased at once (EraseCustomer).
     CustomerErased,
+    /// Other customers were merged into a customer (MergeCustomers).
+    CustomersMerged,
+    /// A merge into a customer was undone (UnmergeCustomers).
+    CustomersUnmerged,
     /// A company was created.
     CompanyCreated,
     /// Fields of a company changed.
@@ -65,13 +69,15 @@ pub enum ResourceKind {
 
 impl EventType {
     /// Every type, for parsing and documentation.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::CustomerRegistered,
         Self::CustomerUpdated,
         Self::CustomerDeleted,
         Self::CustomerUndeleted,
         Self::CustomerPurged,
         Self::CustomerErased,
+        Self::CustomersMerged,
+        Self::CustomersUnmerged,
         Self::CompanyCreated,
         Self::CompanyUpdated,
         Self::CompanyDeleted,
@@ -91,6 +97,8 @@ impl EventType {
             Self::CustomerUndeleted => "CustomerUndeleted",
             Self::CustomerPurged => "CustomerPurged",
             Self::CustomerErased => "CustomerErased",
+            Self::CustomersMerged => "CustomersMerged",
+            Self::CustomersUnmerged => "CustomersUnmerged",
             Self::CompanyCreated => "CompanyCreated",
             Self::CompanyUpdated => "CompanyUpdated",
             Self::CompanyDeleted => "CompanyDeleted",
@@ -112,6 +120,8 @@ impl EventType {
             Self::CustomerUndeleted => "undeleted",
             Self::CustomerPurged => "purged",
             Self::CustomerErased => "erased",
+            Self::CustomersMerged => "merged",
+            Self::CustomersUnmerged => "unmerged",
             Self::CompanyCreated => "company_created",
             Self::CompanyUpdated => "company_updated",
             Self::CompanyDeleted => "company_deleted",
@@ -130,7 +140,9 @@ impl EventType {
             | Self::CustomerDeleted
             | Self::CustomerUndeleted
             | Self::CustomerPurged
-            | Self::CustomerErased => ResourceKind::Customer,
+            | Self::CustomerErased
+            | Self::CustomersMerged
+            | Self::CustomersUnmerged => ResourceKind::Customer,
             Self::CompanyCreated
             | Self::CompanyUpdated
             | Self::CompanyDeleted
@@ -169,6 +181,21 @@ pub enum EventData {
     Company(Box<Change<Company, CompanyData>>),
     /// A note changed.
     Note(Box<Change<Note, NoteData>>),
+    /// Customers were merged into a customer, or a merge was undone: the target's change.
+    Merge(Box<MergeChange>),
+}
+
+/// What a merge or an unmerge did to its target ([`EventData::Merge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeChange {
+    /// The target's change (snapshot, changed fields, previous values).
+    pub change: Change<Customer, CustomerData>,
+    /// The merge record, `customers/{target}/merges/{merge}`.
+    pub merge: String,
+    /// The sources, `customers/{id}`.
+    pub sources: Vec<String>,
+    /// The notes moved: (previous name, name).
+    pub moved_notes: Vec<(String, String)>,
 }
 
 impl EventData {
@@ -203,6 +230,24 @@ impl EventData {
                 Self::Note(change)
             }
             Self::Company(change) => Self::Company(change),
+            Self::Merge(merge) => {
+                let MergeChange {
+                    change,
+                    merge,
+                    sources,
+                    moved_notes,
+                } = *merge;
+                Self::Merge(Box::new(MergeChange {
+                    change: Change {
+                        snapshot: snapshot(&change.snapshot),
+                        changed_fields: change.changed_fields,
+                        previous: None,
+                    },
+                    merge,
+                    sources,
+                    moved_notes,
+                }))
+            }
         }
     }
 }

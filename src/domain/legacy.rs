@@ -253,6 +253,8 @@ fn event_type(kind: EventType) -> &'static str {
         EventType::CustomerUndeleted => "CustomerUndeleted",
         EventType::CustomerPurged => "CustomerPurged",
         EventType::CustomerErased => "CustomerErased",
+        EventType::CustomersMerged => "CustomersMerged",
+        EventType::CustomersUnmerged => "CustomersUnmerged",
         EventType::CompanyCreated => "CompanyCreated",
         EventType::CompanyUpdated => "CompanyUpdated",
         EventType::CompanyDeleted => "CompanyDeleted",

@@ -28,6 +28,7 @@ pub mod erasure;
 pub mod event;
 pub mod filter;
 pub mod legacy;
+pub mod merge;
 pub mod names;
 pub mod note;
 pub mod order_by;

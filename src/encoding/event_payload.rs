@@ -26,7 +26,7 @@ use crate::{
     domain::{
         company::{Company, CompanyData},
         customer::{Customer, CustomerData},
-        event::{Change, EventData, EventType},
+        event::{Change, EventData, EventType, MergeChange},
         note::{Note, NoteData},
     },
     pb::{self, customer_event::Kind},
@@ -85,6 +85,38 @@ pub fn decode(event_type: EventType, payload: &[u8]) -> Result<EventData, Decode
             paths(updated.changed_fields),
             updated.previous,
         ),
+        Kind::Merged(pb::CustomersMerged {
+            merge,
+            sources,
+            changed_fields,
+            previous,
+            moved_notes,
+        })
+        | Kind::Unmerged(pb::CustomersUnmerged {
+            merge,
+            sources,
+            changed_fields,
+            previous,
+            moved_notes,
+        }) => {
+            let EventData::Customer(change) = customer_change(
+                customer_snapshot(snapshot)?,
+                paths(changed_fields),
+                previous,
+            )?
+            else {
+                return Err(DecodeError::invalid("event", "not a customer change"));
+            };
+            EventData::Merge(Box::new(MergeChange {
+                change: *change,
+                merge,
+                sources,
+                moved_notes: moved_notes
+                    .into_iter()
+                    .map(|moved| (moved.previous_name, moved.name))
+                    .collect(),
+            }))
+        }
     })
 }
 
@@ -134,6 +166,8 @@ fn type_of(kind: &Kind) -> EventType {
         Kind::Undeleted(_) => EventType::CustomerUndeleted,
         Kind::Purged(_) => EventType::CustomerPurged,
         Kind::Erased(_) => EventType::CustomerErased,
+        Kind::Merged(_) => EventType::CustomersMerged,
+        Kind::Unmerged(_) => EventType::CustomersUnmerged,
         Kind::CompanyCreated(_) => EventType::CompanyCreated,
         Kind::CompanyUpdated(_) => EventType::CompanyUpdated,
         Kind::CompanyDeleted(_) => EventType::CompanyDeleted,

@@ -63,6 +63,7 @@ fn customer() -> Customer {
             external_ids: BTreeMap::new(),
         },
         expire_time: None,
+        merged_into: None,
     }
 }
 

@@ -19,12 +19,34 @@ use crate::{
     pb,
 };
 
+/// A customer as stored beside its resource (a merge record): `0x02 ||` its contract message.
+pub fn customer_to_bytes(customer: &Customer) -> Vec<u8> {
+    super::versioned(&crate::resources::Resource::to_message(customer.clone()))
+}
+
+/// A customer stored by [`customer_to_bytes`].
+pub fn customer_from_bytes(bytes: &[u8]) -> Result<Customer, DecodeError> {
+    customer_from_proto(<pb::Customer as prost::Message>::decode(
+        super::unversioned(bytes)?,
+    )?)
+}
+
 /// The customer a stored `customer.v1.Customer` describes.
 pub fn customer_from_proto(customer: pb::Customer) -> Result<Customer, DecodeError> {
     let (_, stored) = customer.stored::<crate::domain::names::CustomerName>()?;
     Ok(Customer {
         stored,
         expire_time: time("customer.expire_time", customer.expire_time)?,
+        merged_into: match customer.merged_into.as_str() {
+            "" => None,
+            name => Some(
+                <crate::domain::names::CustomerName as crate::domain::names::ResourceName>::parse(
+                    "customer.merged_into",
+                    name,
+                )
+                .map_err(|_| DecodeError::invalid("customer.merged_into", "not a customer name"))?,
+            ),
+        },
         data: CustomerData {
             given_name: customer.given_name,
             family_name: customer.family_name,

@@ -97,3 +97,30 @@ impl Replayable for crate::domain::erasure::Erasure {
         None
     }
 }
+
+/// MergeCustomers' and UnmergeCustomers' answer: `0x02 ||` a
+/// `customer.v1.MergeCustomersResponse` (new methods: no version 1 was ever written).
+impl Replayable for crate::domain::merge::MergeOutcome {
+    fn encode_replay(&self) -> Vec<u8> {
+        versioned(&crate::convert::merge::outcome_to_proto(self.clone()))
+    }
+
+    fn decode_replay(bytes: &[u8]) -> Result<Self, DecodeError> {
+        crate::convert::merge::outcome_from_proto(pb::MergeCustomersResponse::decode(unversioned(
+            bytes,
+        )?)?)
+    }
+
+    fn decode_replay_v1(_: serde_json::Value) -> Result<Self, DecodeError> {
+        Err(DecodeError::invalid(
+            "response",
+            "merges were never stored as version 1",
+        ))
+    }
+
+    fn personal_data_of(&self) -> Option<uuid::Uuid> {
+        // The target's; an erasure of a source finds the response by the source's events,
+        // which carry the merge's request id (db::erasure::forget_replays).
+        Some(self.customer.stored.id)
+    }
+}

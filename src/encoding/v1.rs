@@ -237,6 +237,7 @@ impl From<CustomerV1> for Customer {
             stored: v1.stored.into(),
             data: v1.data.into(),
             expire_time: v1.expire_time,
+            merged_into: None,
         }
     }
 }

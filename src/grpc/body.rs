@@ -11,6 +11,11 @@
 //!
 //! At most `limit` bytes are buffered here: a longer body is handed on as it is (what was
 //! read, then the rest), so tonic refuses it by its frame header as before.
+//!
+//! The client-streaming RPCs ([`CLIENT_STREAMING`], ImportCustomers) are a stream of
+//! messages as long as the client's file: for them only the first message (the settings)
+//! is read here, and the rest is handed on as it arrives, each part of it within
+//! `REQUEST_BODY_TIMEOUT` of the one before (`crate::connections`).
 
 use std::{
     pin::Pin,
@@ -53,10 +58,11 @@ where
         let clone = inner.clone();
         let mut inner = std::mem::replace(inner, clone);
         let limit = self.limit;
+        let first_only = CLIENT_STREAMING.contains(&request.uri().path());
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let deadline = parts.extensions.get::<BodyDeadline>().map(|due| due.0);
-            let body = match read(body, limit, deadline).await {
+            let body = match read(body, limit, deadline, first_only).await {
                 Ok(body) => body,
                 Err(status) => return Ok(status.into_http()),
             };
@@ -66,6 +72,19 @@ where
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client-streaming methods: only their first message is read before the call.
+pub const CLIENT_STREAMING: &[&str] = &["/customer.v1.CustomerService/ImportCustomers"];
+
+/// Whether `buffered` holds a whole gRPC message (frame header and body).
+fn holds_a_message(buffered: &[u8]) -> bool {
+    let Some(header) = buffered.get(1..5) else {
+        return false;
+    };
+    let mut length = [0_u8; 4];
+    length.copy_from_slice(header);
+    buffered.len() >= 5 + u32::from_be_bytes(length) as usize
+}
 
 /// A request body type the gRPC stack is called with (tonic's from the listener, axum's from
 /// the gateway), which can be rebuilt around what [`BodyFirst`] read.
@@ -93,6 +112,7 @@ async fn read<B: Rebody>(
     mut body: B,
     limit: usize,
     deadline: Option<tokio::time::Instant>,
+    first_only: bool,
 ) -> Result<B, Status> {
     let mut buffered = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -104,7 +124,7 @@ async fn read<B: Rebody>(
         // gRPC requests carry no trailers; a data frame is all there is.
         if let Ok(data) = frame.into_data() {
             buffered.extend_from_slice(&data);
-            if buffered.len() > limit {
+            if buffered.len() > limit || (first_only && holds_a_message(&buffered)) {
                 return Ok(B::rebody(Prefixed {
                     prefix: Some(buffered.freeze()),
                     rest: body.map_err(Into::into),

@@ -13,9 +13,11 @@ pub mod codec;
 pub mod content_type;
 pub mod deadline;
 pub mod middleware;
+pub mod operations;
 mod requests;
 pub mod status;
 
+use futures_util::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use self::requests::{Create, Delete, Get, List, Message, Undelete, Update};
@@ -156,13 +158,11 @@ customer_service! {
         WatchCustomerEventsStream = EventStream;
     }
     // The writes and lists, one generic call each.
-    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create;
     list_customers(pb::ListCustomersRequest) -> pb::ListCustomersResponse = list;
     update_customer(pb::UpdateCustomerRequest) -> pb::Customer = update;
     delete_customer(pb::DeleteCustomerRequest) -> pb::Customer = delete;
     undelete_customer(pb::UndeleteCustomerRequest) -> pb::Customer = undelete;
     list_customer_events(pb::ListCustomerEventsRequest) -> pb::ListCustomerEventsResponse = list;
-    create_company(pb::CreateCompanyRequest) -> pb::Company = create;
     get_company(pb::GetCompanyRequest) -> pb::Company = get;
     list_companies(pb::ListCompaniesRequest) -> pb::ListCompaniesResponse = list;
     update_company(pb::UpdateCompanyRequest) -> pb::Company = update;
@@ -174,20 +174,119 @@ customer_service! {
     update_note(pb::UpdateNoteRequest) -> pb::Note = update;
     delete_note(pb::DeleteNoteRequest) -> () = delete;
     // What only customers have.
+    create_customer(pb::CreateCustomerRequest) -> pb::Customer = create_customer;
+    create_company(pb::CreateCompanyRequest) -> pb::Company = create_company;
     get_customer(pb::GetCustomerRequest) -> pb::Customer = get_customer_in_view;
     batch_get_customers(pb::BatchGetCustomersRequest) -> pb::BatchGetCustomersResponse = batch_get;
     upsert_customer(pb::UpsertCustomerRequest) -> pb::Customer = upsert;
     lookup_customer(pb::LookupCustomerRequest) -> pb::Customer = lookup;
     export_customers(pb::ExportCustomersRequest) -> CustomerStream = export;
+    import_customers(tonic::Streaming<pb::ImportCustomersRequest>) -> crate::longrunning::Operation = import;
     watch_customer_events(pb::WatchCustomerEventsRequest) -> EventStream = watch;
     get_business_info(pb::GetBusinessInfoRequest) -> pb::BusinessInfo = business_info;
     erase_customer(pb::EraseCustomerRequest) -> pb::CustomerErasure = erase;
     export_customer_data(pb::ExportCustomerDataRequest) -> pb::CustomerDataExport = export_data;
     find_duplicate_customers(pb::FindDuplicateCustomersRequest) -> pb::FindDuplicateCustomersResponse = find_duplicates;
+    merge_customers(pb::MergeCustomersRequest) -> pb::MergeCustomersResponse = merge;
+    unmerge_customers(pb::UnmergeCustomersRequest) -> pb::UnmergeCustomersResponse = unmerge;
 }
 
 /// The RPCs only one resource has.
 impl CustomerApi {
+    /// CreateCustomer: the generic create, or under a duplicate policy (WARN names the
+    /// likely duplicates in response metadata, REJECT refuses while there are any).
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> RpcResult<pb::Customer> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
+        }
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .customer
+            .as_ref()
+            .map(Customer::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_customer(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
+    }
+
+    /// CreateCompany: the generic create, or under a duplicate policy (live companies with
+    /// the same domain).
+    async fn create_company(
+        &self,
+        request: Request<pb::CreateCompanyRequest>,
+    ) -> RpcResult<pb::Company> {
+        if matches!(request.get_ref().duplicate_policy, 0 | 1) {
+            return self.create(request).await;
+        }
+        let (actor, request) = (actor(&request), request.into_inner());
+        let input = request
+            .company
+            .as_ref()
+            .map(crate::domain::company::Company::input_from)
+            .unwrap_or_default();
+        let (created, candidates) = self
+            .service
+            .create_company(input, &request.request_id, request.duplicate_policy, &actor)
+            .await?;
+        Ok(with_candidates(
+            Response::new(created.to_message()),
+            &candidates,
+        ))
+    }
+
+    /// MergeCustomers: duplicates merged into one customer, in one transaction.
+    async fn merge(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> RpcResult<pb::MergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .merge(
+                crate::service::merge::MergeRequest {
+                    target: request.target,
+                    sources: request.sources,
+                    choices: request
+                        .field_policy
+                        .map(|policy| policy.choices.into_iter().collect())
+                        .unwrap_or_default(),
+                    etag: request.etag,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::outcome_to_proto(outcome)))
+    }
+
+    /// UnmergeCustomers: a merge undone from its record.
+    async fn unmerge(
+        &self,
+        request: Request<pb::UnmergeCustomersRequest>,
+    ) -> RpcResult<pb::UnmergeCustomersResponse> {
+        let (actor, request) = (actor(&request), request.into_inner());
+        let outcome = self
+            .service
+            .unmerge(
+                crate::service::merge::UnmergeRequest {
+                    name: request.name,
+                    request_id: request.request_id,
+                },
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(convert::merge::unmerge_to_proto(outcome)))
+    }
+
     /// GetCustomer: the BASIC view is the generic get; FULL adds the registry's answer.
     async fn get_customer_in_view(
         &self,
@@ -273,6 +372,28 @@ impl CustomerApi {
                 .insert(EXTERNAL_ID_SOURCES_HEADER, sources);
         }
         Ok(response)
+    }
+
+    /// ImportCustomers: the settings from the first message, the rest streamed into the
+    /// import; the operation as it ended.
+    async fn import(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
+    ) -> RpcResult<crate::longrunning::Operation> {
+        let actor = actor(&request);
+        let mut stream = request.into_inner();
+        let (settings, first) = operations::first_message(stream.message().await?)?;
+        let rest = stream.map(operations::later_message);
+        let parts =
+            futures_util::stream::iter(first.into_iter().map(Ok::<_, crate::service::Error>))
+                .chain(rest.flat_map(futures_util::stream::iter));
+        let operation = self
+            .service
+            .import(settings, &actor, Box::pin(parts))
+            .await?;
+        Ok(Response::new(convert::operations::operation_to_proto(
+            &operation,
+        )))
     }
 
     /// WatchCustomerEvents: the change stream from a resume token.
@@ -398,6 +519,21 @@ impl CustomerApi {
     }
 }
 
+/// `response` naming the likely duplicates, when there are any, in its metadata (REST: a
+/// header) `duplicate-candidates`, comma-separated.
+fn with_candidates<T>(mut response: Response<T>, candidates: &[String]) -> Response<T> {
+    // Resource names are ASCII: always a valid value.
+    if !candidates.is_empty()
+        && let Ok(value) = candidates.join(",").parse()
+    {
+        response.metadata_mut().insert(
+            crate::service::duplicates::DUPLICATE_CANDIDATES_HEADER,
+            value,
+        );
+    }
+    response
+}
+
 /// A registry answer as its proto message.
 fn business_to_proto(info: crate::registry::BusinessInfo) -> pb::BusinessInfo {
     use crate::registry::RegistrationStatus as S;
@@ -444,7 +580,7 @@ fn slow_consumer(resume_after: i64) -> Status {
 
 /// Whether the caller holds `customers.admin`, which shows soft-deleted customers' history
 /// with its personal data.
-fn privileged<T>(request: &Request<T>) -> bool {
+pub(crate) fn privileged<T>(request: &Request<T>) -> bool {
     request
         .extensions()
         .get::<Principal>()
@@ -452,7 +588,7 @@ fn privileged<T>(request: &Request<T>) -> bool {
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
-fn actor<T>(request: &Request<T>) -> String {
+pub(crate) fn actor<T>(request: &Request<T>) -> String {
     request.extensions().get::<Principal>().map_or_else(
         || "unknown".to_owned(),
         |principal| principal.subject.clone(),

@@ -214,6 +214,32 @@ impl From<Error> for Status {
                 }
                 Code::AlreadyExists
             }
+            Error::Duplicates {
+                reason,
+                resource_type,
+                candidates,
+                ..
+            } => {
+                // ErrorInfo first, then one ResourceInfo per candidate (AIP-193): ErrorDetails
+                // holds a single ResourceInfo, so these statuses are built from the list.
+                let mut list = vec![tonic_types::ErrorDetail::from(tonic_types::ErrorInfo::new(
+                    reason,
+                    ERROR_DOMAIN,
+                    HashMap::from([("candidates".to_owned(), candidates.join(","))]),
+                ))];
+                for candidate in candidates {
+                    list.push(
+                        tonic_types::ResourceInfo::new(
+                            resource_type,
+                            candidate,
+                            "",
+                            "is likely a duplicate",
+                        )
+                        .into(),
+                    );
+                }
+                return Status::with_error_details_vec(Code::AlreadyExists, message, list);
+            }
             Error::Aborted {
                 reason,
                 resource_type,

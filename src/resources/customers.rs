@@ -98,6 +98,10 @@ impl Resource for Customer {
             labels: data.labels,
             external_ids: data.external_ids,
             expire_time: self.expire_time.map(timestamp),
+            merged_into: self
+                .merged_into
+                .map(|name| name.to_string())
+                .unwrap_or_default(),
             ..stored
         }
     }
@@ -188,11 +192,23 @@ impl Resource for Customer {
     }
 
     /// A company deleted while the customer was deleted does not come back with it
-    /// (DeleteCompany only detached live customers).
+    /// (DeleteCompany only detached live customers). A merged customer comes back only by
+    /// UnmergeCustomers (FAILED_PRECONDITION, CUSTOMER_MERGED).
     async fn restored_data<C: Storage>(
         conn: &mut C,
         current: &Self,
     ) -> Result<Option<CustomerData>> {
+        if let Some(into) = current.merged_into {
+            return Err(Error::FailedPrecondition {
+                message: format!(
+                    "{} was merged into {into}; undo the merge with UnmergeCustomers",
+                    current.name()
+                ),
+                reason: reason::CUSTOMER_MERGED,
+                resource_type: CUSTOMER_TYPE,
+                resource_name: current.name().to_string(),
+            });
+        }
         let Some(company) = &current.data.company else {
             return Ok(None);
         };

@@ -3,6 +3,7 @@
 //! `db/` queries — nothing in `crate::core` changes.
 
 pub mod companies;
+pub mod customer_import;
 pub mod customers;
 pub mod notes;
 

@@ -11,6 +11,7 @@ use crate::domain::names::ResourceName as _;
 use super::{CustomerService, Error, Result};
 use crate::{
     core::{
+        fingerprint::{Fingerprint, Parts},
         list::{self, Page},
         resource::Resource,
         store::{Lock, Repository, Transact as _},
@@ -19,7 +20,10 @@ use crate::{
     domain::{
         Input as _, Violations,
         customer::{Customer, CustomerInput},
-        duplicates::{DuplicateReason, MAX_CANDIDATES, NAME_SIMILARITY, Probe},
+        duplicates::{
+            DuplicatePolicy, DuplicateReason, LIKELY_DUPLICATE, MAX_CANDIDATES,
+            MAX_CREATE_CANDIDATES, NAME_SIMILARITY, Probe,
+        },
         names::CustomerName,
     },
     service::page_token::PageTokens,
@@ -204,6 +208,138 @@ impl CustomerService<PgStore> {
             },
         })
     }
+}
+
+/// The header (REST) and response metadata (gRPC) of CreateCustomer with
+/// `duplicate_policy = WARN`: the likely duplicates, best first, comma-separated.
+pub const DUPLICATE_CANDIDATES_HEADER: &str = "duplicate-candidates";
+
+impl CustomerService<PgStore> {
+    /// CreateCustomer under a duplicate policy (`customer.v1.DuplicatePolicy` number): the
+    /// new customer and, with WARN, the names of the live customers likely the same person
+    /// (best first, at most [`MAX_CREATE_CANDIDATES`]). REJECT refuses (ALREADY_EXISTS,
+    /// [`Error::Duplicates`]) while there are any; its check and the insert are one
+    /// transaction, and a retry with the same request id replays the first answer without
+    /// checking again. WARN looks after the create, leaving out the new customer itself, so
+    /// a retry names the same candidates.
+    pub async fn create_customer(
+        &self,
+        input: CustomerInput,
+        request_id: &str,
+        policy: i32,
+        actor: &str,
+    ) -> Result<(Customer, Vec<String>)> {
+        let policy = DuplicatePolicy::from_number("duplicate_policy", policy)?;
+        let writer = self.writer();
+        match policy {
+            DuplicatePolicy::Allow => Ok((
+                writer
+                    .create::<Customer>("", input, request_id, actor)
+                    .await?,
+                Vec::new(),
+            )),
+            DuplicatePolicy::Warn => {
+                let created = writer
+                    .create::<Customer>("", input, request_id, actor)
+                    .await?;
+                let except = created.stored.id;
+                let probe = probe_of("customer.", &CustomerInput::from(&created.data)).ok();
+                let candidates = match probe {
+                    None => Vec::new(),
+                    Some(probe) => {
+                        writer
+                            .store
+                            .read(async move |conn| likely(conn, &probe, Some(except)).await)
+                            .await?
+                    }
+                };
+                Ok((created, candidates))
+            }
+            DuplicatePolicy::Reject => self
+                .create_rejecting(input, request_id, actor)
+                .await
+                .map(|created| (created, Vec::new())),
+        }
+    }
+
+    /// CreateCustomer with `duplicate_policy = REJECT`.
+    async fn create_rejecting(
+        &self,
+        input: CustomerInput,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<Customer> {
+        use crate::domain::Input as _;
+        let mut violations = Violations::new();
+        let request_id = crate::core::write::collect(
+            &mut violations,
+            crate::domain::names::parse_request_id("request_id", request_id),
+        );
+        let data = input
+            .validate(Customer::FIELD)
+            .map_err(|more| violations.extend(more))
+            .ok();
+        let (Some(request_id), Some(data)) = violations.into_result((request_id, data))? else {
+            return Err(Error::internal(&super::Unreachable(
+                "validated create without parts",
+            )));
+        };
+        let probe = probe_of("customer.", &CustomerInput::from(&data)).ok();
+        let fingerprint = Fingerprint::new(
+            &Parts {
+                input: Customer::canonical_input(&input),
+                // Another request than a create without the check.
+                mask: vec!["duplicate_policy=REJECT".to_owned()],
+                ..crate::core::write::call::<Customer>("Create", actor, "")
+            },
+            &[],
+        );
+        let origin = crate::core::write::Origin {
+            actor: actor.to_owned(),
+            request_id,
+        };
+        let name = CustomerName(uuid::Uuid::now_v7());
+        self.writer()
+            .idempotent(request_id, fingerprint, async move |conn| {
+                if let Some(probe) = probe {
+                    let candidates = likely(conn, &probe, None).await?;
+                    if !candidates.is_empty() {
+                        return Err(Error::Duplicates {
+                            message: format!(
+                                "{} live customer{} likely the same person (duplicate_policy \
+                                 REJECT): {}; merge them, or create with duplicate_policy ALLOW",
+                                candidates.len(),
+                                if candidates.len() == 1 {
+                                    " is"
+                                } else {
+                                    "s are"
+                                },
+                                candidates.join(", ")
+                            ),
+                            reason: super::error::reason::DUPLICATE_CUSTOMER,
+                            resource_type: crate::domain::names::CUSTOMER_TYPE,
+                            candidates,
+                        });
+                    }
+                }
+                crate::core::write::insert_new(conn, name, &data, &origin).await
+            })
+            .await
+    }
+}
+
+/// The names of the live customers at least [`LIKELY_DUPLICATE`] like `probe`, best first.
+async fn likely(
+    conn: &mut diesel_async::AsyncPgConnection,
+    probe: &Probe,
+    except: Option<uuid::Uuid>,
+) -> Result<Vec<String>> {
+    let hits = db::duplicates::find(conn, probe, except, MAX_CREATE_CANDIDATES, 0).await?;
+    Ok(hits
+        .iter()
+        .filter(|hit| hit.score >= LIKELY_DUPLICATE)
+        .map(|hit| CustomerName(hit.id).to_string())
+        .collect())
 }
 
 /// What matched, strongest first.

@@ -86,6 +86,22 @@ pub mod reason {
     /// A retry of a request whose first response was erased with the customer it was about
     /// (EraseCustomer): it is not run again, which could bring the erased data back.
     pub const REQUEST_ERASED: &str = "REQUEST_ERASED";
+    /// Another run of the same import (same request id) is committing its rows.
+    pub const IMPORT_RUNNING: &str = "IMPORT_RUNNING";
+    /// An import's stream broke off; re-sending it with the same request id resumes it.
+    pub const IMPORT_INTERRUPTED: &str = "IMPORT_INTERRUPTED";
+
+    /// A merge source, or an undelete, of a customer merged into another already.
+    pub const CUSTOMER_MERGED: &str = "CUSTOMER_MERGED";
+    /// UnmergeCustomers of a merge undone already.
+    pub const MERGE_ALREADY_UNDONE: &str = "MERGE_ALREADY_UNDONE";
+    /// UnmergeCustomers of a merge whose source was purged, erased, undeleted or merged
+    /// elsewhere since: it cannot be restored as it was.
+    pub const MERGE_SOURCE_CHANGED: &str = "MERGE_SOURCE_CHANGED";
+    /// CreateCustomer with `duplicate_policy = REJECT` found likely duplicates.
+    pub const DUPLICATE_CUSTOMER: &str = "DUPLICATE_CUSTOMER";
+    /// CreateCompany with `duplicate_policy = REJECT`: live companies have the domain.
+    pub const DUPLICATE_COMPANY: &str = "DUPLICATE_COMPANY";
 }
 
 /// Result of a use case.
@@ -123,6 +139,19 @@ pub enum Error {
         resource_type: &'static str,
         /// The conflicting resource, when it may be disclosed.
         resource_name: String,
+    },
+    /// A create with `duplicate_policy = REJECT` found live look-alikes: customers likely the
+    /// same person, companies with the same domain (ALREADY_EXISTS).
+    #[error("{message}")]
+    Duplicates {
+        /// Summary for humans.
+        message: String,
+        /// `ErrorInfo.reason`: DUPLICATE_CUSTOMER or DUPLICATE_COMPANY.
+        reason: &'static str,
+        /// The candidates' resource type.
+        resource_type: &'static str,
+        /// The candidates' names, best first.
+        candidates: Vec<String>,
     },
     /// Optimistic concurrency: the supplied etag is stale. Re-read and retry.
     #[error("{message}")]

@@ -16,6 +16,9 @@ pub mod duplicates;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod import;
+
+pub mod merge;
 pub mod notes;
 pub mod page_token;
 pub mod privacy;
@@ -153,6 +156,8 @@ impl CustomerService<PgStore> {
                     // replays keep that a request ran, not what it answered.
                     db::events::scrub_customer(conn, &purged).await?;
                     db::request_ids::erase_customer(conn, purged.stored.id).await?;
+                    // Merge records naming it hold its data and can no longer be undone.
+                    db::merges::forget_customer(conn, purged.stored.id).await?;
                 }
                 Ok(purged_count)
             })

@@ -113,6 +113,8 @@ impl CustomerService<PgStore> {
                 let replays =
                     db::erasure::forget_replays(conn, &name.to_string(), origin.request_id).await?;
                 let notes = db::notes::delete_all_of(conn, name.id()).await?;
+                // Merge records naming it hold its data; the merges stay done.
+                db::merges::forget_customer(conn, name.id()).await?;
                 db::customers::delete_for_good(conn, name.id()).await?;
                 let erased = current.purged();
                 let scrubbed = db::events::scrub_customer(conn, &erased).await?;

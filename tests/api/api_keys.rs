@@ -175,6 +175,7 @@ async fn an_admin_creates_a_key_whose_secret_works_for_the_scopes_it_grants() {
     assert_eq!(reads(&app, &key.secret).await, Ok(()));
     let write = customers_as_key(&app, &key.secret)
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(crate::helpers::new_customer("Key", "Holder")),
             request_id: String::new(),
         })

@@ -80,6 +80,7 @@ async fn grpc_create(
 ) -> Result<pb::Customer, tonic::Status> {
     app.client_with(authorization)
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("Auth", "Test")),
             request_id: String::new(),
         })
@@ -115,6 +116,7 @@ async fn assert_rejected(
 
     let mut client = app.client_with(authorization);
     let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(new_customer("Auth", "Test")),
         request_id: String::new(),
     });
@@ -1000,6 +1002,7 @@ async fn a_token_whose_subject_names_an_api_key_is_not_that_key() {
     let request_id = uuid::Uuid::new_v4().to_string();
     let create = |api_key: Option<&str>, bearer: Option<&str>| {
         let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("Name", "Space")),
             request_id: request_id.clone(),
         });

@@ -33,6 +33,7 @@ pub(crate) async fn create_company(
     app.client
         .clone()
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(company),
             request_id: String::new(),
         })
@@ -248,6 +249,7 @@ async fn invalid_companies_are_refused_with_every_violation() {
         .client
         .clone()
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 display_name: "   ".into(),
                 domain: "not a domain".into(),
@@ -499,6 +501,7 @@ async fn request_ids_make_company_writes_safe_to_retry() {
     let app = TestApp::spawn().await;
     let request_id = Uuid::new_v4().to_string();
     let create = pb::CreateCompanyRequest {
+        duplicate_policy: 0,
         company: Some(company("Acme")),
         request_id: request_id.clone(),
     };
@@ -522,6 +525,7 @@ async fn request_ids_make_company_writes_safe_to_retry() {
         .client
         .clone()
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(company("Other")),
             request_id: request_id.clone(),
         })
@@ -782,6 +786,7 @@ async fn a_customer_write_waits_for_a_delete_of_its_company_and_sees_it() {
             client
                 .clone()
                 .create_customer(pb::CreateCustomerRequest {
+                    duplicate_policy: 0,
                     customer: Some(customer),
                     request_id: String::new(),
                 })
@@ -1163,6 +1168,7 @@ async fn company_changes_are_recorded_as_company_events() {
         .client
         .clone()
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 domain: "acme.com".into(),
                 ..company("Acme")
@@ -1503,6 +1509,7 @@ async fn company_rpcs_need_the_customer_scopes() {
     let status = app
         .client_with(Some(&reader))
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(company("Acme")),
             request_id: String::new(),
         })
@@ -1513,6 +1520,7 @@ async fn company_rpcs_need_the_customer_scopes() {
     let created = app
         .client_with(Some(&writer))
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(company("Acme")),
             request_id: String::new(),
         })

@@ -222,6 +222,7 @@ async fn an_error_is_connect_error_json_carrying_the_details_grpc_gives() {
     let error = json_of(&body);
     assert_eq!(error["code"], "invalid_argument");
     let mut grpc_request = tonic::Request::new(pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(pb::Customer {
             given_name: "X".into(),
             family_name: "Y".into(),

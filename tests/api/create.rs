@@ -8,6 +8,7 @@ use crate::helpers::{TestApp, assert_invalid, assert_reason, labels, new_custome
 
 fn create_request(customer: pb::Customer, request_id: &str) -> pb::CreateCustomerRequest {
     pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(customer),
         request_id: request_id.into(),
     }

@@ -114,6 +114,7 @@ async fn life_and_erasure() -> Traces {
     let control = app.create("Aaron", "Control").await;
     let create_id = uuid();
     let create = pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(pb::Customer {
             given_name: GIVEN.into(),
             family_name: FAMILY.into(),

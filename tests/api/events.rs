@@ -52,6 +52,8 @@ pub(crate) fn kind(event: &pb::CustomerEvent) -> &'static str {
         Some(Kind::Undeleted(_)) => "undeleted",
         Some(Kind::Purged(_)) => "purged",
         Some(Kind::Erased(_)) => "erased",
+        Some(Kind::Merged(_)) => "merged",
+        Some(Kind::Unmerged(_)) => "unmerged",
         Some(Kind::CompanyCreated(_)) => "company_created",
         Some(Kind::CompanyUpdated(_)) => "company_updated",
         Some(Kind::CompanyDeleted(_)) => "company_deleted",
@@ -94,6 +96,7 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
         ..Default::default()
     });
     let create = pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(customer),
         request_id: request_id.clone(),
     };
@@ -206,6 +209,7 @@ async fn a_rolled_back_write_leaves_neither_change_nor_event() {
         .client
         .clone()
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("Roll", "Back")),
             request_id: request_id.to_string(),
         })
@@ -502,6 +506,7 @@ async fn watchers_resuming_from_any_token_see_every_event_once_in_order_under_co
                     let mut client = client.clone();
                     let created = client
                         .create_customer(pb::CreateCustomerRequest {
+                            duplicate_policy: 0,
                             customer: Some(new_customer("Writer", &format!("T{task}n{n}"))),
                             request_id: String::new(),
                         })
@@ -979,6 +984,7 @@ async fn a_broker_outage_delays_events_but_loses_none_and_writes_keep_succeeding
                     let mut client = client.clone();
                     let created = client
                         .create_customer(pb::CreateCustomerRequest {
+                            duplicate_policy: 0,
                             customer: Some(new_customer("During", &format!("T{task}n{n}"))),
                             request_id: String::new(),
                         })
@@ -1120,6 +1126,7 @@ async fn company_and_note_events_are_published_with_their_own_types_and_subjects
     let mut client = app.client.clone();
     let company = client
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 display_name: "Acme".into(),
                 ..Default::default()
@@ -1219,6 +1226,7 @@ async fn two_instances_on_one_database_deliver_each_event_once_in_order() {
                     let created = clients[(task + n) % 2]
                         .clone()
                         .create_customer(pb::CreateCustomerRequest {
+                            duplicate_policy: 0,
                             customer: Some(new_customer("Twin", &format!("T{task}n{n}"))),
                             request_id: String::new(),
                         })

@@ -119,6 +119,7 @@ async fn a_nul_byte_in_any_written_text_is_invalid_argument() {
     }
     let status = client
         .create_company(pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(pb::Company {
                 display_name: nul("Acme"),
                 domain: nul("acme.example"),
@@ -362,6 +363,7 @@ async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_con
         let status = app
             .client_with(Some(authorization))
             .create_customer(pb::CreateCustomerRequest {
+                duplicate_policy: 0,
                 customer: Some(new_customer("A", "B")),
                 request_id: String::new(),
             })
@@ -372,6 +374,7 @@ async fn unauthenticated_and_forbidden_carry_error_info_on_grpc_grpc_web_and_con
         // gRPC-web: a trailers-only answer, the status in the headers.
         let mut framed = vec![0_u8, 0, 0, 0, 0];
         pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("A", "B")),
             request_id: String::new(),
         }

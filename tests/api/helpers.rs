@@ -501,6 +501,7 @@ impl TestApp {
     /// CreateCustomer of `customer` (no request id), over gRPC with the all-scopes token.
     pub async fn create_customer(&self, customer: pb::Customer) -> Result<pb::Customer, Status> {
         let request = pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(customer),
             request_id: String::new(),
         };

@@ -194,6 +194,7 @@ async fn a_walk_during_concurrent_inserts_never_repeats_a_customer() {
                 let mut client = client.clone();
                 client
                     .create_customer(pb::CreateCustomerRequest {
+                        duplicate_policy: 0,
                         customer: Some(new_customer(&format!("During{i}"), "Walk")),
                         request_id: String::new(),
                     })
@@ -294,6 +295,7 @@ async fn filters_select_by_every_field_kind() {
         .client
         .clone()
         .create_company(customer_api::pb::CreateCompanyRequest {
+            duplicate_policy: 0,
             company: Some(customer_api::pb::Company {
                 display_name: "Jones & Co".into(),
                 ..Default::default()

@@ -95,6 +95,7 @@ async fn crud_run() -> Vec<String> {
     // Create (gRPC) and read.
     let created = client
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(pb::Customer {
                 given_name: "Petra".into(),
                 family_name: "Probe".into(),
@@ -198,6 +199,7 @@ async fn crud_run() -> Vec<String> {
     errors.push(body);
     let conflict = client
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(pb::Customer {
                 given_name: "Dup".into(),
                 family_name: "Probe".into(),

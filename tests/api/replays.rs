@@ -28,6 +28,7 @@ async fn a_purged_customer_leaves_no_data_in_stored_replays_and_a_retry_is_not_f
     let mut customer = new_customer("Gone", "Soon");
     customer.phone = "+14155550123".into();
     let create = pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(customer.clone()),
         request_id: request_id(),
     };
@@ -46,6 +47,7 @@ async fn a_purged_customer_leaves_no_data_in_stored_replays_and_a_retry_is_not_f
     };
     client.create_note(note.clone()).await.unwrap();
     let kept_create = pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(new_customer("Kept", "Live")),
         request_id: request_id(),
     };
@@ -130,6 +132,7 @@ async fn a_retry_of_a_request_an_older_release_forgot_is_answered_by_what_it_lef
     let create = |given: &str| pb::CreateCustomerRequest {
         customer: Some(new_customer(given, "Older")),
         request_id: request_id(),
+        ..Default::default()
     };
     let (purged, erased) = (create("Purged"), create("Erased"));
     let purged_customer = client

@@ -324,6 +324,7 @@ async fn during_the_shutdown_delay_readiness_is_down_while_new_calls_are_still_s
         .await
         .unwrap();
     let mut request = tonic::Request::new(pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(crate::helpers::new_customer("Late", "Caller")),
         request_id: String::new(),
     });

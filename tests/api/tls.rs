@@ -223,6 +223,7 @@ async fn create_on(app: &TestApp, endpoint: Endpoint) -> Result<pb::Customer, Re
         };
         CustomerServiceClient::with_interceptor(channel, bearer)
             .create_customer(pb::CreateCustomerRequest {
+                duplicate_policy: 0,
                 customer: Some(new_customer("Tls", "Client")),
                 request_id: String::new(),
             })

@@ -335,6 +335,7 @@ fn rest_grpc_and_connect_calls_continue_the_callers_trace_into_the_database_the_
             .clone()
             .create_customer(traced(
                 pb::CreateCustomerRequest {
+                    duplicate_policy: 0,
                     customer: Some(customer),
                     request_id: String::new(),
                 },

@@ -99,6 +99,7 @@ pub(crate) async fn grpc_web(
 async fn grpc_web_binary_over_http1_creates_and_reads() {
     let app = TestApp::spawn().await;
     let request = pb::CreateCustomerRequest {
+        duplicate_policy: 0,
         customer: Some(new_customer("Web", "Binary")),
         request_id: String::new(),
     };
@@ -593,6 +594,7 @@ async fn client_faults_are_reported_as_client_faults_on_every_transport() {
         &app,
         "CreateCustomer",
         &pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(big),
             request_id: String::new(),
         },

@@ -135,6 +135,7 @@ fn updated_customer() -> pb::Customer {
         delete_time: None,
         expire_time: None,
         business_info: None,
+        merged_into: String::new(),
     }
 }
 
@@ -334,6 +335,7 @@ async fn a_retry_of_a_request_answered_before_the_upgrade_replays_that_answer() 
         .client
         .clone()
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(pb::Customer {
                 given_name: "Ada".into(),
                 family_name: "Lovelace".into(),
@@ -419,6 +421,7 @@ async fn a_retry_of_a_request_answered_before_the_upgrade_replays_that_answer() 
     app.client
         .clone()
         .create_customer(pb::CreateCustomerRequest {
+            duplicate_policy: 0,
             customer: Some(new_customer("New", "Encoding")),
             request_id: fresh.to_string(),
         })

@@ -108,6 +108,7 @@ impl Api {
     ) -> Result<pb::Customer, Status> {
         let request = self.request(
             pb::CreateCustomerRequest {
+                duplicate_policy: 0,
                 customer: Some(customer),
                 request_id: request_id.to_owned(),
             },
@@ -1062,6 +1063,7 @@ async fn races(run: &mut Run, api: &Api, url: &str) {
     let company = company_client
         .create_company(api.request(
             pb::CreateCompanyRequest {
+                duplicate_policy: 0,
                 company: Some(pb::Company {
                     display_name: "Race Ltd".into(),
                     ..Default::default()

@@ -150,6 +150,7 @@ impl Transport {
         match self {
             Self::Grpc(client, bearer) => {
                 let request = pb::CreateCustomerRequest {
+                    duplicate_policy: 0,
                     customer: Some(pb::Customer {
                         given_name: given,
                         family_name: family.into(),

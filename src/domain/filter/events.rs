@@ -180,8 +180,8 @@ mod tests {
                 "type = Nope",
                 7,
                 "invalid type 'Nope'; expected one of CustomerRegistered, CustomerUpdated, \
-                 CustomerDeleted, CustomerUndeleted, CustomerPurged, CustomerErased, CompanyCreated, \
-                 CompanyUpdated, CompanyDeleted, CompanyUndeleted, NoteAdded, NoteUpdated, \
+                 CustomerDeleted, CustomerUndeleted, CustomerPurged, CustomerErased, CustomersMerged, \
+                 CustomersUnmerged, CompanyCreated, CompanyUpdated, CompanyDeleted, CompanyUndeleted, NoteAdded, NoteUpdated, \
                  NoteDeleted",
             ),
             (

@@ -315,7 +315,7 @@ pub fn document(rest: &gateway::Builder) -> Result<Value, gateway::BuildError> {
     document["security"] = json!([{"bearerAuth": []}, {"apiKey": []}]);
     if let Some(tags) = document["tags"].as_array_mut() {
         tags.push(json!({
-            "name": "Operations",
+            "name": "Server",
             "description": "Probes, this document and the pages about it.",
         }));
     }
@@ -555,7 +555,7 @@ fn open_routes() -> Vec<(&'static str, Value)> {
         json!({"get": {
             "operationId": id,
             "summary": summary,
-            "tags": ["Operations"],
+            "tags": ["Server"],
             "security": [],
             "responses": responses,
         }})
@@ -564,7 +564,7 @@ fn open_routes() -> Vec<(&'static str, Value)> {
         json!({"get": {
             "operationId": id,
             "summary": summary,
-            "tags": ["Operations"],
+            "tags": ["Server"],
             "security": [],
             "responses": {"200": {
                 "description": "An HTML page.",
@@ -612,7 +612,7 @@ fn open_routes() -> Vec<(&'static str, Value)> {
                 "summary": "This document.",
                 "description": "Open unless the server runs with `PROTECT_DOCS`, which asks for \
                     a `customers.read` credential.",
-                "tags": ["Operations"],
+                "tags": ["Server"],
                 "security": [],
                 "responses": {"200": {
                     "description": "The OpenAPI 3.1 document.",

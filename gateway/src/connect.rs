@@ -17,7 +17,7 @@
 //! `unimplemented`, naming `identity` as what is accepted) and responses are never compressed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     convert::Infallible,
     future::Future,
     pin::Pin,
@@ -164,6 +164,9 @@ struct Inner {
     pool: DescriptorPool,
     /// By path, `/package.Service/Method`.
     rpcs: HashMap<String, Rpc>,
+    /// Paths of the client- and bidirectional-streaming methods, answered with a refusal
+    /// that says where they are served instead of "no such method".
+    client_streams: HashSet<String>,
     plans: wire::Plans,
     grpc: GrpcService,
     max_message_bytes: usize,
@@ -183,16 +186,18 @@ impl Connect {
         request_id: Option<HeaderName>,
     ) -> Result<Self, BuildError> {
         let mut rpcs = HashMap::new();
+        let mut client_streams = HashSet::new();
         let mut plans = wire::Plans::default();
         for name in services {
             let service = pool
                 .get_service_by_name(name)
                 .ok_or_else(|| BuildError::Descriptors(format!("no service {name}")))?;
             for method in service.methods() {
+                let path = format!("/{}/{}", service.full_name(), method.name());
                 if method.is_client_streaming() {
+                    client_streams.insert(path);
                     continue;
                 }
-                let path = format!("/{}/{}", service.full_name(), method.name());
                 let uri = path
                     .parse()
                     .map_err(|e| BuildError::Descriptors(format!("{path}: {e}")))?;
@@ -217,6 +222,7 @@ impl Connect {
             inner: Arc::new(Inner {
                 pool,
                 rpcs,
+                client_streams,
                 plans,
                 grpc,
                 max_message_bytes,
@@ -353,7 +359,14 @@ impl Inner {
     {
         let path = parts.uri.path();
         let rpc = self.rpcs.get(path).ok_or_else(|| {
-            Status::unimplemented(format!("{path} is not a method served over Connect"))
+            Status::unimplemented(if self.client_streams.contains(path) {
+                format!(
+                    "{path} takes a stream of requests, which this server serves over gRPC \
+                     (and its REST binding), not Connect"
+                )
+            } else {
+                format!("{path} is not a method served over Connect")
+            })
         })?;
         let metadata = call_metadata(&parts.headers)?;
         let (codec, message) = match parts.method {

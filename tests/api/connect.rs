@@ -163,7 +163,19 @@ async fn get_is_served_exactly_for_the_methods_the_proto_marks_without_side_effe
             true,
         )
         .await;
-        if no_side_effects {
+        if method.client_streaming() {
+            // Connect serves no client streams here: the refusal says where it is served.
+            assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{}", method.name());
+            let body = json_of(&body);
+            assert_eq!(body["code"], "unimplemented");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("takes a stream of requests, which this server serves over gRPC (and its REST binding), not Connect"),
+                "{body}"
+            );
+        } else if no_side_effects {
             reads.push(method.name().to_owned());
             // An empty request: the service's own answer (a missing name), not a refusal.
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{}", method.name());

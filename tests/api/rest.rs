@@ -151,6 +151,7 @@ async fn create_answers_201_with_location_etag_and_the_full_json_shape() {
                 "familyName",
                 "givenName",
                 "labels",
+                "mergedInto",
                 "name",
                 "phone",
                 "status",

@@ -130,12 +130,16 @@ impl Shared {
             .map(str::to_owned);
         let answer = async {
             if parts.method != Method::POST {
-                return Err(HttpError::with_status(
+                let mut error = HttpError::with_status(
                     StatusCode::METHOD_NOT_ALLOWED,
                     Code::Unimplemented,
                     "METHOD_NOT_ALLOWED",
                     format!("{PATH} takes POST"),
-                ));
+                );
+                error
+                    .headers
+                    .push((header::ALLOW, HeaderValue::from_static("POST")));
+                return Err(error);
             }
             let settings = settings(&parts)?;
             let mut first = grpc_call::frame_buffer(64);
@@ -178,6 +182,7 @@ impl Shared {
             call.next()
                 .await
                 .map_err(|status| HttpError::from_status(&status, &self.pool))?;
+            failed_operation(&message, &self.pool)?;
             let mut json = Vec::with_capacity(512);
             self.plans
                 .write(self.operation, &message, &mut json)
@@ -212,6 +217,27 @@ impl Shared {
             code,
         });
         response
+    }
+}
+
+/// The error of an import that ended with one (a file refused as a whole, a cancelled or
+/// broken-off import) as the HTTP error it is, naming the operation (`ErrorInfo.metadata`
+/// `operation`) whose metadata says how far it got: an upload answers as a call does, not
+/// with a 200 holding an error.
+fn failed_operation(message: &[u8], pool: &DescriptorPool) -> Result<(), HttpError> {
+    let Ok(operation) = crate::longrunning::Operation::decode(message) else {
+        return Ok(());
+    };
+    match operation.result {
+        Some(crate::longrunning::operation::Result::Error(status)) if operation.done => {
+            let mut error = HttpError::from_status(
+                &tonic::Status::new(Code::from(status.code), status.message),
+                pool,
+            );
+            error.add_error_metadata("operation", operation.name);
+            Err(error)
+        }
+        _ => Ok(()),
     }
 }
 

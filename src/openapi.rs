@@ -235,7 +235,31 @@ pub fn constraints() -> gateway::openapi::Constraints {
         add(&format!("{request}.{field}"), keywords);
     }
 
-    let mut ids: BTreeMap<String, String> = ["customer", "company", "note", "api_key", "merge"]
+    // google.longrunning's ListOperations: the same page-size rule (up to
+    // MAX_OPERATIONS_PAGE), and the only filters `service::import` reads.
+    const _: () = assert!(crate::service::import::MAX_OPERATIONS_PAGE == 1000);
+    fields.insert(
+        "google.longrunning.ListOperationsRequest.page_size".to_owned(),
+        json!({
+            "minimum": 0,
+            "description": "At most 1000 operations are returned; a larger value counts as \
+                1000. 0 (or absent) picks the default, 50.",
+        }),
+    );
+    fields.insert(
+        "google.longrunning.ListOperationsRequest.filter".to_owned(),
+        json!({"pattern": r"^\s*(done\s+=\s+(true|false)\s*)?$"}),
+    );
+
+    // An operation's id is its import's request id, a UUID.
+    let mut ids: BTreeMap<String, String> = [
+        "customer",
+        "company",
+        "note",
+        "api_key",
+        "merge",
+        "operation",
+    ]
         .into_iter()
         .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
         .collect();
@@ -524,12 +548,12 @@ fn import_route() -> Value {
         },
         "responses": {
             "200": {
-                "description": "The import's operation, done.",
+                "description": "The import's operation, done: every row committed or reported in `response`.",
                 "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/google.longrunning.Operation",
                 }}},
             },
-            "400": error("Bad Request: `INVALID_ARGUMENT` (settings, or a request id used for another import)."),
+            "400": error("Bad Request: `INVALID_ARGUMENT` (settings, a request id used for another import, or a file refused as a whole, such as a CSV header naming an unknown column). An import that ended with an error answers that error, its `ErrorInfo.metadata.operation` naming the operation that says how far it got."),
             "401": error("Unauthorized: `UNAUTHENTICATED`."),
             "403": error("Forbidden: `PERMISSION_DENIED`."),
             "408": error("Request Timeout: a part of the body did not arrive within REQUEST_BODY_TIMEOUT of the one before (`DEADLINE_EXCEEDED`); re-send to resume."),

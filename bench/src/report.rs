@@ -478,6 +478,7 @@ mod tests {
                 Some(false), // create 30% of pgbench
                 Some(true),  // deep page 1.2x
                 None,        // search not measured (and not at 1M rows)
+                None,        // FindDuplicateCustomers not measured (and not at 1M rows)
                 Some(true),  // 40 MiB
                 Some(true),  // no errors
             ]

@@ -460,6 +460,19 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "\"NaN\"\"Infinity\"1.5");
     }
 
+    /// A double written and read back (as requests are read) is the same number, to the
+    /// last bit: serde_json's default parser was one unit in the last place off for this one
+    /// (found by the json_writer fuzz target).
+    #[test]
+    fn doubles_read_back_exactly() {
+        for value in [7.789_171_017_913_027e-143, 0.1, 1e300, 5e-324, f64::MAX] {
+            let mut out = Vec::new();
+            write_float(value, &mut out);
+            let read: f64 = serde_json::from_slice(&out).unwrap();
+            assert_eq!(read.to_bits(), value.to_bits(), "{}", String::from_utf8_lossy(&out));
+        }
+    }
+
     #[test]
     fn strings_are_escaped() {
         let mut out = Vec::new();

@@ -1884,6 +1884,11 @@ mod tests {
                 "get",
                 "WatchCustomerEvents",
             ),
+            (
+                "/v1/customers/{customer}/merges/{merge}:unmerge",
+                "post",
+                "UnmergeCustomers_post",
+            ),
             ("/v1/customers/{customer}/notes", "get", "ListNotes"),
             ("/v1/customers/{customer}/notes", "post", "CreateNote"),
             (
@@ -1913,10 +1918,16 @@ mod tests {
                 "get",
                 "FindDuplicateCustomers",
             ),
+            ("/v1/customers/{customer}:merge", "post", "MergeCustomers"),
             (
                 "/v1/customers/{customer}:undelete",
                 "post",
                 "UndeleteCustomer",
+            ),
+            (
+                "/v1/customers/{customer}:unmerge",
+                "post",
+                "UnmergeCustomers",
             ),
             ("/v1/customers:batchGet", "get", "BatchGetCustomers"),
             ("/v1/customers:export", "get", "ExportCustomers"),
@@ -2249,19 +2260,25 @@ mod tests {
                 "customer.v1.CustomerErasure",
                 "customer.v1.CustomerEvent",
                 "customer.v1.CustomerInput",
+                "customer.v1.CustomerMerge",
                 "customer.v1.CustomerPatch",
                 "customer.v1.CustomerPurged",
                 "customer.v1.CustomerRegistered",
                 "customer.v1.CustomerUndeleted",
                 "customer.v1.CustomerUpdated",
+                "customer.v1.CustomersMerged",
+                "customer.v1.CustomersUnmerged",
                 "customer.v1.DuplicateCandidate",
                 "customer.v1.DuplicateReason",
                 "customer.v1.ErasureReason",
+                "customer.v1.FieldPolicyInput",
                 "customer.v1.FindDuplicateCustomersResponse",
                 "customer.v1.ListCompaniesResponse",
                 "customer.v1.ListCustomerEventsResponse",
                 "customer.v1.ListCustomersResponse",
                 "customer.v1.ListNotesResponse",
+                "customer.v1.MergeCustomersResponse",
+                "customer.v1.MovedNote",
                 "customer.v1.Note",
                 "customer.v1.NoteAdded",
                 "customer.v1.NoteDeleted",
@@ -2271,6 +2288,7 @@ mod tests {
                 "customer.v1.PostalAddress",
                 "customer.v1.PostalAddressInput",
                 "customer.v1.PostalAddressPatch",
+                "customer.v1.UnmergeCustomersResponse",
             ]
         );
 
@@ -2292,7 +2310,8 @@ mod tests {
                 "businessId",
                 "labels",
                 "etag",
-                "externalIds"
+                "externalIds",
+                "mergedInto"
             ])
         );
         let properties = &customer["properties"];

@@ -309,6 +309,44 @@ async fn rest_imports_stream_ndjson_and_csv_files() {
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // A file refused as a whole (a header naming no column) is the operation's error as an
+    // HTTP error, naming the operation, not a 200.
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let (status, _, body) = http_request(
+        &app,
+        Method::POST,
+        &format!("/v1/customers:import?requestId={request_id}"),
+        &[("authorization", &bearer), ("content-type", "text/csv")],
+        Bytes::from("{}\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["status"], "INVALID_ARGUMENT");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the CSV header names an unknown column `{}`"),
+        "{json}"
+    );
+    assert_eq!(
+        json["error"]["details"][0]["metadata"]["operation"],
+        format!("operations/{request_id}")
+    );
+
+    // Another method: 405 with the one it takes.
+    let (status, headers, _) = http_request(
+        &app,
+        Method::PUT,
+        "/v1/customers:import",
+        &[("authorization", &bearer), ("content-type", "text/csv")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
     assert_eq!(app.count("customers", "").await, 4);
 }
 

@@ -133,7 +133,11 @@ pub async fn list(
     match query.filter.filter(|filter| keyset::searches_text(filter)) {
         // A substring search: the planner cannot tell a rare substring from a common one,
         // so the statement looks at the density among the next rows in order first.
-        Some(search) => query.search(rows, "customers", search).load(conn).await,
+        Some(search) => {
+            let conn: &AsyncPgConnection = conn;
+            let page = query.search(rows, "customers", search);
+            keyset::with_generic_plan(conn, page.load(&mut &*conn)).await
+        }
         None => query.page(rows()).load(conn).await,
     }
 }

@@ -130,20 +130,15 @@ pub async fn list(
             None => rows,
         }
     };
-    let page = || query.page(rows());
-    let Some(search) = query.filter.filter(|filter| keyset::searches_text(filter)) else {
-        return page().load(conn).await;
-    };
-    // A substring search: the planner cannot tell a rare substring from a common one, so
-    // look at the density among the next rows in order first (ListQuery::probe).
-    let probed: Vec<CustomerRow> = query.probe(rows(), "customers", search).load(conn).await?;
-    if probed.len() as i64 >= query.limit {
-        Ok(probed)
-    } else if probed.len() >= keyset::DENSE_MATCHES {
-        page().load(conn).await
-    } else {
-        let conn: &AsyncPgConnection = conn;
-        keyset::from_text_index(conn, page().load(&mut &*conn)).await
+    match query.filter.filter(|filter| keyset::searches_text(filter)) {
+        // A substring search: the planner cannot tell a rare substring from a common one,
+        // so the statement looks at the density among the next rows in order first.
+        Some(search) => {
+            let conn: &AsyncPgConnection = conn;
+            let page = query.search(rows, "customers", search);
+            keyset::with_generic_plan(conn, page.load(&mut &*conn)).await
+        }
+        None => query.page(rows()).load(conn).await,
     }
 }
 

@@ -571,3 +571,54 @@ async fn substring_searches_page_alike_whether_their_matches_are_dense_or_rare()
         assert_eq!(names.len(), expected + 1, "{term} OR");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rare_substring_searches_page_by_time_alike_in_both_directions_across_tied_times() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    // 3000 customers, four per create_time (the id breaking ties): 80 "Rarefield"s, none
+    // among the 500 oldest or newest rows (a first page's probe finds none either way), in
+    // pairs sharing a time; every other row a "Commonley".
+    app.db()
+        .await
+        .batch_execute(
+            "INSERT INTO customers (id, given_name, family_name, email, status, create_time) \
+             SELECT gen_random_uuid(), 'G' || i, \
+                    CASE WHEN i BETWEEN 600 AND 2400 AND i % 45 IN (0, 1) THEN 'Rarefield' \
+                         WHEN i % 2 = 0 THEN 'Commonley' ELSE 'Other' END, \
+                    's' || i || '@example.com', 1, \
+                    '2026-01-01T00:00:00Z'::timestamptz + (i / 4) * interval '1 second' \
+             FROM generate_series(1, 3000) AS i; ANALYZE customers",
+        )
+        .await
+        .unwrap();
+
+    for (order_by, sql_order) in [
+        ("", "create_time, id"),
+        ("create_time desc", "create_time DESC, id DESC"),
+    ] {
+        let mut conn = app.db().await;
+        #[derive(diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
+        let expected_names: Vec<String> = diesel_async::RunQueryDsl::load::<Name>(
+            diesel::sql_query(format!(
+                "SELECT id FROM customers WHERE family_name ILIKE '%arefiel%' ORDER BY {sql_order}"
+            )),
+            &mut conn,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| format!("customers/{}", row.id))
+        .collect();
+        assert_eq!(expected_names.len(), 80, "{order_by}");
+
+        for page_size in [1, 3, 50, 1000] {
+            let (names, _) = walk(&app, "family_name:\"arefiel\"", order_by, page_size).await;
+            assert_eq!(names, expected_names, "{order_by}, pages of {page_size}");
+        }
+    }
+}

@@ -1,4 +1,1 @@
-DROP INDEX customers_dup_full_name_gist_idx;
-CREATE INDEX customers_dup_full_name_trgm_idx ON customers
-    USING gin ((lower(given_name || ' ' || family_name)) gin_trgm_ops)
-    WHERE delete_time IS NULL;
+DROP INDEX CONCURRENTLY IF EXISTS customers_dup_full_name_gist_idx;

@@ -496,6 +496,11 @@ pub async fn migrate(pool: &Pool) -> Result<usize, SetupError> {
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut conn)
         .await?;
+    // A migration's work grows with the table (an index build takes minutes at a million
+    // customers), so the request bound `DB_STATEMENT_TIMEOUT` would fail it on the largest
+    // databases only; the deployment's own timeout bounds a migration instead.
+    conn.batch_execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .await?;
     // The harness is synchronous (it blocks on the async connection), so it runs on a
     // blocking thread rather than stalling a runtime worker.
     let outcome = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS customers_family_name_nearest_idx;

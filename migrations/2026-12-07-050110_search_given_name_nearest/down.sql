@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS customers_given_name_nearest_idx;

@@ -260,9 +260,9 @@ pub fn constraints() -> gateway::openapi::Constraints {
         "merge",
         "operation",
     ]
-        .into_iter()
-        .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
-        .collect();
+    .into_iter()
+    .map(|id| (id.to_owned(), names::UUID_PATTERN.to_owned()))
+    .collect();
     // The change stream also takes `customers/-`: every customer, note and company.
     for request in ["ListCustomerEventsRequest", "WatchCustomerEventsRequest"] {
         ids.insert(

@@ -469,7 +469,12 @@ mod tests {
             let mut out = Vec::new();
             write_float(value, &mut out);
             let read: f64 = serde_json::from_slice(&out).unwrap();
-            assert_eq!(read.to_bits(), value.to_bits(), "{}", String::from_utf8_lossy(&out));
+            assert_eq!(
+                read.to_bits(),
+                value.to_bits(),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 

@@ -236,11 +236,12 @@ where
                     }),
                 };
                 let mut nearest_rows = gated("<").filter(condition(search));
-                let mut ties = gated("<")
-                    .filter(condition(search))
-                    .filter(diesel::dsl::sql::<Bool>(&format!(
-                        "\"{column}\" = (SELECT {last}(\"{column}\") FROM nearest)"
-                    )));
+                let mut ties =
+                    gated("<")
+                        .filter(condition(search))
+                        .filter(diesel::dsl::sql::<Bool>(&format!(
+                            "\"{column}\" = (SELECT {last}(\"{column}\") FROM nearest)"
+                        )));
                 if let Some(cursor) = self.after {
                     let keyset = KeysetAfter {
                         keys: Keys::new(self.order),
@@ -514,7 +515,6 @@ where
         out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)
     }
 }
-
 
 /// `column <-> origin`: the distance in time from the cursor's time (or, on a first page,
 /// from the table's earliest or latest time, by the key's direction), as an `ORDER BY`

@@ -22,7 +22,7 @@
 //! CANCELLED. An import runs on a task of its own, so a client that goes away leaves it
 //! interrupted (resumable), never half-written.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -292,8 +292,8 @@ struct Batch {
 
 /// How a batch ended.
 enum Committed {
-    /// Written; the operation as it is now.
-    Done(Box<OperationRow>),
+    /// Written; the operation as it is now, and what a dry run's batch would have registered.
+    Done(Box<OperationRow>, customer_import::Claims),
     /// Not written: the operation was cancelled.
     Cancelled(Box<OperationRow>),
 }
@@ -373,6 +373,9 @@ impl CustomerService<PgStore> {
                 request_id,
             },
             id,
+            earlier: settings
+                .validate_only
+                .then(|| Arc::new(customer_import::Earlier::default())),
             settings,
             totals: Totals::of(&start),
         };
@@ -521,6 +524,8 @@ struct Run {
     id: Uuid,
     settings: ImportSettings,
     totals: Totals,
+    /// A dry run's earlier batches (not in the table).
+    earlier: Option<Arc<customer_import::Earlier>>,
 }
 
 impl Run {
@@ -687,7 +692,10 @@ impl Run {
                 }
                 Err(stop) => return Err(stop),
                 Ok(Committed::Cancelled(row)) => return Err(Stop::Cancelled(row)),
-                Ok(Committed::Done(row)) => {
+                Ok(Committed::Done(row, claims)) => {
+                    if let Some(earlier) = &mut self.earlier {
+                        Arc::make_mut(earlier).extend(claims);
+                    }
                     self.totals = Totals::of(&row);
                     return Ok(*row);
                 }
@@ -703,77 +711,80 @@ impl Run {
     ) -> Result<Committed, Stop> {
         let (id, origin) = (self.id, self.origin.clone());
         let (mode, dry_run) = (self.settings.mode, self.settings.validate_only);
+        let earlier = self.earlier.clone();
         let mut totals = self.totals.clone();
         let rows = batch.rows.clone();
         let invalid = batch.invalid.clone();
         let count = batch.count;
-        let committed =
-            self.service
-                .writer()
-                .store
-                .write(async move |conn| {
-                    let Some(row) = db::operations::lock(conn, id).await? else {
-                        return Err(Error::internal(&super::Unreachable(
-                            "an import without its operation",
-                        )));
-                    };
-                    if row.rows_consumed != totals.rows_consumed {
-                        return Err(Error::Aborted {
-                            message: "another run of this import (same request_id) is committing \
+        let committed = self
+            .service
+            .writer()
+            .store
+            .write(async move |conn| {
+                let Some(row) = db::operations::lock(conn, id).await? else {
+                    return Err(Error::internal(&super::Unreachable(
+                        "an import without its operation",
+                    )));
+                };
+                if row.rows_consumed != totals.rows_consumed {
+                    return Err(Error::Aborted {
+                        message: "another run of this import (same request_id) is committing \
                                   its rows; poll the operation, or retry once it stopped"
-                                .into(),
-                            reason: reason::IMPORT_RUNNING,
-                            resource_type: "longrunning.googleapis.com/Operation",
-                            resource_name: format!("operations/{id}"),
-                        });
-                    }
-                    if row.cancel_requested {
-                        let progress = totals.progress(
-                            State::Cancelled,
-                            Some((
-                                code::CANCELLED,
-                                format!(
-                                    "cancelled by CancelOperation after {} rows; the batches \
+                            .into(),
+                        reason: reason::IMPORT_RUNNING,
+                        resource_type: "longrunning.googleapis.com/Operation",
+                        resource_name: format!("operations/{id}"),
+                    });
+                }
+                if row.cancel_requested {
+                    let progress = totals.progress(
+                        State::Cancelled,
+                        Some((
+                            code::CANCELLED,
+                            format!(
+                                "cancelled by CancelOperation after {} rows; the batches \
                                  committed before stay committed",
-                                    totals.rows_consumed
-                                ),
-                            )),
-                        );
-                        let row = db::operations::advance(conn, id, &progress).await?;
-                        return Ok(Committed::Cancelled(Box::new(row)));
-                    }
-                    let outcome =
-                        customer_import::commit_batch(conn, rows, mode, dry_run, &origin).await?;
-                    let mut rejected: Vec<RowError> = invalid;
-                    rejected.extend(outcome.rejected.into_iter().map(|(line, violations)| {
-                        RowError {
+                                totals.rows_consumed
+                            ),
+                        )),
+                    );
+                    let row = db::operations::advance(conn, id, &progress).await?;
+                    return Ok(Committed::Cancelled(Box::new(row)));
+                }
+                let outcome =
+                    customer_import::commit_batch(conn, rows, mode, earlier.as_deref(), &origin)
+                        .await?;
+                let mut rejected: Vec<RowError> = invalid;
+                rejected.extend(
+                    outcome
+                        .rejected
+                        .into_iter()
+                        .map(|(line, violations)| RowError {
                             line,
                             violations: violations.into_vec(),
-                        }
-                    }));
-                    rejected.sort_by_key(|error| error.line);
-                    for error in rejected {
-                        totals.reject(error.line, error.violations);
-                    }
-                    totals.created += outcome.created;
-                    totals.updated += outcome.updated;
-                    totals.unchanged += outcome.unchanged;
-                    if !dry_run {
-                        totals.rows_committed +=
-                            outcome.created + outcome.updated + outcome.unchanged;
-                    }
-                    totals.rows_consumed += count;
-                    totals.rows_read = rows_read.max(totals.rows_consumed);
-                    let state = if last {
-                        State::Succeeded
-                    } else {
-                        State::Running
-                    };
-                    let row =
-                        db::operations::advance(conn, id, &totals.progress(state, None)).await?;
-                    Ok(Committed::Done(Box::new(row)))
-                })
-                .await?;
+                        }),
+                );
+                rejected.sort_by_key(|error| error.line);
+                for error in rejected {
+                    totals.reject(error.line, error.violations);
+                }
+                totals.created += outcome.created;
+                totals.updated += outcome.updated;
+                totals.unchanged += outcome.unchanged;
+                if !dry_run {
+                    totals.rows_committed += outcome.created + outcome.updated + outcome.unchanged;
+                }
+                totals.rows_consumed += count;
+                totals.rows_read = rows_read.max(totals.rows_consumed);
+                let state = if last {
+                    State::Succeeded
+                } else {
+                    State::Running
+                };
+                let row = db::operations::advance(conn, id, &totals.progress(state, None)).await?;
+                Ok(Committed::Done(Box::new(row), outcome.claims))
+            })
+            .await?;
         Ok(committed)
     }
 }

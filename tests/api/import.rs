@@ -379,6 +379,87 @@ async fn validate_only_checks_every_row_and_commits_nothing() {
     assert_eq!(app.count("events", "").await, 1);
 }
 
+fn line_count(rows: usize) -> i64 {
+    i64::try_from(rows).unwrap()
+}
+
+/// A dry run answers what the real run then does, also for rows repeating an email or a key
+/// of a row in an earlier batch (which a dry run never writes to the table).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_finds_repeats_across_batches_as_the_real_run_does() {
+    let app = TestApp::spawn().await;
+    let batch = customer_api::service::import::BATCH_ROWS;
+    let keyed = |i: usize, key: &str| pb::Customer {
+        external_ids: [("crm".to_owned(), key.to_owned())].into(),
+        ..numbered(i + 1, "x").pop().unwrap()
+    };
+    for mode in [
+        pb::ImportMode::CreateOnly,
+        pb::ImportMode::UpsertByExternalId,
+    ] {
+        let prefix = format!("{}", mode as i32);
+        let mut rows: Vec<pb::Customer> = (0..batch)
+            .map(|i| pb::Customer {
+                email: format!("m{prefix}.{i}@example.com"),
+                ..keyed(i, &format!("{prefix}-{i}"))
+            })
+            .collect();
+        // The second batch: line batch+1 repeats the email of line 1 under a key of its own;
+        // line batch+2 repeats line 2's key with a new email; line batch+3 is new.
+        rows.push(pb::Customer {
+            email: format!("m{prefix}.0@example.com"),
+            ..keyed(batch, &format!("{prefix}-new-a"))
+        });
+        rows.push(pb::Customer {
+            email: format!("m{prefix}.other@example.com"),
+            ..keyed(batch + 1, &format!("{prefix}-1"))
+        });
+        rows.push(pb::Customer {
+            email: format!("m{prefix}.new@example.com"),
+            ..keyed(batch + 2, &format!("{prefix}-new-b"))
+        });
+        let answer = |validate_only: bool| {
+            let mut first = settings(mode, "", pb::ImportFormat::Unspecified);
+            first.settings.as_mut().unwrap().validate_only = validate_only;
+            import(&app, vec![first, customers(rows.clone())])
+        };
+        let dry = response(&answer(true).await.unwrap());
+        let mine = format!("email LIKE 'm{prefix}.%'");
+        assert_eq!(app.count("customers", &mine).await, 0, "{mode:?}");
+        let real = response(&answer(false).await.unwrap());
+        assert_eq!(
+            app.count("customers", &mine).await,
+            line_count(batch) + 1,
+            "{mode:?}"
+        );
+
+        let line = line_count(batch);
+        let expected = match mode {
+            // The repeated email and the repeated key are refused.
+            pb::ImportMode::CreateOnly => (
+                (line + 1, 0, 2),
+                vec![
+                    (line + 1, vec!["customer.email".to_owned()]),
+                    (line + 2, vec!["customer.external_ids[\"crm\"]".to_owned()]),
+                ],
+            ),
+            // The repeated key updates the customer line 2 registered.
+            _ => (
+                (line + 1, 1, 1),
+                vec![(line + 1, vec!["customer.email".to_owned()])],
+            ),
+        };
+        for (run, response) in [("dry", &dry), ("real", &real)] {
+            assert_eq!(
+                (response.created, response.updated, response.rejected),
+                expected.0,
+                "{mode:?} {run}"
+            );
+            assert_eq!(rejected(response), expected.1, "{mode:?} {run}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn upsert_mode_creates_then_updates_by_external_id_with_customer_updated_events() {
     let app = TestApp::spawn().await;

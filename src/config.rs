@@ -383,7 +383,8 @@ pub struct ServeSettings {
     #[arg(long, env, default_value = "1", value_parser = parse_share)]
     pub access_log_sample: f64,
 
-    /// How long request ids are remembered for safe retries (AIP-155).
+    /// How long request ids are remembered for safe retries (AIP-155), and imports' operations
+    /// after they stop moving.
     #[arg(long, env, default_value = "24h", value_parser = parse_duration)]
     pub request_id_ttl: Duration,
 

@@ -121,11 +121,15 @@ impl CustomerService<PgStore> {
         })
     }
 
-    /// Forgets request ids older than `ttl`.
+    /// Forgets request ids older than `ttl`, and the operations (imports, whose request id
+    /// names them) that stopped moving that long ago; how many of both.
     pub async fn purge_request_ids(&self, ttl: Duration) -> Result<usize> {
         self.writer
             .store
-            .read(async move |conn| Ok(db::request_ids::purge(conn, ttl).await?))
+            .read(async move |conn| {
+                let request_ids = db::request_ids::purge(conn, ttl).await?;
+                Ok(request_ids + db::operations::purge(conn, ttl).await?)
+            })
             .await
     }
 

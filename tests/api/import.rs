@@ -859,3 +859,54 @@ async fn the_cli_imports_a_csv_file_and_prints_the_rejected_rows() {
         2
     );
 }
+
+/// An operation is kept as long as its request id (REQUEST_ID_TTL): one that stopped moving
+/// longer ago is forgotten by the hourly purge (which also runs as a server starts), a
+/// recent one stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_older_than_the_request_id_ttl_are_forgotten() {
+    let app = TestApp::spawn().await;
+    let (old, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for id in [old, recent] {
+        import(
+            &app,
+            vec![
+                settings(
+                    pb::ImportMode::CreateOnly,
+                    &id.to_string(),
+                    pb::ImportFormat::Unspecified,
+                ),
+                customers(numbered(1, &id.simple().to_string())),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    diesel::sql_query(format!(
+        "UPDATE operations SET update_time = now() - interval '25 hours' WHERE id = '{old}'"
+    ))
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+
+    // A second server on the same database purges as it starts.
+    let _second = TestApp::spawn_on(
+        app.database_url.clone(),
+        app.database_name.clone(),
+        |_| {},
+        None,
+    )
+    .await;
+    eventually("the old operation is forgotten", || async {
+        app.count("operations", "").await == 1
+    })
+    .await;
+    assert_eq!(
+        app.count("operations", &format!("id = '{recent}'")).await,
+        1
+    );
+    let status = get_operation(&app, &format!("operations/{old}"), &app.bearer())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}

@@ -193,6 +193,24 @@ async fn roundtrip(apps: &[&TestApp]) {
     let expected: Vec<String> = (0..12).map(|i| format!("Pool{i:02}")).collect();
     assert_eq!(listed, expected);
 
+    // A contains-search: its statement runs between a SET and a RESET of plan_cache_mode,
+    // all three in one transaction, so on one server connection of the pooler. A rare term
+    // (one match) takes the sparse branch, a common one the dense walk.
+    for (replica_index, (term, matches)) in [("ool03", 1), ("ool", 12)].into_iter().enumerate() {
+        let response = replica(replica_index)
+            .client
+            .clone()
+            .list_customers(pb::ListCustomersRequest {
+                page_size: 50,
+                filter: format!("given_name:\"{term}\" AND family_name = \"Bouncer\""),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.customers.len(), matches, "{term}");
+    }
+
     let updated = join_all(created.iter().enumerate().map(|(i, customer)| {
         let mut client = replica(i + 1).client.clone();
         let change = pb::Customer {

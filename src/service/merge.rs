@@ -139,19 +139,8 @@ impl CustomerService<PgStore> {
         let outcome = self
             .writer()
             .idempotent(request_id, fingerprint, async move |conn| {
-                let mut ids: Vec<Uuid> = sources.iter().map(CustomerName::id).collect();
-                ids.push(target.id());
-                let mut locked = HashMap::new();
-                for row in db::merges::lock_customers(conn, &ids).await? {
-                    let customer = Customer::try_from(row)?;
-                    locked.insert(customer.stored.id, customer);
-                }
-                let current = locked
-                    .remove(&target.id())
-                    .ok_or_else(|| Customer::not_found(target))?;
-                if current.is_deleted() {
-                    return Err(Customer::deleted(target));
-                }
+                let ids: Vec<Uuid> = sources.iter().map(CustomerName::id).collect();
+                let (current, mut locked) = lock_family(conn, target, ids).await?;
                 check_etag(&current, &etag)?;
                 let mut before = Vec::with_capacity(sources.len());
                 for (i, source) in sources.iter().enumerate() {
@@ -326,19 +315,8 @@ impl CustomerService<PgStore> {
                         resource_name: name,
                     });
                 }
-                let mut ids = record.source_ids.clone();
-                ids.push(target.id());
-                let mut locked = HashMap::new();
-                for row in db::merges::lock_customers(conn, &ids).await? {
-                    let customer = Customer::try_from(row)?;
-                    locked.insert(customer.stored.id, customer);
-                }
-                let current = locked
-                    .remove(&target.id())
-                    .ok_or_else(|| Customer::not_found(target))?;
-                if current.is_deleted() {
-                    return Err(Customer::deleted(target));
-                }
+                let (current, mut locked) =
+                    lock_family(conn, target, record.source_ids.clone()).await?;
                 let decode =
                     |bytes: &[u8]| customer_from_bytes(bytes).map_err(|e| Error::internal(&e));
                 let before = decode(&record.target_before)?;
@@ -507,4 +485,27 @@ fn merge_of(row: MergeRow) -> Result<Merge> {
         unmerge_time: row.unmerge_time,
         unmerged_by: row.unmerged_by,
     })
+}
+
+/// Locks the live `target` and the customers `sources` (in one statement, in id order):
+/// the target, and the sources by id (those that exist). NOT_FOUND or FAILED_PRECONDITION
+/// when the target is missing or deleted.
+async fn lock_family(
+    conn: &mut diesel_async::AsyncPgConnection,
+    target: CustomerName,
+    mut ids: Vec<Uuid>,
+) -> Result<(Customer, HashMap<Uuid, Customer>)> {
+    ids.push(target.id());
+    let mut locked = HashMap::new();
+    for row in db::merges::lock_customers(conn, &ids).await? {
+        let customer = Customer::try_from(row)?;
+        locked.insert(customer.stored.id, customer);
+    }
+    let current = locked
+        .remove(&target.id())
+        .ok_or_else(|| Customer::not_found(target))?;
+    if current.is_deleted() {
+        return Err(Customer::deleted(target));
+    }
+    Ok((current, locked))
 }

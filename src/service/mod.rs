@@ -128,7 +128,8 @@ impl CustomerService<PgStore> {
             .store
             .read(async move |conn| {
                 let request_ids = db::request_ids::purge(conn, ttl).await?;
-                Ok(request_ids + db::operations::purge(conn, ttl).await?)
+                let running = import::State::Running as i16;
+                Ok(request_ids + db::operations::purge(conn, ttl, running).await?)
             })
             .await
     }

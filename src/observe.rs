@@ -326,7 +326,7 @@ where
 /// Starts the server span of a request, with what the request tells at once, continuing the
 /// caller's trace: the context the request runs in. Only called with tracing on.
 fn server_span<B>(
-    tracer: opentelemetry_sdk::trace::SdkTracer,
+    tracer: telemetry::span::Tracer,
     request: &Request<B>,
     transport: Transport,
     path: Option<&http::uri::PathAndQuery>,

@@ -395,7 +395,7 @@ fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -
 fn publish_span(
     subject: &str,
     traceparent: Option<&str>,
-) -> Option<opentelemetry_sdk::trace::Span> {
+) -> Option<crate::telemetry::span::Span> {
     use opentelemetry::KeyValue;
     let tracer = crate::telemetry::span::tracer()?;
     let mut links = Vec::new();

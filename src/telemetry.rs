@@ -29,15 +29,9 @@ use std::{
     time::Duration,
 };
 
-use opentelemetry::{
-    Context, KeyValue, propagation::TextMapPropagator, trace::TracerProvider as _,
-};
+use opentelemetry::{Context, KeyValue, propagation::TextMapPropagator};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_sdk::{
-    Resource,
-    propagation::TraceContextPropagator,
-    trace::{Sampler, SdkTracerProvider},
-};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::{Dispatch, Metadata, dispatcher::SetGlobalDefaultError};
 use tracing_subscriber::{
     EnvFilter, Layer,
@@ -72,7 +66,7 @@ pub enum TelemetryError {
 #[derive(Debug)]
 pub struct Telemetry {
     dispatch: Dispatch,
-    provider: Option<SdkTracerProvider>,
+    exporter: Option<otlp::Exporter>,
 }
 
 impl Telemetry {
@@ -102,10 +96,7 @@ impl Telemetry {
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        let provider = tracing
-            .enabled()
-            .then(|| tracer_provider(tracing))
-            .transpose()?;
+        let traces = tracing.enabled().then(|| tracer(tracing)).transpose()?;
         let logs = fmt::layer().with_writer(Redacting::new(writer));
         let logs = match ansi {
             Some(ansi) => logs.with_ansi(ansi),
@@ -132,18 +123,16 @@ impl Telemetry {
         // Two subscriber types rather than an `Option` layer: a `None` layer would still
         // make every span look wanted. The tracer's layer wants nothing (its filter says no
         // to every span and event): it is there to be found (`span::tracer`).
-        let dispatch = match &provider {
-            None => Dispatch::new(logged),
-            Some(provider) => Dispatch::new(
-                logged.with(
-                    span::TracerLayer {
-                        tracer: provider.tracer("customer-api"),
-                    }
-                    .with_filter(filter_fn(|_| false)),
+        let (dispatch, exporter) = match traces {
+            None => (Dispatch::new(logged), None),
+            Some((tracer, exporter)) => (
+                Dispatch::new(
+                    logged.with(span::TracerLayer { tracer }.with_filter(filter_fn(|_| false))),
                 ),
+                Some(exporter),
             ),
         };
-        Ok(Self { dispatch, provider })
+        Ok(Self { dispatch, exporter })
     }
 
     /// The subscriber, not installed (tests scope it to their threads).
@@ -159,19 +148,15 @@ impl Telemetry {
 
     /// Exports every finished span now (blocks until the exporter answered).
     pub fn force_flush(&self) {
-        if let Some(provider) = &self.provider
-            && let Err(error) = provider.force_flush()
-        {
-            tracing::warn!(%error, "flushing traces failed");
+        if let Some(exporter) = &self.exporter {
+            exporter.force_flush();
         }
     }
 
     /// Exports what is left and stops the exporter (at exit).
     pub fn shutdown(&self) {
-        if let Some(provider) = &self.provider
-            && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
-        {
-            tracing::warn!(%error, "shutting tracing down failed");
+        if let Some(exporter) = &self.exporter {
+            exporter.shutdown(Duration::from_secs(5));
         }
     }
 }
@@ -207,9 +192,9 @@ where
     }
 }
 
-/// The tracer provider: the sampler, the resource and a batching OTLP exporter
-/// ([`otlp::OtlpExporter`]; its requests run on the current Tokio runtime).
-fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, TelemetryError> {
+/// The tracer (the sampler) and the OTLP exporter its spans are queued for
+/// ([`otlp::Exporter`]; its requests run on the current Tokio runtime).
+fn tracer(settings: &TracingSettings) -> Result<(span::Tracer, otlp::Exporter), TelemetryError> {
     let endpoint = settings.otlp_endpoint.as_deref().unwrap_or_default().trim();
     let https = endpoint.starts_with("https://");
     if !https && !endpoint.starts_with("http://") {
@@ -241,28 +226,26 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Tele
                 .map_err(|e| invalid(&e))?,
         },
     };
-    let exporter = otlp::OtlpExporter::new(transport, runtime)
-        .with_headers(otlp_headers()?)
-        .with_timeout(otlp_timeout()?);
+    let exporter = otlp::Exporter::start(
+        transport,
+        runtime,
+        &resource(settings)?,
+        otlp_headers()?,
+        otlp_timeout()?,
+        otlp::Batching::from_env(),
+    )
+    .map_err(|e| TelemetryError::Config(format!("starting the trace exporter: {e}")))?;
     let ratio = settings.traces_sampler_arg.unwrap_or(1.0);
-    let sampler = match settings.traces_sampler {
-        TracesSampler::AlwaysOn => Sampler::AlwaysOn,
-        TracesSampler::AlwaysOff => Sampler::AlwaysOff,
-        TracesSampler::Traceidratio => Sampler::TraceIdRatioBased(ratio),
-        TracesSampler::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        TracesSampler::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        TracesSampler::ParentbasedTraceidratio => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-        }
+    let (parent_based, root) = match settings.traces_sampler {
+        TracesSampler::AlwaysOn => (false, span::Root::On),
+        TracesSampler::AlwaysOff => (false, span::Root::Off),
+        TracesSampler::Traceidratio => (false, span::Root::Ratio(ratio)),
+        TracesSampler::ParentbasedAlwaysOn => (true, span::Root::On),
+        TracesSampler::ParentbasedAlwaysOff => (true, span::Root::Off),
+        TracesSampler::ParentbasedTraceidratio => (true, span::Root::Ratio(ratio)),
     };
-    Ok(SdkTracerProvider::builder()
-        // The SDK's batch defaults (512 spans per export, a 2048-span queue, every 5 s),
-        // or the `OTEL_BSP_*` variables: an export costs about as much as two spans' encoding,
-        // so larger batches would save nothing measurable.
-        .with_batch_exporter(exporter)
-        .with_sampler(sampler)
-        .with_resource(resource(settings)?)
-        .build())
+    let tracer = span::Tracer::new(span::Sampler { parent_based, root }, exporter.queue());
+    Ok((tracer, exporter))
 }
 
 /// The headers sent with every export (a collector's API key, a tenant):
@@ -319,10 +302,15 @@ fn otlp_timeout() -> Result<Duration, TelemetryError> {
         })
 }
 
-/// `service.name` and `service.version`, and `OTEL_RESOURCE_ATTRIBUTES` (built here, not by
-/// the SDK's environment detectors, so the settings alone decide).
-fn resource(settings: &TracingSettings) -> Result<Resource, TelemetryError> {
-    let mut attributes = Vec::new();
+/// `OTEL_RESOURCE_ATTRIBUTES`, `service.version` and `service.name` (built here, not by
+/// environment detectors, so the settings alone decide); a key given twice keeps its last
+/// value, and `service.name` is the setting's.
+fn resource(settings: &TracingSettings) -> Result<Vec<KeyValue>, TelemetryError> {
+    let mut attributes: Vec<KeyValue> = Vec::new();
+    let mut set = |attribute: KeyValue| {
+        attributes.retain(|known| known.key != attribute.key);
+        attributes.push(attribute);
+    };
     for pair in settings
         .resource_attributes
         .as_deref()
@@ -339,13 +327,11 @@ fn resource(settings: &TracingSettings) -> Result<Resource, TelemetryError> {
         let value = percent_encoding::percent_decode_str(value.trim())
             .decode_utf8_lossy()
             .into_owned();
-        attributes.push(KeyValue::new(key.trim().to_owned(), value));
+        set(KeyValue::new(key.trim().to_owned(), value));
     }
-    Ok(Resource::builder_empty()
-        .with_attributes(attributes)
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .with_service_name(settings.service_name.clone())
-        .build())
+    set(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    set(KeyValue::new("service.name", settings.service_name.clone()));
+    Ok(attributes)
 }
 
 /// The W3C trace context of `headers` (`traceparent`, `tracestate`): the caller's span,

@@ -192,10 +192,16 @@ impl Pool {
         // A child of the traced operation, if any (nothing runs inside it that records spans
         // of its own: connections are opened by the pool's tasks). It ends when dropped, once
         // the checkout is done.
-        let span = crate::telemetry::span::child(
+        static ATTRIBUTES: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
+            crate::telemetry::span::fixed_attributes(&[opentelemetry::KeyValue::new(
+                "db.system",
+                "postgresql",
+            )])
+        });
+        let span = crate::telemetry::span::child_fixed(
             "pool checkout",
             opentelemetry::trace::SpanKind::Internal,
-            || vec![opentelemetry::KeyValue::new("db.system", "postgresql")],
+            &ATTRIBUTES,
         );
         let start = std::time::Instant::now();
         let connection = self.connections.get_owned().await;

@@ -14,12 +14,13 @@
 //! so without a tracer no statement pays for it; statements run outside a traced operation
 //! (background tasks) make no span.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::collections::VecDeque;
 
+use bytes::Bytes;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use opentelemetry::{KeyValue, StringValue, trace::SpanKind};
+use opentelemetry::{KeyValue, trace::SpanKind};
 
-use crate::telemetry::span::ChildStart;
+use crate::telemetry::span::{ChildStart, fixed_attributes};
 
 /// Whether statement spans would be recorded (traces are exported).
 pub fn wanted() -> bool {
@@ -42,18 +43,9 @@ impl Instrumentation for StatementSpans {
             }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 if let Some(Some(start)) = self.open.pop_front() {
-                    let (operation, statement) =
+                    let (operation, attributes) =
                         STATEMENTS.with_borrow_mut(|statements| statements.of(&query));
-                    start.finish(
-                        operation,
-                        SpanKind::Client,
-                        vec![
-                            KeyValue::new("db.system", "postgresql"),
-                            KeyValue::new("db.operation", operation),
-                            KeyValue::new("db.statement", statement),
-                        ],
-                        error.is_some(),
-                    );
+                    start.finish(operation, SpanKind::Client, attributes, error.is_some());
                 }
             }
             _ => {}
@@ -83,18 +75,19 @@ thread_local! {
 }
 
 /// The statements a thread has seen (at most [`KNOWN_STATEMENTS`]: forgotten all at once
-/// beyond), each with its operation and its masked text, so that a statement run again is
-/// masked and classified once, not per run.
+/// beyond), each with its operation and its span attributes (`db.system`, `db.operation`,
+/// the masked text as `db.statement`), encoded: a statement run again is masked, classified
+/// and encoded once, not per run.
 #[derive(Debug, Default)]
 struct Statements {
     /// Rendered SQL (reused buffer).
     sql: String,
-    known: Vec<(Box<str>, &'static str, StringValue)>,
+    known: Vec<(Box<str>, &'static str, Bytes)>,
 }
 
 impl Statements {
-    /// The operation and masked text of `query`.
-    fn of(&mut self, query: &dyn std::fmt::Display) -> (&'static str, StringValue) {
+    /// The operation and encoded span attributes of `query`.
+    fn of(&mut self, query: &dyn std::fmt::Display) -> (&'static str, Bytes) {
         render_sql(query, &mut self.sql);
         let sql = self.sql.trim();
         let found = self.known.iter().position(|(known, ..)| **known == *sql);
@@ -104,16 +97,18 @@ impl Statements {
                 if self.known.len() >= KNOWN_STATEMENTS {
                     self.known.clear();
                 }
-                self.known.push((
-                    sql.into(),
-                    operation(sql),
-                    Arc::<str>::from(crate::telemetry::masked(sql)).into(),
-                ));
+                let operation = operation(sql);
+                let attributes = fixed_attributes(&[
+                    KeyValue::new("db.system", "postgresql"),
+                    KeyValue::new("db.operation", operation),
+                    KeyValue::new("db.statement", crate::telemetry::masked(sql)),
+                ]);
+                self.known.push((sql.into(), operation, attributes));
                 self.known.len() - 1
             }
         };
-        let (_, operation, masked) = &self.known[index];
-        (operation, masked.clone())
+        let (_, operation, attributes) = &self.known[index];
+        (operation, attributes.clone())
     }
 }
 
@@ -196,8 +191,30 @@ mod tests {
         let mut statements = Statements::default();
         let select = "SELECT \"customers\".\"id\" FROM \"customers\" WHERE \"id\" = $1";
         let mut of = |query| {
-            let (operation, text) = statements.of(&Query(query));
-            (operation, text.as_str().to_owned())
+            let (operation, attributes) = statements.of(&Query(query));
+            // The attributes as a span's repeated field: (db.system, db.operation,
+            // db.statement).
+            use prost::Message;
+            let span = opentelemetry_proto::tonic::trace::v1::Span::decode(attributes).unwrap();
+            let values: Vec<(String, String)> = span
+                .attributes
+                .into_iter()
+                .map(|kv| {
+                    let Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            text,
+                        ),
+                    ) = kv.value.and_then(|v| v.value)
+                    else {
+                        panic!("{}", kv.key)
+                    };
+                    (kv.key, text)
+                })
+                .collect();
+            assert_eq!(values[0], ("db.system".into(), "postgresql".into()));
+            assert_eq!(values[1], ("db.operation".into(), operation.into()));
+            assert_eq!(values[2].0, "db.statement");
+            (operation, values[2].1.clone())
         };
         assert_eq!(of(select), ("SELECT", select.to_owned()));
         assert_eq!(of(" BEGIN "), ("BEGIN", "BEGIN".to_owned()));

@@ -328,7 +328,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The client span of one registry request to `uri` (HTTP client conventions; the URL as
 /// its template, without the business id), inside the traced operation if there is one.
-fn request_span(template: &UrlTemplate, uri: &Uri) -> Option<opentelemetry_sdk::trace::Span> {
+fn request_span(template: &UrlTemplate, uri: &Uri) -> Option<crate::telemetry::span::Span> {
     use opentelemetry::KeyValue;
     crate::telemetry::span::child("GET", opentelemetry::trace::SpanKind::Client, || {
         let mut attributes = vec![

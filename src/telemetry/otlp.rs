@@ -1,30 +1,36 @@
-//! The OTLP trace exporter: finished spans encoded straight into the protobuf bytes of an
-//! `ExportTraceServiceRequest`, sent over gRPC (`TraceService/Export`) or HTTP/protobuf
-//! (`POST …/v1/traces`).
+//! The OTLP trace exporter: each finished span is written, as it ends, straight into the
+//! protobuf bytes of an `ExportTraceServiceRequest`'s spans ([`Queue::push`]); a thread of
+//! its own ([`Exporter`]) sends what has queued up, over gRPC (`TraceService/Export`) or
+//! HTTP/protobuf (`POST …/v1/traces`), in batches, as the SDK's batch span processor did.
 //!
-//! `opentelemetry-otlp`'s exporter did the same work at about five times the cost per span:
-//! it cloned every batch (for its retries), converted each span into the generated message
-//! structs (a `String` per attribute key and value, a `Vec` per id), grouped them through a
-//! `HashMap` keyed by instrumentation scope, and only then let prost encode the result. Here
-//! each span is written once, from the SDK's `SpanData`, into one buffer: lengths are computed
-//! first ([`span_len`] and friends), so nothing is encoded twice and nothing is copied but the
-//! bytes themselves. The messages and field numbers are those of `opentelemetry-proto`
+//! Earlier, the SDK's span became a `SpanData` that went through a channel to the batch
+//! thread, which encoded it there (and before that `opentelemetry-otlp` cloned every batch,
+//! converted each span into the generated message structs and let prost encode them). Here a
+//! span is encoded once, by the thread that ends it, with its lengths computed first
+//! ([`span_len`] and friends), so nothing is encoded twice and nothing is kept but the
+//! bytes. The messages and field numbers are those of `opentelemetry-proto`
 //! (`opentelemetry/proto/trace/v1/trace.proto`); the tests decode what is written here with
 //! the generated types.
+//!
+//! The batching settings are the SDK's `OTEL_BSP_*` variables with its defaults: an export
+//! every `OTEL_BSP_SCHEDULE_DELAY` ms (5000) or as soon as `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+//! spans (512) are waiting; at most `OTEL_BSP_MAX_QUEUE_SIZE` (2048) wait, the spans beyond
+//! are dropped (and counted in a warning) rather than held while a collector is away.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    time::{Duration, Instant, SystemTime},
+};
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use opentelemetry::{
-    Array, InstrumentationScope, KeyValue, Value,
-    trace::{SpanId, SpanKind, Status},
+    Array, KeyValue, Value,
+    trace::{SpanContext, SpanId, SpanKind, Status},
 };
-use opentelemetry_sdk::{
-    Resource,
-    error::{OTelSdkError, OTelSdkResult},
-    trace::{SpanData, SpanExporter},
-};
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
+
+use super::span::Recording;
 
 /// Time allowed for one export request, unless configured.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +38,8 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// The gRPC method of OTLP trace export.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The instrumentation scope of every span.
+const SCOPE_NAME: &str = "customer-api";
 
 /// Where the encoded requests go.
 #[derive(Clone)]
@@ -45,11 +53,211 @@ pub(super) enum Transport {
     },
 }
 
-/// A [`SpanExporter`] that encodes spans itself (see the module docs).
-pub(super) struct OtlpExporter {
+/// How spans are batched (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Batching {
+    /// Longest wait between exports.
+    pub(super) delay: Duration,
+    /// Spans that start an export at once.
+    pub(super) batch: usize,
+    /// Most spans waiting; more are dropped.
+    pub(super) queue: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(5),
+            batch: 512,
+            queue: 2048,
+        }
+    }
+}
+
+impl Batching {
+    /// The defaults, or the `OTEL_BSP_*` variables (invalid or zero values are ignored, as
+    /// the SDK ignores them).
+    pub(super) fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let mut batching = Self::default();
+        if let Some(ms) = var("OTEL_BSP_SCHEDULE_DELAY") {
+            batching.delay = Duration::from_millis(ms);
+        }
+        if let Some(n) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
+            batching.queue = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+            batching.batch = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        batching.batch = batching.batch.min(batching.queue);
+        batching
+    }
+}
+
+/// Finished spans, encoded, until the exporter takes them.
+pub(crate) struct Queue {
+    pending: Mutex<Pending>,
+    /// Wakes the exporter (a full batch, a flush, the shutdown).
+    wake: Condvar,
+    /// Wakes those waiting for a flush.
+    flushed: Condvar,
+    batching: Batching,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Queue")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// The spans, each as field 2 (`spans`) of a `ScopeSpans`.
+    spans: Vec<u8>,
+    count: usize,
+    /// Spans dropped on a full queue since the last export.
+    dropped: u64,
+    /// Flushes asked for, and flushes done (the exporter's count of asks it has served).
+    flush_asked: u64,
+    flush_done: u64,
+    shutdown: bool,
+    /// The exporter thread has ended.
+    stopped: bool,
+}
+
+impl Queue {
+    pub(super) fn new(batching: Batching) -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            flushed: Condvar::new(),
+            batching,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves whole spans or none: the bytes stay usable.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues the span `context` that `recording` describes, ended at `end`.
+    pub(crate) fn push(&self, context: &SpanContext, recording: &Recording, end: SystemTime) {
+        let span = Finished {
+            context,
+            recording,
+            end,
+        };
+        let len = span_len(&span);
+        let mut pending = self.lock();
+        if pending.count >= self.batching.queue {
+            pending.dropped += 1;
+            return;
+        }
+        pending.spans.reserve(delimited_len(2, len));
+        message(&mut pending.spans, 2, len, |buf| write_span(buf, &span));
+        pending.count += 1;
+        if pending.count == self.batching.batch {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes the queued spans when it is time to export: a full batch, a flush asked for,
+    /// the shutdown, or `deadline`.
+    fn take(&self, deadline: Instant) -> Taken {
+        let mut pending = self.lock();
+        loop {
+            if pending.shutdown
+                || pending.flush_asked > pending.flush_done
+                || pending.count >= self.batching.batch
+            {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            pending = self
+                .wake
+                .wait_timeout(pending, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        pending.count = 0;
+        Taken {
+            spans: std::mem::take(&mut pending.spans),
+            dropped: std::mem::take(&mut pending.dropped),
+            flushes: pending.flush_asked,
+            shutdown: pending.shutdown,
+        }
+    }
+
+    /// The exporter has sent what was queued when `flushes` flushes had been asked for.
+    fn done(&self, flushes: u64, stopped: bool) {
+        let mut pending = self.lock();
+        pending.flush_done = flushes;
+        pending.stopped = stopped;
+        self.flushed.notify_all();
+    }
+
+    /// Asks for an export of what is queued now and waits for it (at most `timeout`);
+    /// `shutdown` also stops the exporter.
+    fn flush(&self, shutdown: bool, timeout: Duration) {
+        let mut pending = self.lock();
+        if pending.stopped {
+            return;
+        }
+        pending.flush_asked += 1;
+        pending.shutdown |= shutdown;
+        let asked = pending.flush_asked;
+        self.wake.notify_one();
+        let deadline = Instant::now() + timeout;
+        while pending.flush_done < asked && !pending.stopped {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!("traces were not exported within {timeout:?}");
+                return;
+            }
+            pending = self
+                .flushed
+                .wait_timeout(pending, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// What the exporter took from the queue.
+struct Taken {
+    spans: Vec<u8>,
+    dropped: u64,
+    flushes: u64,
+    shutdown: bool,
+}
+
+/// Sends the queued spans from a thread of its own (see the module docs).
+pub(super) struct Exporter {
+    queue: Arc<Queue>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Exporter")
+    }
+}
+
+/// What an export needs: where to, how, and the request's fixed parts.
+struct Sender {
     transport: Transport,
-    /// Runs the requests: the batch processor calls `export` from a thread of its own,
-    /// outside any runtime.
+    /// Runs the requests: the exporter thread is outside any runtime.
     runtime: tokio::runtime::Handle,
     /// The encoded `Resource` message (field 1 of `ResourceSpans`).
     resource: Vec<u8>,
@@ -59,70 +267,105 @@ pub(super) struct OtlpExporter {
     timeout: Duration,
 }
 
-impl fmt::Debug for OtlpExporter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.transport {
-            Transport::Grpc(_) => "OtlpExporter(grpc)",
-            Transport::Http { .. } => "OtlpExporter(http/protobuf)",
-        })
-    }
-}
-
-impl OtlpExporter {
-    pub(super) fn new(transport: Transport, runtime: tokio::runtime::Handle) -> Self {
-        Self {
+impl Exporter {
+    /// Starts the exporter thread; `resource` are the resource's attributes.
+    pub(super) fn start(
+        transport: Transport,
+        runtime: tokio::runtime::Handle,
+        resource: &[KeyValue],
+        headers: http::HeaderMap,
+        timeout: Duration,
+        batching: Batching,
+    ) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue::new(batching));
+        let sender = Sender {
             transport,
             runtime,
-            resource: Vec::new(),
-            headers: http::HeaderMap::new(),
-            timeout: TIMEOUT,
+            resource: encode_resource(resource),
+            headers,
+            timeout,
+        };
+        let thread = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("otlp-exporter".into())
+                .spawn(move || run(&queue, &sender))?
+        };
+        Ok(Self {
+            queue,
+            thread: Mutex::new(Some(thread)),
+            timeout,
+        })
+    }
+
+    /// Where spans are queued.
+    pub(super) fn queue(&self) -> Arc<Queue> {
+        self.queue.clone()
+    }
+
+    /// Exports every span queued now (blocks until the collector answered).
+    pub(super) fn force_flush(&self) {
+        self.queue.flush(false, self.timeout + Duration::from_secs(1));
+    }
+
+    /// Exports what is left and stops the exporter thread (waits at most `timeout`).
+    pub(super) fn shutdown(&self, timeout: Duration) {
+        self.queue.flush(true, timeout);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread
+            && thread.is_finished()
+        {
+            let _ = thread.join();
         }
-    }
-
-    /// Sends `headers` with every export.
-    pub(super) fn with_headers(mut self, headers: http::HeaderMap) -> Self {
-        self.headers = headers;
-        self
-    }
-
-    /// Gives up on an export after `timeout`.
-    pub(super) fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 }
 
-impl SpanExporter for OtlpExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if batch.is_empty() {
-            return Ok(());
+/// The exporter thread: exports what is queued whenever [`Queue::take`] says, until shut
+/// down.
+fn run(queue: &Queue, sender: &Sender) {
+    loop {
+        let taken = queue.take(Instant::now() + queue.batching.delay);
+        if taken.dropped > 0 {
+            tracing::warn!(
+                dropped = taken.dropped,
+                "the trace export queue was full: spans were dropped"
+            );
         }
-        let body = Bytes::from(encode_request(&self.resource, &batch));
-        drop(batch);
+        if !taken.spans.is_empty()
+            && let Err(error) = sender.export(&taken.spans)
+        {
+            tracing::warn!(%error, "exporting traces failed");
+        }
+        queue.done(taken.flushes, taken.shutdown);
+        if taken.shutdown {
+            return;
+        }
+    }
+}
+
+impl Sender {
+    /// Sends `spans` (encoded by [`Queue::push`]) as one request, and waits for the answer.
+    fn export(&self, spans: &[u8]) -> Result<(), String> {
+        let body = Bytes::from(encode_request(&self.resource, spans));
         let transport = self.transport.clone();
         let headers = self.headers.clone();
         let timeout = self.timeout;
-        let sent = self.runtime.spawn(async move {
-            match tokio::time::timeout(timeout, send(transport, headers, body)).await {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        // A runtime that has shut down drops the task, and with it `answer`.
+        drop(self.runtime.spawn(async move {
+            let result = match tokio::time::timeout(timeout, send(transport, headers, body)).await {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {timeout:?}")),
-            }
-        });
-        match sent.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(OTelSdkError::InternalFailure(error)),
-            Err(error) => Err(OTelSdkError::InternalFailure(error.to_string())),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        let mut encoded = Vec::new();
-        for (key, value) in resource.iter() {
-            message(&mut encoded, 1, key_value_len(key.as_str(), value), |buf| {
-                key_value(buf, key.as_str(), value);
-            });
-        }
-        self.resource = encoded;
+            };
+            let _ = answer.send(result);
+        }));
+        answered
+            .recv()
+            .unwrap_or_else(|_| Err("the runtime has shut down".into()))
     }
 }
 
@@ -194,7 +437,7 @@ impl tonic::codec::Encoder for RawCodec {
         item: Bytes,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), tonic::Status> {
-        dst.put(item);
+        bytes::BufMut::put(dst, item);
         Ok(())
     }
 }
@@ -215,6 +458,25 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 // --- protobuf encoding ---------------------------------------------------------------------
+//
+// Into a `Vec<u8>` with inlined writers rather than prost's generic `BufMut` ones (a call and
+// a capacity check per byte of every key and length): a span's bytes are reserved at once.
+
+/// A varint.
+#[inline]
+fn encode_varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+/// A field's key.
+#[inline]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    encode_varint((u64::from(tag) << 3) | wire_type as u64, buf);
+}
 
 /// Length of a length-delimited field `tag` whose content is `len` bytes.
 fn delimited_len(tag: u32, len: usize) -> usize {
@@ -235,7 +497,7 @@ fn bytes_field(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
     if !value.is_empty() {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(value.len() as u64, buf);
-        buf.put_slice(value);
+        buf.extend_from_slice(value);
     }
 }
 
@@ -266,7 +528,7 @@ fn varint_field_len(tag: u32, value: u64) -> usize {
 fn fixed64_field(buf: &mut Vec<u8>, tag: u32, value: u64) {
     if value != 0 {
         encode_key(tag, WireType::SixtyFourBit, buf);
-        buf.put_u64_le(value);
+        buf.extend_from_slice(&value.to_le_bytes());
     }
 }
 
@@ -277,7 +539,7 @@ fn fixed64_field_len(tag: u32, value: u64) -> usize {
 fn fixed32_field(buf: &mut Vec<u8>, tag: u32, value: u32) {
     if value != 0 {
         encode_key(tag, WireType::ThirtyTwoBit, buf);
-        buf.put_u32_le(value);
+        buf.extend_from_slice(&value.to_le_bytes());
     }
 }
 
@@ -285,60 +547,44 @@ fn fixed32_field_len(tag: u32, value: u32) -> usize {
     if value == 0 { 0 } else { key_len(tag) + 4 }
 }
 
-/// An `ExportTraceServiceRequest` of `spans`: one `ResourceSpans` (the exporter's resource),
-/// one `ScopeSpans` per instrumentation scope, in order of first appearance.
-pub(super) fn encode_request(resource: &[u8], spans: &[SpanData]) -> Vec<u8> {
-    // Scopes in order of first appearance (this process has one or two).
-    let mut scopes: Vec<(&InstrumentationScope, usize)> = Vec::new();
-    let mut lens = Vec::with_capacity(spans.len());
-    for span in spans {
-        let len = span_len(span);
-        lens.push(len);
-        let scope = &span.instrumentation_scope;
-        match scopes.iter_mut().find(|(known, _)| *known == scope) {
-            Some((_, total)) => *total += delimited_len(2, len),
-            None => scopes.push((scope, delimited_len(2, len))),
-        }
-    }
-    let scope_spans_len = |scope: &InstrumentationScope, spans_len: usize| {
-        delimited_len(1, scope_len(scope))
-            + spans_len
-            + bytes_field_len(3, scope.schema_url().unwrap_or_default().as_bytes())
-    };
-    let resource_spans_len = delimited_len(1, resource.len())
-        + scopes
-            .iter()
-            .map(|(scope, spans_len)| delimited_len(2, scope_spans_len(scope, *spans_len)))
-            .sum::<usize>();
+/// `attributes` as the repeated `attributes` field of a `Span`.
+pub(super) fn span_attributes(attributes: &[KeyValue]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(attributes_len(9, attributes));
+    write_attributes(&mut encoded, 9, attributes);
+    encoded
+}
+
+/// The `Resource` message of these attributes.
+fn encode_resource(attributes: &[KeyValue]) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    write_attributes(&mut encoded, 1, attributes);
+    encoded
+}
+
+/// An `ExportTraceServiceRequest` of `spans` (each already field 2 of a `ScopeSpans`): one
+/// `ResourceSpans` (the exporter's resource) with one `ScopeSpans`.
+fn encode_request(resource: &[u8], spans: &[u8]) -> Vec<u8> {
+    let scope_len = bytes_field_len(1, SCOPE_NAME.as_bytes());
+    let scope_spans_len = delimited_len(1, scope_len) + spans.len();
+    let resource_spans_len = delimited_len(1, resource.len()) + delimited_len(2, scope_spans_len);
     let mut buf = Vec::with_capacity(delimited_len(1, resource_spans_len));
     message(&mut buf, 1, resource_spans_len, |buf| {
-        message(buf, 1, resource.len(), |buf| buf.put_slice(resource));
-        for (scope, spans_len) in &scopes {
-            message(buf, 2, scope_spans_len(scope, *spans_len), |buf| {
-                message(buf, 1, scope_len(scope), |buf| write_scope(buf, scope));
-                for (span, len) in spans.iter().zip(&lens) {
-                    if span.instrumentation_scope == **scope {
-                        message(buf, 2, *len, |buf| write_span(buf, span));
-                    }
-                }
-                bytes_field(buf, 3, scope.schema_url().unwrap_or_default().as_bytes());
+        message(buf, 1, resource.len(), |buf| buf.extend_from_slice(resource));
+        message(buf, 2, scope_spans_len, |buf| {
+            message(buf, 1, scope_len, |buf| {
+                bytes_field(buf, 1, SCOPE_NAME.as_bytes());
             });
-        }
+            buf.extend_from_slice(spans);
+        });
     });
     buf
 }
 
-/// `InstrumentationScope`: name 1, version 2, attributes 3.
-fn scope_len(scope: &InstrumentationScope) -> usize {
-    bytes_field_len(1, scope.name().as_bytes())
-        + bytes_field_len(2, scope.version().unwrap_or_default().as_bytes())
-        + attributes_len(3, scope.attributes())
-}
-
-fn write_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
-    bytes_field(buf, 1, scope.name().as_bytes());
-    bytes_field(buf, 2, scope.version().unwrap_or_default().as_bytes());
-    write_attributes(buf, 3, scope.attributes());
+/// A span as it is encoded.
+struct Finished<'a> {
+    context: &'a SpanContext,
+    recording: &'a Recording,
+    end: SystemTime,
 }
 
 /// Span flags: the W3C trace flags, and whether the parent is remote (OTLP's
@@ -347,7 +593,7 @@ fn span_flags(remote: bool, trace_flags: u8) -> u32 {
     u32::from(trace_flags) | 0x100 | if remote { 0x200 } else { 0 }
 }
 
-fn nanos(time: std::time::SystemTime) -> u64 {
+fn nanos(time: SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
@@ -362,70 +608,66 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn parent_id(span: &SpanData) -> [u8; 8] {
-    if span.parent_span_id == SpanId::INVALID {
-        [0; 8]
-    } else {
-        span.parent_span_id.to_bytes()
-    }
-}
-
 /// `Span`: trace_id 1, span_id 2, trace_state 3, parent_span_id 4, name 5, kind 6,
 /// start 7, end 8, attributes 9, dropped attributes 10, events 11, dropped events 12,
 /// links 13, dropped links 14, status 15, flags 16.
-fn span_len(span: &SpanData) -> usize {
-    let context = &span.span_context;
+fn span_len(span: &Finished<'_>) -> usize {
+    let Finished {
+        context,
+        recording,
+        end,
+    } = span;
     let trace_state = context.trace_state().header();
-    let parent = parent_id(span);
     delimited_len(1, 16)
         + delimited_len(2, 8)
         + bytes_field_len(3, trace_state.as_bytes())
-        + if parent == [0; 8] {
+        + if recording.parent == SpanId::INVALID {
             0
         } else {
             delimited_len(4, 8)
         }
-        + bytes_field_len(5, span.name.as_bytes())
-        + varint_field_len(6, kind(&span.span_kind))
-        + fixed64_field_len(7, nanos(span.start_time))
-        + fixed64_field_len(8, nanos(span.end_time))
-        + attributes_len(9, &span.attributes)
-        + varint_field_len(10, u64::from(span.dropped_attributes_count))
-        + span
+        + bytes_field_len(5, recording.name.as_bytes())
+        + varint_field_len(6, kind(&recording.kind))
+        + fixed64_field_len(7, nanos(recording.start))
+        + fixed64_field_len(8, nanos(*end))
+        + recording.fixed.len()
+        + attributes_len(9, &recording.attributes)
+        + recording
             .events
             .iter()
             .map(|event| delimited_len(11, event_len(event)))
             .sum::<usize>()
-        + varint_field_len(12, u64::from(span.events.dropped_count))
-        + span
+        + recording
             .links
             .iter()
             .map(|link| delimited_len(13, link_len(link)))
             .sum::<usize>()
-        + varint_field_len(14, u64::from(span.links.dropped_count))
-        + delimited_len(15, status_len(&span.status))
+        + delimited_len(15, status_len(&recording.status))
         + fixed32_field_len(
             16,
-            span_flags(span.parent_span_is_remote, context.trace_flags().to_u8()),
+            span_flags(recording.parent_remote, context.trace_flags().to_u8()),
         )
 }
 
-fn write_span(buf: &mut Vec<u8>, span: &SpanData) {
-    let context = &span.span_context;
+fn write_span(buf: &mut Vec<u8>, span: &Finished<'_>) {
+    let Finished {
+        context,
+        recording,
+        end,
+    } = span;
     bytes_field(buf, 1, &context.trace_id().to_bytes());
     bytes_field(buf, 2, &context.span_id().to_bytes());
     bytes_field(buf, 3, context.trace_state().header().as_bytes());
-    let parent = parent_id(span);
-    if parent != [0; 8] {
-        bytes_field(buf, 4, &parent);
+    if recording.parent != SpanId::INVALID {
+        bytes_field(buf, 4, &recording.parent.to_bytes());
     }
-    bytes_field(buf, 5, span.name.as_bytes());
-    varint_field(buf, 6, kind(&span.span_kind));
-    fixed64_field(buf, 7, nanos(span.start_time));
-    fixed64_field(buf, 8, nanos(span.end_time));
-    write_attributes(buf, 9, &span.attributes);
-    varint_field(buf, 10, u64::from(span.dropped_attributes_count));
-    for event in span.events.iter() {
+    bytes_field(buf, 5, recording.name.as_bytes());
+    varint_field(buf, 6, kind(&recording.kind));
+    fixed64_field(buf, 7, nanos(recording.start));
+    fixed64_field(buf, 8, nanos(*end));
+    buf.extend_from_slice(&recording.fixed);
+    write_attributes(buf, 9, &recording.attributes);
+    for event in &recording.events {
         message(buf, 11, event_len(event), |buf| {
             fixed64_field(buf, 1, nanos(event.timestamp));
             bytes_field(buf, 2, event.name.as_bytes());
@@ -433,8 +675,7 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData) {
             varint_field(buf, 4, u64::from(event.dropped_attributes_count));
         });
     }
-    varint_field(buf, 12, u64::from(span.events.dropped_count));
-    for link in span.links.iter() {
+    for link in &recording.links {
         message(buf, 13, link_len(link), |buf| {
             let context = &link.span_context;
             bytes_field(buf, 1, &context.trace_id().to_bytes());
@@ -449,14 +690,13 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData) {
             );
         });
     }
-    varint_field(buf, 14, u64::from(span.links.dropped_count));
-    message(buf, 15, status_len(&span.status), |buf| {
-        write_status(buf, &span.status);
+    message(buf, 15, status_len(&recording.status), |buf| {
+        write_status(buf, &recording.status);
     });
     fixed32_field(
         buf,
         16,
-        span_flags(span.parent_span_is_remote, context.trace_flags().to_u8()),
+        span_flags(recording.parent_remote, context.trace_flags().to_u8()),
     );
 }
 
@@ -559,7 +799,7 @@ fn write_scalar(buf: &mut Vec<u8>, scalar: &Scalar<'_>) {
         Scalar::Str(text) => {
             encode_key(1, WireType::LengthDelimited, buf);
             encode_varint(text.len() as u64, buf);
-            buf.put_slice(text.as_bytes());
+            buf.extend_from_slice(text.as_bytes());
         }
         Scalar::Bool(b) => {
             encode_key(2, WireType::Varint, buf);
@@ -571,7 +811,7 @@ fn write_scalar(buf: &mut Vec<u8>, scalar: &Scalar<'_>) {
         }
         Scalar::Double(x) => {
             encode_key(4, WireType::SixtyFourBit, buf);
-            buf.put_f64_le(*x);
+            buf.extend_from_slice(&x.to_le_bytes());
         }
     }
 }
@@ -623,110 +863,122 @@ fn write_any_value(buf: &mut Vec<u8>, value: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        borrow::Cow,
-        time::{Duration, SystemTime},
-    };
+    use std::time::{Duration, SystemTime};
 
     use opentelemetry::{
-        InstrumentationScope, KeyValue,
-        trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+        Context, KeyValue,
+        trace::{
+            Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
+            TraceId, TraceState,
+        },
     };
     use opentelemetry_proto::tonic::{
         collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
     };
-    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
     use prost::Message;
 
     use super::*;
+    use crate::telemetry::span::{Root, Sampler, Tracer};
 
-    fn span(name: &'static str, parent: u64, remote: bool) -> SpanData {
-        let mut links = SpanLinks::default();
-        links.links.push(Link::with_context(SpanContext::new(
-            TraceId::from(7),
-            SpanId::from(8),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        )));
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
-                SpanId::from(0x1122_3344_5566_7788),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
+    fn at(nanos: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+    }
+
+    fn attributes() -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("db.system", "postgresql"),
+            KeyValue::new("db.statement", String::from("SELECT 1 — é")),
+            KeyValue::new("http.response.status_code", 200_i64),
+            KeyValue::new("negative", -3_i64),
+            KeyValue::new("zero", 0_i64),
+            KeyValue::new("flag", false),
+            KeyValue::new("ratio", 0.25),
+            KeyValue::new(
+                "list",
+                opentelemetry::Value::Array(opentelemetry::Array::String(vec![
+                    "a".into(),
+                    "b".into(),
+                ])),
             ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: remote,
-            span_kind: SpanKind::Client,
-            name: Cow::Borrowed(name),
-            start_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_001),
-            end_time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_500_000),
-            attributes: vec![
-                KeyValue::new("db.system", "postgresql"),
-                KeyValue::new("db.statement", String::from("SELECT 1 — é")),
-                KeyValue::new("http.response.status_code", 200_i64),
-                KeyValue::new("negative", -3_i64),
-                KeyValue::new("zero", 0_i64),
-                KeyValue::new("flag", false),
-                KeyValue::new("ratio", 0.25),
-                KeyValue::new(
-                    "list",
-                    opentelemetry::Value::Array(opentelemetry::Array::String(vec![
-                        "a".into(),
-                        "b".into(),
-                    ])),
-                ),
-            ],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links,
-            status: if parent == 0 {
-                Status::Unset
-            } else {
-                Status::error("boom")
-            },
-            instrumentation_scope: InstrumentationScope::builder("customer-api").build(),
-        }
+        ]
     }
 
     #[test]
-    fn what_is_encoded_decodes_as_the_otlp_messages() {
-        let mut exporter = OtlpExporter::new(
-            Transport::Http {
-                client: crate::http_client::HttpClient::new().unwrap(),
-                url: http::Uri::from_static("http://127.0.0.1:1/v1/traces"),
+    fn what_is_queued_decodes_as_the_otlp_messages() {
+        let queue = Arc::new(Queue::new(Batching::default()));
+        let tracer = Tracer::new(
+            Sampler {
+                parent_based: true,
+                root: Root::On,
             },
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-                .handle()
-                .clone(),
+            queue.clone(),
         );
-        exporter.set_resource(
-            &Resource::builder_empty()
-                .with_service_name("svc")
-                .with_attribute(KeyValue::new("deployment.environment.name", "test"))
-                .build(),
+        // A remote caller's span, sampled, with a trace state.
+        let caller = SpanContext::new(
+            TraceId::from(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            SpanId::from(0x99),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "x")]).unwrap(),
         );
-        let mut other_scope = span("other", 0, false);
-        other_scope.instrumentation_scope = InstrumentationScope::builder("other")
-            .with_version("1.2")
-            .build();
-        let spans = vec![
-            span("SELECT", 0x99, false),
-            other_scope,
-            span("server", 0, false),
-            span("remote child", 0x42, true),
-        ];
-        let encoded = encode_request(&exporter.resource, &spans);
+        let cx = crate::telemetry::span::start_server(
+            tracer.clone(),
+            &Context::new().with_remote_span_context(caller),
+            "server".into(),
+            vec![KeyValue::new("rpc.system", "grpc")],
+        );
+        let server_id = cx.span().span_context().span_id();
+        let child = {
+            let _attached = cx.clone().attach();
+            crate::telemetry::span::child("SELECT", SpanKind::Client, attributes)
+        };
+        let mut child = child.unwrap();
+        child.add_link(
+            SpanContext::new(
+                TraceId::from(7),
+                SpanId::from(8),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            ),
+            vec![],
+        );
+        child.set_status(Status::error("boom"));
+        // Unset never replaces a status.
+        child.set_status(Status::Unset);
+        child.end_with_timestamp(at(1_700_000_000_000_500_000));
+        crate::telemetry::span::end(
+            &cx,
+            vec![KeyValue::new("rpc.grpc.status_code", 0_i64)],
+            false,
+        );
+        // A root span of a trace not sampled records nothing.
+        let off = Tracer::new(
+            Sampler {
+                parent_based: false,
+                root: Root::Off,
+            },
+            queue.clone(),
+        );
+        let root = crate::telemetry::span::root(&off, "publish", SpanKind::Producer, vec![], vec![]);
+        assert!(!root.is_recording());
+        assert!(root.span_context().is_valid());
+        drop(root);
+
+        let spans = std::mem::take(&mut queue.lock().spans);
+        let encoded = encode_request(
+            &encode_resource(&[
+                KeyValue::new("deployment.environment.name", "test"),
+                KeyValue::new("service.name", "svc"),
+            ]),
+            &spans,
+        );
         let request = ExportTraceServiceRequest::decode(&encoded[..]).unwrap();
 
         assert_eq!(request.resource_spans.len(), 1);
         let resource_spans = &request.resource_spans[0];
         let resource = resource_spans.resource.as_ref().unwrap();
-        let mut resource_attributes: Vec<(String, String)> = resource
+        let resource_attributes: Vec<(String, String)> = resource
             .attributes
             .iter()
             .map(|kv| {
@@ -738,7 +990,6 @@ mod tests {
                 (kv.key.clone(), text)
             })
             .collect();
-        resource_attributes.sort();
         assert_eq!(
             resource_attributes,
             [
@@ -746,38 +997,24 @@ mod tests {
                 ("service.name".to_owned(), "svc".to_owned())
             ]
         );
-        let scopes: Vec<(&str, &str, Vec<&str>)> = resource_spans
-            .scope_spans
-            .iter()
-            .map(|scope_spans| {
-                let scope = scope_spans.scope.as_ref().unwrap();
-                (
-                    scope.name.as_str(),
-                    scope.version.as_str(),
-                    scope_spans.spans.iter().map(|s| s.name.as_str()).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            scopes,
-            [
-                ("customer-api", "", vec!["SELECT", "server", "remote child"]),
-                ("other", "1.2", vec!["other"]),
-            ]
-        );
+        assert_eq!(resource_spans.scope_spans.len(), 1);
+        let scope_spans = &resource_spans.scope_spans[0];
+        assert_eq!(scope_spans.scope.as_ref().unwrap().name, "customer-api");
+        let names: Vec<&str> = scope_spans.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["SELECT", "server"]);
 
-        let select = &resource_spans.scope_spans[0].spans[0];
+        let select = &scope_spans.spans[0];
         assert_eq!(
             select.trace_id,
             0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128.to_be_bytes()
         );
-        assert_eq!(select.span_id, 0x1122_3344_5566_7788_u64.to_be_bytes());
-        assert_eq!(select.parent_span_id, 0x99_u64.to_be_bytes());
+        assert_eq!(select.parent_span_id, server_id.to_bytes());
         assert_eq!(select.kind, 3);
-        assert_eq!(select.start_time_unix_nano, 1_700_000_000_000_000_001);
+        assert!(select.start_time_unix_nano > 1_700_000_000_000_500_000);
         assert_eq!(select.end_time_unix_nano, 1_700_000_000_000_500_000);
+        // Sampled, the parent (the server span) local.
         assert_eq!(select.flags, 0x101);
-        assert_eq!(select.trace_state, "");
+        assert_eq!(select.trace_state, "vendor=x");
         let status = select.status.as_ref().unwrap();
         assert_eq!((status.code, status.message.as_str()), (2, "boom"));
         let attributes: Vec<(&str, Option<AnyValue>)> = select
@@ -826,11 +1063,41 @@ mod tests {
         assert_eq!(link.span_id, 8_u64.to_be_bytes());
         assert_eq!(link.flags, 0x301);
 
-        let server = &resource_spans.scope_spans[0].spans[1];
-        assert!(server.parent_span_id.is_empty());
+        let server = &scope_spans.spans[1];
+        assert_eq!(server.span_id, server_id.to_bytes());
+        assert_eq!(server.parent_span_id, 0x99_u64.to_be_bytes());
+        assert_eq!(server.kind, 2);
+        // The caller is remote.
+        assert_eq!(server.flags, 0x301);
         // An unset status is still sent, as the SDK's exporter did.
         assert_eq!(server.status.as_ref().map(|s| s.code), Some(0));
-        let remote = &resource_spans.scope_spans[0].spans[2];
-        assert_eq!(remote.flags, 0x301);
+        let keys: Vec<&str> = server.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["rpc.system", "rpc.grpc.status_code"]);
+    }
+
+    #[test]
+    fn a_full_queue_drops_spans_and_counts_them() {
+        let queue = Arc::new(Queue::new(Batching {
+            delay: Duration::from_secs(60),
+            batch: 2,
+            queue: 2,
+        }));
+        let tracer = Tracer::new(
+            Sampler {
+                parent_based: false,
+                root: Root::On,
+            },
+            queue.clone(),
+        );
+        for _ in 0..3 {
+            drop(crate::telemetry::span::root(&tracer, "x", SpanKind::Internal, vec![], vec![]));
+        }
+        let taken = queue.take(Instant::now());
+        assert_eq!((taken.dropped, queue.lock().count), (1, 0));
+        let request = ExportTraceServiceRequest::decode(
+            &encode_request(&encode_resource(&[]), &taken.spans)[..],
+        )
+        .unwrap();
+        assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 2);
     }
 }

@@ -332,41 +332,7 @@ fn server_span<B>(
     path: Option<&http::uri::PathAndQuery>,
     context: &RequestContext,
 ) -> opentelemetry::Context {
-    use opentelemetry::KeyValue;
     let method = request.method();
-    let mut attributes = Vec::with_capacity(7);
-    if let (Transport::Grpc | Transport::GrpcWeb | Transport::Connect, Some(path)) =
-        (transport, path)
-        && let Some((service, rpc_method)) = rpc_parts(path.path())
-    {
-        let system = if transport == Transport::Connect {
-            "connect_rpc"
-        } else {
-            "grpc"
-        };
-        attributes.extend([
-            KeyValue::new("rpc.system", system),
-            KeyValue::new("rpc.service", service.to_owned()),
-            KeyValue::new("rpc.method", rpc_method.to_owned()),
-        ]);
-    }
-    attributes.push(KeyValue::new("http.request.method", method_name(method)));
-    if let (Transport::Http, Some(path)) = (transport, path) {
-        attributes.push(KeyValue::new("http.route", path.path().to_owned()));
-    }
-    attributes.extend([
-        KeyValue::new(
-            "network.protocol.name",
-            match transport {
-                Transport::Rest | Transport::Http | Transport::Connect => "http",
-                Transport::Grpc | Transport::GrpcWeb => "grpc",
-            },
-        ),
-        KeyValue::new(
-            "request.id",
-            crate::redact::mask_pii(context.request_id()).into_owned(),
-        ),
-    ]);
     let name = ServerSpanName {
         method: method.as_str(),
         transport,
@@ -377,8 +343,76 @@ fn server_span<B>(
         tracer,
         &telemetry::extract(request.headers()),
         name.into(),
-        attributes,
+        server_attributes(transport, method, path),
+        vec![opentelemetry::KeyValue::new(
+            "request.id",
+            crate::redact::mask_pii(context.request_id()).into_owned(),
+        )],
     )
+}
+
+/// Kinds of request a thread keeps the server span attributes of.
+const KNOWN_REQUESTS: usize = 64;
+
+thread_local! {
+    /// The encoded constant attributes of the server spans of the kinds of request this
+    /// thread has seen (transport, method, gRPC method or probe path), forgotten all at once
+    /// beyond [`KNOWN_REQUESTS`]: the same few, encoded once each.
+    static SERVER_ATTRIBUTES: std::cell::RefCell<Vec<(Transport, Method, Box<str>, Bytes)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The server span attributes that follow from the kind of request: `rpc.*` (gRPC),
+/// `http.request.method`, `http.route` (a probe), `network.protocol.name`; encoded.
+fn server_attributes(
+    transport: Transport,
+    method: &Method,
+    path: Option<&http::uri::PathAndQuery>,
+) -> Bytes {
+    let path = path.map_or("", |path| path.path());
+    SERVER_ATTRIBUTES.with_borrow_mut(|known| {
+        if let Some((.., attributes)) = known
+            .iter()
+            .find(|(t, m, p, _)| *t == transport && m == method && **p == *path)
+        {
+            return attributes.clone();
+        }
+        use opentelemetry::KeyValue;
+        let mut attributes = Vec::with_capacity(6);
+        if matches!(
+            transport,
+            Transport::Grpc | Transport::GrpcWeb | Transport::Connect
+        ) && let Some((service, rpc_method)) = rpc_parts(path)
+        {
+            let system = if transport == Transport::Connect {
+                "connect_rpc"
+            } else {
+                "grpc"
+            };
+            attributes.extend([
+                KeyValue::new("rpc.system", system),
+                KeyValue::new("rpc.service", service.to_owned()),
+                KeyValue::new("rpc.method", rpc_method.to_owned()),
+            ]);
+        }
+        attributes.push(KeyValue::new("http.request.method", method_name(method)));
+        if transport == Transport::Http && !path.is_empty() {
+            attributes.push(KeyValue::new("http.route", path.to_owned()));
+        }
+        attributes.push(KeyValue::new(
+            "network.protocol.name",
+            match transport {
+                Transport::Rest | Transport::Http | Transport::Connect => "http",
+                Transport::Grpc | Transport::GrpcWeb => "grpc",
+            },
+        ));
+        let encoded = telemetry::span::fixed_attributes(&attributes);
+        if known.len() >= KNOWN_REQUESTS {
+            known.clear();
+        }
+        known.push((transport, method.clone(), path.into(), encoded.clone()));
+        encoded
+    })
 }
 
 /// `http.request.method`: the standard methods without allocating.

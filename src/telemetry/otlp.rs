@@ -925,7 +925,8 @@ mod tests {
             tracer.clone(),
             &Context::new().with_remote_span_context(caller),
             "server".into(),
-            vec![KeyValue::new("rpc.system", "grpc")],
+            crate::telemetry::span::fixed_attributes(&[KeyValue::new("rpc.system", "grpc")]),
+            vec![KeyValue::new("rpc.method", "Get")],
         );
         let server_id = cx.span().span_context().span_id();
         let child = {
@@ -1072,7 +1073,7 @@ mod tests {
         // An unset status is still sent, as the SDK's exporter did.
         assert_eq!(server.status.as_ref().map(|s| s.code), Some(0));
         let keys: Vec<&str> = server.attributes.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!(keys, ["rpc.system", "rpc.grpc.status_code"]);
+        assert_eq!(keys, ["rpc.system", "rpc.method", "rpc.grpc.status_code"]);
     }
 
     #[test]

@@ -285,11 +285,13 @@ impl Drop for Span {
 struct Active(Tracer);
 
 /// Starts the server span of a request as a child of `parent` (the caller's context, from
-/// `traceparent`, or none): the context to attach while the request runs.
+/// `traceparent`, or none), with the attributes `fixed` (see [`fixed_attributes`]) and
+/// `attributes`: the context to attach while the request runs.
 pub fn start_server(
     tracer: Tracer,
     parent: &Context,
     name: Cow<'static, str>,
+    fixed: Bytes,
     attributes: Vec<KeyValue>,
 ) -> Context {
     let span = tracer.start(
@@ -297,7 +299,7 @@ pub fn start_server(
         name,
         SpanKind::Server,
         SystemTime::now(),
-        Bytes::new(),
+        fixed,
         attributes,
     );
     parent.with_span(span).with_value(Active(tracer))

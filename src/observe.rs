@@ -276,7 +276,10 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let start = Instant::now();
         let transport = Transport::of(&request);
-        let request_id = accepted_request_id(request.headers()).unwrap_or_else(new_request_id);
+        let accepted = accepted_request_id(request.headers());
+        // An id made here is a UUID: nothing in it to mask.
+        let generated = accepted.is_none();
+        let request_id = accepted.unwrap_or_else(new_request_id);
         request.headers_mut().insert(REQUEST_ID, request_id.clone());
         let context = Arc::new(RequestContext::new(request_id));
         request.extensions_mut().insert(context.clone());
@@ -293,7 +296,14 @@ where
         let (cx, trace_id) = match telemetry::span::tracer() {
             None => (None, trace_id(request.headers())),
             Some(tracer) => {
-                let cx = server_span(tracer, &request, transport, path.as_ref(), &context);
+                let cx = server_span(
+                    tracer,
+                    &request,
+                    transport,
+                    path.as_ref(),
+                    &context,
+                    generated,
+                );
                 let trace_id = telemetry::span::trace_id(&cx);
                 (Some(cx), trace_id)
             }
@@ -331,8 +341,14 @@ fn server_span<B>(
     transport: Transport,
     path: Option<&http::uri::PathAndQuery>,
     context: &RequestContext,
+    generated_id: bool,
 ) -> opentelemetry::Context {
     let method = request.method();
+    let request_id = if generated_id {
+        context.request_id().to_owned()
+    } else {
+        crate::redact::mask_pii(context.request_id()).into_owned()
+    };
     let name = ServerSpanName {
         method: method.as_str(),
         transport,
@@ -344,10 +360,7 @@ fn server_span<B>(
         &telemetry::extract(request.headers()),
         name.into(),
         server_attributes(transport, method, path),
-        vec![opentelemetry::KeyValue::new(
-            "request.id",
-            crate::redact::mask_pii(context.request_id()).into_owned(),
-        )],
+        vec![opentelemetry::KeyValue::new("request.id", request_id)],
     )
 }
 

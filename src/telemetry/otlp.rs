@@ -101,6 +101,9 @@ impl Batching {
 
 /// Finished spans, encoded, until the exporter takes them.
 pub(crate) struct Queue {
+    /// Bytes left free at the start of each batch for the request's own fields (and the
+    /// gRPC frame's prefix), written at export: the spans are sent where they were encoded.
+    gap: usize,
     pending: Mutex<Pending>,
     /// Wakes the exporter (a full batch, a flush, the shutdown).
     wake: Condvar,
@@ -117,7 +120,7 @@ impl fmt::Debug for Queue {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// The spans, each as field 2 (`spans`) of a `ScopeSpans`.
+    /// The gap (see [`Queue`]), then the spans, each as field 2 (`spans`) of a `ScopeSpans`.
     spans: Vec<u8>,
     count: usize,
     /// Spans dropped on a full queue since the last export.
@@ -131,9 +134,13 @@ struct Pending {
 }
 
 impl Queue {
-    pub(super) fn new(batching: Batching) -> Self {
+    pub(super) fn new(batching: Batching, gap: usize) -> Self {
         Self {
-            pending: Mutex::new(Pending::default()),
+            gap,
+            pending: Mutex::new(Pending {
+                spans: vec![0; gap],
+                ..Pending::default()
+            }),
             wake: Condvar::new(),
             flushed: Condvar::new(),
             batching,
@@ -190,8 +197,12 @@ impl Queue {
                 .0;
         }
         pending.count = 0;
+        // The next batch's buffer as large as this one's: spans are not copied as it grows.
+        let mut next = Vec::with_capacity(pending.spans.capacity());
+        next.resize(self.gap, 0);
         Taken {
-            spans: std::mem::take(&mut pending.spans),
+            spans: (pending.spans.len() > self.gap)
+                .then(|| std::mem::replace(&mut pending.spans, next)),
             dropped: std::mem::take(&mut pending.dropped),
             flushes: pending.flush_asked,
             shutdown: pending.shutdown,
@@ -235,7 +246,8 @@ impl Queue {
 
 /// What the exporter took from the queue.
 struct Taken {
-    spans: Vec<u8>,
+    /// The gap, then the spans (if any).
+    spans: Option<Vec<u8>>,
     dropped: u64,
     flushes: u64,
     shutdown: bool,
@@ -277,7 +289,6 @@ impl Exporter {
         timeout: Duration,
         batching: Batching,
     ) -> std::io::Result<Self> {
-        let queue = Arc::new(Queue::new(batching));
         let sender = Sender {
             transport,
             runtime,
@@ -285,6 +296,7 @@ impl Exporter {
             headers,
             timeout,
         };
+        let queue = Arc::new(Queue::new(batching, request_head_room(&sender.resource)));
         let thread = {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -335,8 +347,8 @@ fn run(queue: &Queue, sender: &Sender) {
                 "the trace export queue was full: spans were dropped"
             );
         }
-        if !taken.spans.is_empty()
-            && let Err(error) = sender.export(&taken.spans)
+        if let Some(spans) = taken.spans
+            && let Err(error) = sender.export(spans, queue.gap)
         {
             tracing::warn!(%error, "exporting traces failed");
         }
@@ -348,9 +360,15 @@ fn run(queue: &Queue, sender: &Sender) {
 }
 
 impl Sender {
-    /// Sends `spans` (encoded by [`Queue::push`]) as one request, and waits for the answer.
-    fn export(&self, spans: &[u8]) -> Result<(), String> {
-        let body = Bytes::from(encode_request(&self.resource, spans));
+    /// Sends `spans` (a gap of `gap` bytes, then spans encoded by [`Queue::push`]) as one
+    /// request, and waits for the answer.
+    fn export(&self, spans: Vec<u8>, gap: usize) -> Result<(), String> {
+        let body = frame_request(
+            spans,
+            gap,
+            &self.resource,
+            matches!(self.transport, Transport::Grpc(_)),
+        );
         let transport = self.transport.clone();
         let headers = self.headers.clone();
         let timeout = self.timeout;
@@ -376,19 +394,53 @@ async fn send(
     body: Bytes,
 ) -> Result<(), String> {
     match transport {
-        Transport::Grpc(channel) => {
-            let mut grpc = tonic::client::Grpc::new(channel);
-            grpc.ready().await.map_err(|e| e.to_string())?;
-            let mut request = tonic::Request::new(body);
-            *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-            grpc.unary(
-                request,
-                http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                RawCodec,
-            )
-            .await
-            .map(drop)
-            .map_err(|status| format!("{}: {}", status.code(), status.message()))
+        Transport::Grpc(mut channel) => {
+            // The body is a gRPC frame already (`frame_request`): sent as it is, not through
+            // a codec that would copy it into a buffer of its own.
+            use tower::ServiceExt;
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+            let mut request = http::Request::new(tonic::body::Body::new(
+                http_body_util::Full::new(body),
+            ));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = http::Uri::from_static(EXPORT_PATH);
+            *request.headers_mut() = headers;
+            let response = (&mut channel)
+                .oneshot(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("the collector answered {}", response.status()));
+            }
+            let (parts, body) = response.into_parts();
+            // The status is in the trailers (or, for an immediate error, the headers).
+            let trailers = if parts.headers.contains_key("grpc-status") {
+                Some(parts.headers)
+            } else {
+                http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                    body,
+                    MAX_RESPONSE_BYTES,
+                ))
+                .await
+                .map_err(|e| e.to_string())?
+                .trailers()
+                .cloned()
+            };
+            let status = trailers
+                .as_ref()
+                .map(tonic::Status::from_header_map)
+                .unwrap_or_default();
+            match status {
+                Some(status) if status.code() != tonic::Code::Ok => {
+                    Err(format!("{}: {}", status.code(), status.message()))
+                }
+                Some(_) => Ok(()),
+                None => Err("the collector's answer has no grpc-status".into()),
+            }
         }
         Transport::Http { client, url } => {
             headers.insert(
@@ -405,55 +457,6 @@ async fn send(
                 Err(format!("the collector answered {}", response.status))
             }
         }
-    }
-}
-
-/// A gRPC codec for bodies already encoded (requests) or not looked at (answers: an
-/// `ExportTraceServiceResponse` only reports partial success).
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put(dst, item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<()>, tonic::Status> {
-        use bytes::Buf;
-        let remaining = src.remaining();
-        src.advance(remaining);
-        Ok(Some(()))
     }
 }
 
@@ -561,23 +564,57 @@ fn encode_resource(attributes: &[KeyValue]) -> Vec<u8> {
     encoded
 }
 
-/// An `ExportTraceServiceRequest` of `spans` (each already field 2 of a `ScopeSpans`): one
-/// `ResourceSpans` (the exporter's resource) with one `ScopeSpans`.
-fn encode_request(resource: &[u8], spans: &[u8]) -> Vec<u8> {
+/// The fields of an `ExportTraceServiceRequest` before its spans (`spans_len` bytes, each
+/// already field 2 of a `ScopeSpans`): one `ResourceSpans` (the exporter's resource) with one
+/// `ScopeSpans`, whose `scope` is written here.
+fn request_head(resource: &[u8], spans_len: usize) -> Vec<u8> {
     let scope_len = bytes_field_len(1, SCOPE_NAME.as_bytes());
-    let scope_spans_len = delimited_len(1, scope_len) + spans.len();
+    let scope_spans_len = delimited_len(1, scope_len) + spans_len;
     let resource_spans_len = delimited_len(1, resource.len()) + delimited_len(2, scope_spans_len);
-    let mut buf = Vec::with_capacity(delimited_len(1, resource_spans_len));
-    message(&mut buf, 1, resource_spans_len, |buf| {
-        message(buf, 1, resource.len(), |buf| buf.extend_from_slice(resource));
-        message(buf, 2, scope_spans_len, |buf| {
-            message(buf, 1, scope_len, |buf| {
-                bytes_field(buf, 1, SCOPE_NAME.as_bytes());
-            });
-            buf.extend_from_slice(spans);
-        });
+    let mut head = Vec::with_capacity(request_head_room(resource));
+    encode_key(1, WireType::LengthDelimited, &mut head);
+    encode_varint(resource_spans_len as u64, &mut head);
+    message(&mut head, 1, resource.len(), |buf| buf.extend_from_slice(resource));
+    encode_key(2, WireType::LengthDelimited, &mut head);
+    encode_varint(scope_spans_len as u64, &mut head);
+    message(&mut head, 1, scope_len, |buf| {
+        bytes_field(buf, 1, SCOPE_NAME.as_bytes());
     });
-    buf
+    head
+}
+
+/// The most bytes [`request_head`] writes, and a gRPC frame's 5-byte prefix.
+fn request_head_room(resource: &[u8]) -> usize {
+    5 + delimited_len(1, 0)
+        + 10
+        + delimited_len(1, resource.len())
+        + delimited_len(2, 0)
+        + 10
+        + delimited_len(1, bytes_field_len(1, SCOPE_NAME.as_bytes()))
+}
+
+/// The request body: the spans after `gap` in `buf`, preceded (in the gap) by the request's
+/// head and, for gRPC, the frame's prefix (uncompressed, length).
+fn frame_request(mut buf: Vec<u8>, gap: usize, resource: &[u8], grpc: bool) -> Bytes {
+    let spans_len = buf.len() - gap;
+    let head = request_head(resource, spans_len);
+    let mut start = gap - head.len();
+    buf[start..gap].copy_from_slice(&head);
+    if grpc {
+        let len = u32::try_from(head.len() + spans_len).unwrap_or(u32::MAX);
+        start -= 5;
+        buf[start] = 0;
+        buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    }
+    Bytes::from(buf).slice(start..)
+}
+
+/// An `ExportTraceServiceRequest` of `spans` (for tests).
+#[cfg(test)]
+fn encode_request(resource: &[u8], spans: &[u8]) -> Vec<u8> {
+    let mut request = request_head(resource, spans.len());
+    request.extend_from_slice(spans);
+    request
 }
 
 /// A span as it is encoded.
@@ -905,7 +942,7 @@ mod tests {
 
     #[test]
     fn what_is_queued_decodes_as_the_otlp_messages() {
-        let queue = Arc::new(Queue::new(Batching::default()));
+        let queue = Arc::new(Queue::new(Batching::default(), 0));
         let tracer = Tracer::new(
             Sampler {
                 parent_based: true,
@@ -966,7 +1003,8 @@ mod tests {
         assert!(root.span_context().is_valid());
         drop(root);
 
-        let spans = std::mem::take(&mut queue.lock().spans);
+        let spans = queue.take(Instant::now());
+        let spans = spans.spans.unwrap();
         let encoded = encode_request(
             &encode_resource(&[
                 KeyValue::new("deployment.environment.name", "test"),
@@ -1082,7 +1120,7 @@ mod tests {
             delay: Duration::from_secs(60),
             batch: 2,
             queue: 2,
-        }));
+        }, 0));
         let tracer = Tracer::new(
             Sampler {
                 parent_based: false,
@@ -1096,9 +1134,50 @@ mod tests {
         let taken = queue.take(Instant::now());
         assert_eq!((taken.dropped, queue.lock().count), (1, 0));
         let request = ExportTraceServiceRequest::decode(
-            &encode_request(&encode_resource(&[]), &taken.spans)[..],
+            &encode_request(&encode_resource(&[]), &taken.spans.unwrap())[..],
         )
         .unwrap();
         assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 2);
+        // Nothing queued since: nothing to send.
+        assert!(queue.take(Instant::now()).spans.is_none());
+    }
+
+    #[test]
+    fn a_batch_is_sent_from_where_its_spans_were_encoded() {
+        let resource = encode_resource(&[KeyValue::new("service.name", "svc")]);
+        let gap = request_head_room(&resource);
+        let queue = Arc::new(Queue::new(
+            Batching {
+                delay: Duration::from_secs(60),
+                batch: 3,
+                queue: 10,
+            },
+            gap,
+        ));
+        let tracer = Tracer::new(
+            Sampler {
+                parent_based: false,
+                root: Root::On,
+            },
+            queue.clone(),
+        );
+        for _ in 0..3 {
+            drop(crate::telemetry::span::root(&tracer, "x", SpanKind::Internal, vec![], vec![]));
+        }
+        let spans = queue.take(Instant::now()).spans.unwrap();
+        let expected = encode_request(&resource, &spans[gap..]);
+        // OTLP/HTTP: the request alone.
+        let body = frame_request(spans.clone(), gap, &resource, false);
+        assert_eq!(&body[..], &expected[..]);
+        // OTLP/gRPC: a frame, uncompressed, of the request's length.
+        let body = frame_request(spans, gap, &resource, true);
+        assert_eq!(body[0], 0);
+        assert_eq!(
+            u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize,
+            expected.len()
+        );
+        assert_eq!(&body[5..], &expected[..]);
+        let request = ExportTraceServiceRequest::decode(&body[5..]).unwrap();
+        assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 3);
     }
 }

@@ -469,15 +469,26 @@ pub fn traceparent() -> Option<String> {
         let span = cx.span();
         let context = span.span_context();
         context.is_valid().then(|| {
-            format!(
-                "00-{}-{}-{:02x}",
-                context.trace_id(),
-                context.span_id(),
-                context.trace_flags().to_u8()
-            )
+            let mut text = String::with_capacity(55);
+            text.push_str("00-");
+            push_hex(&mut text, &context.trace_id().to_bytes());
+            text.push('-');
+            push_hex(&mut text, &context.span_id().to_bytes());
+            text.push('-');
+            push_hex(&mut text, &[context.trace_flags().to_u8()]);
+            text
         })
     })
     .flatten()
+}
+
+/// `bytes` in lower-case hex digits (as W3C trace context writes ids).
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
 }
 
 /// The trace id of the span of `cx`, in 32 lower-case hex digits, if valid.
@@ -485,12 +496,8 @@ pub fn trace_id(cx: &Context) -> Option<Box<str>> {
     let span = cx.span();
     let context = span.span_context();
     context.is_valid().then(|| {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut text = String::with_capacity(32);
-        for byte in context.trace_id().to_bytes() {
-            text.push(char::from(HEX[usize::from(byte >> 4)]));
-            text.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        push_hex(&mut text, &context.trace_id().to_bytes());
         text.into_boxed_str()
     })
 }

@@ -337,6 +337,12 @@ fn resource(settings: &TracingSettings) -> Result<Vec<KeyValue>, TelemetryError>
 /// The W3C trace context of `headers` (`traceparent`, `tracestate`): the caller's span,
 /// to continue its trace.
 pub fn extract(headers: &http::HeaderMap) -> Context {
+    // Most calls carry none: a constant name is looked up without parsing it, and there is
+    // then no caller's context to copy.
+    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    if !headers.contains_key(TRACEPARENT) {
+        return Context::new();
+    }
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 

@@ -10,8 +10,8 @@
 //! them instead (`access`: the same result, at a fraction of the cost).
 //!
 //! **Logs are `tracing` events, spans are OpenTelemetry's.** The log layer takes events only
-//! (`RUST_LOG`). Spans are built with the OpenTelemetry API directly ([`span`]), exported by
-//! a batch processor and this crate's own OTLP encoder ([`otlp`]); the subscriber only
+//! (`RUST_LOG`). Spans are the OpenTelemetry API's, recorded by our own tracer ([`span`])
+//! as OTLP bytes and sent in batches by our own exporter ([`otlp`]); the subscriber only
 //! carries the tracer ([`span::TracerLayer`], a layer that takes nothing). Without an
 //! endpoint there is no tracer: a request pays one look for it, and no span, attribute or
 //! context is made. Span attributes that carry client text (the request id, the caller, SQL)

@@ -392,10 +392,7 @@ fn may_publish(started: Instant, now: Instant, acked: usize, budget: Duration) -
 /// The producer span of one publish to `subject`, linked to the request that wrote the
 /// event (`traceparent`): a trace of its own (the relay publishes long after the request),
 /// when traces are exported.
-fn publish_span(
-    subject: &str,
-    traceparent: Option<&str>,
-) -> Option<crate::telemetry::span::Span> {
+fn publish_span(subject: &str, traceparent: Option<&str>) -> Option<crate::telemetry::span::Span> {
     use opentelemetry::KeyValue;
     let tracer = crate::telemetry::span::tracer()?;
     let mut links = Vec::new();

@@ -201,9 +201,7 @@ mod tests {
                 .into_iter()
                 .map(|kv| {
                     let Some(
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                            text,
-                        ),
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text),
                     ) = kv.value.and_then(|v| v.value)
                     else {
                         panic!("{}", kv.key)

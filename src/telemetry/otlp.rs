@@ -317,7 +317,8 @@ impl Exporter {
 
     /// Exports every span queued now (blocks until the collector answered).
     pub(super) fn force_flush(&self) {
-        self.queue.flush(false, self.timeout + Duration::from_secs(1));
+        self.queue
+            .flush(false, self.timeout + Duration::from_secs(1));
     }
 
     /// Exports what is left and stops the exporter thread (waits at most `timeout`).
@@ -403,9 +404,8 @@ async fn send(
                 http::HeaderValue::from_static("application/grpc"),
             );
             headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-            let mut request = http::Request::new(tonic::body::Body::new(
-                http_body_util::Full::new(body),
-            ));
+            let mut request =
+                http::Request::new(tonic::body::Body::new(http_body_util::Full::new(body)));
             *request.method_mut() = http::Method::POST;
             *request.uri_mut() = http::Uri::from_static(EXPORT_PATH);
             *request.headers_mut() = headers;
@@ -574,7 +574,9 @@ fn request_head(resource: &[u8], spans_len: usize) -> Vec<u8> {
     let mut head = Vec::with_capacity(request_head_room(resource));
     encode_key(1, WireType::LengthDelimited, &mut head);
     encode_varint(resource_spans_len as u64, &mut head);
-    message(&mut head, 1, resource.len(), |buf| buf.extend_from_slice(resource));
+    message(&mut head, 1, resource.len(), |buf| {
+        buf.extend_from_slice(resource)
+    });
     encode_key(2, WireType::LengthDelimited, &mut head);
     encode_varint(scope_spans_len as u64, &mut head);
     message(&mut head, 1, scope_len, |buf| {
@@ -905,8 +907,8 @@ mod tests {
     use opentelemetry::{
         Context, KeyValue,
         trace::{
-            Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
-            TraceId, TraceState,
+            Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+            TraceState,
         },
     };
     use opentelemetry_proto::tonic::{
@@ -998,7 +1000,8 @@ mod tests {
             },
             queue.clone(),
         );
-        let root = crate::telemetry::span::root(&off, "publish", SpanKind::Producer, vec![], vec![]);
+        let root =
+            crate::telemetry::span::root(&off, "publish", SpanKind::Producer, vec![], vec![]);
         assert!(!root.is_recording());
         assert!(root.span_context().is_valid());
         drop(root);
@@ -1116,11 +1119,14 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_spans_and_counts_them() {
-        let queue = Arc::new(Queue::new(Batching {
-            delay: Duration::from_secs(60),
-            batch: 2,
-            queue: 2,
-        }, 0));
+        let queue = Arc::new(Queue::new(
+            Batching {
+                delay: Duration::from_secs(60),
+                batch: 2,
+                queue: 2,
+            },
+            0,
+        ));
         let tracer = Tracer::new(
             Sampler {
                 parent_based: false,
@@ -1129,7 +1135,13 @@ mod tests {
             queue.clone(),
         );
         for _ in 0..3 {
-            drop(crate::telemetry::span::root(&tracer, "x", SpanKind::Internal, vec![], vec![]));
+            drop(crate::telemetry::span::root(
+                &tracer,
+                "x",
+                SpanKind::Internal,
+                vec![],
+                vec![],
+            ));
         }
         let taken = queue.take(Instant::now());
         assert_eq!((taken.dropped, queue.lock().count), (1, 0));
@@ -1162,7 +1174,13 @@ mod tests {
             queue.clone(),
         );
         for _ in 0..3 {
-            drop(crate::telemetry::span::root(&tracer, "x", SpanKind::Internal, vec![], vec![]));
+            drop(crate::telemetry::span::root(
+                &tracer,
+                "x",
+                SpanKind::Internal,
+                vec![],
+                vec![],
+            ));
         }
         let spans = queue.take(Instant::now()).spans.unwrap();
         let expected = encode_request(&resource, &spans[gap..]);

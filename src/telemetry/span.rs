@@ -41,8 +41,8 @@ use bytes::Bytes;
 use opentelemetry::{
     Context, KeyValue,
     trace::{
-        Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
-        TraceId, TraceState,
+        Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+        TraceState,
     },
 };
 
@@ -99,11 +99,8 @@ impl Sampler {
                 // The SDK's `TraceIdRatioBased`: the id's last 8 bytes, shifted right once,
                 // below the ratio of 2^63.
                 let bound = (ratio.max(0.0) * (1_u64 << 63) as f64) as u64;
-                let low = u64::from_be_bytes(
-                    trace_id.to_bytes()[8..]
-                        .try_into()
-                        .unwrap_or([0xff; 8]),
-                );
+                let low =
+                    u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or([0xff; 8]));
                 (low >> 1) < bound
             }
         }
@@ -261,9 +258,7 @@ impl opentelemetry::trace::Span for Span {
         if let Some(recording) = &mut self.recording
             && span_context.is_valid()
         {
-            recording
-                .links
-                .push(Link::new(span_context, attributes, 0));
+            recording.links.push(Link::new(span_context, attributes, 0));
         }
     }
 
@@ -521,9 +516,7 @@ mod tests {
         assert!(ratio(1.0, false).sampled(&none, high));
         assert!(!ratio(0.0, false).sampled(&none, low));
         // Parent-based: a valid parent decides, whatever the ratio says.
-        let parent = |flags| {
-            SpanContext::new(high, SpanId::from(9), flags, true, TraceState::NONE)
-        };
+        let parent = |flags| SpanContext::new(high, SpanId::from(9), flags, true, TraceState::NONE);
         assert!(ratio(0.0, true).sampled(&parent(TraceFlags::SAMPLED), low));
         assert!(!ratio(1.0, true).sampled(&parent(TraceFlags::default()), low));
         // Not parent-based: the ratio alone.

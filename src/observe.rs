@@ -367,11 +367,14 @@ fn server_span<B>(
 /// Kinds of request a thread keeps the server span attributes of.
 const KNOWN_REQUESTS: usize = 64;
 
+/// A kind of request (transport, method, gRPC method or probe path) and its server span's
+/// constant attributes, encoded.
+type KnownRequest = (Transport, Method, Box<str>, Bytes);
+
 thread_local! {
-    /// The encoded constant attributes of the server spans of the kinds of request this
-    /// thread has seen (transport, method, gRPC method or probe path), forgotten all at once
-    /// beyond [`KNOWN_REQUESTS`]: the same few, encoded once each.
-    static SERVER_ATTRIBUTES: std::cell::RefCell<Vec<(Transport, Method, Box<str>, Bytes)>> =
+    /// The kinds of request this thread has seen, forgotten all at once beyond
+    /// [`KNOWN_REQUESTS`]: the same few, encoded once each.
+    static SERVER_ATTRIBUTES: std::cell::RefCell<Vec<KnownRequest>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 

@@ -1117,6 +1117,26 @@ mod tests {
         assert_eq!(keys, ["rpc.system", "rpc.method", "rpc.grpc.status_code"]);
     }
 
+    /// A tracer that records every span into `queue`, and `n` root spans ended.
+    fn record_roots(queue: &Arc<Queue>, n: usize) {
+        let tracer = Tracer::new(
+            Sampler {
+                parent_based: false,
+                root: Root::On,
+            },
+            queue.clone(),
+        );
+        for _ in 0..n {
+            drop(crate::telemetry::span::root(
+                &tracer,
+                "x",
+                SpanKind::Internal,
+                vec![],
+                vec![],
+            ));
+        }
+    }
+
     #[test]
     fn a_full_queue_drops_spans_and_counts_them() {
         let queue = Arc::new(Queue::new(
@@ -1127,22 +1147,7 @@ mod tests {
             },
             0,
         ));
-        let tracer = Tracer::new(
-            Sampler {
-                parent_based: false,
-                root: Root::On,
-            },
-            queue.clone(),
-        );
-        for _ in 0..3 {
-            drop(crate::telemetry::span::root(
-                &tracer,
-                "x",
-                SpanKind::Internal,
-                vec![],
-                vec![],
-            ));
-        }
+        record_roots(&queue, 3);
         let taken = queue.take(Instant::now());
         assert_eq!((taken.dropped, queue.lock().count), (1, 0));
         let request = ExportTraceServiceRequest::decode(
@@ -1166,22 +1171,7 @@ mod tests {
             },
             gap,
         ));
-        let tracer = Tracer::new(
-            Sampler {
-                parent_based: false,
-                root: Root::On,
-            },
-            queue.clone(),
-        );
-        for _ in 0..3 {
-            drop(crate::telemetry::span::root(
-                &tracer,
-                "x",
-                SpanKind::Internal,
-                vec![],
-                vec![],
-            ));
-        }
+        record_roots(&queue, 3);
         let spans = queue.take(Instant::now()).spans.unwrap();
         let expected = encode_request(&resource, &spans[gap..]);
         // OTLP/HTTP: the request alone.

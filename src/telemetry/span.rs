@@ -329,29 +329,22 @@ pub fn child(
     kind: SpanKind,
     attributes: impl FnOnce() -> Vec<KeyValue>,
 ) -> Option<Span> {
-    with_active(|tracer, cx| {
-        tracer.start(
-            cx,
-            name.into(),
-            kind,
-            SystemTime::now(),
-            Bytes::new(),
-            attributes(),
-        )
-    })
+    child_with(name, kind, || (Bytes::new(), attributes()))
 }
 
 /// [`child`] with constant attributes, encoded once by [`fixed_attributes`].
 pub fn child_fixed(name: &'static str, kind: SpanKind, fixed: &Bytes) -> Option<Span> {
+    child_with(name, kind, || (fixed.clone(), Vec::new()))
+}
+
+fn child_with(
+    name: &'static str,
+    kind: SpanKind,
+    attributes: impl FnOnce() -> (Bytes, Vec<KeyValue>),
+) -> Option<Span> {
     with_active(|tracer, cx| {
-        tracer.start(
-            cx,
-            name.into(),
-            kind,
-            SystemTime::now(),
-            fixed.clone(),
-            Vec::new(),
-        )
+        let (fixed, attributes) = attributes();
+        tracer.start(cx, name.into(), kind, SystemTime::now(), fixed, attributes)
     })
 }
 

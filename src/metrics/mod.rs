@@ -32,7 +32,11 @@
 
 pub mod process;
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use http::{HeaderMap, Request};
 use prometheus_client::{
@@ -79,8 +83,9 @@ struct Task {
 /// The metrics of one server.
 #[derive(Debug)]
 pub struct Metrics {
-    /// `/package.Service/Method` -> labels, for every method of the metered services.
-    methods: HashMap<String, Method>,
+    /// `/package.Service/Method` -> its labels and metrics, for every method of the metered
+    /// services (foldhash: this lookup runs on every call, and the keys are the proto's).
+    methods: HashMap<String, Arc<MethodMetrics>, foldhash::fast::RandomState>,
     started: Family<Method, Counter>,
     handled: Family<Handled, Counter>,
     handling: Family<Method, Histogram>,
@@ -132,7 +137,7 @@ impl Metrics {
     /// Metrics for the methods of `services` (fully qualified names) in `descriptors` (an
     /// encoded `FileDescriptorSet`).
     pub fn new(descriptors: &[u8], services: &[&str]) -> Self {
-        let mut methods = HashMap::new();
+        let mut methods = HashMap::default();
         if let Ok(pool) = prost_reflect::DescriptorPool::decode(descriptors) {
             for service in services
                 .iter()
@@ -151,11 +156,11 @@ impl Metrics {
                         };
                     methods.insert(
                         format!("/{}/{}", service.full_name(), method.name()),
-                        Method {
+                        Arc::new(MethodMetrics::new(Method {
                             grpc_service: service_name,
                             grpc_method: leak(method.name()),
                             grpc_type,
-                        },
+                        })),
                     );
                 }
             }
@@ -279,11 +284,14 @@ impl Metrics {
     }
 
     fn start(self: &Arc<Self>, path: &str) -> Option<Call> {
-        let method = self.methods.get(path)?.clone();
-        self.started.get_or_create(&method).inc();
+        let method = self.methods.get(path)?;
+        method
+            .started
+            .get_or_init(|| self.started.get_or_create(&method.labels).clone())
+            .inc();
         Some(Call {
             metrics: Arc::clone(self),
-            method,
+            method: Arc::clone(method),
             start: Instant::now(),
         })
     }
@@ -346,34 +354,68 @@ fn leak(text: &str) -> &'static str {
     Box::leak(text.to_owned().into_boxed_str())
 }
 
+/// One method's labels and its series, each taken from its family the first time it is
+/// used: a family's lookup (a lock, and SipHash over every label) then happens once per
+/// method and code, not on every call, and a series still appears only once it has a value.
+#[derive(Debug)]
+struct MethodMetrics {
+    labels: Method,
+    started: OnceLock<Counter>,
+    handling: OnceLock<Histogram>,
+    /// By gRPC code (0–16).
+    handled: [OnceLock<Counter>; 17],
+}
+
+impl MethodMetrics {
+    fn new(labels: Method) -> Self {
+        Self {
+            labels,
+            started: OnceLock::new(),
+            handling: OnceLock::new(),
+            handled: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
 /// One metered call, until its status is known.
 #[derive(Debug)]
 struct Call {
     metrics: Arc<Metrics>,
-    method: Method,
+    method: Arc<MethodMetrics>,
     start: Instant,
 }
 
 impl Call {
     fn finish(self, code: Code) {
-        let Method {
-            grpc_service,
-            grpc_method,
-            grpc_type,
-        } = self.method;
-        self.metrics
-            .handled
-            .get_or_create(&Handled {
+        let Self {
+            metrics,
+            method,
+            start,
+        } = self;
+        let handled = || {
+            let Method {
                 grpc_service,
                 grpc_method,
                 grpc_type,
-                grpc_code: code_name(code),
-            })
-            .inc();
-        self.metrics
+            } = method.labels.clone();
+            metrics
+                .handled
+                .get_or_create(&Handled {
+                    grpc_service,
+                    grpc_method,
+                    grpc_type,
+                    grpc_code: code_name(code),
+                })
+                .clone()
+        };
+        match method.handled.get(code as usize) {
+            Some(counter) => counter.get_or_init(handled).inc(),
+            None => handled().inc(),
+        };
+        method
             .handling
-            .get_or_create(&self.method)
-            .observe(self.start.elapsed().as_secs_f64());
+            .get_or_init(|| metrics.handling.get_or_create(&method.labels).clone())
+            .observe(start.elapsed().as_secs_f64());
     }
 }
 
@@ -434,12 +476,12 @@ mod tests {
         let get = metrics
             .start("/customer.v1.CustomerService/GetCustomer")
             .unwrap();
-        assert_eq!(get.method.grpc_type, "unary");
+        assert_eq!(get.method.labels.grpc_type, "unary");
         get.finish(Code::NotFound);
         let watch = metrics
             .start("/customer.v1.CustomerService/WatchCustomerEvents")
             .unwrap();
-        assert_eq!(watch.method.grpc_type, "server_stream");
+        assert_eq!(watch.method.labels.grpc_type, "server_stream");
         watch.finish(Code::Cancelled);
         assert!(metrics.start("/customer.v1.CustomerService/Nope").is_none());
         assert!(metrics.start("/other.Service/GetCustomer").is_none());

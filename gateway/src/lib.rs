@@ -772,10 +772,12 @@ impl Inner {
         path: &str,
     ) -> Result<(usize, template::Captures), HttpError> {
         let verb = self.verb(path);
+        let shape = template::PathShape::of(path);
         // Templates are matched only for routes of this method; the others are tried only
         // to tell 405 from 404.
         for (index, route) in self.routes.iter().enumerate() {
             if route.method == method
+                && route.template.may_match(&shape)
                 && let Some(captures) = Self::serves(route, path, verb)
             {
                 return Ok((index, captures));

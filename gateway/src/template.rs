@@ -67,7 +67,70 @@ pub struct TemplateError {
 /// Values captured by a match: (field path, decoded value).
 pub type Captures = Vec<(String, String)>;
 
+/// What templates look at first in a request's path, taken once per request (the router
+/// tries its templates in turn): how many segments it has, and its second segment as sent
+/// and without a custom verb (`customers` of `/v1/customers:batchGet`).
+#[derive(Debug, Clone, Copy)]
+pub struct PathShape<'p> {
+    /// `None` without the leading `/` (no template matches).
+    count: Option<usize>,
+    second: Option<&'p str>,
+    second_without_verb: Option<&'p str>,
+}
+
+impl<'p> PathShape<'p> {
+    /// The shape of `path`.
+    pub fn of(path: &'p str) -> Self {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Self {
+                count: None,
+                second: None,
+                second_without_verb: None,
+            };
+        };
+        let count = if rest.is_empty() {
+            0
+        } else {
+            rest.bytes().filter(|&b| b == b'/').count() + 1
+        };
+        let second = rest.split('/').nth(1);
+        // A verb is cut off the last segment only.
+        let second_without_verb = second.map(|second| match second.rsplit_once(':') {
+            Some((before, _)) if count == 2 => before,
+            _ => second,
+        });
+        Self {
+            count: Some(count),
+            second,
+            second_without_verb,
+        }
+    }
+}
+
 impl PathTemplate {
+    /// False when [`PathTemplate::matches`] would not match a path of this shape (a test
+    /// that allocates nothing, before it); true does not mean it matches.
+    pub fn may_match(&self, shape: &PathShape<'_>) -> bool {
+        let Some(count) = shape.count else {
+            return false;
+        };
+        if !self.segments.contains(&Segment::Rest) && count != self.segments.len() {
+            return false;
+        }
+        let second = if self.verb.is_some() {
+            shape.second_without_verb
+        } else {
+            shape.second
+        };
+        match (self.segments.get(1), second) {
+            // A percent-encoded segment is decoded by `matches` before it compares.
+            (Some(Segment::Literal(literal)), Some(second)) => {
+                second.contains('%') || second == literal
+            }
+            _ => true,
+        }
+    }
+
     /// Parses a template.
     pub fn parse(template: &str) -> Result<Self, TemplateError> {
         let error = |problem: &str| TemplateError {
@@ -361,6 +424,55 @@ fn split_outside_braces(path: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shape_test_never_refuses_a_path_the_template_matches() {
+        let templates = [
+            "/v1/{name=customers/*}",
+            "/v1/{name=customers/*}:undelete",
+            "/v1/customers:batchGet",
+            "/v1/customers",
+            "/v1/{parent=companies/*}/notes",
+            "/v1/{name=operations/**}",
+            "/v1/{name=**}",
+            "/healthz",
+        ];
+        let paths = [
+            "/v1/customers/abc",
+            "/v1/customers/abc:undelete",
+            "/v1/customers:batchGet",
+            "/v1/customers:undelete",
+            "/v1/customers",
+            "/v1/custom%65rs/abc",
+            "/v1/custom%65rs:batchGet",
+            "/v1/companies/c1/notes",
+            "/v1/companies/c1/notes:x",
+            "/v1/operations/a/b/c",
+            "/v1/operations",
+            "/v1/a:b/customers:undelete",
+            "/v1/customers/a:b:undelete",
+            "/v1",
+            "/healthz",
+            "/",
+            "",
+            "v1/customers",
+            "//",
+        ];
+        let mut refused = 0;
+        for template in templates {
+            let template = PathTemplate::parse(template).unwrap();
+            for path in paths {
+                let may = template.may_match(&PathShape::of(path));
+                if template.matches(path).is_some() {
+                    assert!(may, "{} refused {path}", template.source);
+                } else if !may {
+                    refused += 1;
+                }
+            }
+        }
+        // And it refuses most of the rest without matching.
+        assert!(refused > templates.len() * paths.len() / 2, "{refused}");
+    }
 
     #[test]
     fn resource_names_are_captured_whole() {

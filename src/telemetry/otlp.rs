@@ -217,6 +217,13 @@ impl Queue {
         self.flushed.notify_all();
     }
 
+    /// Asks the exporter to send what is queued and end, without waiting.
+    fn stop(&self) {
+        let mut pending = self.lock();
+        pending.shutdown = true;
+        self.wake.notify_one();
+    }
+
     /// Asks for an export of what is queued now and waits for it (at most `timeout`);
     /// `shutdown` also stops the exporter.
     fn flush(&self, shutdown: bool, timeout: Duration) {
@@ -334,6 +341,14 @@ impl Exporter {
         {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Exporter {
+    /// Tells the thread to send what is queued and end, without waiting for it (a
+    /// [`Exporter::shutdown`] first waits).
+    fn drop(&mut self) {
+        self.queue.stop();
     }
 }
 
@@ -1135,6 +1150,29 @@ mod tests {
                 vec![],
             ));
         }
+    }
+
+    #[test]
+    fn a_dropped_exporter_ends_its_thread() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let exporter = Exporter::start(
+            Transport::Http {
+                client: crate::http_client::HttpClient::new().unwrap(),
+                url: http::Uri::from_static("http://127.0.0.1:1/v1/traces"),
+            },
+            runtime.handle().clone(),
+            &[],
+            http::HeaderMap::new(),
+            Duration::from_secs(1),
+            Batching::default(),
+        )
+        .unwrap();
+        let thread = exporter.thread.lock().unwrap().take().unwrap();
+        drop(exporter);
+        // Joined: the thread saw the shutdown (nothing was queued, nothing to send).
+        thread.join().unwrap();
     }
 
     #[test]

@@ -201,8 +201,8 @@ impl Fields<'_> {
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.name(field) {
-            // A trace id is 32 hex digits, checked or made here: masked, a run of its digits
-            // would be taken for a phone number and the id lost.
+            // A trace id is 32 hex digits, checked or made here: nothing in it to mask (one of
+            // decimal digits only would be masked as a phone number), so it is not scanned.
             let value = if field.name() == "trace_id" {
                 std::borrow::Cow::Borrowed(value)
             } else {
@@ -419,6 +419,26 @@ mod tests {
                 .join("\n")
         };
         (cut(own.text()), cut(generic.text()))
+    }
+
+    #[test]
+    fn the_trace_id_is_written_as_it_is_and_client_text_masked() {
+        // Valid, and of decimal digits only.
+        let trace_id = "40123456789012345678901234567890";
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let (own, generic) = both(format, || {
+                tracing::info!(
+                    target: "access",
+                    transport = "grpc",
+                    request_id = "4930123456",
+                    trace_id = Some(trace_id),
+                );
+            });
+            assert!(own.contains(trace_id), "{own}");
+            assert!(!own.contains("4930123456"), "{own}");
+            // Masking the whole line takes an id of decimal digits only for a phone number.
+            assert!(!generic.contains(trace_id), "{generic}");
+        }
     }
 
     fn access_events() {

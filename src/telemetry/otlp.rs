@@ -179,22 +179,17 @@ impl Queue {
     /// the shutdown, or `deadline`.
     fn take(&self, deadline: Instant) -> Taken {
         let mut pending = self.lock();
-        loop {
-            if pending.shutdown
-                || pending.flush_asked > pending.flush_done
-                || pending.count >= self.batching.batch
-            {
-                break;
+        while !(pending.shutdown
+            || pending.flush_asked > pending.flush_done
+            || pending.count >= self.batching.batch)
+        {
+            match wait(&self.wake, pending, deadline) {
+                Ok(woken) => pending = woken,
+                Err(timed_out) => {
+                    pending = timed_out;
+                    break;
+                }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            pending = self
-                .wake
-                .wait_timeout(pending, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
         }
         pending.count = 0;
         // The next batch's buffer as large as this one's: spans are not copied as it grows.
@@ -225,11 +220,11 @@ impl Queue {
     }
 
     /// Asks for an export of what is queued now and waits for it (at most `timeout`);
-    /// `shutdown` also stops the exporter.
-    fn flush(&self, shutdown: bool, timeout: Duration) {
+    /// `shutdown` also stops the exporter. Whether the exporter answered in time.
+    fn flush(&self, shutdown: bool, timeout: Duration) -> bool {
         let mut pending = self.lock();
         if pending.stopped {
-            return;
+            return true;
         }
         pending.flush_asked += 1;
         pending.shutdown |= shutdown;
@@ -237,18 +232,34 @@ impl Queue {
         self.wake.notify_one();
         let deadline = Instant::now() + timeout;
         while pending.flush_done < asked && !pending.stopped {
-            let now = Instant::now();
-            if now >= deadline {
-                tracing::warn!("traces were not exported within {timeout:?}");
-                return;
+            match wait(&self.flushed, pending, deadline) {
+                Ok(woken) => pending = woken,
+                Err(_) => {
+                    tracing::warn!("traces were not exported within {timeout:?}");
+                    return false;
+                }
             }
-            pending = self
-                .flushed
-                .wait_timeout(pending, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
         }
+        true
     }
+}
+
+/// Waits on `condvar` until woken (`Ok`) or `deadline` (`Err`), with the lock held again.
+fn wait<'a>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, Pending>,
+    deadline: Instant,
+) -> Result<MutexGuard<'a, Pending>, MutexGuard<'a, Pending>> {
+    let Some(left) = deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+    else {
+        return Err(guard);
+    };
+    Ok(condvar
+        .wait_timeout(guard, left)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .0)
 }
 
 /// What the exporter took from the queue.
@@ -328,17 +339,16 @@ impl Exporter {
             .flush(false, self.timeout + Duration::from_secs(1));
     }
 
-    /// Exports what is left and stops the exporter thread (waits at most `timeout`).
+    /// Exports what is left and stops the exporter thread (waits at most `timeout`; a
+    /// thread still sending then is left to end on its own).
     pub(super) fn shutdown(&self, timeout: Duration) {
-        self.queue.flush(true, timeout);
+        let stopped = self.queue.flush(true, timeout);
         let thread = self
             .thread
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread
-            && thread.is_finished()
-        {
+        if stopped && let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -567,15 +577,18 @@ fn fixed32_field_len(tag: u32, value: u32) -> usize {
 
 /// `attributes` as the repeated `attributes` field of a `Span`.
 pub(super) fn span_attributes(attributes: &[KeyValue]) -> Vec<u8> {
-    let mut encoded = Vec::with_capacity(attributes_len(9, attributes));
-    write_attributes(&mut encoded, 9, attributes);
-    encoded
+    repeated_attributes(9, attributes)
 }
 
 /// The `Resource` message of these attributes.
 fn encode_resource(attributes: &[KeyValue]) -> Vec<u8> {
-    let mut encoded = Vec::new();
-    write_attributes(&mut encoded, 1, attributes);
+    repeated_attributes(1, attributes)
+}
+
+/// `attributes` as the repeated field `tag`.
+fn repeated_attributes(tag: u32, attributes: &[KeyValue]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(attributes_len(tag, attributes));
+    write_attributes(&mut encoded, tag, attributes);
     encoded
 }
 

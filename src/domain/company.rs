@@ -74,7 +74,7 @@ impl super::Input for CompanyInput {
 
     /// Validates and normalises every field; violations are named `{prefix}.{field}`.
     fn check(&self, v: &mut Violations, prefix: &str) -> CompanyData {
-        let path = |field: &str| format!("{prefix}.{field}");
+        let path = |field| super::customer::Dotted(prefix, field);
         let display_name = bounded_text(
             v,
             path("display_name"),
@@ -85,12 +85,12 @@ impl super::Input for CompanyInput {
         let domain = optional(&self.domain).and_then(|domain| match dns_name(domain) {
             Ok(normalised) => Some(normalised),
             Err(description) => {
-                v.add(path("domain"), description);
+                v.add(path("domain").to_string(), description);
                 None
             }
         });
         let business_id = business_id(v, path("business_id"), &self.business_id);
-        labels(v, &path("labels"), &self.labels);
+        labels(v, path("labels"), &self.labels);
         CompanyData {
             display_name,
             domain,

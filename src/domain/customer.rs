@@ -6,7 +6,7 @@
 //! stored customer under an update mask (AIP-134, `core::mask`) and validate the merged result, so the
 //! same rules hold for create, patch and replace.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Display};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -206,7 +206,7 @@ impl super::Input for CustomerInput {
     /// the request (`customer`), so violations name proto field paths like
     /// `customer.address.country_code`.
     fn check(&self, v: &mut Violations, prefix: &str) -> CustomerData {
-        let path = |field: &str| format!("{prefix}.{field}");
+        let path = |field| Dotted(prefix, field);
 
         let given_name = person_name(v, path("given_name"), &self.given_name);
         let family_name = person_name(v, path("family_name"), &self.family_name);
@@ -222,11 +222,14 @@ impl super::Input for CustomerInput {
         let address = self
             .address
             .as_ref()
-            .map(|address| postal_address(v, &path("address"), address));
+            .map(|address| postal_address(v, path("address"), address));
         let status = match self.status {
             0 => Status::Active,
             number => Status::from_number(number).unwrap_or_else(|| {
-                v.add(path("status"), format!("unknown status value {number}"));
+                v.add(
+                    path("status").to_string(),
+                    format!("unknown status value {number}"),
+                );
                 Status::Active
             }),
         };
@@ -234,13 +237,13 @@ impl super::Input for CustomerInput {
             optional(&self.company).and_then(|company| match names::check_company_name(company) {
                 Ok(()) => Some(company.to_owned()),
                 Err(description) => {
-                    v.add(path("company"), description);
+                    v.add(path("company").to_string(), description);
                     None
                 }
             });
         let business_id = business_id(v, path("business_id"), &self.business_id);
-        labels(v, &path("labels"), &self.labels);
-        external_ids(v, &path("external_ids"), &self.external_ids);
+        labels(v, path("labels"), &self.labels);
+        external_ids(v, path("external_ids"), &self.external_ids);
 
         CustomerData {
             given_name,
@@ -320,11 +323,11 @@ pub enum CustomerField {
 
 /// An optional business-registry id: at most [`MAX_BUSINESS_ID_CHARS`] letters, digits,
 /// `-`, `_`, `.` or `/` (shared by customers and companies).
-pub(super) fn business_id(v: &mut Violations, field: String, text: &str) -> Option<String> {
+pub(super) fn business_id(v: &mut Violations, field: impl Display, text: &str) -> Option<String> {
     optional(text).and_then(|id| match check_business_id(id) {
         Ok(()) => Some(id.to_owned()),
         Err(description) => {
-            v.add(field, description);
+            v.add(field.to_string(), description);
             None
         }
     })
@@ -361,12 +364,12 @@ pub fn validate_postal_address(
 /// Records a violation unless `ok`; returns `ok`.
 fn check(
     v: &mut Violations,
-    field: String,
+    field: impl Display,
     ok: bool,
     description: impl FnOnce() -> String,
 ) -> bool {
     if !ok {
-        v.add(field, description());
+        v.add(field.to_string(), description());
     }
     ok
 }
@@ -385,7 +388,7 @@ pub(super) fn has_control(text: &str) -> bool {
 /// an empty value a violation.
 pub(crate) fn bounded_text(
     v: &mut Violations,
-    field: String,
+    field: impl Display,
     text: &str,
     max: usize,
     required: bool,
@@ -393,31 +396,37 @@ pub(crate) fn bounded_text(
     let text = text.trim();
     if text.is_empty() {
         if required {
-            v.add(field, "is required");
+            v.add(field.to_string(), "is required");
         }
     } else if text.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
+        v.add(
+            field.to_string(),
+            format!("must be at most {max} characters"),
+        );
     } else if has_control(text) {
-        v.add(field, "must not contain control characters");
+        v.add(field.to_string(), "must not contain control characters");
     }
     text.to_owned()
 }
 
-fn person_name(v: &mut Violations, field: String, text: &str) -> String {
+fn person_name(v: &mut Violations, field: impl Display, text: &str) -> String {
     bounded_text(v, field, text, MAX_NAME_CHARS, true)
 }
 
-fn email(v: &mut Violations, field: String, text: &str) -> String {
+fn email(v: &mut Violations, field: impl Display, text: &str) -> String {
     let text = text.trim();
     if text.is_empty() {
-        v.add(field, "is required");
+        v.add(field.to_string(), "is required");
     } else if text.chars().count() > MAX_EMAIL_CHARS {
         v.add(
-            field,
+            field.to_string(),
             format!("must be at most {MAX_EMAIL_CHARS} characters"),
         );
     } else if !is_email(text) {
-        v.add(field, "is not a valid email address, e.g. jane@example.com");
+        v.add(
+            field.to_string(),
+            "is not a valid email address, e.g. jane@example.com",
+        );
     }
     text.to_owned()
 }
@@ -446,26 +455,25 @@ pub(crate) fn is_e164(text: &str) -> bool {
         && !digits.starts_with('0')
 }
 
-fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> PostalAddress {
-    let field = |name: &str| format!("{prefix}.{name}");
+fn postal_address(
+    v: &mut Violations,
+    prefix: impl Display + Copy,
+    address: &PostalAddress,
+) -> PostalAddress {
+    let field = |name| Dotted(prefix, name);
     if address.lines.len() > MAX_ADDRESS_LINES {
-        v.add(field("lines"), format!("at most {MAX_ADDRESS_LINES} lines"));
+        v.add(
+            field("lines").to_string(),
+            format!("at most {MAX_ADDRESS_LINES} lines"),
+        );
     }
     let lines = address
         .lines
         .iter()
         .enumerate()
-        .map(|(i, line)| {
-            bounded_text(
-                v,
-                format!("{prefix}.lines[{i}]"),
-                line,
-                MAX_ADDRESS_LINE_CHARS,
-                true,
-            )
-        })
+        .map(|(i, line)| bounded_text(v, Line(prefix, i), line, MAX_ADDRESS_LINE_CHARS, true))
         .collect();
-    let part = |v: &mut Violations, name: &str, text: &str| {
+    let part = |v: &mut Violations, name, text: &str| {
         bounded_text(v, field(name), text, MAX_ADDRESS_PART_CHARS, false)
     };
     let locality = part(v, "locality", &address.locality);
@@ -473,10 +481,10 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
     let postal_code = part(v, "postal_code", &address.postal_code);
     let country_code = address.country_code.trim().to_ascii_uppercase();
     if country_code.is_empty() {
-        v.add(field("country_code"), "is required");
+        v.add(field("country_code").to_string(), "is required");
     } else if !country::is_assigned(&country_code) {
         v.add(
-            field("country_code"),
+            field("country_code").to_string(),
             format!(
                 "`{}` is not an ISO 3166-1 alpha-2 country code, e.g. DE or US",
                 clip(&country_code)
@@ -493,57 +501,100 @@ fn postal_address(v: &mut Violations, prefix: &str, address: &PostalAddress) -> 
 }
 
 /// Checks user labels: count, key pattern, value length and characters.
-pub(super) fn labels(v: &mut Violations, prefix: &str, labels: &BTreeMap<String, String>) {
+pub(super) fn labels(
+    v: &mut Violations,
+    prefix: impl Display + Copy,
+    labels: &BTreeMap<String, String>,
+) {
     for (at, key, value) in entries(v, prefix, labels, MAX_LABELS, "labels") {
         if !is_label_key(key) {
-            v.add(at.clone(), "label keys must match [a-z][a-z0-9_.-]{0,62}");
+            v.add(
+                at.to_string(),
+                "label keys must match [a-z][a-z0-9_.-]{0,62}",
+            );
         }
         if value.chars().count() > MAX_LABEL_VALUE_CHARS {
             v.add(
-                at,
+                at.to_string(),
                 format!("label values must be at most {MAX_LABEL_VALUE_CHARS} characters"),
             );
         } else if has_control(value) {
-            v.add(at, "label values must not contain control characters");
+            v.add(
+                at.to_string(),
+                "label values must not contain control characters",
+            );
         }
     }
 }
 
 /// Checks external ids: count, source pattern, id length and characters. Ids are kept as
 /// sent (not trimmed): another system's key is matched exactly.
-pub(super) fn external_ids(v: &mut Violations, prefix: &str, ids: &BTreeMap<String, String>) {
+pub(super) fn external_ids(
+    v: &mut Violations,
+    prefix: impl Display + Copy,
+    ids: &BTreeMap<String, String>,
+) {
     for (at, source, id) in entries(v, prefix, ids, MAX_EXTERNAL_IDS, "external ids") {
         if !is_external_source(source) {
             v.add(
-                at.clone(),
+                at.to_string(),
                 "sources must be lowercase identifiers matching [a-z][a-z0-9_]{0,63}",
             );
         }
         if let Some(problem) = external_id_problem(id) {
-            v.add(at, problem);
+            v.add(at.to_string(), problem);
         }
     }
 }
 
 /// The entries of a map field to check, each with its path (`prefix["key"]`, the key
 /// clipped), once the count is checked: at most `max` (`what` names the entries).
-fn entries<'a>(
+fn entries<'a, P: Display + Copy + 'a>(
     v: &mut Violations,
-    prefix: &'a str,
+    prefix: P,
     map: &'a BTreeMap<String, String>,
     max: usize,
     what: &str,
-) -> impl Iterator<Item = (String, &'a str, &'a str)> + use<'a> {
+) -> impl Iterator<Item = (Entry<'a, P>, &'a str, &'a str)> + use<'a, P> {
     if map.len() > max {
-        v.add(prefix, format!("at most {max} {what}, got {}", map.len()));
+        v.add(
+            prefix.to_string(),
+            format!("at most {max} {what}, got {}", map.len()),
+        );
     }
-    map.iter().map(move |(key, value)| {
-        (
-            format!("{prefix}[\"{}\"]", clip(key)),
-            key.as_str(),
-            value.as_str(),
-        )
-    })
+    map.iter()
+        .map(move |(key, value)| (Entry(prefix, key), key.as_str(), value.as_str()))
+}
+
+/// `{parent}.{name}`: a field's path, written out only when a violation names it, so a
+/// valid request formats no paths (they were a dozen `format!`s per CreateCustomer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dotted<P>(pub P, pub &'static str);
+
+impl<P: Display> Display for Dotted<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// `{address}.lines[{i}]`, written out only when a violation names it.
+#[derive(Debug, Clone, Copy)]
+struct Line<P>(P, usize);
+
+impl<P: Display> Display for Line<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.lines[{}]", self.0, self.1)
+    }
+}
+
+/// `{map}["key"]` (the key clipped), written out only when a violation names it.
+#[derive(Debug, Clone, Copy)]
+struct Entry<'a, P>(P, &'a str);
+
+impl<P: Display> Display for Entry<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[\"{}\"]", self.0, clip(self.1))
+    }
 }
 
 /// What is wrong with an external id, if anything: 1 to [`MAX_EXTERNAL_ID_CHARS`]
@@ -694,6 +745,37 @@ mod tests {
                 "customer.labels[\"ok\"]",
                 "customer.external_ids[\"CRM\"]",
                 "customer.external_ids[\"erp\"]",
+            ]
+        );
+    }
+
+    #[test]
+    fn address_violations_name_the_line_and_part() {
+        let input = CustomerInput {
+            address: Some(PostalAddress {
+                lines: vec![
+                    "1 Main St".into(),
+                    " ".into(),
+                    "ok".into(),
+                    "ok".into(),
+                    "ok".into(),
+                    "x".into(),
+                ],
+                locality: "L".repeat(MAX_ADDRESS_PART_CHARS + 1),
+                region: "bad\u{7}region".into(),
+                postal_code: String::new(),
+                country_code: "XX".into(),
+            }),
+            ..valid()
+        };
+        assert_eq!(
+            rejected(&input),
+            [
+                "customer.address.lines",
+                "customer.address.lines[1]",
+                "customer.address.locality",
+                "customer.address.region",
+                "customer.address.country_code",
             ]
         );
     }

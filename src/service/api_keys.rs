@@ -120,7 +120,7 @@ impl CustomerService {
         let display_name = if present {
             let display_name = bounded_text(
                 &mut violations,
-                "api_key.display_name".into(),
+                "api_key.display_name",
                 &input.display_name,
                 MAX_DISPLAY_NAME_CHARS,
                 true,

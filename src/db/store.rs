@@ -332,7 +332,7 @@ fn event_row(event: NewEvent, traceparent: Option<String>) -> NewEventRow {
         aggregate: event.resource,
         sequence: event.sequence,
         event_type: event.event_type.as_str().to_owned(),
-        payload: event_payload::encode(event.event_type, &event.data),
+        payload: event_payload::encode(event.event_type, event.data),
         actor: event.actor,
         request_id: event.request_id,
         traceparent,

@@ -33,8 +33,8 @@ use crate::{
 };
 
 /// The version 2 payload of an event of type `event_type`.
-pub fn encode(event_type: EventType, data: &EventData) -> Vec<u8> {
-    let (snapshot, kind) = content_to_proto(event_type, data.clone());
+pub fn encode(event_type: EventType, data: EventData) -> Vec<u8> {
+    let (snapshot, kind) = content_to_proto(event_type, data);
     versioned(&pb::CustomerEvent {
         snapshot,
         kind: Some(kind),
@@ -147,7 +147,7 @@ pub fn scrub(
     purged: &Customer,
 ) -> Result<Vec<u8>, DecodeError> {
     let data = decode(event_type, payload)?.forget(purged);
-    Ok(encode(event_type, &data))
+    Ok(encode(event_type, data))
 }
 
 /// The version 1 JSON of a customer snapshot, for scrubbing version 1 events in place (the

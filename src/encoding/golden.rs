@@ -286,7 +286,7 @@ fn event_payloads_v2_are_pinned_and_read_back() {
         ),
     ] {
         assert_eq!(
-            hex(&event_payload::encode(event_type, &data)),
+            hex(&event_payload::encode(event_type, data.clone())),
             golden,
             "{event_type:?}"
         );
@@ -345,7 +345,7 @@ fn every_event_type_round_trips_through_version_2() {
         (EventType::NoteDeleted, note_deleted_event()),
     ];
     for (event_type, data) in customer_types.into_iter().chain(others) {
-        let payload = event_payload::encode(event_type, &data);
+        let payload = event_payload::encode(event_type, data.clone());
         assert_eq!(payload[0], VERSION_2);
         assert_eq!(
             event_payload::decode(event_type, &payload).expect("decodes"),
@@ -377,7 +377,7 @@ fn an_event_payload_is_the_served_event_without_its_envelope() {
         false,
     );
     let stored =
-        pb::CustomerEvent::decode(&event_payload::encode(EventType::CustomerUpdated, &data)[1..])
+        pb::CustomerEvent::decode(&event_payload::encode(EventType::CustomerUpdated, data.clone())[1..])
             .expect("protobuf");
     assert_eq!(
         stored,
@@ -546,7 +546,7 @@ fn a_purge_scrubs_both_versions_to_the_same_history() {
     ] {
         let scrubbed = event_payload::scrub(
             event_type,
-            &event_payload::encode(event_type, &data),
+            &event_payload::encode(event_type, data.clone()),
             &purged,
         )
         .expect("scrubs");
@@ -676,7 +676,7 @@ mod properties {
                 previous: Some(before),
                 snapshot,
             }));
-            let payload = event_payload::encode(EventType::CompanyUpdated, &data);
+            let payload = event_payload::encode(EventType::CompanyUpdated, data.clone());
             prop_assert_eq!(
                 event_payload::decode(EventType::CompanyUpdated, &payload).expect("decodes"),
                 data
@@ -690,7 +690,7 @@ mod properties {
             let mut snapshot = customer();
             snapshot.data = after;
             let data = customer_change(snapshot, Some(before));
-            let payload = event_payload::encode(EventType::CustomerUpdated, &data);
+            let payload = event_payload::encode(EventType::CustomerUpdated, data.clone());
             prop_assert_eq!(
                 event_payload::decode(EventType::CustomerUpdated, &payload).expect("decodes"),
                 data

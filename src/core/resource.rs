@@ -100,8 +100,9 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
     fn stored_message(&self) -> Self::Message {
         Self::Message::stored_fields(self.name().to_string(), self.stored())
     }
-    /// The client-settable fields of a message; output-only fields are ignored (AIP-203).
-    fn input_from(message: &Self::Message) -> Self::Input;
+    /// The client-settable fields of a message, moved out of it; output-only fields are
+    /// ignored (AIP-203).
+    fn input_from(message: Self::Message) -> Self::Input;
     /// Raw input as its message, every other field unset.
     fn input_message(input: &Self::Input) -> Self::Message;
     /// The input as canonical protobuf bytes of its contract message (fingerprints).

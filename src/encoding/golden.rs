@@ -376,9 +376,10 @@ fn an_event_payload_is_the_served_event_without_its_envelope() {
         },
         false,
     );
-    let stored =
-        pb::CustomerEvent::decode(&event_payload::encode(EventType::CustomerUpdated, data.clone())[1..])
-            .expect("protobuf");
+    let stored = pb::CustomerEvent::decode(
+        &event_payload::encode(EventType::CustomerUpdated, data.clone())[1..],
+    )
+    .expect("protobuf");
     assert_eq!(
         stored,
         pb::CustomerEvent {

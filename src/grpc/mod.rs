@@ -69,8 +69,8 @@ impl CustomerApi {
     where
         Conn: Repository<Q::Resource>,
     {
-        let (actor, request) = (actor(&request), request.into_inner());
-        let input = request.resource().map(Q::Resource::input_from);
+        let (actor, mut request) = (actor(&request), request.into_inner());
+        let input = request.take_resource().map(Q::Resource::input_from);
         let writer = self.service.writer();
         let created = writer
             .create::<Q::Resource>(
@@ -205,7 +205,6 @@ impl CustomerApi {
         let (actor, request) = (actor(&request), request.into_inner());
         let input = request
             .customer
-            .as_ref()
             .map(Customer::input_from)
             .unwrap_or_default();
         let (created, candidates) = self
@@ -230,7 +229,6 @@ impl CustomerApi {
         let (actor, request) = (actor(&request), request.into_inner());
         let input = request
             .company
-            .as_ref()
             .map(crate::domain::company::Company::input_from)
             .unwrap_or_default();
         let (created, candidates) = self
@@ -327,7 +325,6 @@ impl CustomerApi {
         let upsert = customers::UpsertRequest {
             input: request
                 .customer
-                .as_ref()
                 .map(Customer::input_from)
                 .unwrap_or_default(),
             source: request.source,
@@ -499,7 +496,7 @@ impl CustomerApi {
             .service
             .find_duplicates(crate::service::duplicates::DuplicatesRequest {
                 name: request.name,
-                customer: request.customer.as_ref().map(Customer::input_from),
+                customer: request.customer.map(Customer::input_from),
                 page_size: request.page_size,
                 page_token: request.page_token,
             })

@@ -165,7 +165,7 @@ fn parts(message: pb::ImportCustomersRequest) -> Result<Vec<ImportPart>, Error> 
         (false, true) => Ok(vec![ImportPart::Customers(
             message
                 .customers
-                .iter()
+                .into_iter()
                 .map(crate::domain::customer::Customer::input_from)
                 .collect(),
         )]),

@@ -27,8 +27,8 @@ pub(super) trait Create {
     type Resource: Resource;
     /// The parent it creates under; empty for a top-level resource.
     fn parent(&self) -> &str;
-    /// The resource as the client sent it.
-    fn resource(&self) -> Option<&Message<Self::Resource>>;
+    /// The resource as the client sent it, moved out of the request.
+    fn take_resource(&mut self) -> Option<Message<Self::Resource>>;
     /// The idempotency key.
     fn request_id(&self) -> &str;
 }
@@ -92,8 +92,8 @@ macro_rules! writes {
                 writes!(@or "" $(, &self.$parent)?)
             }
 
-            fn resource(&self) -> Option<&Message<$resource>> {
-                self.$field.as_ref()
+            fn take_resource(&mut self) -> Option<Message<$resource>> {
+                self.$field.take()
             }
 
             fn request_id(&self) -> &str {
@@ -114,7 +114,13 @@ macro_rules! writes {
 
             fn into_core(self) -> write::UpdateRequest<<$resource as Resource>::Input> {
                 let (input, name, etag) = match self.$field {
-                    Some(message) => ($resource::input_from(&message), message.name, message.etag),
+                    Some(mut message) => {
+                        let (name, etag) = (
+                            std::mem::take(&mut message.name),
+                            std::mem::take(&mut message.etag),
+                        );
+                        ($resource::input_from(message), name, etag)
+                    }
                     None => Default::default(),
                 };
                 write::UpdateRequest {

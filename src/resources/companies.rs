@@ -78,12 +78,12 @@ impl Resource for Company {
         }
     }
 
-    fn input_from(company: &pb::Company) -> CompanyInput {
+    fn input_from(company: pb::Company) -> CompanyInput {
         CompanyInput {
-            display_name: company.display_name.clone(),
-            domain: company.domain.clone(),
-            business_id: company.business_id.clone(),
-            labels: company.labels.clone(),
+            display_name: company.display_name,
+            domain: company.domain,
+            business_id: company.business_id,
+            labels: company.labels,
         }
     }
 

@@ -106,18 +106,18 @@ impl Resource for Customer {
         }
     }
 
-    fn input_from(customer: &pb::Customer) -> CustomerInput {
+    fn input_from(customer: pb::Customer) -> CustomerInput {
         CustomerInput {
-            given_name: customer.given_name.clone(),
-            family_name: customer.family_name.clone(),
-            email: customer.email.clone(),
-            phone: customer.phone.clone(),
-            address: customer.address.clone().map(convert::address_from_proto),
+            given_name: customer.given_name,
+            family_name: customer.family_name,
+            email: customer.email,
+            phone: customer.phone,
+            address: customer.address.map(convert::address_from_proto),
             status: customer.status,
-            company: customer.company.clone(),
-            business_id: customer.business_id.clone(),
-            labels: customer.labels.clone(),
-            external_ids: customer.external_ids.clone(),
+            company: customer.company,
+            business_id: customer.business_id,
+            labels: customer.labels,
+            external_ids: customer.external_ids,
         }
     }
 

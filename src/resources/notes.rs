@@ -73,10 +73,8 @@ impl Resource for Note {
         }
     }
 
-    fn input_from(note: &pb::Note) -> NoteInput {
-        NoteInput {
-            text: note.text.clone(),
-        }
+    fn input_from(note: pb::Note) -> NoteInput {
+        NoteInput { text: note.text }
     }
 
     fn input_message(input: &NoteInput) -> pb::Note {

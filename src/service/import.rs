@@ -623,7 +623,7 @@ impl Run {
                     let reader = reader.get_or_insert_with(|| RowReader::new(format));
                     reader.push(&chunk, &mut parsed).map_err(file_error)?;
                     for row in parsed.drain(..) {
-                        let input = row.customer.map(|customer| Customer::input_from(&customer));
+                        let input = row.customer.map(Customer::input_from);
                         self.take(&mut batch, &mut seen, skip, row.line, input)
                             .await?;
                     }
@@ -633,7 +633,7 @@ impl Run {
         if let Some(reader) = reader.as_mut() {
             reader.finish(&mut parsed).map_err(file_error)?;
             for row in parsed.drain(..) {
-                let input = row.customer.map(|customer| Customer::input_from(&customer));
+                let input = row.customer.map(Customer::input_from);
                 self.take(&mut batch, &mut seen, skip, row.line, input)
                     .await?;
             }

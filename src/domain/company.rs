@@ -85,7 +85,7 @@ impl super::Input for CompanyInput {
         let domain = optional(&self.domain).and_then(|domain| match dns_name(domain) {
             Ok(normalised) => Some(normalised),
             Err(description) => {
-                v.add(path("domain").to_string(), description);
+                v.add(path("domain"), description);
                 None
             }
         });

@@ -226,10 +226,7 @@ impl super::Input for CustomerInput {
         let status = match self.status {
             0 => Status::Active,
             number => Status::from_number(number).unwrap_or_else(|| {
-                v.add(
-                    path("status").to_string(),
-                    format!("unknown status value {number}"),
-                );
+                v.add(path("status"), format!("unknown status value {number}"));
                 Status::Active
             }),
         };
@@ -237,7 +234,7 @@ impl super::Input for CustomerInput {
             optional(&self.company).and_then(|company| match names::check_company_name(company) {
                 Ok(()) => Some(company.to_owned()),
                 Err(description) => {
-                    v.add(path("company").to_string(), description);
+                    v.add(path("company"), description);
                     None
                 }
             });
@@ -327,7 +324,7 @@ pub(super) fn business_id(v: &mut Violations, field: impl Display, text: &str) -
     optional(text).and_then(|id| match check_business_id(id) {
         Ok(()) => Some(id.to_owned()),
         Err(description) => {
-            v.add(field.to_string(), description);
+            v.add(field, description);
             None
         }
     })
@@ -369,7 +366,7 @@ fn check(
     description: impl FnOnce() -> String,
 ) -> bool {
     if !ok {
-        v.add(field.to_string(), description());
+        v.add(field, description());
     }
     ok
 }
@@ -396,15 +393,12 @@ pub(crate) fn bounded_text(
     let text = text.trim();
     if text.is_empty() {
         if required {
-            v.add(field.to_string(), "is required");
+            v.add(field, "is required");
         }
     } else if text.chars().count() > max {
-        v.add(
-            field.to_string(),
-            format!("must be at most {max} characters"),
-        );
+        v.add(field, format!("must be at most {max} characters"));
     } else if has_control(text) {
-        v.add(field.to_string(), "must not contain control characters");
+        v.add(field, "must not contain control characters");
     }
     text.to_owned()
 }
@@ -416,17 +410,14 @@ fn person_name(v: &mut Violations, field: impl Display, text: &str) -> String {
 fn email(v: &mut Violations, field: impl Display, text: &str) -> String {
     let text = text.trim();
     if text.is_empty() {
-        v.add(field.to_string(), "is required");
+        v.add(field, "is required");
     } else if text.chars().count() > MAX_EMAIL_CHARS {
         v.add(
-            field.to_string(),
+            field,
             format!("must be at most {MAX_EMAIL_CHARS} characters"),
         );
     } else if !is_email(text) {
-        v.add(
-            field.to_string(),
-            "is not a valid email address, e.g. jane@example.com",
-        );
+        v.add(field, "is not a valid email address, e.g. jane@example.com");
     }
     text.to_owned()
 }
@@ -462,10 +453,7 @@ fn postal_address(
 ) -> PostalAddress {
     let field = |name| Dotted(prefix, name);
     if address.lines.len() > MAX_ADDRESS_LINES {
-        v.add(
-            field("lines").to_string(),
-            format!("at most {MAX_ADDRESS_LINES} lines"),
-        );
+        v.add(field("lines"), format!("at most {MAX_ADDRESS_LINES} lines"));
     }
     let lines = address
         .lines
@@ -481,10 +469,10 @@ fn postal_address(
     let postal_code = part(v, "postal_code", &address.postal_code);
     let country_code = address.country_code.trim().to_ascii_uppercase();
     if country_code.is_empty() {
-        v.add(field("country_code").to_string(), "is required");
+        v.add(field("country_code"), "is required");
     } else if !country::is_assigned(&country_code) {
         v.add(
-            field("country_code").to_string(),
+            field("country_code"),
             format!(
                 "`{}` is not an ISO 3166-1 alpha-2 country code, e.g. DE or US",
                 clip(&country_code)
@@ -508,21 +496,15 @@ pub(super) fn labels(
 ) {
     for (at, key, value) in entries(v, prefix, labels, MAX_LABELS, "labels") {
         if !is_label_key(key) {
-            v.add(
-                at.to_string(),
-                "label keys must match [a-z][a-z0-9_.-]{0,62}",
-            );
+            v.add(at, "label keys must match [a-z][a-z0-9_.-]{0,62}");
         }
         if value.chars().count() > MAX_LABEL_VALUE_CHARS {
             v.add(
-                at.to_string(),
+                at,
                 format!("label values must be at most {MAX_LABEL_VALUE_CHARS} characters"),
             );
         } else if has_control(value) {
-            v.add(
-                at.to_string(),
-                "label values must not contain control characters",
-            );
+            v.add(at, "label values must not contain control characters");
         }
     }
 }
@@ -537,12 +519,12 @@ pub(super) fn external_ids(
     for (at, source, id) in entries(v, prefix, ids, MAX_EXTERNAL_IDS, "external ids") {
         if !is_external_source(source) {
             v.add(
-                at.to_string(),
+                at,
                 "sources must be lowercase identifiers matching [a-z][a-z0-9_]{0,63}",
             );
         }
         if let Some(problem) = external_id_problem(id) {
-            v.add(at.to_string(), problem);
+            v.add(at, problem);
         }
     }
 }
@@ -557,10 +539,7 @@ fn entries<'a, P: Display + Copy + 'a>(
     what: &str,
 ) -> impl Iterator<Item = (Entry<'a, P>, &'a str, &'a str)> + use<'a, P> {
     if map.len() > max {
-        v.add(
-            prefix.to_string(),
-            format!("at most {max} {what}, got {}", map.len()),
-        );
+        v.add(prefix, format!("at most {max} {what}, got {}", map.len()));
     }
     map.iter()
         .map(move |(key, value)| (Entry(prefix, key), key.as_str(), value.as_str()))

@@ -112,10 +112,11 @@ impl Violations {
         Self::default()
     }
 
-    /// Records that `field` is invalid.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+    /// Records that `field` is invalid. The path is any `Display`, written out here: callers
+    /// pass lazy paths (`customer::Dotted` …) so that valid input formats none.
+    pub fn add(&mut self, field: impl std::fmt::Display, description: impl Into<String>) {
         self.0.push(FieldViolation {
-            field: field.into(),
+            field: field.to_string(),
             description: description.into(),
         });
     }

@@ -106,18 +106,20 @@ where
             )));
         };
         R::trace_create(&data);
-        let legacy_input = R::legacy_input(&input);
-        let mut legacy = vec![actor, parent, &legacy_input];
-        if parent.is_empty() {
-            legacy.remove(1);
-        }
-        let fingerprint = Fingerprint::new(
-            &Parts {
-                input: R::canonical_input(&input),
-                ..call::<R>("Create", actor, parent)
-            },
-            &legacy,
-        );
+        let parts = Parts {
+            input: R::canonical_input(&input),
+            ..call::<R>("Create", actor, parent)
+        };
+        // Version 1 spelled the input as text: rendered only for a record that old.
+        let (legacy_actor, legacy_parent) = (actor.to_owned(), parent.to_owned());
+        let fingerprint = Fingerprint::deferred(&parts, move || {
+            let mut legacy = vec![legacy_actor.clone()];
+            if !legacy_parent.is_empty() {
+                legacy.push(legacy_parent.clone());
+            }
+            legacy.push(R::legacy_input(&input));
+            legacy
+        });
         let name = R::Name::child(parsed_parent, Uuid::now_v7());
         let origin = Origin {
             actor: actor.to_owned(),

@@ -48,7 +48,7 @@ pub struct Parts {
 }
 
 /// A request's fingerprint in every version a stored one may have.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Fingerprint {
     /// Version 2: what new request-id records store.
     pub current: Vec<u8>,
@@ -78,17 +78,12 @@ impl LegacyParts {
 
 impl std::fmt::Debug for LegacyParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.parts().iter()).finish()
+        match self {
+            Self::Given(parts) => f.debug_tuple("Given").field(parts).finish(),
+            Self::Deferred(_) => f.write_str("Deferred"),
+        }
     }
 }
-
-impl PartialEq for LegacyParts {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for LegacyParts {}
 
 impl Fingerprint {
     /// The fingerprint of `parts`, with `legacy_parts` the version-1 text parts.
@@ -169,7 +164,6 @@ mod tests {
             vec!["user:ada".to_owned(), "{\"given_name\":\"Ada\"}".to_owned()]
         });
         assert_eq!(deferred.legacy(), given.legacy());
-        assert_eq!(deferred, given);
         assert!(deferred.matches(&given.legacy()));
         assert!(deferred.matches(&given.current));
     }

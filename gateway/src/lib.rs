@@ -224,6 +224,7 @@ impl Builder {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 pool: self.pool,
+                index: routes::RouteIndex::new(&routes),
                 routes,
                 route_plans,
                 plans,
@@ -338,6 +339,8 @@ pub struct Gateway {
 struct Inner {
     pool: DescriptorPool,
     routes: Vec<Route>,
+    /// The routes by method and literal second segment.
+    index: routes::RouteIndex,
     /// Per route (same index), what its requests and responses need, computed once.
     route_plans: Vec<RoutePlan>,
     /// The wire-level writers of every response type.
@@ -773,11 +776,11 @@ impl Inner {
     ) -> Result<(usize, template::Captures), HttpError> {
         let verb = self.verb(path);
         let shape = template::PathShape::of(path);
-        // Templates are matched only for routes of this method; the others are tried only
-        // to tell 405 from 404.
-        for (index, route) in self.routes.iter().enumerate() {
-            if route.method == method
-                && route.template.may_match(&shape)
+        // Templates are matched only for the routes of this method that the index leaves
+        // (in table order); the others are tried only to tell 405 from 404.
+        for &index in self.index.candidates(method, &shape) {
+            let route = &self.routes[index];
+            if route.template.may_match(&shape)
                 && let Some(captures) = Self::serves(route, path, verb)
             {
                 return Ok((index, captures));

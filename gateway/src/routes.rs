@@ -10,7 +10,7 @@ use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MethodDescriptor, Value,
 };
 
-use crate::template::{PathTemplate, TemplateError};
+use crate::template::{PathShape, PathTemplate, TemplateError};
 
 /// Where the HTTP request body goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,4 +233,184 @@ pub fn resolve_path(
         fields.push(field);
     }
     Some(fields)
+}
+
+/// The routes a request may match, found without trying every route: by HTTP method, then by
+/// the literal second segment of their templates (`customers` of `/v1/{name=customers/*}`).
+/// Every list keeps the order of the route table, so the first route that matches is the
+/// same one a walk over the whole table finds.
+#[derive(Debug, Default)]
+pub struct RouteIndex {
+    methods: Vec<MethodRoutes>,
+}
+
+#[derive(Debug)]
+struct MethodRoutes {
+    method: Method,
+    /// Every route of the method.
+    all: Vec<usize>,
+    /// Per literal second segment: the routes with it and those without a literal there.
+    by_second: Vec<(String, Vec<usize>)>,
+    /// The routes without a literal second segment.
+    other: Vec<usize>,
+}
+
+impl RouteIndex {
+    /// The index of `routes` (positions in that slice).
+    pub fn new(routes: &[Route]) -> Self {
+        let mut methods: Vec<MethodRoutes> = Vec::new();
+        for (index, route) in routes.iter().enumerate() {
+            let position = match methods.iter().position(|m| m.method == route.method) {
+                Some(position) => position,
+                None => {
+                    methods.push(MethodRoutes {
+                        method: route.method.clone(),
+                        all: Vec::new(),
+                        by_second: Vec::new(),
+                        other: Vec::new(),
+                    });
+                    methods.len() - 1
+                }
+            };
+            methods[position].all.push(index);
+        }
+        for method in &mut methods {
+            let mut literals: Vec<&str> = method
+                .all
+                .iter()
+                .filter_map(|&index| routes[index].template.second_literal())
+                .collect();
+            literals.sort_unstable();
+            literals.dedup();
+            method.other = method
+                .all
+                .iter()
+                .copied()
+                .filter(|&index| routes[index].template.second_literal().is_none())
+                .collect();
+            method.by_second = literals
+                .into_iter()
+                .map(|literal| {
+                    let routes = method
+                        .all
+                        .iter()
+                        .copied()
+                        .filter(|&index| {
+                            routes[index]
+                                .template
+                                .second_literal()
+                                .is_none_or(|second| second == literal)
+                        })
+                        .collect();
+                    (literal.to_owned(), routes)
+                })
+                .collect();
+        }
+        Self { methods }
+    }
+
+    /// The routes of `method` that may match a path of `shape`, in table order.
+    pub fn candidates(&self, method: &Method, shape: &PathShape<'_>) -> &[usize] {
+        let Some(routes) = self.methods.iter().find(|m| m.method == method) else {
+            return &[];
+        };
+        match shape.second_literal() {
+            Some(second) => routes
+                .by_second
+                .iter()
+                .find(|(literal, _)| literal == second)
+                .map_or(&routes.other, |(_, routes)| routes),
+            None => &routes.all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::template::Segment;
+
+    fn pool() -> DescriptorPool {
+        let bytes = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/../proto")])
+            .unwrap()
+            .include_imports(true)
+            .open_files(["customer/v1/customer_service.proto"])
+            .unwrap()
+            .encode_file_descriptor_set();
+        DescriptorPool::decode(bytes.as_slice()).unwrap()
+    }
+
+    /// A path each template matches, with the variants that test the index's edges.
+    fn paths(routes: &[Route]) -> Vec<String> {
+        let mut paths = vec![
+            String::new(),
+            "/".to_owned(),
+            "/v1".to_owned(),
+            "/v1/".to_owned(),
+            "/v1/unknown/x1".to_owned(),
+            "/v1/customers%2Fx1".to_owned(),
+            "/v1/cust%6Fmers/x1".to_owned(),
+            "/v1/customers:batchGet".to_owned(),
+            "/v1/customers:unknown".to_owned(),
+        ];
+        for route in routes {
+            let mut path = String::new();
+            for segment in &route.template.segments {
+                path.push('/');
+                path.push_str(match segment {
+                    Segment::Literal(literal) => literal,
+                    Segment::Any => "x1",
+                    Segment::Rest => "a/b",
+                });
+            }
+            if let Some(verb) = &route.template.verb {
+                paths.push(format!("{path}:other"));
+                path = format!("{path}:{verb}");
+            }
+            paths.push(path.replacen("/x1", "/x%2F1", 1));
+            paths.push(format!("{path}/x1"));
+            paths.push(path);
+        }
+        paths
+    }
+
+    #[test]
+    fn the_index_keeps_every_route_that_may_match_in_table_order() {
+        let pool = pool();
+        let routes = routes(&pool, &["customer.v1.CustomerService".into()]).unwrap();
+        let index = RouteIndex::new(&routes);
+        let methods = [Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT];
+        for path in paths(&routes) {
+            let shape = PathShape::of(&path);
+            for method in &methods {
+                let candidates = index.candidates(method, &shape);
+                assert!(candidates.is_sorted(), "{method} {path}: {candidates:?}");
+                assert!(candidates.iter().all(|&i| routes[i].method == method));
+                for (i, route) in routes.iter().enumerate() {
+                    if route.method == method && route.template.may_match(&shape) {
+                        assert!(
+                            candidates.contains(&i),
+                            "{method} {path}: {} left out",
+                            route.template.source
+                        );
+                    }
+                }
+                // Exactly the routes of the method whose second segment is that literal or
+                // not a literal; every route of the method when the path's cannot be compared.
+                let expected: Vec<usize> = (0..routes.len())
+                    .filter(|&i| routes[i].method == method)
+                    .filter(|&i| match shape.second_literal() {
+                        Some(second) => routes[i]
+                            .template
+                            .second_literal()
+                            .is_none_or(|literal| literal == second),
+                        None => true,
+                    })
+                    .collect();
+                assert_eq!(candidates, expected.as_slice(), "{method} {path}");
+            }
+        }
+    }
 }

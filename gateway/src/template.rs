@@ -107,7 +107,27 @@ impl<'p> PathShape<'p> {
     }
 }
 
+impl PathShape<'_> {
+    /// The path's second segment when a template's literal second segment can be compared
+    /// with it as it is: sent without a verb and without percent-encoding. `None` otherwise
+    /// (and without a second segment): then every template must be tried.
+    pub fn second_literal(&self) -> Option<&str> {
+        let second = self.second?;
+        (self.second_without_verb == Some(second) && !second.contains('%')).then_some(second)
+    }
+}
+
 impl PathTemplate {
+    /// The template's second segment when it is a literal (`customers` of
+    /// `/v1/{name=customers/*}`): [`PathTemplate::may_match`] refuses a path whose
+    /// [`PathShape::second_literal`] differs from it.
+    pub fn second_literal(&self) -> Option<&str> {
+        match self.segments.get(1) {
+            Some(Segment::Literal(literal)) => Some(literal),
+            _ => None,
+        }
+    }
+
     /// False when [`PathTemplate::matches`] would not match a path of this shape (a test
     /// that allocates nothing, before it); true does not mean it matches.
     pub fn may_match(&self, shape: &PathShape<'_>) -> bool {

@@ -49,6 +49,23 @@ struct MessagePlan {
     fields: Vec<FieldPlan>,
     /// Some field belongs to a oneof (real or synthetic).
     has_oneofs: bool,
+    /// Field number -> position in `fields` + 1 (0: no such field), for messages whose field
+    /// numbers are all below [`MAX_SLOT_NUMBER`] and that have at most [`MAX_TRACKED`] fields;
+    /// empty otherwise (those are written field by field over every occurrence).
+    slots: Box<[u8]>,
+}
+
+/// Largest field number a message's [`MessagePlan::slots`] table covers.
+const MAX_SLOT_NUMBER: u32 = 1024;
+/// Most fields an object is written from one pass over its occurrences.
+const MAX_TRACKED: usize = 64;
+
+/// Per field of an object, from one pass over its occurrences: how many there are, and
+/// which is the last (its index in the scratch list).
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    count: u32,
+    last: u32,
 }
 
 /// How a message is written.
@@ -204,6 +221,7 @@ impl Plans {
             form: Form::Unsupported,
             fields: Vec::new(),
             has_oneofs: false,
+            slots: Box::default(),
         });
         let mut form = form_of(message);
         let mut fields = Vec::new();
@@ -284,6 +302,7 @@ impl Plans {
             (form, _) => form,
         };
         self.messages[index].has_oneofs = fields.iter().any(|field| field.oneof.is_some());
+        self.messages[index].slots = slots_of(&fields);
         self.messages[index].form = form;
         self.messages[index].fields = fields;
         index
@@ -456,6 +475,49 @@ impl Plans {
         scratch: &mut Vec<Occurrence<'a>>,
     ) -> Result<()> {
         match message.form {
+            Form::Object if !message.slots.is_empty() => {
+                if message.has_oneofs {
+                    check_oneofs(message, &scratch[start..end])?;
+                }
+                let seen = seen(message, &scratch[start..end], start)?;
+                out.push(b'{');
+                let mut first = true;
+                for (field, seen) in message.fields.iter().zip(seen) {
+                    if seen.count == 0 && field.omitted {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend_from_slice(&field.key);
+                    let once = match seen.count {
+                        1 => Some(scratch[seen.last as usize].data),
+                        _ => None,
+                    };
+                    match (&field.shape, field.kind, seen.count, once) {
+                        (Shape::Single, KindPlan::Message(plan), 0, _) => {
+                            self.write_message(plan, &[], out, depth + 1, scratch)?;
+                        }
+                        (Shape::Single, KindPlan::Message(plan), 1, Some(data)) => {
+                            let Data::Len(bytes) = data else {
+                                return Err(Unsupported);
+                            };
+                            self.write_message(plan, bytes, out, depth + 1, scratch)?;
+                        }
+                        (Shape::Single, kind, 0, _) => {
+                            self.write_default(kind, out, depth, scratch)?;
+                        }
+                        (Shape::Single, kind, 1, Some(data)) => {
+                            self.write_scalar(kind, scalar(kind, data)?, out);
+                        }
+                        // Repeated, maps, and a singular field sent more than once: walked
+                        // over every occurrence.
+                        _ => self.write_field_value(field, start, end, out, depth, scratch)?,
+                    }
+                }
+                out.push(b'}');
+            }
             Form::Object => {
                 if message.has_oneofs {
                     check_oneofs(message, &scratch[start..end])?;
@@ -792,16 +854,62 @@ fn form_of(message: &MessageDescriptor) -> Form {
     }
 }
 
+impl MessagePlan {
+    /// The field numbered `number`, if the message has one.
+    fn field(&self, number: u32) -> Option<&FieldPlan> {
+        if self.slots.is_empty() {
+            return self.fields.iter().find(|field| field.number == number);
+        }
+        let slot = *self.slots.get(usize::try_from(number).ok()?)?;
+        self.fields.get(usize::from(slot).checked_sub(1)?)
+    }
+}
+
+/// The [`MessagePlan::slots`] table of `fields`: empty when they do not fit one.
+fn slots_of(fields: &[FieldPlan]) -> Box<[u8]> {
+    let Some(max) = fields.iter().map(|field| field.number).max() else {
+        return Box::default();
+    };
+    if max >= MAX_SLOT_NUMBER || fields.len() > MAX_TRACKED {
+        return Box::default();
+    }
+    let mut slots = vec![0_u8; max as usize + 1];
+    for (position, field) in fields.iter().enumerate() {
+        // At most MAX_TRACKED (64) fields, so the position + 1 fits.
+        #[allow(clippy::cast_possible_truncation)]
+        let slot = (position + 1) as u8;
+        slots[field.number as usize] = slot;
+    }
+    slots.into_boxed_slice()
+}
+
+/// Per field of `message` (which has a [`MessagePlan::slots`] table), how often it occurs in
+/// `occurrences` (the scratch list from index `offset`) and where last.
+fn seen(
+    message: &MessagePlan,
+    occurrences: &[Occurrence<'_>],
+    offset: usize,
+) -> Result<[Seen; MAX_TRACKED]> {
+    let mut seen = [Seen::default(); MAX_TRACKED];
+    for (index, occurrence) in occurrences.iter().enumerate() {
+        let slot = message
+            .slots
+            .get(occurrence.number as usize)
+            .map_or(0, |&slot| usize::from(slot));
+        if let Some(entry) = slot.checked_sub(1).and_then(|position| seen.get_mut(position)) {
+            entry.count += 1;
+            entry.last = u32::try_from(offset + index).map_err(|_| Unsupported)?;
+        }
+    }
+    Ok(seen)
+}
+
 /// Two members of one oneof on the wire: the decoder's "last one wins and clears the others"
 /// is left to the general path.
 fn check_oneofs(message: &MessagePlan, occurrences: &[Occurrence<'_>]) -> Result<()> {
     let mut seen: Vec<(usize, u32)> = Vec::new();
     for occurrence in occurrences {
-        let Some(oneof) = message
-            .fields
-            .iter()
-            .find(|field| field.number == occurrence.number)
-            .and_then(|field| field.oneof)
+        let Some(oneof) = message.field(occurrence.number).and_then(|field| field.oneof)
         else {
             continue;
         };
@@ -933,17 +1041,22 @@ fn quoted_int(n: impl itoa::Integer, out: &mut Vec<u8>) {
 /// at least 1, lengths within the buffer). Groups are refused.
 fn scan<'a>(mut bytes: &'a [u8], out: &mut Vec<Occurrence<'a>>) -> Result<()> {
     while !bytes.is_empty() {
-        let key = read_varint(&mut bytes)?;
-        let key = u32::try_from(key).map_err(|_| Unsupported)?;
-        let number = key >> 3;
-        if number == 0 {
-            return Err(Unsupported);
-        }
-        #[allow(clippy::cast_possible_truncation)]
-        let data = read_value((key & 7) as u8, &mut bytes)?;
-        out.push(Occurrence { number, data });
+        out.push(next_occurrence(&mut bytes)?);
     }
     Ok(())
+}
+
+/// The field occurrence at the front of `bytes` (not empty), checked as [`scan`] says.
+fn next_occurrence<'a>(bytes: &mut &'a [u8]) -> Result<Occurrence<'a>> {
+    let key = read_varint(bytes)?;
+    let key = u32::try_from(key).map_err(|_| Unsupported)?;
+    let number = key >> 3;
+    if number == 0 {
+        return Err(Unsupported);
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let data = read_value((key & 7) as u8, bytes)?;
+    Ok(Occurrence { number, data })
 }
 
 fn read_value<'a>(wire_type: u8, bytes: &mut &'a [u8]) -> Result<Data<'a>> {
@@ -1035,17 +1148,19 @@ pub(crate) fn put_string(chain: &[u32], value: &[u8], out: &mut Vec<u8>) {
 
 /// The last value of a top-level singular string field (for `ETag` and `Location`), in bytes
 /// that [`Plans::write`] accepted.
-pub fn last_string(bytes: &[u8], number: u32) -> Option<&str> {
-    let mut occurrences = Vec::with_capacity(32);
-    scan(bytes, &mut occurrences).ok()?;
-    occurrences
-        .iter()
-        .rev()
-        .find(|occurrence| occurrence.number == number)
-        .and_then(|occurrence| match occurrence.data {
-            Data::Len(bytes) => std::str::from_utf8(bytes).ok(),
-            _ => None,
-        })
+pub fn last_string(mut bytes: &[u8], number: u32) -> Option<&str> {
+    // One pass that keeps only the last match: no list of occurrences.
+    let mut last = None;
+    while !bytes.is_empty() {
+        let occurrence = next_occurrence(&mut bytes).ok()?;
+        if occurrence.number == number {
+            last = Some(occurrence.data);
+        }
+    }
+    match last? {
+        Data::Len(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,11 @@ macro_rules! stored_message {
                     create_time: Some(timestamp(stored.create_time)),
                     update_time: Some(timestamp(stored.update_time)),
                     $(
-                        $uid: stored.id.to_string(),
+                        $uid: stored
+                            .id
+                            .hyphenated()
+                            .encode_lower(&mut uuid::Uuid::encode_buffer())
+                            .to_owned(),
                         $delete_time: stored.delete_time.map(timestamp),
                     )?
                     ..Self::default()

@@ -487,7 +487,7 @@ fn parent_name<R: Resource>(
 /// resource name (for a create, the parent) as the request spelled it.
 pub fn call<R: Resource>(verb: &str, actor: &str, name: &str) -> Parts {
     Parts {
-        method: format!("{verb}{}", R::KIND),
+        method: [verb, R::KIND].concat(),
         actor: actor.to_owned(),
         name: name.to_owned(),
         ..Parts::default()

@@ -89,7 +89,9 @@ impl Transact<AsyncPgConnection> for PgStore {
             }
             result
         };
-        tokio::spawn(crate::telemetry::span::in_current(transaction)).await?
+        // Boxed before it is spawned: the task then holds a pointer, and tokio's moves of its
+        // stage (spawn, completion) copy a few words instead of the whole transaction state.
+        tokio::spawn(crate::telemetry::span::in_current(Box::pin(transaction))).await?
     }
 
     async fn read<T: Send>(&self, body: impl ReadBody<AsyncPgConnection, T>) -> Result<T> {

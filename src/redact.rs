@@ -61,7 +61,7 @@ const MIN_BARE_DIGITS: usize = 9;
 pub fn mask_pii(text: &str) -> Cow<'_, str> {
     // One look settles most text (ids, names of things, numbers): the scans start only
     // from an `@`, a `+`, a `%`, a long run of digits or an API key's prefix.
-    if !text.contains('@') && !may_hold_phone(text.as_bytes()) && !text.contains(API_KEY_PREFIX) {
+    if !may_hold_pii(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     // Keys first: a secret's digits could otherwise be taken for a phone number, and the key
@@ -357,6 +357,29 @@ fn may_hold_phone(b: &[u8]) -> bool {
     false
 }
 
+/// Whether any mask of [`mask_pii`] can find something in `b`: an `@` (emails), what
+/// [`may_hold_phone`] looks for, or an API key's prefix. One pass over the bytes: every
+/// field of every access line is looked at so.
+fn may_hold_pii(b: &[u8]) -> bool {
+    let mut digits = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= MIN_BARE_DIGITS {
+                return true;
+            }
+            continue;
+        }
+        digits = 0;
+        match c {
+            b'@' | b'+' | b'%' => return true,
+            b'c' if b[i..].starts_with(API_KEY_PREFIX.as_bytes()) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The phone scan of [`mask_phones`].
 fn scan_phones(b: &[u8], out: &mut Rewriter<'_>) {
     let text = out.text;
@@ -529,6 +552,33 @@ mod tests {
             "50%4",
         ] {
             untouched(text);
+        }
+    }
+
+    #[test]
+    fn the_one_pass_look_is_the_three_looks_it_replaces() {
+        for text in [
+            "",
+            "GET",
+            "/customer.v1.CustomerService/GetCustomer",
+            "127.0.0.1:54321",
+            "0193a0c4-2f4e-7c41-9a51-6f0b8d3e2a10",
+            "ada@example.com",
+            "call +49 30 1234-5678",
+            "phone%3D%2B4930123456",
+            "n=030123456789,",
+            "12345678",
+            "123456789",
+            "cak_",
+            "ca",
+            "xcak_0123",
+            "c",
+            "grpc-go/1.60 cak",
+        ] {
+            let three = text.contains('@')
+                || may_hold_phone(text.as_bytes())
+                || text.contains(API_KEY_PREFIX);
+            assert_eq!(may_hold_pii(text.as_bytes()), three, "{text:?}");
         }
     }
 

@@ -102,7 +102,8 @@ pub async fn start_streaming(
         .await
         .unwrap_or_else(|never| match never {});
     let (parts, body) = response.into_parts();
-    if parts.headers.contains_key("grpc-status") {
+    let trailers_only = parts.headers.contains_key("grpc-status");
+    if trailers_only {
         let status = Status::from_header_map(&parts.headers)
             .unwrap_or_else(|| Status::internal("unreadable grpc-status"));
         if status.code() != tonic::Code::Ok {
@@ -110,10 +111,7 @@ pub async fn start_streaming(
         }
     }
     // Trailers-Only: the (OK) status came with the headers and no trailers will follow.
-    let trailers = parts
-        .headers
-        .contains_key("grpc-status")
-        .then(|| parts.headers.clone());
+    let trailers = trailers_only.then(|| parts.headers.clone());
     Ok(Call {
         headers: parts.headers,
         frames: Frames {

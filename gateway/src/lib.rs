@@ -329,6 +329,12 @@ fn add_files(pool: &mut DescriptorPool, encoded: &[u8]) -> Result<(), BuildError
     Ok(())
 }
 
+/// A buffer for the JSON of the message `bytes`: canonical JSON (camelCase names, defaults
+/// spelled out) runs about twice the bytes.
+fn json_buffer(bytes: &[u8]) -> Vec<u8> {
+    Vec::with_capacity(bytes.len() * 2 + 256)
+}
+
 /// The REST/JSON face of a set of gRPC services. A cloneable tower service; mount it as the
 /// fallback of the server's router.
 #[derive(Clone)]
@@ -631,13 +637,28 @@ impl Inner {
 
     /// The JSON, `ETag` and (for a creation) `Location` of a unary response, written from its
     /// wire bytes; `None` where [`wire`] leaves the message to the general path.
-    fn response_fast(&self, plan: &RoutePlan, bytes: &[u8], created: bool) -> Option<Answer> {
-        let json = self.write_fast(plan, bytes).ok()?;
+    fn response_fast<'b>(&self, plan: &RoutePlan, bytes: &'b [u8], created: bool) -> Option<Answer> {
+        let header_fields = [plan.etag, plan.name];
+        let (json, [etag, name]) = match plan.response_body {
+            // The header fields found while the message is written.
+            None => {
+                let mut json = json_buffer(bytes);
+                let found = self
+                    .plans
+                    .write_finding(plan.response, bytes, &mut json, header_fields)
+                    .ok()?;
+                (json, found)
+            }
+            Some(_) => (
+                self.write_fast(plan, bytes).ok()?,
+                header_fields.map(|number| number.and_then(|n| wire::last_string(bytes, n))),
+            ),
+        };
         // An absent field reads as "", as `get_field_by_name` gives its default.
-        let text = |number: Option<u32>| number.map(|n| wire::last_string(bytes, n).unwrap_or(""));
-        let etag = text(plan.etag).and_then(transcode::etag_value);
+        let text = |number: Option<u32>, found: Option<&'b str>| number.map(|_| found.unwrap_or(""));
+        let etag = text(plan.etag, etag).and_then(transcode::etag_value);
         let location = if created {
-            text(plan.name).and_then(|name| self.location(name))
+            text(plan.name, name).and_then(|name| self.location(name))
         } else {
             None
         };
@@ -650,8 +671,7 @@ impl Inner {
 
     /// A response message (or its `response_body` field) as JSON, from its wire bytes.
     fn write_fast(&self, plan: &RoutePlan, bytes: &[u8]) -> Result<Vec<u8>, wire::Unsupported> {
-        // Canonical JSON (camelCase names, defaults spelled out) runs about twice the bytes.
-        let mut json = Vec::with_capacity(bytes.len() * 2 + 256);
+        let mut json = json_buffer(bytes);
         match plan.response_body {
             None => self.plans.write(plan.response, bytes, &mut json)?,
             Some(number) => self

@@ -76,6 +76,8 @@ pub struct PathShape<'p> {
     count: Option<usize>,
     second: Option<&'p str>,
     second_without_verb: Option<&'p str>,
+    /// What follows the path's last `:`, which a template's verb must be.
+    verb: Option<&'p str>,
 }
 
 impl<'p> PathShape<'p> {
@@ -86,6 +88,7 @@ impl<'p> PathShape<'p> {
                 count: None,
                 second: None,
                 second_without_verb: None,
+                verb: None,
             };
         };
         let count = if rest.is_empty() {
@@ -103,6 +106,7 @@ impl<'p> PathShape<'p> {
             count: Some(count),
             second,
             second_without_verb,
+            verb: rest.rsplit_once(':').map(|(_, verb)| verb),
         }
     }
 }
@@ -135,6 +139,12 @@ impl PathTemplate {
             return false;
         };
         if !self.segments.contains(&Segment::Rest) && count != self.segments.len() {
+            return false;
+        }
+        // `matches` takes the verb after the path's last `:` first.
+        if let Some(verb) = &self.verb
+            && shape.verb != Some(verb.as_str())
+        {
             return false;
         }
         let second = if self.verb.is_some() {

@@ -365,6 +365,34 @@ impl Plans {
         self.write_message(plan, bytes, out, 0, &mut scratch)
     }
 
+    /// [`Plans::write`], and the last value of each top-level string field `numbers` names
+    /// (as [`last_string`] finds it), taken from the same scan of the message.
+    pub fn write_finding<'a, const N: usize>(
+        &self,
+        plan: usize,
+        bytes: &'a [u8],
+        out: &mut Vec<u8>,
+        numbers: [Option<u32>; N],
+    ) -> Result<[Option<&'a str>; N]> {
+        let message = self.messages.get(plan).ok_or(Unsupported)?;
+        if message.form != Form::Object {
+            self.write(plan, bytes, out)?;
+            return Ok(numbers.map(|number| number.and_then(|number| last_string(bytes, number))));
+        }
+        let mut scratch = Vec::with_capacity(32);
+        scan(bytes, &mut scratch)?;
+        let found = numbers.map(|number| {
+            let last = scratch.iter().rev().find(|o| Some(o.number) == number)?;
+            match last.data {
+                Data::Len(text) => std::str::from_utf8(text).ok(),
+                _ => None,
+            }
+        });
+        let end = scratch.len();
+        self.write_form(message, 0, end, out, 0, &mut scratch)?;
+        Ok(found)
+    }
+
     /// Appends the JSON of one field of the message `plan` encoded in `bytes` (the route's
     /// `response_body`), as `json::write_field` writes it: an unset message is its default,
     /// not `null`. The whole message is checked first, as the general path decodes it whole.
@@ -693,50 +721,44 @@ impl Plans {
         depth: usize,
         scratch: &mut Vec<Occurrence<'a>>,
     ) -> Result<()> {
-        // (key, value occurrence or none): entries in wire order, then sorted by key.
-        let mut entries: Vec<(Key<'a>, Option<Data<'a>>)> = Vec::new();
-        for index in start..end {
-            let occurrence = scratch[index];
+        // (key, value occurrence or none): entries in wire order, then sorted by key. The
+        // first is kept apart, so a map of one entry (the usual size) allocates nothing.
+        let mut first: Option<MapEntry<'a>> = None;
+        let mut more: Vec<MapEntry<'a>> = Vec::new();
+        for occurrence in &scratch[start..end] {
             if occurrence.number != number {
                 continue;
             }
             let Data::Len(entry) = occurrence.data else {
                 return Err(Unsupported);
             };
-            let entry_start = scratch.len();
-            let parsed = scan(entry, scratch).and_then(|()| {
-                let mut key = default_key(key_kind)?;
-                let mut found = None;
-                for occurrence in &scratch[entry_start..] {
-                    match occurrence.number {
-                        1 => key = map_key(scalar(key_kind, occurrence.data)?)?,
-                        2 => {
-                            if let KindPlan::Message(_) = value.kind {
-                                // A value message sent twice would be merged.
-                                if found.is_some() || !matches!(occurrence.data, Data::Len(_)) {
-                                    return Err(Unsupported);
-                                }
-                            } else {
-                                // Checked now: a later occurrence wins, but every one must decode.
-                                scalar(value.kind, occurrence.data)?;
-                            }
-                            found = Some(occurrence.data);
-                        }
-                        _ => {}
-                    }
+            let parsed = map_entry(entry, key_kind, value.kind)?;
+            match first {
+                None if more.is_empty() => first = Some(parsed),
+                _ => {
+                    more.extend(first.take());
+                    more.push(parsed);
                 }
-                Ok((key, found))
-            });
-            scratch.truncate(entry_start);
-            entries.push(parsed?);
+            }
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        // A repeated key: the general path keeps the last entry, and still checks the others.
-        if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-            return Err(Unsupported);
-        }
+        let single: [MapEntry<'a>; 1];
+        let entries: &[MapEntry<'a>] = match first {
+            Some(entry) => {
+                single = [entry];
+                &single
+            }
+            None => {
+                more.sort_by(|a, b| a.0.cmp(&b.0));
+                // A repeated key: the general path keeps the last entry, and still checks
+                // the others.
+                if more.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                    return Err(Unsupported);
+                }
+                &more
+            }
+        };
         out.push(b'{');
-        for (i, (key, data)) in entries.into_iter().enumerate() {
+        for (i, &(key, data)) in entries.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -992,6 +1014,35 @@ fn scalar(kind: KindPlan, data: Data<'_>) -> Result<Scalar<'_>> {
     })
 }
 
+/// A map entry: its key, and its value's occurrence (none: the default).
+type MapEntry<'a> = (Key<'a>, Option<Data<'a>>);
+
+/// The key and value of the map entry message `entry`, every occurrence in it checked (a
+/// later one wins, but each must decode as the general path's decoder requires).
+fn map_entry(mut entry: &[u8], key_kind: KindPlan, value_kind: KindPlan) -> Result<MapEntry<'_>> {
+    let mut key = default_key(key_kind)?;
+    let mut found = None;
+    while !entry.is_empty() {
+        let occurrence = next_occurrence(&mut entry)?;
+        match occurrence.number {
+            1 => key = map_key(scalar(key_kind, occurrence.data)?)?,
+            2 => {
+                if let KindPlan::Message(_) = value_kind {
+                    // A value message sent twice would be merged.
+                    if found.is_some() || !matches!(occurrence.data, Data::Len(_)) {
+                        return Err(Unsupported);
+                    }
+                } else {
+                    scalar(value_kind, occurrence.data)?;
+                }
+                found = Some(occurrence.data);
+            }
+            _ => {}
+        }
+    }
+    Ok((key, found))
+}
+
 fn map_key(value: Scalar<'_>) -> Result<Key<'_>> {
     Ok(match value {
         Scalar::Bool(b) => Key::Bool(b),
@@ -1088,6 +1139,13 @@ fn read_value<'a>(wire_type: u8, bytes: &mut &'a [u8]) -> Result<Data<'a>> {
 
 /// A base-128 varint as prost reads it: at most 10 bytes, the 10th at most 1.
 fn read_varint(bytes: &mut &[u8]) -> Result<u64> {
+    // Most keys and lengths are one byte.
+    if let Some((&byte, rest)) = bytes.split_first()
+        && byte < 0x80
+    {
+        *bytes = rest;
+        return Ok(u64::from(byte));
+    }
     let mut value = 0_u64;
     for (i, &byte) in bytes.iter().enumerate().take(10) {
         value |= u64::from(byte & 0x7f) << (7 * i);
@@ -1204,6 +1262,20 @@ mod tests {
         let plan = plans.add(descriptor);
         let mut out = Vec::new();
         plans.write(plan, bytes, &mut out)?;
+        // `write_finding` writes the same and finds what `last_string` finds, for every
+        // singular string field and for a number the message does not have.
+        let strings = descriptor
+            .fields()
+            .filter(|f| matches!(f.kind(), Kind::String) && !f.is_list() && !f.is_map())
+            .map(|f| f.number());
+        for number in strings.chain([536_870_911]) {
+            let mut written = Vec::new();
+            let found = plans
+                .write_finding(plan, bytes, &mut written, [Some(number), None])
+                .unwrap();
+            assert_eq!(written, out);
+            assert_eq!(found, [last_string(bytes, number), None]);
+        }
         Ok(out)
     }
 

@@ -637,7 +637,12 @@ impl Inner {
 
     /// The JSON, `ETag` and (for a creation) `Location` of a unary response, written from its
     /// wire bytes; `None` where [`wire`] leaves the message to the general path.
-    fn response_fast<'b>(&self, plan: &RoutePlan, bytes: &'b [u8], created: bool) -> Option<Answer> {
+    fn response_fast<'b>(
+        &self,
+        plan: &RoutePlan,
+        bytes: &'b [u8],
+        created: bool,
+    ) -> Option<Answer> {
         let header_fields = [plan.etag, plan.name];
         let (json, [etag, name]) = match plan.response_body {
             // The header fields found while the message is written.
@@ -655,7 +660,8 @@ impl Inner {
             ),
         };
         // An absent field reads as "", as `get_field_by_name` gives its default.
-        let text = |number: Option<u32>, found: Option<&'b str>| number.map(|_| found.unwrap_or(""));
+        let text =
+            |number: Option<u32>, found: Option<&'b str>| number.map(|_| found.unwrap_or(""));
         let etag = text(plan.etag, etag).and_then(transcode::etag_value);
         let location = if created {
             text(plan.name, name).and_then(|name| self.location(name))

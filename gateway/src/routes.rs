@@ -381,7 +381,13 @@ mod tests {
         let pool = pool();
         let routes = routes(&pool, &["customer.v1.CustomerService".into()]).unwrap();
         let index = RouteIndex::new(&routes);
-        let methods = [Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT];
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::PUT,
+        ];
         for path in paths(&routes) {
             let shape = PathShape::of(&path);
             for method in &methods {

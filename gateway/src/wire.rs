@@ -918,7 +918,10 @@ fn seen(
             .slots
             .get(occurrence.number as usize)
             .map_or(0, |&slot| usize::from(slot));
-        if let Some(entry) = slot.checked_sub(1).and_then(|position| seen.get_mut(position)) {
+        if let Some(entry) = slot
+            .checked_sub(1)
+            .and_then(|position| seen.get_mut(position))
+        {
             entry.count += 1;
             entry.last = u32::try_from(offset + index).map_err(|_| Unsupported)?;
         }
@@ -931,7 +934,9 @@ fn seen(
 fn check_oneofs(message: &MessagePlan, occurrences: &[Occurrence<'_>]) -> Result<()> {
     let mut seen: Vec<(usize, u32)> = Vec::new();
     for occurrence in occurrences {
-        let Some(oneof) = message.field(occurrence.number).and_then(|field| field.oneof)
+        let Some(oneof) = message
+            .field(occurrence.number)
+            .and_then(|field| field.oneof)
         else {
             continue;
         };

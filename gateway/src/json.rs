@@ -292,29 +292,47 @@ pub(crate) fn write_float(value: f64, out: &mut Vec<u8>) {
 /// them (names, ids, most values) is copied as it is; the rest goes through serde_json.
 pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
     if !needs_escape(text.as_bytes()) {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
+        write_plain(text.as_bytes(), out);
     } else {
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
+/// Appends `text`, which needs no escape ([`is_plain`], or UTF-8 that `needs_escape` passed),
+/// as a JSON string.
+pub(crate) fn write_plain(text: &[u8], out: &mut Vec<u8>) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
+}
+
 /// Whether some byte of `text` must be escaped in a JSON string (a control character, `"`
 /// or `\`).
 fn needs_escape(text: &[u8]) -> bool {
-    let escaped = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    any_byte(text, |b| (b < 0x20) | (b == b'"') | (b == b'\\'))
+}
+
+/// Whether `text` is ASCII that needs no escape in a JSON string: then it is also UTF-8, and
+/// is written as it is.
+pub(crate) fn is_plain(text: &[u8]) -> bool {
+    !any_byte(text, |b| {
+        (b < 0x20) | (b == b'"') | (b == b'\\') | (b >= 0x80)
+    })
+}
+
+/// Whether `hit` holds for some byte of `text`.
+fn any_byte(text: &[u8], hit: impl Fn(u8) -> bool) -> bool {
     // Whole chunks are checked without an early exit, which the compiler turns into vector
     // compares: a byte at a time costs about three times the instructions on long text.
     let mut chunks = text.chunks_exact(16);
     for chunk in &mut chunks {
-        if chunk.iter().fold(false, |any, &b| any | escaped(b)) {
+        if chunk.iter().fold(false, |any, &b| any | hit(b)) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| escaped(b))
+    chunks.remainder().iter().any(|&b| hit(b))
 }
 
 fn field_i64(message: &DynamicMessage, name: &str) -> i64 {

@@ -189,7 +189,7 @@ enum Scalar<'a> {
     U64(u64),
     F32(f32),
     F64(f64),
-    Str(&'a str),
+    Str(Text<'a>),
     Bytes(&'a [u8]),
     Enum(i32),
 }
@@ -203,7 +203,74 @@ enum Key<'a> {
     I64(i64),
     U32(u32),
     U64(u64),
-    Str(&'a str),
+    Str(Text<'a>),
+}
+
+/// A string field's text, checked to be UTF-8. Most strings are plain, which one pass over
+/// their bytes finds (and which proves them UTF-8); only the others are checked by
+/// `str::from_utf8`, and escaped when written.
+#[derive(Debug, Clone, Copy)]
+enum Text<'a> {
+    /// ASCII without a control character, `"` or `\`: written as it is.
+    Plain(&'a [u8]),
+    /// Any other UTF-8.
+    Other(&'a str),
+}
+
+impl<'a> Text<'a> {
+    /// `bytes` as text, if they are UTF-8.
+    fn new(bytes: &'a [u8]) -> Result<Self> {
+        if json::is_plain(bytes) {
+            Ok(Self::Plain(bytes))
+        } else {
+            std::str::from_utf8(bytes)
+                .map(Self::Other)
+                .map_err(|_| Unsupported)
+        }
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Self::Plain(bytes) => bytes,
+            Self::Other(text) => text.as_bytes(),
+        }
+    }
+
+    fn as_str(self) -> Result<&'a str> {
+        match self {
+            Self::Plain(bytes) => std::str::from_utf8(bytes).map_err(|_| Unsupported),
+            Self::Other(text) => Ok(text),
+        }
+    }
+
+    /// Appends the text as a JSON string.
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Plain(bytes) => json::write_plain(bytes, out),
+            Self::Other(text) => json::write_str(text, out),
+        }
+    }
+}
+
+/// Texts compare by their bytes (as `str` does: by code point).
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl PartialOrd for Text<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
 }
 
 impl Plans {
@@ -441,6 +508,19 @@ impl Plans {
                     .map_err(|_| Unsupported)?;
                 return json::write_message_at(&decoded, out, depth).map_err(|_| Unsupported);
             }
+            Form::Timestamp | Form::Duration => {
+                // Two scalars, read straight from the bytes rather than through the scratch
+                // list (a customer has two timestamps).
+                let (seconds, nanos) = seconds_and_nanos(bytes)?;
+                if message.form == Form::Timestamp {
+                    json::write_timestamp(seconds, nanos, out);
+                } else {
+                    out.push(b'"');
+                    json::write_display(&prost_types::Duration { seconds, nanos }, out);
+                    out.push(b'"');
+                }
+                return Ok(());
+            }
             _ => {}
         }
         let start = scratch.len();
@@ -568,26 +648,6 @@ impl Plans {
                 }
                 out.push(b'}');
             }
-            Form::Timestamp | Form::Duration => {
-                let [seconds, nanos] = message.fields.as_slice() else {
-                    return Err(Unsupported);
-                };
-                let seconds = match last_scalar(seconds, &scratch[start..end])? {
-                    Some(Scalar::I64(n)) => n,
-                    _ => 0,
-                };
-                let nanos = match last_scalar(nanos, &scratch[start..end])? {
-                    Some(Scalar::I32(n)) => n,
-                    _ => 0,
-                };
-                if message.form == Form::Timestamp {
-                    json::write_timestamp(seconds, nanos, out);
-                } else {
-                    out.push(b'"');
-                    json::write_display(&prost_types::Duration { seconds, nanos }, out);
-                    out.push(b'"');
-                }
-            }
             Form::FieldMask => {
                 let [paths] = message.fields.as_slice() else {
                     return Err(Unsupported);
@@ -601,6 +661,7 @@ impl Plans {
                     let Scalar::Str(path) = scalar(paths.kind, occurrence.data)? else {
                         return Err(Unsupported);
                     };
+                    let path = path.as_str()?;
                     // Joined like the general path's `join(",")`: empty paths count too.
                     if !first {
                         text.push(',');
@@ -620,7 +681,10 @@ impl Plans {
                     None => self.write_default(value.kind, out, depth, scratch)?,
                 }
             }
-            Form::Delegate | Form::Unsupported => return Err(Unsupported),
+            // Timestamps and durations are written by `write_message` without a scan.
+            Form::Timestamp | Form::Duration | Form::Delegate | Form::Unsupported => {
+                return Err(Unsupported);
+            }
         }
         Ok(())
     }
@@ -796,7 +860,7 @@ impl Plans {
             }
             Scalar::F32(f) => json::write_float(f64::from(f), out),
             Scalar::F64(f) => json::write_float(f, out),
-            Scalar::Str(s) => json::write_str(s, out),
+            Scalar::Str(text) => text.write(out),
             Scalar::Bytes(bytes) => json::write_base64(bytes, out),
             Scalar::Enum(number) => match kind {
                 KindPlan::Enum(plan) => self.write_enum(plan, number, out),
@@ -1011,12 +1075,33 @@ fn scalar(kind: KindPlan, data: Data<'_>) -> Result<Scalar<'_>> {
         (KindPlan::Fixed64, Data::Fixed64(v)) => Scalar::U64(v),
         (KindPlan::Sfixed64, Data::Fixed64(v)) => Scalar::I64(v as i64),
         (KindPlan::Double, Data::Fixed64(v)) => Scalar::F64(f64::from_bits(v)),
-        (KindPlan::String, Data::Len(bytes)) => {
-            Scalar::Str(std::str::from_utf8(bytes).map_err(|_| Unsupported)?)
-        }
+        (KindPlan::String, Data::Len(bytes)) => Scalar::Str(Text::new(bytes)?),
         (KindPlan::Bytes, Data::Len(bytes)) => Scalar::Bytes(bytes),
         _ => return Err(Unsupported),
     })
+}
+
+/// The `seconds` (1) and `nanos` (2) of a `Timestamp` or `Duration` (the plan checked those
+/// are its fields): the last of each wins, and every occurrence must decode.
+fn seconds_and_nanos(mut bytes: &[u8]) -> Result<(i64, i32)> {
+    let (mut seconds, mut nanos) = (0, 0);
+    while !bytes.is_empty() {
+        let occurrence = next_occurrence(&mut bytes)?;
+        match occurrence.number {
+            1 => {
+                if let Scalar::I64(n) = scalar(KindPlan::Int64, occurrence.data)? {
+                    seconds = n;
+                }
+            }
+            2 => {
+                if let Scalar::I32(n) = scalar(KindPlan::Int32, occurrence.data)? {
+                    nanos = n;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((seconds, nanos))
 }
 
 /// A map entry: its key, and its value's occurrence (none: the default).
@@ -1069,7 +1154,7 @@ fn default_key(kind: KindPlan) -> Result<Key<'static>> {
         KindPlan::Int64 | KindPlan::Sint64 | KindPlan::Sfixed64 => Key::I64(0),
         KindPlan::Uint32 | KindPlan::Fixed32 => Key::U32(0),
         KindPlan::Uint64 | KindPlan::Fixed64 => Key::U64(0),
-        KindPlan::String => Key::Str(""),
+        KindPlan::String => Key::Str(Text::Plain(b"")),
         _ => return Err(Unsupported),
     })
 }
@@ -1082,7 +1167,7 @@ fn write_key(key: Key<'_>, out: &mut Vec<u8>) {
         Key::I64(n) => quoted_int(n, out),
         Key::U32(n) => quoted_int(n, out),
         Key::U64(n) => quoted_int(n, out),
-        Key::Str(s) => json::write_str(s, out),
+        Key::Str(text) => text.write(out),
     }
 }
 

@@ -341,26 +341,21 @@ fn mask_phones(text: &str) -> Cow<'_, str> {
 /// short numbers, a request id) is passed on after this one cheap look instead of being
 /// tokenised.
 fn may_hold_phone(b: &[u8]) -> bool {
-    let mut digits = 0;
-    for &c in b {
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits >= MIN_BARE_DIGITS {
-                return true;
-            }
-        } else if c == b'+' || c == b'%' {
-            return true;
-        } else {
-            digits = 0;
-        }
-    }
-    false
+    look(b, |_| false)
 }
 
-/// Whether any mask of [`mask_pii`] can find something in `b`: an `@` (emails), what
-/// [`may_hold_phone`] looks for, or an API key's prefix. One pass over the bytes: every
-/// field of every access line is looked at so.
+/// Whether any mask of [`mask_pii`] can find something in `b`: what [`may_hold_phone`] looks
+/// for, an `@` (emails) or an API key's prefix, in the same one pass (every field of every
+/// access line is looked at so).
 fn may_hold_pii(b: &[u8]) -> bool {
+    look(b, |rest| {
+        rest[0] == b'@' || rest.starts_with(API_KEY_PREFIX.as_bytes())
+    })
+}
+
+/// One pass over `b`: true at a `+`, a `%`, a run of [`MIN_BARE_DIGITS`] digits, or where
+/// `also` holds for the rest of `b` from a byte that is none of those.
+fn look(b: &[u8], also: impl Fn(&[u8]) -> bool) -> bool {
     let mut digits = 0;
     for (i, &c) in b.iter().enumerate() {
         if c.is_ascii_digit() {
@@ -371,10 +366,8 @@ fn may_hold_pii(b: &[u8]) -> bool {
             continue;
         }
         digits = 0;
-        match c {
-            b'@' | b'+' | b'%' => return true,
-            b'c' if b[i..].starts_with(API_KEY_PREFIX.as_bytes()) => return true,
-            _ => {}
+        if c == b'+' || c == b'%' || also(&b[i..]) {
+            return true;
         }
     }
     false

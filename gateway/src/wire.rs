@@ -450,10 +450,7 @@ impl Plans {
         scan(bytes, &mut scratch)?;
         let found = numbers.map(|number| {
             let last = scratch.iter().rev().find(|o| Some(o.number) == number)?;
-            match last.data {
-                Data::Len(text) => std::str::from_utf8(text).ok(),
-                _ => None,
-            }
+            string_of(last.data)
         });
         let end = scratch.len();
         self.write_form(message, 0, end, out, 0, &mut scratch)?;
@@ -583,14 +580,24 @@ impl Plans {
         scratch: &mut Vec<Occurrence<'a>>,
     ) -> Result<()> {
         match message.form {
-            Form::Object if !message.slots.is_empty() => {
+            Form::Object => {
                 if message.has_oneofs {
                     check_oneofs(message, &scratch[start..end])?;
                 }
-                let seen = seen(message, &scratch[start..end], start)?;
+                // With a slots table one pass finds every field's occurrences; without one
+                // (very wide messages, large field numbers) each field looks for its own.
+                let table = if message.slots.is_empty() {
+                    None
+                } else {
+                    Some(seen(message, &scratch[start..end], start)?)
+                };
                 out.push(b'{');
                 let mut first = true;
-                for (field, seen) in message.fields.iter().zip(seen) {
+                for (position, field) in message.fields.iter().enumerate() {
+                    let seen = match &table {
+                        Some(table) => table.get(position).copied().ok_or(Unsupported)?,
+                        None => seen_field(field.number, &scratch[start..end], start)?,
+                    };
                     if seen.count == 0 && field.omitted {
                         continue;
                     }
@@ -623,28 +630,6 @@ impl Plans {
                         // over every occurrence.
                         _ => self.write_field_value(field, start, end, out, depth, scratch)?,
                     }
-                }
-                out.push(b'}');
-            }
-            Form::Object => {
-                if message.has_oneofs {
-                    check_oneofs(message, &scratch[start..end])?;
-                }
-                out.push(b'{');
-                let mut first = true;
-                for field in &message.fields {
-                    let present = scratch[start..end]
-                        .iter()
-                        .any(|occurrence| occurrence.number == field.number);
-                    if !present && field.omitted {
-                        continue;
-                    }
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    out.extend_from_slice(&field.key);
-                    self.write_field_value(field, start, end, out, depth, scratch)?;
                 }
                 out.push(b'}');
             }
@@ -993,6 +978,19 @@ fn seen(
     Ok(seen)
 }
 
+/// How often the field numbered `number` occurs in `occurrences` (the scratch list from
+/// index `offset`) and where last: [`seen`] for one field of a message without a table.
+fn seen_field(number: u32, occurrences: &[Occurrence<'_>], offset: usize) -> Result<Seen> {
+    let mut seen = Seen::default();
+    for (index, occurrence) in occurrences.iter().enumerate() {
+        if occurrence.number == number {
+            seen.count += 1;
+            seen.last = u32::try_from(offset + index).map_err(|_| Unsupported)?;
+        }
+    }
+    Ok(seen)
+}
+
 /// Two members of one oneof on the wire: the decoder's "last one wins and clears the others"
 /// is left to the general path.
 fn check_oneofs(message: &MessagePlan, occurrences: &[Occurrence<'_>]) -> Result<()> {
@@ -1305,7 +1303,12 @@ pub fn last_string(mut bytes: &[u8], number: u32) -> Option<&str> {
             last = Some(occurrence.data);
         }
     }
-    match last? {
+    string_of(last?)
+}
+
+/// The text of a string field's occurrence, if it is one.
+fn string_of(data: Data<'_>) -> Option<&str> {
+    match data {
         Data::Len(bytes) => std::str::from_utf8(bytes).ok(),
         _ => None,
     }
@@ -1352,6 +1355,16 @@ mod tests {
         let plan = plans.add(descriptor);
         let mut out = Vec::new();
         plans.write(plan, bytes, &mut out)?;
+        // Objects written field by field (no slots table, as for very wide messages) come
+        // out the same.
+        let mut untabled = Plans::default();
+        let untabled_plan = untabled.add(descriptor);
+        for message in &mut untabled.messages {
+            message.slots = Box::default();
+        }
+        let mut walked = Vec::new();
+        untabled.write(untabled_plan, bytes, &mut walked).unwrap();
+        assert_eq!(walked, out);
         // `write_finding` writes the same and finds what `last_string` finds, for every
         // singular string field and for a number the message does not have.
         let strings = descriptor

@@ -184,6 +184,7 @@ impl App {
         let service = CustomerService::new(pool.clone(), page_tokens)
             .with_watch_outage_tolerance(settings.events.watch_outage_tolerance)
             .with_registry(registry)
+            .with_read_lanes(settings.db_read_lanes)
             .with_purge_after(
                 (!settings.customer_purge_after.is_zero()).then_some(settings.customer_purge_after),
             );

@@ -344,6 +344,13 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub database: DatabaseSettings,
 
+    /// Most Gets of one resource type (GetCustomer, GetCompany) reading at once. Gets that
+    /// arrive while that many read wait for one to finish and then share one statement
+    /// (`WHERE id = ANY`), so under load the database does one statement's work for many
+    /// Gets; below it every Get reads at once, alone.
+    #[arg(long, env = "DB_READ_LANES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub db_read_lanes: u32,
+
     /// Authentication.
     #[command(flatten)]
     pub auth: AuthSettings,

@@ -300,6 +300,7 @@ pub(crate) fn router(
                             process: crate::metrics::process::Process::read(),
                             ready,
                             watch_outage_retries: service.events().watch_outage_retries(),
+                            read_gates: service.read_gates().to_vec(),
                             limit_gauges: vec![
                                 (
                                     "customer_api_requests_in_flight",

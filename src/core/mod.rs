@@ -11,6 +11,7 @@
 //! - [`store`]: the storage seam the core is written against; `crate::db` implements it for
 //!   PostgreSQL and the unit tests over maps.
 
+pub mod coalesce;
 pub mod fingerprint;
 pub mod list;
 pub mod mask;

@@ -193,6 +193,13 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
         async { Ok(None) }
     }
 
+    /// Where concurrent reads of it meet to share a statement (`core::coalesce`); `None`:
+    /// each read runs alone.
+    fn gate(gates: &super::coalesce::Gates) -> Option<&super::coalesce::Gate<Self>> {
+        let _ = gates;
+        None
+    }
+
     /// NOT_FOUND for `name`.
     fn not_found(name: Self::Name) -> Error {
         Error::not_found(Self::TYPE, name)

@@ -76,6 +76,18 @@ pub trait Repository<R: Resource>: Send {
     fn find(&mut self, name: R::Name, lock: Lock)
     -> impl Future<Output = Result<Option<R>>> + Send;
 
+    /// The resources among `names`, deleted or not, in any order: unlocked, in one statement
+    /// where the store can (concurrent Gets share it, `core::coalesce`).
+    fn find_many(&mut self, names: &[R::Name]) -> impl Future<Output = Result<Vec<R>>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(names.len());
+            for &name in names {
+                found.extend(self.find(name, Lock::None).await?);
+            }
+            Ok(found)
+        }
+    }
+
     /// Stores a new resource under `name`.
     fn insert(
         &mut self,

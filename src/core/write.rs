@@ -70,6 +70,8 @@ pub struct Writer<S> {
     pub store: S,
     /// How long a soft-deleted customer is kept before it is purged; `None`: for ever.
     pub retention: Option<Duration>,
+    /// Where concurrent Gets meet to share a statement.
+    pub gates: std::sync::Arc<super::coalesce::Gates>,
 }
 
 impl<S> Writer<S>
@@ -137,13 +139,31 @@ where
         S::Conn: Repository<R>,
     {
         let name = R::Name::parse("name", name)?;
-        let found = self
-            .store
-            .read(async move |conn: &mut S::Conn| {
-                R::check_parent(conn, name, false).await?;
-                Repository::<R>::find(conn, name, Lock::None).await
-            })
-            .await?;
+        let found = match R::gate(&self.gates) {
+            // Top-level: concurrent Gets share a statement.
+            Some(gate) => {
+                let store = &self.store;
+                let one = move |name| {
+                    store.read(async move |conn: &mut S::Conn| {
+                        Repository::<R>::find(conn, name, Lock::None).await
+                    })
+                };
+                let many = move |names: Vec<R::Name>| {
+                    store.read(async move |conn: &mut S::Conn| {
+                        Repository::<R>::find_many(conn, &names).await
+                    })
+                };
+                gate.read(name, one, many).await?
+            }
+            None => {
+                self.store
+                    .read(async move |conn: &mut S::Conn| {
+                        R::check_parent(conn, name, false).await?;
+                        Repository::<R>::find(conn, name, Lock::None).await
+                    })
+                    .await?
+            }
+        };
         found
             .map(|resource| R::with_retention(resource, self.retention))
             .ok_or_else(|| R::not_found(name))

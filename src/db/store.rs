@@ -166,6 +166,18 @@ macro_rules! soft_deleted_repository {
                 Ok(row.map($resource::try_from).transpose()?)
             }
 
+            async fn find_many(
+                &mut self,
+                names: &[<$resource as Resource>::Name],
+            ) -> Result<Vec<$resource>> {
+                let ids: Vec<Uuid> = names.iter().map(|name| name.id()).collect();
+                let rows = $table::find_many(self, &ids).await?;
+                Ok(rows
+                    .into_iter()
+                    .map($resource::try_from)
+                    .collect::<std::result::Result<_, _>>()?)
+            }
+
             async fn insert(
                 &mut self,
                 name: <$resource as Resource>::Name,

@@ -26,7 +26,9 @@
 //! `customer_api_registry_requests_total{outcome}`;
 //! `customer_api_background_task_restarts_total{task}` (see [`crate::app::supervisor`]);
 //! `customer_api_events_watch_outage_retries_total` (watch reads retried through a database
-//! outage); `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
+//! outage); `customer_api_db_reads_queued{resource}` and `customer_api_db_reads_shared_total{resource}`
+//! (Gets waiting for a read lane, Gets answered by another's statement: `core::coalesce`);
+//! `customer_api_build_info{version,commit}`; `customer_api_ready` (what `/readyz` says);
 //! and the usual process metrics ([`process`]).
 //! docs/observability.md says what each means.
 
@@ -76,6 +78,11 @@ struct PoolState {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Task {
     task: &'static str,
 }
@@ -121,6 +128,9 @@ pub struct Snapshot {
     pub ready: bool,
     /// Reads that watches retried because the database was unavailable.
     pub watch_outage_retries: u64,
+    /// Shared reads (`core::coalesce`), per resource: reads waiting for a lane now, reads
+    /// answered by another read's statement so far.
+    pub read_gates: Vec<(&'static str, usize, u64)>,
     /// The abuse limits' gauges (connections, calls, watches): name, help, value.
     pub limit_gauges: Vec<(&'static str, &'static str, i64)>,
     /// The abuse limits' counters (refusals): name without `_total`, help, value.
@@ -236,6 +246,21 @@ impl Metrics {
                 "customer_api_events_outbox_lag_seconds",
                 "Age of the oldest event not yet published (0 when none waits)",
                 ConstGauge::new(oldest.unwrap_or(0.0)),
+            );
+        }
+        if !snapshot.read_gates.is_empty() {
+            let queued = Family::<ResourceLabel, Gauge>::default();
+            let shared = Family::<ResourceLabel, Counter>::default();
+            for &(resource, waiting, answered) in &snapshot.read_gates {
+                let label = ResourceLabel { resource };
+                queued
+                    .get_or_create(&label)
+                    .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+                shared.get_or_create(&label).inc_by(answered);
+            }
+            register!(registry;
+                "customer_api_db_reads_queued", "Gets waiting for one of the DB_READ_LANES reads of their resource type to finish (they then share one statement)" => queued;
+                "customer_api_db_reads_shared", "Gets answered by a statement another Get ran (reads that arrived while DB_READ_LANES reads of their type were running)" => shared;
             );
         }
         if let Some(requests) = snapshot.registry_requests {
@@ -515,6 +540,7 @@ mod tests {
             ready: true,
             limit_gauges: vec![("customer_api_connections", "Open connections", 3)],
             limit_counters: vec![("customer_api_connections_refused", "Refused", 2)],
+            read_gates: vec![("customer", 3, 40), ("company", 0, 0)],
         });
         for line in [
             r#"grpc_server_handled_total{grpc_service="customer.v1.CustomerService",grpc_method="GetCustomer",grpc_type="unary",grpc_code="NotFound"} 1"#,
@@ -532,6 +558,9 @@ mod tests {
             "customer_api_db_pool_wait_seconds_count 2",
             r#"customer_api_db_pool_wait_seconds_bucket{le="0.001"} 1"#,
             "customer_api_events_unpublished 4",
+            r#"customer_api_db_reads_queued{resource="customer"} 3"#,
+            r#"customer_api_db_reads_shared_total{resource="customer"} 40"#,
+            r#"customer_api_db_reads_shared_total{resource="company"} 0"#,
             "customer_api_events_outbox_lag_seconds 1.5",
             r#"customer_api_registry_requests_total{outcome="timeout"} 3"#,
             &format!(

@@ -51,6 +51,10 @@ impl Resource for Company {
         Company::name(self)
     }
 
+    fn gate(gates: &crate::core::coalesce::Gates) -> Option<&crate::core::coalesce::Gate<Self>> {
+        Some(&gates.companies)
+    }
+
     fn stored(&self) -> &Stored {
         &self.stored
     }

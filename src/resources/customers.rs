@@ -62,6 +62,10 @@ impl Resource for Customer {
         Customer::name(self)
     }
 
+    fn gate(gates: &crate::core::coalesce::Gates) -> Option<&crate::core::coalesce::Gate<Self>> {
+        Some(&gates.customers)
+    }
+
     fn stored(&self) -> &Stored {
         &self.stored
     }

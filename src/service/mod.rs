@@ -25,7 +25,7 @@ pub mod privacy;
 pub mod watches;
 
 use crate::domain::names::ResourceName as _;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
@@ -33,6 +33,7 @@ pub use self::error::{Error, Result};
 use self::{error::reason, events::EventLog, page_token::PageTokens};
 use crate::{
     core::{
+        coalesce::Gates,
         list,
         store::{Store, Transact},
         write::{self, Origin, Writer, collect},
@@ -58,6 +59,10 @@ pub use crate::core::list::{DEFAULT_PAGE_SIZE, ListRequest, MAX_PAGE_SIZE, Page}
 pub const MAX_BATCH_GET: usize = 1000;
 /// Customers BatchGetCustomers reads per statement.
 const BATCH_GET_CHUNK: usize = 100;
+/// Reads of one resource type at once unless configured (`DB_READ_LANES`).
+const READ_LANES: usize = 4;
+/// Most Gets sharing one statement.
+const READ_BATCH: usize = 64;
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -92,6 +97,12 @@ impl CustomerService<PgStore> {
     /// How long pool checkouts waited (for metrics).
     pub fn pool_wait(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.pool().wait_histogram()
+    }
+
+    /// Each shared-read gate's resource, reads queued now and reads answered by another
+    /// read's statement so far (for metrics).
+    pub fn read_gates(&self) -> [(&'static str, usize, u64); 2] {
+        self.writer.gates.stats()
     }
 
     /// Business-registry requests by outcome (none without a registry).
@@ -334,6 +345,7 @@ where
             writer: Writer {
                 store,
                 retention: None,
+                gates: Arc::new(Gates::new(READ_LANES, READ_BATCH)),
             },
             page_tokens,
             registry: crate::registry::RegistryClient::disabled(),
@@ -344,6 +356,13 @@ where
     /// customers, companies and notes ([`Writer`]).
     pub fn writer(&self) -> &Writer<S> {
         &self.writer
+    }
+
+    /// This service with at most `lanes` reads of a resource type running at once, the
+    /// rest sharing statements (`core::coalesce`).
+    pub fn with_read_lanes(mut self, lanes: u32) -> Self {
+        self.writer.gates = Arc::new(Gates::new(lanes as usize, READ_BATCH));
+        self
     }
 
     /// This service with soft-deleted customers purged `after` their deletion (AIP-164);

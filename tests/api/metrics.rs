@@ -32,7 +32,7 @@ pub(crate) async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the sample `name{labels}` (labels as written by the encoder), if present.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))

@@ -179,3 +179,106 @@ async fn a_corrupt_row_is_internal_with_a_reference_and_no_detail() {
     // The server keeps serving.
     app.create("Bob", "B").await;
 }
+
+/// Gets that arrive while every read lane is busy wait, then share one statement: each still
+/// gets exactly its own customer, a deleted one as deleted, and NOT_FOUND for a missing one.
+#[tokio::test(flavor = "multi_thread")]
+async fn gets_queued_behind_a_busy_read_share_one_statement_and_each_gets_its_own_answer() {
+    use diesel_async::SimpleAsyncConnection as _;
+
+    let app = TestApp::spawn_with(|settings| settings.db_read_lanes = 1).await;
+    let ada = app.create("Ada", "A").await;
+    let bob = app.create("Bob", "B").await;
+    let cy = app.create("Cy", "C").await;
+    let gone = app.create("Gone", "G").await;
+    let gone = app.delete_customer(&gone.name).await.unwrap();
+    let missing = format!("customers/{}", uuid::Uuid::now_v7());
+
+    // Every read of customers waits behind this lock until the transaction ends.
+    let mut holder = app.db().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let get = |name: &str| {
+        let (app_client, name) = (app.client.clone(), name.to_owned());
+        tokio::spawn(async move {
+            app_client
+                .clone()
+                .get_customer(pb::GetCustomerRequest {
+                    name,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    };
+    // Sessions of the test database whose statement reads customers by id (`= $1`) or ids
+    // (`= ANY`) and waits for the lock.
+    let waiting = async |by: &str| {
+        app.count(
+            "pg_stat_activity",
+            &format!(
+                "datname = '{}' AND wait_event_type = 'Lock' \
+                 AND query LIKE '%\"customers\".\"id\" {by}%'",
+                app.database_name
+            ),
+        )
+        .await
+    };
+    let first = get(&ada.name);
+    crate::helpers::eventually("the first Get waits for the table lock", async || {
+        waiting("= $1").await == 1
+    })
+    .await;
+    let queued: Vec<_> = [&bob.name, &ada.name, &gone.name, &missing, &cy.name]
+        .into_iter()
+        .map(|name| get(name))
+        .collect();
+    crate::helpers::eventually("the other Gets queue for the lane", async || {
+        let text = crate::metrics::scrape(&app).await;
+        crate::metrics::sample(
+            &text,
+            "customer_api_db_reads_queued",
+            r#"resource="customer""#,
+        ) == Some(5.0)
+    })
+    .await;
+    // Still one statement waiting: the queued Gets have not gone to the database.
+    assert_eq!((waiting("= $1").await, waiting("= ANY").await), (1, 0));
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    assert_eq!(first.await.unwrap().unwrap(), ada);
+    let mut answers = Vec::new();
+    for get in queued {
+        answers.push(get.await.unwrap());
+    }
+    assert_eq!(answers[0].as_ref().unwrap(), &bob);
+    assert_eq!(answers[1].as_ref().unwrap(), &ada);
+    assert_eq!(answers[2].as_ref().unwrap(), &gone);
+    assert!(gone.delete_time.is_some());
+    assert_reason(
+        answers[3].as_ref().unwrap_err(),
+        Code::NotFound,
+        "RESOURCE_NOT_FOUND",
+    );
+    assert_eq!(answers[4].as_ref().unwrap(), &cy);
+    // The first queued Get led the other four: they were answered by its statement.
+    let text = crate::metrics::scrape(&app).await;
+    assert_eq!(
+        crate::metrics::sample(
+            &text,
+            "customer_api_db_reads_shared_total",
+            r#"resource="customer""#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        crate::metrics::sample(
+            &text,
+            "customer_api_db_reads_queued",
+            r#"resource="customer""#
+        ),
+        Some(0.0)
+    );
+}

@@ -1,0 +1,268 @@
+//! Concurrent reads of one resource type share a statement.
+//!
+//! A [`Gate`] lets at most `lanes` reads of its resource type run at once. A read that finds
+//! a lane free runs at once, as it would without the gate: at low load nothing waits and
+//! each Get is its own one-row statement. A read that finds every lane busy queues; when a
+//! lane's read finishes, the lane passes to the first queued read, which takes every queued
+//! read with it (up to `most`) into one `WHERE id = ANY(…)` statement. So batches form only
+//! while the database is the queue ("natural batching"): no timer, no added wait, and the
+//! database does one statement's work for many Gets.
+//!
+//! The read that leads a batch runs it in its own task, under its own deadline and trace.
+//! If it goes away mid-batch (its client cancelled, its deadline passed) the reads it carried
+//! see their reply dropped and queue again; if the batch fails they queue again too (the
+//! error is the leader's to report; theirs is their own to meet). Each round finishes at
+//! least its leader, so every read ends.
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    sync::{Mutex, PoisonError},
+};
+
+use tokio::sync::oneshot;
+
+use super::resource::Resource;
+use crate::{
+    domain::{company::Company, customer::Customer, names::ResourceName as _},
+    service::Result,
+};
+
+/// What a queued read is told.
+enum Reply<R> {
+    /// Its batch ran: the resource, if there is one.
+    Found(Option<R>),
+    /// A lane is its: lead a batch of whatever is queued.
+    Lead,
+    /// Its batch failed: queue again.
+    Retry,
+}
+
+/// A queued read.
+struct Waiter<R: Resource> {
+    name: R::Name,
+    reply: oneshot::Sender<Reply<R>>,
+}
+
+struct State<R: Resource> {
+    running: usize,
+    queued: VecDeque<Waiter<R>>,
+    /// Reads answered by a statement another read ran.
+    shared: u64,
+}
+
+/// Where the reads of one resource type meet (see the module documentation).
+pub struct Gate<R: Resource> {
+    state: Mutex<State<R>>,
+    lanes: usize,
+    most: usize,
+}
+
+impl<R: Resource> std::fmt::Debug for Gate<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("type", &R::TYPE)
+            .field("lanes", &self.lanes)
+            .field("most", &self.most)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Resource> Gate<R> {
+    /// A gate of `lanes` reads at once (at least one), batching at most `most` names.
+    pub fn new(lanes: usize, most: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                running: 0,
+                queued: VecDeque::new(),
+                shared: 0,
+            }),
+            lanes: lanes.max(1),
+            most: most.max(1),
+        }
+    }
+
+    /// The resource named `name`, deleted or not, read alone by `one` or in a batch by `many`
+    /// (the resources among the names it is given, in any order).
+    pub async fn read<One, Many, OneRead, ManyRead>(
+        &self,
+        name: R::Name,
+        one: One,
+        many: Many,
+    ) -> Result<Option<R>>
+    where
+        One: Fn(R::Name) -> OneRead,
+        Many: Fn(Vec<R::Name>) -> ManyRead,
+        OneRead: Future<Output = Result<Option<R>>>,
+        ManyRead: Future<Output = Result<Vec<R>>>,
+    {
+        loop {
+            let mut queued = {
+                let mut state = self.lock();
+                if state.running < self.lanes {
+                    state.running += 1;
+                    None
+                } else {
+                    let (reply, answer) = oneshot::channel();
+                    state.queued.push_back(Waiter { name, reply });
+                    Some(Queued {
+                        gate: self,
+                        answer: Some(answer),
+                    })
+                }
+            };
+            if let Some(queued) = &mut queued {
+                let Some(answer) = &mut queued.answer else {
+                    continue;
+                };
+                match answer.await {
+                    Ok(Reply::Found(found)) => return Ok(found),
+                    Ok(Reply::Lead) => {}
+                    // The leader went away or its batch failed.
+                    Ok(Reply::Retry) | Err(_) => continue,
+                }
+                // The lane is this read's now, held by `Lane` below.
+                queued.answer = None;
+            }
+            let lane = Lane(self);
+            let result = self.lead(name, &one, &many).await;
+            drop(lane);
+            return result;
+        }
+    }
+
+    /// Runs a batch of `name` and whatever is queued, holding a lane.
+    async fn lead<One, Many, OneRead, ManyRead>(
+        &self,
+        name: R::Name,
+        one: &One,
+        many: &Many,
+    ) -> Result<Option<R>>
+    where
+        One: Fn(R::Name) -> OneRead,
+        Many: Fn(Vec<R::Name>) -> ManyRead,
+        OneRead: Future<Output = Result<Option<R>>>,
+        ManyRead: Future<Output = Result<Vec<R>>>,
+    {
+        let batch: Vec<Waiter<R>> = {
+            let mut state = self.lock();
+            let take = state.queued.len().min(self.most - 1);
+            state.queued.drain(..take).collect()
+        };
+        if batch.is_empty() {
+            return one(name).await;
+        }
+        let mut names = Vec::with_capacity(batch.len() + 1);
+        names.push(name);
+        names.extend(batch.iter().map(|waiter| waiter.name));
+        let mut found = match many(names).await {
+            Ok(found) => found,
+            Err(error) => {
+                for waiter in batch {
+                    let _ = waiter.reply.send(Reply::Retry);
+                }
+                return Err(error);
+            }
+        };
+        self.lock().shared += batch.len() as u64;
+        // Each answer is moved out of `found` unless a later read asks for the same resource.
+        let ids: Vec<_> = batch.iter().map(|waiter| waiter.name.id()).collect();
+        let own = take(&mut found, name, ids.contains(&name.id()));
+        for (i, waiter) in batch.into_iter().enumerate() {
+            let answer = take(&mut found, waiter.name, ids[i + 1..].contains(&ids[i]));
+            let _ = waiter.reply.send(Reply::Found(answer));
+        }
+        Ok(own)
+    }
+
+    /// Reads waiting for a lane now, and reads answered so far by a statement another read
+    /// ran (`/metrics`).
+    pub fn stats(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.queued.len(), state.shared)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
+        // The state stays consistent across a panic (every change is one push, pop or count).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The row of `name` among `found`: cloned when `again` (another read wants it too), else
+/// moved out.
+fn take<R: Resource>(found: &mut Vec<R>, name: R::Name, again: bool) -> Option<R> {
+    let at = found
+        .iter()
+        .position(|resource| resource.name().id() == name.id())?;
+    Some(if again {
+        found[at].clone()
+    } else {
+        found.swap_remove(at)
+    })
+}
+
+/// A queued read's wait for its answer. Dropped with the lane handed to it but not yet taken
+/// up (its caller went away meanwhile), it passes the lane on.
+struct Queued<'g, R: Resource> {
+    gate: &'g Gate<R>,
+    answer: Option<oneshot::Receiver<Reply<R>>>,
+}
+
+impl<R: Resource> Drop for Queued<'_, R> {
+    fn drop(&mut self) {
+        if let Some(mut answer) = self.answer.take() {
+            answer.close();
+            if let Ok(Reply::Lead) = answer.try_recv() {
+                drop(Lane(self.gate));
+            }
+        }
+    }
+}
+
+/// A held lane: on drop (the batch done, or its leader gone) it passes to the first queued
+/// read still waiting, or is freed.
+struct Lane<'g, R: Resource>(&'g Gate<R>);
+
+impl<R: Resource> Drop for Lane<'_, R> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        while let Some(waiter) = state.queued.pop_front() {
+            if waiter.reply.send(Reply::Lead).is_ok() {
+                return;
+            }
+        }
+        state.running -= 1;
+    }
+}
+
+/// The gates of the resources whose reads are shared: the top-level ones (a note's read
+/// also checks its customer, so it runs alone).
+#[derive(Debug)]
+pub struct Gates {
+    /// Customers.
+    pub customers: Gate<Customer>,
+    /// Companies.
+    pub companies: Gate<Company>,
+}
+
+impl Gates {
+    /// Gates of `lanes` reads at once, batching at most `most` names.
+    pub fn new(lanes: usize, most: usize) -> Self {
+        Self {
+            customers: Gate::new(lanes, most),
+            companies: Gate::new(lanes, most),
+        }
+    }
+
+    /// Each gate's resource (its request field, `customer`) and [`Gate::stats`].
+    pub fn stats(&self) -> [(&'static str, usize, u64); 2] {
+        let stats = |field, (queued, shared)| (field, queued, shared);
+        [
+            stats(Customer::FIELD, self.customers.stats()),
+            stats(Company::FIELD, self.companies.stats()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,10 +9,9 @@
 //! database does one statement's work for many Gets.
 //!
 //! The read that leads a batch runs it in its own task, under its own deadline and trace.
-//! If it goes away mid-batch (its client cancelled, its deadline passed) the reads it carried
-//! see their reply dropped and queue again; if the batch fails they queue again too (the
-//! error is the leader's to report; theirs is their own to meet). Each round finishes at
-//! least its leader, so every read ends.
+//! If it goes away mid-batch (its client cancelled, its deadline passed), or its batch fails,
+//! the reads it carried each read again alone, outside the lanes: the error is the leader's
+//! to report, and no read waits for more than one batch that is not its own.
 
 use std::{
     collections::VecDeque,
@@ -34,7 +33,7 @@ enum Reply<R> {
     Found(Option<R>),
     /// A lane is its: lead a batch of whatever is queued.
     Lead,
-    /// Its batch failed: queue again.
+    /// Its batch failed: read alone.
     Retry,
 }
 
@@ -96,39 +95,37 @@ impl<R: Resource> Gate<R> {
         OneRead: Future<Output = Result<Option<R>>>,
         ManyRead: Future<Output = Result<Vec<R>>>,
     {
-        loop {
-            let mut queued = {
-                let mut state = self.lock();
-                if state.running < self.lanes {
-                    state.running += 1;
-                    None
-                } else {
-                    let (reply, answer) = oneshot::channel();
-                    state.queued.push_back(Waiter { name, reply });
-                    Some(Queued {
-                        gate: self,
-                        answer: Some(answer),
-                    })
-                }
-            };
-            if let Some(queued) = &mut queued {
-                let Some(answer) = &mut queued.answer else {
-                    continue;
-                };
-                match answer.await {
-                    Ok(Reply::Found(found)) => return Ok(found),
-                    Ok(Reply::Lead) => {}
-                    // The leader went away or its batch failed.
-                    Ok(Reply::Retry) | Err(_) => continue,
-                }
-                // The lane is this read's now, held by `Lane` below.
-                queued.answer = None;
+        let answer = {
+            let mut state = self.lock();
+            if state.running < self.lanes {
+                state.running += 1;
+                None
+            } else {
+                let (reply, answer) = oneshot::channel();
+                state.queued.push_back(Waiter { name, reply });
+                Some(answer)
             }
-            let lane = Lane(self);
-            let result = self.lead(name, &one, &many).await;
-            drop(lane);
-            return result;
+        };
+        if let Some(answer) = answer {
+            let mut queued = Queued {
+                gate: self,
+                answer,
+                led: false,
+            };
+            match (&mut queued.answer).await {
+                Ok(Reply::Found(found)) => return Ok(found),
+                // The lane is this read's now, held by `Lane` below.
+                Ok(Reply::Lead) => queued.led = true,
+                // The leader went away or its batch failed: this read goes alone, outside
+                // the lanes, so a read waits for at most one batch not its own (an outage
+                // fails each read once, as it would without the gate).
+                Ok(Reply::Retry) | Err(_) => return one(name).await,
+            }
         }
+        let lane = Lane(self);
+        let result = self.lead(name, &one, &many).await;
+        drop(lane);
+        result
     }
 
     /// Runs a batch of `name` and whatever is queued, holding a lane.
@@ -205,14 +202,16 @@ fn take<R: Resource>(found: &mut Vec<R>, name: R::Name, again: bool) -> Option<R
 /// up (its caller went away meanwhile), it passes the lane on.
 struct Queued<'g, R: Resource> {
     gate: &'g Gate<R>,
-    answer: Option<oneshot::Receiver<Reply<R>>>,
+    answer: oneshot::Receiver<Reply<R>>,
+    /// The lane was handed to it and taken up.
+    led: bool,
 }
 
 impl<R: Resource> Drop for Queued<'_, R> {
     fn drop(&mut self) {
-        if let Some(mut answer) = self.answer.take() {
-            answer.close();
-            if let Ok(Reply::Lead) = answer.try_recv() {
+        if !self.led {
+            self.answer.close();
+            if let Ok(Reply::Lead) = self.answer.try_recv() {
                 drop(Lane(self.gate));
             }
         }

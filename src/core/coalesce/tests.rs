@@ -239,7 +239,7 @@ async fn a_leader_that_goes_away_hands_its_lane_on() {
 }
 
 #[tokio::test]
-async fn reads_whose_batch_lost_its_leader_read_again() {
+async fn reads_whose_batch_lost_its_leader_read_alone() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
     let release = db.hold_next();
@@ -295,7 +295,7 @@ async fn a_read_gone_before_taking_up_its_lane_passes_it_on() {
 }
 
 #[tokio::test]
-async fn a_failed_batch_fails_its_leader_and_the_rest_read_again() {
+async fn a_failed_batch_fails_its_leader_and_the_rest_read_alone() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
     let release = db.hold_next();

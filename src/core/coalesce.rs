@@ -106,26 +106,35 @@ impl<R: Resource> Gate<R> {
                 Some(answer)
             }
         };
-        if let Some(answer) = answer {
-            let mut queued = Queued {
-                gate: self,
-                answer,
-                led: false,
-            };
-            match (&mut queued.answer).await {
-                Ok(Reply::Found(found)) => return Ok(found),
-                // The lane is this read's now, held by `Lane` below.
-                Ok(Reply::Lead) => queued.led = true,
-                // The leader went away or its batch failed: this read goes alone, outside
-                // the lanes, so a read waits for at most one batch not its own (an outage
-                // fails each read once, as it would without the gate).
-                Ok(Reply::Retry) | Err(_) => return one(name).await,
+        let Some(answer) = answer else {
+            // A free lane means an empty queue (a lane passes to a queued read before it is
+            // freed): this read goes alone.
+            let lane = Lane(self);
+            let result = one(name).await;
+            drop(lane);
+            return result;
+        };
+        let mut queued = Queued {
+            gate: self,
+            answer,
+            led: false,
+        };
+        match (&mut queued.answer).await {
+            Ok(Reply::Found(found)) => Ok(found),
+            Ok(Reply::Lead) => {
+                queued.led = true;
+                let lane = Lane(self);
+                // Boxed: a batch's state (its names, the rows, every reply) would otherwise
+                // size every Get's future, moved whole between the layers above.
+                let result = Box::pin(self.lead(name, &one, &many)).await;
+                drop(lane);
+                result
             }
+            // The leader went away or its batch failed: this read goes alone, outside the
+            // lanes, so a read waits for at most one batch not its own (an outage fails each
+            // read once, as it would without the gate).
+            Ok(Reply::Retry) | Err(_) => one(name).await,
         }
-        let lane = Lane(self);
-        let result = self.lead(name, &one, &many).await;
-        drop(lane);
-        result
     }
 
     /// Runs a batch of `name` and whatever is queued, holding a lane.

@@ -134,6 +134,31 @@ fn missing() -> CompanyName {
     CompanyName::child((), Uuid::now_v7())
 }
 
+fn one(name: CompanyName) -> Call {
+    Call::One(name.id())
+}
+
+fn many(names: &[CompanyName]) -> Call {
+    Call::Many(names.iter().map(|name| name.id()).collect())
+}
+
+/// A read of company 0 holding the gate's only lane (its statement open until the returned
+/// sender is used), and reads of `queued` waiting behind it.
+fn behind_a_held_read<'a>(
+    gate: &'a Gate<Company>,
+    db: &'a Db,
+    queued: &[CompanyName],
+) -> (oneshot::Sender<()>, Read<'a>, Vec<Read<'a>>) {
+    let release = db.hold_next();
+    let mut first = read(gate, db, db.name(0));
+    assert_eq!(step(&mut first), None);
+    let mut waiting: Vec<_> = queued.iter().map(|&name| read(gate, db, name)).collect();
+    for read in &mut waiting {
+        assert_eq!(step(read), None);
+    }
+    (release, first, waiting)
+}
+
 #[tokio::test]
 async fn a_read_with_a_lane_free_runs_alone_at_once() {
     let db = Db::with(2).await;
@@ -146,29 +171,15 @@ async fn a_read_with_a_lane_free_runs_alone_at_once() {
     assert_eq!(step(&mut second), Some(Some(db.name(1))));
     release.send(()).unwrap();
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
-    assert_eq!(
-        db.calls(),
-        [Call::One(db.name(0).id()), Call::One(db.name(1).id())]
-    );
+    assert_eq!(db.calls(), [one(db.name(0)), one(db.name(1))]);
 }
 
 #[tokio::test]
 async fn reads_queued_behind_busy_lanes_share_one_statement() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
-    let release = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let nowhere = missing();
-    let mut queued = [
-        read(&gate, &db, db.name(1)),
-        read(&gate, &db, db.name(2)),
-        read(&gate, &db, db.name(1)),
-        read(&gate, &db, nowhere),
-    ];
-    for read in &mut queued {
-        assert_eq!(step(read), None);
-    }
+    let names = [db.name(1), db.name(2), db.name(1), missing()];
+    let (release, mut first, mut queued) = behind_a_held_read(&gate, &db, &names);
     release.send(()).unwrap();
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
     // The lane passed to the first queued read, which leads the rest in one statement.
@@ -176,35 +187,19 @@ async fn reads_queued_behind_busy_lanes_share_one_statement() {
     assert_eq!(step(&mut queued[1]), Some(Some(db.name(2))));
     assert_eq!(step(&mut queued[2]), Some(Some(db.name(1))));
     assert_eq!(step(&mut queued[3]), Some(None));
-    assert_eq!(
-        db.calls(),
-        [
-            Call::One(db.name(0).id()),
-            Call::Many(vec![
-                db.name(1).id(),
-                db.name(2).id(),
-                db.name(1).id(),
-                nowhere.id()
-            ]),
-        ]
-    );
+    assert_eq!(db.calls(), [one(db.name(0)), many(&names)]);
     // The lane is free again.
     let mut later = read(&gate, &db, db.name(2));
     assert_eq!(step(&mut later), Some(Some(db.name(2))));
-    assert_eq!(db.calls(), [Call::One(db.name(2).id())]);
+    assert_eq!(db.calls(), [one(db.name(2))]);
 }
 
 #[tokio::test]
 async fn a_batch_takes_at_most_its_share_and_leaves_the_rest_queued() {
     let db = Db::with(4).await;
     let gate = Gate::new(1, 2);
-    let release = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let mut queued = [1, 2, 3].map(|i| read(&gate, &db, db.name(i)));
-    for read in &mut queued {
-        assert_eq!(step(read), None);
-    }
+    let names = [db.name(1), db.name(2), db.name(3)];
+    let (release, mut first, mut queued) = behind_a_held_read(&gate, &db, &names);
     release.send(()).unwrap();
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
     assert_eq!(step(&mut queued[0]), Some(Some(db.name(1))));
@@ -213,11 +208,7 @@ async fn a_batch_takes_at_most_its_share_and_leaves_the_rest_queued() {
     assert_eq!(step(&mut queued[2]), Some(Some(db.name(3))));
     assert_eq!(
         db.calls(),
-        [
-            Call::One(db.name(0).id()),
-            Call::Many(vec![db.name(1).id(), db.name(2).id()]),
-            Call::One(db.name(3).id()),
-        ]
+        [one(db.name(0)), many(&names[..2]), one(db.name(3))]
     );
 }
 
@@ -225,72 +216,46 @@ async fn a_batch_takes_at_most_its_share_and_leaves_the_rest_queued() {
 async fn a_leader_that_goes_away_hands_its_lane_on() {
     let db = Db::with(2).await;
     let gate = Gate::new(1, 64);
-    let _held = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let mut second = read(&gate, &db, db.name(1));
-    assert_eq!(step(&mut second), None);
+    let (_release, first, mut queued) = behind_a_held_read(&gate, &db, &[db.name(1)]);
     drop(first);
-    assert_eq!(step(&mut second), Some(Some(db.name(1))));
-    assert_eq!(
-        db.calls(),
-        [Call::One(db.name(0).id()), Call::One(db.name(1).id())]
-    );
+    assert_eq!(step(&mut queued[0]), Some(Some(db.name(1))));
+    assert_eq!(db.calls(), [one(db.name(0)), one(db.name(1))]);
 }
 
 #[tokio::test]
 async fn reads_whose_batch_lost_its_leader_read_alone() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
-    let release = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let mut second = read(&gate, &db, db.name(1));
-    let mut third = read(&gate, &db, db.name(2));
-    assert_eq!(step(&mut second), None);
-    assert_eq!(step(&mut third), None);
+    let names = [db.name(1), db.name(2)];
+    let (release, mut first, mut queued) = behind_a_held_read(&gate, &db, &names);
     let _held = db.hold_next();
     release.send(()).unwrap();
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
     // The second leads a batch with the third, and goes away while it runs.
-    assert_eq!(step(&mut second), None);
-    drop(second);
+    let mut third = queued.pop().unwrap();
+    assert_eq!(step(&mut queued[0]), None);
+    drop(queued);
     assert_eq!(step(&mut third), Some(Some(db.name(2))));
-    assert_eq!(
-        db.calls(),
-        [
-            Call::One(db.name(0).id()),
-            Call::Many(vec![db.name(1).id(), db.name(2).id()]),
-            Call::One(db.name(2).id()),
-        ]
-    );
+    assert_eq!(db.calls(), [one(db.name(0)), many(&names), one(db.name(2))]);
 }
 
 #[tokio::test]
 async fn a_read_gone_before_taking_up_its_lane_passes_it_on() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
-    let release = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let mut second = read(&gate, &db, db.name(1));
-    let mut third = read(&gate, &db, db.name(2));
-    assert_eq!(step(&mut second), None);
-    assert_eq!(step(&mut third), None);
+    let (release, mut first, mut queued) =
+        behind_a_held_read(&gate, &db, &[db.name(1), db.name(2)]);
     release.send(()).unwrap();
     // The lane is handed to the second, which goes away without being polled again.
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
-    drop(second);
+    let mut third = queued.pop().unwrap();
+    drop(queued);
     assert_eq!(step(&mut third), Some(Some(db.name(2))));
     let mut later = read(&gate, &db, db.name(1));
     assert_eq!(step(&mut later), Some(Some(db.name(1))));
     assert_eq!(
         db.calls(),
-        [
-            Call::One(db.name(0).id()),
-            Call::One(db.name(2).id()),
-            Call::One(db.name(1).id()),
-        ]
+        [one(db.name(0)), one(db.name(2)), one(db.name(1))]
     );
 }
 
@@ -298,25 +263,13 @@ async fn a_read_gone_before_taking_up_its_lane_passes_it_on() {
 async fn a_failed_batch_fails_its_leader_and_the_rest_read_alone() {
     let db = Db::with(3).await;
     let gate = Gate::new(1, 64);
-    let release = db.hold_next();
-    let mut first = read(&gate, &db, db.name(0));
-    assert_eq!(step(&mut first), None);
-    let mut second = read(&gate, &db, db.name(1));
-    let mut third = read(&gate, &db, db.name(2));
-    assert_eq!(step(&mut second), None);
-    assert_eq!(step(&mut third), None);
+    let names = [db.name(1), db.name(2)];
+    let (release, mut first, mut queued) = behind_a_held_read(&gate, &db, &names);
     db.fail_many.store(true, Ordering::Relaxed);
     release.send(()).unwrap();
     assert_eq!(step(&mut first), Some(Some(db.name(0))));
-    let failed = second.as_mut().now_or_never().unwrap();
+    let failed = queued[0].as_mut().now_or_never().unwrap();
     assert!(matches!(failed, Err(Error::Internal { .. })), "{failed:?}");
-    assert_eq!(step(&mut third), Some(Some(db.name(2))));
-    assert_eq!(
-        db.calls(),
-        [
-            Call::One(db.name(0).id()),
-            Call::Many(vec![db.name(1).id(), db.name(2).id()]),
-            Call::One(db.name(2).id()),
-        ]
-    );
+    assert_eq!(step(&mut queued[1]), Some(Some(db.name(2))));
+    assert_eq!(db.calls(), [one(db.name(0)), many(&names), one(db.name(2))]);
 }

@@ -348,7 +348,7 @@ pub struct ServeSettings {
     /// arrive while that many read wait for one to finish and then share one statement
     /// (`WHERE id = ANY`), so under load the database does one statement's work for many
     /// Gets; below it every Get reads at once, alone.
-    #[arg(long, env = "DB_READ_LANES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, env = "DB_READ_LANES", default_value_t = crate::core::coalesce::DEFAULT_LANES, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub db_read_lanes: u32,
 
     /// Authentication.

@@ -27,6 +27,11 @@ use crate::{
     service::Result,
 };
 
+/// Reads of one resource type at once unless configured (`DB_READ_LANES`).
+pub const DEFAULT_LANES: u32 = 4;
+/// Most Gets sharing one statement.
+pub const MOST_SHARED: usize = 64;
+
 /// What a queued read is told.
 enum Reply<R> {
     /// Its batch ran: the resource, if there is one.
@@ -106,70 +111,65 @@ impl<R: Resource> Gate<R> {
                 Some(answer)
             }
         };
-        let Some(answer) = answer else {
+        // A lane, and the queued reads this read leads with it.
+        let (lane, batch) = match answer {
             // A free lane means an empty queue (a lane passes to a queued read before it is
             // freed): this read goes alone.
-            let lane = Lane(self);
-            let result = one(name).await;
-            drop(lane);
-            return result;
-        };
-        let mut queued = Queued {
-            gate: self,
-            answer,
-            led: false,
-        };
-        match (&mut queued.answer).await {
-            Ok(Reply::Found(found)) => Ok(found),
-            Ok(Reply::Lead) => {
-                queued.led = true;
-                let lane = Lane(self);
-                // Boxed: a batch's state (its names, the rows, every reply) would otherwise
-                // size every Get's future, moved whole between the layers above.
-                let result = Box::pin(self.lead(name, &one, &many)).await;
-                drop(lane);
-                result
+            None => (Lane(self), Vec::new()),
+            Some(answer) => {
+                let mut queued = Queued {
+                    gate: self,
+                    answer,
+                    led: false,
+                };
+                match (&mut queued.answer).await {
+                    Ok(Reply::Found(found)) => return Ok(found),
+                    Ok(Reply::Lead) => {
+                        queued.led = true;
+                        (Lane(self), self.take_queued())
+                    }
+                    // The leader went away or its batch failed: this read goes alone, outside
+                    // the lanes, so a read waits for at most one batch not its own (an outage
+                    // fails each read once, as it would without the gate).
+                    Ok(Reply::Retry) | Err(_) => return one(name).await,
+                }
             }
-            // The leader went away or its batch failed: this read goes alone, outside the
-            // lanes, so a read waits for at most one batch not its own (an outage fails each
-            // read once, as it would without the gate).
-            Ok(Reply::Retry) | Err(_) => one(name).await,
-        }
+        };
+        let result = if batch.is_empty() {
+            one(name).await
+        } else {
+            // Boxed: a batch's state (its names, the rows, every reply) would otherwise size
+            // every Get's future, moved whole between the layers above.
+            Box::pin(async {
+                let mut names = Vec::with_capacity(batch.len() + 1);
+                names.push(name);
+                names.extend(batch.iter().map(|waiter| waiter.name));
+                match many(names).await {
+                    Ok(found) => Ok(self.answer(name, batch, found)),
+                    Err(error) => {
+                        for waiter in batch {
+                            let _ = waiter.reply.send(Reply::Retry);
+                        }
+                        Err(error)
+                    }
+                }
+            })
+            .await
+        };
+        drop(lane);
+        result
     }
 
-    /// Runs a batch of `name` and whatever is queued, holding a lane.
-    async fn lead<One, Many, OneRead, ManyRead>(
-        &self,
-        name: R::Name,
-        one: &One,
-        many: &Many,
-    ) -> Result<Option<R>>
-    where
-        One: Fn(R::Name) -> OneRead,
-        Many: Fn(Vec<R::Name>) -> ManyRead,
-        OneRead: Future<Output = Result<Option<R>>>,
-        ManyRead: Future<Output = Result<Vec<R>>>,
-    {
-        let batch: Vec<Waiter<R>> = {
-            let mut state = self.lock();
-            let take = state.queued.len().min(self.most - 1);
-            state.queued.drain(..take).collect()
-        };
-        if batch.is_empty() {
-            return one(name).await;
-        }
-        let mut names = Vec::with_capacity(batch.len() + 1);
-        names.push(name);
-        names.extend(batch.iter().map(|waiter| waiter.name));
-        let mut found = match many(names).await {
-            Ok(found) => found,
-            Err(error) => {
-                for waiter in batch {
-                    let _ = waiter.reply.send(Reply::Retry);
-                }
-                return Err(error);
-            }
-        };
+    /// The queued reads a new batch takes: the first `most - 1` (its leader is the last).
+    fn take_queued(&self) -> Vec<Waiter<R>> {
+        let mut state = self.lock();
+        let take = state.queued.len().min(self.most - 1);
+        state.queued.drain(..take).collect()
+    }
+
+    /// Hands each read of `batch` its resource among `found`; the leader's (`name`) is
+    /// returned.
+    fn answer(&self, name: R::Name, batch: Vec<Waiter<R>>, mut found: Vec<R>) -> Option<R> {
         self.lock().shared += batch.len() as u64;
         // Each answer is moved out of `found` unless a later read asks for the same resource.
         let ids: Vec<_> = batch.iter().map(|waiter| waiter.name.id()).collect();
@@ -178,7 +178,7 @@ impl<R: Resource> Gate<R> {
             let answer = take(&mut found, waiter.name, ids[i + 1..].contains(&ids[i]));
             let _ = waiter.reply.send(Reply::Found(answer));
         }
-        Ok(own)
+        own
     }
 
     /// Reads waiting for a lane now, and reads answered so far by a statement another read
@@ -254,11 +254,12 @@ pub struct Gates {
 }
 
 impl Gates {
-    /// Gates of `lanes` reads at once, batching at most `most` names.
-    pub fn new(lanes: usize, most: usize) -> Self {
+    /// Gates of `lanes` reads at once, each batching at most [`MOST_SHARED`] names.
+    pub fn new(lanes: u32) -> Self {
+        let lanes = lanes as usize;
         Self {
-            customers: Gate::new(lanes, most),
-            companies: Gate::new(lanes, most),
+            customers: Gate::new(lanes, MOST_SHARED),
+            companies: Gate::new(lanes, MOST_SHARED),
         }
     }
 
@@ -269,6 +270,12 @@ impl Gates {
             stats(Customer::FIELD, self.customers.stats()),
             stats(Company::FIELD, self.companies.stats()),
         ]
+    }
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self::new(DEFAULT_LANES)
     }
 }
 

@@ -405,7 +405,7 @@ mod tests {
         let writer = Writer {
             store: store.clone(),
             retention: None,
-            gates: std::sync::Arc::new(crate::core::coalesce::Gates::new(4, 64)),
+            gates: std::sync::Arc::default(),
         };
         (writer, store)
     }

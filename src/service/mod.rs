@@ -27,15 +27,13 @@ pub mod watches;
 use crate::domain::names::ResourceName as _;
 use std::{sync::Arc, time::Duration};
 
-use uuid::Uuid;
-
 pub use self::error::{Error, Result};
 use self::{error::reason, events::EventLog, page_token::PageTokens};
 use crate::{
     core::{
         coalesce::Gates,
         list,
-        store::{Store, Transact},
+        store::{Repository, Store, Transact},
         write::{self, Origin, Writer, collect},
     },
     db::{self, Pool, customers::Cursor, store::PgStore},
@@ -59,10 +57,6 @@ pub use crate::core::list::{DEFAULT_PAGE_SIZE, ListRequest, MAX_PAGE_SIZE, Page}
 pub const MAX_BATCH_GET: usize = 1000;
 /// Customers BatchGetCustomers reads per statement.
 const BATCH_GET_CHUNK: usize = 100;
-/// Reads of one resource type at once unless configured (`DB_READ_LANES`).
-const READ_LANES: usize = 4;
-/// Most Gets sharing one statement.
-const READ_BATCH: usize = 64;
 
 /// The use cases over a store (PostgreSQL in production, maps in unit tests).
 #[derive(Debug, Clone)]
@@ -225,14 +219,13 @@ impl CustomerService<PgStore> {
         let mut by_id = std::collections::HashMap::with_capacity(parsed.len());
         let mut bytes = 0_usize;
         for chunk in parsed.chunks(BATCH_GET_CHUNK) {
-            let ids: Vec<Uuid> = chunk.iter().map(CustomerName::id).collect();
-            let rows = self
+            let found = self
                 .writer
                 .store
-                .read(async move |conn| Ok(db::customers::find_many(conn, &ids).await?))
+                .read(async move |conn| Repository::<Customer>::find_many(conn, chunk).await)
                 .await?;
-            for row in rows {
-                let customer = Customer::try_from(row)?.with_retention(self.writer.retention);
+            for customer in found {
+                let customer = customer.with_retention(self.writer.retention);
                 let id = customer.stored.id;
                 let customer = customer.to_message();
                 bytes = bytes.saturating_add(list::entry_bytes(&customer));
@@ -345,7 +338,7 @@ where
             writer: Writer {
                 store,
                 retention: None,
-                gates: Arc::new(Gates::new(READ_LANES, READ_BATCH)),
+                gates: Arc::default(),
             },
             page_tokens,
             registry: crate::registry::RegistryClient::disabled(),
@@ -361,7 +354,7 @@ where
     /// This service with at most `lanes` reads of a resource type running at once, the
     /// rest sharing statements (`core::coalesce`).
     pub fn with_read_lanes(mut self, lanes: u32) -> Self {
-        self.writer.gates = Arc::new(Gates::new(lanes as usize, READ_BATCH));
+        self.writer.gates = Arc::new(Gates::new(lanes));
         self
     }
 

@@ -201,10 +201,9 @@ async fn gets_queued_behind_a_busy_read_share_one_statement_and_each_gets_its_ow
         .await
         .unwrap();
     let get = |name: &str| {
-        let (app_client, name) = (app.client.clone(), name.to_owned());
+        let (mut client, name) = (app.client.clone(), name.to_owned());
         tokio::spawn(async move {
-            app_client
-                .clone()
+            client
                 .get_customer(pb::GetCustomerRequest {
                     name,
                     ..Default::default()

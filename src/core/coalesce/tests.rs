@@ -45,7 +45,7 @@ impl Db {
         let writer = Writer {
             store: MemStore::default(),
             retention: None,
-            gates: std::sync::Arc::new(super::Gates::new(1, 64)),
+            gates: std::sync::Arc::default(),
         };
         let mut rows = Vec::new();
         for i in 0..count {

@@ -649,8 +649,12 @@ impl Watch for Access {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     record.bytes_out += data.len() as u64;
-                } else if let Some(trailers) = frame.trailers_ref() {
-                    record.code = record.code.or_else(|| status_code(trailers));
+                } else if let Some(trailers) = frame.trailers_ref()
+                    && record.code.is_none()
+                    // The call's own hook has already read its status from the trailers.
+                    && record.context.code().is_none()
+                {
+                    record.code = status_code(trailers);
                 }
             }
             Some(Err(_)) => record.code = record.code.or(Some(Code::Internal)),
@@ -666,9 +670,12 @@ impl Watch for Access {
 
 /// The `grpc-status` in `headers`, if there is one.
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    // A constant name: looking a header up by a `&str` parses the name first.
-    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-    let value = headers.get(GRPC_STATUS)?;
+    // Looked for by name, not by hash: a response's headers and trailers are a handful, and
+    // every call's status is looked for in each several times (the access line, metrics,
+    // the service's own hook), where hashing the name cost more than the scan.
+    let value = headers
+        .iter()
+        .find_map(|(name, value)| (name.as_str() == "grpc-status").then_some(value))?;
     let number = value.to_str().ok()?.parse::<i32>().ok()?;
     Some(Code::from_i32(number))
 }

@@ -348,9 +348,37 @@ fn may_hold_phone(b: &[u8]) -> bool {
 /// for, an `@` (emails) or an API key's prefix, in the same one pass (every field of every
 /// access line is looked at so).
 fn may_hold_pii(b: &[u8]) -> bool {
-    look(b, |rest| {
-        rest[0] == b'@' || rest.starts_with(API_KEY_PREFIX.as_bytes())
-    })
+    // [`look`] with its checks behind one table lookup per byte: most bytes of most values
+    // start nothing a mask looks for, and pass at a third of the cost.
+    const STARTS: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let b = i as u8;
+            table[i] = b.is_ascii_digit() || matches!(b, b'+' | b'%' | b'@' | b'c');
+            i += 1;
+        }
+        table
+    };
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if !STARTS[usize::from(c)] {
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_digit() {
+            let run = b[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if run >= MIN_BARE_DIGITS {
+                return true;
+            }
+            i += run;
+        } else if c != b'c' || b[i..].starts_with(API_KEY_PREFIX.as_bytes()) {
+            return true;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// One pass over `b`: true at a `+`, a `%`, a run of [`MIN_BARE_DIGITS`] digits, or where
@@ -567,6 +595,12 @@ mod tests {
             "xcak_0123",
             "c",
             "grpc-go/1.60 cak",
+            "12345678a123456789",
+            "a1234567890",
+            "ccak_x",
+            "%",
+            "+",
+            "",
         ] {
             let three = text.contains('@')
                 || may_hold_phone(text.as_bytes())

@@ -1,7 +1,7 @@
 //! Enforcement: every call to a protected gRPC service is authenticated and its scope checked
 //! before the service sees it. Missing or invalid credentials answer UNAUTHENTICATED with a
 //! `www-authenticate` header (401 on REST); valid credentials without the scope answer
-//! PERMISSION_DENIED naming the scope (403). The caller becomes a [`Principal`] request
+//! PERMISSION_DENIED naming the scope (403). The caller becomes an `Arc<`[`Principal`]`>` request
 //! extension, which the adapter passes on as the actor of writes.
 
 use std::sync::Arc;

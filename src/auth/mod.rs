@@ -188,12 +188,12 @@ impl Authenticator {
     }
 
     /// The caller of a request with these headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
         if self.disabled {
-            return Ok(Principal {
+            return Ok(Arc::new(Principal {
                 subject: "anonymous".into(),
                 scopes: scopes::ALL.map(String::from).to_vec(),
-            });
+            }));
         }
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let value = value.to_str().map_err(|_| {
@@ -255,12 +255,14 @@ impl Authenticator {
         cacheable: bool,
         verify: impl FnOnce() -> F,
         valid_until: impl FnOnce(SystemTime, T) -> Option<SystemTime>,
-    ) -> Result<Principal, AuthError>
+    ) -> Result<Arc<Principal>, AuthError>
     where
         F: Future<Output = Result<(Principal, T), AuthError>>,
     {
         if !cacheable {
-            return Box::pin(verify()).await.map(|(principal, _)| principal);
+            return Box::pin(verify())
+                .await
+                .map(|(principal, _)| Arc::new(principal));
         }
         let now = SystemTime::now();
         let key = CredentialCache::key(kind, credential);
@@ -268,6 +270,7 @@ impl Authenticator {
             return Ok(principal);
         }
         let (principal, expiry) = Box::pin(verify()).await?;
+        let principal = Arc::new(principal);
         if let Some(valid_until) = valid_until(now, expiry) {
             self.verified
                 .insert(key, principal.clone(), valid_until, now);

@@ -114,6 +114,8 @@ async fn read<B: Rebody>(
     deadline: Option<tokio::time::Instant>,
     first_only: bool,
 ) -> Result<B, Status> {
+    // Most messages come in one frame, kept as it came; a second one starts a copy.
+    let mut first: Option<Bytes> = None;
     let mut buffered = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -122,18 +124,29 @@ async fn read<B: Rebody>(
             unreadable(&*error.into(), late)
         })?;
         // gRPC requests carry no trailers; a data frame is all there is.
-        if let Ok(data) = frame.into_data() {
-            buffered.extend_from_slice(&data);
-            if buffered.len() > limit || (first_only && holds_a_message(&buffered)) {
-                return Ok(B::rebody(Prefixed {
-                    prefix: Some(buffered.freeze()),
-                    rest: body.map_err(Into::into),
-                }));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = if buffered.is_empty() && first.is_none() {
+            first.insert(data)
+        } else {
+            if let Some(first) = first.take() {
+                buffered.extend_from_slice(&first);
             }
+            buffered.extend_from_slice(&data);
+            &buffered[..]
+        };
+        if read.len() > limit || (first_only && holds_a_message(read)) {
+            let prefix = first.take().unwrap_or_else(|| buffered.split().freeze());
+            return Ok(B::rebody(Prefixed {
+                prefix: Some(prefix),
+                rest: body.map_err(Into::into),
+            }));
         }
     }
+    let message = first.unwrap_or_else(|| buffered.freeze());
     Ok(B::rebody(
-        http_body_util::Full::new(buffered.freeze()).map_err(|never| match never {}),
+        http_body_util::Full::new(message).map_err(|never| match never {}),
     ))
 }
 

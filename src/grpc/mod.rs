@@ -580,13 +580,13 @@ fn slow_consumer(resume_after: i64) -> Status {
 pub(crate) fn privileged<T>(request: &Request<T>) -> bool {
     request
         .extensions()
-        .get::<Principal>()
+        .get::<std::sync::Arc<Principal>>()
         .is_some_and(|principal| principal.has(crate::auth::scopes::ADMIN))
 }
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
 pub(crate) fn actor<T>(request: &Request<T>) -> String {
-    request.extensions().get::<Principal>().map_or_else(
+    request.extensions().get::<std::sync::Arc<Principal>>().map_or_else(
         || "unknown".to_owned(),
         |principal| principal.subject.clone(),
     )

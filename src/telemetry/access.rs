@@ -10,7 +10,8 @@
 //! written directly into one reused buffer.
 //!
 //! **Masking.** Every string value of the line goes through [`mask_pii`] as it is written
-//! (numbers are the server's own), and the finished line is kept in [`LINE`]: the masking
+//! (numbers are the server's own, and so are three strings: the trace id, the transport's
+//! and the gRPC code's names), and the finished line is kept in [`LINE`]: the masking
 //! writer ([`super::RedactingWriter`]) passes a line identical to it on without scanning it a
 //! second time. Anything else still gets the whole-line scan. Masking each value gives the
 //! same result as masking the whole line: the values are quoted, and neither an email
@@ -202,8 +203,9 @@ impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.name(field) {
             // A trace id is 32 hex digits, checked or made here: nothing in it to mask (one of
-            // decimal digits only would be masked as a phone number), so it is not scanned.
-            let value = if field.name() == "trace_id" {
+            // decimal digits only would be masked as a phone number), so it is not scanned;
+            // nor are the transport's and the gRPC code's names, the server's own words.
+            let value = if matches!(field.name(), "trace_id" | "transport" | "grpc_code") {
                 std::borrow::Cow::Borrowed(value)
             } else {
                 mask_pii(value)
@@ -262,19 +264,8 @@ impl Visit for Fields<'_> {
 }
 
 /// `value` as decimal digits.
-fn push_u64(line: &mut String, mut value: u64) {
-    let mut digits = [0_u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    line.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+fn push_u64(line: &mut String, value: u64) {
+    line.push_str(itoa::Buffer::new().format(value));
 }
 
 /// `thousandths / 1000` as the shortest decimal that reads back as the same `f64`, which is

@@ -586,8 +586,11 @@ pub(crate) fn privileged<T>(request: &Request<T>) -> bool {
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
 pub(crate) fn actor<T>(request: &Request<T>) -> String {
-    request.extensions().get::<std::sync::Arc<Principal>>().map_or_else(
-        || "unknown".to_owned(),
-        |principal| principal.subject.clone(),
-    )
+    request
+        .extensions()
+        .get::<std::sync::Arc<Principal>>()
+        .map_or_else(
+            || "unknown".to_owned(),
+            |principal| principal.subject.clone(),
+        )
 }

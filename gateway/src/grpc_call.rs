@@ -89,7 +89,9 @@ pub async fn start_streaming(
         .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
     *request.extensions_mut() = extensions;
     let headers = request.headers_mut();
-    headers.extend(metadata);
+    // The request was built without headers: the metadata's map becomes its headers, not
+    // copied (and hashed again) entry by entry.
+    *headers = metadata;
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),

@@ -20,8 +20,15 @@ use crate::{
 };
 
 /// Puts a gRPC service behind authentication and the scope table.
+///
+/// Every call's future holds the checks: one shared reference, not a copy of each of their
+/// handles (the authenticator's, the limits'), taken and given back on every call.
 #[derive(Debug, Clone)]
-pub struct Auth {
+pub struct Auth(Arc<Checks>);
+
+/// What [`Auth`] checks calls against.
+#[derive(Debug, Clone)]
+struct Checks {
     authenticator: Authenticator,
     rate_limits: Option<Arc<RateLimits>>,
     scope: Option<&'static str>,
@@ -32,30 +39,31 @@ impl Auth {
     /// Checks calls with `authenticator` against the scope table, then each caller's
     /// `rate_limits`.
     pub fn new(authenticator: Authenticator, rate_limits: Option<RateLimits>) -> Self {
-        Self {
+        Self(Arc::new(Checks {
             authenticator,
             rate_limits: rate_limits.map(Arc::new),
             scope: None,
             callers: None,
-        }
+        }))
     }
 
     /// Also holds each caller to `callers`' share of calls in flight (RESOURCE_EXHAUSTED
     /// beyond it).
-    pub fn with_caller_limits(mut self, callers: CallerLimits) -> Self {
-        self.callers = Some(callers);
-        self
+    pub fn with_caller_limits(self, callers: CallerLimits) -> Self {
+        let mut checks = Arc::unwrap_or_clone(self.0);
+        checks.callers = Some(callers);
+        Self(Arc::new(checks))
     }
 
     /// Requires `scope` for every method of the wrapped service (for services outside the
     /// table, such as reflection when it is configured to be protected).
     pub fn requiring(authenticator: Authenticator, scope: &'static str) -> Self {
-        Self {
+        Self(Arc::new(Checks {
             authenticator,
             rate_limits: None,
             scope: Some(scope),
             callers: None,
-        }
+        }))
     }
 }
 
@@ -64,13 +72,14 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
         // The readied service handles this call; a fresh clone waits for the next one.
         let clone = inner.clone();
         let mut inner = std::mem::replace(inner, clone);
-        let Self {
-            authenticator,
-            rate_limits,
-            scope: fixed_scope,
-            callers,
-        } = self.clone();
+        let checks = self.0.clone();
         Box::pin(async move {
+            let Checks {
+                authenticator,
+                rate_limits,
+                scope: fixed_scope,
+                callers,
+            } = &*checks;
             let scope = fixed_scope.or_else(|| scopes::required(request.uri().path()));
             // Who is calling is settled first: an anonymous caller learns nothing about
             // which methods exist.
@@ -87,12 +96,12 @@ impl<S: Inner<B>, B: Send + 'static> Middleware<S, B> for Auth {
             if !principal.has(scope) {
                 return Ok(forbidden(&principal, scope).into_http());
             }
-            if let Some(limits) = &rate_limits
+            if let Some(limits) = rate_limits
                 && let Err(retry_after) = limits.check(&principal.subject)
             {
                 return Ok(RateLimits::exceeded(retry_after).into_http());
             }
-            let permit = match &callers {
+            let permit = match callers {
                 None => None,
                 Some(callers) => match callers.try_acquire(&principal.subject) {
                     Some(permit) => Some(permit),

@@ -341,15 +341,21 @@ fn mask_phones(text: &str) -> Cow<'_, str> {
 /// short numbers, a request id) is passed on after this one cheap look instead of being
 /// tokenised.
 fn may_hold_phone(b: &[u8]) -> bool {
-    look(b, |_| false)
+    look(b, false)
 }
 
 /// Whether any mask of [`mask_pii`] can find something in `b`: what [`may_hold_phone`] looks
 /// for, an `@` (emails) or an API key's prefix, in the same one pass (every field of every
 /// access line is looked at so).
 fn may_hold_pii(b: &[u8]) -> bool {
-    // [`look`] with its checks behind one table lookup per byte: most bytes of most values
-    // start nothing a mask looks for, and pass at a third of the cost.
+    look(b, true)
+}
+
+/// One pass over `b`: true at a `+`, a `%`, a run of [`MIN_BARE_DIGITS`] digits, and, with
+/// `emails_and_keys`, at an `@` or an API key's prefix.
+fn look(b: &[u8], emails_and_keys: bool) -> bool {
+    // The bytes that can start any of those, behind one table lookup: most bytes of most
+    // values start none, and pass at a third of the cost of testing each in turn.
     const STARTS: [bool; 256] = {
         let mut table = [false; 256];
         let mut i = 0;
@@ -366,36 +372,20 @@ fn may_hold_pii(b: &[u8]) -> bool {
             i += 1;
             continue;
         }
-        if c.is_ascii_digit() {
-            let run = b[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-            if run >= MIN_BARE_DIGITS {
+        match c {
+            b'0'..=b'9' => {
+                let run = b[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+                if run >= MIN_BARE_DIGITS {
+                    return true;
+                }
+                i += run;
+            }
+            b'+' | b'%' => return true,
+            b'@' if emails_and_keys => return true,
+            b'c' if emails_and_keys && b[i..].starts_with(API_KEY_PREFIX.as_bytes()) => {
                 return true;
             }
-            i += run;
-        } else if c != b'c' || b[i..].starts_with(API_KEY_PREFIX.as_bytes()) {
-            return true;
-        } else {
-            i += 1;
-        }
-    }
-    false
-}
-
-/// One pass over `b`: true at a `+`, a `%`, a run of [`MIN_BARE_DIGITS`] digits, or where
-/// `also` holds for the rest of `b` from a byte that is none of those.
-fn look(b: &[u8], also: impl Fn(&[u8]) -> bool) -> bool {
-    let mut digits = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits >= MIN_BARE_DIGITS {
-                return true;
-            }
-            continue;
-        }
-        digits = 0;
-        if c == b'+' || c == b'%' || also(&b[i..]) {
-            return true;
+            _ => i += 1,
         }
     }
     false

@@ -8,11 +8,12 @@ use customer_api::{
     db, export_cli, healthcheck, import_cli, server, telemetry,
 };
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
+    // mimalloc replaces `malloc` and `free` themselves (its `override` build), and Rust's
+    // `System` allocator calls them: see the dependency's note in Cargo.toml. Naming one of
+    // its functions keeps the library in the link whatever the linker decides.
+    std::hint::black_box(libmimalloc_sys::mi_free as *const () as usize);
     let cli = Cli::parse_with_secret_files();
     // Traces are the server's; the one-shot commands only log.
     let tracing = match &cli.command {

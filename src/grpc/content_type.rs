@@ -107,14 +107,15 @@ where
 /// Whether a request is gRPC or gRPC-web (exactly: tonic and tonic-web take no parameters,
 /// but in any case).
 fn is_grpc(headers: &HeaderMap) -> bool {
+    // Compared in place (every gRPC call asks): no lowercased copy.
     headers
         .get(header::CONTENT_TYPE)
-        .map(|value| {
-            String::from_utf8_lossy(value.as_bytes())
-                .trim()
-                .to_ascii_lowercase()
+        .map(|value| value.as_bytes().trim_ascii())
+        .is_some_and(|essence| {
+            ACCEPTED
+                .iter()
+                .any(|accepted| accepted.as_bytes().eq_ignore_ascii_case(essence))
         })
-        .is_some_and(|essence| ACCEPTED.contains(&essence.as_str()))
 }
 
 /// The 415 answer to a request whose content type a gRPC path does not speak; `connect`:

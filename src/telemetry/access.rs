@@ -294,10 +294,8 @@ fn push_thousandths(line: &mut String, thousandths: u64) {
 /// `value` quoted as `Debug` quotes a string: plain printable ASCII as is, anything else
 /// through `Debug` itself.
 fn push_debug_str(line: &mut String, value: &str) {
-    if value
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    // Plain JSON text is printable ASCII but for DEL, which `Debug` escapes.
+    if gateway::json::is_plain(value.as_bytes()) && !value.as_bytes().contains(&0x7f) {
         line.push('"');
         line.push_str(value);
         line.push('"');
@@ -308,7 +306,7 @@ fn push_debug_str(line: &mut String, value: &str) {
 
 /// `value` as a JSON string, escaped as `serde_json` escapes it.
 fn push_json_str(line: &mut String, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !gateway::json::needs_escape(value.as_bytes()) {
         line.push('"');
         line.push_str(value);
         line.push('"');
@@ -444,6 +442,9 @@ mod tests {
             (Some("tab\there é ünï"), "+49 30 1234567", 0.001),
             (Some("x"), "y", 0.0),
             (Some("x"), "y", 123_456.78),
+            // DEL (escaped by `Debug`, not by JSON), a control character, a long value.
+            (Some("del\u{7f}"), "bell\u{7}", 2.0),
+            (Some("a caller name longer than sixteen bytes"), "tail\u{7f}", 3.0),
         ] {
             tracing::info!(
                 target: "access",
@@ -482,7 +483,7 @@ mod tests {
     fn access_lines_are_written_as_the_generic_formats_write_them() {
         for format in [LogFormat::Text, LogFormat::Json] {
             let (own, generic) = both(format, access_events);
-            assert_eq!(own.lines().count(), 15, "{own}");
+            assert_eq!(own.lines().count(), 19, "{own}");
             for (own, generic) in own.lines().zip(generic.lines()) {
                 assert_eq!(own, generic, "{format:?}");
             }

@@ -354,17 +354,39 @@ fn any_byte(text: &[u8], hit: impl Fn(u8) -> bool, hit_word: impl Fn(u64) -> boo
     }
     // The rest (all of most strings, which are short) a word at a time: the last eight bytes
     // of the text, and the eight before them if the rest is longer (overlapping bytes already
-    // checked is harmless). Text shorter than a word goes byte by byte.
+    // checked is harmless). Text shorter than a word is read into one the same way.
     let rest = chunks.remainder();
     if rest.is_empty() {
         return false;
     }
     let Some(last) = text.last_chunk::<8>() else {
-        return rest.iter().any(|&b| hit(b));
+        return hit_word(short_word(text));
     };
     let first = rest.first_chunk::<8>().filter(|_| rest.len() > 8);
     hit_word(u64::from_ne_bytes(*last))
         | first.is_some_and(|first| hit_word(u64::from_ne_bytes(*first)))
+}
+
+/// The 1 to 7 bytes of `text` in one word: its first and last halves (overlapping), padded
+/// with `a`, which no test hits.
+fn short_word(text: &[u8]) -> u64 {
+    const PAD: u64 = u64::from_le_bytes([b'a'; 8]);
+    let n = text.len();
+    let four = |at: usize| {
+        text[at..]
+            .first_chunk()
+            .map_or(0, |b| u64::from(u32::from_le_bytes(*b)))
+    };
+    let two = |at: usize| {
+        text[at..]
+            .first_chunk()
+            .map_or(0, |b| u64::from(u16::from_le_bytes(*b)))
+    };
+    match n {
+        4.. => four(0) | four(n - 4) << 32,
+        2..=3 => two(0) | two(n - 2) << 16 | PAD << 32,
+        _ => text.first().map_or(PAD, |&b| u64::from(b) | PAD << 8),
+    }
 }
 
 fn field_i64(message: &DynamicMessage, name: &str) -> i64 {

@@ -219,7 +219,9 @@ impl Authenticator {
                 )
                 .await;
         }
-        if let Some(value) = headers.get("x-api-key") {
+        // A constant name: looking a header up by a `&str` parses and hashes the name first.
+        const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+        if let Some(value) = headers.get(X_API_KEY) {
             let key = value
                 .to_str()
                 .map_err(|_| AuthError::InvalidApiKey("not text".into()))?;

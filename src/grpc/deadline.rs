@@ -21,9 +21,11 @@ pub struct Deadline;
 
 impl<S: Inner<B>, B> Middleware<S, B> for Deadline {
     fn call(&self, inner: &mut S, request: Request<B>) -> ResponseFuture<S::Error> {
+        // A constant name: looking a header up by a `&str` parses and hashes the name first.
+        const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
         let timeout = request
             .headers()
-            .get("grpc-timeout")
+            .get(GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
         let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);

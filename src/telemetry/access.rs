@@ -444,7 +444,11 @@ mod tests {
             (Some("x"), "y", 123_456.78),
             // DEL (escaped by `Debug`, not by JSON), a control character, a long value.
             (Some("del\u{7f}"), "bell\u{7}", 2.0),
-            (Some("a caller name longer than sixteen bytes"), "tail\u{7f}", 3.0),
+            (
+                Some("a caller name longer than sixteen bytes"),
+                "tail\u{7f}",
+                3.0,
+            ),
         ] {
             tracing::info!(
                 target: "access",

@@ -311,21 +311,15 @@ pub(crate) fn write_plain(text: &[u8], out: &mut Vec<u8>) {
 /// Whether some byte of `text` must be escaped in a JSON string (a control character, `"`
 /// or `\`).
 pub fn needs_escape(text: &[u8]) -> bool {
-    any_byte(
-        text,
-        |b| (b < 0x20) | (b == b'"') | (b == b'\\'),
-        word_needs_escape,
-    )
+    any_word(text, word_needs_escape)
 }
 
 /// Whether `text` is ASCII that needs no escape in a JSON string: then it is also UTF-8, and
 /// is written as it is.
 pub fn is_plain(text: &[u8]) -> bool {
-    !any_byte(
-        text,
-        |b| (b < 0x20) | (b == b'"') | (b == b'\\') | (b >= 0x80),
-        |word| word_needs_escape(word) | (word & HIGH_BITS != 0),
-    )
+    !any_word(text, |word| {
+        word_needs_escape(word) | (word & HIGH_BITS != 0)
+    })
 }
 
 /// `0x01` in every byte of a word.
@@ -342,29 +336,17 @@ fn word_needs_escape(word: u64) -> bool {
     below(0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
-/// Whether `hit` holds for some byte of `text`; `hit_word` tells the same of eight bytes.
-fn any_byte(text: &[u8], hit: impl Fn(u8) -> bool, hit_word: impl Fn(u64) -> bool) -> bool {
-    // Whole chunks are checked without an early exit, which the compiler turns into vector
-    // compares: a byte at a time costs about three times the instructions on long text.
-    let mut chunks = text.chunks_exact(16);
-    for chunk in &mut chunks {
-        if chunk.iter().fold(false, |any, &b| any | hit(b)) {
-            return true;
-        }
-    }
-    // The rest (all of most strings, which are short) a word at a time: the last eight bytes
-    // of the text, and the eight before them if the rest is longer (overlapping bytes already
-    // checked is harmless). Text shorter than a word is read into one the same way.
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return false;
-    }
+/// Whether `hit` holds for some eight bytes of `text`, read a word at a time: the whole words,
+/// then the last eight bytes (overlapping bytes already checked is harmless). Text shorter
+/// than a word is read into one ([`short_word`]); most strings are short.
+fn any_word(text: &[u8], hit: impl Fn(u64) -> bool) -> bool {
     let Some(last) = text.last_chunk::<8>() else {
-        return hit_word(short_word(text));
+        return !text.is_empty() && hit(short_word(text));
     };
-    let first = rest.first_chunk::<8>().filter(|_| rest.len() > 8);
-    hit_word(u64::from_ne_bytes(*last))
-        | first.is_some_and(|first| hit_word(u64::from_ne_bytes(*first)))
+    text.chunks_exact(8)
+        .filter_map(|chunk| chunk.first_chunk::<8>())
+        .any(|word| hit(u64::from_ne_bytes(*word)))
+        || hit(u64::from_ne_bytes(*last))
 }
 
 /// The 1 to 7 bytes of `text` in one word: its first and last halves (overlapping), padded
@@ -496,20 +478,20 @@ mod tests {
                     let mut text = vec![b'x'; length];
                     text[at] = b;
                     assert_eq!(
-                        super::needs_escape(&text),
+                        needs_escape(&text),
                         byte_escape(b),
                         "{b:#x} at {at}/{length}"
                     );
                     assert_eq!(
-                        super::is_plain(&text),
+                        is_plain(&text),
                         !byte_escape(b) && b < 0x80,
                         "{b:#x} at {at}/{length}"
                     );
                 }
             }
         }
-        assert!(super::is_plain(b""));
-        assert!(!super::needs_escape(b""));
+        assert!(is_plain(b""));
+        assert!(!needs_escape(b""));
         // Several bytes of every kind together (borrows between neighbouring bytes).
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..20_000 {
@@ -525,12 +507,12 @@ mod tests {
                 })
                 .collect();
             assert_eq!(
-                super::needs_escape(&text),
+                needs_escape(&text),
                 text.iter().any(|&b| byte_escape(b)),
                 "{text:?}"
             );
             assert_eq!(
-                super::is_plain(&text),
+                is_plain(&text),
                 text.iter().all(|&b| !byte_escape(b) && b < 0x80),
                 "{text:?}"
             );

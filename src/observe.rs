@@ -81,7 +81,7 @@ const PROBES: [&str; 5] = [
 #[derive(Debug)]
 pub struct RequestContext {
     request_id: HeaderValue,
-    caller: OnceLock<Box<str>>,
+    caller: OnceLock<Arc<str>>,
     /// The gRPC code of the call, `-1` until known.
     code: AtomicI32,
     bytes_in: AtomicU64,
@@ -108,8 +108,8 @@ impl RequestContext {
     }
 
     /// Records who is calling (the first caller set wins).
-    pub fn set_caller(&self, subject: &str) {
-        let _ = self.caller.set(subject.into());
+    pub fn set_caller(&self, subject: &Arc<str>) {
+        let _ = self.caller.set(subject.clone());
     }
 
     /// Who is calling, once authenticated.

@@ -99,7 +99,7 @@ impl ApiKeys {
         };
         Ok((
             Principal {
-                subject: subject(info.id),
+                subject: subject(info.id).into(),
                 scopes: info.scopes,
             },
             valid_until,

@@ -296,7 +296,13 @@ impl JwtVerifier {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        Ok((Principal { subject, scopes }, data.claims.exp))
+        Ok((
+            Principal {
+                subject: subject.into(),
+                scopes,
+            },
+            data.claims.exp,
+        ))
     }
 }
 

@@ -36,7 +36,7 @@ use crate::{
 
 /// Per-caller request rates.
 pub struct RateLimits {
-    limiter: DefaultKeyedRateLimiter<String>,
+    limiter: DefaultKeyedRateLimiter<Arc<str>>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -56,9 +56,9 @@ impl RateLimits {
     }
 
     /// `Ok` when `caller` may make a call now, else how long to wait.
-    pub fn check(&self, caller: &str) -> Result<(), Duration> {
+    pub fn check(&self, caller: &Arc<str>) -> Result<(), Duration> {
         self.limiter
-            .check_key(&caller.to_owned())
+            .check_key(caller)
             .map_err(|not_until| {
                 not_until.wait_time_from(governor::clock::DefaultClock::default().now())
             })
@@ -108,15 +108,15 @@ impl ConcurrencyLimit {
 /// How many things (calls in flight, open watches) each caller holds, capped per caller.
 #[derive(Debug, Clone)]
 pub struct CallerLimits {
-    held: Arc<Mutex<HashMap<String, usize>>>,
+    held: Arc<Mutex<HashMap<Arc<str>, usize>>>,
     max: usize,
 }
 
 /// One thing a caller holds; dropping it gives it back.
 #[derive(Debug)]
 pub struct CallerPermit {
-    held: Arc<Mutex<HashMap<String, usize>>>,
-    caller: String,
+    held: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    caller: Arc<str>,
 }
 
 impl CallerLimits {
@@ -129,16 +129,20 @@ impl CallerLimits {
     }
 
     /// A permit for `caller`, or `None` when it already holds `max`.
-    pub fn try_acquire(&self, caller: &str) -> Option<CallerPermit> {
+    pub fn try_acquire(&self, caller: &Arc<str>) -> Option<CallerPermit> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(caller.to_owned()).or_default();
+        // Looked up by name first: the key is shared (not copied) only when it is new.
+        let count = match held.get_mut(&**caller) {
+            Some(count) => count,
+            None => held.entry(caller.clone()).or_default(),
+        };
         if *count >= self.max {
             return None;
         }
         *count += 1;
         Some(CallerPermit {
             held: self.held.clone(),
-            caller: caller.to_owned(),
+            caller: caller.clone(),
         })
     }
 
@@ -166,10 +170,10 @@ impl Drop for CallerPermit {
     fn drop(&mut self) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         // Callers without anything held are forgotten, so the map stays small.
-        if let Some(count) = held.get_mut(&self.caller) {
+        if let Some(count) = held.get_mut(&*self.caller) {
             *count -= 1;
             if *count == 0 {
-                held.remove(&self.caller);
+                held.remove(&*self.caller);
             }
         }
     }
@@ -202,27 +206,29 @@ mod tests {
     #[test]
     fn each_caller_has_its_own_budget() {
         let limits = RateLimits::new(1, 2).unwrap();
-        assert!(limits.check("a").is_ok());
-        assert!(limits.check("a").is_ok());
-        let wait = limits.check("a").unwrap_err();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        assert!(limits.check(&a).is_ok());
+        assert!(limits.check(&a).is_ok());
+        let wait = limits.check(&a).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
-        assert!(limits.check("b").is_ok());
+        assert!(limits.check(&b).is_ok());
         assert!(RateLimits::new(0, 10).is_none());
     }
 
     #[test]
     fn each_caller_holds_at_most_its_share_and_gives_it_back() {
         let limits = CallerLimits::new(2);
-        let first = limits.try_acquire("a").unwrap();
-        let _second = limits.try_acquire("a").unwrap();
-        assert!(limits.try_acquire("a").is_none());
-        let _other = limits.try_acquire("b").unwrap();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let first = limits.try_acquire(&a).unwrap();
+        let _second = limits.try_acquire(&a).unwrap();
+        assert!(limits.try_acquire(&a).is_none());
+        let _other = limits.try_acquire(&b).unwrap();
         assert_eq!(limits.total(), 3);
         drop(first);
-        assert!(limits.try_acquire("a").is_some());
+        assert!(limits.try_acquire(&a).is_some());
         drop(_other);
         assert_eq!(limits.held.lock().unwrap().len(), 1, "b is forgotten");
     }

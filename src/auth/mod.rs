@@ -40,7 +40,9 @@ pub const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct Principal {
     /// Recorded as the actor of writes: the token's `sub` (escaped out of the API keys'
     /// namespace, see [`jwt::token_subject`]), or `api-key:{id}`.
-    pub subject: String,
+    /// Shared, so the per-call checks (caller limits, the request context) key and keep it
+    /// without a copy.
+    pub subject: Arc<str>,
     /// Granted scopes.
     pub scopes: Vec<String>,
 }

@@ -107,7 +107,8 @@ macro_rules! top_level_name {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}{}", $prefix, self.0)
+                f.write_str($prefix)?;
+                write_id(self.0, f)
             }
         }
     };
@@ -209,8 +210,16 @@ impl ResourceName for NoteName {
 
 impl fmt::Display for NoteName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{NOTES}{}", self.customer, self.note)
+        self.customer.fmt(f)?;
+        f.write_str(NOTES)?;
+        write_id(self.note, f)
     }
+}
+
+/// Writes `id` hyphenated in lower case, as its `Display` does, but as one string rather than
+/// through a second formatter (every response names its resource: ~0.5k instructions less).
+fn write_id(id: Uuid, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
 }
 
 /// The customer a resource name belongs to: itself for `customers/{id}`, the parent for

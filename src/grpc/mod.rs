@@ -403,7 +403,7 @@ impl CustomerApi {
             .service
             .events()
             .watch_limits()
-            .admit(&actor(&request))?;
+            .admit(&caller(&request))?;
         let privileged = privileged(&request);
         let request = request.get_ref();
         let watch = self
@@ -586,11 +586,13 @@ pub(crate) fn privileged<T>(request: &Request<T>) -> bool {
 
 /// Who is calling: set by the auth layer, which runs before every protected method.
 pub(crate) fn actor<T>(request: &Request<T>) -> String {
+    caller(request).to_string()
+}
+
+/// [`actor`], shared rather than copied (the key of the per-caller limits).
+fn caller<T>(request: &Request<T>) -> std::sync::Arc<str> {
     request
         .extensions()
         .get::<std::sync::Arc<Principal>>()
-        .map_or_else(
-            || "unknown".to_owned(),
-            |principal| principal.subject.clone(),
-        )
+        .map_or_else(|| "unknown".into(), |principal| principal.subject.clone())
 }

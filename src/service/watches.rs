@@ -68,7 +68,7 @@ impl WatchLimits {
     }
 
     /// A place for one more watch of `caller`, or the RESOURCE_EXHAUSTED status to answer.
-    pub fn admit(&self, caller: &str) -> Result<WatchPermit, tonic::Status> {
+    pub fn admit(&self, caller: &Arc<str>) -> Result<WatchPermit, tonic::Status> {
         let caller = self
             .per_caller
             .try_acquire(caller)

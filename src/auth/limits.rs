@@ -57,11 +57,9 @@ impl RateLimits {
 
     /// `Ok` when `caller` may make a call now, else how long to wait.
     pub fn check(&self, caller: &Arc<str>) -> Result<(), Duration> {
-        self.limiter
-            .check_key(caller)
-            .map_err(|not_until| {
-                not_until.wait_time_from(governor::clock::DefaultClock::default().now())
-            })
+        self.limiter.check_key(caller).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
     }
 
     /// The RESOURCE_EXHAUSTED answer.

@@ -57,7 +57,7 @@ BENCH_INSTRUCTIONS_TOOLS := valgrind:valgrind callgrind_control:valgrind callgri
 # (tests/api/docs.rs, driven by playwright-core from NPM_TOOLS).
 TEST_PACKAGES := pgbouncer haproxy chromium
 
-.PHONY: help run stop nextest fuzz test chaos test-tools sdk bench bench-rest bench-instructions check-monitoring lint fmt build migrate openapi tools release cluster-test
+.PHONY: help run stop nextest fuzz test chaos test-tools sdk bench bench-rest bench-instructions bench-write-shapes check-monitoring lint fmt build migrate openapi tools release cluster-test
 
 # Test tools from PyPI, pinned, in a virtualenv of their own (never the system Python):
 # check-jsonschema validates compose.yaml against the Compose Specification schema it vendors;
@@ -194,6 +194,11 @@ bench-instructions: ## Server instructions per Get/List/search/Create (callgrind
 	$(CARGO) build --release -p customer-api
 	$(CARGO) build --release -p customer-bench
 	scripts/bench/instructions.sh
+
+bench-write-shapes: ## PostgreSQL alone running one CreateCustomer's statements in six shapes (pgbench)
+	@scripts/ensure-tools.sh $(BENCH_TOOLS)
+	$(CARGO) build --release -p customer-api
+	scripts/bench/write-shapes.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)
 	$(CARGO) fmt --all -- --check

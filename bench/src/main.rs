@@ -69,7 +69,7 @@ use crate::{
 };
 
 /// Every scenario, in run order.
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 17] = [
     "pgbench-select",
     "get-grpc",
     "get-grpc-web",
@@ -82,6 +82,7 @@ const SCENARIOS: [&str; 16] = [
     "duplicates-1",
     "pgbench-insert",
     "create",
+    "create-without-request-id",
     "update",
     "mixed",
     "export",
@@ -489,21 +490,24 @@ async fn run(args: Args) -> Result<(), String> {
                     m,
                 )
             }
-            "create" => {
+            "create" | "create-without-request-id" => {
+                let request_id = name == "create";
                 let workers = (0..c)
                     .map(|i| scenarios::Create {
                         grpc: client(i),
-                        nonce: format!("{nonce}c"),
+                        nonce: format!("{nonce}{}", if request_id { "c" } else { "n" }),
                         worker: i,
                         sent: 0,
+                        request_id,
                     })
                     .collect();
                 let m = mode.run(name, workers, pid).await?;
-                (
-                    "CreateCustomer with request_id".to_owned(),
-                    Compare::Insert,
-                    m,
-                )
+                let what = if request_id {
+                    "CreateCustomer with request_id"
+                } else {
+                    "CreateCustomer without request_id"
+                };
+                (what.to_owned(), Compare::Insert, m)
             }
             "update" => {
                 let workers = (0..c)
@@ -529,6 +533,7 @@ async fn run(args: Args) -> Result<(), String> {
                             nonce: format!("{nonce}m"),
                             worker: i,
                             sent: 0,
+                            request_id: true,
                         },
                         update: scenarios::Update::owned(client(i), rows_n / 2 + 1, rows_n, i, c),
                     })

@@ -294,13 +294,15 @@ fn new_customer(email: String, phone: String) -> pb::Customer {
     }
 }
 
-/// CreateCustomer with a fresh request id and a unique email.
+/// CreateCustomer with a unique email, and a fresh request id unless `request_id` is off.
 pub struct Create {
     pub grpc: Grpc,
     /// Distinguishes this run's emails from earlier runs'.
     pub nonce: String,
     pub worker: usize,
     pub sent: u64,
+    /// Send a request id (the write claims it and stores its response: two statements more).
+    pub request_id: bool,
 }
 
 impl Create {
@@ -315,7 +317,11 @@ impl Create {
         );
         let request = self.grpc.request(pb::CreateCustomerRequest {
             customer: Some(customer),
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: if self.request_id {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                String::new()
+            },
             duplicate_policy: 0,
         });
         self.grpc

@@ -19,6 +19,8 @@
 # - single-insert: the `pgbench-insert` baseline of `make bench` (one INSERT … RETURNING).
 # - today: what the service sends, one round trip each: BEGIN; claim the request id; INSERT
 #   the customer RETURNING the row; INSERT its event; store the response; COMMIT.
+# - without-request-id: what the service sends for a create without a request id: BEGIN;
+#   INSERT … RETURNING; event; COMMIT (four round trips, two statements fewer).
 # - four-round-trips: BEGIN; (claim + insert) pipelined; (event + response) pipelined; COMMIT.
 # - two-round-trips: (BEGIN + claim + insert) pipelined; (event + response + COMMIT)
 #   pipelined: the least a write can send while the event and response are made from the
@@ -42,7 +44,7 @@ DURATION=${BENCH_DURATION:-10}
 CLIENTS=${BENCH_CONCURRENCY:-32}
 THREADS=${BENCH_THREADS:-2}
 REPEATS=${BENCH_REPEATS:-2}
-IFS=, read -r -a shapes <<<"${BENCH_SHAPES:-single-insert,today,four-round-trips,two-round-trips,one-round-trip,one-statement}"
+IFS=, read -r -a shapes <<<"${BENCH_SHAPES:-single-insert,today,without-request-id,four-round-trips,two-round-trips,one-round-trip,one-statement}"
 for shape in "${shapes[@]}"; do
     [ -f "$DIR/$shape.sql" ] || { echo "no script $DIR/$shape.sql" >&2; exit 1; }
 done

@@ -13,21 +13,22 @@
 # batch as src/events/sequencer.rs does), so events are numbered as they are in the service
 # and its transactions are not counted.
 #
-# The scripts (the statements and shapes of one CreateCustomer with a request id, copied
-# from the service's statement log; a customer id, request id and event id per
-# transaction):
-# - single-insert: the `pgbench-insert` baseline of `make bench` (one INSERT … RETURNING).
-# - today: what the service sends, one round trip each: BEGIN; claim the request id; INSERT
-#   the customer RETURNING the row; INSERT its event; store the response; COMMIT.
-# - without-request-id: what the service sends for a create without a request id: BEGIN;
-#   INSERT … RETURNING; event; COMMIT (four round trips, two statements fewer).
-# - four-round-trips: BEGIN; (claim + insert) pipelined; (event + response) pipelined; COMMIT.
-# - two-round-trips: (BEGIN + claim + insert) pipelined; (event + response + COMMIT)
-#   pipelined: the least a write can send while the event and response are made from the
-#   row PostgreSQL returns (its create_time, version).
+# The statements of one CreateCustomer with a request id, copied from the service's statement
+# log, are each in a file of scripts/bench/write-shapes/ (claim, insert, event, response; ids
+# sets the customer, request and event ids of a transaction). The shapes group them into
+# round trips: `/` ends one, and a round trip of several statements is a pgbench pipeline.
+# - single-insert (a script of its own): the `pgbench-insert` baseline of `make bench`.
+# - today: what the service sends, one round trip each.
+# - without-request-id: what it sends for a create without a request id (no claim, no
+#   stored response; the event's request id is NULL).
+# - four-round-trips: BEGIN; (claim + insert); (event + response); COMMIT.
+# - two-round-trips: (BEGIN + claim + insert); (event + response + COMMIT): the least a write
+#   can send while the event and response are made from the row PostgreSQL returns (its
+#   create_time, version).
 # - one-round-trip: all six statements in one pipeline.
-# - one-statement: claim, insert and event as one statement (data-modifying CTEs), the
-#   response stored with the claim: only possible if the service made the row's timestamps.
+# - one-statement (a script of its own): claim, insert and event as one statement
+#   (data-modifying CTEs), the response stored with the claim: only possible if the service
+#   made the row's timestamps.
 #
 # Output: tps per script and round, and the ratio to single-insert of the same round.
 # Settings: BENCH_ROWS, BENCH_DURATION, BENCH_CONCURRENCY, BENCH_THREADS, BENCH_REPEATS,
@@ -45,8 +46,40 @@ CLIENTS=${BENCH_CONCURRENCY:-32}
 THREADS=${BENCH_THREADS:-2}
 REPEATS=${BENCH_REPEATS:-2}
 IFS=, read -r -a shapes <<<"${BENCH_SHAPES:-single-insert,today,without-request-id,four-round-trips,two-round-trips,one-round-trip,one-statement}"
+declare -A ROUND_TRIPS=(
+    [today]="BEGIN / claim / insert / event / response / COMMIT"
+    [without-request-id]="BEGIN / insert / event-without-request-id / COMMIT"
+    [four-round-trips]="BEGIN / claim insert / event response / COMMIT"
+    [two-round-trips]="BEGIN claim insert / event response COMMIT"
+    [one-round-trip]="BEGIN claim insert event response COMMIT"
+)
+SCRIPTS=$OUT/write-shapes
+mkdir -p "$SCRIPTS"
+# script SHAPE: writes $SCRIPTS/SHAPE.sql from its round trips (or copies a whole script).
+script() {
+    local shape=$1 out=$SCRIPTS/$1.sql
+    if [ -z "${ROUND_TRIPS[$shape]:-}" ]; then
+        [ -f "$DIR/$shape.sql" ] || { echo "no shape $shape" >&2; exit 1; }
+        cp "$DIR/$shape.sql" "$out"
+        return
+    fi
+    cat "$DIR/ids.sql" >"$out"
+    local trip statement
+    IFS=/ read -r -a trips <<<"${ROUND_TRIPS[$shape]}"
+    for trip in "${trips[@]}"; do
+        read -r -a statements <<<"$trip"
+        ((${#statements[@]} == 1)) || echo '\startpipeline' >>"$out"
+        for statement in "${statements[@]}"; do
+            case $statement in
+            BEGIN | COMMIT) echo "$statement;" >>"$out" ;;
+            *) cat "$DIR/$statement.sql" >>"$out" ;;
+            esac
+        done
+        ((${#statements[@]} == 1)) || echo '\endpipeline' >>"$out"
+    done
+}
 for shape in "${shapes[@]}"; do
-    [ -f "$DIR/$shape.sql" ] || { echo "no script $DIR/$shape.sql" >&2; exit 1; }
+    script "$shape"
 done
 
 trap 'drop_db "$BENCH_DB"' EXIT
@@ -59,7 +92,7 @@ measure() {
         >"$OUT/write-shapes-sequencer.log" 2>&1 &
     local sequencer=$!
     local tps
-    tps=$(pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -f "$DIR/$1.sql" "$url" \
+    tps=$(pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -f "$SCRIPTS/$1.sql" "$url" \
         2>"$OUT/write-shapes.log" | awk '/^tps = / { printf "%.0f", $3 }')
     wait "$sequencer" || { cat "$OUT/write-shapes-sequencer.log" >&2; exit 1; }
     [ -n "$tps" ] || { cat "$OUT/write-shapes.log" >&2; exit 1; }

@@ -1,0 +1,1 @@
+INSERT INTO "request_ids" ("request_id", "fingerprint") VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid, decode(repeat('02', 33), 'hex')) ON CONFLICT ("request_id") DO NOTHING;

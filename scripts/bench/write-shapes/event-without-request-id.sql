@@ -1,0 +1,1 @@
+INSERT INTO "events" ("event_id", "aggregate", "sequence", "event_type", "payload", "actor", "request_id", "traceparent") VALUES (('00000000-0000-7000-a000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid, 'customers/' || ('00000000-0000-7000-9000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid, 1, 'CustomerRegistered', decode(repeat('0a2e', 125), 'hex'), 'bench', NULL, NULL);

@@ -1,0 +1,1 @@
+UPDATE request_ids SET response_pb = decode(repeat('0a2e', 125), 'hex'), customer_id = ('00000000-0000-7000-9000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid WHERE request_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid;

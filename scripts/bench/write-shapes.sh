@@ -22,6 +22,9 @@
 # - without-request-id: what it sends for a create without a request id (no claim, no
 #   stored response; the event's request id is NULL).
 # - four-round-trips: BEGIN; (claim + insert); (event + response); COMMIT.
+# - four-round-trips-savepoint (only when named in BENCH_SHAPES): the same with a SAVEPOINT
+#   between the claim and the insert, which a speculative insert needs to be undone when
+#   the claim finds the request id used.
 # - two-round-trips: (BEGIN + claim + insert); (event + response + COMMIT): the least a write
 #   can send while the event and response are made from the row PostgreSQL returns (its
 #   create_time, version).
@@ -50,6 +53,7 @@ declare -A ROUND_TRIPS=(
     [today]="BEGIN / claim / insert / event / response / COMMIT"
     [without-request-id]="BEGIN / insert / event-without-request-id / COMMIT"
     [four-round-trips]="BEGIN / claim insert / event response / COMMIT"
+    [four-round-trips-savepoint]="BEGIN / claim SAVEPOINT insert / event response / COMMIT"
     [two-round-trips]="BEGIN claim insert / event response COMMIT"
     [one-round-trip]="BEGIN claim insert event response COMMIT"
 )
@@ -72,6 +76,7 @@ script() {
         for statement in "${statements[@]}"; do
             case $statement in
             BEGIN | COMMIT) echo "$statement;" >>"$out" ;;
+            SAVEPOINT) echo "SAVEPOINT speculative;" >>"$out" ;;
             *) cat "$DIR/$statement.sql" >>"$out" ;;
             esac
         done

@@ -175,6 +175,45 @@ async fn retried_request_id_returns_the_first_response_without_a_second_write() 
     assert_eq!(app.count("customers", "").await, 1);
 }
 
+/// A retry's claim and insert share a round trip, the insert speculative: here the email is
+/// free again (the customer was deleted), so that insert succeeds and must be undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_the_customer_was_deleted_replays_and_stores_nothing_new() {
+    let app = TestApp::spawn().await;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let customer = new_customer("Grace", "Hopper");
+    let first = app
+        .client
+        .clone()
+        .create_customer(create_request(customer.clone(), &request_id))
+        .await
+        .unwrap()
+        .into_inner();
+    app.client
+        .clone()
+        .delete_customer(pb::DeleteCustomerRequest {
+            name: first.name.clone(),
+            etag: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let events = app.count("events", "").await;
+
+    let retry = app
+        .client
+        .clone()
+        .create_customer(create_request(customer, &request_id))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(retry, first);
+    assert_eq!(app.count("customers", "").await, 1);
+    assert_eq!(app.count("customers", "delete_time IS NULL").await, 0);
+    assert_eq!(app.count("events", "").await, events);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_creates_with_one_request_id_write_once_and_answer_alike() {
     let app = TestApp::spawn().await;

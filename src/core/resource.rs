@@ -160,14 +160,6 @@ pub trait Resource: Clone + Send + Sync + Replayable + 'static {
         async { Ok(()) }
     }
 
-    /// Whether a create of `data` has anything for [`Resource::check_parent`] or
-    /// [`Resource::check_references`] to read. Without, the write sends its request-id
-    /// claim and its insert in one round trip (`Repository::claim_and_insert`).
-    fn checks_on_create(data: &Self::Data) -> bool {
-        let _ = data;
-        true
-    }
-
     /// Checks the references of new fields (`current`: the fields they replace), inside the
     /// write: a customer's company must be live.
     fn check_references<C: Storage>(

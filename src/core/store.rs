@@ -70,15 +70,6 @@ pub enum Claim {
 
 pub use crate::domain::event::NewEvent;
 
-/// What a claim with a speculative insert found ([`Repository::claim_and_insert`]).
-#[derive(Debug)]
-pub enum Speculative<R> {
-    /// The request id was new and the resource is stored.
-    Inserted(R),
-    /// The request id was used ([`Claim::Used`]); nothing was stored.
-    Used(Claim),
-}
-
 /// Reads and writes of one resource type.
 pub trait Repository<R: Resource>: Send {
     /// The resource, deleted or not, read with `lock`.
@@ -116,30 +107,6 @@ pub trait Repository<R: Resource>: Send {
     /// Removes the resource: a soft delete (the resource as deleted) or a hard one (the
     /// resource as it was last).
     fn remove(&mut self, current: &R, actor: &str) -> impl Future<Output = Result<R>> + Send;
-
-    /// [`Storage::claim`], then [`Repository::insert`] if the request id was new. A store
-    /// may send both in one round trip, the insert speculative: undone (before this
-    /// returns) when the claim finds the id used, so the outcome is the same.
-    fn claim_and_insert(
-        &mut self,
-        request_id: Uuid,
-        fingerprint: &[u8],
-        name: R::Name,
-        data: &R::Data,
-        actor: &str,
-    ) -> impl Future<Output = Result<Speculative<R>>> + Send
-    where
-        Self: Storage,
-    {
-        async move {
-            match self.claim(request_id, fingerprint).await? {
-                Claim::Fresh => Ok(Speculative::Inserted(
-                    Repository::<R>::insert(self, name, data, actor).await?,
-                )),
-                used @ Claim::Used { .. } => Ok(Speculative::Used(used)),
-            }
-        }
-    }
 }
 
 /// Resources that are soft-deleted and can be restored (AIP-164).
@@ -182,21 +149,6 @@ pub trait Storage:
 
     /// Records an event in the outbox.
     fn record(&mut self, event: NewEvent) -> impl Future<Output = Result<()>> + Send;
-
-    /// [`Storage::record`] and [`Storage::complete`]: independent statements, which a store
-    /// may send in one round trip.
-    fn record_and_complete(
-        &mut self,
-        event: NewEvent,
-        request_id: Uuid,
-        response: super::replay::StoredReplay,
-        customer: Option<Uuid>,
-    ) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            self.record(event).await?;
-            self.complete(request_id, response, customer).await
-        }
-    }
 
     /// Clears the company of every live customer of `company`, bumping each one's version;
     /// the customers as they are now.

@@ -13,9 +13,7 @@ use super::{
     mask::Mask,
     replay::Replayable,
     resource::{Resource, check_etag},
-    store::{
-        Claim, Lock, NewEvent, Repository, Restore, Speculative, Storage, Store, Transact, TxBody,
-    },
+    store::{Claim, Lock, NewEvent, Repository, Restore, Storage, Store, Transact, TxBody},
 };
 use crate::{
     domain::{
@@ -129,40 +127,10 @@ where
             actor: actor.to_owned(),
             request_id,
         };
-        match request_id {
-            // Nothing to check between the claim and the insert: they share a round trip,
-            // and so do the event and the stored response.
-            Some(request_id) if !R::checks_on_create(&data) => {
-                self.store
-                    .write(async move |conn: &mut S::Conn| {
-                        let created = match Repository::<R>::claim_and_insert(
-                            conn,
-                            request_id,
-                            &fingerprint.current,
-                            name,
-                            &data,
-                            &origin.actor,
-                        )
-                        .await?
-                        {
-                            Speculative::Inserted(created) => created,
-                            Speculative::Used(used) => return replay(&fingerprint, used),
-                        };
-                        let event = new_event(R::EVENTS.created, &created, None, &origin);
-                        let owner = created.personal_data_of();
-                        conn.record_and_complete(event, request_id, created.store_replay(), owner)
-                            .await?;
-                        Ok(created)
-                    })
-                    .await
-            }
-            _ => {
-                self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
-                    insert_new(conn, name, &data, &origin).await
-                })
-                .await
-            }
-        }
+        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+            insert_new(conn, name, &data, &origin).await
+        })
+        .await
     }
 
     /// Returns one resource, deleted or not.
@@ -395,7 +363,22 @@ where
                 if let Some(request_id) = request_id {
                     match conn.claim(request_id, &fingerprint.current).await? {
                         Claim::Fresh => {}
-                        used @ Claim::Used { .. } => return replay(&fingerprint, used),
+                        Claim::Used {
+                            fingerprint: first,
+                            response,
+                        } => {
+                            if !fingerprint.matches(&first) {
+                                return Err(Error::invalid_field(
+                                    reason::REQUEST_ID_REUSED,
+                                    "request_id",
+                                    "was already used for a different request; use a new UUID \
+                                     per request",
+                                ));
+                            }
+                            // The stored response, or the answer to a retry of a
+                            // request whose response was forgotten (`Forgotten::answer`).
+                            return R::load_replay(response);
+                        }
                     }
                 }
                 let response = body(conn).await?;
@@ -408,27 +391,6 @@ where
             })
             .await
     }
-}
-
-/// The answer to a request whose id a committed write used: its stored response (or the
-/// answer to a retry of a request whose response was forgotten, `Forgotten::answer`) if
-/// the request is the same, else `REQUEST_ID_REUSED`.
-fn replay<R: Replayable>(fingerprint: &Fingerprint, used: Claim) -> Result<R> {
-    let Claim::Used {
-        fingerprint: first,
-        response,
-    } = used
-    else {
-        return Err(Error::internal(&Unreachable("a fresh claim replayed")));
-    };
-    if !fingerprint.matches(&first) {
-        return Err(Error::invalid_field(
-            reason::REQUEST_ID_REUSED,
-            "request_id",
-            "was already used for a different request; use a new UUID per request",
-        ));
-    }
-    R::load_replay(response)
 }
 
 /// The `name` and `request_id` of a request about one resource (delete, undelete), both
@@ -523,25 +485,15 @@ pub async fn record<R: Resource, C: Storage>(
     previous: Option<&R::Data>,
     origin: &Origin,
 ) -> Result<()> {
-    conn.record(new_event(event_type, snapshot, previous, origin))
-        .await
-}
-
-/// The event of a change to `snapshot` (from `previous`).
-fn new_event<R: Resource>(
-    event_type: EventType,
-    snapshot: &R,
-    previous: Option<&R::Data>,
-    origin: &Origin,
-) -> NewEvent {
-    NewEvent {
+    conn.record(NewEvent {
         event_type,
         resource: snapshot.name().to_string(),
         sequence: R::sequence(event_type, snapshot),
         data: R::event(event_type, snapshot, previous),
         actor: origin.actor.clone(),
         request_id: origin.request_id,
-    }
+    })
+    .await
 }
 
 /// The parent named in a create of `R` (`""` for top-level resources).

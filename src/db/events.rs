@@ -92,14 +92,11 @@ pub struct EventRow {
 }
 
 /// Records an event in the current transaction.
-pub fn insert<'a>(
-    conn: &'a AsyncPgConnection,
-    row: &NewEventRow,
-) -> impl std::future::Future<Output = QueryResult<()>> + Send + 'a {
-    let mut conn = conn;
-    let inserted = super::statement::rendered_once!(diesel::insert_into(events::table).values(row))
-        .execute(&mut conn);
-    async move { inserted.await.map(drop) }
+pub async fn insert(conn: &mut AsyncPgConnection, row: &NewEventRow) -> QueryResult<()> {
+    super::statement::rendered_once!(diesel::insert_into(events::table).values(row))
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Records many events in the current transaction, in one statement per thousand (an

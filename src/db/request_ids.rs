@@ -6,7 +6,7 @@
 //! response is replayed; if it rolled back, the claim succeeds and the write runs. Either
 //! way exactly one write happens.
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use diesel::{
     pg::Pg,
@@ -56,21 +56,6 @@ pub async fn claim(
     request_id: Uuid,
     fingerprint: &[u8],
 ) -> QueryResult<Claim> {
-    if try_claim(conn, request_id, fingerprint).await? {
-        return Ok(Claim::Fresh);
-    }
-    used(conn, request_id).await
-}
-
-/// Inserts the claim of `request_id`; whether it was new (false: a committed or concurrent
-/// write has it). Sent on a shared connection, it is pipelined with the futures polled
-/// beside it (see `store::claim_and_insert`).
-pub fn try_claim<'a>(
-    conn: &'a AsyncPgConnection,
-    request_id: Uuid,
-    fingerprint: &[u8],
-) -> impl Future<Output = QueryResult<bool>> + Send + 'a {
-    let mut conn = conn;
     let inserted = super::statement::rendered_once!(
         diesel::insert_into(request_ids::table)
             .values((
@@ -80,12 +65,11 @@ pub fn try_claim<'a>(
             .on_conflict(request_ids::request_id)
             .do_nothing()
     )
-    .execute(&mut conn);
-    async move { Ok(inserted.await? == 1) }
-}
-
-/// The claim of a used `request_id`: its fingerprint and stored response.
-pub async fn used(conn: &mut AsyncPgConnection, request_id: Uuid) -> QueryResult<Claim> {
+    .execute(conn)
+    .await?;
+    if inserted == 1 {
+        return Ok(Claim::Fresh);
+    }
     let (fingerprint, response, response_v1, customer_id, forgotten_reason) = request_ids::table
         .find(request_id)
         .select((
@@ -114,20 +98,20 @@ pub async fn used(conn: &mut AsyncPgConnection, request_id: Uuid) -> QueryResult
 
 /// Stores the response of the write that claimed `request_id`, in the current version of
 /// `crate::encoding::replay`, with the customer whose personal data it holds.
-pub fn complete<'a>(
-    conn: &'a AsyncPgConnection,
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
     request_id: Uuid,
     response: &[u8],
     customer_id: Option<Uuid>,
-) -> impl Future<Output = QueryResult<()>> + Send + 'a {
-    let mut conn = conn;
-    let done = Complete {
+) -> QueryResult<()> {
+    Complete {
         request_id,
         response,
         customer_id,
     }
-    .execute(&mut conn);
-    async move { done.await.map(drop) }
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// `UPDATE request_ids SET response_pb = $1, customer_id = $2 WHERE request_id = $3`, spelled out as a query

@@ -20,8 +20,8 @@ use crate::{
         replay::{Forgotten, StoredReplay},
         resource::Resource,
         store::{
-            Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Speculative,
-            Storage, Store, Transact, WriteBody,
+            Bulk, Claim, Conflict, Lock, NewEvent, ReadBody, Repository, Restore, Storage, Store,
+            Transact, WriteBody,
         },
     },
     domain::{
@@ -151,51 +151,6 @@ fn external_id_conflict(detail: &str) -> Option<Conflict> {
     })
 }
 
-/// The core's view of a claim.
-fn claim_of(claim: request_ids::Claim) -> Claim {
-    match claim {
-        request_ids::Claim::Fresh => Claim::Fresh,
-        request_ids::Claim::Used {
-            fingerprint,
-            response,
-            response_v1,
-            customer_id,
-            forgotten_reason,
-        } => Claim::Used {
-            fingerprint,
-            response: match (response, response_v1) {
-                (Some(bytes), _) => StoredReplay::Bytes(bytes),
-                (None, Some(json)) => StoredReplay::Json(json),
-                // The stored reason; a row an older release forgot has none:
-                // its purge kept the owner, its erasure cleared it.
-                (None, None) => {
-                    StoredReplay::Forgotten(match (forgotten_reason.as_deref(), customer_id) {
-                        (Some(request_ids::PURGED) | None, Some(customer)) => {
-                            Forgotten::Purged { customer }
-                        }
-                        _ => Forgotten::Erased,
-                    })
-                }
-            },
-        },
-    }
-}
-
-/// The bytes of a response to store: only the current encoding is ever written.
-fn current_replay(response: StoredReplay) -> Result<Vec<u8>> {
-    match response {
-        StoredReplay::Bytes(bytes) => Ok(bytes),
-        StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(&Unreachable(
-            "only current replays are written",
-        ))),
-    }
-}
-
-/// The savepoint a speculative insert is undone to.
-const SPECULATIVE: &str = "SAVEPOINT speculative";
-/// Undoes a speculative insert (and clears the error it may have raised).
-const UNDO_SPECULATIVE: &str = "ROLLBACK TO SAVEPOINT speculative";
-
 /// The repository of a soft-deleted resource stored one row each in `$table` (the module of
 /// its [`soft_deleted_statements!`](super::table::soft_deleted_statements)), whose unique
 /// violations are typed conflicts.
@@ -232,42 +187,6 @@ macro_rules! soft_deleted_repository {
                 let row = $new::new(name.id(), data, actor);
                 let stored = $table::insert(self, &row).await.map_err(conflict)?;
                 Ok($resource::try_from(stored)?)
-            }
-
-            async fn claim_and_insert(
-                &mut self,
-                request_id: Uuid,
-                fingerprint: &[u8],
-                name: <$resource as Resource>::Name,
-                data: &<$resource as Resource>::Data,
-                actor: &str,
-            ) -> Result<Speculative<$resource>> {
-                use diesel_async::RunQueryDsl as _;
-                let row = $new::new(name.id(), data, actor);
-                // One round trip: the claim, a savepoint, the insert. PostgreSQL runs them
-                // in that order, so the claim has waited for any concurrent holder of the
-                // id before the insert starts; a used id undoes the insert (or the error
-                // it raised, such as the taken email of the replayed create itself).
-                let (claimed, saved, inserted) = {
-                    let conn: &AsyncPgConnection = self;
-                    let mut savepoint_conn = conn;
-                    futures_util::future::join3(
-                        request_ids::try_claim(conn, request_id, fingerprint),
-                        diesel::sql_query(SPECULATIVE).execute(&mut savepoint_conn),
-                        $table::insert(conn, &row),
-                    )
-                    .await
-                };
-                if claimed? {
-                    saved?;
-                    let stored = inserted.map_err(conflict)?;
-                    return Ok(Speculative::Inserted($resource::try_from(stored)?));
-                }
-                saved?;
-                diesel::sql_query(UNDO_SPECULATIVE).execute(self).await?;
-                Ok(Speculative::Used(claim_of(
-                    request_ids::used(self, request_id).await?,
-                )))
             }
 
             async fn update(
@@ -342,9 +261,34 @@ impl Repository<Note> for AsyncPgConnection {
 
 impl Storage for AsyncPgConnection {
     async fn claim(&mut self, request_id: Uuid, fingerprint: &[u8]) -> Result<Claim> {
-        Ok(claim_of(
-            request_ids::claim(self, request_id, fingerprint).await?,
-        ))
+        Ok(
+            match request_ids::claim(self, request_id, fingerprint).await? {
+                request_ids::Claim::Fresh => Claim::Fresh,
+                request_ids::Claim::Used {
+                    fingerprint,
+                    response,
+                    response_v1,
+                    customer_id,
+                    forgotten_reason,
+                } => Claim::Used {
+                    fingerprint,
+                    response: match (response, response_v1) {
+                        (Some(bytes), _) => StoredReplay::Bytes(bytes),
+                        (None, Some(json)) => StoredReplay::Json(json),
+                        // The stored reason; a row an older release forgot has none:
+                        // its purge kept the owner, its erasure cleared it.
+                        (None, None) => StoredReplay::Forgotten(
+                            match (forgotten_reason.as_deref(), customer_id) {
+                                (Some(request_ids::PURGED) | None, Some(customer)) => {
+                                    Forgotten::Purged { customer }
+                                }
+                                _ => Forgotten::Erased,
+                            },
+                        ),
+                    },
+                },
+            },
+        )
     }
 
     async fn complete(
@@ -353,35 +297,19 @@ impl Storage for AsyncPgConnection {
         response: StoredReplay,
         customer: Option<Uuid>,
     ) -> Result<()> {
-        let bytes = current_replay(response)?;
-        request_ids::complete(self, request_id, &bytes, customer).await?;
-        Ok(())
+        match response {
+            StoredReplay::Bytes(bytes) => {
+                request_ids::complete(self, request_id, &bytes, customer).await?;
+                Ok(())
+            }
+            StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(
+                &Unreachable("only current replays are written"),
+            )),
+        }
     }
 
     async fn record(&mut self, event: NewEvent) -> Result<()> {
         events::insert(self, &event_row(event, crate::telemetry::traceparent())).await?;
-        Ok(())
-    }
-
-    async fn record_and_complete(
-        &mut self,
-        event: NewEvent,
-        request_id: Uuid,
-        response: StoredReplay,
-        customer: Option<Uuid>,
-    ) -> Result<()> {
-        let bytes = current_replay(response)?;
-        let row = event_row(event, crate::telemetry::traceparent());
-        // Polled together, the two statements go out in one round trip (diesel-async
-        // pipelines the futures of a shared connection in the order they first send).
-        let conn: &AsyncPgConnection = self;
-        let (recorded, completed) = futures_util::future::join(
-            events::insert(conn, &row),
-            request_ids::complete(conn, request_id, &bytes, customer),
-        )
-        .await;
-        recorded?;
-        completed?;
         Ok(())
     }
 

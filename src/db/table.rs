@@ -64,19 +64,14 @@ pub(crate) use bumped;
 macro_rules! versioned_statements {
     ($table:ident: $row:ident, $new:ident, $changes:ident $(, also $also:expr)?) => {
         /// Inserts a new row and returns it as stored.
-        ///
-        /// On a shared connection it is pipelined with the futures polled beside it.
-        pub fn insert<'a>(
-            conn: &'a AsyncPgConnection,
-            row: &$new,
-        ) -> impl ::std::future::Future<Output = QueryResult<$row>> + Send + 'a {
-            let mut conn = conn;
+        pub async fn insert(conn: &mut AsyncPgConnection, row: &$new) -> QueryResult<$row> {
             $crate::db::statement::rendered_once!(
                 diesel::insert_into($table::table)
                     .values(row)
                     .returning($row::as_returning())
             )
-            .get_result(&mut conn)
+            .get_result(conn)
+            .await
         }
 
         /// Writes new column values, bumping the version and update time.

@@ -51,11 +51,6 @@ impl Resource for Company {
         Company::name(self)
     }
 
-    fn checks_on_create(_: &Self::Data) -> bool {
-        // A company has no parent and refers to nothing.
-        false
-    }
-
     fn gate(gates: &crate::core::coalesce::Gates) -> Option<&crate::core::coalesce::Gate<Self>> {
         Some(&gates.companies)
     }

@@ -182,10 +182,6 @@ impl Resource for Customer {
     }
 
     /// Only a new reference is checked: a customer keeps the company it has.
-    fn checks_on_create(data: &CustomerData) -> bool {
-        data.company.is_some()
-    }
-
     async fn check_references<C: Storage>(
         conn: &mut C,
         data: &CustomerData,

@@ -175,8 +175,9 @@ async fn retried_request_id_returns_the_first_response_without_a_second_write() 
     assert_eq!(app.count("customers", "").await, 1);
 }
 
-/// A retry's claim and insert share a round trip, the insert speculative: here the email is
-/// free again (the customer was deleted), so that insert succeeds and must be undone.
+/// A retry after its customer was deleted: the email is free again, so an insert would
+/// succeed; the retry must replay and store nothing (a write path that inserts before it
+/// knows the claim, as pass 11 tried, must undo that insert).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_the_customer_was_deleted_replays_and_stores_nothing_new() {
     let app = TestApp::spawn().await;

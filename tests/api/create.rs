@@ -14,6 +14,16 @@ fn create_request(customer: pb::Customer, request_id: &str) -> pb::CreateCustome
     }
 }
 
+/// CreateCustomer under `request_id`, which must succeed.
+async fn create(app: &TestApp, customer: pb::Customer, request_id: &str) -> pb::Customer {
+    app.client
+        .clone()
+        .create_customer(create_request(customer, request_id))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_returns_the_stored_customer_with_server_fields() {
     let app = TestApp::spawn().await;
@@ -156,20 +166,8 @@ async fn retried_request_id_returns_the_first_response_without_a_second_write() 
     let request_id = uuid::Uuid::new_v4().to_string();
     let customer = new_customer("Alan", "Turing");
 
-    let first = app
-        .client
-        .clone()
-        .create_customer(create_request(customer.clone(), &request_id))
-        .await
-        .unwrap()
-        .into_inner();
-    let retry = app
-        .client
-        .clone()
-        .create_customer(create_request(customer, &request_id))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = create(&app, customer.clone(), &request_id).await;
+    let retry = create(&app, customer, &request_id).await;
 
     assert_eq!(retry, first);
     assert_eq!(app.count("customers", "").await, 1);
@@ -183,13 +181,7 @@ async fn a_retry_after_the_customer_was_deleted_replays_and_stores_nothing_new()
     let app = TestApp::spawn().await;
     let request_id = uuid::Uuid::new_v4().to_string();
     let customer = new_customer("Grace", "Hopper");
-    let first = app
-        .client
-        .clone()
-        .create_customer(create_request(customer.clone(), &request_id))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = create(&app, customer.clone(), &request_id).await;
     app.client
         .clone()
         .delete_customer(pb::DeleteCustomerRequest {
@@ -201,13 +193,7 @@ async fn a_retry_after_the_customer_was_deleted_replays_and_stores_nothing_new()
         .unwrap();
     let events = app.count("events", "").await;
 
-    let retry = app
-        .client
-        .clone()
-        .create_customer(create_request(customer, &request_id))
-        .await
-        .unwrap()
-        .into_inner();
+    let retry = create(&app, customer, &request_id).await;
 
     assert_eq!(retry, first);
     assert_eq!(app.count("customers", "").await, 1);

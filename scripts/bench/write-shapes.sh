@@ -29,6 +29,10 @@
 #   can send while the event and response are made from the row PostgreSQL returns (its
 #   create_time, version).
 # - one-round-trip: all six statements in one pipeline.
+# - merged (only when named in BENCH_SHAPES): four statements in four round trips, the claim
+#   and the insert as one (`WITH claim AS (INSERT … ON CONFLICT DO NOTHING RETURNING …)
+#   INSERT … SELECT … FROM claim`: a used id inserts nothing), the event and the stored
+#   response as another.
 # - one-statement (a script of its own): claim, insert and event as one statement
 #   (data-modifying CTEs), the response stored with the claim: only possible if the service
 #   made the row's timestamps.
@@ -54,6 +58,7 @@ declare -A ROUND_TRIPS=(
     [without-request-id]="BEGIN / insert / event-without-request-id / COMMIT"
     [four-round-trips]="BEGIN / claim insert / event response / COMMIT"
     [four-round-trips-savepoint]="BEGIN / claim SAVEPOINT insert / event response / COMMIT"
+    [merged]="BEGIN / claim-and-insert / event-and-response / COMMIT"
     [two-round-trips]="BEGIN claim insert / event response COMMIT"
     [one-round-trip]="BEGIN claim insert event response COMMIT"
 )

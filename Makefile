@@ -198,6 +198,7 @@ bench-instructions: ## Server instructions per Get/List/search/Create (callgrind
 bench-write-shapes: ## PostgreSQL alone running one CreateCustomer's statements in seven shapes (pgbench)
 	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	$(CARGO) build --release -p customer-api
+	$(CARGO) build --release -p customer-bench
 	scripts/bench/write-shapes.sh
 
 lint: ## rustfmt check, clippy with -D warnings, dependency policy (cargo-deny, offline)

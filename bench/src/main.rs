@@ -102,8 +102,17 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:18080")]
     addr: SocketAddr,
     /// Bearer token with customers.read, customers.write and customers.export.
-    #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
-    token: String,
+    #[arg(
+        long,
+        env = "BENCH_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "print_pgbench_script"
+    )]
+    token: Option<String>,
+    /// Prints a pgbench baseline's script and exits, so that other measurements
+    /// (scripts/bench/write-shapes.sh) run exactly this run's baseline.
+    #[arg(long, value_enum)]
+    print_pgbench_script: Option<Baseline>,
     /// Seeded customers (ids 1..=rows, see scripts/bench/seed.sql).
     #[arg(long, env = "BENCH_ROWS", default_value_t = 100_000)]
     rows: u64,
@@ -265,6 +274,10 @@ async fn hook(command: Option<&str>, scenario: &str) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(baseline) = args.print_pgbench_script {
+        print!("{}", baseline.script());
+        return ExitCode::SUCCESS;
+    }
     procfs::set_clock_ticks(args.clock_ticks);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -303,7 +316,8 @@ async fn run(args: Args) -> Result<(), String> {
             .filter(|s| args.scenarios.iter().any(|a| a == s))
             .collect()
     };
-    let target = Target::new(args.addr, &args.token)?;
+    // Present: clap requires it unless the run only prints a script.
+    let target = Target::new(args.addr, args.token.as_deref().unwrap_or_default())?;
     wait_until_ready(&target).await?;
     let grpc = Grpc::connect(&target, args.connections).await?;
     let plan = Plan {

@@ -24,7 +24,7 @@ const COLUMNS: &str = "id, given_name, family_name, email, phone, address, statu
                        business_id, labels, version, create_time, update_time, delete_time";
 
 /// A baseline script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Baseline {
     /// Prepared primary-key SELECT.
     Select,
@@ -33,7 +33,8 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    fn script(self) -> String {
+    /// The pgbench script (`--print-pgbench-script` prints it for other scripts to run).
+    pub fn script(self) -> String {
         match self {
             Self::Select => format!(
                 "\\set i random(1, :rows)\n\

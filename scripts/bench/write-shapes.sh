@@ -17,7 +17,8 @@
 # log, are each in a file of scripts/bench/write-shapes/ (claim, insert, event, response; ids
 # sets the customer, request and event ids of a transaction). The shapes group them into
 # round trips: `/` ends one, and a round trip of several statements is a pgbench pipeline.
-# - single-insert (a script of its own): the `pgbench-insert` baseline of `make bench`.
+# - single-insert: the `pgbench-insert` baseline of `make bench`, as customer-bench prints it
+#   (`--print-pgbench-script insert`), so both compare against the same statement.
 # - today: what the service sends, one round trip each.
 # - without-request-id: what it sends for a create without a request id (no claim, no
 #   stored response; the event's request id is NULL).
@@ -33,7 +34,7 @@
 #   and the insert as one (`WITH claim AS (INSERT … ON CONFLICT DO NOTHING RETURNING …)
 #   INSERT … SELECT … FROM claim`: a used id inserts nothing), the event and the stored
 #   response as another.
-# - one-statement (a script of its own): claim, insert and event as one statement
+# - one-statement (one-statement.sql): claim, insert and event as one statement
 #   (data-modifying CTEs), the response stored with the claim: only possible if the service
 #   made the row's timestamps.
 #
@@ -46,6 +47,8 @@ set -euo pipefail
 SERVER_START=manual
 BENCH_DB_NAME=${BENCH_DB_NAME:-customer_api_bench_shapes}
 source "$(dirname "$0")/server.sh"
+BENCH=$ROOT/target/release/customer-bench
+[ -x "$BENCH" ] || { echo "build first: cargo build --release -p customer-bench" >&2; exit 1; }
 
 DIR=$ROOT/scripts/bench/write-shapes
 DURATION=${BENCH_DURATION:-10}
@@ -64,15 +67,20 @@ declare -A ROUND_TRIPS=(
 )
 SCRIPTS=$OUT/write-shapes
 mkdir -p "$SCRIPTS"
-# script SHAPE: writes $SCRIPTS/SHAPE.sql from its round trips (or copies a whole script).
+# script SHAPE: writes $SCRIPTS/SHAPE.sql: the baseline as customer-bench prints it, or the
+# transaction's ids and then its round trips (or a statement of its own).
 script() {
     local shape=$1 out=$SCRIPTS/$1.sql
-    if [ -z "${ROUND_TRIPS[$shape]:-}" ]; then
-        [ -f "$DIR/$shape.sql" ] || { echo "no shape $shape" >&2; exit 1; }
-        cp "$DIR/$shape.sql" "$out"
+    if [ "$shape" = single-insert ]; then
+        "$BENCH" --print-pgbench-script insert >"$out"
         return
     fi
     cat "$DIR/ids.sql" >"$out"
+    if [ -z "${ROUND_TRIPS[$shape]:-}" ]; then
+        [ -f "$DIR/$shape.sql" ] || { echo "no shape $shape" >&2; exit 1; }
+        cat "$DIR/$shape.sql" >>"$out"
+        return
+    fi
     local trip statement
     IFS=/ read -r -a trips <<<"${ROUND_TRIPS[$shape]}"
     for trip in "${trips[@]}"; do

@@ -19,7 +19,12 @@
 # round trips: `/` ends one, and a round trip of several statements is a pgbench pipeline.
 # - single-insert: the `pgbench-insert` baseline of `make bench`, as customer-bench prints it
 #   (`--print-pgbench-script insert`), so both compare against the same statement.
-# - today: what the service sends, one round trip each.
+# - claim-last: what the service sends since pass 12, one round trip each: BEGIN; insert;
+#   event; the claim with the response as one INSERT (claim-last.sql); COMMIT.
+# - claim-first: what it sent before (pass 11's `today`): BEGIN; claim; insert; event;
+#   response (an UPDATE of the claim); COMMIT.
+# - claim-last-pipelined (only when named): claim-last with the event and the claim as one
+#   pipeline.
 # - without-request-id: what it sends for a create without a request id (no claim, no
 #   stored response; the event's request id is NULL).
 # - four-round-trips: BEGIN; (claim + insert); (event + response); COMMIT.
@@ -55,13 +60,15 @@ DURATION=${BENCH_DURATION:-10}
 CLIENTS=${BENCH_CONCURRENCY:-32}
 THREADS=${BENCH_THREADS:-2}
 REPEATS=${BENCH_REPEATS:-2}
-IFS=, read -r -a shapes <<<"${BENCH_SHAPES:-single-insert,today,without-request-id,four-round-trips,two-round-trips,one-round-trip,one-statement}"
+IFS=, read -r -a shapes <<<"${BENCH_SHAPES:-single-insert,claim-last,claim-first,without-request-id,four-round-trips,two-round-trips,one-round-trip,one-statement}"
 declare -A ROUND_TRIPS=(
-    [today]="BEGIN / claim / insert / event / response / COMMIT"
+    [claim-first]="BEGIN / claim / insert / event / response / COMMIT"
     [without-request-id]="BEGIN / insert / event-without-request-id / COMMIT"
     [four-round-trips]="BEGIN / claim insert / event response / COMMIT"
     [four-round-trips-savepoint]="BEGIN / claim SAVEPOINT insert / event response / COMMIT"
     [merged]="BEGIN / claim-and-insert / event-and-response / COMMIT"
+    [claim-last]="BEGIN / insert / event / claim-last / COMMIT"
+    [claim-last-pipelined]="BEGIN / insert / event claim-last / COMMIT"
     [two-round-trips]="BEGIN claim insert / event response COMMIT"
     [one-round-trip]="BEGIN claim insert event response COMMIT"
 )

@@ -338,6 +338,22 @@ impl Storage for MemConn {
         Ok(())
     }
 
+    async fn claim_with_response(
+        &mut self,
+        request_id: Uuid,
+        fingerprint: &[u8],
+        response: StoredReplay,
+        _: Option<Uuid>,
+    ) -> Result<bool> {
+        if self.state.request_ids.contains_key(&request_id) {
+            return Ok(false);
+        }
+        self.state
+            .request_ids
+            .insert(request_id, (fingerprint.to_vec(), Some(response)));
+        Ok(true)
+    }
+
     async fn record(&mut self, event: NewEvent) -> Result<()> {
         self.state.events.push(event);
         Ok(())
@@ -491,6 +507,34 @@ mod tests {
         assert_eq!(state.customers.len(), 1);
         assert_eq!(event_types(&state), [EventType::CustomerRegistered]);
         assert_eq!(state.events[0].request_id.map(|u| u.to_string()), Some(id));
+    }
+
+    /// A write claims its request id last: a retry whose own run succeeds (its customer was
+    /// deleted, so the email is free) must be rolled back and answered by the claim.
+    #[tokio::test]
+    async fn a_retry_whose_run_would_succeed_replays_and_writes_nothing() {
+        let (service, store) = service();
+        let id = Uuid::new_v4().to_string();
+        let first = service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap();
+        service
+            .delete::<Customer>(delete(first.name().to_string(), false), "user:a")
+            .await
+            .unwrap();
+        let before = store.snapshot().await;
+
+        let again = service
+            .create::<Customer>("", ada(), &id, "user:a")
+            .await
+            .unwrap();
+
+        assert_eq!(again, first);
+        let after = store.snapshot().await;
+        assert_eq!(after.customers.len(), 1);
+        assert_eq!(event_types(&after), event_types(&before));
+        assert_eq!(after.request_ids.len(), 1);
     }
 
     #[tokio::test]

@@ -147,6 +147,17 @@ pub trait Storage:
         customer: Option<Uuid>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Claims `request_id` for a request with `fingerprint` and records its response in one
+    /// go, at the end of a write that ran before claiming; `false` (nothing written) when a
+    /// committed write used the id, and the transaction must roll back.
+    fn claim_with_response(
+        &mut self,
+        request_id: Uuid,
+        fingerprint: &[u8],
+        response: super::replay::StoredReplay,
+        customer: Option<Uuid>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Records an event in the outbox.
     fn record(&mut self, event: NewEvent) -> impl Future<Output = Result<()>> + Send;
 

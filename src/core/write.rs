@@ -1,5 +1,6 @@
-//! The one write path: validate → idempotent transaction (claim the request id, check the
-//! parent, lock, check the etag, change, record the event, store the response) → respond.
+//! The one write path: validate → idempotent transaction (check the parent, lock, check the
+//! etag, change, record the event, then claim the request id and store the response in one
+//! statement; a used id rolls back and takes the path that claims first) → respond.
 //!
 //! Every create, update, delete and undelete of every resource runs through these functions;
 //! a resource contributes only its declaration ([`Resource`]) and its hooks.
@@ -127,7 +128,7 @@ where
             actor: actor.to_owned(),
             request_id,
         };
-        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+        self.optimistic(request_id, fingerprint, async move |conn: &mut S::Conn| {
             insert_new(conn, name, &data, &origin).await
         })
         .await
@@ -233,7 +234,7 @@ where
             allow_missing,
             ..
         } = request;
-        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+        self.optimistic(request_id, fingerprint, async move |conn: &mut S::Conn| {
             if allow_missing && etag.is_empty() {
                 // Two creates of one missing name take turns: the second finds the first's.
                 conn.lock_key(&name.to_string()).await?;
@@ -281,7 +282,7 @@ where
         };
         let retention = self.retention;
         let DeleteRequest { etag, force, .. } = request;
-        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+        self.optimistic(request_id, fingerprint, async move |conn: &mut S::Conn| {
             let current = locked_live::<R, _>(conn, name, &etag).await?;
             R::before_delete(conn, &current, force, &origin).await?;
             let removed = Repository::<R>::remove(conn, &current, &origin.actor).await?;
@@ -324,7 +325,7 @@ where
             )));
         };
         let name = parsed;
-        self.idempotent(request_id, fingerprint, async move |conn: &mut S::Conn| {
+        self.optimistic(request_id, fingerprint, async move |conn: &mut S::Conn| {
             let current = Repository::<R>::find(conn, name, Lock::Update)
                 .await?
                 .ok_or_else(|| R::not_found(name))?;
@@ -343,6 +344,62 @@ where
             Ok(restored)
         })
         .await
+    }
+
+    /// [`Writer::idempotent`] for a write of one resource, claiming its request id last: the
+    /// body runs first, then one statement claims the id and stores the response. When the
+    /// id turns out used (a retry: its first write committed), the transaction rolls back
+    /// and the request runs again on [`Writer::idempotent`]'s path, which replays the first
+    /// response or refuses a different request.
+    ///
+    /// A first attempt thus saves a statement and a round trip, and writes the
+    /// `request_ids` row once instead of inserting and then updating it (issue 20). A retry
+    /// pays for its body twice, so this is for bodies of a bounded handful of statements;
+    /// heavier writes (imports, merges, erasures) claim first. A retry's body may fail
+    /// where the first attempt succeeded (the email it registered is taken, the etag it
+    /// checked has moved on): every failure that a first write can explain is therefore
+    /// answered on the claiming path too; only the database being unreachable or too slow
+    /// is not (running again would only wait for it twice).
+    ///
+    /// Two requests with one id racing, one on each path, can each hold what the other
+    /// waits for (the claim, a row lock): PostgreSQL ends the one it picks as a deadlock,
+    /// and that one, a failure like any other, gets its answer on the claiming path.
+    pub async fn optimistic<R, F>(
+        &self,
+        request_id: Option<Uuid>,
+        fingerprint: Fingerprint,
+        body: F,
+    ) -> Result<R>
+    where
+        R: Replayable + Send + 'static,
+        F: for<'r> TxBody<'r, S::Conn, R> + Clone + Send + 'static,
+    {
+        let Some(id) = request_id else {
+            return self.idempotent(None, fingerprint, body).await;
+        };
+        let first = body.clone();
+        let claimed = fingerprint.current.clone();
+        let attempt = self
+            .store
+            .write(async move |conn: &mut S::Conn| {
+                let response = first(conn).await?;
+                let owner = response.personal_data_of();
+                if conn
+                    .claim_with_response(id, &claimed, response.store_replay(), owner)
+                    .await?
+                {
+                    Ok(response)
+                } else {
+                    Err(request_id_taken())
+                }
+            })
+            .await;
+        match attempt {
+            Err(error) if answered_by_the_claim(&error) => {
+                self.idempotent(request_id, fingerprint, body).await
+            }
+            settled => settled,
+        }
     }
 
     /// Runs `body` in a write transaction under a request id: a retry of the same request
@@ -391,6 +448,26 @@ where
             })
             .await
     }
+}
+
+/// What rolls back an optimistic write whose request id a committed write used. Never sent:
+/// [`Writer::optimistic`] answers it on the claiming path.
+fn request_id_taken() -> Error {
+    Error::Aborted {
+        message: "the request id was used by a committed write".to_owned(),
+        reason: "REQUEST_ID_TAKEN",
+        resource_type: "",
+        resource_name: String::new(),
+    }
+}
+
+/// Whether an optimistic write's failure may be a retry's (its first write committed), to be
+/// answered on the claiming path: all but the database's being unreachable or too slow.
+fn answered_by_the_claim(error: &Error) -> bool {
+    !matches!(
+        error,
+        Error::Unavailable { .. } | Error::DeadlineExceeded { .. }
+    )
 }
 
 /// The `name` and `request_id` of a request about one resource (delete, undelete), both

@@ -1,10 +1,13 @@
 //! Request-id records (AIP-155): what makes a retried write safe.
 //!
-//! A write carrying a request id first *claims* the id inside its own transaction with
+//! A write carrying a request id *claims* the id inside its own transaction with
 //! `INSERT … ON CONFLICT DO NOTHING`. PostgreSQL makes a concurrent claimer of the same id wait
-//! until the first transaction ends: if it committed, the claim conflicts and the stored
-//! response is replayed; if it rolled back, the claim succeeds and the write runs. Either
-//! way exactly one write happens.
+//! until the first transaction ends: if it committed, the claim conflicts; if it rolled back,
+//! the claim succeeds. Either way exactly one write commits.
+//!
+//! A write of one resource claims last, with its response ([`claim_with_response`]): a
+//! conflict rolls its write back, and it runs again claiming first ([`claim`], then
+//! [`complete`]), which replays the stored response. Heavier writes claim first.
 
 use std::time::Duration;
 
@@ -94,6 +97,34 @@ pub async fn claim(
         customer_id,
         forgotten_reason,
     })
+}
+
+/// Claims `request_id` and stores the write's response in one statement, at the end of a
+/// write that ran before claiming (`Writer::optimistic`): `false` when the id was used by a
+/// committed write (PostgreSQL makes this wait for a concurrent claimer's transaction to
+/// end), and the caller must roll back. The row is written once, where claiming first
+/// writes it and then updates it (a new tuple in each of its indexes).
+pub async fn claim_with_response(
+    conn: &mut AsyncPgConnection,
+    request_id: Uuid,
+    fingerprint: &[u8],
+    response: &[u8],
+    customer_id: Option<Uuid>,
+) -> QueryResult<bool> {
+    let inserted = super::statement::rendered_once!(
+        diesel::insert_into(request_ids::table)
+            .values((
+                request_ids::request_id.eq(request_id),
+                request_ids::fingerprint.eq(fingerprint),
+                request_ids::response_pb.eq(response),
+                request_ids::customer_id.eq(customer_id),
+            ))
+            .on_conflict(request_ids::request_id)
+            .do_nothing()
+    )
+    .execute(conn)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Stores the response of the write that claimed `request_id`, in the current version of

@@ -308,6 +308,28 @@ impl Storage for AsyncPgConnection {
         }
     }
 
+    async fn claim_with_response(
+        &mut self,
+        request_id: Uuid,
+        fingerprint: &[u8],
+        response: StoredReplay,
+        customer: Option<Uuid>,
+    ) -> Result<bool> {
+        match response {
+            StoredReplay::Bytes(bytes) => Ok(request_ids::claim_with_response(
+                self,
+                request_id,
+                fingerprint,
+                &bytes,
+                customer,
+            )
+            .await?),
+            StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(
+                &Unreachable("only current replays are written"),
+            )),
+        }
+    }
+
     async fn record(&mut self, event: NewEvent) -> Result<()> {
         events::insert(self, &event_row(event, crate::telemetry::traceparent())).await?;
         Ok(())

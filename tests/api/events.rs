@@ -193,14 +193,15 @@ async fn every_change_records_exactly_one_event_of_its_type_with_sequence_and_di
 async fn a_rolled_back_write_leaves_neither_change_nor_event() {
     let app = TestApp::spawn().await;
     let request_id = Uuid::new_v4();
-    // Fail the write at its very last statement (recording the request id's response),
-    // after the customer and its event were inserted: the transaction must roll back whole.
+    // Fail every write of this request id's record. A create claims its id last, so its
+    // last statement fails, after the customer and its event were inserted: the transaction
+    // must roll back whole (and the claiming path it then takes fails at its claim).
     app.db()
         .await
         .batch_execute(&format!(
             "CREATE FUNCTION fail_last_step() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
-             CREATE TRIGGER fail_last_step BEFORE UPDATE ON request_ids FOR EACH ROW \
+             CREATE TRIGGER fail_last_step BEFORE INSERT OR UPDATE ON request_ids FOR EACH ROW \
              WHEN (NEW.request_id = '{request_id}') EXECUTE FUNCTION fail_last_step();"
         ))
         .await

@@ -1,0 +1,1 @@
+INSERT INTO "request_ids" ("request_id", "fingerprint", "response_pb", "customer_id") VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid, decode(repeat('02', 33), 'hex'), decode(repeat('0a2e', 125), 'hex'), ('00000000-0000-7000-9000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid) ON CONFLICT ("request_id") DO NOTHING;

@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY IF NOT EXISTS events_aggregate_position_idx ON events (aggregate, position);

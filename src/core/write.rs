@@ -395,8 +395,10 @@ where
             })
             .await;
         match attempt {
+            // Boxed: a rare path, whose state would otherwise enlarge every write's future
+            // (moved whole, by memcpy, each time the call's future is boxed or spawned).
             Err(error) if answered_by_the_claim(&error) => {
-                self.idempotent(request_id, fingerprint, body).await
+                Box::pin(self.idempotent(request_id, fingerprint, body)).await
             }
             settled => settled,
         }

@@ -486,6 +486,14 @@ mod tests {
         }
     }
 
+    /// Ada created under request id `id`, which must succeed.
+    async fn create_ada_as(service: &Writer<MemStore>, id: &str) -> Customer {
+        service
+            .create::<Customer>("", ada(), id, "user:a")
+            .await
+            .unwrap()
+    }
+
     fn event_types(state: &State) -> Vec<EventType> {
         state.events.iter().map(|e| e.event_type).collect()
     }
@@ -494,14 +502,8 @@ mod tests {
     async fn a_retry_replays_the_first_response_and_writes_once() {
         let (service, store) = service();
         let id = Uuid::new_v4().to_string();
-        let first = service
-            .create::<Customer>("", ada(), &id, "user:a")
-            .await
-            .unwrap();
-        let again = service
-            .create::<Customer>("", ada(), &id, "user:a")
-            .await
-            .unwrap();
+        let first = create_ada_as(&service, &id).await;
+        let again = create_ada_as(&service, &id).await;
         assert_eq!(first, again);
         let state = store.snapshot().await;
         assert_eq!(state.customers.len(), 1);
@@ -515,20 +517,14 @@ mod tests {
     async fn a_retry_whose_run_would_succeed_replays_and_writes_nothing() {
         let (service, store) = service();
         let id = Uuid::new_v4().to_string();
-        let first = service
-            .create::<Customer>("", ada(), &id, "user:a")
-            .await
-            .unwrap();
+        let first = create_ada_as(&service, &id).await;
         service
             .delete::<Customer>(delete(first.name().to_string(), false), "user:a")
             .await
             .unwrap();
         let before = store.snapshot().await;
 
-        let again = service
-            .create::<Customer>("", ada(), &id, "user:a")
-            .await
-            .unwrap();
+        let again = create_ada_as(&service, &id).await;
 
         assert_eq!(again, first);
         let after = store.snapshot().await;

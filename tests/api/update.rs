@@ -291,36 +291,38 @@ async fn update_to_an_email_in_use_is_already_exists() {
 async fn retried_update_request_id_replays_the_first_response() {
     let app = TestApp::spawn().await;
     let created = app.create("Ada", "Lovelace").await;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let request = pb::UpdateCustomerRequest {
+    let request = rename_once(&created, &created.etag);
+
+    let first = update_ok(&app, request.clone()).await;
+    // The retry carries the now-stale etag: it must be recognised as a retry, not re-run.
+    let retry = update_ok(&app, request).await;
+
+    assert_eq!(retry, first);
+}
+
+/// An update of `created`'s given name to "Once" under a fresh request id, checking `etag`.
+fn rename_once(created: &pb::Customer, etag: &str) -> pb::UpdateCustomerRequest {
+    pb::UpdateCustomerRequest {
         customer: Some(pb::Customer {
             name: created.name.clone(),
             given_name: "Once".into(),
-            etag: created.etag.clone(),
+            etag: etag.to_owned(),
             ..Default::default()
         }),
         update_mask: None,
-        request_id,
+        request_id: uuid::Uuid::new_v4().to_string(),
         allow_missing: false,
-    };
+    }
+}
 
-    let first = app
-        .client
-        .clone()
-        .update_customer(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    // The retry carries the now-stale etag: it must be recognised as a retry, not re-run.
-    let retry = app
-        .client
+/// Sends `request`, which must succeed.
+async fn update_ok(app: &TestApp, request: pb::UpdateCustomerRequest) -> pb::Customer {
+    app.client
         .clone()
         .update_customer(request)
         .await
         .unwrap()
-        .into_inner();
-
-    assert_eq!(retry, first);
+        .into_inner()
 }
 
 /// A retry whose own run would now fail (its customer was deleted since) still gets the
@@ -330,23 +332,8 @@ async fn retried_update_request_id_replays_the_first_response() {
 async fn a_retried_update_of_a_since_deleted_customer_replays_the_first_response() {
     let app = TestApp::spawn().await;
     let created = app.create("Ada", "Lovelace").await;
-    let request = pb::UpdateCustomerRequest {
-        customer: Some(pb::Customer {
-            name: created.name.clone(),
-            given_name: "Once".into(),
-            ..Default::default()
-        }),
-        update_mask: None,
-        request_id: uuid::Uuid::new_v4().to_string(),
-        allow_missing: false,
-    };
-    let first = app
-        .client
-        .clone()
-        .update_customer(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let request = rename_once(&created, "");
+    let first = update_ok(&app, request.clone()).await;
     app.client
         .clone()
         .delete_customer(pb::DeleteCustomerRequest {
@@ -358,13 +345,7 @@ async fn a_retried_update_of_a_since_deleted_customer_replays_the_first_response
         .unwrap();
     let events = app.count("events", "").await;
 
-    let retry = app
-        .client
-        .clone()
-        .update_customer(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let retry = update_ok(&app, request).await;
 
     assert_eq!(retry, first);
     assert_eq!(app.count("events", "").await, events);

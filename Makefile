@@ -195,7 +195,7 @@ bench-instructions: ## Server instructions per Get/List/search/Create (callgrind
 	$(CARGO) build --release -p customer-bench
 	scripts/bench/instructions.sh
 
-bench-write-shapes: ## PostgreSQL alone running one CreateCustomer's statements in seven shapes (pgbench)
+bench-write-shapes: ## PostgreSQL alone running one CreateCustomer's statements in eight shapes (pgbench)
 	@scripts/ensure-tools.sh $(BENCH_TOOLS)
 	$(CARGO) build --release -p customer-api
 	$(CARGO) build --release -p customer-bench

@@ -114,6 +114,17 @@ impl Transact<AsyncPgConnection> for PgStore {
     }
 }
 
+/// The bytes a stored response is written as: only the current version is ever written
+/// (older ones are only read back).
+fn written(response: StoredReplay) -> Result<Vec<u8>> {
+    match response {
+        StoredReplay::Bytes(bytes) => Ok(bytes),
+        StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(&Unreachable(
+            "only current replays are written",
+        ))),
+    }
+}
+
 /// Unique violations of the constraints that mean "another live resource has this value"
 /// become typed conflicts (by SQLSTATE class and constraint name); anything else is
 /// classified as usual.
@@ -297,15 +308,9 @@ impl Storage for AsyncPgConnection {
         response: StoredReplay,
         customer: Option<Uuid>,
     ) -> Result<()> {
-        match response {
-            StoredReplay::Bytes(bytes) => {
-                request_ids::complete(self, request_id, &bytes, customer).await?;
-                Ok(())
-            }
-            StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(
-                &Unreachable("only current replays are written"),
-            )),
-        }
+        let bytes = written(response)?;
+        request_ids::complete(self, request_id, &bytes, customer).await?;
+        Ok(())
     }
 
     async fn claim_with_response(
@@ -315,19 +320,11 @@ impl Storage for AsyncPgConnection {
         response: StoredReplay,
         customer: Option<Uuid>,
     ) -> Result<bool> {
-        match response {
-            StoredReplay::Bytes(bytes) => Ok(request_ids::claim_with_response(
-                self,
-                request_id,
-                fingerprint,
-                &bytes,
-                customer,
-            )
-            .await?),
-            StoredReplay::Json(_) | StoredReplay::Forgotten(_) => Err(Error::internal(
-                &Unreachable("only current replays are written"),
-            )),
-        }
+        let bytes = written(response)?;
+        Ok(
+            request_ids::claim_with_response(self, request_id, fingerprint, &bytes, customer)
+                .await?,
+        )
     }
 
     async fn record(&mut self, event: NewEvent) -> Result<()> {

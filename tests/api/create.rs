@@ -182,15 +182,7 @@ async fn a_retry_after_the_customer_was_deleted_replays_and_stores_nothing_new()
     let request_id = uuid::Uuid::new_v4().to_string();
     let customer = new_customer("Grace", "Hopper");
     let first = create(&app, customer.clone(), &request_id).await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: first.name.clone(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&first.name).await.unwrap();
     let events = app.count("events", "").await;
 
     let retry = create(&app, customer, &request_id).await;

@@ -334,15 +334,7 @@ async fn a_retried_update_of_a_since_deleted_customer_replays_the_first_response
     let created = app.create("Ada", "Lovelace").await;
     let request = rename_once(&created, "");
     let first = update_ok(&app, request.clone()).await;
-    app.client
-        .clone()
-        .delete_customer(pb::DeleteCustomerRequest {
-            name: created.name.clone(),
-            etag: String::new(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    app.delete_customer(&created.name).await.unwrap();
     let events = app.count("events", "").await;
 
     let retry = update_ok(&app, request).await;

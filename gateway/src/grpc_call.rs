@@ -163,6 +163,14 @@ fn whole_frame(bytes: &[u8]) -> Result<Option<usize>, Status> {
     Ok((rest.len() >= length).then_some(length))
 }
 
+/// Whether `trailers` are `grpc-status: 0` and nothing else.
+fn only_ok(trailers: &HeaderMap) -> bool {
+    trailers.len() == 1
+        && trailers
+            .get("grpc-status")
+            .is_some_and(|status| status.as_bytes() == b"0")
+}
+
 impl Frames {
     async fn next(&mut self) -> Result<Option<Bytes>, Status> {
         loop {
@@ -184,6 +192,11 @@ impl Frames {
                     return Err(Status::internal("truncated gRPC frame"));
                 }
                 let trailers = self.trailers.as_ref();
+                // The usual end, `grpc-status: 0` alone: no `Status` (with its copy of the
+                // trailers as metadata) to build only to find it OK.
+                if trailers.is_some_and(only_ok) {
+                    return Ok(None);
+                }
                 return match trailers.and_then(Status::from_header_map) {
                     Some(status) if status.code() == tonic::Code::Ok => Ok(None),
                     Some(status) => Err(status),

@@ -515,8 +515,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let request_id = header_text(inner.request_id.as_ref(), &parts.headers);
+            let (mut parts, body) = request.into_parts();
             if parts.method == Method::OPTIONS
                 && let Some(response) = inner.options(parts.uri.path())
             {
@@ -525,7 +524,7 @@ where
             let (index, answer) = match inner.route(&parts.method, parts.uri.path()) {
                 Ok((index, captures)) => (
                     Some(index),
-                    inner.handle(index, captures, parts, body).await,
+                    inner.handle(index, captures, &mut parts, body).await,
                 ),
                 Err(error) => (None, Err(inner.redacted(error))),
             };
@@ -533,7 +532,8 @@ where
             let (code, mut response) = match answer {
                 Ok(response) => (Code::Ok, response),
                 Err(mut error) => {
-                    if let Some(id) = request_id {
+                    // Read only for an error: a success does not quote it.
+                    if let Some(id) = header_text(inner.request_id.as_ref(), &parts.headers) {
                         error.add_error_metadata("requestId", id);
                     }
                     (error.code, error.into_response())
@@ -550,7 +550,7 @@ impl Inner {
         self: &Arc<Self>,
         index: usize,
         captures: template::Captures,
-        mut parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: B,
     ) -> Result<http::Response<axum::body::Body>, HttpError>
     where
@@ -558,7 +558,7 @@ impl Inner {
     {
         let (route, plan) = (&self.routes[index], &self.route_plans[index]);
         let body = self
-            .read_body(&parts, body)
+            .read_body(parts, body)
             .await
             .map_err(|e| self.redacted(e))?;
 
@@ -567,11 +567,11 @@ impl Inner {
         let simple = plan
             .request
             .as_ref()
-            .and_then(|simple| simple.encode(route, &parts, &captures, &body, &mut framed));
+            .and_then(|simple| simple.encode(route, parts, &captures, &body, &mut framed));
         let (metadata, if_match) = match simple {
             Some(if_match) => (transcode::metadata(&parts.headers), if_match),
             None => {
-                let prepared = transcode::prepare(route, &parts, captures, &body)
+                let prepared = transcode::prepare(route, parts, captures, &body)
                     .map_err(|e| self.redacted(e))?;
                 framed.truncate(grpc_call::FRAME_HEADER);
                 // Encoding into a Vec cannot run out of room.
@@ -643,7 +643,8 @@ impl Inner {
         bytes: &'b [u8],
         created: bool,
     ) -> Option<Answer> {
-        let header_fields = [plan.etag, plan.name];
+        // `name` only makes the `Location` of a creation.
+        let header_fields = [plan.etag, plan.name.filter(|_| created)];
         let (json, [etag, name]) = match plan.response_body {
             // The header fields found while the message is written.
             None => {
@@ -781,6 +782,19 @@ impl Inner {
         route.template.matches(path)
     }
 
+    /// [`Inner::serves`] for the path `shape` was taken of.
+    fn serves_shape(
+        route: &Route,
+        path: &str,
+        shape: &template::PathShape<'_>,
+        verb: Option<&str>,
+    ) -> Option<template::Captures> {
+        if route.template.verb.is_none() && verb.is_some() {
+            return None;
+        }
+        route.template.matches_shape(path, shape)
+    }
+
     /// The methods of the routes that serve `path`, sorted.
     fn allowed(&self, path: &str) -> Vec<&str> {
         let verb = self.verb(path);
@@ -800,14 +814,17 @@ impl Inner {
         method: &Method,
         path: &str,
     ) -> Result<(usize, template::Captures), HttpError> {
-        let verb = self.verb(path);
         let shape = template::PathShape::of(path);
+        // As `Inner::verb` finds it, from the shape.
+        let verb = shape
+            .verb()
+            .filter(|verb| self.verbs.iter().any(|known| known == verb));
         // Templates are matched only for the routes of this method that the index leaves
         // (in table order); the others are tried only to tell 405 from 404.
         for &index in self.index.candidates(method, &shape) {
             let route = &self.routes[index];
             if route.template.may_match(&shape)
-                && let Some(captures) = Self::serves(route, path, verb)
+                && let Some(captures) = Self::serves_shape(route, path, &shape, verb)
             {
                 return Ok((index, captures));
             }
@@ -848,6 +865,11 @@ impl Inner {
                 format!("the request body exceeds {} bytes", self.max_body_bytes),
             )
         };
+        // GET/DELETE usually carry nothing: skip the collection machinery (and the header:
+        // a body that has ended declares no length beyond what it held).
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Bytes::new());
+        }
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -855,10 +877,6 @@ impl Inner {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
             return Err(too_large());
-        }
-        // GET/DELETE usually carry nothing: skip the collection machinery.
-        if http_body::Body::is_end_stream(&body) {
-            return Ok(Bytes::new());
         }
         match Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),

@@ -626,7 +626,12 @@ pub fn etag_value(etag: &str) -> Option<HeaderValue> {
     if etag.starts_with("W/\"") || etag.starts_with('"') {
         HeaderValue::from_str(etag).ok()
     } else {
-        HeaderValue::from_str(&format!("\"{etag}\"")).ok()
+        // Quoted into the bytes the header keeps (no formatting machinery, no second copy).
+        let mut quoted = Vec::with_capacity(etag.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(etag.as_bytes());
+        quoted.push(b'"');
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(quoted)).ok()
     }
 }
 

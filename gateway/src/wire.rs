@@ -613,6 +613,11 @@ impl Plans {
                         (Shape::Single, kind, 0, _) => {
                             self.write_default(kind, out, depth, scratch)?;
                         }
+                        // Strings, most fields of most messages: `write_scalar` of
+                        // `scalar`, without the detour through `Scalar`.
+                        (Shape::Single, KindPlan::String, 1, Some(Data::Len(bytes))) => {
+                            Text::new(bytes)?.write(out);
+                        }
                         (Shape::Single, kind, 1, Some(data)) => {
                             self.write_scalar(kind, scalar(kind, data)?, out);
                         }

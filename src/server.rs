@@ -180,7 +180,7 @@ type ServicesRoute = tower::util::BoxCloneSyncService<
 /// futures cost ~3k instructions per call (3% of a whole GetCustomer) to find what the
 /// path's prefix tells. The router keeps the same routes (the gateway is its fallback, and
 /// none of its own routes lies under a REST prefix), so the two agree on where each request
-/// goes.
+/// goes; a `HEAD` request still takes the router, whose route strips a response's body.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     services: ServicesRoute,
@@ -252,7 +252,8 @@ where
         if Self::for_services(path) {
             let request = request.map(axum::body::Body::new);
             futures_util::future::Either::Left(self.services.call(request))
-        } else if Self::for_rest(&self.rest_prefixes, path) {
+        } else if request.method() != Method::HEAD && Self::for_rest(&self.rest_prefixes, path) {
+            // (HEAD stays with the router, which answers it without the body.)
             let request = request.map(axum::body::Body::new);
             futures_util::future::Either::Left(self.rest.call(request))
         } else {

@@ -22,6 +22,9 @@ pub struct Call {
     frames: Frames,
 }
 
+/// `grpc-status`, looked up in every response (a name made once, not parsed per lookup).
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Length of the gRPC message frame header (compression flag, 32-bit length).
 pub const FRAME_HEADER: usize = 5;
 
@@ -83,10 +86,12 @@ pub async fn start_streaming(
     metadata: HeaderMap,
     extensions: http::Extensions,
 ) -> Result<Call, Status> {
-    let mut request = Request::post(path.clone())
-        .version(Version::HTTP_2)
-        .body(body)
-        .map_err(|e| Status::internal(format!("gateway request: {e}")))?;
+    // Set part by part: the builder's checks (and its error path) are for parts that could
+    // be invalid, and these are a method, a parsed URI and a version.
+    let mut request = Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = path.clone();
+    *request.version_mut() = Version::HTTP_2;
     *request.extensions_mut() = extensions;
     let headers = request.headers_mut();
     // The request was built without headers: the metadata's map becomes its headers, not
@@ -104,7 +109,7 @@ pub async fn start_streaming(
         .await
         .unwrap_or_else(|never| match never {});
     let (parts, body) = response.into_parts();
-    let trailers_only = parts.headers.contains_key("grpc-status");
+    let trailers_only = parts.headers.contains_key(&GRPC_STATUS);
     if trailers_only {
         let status = Status::from_header_map(&parts.headers)
             .unwrap_or_else(|| Status::internal("unreadable grpc-status"));
@@ -167,7 +172,7 @@ fn whole_frame(bytes: &[u8]) -> Result<Option<usize>, Status> {
 fn only_ok(trailers: &HeaderMap) -> bool {
     trailers.len() == 1
         && trailers
-            .get("grpc-status")
+            .get(&GRPC_STATUS)
             .is_some_and(|status| status.as_bytes() == b"0")
 }
 

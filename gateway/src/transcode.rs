@@ -28,6 +28,9 @@ use crate::{
     routes::{BodyTarget, Route, resolve_path},
 };
 
+/// The header a REST client names its write's request id in.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 /// Request headers forwarded to the gRPC call as metadata (besides `grpc-metadata-*`):
 /// credentials, the request id and W3C trace context.
 const FORWARDED: [&str; 5] = [
@@ -229,12 +232,12 @@ pub fn prepare(
 
     // HTTP-native conveniences.
     let mut if_match = false;
-    if let Some(etag) = header_text(&parts.headers, header::IF_MATCH)?
+    if let Some(etag) = header_text(&parts.headers, &header::IF_MATCH)?
         && etag != "*"
     {
         if_match = set_string(&mut message, &route.body, "etag", etag);
     }
-    if let Some(key) = header_text(&parts.headers, HeaderName::from_static("idempotency-key"))? {
+    if let Some(key) = header_text(&parts.headers, &IDEMPOTENCY_KEY)? {
         set_string(&mut message, &BodyTarget::None, "request_id", key);
     }
 
@@ -525,8 +528,8 @@ fn mask_paths(
 /// A header copied into the request, trimmed; `None` when absent or blank. A value that is
 /// not visible ASCII is refused, not skipped: an `Idempotency-Key` or `If-Match` the gateway
 /// cannot read must not turn the request into an unconditional, non-idempotent one.
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, HttpError> {
-    let Some(value) = headers.get(&name) else {
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, HttpError> {
+    let Some(value) = headers.get(name) else {
         return Ok(None);
     };
     let Ok(text) = value.to_str() else {
@@ -737,7 +740,7 @@ impl SimpleRequest {
             return None;
         }
         // An unreadable header is refused by the general path.
-        let if_match = header_text(&parts.headers, header::IF_MATCH)
+        let if_match = header_text(&parts.headers, &header::IF_MATCH)
             .ok()?
             .filter(|etag| etag != "*");
         if if_match.is_some() && matches!(self.etag, EtagTarget::General) {
@@ -758,7 +761,7 @@ impl SimpleRequest {
         }
         if let (Some(number), Some(key)) = (
             self.request_id,
-            header_text(&parts.headers, HeaderName::from_static("idempotency-key")).ok()?,
+            header_text(&parts.headers, &IDEMPOTENCY_KEY).ok()?,
         ) {
             crate::wire::put_string(&[number], key.as_bytes(), out);
         }

@@ -791,9 +791,10 @@ impl Plans {
         depth: usize,
         scratch: &mut Vec<Occurrence<'a>>,
     ) -> Result<()> {
-        // (key, value occurrence or none): entries in wire order, then sorted by key. The
-        // first is kept apart, so a map of one entry (the usual size) allocates nothing.
-        let mut first: Option<MapEntry<'a>> = None;
+        // (key, value or none): entries in wire order, then sorted by key. Up to
+        // SMALL_MAP entries (the usual sizes) are kept on the stack: nothing allocated.
+        let mut small: [MapEntry<'a>; SMALL_MAP] = [(Key::Bool(false), None); SMALL_MAP];
+        let mut len = 0;
         let mut more: Vec<MapEntry<'a>> = Vec::new();
         for occurrence in &scratch[start..end] {
             if occurrence.number != number {
@@ -803,30 +804,28 @@ impl Plans {
                 return Err(Unsupported);
             };
             let parsed = map_entry(entry, key_kind, value.kind)?;
-            match first {
-                None if more.is_empty() => first = Some(parsed),
-                _ => {
-                    more.extend(first.take());
-                    more.push(parsed);
+            if let (true, Some(slot)) = (more.is_empty(), small.get_mut(len)) {
+                *slot = parsed;
+                len += 1;
+            } else {
+                if more.is_empty() {
+                    more.extend_from_slice(&small[..len]);
                 }
+                more.push(parsed);
             }
         }
-        let single: [MapEntry<'a>; 1];
-        let entries: &[MapEntry<'a>] = match first {
-            Some(entry) => {
-                single = [entry];
-                &single
-            }
-            None => {
-                more.sort_by(|a, b| a.0.cmp(&b.0));
-                // A repeated key: the general path keeps the last entry, and still checks
-                // the others.
-                if more.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-                    return Err(Unsupported);
-                }
-                &more
-            }
+        let entries: &mut [MapEntry<'a>] = if more.is_empty() {
+            &mut small[..len]
+        } else {
+            &mut more
         };
+        // Stable, as the wire order of equal keys is what the check below refuses.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // A repeated key: the general path keeps the last entry, and still checks the
+        // others.
+        if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Err(Unsupported);
+        }
         out.push(b'{');
         for (i, &(key, data)) in entries.iter().enumerate() {
             if i > 0 {
@@ -835,13 +834,14 @@ impl Plans {
             write_key(key, out);
             out.push(b':');
             match (value.kind, data) {
-                (KindPlan::Message(plan), Some(Data::Len(bytes))) => {
+                (KindPlan::Message(plan), Some(EntryValue::Message(bytes))) => {
                     self.write_message(plan, bytes, out, depth + 1, scratch)?;
                 }
                 (KindPlan::Message(plan), _) => {
                     self.write_message(plan, &[], out, depth + 1, scratch)?
                 }
-                (kind, Some(data)) => self.write_scalar(kind, scalar(kind, data)?, out),
+                (kind, Some(EntryValue::Scalar(value))) => self.write_scalar(kind, value, out),
+                (_, Some(EntryValue::Message(_))) => return Err(Unsupported),
                 (kind, None) => self.write_default(kind, out, depth, scratch)?,
             }
         }
@@ -1110,8 +1110,18 @@ fn seconds_and_nanos(mut bytes: &[u8]) -> Result<(i64, i32)> {
     Ok((seconds, nanos))
 }
 
-/// A map entry: its key, and its value's occurrence (none: the default).
-type MapEntry<'a> = (Key<'a>, Option<Data<'a>>);
+/// Most entries of a map written without allocating.
+const SMALL_MAP: usize = 4;
+
+/// A map entry: its key, and its value (none: the default).
+type MapEntry<'a> = (Key<'a>, Option<EntryValue<'a>>);
+
+/// A map entry's value: a message's bytes, or a scalar already read (and checked) once.
+#[derive(Debug, Clone, Copy)]
+enum EntryValue<'a> {
+    Message(&'a [u8]),
+    Scalar(Scalar<'a>),
+}
 
 /// The key and value of the map entry message `entry`, every occurrence in it checked (a
 /// later one wins, but each must decode as the general path's decoder requires).
@@ -1123,15 +1133,14 @@ fn map_entry(mut entry: &[u8], key_kind: KindPlan, value_kind: KindPlan) -> Resu
         match occurrence.number {
             1 => key = map_key(scalar(key_kind, occurrence.data)?)?,
             2 => {
-                if let KindPlan::Message(_) = value_kind {
+                found = Some(match (value_kind, occurrence.data) {
                     // A value message sent twice would be merged.
-                    if found.is_some() || !matches!(occurrence.data, Data::Len(_)) {
-                        return Err(Unsupported);
+                    (KindPlan::Message(_), Data::Len(bytes)) if found.is_none() => {
+                        EntryValue::Message(bytes)
                     }
-                } else {
-                    scalar(value_kind, occurrence.data)?;
-                }
-                found = Some(occurrence.data);
+                    (KindPlan::Message(_), _) => return Err(Unsupported),
+                    (kind, data) => EntryValue::Scalar(scalar(kind, data)?),
+                });
             }
             _ => {}
         }
@@ -1644,6 +1653,43 @@ mod tests {
             len_field(1, &[], out);
         });
         assert!(agree(&descriptor, &bytes));
+    }
+
+    #[test]
+    fn maps_of_more_entries_than_the_stack_holds_match() {
+        let maps = message("testing.kinds.v1.Maps");
+        let entry = |k: &[u8], v: &[u8]| {
+            wire(|e| {
+                len_field(1, k, e);
+                len_field(2, v, e);
+            })
+        };
+        // string_string (1), out of order, around SMALL_MAP entries.
+        let keys: [&[u8]; 7] = [b"g", b"c", b"e", b"a", b"f", b"b", b"d"];
+        for count in SMALL_MAP - 1..=keys.len() {
+            let bytes = wire(|out| {
+                for key in &keys[..count] {
+                    len_field(1, &entry(key, b"v"), out);
+                }
+            });
+            assert!(agree(&maps, &bytes), "{count} entries");
+            assert!(fast(&maps, &bytes).is_ok(), "{count} entries");
+        }
+        // A key repeated on either side of the spill to the heap.
+        for repeat_at in [1, SMALL_MAP, SMALL_MAP + 2] {
+            let bytes = wire(|out| {
+                for key in &keys[..repeat_at] {
+                    len_field(1, &entry(key, b"v"), out);
+                }
+                len_field(1, &entry(keys[0], b"w"), out);
+            });
+            assert!(general(&maps, &bytes).is_some());
+            assert_eq!(
+                fast(&maps, &bytes),
+                Err(Unsupported),
+                "repeat at {repeat_at}"
+            );
+        }
     }
 
     #[test]

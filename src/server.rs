@@ -181,13 +181,21 @@ type ServicesRoute = tower::util::BoxCloneSyncService<
 /// path's prefix tells. The router keeps the same routes (the gateway is its fallback, and
 /// none of its own routes lies under a REST prefix), so the two agree on where each request
 /// goes; a `HEAD` request still takes the router, whose route strips a response's body.
+///
+/// hyper clones the whole service for each request, so the two direct stacks sit behind one
+/// `Arc` and only the one a request takes is cloned.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
+    direct: Arc<Direct>,
+    router: Router,
+}
+
+/// The stacks [`Dispatch`] calls without the router.
+struct Direct {
     services: ServicesRoute,
     rest: ServicesRoute,
     /// The first segments of the REST routes (`v1`), each as `/v1/`.
-    rest_prefixes: Arc<[String]>,
-    router: Router,
+    rest_prefixes: Box<[String]>,
 }
 
 impl Dispatch {
@@ -212,7 +220,7 @@ impl Dispatch {
     }
 
     /// `/segment/` for each first literal segment of `routes`' templates, once each.
-    fn rest_prefixes(routes: &[gateway::Route]) -> Arc<[String]> {
+    fn rest_prefixes(routes: &[gateway::Route]) -> Box<[String]> {
         let mut prefixes: Vec<String> = routes
             .iter()
             .filter_map(|route| match route.template.segments.first() {
@@ -234,7 +242,7 @@ where
     type Response = http::Response<axum::body::Body>;
     type Error = Infallible;
     type Future = futures_util::future::Either<
-        <ServicesRoute as tower::Service<http::Request<axum::body::Body>>>::Future,
+        tower::util::Oneshot<ServicesRoute, http::Request<axum::body::Body>>,
         <Router as tower::Service<http::Request<B>>>::Future,
     >;
 
@@ -242,20 +250,25 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::ready!(self.services.poll_ready(cx))?;
-        std::task::ready!(self.rest.poll_ready(cx))?;
+        // The direct stacks are made ready by their `Oneshot`.
         tower::Service::<http::Request<B>>::poll_ready(&mut self.router, cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if Self::for_services(path) {
-            let request = request.map(axum::body::Body::new);
-            futures_util::future::Either::Left(self.services.call(request))
-        } else if request.method() != Method::HEAD && Self::for_rest(&self.rest_prefixes, path) {
+        let direct = if Self::for_services(path) {
+            Some(&self.direct.services)
+        } else if request.method() != Method::HEAD
+            && Self::for_rest(&self.direct.rest_prefixes, path)
+        {
             // (HEAD stays with the router, which answers it without the body.)
+            Some(&self.direct.rest)
+        } else {
+            None
+        };
+        if let Some(stack) = direct {
             let request = request.map(axum::body::Body::new);
-            futures_util::future::Either::Left(self.rest.call(request))
+            futures_util::future::Either::Left(tower::ServiceExt::oneshot(stack.clone(), request))
         } else {
             futures_util::future::Either::Right(self.router.call(request))
         }
@@ -506,9 +519,11 @@ pub(crate) fn router(
         ),
     };
     let routes = Dispatch {
-        services,
-        rest,
-        rest_prefixes,
+        direct: Arc::new(Direct {
+            services,
+            rest,
+            rest_prefixes,
+        }),
         router,
     };
     Ok(Observe::new(routes, settings.access_log_sample))

@@ -547,43 +547,65 @@ fn split_outside_braces(path: &str) -> Vec<&str> {
 mod tests {
     use super::*;
 
+    /// Templates and paths the matchers are tried on: literals, variables over several
+    /// segments, verbs, `**`, more segments than `PathShape` keeps, escapes, empty
+    /// segments.
+    const TEMPLATES: [&str; 12] = [
+        "/v1/{name=customers/*}",
+        "/v1/{name=customers/*}:undelete",
+        "/v1/customers:batchGet",
+        "/v1/customers",
+        "/v1/{parent=companies/*}/notes",
+        "/v1/{name=companies/*/notes/*}",
+        "/v1/{parent=customers/*}/{x=a/*/b}:do",
+        "/v1/{name=operations/**}",
+        "/v1/{name=**}",
+        "/a/b/c/d/e/f/g/h/i/j/k/{x=*}",
+        "/a/b/c/d/e/f/g/h/i/j/k/{x=*}/m",
+        "/healthz",
+    ];
+
+    const PATHS: [&str; 32] = [
+        "/v1/customers/abc",
+        "/v1/customers/abc:undelete",
+        "/v1/customers/:undelete",
+        "/v1/customers/abc:",
+        "/v1/customers:batchGet",
+        "/v1/customers:undelete",
+        "/v1/customers",
+        "/v1/customers/",
+        "/v1//abc",
+        "/v1/custom%65rs/abc",
+        "/v1/customers/a%2Fb",
+        "/v1/custom%65rs:batchGet",
+        "/v1/companies/c1/notes",
+        "/v1/companies/c1/notes/n1",
+        "/v1/companies/c1/notes:x",
+        "/v1/customers/c/a/z/b:do",
+        "/v1/customers/c/a//b:do",
+        "/v1/operations/a/b/c",
+        "/v1/operations",
+        "/v1/a:b/customers:undelete",
+        "/v1/customers/a:b:undelete",
+        "/v1/customers/a:undelete/b",
+        "/a/b/c/d/e/f/g/h/i/j/k/x",
+        "/a/b/c/d/e/f/g/h/i/j/k/x/m",
+        "/a/b/c/d/e/f/g/h/i/j/k/x/m/n",
+        "/v1",
+        "/healthz",
+        "/",
+        "",
+        "v1/customers",
+        "//",
+        "/é/customers/ü",
+    ];
+
     #[test]
     fn the_shape_test_never_refuses_a_path_the_template_matches() {
-        let templates = [
-            "/v1/{name=customers/*}",
-            "/v1/{name=customers/*}:undelete",
-            "/v1/customers:batchGet",
-            "/v1/customers",
-            "/v1/{parent=companies/*}/notes",
-            "/v1/{name=operations/**}",
-            "/v1/{name=**}",
-            "/healthz",
-        ];
-        let paths = [
-            "/v1/customers/abc",
-            "/v1/customers/abc:undelete",
-            "/v1/customers:batchGet",
-            "/v1/customers:undelete",
-            "/v1/customers",
-            "/v1/custom%65rs/abc",
-            "/v1/custom%65rs:batchGet",
-            "/v1/companies/c1/notes",
-            "/v1/companies/c1/notes:x",
-            "/v1/operations/a/b/c",
-            "/v1/operations",
-            "/v1/a:b/customers:undelete",
-            "/v1/customers/a:b:undelete",
-            "/v1",
-            "/healthz",
-            "/",
-            "",
-            "v1/customers",
-            "//",
-        ];
         let mut refused = 0;
-        for template in templates {
+        for template in TEMPLATES {
             let template = PathTemplate::parse(template).unwrap();
-            for path in paths {
+            for path in PATHS {
                 let may = template.may_match(&PathShape::of(path));
                 if template.matches(path).is_some() {
                     assert!(may, "{} refused {path}", template.source);
@@ -593,60 +615,12 @@ mod tests {
             }
         }
         // And it refuses most of the rest without matching.
-        assert!(refused > templates.len() * paths.len() / 2, "{refused}");
+        assert!(refused > TEMPLATES.len() * PATHS.len() / 2, "{refused}");
     }
 
     #[test]
     fn a_match_from_the_shape_is_the_match_from_the_path() {
-        let templates = [
-            "/v1/{name=customers/*}",
-            "/v1/{name=customers/*}:undelete",
-            "/v1/customers:batchGet",
-            "/v1/customers",
-            "/v1/{parent=companies/*}/notes",
-            "/v1/{name=companies/*/notes/*}",
-            "/v1/{parent=customers/*}/{x=a/*/b}:do",
-            "/v1/{name=operations/**}",
-            "/v1/{name=**}",
-            "/a/b/c/d/e/f/g/h/i/j/k/{x=*}",
-            "/a/b/c/d/e/f/g/h/i/j/k/{x=*}/m",
-            "/healthz",
-        ];
-        let paths = [
-            "/v1/customers/abc",
-            "/v1/customers/abc:undelete",
-            "/v1/customers/:undelete",
-            "/v1/customers/abc:",
-            "/v1/customers:batchGet",
-            "/v1/customers:undelete",
-            "/v1/customers",
-            "/v1/customers/",
-            "/v1//abc",
-            "/v1/custom%65rs/abc",
-            "/v1/customers/a%2Fb",
-            "/v1/custom%65rs:batchGet",
-            "/v1/companies/c1/notes",
-            "/v1/companies/c1/notes/n1",
-            "/v1/companies/c1/notes:x",
-            "/v1/customers/c/a/z/b:do",
-            "/v1/customers/c/a//b:do",
-            "/v1/operations/a/b/c",
-            "/v1/operations",
-            "/v1/a:b/customers:undelete",
-            "/v1/customers/a:b:undelete",
-            "/v1/customers/a:undelete/b",
-            "/a/b/c/d/e/f/g/h/i/j/k/x",
-            "/a/b/c/d/e/f/g/h/i/j/k/x/m",
-            "/a/b/c/d/e/f/g/h/i/j/k/x/m/n",
-            "/v1",
-            "/healthz",
-            "/",
-            "",
-            "v1/customers",
-            "//",
-            "/é/customers/ü",
-        ];
-        for path in paths.iter().filter(|path| path.starts_with('/')) {
+        for path in PATHS.iter().filter(|path| path.starts_with('/')) {
             let last_verb = path
                 .rsplit('/')
                 .next()
@@ -654,9 +628,9 @@ mod tests {
                 .map(|(_, verb)| verb);
             assert_eq!(PathShape::of(path).verb(), last_verb, "{path}");
         }
-        for template in templates {
+        for template in TEMPLATES {
             let template = PathTemplate::parse(template).unwrap();
-            for path in paths {
+            for path in PATHS {
                 assert_eq!(
                     template.matches_shape(path, &PathShape::of(path)),
                     template.matches(path),

@@ -762,28 +762,19 @@ impl Inner {
         Some(response)
     }
 
-    /// The verb a path ends in (`undelete` of `/v1/customers/1:undelete`), if some route
-    /// declares it.
-    fn verb<'p>(&self, path: &'p str) -> Option<&'p str> {
-        path.rsplit('/')
-            .next()
-            .and_then(|last| last.rsplit_once(':'))
-            .map(|(_, verb)| verb)
+    /// The verb the path of `shape` ends in (`undelete` of `/v1/customers/1:undelete`), if
+    /// some route declares it.
+    fn verb<'p>(&self, shape: &template::PathShape<'p>) -> Option<&'p str> {
+        shape
+            .verb()
             .filter(|verb| self.verbs.iter().any(|known| known == verb))
     }
 
-    /// Whether `route` serves `path`, whose declared verb is `verb`. A template without a
-    /// verb does not match a path ending in a declared verb: `/v1/customers/1:undelete` is
-    /// the undelete route's path only, not also the path of a customer `1:undelete`.
-    fn serves(route: &Route, path: &str, verb: Option<&str>) -> Option<template::Captures> {
-        if route.template.verb.is_none() && verb.is_some() {
-            return None;
-        }
-        route.template.matches(path)
-    }
-
-    /// [`Inner::serves`] for the path `shape` was taken of.
-    fn serves_shape(
+    /// Whether `route` serves `path` (whose shape is `shape` and declared verb `verb`). A
+    /// template without a verb does not match a path ending in a declared verb:
+    /// `/v1/customers/1:undelete` is the undelete route's path only, not also the path of a
+    /// customer `1:undelete`.
+    fn serves(
         route: &Route,
         path: &str,
         shape: &template::PathShape<'_>,
@@ -797,11 +788,12 @@ impl Inner {
 
     /// The methods of the routes that serve `path`, sorted.
     fn allowed(&self, path: &str) -> Vec<&str> {
-        let verb = self.verb(path);
+        let shape = template::PathShape::of(path);
+        let verb = self.verb(&shape);
         let mut allowed: Vec<&str> = self
             .routes
             .iter()
-            .filter(|route| Self::serves(route, path, verb).is_some())
+            .filter(|route| Self::serves(route, path, &shape, verb).is_some())
             .map(|route| route.method.as_str())
             .collect();
         allowed.sort_unstable();
@@ -815,16 +807,13 @@ impl Inner {
         path: &str,
     ) -> Result<(usize, template::Captures), HttpError> {
         let shape = template::PathShape::of(path);
-        // As `Inner::verb` finds it, from the shape.
-        let verb = shape
-            .verb()
-            .filter(|verb| self.verbs.iter().any(|known| known == verb));
+        let verb = self.verb(&shape);
         // Templates are matched only for the routes of this method that the index leaves
         // (in table order); the others are tried only to tell 405 from 404.
         for &index in self.index.candidates(method, &shape) {
             let route = &self.routes[index];
             if route.template.may_match(&shape)
-                && let Some(captures) = Self::serves_shape(route, path, &shape, verb)
+                && let Some(captures) = Self::serves(route, path, &shape, verb)
             {
                 return Ok((index, captures));
             }

@@ -127,13 +127,7 @@ impl<'p> PathShape<'p> {
         }
         let count = if rest.is_empty() { 0 } else { slashes + 1 };
         shape.count = Some(count);
-        let second = (count >= 2).then(|| {
-            let (from, to) = match shape.parts.get(1) {
-                Some(&bounds) => bounds,
-                None => (0, 0),
-            };
-            &rest[from..to]
-        });
+        let second = (count >= 2).then(|| &rest[shape.parts[1].0..shape.parts[1].1]);
         shape.second = second;
         // A verb is cut off the last segment only.
         shape.second_without_verb = second.map(|second| match second.rsplit_once(':') {
@@ -146,7 +140,8 @@ impl<'p> PathShape<'p> {
 }
 
 impl<'p> PathShape<'p> {
-    /// What follows the `:` in the path's last segment, if it has one there.
+    /// What follows the `:` in the path's last segment, if it has one there (the path's
+    /// last `:`, unless a `/` follows it).
     pub fn verb(&self) -> Option<&'p str> {
         self.verb.filter(|verb| !verb.contains('/'))
     }
